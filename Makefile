@@ -1,0 +1,40 @@
+# The two commands of the README: `make run` and `make test`. Both install
+# whatever is missing first (a virtualenv in .venv with pinned dependencies,
+# Debian's packaged Rust crates), and are quick when it is already there.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA_DIR ?= ./var
+LISTEN ?= tcp:9080
+ADMIN_LISTEN ?= tcp:9081:interface=127.0.0.1
+CARGO ?= $(shell command -v cargo 2>/dev/null || ls $$HOME/.cargo/bin/cargo 2>/dev/null)
+
+.PHONY: setup run test bench clean
+
+setup: $(VENV)/.installed crates
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt \
+		--config-settings editable_mode=compat -e .
+	touch $@
+
+crates:
+	@tools/setup-crates
+	@test -n "$(CARGO)" || { echo "cargo not found: install Rust (rustup) or put cargo on PATH"; exit 1; }
+
+.PHONY: crates
+
+run: setup
+	$(BIN)/twistd -n --pidfile= edgegw --data-dir "$(DATA_DIR)" \
+		--listen "$(LISTEN)" --admin-listen "$(ADMIN_LISTEN)" --cargo "$(CARGO)"
+
+test: setup
+	CARGO="$(CARGO)" $(BIN)/python tools/run-tests
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) _trial_temp .cache

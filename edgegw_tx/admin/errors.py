@@ -1,0 +1,44 @@
+"""Errors of the management API, each carrying the HTTP status it answers with."""
+
+
+class ApiError(Exception):
+    status = 500
+
+    def __init__(self, message, **extra):
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+
+class BadRequest(ApiError):
+    status = 400
+
+
+class Unauthorized(ApiError):
+    status = 401
+
+
+class Forbidden(ApiError):
+    status = 403
+
+
+class NotFound(ApiError):
+    status = 404
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+
+
+class Conflict(ApiError):
+    status = 409
+
+
+class Unprocessable(ApiError):
+    status = 422
+
+
+class WorkersFailed(ApiError):
+    """The endpoint's workers could not be started: the handler's fault, not ours."""
+
+    status = 502

@@ -1,0 +1,344 @@
+"""
+The lifecycle of endpoints: stored record, compiled artifact, running workers.
+
+The management API is a thin skin over this class. It owns the worker pools of
+running endpoints and keeps the route table in step with them; the store keeps
+what must survive a restart (an endpoint whose status is ``running`` is started
+again from its deployed binary when the gateway comes back).
+
+Lifecycle changes of one endpoint (start, stop, restart, update, delete) are
+serialised by a per-endpoint lock, so two operators clicking at once cannot
+leave two pools behind one route.
+"""
+
+import uuid
+from datetime import datetime, timezone
+
+from twisted.internet.defer import DeferredLock, inlineCallbacks, returnValue
+from twisted.logger import Logger
+
+from edgegw_tx.admin.errors import Conflict, NotFound, Unprocessable, WorkersFailed
+from edgegw_tx.admin.validation import endpoint_fields
+from edgegw_tx.build.errors import CompileFailed
+from edgegw_tx.paths import Param, parse_pattern
+from edgegw_tx.store import Conflict as StoreConflict
+
+_HIDDEN = ("path_shape",)
+
+
+def _now():
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _summary(diagnostics):
+    """The first error's message, for the record's ``last_error``."""
+    for diagnostic in diagnostics:
+        if diagnostic.get("level") == "error":
+            line = diagnostic.get("line")
+            where = f" (line {line})" if line else ""
+            return diagnostic.get("message", "error") + where
+    return "cargo failed"
+
+
+def path_shape(pattern):
+    """The route identity of a path: parameter names do not matter."""
+    return "/" + "/".join(
+        "{}" if isinstance(segment, Param) else segment.text for segment in pattern.segments
+    )
+
+
+class EndpointManager:
+    log = Logger()
+
+    def __init__(self, store, builder, routes, pool_factory, logbook):
+        """
+        ``pool_factory(record, binary, log)`` makes an unstarted worker pool for
+        an endpoint record; ``routes`` is the data plane's route table.
+        """
+        self._store = store
+        self._builder = builder
+        self._routes = routes
+        self._pool_factory = pool_factory
+        self._logbook = logbook
+        self._pools = {}
+        self._locks = {}
+
+    # reading
+
+    def view(self, record):
+        """The public shape of an endpoint record."""
+        public = {k: v for k, v in record.items() if k not in _HIDDEN}
+        pool = self._pools.get(record["id"])
+        public["pids"] = list(pool.pids) if pool is not None else []
+        return public
+
+    @inlineCallbacks
+    def get(self, endpoint_id):
+        record = yield self._store.get_endpoint(endpoint_id)
+        if record is None:
+            raise NotFound(f"no endpoint with id '{endpoint_id}'")
+        returnValue(record)
+
+    @inlineCallbacks
+    def list(self):
+        records = yield self._store.list_endpoints()
+        returnValue(records)
+
+    def logs(self, endpoint_id, since=None):
+        return self._logbook.lines(endpoint_id, since)
+
+    def running_count(self):
+        return len(self._pools)
+
+    # writing
+
+    @inlineCallbacks
+    def create(self, payload):
+        fields = endpoint_fields(payload)
+        pattern = parse_pattern(fields["path"])
+        now = _now()
+        record = dict(fields)
+        record.update(
+            id=uuid.uuid4().hex,
+            path_shape=path_shape(pattern),
+            status="created",
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            stored = yield self._store.create_endpoint(record)
+        except StoreConflict:
+            raise self._route_taken(record)
+        returnValue(stored)
+
+    @inlineCallbacks
+    def update(self, endpoint_id, payload):
+        lock = self._lock(endpoint_id)
+        yield lock.acquire()
+        try:
+            current = yield self.get(endpoint_id)
+            fields = endpoint_fields(payload, current)
+            merged = dict(current, **fields)
+            if "path" in fields:
+                fields["path_shape"] = path_shape(parse_pattern(fields["path"]))
+                merged["path_shape"] = fields["path_shape"]
+            if "code" in fields and fields["code"] != current["code"]:
+                fields["artifact"] = None
+                if current["status"] != "running":
+                    fields["status"] = "created"
+            fields["updated_at"] = _now()
+            try:
+                record = yield self._store.update_endpoint(endpoint_id, fields)
+            except StoreConflict:
+                raise self._route_taken(merged)
+            pool = self._pools.get(endpoint_id)
+            if pool is not None:
+                if not record["enabled"]:
+                    record = yield self._stop_locked(record)
+                elif any(k in fields for k in ("path", "method", "domain")):
+                    self._route(record, pool)
+        finally:
+            lock.release()
+        returnValue(record)
+
+    @inlineCallbacks
+    def delete(self, endpoint_id):
+        lock = self._lock(endpoint_id)
+        yield lock.acquire()
+        try:
+            record = yield self.get(endpoint_id)
+            if endpoint_id in self._pools:
+                yield self._stop_locked(record)
+            yield self._store.delete_endpoint(endpoint_id)
+            self._logbook.forget(endpoint_id)
+        finally:
+            lock.release()
+            self._locks.pop(endpoint_id, None)
+        returnValue(record)
+
+    @inlineCallbacks
+    def compile(self, endpoint_id):
+        """Build the endpoint's current code; fires with (record, build result)."""
+        record = yield self.get(endpoint_id)
+        code = record["code"]
+        try:
+            result = yield self._builder.build(endpoint_id, code)
+        except CompileFailed as failure:
+            latest = yield self.get(endpoint_id)
+            if latest["code"] == code:
+                yield self._store.update_endpoint(
+                    endpoint_id,
+                    {
+                        "status": "running" if endpoint_id in self._pools else "error",
+                        "artifact": None,
+                        "last_error": _summary(failure.diagnostics),
+                        "updated_at": _now(),
+                    },
+                )
+            raise Unprocessable(
+                "compilation failed: " + _summary(failure.diagnostics), diagnostics=failure.diagnostics
+            )
+        latest = yield self.get(endpoint_id)
+        if latest["code"] != code:
+            # The code changed while cargo ran: this binary is not the endpoint's.
+            returnValue((latest, result))
+        record = yield self._store.update_endpoint(
+            endpoint_id,
+            {
+                "artifact": result.digest,
+                "status": "running" if endpoint_id in self._pools else "compiled",
+                "last_error": None,
+                "updated_at": _now(),
+            },
+        )
+        returnValue((record, result))
+
+    @inlineCallbacks
+    def start(self, endpoint_id):
+        lock = self._lock(endpoint_id)
+        yield lock.acquire()
+        try:
+            record = yield self.get(endpoint_id)
+            if endpoint_id not in self._pools:
+                record = yield self._start_locked(record, record["artifact"])
+        finally:
+            lock.release()
+        returnValue(record)
+
+    @inlineCallbacks
+    def stop(self, endpoint_id):
+        lock = self._lock(endpoint_id)
+        yield lock.acquire()
+        try:
+            record = yield self.get(endpoint_id)
+            record = yield self._stop_locked(record)
+        finally:
+            lock.release()
+        returnValue(record)
+
+    @inlineCallbacks
+    def restart(self, endpoint_id):
+        """
+        Start fresh workers on the latest compiled binary, switch the route to
+        them, then drain the old ones: no request finds the endpoint missing.
+        """
+        lock = self._lock(endpoint_id)
+        yield lock.acquire()
+        try:
+            record = yield self.get(endpoint_id)
+            old = self._pools.pop(endpoint_id, None)
+            try:
+                record = yield self._start_locked(record, record["artifact"] or record["deployed"])
+            except Exception:
+                if old is not None:
+                    self._pools[endpoint_id] = old
+                raise
+            if old is not None:
+                yield old.stop()
+        finally:
+            lock.release()
+        returnValue(record)
+
+    # gateway start and stop
+
+    @inlineCallbacks
+    def restore(self):
+        """Start every endpoint that was running when the gateway stopped."""
+        records = yield self._store.list_endpoints()
+        for record in records:
+            if record["status"] != "running" or not record["deployed"]:
+                continue
+            try:
+                yield self.start_deployed(record)
+            except Exception as e:
+                self.log.error("Could not restore endpoint {id}: {error}", id=record["id"], error=e)
+
+    @inlineCallbacks
+    def start_deployed(self, record):
+        lock = self._lock(record["id"])
+        yield lock.acquire()
+        try:
+            record = yield self._start_locked(record, record["deployed"])
+        finally:
+            lock.release()
+        returnValue(record)
+
+    @inlineCallbacks
+    def stop_all(self):
+        """Stop all workers without changing what the store says should run."""
+        pools = list(self._pools.items())
+        self._pools.clear()
+        for endpoint_id, _ in pools:
+            self._routes.remove(endpoint_id)
+        for _, pool in pools:
+            try:
+                yield pool.stop()
+            except Exception as e:
+                self.log.error("Stopping workers of {name} failed: {e}", name=pool.name, e=e)
+
+    # internals
+
+    def _lock(self, endpoint_id):
+        return self._locks.setdefault(endpoint_id, DeferredLock())
+
+    def _route(self, record, pool):
+        self._routes.add(
+            record["id"],
+            record["domain"],
+            record["method"],
+            parse_pattern(record["path"]),
+            pool,
+        )
+
+    def _route_taken(self, record):
+        return Conflict(
+            "another endpoint already serves {} {} on domain '{}'".format(
+                record["method"], record["path"], record["domain"]
+            )
+        )
+
+    @inlineCallbacks
+    def _start_locked(self, record, digest):
+        endpoint_id = record["id"]
+        if not record["enabled"]:
+            raise Conflict(f"endpoint '{record['name']}' is disabled; enable it before starting")
+        binary = self._builder.artifact(digest) if digest else None
+        if binary is None:
+            raise Conflict(
+                f"endpoint '{record['name']}' is not compiled; "
+                f"POST /api/endpoints/{endpoint_id}/compile first"
+            )
+        pool = self._pool_factory(record, binary, self._logbook.writer(endpoint_id))
+        try:
+            yield pool.start()
+        except Exception as e:
+            yield pool.stop()
+            yield self._store.update_endpoint(
+                endpoint_id,
+                {"status": "error", "last_error": f"workers failed to start: {e}", "updated_at": _now()},
+            )
+            raise WorkersFailed(
+                f"the workers of endpoint '{record['name']}' failed to start: {e}; "
+                f"see GET /api/endpoints/{endpoint_id}/logs"
+            )
+        self._pools[endpoint_id] = pool
+        self._route(record, pool)
+        record = yield self._store.update_endpoint(
+            endpoint_id,
+            {"status": "running", "deployed": digest, "last_error": None, "updated_at": _now()},
+        )
+        returnValue(record)
+
+    @inlineCallbacks
+    def _stop_locked(self, record):
+        endpoint_id = record["id"]
+        pool = self._pools.pop(endpoint_id, None)
+        self._routes.remove(endpoint_id)
+        if pool is not None:
+            yield pool.stop()
+        status = "stopped" if record["deployed"] else record["status"]
+        if record["status"] == "running" or pool is not None:
+            record = yield self._store.update_endpoint(
+                endpoint_id, {"status": status, "updated_at": _now()}
+            )
+        returnValue(record)

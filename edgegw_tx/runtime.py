@@ -1,0 +1,106 @@
+"""
+The running gateway: the objects of every plane, wired, with start-up and
+shut-down in the right order.
+
+Start: open the store, load the API keys (creating the first one if there is
+none), open the listeners, then restart the endpoints that were running.
+Stop: close the listeners, drain every endpoint's workers, close the store.
+"""
+
+import os
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.web.server import Site
+
+from edgegw_tx.admin.api import AdminAPI
+from edgegw_tx.admin.auth import KeyRing
+from edgegw_tx.admin.logs import LogBook
+from edgegw_tx.admin.manager import EndpointManager
+from edgegw_tx.build.builder import Builder
+from edgegw_tx.gateway.dispatch import Dispatcher
+from edgegw_tx.gateway.routes import RouteTable
+from edgegw_tx.gateway.web import GatewayResource
+from edgegw_tx.store import SQLiteStore
+from edgegw_tx.workers.pool import WorkerPool
+
+
+class GatewayRuntime(MultiService):
+    log = Logger()
+
+    def __init__(
+        self,
+        data_dir,
+        listen,
+        admin_listen,
+        sdk_path,
+        cargo=None,
+        crate_source="auto",
+        max_frame=16 * 1024 * 1024,
+        reactor=None,
+    ):
+        super().__init__()
+        if reactor is None:
+            from twisted.internet import reactor
+        self._reactor = reactor
+        self.data_dir = os.path.abspath(data_dir)
+        self._max_frame = max_frame
+        self.store = SQLiteStore(os.path.join(self.data_dir, "edgegw.sqlite3"), reactor=reactor)
+        self.keys = KeyRing(self.store, reactor=reactor)
+        self.builder = Builder(
+            self.data_dir, sdk_path, cargo=cargo, crate_source=crate_source, reactor=reactor
+        )
+        self.routes = RouteTable()
+        self.manager = EndpointManager(
+            self.store, self.builder, self.routes, self._make_pool, LogBook(reactor)
+        )
+        self.api = AdminAPI(self.manager, self.keys, reactor)
+
+        data_site = Site(GatewayResource(Dispatcher(self.routes)), reactor=reactor)
+        data_site.displayTracebacks = False
+        data_site.noisy = False
+        admin_site = Site(self.api.resource(), reactor=reactor)
+        admin_site.displayTracebacks = False
+        admin_site.noisy = False
+        for description, site in ((listen, data_site), (admin_listen, admin_site)):
+            service = StreamServerEndpointService(serverFromString(reactor, description), site)
+            service._raiseSynchronously = True
+            service.setServiceParent(self)
+
+    def _make_pool(self, record, binary, log):
+        sandbox = os.path.join(self.data_dir, "sandbox", record["id"])
+        # A single mkdir of our own data directory: metadata only, not worth a thread.
+        os.makedirs(sandbox, exist_ok=True)
+        settings = record["settings"]
+        return WorkerPool(
+            record["name"],
+            [binary],
+            instances=settings["instances"],
+            timeout=settings["timeout"],
+            env=dict(settings["env"]),
+            cwd=sandbox,
+            log=log,
+            max_frame=self._max_frame,
+            reactor=self._reactor,
+        )
+
+    def startService(self):
+        d = self.store.open()
+        d.addCallback(lambda _: self.keys.load())
+        d.addCallback(lambda _: self.keys.bootstrap(os.path.join(self.data_dir, "admin.key")))
+        d.addCallback(lambda _: MultiService.startService(self))
+        d.addCallback(lambda _: self.manager.restore())
+        d.addErrback(self._failed_to_start)
+        return d
+
+    def _failed_to_start(self, failure):
+        self.log.failure("edgegw could not start", failure)
+        self._reactor.stop()
+
+    def stopService(self):
+        d = MultiService.stopService(self)
+        d.addCallback(lambda _: self.manager.stop_all())
+        d.addBoth(lambda _: self.store.close())
+        return d

@@ -1,0 +1,341 @@
+"""
+The route table: (host, method, path) → the target that serves it.
+
+Structure: domain → method → a trie of path segments.  Each trie node has a
+dict of literal children and at most one parameter child; parameter *names*
+live on the route (the leaf), so ``/a/{x}/c`` and ``/a/{y}/d`` share the
+parameter node.
+
+Matching rules (see also L{edgegw_tx.paths}):
+
+* Host: lower-cased, port and a trailing ``.`` stripped; the exact domain is
+  tried first, then ``*``.  A missing host only reaches ``*``.
+* Path: split on ``/`` first, then each segment is percent-decoded (UTF-8,
+  invalid sequences become U+FFFD), so ``%2F`` stays inside one segment and
+  parameter values are decoded strings.
+* At every level a literal child is tried before the parameter child, with
+  backtracking: ``/users/me`` beats ``/users/{id}``, and ``/a/{x}/c`` still
+  serves ``/a/b/c`` when ``/a/b/d`` exists.
+* A parameter matches one non-empty segment.  So a trailing slash is a
+  different path: ``/hello/`` does not match ``/hello`` (nor ``/{x}``).
+* Methods are compared exactly (HTTP methods are case-sensitive).  There is no
+  automatic HEAD: a HEAD request needs a HEAD route, otherwise it gets 405 with
+  the methods that do match.
+* 405 is returned when the path matches, under the exact domain or ``*``, for
+  some other method; ``allowed`` lists exactly the methods that would match.
+
+Mutations happen on the reactor thread, so each ``add``/``remove`` is atomic
+with respect to requests; ``add`` of an existing key swaps the leaf in one
+assignment, so a route being replaced (redeploy) is never missing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from edgegw_tx.paths import Param, PathPattern, parse_pattern, validate_method
+
+__all__ = [
+    "Match",
+    "MethodNotAllowed",
+    "NO_ROUTE",
+    "NoRoute",
+    "RouteConflict",
+    "RouteTable",
+]
+
+
+_DOMAIN = re.compile(r"(?:[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?|\[[0-9a-f:.]+\])\Z")
+
+
+class RouteConflict(ValueError):
+    """Another key already serves the same (domain, method, path shape)."""
+
+    def __init__(self, message: str, existing_key: Hashable):
+        super().__init__(message)
+        self.existing_key = existing_key
+
+
+@dataclass(slots=True)
+class Match:
+    """A route matched; ``params`` maps parameter names to decoded values."""
+
+    key: Hashable
+    target: Any
+    params: dict[str, str]
+
+
+class NoRoute:
+    """No route matches the host and path, whatever the method."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NO_ROUTE"
+
+
+NO_ROUTE = NoRoute()
+
+
+@dataclass(slots=True)
+class MethodNotAllowed:
+    """The path matches, but only for the (sorted) ``allowed`` methods."""
+
+    allowed: list[str]
+
+
+class _Node:
+    __slots__ = ("literals", "param", "entry")
+
+    def __init__(self) -> None:
+        self.literals: dict[str, _Node] = {}
+        self.param: _Node | None = None
+        self.entry: _Entry | None = None
+
+    def empty(self) -> bool:
+        return self.entry is None and self.param is None and not self.literals
+
+
+class _Entry:
+    """One registered route; never mutated, so swapping it is atomic."""
+
+    __slots__ = ("key", "target", "names", "domain", "method", "pattern")
+
+    def __init__(self, key, target, names, domain, method, pattern):
+        self.key = key
+        self.target = target
+        self.names = names
+        self.domain = domain
+        self.method = method
+        self.pattern = pattern
+
+
+def normalize_host(host: str | None) -> str:
+    """
+    The routing form of a Host header: lower case, no port, no trailing dot.
+    IPv6 literals keep their brackets (``[::1]:8080`` → ``[::1]``).
+    """
+    if not host:
+        return ""
+    host = host.lower()
+    if host[0] == "[":
+        end = host.find("]")
+        return host if end == -1 else host[: end + 1]
+    colon = host.find(":")
+    if colon != -1:
+        host = host[:colon]
+    if host and host[-1] == ".":
+        host = host[:-1]
+    return host
+
+
+def _split(path: str) -> list[str] | tuple[()] | None:
+    """Decoded segments of ``path``, or None if it is not an origin-form path."""
+    if path == "/":
+        return ()
+    if not path or path[0] != "/":
+        return None
+    segments = path[1:].split("/")
+    if "%" in path:
+        segments = [unquote(s) if "%" in s else s for s in segments]
+    return segments
+
+
+def _walk(node: _Node, segments, index: int, values: list[str]) -> _Entry | None:
+    """Depth-first: literal child, then parameter child; ``values`` collects captures."""
+    if index == len(segments):
+        return node.entry
+    segment = segments[index]
+    child = node.literals.get(segment)
+    if child is not None:
+        found = _walk(child, segments, index + 1, values)
+        if found is not None:
+            return found
+    child = node.param
+    if child is not None and segment:
+        values.append(segment)
+        found = _walk(child, segments, index + 1, values)
+        if found is not None:
+            return found
+        values.pop()
+    return None
+
+
+class RouteTable:
+    """Domain → method → segment trie.  Use from the reactor thread only."""
+
+    def __init__(self) -> None:
+        self._domains: dict[str, dict[str, _Node]] = {}
+        self._entries: dict[Hashable, _Entry] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._entries
+
+    def add(
+        self,
+        key: Hashable,
+        domain: str,
+        method: str,
+        pattern: PathPattern | str,
+        target: Any,
+    ) -> None:
+        """
+        Route (domain, method, pattern) to ``target`` under ``key``.
+
+        Re-adding an existing key replaces its route in place (same location)
+        or adds the new one before removing the old (moved), so no request sees
+        a gap.
+
+        @param domain: a host name, or ``*`` for any host.
+        @raise RouteConflict: another key serves the same domain, method and
+            pattern shape; the table is unchanged.
+        @raise ValueError: bad domain, method or pattern.
+        """
+        if isinstance(pattern, str):
+            pattern = parse_pattern(pattern)
+        domain = self._domain(domain)
+        method = validate_method(method)
+        segments = pattern.segments
+
+        existing = self._leaf(domain, method, segments)
+        if existing is not None and existing.entry is not None:
+            if existing.entry.key != key:
+                raise RouteConflict(
+                    f"{method} {pattern.text} on {domain} conflicts with "
+                    f"{existing.entry.pattern.text} (route {existing.entry.key!r})",
+                    existing.entry.key,
+                )
+
+        entry = _Entry(
+            key, target, pattern.param_names, domain, method, pattern
+        )
+        old = self._entries.get(key)
+        node = self._domains.setdefault(domain, {}).setdefault(method, _Node())
+        for segment in segments:
+            if isinstance(segment, Param):
+                if node.param is None:
+                    node.param = _Node()
+                node = node.param
+            else:
+                child = node.literals.get(segment.text)
+                if child is None:
+                    child = node.literals[segment.text] = _Node()
+                node = child
+        node.entry = entry
+        self._entries[key] = entry
+        if old is not None and node is not self._leaf(
+            old.domain, old.method, old.pattern.segments
+        ):
+            self._unlink(old)
+
+    def remove(self, key: Hashable) -> bool:
+        """Remove the route under ``key``; False if there was none."""
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return False
+        self._unlink(entry)
+        return True
+
+    def match(
+        self, host: str | None, method: str, path: str
+    ) -> Match | NoRoute | MethodNotAllowed:
+        """
+        Find the route for a request.
+
+        @param host: the Host header as received (port and case are ignored).
+        @param path: the raw (still percent-encoded) path, without the query.
+        """
+        segments = _split(path)
+        if segments is None:
+            return NO_ROUTE
+        domains = self._domains
+        host = normalize_host(host)
+        exact = domains.get(host) if host != "*" else None
+        wild = domains.get("*")
+        values: list[str] = []
+        for methods in (exact, wild):
+            if methods is not None:
+                root = methods.get(method)
+                if root is not None:
+                    entry = _walk(root, segments, 0, values)
+                    if entry is not None:
+                        return Match(
+                            entry.key, entry.target, dict(zip(entry.names, values))
+                        )
+        allowed = set()
+        for methods in (exact, wild):
+            if methods is not None:
+                for other, root in methods.items():
+                    if other != method and _walk(root, segments, 0, []) is not None:
+                        allowed.add(other)
+        if allowed:
+            return MethodNotAllowed(sorted(allowed))
+        return NO_ROUTE
+
+    @staticmethod
+    def _domain(domain: str) -> str:
+        if not isinstance(domain, str):
+            raise ValueError(f"domain must be a string, not {type(domain).__name__}")
+        normal = domain.strip().lower().rstrip(".")
+        if normal == "*":
+            return normal
+        if not _DOMAIN.match(normal):
+            raise ValueError(
+                f"invalid domain {domain!r} (a host name without port, "
+                "an IP address, or '*' for any host)"
+            )
+        return normal
+
+    def _leaf(self, domain: str, method: str, segments) -> _Node | None:
+        """The node for an exact (domain, method, shape), if it exists."""
+        node = self._domains.get(domain, {}).get(method)
+        for segment in segments:
+            if node is None:
+                return None
+            if isinstance(segment, Param):
+                node = node.param
+            else:
+                node = node.literals.get(segment.text)
+        return node
+
+    def _unlink(self, entry: _Entry) -> None:
+        """Clear ``entry``'s leaf (if it still holds it) and prune empty nodes."""
+        methods = self._domains.get(entry.domain)
+        if methods is None:
+            return
+        root = methods.get(entry.method)
+        if root is None:
+            return
+        trail: list[tuple[_Node, Any]] = []
+        node = root
+        for segment in entry.pattern.segments:
+            if isinstance(segment, Param):
+                child = node.param
+                trail.append((node, None))
+            else:
+                child = node.literals.get(segment.text)
+                trail.append((node, segment.text))
+            if child is None:
+                return
+            node = child
+        if node.entry is not entry:
+            return
+        node.entry = None
+        while trail and node.empty():
+            parent, label = trail.pop()
+            if label is None:
+                parent.param = None
+            else:
+                del parent.literals[label]
+            node = parent
+        if root.empty():
+            del methods[entry.method]
+            if not methods:
+                del self._domains[entry.domain]

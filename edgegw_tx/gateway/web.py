@@ -1,0 +1,106 @@
+"""
+The lean twisted.web front of the data plane.
+
+One leaf resource takes every path and method, turns the twisted.web request
+into a L{GatewayRequest} and writes the L{GatewayResponse} back.  All routing,
+404/405 and error bodies are the dispatcher's, so a faster HTTP layer can
+replace this module without changing behaviour.
+
+Notes:
+
+* twisted.web reads the whole request body (memory, then a temporary file
+  above 100 KiB) before ``render`` runs; a body size limit has to live in the
+  HTTP layer and is a later issue.
+* If the client disconnects before the answer is ready, nothing is written;
+  the target's Deferred is not cancelled (the pool owns its requests).
+* ``Server: edgegw`` replaces twisted.web's default unless the handler sets
+  its own; twisted.web's default ``Content-Type: text/html`` is disabled.
+"""
+
+from __future__ import annotations
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from edgegw_tx.gateway.dispatch import Dispatcher, GatewayRequest, GatewayResponse
+
+__all__ = ["GatewayResource"]
+
+_SERVER = [b"edgegw"]
+_NO_LENGTH = frozenset({204, 304})
+_INTERNAL = b'{"error": "internal error while writing the response"}'
+
+
+class GatewayResource(Resource):
+    """Every request, whatever its path, goes to the dispatcher."""
+
+    isLeaf = True
+    _log = Logger()
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        super().__init__()
+        self._dispatch = dispatcher.dispatch
+
+    def render(self, request: Request) -> object:
+        """Build the L{GatewayRequest}, dispatch it, answer when it fires."""
+        uri = request.uri
+        mark = uri.find(b"?")
+        host = request.getHeader(b"host")
+        address = request.getClientAddress()
+        content = request.content
+        gateway_request = GatewayRequest(
+            request.method.decode("latin-1"),
+            host.decode("latin-1") if host is not None else None,
+            request.path.decode("utf-8", "replace"),
+            uri[mark + 1 :] if mark != -1 else b"",
+            [
+                (name, value)
+                for name, values in request.requestHeaders.getAllRawHeaders()
+                for value in values
+            ],
+            content.read() if content is not None else b"",
+            getattr(address, "host", None),
+        )
+        request.defaultContentType = None
+        lost: list[Failure] = []
+        request.notifyFinish().addErrback(lost.append)
+        d = self._dispatch(gateway_request)
+        d.addCallback(self._respond, request, lost)
+        d.addErrback(self._crashed, request, lost)
+        return NOT_DONE_YET
+
+    @staticmethod
+    def _respond(
+        response: GatewayResponse, request: Request, lost: list[Failure]
+    ) -> None:
+        if lost:
+            return
+        status = response.status
+        body = response.body
+        request.setResponseCode(status)
+        headers = request.responseHeaders
+        headers.removeHeader(b"server")
+        for name, value in response.headers:
+            headers.addRawHeader(name, value)
+        if not headers.hasHeader(b"server"):
+            headers.setRawHeaders(b"server", _SERVER)
+        if status >= 200 and status not in _NO_LENGTH:
+            headers.setRawHeaders(b"content-length", [b"%d" % len(body)])
+        if body:
+            request.write(body)
+        request.finish()
+
+    def _crashed(self, failure: Failure, request: Request, lost: list[Failure]) -> None:
+        """Last resort: the dispatcher never fails, so this is a bug here."""
+        self._log.failure("writing the response failed", failure)
+        if lost or request.finished:
+            return
+        if not request.startedWriting:
+            request.setResponseCode(500)
+            headers = request.responseHeaders
+            headers.setRawHeaders(b"content-type", [b"application/json"])
+            headers.setRawHeaders(b"content-length", [b"%d" % len(_INTERNAL)])
+            request.write(_INTERNAL)
+        request.finish()

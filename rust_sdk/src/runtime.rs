@@ -1,0 +1,385 @@
+//! The worker loop: take the frame channel, send `ready`, serve requests.
+//!
+//! The loop body works on `&mut dyn Read` / `&mut dyn Write` and a
+//! `&dyn Fn`, so it is compiled once in this crate (not again in every
+//! handler crate) and can be tested against in-memory buffers.
+
+use crate::error::HandlerError;
+use crate::frame::{self, FrameError, MAX_FRAME_LEN};
+use crate::protocol::{self, Incoming};
+use crate::request::Request;
+use crate::response::Response;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::io::{FromRawFd, RawFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Runs a worker: serves requests with `handler` until the gateway closes
+/// stdin, then returns (so `main` exits 0).
+///
+/// Before anything else it moves the frame channel off the standard
+/// descriptors: frames are written to a private duplicate of stdout and
+/// read from a private duplicate of stdin; fd 1 then points at stderr (the
+/// endpoint's log) and fd 0 at `/dev/null`. So `println!` in handler code
+/// lands in the log and can never corrupt a frame, and reading stdin can
+/// never steal one. Both private descriptors are close-on-exec.
+///
+/// A panic in `handler` answers 500 with
+/// `{"error": "handler panicked", "request_id": "..."}` and the worker
+/// goes on serving; the panic message is in the log. A broken frame from
+/// the gateway (or a failure to write one) prints a message on stderr and
+/// exits with status 2.
+///
+/// Usually called through [`handler_loop!`](crate::handler_loop).
+pub fn run<F: Fn(Request) -> Response>(handler: F) {
+    run_dyn(&handler)
+}
+
+/// Like [`run`] for a handler returning `Result`; an `Err` answers with
+/// [`HandlerError::to_response`]. Usually called through
+/// [`handler_loop_result!`](crate::handler_loop_result).
+pub fn run_result<F: Fn(Request) -> Result<Response, HandlerError>>(handler: F) {
+    run_dyn(&|req| handler(req).unwrap_or_else(Response::from))
+}
+
+fn run_dyn(handler: &dyn Fn(Request) -> Response) {
+    let (input, mut output) = match take_frame_channel() {
+        Ok(channel) => channel,
+        Err(e) => fail(&format!("cannot set up the frame channel: {e}")),
+    };
+    let mut input = BufReader::new(input);
+    if let Err(e) = serve(&mut input, &mut output, handler, MAX_FRAME_LEN) {
+        fail(&e.to_string());
+    }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("rust-edge-gateway-sdk: {message}; exiting");
+    std::process::exit(2)
+}
+
+/// What one turn of the loop did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Answered request `id`.
+    Served(u64),
+    /// Ignored a frame of this type.
+    Ignored(String),
+    /// Input ended cleanly.
+    Eof,
+}
+
+/// Sends `ready`, then serves until clean end of input.
+pub(crate) fn serve(
+    input: &mut dyn Read,
+    output: &mut dyn Write,
+    handler: &dyn Fn(Request) -> Response,
+    max_frame: usize,
+) -> Result<(), FrameError> {
+    frame::write_frame(output, &protocol::ready())?;
+    while serve_one(input, output, handler, max_frame)? != Step::Eof {}
+    Ok(())
+}
+
+/// Reads one frame and, for a `request`, answers it.
+pub(crate) fn serve_one(
+    input: &mut dyn Read,
+    output: &mut dyn Write,
+    handler: &dyn Fn(Request) -> Response,
+    max_frame: usize,
+) -> Result<Step, FrameError> {
+    let Some(object) = frame::read_frame(input, max_frame)? else {
+        return Ok(Step::Eof);
+    };
+    match protocol::decode(object)? {
+        Incoming::Request { id, request } => {
+            let response = call_handler(handler, request);
+            send_response(output, id, &response, max_frame)?;
+            Ok(Step::Served(id))
+        }
+        Incoming::Other(kind) => {
+            eprintln!("rust-edge-gateway-sdk: ignoring a frame of type '{kind}'");
+            Ok(Step::Ignored(kind))
+        }
+    }
+}
+
+/// Calls the handler, turning a panic into a 500.
+fn call_handler(handler: &dyn Fn(Request) -> Response, request: Request) -> Response {
+    let request_id = request.request_id.clone();
+    let outcome = catch_unwind(AssertUnwindSafe(|| handler(request)));
+    // Push out anything the handler `print!`ed without a newline (it goes
+    // to the log, see `run`).
+    let _ = io::stdout().flush();
+    match outcome {
+        Ok(response) => response,
+        Err(_) => {
+            // The panic hook already printed the message and location.
+            eprintln!(
+                "rust-edge-gateway-sdk: handler panicked serving request '{request_id}'; answered 500"
+            );
+            panic_response(&request_id)
+        }
+    }
+}
+
+/// The answer to a request whose handler panicked.
+pub(crate) fn panic_response(request_id: &str) -> Response {
+    Response::json(
+        500,
+        serde_json::json!({ "error": "handler panicked", "request_id": request_id }),
+    )
+}
+
+fn send_response(
+    output: &mut dyn Write,
+    id: u64,
+    response: &Response,
+    max_frame: usize,
+) -> Result<(), FrameError> {
+    let encoded = match frame::encode_frame(&protocol::response(id, response), max_frame) {
+        Ok(encoded) => encoded,
+        Err(FrameError::TooLarge { len, max }) => {
+            let message = format!("response too large: {len} bytes, the limit is {max}");
+            eprintln!("rust-edge-gateway-sdk: {message}; answered 500");
+            let fallback = Response::internal_error(message);
+            frame::encode_frame(&protocol::response(id, &fallback), max_frame)?
+        }
+        Err(e) => return Err(e),
+    };
+    frame::write_encoded(output, &encoded)
+}
+
+/// Moves the frame channel to private close-on-exec descriptors and points
+/// fd 1 at stderr and fd 0 at `/dev/null`. Returns (frames in, frames out).
+fn take_frame_channel() -> io::Result<(File, File)> {
+    let input = dup_cloexec(0)?;
+    // SAFETY: `input` is a descriptor we just created and own.
+    let input = unsafe { File::from_raw_fd(input) };
+    let output = dup_cloexec(1)?;
+    // SAFETY: as above.
+    let output = unsafe { File::from_raw_fd(output) };
+    // SAFETY: plain descriptor calls on the standard descriptors.
+    if unsafe { libc::dup2(2, 1) } < 0 {
+        // No usable stderr: stray prints go nowhere rather than into frames.
+        redirect_to_dev_null(1, libc::O_WRONLY)?;
+    }
+    // Best effort: if /dev/null is missing, fd 0 stays a duplicate of the
+    // frame input and only a handler that reads stdin could disturb it.
+    let _ = redirect_to_dev_null(0, libc::O_RDONLY);
+    Ok((input, output))
+}
+
+/// `fcntl(F_DUPFD_CLOEXEC)` to a descriptor >= 3.
+fn dup_cloexec(fd: RawFd) -> io::Result<RawFd> {
+    // SAFETY: fcntl on a descriptor number has no memory-safety effects.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if new < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(new)
+    }
+}
+
+fn redirect_to_dev_null(target: RawFd, flags: libc::c_int) -> io::Result<()> {
+    const DEV_NULL: &[u8] = b"/dev/null\0";
+    // SAFETY: DEV_NULL is NUL-terminated; the descriptor we open is closed below.
+    unsafe {
+        let null = libc::open(DEV_NULL.as_ptr().cast(), flags | libc::O_CLOEXEC);
+        if null < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let result = libc::dup2(null, target);
+        let error = io::Error::last_os_error();
+        libc::close(null);
+        if result < 0 {
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{encode_frame, read_frame, Object};
+    use serde_json::{json, Value};
+
+    fn wire(frames: &[Value]) -> Vec<u8> {
+        frames
+            .iter()
+            .flat_map(|f| encode_frame(f, MAX_FRAME_LEN).unwrap())
+            .collect()
+    }
+
+    fn frames_of(mut out: &[u8]) -> Vec<Object> {
+        let mut frames = Vec::new();
+        while let Some(f) = read_frame(&mut out, MAX_FRAME_LEN).unwrap() {
+            frames.push(f);
+        }
+        frames
+    }
+
+    fn body_of(frame: &Object) -> Value {
+        serde_json::from_str(frame["body"].as_str().unwrap()).unwrap()
+    }
+
+    fn echo(req: Request) -> Response {
+        match req.path.as_str() {
+            "/panic" => panic!("boom on purpose"),
+            "/missing" => Response::not_found(),
+            _ => Response::ok(json!({
+                "method": req.method, "path": req.path, "id": req.request_id,
+                "x": req.header("X-Thing"),
+            })),
+        }
+    }
+
+    fn request(id: u64, path: &str) -> Value {
+        json!({
+            "type": "request", "id": id, "method": "GET", "path": path,
+            "query": {}, "headers": {"x-thing": "t"}, "params": {}, "body": null,
+            "client_ip": "127.0.0.1", "request_id": format!("r{id}")
+        })
+    }
+
+    #[test]
+    fn serve_one_answers_a_request() {
+        let input = wire(&[request(5, "/hello")]);
+        let mut out = Vec::new();
+        let step = serve_one(&mut &input[..], &mut out, &echo, MAX_FRAME_LEN).unwrap();
+        assert_eq!(step, Step::Served(5));
+        let frames = frames_of(&out);
+        assert_eq!(frames.len(), 1);
+        let f = &frames[0];
+        assert_eq!(f["type"], "response");
+        assert_eq!(f["id"], 5);
+        assert_eq!(f["status"], 200);
+        assert_eq!(f["headers"], json!({"content-type": "application/json"}));
+        assert_eq!(
+            body_of(f),
+            json!({"method": "GET", "path": "/hello", "id": "r5", "x": "t"})
+        );
+    }
+
+    #[test]
+    fn a_panic_answers_500_and_serving_goes_on() {
+        let input = wire(&[request(1, "/panic"), request(2, "/ok")]);
+        let mut out = Vec::new();
+        let mut reader = &input[..];
+        assert_eq!(
+            serve_one(&mut reader, &mut out, &echo, MAX_FRAME_LEN).unwrap(),
+            Step::Served(1)
+        );
+        assert_eq!(
+            serve_one(&mut reader, &mut out, &echo, MAX_FRAME_LEN).unwrap(),
+            Step::Served(2)
+        );
+        let frames = frames_of(&out);
+        assert_eq!(frames[0]["status"], 500);
+        assert_eq!(frames[0]["id"], 1);
+        assert_eq!(
+            body_of(&frames[0]),
+            json!({"error": "handler panicked", "request_id": "r1"})
+        );
+        assert_eq!(frames[1]["status"], 200);
+        assert_eq!(frames[1]["id"], 2);
+    }
+
+    #[test]
+    fn serve_sends_ready_then_answers_until_eof() {
+        let input = wire(&[
+            request(1, "/a"),
+            json!({"type": "something-new", "id": 3}),
+            request(2, "/missing"),
+        ]);
+        let mut out = Vec::new();
+        serve(&mut &input[..], &mut out, &echo, MAX_FRAME_LEN).unwrap();
+        let frames = frames_of(&out);
+        assert_eq!(frames.len(), 3);
+        assert_eq!(
+            Value::Object(frames[0].clone()),
+            json!({"type": "ready", "protocol": 1, "sdk": "0.1.0"})
+        );
+        assert_eq!(
+            (frames[1]["id"].clone(), frames[1]["status"].clone()),
+            (json!(1), json!(200))
+        );
+        assert_eq!(
+            (frames[2]["id"].clone(), frames[2]["status"].clone()),
+            (json!(2), json!(404))
+        );
+    }
+
+    #[test]
+    fn eof_is_a_clean_stop() {
+        let mut out = Vec::new();
+        let step = serve_one(&mut &b""[..], &mut out, &echo, MAX_FRAME_LEN).unwrap();
+        assert_eq!(step, Step::Eof);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn broken_input_is_an_error() {
+        let mut truncated = wire(&[request(1, "/a")]);
+        truncated.truncate(truncated.len() - 3);
+        let not_object = wire(&[json!([1])]);
+        let no_type = wire(&[json!({"id": 1})]);
+        let mut huge = (MAX_FRAME_LEN as u32 + 1).to_be_bytes().to_vec();
+        huge.extend_from_slice(b"{}");
+        for input in [truncated, not_object, no_type, huge] {
+            let mut out = Vec::new();
+            assert!(serve_one(&mut &input[..], &mut out, &echo, MAX_FRAME_LEN).is_err());
+            assert!(out.is_empty());
+        }
+    }
+
+    #[test]
+    fn result_handlers_map_errors() {
+        let handler = |req: Request| -> Result<Response, HandlerError> {
+            let n: u32 = req.require_query_param("n")?;
+            Ok(Response::ok(json!({ "n": n })))
+        };
+        let wrapped = |req| handler(req).unwrap_or_else(Response::from);
+        let input = wire(&[request(1, "/")]);
+        let mut out = Vec::new();
+        serve_one(&mut &input[..], &mut out, &wrapped, MAX_FRAME_LEN).unwrap();
+        let f = &frames_of(&out)[0];
+        assert_eq!(f["status"], 400);
+        assert_eq!(
+            body_of(f),
+            json!({"error": "Bad request: missing query parameter 'n'"})
+        );
+    }
+
+    #[test]
+    fn an_oversized_response_becomes_500() {
+        let big = |_req: Request| Response::text(200, "x".repeat(4096));
+        let input = wire(&[request(7, "/")]);
+        let mut out = Vec::new();
+        serve_one(&mut &input[..], &mut out, &big, 1024).unwrap();
+        let f = &frames_of(&out)[0];
+        assert_eq!(
+            (f["id"].clone(), f["status"].clone()),
+            (json!(7), json!(500))
+        );
+        let msg = body_of(f)["error"].as_str().unwrap().to_string();
+        assert!(msg.starts_with("response too large"), "{msg}");
+    }
+
+    #[test]
+    fn write_failures_are_errors() {
+        struct Broken;
+        impl Write for Broken {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::from(io::ErrorKind::BrokenPipe))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let input = wire(&[request(1, "/")]);
+        let err = serve_one(&mut &input[..], &mut Broken, &echo, MAX_FRAME_LEN).unwrap_err();
+        assert!(matches!(err, FrameError::Io(_)));
+    }
+}

@@ -1,0 +1,189 @@
+"""
+The worker frame format: a 4-byte big-endian length, then that many bytes of
+UTF-8 JSON holding one object with a ``"type"`` (spec/IPC.md, "Framing").
+
+The parser is our own rather than ``IntNStringReceiver``: that one re-joins its
+whole buffer on every read (quadratic when a big frame arrives in pieces) and
+caps frames at 99,999 bytes unless told otherwise.  Here the length prefix is
+checked against the cap as soon as its 4 bytes are in, before any of the body
+is buffered, and a broken stream stays broken: after a violation no further
+frame is delivered.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable, Collection
+from typing import Any
+
+from twisted.internet.protocol import Protocol
+
+DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+"""The default cap on a frame's length prefix, in bytes."""
+
+WORKER_FRAME_TYPES = frozenset({"ready", "response", "call"})
+"""Frame types a worker may send to the gateway."""
+
+GATEWAY_FRAME_TYPES = frozenset({"request", "result"})
+"""Frame types the gateway sends to a worker."""
+
+_PREFIX = struct.Struct(">I")
+_PREFIX_MAX = 2 ** (8 * _PREFIX.size) - 1
+
+
+class FrameError(ValueError):
+    """A frame broke the protocol; the message names the problem."""
+
+
+def encode_frame(obj: dict[str, Any]) -> bytes:
+    """
+    Serialise C{obj} as one frame.
+
+    Compact separators and raw UTF-8 keep frames small; NaN and infinities are
+    refused because they are not JSON and the worker's parser would reject them.
+    """
+    if not isinstance(obj, dict):
+        raise TypeError(f"a frame is a dict, not {type(obj).__name__}")
+    body = json.dumps(
+        obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    ).encode("utf-8")
+    if len(body) > _PREFIX_MAX:
+        raise FrameError(f"frame of {len(body)} bytes does not fit a 4-byte length")
+    return _PREFIX.pack(len(body)) + body
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode_frame(
+    body: bytes | bytearray, types: Collection[str] = WORKER_FRAME_TYPES
+) -> dict[str, Any]:
+    """
+    Parse one frame body (without its length prefix) and check its type.
+
+    Decoding as strict UTF-8 first matters: C{json.loads} would otherwise
+    guess UTF-16 or UTF-32 from the first bytes.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise FrameError(f"frame is not valid UTF-8 ({e.reason} at byte {e.start})")
+    try:
+        obj = json.loads(text, parse_constant=_no_constant)
+    except ValueError as e:
+        raise FrameError(f"frame is not valid JSON ({e})")
+    if not isinstance(obj, dict):
+        raise FrameError(f"frame is a JSON {_json_kind(obj)}, not an object")
+    kind = obj.get("type")
+    if kind is None:
+        raise FrameError('frame has no "type"')
+    if not isinstance(kind, str) or kind not in types:
+        raise FrameError(f"unknown frame type {kind!r}")
+    return obj
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"
+
+
+class FrameProtocol(Protocol):
+    """
+    Turns a byte stream into frame dicts.
+
+    It works as a protocol on a transport, or as a plain parser fed through
+    L{dataReceived} (how L{WorkerProcess} feeds it a child's stdout).
+
+    @ivar max_frame: the cap on a frame's length prefix, in bytes.
+    @ivar broken: True once a violation was reported or L{stop} was called;
+        from then on input is ignored.
+    """
+
+    def __init__(
+        self,
+        frame_received: Callable[[dict[str, Any]], object],
+        violation: Callable[[str], object],
+        *,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        types: Collection[str] = WORKER_FRAME_TYPES,
+    ):
+        """
+        @param frame_received: called with each frame, in order.
+        @param violation: called once with a description of the first
+            protocol violation; no frame is delivered after it.
+        @param types: the frame types accepted from the peer.
+        """
+        if not 0 < max_frame <= _PREFIX_MAX:
+            raise ValueError(f"max_frame must be in 1..{_PREFIX_MAX}")
+        self._frame_received = frame_received
+        self._violation = violation
+        self.max_frame = max_frame
+        self._types = frozenset(types)
+        self._buffer = bytearray()
+        self.broken = False
+        self._stopped = False
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet part of a whole frame."""
+        return len(self._buffer)
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Deliver every complete frame in the buffer.
+
+        Frames are parsed first and delivered after the buffer is trimmed, so
+        a callback that calls L{stop} ends delivery cleanly.  Frames before a
+        violation in the same chunk are still delivered, then the violation.
+        """
+        if self.broken:
+            return
+        buf = self._buffer
+        buf += data
+        frames = []
+        problem = None
+        offset = 0
+        end = len(buf)
+        while end - offset >= _PREFIX.size:
+            (length,) = _PREFIX.unpack_from(buf, offset)
+            if length > self.max_frame:
+                problem = f"frame of {length} bytes exceeds the {self.max_frame}-byte cap"
+                break
+            stop = offset + _PREFIX.size + length
+            if stop > end:
+                break
+            try:
+                frames.append(decode_frame(buf[offset + _PREFIX.size : stop], self._types))
+            except FrameError as e:
+                problem = str(e)
+                break
+            offset = stop
+        if problem is None:
+            del buf[:offset]
+        else:
+            self._buffer = bytearray()
+            self.broken = True
+        for frame in frames:
+            if self._stopped:
+                return
+            self._frame_received(frame)
+        if problem is not None and not self._stopped:
+            self._violation(problem)
+
+    def stop(self) -> None:
+        """Deliver nothing more (not even the rest of the current chunk)."""
+        self._stopped = self.broken = True
+        self._buffer = bytearray()
+
+    def sendFrame(self, obj: dict[str, Any]) -> None:
+        """Write C{obj} as one frame to the transport."""
+        self.transport.write(encode_frame(obj))

@@ -1,0 +1,471 @@
+"""
+One worker child process, seen from the gateway.
+
+Its stdout carries frames, its stderr is its log (spec/IPC.md).  Requests are
+correlated with responses by id through a dict id -> Deferred, as AMP does with
+its tags, so nothing here assumes answers come back in order.  Whatever goes
+wrong with the child, every Deferred handed out is fired exactly once: with the
+response, or with a L{GatewayError} saying what happened.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ..errors import GatewayError, ProtocolViolation, WorkerCrashed
+from .framing import DEFAULT_MAX_FRAME, FrameProtocol, encode_frame
+
+LogCallback = Callable[[str, str], object]
+"""C{log(stream, line)}: C{stream} is C{"stderr"} for the worker's own output
+and C{"gateway"} for what the process plane has to say about the worker."""
+
+CallHandler = Callable[[dict[str, Any]], Any]
+"""C{handler(call_frame) -> dict | Deferred[dict]}: the C{ok} and C{data} or
+C{error} fields of the C{result} frame answering the call."""
+
+STARTING = "starting"
+READY = "ready"
+STOPPING = "stopping"
+KILLED = "killed"
+ENDED = "ended"
+
+_logger = Logger(namespace="edgegw.workers")
+
+
+def twisted_log(stream: str, line: str) -> None:
+    """The default log callback: Twisted's logging system."""
+    _logger.info("{stream}: {line}", stream=stream, line=line)
+
+
+def unbound_service(frame: dict[str, Any]) -> dict[str, Any]:
+    """
+    Answer a service call while no broker is plugged in.
+
+    It is also what a broker answers for a binding name it does not know.
+    """
+    return {
+        "ok": False,
+        "error": {
+            "kind": "ServiceUnavailable",
+            "message": f"no service bound as {frame.get('pool')}",
+        },
+    }
+
+
+def _is_id(value: object) -> bool:
+    return type(value) is int and value >= 0
+
+
+class WorkerProcess(ProcessProtocol):
+    """
+    The protocol of one worker child.
+
+    @ivar state: one of L{STARTING} (spawned, no C{ready} yet), L{READY}
+        (accepts requests), L{STOPPING} (stdin closed or about to be),
+        L{KILLED} (sent SIGKILL), L{ENDED} (reaped, pipes closed).
+    @ivar pid: the child's pid, kept after it ended for messages.
+    @ivar served: how many responses it delivered.
+    @ivar stderr_tail: the last lines it wrote to stderr.
+    """
+
+    stderr_tail_lines = 20
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        log: LogCallback | None = None,
+        call_handler: CallHandler | None = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        max_line: int = 8192,
+        start_timeout: float = 10.0,
+        kill_time: float = 5.0,
+        reactor: Any = None,
+    ):
+        """
+        @param name: the pool's name, used in every message.
+        @param call_handler: answers C{call} frames (the service broker hook).
+        @param max_line: longest stderr line passed to C{log}; longer ones
+            are split.
+        @param start_timeout: seconds to wait for C{ready} before SIGKILL.
+        @param kill_time: seconds between SIGTERM and SIGKILL when stopping.
+        @param reactor: provides the clock (C{callLater}, C{seconds}).
+        """
+        if reactor is None:
+            from twisted.internet import reactor
+        self.name = name
+        self._clock = reactor
+        self._log = log or twisted_log
+        self.call_handler = call_handler or unbound_service
+        self._frames = FrameProtocol(
+            self._frame_received, self._violation, max_frame=max_frame
+        )
+        self._max_line = max_line
+        self._errbuf = bytearray()
+        self.stderr_tail: deque[str] = deque(maxlen=self.stderr_tail_lines)
+        self.start_timeout = start_timeout
+        self.kill_time = kill_time
+
+        self.state = STARTING
+        self.pid: int | None = None
+        self.started_at: float | None = None
+        self.protocol_version: int | None = None
+        self.sdk: str | None = None
+        self.served = 0
+        self.exit_code: int | None = None
+        self.exit_signal: int | None = None
+
+        self._ids = itertools.count(1)
+        self._pending: dict[int, Deferred[dict[str, Any]]] = {}
+        self._death: GatewayError | None = None
+        self._stdin_closed = False
+        self._ready_result: WorkerProcess | Failure | None = None
+        self._ready_waiters: list[Deferred[WorkerProcess]] = []
+        self._ended_waiters: list[Deferred[WorkerProcess]] = []
+        self._start_call: Any = None
+        self._term_call: Any = None
+        self._kill_call: Any = None
+        self._pipes_call: Any = None
+
+    # -- what the pool uses ------------------------------------------------
+
+    @property
+    def accepting(self) -> bool:
+        """True while C{request} may be called."""
+        return self.state == READY
+
+    @property
+    def in_flight(self) -> int:
+        """Requests written and not yet answered."""
+        return len(self._pending)
+
+    def when_ready(self) -> Deferred[WorkerProcess]:
+        """
+        A new Deferred firing with this worker once it sent C{ready}, or
+        failing with a L{GatewayError} (message ends with its last stderr
+        lines) once it ended without.
+        """
+        if isinstance(self._ready_result, Failure):
+            return fail(self._ready_result)
+        if self._ready_result is not None:
+            return succeed(self)
+        d: Deferred[WorkerProcess] = Deferred()
+        self._ready_waiters.append(d)
+        return d
+
+    def when_ended(self) -> Deferred[WorkerProcess]:
+        """A new Deferred firing with this worker once it is reaped and its pipes closed."""
+        if self.state == ENDED:
+            return succeed(self)
+        d: Deferred[WorkerProcess] = Deferred()
+        self._ended_waiters.append(d)
+        return d
+
+    def request(self, frame: dict[str, Any]) -> Deferred[dict[str, Any]]:
+        """
+        Send C{frame} as a C{request} with a fresh id.
+
+        @return: fires with the C{response} frame dict; fails with
+            L{WorkerCrashed} or L{ProtocolViolation} if the worker dies or is
+            killed first.
+        """
+        if self.state != READY:
+            return fail(
+                WorkerCrashed(f"worker {self.pid} of {self.name} is {self.state}")
+            )
+        request_id = next(self._ids)
+        out = dict(frame)
+        out["type"] = "request"
+        out["id"] = request_id
+        try:
+            data = encode_frame(out)
+        except (TypeError, ValueError) as e:
+            return fail(e)
+        d: Deferred[dict[str, Any]] = Deferred()
+        self._pending[request_id] = d
+        self.transport.write(data)
+        return d
+
+    def stop(self, drain_timeout: float) -> Deferred[WorkerProcess]:
+        """
+        Ask the worker to exit: close its stdin once it has no request in
+        flight (it still needs stdin for the C{result} of its service calls),
+        SIGTERM after C{drain_timeout}, SIGKILL C{kill_time} later.
+
+        @return: fires when the process ended.
+        """
+        d = self.when_ended()
+        if self.state in (STARTING, READY):
+            self.state = STOPPING
+            self._cancel("_start_call")
+            if not self._pending:
+                self._close_stdin()
+            self._term_call = self._clock.callLater(drain_timeout, self._terminate)
+        return d
+
+    def kill(self, reason: GatewayError) -> None:
+        """
+        SIGKILL the worker now; requests in flight fail with C{reason} at once
+        rather than when the exit is noticed.
+        """
+        if self.state in (KILLED, ENDED):
+            return
+        self.state = KILLED
+        self._death = reason
+        self._frames.stop()
+        self._cancel("_start_call")
+        self._cancel("_term_call")
+        self._fail_pending(reason)
+        self._signal("KILL")
+
+    def spawn_failed(self, reason: BaseException) -> None:
+        """spawnProcess raised: end this worker without a process."""
+        self._death = WorkerCrashed(
+            f"worker of {self.name} could not be spawned: {reason}"
+        )
+        self._log("gateway", self._death.message)
+        self._ended()
+
+    def exit_description(self) -> str:
+        """How the process ended, for messages: C{exited with status 1}."""
+        if self.exit_signal is not None:
+            try:
+                signame = signal.Signals(self.exit_signal).name
+            except ValueError:
+                signame = "unknown"
+            return f"was killed by signal {self.exit_signal} ({signame})"
+        return f"exited with status {self.exit_code}"
+
+    # -- ProcessProtocol ---------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self.pid = self.transport.pid
+        self.started_at = self._clock.seconds()
+        if self.start_timeout:
+            self._start_call = self._clock.callLater(
+                self.start_timeout, self._start_timed_out
+            )
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        if childFD == 1:
+            self._frames.dataReceived(data)
+        elif childFD == 2:
+            self._stderr_received(data)
+
+    def childConnectionLost(self, childFD: int) -> None:
+        if childFD == 0:
+            self._stdin_closed = True
+
+    def processExited(self, reason: Failure) -> None:
+        """
+        The child is reaped.  If a grandchild still holds its stdout or stderr
+        open, processEnded would never come: close our ends after a grace.
+        """
+        self._pipes_call = self._clock.callLater(
+            self.kill_time, self.transport.loseConnection
+        )
+
+    def processEnded(self, reason: Failure) -> None:
+        self.exit_code = getattr(reason.value, "exitCode", None)
+        self.exit_signal = getattr(reason.value, "signal", None)
+        self._flush_stderr()
+        self._log("gateway", f"worker {self.pid} {self.exit_description()}")
+        self._ended()
+
+    # -- internals ---------------------------------------------------------
+
+    def _ended(self) -> None:
+        self.state = ENDED
+        self._frames.stop()
+        for name in ("_start_call", "_term_call", "_kill_call", "_pipes_call"):
+            self._cancel(name)
+        if self._pending:
+            self._fail_pending(
+                WorkerCrashed(
+                    f"worker {self.pid} of {self.name} {self.exit_description()}"
+                    " before answering"
+                )
+            )
+        if self._ready_result is None:
+            self._settle_ready(Failure(self._start_failure()))
+        waiters, self._ended_waiters = self._ended_waiters, []
+        for d in waiters:
+            d.callback(self)
+
+    def _start_failure(self) -> GatewayError:
+        if self._death is not None:
+            kind, message = type(self._death), self._death.message
+        else:
+            kind, message = WorkerCrashed, (
+                f"worker {self.pid} of {self.name} {self.exit_description()}"
+                " before sending ready"
+            )
+        if self.stderr_tail:
+            tail = "; last stderr lines:\n" + "\n".join(self.stderr_tail)
+        elif self.pid is not None:
+            tail = "; it wrote nothing to stderr"
+        else:
+            tail = ""
+        return kind(message + tail)
+
+    def _settle_ready(self, result: WorkerProcess | Failure) -> None:
+        self._ready_result = result
+        waiters, self._ready_waiters = self._ready_waiters, []
+        for d in waiters:
+            if isinstance(result, Failure):
+                d.errback(result)
+            else:
+                d.callback(result)
+
+    def _fail_pending(self, reason: GatewayError) -> None:
+        pending, self._pending = self._pending, {}
+        for d in pending.values():
+            if not d.called:
+                d.errback(reason)
+
+    def _cancel(self, name: str) -> None:
+        call = getattr(self, name)
+        if call is not None and call.active():
+            call.cancel()
+        setattr(self, name, None)
+
+    def _signal(self, name: str) -> None:
+        try:
+            self.transport.signalProcess(name)
+        except ProcessExitedAlready:
+            pass
+
+    def _close_stdin(self) -> None:
+        if not self._stdin_closed:
+            self._stdin_closed = True
+            self.transport.closeStdin()
+
+    def _terminate(self) -> None:
+        self._term_call = None
+        self._signal("TERM")
+        self._kill_call = self._clock.callLater(self.kill_time, self._signal, "KILL")
+
+    def _start_timed_out(self) -> None:
+        self._start_call = None
+        message = (
+            f"worker {self.pid} of {self.name} sent no ready within"
+            f" {self.start_timeout:g}s and was killed"
+        )
+        self._log("gateway", message)
+        self.kill(WorkerCrashed(message))
+
+    def _violation(self, problem: str) -> None:
+        message = (
+            f"worker {self.pid} of {self.name} broke the frame protocol"
+            f" ({problem}) and was killed"
+        )
+        self._log("gateway", message)
+        self.kill(ProtocolViolation(message))
+
+    def _frame_received(self, frame: dict[str, Any]) -> None:
+        kind = frame["type"]
+        if kind == "response":
+            self._response(frame)
+        elif kind == "call":
+            self._call(frame)
+        else:
+            self._ready(frame)
+
+    def _ready(self, frame: dict[str, Any]) -> None:
+        if self._ready_result is not None:
+            self._violation("a second ready frame")
+            return
+        protocol, sdk = frame.get("protocol"), frame.get("sdk")
+        if type(protocol) is not int or not isinstance(sdk, str):
+            self._violation('ready needs an integer "protocol" and a string "sdk"')
+            return
+        self.protocol_version, self.sdk = protocol, sdk
+        self._cancel("_start_call")
+        if self.state == STARTING:
+            self.state = READY
+        self._settle_ready(self)
+
+    def _response(self, frame: dict[str, Any]) -> None:
+        request_id = frame.get("id")
+        d = self._pending.pop(request_id, None) if _is_id(request_id) else None
+        if d is None:
+            self._violation(f"response for unknown id {request_id!r}")
+            return
+        self.served += 1
+        if not d.called:
+            d.callback(frame)
+        if self.state == STOPPING and not self._pending:
+            self._close_stdin()
+
+    def _call(self, frame: dict[str, Any]) -> None:
+        call_id = frame.get("id")
+        if not _is_id(call_id):
+            self._violation(f"call with invalid id {call_id!r}")
+            return
+        d = maybeDeferred(self.call_handler, frame)
+        d.addErrback(self._call_failed, frame)
+        d.addCallback(self._send_result, call_id)
+
+    def _call_failed(self, failure: Failure, frame: dict[str, Any]) -> dict[str, Any]:
+        _logger.failure("service call {frame!r} failed", failure, frame=frame)
+        return {
+            "ok": False,
+            "error": {"kind": "Internal", "message": "the service call failed"},
+        }
+
+    def _send_result(self, result: dict[str, Any], call_id: int) -> None:
+        if self.state not in (READY, STOPPING) or self._stdin_closed:
+            return
+        out = dict(result)
+        out["type"] = "result"
+        out["id"] = call_id
+        try:
+            data = encode_frame(out)
+        except (TypeError, ValueError) as e:
+            data = encode_frame(
+                {
+                    "type": "result",
+                    "id": call_id,
+                    "ok": False,
+                    "error": {"kind": "Internal", "message": f"unencodable result: {e}"},
+                }
+            )
+        self.transport.write(data)
+
+    def _stderr_received(self, data: bytes) -> None:
+        buf = self._errbuf
+        buf += data
+        start, limit = 0, self._max_line
+        while True:
+            newline = buf.find(b"\n", start, start + limit + 1)
+            if newline != -1:
+                self._line(buf[start:newline])
+                start = newline + 1
+            elif len(buf) - start >= limit:
+                self._line(buf[start : start + limit])
+                start += limit
+            else:
+                break
+        del buf[:start]
+
+    def _flush_stderr(self) -> None:
+        if self._errbuf:
+            self._line(self._errbuf)
+            self._errbuf = bytearray()
+
+    def _line(self, raw: bytes | bytearray) -> None:
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        line = raw.decode("utf-8", "replace")
+        self.stderr_tail.append(line)
+        self._log("stderr", line)

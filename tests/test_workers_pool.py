@@ -1,0 +1,424 @@
+"""
+Tests for L{edgegw_tx.workers.pool}, on a fake process reactor: no real
+processes, no real time.
+"""
+
+from twisted.internet.defer import CancelledError
+from twisted.trial import unittest
+
+from edgegw_tx.errors import (
+    Overloaded,
+    PoolStopped,
+    ProtocolViolation,
+    RequestTimedOut,
+    WorkerCrashed,
+)
+from edgegw_tx.workers.pool import WorkerPool
+
+from .test_workers_process import READY_FRAME, FakeProcessReactor
+
+
+class PoolTests(unittest.TestCase):
+    def setUp(self):
+        self.reactor = FakeProcessReactor()
+        self.lines = []
+
+    def pool(self, **kwargs):
+        kwargs.setdefault("reactor", self.reactor)
+        kwargs.setdefault("log", lambda stream, line: self.lines.append((stream, line)))
+        return WorkerPool("hello", ["/srv/handler", "-v"], **kwargs)
+
+    def started(self, **kwargs):
+        """A pool whose workers all sent ready."""
+        pool = self.pool(**kwargs)
+        d = pool.start()
+        for process in self.reactor.processes:
+            process.send(READY_FRAME)
+        self.successResultOf(d)
+        return pool
+
+    def requests(self, process):
+        return [f for f in process.frames() if f["type"] == "request"]
+
+    def respond(self, process, status=200):
+        """The worker answers the last request it was sent."""
+        request = self.requests(process)[-1]
+        process.send({"type": "response", "id": request["id"], "status": status,
+                      "headers": {}, "body": request.get("path")})
+
+    def test_spawn_arguments(self):
+        """Workers get argv, a cleared environment, the cwd and three pipes."""
+        pool = self.pool(instances=2, env={"A": "1"}, cwd="/sandbox")
+        pool.start()
+        self.assertEqual(len(self.reactor.processes), 2)
+        for process in self.reactor.processes:
+            self.assertEqual(process.argv, ["/srv/handler", "-v"])
+            self.assertEqual(process.env, {"A": "1"})
+            self.assertEqual(process.path, "/sandbox")
+            self.assertEqual(process.childFDs, {0: "w", 1: "r", 2: "r"})
+        self.pool().start()
+        self.assertEqual(self.reactor.processes[-1].env, {})
+
+    def test_start_waits_for_ready(self):
+        """start() fires with the pids only once every worker sent ready."""
+        pool = self.pool(instances=2)
+        d = pool.start()
+        first, second = self.reactor.processes
+        first.send(READY_FRAME)
+        self.assertNoResult(d)
+        second.send(READY_FRAME)
+        self.assertEqual(self.successResultOf(d), [100, 101])
+        self.assertEqual(pool.pids, [100, 101])
+
+    def test_start_fails_when_worker_exits(self):
+        """
+        A worker exiting before ready fails start() with its status and last
+        stderr lines, once the other workers were stopped too; none restarts.
+        """
+        pool = self.pool(instances=2)
+        d = pool.start()
+        first, second = self.reactor.processes
+        second.send(READY_FRAME)
+        first.stderr(b"thread 'main' panicked at 'no DATABASE_URL'\n")
+        first.exit(101)
+        self.assertNoResult(d)
+        self.assertTrue(second.stdin_closed)
+        second.exit(0)
+        f = self.failureResultOf(d, WorkerCrashed)
+        self.assertEqual(
+            f.value.message,
+            "worker 100 of hello exited with status 101 before sending ready;"
+            " last stderr lines:\nthread 'main' panicked at 'no DATABASE_URL'",
+        )
+        self.reactor.advance(60)
+        self.assertEqual(len(self.reactor.processes), 2)
+        self.assertEqual(pool.pids, [])
+        self.successResultOf(pool.stop())
+
+    def test_start_fails_when_spawn_fails(self):
+        """A spawnProcess error fails start() with the error."""
+        self.reactor.spawn_error = OSError(24, "Too many open files")
+        f = self.failureResultOf(self.pool().start(), WorkerCrashed)
+        self.assertIn("could not be spawned", f.value.message)
+        self.assertIn("Too many open files", f.value.message)
+
+    def test_request_served(self):
+        """A request goes to an idle worker with an id; its response fires the Deferred."""
+        pool = self.started()
+        [process] = self.reactor.processes
+        d = pool.request({"method": "GET", "path": "/a"})
+        [sent] = self.requests(process)
+        self.assertEqual(sent, {"type": "request", "id": 1, "method": "GET", "path": "/a"})
+        self.respond(process)
+        self.assertEqual(
+            self.successResultOf(d),
+            {"type": "response", "id": 1, "status": 200, "headers": {}, "body": "/a"},
+        )
+        self.assertEqual(pool.stats()["served"], 1)
+
+    def test_fifo_queue(self):
+        """With every worker busy, requests wait and are served in arrival order."""
+        pool = self.started()
+        [process] = self.reactor.processes
+        ds = [pool.request({"path": f"/{i}"}) for i in range(3)]
+        self.assertEqual([r["path"] for r in self.requests(process)], ["/0"])
+        self.assertEqual(pool.stats()["queued"], 2)
+        for i in range(3):
+            self.respond(process)
+            self.assertEqual(self.successResultOf(ds[i])["body"], f"/{i}")
+        self.assertEqual([r["path"] for r in self.requests(process)], ["/0", "/1", "/2"])
+
+    def test_requests_before_ready_wait(self):
+        """Requests made while the pool starts are served once a worker is ready."""
+        pool = self.pool()
+        pool.start()
+        d = pool.request({"path": "/early"})
+        [process] = self.reactor.processes
+        process.send(READY_FRAME)
+        self.respond(process)
+        self.assertEqual(self.successResultOf(d)["body"], "/early")
+
+    def test_parallel_workers(self):
+        """Each idle worker takes one request."""
+        pool = self.started(instances=2)
+        pool.request({"path": "/a"})
+        pool.request({"path": "/b"})
+        first, second = self.reactor.processes
+        self.assertEqual([r["path"] for r in self.requests(first)], ["/a"])
+        self.assertEqual([r["path"] for r in self.requests(second)], ["/b"])
+
+    def test_timeout_kills_and_replaces(self):
+        """
+        A request unanswered after the timeout fails with 504; its worker is
+        killed and replaced, and the queued request is served by the replacement.
+        """
+        pool = self.started(timeout=5, min_restart_delay=0.5)
+        [process] = self.reactor.processes
+        d = pool.request({"path": "/slow"})
+        self.reactor.advance(1)
+        queued = pool.request({"path": "/next"})
+        self.reactor.advance(3.5)
+        self.assertNoResult(d)
+        self.reactor.advance(0.5)
+        f = self.failureResultOf(d, RequestTimedOut)
+        self.assertEqual(f.value.status, 504)
+        self.assertEqual(
+            f.value.message, "hello: worker 100 gave no response within 5s and was killed"
+        )
+        self.assertEqual(process.signals, ["KILL"])
+        process.exit(signal=9)
+        self.reactor.advance(0.5)
+        replacement = self.reactor.processes[-1]
+        self.assertIsNot(replacement, process)
+        replacement.send(READY_FRAME)
+        self.assertEqual([r["path"] for r in self.requests(replacement)], ["/next"])
+        self.respond(replacement)
+        self.assertEqual(self.successResultOf(queued)["body"], "/next")
+        self.assertEqual(pool.pids, [replacement.pid])
+
+    def test_timeout_counts_from_dispatch(self):
+        """The handler gets its whole timeout from dispatch, whatever it waited in the queue."""
+        pool = self.started(timeout=5)
+        [process] = self.reactor.processes
+        pool.request({"path": "/a"})
+        d = pool.request({"path": "/b"})
+        self.reactor.advance(3)
+        self.respond(process)
+        self.reactor.advance(4.9)
+        self.assertNoResult(d)
+        self.assertEqual(process.signals, [])
+
+    def test_queue_wait_times_out(self):
+        """A request still queued after the timeout fails with 504 and kills nobody."""
+        pool = self.started(timeout=5)
+        [process] = self.reactor.processes
+        pool.request({"path": "/a"})
+        served = pool.request({"path": "/b"})
+        waiting = pool.request({"path": "/c"})
+        self.reactor.advance(4)
+        self.respond(process)  # /b is dispatched at t=4, /c still waits
+        self.reactor.advance(1)
+        f = self.failureResultOf(waiting, RequestTimedOut)
+        self.assertEqual(f.value.message, "hello: no worker was free within 5s")
+        self.assertEqual(process.signals, [])
+        self.assertNoResult(served)
+        self.assertEqual(pool.stats()["queued"], 0)
+
+    def test_crash_fails_and_restarts(self):
+        """A worker dying mid-request fails it with 502 and is restarted after min_restart_delay."""
+        pool = self.started(min_restart_delay=1)
+        [process] = self.reactor.processes
+        d = pool.request({"path": "/a"})
+        process.exit(signal=11)
+        f = self.failureResultOf(d, WorkerCrashed)
+        self.assertEqual(f.value.status, 502)
+        self.assertEqual(
+            f.value.message,
+            "worker 100 of hello was killed by signal 11 (SIGSEGV) before answering",
+        )
+        self.assertEqual(pool.pids, [])
+        self.reactor.advance(0.5)
+        self.assertEqual(len(self.reactor.processes), 1)
+        self.reactor.advance(0.5)
+        self.assertEqual(len(self.reactor.processes), 2)
+        self.assertEqual(pool.stats()["restarts"], 1)
+        self.assertEqual(pool.stats()["failed"], 1)
+
+    def test_backoff_doubles_and_resets(self):
+        """
+        Replacements that die without serving wait twice as long each time, up
+        to max_restart_delay.
+        """
+        self.started(min_restart_delay=1, max_restart_delay=4)
+        delays = []
+        for _ in range(5):
+            before = self.reactor.seconds()
+            self.reactor.processes[-1].exit(1)
+            count = len(self.reactor.processes)
+            while len(self.reactor.processes) == count:
+                self.reactor.advance(0.5)
+            delays.append(self.reactor.seconds() - before)
+        self.assertEqual(delays, [1, 2, 4, 4, 4])
+
+    def test_backoff_reset_after_serving(self):
+        """A worker that served a request is restarted after min_restart_delay again."""
+        pool = self.started(min_restart_delay=1, max_restart_delay=8)
+        self.reactor.processes[-1].exit(1)
+        self.reactor.advance(1)
+        self.reactor.processes[-1].exit(1)
+        self.reactor.advance(2)
+        process = self.reactor.processes[-1]
+        process.send(READY_FRAME)
+        pool.request({"path": "/ok"})
+        self.respond(process)
+        process.exit(1)
+        self.reactor.advance(1)
+        self.assertEqual(len(self.reactor.processes), 4)
+
+    def test_queued_survive_crash(self):
+        """Requests queued behind a crashed worker are served by its replacement."""
+        pool = self.started()
+        [process] = self.reactor.processes
+        d1 = pool.request({"path": "/a"})
+        d2 = pool.request({"path": "/b"})
+        process.exit(1)
+        self.failureResultOf(d1, WorkerCrashed)
+        self.reactor.advance(0.1)
+        replacement = self.reactor.processes[-1]
+        replacement.send(READY_FRAME)
+        self.respond(replacement)
+        self.assertEqual(self.successResultOf(d2)["body"], "/b")
+
+    def test_violation(self):
+        """A worker breaking the protocol fails its request with 502 and is replaced."""
+        pool = self.started()
+        [process] = self.reactor.processes
+        d = pool.request({"path": "/a"})
+        process.send({"type": "response", "id": 99})
+        self.assertEqual(process.signals, ["KILL"])
+        f = self.failureResultOf(d, ProtocolViolation)
+        self.assertIn("response for unknown id 99", f.value.message)
+        process.exit(signal=9)
+        self.reactor.advance(0.1)
+        self.assertEqual(len(self.reactor.processes), 2)
+        self.assertEqual(pool.pids, [self.reactor.processes[1].pid])
+
+    def test_queue_full(self):
+        """With the queue full a request fails at once with 503 and a retry_after."""
+        pool = self.started(queue_limit=2)
+        pool.request({})
+        pool.request({})
+        pool.request({})
+        f = self.failureResultOf(pool.request({}), Overloaded)
+        self.assertEqual((f.value.status, f.value.retry_after), (503, 1))
+        self.assertEqual(pool.stats()["queued"], 2)
+        self.assertEqual(pool.stats()["rejected"], 1)
+
+    def test_cancel_queued(self):
+        """Cancelling a queued request removes it from the queue."""
+        pool = self.started()
+        [process] = self.reactor.processes
+        pool.request({"path": "/a"})
+        d = pool.request({"path": "/b"})
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.assertEqual(pool.stats()["queued"], 0)
+        self.respond(process)
+        self.assertEqual(len(self.requests(process)), 1)
+
+    def test_stop_drains_then_escalates(self):
+        """
+        stop() serves what was accepted, closes each worker's stdin once it
+        is idle, sends TERM at the drain deadline and KILL kill_time later.
+        """
+        pool = self.started(instances=2, drain_timeout=10, kill_time=3)
+        first, second = self.reactor.processes
+        d1 = pool.request({"path": "/a"})
+        d2 = pool.request({"path": "/b"})
+        d3 = pool.request({"path": "/c"})
+        stopped = pool.stop()
+        self.failureResultOf(pool.request({}), PoolStopped)
+        self.assertFalse(first.stdin_closed)
+        self.respond(first)
+        self.assertEqual(self.successResultOf(d1)["body"], "/a")
+        self.assertEqual(self.requests(first)[-1]["path"], "/c")
+        self.respond(second)
+        self.successResultOf(d2)
+        self.assertTrue(second.stdin_closed)
+        second.exit(0)
+        self.respond(first)
+        self.successResultOf(d3)
+        self.assertTrue(first.stdin_closed)
+        self.reactor.advance(9.9)
+        self.assertEqual(first.signals, [])
+        self.reactor.advance(0.1)
+        self.assertEqual(first.signals, ["TERM"])
+        self.reactor.advance(3)
+        self.assertEqual(first.signals, ["TERM", "KILL"])
+        self.assertEqual(second.signals, [])
+        self.assertNoResult(stopped)
+        first.exit(signal=9)
+        self.assertIsNone(self.successResultOf(stopped))
+        self.assertEqual(pool.pids, [])
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_stop_deadline_fails_queue(self):
+        """Requests still queued at the drain deadline fail with PoolStopped."""
+        pool = self.started(drain_timeout=2, timeout=30)
+        [process] = self.reactor.processes
+        pool.request({"path": "/a"})
+        d = pool.request({"path": "/b"})
+        pool.stop()
+        self.reactor.advance(2)
+        f = self.failureResultOf(d, PoolStopped)
+        self.assertEqual(f.value.status, 503)
+        self.assertEqual(process.signals, ["TERM"])
+
+    def test_crash_while_stopping(self):
+        """
+        A worker dying during the drain is not restarted; the requests it
+        left queued fail with PoolStopped.
+        """
+        pool = self.started()
+        [process] = self.reactor.processes
+        d1 = pool.request({"path": "/a"})
+        d2 = pool.request({"path": "/b"})
+        stopped = pool.stop()
+        process.exit(1)
+        self.failureResultOf(d1, WorkerCrashed)
+        f = self.failureResultOf(d2, PoolStopped)
+        self.assertEqual(f.value.message, "hello stopped before the request was served")
+        self.successResultOf(stopped)
+        self.reactor.advance(60)
+        self.assertEqual(len(self.reactor.processes), 1)
+
+    def test_stop_cancels_restart(self):
+        """A restart pending when stop() is called never happens."""
+        pool = self.started(min_restart_delay=1)
+        self.reactor.processes[0].exit(1)
+        d = pool.stop()
+        self.successResultOf(d)
+        self.reactor.advance(10)
+        self.assertEqual(len(self.reactor.processes), 1)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_stop_while_starting(self):
+        """Stopping a pool still starting fails start() with PoolStopped."""
+        pool = self.pool()
+        started = pool.start()
+        [process] = self.reactor.processes
+        stopped = pool.stop()
+        self.assertTrue(process.stdin_closed)
+        process.exit(0)
+        self.successResultOf(stopped)
+        self.failureResultOf(started, PoolStopped)
+
+    def test_request_before_start(self):
+        """A pool not started refuses requests."""
+        f = self.failureResultOf(self.pool().request({}), PoolStopped)
+        self.assertEqual(f.value.message, "hello is not started")
+
+    def test_request_after_stop(self):
+        """A stopped pool refuses requests with PoolStopped."""
+        pool = self.started()
+        d = pool.stop()
+        self.reactor.processes[0].exit(0)
+        self.successResultOf(d)
+        f = self.failureResultOf(pool.request({}), PoolStopped)
+        self.assertEqual(f.value.message, "hello is stopped")
+        self.successResultOf(pool.stop())
+
+    def test_service_call_unbound(self):
+        """A worker's service call is answered ServiceUnavailable until a broker is plugged in."""
+        self.started()
+        [process] = self.reactor.processes
+        process.send({"type": "call", "id": 1, "request": 1, "service": "db",
+                      "pool": "main", "action": "query", "args": {}})
+        [result] = [f for f in process.frames() if f["type"] == "result"]
+        self.assertEqual(result["error"]["message"], "no service bound as main")
+
+    def test_stderr_logged(self):
+        """Worker stderr lines reach the pool's log callback."""
+        self.started()
+        self.reactor.processes[0].stderr(b"hello from rust\n")
+        self.assertIn(("stderr", "hello from rust"), self.lines)

@@ -1,0 +1,421 @@
+"""
+Tests for L{edgegw_tx.workers.process}, and the fake process transport and
+reactor the pool tests share.
+"""
+
+import itertools
+
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
+from twisted.trial import unittest
+
+from edgegw_tx.errors import ProtocolViolation, WorkerCrashed
+from edgegw_tx.workers.framing import GATEWAY_FRAME_TYPES, FrameProtocol, encode_frame
+from edgegw_tx.workers.process import ENDED, KILLED, READY, STOPPING, WorkerProcess
+
+READY_FRAME = {"type": "ready", "protocol": 1, "sdk": "0.1.0"}
+
+
+class FakeProcess:
+    """
+    The parts of L{IProcessTransport} a L{WorkerProcess} uses, recording what
+    it is asked to do; the test plays the child with L{send}, L{stderr} and
+    L{exit}.
+    """
+
+    def __init__(self, proto, pid=4242, argv=(), env=None, path=None, childFDs=None):
+        self.proto = proto
+        self.pid = pid
+        self.argv = list(argv)
+        self.env = env
+        self.path = path
+        self.childFDs = childFDs
+        self.written = bytearray()
+        self.signals = []
+        self.stdin_closed = False
+        self.lost = False
+
+    # IProcessTransport
+
+    def write(self, data):
+        self.written += data
+
+    def closeStdin(self):
+        self.stdin_closed = True
+
+    def loseConnection(self):
+        self.lost = True
+
+    def signalProcess(self, signal):
+        if self.pid is None:
+            raise ProcessExitedAlready()
+        self.signals.append(signal)
+
+    # the test's side
+
+    def frames(self):
+        """The frames the gateway wrote to the child's stdin so far."""
+        frames = []
+        FrameProtocol(frames.append, self.fail_parse, types=GATEWAY_FRAME_TYPES).dataReceived(
+            bytes(self.written)
+        )
+        return frames
+
+    @staticmethod
+    def fail_parse(problem):
+        raise AssertionError(problem)
+
+    def send(self, frame):
+        """The child writes C{frame} to its stdout."""
+        self.proto.childDataReceived(1, encode_frame(frame))
+
+    def stdout(self, data):
+        self.proto.childDataReceived(1, data)
+
+    def stderr(self, data):
+        self.proto.childDataReceived(2, data)
+
+    def exit(self, code=0, signal=None):
+        """The child exits (or dies of C{signal}); pipes close, it is reaped."""
+        if signal is not None:
+            reason = ProcessTerminated(None, signal, signal)
+        elif code:
+            reason = ProcessTerminated(code, None, code << 8)
+        else:
+            reason = ProcessDone(0)
+        self.pid = None
+        self.proto.processExited(Failure(reason))
+        for fd in (0, 1, 2):
+            self.proto.childConnectionLost(fd)
+        self.proto.processEnded(Failure(reason))
+
+
+class FakeProcessReactor(MemoryReactorClock):
+    """
+    A memory reactor and clock whose C{spawnProcess} returns L{FakeProcess}es
+    (in the spirit of twisted.runner's DummyProcessReactor).
+
+    @ivar processes: every process spawned, in order.
+    @ivar spawn_error: raised by the next spawnProcess calls when set.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.processes = []
+        self.spawn_error = None
+        self._pids = itertools.count(100)
+
+    def spawnProcess(
+        self,
+        processProtocol,
+        executable,
+        args=(),
+        env=None,
+        path=None,
+        uid=None,
+        gid=None,
+        usePTY=False,
+        childFDs=None,
+    ):
+        if self.spawn_error is not None:
+            raise self.spawn_error
+        assert executable == args[0]
+        assert usePTY is False
+        process = FakeProcess(
+            processProtocol, next(self._pids), args, env, path, childFDs
+        )
+        self.processes.append(process)
+        processProtocol.makeConnection(process)
+        return process
+
+
+class WorkerProcessTests(unittest.TestCase):
+    def setUp(self):
+        self.clock = MemoryReactorClock()
+        self.lines = []
+        self.worker = WorkerProcess(
+            "hello",
+            log=lambda stream, line: self.lines.append((stream, line)),
+            start_timeout=5,
+            kill_time=2,
+            max_line=16,
+            reactor=self.clock,
+        )
+        self.process = FakeProcess(self.worker)
+        self.worker.makeConnection(self.process)
+
+    def ready(self):
+        self.process.send(READY_FRAME)
+        self.assertEqual(self.worker.state, READY)
+
+    def stderr_lines(self):
+        return [line for stream, line in self.lines if stream == "stderr"]
+
+    def test_ready(self):
+        """when_ready fires once the worker sent ready, which sets protocol and sdk."""
+        d = self.worker.when_ready()
+        self.assertNoResult(d)
+        self.process.send(READY_FRAME)
+        self.assertIs(self.successResultOf(d), self.worker)
+        self.assertEqual((self.worker.protocol_version, self.worker.sdk), (1, "0.1.0"))
+        self.assertTrue(self.worker.accepting)
+        self.assertIs(self.successResultOf(self.worker.when_ready()), self.worker)
+
+    def test_request_before_ready(self):
+        """No request is written before ready."""
+        f = self.failureResultOf(self.worker.request({"method": "GET"}), WorkerCrashed)
+        self.assertIn("starting", f.value.message)
+        self.assertEqual(self.process.written, b"")
+
+    def test_ids_correlate_out_of_order(self):
+        """Each response fires the Deferred of its own id, whatever the order."""
+        self.ready()
+        frame = {"method": "GET", "path": "/a"}
+        d1 = self.worker.request(frame)
+        d2 = self.worker.request({"method": "GET", "path": "/b"})
+        self.assertEqual(frame, {"method": "GET", "path": "/a"})
+        sent = self.process.frames()
+        self.assertEqual(
+            [(f["type"], f["id"], f["path"]) for f in sent],
+            [("request", 1, "/a"), ("request", 2, "/b")],
+        )
+        self.assertEqual(self.worker.in_flight, 2)
+        self.process.send({"type": "response", "id": 2, "status": 201})
+        self.assertNoResult(d1)
+        self.assertEqual(self.successResultOf(d2)["status"], 201)
+        self.process.send({"type": "response", "id": 1, "status": 200})
+        self.assertEqual(
+            self.successResultOf(d1), {"type": "response", "id": 1, "status": 200}
+        )
+        self.assertEqual((self.worker.in_flight, self.worker.served), (0, 2))
+
+    def test_stderr_lines(self):
+        """Stderr is split into lines; partial lines wait for their newline."""
+        self.process.stderr(b"one\ntw")
+        self.assertEqual(self.stderr_lines(), ["one"])
+        self.process.stderr(b"o\r\nthree\n\n")
+        self.assertEqual(self.stderr_lines(), ["one", "two", "three", ""])
+
+    def test_stderr_long_line_capped(self):
+        """A line longer than max_line is passed on in max_line pieces."""
+        self.process.stderr(b"a" * 16 + b"b" * 20)
+        self.assertEqual(self.stderr_lines(), ["a" * 16, "b" * 16])
+        self.process.stderr(b"\n" + b"c" * 16 + b"\n")
+        self.assertEqual(self.stderr_lines(), ["a" * 16, "b" * 16, "bbbb", "c" * 16])
+
+    def test_stderr_flushed_at_exit(self):
+        """A last line without newline is logged when the process ends."""
+        self.process.stderr(b"panicked at x")
+        self.assertEqual(self.stderr_lines(), [])
+        self.process.exit(101)
+        self.assertEqual(self.stderr_lines(), ["panicked at x"])
+
+    def test_stderr_invalid_utf8(self):
+        """Bytes that are not UTF-8 are replaced, not fatal."""
+        self.process.stderr(b"caf\xe9\n")
+        self.assertEqual(self.stderr_lines(), ["caf\ufffd"])
+
+    def test_exit_fails_in_flight(self):
+        """An exit fails every request in flight with WorkerCrashed naming the status."""
+        self.ready()
+        d1 = self.worker.request({})
+        d2 = self.worker.request({})
+        ended = self.worker.when_ended()
+        self.process.exit(101)
+        for d in (d1, d2):
+            f = self.failureResultOf(d, WorkerCrashed)
+            self.assertEqual(
+                f.value.message,
+                "worker 4242 of hello exited with status 101 before answering",
+            )
+        self.assertIs(self.successResultOf(ended), self.worker)
+        self.assertEqual(self.worker.state, ENDED)
+        self.assertEqual(self.worker.exit_code, 101)
+        self.assertIn(("gateway", "worker 4242 exited with status 101"), self.lines)
+
+    def test_signal_named(self):
+        """A death by signal names the signal."""
+        self.ready()
+        d = self.worker.request({})
+        self.process.exit(signal=11)
+        f = self.failureResultOf(d, WorkerCrashed)
+        self.assertIn("was killed by signal 11 (SIGSEGV)", f.value.message)
+
+    def test_exit_before_ready(self):
+        """An exit before ready fails when_ready with the status and last stderr lines."""
+        d = self.worker.when_ready()
+        self.process.stderr(b"no config\nbye")
+        self.process.exit(1)
+        f = self.failureResultOf(d, WorkerCrashed)
+        self.assertEqual(
+            f.value.message,
+            "worker 4242 of hello exited with status 1 before sending ready;"
+            " last stderr lines:\nno config\nbye",
+        )
+        self.failureResultOf(self.worker.when_ready(), WorkerCrashed)
+
+    def test_start_timeout(self):
+        """No ready within start_timeout: SIGKILL, and when_ready fails saying so."""
+        d = self.worker.when_ready()
+        self.clock.advance(4.9)
+        self.assertEqual(self.process.signals, [])
+        self.clock.advance(0.1)
+        self.assertEqual(self.process.signals, ["KILL"])
+        self.assertEqual(self.worker.state, KILLED)
+        self.assertNoResult(d)
+        self.process.exit(signal=9)
+        f = self.failureResultOf(d, WorkerCrashed)
+        self.assertIn("sent no ready within 5s and was killed", f.value.message)
+        self.assertIn("wrote nothing to stderr", f.value.message)
+
+    def test_ready_cancels_start_timeout(self):
+        """A worker that sent ready is not killed by the start timeout."""
+        self.ready()
+        self.clock.advance(10)
+        self.assertEqual(self.process.signals, [])
+
+    def test_violation_kills(self):
+        """Garbage on stdout kills the worker and fails in-flight requests at once."""
+        self.ready()
+        d = self.worker.request({})
+        self.process.stdout(b"\x00\x00\x00\x02hi")
+        self.assertEqual(self.process.signals, ["KILL"])
+        f = self.failureResultOf(d, ProtocolViolation)
+        self.assertIn("broke the frame protocol (frame is not valid JSON", f.value.message)
+        self.process.send({"type": "response", "id": 1})
+        self.process.exit(signal=9)
+        self.assertEqual(self.worker.state, ENDED)
+
+    def test_oversized_frame_kills(self):
+        """A length prefix over the cap is a violation naming the size."""
+        worker = WorkerProcess("hello", max_frame=100, reactor=self.clock, log=lambda *a: None)
+        process = FakeProcess(worker)
+        worker.makeConnection(process)
+        d = worker.when_ready()
+        process.stdout(b"\x00\x10\x00\x00")
+        self.assertEqual(process.signals, ["KILL"])
+        process.exit(signal=9)
+        f = self.failureResultOf(d, ProtocolViolation)
+        self.assertIn("frame of 1048576 bytes exceeds the 100-byte cap", f.value.message)
+
+    def test_unknown_id_kills(self):
+        """A response for an id not in flight is a violation."""
+        self.ready()
+        d = self.worker.request({})
+        self.process.send({"type": "response", "id": 7, "status": 200})
+        self.assertEqual(self.process.signals, ["KILL"])
+        f = self.failureResultOf(d, ProtocolViolation)
+        self.assertIn("response for unknown id 7", f.value.message)
+
+    def test_second_ready_kills(self):
+        """Ready is sent once; a second one is a violation."""
+        self.ready()
+        self.process.send(READY_FRAME)
+        self.assertEqual(self.process.signals, ["KILL"])
+
+    def test_bad_ready_kills(self):
+        """A ready without an integer protocol is a violation."""
+        self.process.send({"type": "ready", "protocol": "1", "sdk": "0.1"})
+        self.assertEqual(self.process.signals, ["KILL"])
+
+    def test_call_unbound(self):
+        """With no broker, a call is answered ServiceUnavailable naming the binding."""
+        self.ready()
+        self.process.send(
+            {"type": "call", "id": 3, "request": 1, "service": "db", "pool": "main",
+             "action": "query", "args": {}}
+        )
+        self.assertEqual(
+            self.process.frames(),
+            [{"type": "result", "id": 3, "ok": False,
+              "error": {"kind": "ServiceUnavailable",
+                        "message": "no service bound as main"}}],
+        )
+
+    def test_call_handler(self):
+        """A plugged-in call handler answers asynchronously; its result becomes a result frame."""
+        calls = []
+
+        def handler(frame):
+            calls.append(frame)
+            d = Deferred()
+            calls.append(d)
+            return d
+
+        self.worker.call_handler = handler
+        self.ready()
+        self.process.send({"type": "call", "id": 9, "pool": "cache", "action": "get"})
+        self.assertEqual(calls[0]["pool"], "cache")
+        self.assertEqual(self.process.frames(), [])
+        calls[1].callback({"ok": True, "data": "v"})
+        self.assertEqual(
+            self.process.frames(), [{"type": "result", "id": 9, "ok": True, "data": "v"}]
+        )
+
+    def test_call_handler_error(self):
+        """A call handler that raises answers an error result instead of hanging the worker."""
+        self.worker.call_handler = lambda frame: 1 / 0
+        self.ready()
+        self.process.send({"type": "call", "id": 1, "pool": "x"})
+        [result] = self.process.frames()
+        self.assertEqual((result["id"], result["ok"]), (1, False))
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_stop_idle(self):
+        """stop() closes stdin at once, TERMs after drain_timeout, KILLs kill_time later."""
+        self.ready()
+        d = self.worker.stop(3)
+        self.assertTrue(self.process.stdin_closed)
+        self.assertFalse(self.worker.accepting)
+        self.failureResultOf(self.worker.request({}), WorkerCrashed)
+        self.clock.advance(2.9)
+        self.assertEqual(self.process.signals, [])
+        self.clock.advance(0.1)
+        self.assertEqual(self.process.signals, ["TERM"])
+        self.clock.advance(2)
+        self.assertEqual(self.process.signals, ["TERM", "KILL"])
+        self.assertNoResult(d)
+        self.process.exit(signal=9)
+        self.assertIs(self.successResultOf(d), self.worker)
+
+    def test_stop_clean_exit(self):
+        """A worker that exits after stdin closed is never signalled."""
+        self.ready()
+        d = self.worker.stop(3)
+        self.process.exit(0)
+        self.successResultOf(d)
+        self.clock.advance(10)
+        self.assertEqual(self.process.signals, [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_stop_waits_for_in_flight(self):
+        """
+        stop() keeps stdin open while a request is in flight, so the worker
+        still gets the results of its service calls; it closes after the response.
+        """
+        self.ready()
+        d = self.worker.request({})
+        self.worker.stop(3)
+        self.assertEqual(self.worker.state, STOPPING)
+        self.assertFalse(self.process.stdin_closed)
+        self.process.send({"type": "call", "id": 1, "pool": "db"})
+        self.assertEqual(self.process.frames()[-1]["type"], "result")
+        self.process.send({"type": "response", "id": 1, "status": 200})
+        self.successResultOf(d)
+        self.assertTrue(self.process.stdin_closed)
+
+    def test_pipes_closed_after_exit(self):
+        """If the pipes stay open after the child was reaped, they are closed after kill_time."""
+        self.process.pid = None
+        self.worker.processExited(Failure(ProcessDone(0)))
+        self.clock.advance(2)
+        self.assertTrue(self.process.lost)
+
+    def test_kill_after_exit(self):
+        """Killing a worker whose process is already gone does not raise."""
+        self.ready()
+        self.process.pid = None
+        self.worker.kill(ProtocolViolation("x"))
+        self.assertEqual(self.worker.state, KILLED)

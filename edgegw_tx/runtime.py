@@ -39,6 +39,7 @@ class GatewayRuntime(MultiService):
         cargo=None,
         crate_source="auto",
         max_frame=16 * 1024 * 1024,
+        build_target_dir=None,
         reactor=None,
     ):
         super().__init__()
@@ -50,7 +51,12 @@ class GatewayRuntime(MultiService):
         self.store = SQLiteStore(os.path.join(self.data_dir, "edgegw.sqlite3"), reactor=reactor)
         self.keys = KeyRing(self.store, reactor=reactor)
         self.builder = Builder(
-            self.data_dir, sdk_path, cargo=cargo, crate_source=crate_source, reactor=reactor
+            self.data_dir,
+            sdk_path,
+            cargo=cargo,
+            crate_source=crate_source,
+            target_dir=build_target_dir,
+            reactor=reactor,
         )
         self.routes = RouteTable()
         self.manager = EndpointManager(
@@ -61,13 +67,23 @@ class GatewayRuntime(MultiService):
         data_site = Site(GatewayResource(Dispatcher(self.routes)), reactor=reactor)
         data_site.displayTracebacks = False
         data_site.noisy = False
+        # No access log line per request on the data plane: it is the hot path.
+        data_site.log = lambda request: None
         admin_site = Site(self.api.resource(), reactor=reactor)
         admin_site.displayTracebacks = False
         admin_site.noisy = False
+        self.listeners = []
         for description, site in ((listen, data_site), (admin_listen, admin_site)):
             service = StreamServerEndpointService(serverFromString(reactor, description), site)
             service._raiseSynchronously = True
             service.setServiceParent(self)
+            self.listeners.append(service)
+
+    def ports(self):
+        """Fire with the listening ports (data plane, control plane) once bound."""
+        from twisted.internet.defer import gatherResults
+
+        return gatherResults([service._waitingForPort for service in self.listeners])
 
     def _make_pool(self, record, binary, log):
         sandbox = os.path.join(self.data_dir, "sandbox", record["id"])

@@ -42,3 +42,9 @@ class WorkersFailed(ApiError):
     """The endpoint's workers could not be started: the handler's fault, not ours."""
 
     status = 502
+
+
+class BuildUnavailable(ApiError):
+    """The build plane cannot run at all (no cargo, no SDK): the operator's to fix."""
+
+    status = 503

@@ -17,10 +17,16 @@ from datetime import datetime, timezone
 from twisted.internet.defer import DeferredLock, inlineCallbacks, returnValue
 from twisted.logger import Logger
 
-from edgegw_tx.admin.errors import Conflict, NotFound, Unprocessable, WorkersFailed
+from edgegw_tx.admin.errors import (
+    BuildUnavailable,
+    Conflict,
+    NotFound,
+    Unprocessable,
+    WorkersFailed,
+)
 from edgegw_tx.admin.validation import endpoint_fields
-from edgegw_tx.build.errors import CompileFailed
-from edgegw_tx.paths import Param, parse_pattern
+from edgegw_tx.build import BuildError, CompileFailed
+from edgegw_tx.paths import parse_pattern
 from edgegw_tx.store import Conflict as StoreConflict
 
 _HIDDEN = ("path_shape",)
@@ -38,13 +44,6 @@ def _summary(diagnostics):
             where = f" (line {line})" if line else ""
             return diagnostic.get("message", "error") + where
     return "cargo failed"
-
-
-def path_shape(pattern):
-    """The route identity of a path: parameter names do not matter."""
-    return "/" + "/".join(
-        "{}" if isinstance(segment, Param) else segment.text for segment in pattern.segments
-    )
 
 
 class EndpointManager:
@@ -100,7 +99,7 @@ class EndpointManager:
         record = dict(fields)
         record.update(
             id=uuid.uuid4().hex,
-            path_shape=path_shape(pattern),
+            path_shape=pattern.shape,
             status="created",
             created_at=now,
             updated_at=now,
@@ -120,7 +119,7 @@ class EndpointManager:
             fields = endpoint_fields(payload, current)
             merged = dict(current, **fields)
             if "path" in fields:
-                fields["path_shape"] = path_shape(parse_pattern(fields["path"]))
+                fields["path_shape"] = parse_pattern(fields["path"]).shape
                 merged["path_shape"] = fields["path_shape"]
             if "code" in fields and fields["code"] != current["code"]:
                 fields["artifact"] = None
@@ -178,6 +177,8 @@ class EndpointManager:
             raise Unprocessable(
                 "compilation failed: " + _summary(failure.diagnostics), diagnostics=failure.diagnostics
             )
+        except BuildError as e:
+            raise BuildUnavailable(f"cannot compile: {e}")
         latest = yield self.get(endpoint_id)
         if latest["code"] != code:
             # The code changed while cargo ran: this binary is not the endpoint's.

@@ -1,0 +1,424 @@
+"""
+The management API end to end through a real Klein app and a real SQLite store,
+with the build and process planes replaced by fakes (their own tests cover them).
+"""
+
+import json
+
+from treq.testing import StubTreq
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.trial import unittest
+
+from edgegw_tx.admin.api import AdminAPI
+from edgegw_tx.admin.auth import KeyRing
+from edgegw_tx.admin.logs import LogBook
+from edgegw_tx.admin.manager import EndpointManager
+from edgegw_tx.build.cargo import CompileFailed
+from edgegw_tx.gateway.routes import Match, NoRoute, RouteTable
+from tests.support import SynchronousReactor, make_store
+
+HELLO = """use rust_edge_gateway_sdk::prelude::*;
+
+fn handle(req: Request) -> Response {
+    Response::ok(json!({"message": "Hello, World!", "path": req.path, "method": req.method}))
+}
+
+handler_loop!(handle);
+"""
+
+
+class FakeBuildResult:
+    def __init__(self, digest):
+        self.digest = digest
+        self.cached = False
+        self.seconds = 0.5
+        self.dependencies = ["serde", "serde_json"]
+        self.binary = "/artifacts/" + digest + "/handler"
+
+
+class FakeBuilder:
+    """Compiles any code containing ``handler_loop!``; other code fails on line 1."""
+
+    def __init__(self):
+        self.builds = []
+        self.pending = None
+
+    def build(self, endpoint_id, code):
+        self.builds.append((endpoint_id, code))
+        if self.pending is not None:
+            return self.pending
+        if "handler_loop!" not in code:
+            return fail(
+                CompileFailed(
+                    [
+                        {
+                            "level": "error",
+                            "message": "`main` function not found in crate",
+                            "line": 1,
+                            "column": 1,
+                            "rendered": "error[E0601]: `main` function not found",
+                        }
+                    ]
+                )
+            )
+        return succeed(FakeBuildResult("d%d" % len(self.builds)))
+
+    def artifact(self, digest):
+        return "/artifacts/" + digest + "/handler"
+
+
+class FakePool:
+    instances = []
+
+    def __init__(self, record, binary, log):
+        self.name = record["name"]
+        self.binary = binary
+        self.log = log
+        self.pids = []
+        self.started = False
+        self.stopped = False
+        self.start_error = None
+        FakePool.instances.append(self)
+
+    def start(self):
+        if self.start_error is not None:
+            return fail(self.start_error)
+        self.started = True
+        self.pids = [4242]
+        self.log("stderr", "worker up")
+        return succeed(self.pids)
+
+    def stop(self):
+        self.stopped = True
+        self.pids = []
+        return succeed(None)
+
+    def request(self, frame):
+        return Deferred()
+
+
+class AdminAPITests(unittest.TestCase):
+    def setUp(self):
+        FakePool.instances = []
+        self.reactor = SynchronousReactor()
+        self.reactor.advance(1_000_000)
+        store = make_store(self, self.reactor)
+        self.keys = KeyRing(store, reactor=self.reactor)
+        self.successResultOf(self.keys.load())
+        _, self.admin_key = self.successResultOf(self.keys.create("test", "admin"))
+        _, self.read_key = self.successResultOf(self.keys.create("viewer", "read"))
+        self.builder = FakeBuilder()
+        self.routes = RouteTable()
+        self.manager = EndpointManager(
+            store, self.builder, self.routes, FakePool, LogBook(self.reactor)
+        )
+        self.api = AdminAPI(self.manager, self.keys, self.reactor)
+        self.client = StubTreq(self.api.resource())
+
+    def call(self, method, path, body=None, key="admin", raw=None):
+        headers = {}
+        if key is not None:
+            headers["Authorization"] = "Bearer " + (
+                {"admin": self.admin_key, "read": self.read_key}.get(key, key)
+            )
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        d = self.client.request(method, "http://admin" + path, headers=headers, data=data)
+        self.client.flush()
+        response = self.successResultOf(d)
+        content = self.successResultOf(response.content())
+        self.assertEqual(response.headers.getRawHeaders("content-type"), ["application/json"])
+        return response.code, json.loads(content)
+
+    def create_hello(self, **overrides):
+        body = {"name": "hello", "path": "/hello", "method": "GET", "code": HELLO}
+        body.update(overrides)
+        code, document = self.call("POST", "/api/endpoints", body)
+        self.assertEqual(code, 201, document)
+        return document["data"]
+
+    # health and auth
+
+    def test_health_needs_no_key(self):
+        """GET /api/health answers without a key and names the version."""
+        code, document = self.call("GET", "/api/health", key=None)
+        self.assertEqual(code, 200)
+        self.assertEqual(document["data"]["status"], "healthy")
+        self.assertTrue(document["data"]["version"])
+
+    def test_missing_key_is_401(self):
+        """Any other call without a key answers 401 with the envelope."""
+        code, document = self.call("GET", "/api/endpoints", key=None)
+        self.assertEqual(code, 401)
+        self.assertEqual(document["ok"], False)
+        self.assertIn("Authorization: Bearer", document["error"])
+
+    def test_wrong_key_is_401(self):
+        """A key that is not known answers 401."""
+        code, document = self.call("GET", "/api/endpoints", key="egw_not-a-key")
+        self.assertEqual((code, document["error"]), (401, "invalid API key"))
+
+    def test_read_key_cannot_write(self):
+        """A read-scoped key may GET but not POST."""
+        self.assertEqual(self.call("GET", "/api/endpoints", key="read")[0], 200)
+        code, document = self.call(
+            "POST", "/api/endpoints", {"name": "x", "path": "/x", "method": "GET"}, key="read"
+        )
+        self.assertEqual(code, 403)
+        self.assertIn("may only read", document["error"])
+
+    def test_unknown_route_is_404_json(self):
+        """An unknown /api path answers a JSON 404, not an HTML page."""
+        code, document = self.call("GET", "/api/nothing-here")
+        self.assertEqual(code, 404)
+        self.assertIn("/api/nothing-here", document["error"])
+
+    def test_wrong_method_is_405_json(self):
+        """A known path with a wrong method answers 405 JSON."""
+        code, document = self.call("PATCH", "/api/endpoints")
+        self.assertEqual(code, 405)
+        self.assertIn("PATCH", document["error"])
+
+    # create and validation
+
+    def test_create_answers_created_record(self):
+        """POST /api/endpoints stores the endpoint with status created and defaults."""
+        data = self.create_hello()
+        self.assertEqual(data["status"], "created")
+        self.assertEqual(data["domain"], "*")
+        self.assertEqual(data["settings"], {"instances": 1, "timeout": 30.0, "env": {}})
+        code, document = self.call("GET", "/api/endpoints/" + data["id"])
+        self.assertEqual((code, document["data"]["name"]), (200, "hello"))
+
+    def test_invalid_json_is_400(self):
+        """A body that is not JSON answers 400 saying so."""
+        code, document = self.call("POST", "/api/endpoints", raw=b"{not json")
+        self.assertEqual(code, 400)
+        self.assertIn("not valid JSON", document["error"])
+
+    def test_missing_field_is_400_naming_it(self):
+        """A create without a path names the missing field."""
+        code, document = self.call("POST", "/api/endpoints", {"name": "x", "method": "GET"})
+        self.assertEqual((code, document["error"]), (400, "missing field 'path'"))
+
+    def test_wrongly_typed_field_is_400_naming_it(self):
+        """A name that is not a string names the field."""
+        code, document = self.call(
+            "POST", "/api/endpoints", {"name": 5, "path": "/x", "method": "GET"}
+        )
+        self.assertEqual(code, 400)
+        self.assertIn("'name'", document["error"])
+
+    def test_unknown_field_is_400(self):
+        """A typo in a field name is reported, not silently dropped."""
+        code, document = self.call(
+            "POST", "/api/endpoints", {"name": "x", "path": "/x", "method": "GET", "metod": "GET"}
+        )
+        self.assertEqual((code, document["error"]), (400, "unknown field 'metod'"))
+
+    def test_malformed_paths_are_400(self):
+        """Unbalanced braces, empty segments and a missing leading slash are refused."""
+        for path in ("/users/{", "//x", "x/y"):
+            code, document = self.call(
+                "POST", "/api/endpoints", {"name": "x", "path": path, "method": "GET"}
+            )
+            self.assertEqual(code, 400, path)
+            self.assertIn("'path'", document["error"])
+
+    def test_unknown_method_is_400(self):
+        """A method outside the HTTP set is refused naming the field."""
+        code, document = self.call(
+            "POST", "/api/endpoints", {"name": "x", "path": "/x", "method": "FETCH"}
+        )
+        self.assertEqual(code, 400)
+        self.assertIn("'method'", document["error"])
+
+    def test_bad_settings_are_400(self):
+        """Instances, timeout and env are checked."""
+        for settings, field in (
+            ({"instances": 0}, "settings.instances"),
+            ({"timeout": -1}, "settings.timeout"),
+            ({"env": {"A B": "x"}}, "settings.env"),
+        ):
+            code, document = self.call(
+                "POST",
+                "/api/endpoints",
+                {"name": "x", "path": "/x", "method": "GET", "settings": settings},
+            )
+            self.assertEqual(code, 400)
+            self.assertIn(field, document["error"])
+
+    def test_same_route_twice_is_409(self):
+        """The same (domain, method, path) twice conflicts, also with other param names."""
+        self.create_hello(path="/users/{id}")
+        code, document = self.call(
+            "POST", "/api/endpoints", {"name": "two", "path": "/users/{uid}", "method": "GET"}
+        )
+        self.assertEqual(code, 409)
+        self.assertIn("already serves GET /users/{uid}", document["error"])
+
+    def test_unknown_id_is_404(self):
+        """Every per-endpoint call on an unknown id answers 404."""
+        for method, suffix in (
+            ("GET", ""),
+            ("PUT", ""),
+            ("DELETE", ""),
+            ("POST", "/compile"),
+            ("POST", "/start"),
+            ("POST", "/stop"),
+            ("POST", "/restart"),
+            ("GET", "/logs"),
+        ):
+            code, document = self.call(method, "/api/endpoints/nope" + suffix, {"name": "x"})
+            self.assertEqual(code, 404, (method, suffix))
+            self.assertIn("no endpoint with id 'nope'", document["error"])
+
+    # compile, start, stop
+
+    def test_compile_then_start(self):
+        """Compile answers compiled with the build; start answers running with pids."""
+        endpoint = self.create_hello()
+        code, document = self.call("POST", "/api/endpoints/%s/compile" % endpoint["id"])
+        self.assertEqual(code, 200)
+        self.assertEqual(document["data"]["status"], "compiled")
+        self.assertEqual(document["data"]["build"]["dependencies"], ["serde", "serde_json"])
+        code, document = self.call("POST", "/api/endpoints/%s/start" % endpoint["id"])
+        self.assertEqual(code, 200)
+        self.assertEqual(document["data"]["status"], "running")
+        self.assertEqual(document["data"]["pids"], [4242])
+        self.assertEqual(FakePool.instances[0].binary, "/artifacts/d1/handler")
+        match = self.routes.match("example.com", "GET", "/hello")
+        self.assertIs(match.target, FakePool.instances[0])
+
+    def test_compile_error_is_422_with_diagnostics(self):
+        """Broken code answers 422 with the diagnostics; the endpoint records the error."""
+        endpoint = self.create_hello(code="")
+        code, document = self.call("POST", "/api/endpoints/%s/compile" % endpoint["id"])
+        self.assertEqual(code, 422)
+        self.assertEqual(document["diagnostics"][0]["line"], 1)
+        self.assertIn("main", document["error"])
+        status = self.call("GET", "/api/endpoints/" + endpoint["id"])[1]["data"]["status"]
+        self.assertEqual(status, "error")
+
+    def test_compile_without_cargo_is_503(self):
+        """When cargo cannot be found, compile answers 503 with the builder's advice."""
+        from edgegw_tx.build import CargoNotFound
+
+        endpoint = self.create_hello()
+        self.builder.pending = fail(CargoNotFound("cargo not found: install Rust or pass --cargo"))
+        code, document = self.call("POST", "/api/endpoints/%s/compile" % endpoint["id"])
+        self.assertEqual(code, 503)
+        self.assertIn("--cargo", document["error"])
+
+    def test_start_before_compile_is_409(self):
+        """Starting an endpoint that was never compiled says to compile first."""
+        endpoint = self.create_hello()
+        code, document = self.call("POST", "/api/endpoints/%s/start" % endpoint["id"])
+        self.assertEqual(code, 409)
+        self.assertIn("compile", document["error"])
+
+    def test_start_disabled_is_409(self):
+        """A disabled endpoint does not start."""
+        endpoint = self.create_hello(enabled=False)
+        self.call("POST", "/api/endpoints/%s/compile" % endpoint["id"])
+        code, document = self.call("POST", "/api/endpoints/%s/start" % endpoint["id"])
+        self.assertEqual(code, 409)
+        self.assertIn("disabled", document["error"])
+
+    def test_workers_failing_to_start_is_502(self):
+        """Workers that die before ready answer 502 naming the logs; status becomes error."""
+        endpoint = self.create_hello()
+        self.call("POST", "/api/endpoints/%s/compile" % endpoint["id"])
+
+        original = FakePool.start
+
+        def broken(pool):
+            return fail(RuntimeError("worker exited with status 101 before ready"))
+
+        FakePool.start = broken
+        self.addCleanup(setattr, FakePool, "start", original)
+        code, document = self.call("POST", "/api/endpoints/%s/start" % endpoint["id"])
+        self.assertEqual(code, 502)
+        self.assertIn("status 101", document["error"])
+        self.assertIn("/logs", document["error"])
+        self.assertIsInstance(self.routes.match("h", "GET", "/hello"), NoRoute)
+
+    def test_stop_stops_workers_and_route(self):
+        """Stop drains the pool, removes the route and answers stopped."""
+        endpoint = self.create_hello()
+        self.call("POST", "/api/endpoints/%s/compile" % endpoint["id"])
+        self.call("POST", "/api/endpoints/%s/start" % endpoint["id"])
+        code, document = self.call("POST", "/api/endpoints/%s/stop" % endpoint["id"])
+        self.assertEqual((code, document["data"]["status"]), (200, "stopped"))
+        self.assertTrue(FakePool.instances[0].stopped)
+        self.assertIsInstance(self.routes.match("h", "GET", "/hello"), NoRoute)
+
+    def test_restart_swaps_pools(self):
+        """Restart starts new workers before stopping the old ones."""
+        endpoint = self.create_hello()
+        self.call("POST", "/api/endpoints/%s/compile" % endpoint["id"])
+        self.call("POST", "/api/endpoints/%s/start" % endpoint["id"])
+        code, document = self.call("POST", "/api/endpoints/%s/restart" % endpoint["id"])
+        self.assertEqual((code, document["data"]["status"]), (200, "running"))
+        old, new = FakePool.instances
+        self.assertTrue(old.stopped)
+        self.assertIs(self.routes.match("h", "GET", "/hello").target, new)
+
+    def test_code_update_makes_status_created(self):
+        """Changing the code of a compiled endpoint drops its artifact."""
+        endpoint = self.create_hello()
+        self.call("POST", "/api/endpoints/%s/compile" % endpoint["id"])
+        code, document = self.call(
+            "PUT", "/api/endpoints/" + endpoint["id"], {"code": HELLO + "\n// v2\n"}
+        )
+        self.assertEqual(code, 200)
+        self.assertEqual((document["data"]["status"], document["data"]["artifact"]), ("created", None))
+
+    def test_put_back_what_get_returned(self):
+        """A record read with GET can be sent back with PUT unchanged."""
+        endpoint = self.create_hello()
+        code, document = self.call("PUT", "/api/endpoints/" + endpoint["id"], endpoint)
+        self.assertEqual(code, 200, document)
+
+    def test_update_route_of_running_endpoint_moves_route(self):
+        """Changing the path of a running endpoint serves the new path only."""
+        endpoint = self.create_hello()
+        self.call("POST", "/api/endpoints/%s/compile" % endpoint["id"])
+        self.call("POST", "/api/endpoints/%s/start" % endpoint["id"])
+        self.call("PUT", "/api/endpoints/" + endpoint["id"], {"path": "/hi"})
+        self.assertIsInstance(self.routes.match("h", "GET", "/hi"), Match)
+        self.assertIsInstance(self.routes.match("h", "GET", "/hello"), NoRoute)
+
+    def test_delete_stops_and_forgets(self):
+        """Delete stops the workers and the id is gone afterwards."""
+        endpoint = self.create_hello()
+        self.call("POST", "/api/endpoints/%s/compile" % endpoint["id"])
+        self.call("POST", "/api/endpoints/%s/start" % endpoint["id"])
+        code, document = self.call("DELETE", "/api/endpoints/" + endpoint["id"])
+        self.assertEqual((code, document["data"]["deleted"]), (200, True))
+        self.assertTrue(FakePool.instances[0].stopped)
+        self.assertEqual(self.call("GET", "/api/endpoints/" + endpoint["id"])[0], 404)
+
+    def test_logs_with_since(self):
+        """Logs list worker lines with timestamps; since filters older ones out."""
+        endpoint = self.create_hello()
+        self.call("POST", "/api/endpoints/%s/compile" % endpoint["id"])
+        self.call("POST", "/api/endpoints/%s/start" % endpoint["id"])
+        code, document = self.call("GET", "/api/endpoints/%s/logs" % endpoint["id"])
+        self.assertEqual(code, 200)
+        [line] = document["data"]["lines"]
+        self.assertEqual(line["line"], "worker up")
+        self.assertIn("T", line["timestamp"])
+        later = "/api/endpoints/%s/logs?since=%s" % (endpoint["id"], line["time"])
+        self.assertEqual(self.call("GET", later)[1]["data"]["lines"], [])
+        code, document = self.call("GET", "/api/endpoints/%s/logs?since=yesterday" % endpoint["id"])
+        self.assertEqual(code, 400)
+
+    def test_list_filters_and_pages(self):
+        """The list filters by enabled and pages with page/limit."""
+        self.create_hello()
+        self.create_hello(name="b", path="/b", enabled=False)
+        data = self.call("GET", "/api/endpoints?enabled=false")[1]["data"]
+        self.assertEqual([e["name"] for e in data["items"]], ["b"])
+        data = self.call("GET", "/api/endpoints?limit=1&page=2")[1]["data"]
+        self.assertEqual((data["total"], data["pages"], len(data["items"])), (2, 2, 1))
+        self.assertEqual(self.call("GET", "/api/endpoints?limit=0")[0], 400)

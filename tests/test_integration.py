@@ -1,0 +1,319 @@
+"""
+The whole gateway with its real parts: real cargo compiling real handlers,
+real worker processes, real HTTP over 127.0.0.1 on ports chosen by the kernel.
+
+The cargo target directory is shared between tests (and runs) in
+``.cache/test-target`` so the suite pays the cold build of the common crates once.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import sys
+
+import treq
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks, returnValue
+from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import deferLater
+from twisted.trial import unittest
+from twisted.web.client import Agent, HTTPConnectionPool
+
+from edgegw_tx.build.cargo import CargoNotFound, find_cargo
+from edgegw_tx.runtime import GatewayRuntime
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SDK = os.path.join(ROOT, "rust_sdk")
+SHARED_TARGET = os.path.join(ROOT, ".cache", "test-target")
+
+HELLO = """use rust_edge_gateway_sdk::prelude::*;
+
+fn handle(req: Request) -> Response {
+    Response::ok(json!({"message": "Hello, World!", "path": req.path, "method": req.method}))
+}
+
+handler_loop!(handle);
+"""
+
+MISBEHAVING = """use rust_edge_gateway_sdk::prelude::*;
+
+fn handle(req: Request) -> Response {
+    let what = req.path_param("what").cloned().unwrap_or_default();
+    match what.as_str() {
+        "crash" => std::process::exit(3),
+        "spin" => loop { std::hint::spin_loop() },
+        "print" => {
+            println!("debug line from {}", req.path);
+            Response::ok(json!({"printed": true}))
+        }
+        _ => Response::ok(json!({"what": what, "pid": std::process::id()})),
+    }
+}
+
+handler_loop!(handle);
+"""
+
+
+def _cargo_or_skip():
+    try:
+        return find_cargo(None)
+    except CargoNotFound as e:
+        raise unittest.SkipTest(str(e))
+
+
+class GatewayHarness:
+    """Start and stop a GatewayRuntime, and talk to it over real HTTP."""
+
+    def __init__(self, test_case, data_dir, cargo):
+        self.test_case = test_case
+        self.data_dir = data_dir
+        self.cargo = cargo
+        self.pool = HTTPConnectionPool(reactor, persistent=False)
+        self.http = treq.client.HTTPClient(Agent(reactor, pool=self.pool))
+
+    @inlineCallbacks
+    def start(self):
+        self.runtime = GatewayRuntime(
+            self.data_dir,
+            "tcp:0:interface=127.0.0.1",
+            "tcp:0:interface=127.0.0.1",
+            sdk_path=SDK,
+            cargo=self.cargo,
+            build_target_dir=SHARED_TARGET,
+        )
+        yield self.runtime.startService()
+        data, admin = yield self.runtime.ports()
+        self.base = "http://127.0.0.1:%d" % data.getHost().port
+        self.api = "http://127.0.0.1:%d/api" % admin.getHost().port
+        with open(os.path.join(self.data_dir, "admin.key")) as f:
+            self.key = f.read().strip()
+
+    def stop(self):
+        return self.runtime.stopService()
+
+    @inlineCallbacks
+    def call(self, method, path, body=None):
+        response = yield self.http.request(
+            method,
+            self.api + path,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Authorization": "Bearer " + self.key},
+        )
+        document = yield response.json()
+        returnValue((response.code, document))
+
+    @inlineCallbacks
+    def get(self, path):
+        response = yield self.http.get(self.base + path)
+        content = yield response.content()
+        returnValue((response, content))
+
+    @inlineCallbacks
+    def deploy(self, name, path, code, **settings):
+        code_, created = yield self.call(
+            "POST",
+            "/endpoints",
+            {"name": name, "path": path, "method": "GET", "code": code, "settings": settings},
+        )
+        self.test_case.assertEqual(code_, 201, created)
+        endpoint_id = created["data"]["id"]
+        status, compiled = yield self.call("POST", "/endpoints/%s/compile" % endpoint_id)
+        self.test_case.assertEqual(status, 200, compiled)
+        status, started = yield self.call("POST", "/endpoints/%s/start" % endpoint_id)
+        self.test_case.assertEqual(status, 200, started)
+        returnValue(started["data"])
+
+
+class GatewayIntegrationTests(unittest.TestCase):
+    timeout = 600
+
+    @inlineCallbacks
+    def setUp(self):
+        cargo = _cargo_or_skip()
+        os.makedirs(SHARED_TARGET, exist_ok=True)
+        self.gateway = GatewayHarness(self, os.path.abspath(self.mktemp()), cargo)
+        yield self.gateway.start()
+        self.addCleanup(lambda: self.gateway.stop())
+
+    @inlineCallbacks
+    def test_quick_start(self):
+        """The README's quick start: create, compile, start, then GET /hello answers JSON."""
+        code, created = yield self.gateway.call(
+            "POST", "/endpoints", {"name": "hello", "path": "/hello", "method": "GET", "code": HELLO}
+        )
+        self.assertEqual((code, created["ok"], created["data"]["status"]), (201, True, "created"))
+        endpoint_id = created["data"]["id"]
+        code, compiled = yield self.gateway.call("POST", "/endpoints/%s/compile" % endpoint_id)
+        self.assertEqual((code, compiled["data"]["status"]), (200, "compiled"))
+        code, started = yield self.gateway.call("POST", "/endpoints/%s/start" % endpoint_id)
+        self.assertEqual((code, started["data"]["status"]), (200, "running"))
+        [pid] = started["data"]["pids"]
+        self.assertGreater(pid, 0)
+
+        response, content = yield self.gateway.get("/hello")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(
+            json.loads(content), {"message": "Hello, World!", "path": "/hello", "method": "GET"}
+        )
+        self.assertTrue(response.headers.getRawHeaders("x-request-id"))
+        self.assertEqual(response.headers.getRawHeaders("content-type"), ["application/json"])
+
+        code, again = yield self.gateway.call("POST", "/endpoints/%s/compile" % endpoint_id)
+        self.assertTrue(again["data"]["build"]["cached"], "unchanged code must not compile again")
+
+    @inlineCallbacks
+    def test_compile_error_points_at_the_users_line(self):
+        """A type error on line 4 of the handler answers 422 with a diagnostic on line 4."""
+        broken = HELLO.replace(
+            "    Response::ok(", '    let n: u32 = "text";\n    Response::ok('
+        )
+        code, created = yield self.gateway.call(
+            "POST", "/endpoints", {"name": "broken", "path": "/broken", "method": "GET", "code": broken}
+        )
+        code, document = yield self.gateway.call(
+            "POST", "/endpoints/%s/compile" % created["data"]["id"]
+        )
+        self.assertEqual(code, 422)
+        errors = [d for d in document["diagnostics"] if d["level"] == "error"]
+        self.assertEqual(errors[0]["line"], 4)
+        self.assertIn("mismatched types", errors[0]["message"])
+        self.assertIn("mismatched types", document["error"])
+
+    @inlineCallbacks
+    def test_empty_code_is_422(self):
+        """Compiling an endpoint with no code answers 422 with a diagnostic."""
+        code, created = yield self.gateway.call(
+            "POST", "/endpoints", {"name": "empty", "path": "/empty", "method": "GET", "code": ""}
+        )
+        code, document = yield self.gateway.call(
+            "POST", "/endpoints/%s/compile" % created["data"]["id"]
+        )
+        self.assertEqual(code, 422)
+        self.assertTrue(document["diagnostics"])
+
+    @inlineCallbacks
+    def test_crash_answers_502_then_serves_again(self):
+        """A handler that exits mid-request gives 502 naming it; the next request succeeds."""
+        yield self.gateway.deploy("misbehaving", "/m/{what}", MISBEHAVING)
+        response, content = yield self.gateway.get("/m/crash")
+        self.assertEqual(response.code, 502)
+        error = json.loads(content)
+        self.assertEqual(error["endpoint"], "misbehaving")
+        self.assertEqual(error["request_id"], response.headers.getRawHeaders("x-request-id")[0])
+        self.assertIn("status 3", error["error"])
+        response, content = yield self.gateway.get("/m/fine")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(json.loads(content)["what"], "fine")
+
+    @inlineCallbacks
+    def test_runaway_handler_answers_504_and_is_replaced(self):
+        """A handler that loops forever gives 504 after the timeout; a new worker serves next."""
+        started = yield self.gateway.deploy("spinner", "/s/{what}", MISBEHAVING, timeout=1)
+        response, content = yield self.gateway.get("/s/spin")
+        self.assertEqual(response.code, 504)
+        self.assertIn("within 1s", json.loads(content)["error"])
+        response, content = yield self.gateway.get("/s/after")
+        self.assertEqual(response.code, 200)
+        self.assertNotEqual(json.loads(content)["pid"], started["pids"][0])
+
+    @inlineCallbacks
+    def test_println_goes_to_the_log_not_the_response(self):
+        """println! in a handler lands in the endpoint's logs and the response stays intact."""
+        started = yield self.gateway.deploy("printer", "/p/{what}", MISBEHAVING)
+        response, content = yield self.gateway.get("/p/print")
+        self.assertEqual((response.code, json.loads(content)), (200, {"printed": True}))
+        code, logs = yield self.gateway.call("GET", "/endpoints/%s/logs" % started["id"])
+        lines = [entry["line"] for entry in logs["data"]["lines"]]
+        self.assertIn("debug line from /p/print", lines)
+
+    @inlineCallbacks
+    def test_gateway_restart_keeps_the_endpoint_serving(self):
+        """After the gateway restarts, a running endpoint serves again without compiling."""
+        yield self.gateway.deploy("hello", "/hello", HELLO)
+        yield self.gateway.stop()
+        # No cargo at all for the second life: serving proves nothing was compiled.
+        self.gateway = GatewayHarness(self, self.gateway.data_dir, "/bin/false")
+        yield self.gateway.start()
+        response, content = yield self.gateway.get("/hello")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(json.loads(content)["message"], "Hello, World!")
+
+
+class _Collect(ProcessProtocol):
+    def __init__(self, ended):
+        self.ended = ended
+        self.output = b""
+
+    def childDataReceived(self, fd, data):
+        self.output += data
+
+    def processEnded(self, reason):
+        self.ended.callback((reason.value.exitCode, reason.value.signal))
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TwistdPluginTests(unittest.TestCase):
+    timeout = 120
+
+    @inlineCallbacks
+    def test_twistd_edgegw_starts_and_writes_the_admin_key(self):
+        """`twistd -n edgegw` finds the plugin, serves /api/health and writes admin.key 0600."""
+        from twisted.internet.defer import Deferred
+
+        data_dir = os.path.abspath(self.mktemp())
+        port, admin = _free_port(), _free_port()
+        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+        if not os.path.exists(twistd):
+            twistd = shutil.which("twistd")
+        ended = Deferred()
+        collector = _Collect(ended)
+        process = reactor.spawnProcess(
+            collector,
+            twistd,
+            [
+                twistd, "-n", "--pidfile=", "edgegw", "--data-dir", data_dir,
+                "--listen", "tcp:%d:interface=127.0.0.1" % port,
+                "--admin-listen", "tcp:%d:interface=127.0.0.1" % admin,
+            ],
+            env=dict(os.environ),
+            path=ROOT,
+        )
+
+        exit_codes = []
+        ended.addCallback(exit_codes.append)
+
+        def stop():
+            if not exit_codes:
+                process.signalProcess("KILL")
+                return ended
+
+        self.addCleanup(stop)
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        http = treq.client.HTTPClient(Agent(reactor, pool=pool))
+        document = None
+        for _ in range(300):
+            try:
+                response = yield http.get("http://127.0.0.1:%d/api/health" % admin)
+                document = yield response.json()
+                break
+            except Exception:
+                yield deferLater(reactor, 0.1, lambda: None)
+        self.assertIsNotNone(document, collector.output.decode(errors="replace"))
+        self.assertEqual(document["data"]["status"], "healthy")
+        key_path = os.path.join(data_dir, "admin.key")
+        self.assertEqual(stat.S_IMODE(os.stat(key_path).st_mode), 0o600)
+        process.signalProcess("TERM")
+        yield ended
+        output = collector.output.decode(errors="replace")
+        # twistd re-raises the signal it stopped on, after a clean shutdown.
+        self.assertIn(exit_codes, ([(0, None)], [(None, signal.SIGTERM)]), output)
+        self.assertIn("Server Shut Down.", output)
+        self.assertIn(key_path, output)

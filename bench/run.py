@@ -3,8 +3,10 @@ Benchmark: hello through edgegw versus a bare twisted.web resource, same run.
 
 Starts a real ``twistd edgegw`` on a fresh data dir, creates, compiles (cold:
 empty cargo target; warm: a second handler once the crates are built) and
-starts the hello handler, starts bench/baseline.py, then runs the same wrk
-load against each and prints requests/s and their ratio. Every process it
+starts the hello handler, starts bench/baseline.py twice (a default Site, which
+writes an access-log line per request, and one without, like the gateway's
+data plane), then runs the same wrk load against each and prints requests/s
+and the ratios. Every process it
 starts is stopped before it exits.
 
     make bench            # or: .venv/bin/python bench/run.py [--duration 10] [--connections 32]
@@ -86,7 +88,7 @@ def main():
         raise SystemExit("wrk is not installed: apt-get install wrk")
 
     data_dir = tempfile.mkdtemp(prefix="edgegw-bench-")
-    port, admin_port, base_port = free_port(), free_port(), free_port()
+    port, admin_port, base_port, bare_port = free_port(), free_port(), free_port(), free_port()
     processes = []
     try:
         gateway = subprocess.Popen(
@@ -101,6 +103,10 @@ def main():
         processes.append(gateway)
         baseline = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "baseline.py"), str(base_port)])
         processes.append(baseline)
+        bare = subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "bench", "baseline.py"), str(bare_port), "--no-access-log"]
+        )
+        processes.append(bare)
         wait_for(f"http://127.0.0.1:{admin_port}/api/health")
         with open(os.path.join(data_dir, "admin.key")) as f:
             key = f.read().strip()
@@ -111,16 +117,22 @@ def main():
         warm = api(admin_port, key, "POST", f"/endpoints/{second['id']}/compile")["build"]["seconds"]
         api(admin_port, key, "POST", f"/endpoints/{hello['id']}/start")
         wait_for(f"http://127.0.0.1:{base_port}/hello")
+        wait_for(f"http://127.0.0.1:{bare_port}/hello")
 
         results = {"compile_cold_s": cold, "compile_warm_s": warm}
         for name, url in (
             ("twisted.web", f"http://127.0.0.1:{base_port}/hello"),
+            ("twisted.web without access log", f"http://127.0.0.1:{bare_port}/hello"),
             ("edgegw", f"http://127.0.0.1:{port}/hello"),
         ):
             wrk(url, args.threads, args.connections, 2)  # warm-up
             rate, errors, _ = wrk(url, args.threads, args.connections, args.duration)
             results[name] = {"requests_per_s": rate, "non_2xx": errors}
-        results["ratio"] = round(results["edgegw"]["requests_per_s"] / results["twisted.web"]["requests_per_s"], 3)
+        gateway = results["edgegw"]["requests_per_s"]
+        results["ratio"] = round(gateway / results["twisted.web"]["requests_per_s"], 3)
+        results["ratio_without_access_log"] = round(
+            gateway / results["twisted.web without access log"]["requests_per_s"], 3
+        )
         results["wrk"] = f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s"
         print(json.dumps(results, indent=2))
         os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)

@@ -19,6 +19,7 @@ from edgegw_tx.admin.api import AdminAPI
 from edgegw_tx.admin.auth import KeyRing
 from edgegw_tx.admin.logs import LogBook
 from edgegw_tx.admin.manager import EndpointManager
+from edgegw_tx.admin.validation import DEFAULT_SETTINGS
 from edgegw_tx.build.builder import Builder
 from edgegw_tx.gateway.dispatch import Dispatcher
 from edgegw_tx.gateway.routes import RouteTable
@@ -99,6 +100,7 @@ class GatewayRuntime(MultiService):
             cwd=sandbox,
             log=log,
             max_frame=self._max_frame,
+            pipeline=settings.get("pipeline", DEFAULT_SETTINGS["pipeline"]),
             reactor=self._reactor,
         )
 

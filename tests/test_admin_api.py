@@ -185,7 +185,9 @@ class AdminAPITests(unittest.TestCase):
         data = self.create_hello()
         self.assertEqual(data["status"], "created")
         self.assertEqual(data["domain"], "*")
-        self.assertEqual(data["settings"], {"instances": 1, "timeout": 30.0, "env": {}})
+        self.assertEqual(
+            data["settings"], {"instances": 1, "timeout": 30.0, "env": {}, "pipeline": 16}
+        )
         code, document = self.call("GET", "/api/endpoints/" + data["id"])
         self.assertEqual((code, document["data"]["name"]), (200, "hello"))
 
@@ -238,6 +240,7 @@ class AdminAPITests(unittest.TestCase):
             ({"instances": 0}, "settings.instances"),
             ({"timeout": -1}, "settings.timeout"),
             ({"env": {"A B": "x"}}, "settings.env"),
+            ({"pipeline": 0}, "settings.pipeline"),
         ):
             code, document = self.call(
                 "POST",

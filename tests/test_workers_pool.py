@@ -18,7 +18,9 @@ from edgegw_tx.workers.pool import WorkerPool
 from .test_workers_process import READY_FRAME, FakeProcessReactor
 
 
-class PoolTests(unittest.TestCase):
+class PoolTestCase(unittest.TestCase):
+    """Helpers: a fake process reactor and pools on it."""
+
     def setUp(self):
         self.reactor = FakeProcessReactor()
         self.lines = []
@@ -46,6 +48,9 @@ class PoolTests(unittest.TestCase):
         process.send({"type": "response", "id": request["id"], "status": status,
                       "headers": {}, "body": request.get("path")})
 
+
+
+class PoolTests(PoolTestCase):
     def test_spawn_arguments(self):
         """Workers get argv, a cleared environment, the cwd and three pipes."""
         pool = self.pool(instances=2, env={"A": "1"}, cwd="/sandbox")
@@ -422,3 +427,131 @@ class PoolTests(unittest.TestCase):
         self.started()
         self.reactor.processes[0].stderr(b"hello from rust\n")
         self.assertIn(("stderr", "hello from rust"), self.lines)
+
+
+class PipelineTests(PoolTestCase):
+    """Several requests written to one worker ahead of its answers."""
+
+    def respond_to(self, process, request_id, status=200):
+        process.send({"type": "response", "id": request_id, "status": status,
+                      "headers": {}, "body": None})
+
+    def test_requests_are_written_ahead_up_to_the_depth(self):
+        """With pipeline=3 the first three requests go to the worker at once, the fourth waits."""
+        pool = self.started(pipeline=3)
+        [process] = self.reactor.processes
+        ds = [pool.request({"path": "/%d" % i}) for i in range(4)]
+        self.assertEqual([f["path"] for f in self.requests(process)], ["/0", "/1", "/2"])
+        self.respond_to(process, 1)
+        self.successResultOf(ds[0])
+        self.assertEqual(self.requests(process)[-1]["path"], "/3")
+        for request_id in (2, 3, 4):
+            self.respond_to(process, request_id)
+        for d in ds[1:]:
+            self.assertEqual(self.successResultOf(d)["status"], 200)
+
+    def test_service_is_timed_from_the_head(self):
+        """A request behind another is timed from when it starts being served, not when written."""
+        pool = self.started(pipeline=2, timeout=10)
+        [process] = self.reactor.processes
+        first = pool.request({"path": "/a"})
+        second = pool.request({"path": "/b"})
+        self.reactor.advance(9)
+        self.respond_to(process, 1)
+        self.successResultOf(first)
+        self.reactor.advance(9)
+        self.assertNoResult(second)
+        self.assertFalse(process.signals)
+        self.reactor.advance(2)
+        self.failureResultOf(second, RequestTimedOut)
+        self.assertEqual(process.signals, ["KILL"])
+
+    def test_crash_fails_the_head_and_requeues_the_rest(self):
+        """When a worker dies, only the request it was serving fails; the others go to its replacement."""
+        pool = self.started(pipeline=3)
+        [process] = self.reactor.processes
+        head = pool.request({"path": "/a"})
+        behind = [pool.request({"path": "/b"}), pool.request({"path": "/c"})]
+        process.exit(3)
+        self.failureResultOf(head, WorkerCrashed)
+        for d in behind:
+            self.assertNoResult(d)
+        self.reactor.advance(1)
+        replacement = self.reactor.processes[-1]
+        self.assertIsNot(replacement, process)
+        replacement.send(READY_FRAME)
+        self.assertEqual([f["path"] for f in self.requests(replacement)], ["/b", "/c"])
+        for f in self.requests(replacement):
+            self.respond_to(replacement, f["id"])
+        for d in behind:
+            self.assertEqual(self.successResultOf(d)["status"], 200)
+
+    def test_timeout_of_the_head_requeues_the_rest(self):
+        """A stuck head is killed with 504; the requests behind it are served by the next worker."""
+        pool = self.started(pipeline=2, timeout=5)
+        [process] = self.reactor.processes
+        head = pool.request({"path": "/a"})
+        self.reactor.advance(3)
+        behind = pool.request({"path": "/b"})
+        self.reactor.advance(2)
+        self.failureResultOf(head, RequestTimedOut)
+        self.assertEqual(process.signals, ["KILL"])
+        self.assertNoResult(behind)
+        process.exit(signal=9)
+        self.reactor.advance(1)
+        replacement = self.reactor.processes[-1]
+        replacement.send(READY_FRAME)
+        [sent] = self.requests(replacement)
+        self.assertEqual(sent["path"], "/b")
+        self.respond_to(replacement, sent["id"])
+        self.assertEqual(self.successResultOf(behind)["status"], 200)
+
+    def test_waiting_in_the_pipe_counts_toward_the_timeout(self):
+        """A request stuck in a worker's pipe fails 504 after its timeout, without killing the worker."""
+        pool = self.started(pipeline=3, timeout=5)
+        [process] = self.reactor.processes
+        first = pool.request({"path": "/a"})
+        self.reactor.advance(0.5)
+        second = pool.request({"path": "/b"})
+        third = pool.request({"path": "/c"})
+        self.reactor.advance(3.5)
+        self.respond_to(process, 1)
+        self.successResultOf(first)
+        self.reactor.advance(1.4)
+        self.assertNoResult(third)
+        self.reactor.advance(0.2)
+        f = self.failureResultOf(third, RequestTimedOut)
+        self.assertIn("no worker was free within 5s", f.value.message)
+        self.assertNoResult(second)
+        self.assertEqual(process.signals, [])
+        self.respond_to(process, 2)
+        self.successResultOf(second)
+
+    def test_service_time_counts_from_the_head(self):
+        """A request that waited behind another gets its full timeout once its worker starts on it."""
+        pool = self.started(pipeline=2, timeout=5)
+        [process] = self.reactor.processes
+        pool.request({"path": "/slow"})
+        self.reactor.advance(1)
+        behind = pool.request({"path": "/b"})
+        self.reactor.advance(3.9)
+        self.respond_to(process, 1)
+        self.reactor.advance(4.9)
+        self.assertNoResult(behind)
+        self.reactor.advance(0.2)
+        f = self.failureResultOf(behind, RequestTimedOut)
+        self.assertIn("no response within 5s", f.value.message)
+        self.assertEqual(process.signals, ["KILL"])
+
+    def test_least_busy_worker_is_chosen(self):
+        """New requests go to the worker with the fewest requests in flight."""
+        pool = self.started(instances=2, pipeline=4)
+        first, second = self.reactor.processes
+        for i in range(4):
+            pool.request({"path": "/%d" % i})
+        self.assertEqual([f["path"] for f in self.requests(first)], ["/0", "/2"])
+        self.assertEqual([f["path"] for f in self.requests(second)], ["/1", "/3"])
+
+    def test_pipeline_must_be_positive(self):
+        """A pipeline depth below 1 is refused."""
+        self.assertRaises(ValueError, self.pool, pipeline=0)

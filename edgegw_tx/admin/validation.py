@@ -12,8 +12,9 @@ import re
 from edgegw_tx.admin.errors import BadRequest
 from edgegw_tx.paths import PatternError, parse_pattern, validate_method
 
-DEFAULT_SETTINGS = {"instances": 1, "timeout": 30.0, "env": {}}
+DEFAULT_SETTINGS = {"instances": 1, "timeout": 30.0, "env": {}, "pipeline": 16}
 MAX_INSTANCES = 64
+MAX_PIPELINE = 256
 MAX_TIMEOUT = 3600.0
 
 _WRITABLE = {
@@ -29,6 +30,7 @@ _WRITABLE = {
     "instances",
     "timeout",
     "env",
+    "pipeline",
 }
 _READ_ONLY = {
     "id",
@@ -77,6 +79,11 @@ def _settings(payload, current):
             if type(value) is not int or not 1 <= value <= MAX_INSTANCES:
                 raise BadRequest(
                     f"field '{field}' must be an integer from 1 to {MAX_INSTANCES}", field=field
+                )
+        elif name == "pipeline":
+            if type(value) is not int or not 1 <= value <= MAX_PIPELINE:
+                raise BadRequest(
+                    f"field '{field}' must be an integer from 1 to {MAX_PIPELINE}", field=field
                 )
         elif name == "timeout":
             if type(value) not in (int, float) or not 0 < value <= MAX_TIMEOUT:

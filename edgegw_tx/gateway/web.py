@@ -64,18 +64,16 @@ class GatewayResource(Resource):
             getattr(address, "host", None),
         )
         request.defaultContentType = None
-        lost: list[Failure] = []
-        request.notifyFinish().addErrback(lost.append)
         d = self._dispatch(gateway_request)
-        d.addCallback(self._respond, request, lost)
-        d.addErrback(self._crashed, request, lost)
+        d.addCallbacks(self._respond, self._crashed, (request,), None, (request,))
         return NOT_DONE_YET
 
     @staticmethod
-    def _respond(
-        response: GatewayResponse, request: Request, lost: list[Failure]
-    ) -> None:
-        if lost:
+    def _respond(response: GatewayResponse, request: Request) -> None:
+        # A client gone before the answer is ready gets nothing written.  The
+        # request's own flag is checked rather than a notifyFinish() Deferred
+        # per request: one Deferred fewer on the hot path.
+        if request._disconnected:
             return
         status = response.status
         body = response.body
@@ -92,10 +90,10 @@ class GatewayResource(Resource):
             request.write(body)
         request.finish()
 
-    def _crashed(self, failure: Failure, request: Request, lost: list[Failure]) -> None:
+    def _crashed(self, failure: Failure, request: Request) -> None:
         """Last resort: the dispatcher never fails, so this is a bug here."""
         self._log.failure("writing the response failed", failure)
-        if lost or request.finished:
+        if request._disconnected or request.finished:
             return
         if not request.startedWriting:
             request.setResponseCode(500)

@@ -1,16 +1,24 @@
 """
 A pool of identical workers serving one deployed version of an endpoint.
 
-A worker is synchronous, so each serves one request at a time; requests beyond
-the idle workers wait in a bounded FIFO queue.  Each of the C{instances} slots
-keeps one worker alive, restarting it with a doubling delay like
-C{twisted.runner.procmon} does, so a crash loop cannot become a fork storm.
+A worker is synchronous: it reads one request frame, answers it, then reads
+the next.  The pool may still write up to C{pipeline} requests to one worker
+ahead of its answers: they wait in the worker's pipe instead of the gateway's
+queue, which lets one reactor turn carry many frames each way.  Only the first
+request written and not yet answered (the head) is being served, so when a
+worker dies or is killed the head fails and the requests behind it, never
+started, go back to the front of the queue for the next worker.  A new request
+goes to the ready worker with the fewest requests in flight.  Each of the
+C{instances} slots keeps one worker alive, restarting it with a doubling
+delay like C{twisted.runner.procmon} does, so a crash loop cannot become a
+fork storm.
 
-Timeouts: C{timeout} bounds the wait in the queue and, separately, the
-handler's run from the moment the request is written to a worker.  Only the
-second kills the worker (it may be stuck); a request that waited its whole
-timeout in the queue fails without harming anyone.  So a client waits at most
-about twice C{timeout}, and a worker is never killed for time it did not spend.
+Timeouts: C{timeout} bounds the wait for service (in the queue or behind
+other requests in a worker's pipe) and, separately, the handler's run from the
+moment the request becomes its worker's head.  Only the second kills the
+worker (it may be stuck); a request that waited its whole timeout fails
+without harming anyone.  So a client waits at most about twice C{timeout},
+and a worker is never killed for time it did not spend.
 """
 
 from __future__ import annotations
@@ -50,13 +58,31 @@ _NEW, _STARTING, _RUNNING, _STOPPING, _STOPPED = (
 class _Job:
     """One accepted request: queued while C{worker} is None, then dispatched."""
 
-    __slots__ = ("frame", "deferred", "timer", "worker")
+    __slots__ = ("frame", "deferred", "timer", "worker", "since")
 
-    def __init__(self, frame: dict[str, Any]):
+    def __init__(self, frame: dict[str, Any], since: float):
         self.frame = frame
         self.deferred: Deferred[dict[str, Any]]
-        self.timer: Any = None
+        self.timer: Any = None  # only while waiting in the pool's queue
         self.worker: WorkerProcess | None = None
+        self.since = since
+
+
+class _Line:
+    """
+    The requests written to one worker, in order; C{jobs[0]} is being served.
+
+    One lazy watchdog per worker times them all, instead of a timer per
+    request: it fires at the earliest deadline it knew of, re-checks, and
+    re-arms for the next, so the request path never touches the timer heap.
+    """
+
+    __slots__ = ("jobs", "head_since", "watchdog")
+
+    def __init__(self) -> None:
+        self.jobs: deque[_Job] = deque()
+        self.head_since = 0.0
+        self.watchdog: Any = None
 
 
 class _Slot:
@@ -103,6 +129,7 @@ class WorkerPool:
         start_timeout: float = 10.0,
         kill_time: float = 5.0,
         call_handler: CallHandler | None = None,
+        pipeline: int = 1,
         reactor: Any = None,
     ):
         """
@@ -113,6 +140,8 @@ class WorkerPool:
         @param kill_time: seconds between SIGTERM and SIGKILL.
         @param call_handler: answers the workers' service calls; the default
             answers C{ServiceUnavailable}.
+        @param pipeline: most requests written to one worker ahead of its
+            answers (1: strictly one at a time).
         @param reactor: spawns the processes and provides the clock.
         """
         if reactor is None:
@@ -121,6 +150,8 @@ class WorkerPool:
             raise ValueError("a pool needs at least one instance")
         if not argv:
             raise ValueError("argv must name the binary")
+        if pipeline < 1:
+            raise ValueError("pipeline must be at least 1")
         self.name = name
         self.argv = list(argv)
         self.instances = instances
@@ -135,12 +166,15 @@ class WorkerPool:
         self.start_timeout = start_timeout
         self.kill_time = kill_time
         self.call_handler = call_handler
+        self.pipeline = pipeline
         self._log = log or twisted_log
         self._reactor = reactor
 
         self._state = _NEW
         self._slots = [_Slot(min_restart_delay) for _ in range(instances)]
-        self._idle: deque[WorkerProcess] = deque()
+        self._ready: list[WorkerProcess] = []
+        # Per ready worker, its requests in the order written; [0] is being served.
+        self._lines: dict[WorkerProcess, _Line] = {}
         self._queue: deque[_Job] = deque()
         self._dispatching = False
         self._start_d: Deferred[list[int]] | None = None
@@ -213,8 +247,14 @@ class WorkerPool:
         if self._state not in (_STARTING, _RUNNING):
             self.rejected += 1
             return fail(PoolStopped(self._closed_message()))
-        job = _Job(frame)
+        job = _Job(frame, self._reactor.seconds())
         job.deferred = d = Deferred(lambda _: self._cancel(job))
+        if not self._queue:
+            # The common case: nothing waits, so skip the queue if a worker has room.
+            worker = self._least_busy()
+            if worker is not None:
+                self._send(worker, job)
+                return d
         self._queue.append(job)
         self._dispatch()
         if job.worker is None:
@@ -253,26 +293,45 @@ class WorkerPool:
     # -- dispatch ----------------------------------------------------------
 
     def _dispatch(self) -> None:
-        """Hand queued requests to idle workers; re-entrant calls fold into the running loop."""
+        """Hand queued requests to ready workers; re-entrant calls fold into the running loop."""
         if self._dispatching:
             return
         self._dispatching = True
         try:
-            while self._queue and self._idle:
-                worker = self._idle.popleft()
-                if worker.accepting:
-                    self._send(worker, self._queue.popleft())
+            while self._queue:
+                worker = self._least_busy()
+                if worker is None:
+                    break
+                self._send(worker, self._queue.popleft())
         finally:
             self._dispatching = False
         if self._state == _STOPPING:
             self._drain()
 
+    def _least_busy(self) -> WorkerProcess | None:
+        """The ready worker with the fewest requests in flight, if one has room."""
+        best = None
+        room = self.pipeline
+        for worker in self._ready:
+            load = len(self._lines[worker].jobs)
+            if load < room and worker.accepting:
+                best, room = worker, load
+                if load == 0:
+                    break
+        return best
+
     def _send(self, worker: WorkerProcess, job: _Job) -> None:
         job.worker = worker
-        if job.timer is None:
-            job.timer = self._reactor.callLater(self.timeout, self._expired, job)
-        else:
-            job.timer.reset(self.timeout)
+        if job.timer is not None:
+            if job.timer.active():
+                job.timer.cancel()  # the line's watchdog times it from here on
+            job.timer = None
+        line = self._lines[worker]
+        line.jobs.append(job)
+        if len(line.jobs) == 1:
+            line.head_since = self._reactor.seconds()
+        if line.watchdog is None:
+            self._watch(worker, line)
         d = worker.request(job.frame)
         d.addCallbacks(
             self._answered,
@@ -281,15 +340,77 @@ class WorkerPool:
             errbackArgs=(worker, job),
         )
 
+    def _watch(self, worker: WorkerProcess, line: _Line) -> None:
+        """Arm the watchdog for the earliest deadline in C{line}, if any."""
+        deadline = None
+        for job in line.jobs:
+            due = (line.head_since if job is line.jobs[0] else job.since) + self.timeout
+            if deadline is None or due < deadline:
+                if job is line.jobs[0] or not job.deferred.called:
+                    deadline = due
+        if deadline is not None:
+            delay = max(0.0, deadline - self._reactor.seconds())
+            line.watchdog = self._reactor.callLater(delay, self._watchdog, worker, line)
+
+    def _watchdog(self, worker: WorkerProcess, line: _Line) -> None:
+        line.watchdog = None
+        if not line.jobs or self._lines.get(worker) is not line:
+            return
+        now = self._reactor.seconds()
+        head = line.jobs[0]
+        if now - line.head_since >= self.timeout:
+            error = RequestTimedOut(
+                f"{self.name}: worker {worker.pid} gave no response within"
+                f" {self.timeout:g}s and was killed"
+            )
+            self._log("gateway", error.message)
+            self._settle(head, Failure(error))
+            worker.kill(error)
+            return
+        for job in line.jobs:
+            if job is not head and not job.deferred.called and now - job.since >= self.timeout:
+                # It waits in the worker's pipe: the worker answers it later
+                # (the answer is dropped); its service is timed then.
+                self._settle(job, Failure(self._wait_expired()))
+        self._watch(worker, line)
+
+    def _wait_expired(self) -> RequestTimedOut:
+        return RequestTimedOut(f"{self.name}: no worker was free within {self.timeout:g}s")
+
     def _answered(
         self, result: dict[str, Any] | Failure, worker: WorkerProcess, job: _Job
     ) -> None:
-        if job.timer.active():
-            job.timer.cancel()
+        if job.worker is not worker:
+            return  # put back in the queue when its worker died; served elsewhere
+        line = self._lines.get(worker)
+        if line is not None:
+            jobs = line.jobs
+            if jobs and jobs[0] is job:
+                jobs.popleft()
+                line.head_since = self._reactor.seconds()
+            elif job in jobs:
+                jobs.remove(job)
         self._settle(job, result)
-        if worker.accepting:
-            self._idle.append(worker)
+        if line is not None and line.jobs and not worker.accepting:
+            self._requeue(line)
+        if self._queue or self._state == _STOPPING:
             self._dispatch()
+
+    def _requeue(self, line: _Line) -> None:
+        """Requests written behind a failed one were never started: serve them elsewhere."""
+        if line.watchdog is not None and line.watchdog.active():
+            line.watchdog.cancel()
+        line.watchdog = None
+        now = self._reactor.seconds()
+        while line.jobs:
+            job = line.jobs.pop()
+            job.worker = None
+            if job.deferred.called:
+                continue
+            self._queue.appendleft(job)
+            job.timer = self._reactor.callLater(
+                max(0.0, job.since + self.timeout - now), self._expired, job
+            )
 
     def _settle(self, job: _Job, result: dict[str, Any] | Failure) -> None:
         if job.deferred.called:
@@ -302,25 +423,10 @@ class WorkerPool:
             job.deferred.callback(result)
 
     def _expired(self, job: _Job) -> None:
-        worker = job.worker
-        if worker is None:
-            self._queue.remove(job)
-            self._settle(
-                job,
-                Failure(
-                    RequestTimedOut(
-                        f"{self.name}: no worker was free within {self.timeout:g}s"
-                    )
-                ),
-            )
-            return
-        error = RequestTimedOut(
-            f"{self.name}: worker {worker.pid} gave no response within"
-            f" {self.timeout:g}s and was killed"
-        )
-        self._log("gateway", error.message)
-        self._settle(job, Failure(error))
-        worker.kill(error)
+        """A request waited its whole timeout in the pool's queue."""
+        job.timer = None
+        self._queue.remove(job)
+        self._settle(job, Failure(self._wait_expired()))
 
     def _cancel(self, job: _Job) -> None:
         if job.worker is None:
@@ -374,7 +480,8 @@ class WorkerPool:
             f"worker {worker.pid} is ready (protocol {worker.protocol_version},"
             f" sdk {worker.sdk})",
         )
-        self._idle.append(worker)
+        self._ready.append(worker)
+        self._lines[worker] = _Line()
         self._dispatch()
         if self._state == _STARTING and all(
             s.worker is not None and s.worker.accepting for s in self._slots
@@ -396,8 +503,12 @@ class WorkerPool:
     def _worker_ended(self, worker: WorkerProcess, slot: _Slot) -> None:
         if slot.worker is worker:
             slot.worker = None
-        if worker in self._idle:
-            self._idle.remove(worker)
+        if worker in self._ready:
+            self._ready.remove(worker)
+            line = self._lines.pop(worker)
+            self._requeue(line)
+            if self._queue:
+                self._dispatch()
         if self._state not in (_STARTING, _RUNNING):
             self._drain()
             return

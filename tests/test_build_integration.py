@@ -1,7 +1,7 @@
 """
 Integration tests of the build plane: real cargo, real SDK, real reactor.
 
-They share one cargo target directory, ``<repo>/.cache/test-build/target``
+They share one cargo target directory, ``<repo>/.cache/test-target`` (shared with test_integration)
 (gitignored), so the suite pays the cold compile of serde and the SDK once per
 machine and each test then compiles its handler in about a second.
 """
@@ -18,7 +18,7 @@ from .test_build_builder import HELLO
 
 REPO = Path(__file__).resolve().parents[1]
 SDK = REPO / "rust_sdk"
-SHARED_TARGET = REPO / ".cache" / "test-build" / "target"
+SHARED_TARGET = REPO / ".cache" / "test-target"
 
 
 def _skip_reason():

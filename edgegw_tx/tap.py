@@ -2,6 +2,7 @@
 
 import os
 
+from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from edgegw_tx.runtime import GatewayRuntime
@@ -27,6 +28,15 @@ class Options(usage.Options):
     ]
 
     def postOptions(self):
+        for option in ("listen", "admin-listen"):
+            try:
+                # Parsing needs no reactor until the endpoint listens.
+                serverFromString(None, self[option])
+            except Exception as e:
+                raise usage.UsageError(
+                    f"--{option} {self[option]!r} is not a server endpoint string"
+                    f" such as tcp:9080:interface=127.0.0.1 ({e})"
+                )
         if self["crates"] not in CRATE_SOURCES:
             raise usage.UsageError("--crates must be one of: " + ", ".join(CRATE_SOURCES))
         if not os.path.isfile(os.path.join(self["sdk"], "Cargo.toml")):

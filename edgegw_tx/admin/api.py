@@ -179,25 +179,17 @@ class AdminAPI:
         }
         returnValue(ok(request, data))
 
-    @app.route("/api/endpoints/<endpoint_id>/start", methods=["POST"])
+    @app.route("/api/endpoints/<endpoint_id>/<any(start, stop, restart):action>", methods=["POST"])
     @inlineCallbacks
-    def start_endpoint(self, request, endpoint_id):
+    def endpoint_lifecycle(self, request, endpoint_id, action):
+        """start, stop and restart: each answers the record with its status and pids."""
         self._authorize(request)
-        record = yield self._manager.start(endpoint_id)
-        returnValue(ok(request, self._manager.view(record)))
-
-    @app.route("/api/endpoints/<endpoint_id>/stop", methods=["POST"])
-    @inlineCallbacks
-    def stop_endpoint(self, request, endpoint_id):
-        self._authorize(request)
-        record = yield self._manager.stop(endpoint_id)
-        returnValue(ok(request, self._manager.view(record)))
-
-    @app.route("/api/endpoints/<endpoint_id>/restart", methods=["POST"])
-    @inlineCallbacks
-    def restart_endpoint(self, request, endpoint_id):
-        self._authorize(request)
-        record = yield self._manager.restart(endpoint_id)
+        change = {
+            "start": self._manager.start,
+            "stop": self._manager.stop,
+            "restart": self._manager.restart,
+        }[action]
+        record = yield change(endpoint_id)
         returnValue(ok(request, self._manager.view(record)))
 
     @app.route("/api/endpoints/<endpoint_id>/logs", methods=["GET"])

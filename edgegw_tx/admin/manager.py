@@ -110,50 +110,53 @@ class EndpointManager:
             raise self._route_taken(record)
         returnValue(stored)
 
-    @inlineCallbacks
     def update(self, endpoint_id, payload):
-        lock = self._lock(endpoint_id)
-        yield lock.acquire()
-        try:
-            current = yield self.get(endpoint_id)
-            fields = endpoint_fields(payload, current)
-            merged = dict(current, **fields)
-            if "path" in fields:
-                fields["path_shape"] = parse_pattern(fields["path"]).shape
-                merged["path_shape"] = fields["path_shape"]
-            if "code" in fields and fields["code"] != current["code"]:
-                fields["artifact"] = None
-                if current["status"] != "running":
-                    fields["status"] = "created"
-            fields["updated_at"] = _now()
-            try:
-                record = yield self._store.update_endpoint(endpoint_id, fields)
-            except StoreConflict:
-                raise self._route_taken(merged)
-            pool = self._pools.get(endpoint_id)
-            if pool is not None:
-                if not record["enabled"]:
-                    record = yield self._stop_locked(record)
-                elif any(k in fields for k in ("path", "method", "domain")):
-                    self._route(record, pool)
-        finally:
-            lock.release()
-        returnValue(record)
+        return self._locked(endpoint_id, self._update, endpoint_id, payload)
 
     @inlineCallbacks
-    def delete(self, endpoint_id):
-        lock = self._lock(endpoint_id)
-        yield lock.acquire()
+    def _update(self, endpoint_id, payload):
+        current = yield self.get(endpoint_id)
+        fields = endpoint_fields(payload, current)
+        merged = dict(current, **fields)
+        if "path" in fields:
+            fields["path_shape"] = parse_pattern(fields["path"]).shape
+            merged["path_shape"] = fields["path_shape"]
+        if "code" in fields and fields["code"] != current["code"]:
+            fields["artifact"] = None
+            if current["status"] != "running":
+                fields["status"] = "created"
+        fields["updated_at"] = _now()
         try:
-            record = yield self.get(endpoint_id)
-            if endpoint_id in self._pools:
-                yield self._stop_locked(record)
-            yield self._store.delete_endpoint(endpoint_id)
-            self._logbook.forget(endpoint_id)
-        finally:
-            lock.release()
-            self._locks.pop(endpoint_id, None)
+            record = yield self._store.update_endpoint(endpoint_id, fields)
+        except StoreConflict:
+            raise self._route_taken(merged)
+        pool = self._pools.get(endpoint_id)
+        if pool is not None:
+            if not record["enabled"]:
+                record = yield self._stop_locked(record)
+            elif any(k in fields for k in ("path", "method", "domain")):
+                self._route(record, pool)
         returnValue(record)
+
+    def delete(self, endpoint_id):
+        d = self._locked(endpoint_id, self._delete, endpoint_id)
+        d.addBoth(self._forget_lock, endpoint_id)
+        return d
+
+    @inlineCallbacks
+    def _delete(self, endpoint_id):
+        record = yield self.get(endpoint_id)
+        if endpoint_id in self._pools:
+            yield self._stop_locked(record)
+        yield self._store.delete_endpoint(endpoint_id)
+        self._logbook.forget(endpoint_id)
+        returnValue(record)
+
+    def _forget_lock(self, result, endpoint_id):
+        lock = self._locks.get(endpoint_id)
+        if lock is not None and not lock.locked and not lock.waiting:
+            del self._locks[endpoint_id]
+        return result
 
     @inlineCallbacks
     def compile(self, endpoint_id):
@@ -194,50 +197,44 @@ class EndpointManager:
         )
         returnValue((record, result))
 
-    @inlineCallbacks
     def start(self, endpoint_id):
-        lock = self._lock(endpoint_id)
-        yield lock.acquire()
-        try:
-            record = yield self.get(endpoint_id)
-            if endpoint_id not in self._pools:
-                record = yield self._start_locked(record, record["artifact"])
-        finally:
-            lock.release()
-        returnValue(record)
+        return self._locked(endpoint_id, self._start, endpoint_id)
 
     @inlineCallbacks
+    def _start(self, endpoint_id):
+        record = yield self.get(endpoint_id)
+        if endpoint_id not in self._pools:
+            record = yield self._start_locked(record, record["artifact"])
+        returnValue(record)
+
     def stop(self, endpoint_id):
-        lock = self._lock(endpoint_id)
-        yield lock.acquire()
-        try:
-            record = yield self.get(endpoint_id)
-            record = yield self._stop_locked(record)
-        finally:
-            lock.release()
-        returnValue(record)
+        return self._locked(endpoint_id, self._stop, endpoint_id)
 
     @inlineCallbacks
+    def _stop(self, endpoint_id):
+        record = yield self.get(endpoint_id)
+        record = yield self._stop_locked(record)
+        returnValue(record)
+
     def restart(self, endpoint_id):
         """
         Start fresh workers on the latest compiled binary, switch the route to
         them, then drain the old ones: no request finds the endpoint missing.
         """
-        lock = self._lock(endpoint_id)
-        yield lock.acquire()
+        return self._locked(endpoint_id, self._restart, endpoint_id)
+
+    @inlineCallbacks
+    def _restart(self, endpoint_id):
+        record = yield self.get(endpoint_id)
+        old = self._pools.pop(endpoint_id, None)
         try:
-            record = yield self.get(endpoint_id)
-            old = self._pools.pop(endpoint_id, None)
-            try:
-                record = yield self._start_locked(record, record["artifact"] or record["deployed"])
-            except Exception:
-                if old is not None:
-                    self._pools[endpoint_id] = old
-                raise
+            record = yield self._start_locked(record, record["artifact"] or record["deployed"])
+        except Exception:
             if old is not None:
-                yield old.stop()
-        finally:
-            lock.release()
+                self._pools[endpoint_id] = old
+            raise
+        if old is not None:
+            yield old.stop()
         returnValue(record)
 
     # gateway start and stop
@@ -254,15 +251,8 @@ class EndpointManager:
             except Exception as e:
                 self.log.error("Could not restore endpoint {id}: {error}", id=record["id"], error=e)
 
-    @inlineCallbacks
     def start_deployed(self, record):
-        lock = self._lock(record["id"])
-        yield lock.acquire()
-        try:
-            record = yield self._start_locked(record, record["deployed"])
-        finally:
-            lock.release()
-        returnValue(record)
+        return self._locked(record["id"], self._start_locked, record, record["deployed"])
 
     @inlineCallbacks
     def stop_all(self):
@@ -279,8 +269,9 @@ class EndpointManager:
 
     # internals
 
-    def _lock(self, endpoint_id):
-        return self._locks.setdefault(endpoint_id, DeferredLock())
+    def _locked(self, endpoint_id, work, *args):
+        """Run ``work(*args)`` while holding the endpoint's lifecycle lock."""
+        return self._locks.setdefault(endpoint_id, DeferredLock()).run(work, *args)
 
     def _route(self, record, pool):
         self._routes.add(

@@ -43,8 +43,8 @@ class FakeBuilder:
         self.builds = []
         self.pending = None
 
-    def build(self, endpoint_id, code):
-        self.builds.append((endpoint_id, code))
+    def build(self, endpoint_id, code, extra_dependencies=None):
+        self.builds.append((endpoint_id, code, extra_dependencies))
         if self.pending is not None:
             return self.pending
         if "handler_loop!" not in code:
@@ -186,7 +186,8 @@ class AdminAPITests(unittest.TestCase):
         self.assertEqual(data["status"], "created")
         self.assertEqual(data["domain"], "*")
         self.assertEqual(
-            data["settings"], {"instances": 1, "timeout": 30.0, "env": {}, "pipeline": 16}
+            data["settings"],
+            {"instances": 1, "timeout": 30.0, "env": {}, "pipeline": 16, "dependencies": {}},
         )
         code, document = self.call("GET", "/api/endpoints/" + data["id"])
         self.assertEqual((code, document["data"]["name"]), (200, "hello"))
@@ -249,6 +250,83 @@ class AdminAPITests(unittest.TestCase):
             )
             self.assertEqual(code, 400)
             self.assertIn(field, document["error"])
+
+    def test_bad_dependencies_are_400(self):
+        """settings.dependencies: each malformed entry answers 400 naming settings.dependencies.<name>."""
+        for dependencies, field in (
+            ("chrono", "settings.dependencies"),
+            (["chrono"], "settings.dependencies"),
+            ({"9lives": "1"}, "settings.dependencies.9lives"),
+            ({"a/b": "1"}, "settings.dependencies.a/b"),
+            ({"chrono": ""}, "settings.dependencies.chrono"),
+            ({"chrono": "0.4\"\npath = \"/etc"}, "settings.dependencies.chrono"),
+            ({"chrono": 4}, "settings.dependencies.chrono"),
+            ({"chrono": {"features": ["serde"]}}, "settings.dependencies.chrono.version"),
+            ({"chrono": {"version": "0.4", "path": "/etc"}}, "settings.dependencies.chrono.path"),
+            ({"chrono": {"version": "0.4", "git": "https://x/y"}}, "settings.dependencies.chrono.git"),
+            ({"chrono": {"version": "0.4", "registry": "r"}}, "settings.dependencies.chrono.registry"),
+            ({"chrono": {"version": "0.4", "features": ["a b"]}}, "settings.dependencies.chrono.features"),
+            ({"chrono": {"version": "0.4", "default-features": 0}}, "settings.dependencies.chrono.default-features"),
+            ({"rust-edge-gateway-sdk": "1"}, "settings.dependencies.rust-edge-gateway-sdk"),
+        ):
+            code, document = self.call(
+                "POST",
+                "/api/endpoints",
+                {"name": "x", "path": "/x", "method": "GET", "settings": {"dependencies": dependencies}},
+            )
+            self.assertEqual(code, 400, dependencies)
+            self.assertIn("field '%s'" % field, document["error"])
+        self.assertEqual(self.call("GET", "/api/endpoints")[1]["data"]["total"], 0)
+
+    def test_bad_top_level_dependencies_are_400(self):
+        """dependencies given at the top level, like instances, is checked too and named as such."""
+        endpoint = self.create_hello()
+        code, document = self.call(
+            "PUT", "/api/endpoints/" + endpoint["id"], {"dependencies": {"rust_edge_gateway_sdk": "1"}}
+        )
+        self.assertEqual(code, 400)
+        self.assertIn("field 'dependencies.rust_edge_gateway_sdk'", document["error"])
+
+    def test_dependencies_are_stored_and_built(self):
+        """Valid dependencies are stored normalised, can be PUT back, and reach the builder."""
+        chrono = {"version": "=0.4.23", "features": ["serde", "clock", "serde"]}
+        endpoint = self.create_hello(settings={"dependencies": {"anyhow": "1", "chrono": chrono}})
+        stored = {"anyhow": "1", "chrono": {"version": "=0.4.23", "features": ["clock", "serde"]}}
+        self.assertEqual(endpoint["settings"]["dependencies"], stored)
+        code, document = self.call("PUT", "/api/endpoints/" + endpoint["id"], endpoint)
+        self.assertEqual(code, 200, document)
+        code, document = self.call("POST", "/api/endpoints/%s/compile" % endpoint["id"])
+        self.assertEqual(code, 200, document)
+        self.assertEqual(self.builder.builds[-1], (endpoint["id"], HELLO, stored))
+
+    def test_dependency_change_drops_artifact(self):
+        """Changing settings.dependencies of a compiled endpoint drops its artifact, like a code change."""
+        endpoint = self.create_hello()
+        self.call("POST", "/api/endpoints/%s/compile" % endpoint["id"])
+        code, document = self.call(
+            "PUT", "/api/endpoints/" + endpoint["id"], {"settings": {"dependencies": {"anyhow": "1"}}}
+        )
+        self.assertEqual(code, 200, document)
+        self.assertEqual((document["data"]["status"], document["data"]["artifact"]), ("created", None))
+
+    def test_unresolvable_dependency_is_422_with_cargos_message(self):
+        """A crate cargo cannot find answers 422: cargo's error line as summary, its whole message as diagnostic."""
+        endpoint = self.create_hello(settings={"dependencies": {"anyhow": "1"}})
+        message = (
+            "warning: an unrelated cargo warning\n"
+            "error: no matching package named `anyhow` found\n"
+            "location searched: directory source `/usr/share/cargo/registry` "
+            "(which is replacing registry `crates-io`)"
+        )
+        diagnostic = {"level": "error", "message": message, "line": None, "column": None, "rendered": message}
+        self.builder.pending = fail(CompileFailed([diagnostic]))
+        code, document = self.call("POST", "/api/endpoints/%s/compile" % endpoint["id"])
+        self.assertEqual(code, 422)
+        self.assertEqual(document["error"], "compilation failed: error: no matching package named `anyhow` found")
+        self.assertEqual(document["diagnostics"], [diagnostic])
+        record = self.call("GET", "/api/endpoints/" + endpoint["id"])[1]["data"]
+        self.assertEqual(record["status"], "error")
+        self.assertEqual(record["last_error"], "error: no matching package named `anyhow` found")
 
     def test_same_route_twice_is_409(self):
         """The same (domain, method, path) twice conflicts, also with other param names."""

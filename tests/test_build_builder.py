@@ -244,6 +244,44 @@ class ResultTests(BuilderTestCase):
         self.assertEqual(result.dependencies, ["rust-edge-gateway-sdk", "serde", "serde_json"])
         self.assertEqual(self.builder.artifact(result.digest), result.binary)
 
+    def test_detected_dependencies_are_reported(self):
+        """Crates the code names and the SDK's async feature show in the result and Cargo.toml, also when cached."""
+        code = HELLO.replace("handler_loop!", "handler_loop_async!").replace(
+            "Response::ok(", "let _id = uuid::Uuid::new_v4();\n    Response::ok("
+        )
+        expected = ["rust-edge-gateway-sdk", "rust-edge-gateway-sdk/async", "serde", "serde_json", "uuid", "tokio"]
+        result = self.hello("asyncy", code)
+        self.assertEqual(result.dependencies, expected)
+        doc = tomllib.loads((self.data / "build" / "endpoints" / "asyncy" / "Cargo.toml").read_text())
+        self.assertEqual(doc["dependencies"]["rust-edge-gateway-sdk"]["features"], ["async"])
+        self.assertEqual(doc["dependencies"]["uuid"], {"version": "1", "features": ["v4", "serde"]})
+        self.assertEqual(doc["dependencies"]["tokio"], {"version": "1", "features": ["rt", "macros", "time", "sync"]})
+        again = self.successResultOf(self.builder.build("asyncy", code))
+        self.assertTrue(again.cached)
+        self.assertEqual(again.dependencies, expected)
+
+    def test_explicit_dependencies_reach_cargo_toml(self):
+        """extra_dependencies in the settings' shape are written to Cargo.toml and reported."""
+        extra = {"chrono": {"version": "=0.4.23", "features": ["serde"]}, "anyhow": "1"}
+        d = self.builder.build("hello", HELLO + "// chrono::Utc\n", extra_dependencies=extra)
+        self.answer_toolchain()
+        doc = tomllib.loads((self.data / "build" / "endpoints" / "hello" / "Cargo.toml").read_text())
+        self.assertEqual(doc["dependencies"]["chrono"], {"version": "=0.4.23", "features": ["serde"]})
+        self.assertEqual(doc["dependencies"]["anyhow"], "1")
+        self.succeed_cargo(self.cargo_child(), "h-hello")
+        self.assertEqual(
+            self.successResultOf(d).dependencies,
+            ["rust-edge-gateway-sdk", "serde", "serde_json", "anyhow", "chrono"],
+        )
+
+    def test_invalid_explicit_dependency(self):
+        """A path dependency or the SDK itself raises InvalidDependency before anything runs."""
+        from edgegw_tx.build import InvalidDependency
+
+        for extra in ({"x": {"version": "1", "path": "/etc"}}, {"rust-edge-gateway-sdk": "1"}):
+            self.assertRaises(InvalidDependency, self.builder.build, "hello", HELLO, extra)
+        self.assertEqual(self.reactor.children, [])
+
     def test_warnings_are_reported_and_remembered(self):
         """The handler's own warnings come with the result, also when it is later served from the cache."""
         d = self.builder.build("warn", HELLO)
@@ -322,6 +360,26 @@ class CacheTests(BuilderTestCase):
         self.succeed_cargo(self.cargo_child(), "h-hello")
         digests.add(self.successResultOf(d).digest)
         self.assertEqual(len(digests), 6)
+
+    def test_digest_follows_dependencies(self):
+        """Detected crates, explicit crates, their versions and features each give another digest."""
+        digests = [self.hello().digest]
+        for extra in (
+            {"regex": "1"},
+            {"regex": "1.7"},
+            {"regex": {"version": "1.7", "features": ["unicode"]}},
+            {"regex": {"version": "1.7", "features": ["unicode"], "default-features": False}},
+        ):
+            d = self.builder.build("hello", HELLO, extra)
+            self.succeed_cargo(self.cargo_child(), "h-hello")
+            digests.append(self.successResultOf(d).digest)
+        digests.append(self.hello(code=HELLO.replace("Response::ok", "uuid::Uuid::nil(); Response::ok")).digest)
+        self.assertEqual(len(set(digests)), len(digests))
+
+    def test_comment_change_keeps_dependencies(self):
+        """A crate named only in a comment adds no dependency (the digest still changes with the code)."""
+        result = self.hello(code=HELLO + "// TODO: use chrono::Utc\n")
+        self.assertEqual(result.dependencies, ["rust-edge-gateway-sdk", "serde", "serde_json"])
 
     def test_toolchain_asked_once(self):
         """rustc -vV runs once per Builder, however many builds follow."""

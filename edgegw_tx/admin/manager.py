@@ -37,13 +37,24 @@ def _now():
 
 
 def _summary(diagnostics):
-    """The first error's message, for the record's ``last_error``."""
+    """
+    The first error's message, for the record's ``last_error``.  A message from
+    cargo's stderr (an unresolvable dependency) is several lines: its first
+    ``error:`` line is the summary, and the diagnostic keeps the whole text.
+    """
     for diagnostic in diagnostics:
         if diagnostic.get("level") == "error":
             line = diagnostic.get("line")
             where = f" (line {line})" if line else ""
-            return diagnostic.get("message", "error") + where
+            lines = (diagnostic.get("message") or "error").splitlines() or ["error"]
+            first = next((x for x in lines if x.startswith("error")), lines[0])
+            return first + where
     return "cargo failed"
+
+
+def _build_inputs(record):
+    """What a build of the endpoint depends on: its code and explicit dependencies."""
+    return record["code"], record["settings"].get("dependencies") or {}
 
 
 class EndpointManager:
@@ -121,7 +132,7 @@ class EndpointManager:
         if "path" in fields:
             fields["path_shape"] = parse_pattern(fields["path"]).shape
             merged["path_shape"] = fields["path_shape"]
-        if "code" in fields and fields["code"] != current["code"]:
+        if _build_inputs(merged) != _build_inputs(current):
             fields["artifact"] = None
             if current["status"] != "running":
                 fields["status"] = "created"
@@ -160,14 +171,18 @@ class EndpointManager:
 
     @inlineCallbacks
     def compile(self, endpoint_id):
-        """Build the endpoint's current code; fires with (record, build result)."""
+        """
+        Build the endpoint's current code with its ``settings.dependencies``;
+        fires with (record, build result).
+        """
         record = yield self.get(endpoint_id)
-        code = record["code"]
+        inputs = _build_inputs(record)
+        code, extra = inputs
         try:
-            result = yield self._builder.build(endpoint_id, code)
+            result = yield self._builder.build(endpoint_id, code, extra_dependencies=extra)
         except CompileFailed as failure:
             latest = yield self.get(endpoint_id)
-            if latest["code"] == code:
+            if _build_inputs(latest) == inputs:
                 yield self._store.update_endpoint(
                     endpoint_id,
                     {
@@ -183,8 +198,8 @@ class EndpointManager:
         except BuildError as e:
             raise BuildUnavailable(f"cannot compile: {e}")
         latest = yield self.get(endpoint_id)
-        if latest["code"] != code:
-            # The code changed while cargo ran: this binary is not the endpoint's.
+        if _build_inputs(latest) != inputs:
+            # The code or dependencies changed while cargo ran: this binary is not the endpoint's.
             returnValue((latest, result))
         record = yield self._store.update_endpoint(
             endpoint_id,

@@ -10,9 +10,12 @@ are accepted and ignored so a client can PUT back what it read.
 import re
 
 from edgegw_tx.admin.errors import BadRequest
+from edgegw_tx.build import InvalidDependency, check_dependencies
 from edgegw_tx.paths import PatternError, parse_pattern, validate_method
 
-DEFAULT_SETTINGS = {"instances": 1, "timeout": 30.0, "env": {}, "pipeline": 16}
+# ``dependencies``: crate name → version requirement or {version, features,
+# default-features}, checked by the build plane's own rule (docs/dependencies.md).
+DEFAULT_SETTINGS = {"instances": 1, "timeout": 30.0, "env": {}, "pipeline": 16, "dependencies": {}}
 MAX_INSTANCES = 64
 MAX_PIPELINE = 256
 MAX_TIMEOUT = 3600.0
@@ -31,6 +34,7 @@ _WRITABLE = {
     "timeout",
     "env",
     "pipeline",
+    "dependencies",
 }
 _READ_ONLY = {
     "id",
@@ -101,6 +105,12 @@ def _settings(payload, current):
                     f"field '{field}' must map variable names (letters, digits, _) to strings",
                     field=field,
                 )
+        elif name == "dependencies":
+            try:
+                value = check_dependencies(value)
+            except InvalidDependency as e:
+                where = f"{field}.{e.key}" if e.key else field
+                raise BadRequest(f"field '{where}' {e.problem}", field=where)
         settings[name] = value
     return settings
 

@@ -7,5 +7,14 @@ behind it are private to this package.
 
 from .builder import BuildResult, Builder
 from .cargo import BuildError, CargoNotFound, CompileFailed
+from .project import InvalidDependency, check_dependencies
 
-__all__ = ["Builder", "BuildResult", "BuildError", "CargoNotFound", "CompileFailed"]
+__all__ = [
+    "Builder",
+    "BuildResult",
+    "BuildError",
+    "CargoNotFound",
+    "CompileFailed",
+    "InvalidDependency",
+    "check_dependencies",
+]

@@ -28,7 +28,14 @@ from .cargo import (
     toolchain_identity,
     write_crate_source_config,
 )
-from .project import Dependency, dependencies, manifest, package_name, write_project
+from .project import (
+    Dependency,
+    dependencies,
+    dependency_names,
+    manifest,
+    package_name,
+    write_project,
+)
 
 EMPTY_CODE_MESSAGE = (
     "the handler code is empty: write a handler such as "
@@ -39,7 +46,13 @@ EMPTY_CODE_MESSAGE = (
 
 @dataclass(frozen=True)
 class BuildResult:
-    """A compiled handler: ``binary`` is the stored artifact for ``digest``."""
+    """
+    A compiled handler: ``binary`` is the stored artifact for ``digest``.
+
+    ``dependencies`` names the crates of its Cargo.toml in manifest order, with
+    the SDK features the gateway turned on as ``rust-edge-gateway-sdk/async``
+    right after the SDK (see ``project.dependency_names``).
+    """
 
     digest: str
     binary: str
@@ -150,13 +163,19 @@ class Builder:
         self,
         endpoint_id: str,
         code: str,
-        extra_dependencies: Mapping[str, str] | None = None,
+        extra_dependencies: Mapping[str, Any] | None = None,
     ) -> Deferred[BuildResult]:
         """
         Compile ``code`` for ``endpoint_id``.
 
-        Raises ``ValueError`` at once for an invalid id or extra dependency (a
-        caller's bug, not a build outcome).  The Deferred fails with
+        ``extra_dependencies`` is the endpoint setting ``dependencies`` as
+        stored: crate name → version requirement, or → ``{"version",
+        "features", "default-features"}`` (``project.check_dependencies``).
+        They join the crates detected in the code, replacing one of the same
+        name, and are part of the manifest and so of the digest.
+
+        Raises ``ValueError`` at once for an invalid id or extra dependency
+        (``InvalidDependency``; a caller's bug, not a build outcome).  The Deferred fails with
         ``CompileFailed`` when the code does not compile (or is empty),
         ``CargoNotFound`` when there is no cargo.  An existing artifact is
         returned with ``cached=True`` without running cargo; callers asking for
@@ -194,7 +213,7 @@ class Builder:
                 binary,
                 True,
                 self._reactor.seconds() - started,
-                [d.name for d in deps],
+                dependency_names(deps),
                 self.artifacts.metadata(digest).get("warnings", []),
             )
         shared = self._inflight.get(digest)
@@ -246,7 +265,7 @@ class Builder:
             raise CompileFailed(failure_diagnostics(report, output))
         if report.executable is None:
             raise BuildError("cargo succeeded but reported no executable for " + package)
-        names = [d.name for d in deps]
+        names = dependency_names(deps)
         warnings = [d for d in report.diagnostics if d["level"] == "warning"]
         # A release binary is megabytes: copy it off the reactor thread.
         copied = deferToThreadPool(

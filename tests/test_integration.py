@@ -57,6 +57,36 @@ handler_loop!(handle);
 """
 
 
+PANICKY = """use rust_edge_gateway_sdk::prelude::*;
+
+fn handle(req: Request) -> Response {
+    if req.path.ends_with("/panic") {
+        panic!("the handler gave up on {}", req.path);
+    }
+    if req.is_method("POST") {
+        // Echo the body byte for byte, whatever it is.
+        return Response::binary(200, req.body_bytes(), "application/octet-stream");
+    }
+    Response::ok(json!({"pid": std::process::id()}))
+}
+
+handler_loop!(handle);
+"""
+
+ASYNC_PANICKY = """use rust_edge_gateway_sdk::prelude::*;
+
+async fn handle(req: Request) -> Response {
+    tokio::task::yield_now().await;
+    if req.path.ends_with("/panic") {
+        panic!("the async handler gave up on {}", req.path);
+    }
+    Response::ok(json!({"pid": std::process::id()}))
+}
+
+handler_loop_async!(handle);
+"""
+
+
 def _cargo_or_skip():
     try:
         return find_cargo(None)
@@ -112,11 +142,18 @@ class GatewayHarness:
         returnValue((response, content))
 
     @inlineCallbacks
-    def deploy(self, name, path, code, **settings):
+    def request(self, method, path, **kwargs):
+        """A request to the data plane: (response, body bytes)."""
+        response = yield self.http.request(method, self.base + path, **kwargs)
+        content = yield response.content()
+        returnValue((response, content))
+
+    @inlineCallbacks
+    def deploy(self, name, path, code, method="GET", **settings):
         code_, created = yield self.call(
             "POST",
             "/endpoints",
-            {"name": name, "path": path, "method": "GET", "code": code, "settings": settings},
+            {"name": name, "path": path, "method": method, "code": code, "settings": settings},
         )
         self.test_case.assertEqual(code_, 201, created)
         endpoint_id = created["data"]["id"]
@@ -228,6 +265,40 @@ class GatewayIntegrationTests(unittest.TestCase):
         code, logs = yield self.gateway.call("GET", "/endpoints/%s/logs" % started["id"])
         lines = [entry["line"] for entry in logs["data"]["lines"]]
         self.assertIn("debug line from /p/print", lines)
+
+    @inlineCallbacks
+    def _check_panic_survives(self, code, prefix):
+        started = yield self.gateway.deploy("panicky", prefix + "/{what}", code)
+        response, content = yield self.gateway.get(prefix + "/panic")
+        self.assertEqual(response.code, 500)
+        body = json.loads(content)
+        self.assertEqual(body["request_id"], response.headers.getRawHeaders("x-request-id")[0])
+        response, content = yield self.gateway.get(prefix + "/fine")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(json.loads(content)["pid"], started["pids"][0], "the worker must live on")
+        code_, logs = yield self.gateway.call("GET", "/endpoints/%s/logs" % started["id"])
+        text = "\n".join(entry["line"] for entry in logs["data"]["lines"])
+        self.assertIn("gave up on %s/panic" % prefix, text)
+
+    def test_panic_answers_500_and_the_worker_lives_on(self):
+        """A panicking handler answers 500 with the request id; the same worker serves next; the message is logged."""
+        return self._check_panic_survives(PANICKY, "/sync")
+
+    def test_async_panic_answers_500_and_the_worker_lives_on(self):
+        """The same holds for a handler_loop_async! handler."""
+        return self._check_panic_survives(ASYNC_PANICKY, "/async")
+
+    @inlineCallbacks
+    def test_binary_request_body_reaches_the_handler_intact(self):
+        """A body that is not UTF-8 reaches body_bytes() byte for byte and comes back the same."""
+        yield self.gateway.deploy("echo", "/echo", PANICKY, method="POST")
+        data = bytes(range(256)) * 3 + b"\xff\xfe\x00"
+        response, content = yield self.gateway.request("POST", "/echo", data=data)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(content, data)
+        self.assertEqual(
+            response.headers.getRawHeaders("content-type"), ["application/octet-stream"]
+        )
 
     @inlineCallbacks
     def test_gateway_restart_keeps_the_endpoint_serving(self):

@@ -58,6 +58,12 @@ pub enum HandlerError {
 
 impl HandlerError {
     /// The HTTP status this error answers with.
+    ///
+    /// ```
+    /// # use rust_edge_gateway_sdk::HandlerError;
+    /// assert_eq!(HandlerError::ValidationError("too short".into()).status_code(), 400);
+    /// assert_eq!(HandlerError::DatabaseError("timeout".into()).status_code(), 500);
+    /// ```
     pub fn status_code(&self) -> u16 {
         use HandlerError::*;
         match self {
@@ -81,6 +87,13 @@ impl HandlerError {
 
     /// The response for this error: [`status_code`](Self::status_code) and the
     /// JSON body `{"error": "<Display text>"}`.
+    ///
+    /// ```
+    /// # use rust_edge_gateway_sdk::HandlerError;
+    /// let resp = HandlerError::Forbidden("admins only".into()).to_response();
+    /// assert_eq!(resp.status, 403);
+    /// assert_eq!(resp.body.as_deref(), Some(r#"{"error":"Forbidden: admins only"}"#));
+    /// ```
     pub fn to_response(&self) -> Response {
         Response::error_json(self.status_code(), &self.to_string())
     }

@@ -26,12 +26,35 @@ use std::io::{self, ErrorKind, Read, Write};
 
 /// The default cap on an incoming frame's payload: 16 MiB, the gateway's
 /// default. The SDK also refuses to send a response frame larger than this.
+///
+/// ```
+/// assert_eq!(rust_edge_gateway_sdk::frame::MAX_FRAME_LEN, 16 << 20);
+/// ```
 pub const MAX_FRAME_LEN: usize = 16 * 1024 * 1024;
 
 /// A decoded frame: one JSON object.
+///
+/// ```
+/// use rust_edge_gateway_sdk::frame::Object;
+/// let mut frame = Object::new();
+/// frame.insert("type".into(), "ready".into());
+/// assert_eq!(frame["type"], "ready");
+/// ```
 pub type Object = Map<String, Value>;
 
 /// Why a frame could not be read or written.
+///
+/// ```
+/// use rust_edge_gateway_sdk::frame::{read_frame, FrameError};
+///
+/// let mut cut: &[u8] = &[0, 0, 0, 10, b'{'];
+/// match read_frame(&mut cut, 1024) {
+///     Err(e @ FrameError::Truncated { expected: 10, received: 1 }) => {
+///         assert_eq!(e.to_string(), "stream ended inside a frame (1 of 10 bytes)");
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum FrameError {
@@ -115,6 +138,17 @@ fn read_full<R: Read + ?Sized>(reader: &mut R, buf: &mut [u8]) -> io::Result<usi
 /// error when it ends inside one, when the announced length exceeds `max_len`
 /// (checked before anything is buffered), or when the payload is not a UTF-8
 /// JSON object.
+///
+/// ```
+/// use rust_edge_gateway_sdk::frame::{read_frame, FrameError, MAX_FRAME_LEN};
+///
+/// let mut wire: &[u8] = b"\0\0\0\x02{}";
+/// assert!(read_frame(&mut wire, MAX_FRAME_LEN).unwrap().unwrap().is_empty());
+/// assert!(read_frame(&mut wire, MAX_FRAME_LEN).unwrap().is_none()); // clean end
+///
+/// let mut array: &[u8] = b"\0\0\0\x02[]";
+/// assert!(matches!(read_frame(&mut array, MAX_FRAME_LEN), Err(FrameError::NotAnObject)));
+/// ```
 pub fn read_frame<R: Read + ?Sized>(
     reader: &mut R,
     max_len: usize,
@@ -152,6 +186,15 @@ pub fn read_frame<R: Read + ?Sized>(
 /// Encodes `frame` as JSON behind its 4-byte big-endian length.
 ///
 /// Fails with [`FrameError::TooLarge`] when the payload exceeds `max_len`.
+///
+/// ```
+/// use rust_edge_gateway_sdk::frame::{encode_frame, FrameError};
+/// use serde_json::json;
+///
+/// let bytes = encode_frame(&json!({"a": 1}), 1024).unwrap();
+/// assert_eq!(bytes, b"\0\0\0\x07{\"a\":1}");
+/// assert!(matches!(encode_frame(&json!({"a": 1}), 3), Err(FrameError::TooLarge { len: 7, max: 3 })));
+/// ```
 pub fn encode_frame<T: Serialize + ?Sized>(
     frame: &T,
     max_len: usize,
@@ -169,6 +212,15 @@ pub fn encode_frame<T: Serialize + ?Sized>(
 }
 
 /// Writes one frame (in a single `write_all`) and flushes the writer.
+///
+/// ```
+/// use rust_edge_gateway_sdk::frame::write_frame;
+/// use serde_json::json;
+///
+/// let mut out = Vec::new();
+/// write_frame(&mut out, &json!({"type": "ping"})).unwrap();
+/// assert_eq!(&out[..4], &[0, 0, 0, 15]);
+/// ```
 pub fn write_frame<W: Write + ?Sized, T: Serialize + ?Sized>(
     writer: &mut W,
     frame: &T,

@@ -38,22 +38,44 @@
 //! **Standard output is the log.** The worker loop moves the frame channel
 //! off fd 1 before calling any handler, so `println!` and `eprintln!` both go
 //! to the endpoint's log and never corrupt the protocol.
+//!
+//! Also here: binary bodies both ways ([`Request::body_bytes`],
+//! [`Response::binary`]), `multipart/form-data` uploads
+//! ([`Request::multipart`]), several `Set-Cookie` headers
+//! ([`Response::with_cookie`]), and, with the cargo feature `async`, async
+//! handlers ([`handler_loop_async!`], [`handler_loop_async_result!`]) on one
+//! Tokio current-thread runtime per worker.
+//!
+//! The guide with more examples is `docs/sdk/` in the gateway's repository.
 
 #![warn(missing_docs)]
 
+mod base64;
 mod error;
 pub mod frame;
+mod json_path;
 mod macros;
+pub mod multipart;
 mod protocol;
 mod request;
 mod response;
 mod runtime;
 
 pub use error::HandlerError;
+pub use multipart::{MultipartData, MultipartFile};
 pub use protocol::{PROTOCOL_VERSION, SDK_VERSION};
 pub use request::Request;
 pub use response::Response;
-pub use runtime::{run, run_result};
+pub use runtime::{run, run_result, serve};
+#[cfg(feature = "async")]
+pub use runtime::{run_async, run_async_result};
+
+/// `tokio` (feature `async`), re-exported so a handler can name it as
+/// `rust_edge_gateway_sdk::tokio` without depending on it. The SDK enables
+/// Tokio's `rt`, `macros`, `time` and `sync` features.
+#[cfg(feature = "async")]
+#[doc(no_inline)]
+pub use tokio;
 
 /// `serde`, re-exported for handlers that want to name it through the SDK.
 #[doc(no_inline)]
@@ -64,12 +86,24 @@ pub use serde_json;
 
 /// Everything a handler usually needs: `use rust_edge_gateway_sdk::prelude::*;`
 ///
-/// [`Request`], [`Response`], [`HandlerError`], the [`json!`](serde_json::json)
-/// macro, [`JsonValue`](crate::prelude::JsonValue), serde's `Serialize` and
-/// `Deserialize` (traits and derives), `HashMap`, and the loop macros.
+/// [`Request`], [`Response`], [`HandlerError`], [`MultipartData`],
+/// [`MultipartFile`], the [`json!`](serde_json::json) macro,
+/// [`JsonValue`](crate::prelude::JsonValue), serde's `Serialize` and
+/// `Deserialize` (traits and derives), `HashMap`, and the four loop macros
+/// (the async ones need the `async` feature).
+///
+/// ```
+/// use rust_edge_gateway_sdk::prelude::*;
+///
+/// let mut counts: HashMap<String, JsonValue> = HashMap::new();
+/// counts.insert("n".into(), json!(1));
+/// let resp: Response = Response::ok(&counts);
+/// assert_eq!(resp.body.as_deref(), Some(r#"{"n":1}"#));
+/// ```
 pub mod prelude {
     pub use crate::{handler_loop, handler_loop_result};
-    pub use crate::{HandlerError, Request, Response};
+    pub use crate::{handler_loop_async, handler_loop_async_result};
+    pub use crate::{HandlerError, MultipartData, MultipartFile, Request, Response};
     pub use serde::{Deserialize, Serialize};
     pub use serde_json::json;
     /// Any JSON value (`serde_json::Value`).
@@ -81,3 +115,29 @@ pub mod prelude {
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/sdk/README.md")]
 pub struct ReadmeDoctests;
+
+/// Runs the Rust examples of `docs/sdk/request.md` as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/sdk/request.md")]
+pub struct RequestDoctests;
+
+/// Runs the Rust examples of `docs/sdk/response.md` as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/sdk/response.md")]
+pub struct ResponseDoctests;
+
+/// Runs the Rust examples of `docs/sdk/errors.md` as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/sdk/errors.md")]
+pub struct ErrorsDoctests;
+
+/// Runs the Rust examples of `docs/sdk/multipart.md` as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/sdk/multipart.md")]
+pub struct MultipartDoctests;
+
+/// Runs the Rust examples of `docs/sdk/async.md` as doctests (they need the
+/// `async` feature: `cargo test --features async`).
+#[cfg(all(doctest, feature = "async"))]
+#[doc = include_str!("../../docs/sdk/async.md")]
+pub struct AsyncDoctests;

@@ -2,17 +2,27 @@
 //!
 //! Later additions (`call` / `result` for service calls) belong here too.
 
+use crate::base64;
 use crate::frame::{FrameError, Object};
 use crate::request::Request;
 use crate::response::Response;
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
 
 /// The protocol version announced in `ready`.
+///
+/// ```
+/// assert_eq!(rust_edge_gateway_sdk::PROTOCOL_VERSION, 1);
+/// ```
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// This SDK's version, announced in `ready`.
+///
+/// ```
+/// assert_eq!(rust_edge_gateway_sdk::SDK_VERSION, env!("CARGO_PKG_VERSION"));
+/// ```
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// `{"type": "ready", "protocol": 1, "sdk": "0.1.0"}`
@@ -32,24 +42,79 @@ pub(crate) fn ready() -> Ready {
     }
 }
 
-/// `{"type": "response", "id", "status", "headers", "body"}`
-#[derive(Serialize)]
+/// `{"type": "response", "id", "status", "headers", "body"}`, or with
+/// `"body_base64"` instead of `"body"` for a binary response. In `headers`,
+/// `set-cookie` is a list when the response has cookies from `with_cookie`.
 pub(crate) struct ResponseFrame<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
     id: u64,
-    status: u16,
-    headers: &'a HashMap<String, String>,
-    body: Option<&'a str>,
+    resp: &'a Response,
 }
 
 pub(crate) fn response(id: u64, resp: &Response) -> ResponseFrame<'_> {
-    ResponseFrame {
-        kind: "response",
-        id,
-        status: resp.status,
-        headers: &resp.headers,
-        body: resp.body.as_deref(),
+    ResponseFrame { id, resp }
+}
+
+impl Serialize for ResponseFrame<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let resp = self.resp;
+        let mut map = s.serialize_map(Some(5))?;
+        map.serialize_entry("type", "response")?;
+        map.serialize_entry("id", &self.id)?;
+        map.serialize_entry("status", &resp.status)?;
+        if resp.cookies.is_empty() {
+            map.serialize_entry("headers", &resp.headers)?;
+        } else {
+            map.serialize_entry("headers", &HeadersWithCookies(resp))?;
+        }
+        match (&resp.body, resp.base64_body) {
+            (Some(b), true) => map.serialize_entry("body_base64", b)?,
+            (body, _) => map.serialize_entry("body", body)?,
+        }
+        map.end()
+    }
+}
+
+/// The headers map plus `"set-cookie": [header value if any, cookies...]`.
+struct HeadersWithCookies<'a>(&'a Response);
+
+impl Serialize for HeadersWithCookies<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let resp = self.0;
+        let mut from_headers = None;
+        let mut map = s.serialize_map(None)?;
+        for (name, value) in &resp.headers {
+            if name.eq_ignore_ascii_case("set-cookie") {
+                from_headers = Some(value);
+            } else {
+                map.serialize_entry(name, value)?;
+            }
+        }
+        map.serialize_entry("set-cookie", &CookieList(from_headers, &resp.cookies))?;
+        map.end()
+    }
+}
+
+struct CookieList<'a>(Option<&'a String>, &'a [String]);
+
+impl Serialize for CookieList<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.is_some() as usize + self.1.len()))?;
+        for value in self.0.into_iter().chain(self.1) {
+            seq.serialize_element(value)?;
+        }
+        seq.end()
+    }
+}
+
+/// Why a response cannot be sent as it is, if it cannot: a binary response
+/// whose `body` was replaced by something that is not padded base64 (the
+/// gateway would answer 502).
+pub(crate) fn response_problem(resp: &Response) -> Option<&'static str> {
+    match &resp.body {
+        Some(b) if resp.base64_body && !base64::is_valid_padded(b) => {
+            Some("the body of a binary response is not valid base64")
+        }
+        _ => None,
     }
 }
 
@@ -111,6 +176,12 @@ pub(crate) fn decode(frame: Object) -> Result<Incoming, FrameError> {
         "request" => {
             let f: RequestFrame = serde_json::from_value(Value::Object(frame))
                 .map_err(|e| FrameError::Malformed(format!("bad request frame: {e}")))?;
+            let body_binary = match f.body_base64 {
+                None => None,
+                Some(text) => Some(base64::decode(&text).ok_or_else(|| {
+                    FrameError::Malformed("bad request frame: body_base64 is not base64".into())
+                })?),
+            };
             let request = Request {
                 method: f.method,
                 path: f.path,
@@ -120,7 +191,7 @@ pub(crate) fn decode(frame: Object) -> Result<Incoming, FrameError> {
                 params: f.params,
                 client_ip: f.client_ip,
                 request_id: f.request_id,
-                body_base64: f.body_base64,
+                body_binary,
             };
             Ok(Incoming::Request { id: f.id, request })
         }
@@ -189,7 +260,8 @@ mod tests {
         assert_eq!(req.body.as_deref(), Some("{}"));
         assert_eq!(req.client_ip.as_deref(), Some("10.0.0.1"));
         assert_eq!(req.request_id, "req-1");
-        assert_eq!(req.body_base64, None);
+        assert_eq!(req.body_binary, None);
+        assert_eq!(req.body_bytes(), b"{}");
     }
 
     #[test]
@@ -211,12 +283,82 @@ mod tests {
     }
 
     #[test]
-    fn binary_body_is_kept_private() {
+    fn binary_body_is_decoded() {
         let (_, req) = decode_request(json!({
-            "type": "request", "id": 3, "body": null, "body_base64": "/w=="
+            "type": "request", "id": 3, "body": null, "body_base64": "/wAB"
         }));
         assert_eq!(req.body, None);
-        assert_eq!(req.body_base64.as_deref(), Some("/w=="));
+        assert_eq!(req.body_bytes(), [0xff, 0x00, 0x01]);
+        let (_, req) = decode_request(json!({
+            "type": "request", "id": 3, "body": null, "body_base64": null
+        }));
+        assert!(req.body_bytes().is_empty());
+        let bad = decode(obj(
+            json!({"type": "request", "id": 1, "body_base64": "!!"}),
+        ));
+        match bad {
+            Err(FrameError::Malformed(m)) => assert!(m.contains("body_base64"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn binary_response_frame() {
+        let bytes: Vec<u8> = (0..=255u8).collect();
+        let resp = Response::binary(200, &bytes, "application/octet-stream");
+        let v = serde_json::to_value(response(4, &resp)).unwrap();
+        let o = v.as_object().unwrap();
+        assert!(!o.contains_key("body"), "{v}");
+        let b64 = o["body_base64"].as_str().unwrap();
+        assert_eq!(base64::decode(b64).unwrap(), bytes);
+        assert_eq!(
+            v["headers"],
+            json!({"content-type": "application/octet-stream"})
+        );
+        assert_eq!(response_problem(&resp), None);
+        // A binary response whose body was emptied sends `body: null`.
+        let mut empty = resp.clone();
+        empty.body = None;
+        let v = serde_json::to_value(response(4, &empty)).unwrap();
+        assert_eq!(v["body"], Value::Null);
+        assert!(v.get("body_base64").is_none());
+        // with_body makes it text again
+        let v = serde_json::to_value(response(4, &resp.clone().with_body("t"))).unwrap();
+        assert_eq!(
+            (v["body"].as_str(), v.get("body_base64")),
+            (Some("t"), None)
+        );
+        // a body that is not base64 any more is caught before sending
+        let mut broken = resp;
+        broken.body = Some("not base64!".into());
+        assert!(response_problem(&broken).is_some());
+    }
+
+    #[test]
+    fn cookies_become_a_list() {
+        let resp = Response::no_content()
+            .with_header("X-A", "1")
+            .with_cookie("a=1; Path=/")
+            .with_cookie("b=2");
+        let v = serde_json::to_value(response(1, &resp)).unwrap();
+        assert_eq!(
+            v["headers"],
+            json!({"x-a": "1", "set-cookie": ["a=1; Path=/", "b=2"]})
+        );
+        // a set-cookie header comes first in the list
+        let resp = resp.with_header("Set-Cookie", "first=0");
+        let v = serde_json::to_value(response(1, &resp)).unwrap();
+        assert_eq!(
+            v["headers"]["set-cookie"],
+            json!(["first=0", "a=1; Path=/", "b=2"])
+        );
+        // without with_cookie a set-cookie header stays a string
+        let v = serde_json::to_value(response(
+            1,
+            &Response::new(200).with_header("set-cookie", "x=1"),
+        ))
+        .unwrap();
+        assert_eq!(v["headers"], json!({"set-cookie": "x=1"}));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! [`Request`]: one HTTP request as the gateway hands it to the handler.
 
 use crate::error::HandlerError;
+use crate::json_path;
+use crate::multipart::{self, MultipartData};
 use crate::response::lookup_header;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
@@ -10,7 +12,8 @@ use std::str::FromStr;
 ///
 /// The gateway fills every field; header names arrive in lower case, and
 /// repeated headers arrive joined with `", "`. A body that is not valid
-/// UTF-8 arrives with `body == None` (it is kept inside the SDK).
+/// UTF-8 arrives with `body == None`; [`body_bytes`](Self::body_bytes) and
+/// [`multipart`](Self::multipart) see it.
 ///
 /// ```
 /// use rust_edge_gateway_sdk::prelude::*;
@@ -42,8 +45,8 @@ pub struct Request {
     pub client_ip: Option<String>,
     /// The gateway's id for this request (also in the gateway's logs).
     pub request_id: String,
-    /// A body that is not UTF-8, base64-encoded as it arrived.
-    pub(crate) body_base64: Option<String>,
+    /// A body that is not UTF-8 (it arrived as `body_base64`), decoded.
+    pub(crate) body_binary: Option<Vec<u8>>,
 }
 
 impl Default for Request {
@@ -56,6 +59,13 @@ impl Default for Request {
 impl Request {
     /// A request with `method` and `path` and nothing else; with the
     /// `with_*` builders, handy for testing handlers.
+    ///
+    /// ```
+    /// # use rust_edge_gateway_sdk::Request;
+    /// let req = Request::new("DELETE", "/items/3");
+    /// assert_eq!((req.method.as_str(), req.path.as_str()), ("DELETE", "/items/3"));
+    /// assert!(req.query.is_empty() && req.headers.is_empty() && req.body.is_none());
+    /// ```
     pub fn new(method: impl Into<String>, path: impl Into<String>) -> Self {
         Request {
             method: method.into(),
@@ -66,17 +76,29 @@ impl Request {
             params: HashMap::new(),
             client_ip: None,
             request_id: String::new(),
-            body_base64: None,
+            body_binary: None,
         }
     }
 
     /// Adds a query parameter.
+    ///
+    /// ```
+    /// # use rust_edge_gateway_sdk::Request;
+    /// let req = Request::new("GET", "/search").with_query("q", "rust");
+    /// assert_eq!(req.query["q"], "rust");
+    /// ```
     pub fn with_query(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.query.insert(name.into(), value.into());
         self
     }
 
     /// Adds a header (name stored in lower case, as the gateway sends it).
+    ///
+    /// ```
+    /// # use rust_edge_gateway_sdk::Request;
+    /// let req = Request::new("GET", "/").with_header("X-Api-Key", "k1");
+    /// assert_eq!(req.headers["x-api-key"], "k1");
+    /// ```
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         let mut name = name.into();
         name.make_ascii_lowercase();
@@ -85,22 +107,133 @@ impl Request {
     }
 
     /// Adds a path parameter.
+    ///
+    /// ```
+    /// # use rust_edge_gateway_sdk::Request;
+    /// let req = Request::new("GET", "/users/7").with_param("id", "7");
+    /// assert_eq!(req.path_param("id").map(String::as_str), Some("7"));
+    /// ```
     pub fn with_param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.params.insert(name.into(), value.into());
         self
     }
 
     /// Sets the text body.
+    ///
+    /// ```
+    /// # use rust_edge_gateway_sdk::Request;
+    /// let req = Request::new("POST", "/").with_body("hello");
+    /// assert_eq!(req.body.as_deref(), Some("hello"));
+    /// ```
     pub fn with_body(mut self, body: impl Into<String>) -> Self {
         self.body = Some(body.into());
-        self.body_base64 = None;
+        self.body_binary = None;
         self
+    }
+
+    /// Sets the body from bytes, as the gateway would deliver them: UTF-8
+    /// bytes become the text [`body`](Self::body), anything else leaves
+    /// `body` as `None` and is seen by [`body_bytes`](Self::body_bytes) and
+    /// [`multipart`](Self::multipart).
+    ///
+    /// ```
+    /// # use rust_edge_gateway_sdk::Request;
+    /// let text = Request::new("POST", "/").with_body_bytes(b"hi".to_vec());
+    /// assert_eq!(text.body.as_deref(), Some("hi"));
+    ///
+    /// let binary = Request::new("POST", "/").with_body_bytes(vec![0xff, 0x00]);
+    /// assert_eq!(binary.body, None);
+    /// assert_eq!(binary.body_bytes(), [0xff, 0x00]);
+    /// ```
+    pub fn with_body_bytes(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        match String::from_utf8(bytes.into()) {
+            Ok(text) => {
+                self.body = Some(text);
+                self.body_binary = None;
+            }
+            Err(e) => {
+                self.body = None;
+                self.body_binary = Some(e.into_bytes());
+            }
+        }
+        self
+    }
+
+    /// The body as bytes: the decoded `body_base64` when the body was not
+    /// UTF-8, else the text body's bytes, else empty.
+    ///
+    /// ```
+    /// use rust_edge_gateway_sdk::prelude::*;
+    ///
+    /// fn checksum(req: Request) -> Response {
+    ///     let sum: u32 = req.body_bytes().iter().map(|&b| b as u32).sum();
+    ///     Response::ok(json!({ "sum": sum }))
+    /// }
+    ///
+    /// let req = Request::new("PUT", "/blob").with_body_bytes(vec![1, 2, 0xff]);
+    /// assert_eq!(checksum(req).body.as_deref(), Some(r#"{"sum":258}"#));
+    /// assert!(Request::new("GET", "/").body_bytes().is_empty());
+    /// ```
+    pub fn body_bytes(&self) -> Vec<u8> {
+        self.raw_body().to_vec()
+    }
+
+    /// The body without copying it.
+    fn raw_body(&self) -> &[u8] {
+        match (&self.body_binary, &self.body) {
+            (Some(bytes), _) => bytes,
+            (None, Some(text)) => text.as_bytes(),
+            (None, None) => &[],
+        }
+    }
+
+    /// Parses a `multipart/form-data` body (RFC 7578) into text fields and
+    /// files, with the boundary from the `Content-Type` header.
+    ///
+    /// [`HandlerError::BadRequest`] with a message saying what is wrong when
+    /// the request is not `multipart/form-data`, has no boundary, the body
+    /// is cut off before the closing boundary, a part has no
+    /// `Content-Disposition` or no `name`, or a text field is not UTF-8.
+    /// See [`MultipartData`] for what is accepted (CRLF or bare-LF line
+    /// endings, quoted parameters, `filename*`).
+    ///
+    /// ```
+    /// use rust_edge_gateway_sdk::prelude::*;
+    ///
+    /// let body = "--BOUNDARY\r\n\
+    ///     Content-Disposition: form-data; name=\"caption\"\r\n\r\n\
+    ///     Holiday\r\n\
+    ///     --BOUNDARY\r\n\
+    ///     Content-Disposition: form-data; name=\"photo\"; filename=\"beach.jpg\"\r\n\
+    ///     Content-Type: image/jpeg\r\n\r\n\
+    ///     JPEGDATA\r\n\
+    ///     --BOUNDARY--\r\n";
+    /// let req = Request::new("POST", "/photos")
+    ///     .with_header("Content-Type", "multipart/form-data; boundary=BOUNDARY")
+    ///     .with_body(body);
+    /// assert!(req.is_multipart());
+    /// let form = req.multipart().unwrap();
+    /// assert_eq!(form.field("caption").unwrap(), "Holiday");
+    /// let photo = form.file("photo").unwrap();
+    /// assert_eq!((photo.filename.as_str(), photo.content_type.as_str()), ("beach.jpg", "image/jpeg"));
+    /// assert_eq!(photo.data, b"JPEGDATA");
+    ///
+    /// let err = Request::new("POST", "/photos").with_body("{}").multipart().unwrap_err();
+    /// assert_eq!(err.status_code(), 400);
+    /// ```
+    pub fn multipart(&self) -> Result<MultipartData, HandlerError> {
+        let boundary = multipart::boundary(self.content_type().map(String::as_str))?;
+        multipart::parse(self.raw_body(), &boundary)
     }
 
     /// Parses the body as JSON into `T`.
     ///
-    /// Fails with [`HandlerError::BadRequest`] when the body is missing,
-    /// empty, or not valid JSON for `T`.
+    /// Fails with [`HandlerError::BadRequest`] when the body is missing or
+    /// empty ("expected a JSON body, but the request has none"), not UTF-8,
+    /// or not valid JSON for `T` ("invalid JSON body: " and serde's message,
+    /// which names the problem with its line and column). When a value has
+    /// the wrong type or a nested object lacks a field, the message also
+    /// names where: `invalid JSON body at 'items[1].qty': ...`.
     ///
     /// ```
     /// use rust_edge_gateway_sdk::prelude::*;
@@ -114,74 +247,155 @@ impl Request {
     ///
     /// let err = Request::new("POST", "/users").json::<NewUser>().unwrap_err();
     /// assert_eq!(err.status_code(), 400);
+    ///
+    /// let err = Request::new("POST", "/users").with_body("{}").json::<NewUser>().unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "Bad request: invalid JSON body: missing field `name` at line 1 column 2"
+    /// );
+    /// let err = Request::new("POST", "/users").with_body(r#"{"name": 7}"#).json::<NewUser>().unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "Bad request: invalid JSON body at 'name': invalid type: integer `7`, expected a string at line 1 column 10"
+    /// );
     /// ```
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, HandlerError> {
+        if self.body_binary.is_some() {
+            return Err(HandlerError::BadRequest(
+                "expected a JSON body, but the body is not UTF-8 text".into(),
+            ));
+        }
         match self.body.as_deref() {
             None | Some("") => Err(HandlerError::BadRequest(
                 "expected a JSON body, but the request has none".into(),
             )),
-            Some(body) => serde_json::from_str(body)
-                .map_err(|e| HandlerError::BadRequest(format!("invalid JSON body: {e}"))),
+            Some(body) => serde_json::from_str(body).map_err(|e| json_error(body, e)),
         }
     }
 
-    /// A query parameter.
+    /// A query parameter (a repeated key arrives with its values joined by
+    /// `,`).
+    ///
+    /// ```
+    /// # use rust_edge_gateway_sdk::Request;
+    /// let req = Request::new("GET", "/").with_query("q", "rust");
+    /// assert_eq!(req.query_param("q").map(String::as_str), Some("rust"));
+    /// assert_eq!(req.query_param("page"), None);
+    /// ```
     pub fn query_param(&self, name: &str) -> Option<&String> {
         self.query.get(name)
     }
 
-    /// A query parameter parsed as `T`; `None` when missing or unparsable.
+    /// A query parameter parsed as `T` (any `FromStr`); `None` when missing
+    /// or unparsable.
+    ///
+    /// ```
+    /// # use rust_edge_gateway_sdk::Request;
+    /// let req = Request::new("GET", "/").with_query("page", "2").with_query("x", "y");
+    /// assert_eq!(req.query_param_as::<u32>("page"), Some(2));
+    /// assert_eq!(req.query_param_as::<u32>("x"), None);
+    /// let limit = req.query_param_as("limit").unwrap_or(20u32);
+    /// assert_eq!(limit, 20);
+    /// ```
     pub fn query_param_as<T: FromStr>(&self, name: &str) -> Option<T> {
         self.query.get(name).and_then(|v| v.parse().ok())
     }
 
-    /// A query parameter parsed as `T`; [`HandlerError::BadRequest`] when
-    /// missing or unparsable.
+    /// A query parameter parsed as `T`; [`HandlerError::BadRequest`] naming
+    /// the parameter when it is missing, and naming the expected type and the
+    /// value received when it does not parse.
     ///
     /// ```
     /// # use rust_edge_gateway_sdk::prelude::*;
-    /// let req = Request::new("GET", "/items").with_query("page", "two");
+    /// let req = Request::new("GET", "/items").with_query("limit", "abc");
+    /// let err = req.require_query_param::<u32>("limit").unwrap_err();
+    /// assert_eq!(err.to_string(), "Bad request: query parameter 'limit' must be a u32, got 'abc'");
     /// let err = req.require_query_param::<u32>("page").unwrap_err();
-    /// assert_eq!(err.to_string(), "Bad request: invalid value for query parameter 'page'");
+    /// assert_eq!(err.to_string(), "Bad request: missing query parameter 'page'");
     /// ```
     pub fn require_query_param<T: FromStr>(&self, name: &str) -> Result<T, HandlerError> {
         require(self.query.get(name), "query parameter", name)
     }
 
     /// A path parameter (`/users/{id}` → `path_param("id")`).
+    ///
+    /// ```
+    /// # use rust_edge_gateway_sdk::Request;
+    /// let req = Request::new("GET", "/users/ada").with_param("name", "ada");
+    /// assert_eq!(req.path_param("name").map(String::as_str), Some("ada"));
+    /// ```
     pub fn path_param(&self, name: &str) -> Option<&String> {
         self.params.get(name)
     }
 
     /// A path parameter parsed as `T`; `None` when missing or unparsable.
+    ///
+    /// ```
+    /// # use rust_edge_gateway_sdk::Request;
+    /// let req = Request::new("GET", "/users/7").with_param("id", "7");
+    /// assert_eq!(req.path_param_as::<i64>("id"), Some(7));
+    /// assert_eq!(req.path_param_as::<bool>("id"), None);
+    /// ```
     pub fn path_param_as<T: FromStr>(&self, name: &str) -> Option<T> {
         self.params.get(name).and_then(|v| v.parse().ok())
     }
 
     /// A path parameter parsed as `T`; [`HandlerError::BadRequest`] when
-    /// missing or unparsable.
+    /// missing or unparsable, worded like
+    /// [`require_query_param`](Self::require_query_param).
+    ///
+    /// ```
+    /// # use rust_edge_gateway_sdk::Request;
+    /// let req = Request::new("GET", "/users/x").with_param("id", "x");
+    /// let err = req.require_path_param::<u64>("id").unwrap_err();
+    /// assert_eq!(err.to_string(), "Bad request: path parameter 'id' must be a u64, got 'x'");
+    /// ```
     pub fn require_path_param<T: FromStr>(&self, name: &str) -> Result<T, HandlerError> {
         require(self.params.get(name), "path parameter", name)
     }
 
     /// A header, looked up case-insensitively.
+    ///
+    /// ```
+    /// # use rust_edge_gateway_sdk::Request;
+    /// let req = Request::new("GET", "/").with_header("user-agent", "curl/8");
+    /// assert_eq!(req.header("User-Agent").map(String::as_str), Some("curl/8"));
+    /// ```
     pub fn header(&self, name: &str) -> Option<&String> {
         lookup_header(&self.headers, name)
     }
 
     /// A header, looked up case-insensitively; [`HandlerError::BadRequest`]
     /// when missing.
+    ///
+    /// ```
+    /// # use rust_edge_gateway_sdk::Request;
+    /// let req = Request::new("GET", "/");
+    /// let err = req.require_header("Authorization").unwrap_err();
+    /// assert_eq!(err.to_string(), "Bad request: missing header 'Authorization'");
+    /// ```
     pub fn require_header(&self, name: &str) -> Result<&String, HandlerError> {
         self.header(name)
             .ok_or_else(|| HandlerError::BadRequest(format!("missing header '{name}'")))
     }
 
     /// Whether the method is `method` (case-insensitive).
+    ///
+    /// ```
+    /// # use rust_edge_gateway_sdk::Request;
+    /// assert!(Request::new("POST", "/").is_method("post"));
+    /// ```
     pub fn is_method(&self, method: &str) -> bool {
         self.method.eq_ignore_ascii_case(method)
     }
 
     /// The `content-type` header.
+    ///
+    /// ```
+    /// # use rust_edge_gateway_sdk::Request;
+    /// let req = Request::new("POST", "/").with_header("Content-Type", "text/csv");
+    /// assert_eq!(req.content_type().map(String::as_str), Some("text/csv"));
+    /// ```
     pub fn content_type(&self) -> Option<&String> {
         self.header("content-type")
     }
@@ -200,7 +414,16 @@ impl Request {
         })
     }
 
-    /// Whether the content type is `multipart/form-data`.
+    /// Whether the content type is `multipart/form-data` (see
+    /// [`multipart`](Self::multipart)).
+    ///
+    /// ```
+    /// # use rust_edge_gateway_sdk::Request;
+    /// let req = Request::new("POST", "/")
+    ///     .with_header("content-type", "multipart/form-data; boundary=x");
+    /// assert!(req.is_multipart());
+    /// assert!(!Request::new("POST", "/").is_multipart());
+    /// ```
     pub fn is_multipart(&self) -> bool {
         self.media_type()
             .is_some_and(|t| t.eq_ignore_ascii_case("multipart/form-data"))
@@ -213,12 +436,72 @@ impl Request {
     }
 }
 
+/// "invalid JSON body: ..." with serde's message; for a value of the wrong
+/// type or a missing field, also where: "invalid JSON body at 'items[2].qty': ...".
+#[cold]
+fn json_error(body: &str, e: serde_json::Error) -> HandlerError {
+    let at = match e.classify() {
+        serde_json::error::Category::Data => json_path::path_at(body, e.line(), e.column()),
+        _ => None,
+    };
+    HandlerError::BadRequest(match at {
+        Some(path) => format!("invalid JSON body at '{path}': {e}"),
+        None => format!("invalid JSON body: {e}"),
+    })
+}
+
 fn require<T: FromStr>(value: Option<&String>, what: &str, name: &str) -> Result<T, HandlerError> {
     let value =
         value.ok_or_else(|| HandlerError::BadRequest(format!("missing {what} '{name}'")))?;
     value
         .parse()
-        .map_err(|_| HandlerError::BadRequest(format!("invalid value for {what} '{name}'")))
+        .map_err(|_| not_a(what, name, std::any::type_name::<T>(), value))
+}
+
+/// "query parameter 'limit' must be a u32, got 'abc'"
+#[cold]
+fn not_a(what: &str, name: &str, type_name: &str, value: &str) -> HandlerError {
+    let type_name = short_type_name(type_name);
+    let article = article(&type_name);
+    const MAX_ECHO: usize = 64;
+    let echoed = match value.char_indices().nth(MAX_ECHO) {
+        Some((cut, _)) => format!("{}...", &value[..cut]),
+        None => value.to_string(),
+    };
+    HandlerError::BadRequest(format!(
+        "{what} '{name}' must be {article} {type_name}, got '{echoed}'"
+    ))
+}
+
+/// `alloc::string::String` → `String`, `core::option::Option<u32>` → `Option<u32>`.
+fn short_type_name(full: &str) -> String {
+    let mut out = String::with_capacity(full.len());
+    let mut segment_start = 0;
+    let mut chars = full.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ':' && chars.peek() == Some(&':') {
+            chars.next();
+            out.truncate(segment_start);
+        } else {
+            out.push(c);
+            if !(c.is_alphanumeric() || c == '_') {
+                segment_start = out.len();
+            }
+        }
+    }
+    out
+}
+
+/// "a" or "an" before a type name ("an i64", "an f32", "a u32", "a String").
+fn article(type_name: &str) -> &'static str {
+    let mut chars = type_name.chars();
+    let first = chars.next().unwrap_or('x').to_ascii_lowercase();
+    let digit_next = chars.next().is_some_and(|c| c.is_ascii_digit());
+    if matches!(first, 'a' | 'e' | 'i' | 'o') || (digit_next && "fhlmnrsx".contains(first)) {
+        "an"
+    } else {
+        "a"
+    }
 }
 
 #[cfg(test)]
@@ -280,7 +563,193 @@ mod tests {
         let invalid = req.require_query_param::<u32>("q").unwrap_err();
         assert_eq!(
             invalid.to_string(),
-            "Bad request: invalid value for query parameter 'q'"
+            "Bad request: query parameter 'q' must be a u32, got 'rust'"
+        );
+    }
+
+    #[test]
+    fn require_messages_name_the_type() {
+        use std::net::IpAddr;
+        let req = Request::new("GET", "/")
+            .with_query("v", "abc")
+            .with_param("p", "x".repeat(100));
+        let msg = |e: HandlerError| match e {
+            HandlerError::BadRequest(m) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            msg(req.require_query_param::<i64>("v").unwrap_err()),
+            "query parameter 'v' must be an i64, got 'abc'"
+        );
+        assert_eq!(
+            msg(req.require_query_param::<f64>("v").unwrap_err()),
+            "query parameter 'v' must be an f64, got 'abc'"
+        );
+        assert_eq!(
+            msg(req.require_query_param::<bool>("v").unwrap_err()),
+            "query parameter 'v' must be a bool, got 'abc'"
+        );
+        assert_eq!(
+            msg(req.require_query_param::<IpAddr>("v").unwrap_err()),
+            "query parameter 'v' must be an IpAddr, got 'abc'"
+        );
+        assert_eq!(
+            msg(req.require_query_param::<char>("v").unwrap_err()),
+            "query parameter 'v' must be a char, got 'abc'"
+        );
+        // long values are cut
+        let m = msg(req.require_path_param::<u8>("p").unwrap_err());
+        assert_eq!(
+            m,
+            format!(
+                "path parameter 'p' must be a u8, got '{}...'",
+                "x".repeat(64)
+            )
+        );
+        for (full, short) in [
+            ("alloc::string::String", "String"),
+            ("core::option::Option<u32>", "Option<u32>"),
+            (
+                "std::collections::hash::map::HashMap<alloc::string::String, i32>",
+                "HashMap<String, i32>",
+            ),
+            ("u32", "u32"),
+            ("uuid::Uuid", "Uuid"),
+        ] {
+            assert_eq!(short_type_name(full), short);
+        }
+        for (t, a) in [
+            ("u32", "a"),
+            ("i32", "an"),
+            ("f32", "an"),
+            ("String", "a"),
+            ("Option<u8>", "an"),
+            ("NaiveDate", "a"),
+            ("Uuid", "a"),
+            ("", "a"),
+        ] {
+            assert_eq!(article(t), a, "{t}");
+        }
+    }
+
+    #[test]
+    fn body_bytes_for_every_kind_of_body() {
+        let none = Request::new("POST", "/");
+        let text = Request::new("POST", "/").with_body("héllo");
+        let binary = Request::new("POST", "/").with_body_bytes(vec![0, 0xff, 0xfe]);
+        let utf8_bytes = Request::new("POST", "/").with_body_bytes("ok".as_bytes());
+        for (req, bytes, body) in [
+            (&none, &b""[..], None),
+            (&text, "héllo".as_bytes(), Some("héllo")),
+            (&binary, &[0, 0xff, 0xfe][..], None),
+            (&utf8_bytes, b"ok", Some("ok")),
+        ] {
+            assert_eq!(req.body_bytes(), bytes);
+            assert_eq!(req.body.as_deref(), body);
+        }
+        // with_body replaces a binary body
+        let req = binary.clone().with_body("t");
+        assert_eq!(req.body_bytes(), b"t");
+        // json() on a binary body says why it fails
+        let err = binary.json::<serde_json::Value>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Bad request: expected a JSON body, but the body is not UTF-8 text"
+        );
+    }
+
+    #[test]
+    fn json_error_messages() {
+        for (body, want) in [
+            (None, "expected a JSON body, but the request has none"),
+            (Some(""), "expected a JSON body, but the request has none"),
+            (
+                Some("{"),
+                "invalid JSON body: EOF while parsing an object at line 1 column 1",
+            ),
+            (
+                Some(r#"{"name":"pen"}"#),
+                "invalid JSON body: missing field `qty` at line 1 column 14",
+            ),
+            (
+                Some(r#"{"name":"pen","qty":"2"}"#),
+                "invalid JSON body at 'qty': invalid type: string \"2\", expected u32 at line 1 column 23",
+            ),
+            (
+                Some("[\"pen\", -2]"),
+                "invalid JSON body at '[1]': invalid value: integer `-2`, expected u32 at line 1 column 10",
+            ),
+            (
+                Some(r#"{"name":"pen","qty":2} x"#),
+                "invalid JSON body: trailing characters at line 1 column 24",
+            ),
+        ] {
+            let mut req = Request::new("POST", "/");
+            req.body = body.map(String::from);
+            match req.json::<Item>() {
+                Err(HandlerError::BadRequest(m)) => assert_eq!(m, want),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    fn form(ct: &str, body: &[u8]) -> Request {
+        Request::new("POST", "/")
+            .with_header("Content-Type", ct)
+            .with_body_bytes(body.to_vec())
+    }
+
+    #[test]
+    fn multipart_through_the_request() {
+        // A binary file makes the whole body non-UTF-8: it arrives as
+        // body_base64 and multipart() still sees every byte.
+        let mut body = b"--AaB03x\r\nContent-Disposition: form-data; name=\"who\"\r\n\r\nLarry\r\n\
+--AaB03x\r\nContent-Disposition: form-data; name=\"files\"; filename=\"f.bin\"\r\n\
+Content-Type: application/octet-stream\r\n\r\n"
+            .to_vec();
+        let data: Vec<u8> = (0..=255u8).rev().collect();
+        body.extend_from_slice(&data);
+        body.extend_from_slice(b"\r\n--AaB03x--\r\n");
+        for ct in [
+            "multipart/form-data; boundary=AaB03x",
+            "multipart/form-data; boundary=\"AaB03x\"",
+            "Multipart/Form-Data;boundary=AaB03x;charset=utf-8",
+        ] {
+            let req = form(ct, &body);
+            assert!(req.body.is_none(), "binary body");
+            assert!(req.is_multipart());
+            let parsed = req.multipart().unwrap();
+            assert_eq!(parsed.require_field("who").unwrap(), "Larry");
+            let f = parsed.require_file("files").unwrap();
+            assert_eq!(f.filename, "f.bin");
+            assert_eq!(f.data, data);
+        }
+        let msg = |req: Request| match req.multipart() {
+            Err(HandlerError::BadRequest(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            msg(Request::new("POST", "/")),
+            "expected a multipart/form-data body, but the request has no content type"
+        );
+        assert_eq!(
+            msg(form("application/json", b"{}")),
+            "expected a multipart/form-data body, got content type 'application/json'"
+        );
+        assert_eq!(
+            msg(form("multipart/form-data", &body)),
+            "the multipart/form-data content type has no boundary parameter"
+        );
+        assert_eq!(
+            msg(form(
+                "multipart/form-data; boundary=AaB03x",
+                &body[..body.len() - 12]
+            )),
+            "the multipart body ends without the closing boundary '--AaB03x--'"
+        );
+        assert_eq!(
+            msg(form("multipart/form-data; boundary=zzz", &body)),
+            "the multipart body does not contain the boundary '--zzz'"
         );
     }
 

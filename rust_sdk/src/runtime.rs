@@ -31,6 +31,15 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 /// exits with status 2.
 ///
 /// Usually called through [`handler_loop!`](crate::handler_loop).
+///
+/// ```no_run
+/// use rust_edge_gateway_sdk::prelude::*;
+///
+/// fn main() {
+///     eprintln!("worker starting"); // one-time setup goes here
+///     rust_edge_gateway_sdk::run(|req: Request| Response::text(200, req.path));
+/// }
+/// ```
 pub fn run<F: Fn(Request) -> Response>(handler: F) {
     run_dyn(&handler)
 }
@@ -38,8 +47,121 @@ pub fn run<F: Fn(Request) -> Response>(handler: F) {
 /// Like [`run`] for a handler returning `Result`; an `Err` answers with
 /// [`HandlerError::to_response`]. Usually called through
 /// [`handler_loop_result!`](crate::handler_loop_result).
+///
+/// ```no_run
+/// use rust_edge_gateway_sdk::prelude::*;
+///
+/// fn handle(req: Request) -> Result<Response, HandlerError> {
+///     let n: i64 = req.require_query_param("n")?;
+///     Ok(Response::ok(json!({ "double": n * 2 })))
+/// }
+///
+/// fn main() {
+///     rust_edge_gateway_sdk::run_result(handle);
+/// }
+/// ```
 pub fn run_result<F: Fn(Request) -> Result<Response, HandlerError>>(handler: F) {
     run_dyn(&|req| handler(req).unwrap_or_else(Response::from))
+}
+
+/// Runs an `async` handler: like [`run`], with one Tokio current-thread
+/// runtime built at start and kept for the worker's life; each request is
+/// served with `block_on(handler(request))`. Needs the `async` feature.
+/// Usually called through [`handler_loop_async!`](crate::handler_loop_async).
+///
+/// Tasks the handler `tokio::spawn`s run only while a request is being
+/// served (the runtime has no thread of its own); await what must finish.
+/// If the runtime cannot be built the worker prints why and exits 2.
+///
+/// ```no_run
+/// use rust_edge_gateway_sdk::prelude::*;
+///
+/// async fn handle(req: Request) -> Response {
+///     rust_edge_gateway_sdk::tokio::task::yield_now().await;
+///     Response::ok(json!({ "path": req.path }))
+/// }
+///
+/// fn main() {
+///     rust_edge_gateway_sdk::run_async(handle);
+/// }
+/// ```
+#[cfg(feature = "async")]
+pub fn run_async<F, Fut>(handler: F)
+where
+    F: Fn(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
+    let rt = async_runtime();
+    run_dyn(&|req| rt.block_on(handler(req)))
+}
+
+/// Like [`run_async`] for an `async` handler returning `Result`; an `Err`
+/// answers with [`HandlerError::to_response`]. Usually called through
+/// [`handler_loop_async_result!`](crate::handler_loop_async_result).
+///
+/// ```no_run
+/// use rust_edge_gateway_sdk::prelude::*;
+///
+/// async fn handle(req: Request) -> Result<Response, HandlerError> {
+///     let id: u64 = req.require_path_param("id")?;
+///     Ok(Response::ok(json!({ "id": id })))
+/// }
+///
+/// fn main() {
+///     rust_edge_gateway_sdk::run_async_result(handle);
+/// }
+/// ```
+#[cfg(feature = "async")]
+pub fn run_async_result<F, Fut>(handler: F)
+where
+    F: Fn(Request) -> Fut,
+    Fut: std::future::Future<Output = Result<Response, HandlerError>>,
+{
+    let rt = async_runtime();
+    run_dyn(&|req| rt.block_on(handler(req)).unwrap_or_else(Response::from))
+}
+
+/// The worker's one Tokio runtime: current-thread, with every driver the
+/// enabled Tokio features provide (time; I/O when a handler's own Tokio
+/// dependency turns on `net`).
+#[cfg(feature = "async")]
+fn async_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fail(&format!("cannot start the Tokio runtime: {e}")))
+}
+
+/// Runs the worker protocol over `input` and `output` instead of the
+/// process's stdin and stdout: sends `ready`, answers every `request` frame
+/// with `handler` (panics answered with 500 as in [`run`]), and returns
+/// `Ok(())` at a clean end of input. A broken frame or a failed write is an
+/// `Err`. [`run`] is this on the worker's frame channel; `serve` is for
+/// tests, tools and benchmarks.
+///
+/// ```
+/// use rust_edge_gateway_sdk::frame::{read_frame, write_frame, MAX_FRAME_LEN};
+/// use rust_edge_gateway_sdk::prelude::*;
+///
+/// let mut input = Vec::new();
+/// write_frame(&mut input, &json!({"type": "request", "id": 1, "method": "GET", "path": "/x"})).unwrap();
+/// let mut output = Vec::new();
+/// rust_edge_gateway_sdk::serve(&mut &input[..], &mut output, |req: Request| {
+///     Response::text(200, req.path)
+/// })
+/// .unwrap();
+///
+/// let mut frames = &output[..];
+/// assert_eq!(read_frame(&mut frames, MAX_FRAME_LEN).unwrap().unwrap()["type"], "ready");
+/// let answer = read_frame(&mut frames, MAX_FRAME_LEN).unwrap().unwrap();
+/// assert_eq!((answer["id"].as_u64(), answer["body"].as_str()), (Some(1), Some("/x")));
+/// ```
+pub fn serve<F: Fn(Request) -> Response>(
+    input: &mut dyn Read,
+    output: &mut dyn Write,
+    handler: F,
+) -> Result<(), FrameError> {
+    serve_dyn(input, output, &handler, MAX_FRAME_LEN)
 }
 
 fn run_dyn(handler: &dyn Fn(Request) -> Response) {
@@ -48,7 +170,7 @@ fn run_dyn(handler: &dyn Fn(Request) -> Response) {
         Err(e) => fail(&format!("cannot set up the frame channel: {e}")),
     };
     let mut input = BufReader::new(input);
-    if let Err(e) = serve(&mut input, &mut output, handler, MAX_FRAME_LEN) {
+    if let Err(e) = serve_dyn(&mut input, &mut output, handler, MAX_FRAME_LEN) {
         fail(&e.to_string());
     }
 }
@@ -70,7 +192,7 @@ pub(crate) enum Step {
 }
 
 /// Sends `ready`, then serves until clean end of input.
-pub(crate) fn serve(
+pub(crate) fn serve_dyn(
     input: &mut dyn Read,
     output: &mut dyn Write,
     handler: &dyn Fn(Request) -> Response,
@@ -113,10 +235,16 @@ fn call_handler(handler: &dyn Fn(Request) -> Response, request: Request) -> Resp
     let _ = io::stdout().flush();
     match outcome {
         Ok(response) => response,
-        Err(_) => {
-            // The panic hook already printed the message and location.
+        Err(payload) => {
+            // The panic hook has printed the message and location too
+            // (unless the handler replaced the hook).
+            let message = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(no message)");
             eprintln!(
-                "rust-edge-gateway-sdk: handler panicked serving request '{request_id}'; answered 500"
+                "rust-edge-gateway-sdk: handler panicked serving request '{request_id}': {message}; answered 500"
             );
             panic_response(&request_id)
         }
@@ -137,6 +265,12 @@ fn send_response(
     response: &Response,
     max_frame: usize,
 ) -> Result<(), FrameError> {
+    if let Some(problem) = protocol::response_problem(response) {
+        eprintln!("rust-edge-gateway-sdk: {problem}; answered 500");
+        let fallback = Response::internal_error(problem);
+        let encoded = frame::encode_frame(&protocol::response(id, &fallback), max_frame)?;
+        return frame::write_encoded(output, &encoded);
+    }
     let encoded = match frame::encode_frame(&protocol::response(id, response), max_frame) {
         Ok(encoded) => encoded,
         Err(FrameError::TooLarge { len, max }) => {
@@ -294,7 +428,7 @@ mod tests {
             request(2, "/missing"),
         ]);
         let mut out = Vec::new();
-        serve(&mut &input[..], &mut out, &echo, MAX_FRAME_LEN).unwrap();
+        serve_dyn(&mut &input[..], &mut out, &echo, MAX_FRAME_LEN).unwrap();
         let frames = frames_of(&out);
         assert_eq!(frames.len(), 3);
         assert_eq!(
@@ -381,5 +515,141 @@ mod tests {
         let input = wire(&[request(1, "/")]);
         let err = serve_one(&mut &input[..], &mut Broken, &echo, MAX_FRAME_LEN).unwrap_err();
         assert!(matches!(err, FrameError::Io(_)));
+    }
+
+    #[test]
+    fn binary_responses_travel_as_base64() {
+        let bytes: Vec<u8> = (0..=255u8).chain([0, 0xff]).collect();
+        let b = bytes.clone();
+        let handler = move |req: Request| match req.path.as_str() {
+            "/broken" => {
+                let mut r = Response::binary(200, &b, "application/octet-stream");
+                r.body = Some("not base64 at all".into());
+                r
+            }
+            _ => Response::binary(200, &b, "application/octet-stream").with_cookie("c=1"),
+        };
+        let input = wire(&[request(1, "/bin"), request(2, "/broken")]);
+        let mut out = Vec::new();
+        serve_dyn(&mut &input[..], &mut out, &handler, MAX_FRAME_LEN).unwrap();
+        let frames = frames_of(&out);
+        let f = &frames[1];
+        assert_eq!(f["status"], 200);
+        assert!(!f.contains_key("body"));
+        assert_eq!(
+            crate::base64::decode(f["body_base64"].as_str().unwrap()).unwrap(),
+            bytes
+        );
+        assert_eq!(f["headers"]["set-cookie"], json!(["c=1"]));
+        let f = &frames[2];
+        assert_eq!(
+            (f["id"].clone(), f["status"].clone()),
+            (json!(2), json!(500))
+        );
+        assert_eq!(
+            body_of(f),
+            json!({"error": "the body of a binary response is not valid base64"})
+        );
+    }
+
+    #[test]
+    fn public_serve_runs_the_protocol() {
+        let input = wire(&[request(1, "/a"), request(2, "/panic")]);
+        let mut out = Vec::new();
+        crate::serve(&mut &input[..], &mut out, echo).unwrap();
+        let frames = frames_of(&out);
+        assert_eq!(frames.len(), 3);
+        assert_eq!(frames[0]["type"], "ready");
+        assert_eq!(frames[2]["status"], 500);
+        let truncated = &input[..input.len() - 1];
+        assert!(crate::serve(&mut &truncated[..], &mut Vec::new(), echo).is_err());
+    }
+
+    #[cfg(feature = "async")]
+    mod async_loop {
+        use super::*;
+        use std::time::{Duration, Instant};
+
+        async fn handler(req: Request) -> Result<Response, HandlerError> {
+            match req.path.as_str() {
+                "/sleep" => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Ok(Response::text(200, "slept"))
+                }
+                "/panic" => {
+                    tokio::task::yield_now().await;
+                    panic!("async boom");
+                }
+                "/spawn" => {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    let task = tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        tx.send(21u32).unwrap();
+                        2u32
+                    });
+                    let a = rx.await.unwrap();
+                    let b = task.await.unwrap();
+                    Ok(Response::ok(json!({ "n": a * b })))
+                }
+                "/err" => Err(HandlerError::Conflict("taken".into())),
+                _ => Ok(Response::ok(json!({ "path": req.path }))),
+            }
+        }
+
+        #[test]
+        fn serves_awaits_and_survives_panics() {
+            let rt = async_runtime();
+            let adapter = |req: Request| rt.block_on(handler(req)).unwrap_or_else(Response::from);
+            let input = wire(&[
+                request(1, "/sleep"),
+                request(2, "/panic"),
+                request(3, "/spawn"),
+                request(4, "/err"),
+                request(5, "/panic"),
+                request(6, "/sleep"),
+            ]);
+            let mut out = Vec::new();
+            let mut reader = &input[..];
+            let start = Instant::now();
+            for id in 1..=6 {
+                let step = serve_one(&mut reader, &mut out, &adapter, MAX_FRAME_LEN).unwrap();
+                assert_eq!(step, Step::Served(id));
+            }
+            assert!(start.elapsed() >= Duration::from_millis(40));
+            assert_eq!(
+                serve_one(&mut reader, &mut out, &adapter, MAX_FRAME_LEN).unwrap(),
+                Step::Eof
+            );
+            let frames = frames_of(&out);
+            let statuses: Vec<u64> = frames
+                .iter()
+                .map(|f| f["status"].as_u64().unwrap())
+                .collect();
+            assert_eq!(statuses, [200, 500, 200, 409, 500, 200]);
+            assert_eq!(frames[0]["body"], "slept");
+            assert_eq!(
+                body_of(&frames[1]),
+                json!({"error": "handler panicked", "request_id": "r2"})
+            );
+            assert_eq!(body_of(&frames[2]), json!({"n": 42}));
+            assert_eq!(body_of(&frames[3]), json!({"error": "Conflict: taken"}));
+            assert_eq!(
+                body_of(&frames[4]),
+                json!({"error": "handler panicked", "request_id": "r5"})
+            );
+            assert_eq!(frames[5]["body"], "slept");
+        }
+
+        #[test]
+        fn closures_returning_futures_work() {
+            // What handler_loop_async! accepts: anything Fn(Request) -> impl Future.
+            fn assert_async<F, Fut>(_: F)
+            where
+                F: Fn(Request) -> Fut,
+                Fut: std::future::Future<Output = Response>,
+            {
+            }
+            assert_async(|req: Request| async move { Response::text(200, req.path) });
+        }
     }
 }

@@ -50,11 +50,58 @@ fn handle(req: Request) -> Response {
             let inherited = String::from_utf8_lossy(&out.stdout).to_string();
             Response::ok(json!({ "std": std_fds, "child": inherited }))
         }
+        "/echo-bytes" => Response::binary(200, req.body_bytes(), "application/octet-stream")
+            .with_cookie("a=1; Path=/")
+            .with_cookie("b=2"),
+        "/upload" => match req.multipart() {
+            Ok(form) => match form.file("f") {
+                Some(f) => Response::binary(201, &f.data, f.content_type.clone())
+                    .with_header("x-filename", f.filename.clone()),
+                None => Response::bad_request("no file"),
+            },
+            Err(e) => e.into(),
+        },
         _ => Response::ok(json!({
             "method": req.method, "path": req.path, "request_id": req.request_id,
             "client_ip": req.client_ip, "q": req.query_param("q"),
         })),
     }
+}
+
+#[cfg(feature = "async")]
+async fn handle_async(req: Request) -> Result<Response, HandlerError> {
+    use rust_edge_gateway_sdk::tokio;
+    match req.path.as_str() {
+        "/sleep" => {
+            let ms: u64 = req.require_query_param("ms")?;
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(Response::ok(json!({ "slept": ms })))
+        }
+        "/panic" => {
+            tokio::task::yield_now().await;
+            panic!("async boom on purpose");
+        }
+        _ => Err(HandlerError::NotFound),
+    }
+}
+
+/// Standard padded base64, for building `body_base64` fields.
+fn b64(data: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 fn handle_result(req: Request) -> Result<Response, HandlerError> {
@@ -278,13 +325,102 @@ fn result_handlers_answer_errors() {
     assert_eq!(status.code(), Some(0), "{stderr}");
 }
 
+fn binary_bodies_round_trip() {
+    let mut w = Worker::spawn("plain");
+    assert_eq!(w.recv()["type"], "ready");
+    let bytes: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
+    w.send(&json!({
+        "type": "request", "id": 1, "method": "POST", "path": "/echo-bytes",
+        "body": null, "body_base64": b64(&bytes), "request_id": "r1"
+    }));
+    let f = w.recv();
+    assert_eq!(
+        (f["id"].clone(), f["status"].clone()),
+        (json!(1), json!(200))
+    );
+    assert!(!f.contains_key("body"), "{f:?}");
+    assert_eq!(f["body_base64"], b64(&bytes));
+    assert_eq!(f["headers"]["set-cookie"], json!(["a=1; Path=/", "b=2"]));
+    assert_eq!(f["headers"]["content-type"], "application/octet-stream");
+
+    // A multipart upload with a binary file, as the gateway sends it.
+    let mut body = b"--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x.bin\"\r\n\
+Content-Type: image/x-test\r\n\r\n"
+        .to_vec();
+    body.extend_from_slice(&bytes);
+    body.extend_from_slice(b"\r\n--XyZ--\r\n");
+    w.send(&json!({
+        "type": "request", "id": 2, "method": "POST", "path": "/upload",
+        "headers": {"content-type": "multipart/form-data; boundary=XyZ"},
+        "body": null, "body_base64": b64(&body), "request_id": "r2"
+    }));
+    let f = w.recv();
+    assert_eq!(f["status"], 201);
+    assert_eq!(f["body_base64"], b64(&bytes));
+    assert_eq!(f["headers"]["content-type"], "image/x-test");
+    assert_eq!(f["headers"]["x-filename"], "x.bin");
+
+    let (status, stderr, _) = w.finish();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}
+
+#[cfg(feature = "async")]
+fn async_worker_serves_and_survives_panics() {
+    let mut w = Worker::spawn("async");
+    assert_eq!(w.recv()["type"], "ready");
+    let send = |w: &mut Worker, id: u64, path: &str, ms: &str| {
+        w.send(&json!({
+            "type": "request", "id": id, "method": "GET", "path": path,
+            "query": {"ms": ms}, "request_id": format!("a{id}")
+        }));
+    };
+    let start = Instant::now();
+    send(&mut w, 1, "/sleep", "30");
+    send(&mut w, 2, "/panic", "");
+    send(&mut w, 3, "/sleep", "x");
+    send(&mut w, 4, "/sleep", "1");
+    let answers: Vec<(JsonValue, JsonValue, JsonValue)> = (0..4)
+        .map(|_| {
+            let f = w.recv();
+            let body: JsonValue = serde_json::from_str(f["body"].as_str().unwrap()).unwrap();
+            (f["id"].clone(), f["status"].clone(), body)
+        })
+        .collect();
+    assert!(start.elapsed() >= Duration::from_millis(30));
+    assert_eq!(
+        answers,
+        [
+            (json!(1), json!(200), json!({"slept": 30})),
+            (
+                json!(2),
+                json!(500),
+                json!({"error": "handler panicked", "request_id": "a2"})
+            ),
+            (
+                json!(3),
+                json!(400),
+                json!({"error": "Bad request: query parameter 'ms' must be a u64, got 'x'"})
+            ),
+            (json!(4), json!(200), json!({"slept": 1})),
+        ]
+    );
+    let (status, stderr, rest) = w.finish();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(rest.is_empty());
+    assert!(stderr.contains("async boom on purpose"), "{stderr}");
+    assert!(stderr.contains("'a2'"), "{stderr}");
+}
+
 fn main() {
     match std::env::var(ROLE).as_deref() {
         Ok("plain") => return rust_edge_gateway_sdk::run(handle),
         Ok("result") => return rust_edge_gateway_sdk::run_result(handle_result),
+        #[cfg(feature = "async")]
+        Ok("async") => return rust_edge_gateway_sdk::run_async_result(handle_async),
         _ => {}
     }
-    let tests: [(&str, fn()); 4] = [
+    #[cfg_attr(not(feature = "async"), allow(unused_mut))]
+    let mut tests: Vec<(&str, fn())> = vec![
         ("serves_until_stdin_closes", serves_until_stdin_closes),
         ("exits_0_on_immediate_eof", exits_0_on_immediate_eof),
         ("broken_frames_exit_2", broken_frames_exit_2),
@@ -292,9 +428,15 @@ fn main() {
             "result_handlers_answer_errors",
             result_handlers_answer_errors,
         ),
+        ("binary_bodies_round_trip", binary_bodies_round_trip),
     ];
+    #[cfg(feature = "async")]
+    tests.push((
+        "async_worker_serves_and_survives_panics",
+        async_worker_serves_and_survives_panics,
+    ));
     if std::env::args().any(|a| a == "--list") {
-        for (name, _) in tests {
+        for (name, _) in &tests {
             println!("{name}: test");
         }
         return;

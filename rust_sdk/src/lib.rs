@@ -50,10 +50,8 @@
 
 #![warn(missing_docs)]
 
-mod base64;
 mod error;
 pub mod frame;
-mod json_path;
 mod macros;
 pub mod multipart;
 mod protocol;

@@ -2,7 +2,6 @@
 //!
 //! Later additions (`call` / `result` for service calls) belong here too.
 
-use crate::base64;
 use crate::frame::{FrameError, Object};
 use crate::request::Request;
 use crate::response::Response;
@@ -111,11 +110,22 @@ impl Serialize for CookieList<'_> {
 /// gateway would answer 502).
 pub(crate) fn response_problem(resp: &Response) -> Option<&'static str> {
     match &resp.body {
-        Some(b) if resp.base64_body && !base64::is_valid_padded(b) => {
+        Some(b) if resp.base64_body && !is_padded_base64(b) => {
             Some("the body of a binary response is not valid base64")
         }
         _ => None,
     }
+}
+
+/// Standard base64 (`+/`, `=` padding) as the gateway's Python decodes
+/// it: the unused low bits of the last character are ignored.
+pub(crate) const BASE64: base64::Config = base64::STANDARD.decode_allow_trailing_bits(true);
+
+/// Whether `text` is base64 as the gateway's strict decoder
+/// (`b64decode(validate=True)`) takes it: padded to a multiple of 4 and
+/// nothing but the alphabet and that padding.
+fn is_padded_base64(text: &str) -> bool {
+    text.len() & 3 == 0 && base64::decode_config(text, BASE64).is_ok()
 }
 
 /// `null` or absent → `T::default()`.
@@ -178,7 +188,7 @@ pub(crate) fn decode(frame: Object) -> Result<Incoming, FrameError> {
                 .map_err(|e| FrameError::Malformed(format!("bad request frame: {e}")))?;
             let body_binary = match f.body_base64 {
                 None => None,
-                Some(text) => Some(base64::decode(&text).ok_or_else(|| {
+                Some(text) => Some(base64::decode_config(text, BASE64).map_err(|_| {
                     FrameError::Malformed("bad request frame: body_base64 is not base64".into())
                 })?),
             };
@@ -293,12 +303,37 @@ mod tests {
             "type": "request", "id": 3, "body": null, "body_base64": null
         }));
         assert!(req.body_bytes().is_empty());
-        let bad = decode(obj(
-            json!({"type": "request", "id": 1, "body_base64": "!!"}),
-        ));
-        match bad {
-            Err(FrameError::Malformed(m)) => assert!(m.contains("body_base64"), "{m}"),
-            other => panic!("{other:?}"),
+        // padding may be left out
+        for (text, bytes) in [("Zm9vYg==", &b"foob"[..]), ("Zm9vYg", b"foob"), ("", b"")] {
+            let (_, req) = decode_request(json!({
+                "type": "request", "id": 3, "body_base64": text
+            }));
+            assert_eq!(req.body_bytes(), bytes, "{text:?}");
+        }
+        for text in [
+            "!!",
+            "Z",
+            "Zg===",
+            "Z===",
+            "Zm9v\n",
+            "Zm 9v",
+            "Zm9-",
+            "Zm9_",
+            "=Zm9",
+            "Zm=v",
+            "Zg==Zm9v",
+            "hello world",
+        ] {
+            let bad = decode(obj(
+                json!({"type": "request", "id": 1, "body_base64": text}),
+            ));
+            match bad {
+                Err(FrameError::Malformed(m)) => assert_eq!(
+                    m, "bad request frame: body_base64 is not base64",
+                    "{text:?}"
+                ),
+                other => panic!("{text:?}: {other:?}"),
+            }
         }
     }
 
@@ -330,8 +365,30 @@ mod tests {
         );
         // a body that is not base64 any more is caught before sending
         let mut broken = resp;
-        broken.body = Some("not base64!".into());
-        assert!(response_problem(&broken).is_some());
+        for body in [
+            "not base64!",
+            "Zg",
+            "Zg=",
+            "Zg===",
+            "Z===",
+            "Zm9v\n",
+            "Zm9-",
+            "=Zm9",
+            "Zm=v",
+            "Zg==Zm9v",
+        ] {
+            broken.body = Some(body.into());
+            assert_eq!(
+                response_problem(&broken),
+                Some("the body of a binary response is not valid base64"),
+                "{body:?}"
+            );
+        }
+        // padded base64, with unused bits set or not, goes out as it is
+        for body in ["", "Zg==", "Zh==", "Zm9vYmFy"] {
+            broken.body = Some(body.into());
+            assert_eq!(response_problem(&broken), None, "{body:?}");
+        }
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! [`Request`]: one HTTP request as the gateway hands it to the handler.
 
 use crate::error::HandlerError;
-use crate::json_path;
 use crate::multipart::{self, MultipartData};
 use crate::response::lookup_header;
 use serde::de::DeserializeOwned;
@@ -269,7 +268,14 @@ impl Request {
             None | Some("") => Err(HandlerError::BadRequest(
                 "expected a JSON body, but the request has none".into(),
             )),
-            Some(body) => serde_json::from_str(body).map_err(|e| json_error(body, e)),
+            Some(body) => {
+                let mut de = serde_json::Deserializer::from_str(body);
+                let value = serde_path_to_error::deserialize(&mut de)
+                    .map_err(|e| json_error(e.inner(), Some(e.path())))?;
+                // Only whitespace may follow the value, as in serde_json::from_str.
+                de.end().map_err(|e| json_error(&e, None))?;
+                Ok(value)
+            }
         }
     }
 
@@ -437,17 +443,35 @@ impl Request {
 }
 
 /// "invalid JSON body: ..." with serde's message; for a value of the wrong
-/// type or a missing field, also where: "invalid JSON body at 'items[2].qty': ...".
+/// type or a nested object missing a field, also where (the path
+/// serde_path_to_error tracked): "invalid JSON body at 'items[2].qty': ...".
+/// Syntax errors and problems with the top-level value name no path.
 #[cold]
-fn json_error(body: &str, e: serde_json::Error) -> HandlerError {
-    let at = match e.classify() {
-        serde_json::error::Category::Data => json_path::path_at(body, e.line(), e.column()),
+fn json_error(e: &serde_json::Error, path: Option<&serde_path_to_error::Path>) -> HandlerError {
+    let at = match path {
+        Some(path) if e.classify() == serde_json::error::Category::Data => {
+            path.iter().next().map(|_| cut_path(path.to_string()))
+        }
         _ => None,
     };
     HandlerError::BadRequest(match at {
         Some(path) => format!("invalid JSON body at '{path}': {e}"),
         None => format!("invalid JSON body: {e}"),
     })
+}
+
+/// A path of at most 200 bytes and "...": the keys come from the client.
+fn cut_path(mut path: String) -> String {
+    const MAX: usize = 200;
+    if path.len() > MAX {
+        let cut = (0..=MAX)
+            .rev()
+            .find(|&i| path.is_char_boundary(i))
+            .unwrap_or(0);
+        path.truncate(cut);
+        path.push_str("...");
+    }
+    path
 }
 
 fn require<T: FromStr>(value: Option<&String>, what: &str, name: &str) -> Result<T, HandlerError> {
@@ -691,6 +715,144 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    #[allow(dead_code)]
+    #[derive(Deserialize, Debug)]
+    struct Line {
+        sku: String,
+        qty: u32,
+    }
+
+    #[allow(dead_code)]
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    struct Order {
+        name: String,
+        age: Option<u32>,
+        lines: Vec<Line>,
+        #[serde(default)]
+        tags: Vec<String>,
+    }
+
+    /// The path a JSON error names for `Order` ("" for none), and serde's message.
+    fn order_error(body: &str) -> (String, String) {
+        let m = match Request::new("POST", "/").with_body(body).json::<Order>() {
+            Err(HandlerError::BadRequest(m)) => m,
+            other => panic!("{body}: {other:?}"),
+        };
+        if let Some(rest) = m.strip_prefix("invalid JSON body at '") {
+            let (path, message) = rest.split_once("': ").unwrap();
+            (path.to_string(), message.to_string())
+        } else {
+            let message = m.strip_prefix("invalid JSON body: ").unwrap();
+            (String::new(), message.to_string())
+        }
+    }
+
+    #[test]
+    fn json_errors_name_nested_fields_and_indices() {
+        let base = r#""name": "Ada", "lines": []"#;
+        for (body, want) in [
+            (format!(r#"{{{base}, "age": "old"}}"#), "age"),
+            (format!(r#"{{{base}, "age": -1}}"#), "age"),
+            (format!(r#"{{{base}, "age": 1.5}}"#), "age"),
+            (format!(r#"{{{base}, "age": 99999999999}}"#), "age"),
+            (format!(r#"{{{base}, "age": {{"x": [1]}}}}"#), "age"),
+            (format!(r#"{{{base}, "age": [1]}}"#), "age"),
+            (format!(r#"{{{base}, "age": true}}"#), "age"),
+            (format!(r#"{{{base}, "tags": ["a", 5]}}"#), "tags[1]"),
+            (format!(r#"{{{base}, "tags": "abc"}}"#), "tags"),
+            // an unknown field names itself
+            (format!(r#"{{{base}, "extra": 1}}"#), "extra"),
+            // a nested object missing a field names the object
+            (
+                r#"{"name": "A", "lines": [{"sku": "a", "qty": 1}, {"sku": "b"}]}"#.into(),
+                "lines[1]",
+            ),
+            (
+                r#"{"name": "A", "lines": [{"sku": "a,]}:\"", "qty": 1}, {"sku": "b", "qty": "x"}]}"#
+                    .into(),
+                "lines[1].qty",
+            ),
+            (
+                "{\n  \"name\": \"Ada\",\n  \"lines\": [],\n  \"age\": \"x\"\n}".into(),
+                "age",
+            ),
+            (r#"{"name": 5, "lines": []}"#.into(), "name"),
+            (r#"{"n\u0061me": 5, "lines": []}"#.into(), "name"),
+            (r#"[1]"#.into(), "[0]"),
+            // problems with the top-level value, and syntax errors, name no path
+            (r#"{"name": "Ada"}"#.into(), ""),
+            (r#"5"#.into(), ""),
+            (
+                r#"{"name": "A", "lines": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2"#.into(),
+                "",
+            ),
+            (r#"{"name": "A", "lines": [{"sku": "a", "qty": 1]}"#.into(), ""),
+            (r#"{"name": "A", "lines": []} []"#.into(), ""),
+        ] {
+            let (path, message) = order_error(&body);
+            assert_eq!(path, want, "{body}: {message}");
+            assert!(message.contains(" at line "), "{body}: {message}");
+        }
+        assert_eq!(
+            order_error(&format!(r#"{{{base}, "age": "old"}}"#)),
+            (
+                "age".into(),
+                "invalid type: string \"old\", expected u32 at line 1 column 41".into()
+            )
+        );
+        assert_eq!(
+            order_error(r#"{"name": "A", "lines": [{"sku": "b"}]}"#),
+            (
+                "lines[0]".into(),
+                "missing field `qty` at line 1 column 36".into()
+            )
+        );
+    }
+
+    #[test]
+    fn json_paths_end_where_serde_buffers() {
+        #[allow(dead_code)]
+        #[derive(Deserialize, Debug)]
+        #[serde(tag = "kind")]
+        enum Tagged {
+            Pen { qty: u32 },
+        }
+        #[allow(dead_code)]
+        #[derive(Deserialize, Debug)]
+        struct Outer {
+            #[serde(flatten)]
+            line: Line,
+            tagged: Option<Tagged>,
+        }
+        let msg = |body: &str| match Request::new("POST", "/").with_body(body).json::<Outer>() {
+            Err(HandlerError::BadRequest(m)) => m,
+            other => panic!("{body}: {other:?}"),
+        };
+        assert!(
+            msg(r#"{"sku": "a", "qty": "x"}"#).starts_with("invalid JSON body: invalid type"),
+            "flattened fields are read at the top level"
+        );
+        assert!(
+            msg(r#"{"sku": "a", "qty": 1, "tagged": {"kind": "Pen", "qty": "x"}}"#)
+                .starts_with("invalid JSON body at 'tagged': invalid type"),
+            "a tagged enum is named, not its field"
+        );
+    }
+
+    #[test]
+    fn long_json_paths_are_cut() {
+        let key = "k".repeat(300);
+        let body = format!(r#"{{"name": "A", "lines": [], "{key}": 1}}"#);
+        let (path, message) = order_error(&body);
+        assert_eq!(path, format!("{}...", "k".repeat(200)));
+        assert!(message.starts_with("unknown field `kkk"), "{message}");
+        // cut on a character boundary
+        let key = "é".repeat(150);
+        let body = format!(r#"{{"name": "A", "lines": [], "{key}": 1}}"#);
+        assert_eq!(order_error(&body).0, format!("{}...", "é".repeat(100)));
     }
 
     fn form(ct: &str, body: &[u8]) -> Request {

@@ -1,6 +1,5 @@
 //! [`Response`]: what a handler answers.
 
-use crate::base64;
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -223,7 +222,9 @@ impl Response {
     pub fn body_bytes(&self) -> Vec<u8> {
         match &self.body {
             None => Vec::new(),
-            Some(b) if self.base64_body => base64::decode(b).unwrap_or_default(),
+            Some(b) if self.base64_body => {
+                base64::decode_config(b, crate::protocol::BASE64).unwrap_or_default()
+            }
             Some(b) => b.as_bytes().to_vec(),
         }
     }
@@ -696,7 +697,7 @@ mod tests {
             assert_eq!(resp.headers["content-type"], ct);
             assert_eq!(resp.body_bytes(), bytes);
             assert_eq!(
-                crate::base64::decode(resp.body.as_deref().unwrap()).unwrap(),
+                base64::decode(resp.body.as_deref().unwrap()).unwrap(),
                 bytes
             );
         }
@@ -713,6 +714,42 @@ mod tests {
         assert!(r.is_binary());
         assert_eq!(r.body_bytes(), [7]);
         assert!(!Response::ok(1).is_binary());
+    }
+
+    #[test]
+    fn binary_bodies_are_standard_padded_base64() {
+        // RFC 4648 §10
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            let resp = Response::binary(200, plain, "x/y");
+            assert_eq!(resp.body.as_deref(), Some(encoded));
+            assert_eq!(resp.body_bytes(), plain.as_bytes());
+        }
+        assert_eq!(
+            Response::binary(200, [0xfb, 0xff, 0xfe], "x/y")
+                .body
+                .as_deref(),
+            Some("+//+")
+        );
+        // every byte at every offset, every remainder length
+        let all: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
+        for len in 0..all.len() {
+            assert_eq!(
+                Response::binary(200, &all[..len], "x/y").body_bytes(),
+                &all[..len]
+            );
+        }
+        // a body that is not base64 any more gives no bytes
+        let mut r = Response::binary(200, b"abc", "x/y");
+        r.body = Some("not base64!".into());
+        assert!(r.body_bytes().is_empty());
     }
 
     #[test]

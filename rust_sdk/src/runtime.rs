@@ -537,7 +537,7 @@ mod tests {
         assert_eq!(f["status"], 200);
         assert!(!f.contains_key("body"));
         assert_eq!(
-            crate::base64::decode(f["body_base64"].as_str().unwrap()).unwrap(),
+            base64::decode(f["body_base64"].as_str().unwrap()).unwrap(),
             bytes
         );
         assert_eq!(f["headers"]["set-cookie"], json!(["c=1"]));

@@ -3,14 +3,18 @@ The running gateway: the objects of every plane, wired, with start-up and
 shut-down in the right order.
 
 Start: open the store, load the API keys (creating the first one if there is
-none), open the listeners, then restart the endpoints that were running.
-Stop: close the listeners, drain every endpoint's workers, close the store.
+none), give the service registry every stored service and binding, open the
+listeners, then restart the endpoints that were running (their workers' service
+calls find their bindings from the first request on).
+Stop: close the listeners, drain every endpoint's workers, close the service
+connectors, close the store.
 """
 
 import os
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.web.server import Site
@@ -19,6 +23,7 @@ from edgegw_tx.admin.api import AdminAPI
 from edgegw_tx.admin.auth import KeyRing
 from edgegw_tx.admin.logs import LogBook
 from edgegw_tx.admin.manager import EndpointManager
+from edgegw_tx.admin.services import ServiceManager
 from edgegw_tx.admin.validation import DEFAULT_SETTINGS
 from edgegw_tx.build.builder import Builder
 from edgegw_tx.gateway.dispatch import Dispatcher
@@ -42,7 +47,9 @@ class GatewayRuntime(MultiService):
         max_frame=16 * 1024 * 1024,
         build_target_dir=None,
         reactor=None,
+        registry=None,
     ):
+        """``registry`` replaces the service plane's ``ServiceRegistry`` (tests pass a fake)."""
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor
@@ -51,6 +58,13 @@ class GatewayRuntime(MultiService):
         self._max_frame = max_frame
         self.store = SQLiteStore(os.path.join(self.data_dir, "edgegw.sqlite3"), reactor=reactor)
         self.keys = KeyRing(self.store, reactor=reactor)
+        if registry is None:
+            from edgegw_tx.services.registry import ServiceRegistry
+
+            registry = ServiceRegistry(self.data_dir, reactor=reactor)
+        self.registry = registry
+        # Not ``services``: MultiService keeps its children there.
+        self.service_manager = ServiceManager(self.store, self.registry)
         self.builder = Builder(
             self.data_dir,
             sdk_path,
@@ -61,9 +75,14 @@ class GatewayRuntime(MultiService):
         )
         self.routes = RouteTable()
         self.manager = EndpointManager(
-            self.store, self.builder, self.routes, self._make_pool, LogBook(reactor)
+            self.store,
+            self.builder,
+            self.routes,
+            self._make_pool,
+            LogBook(reactor),
+            services=self.service_manager,
         )
-        self.api = AdminAPI(self.manager, self.keys, reactor)
+        self.api = AdminAPI(self.manager, self.keys, reactor, services=self.service_manager)
 
         data_site = Site(GatewayResource(Dispatcher(self.routes)), reactor=reactor)
         data_site.displayTracebacks = False
@@ -101,6 +120,7 @@ class GatewayRuntime(MultiService):
             log=log,
             max_frame=self._max_frame,
             pipeline=settings.get("pipeline", DEFAULT_SETTINGS["pipeline"]),
+            call_handler=self.registry.call_handler(record["id"]),
             reactor=self._reactor,
         )
 
@@ -108,6 +128,7 @@ class GatewayRuntime(MultiService):
         d = self.store.open()
         d.addCallback(lambda _: self.keys.load())
         d.addCallback(lambda _: self.keys.bootstrap(os.path.join(self.data_dir, "admin.key")))
+        d.addCallback(lambda _: self.service_manager.load())
         d.addCallback(lambda _: MultiService.startService(self))
         d.addCallback(lambda _: self.manager.restore())
         d.addErrback(self._failed_to_start)
@@ -120,5 +141,13 @@ class GatewayRuntime(MultiService):
     def stopService(self):
         d = MultiService.stopService(self)
         d.addCallback(lambda _: self.manager.stop_all())
+        d.addBoth(self._close_registry)
         d.addBoth(lambda _: self.store.close())
+        return d
+
+    def _close_registry(self, result):
+        """After the workers drained: no call can reach a connector any more."""
+        d = maybeDeferred(self.registry.close)
+        d.addErrback(lambda f: self.log.failure("Closing the service connectors failed", f))
+        d.addCallback(lambda _: result)
         return d

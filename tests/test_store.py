@@ -96,3 +96,150 @@ class EndpointStoreTests(unittest.TestCase):
         self.successResultOf(again.open())
         self.addCleanup(again.close)
         self.assertEqual(self.successResultOf(again.get_endpoint("e1"))["name"], "hello")
+
+
+def service(**overrides):
+    record = {
+        "id": "s1",
+        "name": "main-db",
+        "service_type": "postgres",
+        "config": {"host": "db", "port": 5432, "password": "pw"},
+        "created_at": "2026-01-01T00:00:00+00:00",
+        "updated_at": "2026-01-01T00:00:00+00:00",
+    }
+    record.update(overrides)
+    return record
+
+
+class ServiceStoreTests(unittest.TestCase):
+    def setUp(self):
+        self.store = make_store(self)
+
+    def bind(self, endpoint_id="e1", pool_id="main", service_id="s1"):
+        return self.store.bind(endpoint_id, pool_id, service_id, "2026-01-02T00:00:00+00:00")
+
+    def test_create_and_get_round_trip(self):
+        """A created service reads back with its JSON config decoded, secrets in clear."""
+        created = self.successResultOf(self.store.create_service(service()))
+        self.assertEqual(created, service())
+        self.assertEqual(self.successResultOf(self.store.get_service("s1")), created)
+        self.assertIsNone(self.successResultOf(self.store.get_service("nope")))
+        self.assertEqual(self.successResultOf(self.store.list_services()), [created])
+
+    def test_same_name_twice_conflicts_ignoring_case(self):
+        """Service names are unique regardless of case, on insert and on rename."""
+        self.successResultOf(self.store.create_service(service()))
+        self.failureResultOf(self.store.create_service(service(id="s2", name="MAIN-db")), Conflict)
+        self.successResultOf(self.store.create_service(service(id="s2", name="other")))
+        self.failureResultOf(self.store.update_service("s2", {"name": "Main-DB"}), Conflict)
+
+    def test_update_changes_only_given_columns(self):
+        """An update writes the given columns, encoding config as JSON."""
+        self.successResultOf(self.store.create_service(service()))
+        updated = self.successResultOf(self.store.update_service("s1", {"config": {"host": "db2"}}))
+        self.assertEqual((updated["config"], updated["name"]), ({"host": "db2"}, "main-db"))
+        self.assertRaises(ValueError, self.store.update_service, "s1", {"bogus": 1})
+        self.assertIsNone(self.successResultOf(self.store.update_service("nope", {"name": "x"})))
+
+    def test_bindings_show_on_endpoint_records(self):
+        """get_endpoint and list_endpoints carry the bindings as services {pool_id: service_id}."""
+        self.successResultOf(self.store.create_endpoint(endpoint()))
+        self.successResultOf(self.store.create_service(service()))
+        self.assertEqual(self.successResultOf(self.store.get_endpoint("e1"))["services"], {})
+        self.assertIsNone(self.successResultOf(self.bind()))
+        self.assertIsNone(self.successResultOf(self.bind(pool_id="replica")))
+        expected = {"main": "s1", "replica": "s1"}
+        self.assertEqual(self.successResultOf(self.store.get_endpoint("e1"))["services"], expected)
+        self.assertEqual(self.successResultOf(self.store.list_endpoints())[0]["services"], expected)
+        bindings = self.successResultOf(self.store.list_bindings())
+        self.assertEqual(
+            [(b["endpoint_id"], b["pool_id"], b["service_id"]) for b in bindings],
+            [("e1", "main", "s1"), ("e1", "replica", "s1")],
+        )
+
+    def test_binding_a_name_again_replaces_it(self):
+        """bind() on a taken (endpoint, pool_id) points it at the new service and says which it replaced."""
+        self.successResultOf(self.store.create_endpoint(endpoint()))
+        self.successResultOf(self.store.create_service(service()))
+        self.successResultOf(self.store.create_service(service(id="s2", name="other")))
+        self.successResultOf(self.bind())
+        self.assertEqual(self.successResultOf(self.bind(service_id="s2")), "s1")
+        self.assertEqual(self.successResultOf(self.store.get_endpoint("e1"))["services"], {"main": "s2"})
+
+    def test_bind_to_missing_records_fails_with_missing(self):
+        """Binding to an unknown endpoint or service fails with Missing naming which."""
+        from edgegw_tx.store import Missing
+
+        self.successResultOf(self.store.create_endpoint(endpoint()))
+        self.successResultOf(self.store.create_service(service()))
+        failure = self.failureResultOf(self.bind(endpoint_id="nope"), Missing)
+        self.assertEqual((failure.value.what, failure.value.record_id), ("endpoint", "nope"))
+        failure = self.failureResultOf(self.bind(service_id="nope"), Missing)
+        self.assertEqual((failure.value.what, failure.value.record_id), ("service", "nope"))
+        self.assertEqual(self.successResultOf(self.store.list_bindings()), [])
+
+    def test_unbind_reports_what_was_bound(self):
+        """unbind() fires with the service id that was bound, then None."""
+        self.successResultOf(self.store.create_endpoint(endpoint()))
+        self.successResultOf(self.store.create_service(service()))
+        self.successResultOf(self.bind())
+        self.assertEqual(self.successResultOf(self.store.unbind("e1", "main")), "s1")
+        self.assertIsNone(self.successResultOf(self.store.unbind("e1", "main")))
+
+    def test_deleting_an_endpoint_deletes_its_bindings(self):
+        """The bindings of a deleted endpoint go with it."""
+        self.successResultOf(self.store.create_endpoint(endpoint()))
+        self.successResultOf(self.store.create_service(service()))
+        self.successResultOf(self.bind())
+        self.assertTrue(self.successResultOf(self.store.delete_endpoint("e1")))
+        self.assertEqual(self.successResultOf(self.store.list_bindings()), [])
+        self.assertTrue(self.successResultOf(self.store.delete_service("s1")))
+
+    def test_a_bound_service_cannot_be_deleted(self):
+        """delete_service refuses with ServiceInUse listing endpoint id, name and pool_id."""
+        from edgegw_tx.store import ServiceInUse
+
+        self.successResultOf(self.store.create_endpoint(endpoint()))
+        self.successResultOf(self.store.create_service(service()))
+        self.successResultOf(self.bind())
+        failure = self.failureResultOf(self.store.delete_service("s1"), ServiceInUse)
+        self.assertIsInstance(failure.value, Conflict)
+        self.assertEqual(
+            failure.value.bindings, [{"endpoint_id": "e1", "endpoint_name": "hello", "pool_id": "main"}]
+        )
+        self.assertIsNotNone(self.successResultOf(self.store.get_service("s1")))
+        self.assertFalse(self.successResultOf(self.store.delete_service("nope")))
+
+    def test_version_1_file_is_upgraded_in_place(self):
+        """A store written before services existed opens with its data kept and the new tables added."""
+        import os
+        import sqlite3
+
+        from edgegw_tx.store import SQLiteStore
+        from edgegw_tx.store.sqlite import _SCHEMA, SCHEMA_VERSION
+        from tests.support import SynchronousReactor
+
+        path = os.path.join(self.mktemp(), "old.sqlite3")
+        os.makedirs(os.path.dirname(path))
+        connection = sqlite3.connect(path)
+        for statement in _SCHEMA[:3]:  # meta, endpoints, api_keys: version 1
+            connection.execute(statement)
+        connection.execute("INSERT INTO meta (key, value) VALUES ('schema', '1')")
+        connection.execute(
+            "INSERT INTO endpoints"
+            " (id, name, path, path_shape, method, domain, status, created_at, updated_at)"
+            " VALUES ('e1', 'hello', '/hello', '/hello', 'GET', '*', 'created', 't', 't')"
+        )
+        connection.commit()
+        connection.close()
+
+        reactor = SynchronousReactor()
+        store = SQLiteStore(path, reactor=reactor, threadpool=reactor.getThreadPool())
+        self.successResultOf(store.open())
+        self.addCleanup(store.close)
+        self.assertEqual(SCHEMA_VERSION, 2)
+        self.assertEqual(self.successResultOf(store.get_endpoint("e1"))["services"], {})
+        self.successResultOf(store.create_service(service()))
+        self.successResultOf(store.bind("e1", "main", "s1", "t"))
+        rows = self.successResultOf(store._pool.runQuery("SELECT value FROM meta WHERE key = 'schema'"))
+        self.assertEqual(rows, [("2",)])

@@ -420,7 +420,7 @@ class PoolTests(PoolTestCase):
         process.send({"type": "call", "id": 1, "request": 1, "service": "db",
                       "pool": "main", "action": "query", "args": {}})
         [result] = [f for f in process.frames() if f["type"] == "result"]
-        self.assertEqual(result["error"]["message"], "no service bound as main")
+        self.assertEqual(result["error"]["message"], "no service bound as 'main'")
 
     def test_stderr_logged(self):
         """Worker stderr lines reach the pool's log callback."""

@@ -331,7 +331,7 @@ class WorkerProcessTests(unittest.TestCase):
             self.process.frames(),
             [{"type": "result", "id": 3, "ok": False,
               "error": {"kind": "ServiceUnavailable",
-                        "message": "no service bound as main"}}],
+                        "message": "no service bound as 'main'"}}],
         )
 
     def test_call_handler(self):

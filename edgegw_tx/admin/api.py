@@ -16,7 +16,7 @@ from werkzeug.exceptions import MethodNotAllowed as RoutingMethodNotAllowed
 from werkzeug.exceptions import NotFound as RoutingNotFound
 
 from edgegw_tx import __version__
-from edgegw_tx.admin.errors import ApiError, BadRequest, Forbidden, Unauthorized
+from edgegw_tx.admin.errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
 
 MAX_BODY = 8 * 1024 * 1024
 _READ_METHODS = (b"GET", b"HEAD")
@@ -39,8 +39,10 @@ class AdminAPI:
     app = Klein()
     log = Logger()
 
-    def __init__(self, manager, keys, clock):
+    def __init__(self, manager, keys, clock, services=None):
+        """``services`` is the ``ServiceManager``; without one the service routes answer 404."""
         self._manager = manager
+        self._services = services
         self._keys = keys
         self._clock = clock
         self._started = clock.seconds()
@@ -63,6 +65,11 @@ class AdminAPI:
         if record["scope"] != "admin" and request.method not in _READ_METHODS:
             raise Forbidden(f"the key '{record['name']}' has scope '{record['scope']}' and may only read")
         return record
+
+    def _service_manager(self):
+        if self._services is None:
+            raise NotFound("services are not available in this gateway")
+        return self._services
 
     def _body(self, request):
         data = request.content.read(MAX_BODY + 1)
@@ -111,7 +118,7 @@ class AdminAPI:
     def list_endpoints(self, request):
         self._authorize(request)
         records = yield self._manager.list()
-        args = {k.decode(): v[-1].decode("utf-8", "replace") for k, v in request.args.items()}
+        args = _query(request)
         for field in ("domain", "collection_id"):
             if args.get(field):
                 records = [r for r in records if r[field] == args[field]]
@@ -120,22 +127,7 @@ class AdminAPI:
                 raise BadRequest("query parameter 'enabled' must be true or false")
             wanted = args["enabled"] == "true"
             records = [r for r in records if r["enabled"] == wanted]
-        page = _positive_int(args, "page", 1)
-        limit = _positive_int(args, "limit", 100)
-        total = len(records)
-        records = records[(page - 1) * limit : page * limit]
-        returnValue(
-            ok(
-                request,
-                {
-                    "items": [self._manager.view(r) for r in records],
-                    "total": total,
-                    "page": page,
-                    "limit": limit,
-                    "pages": max(1, math.ceil(total / limit)),
-                },
-            )
-        )
+        returnValue(ok(request, _paged(args, records, self._manager.view)))
 
     @app.route("/api/endpoints", methods=["POST"])
     @inlineCallbacks
@@ -207,6 +199,104 @@ class AdminAPI:
             if not math.isfinite(since):
                 raise BadRequest("query parameter 'since' must be a finite number")
         returnValue(ok(request, {"lines": self._manager.logs(endpoint_id, since)}))
+
+    # bindings: the names under which an endpoint's handlers reach services
+
+    @app.route("/api/endpoints/<endpoint_id>/services", methods=["GET"])
+    @inlineCallbacks
+    def endpoint_services(self, request, endpoint_id):
+        self._authorize(request)
+        bindings = yield self._service_manager().bindings(endpoint_id)
+        returnValue(ok(request, bindings))
+
+    @app.route("/api/endpoints/<endpoint_id>/services", methods=["POST"])
+    @inlineCallbacks
+    def bind_service(self, request, endpoint_id):
+        """201 for a new name, 200 when the name was bound and now points elsewhere."""
+        self._authorize(request)
+        services = self._service_manager()
+        binding, replaced = yield services.bind(endpoint_id, self._body(request))
+        data = dict(binding, replaced=replaced)
+        returnValue(ok(request, data, status=200 if replaced is not None else 201))
+
+    @app.route("/api/endpoints/<endpoint_id>/services/<pool_id>", methods=["DELETE"])
+    @inlineCallbacks
+    def unbind_service(self, request, endpoint_id, pool_id):
+        """By the binding's name, not the service id: one service may be bound under two names."""
+        self._authorize(request)
+        binding = yield self._service_manager().unbind(endpoint_id, pool_id)
+        returnValue(ok(request, dict(binding, deleted=True)))
+
+    # services
+
+    @app.route("/api/services", methods=["GET"])
+    @inlineCallbacks
+    def list_services(self, request):
+        self._authorize(request)
+        services = self._service_manager()
+        records = yield services.list()
+        args = _query(request)
+        if args.get("service_type"):
+            records = [r for r in records if r["service_type"] == args["service_type"]]
+        returnValue(ok(request, _paged(args, records, services.view)))
+
+    @app.route("/api/services", methods=["POST"])
+    @inlineCallbacks
+    def create_service(self, request):
+        self._authorize(request)
+        services = self._service_manager()
+        record = yield services.create(self._body(request))
+        returnValue(ok(request, services.view(record), status=201))
+
+    @app.route("/api/services/<service_id>", methods=["GET"])
+    @inlineCallbacks
+    def get_service(self, request, service_id):
+        self._authorize(request)
+        services = self._service_manager()
+        record = yield services.get(service_id)
+        returnValue(ok(request, services.view(record)))
+
+    @app.route("/api/services/<service_id>", methods=["PUT"])
+    @inlineCallbacks
+    def update_service(self, request, service_id):
+        self._authorize(request)
+        services = self._service_manager()
+        record = yield services.update(service_id, self._body(request))
+        returnValue(ok(request, services.view(record)))
+
+    @app.route("/api/services/<service_id>", methods=["DELETE"])
+    @inlineCallbacks
+    def delete_service(self, request, service_id):
+        self._authorize(request)
+        record = yield self._service_manager().delete(service_id)
+        returnValue(ok(request, {"id": record["id"], "deleted": True}))
+
+    @app.route("/api/services/<service_id>/test", methods=["POST"])
+    @inlineCallbacks
+    def test_service(self, request, service_id):
+        """200 with ``latency_ms``, or 502 with the backend's message (and its ``kind``)."""
+        self._authorize(request)
+        result = yield self._service_manager().test(service_id)
+        returnValue(ok(request, result))
+
+
+def _query(request):
+    return {k.decode(): v[-1].decode("utf-8", "replace") for k, v in request.args.items()}
+
+
+def _paged(args, records, view):
+    """One page of ``records`` as ``{items, total, page, limit, pages}``."""
+    page = _positive_int(args, "page", 1)
+    limit = _positive_int(args, "limit", 100)
+    total = len(records)
+    records = records[(page - 1) * limit : page * limit]
+    return {
+        "items": [view(r) for r in records],
+        "total": total,
+        "page": page,
+        "limit": limit,
+        "pages": max(1, math.ceil(total / limit)),
+    }
 
 
 def _positive_int(args, name, default):

@@ -60,16 +60,19 @@ def _build_inputs(record):
 class EndpointManager:
     log = Logger()
 
-    def __init__(self, store, builder, routes, pool_factory, logbook):
+    def __init__(self, store, builder, routes, pool_factory, logbook, services=None):
         """
         ``pool_factory(record, binary, log)`` makes an unstarted worker pool for
-        an endpoint record; ``routes`` is the data plane's route table.
+        an endpoint record; ``routes`` is the data plane's route table;
+        ``services`` (a ``ServiceManager``) is told when an endpoint is deleted,
+        so its bindings leave the service registry with it.
         """
         self._store = store
         self._builder = builder
         self._routes = routes
         self._pool_factory = pool_factory
         self._logbook = logbook
+        self._services = services
         self._pools = {}
         self._locks = {}
 
@@ -160,6 +163,8 @@ class EndpointManager:
         if endpoint_id in self._pools:
             yield self._stop_locked(record)
         yield self._store.delete_endpoint(endpoint_id)
+        if self._services is not None:
+            self._services.endpoint_deleted(endpoint_id)
         self._logbook.forget(endpoint_id)
         returnValue(record)
 

@@ -43,6 +43,7 @@ _READ_ONLY = {
     "deployed",
     "last_error",
     "pids",
+    "services",
     "created_at",
     "updated_at",
 }

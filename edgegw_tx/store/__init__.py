@@ -1,5 +1,5 @@
-"""Persistence of endpoints and API keys."""
+"""Persistence of endpoints, services, their bindings and API keys."""
 
-from edgegw_tx.store.sqlite import Conflict, SQLiteStore
+from edgegw_tx.store.sqlite import Conflict, Missing, ServiceInUse, SQLiteStore
 
-__all__ = ["Conflict", "SQLiteStore"]
+__all__ = ["Conflict", "Missing", "ServiceInUse", "SQLiteStore"]

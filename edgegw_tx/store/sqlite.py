@@ -3,8 +3,12 @@ The gateway's own configuration store on SQLite, through ``adbapi``.
 
 Every call runs on the pool's single worker thread, so the reactor never waits
 on the disk and statements run in the order they were issued. Records are plain
-dicts; JSON-valued columns (``settings``) are decoded here so callers never see
-SQL types.
+dicts; JSON-valued columns (``settings``, ``config``) are decoded here so callers
+never see SQL types.
+
+Schema versions: 1 endpoints and API keys; 2 adds ``services`` and
+``bindings`` (additive: ``CREATE TABLE IF NOT EXISTS``, existing tables
+untouched, so a version 1 file is upgraded in place by ``open``).
 """
 
 import json
@@ -13,7 +17,7 @@ import os
 from twisted.enterprise import adbapi
 from twisted.internet.threads import deferToThreadPool
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = [
     """
@@ -53,6 +57,30 @@ _SCHEMA = [
         created_at TEXT NOT NULL
     )
     """,
+    # version 2
+    """
+    CREATE TABLE IF NOT EXISTS services (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        service_type TEXT NOT NULL,
+        config TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )
+    """,
+    # A binding is the name (pool_id) under which an endpoint's handlers reach
+    # a service. Deleting the endpoint deletes its bindings; a bound service
+    # cannot be deleted (delete_service checks first and says by whom).
+    """
+    CREATE TABLE IF NOT EXISTS bindings (
+        endpoint_id TEXT NOT NULL REFERENCES endpoints (id) ON DELETE CASCADE,
+        pool_id TEXT NOT NULL,
+        service_id TEXT NOT NULL REFERENCES services (id) ON DELETE RESTRICT,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (endpoint_id, pool_id)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS bindings_by_service ON bindings (service_id)",
 ]
 
 ENDPOINT_COLUMNS = (
@@ -77,9 +105,34 @@ ENDPOINT_COLUMNS = (
 
 KEY_COLUMNS = ("id", "name", "scope", "key_hash", "created_at")
 
+SERVICE_COLUMNS = ("id", "name", "service_type", "config", "created_at", "updated_at")
+
+BINDING_COLUMNS = ("endpoint_id", "pool_id", "service_id", "created_at")
+
 
 class Conflict(Exception):
     """A uniqueness rule of the store was broken (e.g. the same route twice)."""
+
+
+class ServiceInUse(Conflict):
+    """
+    A service that endpoints are bound to cannot be deleted. ``bindings`` lists
+    them: ``{"endpoint_id", "endpoint_name", "pool_id"}`` each.
+    """
+
+    def __init__(self, service_id, bindings):
+        super().__init__(f"service {service_id} is bound to {len(bindings)} endpoint(s)")
+        self.service_id = service_id
+        self.bindings = bindings
+
+
+class Missing(LookupError):
+    """A record another one refers to does not exist; ``what`` is e.g. ``"endpoint"``."""
+
+    def __init__(self, what, record_id):
+        super().__init__(f"no {what} with id {record_id!r}")
+        self.what = what
+        self.record_id = record_id
 
 
 def _connect(connection):
@@ -94,8 +147,23 @@ def _decode_endpoint(row):
     return record
 
 
+def _decode_service(row):
+    record = dict(zip(SERVICE_COLUMNS, row))
+    record["config"] = json.loads(record["config"])
+    return record
+
+
+def _services_of(cursor, endpoint_id):
+    """The endpoint's bindings as ``{pool_id: service_id}``."""
+    cursor.execute(
+        "SELECT pool_id, service_id FROM bindings WHERE endpoint_id = ? ORDER BY pool_id",
+        (endpoint_id,),
+    )
+    return dict(cursor.fetchall())
+
+
 def _encode(column, value):
-    if column == "settings":
+    if column in ("settings", "config"):
         return json.dumps(value, sort_keys=True)
     if column == "enabled":
         return int(bool(value))
@@ -103,7 +171,7 @@ def _encode(column, value):
 
 
 class SQLiteStore:
-    """Endpoints and API keys in one SQLite file."""
+    """Endpoints, services and their bindings, and API keys in one SQLite file."""
 
     def __init__(self, path, reactor=None, threadpool=None):
         """``threadpool`` replaces adbapi's own (tests pass a synchronous one)."""
@@ -124,16 +192,19 @@ class SQLiteStore:
             self._pool.threadpool = threadpool
 
     def open(self):
-        """Create the schema if needed; fires when the store is usable."""
+        """Create or upgrade the schema if needed; fires when the store is usable."""
         directory = os.path.dirname(os.path.abspath(self.path))
 
         def create(cursor):
             for statement in _SCHEMA:
                 cursor.execute(statement)
-            cursor.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
-                (str(SCHEMA_VERSION),),
-            )
+            cursor.execute("SELECT value FROM meta WHERE key = 'schema'")
+            row = cursor.fetchone()
+            if row is None or int(row[0]) < SCHEMA_VERSION:
+                cursor.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
 
         d = deferToThreadPool(
             self._reactor, self._reactor.getThreadPool(), os.makedirs, directory, exist_ok=True
@@ -158,19 +229,42 @@ class SQLiteStore:
         return d
 
     def get_endpoint(self, endpoint_id):
-        """Fire with the endpoint's record, or None when there is none."""
-        sql = "SELECT {} FROM endpoints WHERE id = ?".format(", ".join(ENDPOINT_COLUMNS))
-        d = self._pool.runQuery(sql, (endpoint_id,))
-        d.addCallback(lambda rows: _decode_endpoint(rows[0]) if rows else None)
-        return d
+        """
+        Fire with the endpoint's record, or None when there is none. The record's
+        ``services`` is its bindings, ``{pool_id: service_id}``.
+        """
+
+        def get(cursor):
+            cursor.execute(
+                "SELECT {} FROM endpoints WHERE id = ?".format(", ".join(ENDPOINT_COLUMNS)),
+                (endpoint_id,),
+            )
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            record = _decode_endpoint(row)
+            record["services"] = _services_of(cursor, endpoint_id)
+            return record
+
+        return self._pool.runInteraction(get)
 
     def list_endpoints(self):
-        sql = "SELECT {} FROM endpoints ORDER BY created_at, id".format(
-            ", ".join(ENDPOINT_COLUMNS)
-        )
-        d = self._pool.runQuery(sql)
-        d.addCallback(lambda rows: [_decode_endpoint(r) for r in rows])
-        return d
+        def list_(cursor):
+            cursor.execute(
+                "SELECT {} FROM endpoints ORDER BY created_at, id".format(
+                    ", ".join(ENDPOINT_COLUMNS)
+                )
+            )
+            records = [_decode_endpoint(r) for r in cursor.fetchall()]
+            cursor.execute("SELECT endpoint_id, pool_id, service_id FROM bindings ORDER BY pool_id")
+            services = {}
+            for endpoint_id, pool_id, service_id in cursor.fetchall():
+                services.setdefault(endpoint_id, {})[pool_id] = service_id
+            for record in records:
+                record["services"] = services.get(record["id"], {})
+            return records
+
+        return self._pool.runInteraction(list_)
 
     def update_endpoint(self, endpoint_id, fields):
         """Change some columns; fires with the new record (None if gone)."""
@@ -190,13 +284,139 @@ class SQLiteStore:
         return d
 
     def delete_endpoint(self, endpoint_id):
-        """Fire with True when a row was deleted."""
+        """Fire with True when a row was deleted. Its bindings go with it."""
 
         def delete(cursor):
+            # The foreign key cascades too; this keeps it true without the pragma.
+            cursor.execute("DELETE FROM bindings WHERE endpoint_id = ?", (endpoint_id,))
             cursor.execute("DELETE FROM endpoints WHERE id = ?", (endpoint_id,))
             return cursor.rowcount > 0
 
         return self._pool.runInteraction(delete)
+
+    # services
+
+    def create_service(self, record):
+        """Insert a service; ``Conflict`` when its name is taken (ignoring case)."""
+        columns = list(SERVICE_COLUMNS)
+        sql = "INSERT INTO services ({}) VALUES ({})".format(
+            ", ".join(columns), ", ".join("?" for _ in columns)
+        )
+        d = self._pool.runOperation(sql, tuple(_encode(c, record[c]) for c in columns))
+        d.addErrback(_translate_integrity_error)
+        d.addCallback(lambda _: self.get_service(record["id"]))
+        return d
+
+    def get_service(self, service_id):
+        """Fire with the service's record (config decoded, secrets in clear), or None."""
+        sql = "SELECT {} FROM services WHERE id = ?".format(", ".join(SERVICE_COLUMNS))
+        d = self._pool.runQuery(sql, (service_id,))
+        d.addCallback(lambda rows: _decode_service(rows[0]) if rows else None)
+        return d
+
+    def list_services(self):
+        sql = "SELECT {} FROM services ORDER BY created_at, id".format(", ".join(SERVICE_COLUMNS))
+        d = self._pool.runQuery(sql)
+        d.addCallback(lambda rows: [_decode_service(r) for r in rows])
+        return d
+
+    def update_service(self, service_id, fields):
+        """Change some columns; fires with the new record (None if gone)."""
+        unknown = set(fields) - set(SERVICE_COLUMNS) - {"id"}
+        if unknown:
+            raise ValueError("unknown service columns: " + ", ".join(sorted(unknown)))
+        columns = [c for c in SERVICE_COLUMNS if c in fields and c != "id"]
+        if not columns:
+            return self.get_service(service_id)
+        sql = "UPDATE services SET {} WHERE id = ?".format(", ".join(c + " = ?" for c in columns))
+        values = tuple(_encode(c, fields[c]) for c in columns) + (service_id,)
+        d = self._pool.runOperation(sql, values)
+        d.addErrback(_translate_integrity_error)
+        d.addCallback(lambda _: self.get_service(service_id))
+        return d
+
+    def delete_service(self, service_id):
+        """
+        Fire with True when a row was deleted, False when there was none; fail
+        with ``ServiceInUse`` (a ``Conflict``) while endpoints are bound to it.
+        """
+
+        def delete(cursor):
+            cursor.execute(
+                "SELECT b.endpoint_id, e.name, b.pool_id FROM bindings b "
+                "JOIN endpoints e ON e.id = b.endpoint_id "
+                "WHERE b.service_id = ? ORDER BY e.name, b.pool_id",
+                (service_id,),
+            )
+            bound = [
+                {"endpoint_id": endpoint_id, "endpoint_name": name, "pool_id": pool_id}
+                for endpoint_id, name, pool_id in cursor.fetchall()
+            ]
+            if bound:
+                raise ServiceInUse(service_id, bound)
+            cursor.execute("DELETE FROM services WHERE id = ?", (service_id,))
+            return cursor.rowcount > 0
+
+        return self._pool.runInteraction(delete)
+
+    # bindings
+
+    def bind(self, endpoint_id, pool_id, service_id, created_at):
+        """
+        Bind the service to the endpoint under ``pool_id``, replacing what that
+        name was bound to. Fires with the service id it replaced, or None; fails
+        with ``Missing`` when the endpoint or the service does not exist.
+        """
+
+        def bind(cursor):
+            for table, what, record_id in (
+                ("endpoints", "endpoint", endpoint_id),
+                ("services", "service", service_id),
+            ):
+                cursor.execute(f"SELECT 1 FROM {table} WHERE id = ?", (record_id,))
+                if cursor.fetchone() is None:
+                    raise Missing(what, record_id)
+            cursor.execute(
+                "SELECT service_id FROM bindings WHERE endpoint_id = ? AND pool_id = ?",
+                (endpoint_id, pool_id),
+            )
+            row = cursor.fetchone()
+            cursor.execute(
+                "INSERT OR REPLACE INTO bindings (endpoint_id, pool_id, service_id, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (endpoint_id, pool_id, service_id, created_at),
+            )
+            return row[0] if row else None
+
+        return self._pool.runInteraction(bind)
+
+    def unbind(self, endpoint_id, pool_id):
+        """Remove a binding; fires with the service id it was bound to, or None."""
+
+        def unbind(cursor):
+            cursor.execute(
+                "SELECT service_id FROM bindings WHERE endpoint_id = ? AND pool_id = ?",
+                (endpoint_id, pool_id),
+            )
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            cursor.execute(
+                "DELETE FROM bindings WHERE endpoint_id = ? AND pool_id = ?",
+                (endpoint_id, pool_id),
+            )
+            return row[0]
+
+        return self._pool.runInteraction(unbind)
+
+    def list_bindings(self):
+        """Every binding, ``{endpoint_id, pool_id, service_id, created_at}``."""
+        sql = "SELECT {} FROM bindings ORDER BY endpoint_id, pool_id".format(
+            ", ".join(BINDING_COLUMNS)
+        )
+        d = self._pool.runQuery(sql)
+        d.addCallback(lambda rows: [dict(zip(BINDING_COLUMNS, r)) for r in rows])
+        return d
 
     # API keys
 

@@ -57,7 +57,7 @@ def unbound_service(frame: dict[str, Any]) -> dict[str, Any]:
         "ok": False,
         "error": {
             "kind": "ServiceUnavailable",
-            "message": f"no service bound as {frame.get('pool')}",
+            "message": f"no service bound as '{frame.get('pool')}'",
         },
     }
 

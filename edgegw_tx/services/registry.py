@@ -1,0 +1,357 @@
+"""
+The service broker: connectors by service id, each endpoint's bindings, and
+the C{call_handler} the process plane plugs into its workers.
+
+The public face (the manager and the gateway's wiring code against it)::
+
+    class ServiceError(Exception):    # .kind, .message  (docs/ipc.md kinds)
+
+    class ServiceRegistry:
+        __init__(data_dir, *, call_timeout=5.0, reactor=None)
+        configure(service) -> None        # {id, name, service_type, config}
+        remove(service_id) -> Deferred[None]
+        bind(endpoint_id, pool_id, service_id) -> None
+        unbind(endpoint_id, pool_id) -> None
+        bindings(endpoint_id) -> dict[str, str]     # pool_id -> service_id
+        call_handler(endpoint_id) -> Callable[[dict], Deferred[dict]]
+        test(service) -> Deferred[dict]   # {"latency_ms": float}
+        close() -> Deferred[None]
+
+C{configure} validates the config (L{edgegw_tx.services.config.validate_config},
+raising L{ConfigError}) and creates the service's connector, replacing (and
+closing in the background) the one it had unless the normalised config is the
+same.  Connectors connect on their first call.  C{remove} closes the
+connector; bindings naming the service stay (a call through them answers
+C{ServiceUnavailable} until the service is configured again), so the caller
+decides whether deleting a bound service is allowed.
+
+C{call_handler(endpoint_id)} returns C{handle(frame) -> Deferred[dict]} for
+C{WorkerPool(call_handler=...)}.  For each C{call} frame, at call time:
+
+1. C{service}, C{action} and C{args} are checked: an unknown service or action,
+   or C{args} that is not an object → C{BadRequest};
+2. C{pool} is looked up in the endpoint's bindings now, so binding changes
+   apply to running workers: none → C{ServiceUnavailable} with the message
+   C{no service bound as 'x'};
+3. the bound service must be of the kind asked for (C{db} for sqlite and
+   postgres, C{redis}, C{storage}), else C{BadRequest};
+4. the connector runs the action; the call is cancelled after C{call_timeout}
+   seconds → C{ServiceUnavailable} (a backend that is slow or unreachable).
+
+It fires with C{{"ok": True, "data": ...}} or C{{"ok": False, "error":
+{"kind", "message"}}} and never fails: an unexpected exception is logged and
+answered C{Internal}.  Calls are independent Deferreds, so one slow call
+never holds up another (they only queue behind each other where a backend
+serialises them: a SQLite service has one connection).
+
+C{test(service)} validates the config (failing with L{ConfigError}), opens a
+fresh connection with it (a one-connection pool, a non-reconnecting Redis
+connection, the storage folder), runs C{SELECT 1} / C{PING} / a probe object
+put, get and delete within C{call_timeout}, closes it, and fires with
+C{{"latency_ms": float}}, the duration of that ping without the connecting;
+it fails with L{ServiceError} carrying the backend's message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    DeferredList,
+    TimeoutError,
+    fail,
+    maybeDeferred,
+    succeed,
+)
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from .config import validate_config
+from .errors import (
+    BAD_REQUEST,
+    INTERNAL,
+    SERVICE_UNAVAILABLE,
+    ServiceError,
+)
+from .postgres import PostgresConnector
+from .redis import RedisConnector
+from .sqlite import SQLiteConnector
+from .storage import StorageConnector
+
+__all__ = ["KIND_OF", "ServiceError", "ServiceRegistry"]
+
+KIND_OF = {"sqlite": "db", "postgres": "db", "redis": "redis", "storage": "storage"}
+"""The C{service} of a call frame that reaches a service of each type."""
+
+ACTIONS = {
+    "db": ("execute", "query"),
+    "redis": RedisConnector.actions,
+    "storage": StorageConnector.actions,
+}
+
+_log = Logger(namespace="edgegw.services")
+
+
+def _error(kind: str, message: str) -> dict[str, Any]:
+    return {"ok": False, "error": {"kind": kind, "message": message}}
+
+
+class _Service:
+    """A configured service: its record and its connector."""
+
+    def __init__(self, record: dict[str, Any], config: dict[str, Any], connector: Any):
+        self.id = record["id"]
+        self.name = record.get("name") or str(record["id"])
+        self.service_type = record["service_type"]
+        self.config = config
+        self.connector = connector
+
+
+class ServiceRegistry:
+    """Connectors by service id, bindings by endpoint, and the call broker."""
+
+    connector_types: dict[str, Callable[..., Any]] = {
+        "sqlite": SQLiteConnector,
+        "postgres": PostgresConnector,
+        "redis": RedisConnector,
+        "storage": StorageConnector,
+    }
+    """Connector class by service type; tests replace it on an instance."""
+
+    def __init__(self, data_dir: str, *, call_timeout: float = 5.0, reactor: Any = None):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.data_dir = os.path.abspath(data_dir)
+        self.call_timeout = call_timeout
+        self._reactor = reactor
+        self._services: dict[Any, _Service] = {}
+        self._bindings: dict[Any, dict[str, Any]] = {}
+        self._closing: set[Deferred[Any]] = set()
+
+    # -- services ---------------------------------------------------------
+
+    def _connector(self, service_type: str, config: dict[str, Any], name: str, **extra: Any) -> Any:
+        factory = self.connector_types[service_type]
+        kwargs: dict[str, Any] = {
+            "name": name,
+            "call_timeout": self.call_timeout,
+            "reactor": self._reactor,
+        }
+        if service_type in ("sqlite", "storage"):
+            kwargs["data_dir"] = self.data_dir
+        kwargs.update(extra)
+        return factory(config, **kwargs)
+
+    def configure(self, service: dict[str, Any]) -> None:
+        """
+        Create or replace the connector of C{service} (C{{id, name,
+        service_type, config}}).
+
+        @raise ConfigError: the config is invalid; nothing changes.
+        """
+        service_type = service.get("service_type")
+        name = service.get("name") or str(service["id"])
+        config = validate_config(service_type, service.get("config") or {}, name=name)
+        old = self._services.get(service["id"])
+        if old is not None and old.service_type == service_type and old.config == config:
+            old.name = name
+            return
+        connector = self._connector(service_type, config, name)
+        self._services[service["id"]] = _Service(service, config, connector)
+        if old is not None:
+            self._close_in_background(old.connector)
+
+    def remove(self, service_id: Any) -> Deferred[None]:
+        """Forget the service and close its connector."""
+        service = self._services.pop(service_id, None)
+        if service is None:
+            return succeed(None)
+        return self._close_in_background(service.connector)
+
+    def service_ids(self) -> list[Any]:
+        """The ids of the configured services."""
+        return list(self._services)
+
+    def _close_in_background(self, connector: Any) -> Deferred[None]:
+        d = maybeDeferred(connector.close)
+        self._closing.add(d)
+
+        def done(result: Any) -> None:
+            self._closing.discard(d)
+            if isinstance(result, Failure):
+                _log.failure("closing a {type} connector failed", result,
+                             type=connector.service_type)
+
+        result: Deferred[None] = Deferred()
+        d.addBoth(done)
+        d.addBoth(lambda _: result.callback(None))
+        return result
+
+    # -- bindings ---------------------------------------------------------
+
+    def bind(self, endpoint_id: Any, pool_id: str, service_id: Any) -> None:
+        """Calls of C{endpoint_id}'s workers to C{pool_id} go to C{service_id}."""
+        self._bindings.setdefault(endpoint_id, {})[pool_id] = service_id
+
+    def unbind(self, endpoint_id: Any, pool_id: str) -> None:
+        """Remove one binding (no error when there is none)."""
+        pools = self._bindings.get(endpoint_id)
+        if pools is not None:
+            pools.pop(pool_id, None)
+            if not pools:
+                del self._bindings[endpoint_id]
+
+    def bindings(self, endpoint_id: Any) -> dict[str, Any]:
+        """A copy of C{endpoint_id}'s bindings, C{pool_id -> service_id}."""
+        return dict(self._bindings.get(endpoint_id, {}))
+
+    # -- calls ------------------------------------------------------------
+
+    def call_handler(self, endpoint_id: Any) -> Callable[[dict[str, Any]], Deferred[dict[str, Any]]]:
+        """The C{call_handler} for the workers of C{endpoint_id}."""
+
+        def handle(frame: dict[str, Any]) -> Deferred[dict[str, Any]]:
+            return self.call(endpoint_id, frame)
+
+        return handle
+
+    def call(self, endpoint_id: Any, frame: dict[str, Any]) -> Deferred[dict[str, Any]]:
+        """Answer one C{call} frame of C{endpoint_id}'s workers (never fails)."""
+        if not isinstance(frame, dict):
+            return succeed(_error(BAD_REQUEST, "a call frame must be an object"))
+        try:
+            d = self._dispatch(endpoint_id, frame)
+        except ServiceError as e:
+            return succeed({"ok": False, "error": e.as_error()})
+        except Exception:
+            d = fail()
+        d.addCallbacks(self._ok, self._failed, errbackArgs=(frame,))
+        return d
+
+    @staticmethod
+    def _ok(data: Any) -> dict[str, Any]:
+        return {"ok": True, "data": data}
+
+    def _failed(self, failure: Failure, frame: dict[str, Any]) -> dict[str, Any]:
+        if failure.check(ServiceError):
+            return {"ok": False, "error": failure.value.as_error()}
+        _log.failure(
+            "service call {service}/{pool}/{action} failed",
+            failure,
+            service=frame.get("service"),
+            pool=frame.get("pool"),
+            action=frame.get("action"),
+        )
+        return _error(INTERNAL, f"the gateway failed to run the call: {failure.getErrorMessage()}")
+
+    def _dispatch(self, endpoint_id: Any, frame: dict[str, Any]) -> Deferred[Any]:
+        kind = frame.get("service")
+        action = frame.get("action")
+        pool = frame.get("pool")
+        if kind not in ACTIONS:
+            expected = ", ".join(sorted(ACTIONS))
+            raise ServiceError(BAD_REQUEST, f"unknown service {kind!r} (expected one of {expected})")
+        if action not in ACTIONS[kind]:
+            expected = ", ".join(ACTIONS[kind])
+            raise ServiceError(
+                BAD_REQUEST, f"unknown {kind} action {action!r} (expected one of {expected})"
+            )
+        args = frame.get("args")
+        if args is not None and not isinstance(args, dict):
+            raise ServiceError(BAD_REQUEST, f"{kind} {action}: args must be an object")
+        if not isinstance(pool, str):
+            raise ServiceError(BAD_REQUEST, "the call has no pool name (a string)")
+        service_id = self._bindings.get(endpoint_id, {}).get(pool)
+        if service_id is None:
+            raise ServiceError(SERVICE_UNAVAILABLE, f"no service bound as {pool!r}")
+        service = self._services.get(service_id)
+        if service is None:
+            raise ServiceError(
+                SERVICE_UNAVAILABLE,
+                f"the service bound as {pool!r} is not configured (deleted?)",
+            )
+        if KIND_OF[service.service_type] != kind:
+            raise ServiceError(
+                BAD_REQUEST,
+                f"{pool!r} is a {service.service_type} service, called as {kind!r}"
+                f" (use {KIND_OF[service.service_type]!r})",
+            )
+        d = service.connector.call(action, args or {})
+        return self._deadline(d, service, "did not answer")
+
+    def _deadline(self, d: Deferred[Any], service: _Service, what: str) -> Deferred[Any]:
+        timeout = self.call_timeout
+
+        def timed_out(failure: Failure) -> Failure:
+            if failure.check(TimeoutError, CancelledError):
+                message = (
+                    f"the {service.service_type} service {service.name!r} {what}"
+                    f" within {timeout:g}s"
+                )
+                reason = getattr(service.connector, "unavailable_reason", None)
+                detail = reason() if reason is not None else None
+                if detail:
+                    message += f" ({detail})"
+                return Failure(ServiceError(SERVICE_UNAVAILABLE, message))
+            return failure
+
+        d.addTimeout(timeout, self._reactor)
+        return d.addErrback(timed_out)
+
+    # -- test and shutdown ------------------------------------------------
+
+    def test(self, service: dict[str, Any]) -> Deferred[dict[str, float]]:
+        """
+        Connect with C{service}'s config, ping, disconnect.
+
+        @return: fires with C{{"latency_ms": float}}; fails with L{ServiceError}
+            (the backend's message) or L{ConfigError}.
+        """
+        try:
+            service_type = service.get("service_type")
+            name = service.get("name") or str(service.get("id", "test"))
+            config = validate_config(service_type, service.get("config") or {}, name=name)
+            extra: dict[str, Any] = {}
+            if service_type == "postgres":
+                config = dict(config, pool_size=1)
+            if service_type == "redis":
+                extra["probe"] = True
+            connector = self._connector(service_type, config, name, **extra)
+        except Exception:
+            return fail()
+        record = _Service(
+            {"id": service.get("id"), "name": name, "service_type": service_type},
+            config,
+            connector,
+        )
+        try:
+            d = connector.ping()
+        except Exception:
+            d = fail()
+        d = self._deadline(d, record, "did not answer the test")
+        d.addCallback(lambda ms: {"latency_ms": round(float(ms), 3)})
+        result: Deferred[dict[str, float]] = Deferred()
+
+        def closed(_: Any, outcome: Any) -> None:
+            result.callback(outcome)
+
+        def finish(outcome: Any) -> None:
+            if isinstance(outcome, Failure) and not outcome.check(ServiceError):
+                _log.failure("testing a {type} service failed", outcome, type=service_type)
+                outcome = Failure(ServiceError(INTERNAL, outcome.getErrorMessage()))
+            self._close_in_background(connector).addCallback(closed, outcome)
+
+        d.addBoth(finish)
+        return result
+
+    def close(self) -> Deferred[None]:
+        """Close every connector (gateway shutdown); fires when all are closed."""
+        services, self._services = self._services, {}
+        for service in services.values():
+            self._close_in_background(service.connector)
+        closing = list(self._closing)
+        return DeferredList(closing, consumeErrors=True).addCallback(lambda _: None)

@@ -46,10 +46,27 @@
 //! handlers ([`handler_loop_async!`], [`handler_loop_async_result!`]) on one
 //! Tokio current-thread runtime per worker.
 //!
+//! Databases, Redis and object storage are reached through the gateway with
+//! the service handles [`DbPool`], [`RedisPool`] and [`Storage`], named by
+//! the binding name the endpoint gave the service:
+//!
+//! ```no_run
+//! use rust_edge_gateway_sdk::prelude::*;
+//!
+//! fn handle(req: Request) -> Result<Response, HandlerError> {
+//!     let id: i64 = req.require_path_param("id")?;
+//!     let notes = DbPool::new("main").query("SELECT * FROM notes WHERE id = ?", &[json!(id)])?;
+//!     Ok(Response::ok(json!({ "note": notes.first() })))
+//! }
+//!
+//! handler_loop_result!(handle);
+//! ```
+//!
 //! The guide with more examples is `docs/sdk/` in the gateway's repository.
 
 #![warn(missing_docs)]
 
+mod channel;
 mod error;
 pub mod frame;
 mod macros;
@@ -58,6 +75,7 @@ mod protocol;
 mod request;
 mod response;
 mod runtime;
+mod services;
 
 pub use error::HandlerError;
 pub use multipart::{MultipartData, MultipartFile};
@@ -67,6 +85,7 @@ pub use response::Response;
 pub use runtime::{run, run_result, serve};
 #[cfg(feature = "async")]
 pub use runtime::{run_async, run_async_result};
+pub use services::{DbPool, DbResult, ExecResult, ObjectInfo, RedisPool, Storage, StoredObject};
 
 /// `tokio` (feature `async`), re-exported so a handler can name it as
 /// `rust_edge_gateway_sdk::tokio` without depending on it. The SDK enables
@@ -85,7 +104,9 @@ pub use serde_json;
 /// Everything a handler usually needs: `use rust_edge_gateway_sdk::prelude::*;`
 ///
 /// [`Request`], [`Response`], [`HandlerError`], [`MultipartData`],
-/// [`MultipartFile`], the [`json!`](serde_json::json) macro,
+/// [`MultipartFile`], the service handles [`DbPool`], [`RedisPool`] and
+/// [`Storage`] with their result types ([`DbResult`], [`ExecResult`],
+/// [`StoredObject`], [`ObjectInfo`]), the [`json!`](serde_json::json) macro,
 /// [`JsonValue`](crate::prelude::JsonValue), serde's `Serialize` and
 /// `Deserialize` (traits and derives), `HashMap`, and the four loop macros
 /// (the async ones need the `async` feature).
@@ -101,6 +122,7 @@ pub use serde_json;
 pub mod prelude {
     pub use crate::{handler_loop, handler_loop_result};
     pub use crate::{handler_loop_async, handler_loop_async_result};
+    pub use crate::{DbPool, DbResult, ExecResult, ObjectInfo, RedisPool, Storage, StoredObject};
     pub use crate::{HandlerError, MultipartData, MultipartFile, Request, Response};
     pub use serde::{Deserialize, Serialize};
     pub use serde_json::json;
@@ -133,6 +155,11 @@ pub struct ErrorsDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/sdk/multipart.md")]
 pub struct MultipartDoctests;
+
+/// Runs the Rust examples of `docs/sdk/services.md` as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/sdk/services.md")]
+pub struct ServicesDoctests;
 
 /// Runs the Rust examples of `docs/sdk/async.md` as doctests (they need the
 /// `async` feature: `cargo test --features async`).

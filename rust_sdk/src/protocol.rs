@@ -1,6 +1,5 @@
-//! The frames of spec/IPC.md that this SDK speaks: `ready`, `request`, `response`.
-//!
-//! Later additions (`call` / `result` for service calls) belong here too.
+//! The frames of spec/IPC.md that this SDK speaks: `ready`, `request`,
+//! `response`, and `call` / `result` for service calls.
 
 use crate::frame::{FrameError, Object};
 use crate::request::Request;
@@ -162,6 +161,27 @@ struct RequestFrame {
     request_id: String,
 }
 
+/// `{"type": "call", "id", "request", "service", "pool", "action", "args"}`
+#[derive(Serialize)]
+pub(crate) struct Call<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: u64,
+    /// The `request_id` of the request being served.
+    pub request: &'a str,
+    pub service: &'a str,
+    pub pool: &'a str,
+    pub action: &'a str,
+    pub args: &'a Value,
+}
+
+/// The `error` of a failed `result`: `{"kind", "message"}`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct CallError {
+    pub kind: String,
+    pub message: String,
+}
+
 /// A decoded incoming frame.
 // Short-lived and moved once: boxing the request would only add an allocation.
 #[allow(clippy::large_enum_variant)]
@@ -170,6 +190,11 @@ pub(crate) enum Incoming {
     Request {
         id: u64,
         request: Request,
+    },
+    /// The answer to call `id`: its `data`, or its `error`.
+    Result {
+        id: u64,
+        outcome: Result<Value, CallError>,
     },
     /// A frame of a type this SDK does not handle (yet); ignored.
     Other(String),
@@ -205,8 +230,41 @@ pub(crate) fn decode(frame: Object) -> Result<Incoming, FrameError> {
             };
             Ok(Incoming::Request { id: f.id, request })
         }
+        "result" => decode_result(frame),
         _ => Ok(Incoming::Other(kind)),
     }
+}
+
+/// A `result` frame: `id` (unsigned integer) and `ok` (bool) are required;
+/// `data` defaults to null. For `ok: false`, `error.kind` and
+/// `error.message` default to "" and "(no message)" when absent or not
+/// strings, so the call still fails with what the gateway did send.
+fn decode_result(mut frame: Object) -> Result<Incoming, FrameError> {
+    let id = frame.get("id").and_then(Value::as_u64).ok_or_else(|| {
+        FrameError::Malformed("bad result frame: no unsigned integer \"id\"".into())
+    })?;
+    let outcome = match frame.get("ok") {
+        Some(Value::Bool(true)) => Ok(frame.remove("data").unwrap_or(Value::Null)),
+        Some(Value::Bool(false)) => {
+            let error = frame.get("error");
+            let text = |name: &str| {
+                error
+                    .and_then(|e| e.get(name))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            };
+            Err(CallError {
+                kind: text("kind").unwrap_or_default(),
+                message: text("message").unwrap_or_else(|| "(no message)".into()),
+            })
+        }
+        _ => {
+            return Err(FrameError::Malformed(
+                "bad result frame: no boolean \"ok\"".into(),
+            ))
+        }
+    };
+    Ok(Incoming::Result { id, outcome })
 }
 
 #[cfg(test)]
@@ -420,9 +478,77 @@ mod tests {
 
     #[test]
     fn unknown_types_are_other() {
-        match decode(obj(json!({"type": "result", "id": 1}))).unwrap() {
-            Incoming::Other(t) => assert_eq!(t, "result"),
+        match decode(obj(json!({"type": "cancel", "id": 1}))).unwrap() {
+            Incoming::Other(t) => assert_eq!(t, "cancel"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn call_shape() {
+        let args = json!({"sql": "SELECT ?", "params": [1]});
+        let call = Call {
+            kind: "call",
+            id: 3,
+            request: "req-1",
+            service: "db",
+            pool: "main",
+            action: "query",
+            args: &args,
+        };
+        assert_eq!(
+            serde_json::to_value(call).unwrap(),
+            json!({"type": "call", "id": 3, "request": "req-1", "service": "db",
+                   "pool": "main", "action": "query", "args": args})
+        );
+    }
+
+    #[test]
+    fn result_frames() {
+        let result = |v: Value| match decode(obj(v)).unwrap() {
+            Incoming::Result { id, outcome } => (id, outcome),
+            other => panic!("not a result: {other:?}"),
+        };
+        assert_eq!(
+            result(json!({"type": "result", "id": 4, "ok": true, "data": [1]})),
+            (4, Ok(json!([1])))
+        );
+        assert_eq!(
+            result(json!({"type": "result", "id": 4, "ok": true})),
+            (4, Ok(Value::Null))
+        );
+        let err = |kind: &str, message: &str| {
+            Err(CallError {
+                kind: kind.into(),
+                message: message.into(),
+            })
+        };
+        assert_eq!(
+            result(json!({"type": "result", "id": 5, "ok": false,
+                          "error": {"kind": "RedisError", "message": "WRONGTYPE"}})),
+            (5, err("RedisError", "WRONGTYPE"))
+        );
+        assert_eq!(
+            result(json!({"type": "result", "id": 6, "ok": false})),
+            (6, err("", "(no message)"))
+        );
+        assert_eq!(
+            result(
+                json!({"type": "result", "id": 6, "ok": false, "error": {"kind": 1, "message": null}})
+            ),
+            (6, err("", "(no message)"))
+        );
+        for v in [
+            json!({"type": "result", "ok": true}),
+            json!({"type": "result", "id": -1, "ok": true}),
+            json!({"type": "result", "id": "1", "ok": true}),
+            json!({"type": "result", "id": 1}),
+            json!({"type": "result", "id": 1, "ok": "yes"}),
+        ] {
+            assert!(
+                matches!(decode(obj(v.clone())), Err(FrameError::Malformed(_))),
+                "{v}"
+            );
         }
     }
 

@@ -4,6 +4,7 @@
 //! `&dyn Fn`, so it is compiled once in this crate (not again in every
 //! handler crate) and can be tested against in-memory buffers.
 
+use crate::channel::Channel;
 use crate::error::HandlerError;
 use crate::frame::{self, FrameError, MAX_FRAME_LEN};
 use crate::protocol::{self, Incoming};
@@ -199,25 +200,35 @@ pub(crate) fn serve_dyn(
     max_frame: usize,
 ) -> Result<(), FrameError> {
     frame::write_frame(output, &protocol::ready())?;
-    while serve_one(input, output, handler, max_frame)? != Step::Eof {}
+    let mut channel = Channel::new(input, output, max_frame);
+    while serve_one(&mut channel, handler)? != Step::Eof {}
     Ok(())
 }
 
-/// Reads one frame and, for a `request`, answers it.
+/// Takes the next request (one queued during a service call first, else
+/// the next frame) and answers it.
 pub(crate) fn serve_one(
-    input: &mut dyn Read,
-    output: &mut dyn Write,
+    channel: &mut Channel<'_>,
     handler: &dyn Fn(Request) -> Response,
-    max_frame: usize,
 ) -> Result<Step, FrameError> {
-    let Some(object) = frame::read_frame(input, max_frame)? else {
+    let Some(incoming) = channel.next()? else {
         return Ok(Step::Eof);
     };
-    match protocol::decode(object)? {
+    match incoming {
         Incoming::Request { id, request } => {
-            let response = call_handler(handler, request);
-            send_response(output, id, &response, max_frame)?;
+            let response = channel.serving(request, |request| call_handler(handler, request));
+            if let Some(e) = channel.take_output_error() {
+                return Err(e);
+            }
+            let max_frame = channel.max_frame();
+            send_response(channel.output(), id, &response, max_frame)?;
             Ok(Step::Served(id))
+        }
+        Incoming::Result { id, .. } => {
+            eprintln!(
+                "rust-edge-gateway-sdk: ignoring the result of call {id}: no call is waiting"
+            );
+            Ok(Step::Ignored("result".into()))
         }
         Incoming::Other(kind) => {
             eprintln!("rust-edge-gateway-sdk: ignoring a frame of type '{kind}'");
@@ -354,6 +365,16 @@ mod tests {
         frames
     }
 
+    /// `serve_one` on a fresh channel (no queued requests carry over).
+    fn one(
+        input: &mut dyn Read,
+        output: &mut dyn Write,
+        handler: &dyn Fn(Request) -> Response,
+        max_frame: usize,
+    ) -> Result<Step, FrameError> {
+        serve_one(&mut Channel::new(input, output, max_frame), handler)
+    }
+
     fn body_of(frame: &Object) -> Value {
         serde_json::from_str(frame["body"].as_str().unwrap()).unwrap()
     }
@@ -381,7 +402,7 @@ mod tests {
     fn serve_one_answers_a_request() {
         let input = wire(&[request(5, "/hello")]);
         let mut out = Vec::new();
-        let step = serve_one(&mut &input[..], &mut out, &echo, MAX_FRAME_LEN).unwrap();
+        let step = one(&mut &input[..], &mut out, &echo, MAX_FRAME_LEN).unwrap();
         assert_eq!(step, Step::Served(5));
         let frames = frames_of(&out);
         assert_eq!(frames.len(), 1);
@@ -402,11 +423,11 @@ mod tests {
         let mut out = Vec::new();
         let mut reader = &input[..];
         assert_eq!(
-            serve_one(&mut reader, &mut out, &echo, MAX_FRAME_LEN).unwrap(),
+            one(&mut reader, &mut out, &echo, MAX_FRAME_LEN).unwrap(),
             Step::Served(1)
         );
         assert_eq!(
-            serve_one(&mut reader, &mut out, &echo, MAX_FRAME_LEN).unwrap(),
+            one(&mut reader, &mut out, &echo, MAX_FRAME_LEN).unwrap(),
             Step::Served(2)
         );
         let frames = frames_of(&out);
@@ -448,7 +469,7 @@ mod tests {
     #[test]
     fn eof_is_a_clean_stop() {
         let mut out = Vec::new();
-        let step = serve_one(&mut &b""[..], &mut out, &echo, MAX_FRAME_LEN).unwrap();
+        let step = one(&mut &b""[..], &mut out, &echo, MAX_FRAME_LEN).unwrap();
         assert_eq!(step, Step::Eof);
         assert!(out.is_empty());
     }
@@ -463,7 +484,7 @@ mod tests {
         huge.extend_from_slice(b"{}");
         for input in [truncated, not_object, no_type, huge] {
             let mut out = Vec::new();
-            assert!(serve_one(&mut &input[..], &mut out, &echo, MAX_FRAME_LEN).is_err());
+            assert!(one(&mut &input[..], &mut out, &echo, MAX_FRAME_LEN).is_err());
             assert!(out.is_empty());
         }
     }
@@ -477,7 +498,7 @@ mod tests {
         let wrapped = |req| handler(req).unwrap_or_else(Response::from);
         let input = wire(&[request(1, "/")]);
         let mut out = Vec::new();
-        serve_one(&mut &input[..], &mut out, &wrapped, MAX_FRAME_LEN).unwrap();
+        one(&mut &input[..], &mut out, &wrapped, MAX_FRAME_LEN).unwrap();
         let f = &frames_of(&out)[0];
         assert_eq!(f["status"], 400);
         assert_eq!(
@@ -491,7 +512,7 @@ mod tests {
         let big = |_req: Request| Response::text(200, "x".repeat(4096));
         let input = wire(&[request(7, "/")]);
         let mut out = Vec::new();
-        serve_one(&mut &input[..], &mut out, &big, 1024).unwrap();
+        one(&mut &input[..], &mut out, &big, 1024).unwrap();
         let f = &frames_of(&out)[0];
         assert_eq!(
             (f["id"].clone(), f["status"].clone()),
@@ -513,7 +534,7 @@ mod tests {
             }
         }
         let input = wire(&[request(1, "/")]);
-        let err = serve_one(&mut &input[..], &mut Broken, &echo, MAX_FRAME_LEN).unwrap_err();
+        let err = one(&mut &input[..], &mut Broken, &echo, MAX_FRAME_LEN).unwrap_err();
         assert!(matches!(err, FrameError::Io(_)));
     }
 
@@ -612,12 +633,12 @@ mod tests {
             let mut reader = &input[..];
             let start = Instant::now();
             for id in 1..=6 {
-                let step = serve_one(&mut reader, &mut out, &adapter, MAX_FRAME_LEN).unwrap();
+                let step = one(&mut reader, &mut out, &adapter, MAX_FRAME_LEN).unwrap();
                 assert_eq!(step, Step::Served(id));
             }
             assert!(start.elapsed() >= Duration::from_millis(40));
             assert_eq!(
-                serve_one(&mut reader, &mut out, &adapter, MAX_FRAME_LEN).unwrap(),
+                one(&mut reader, &mut out, &adapter, MAX_FRAME_LEN).unwrap(),
                 Step::Eof
             );
             let frames = frames_of(&out);

@@ -104,6 +104,28 @@ fn b64(data: &[u8]) -> String {
     out
 }
 
+/// The `services` role: every path makes service calls.
+fn handle_services(req: Request) -> Result<Response, HandlerError> {
+    match req.path.as_str() {
+        "/note" => {
+            let id: i64 = req.require_query_param("id")?;
+            let notes =
+                DbPool::new("main").query("SELECT * FROM notes WHERE id = ?", &[json!(id)])?;
+            Ok(Response::ok(json!({ "note": notes.first() })))
+        }
+        "/hits" => {
+            let redis = RedisPool::new("cache");
+            let n = redis.incr("hits")?;
+            Ok(Response::ok(json!({ "hits": n })))
+        }
+        "/file" => match Storage::new("files").get("a.bin")? {
+            Some(o) => Ok(Response::binary(200, o.data, o.content_type)),
+            None => Err(HandlerError::NotFound),
+        },
+        _ => Ok(Response::text(200, "no call")),
+    }
+}
+
 fn handle_result(req: Request) -> Result<Response, HandlerError> {
     let n: i64 = req.require_query_param("n")?;
     Ok(Response::ok(json!({ "n": n })))
@@ -364,6 +386,118 @@ Content-Type: image/x-test\r\n\r\n"
     assert_eq!(status.code(), Some(0), "{stderr}");
 }
 
+/// Plays the gateway's side of service calls.
+fn service_calls_over_real_pipes() {
+    let mut w = Worker::spawn("services");
+    assert_eq!(w.recv()["type"], "ready");
+    let send = |w: &mut Worker, id: u64, path: &str, query: JsonValue| {
+        w.send(&json!({
+            "type": "request", "id": id, "method": "GET", "path": path,
+            "query": query, "request_id": format!("s{id}")
+        }));
+    };
+
+    // One call, answered.
+    send(&mut w, 1, "/note", json!({"id": "3"}));
+    let call = w.recv();
+    assert_eq!(
+        JsonValue::Object(call),
+        json!({"type": "call", "id": 1, "request": "s1", "service": "db", "pool": "main",
+               "action": "query",
+               "args": {"sql": "SELECT * FROM notes WHERE id = ?", "params": [3]}})
+    );
+    w.send(&json!({"type": "result", "id": 1, "ok": true,
+                   "data": {"columns": ["id", "body"], "rows": [{"id": 3, "body": "hi"}]}}));
+    let f = w.recv();
+    assert_eq!(
+        (f["type"].as_str(), f["id"].as_u64()),
+        (Some("response"), Some(1))
+    );
+    assert_eq!(f["body"], r#"{"note":{"body":"hi","id":3}}"#);
+
+    // Pipelined: requests 3 and 4 arrive before the result of request 2's
+    // call; they are answered after it, in order.
+    send(&mut w, 2, "/hits", json!({}));
+    send(&mut w, 3, "/plain", json!({}));
+    send(&mut w, 4, "/file", json!({}));
+    let call = w.recv();
+    assert_eq!(
+        (call["id"].as_u64(), call["request"].as_str()),
+        (Some(2), Some("s2"))
+    );
+    assert_eq!(
+        (call["service"].as_str(), call["action"].as_str()),
+        (Some("redis"), Some("incr"))
+    );
+    w.send(&json!({"type": "result", "id": 2, "ok": true, "data": 41}));
+    let f = w.recv();
+    assert_eq!(
+        (f["id"].as_u64(), f["body"].as_str()),
+        (Some(2), Some(r#"{"hits":41}"#))
+    );
+    let f = w.recv();
+    assert_eq!(
+        (f["id"].as_u64(), f["body"].as_str()),
+        (Some(3), Some("no call"))
+    );
+    let call = w.recv();
+    assert_eq!(
+        (
+            call["id"].as_u64(),
+            call["request"].as_str(),
+            call["args"].clone()
+        ),
+        (Some(3), Some("s4"), json!({"key": "a.bin"}))
+    );
+    w.send(&json!({"type": "result", "id": 3, "ok": true,
+                   "data": {"data_base64": b64(&[0, 1, 255]), "content_type": "x/y", "size": 3}}));
+    let f = w.recv();
+    assert_eq!(
+        (f["id"].as_u64(), f["status"].as_u64()),
+        (Some(4), Some(200))
+    );
+    assert_eq!(f["body_base64"], b64(&[0, 1, 255]));
+
+    // An unbound name: 503 through HandlerError.
+    send(&mut w, 5, "/hits", json!({}));
+    assert_eq!(w.recv()["id"], 4);
+    w.send(&json!({"type": "result", "id": 4, "ok": false,
+                   "error": {"kind": "ServiceUnavailable", "message": "no service bound as 'cache'"}}));
+    let f = w.recv();
+    assert_eq!(
+        (f["id"].as_u64(), f["status"].as_u64()),
+        (Some(5), Some(503))
+    );
+    assert_eq!(
+        f["body"],
+        r#"{"error":"Service unavailable: no service bound as 'cache'"}"#
+    );
+
+    // The gateway closes stdin while a call waits: the call fails, the
+    // request is still answered, the worker exits 0.
+    send(&mut w, 6, "/hits", json!({}));
+    assert_eq!(w.recv()["id"], 5);
+    drop(w.stdin.take());
+    let f = w.recv();
+    assert_eq!(
+        (f["id"].as_u64(), f["status"].as_u64()),
+        (Some(6), Some(500))
+    );
+    assert_eq!(
+        f["body"],
+        r#"{"error":"IPC error: redis incr on 'cache': the gateway's frames ended while waiting for result 5"}"#
+    );
+    let (status, stderr, rest) = w.finish();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(rest.is_empty());
+    assert!(
+        stderr.contains(
+            "early call refused: service calls are only possible while serving a request"
+        ),
+        "{stderr}"
+    );
+}
+
 #[cfg(feature = "async")]
 fn async_worker_serves_and_survives_panics() {
     let mut w = Worker::spawn("async");
@@ -415,6 +549,14 @@ fn main() {
     match std::env::var(ROLE).as_deref() {
         Ok("plain") => return rust_edge_gateway_sdk::run(handle),
         Ok("result") => return rust_edge_gateway_sdk::run_result(handle_result),
+        Ok("services") => {
+            // A call before the loop runs is refused, and the worker starts anyway.
+            match DbPool::new("main").execute("SELECT 1", &[]) {
+                Err(HandlerError::IpcError(m)) => eprintln!("early call refused: {m}"),
+                other => panic!("{other:?}"),
+            }
+            return rust_edge_gateway_sdk::run_result(handle_services);
+        }
         #[cfg(feature = "async")]
         Ok("async") => return rust_edge_gateway_sdk::run_async_result(handle_async),
         _ => {}
@@ -429,6 +571,10 @@ fn main() {
             result_handlers_answer_errors,
         ),
         ("binary_bodies_round_trip", binary_bodies_round_trip),
+        (
+            "service_calls_over_real_pipes",
+            service_calls_over_real_pipes,
+        ),
     ];
     #[cfg(feature = "async")]
     tests.push((

@@ -66,6 +66,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--instances", type=int, default=1, help="workers of the notes endpoint")
     args = parser.parse_args()
 
     data_dir = tempfile.mkdtemp(prefix="edgegw-bench-")
@@ -84,8 +85,10 @@ def main():
         with open(os.path.join(data_dir, "admin.key")) as f:
             key = f.read().strip()
 
-        def deploy(name, method, path, code, bindings):
-            endpoint = api(admin, key, "POST", "/endpoints", {"name": name, "path": path, "method": method, "code": code})
+        def deploy(name, method, path, code, bindings, instances=1):
+            endpoint = api(admin, key, "POST", "/endpoints", {
+                "name": name, "path": path, "method": method, "code": code, "instances": instances,
+            })
             for pool_id, service_id in bindings.items():
                 api(admin, key, "POST", f"/endpoints/{endpoint['id']}/services", {"service_id": service_id, "pool_id": pool_id})
             api(admin, key, "POST", f"/endpoints/{endpoint['id']}/compile")
@@ -111,7 +114,7 @@ def main():
             notes = f.read()
         db = api(admin, key, "POST", "/services", {"name": "notes-db", "service_type": "sqlite", "config": {}})
         deploy("notes-post", "POST", "/notes", notes, {"notes": db["id"]})
-        deploy("notes-get", "GET", "/notes/{id}", notes, {"notes": db["id"]})
+        deploy("notes-get", "GET", "/notes/{id}", notes, {"notes": db["id"]}, args.instances)
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/notes", data=json.dumps({"title": "bench", "body": "x" * 100}).encode(),
             method="POST", headers={"Content-Type": "application/json"},
@@ -122,6 +125,7 @@ def main():
         rate, non_2xx, _ = wrk(url, 1, 32, args.duration)
         results["sqlite_notes_get_requests_per_s"] = rate
         results["sqlite_notes_non_2xx"] = non_2xx
+        results["notes_instances"] = args.instances
         results["wrk"] = f"wrk -t1 -c32 -d{args.duration}s"
         print(json.dumps(results, indent=2))
     finally:

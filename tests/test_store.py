@@ -211,7 +211,7 @@ class ServiceStoreTests(unittest.TestCase):
         self.assertFalse(self.successResultOf(self.store.delete_service("nope")))
 
     def test_version_1_file_is_upgraded_in_place(self):
-        """A store written before services existed opens with its data kept and the new tables added."""
+        """A version 1 store opens with its data kept and every later table and column added."""
         import os
         import sqlite3
 
@@ -237,9 +237,14 @@ class ServiceStoreTests(unittest.TestCase):
         store = SQLiteStore(path, reactor=reactor, threadpool=reactor.getThreadPool())
         self.successResultOf(store.open())
         self.addCleanup(store.close)
-        self.assertEqual(SCHEMA_VERSION, 2)
         self.assertEqual(self.successResultOf(store.get_endpoint("e1"))["services"], {})
         self.successResultOf(store.create_service(service()))
         self.successResultOf(store.bind("e1", "main", "s1", "t"))
         rows = self.successResultOf(store._pool.runQuery("SELECT value FROM meta WHERE key = 'schema'"))
-        self.assertEqual(rows, [("2",)])
+        self.assertEqual(rows, [(str(SCHEMA_VERSION),)])
+        columns = self.successResultOf(store._pool.runQuery("PRAGMA table_info(api_keys)"))
+        self.assertIn("last_used_at", [c[1] for c in columns])
+        tables = self.successResultOf(
+            store._pool.runQuery("SELECT name FROM sqlite_master WHERE type = 'table'")
+        )
+        self.assertTrue({"domains", "collections"} <= {t[0] for t in tables})

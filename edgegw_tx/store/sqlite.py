@@ -7,8 +7,9 @@ dicts; JSON-valued columns (``settings``, ``config``) are decoded here so caller
 never see SQL types.
 
 Schema versions: 1 endpoints and API keys; 2 adds ``services`` and
-``bindings`` (additive: ``CREATE TABLE IF NOT EXISTS``, existing tables
-untouched, so a version 1 file is upgraded in place by ``open``).
+``bindings``; 3 adds ``domains``, ``collections`` and ``api_keys.last_used_at``.
+Upgrades are additive (``CREATE TABLE IF NOT EXISTS``, ``ADD COLUMN`` when
+missing), so an older file is upgraded in place by ``open``.
 """
 
 import json
@@ -17,7 +18,7 @@ import os
 from twisted.enterprise import adbapi
 from twisted.internet.threads import deferToThreadPool
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = [
     """
@@ -81,6 +82,32 @@ _SCHEMA = [
     )
     """,
     "CREATE INDEX IF NOT EXISTS bindings_by_service ON bindings (service_id)",
+    # version 3
+    """
+    CREATE TABLE IF NOT EXISTS domains (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL UNIQUE,
+        description TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS collections (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        domain_id TEXT REFERENCES domains (id),
+        base_path TEXT NOT NULL DEFAULT '',
+        description TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )
+    """,
+]
+
+# Columns added to existing tables by later versions: (table, column, definition).
+_ADDED_COLUMNS = [
+    ("api_keys", "last_used_at", "TEXT"),
 ]
 
 ENDPOINT_COLUMNS = (
@@ -198,6 +225,10 @@ class SQLiteStore:
         def create(cursor):
             for statement in _SCHEMA:
                 cursor.execute(statement)
+            for table, column, definition in _ADDED_COLUMNS:
+                cursor.execute(f"PRAGMA table_info({table})")
+                if column not in {row[1] for row in cursor.fetchall()}:
+                    cursor.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
             cursor.execute("SELECT value FROM meta WHERE key = 'schema'")
             row = cursor.fetchone()
             if row is None or int(row[0]) < SCHEMA_VERSION:

@@ -17,7 +17,7 @@ setup: $(VENV)/.installed crates
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt \
-		--config-settings editable_mode=compat -e .
+		--config-settings editable_mode=compat -e '.[test]'
 	touch $@
 
 crates:

@@ -21,6 +21,7 @@ from twisted.web.server import Site
 
 from edgegw_tx.admin.api import AdminAPI
 from edgegw_tx.admin.auth import KeyRing
+from edgegw_tx.admin.domains import CollectionManager, DomainManager
 from edgegw_tx.admin.logs import LogBook
 from edgegw_tx.admin.manager import EndpointManager
 from edgegw_tx.admin.services import ServiceManager
@@ -82,14 +83,25 @@ class GatewayRuntime(MultiService):
             LogBook(reactor),
             services=self.service_manager,
         )
-        self.api = AdminAPI(self.manager, self.keys, reactor, services=self.service_manager)
+        # Not ``services``/``namedServices`` either: plain names MultiService does not use.
+        self.collections = CollectionManager(self.store, self.manager)
+        self.domains = DomainManager(self.store, self.manager, self.collections)
+        self.api = AdminAPI(
+            self.manager,
+            self.keys,
+            reactor,
+            services=self.service_manager,
+            domains=self.domains,
+            collections=self.collections,
+        )
 
         data_site = Site(GatewayResource(Dispatcher(self.routes)), reactor=reactor)
         data_site.displayTracebacks = False
         data_site.noisy = False
         # No access log line per request on the data plane: it is the hot path.
         data_site.log = lambda request: None
-        admin_site = Site(self.api.resource(), reactor=reactor)
+        # Bodies are the API's to read (a malformed form would get Twisted's bare 400).
+        admin_site = Site(self.api.resource(), reactor=reactor, parsePOSTFormSubmission=False)
         admin_site.displayTracebacks = False
         admin_site.noisy = False
         self.listeners = []
@@ -129,6 +141,9 @@ class GatewayRuntime(MultiService):
         d.addCallback(lambda _: self.keys.load())
         d.addCallback(lambda _: self.keys.bootstrap(os.path.join(self.data_dir, "admin.key")))
         d.addCallback(lambda _: self.service_manager.load())
+        # Before restore: routes of endpoints in collections need the base paths.
+        d.addCallback(lambda _: self.collections.load())
+        d.addCallback(lambda _: self.domains.load())
         d.addCallback(lambda _: MultiService.startService(self))
         d.addCallback(lambda _: self.manager.restore())
         d.addErrback(self._failed_to_start)
@@ -142,6 +157,8 @@ class GatewayRuntime(MultiService):
         d = MultiService.stopService(self)
         d.addCallback(lambda _: self.manager.stop_all())
         d.addBoth(self._close_registry)
+        # The keys' held-back last_used_at times (auth.py); errors are logged there.
+        d.addBoth(lambda _: self.keys.flush())
         d.addBoth(lambda _: self.store.close())
         return d
 

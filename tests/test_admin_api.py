@@ -503,3 +503,13 @@ class AdminAPITests(unittest.TestCase):
         data = self.call("GET", "/api/endpoints?limit=1&page=2")[1]["data"]
         self.assertEqual((data["total"], data["pages"], len(data["items"])), (2, 2, 1))
         self.assertEqual(self.call("GET", "/api/endpoints?limit=0")[0], 400)
+
+
+    def test_env_name_with_trailing_newline_is_400(self):
+        """An env variable name ending in a newline is refused (a regex `$` would let it through)."""
+        code, document = self.call(
+            "POST", "/api/endpoints",
+            {"name": "x", "path": "/x", "method": "GET", "settings": {"env": {"A\n": "1"}}},
+        )
+        self.assertEqual(code, 400)
+        self.assertIn("settings.env", document["error"])

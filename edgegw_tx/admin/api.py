@@ -16,9 +16,17 @@ from werkzeug.exceptions import MethodNotAllowed as RoutingMethodNotAllowed
 from werkzeug.exceptions import NotFound as RoutingNotFound
 
 from edgegw_tx import __version__
+from edgegw_tx.admin.openapi import DOCUMENT_JSON as OPENAPI_JSON
+from edgegw_tx.admin.auth import check_new_key
 from edgegw_tx.admin.errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
+from edgegw_tx.admin.domains import gateway_stats
+from edgegw_tx.admin.errors import TooManyRequests
+from edgegw_tx.admin.errors import PayloadTooLarge
+from edgegw_tx.admin.imports import Importer, bundle_bytes, bundle_options
+from edgegw_tx.admin.throttle import AuthThrottle
 
 MAX_BODY = 8 * 1024 * 1024
+IMPORT_MAX_BODY = 64 * 1024 * 1024
 _READ_METHODS = (b"GET", b"HEAD")
 
 
@@ -39,12 +47,19 @@ class AdminAPI:
     app = Klein()
     log = Logger()
 
-    def __init__(self, manager, keys, clock, services=None):
-        """``services`` is the ``ServiceManager``; without one the service routes answer 404."""
+    def __init__(self, manager, keys, clock, services=None, domains=None, collections=None):
+        """
+        ``services`` is the ``ServiceManager``, ``domains`` and ``collections``
+        the ``DomainManager`` and ``CollectionManager`` (admin/domains.py);
+        without one its routes answer 404.
+        """
         self._manager = manager
         self._services = services
+        self._domains = domains
+        self._collections = collections
         self._keys = keys
         self._clock = clock
+        self._throttle = AuthThrottle(clock)
         self._started = clock.seconds()
 
     def resource(self):
@@ -53,15 +68,27 @@ class AdminAPI:
     # plumbing
 
     def _authorize(self, request):
-        header = request.getHeader(b"authorization") or ""
-        if isinstance(header, bytes):
-            header = header.decode("latin-1")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
-        record = self._keys.authenticate(token.strip())
-        if record is None:
-            raise Unauthorized("invalid API key")
+        """
+        The key record of the request, or 401/403. A client address with too
+        many failed attempts gets 429 before its key is even looked at, and
+        every 401 takes one of its attempts (``throttle.py``).
+        """
+        address = _client_address(request)
+        wait = self._throttle.retry_after(address)
+        if wait:
+            request.setHeader(b"retry-after", str(wait).encode("ascii"))
+            raise TooManyRequests(
+                f"too many failed authentications from this address; retry in {wait} s",
+                retry_after=wait,
+            )
+        try:
+            record = self._keys.authenticate(_bearer_token(request))
+            if record is None:
+                raise Unauthorized("invalid API key")
+        except Unauthorized:
+            self._throttle.failed(address)
+            request.setHeader(b"www-authenticate", b'Bearer realm="edgegw"')
+            raise
         if record["scope"] != "admin" and request.method not in _READ_METHODS:
             raise Forbidden(f"the key '{record['name']}' has scope '{record['scope']}' and may only read")
         return record
@@ -71,10 +98,10 @@ class AdminAPI:
             raise NotFound("services are not available in this gateway")
         return self._services
 
-    def _body(self, request):
-        data = request.content.read(MAX_BODY + 1)
-        if len(data) > MAX_BODY:
-            raise BadRequest(f"the request body is larger than {MAX_BODY} bytes")
+    def _body(self, request, limit=MAX_BODY):
+        data = request.content.read(limit + 1)
+        if len(data) > limit:
+            raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
         if not data.strip():
             raise BadRequest("the request body is empty; send a JSON object")
         try:
@@ -113,15 +140,24 @@ class AdminAPI:
     def health(self, request):
         return ok(request, {"status": "healthy", "version": __version__})
 
+    @app.route("/api/openapi.json", methods=["GET"])
+    def openapi_document(self, request):
+        """The OpenAPI 3.1 document of this API (``openapi.py``), bare; like health, no key needed."""
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return OPENAPI_JSON
+
     @app.route("/api/endpoints", methods=["GET"])
     @inlineCallbacks
     def list_endpoints(self, request):
         self._authorize(request)
         records = yield self._manager.list()
         args = _query(request)
-        for field in ("domain", "collection_id"):
-            if args.get(field):
-                records = [r for r in records if r[field] == args[field]]
+        if args.get("domain"):
+            # Stored lower-case; the domain an endpoint is served on (its collection's, if any).
+            records = [r for r in records if r["domain"] == args["domain"].strip().lower()]
+        if args.get("collection_id"):
+            records = [r for r in records if r["collection_id"] == args["collection_id"]]
         if args.get("enabled"):
             if args["enabled"] not in ("true", "false"):
                 raise BadRequest("query parameter 'enabled' must be true or false")
@@ -200,6 +236,115 @@ class AdminAPI:
                 raise BadRequest("query parameter 'since' must be a finite number")
         returnValue(ok(request, {"lines": self._manager.logs(endpoint_id, since)}))
 
+    # domains, collections and stats (admin/domains.py)
+
+    def _domain_manager(self):
+        if self._domains is None:
+            raise NotFound("domains are not available in this gateway")
+        return self._domains
+
+    def _collection_manager(self):
+        if self._collections is None:
+            raise NotFound("collections are not available in this gateway")
+        return self._collections
+
+    @app.route("/api/stats", methods=["GET"])
+    @inlineCallbacks
+    def stats(self, request):
+        self._authorize(request)
+        records = yield self._manager.list()
+        uptime = self._clock.seconds() - self._started
+        returnValue(ok(request, gateway_stats(records, self._manager.pool_stats(), uptime)))
+
+    @app.route("/api/domains", methods=["GET"])
+    @inlineCallbacks
+    def list_domains(self, request):
+        self._authorize(request)
+        records = yield self._domain_manager().list()
+        returnValue(ok(request, _paged(_query(request), records, dict)))
+
+    @app.route("/api/domains", methods=["POST"])
+    @inlineCallbacks
+    def create_domain(self, request):
+        self._authorize(request)
+        record = yield self._domain_manager().create(self._body(request))
+        returnValue(ok(request, record, status=201))
+
+    @app.route("/api/domains/<domain_id>", methods=["GET"])
+    @inlineCallbacks
+    def get_domain(self, request, domain_id):
+        self._authorize(request)
+        record = yield self._domain_manager().get(domain_id)
+        returnValue(ok(request, record))
+
+    @app.route("/api/domains/<domain_id>", methods=["PUT"])
+    @inlineCallbacks
+    def update_domain(self, request, domain_id):
+        self._authorize(request)
+        record = yield self._domain_manager().update(domain_id, self._body(request))
+        returnValue(ok(request, record))
+
+    @app.route("/api/domains/<domain_id>", methods=["DELETE"])
+    @inlineCallbacks
+    def delete_domain(self, request, domain_id):
+        """409 while it has endpoints or collections, unless ``?cascade=true``."""
+        self._authorize(request)
+        cascade = _flag(_query(request), "cascade")
+        record = yield self._domain_manager().delete(domain_id, cascade=cascade)
+        returnValue(ok(request, {"id": record["id"], "deleted": True, "cascaded": record["cascaded"]}))
+
+    @app.route("/api/domains/<domain_id>/collections", methods=["GET"])
+    @inlineCallbacks
+    def domain_collections(self, request, domain_id):
+        self._authorize(request)
+        yield self._domain_manager().get(domain_id)
+        records = yield self._collection_manager().list(domain_id)
+        returnValue(ok(request, _paged(_query(request), records, dict)))
+
+    @app.route("/api/collections", methods=["GET"])
+    @inlineCallbacks
+    def list_collections(self, request):
+        self._authorize(request)
+        records = yield self._collection_manager().list(_query(request).get("domain_id") or None)
+        returnValue(ok(request, _paged(_query(request), records, dict)))
+
+    @app.route("/api/collections", methods=["POST"])
+    @inlineCallbacks
+    def create_collection(self, request):
+        self._authorize(request)
+        record = yield self._collection_manager().create(self._body(request))
+        returnValue(ok(request, record, status=201))
+
+    @app.route("/api/collections/<collection_id>", methods=["GET"])
+    @inlineCallbacks
+    def get_collection(self, request, collection_id):
+        self._authorize(request)
+        record = yield self._collection_manager().get(collection_id)
+        returnValue(ok(request, record))
+
+    @app.route("/api/collections/<collection_id>", methods=["PUT"])
+    @inlineCallbacks
+    def update_collection(self, request, collection_id):
+        self._authorize(request)
+        record = yield self._collection_manager().update(collection_id, self._body(request))
+        returnValue(ok(request, record))
+
+    @app.route("/api/collections/<collection_id>", methods=["DELETE"])
+    @inlineCallbacks
+    def delete_collection(self, request, collection_id):
+        """409 while it has endpoints, unless ``?cascade=true``."""
+        self._authorize(request)
+        cascade = _flag(_query(request), "cascade")
+        record = yield self._collection_manager().delete(collection_id, cascade=cascade)
+        returnValue(ok(request, {"id": record["id"], "deleted": True, "cascaded": record["cascaded"]}))
+
+    @app.route("/api/collections/<collection_id>/endpoints", methods=["GET"])
+    @inlineCallbacks
+    def collection_endpoints(self, request, collection_id):
+        self._authorize(request)
+        records = yield self._collection_manager().endpoints(collection_id)
+        returnValue(ok(request, _paged(_query(request), records, self._manager.view)))
+
     # bindings: the names under which an endpoint's handlers reach services
 
     @app.route("/api/endpoints/<endpoint_id>/services", methods=["GET"])
@@ -226,6 +371,30 @@ class AdminAPI:
         self._authorize(request)
         binding = yield self._service_manager().unbind(endpoint_id, pool_id)
         returnValue(ok(request, dict(binding, deleted=True)))
+
+    # API keys: the plaintext is in the POST answer only; lists never show it
+
+    @app.route("/api/keys", methods=["GET"])
+    def list_keys(self, request):
+        current = self._authorize(request)
+        items = [dict(view, current=view["id"] == current["id"]) for view in self._keys.list()]
+        return ok(request, _paged(_query(request), items, lambda item: item))
+
+    @app.route("/api/keys", methods=["POST"])
+    @inlineCallbacks
+    def create_key(self, request):
+        self._authorize(request)
+        name, scope = check_new_key(self._body(request))
+        record, plaintext = yield self._keys.create(name, scope)
+        returnValue(ok(request, dict(self._keys.view(record), key=plaintext), status=201))
+
+    @app.route("/api/keys/<key_id>", methods=["DELETE"])
+    @inlineCallbacks
+    def delete_key(self, request, key_id):
+        """The key is refused from the next request on; never the last admin key (409)."""
+        self._authorize(request)
+        view = yield self._keys.revoke(key_id)
+        returnValue(ok(request, dict(view, deleted=True)))
 
     # services
 
@@ -279,9 +448,69 @@ class AdminAPI:
         result = yield self._service_manager().test(service_id)
         returnValue(ok(request, result))
 
+    # imports (admin/imports.py): bodies up to IMPORT_MAX_BODY
+
+    def _importer(self):
+        """One ``Importer`` per API, made on first use: its lock serialises imports."""
+        importer = self.__dict__.get("_imports")
+        if importer is None:
+            importer = self._imports = Importer(
+                self._manager, domains=self._domains, collections=self._collections, reactor=self._clock
+            )
+        return importer
+
+    @app.route("/api/import/openapi", methods=["POST"])
+    @inlineCallbacks
+    def import_openapi(self, request):
+        self._authorize(request)
+        result = yield self._importer().openapi(self._body(request, IMPORT_MAX_BODY))
+        returnValue(ok(request, result))
+
+    @app.route("/api/import/bundle", methods=["POST"])
+    @inlineCallbacks
+    def import_bundle(self, request):
+        self._authorize(request)
+        options = bundle_options(request)
+        data = bundle_bytes(request, IMPORT_MAX_BODY)
+        result = yield self._importer().bundle(data, options)
+        returnValue(ok(request, result))
+
+
+def _client_address(request):
+    """The peer's IP (never a forwarded header: it is the client's to forge); one bucket for UNIX sockets."""
+    return getattr(request.getClientAddress(), "host", None) or "local"
+
+
+def _bearer_token(request):
+    """The key of ``Authorization: Bearer <key>``, trimmed; 401 when there is none."""
+    header = request.getHeader(b"authorization") or ""
+    if isinstance(header, bytes):
+        header = header.decode("latin-1")
+    parts = header.strip().split(None, 1)
+    if not parts:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    if parts[0].lower() != "bearer":
+        # Not echoed: a key sent without "Bearer " would be the "scheme".
+        raise Unauthorized(
+            "unsupported authorization scheme: use Bearer, 'Authorization: Bearer <key>'"
+        )
+    token = parts[1].strip() if len(parts) > 1 else ""
+    if not token:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    return token
+
+
+def _flag(args, name):
+    """A ``true``/``false`` query parameter (absent: false); 400 for anything else."""
+    value = args.get(name, "false") or "false"
+    if value not in ("true", "false"):
+        raise BadRequest(f"query parameter '{name}' must be true or false")
+    return value == "true"
+
 
 def _query(request):
-    return {k.decode(): v[-1].decode("utf-8", "replace") for k, v in request.args.items()}
+    # Names too may be any bytes (?%ff=1): replaced, never a 500.
+    return {k.decode("utf-8", "replace"): v[-1].decode("utf-8", "replace") for k, v in request.args.items()}
 
 
 def _paged(args, records, view):

@@ -5,6 +5,11 @@ Keys are random tokens shown once; the store keeps only their SHA-256. Because
 keys carry 256 bits of entropy a plain hash is enough (no slow KDF needed), and
 every check compares against all known hashes with ``hmac.compare_digest`` so
 timing says nothing about which key, or how much of one, matched.
+
+``last_used_at`` is kept in memory on every successful check and written to the
+store at most once per ``FLUSH_INTERVAL`` per key (the first use at once, later
+ones coalesced into one write when the interval is over), and on ``flush``
+(shut-down). Readers (``list``) see the in-memory value.
 """
 
 import hashlib
@@ -14,11 +19,46 @@ import secrets
 import uuid
 from datetime import datetime, timezone
 
+from twisted.internet.defer import succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
+from edgegw_tx.admin.errors import BadRequest, Conflict, NotFound
+from edgegw_tx.store import LastAdminKey, Missing
+
 SCOPES = ("read", "admin")
 KEY_PREFIX = "egw_"
+MAX_NAME = 100
+FLUSH_INTERVAL = 60.0
+_FIELDS = ("name", "scope")
+
+
+def _iso(seconds):
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat()
+
+
+def check_new_key(payload):
+    """``(name, scope)`` of a ``POST /api/keys`` body, or ``BadRequest`` naming the field."""
+    if not isinstance(payload, dict):
+        raise BadRequest("the request body must be a JSON object with 'name' and 'scope'")
+    for field in payload:
+        if field not in _FIELDS:
+            raise BadRequest(f"unknown field '{field}'", field=field)
+    for field in _FIELDS:
+        if field not in payload:
+            raise BadRequest(f"missing field '{field}'", field=field)
+    name, scope = payload["name"], payload["scope"]
+    if not isinstance(name, str):
+        raise BadRequest("field 'name' must be a string", field="name")
+    if not name.strip():
+        raise BadRequest("field 'name' must not be empty", field="name")
+    if len(name) > MAX_NAME:
+        raise BadRequest(f"field 'name' is longer than {MAX_NAME} characters", field="name")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise BadRequest("field 'name' must not contain control characters", field="name")
+    if scope not in SCOPES:
+        raise BadRequest("field 'scope' must be one of: " + ", ".join(SCOPES), field="scope")
+    return name, scope
 
 
 def generate_key():
@@ -51,6 +91,9 @@ class KeyRing:
         self._store = store
         self._reactor = reactor
         self._keys = []
+        self._used = {}  # key id -> last_used_at, newest (maybe not written yet)
+        self._written = {}  # key id -> reactor time of its last write
+        self._timers = {}  # key id -> DelayedCall of its next write
 
     def load(self):
         d = self._store.list_keys()
@@ -70,7 +113,91 @@ class KeyRing:
         for record in self._keys:
             if hmac.compare_digest(candidate, record["key_hash"]):
                 found = record
+        if found is not None:
+            self._touch(found["id"])
         return found
+
+    # last_used_at
+
+    def _touch(self, key_id):
+        now = self._reactor.seconds()
+        self._used[key_id] = _iso(now)
+        if key_id in self._timers:
+            return  # a write is due; it will take the newest value
+        last = self._written.get(key_id)
+        if last is None or now - last >= FLUSH_INTERVAL:
+            self._write([key_id])
+        else:
+            self._timers[key_id] = self._reactor.callLater(
+                last + FLUSH_INTERVAL - now, self._due, key_id
+            )
+
+    def _due(self, key_id):
+        del self._timers[key_id]
+        self._write([key_id])
+
+    def _write(self, key_ids):
+        now = self._reactor.seconds()
+        for key_id in key_ids:
+            self._written[key_id] = now
+        d = self._store.touch_keys({key_id: self._used[key_id] for key_id in key_ids})
+        d.addErrback(lambda f: self.log.failure("Recording when API keys were used failed", f))
+        return d
+
+    def flush(self):
+        """Write every ``last_used_at`` still held back (on shut-down); fires when written."""
+        key_ids = list(self._timers)
+        for key_id in key_ids:
+            self._timers.pop(key_id).cancel()
+        if not key_ids:
+            return succeed(None)
+        return self._write(key_ids)
+
+    # reading and revoking
+
+    def view(self, record):
+        """What the API shows of a key: never its hash (nor, having none, its plaintext)."""
+        return {
+            "id": record["id"],
+            "name": record["name"],
+            "scope": record["scope"],
+            "created_at": record["created_at"],
+            "last_used_at": self._used.get(record["id"], record.get("last_used_at")),
+        }
+
+    def list(self):
+        """Every key's view, oldest first."""
+        return [self.view(record) for record in self._keys]
+
+    def revoke(self, key_id):
+        """
+        Delete a key; fire with its view once the in-memory list no longer has
+        it, so the very next request with it is refused. ``NotFound`` for an
+        unknown id, ``Conflict`` for the last admin key.
+        """
+        d = self._store.delete_key(key_id)
+
+        def deleted(record):
+            self._keys = [k for k in self._keys if k["id"] != key_id]
+            timer = self._timers.pop(key_id, None)
+            if timer is not None:
+                timer.cancel()
+            self._written.pop(key_id, None)
+            view = self.view(record)
+            self._used.pop(key_id, None)
+            return view
+
+        def refused(failure):
+            failure.trap(Missing, LastAdminKey)
+            if failure.check(Missing):
+                raise NotFound(f"no API key with id '{key_id}'")
+            raise Conflict(
+                f"key '{key_id}' is the last admin key and cannot be deleted: without it nobody "
+                "could manage the gateway; create another admin key first"
+            )
+
+        d.addCallbacks(deleted, refused)
+        return d
 
     def create(self, name, scope):
         """Fire with ``(record, plaintext)``; the plaintext is never stored."""
@@ -115,6 +242,4 @@ class KeyRing:
 
     @staticmethod
     def _noop():
-        from twisted.internet.defer import succeed
-
         return succeed(None)

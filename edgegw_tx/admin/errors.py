@@ -34,6 +34,12 @@ class Conflict(ApiError):
     status = 409
 
 
+class PayloadTooLarge(ApiError):
+    """A request body, or an uploaded bundle once inflated, over its cap."""
+
+    status = 413
+
+
 class Unprocessable(ApiError):
     status = 422
 
@@ -48,3 +54,9 @@ class BuildUnavailable(ApiError):
     """The build plane cannot run at all (no cargo, no SDK): the operator's to fix."""
 
     status = 503
+
+
+class TooManyRequests(ApiError):
+    """Too many failed authentications from one address; ``Retry-After`` says when to retry."""
+
+    status = 429

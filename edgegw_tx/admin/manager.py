@@ -75,6 +75,16 @@ class EndpointManager:
         self._services = services
         self._pools = {}
         self._locks = {}
+        # Domains and collections (admin/domains.py): ``_routing`` resolves an
+        # endpoint's effective route; ``routing_lock`` serialises every write
+        # that decides routes (endpoint create/update, domain and collection
+        # writes) and the moment a started pool takes its route.
+        self._routing = None
+        self.routing_lock = DeferredLock()
+
+    def set_routing(self, routing):
+        """Use ``routing`` (a ``CollectionManager``) to place endpoints; see admin/domains.py."""
+        self._routing = routing
 
     # reading
 
@@ -83,7 +93,12 @@ class EndpointManager:
         public = {k: v for k, v in record.items() if k not in _HIDDEN}
         pool = self._pools.get(record["id"])
         public["pids"] = list(pool.pids) if pool is not None else []
+        public["route"] = "{} {}{}".format(record["method"], record["domain"], self._full_path(record))
         return public
+
+    def pool_stats(self):
+        """``stats()`` of every running endpoint's worker pool."""
+        return [pool.stats() for pool in self._pools.values()]
 
     @inlineCallbacks
     def get(self, endpoint_id):
@@ -105,8 +120,11 @@ class EndpointManager:
 
     # writing
 
-    @inlineCallbacks
     def create(self, payload):
+        return self.routing_lock.run(self._create, payload)
+
+    @inlineCallbacks
+    def _create(self, payload):
         fields = endpoint_fields(payload)
         pattern = parse_pattern(fields["path"])
         now = _now()
@@ -118,14 +136,18 @@ class EndpointManager:
             created_at=now,
             updated_at=now,
         )
+        if self._routing is not None:
+            placed = yield self._routing.place(payload, fields, None)
+            record.update(placed)
         try:
             stored = yield self._store.create_endpoint(record)
         except StoreConflict:
-            raise self._route_taken(record)
+            error = yield self._route_taken(record)
+            raise error
         returnValue(stored)
 
     def update(self, endpoint_id, payload):
-        return self._locked(endpoint_id, self._update, endpoint_id, payload)
+        return self._locked(endpoint_id, self.routing_lock.run, self._update, endpoint_id, payload)
 
     @inlineCallbacks
     def _update(self, endpoint_id, payload):
@@ -135,6 +157,10 @@ class EndpointManager:
         if "path" in fields:
             fields["path_shape"] = parse_pattern(fields["path"]).shape
             merged["path_shape"] = fields["path_shape"]
+        if self._routing is not None:
+            placed = yield self._routing.place(payload, fields, current)
+            fields.update(placed)
+            merged.update(placed)
         if _build_inputs(merged) != _build_inputs(current):
             fields["artifact"] = None
             if current["status"] != "running":
@@ -143,12 +169,17 @@ class EndpointManager:
         try:
             record = yield self._store.update_endpoint(endpoint_id, fields)
         except StoreConflict:
-            raise self._route_taken(merged)
+            error = yield self._route_taken(merged)
+            raise error
         pool = self._pools.get(endpoint_id)
         if pool is not None:
             if not record["enabled"]:
                 record = yield self._stop_locked(record)
-            elif any(k in fields for k in ("path", "method", "domain")):
+            elif any(
+                record[k] != current[k]
+                for k in ("path", "method", "domain", "collection_id", "path_shape")
+            ):
+                # RouteTable.add under the same key: the new route replaces the old at once.
                 self._route(record, pool)
         returnValue(record)
 
@@ -246,7 +277,9 @@ class EndpointManager:
     @inlineCallbacks
     def _restart(self, endpoint_id):
         record = yield self.get(endpoint_id)
-        old = self._pools.pop(endpoint_id, None)
+        # The old pool stays registered until the new one takes its place
+        # (_register), so a domain or collection change meanwhile moves its route.
+        old = self._pools.get(endpoint_id)
         try:
             record = yield self._start_locked(record, record["artifact"] or record["deployed"])
         except Exception:
@@ -298,16 +331,62 @@ class EndpointManager:
             record["id"],
             record["domain"],
             record["method"],
-            parse_pattern(record["path"]),
+            parse_pattern(self._full_path(record)),
             pool,
         )
 
+    def _full_path(self, record):
+        """The path the endpoint is served at: its collection's base path applied."""
+        if self._routing is None:
+            return record["path"]
+        return self._routing.full_path(record)
+
+    def reroute(self, records):
+        """
+        Move the routes of those endpoint ``records`` (as now stored) that run,
+        each atomically: ``RouteTable.add`` under the same key replaces the old
+        route. Call under ``routing_lock``. A batch may move one endpoint onto
+        the route another is leaving, so a clash is retried after the others.
+        """
+        pending = [r for r in records if r["id"] in self._pools]
+        while pending:
+            left = []
+            for record in pending:
+                try:
+                    self._route(record, self._pools[record["id"]])
+                except ValueError:  # the route table's RouteConflict
+                    left.append(record)
+            if len(left) == len(pending):
+                for record in left:
+                    self.log.error("Could not move the route of endpoint {id}", id=record["id"])
+                return
+            pending = left
+
+    @inlineCallbacks
     def _route_taken(self, record):
-        return Conflict(
-            "another endpoint already serves {} {} on domain '{}'".format(
-                record["method"], record["path"], record["domain"]
+        other = None
+        if self._routing is not None:
+            other = yield self._routing.holder(record)
+        returnValue(
+            Conflict(
+                "another endpoint {}already serves {} {} on domain '{}'".format(
+                    f"('{other['name']}', id {other['id']}) " if other else "",
+                    record["method"],
+                    self._full_path(record),
+                    record["domain"],
+                )
             )
         )
+
+    @inlineCallbacks
+    def _register(self, endpoint_id, record, pool):
+        """
+        Put a started pool in service, at the endpoint's route as stored now: a
+        domain or collection may have moved it while the workers started.
+        """
+        fresh = yield self._store.get_endpoint(endpoint_id)
+        self._pools[endpoint_id] = pool
+        self._route(fresh or record, pool)
 
     @inlineCallbacks
     def _start_locked(self, record, digest):
@@ -333,8 +412,7 @@ class EndpointManager:
                 f"the workers of endpoint '{record['name']}' failed to start: {e}; "
                 f"see GET /api/endpoints/{endpoint_id}/logs"
             )
-        self._pools[endpoint_id] = pool
-        self._route(record, pool)
+        yield self.routing_lock.run(self._register, endpoint_id, record, pool)
         record = yield self._store.update_endpoint(
             endpoint_id,
             {"status": "running", "deployed": digest, "last_error": None, "updated_at": _now()},

@@ -26,8 +26,8 @@ from edgegw_tx.admin.errors import ApiError, BadRequest, Conflict, NotFound
 from edgegw_tx.store import Conflict as StoreConflict
 from edgegw_tx.store import Missing, ServiceInUse
 
-POOL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+POOL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 _WRITABLE = {"name", "service_type", "config"}
 _READ_ONLY = {"id", "created_at", "updated_at"}

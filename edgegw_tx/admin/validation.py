@@ -44,12 +44,40 @@ _READ_ONLY = {
     "last_error",
     "pids",
     "services",
+    "route",
     "created_at",
     "updated_at",
 }
 _REQUIRED_ON_CREATE = ("name", "path", "method")
-_HOST = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HOST = re.compile(r"^(?=.{1,253}\Z)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\Z")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def check_host(payload, field):
+    """
+    ``payload[field]`` as a routing host: ``*`` or a host name, stripped and
+    lower-cased. The one rule for endpoints' ``domain`` and domains' ``host``.
+    """
+    host = _string(payload, field, 253).strip().lower()
+    if host != "*" and not _HOST.match(host):
+        raise BadRequest(
+            f"field '{field}' must be '*' or a host name such as api.example.com",
+            field=field,
+        )
+    return host
+
+
+def whole_number(value):
+    """
+    ``value`` as an int if it is an integer, or a float without a fraction
+    (JSON has one number type: ``2.0`` is the integer 2, as JSON Schema says);
+    None for anything else, booleans and strings included.
+    """
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return None
 
 
 def _string(payload, field, max_length, allow_empty=False):
@@ -81,12 +109,14 @@ def _settings(payload, current):
     for field, value in given.items():
         name = field.rsplit(".", 1)[-1]
         if name == "instances":
-            if type(value) is not int or not 1 <= value <= MAX_INSTANCES:
+            value = whole_number(value)
+            if value is None or not 1 <= value <= MAX_INSTANCES:
                 raise BadRequest(
                     f"field '{field}' must be an integer from 1 to {MAX_INSTANCES}", field=field
                 )
         elif name == "pipeline":
-            if type(value) is not int or not 1 <= value <= MAX_PIPELINE:
+            value = whole_number(value)
+            if value is None or not 1 <= value <= MAX_PIPELINE:
                 raise BadRequest(
                     f"field '{field}' must be an integer from 1 to {MAX_PIPELINE}", field=field
                 )
@@ -147,13 +177,7 @@ def endpoint_fields(payload, current=None):
         except ValueError as e:
             raise BadRequest(f"field 'method': {e}", field="method")
     if "domain" in payload:
-        domain = _string(payload, "domain", 253).strip().lower()
-        if domain != "*" and not _HOST.match(domain):
-            raise BadRequest(
-                "field 'domain' must be '*' or a host name such as api.example.com",
-                field="domain",
-            )
-        fields["domain"] = domain
+        fields["domain"] = check_host(payload, "domain")
     elif current is None:
         fields["domain"] = "*"
     if "collection_id" in payload:

@@ -182,6 +182,8 @@ class _Fields:
         value = self.get(name)
         if value is None:
             return default
+        if type(value) is float and value.is_integer():
+            value = int(value)  # JSON has one number type: 5432.0 is the integer 5432
         if type(value) is not int:
             raise ConfigError(
                 f"config.{name}", f"must be an integer, not {_type_name(value)}"

@@ -130,11 +130,23 @@ ENDPOINT_COLUMNS = (
     "updated_at",
 )
 
-KEY_COLUMNS = ("id", "name", "scope", "key_hash", "created_at")
+KEY_COLUMNS = ("id", "name", "scope", "key_hash", "created_at", "last_used_at")
 
 SERVICE_COLUMNS = ("id", "name", "service_type", "config", "created_at", "updated_at")
 
 BINDING_COLUMNS = ("endpoint_id", "pool_id", "service_id", "created_at")
+
+DOMAIN_COLUMNS = ("id", "host", "description", "created_at", "updated_at")
+
+COLLECTION_COLUMNS = (
+    "id",
+    "name",
+    "domain_id",
+    "base_path",
+    "description",
+    "created_at",
+    "updated_at",
+)
 
 
 class Conflict(Exception):
@@ -151,6 +163,39 @@ class ServiceInUse(Conflict):
         super().__init__(f"service {service_id} is bound to {len(bindings)} endpoint(s)")
         self.service_id = service_id
         self.bindings = bindings
+
+
+class LastAdminKey(Conflict):
+    """The last ``admin`` API key cannot be deleted: nobody could manage the gateway."""
+
+    def __init__(self, key_id):
+        super().__init__(f"key {key_id} is the last admin key")
+        self.key_id = key_id
+
+
+class InUse(Conflict):
+    """
+    A domain or collection still has records that depend on it; ``counts`` says
+    how many of each, e.g. ``{"endpoints": 2, "collections": 1}``.
+    """
+
+    def __init__(self, what, record_id, counts):
+        super().__init__(f"{what} {record_id} is still used: {counts}")
+        self.counts = counts
+
+
+class RouteClash(Conflict):
+    """
+    Moving endpoints (a domain's new host, a collection's new base path or
+    domain) would give ``endpoint_id`` the route ``other_id`` (named
+    ``other_name``) already has; nothing was changed.
+    """
+
+    def __init__(self, endpoint_id, other_id, other_name):
+        super().__init__(f"endpoint {endpoint_id} would take the route of endpoint {other_id}")
+        self.endpoint_id = endpoint_id
+        self.other_id = other_id
+        self.other_name = other_name
 
 
 class Missing(LookupError):
@@ -449,10 +494,146 @@ class SQLiteStore:
         d.addCallback(lambda rows: [dict(zip(BINDING_COLUMNS, r)) for r in rows])
         return d
 
+    # domains and collections (schema 3)
+    #
+    # An endpoint refers to its domain by host (``endpoints.domain``) and to its
+    # collection by id; its ``domain`` and ``path_shape`` are those of the route
+    # it is served at (the collection's base path and domain applied), so the
+    # UNIQUE rule on endpoints holds over effective routes. ``moves`` below are
+    # ``(endpoint_id, domain, path_shape)`` changes applied in the same
+    # transaction as the domain or collection change that causes them.
+
+    def create_domain(self, record):
+        """Insert a domain; ``Conflict`` when its host is taken."""
+        return self._insert("domains", DOMAIN_COLUMNS, record, self.get_domain)
+
+    def get_domain(self, domain_id):
+        return self._get_one("domains", DOMAIN_COLUMNS, "id", domain_id)
+
+    def get_domain_by_host(self, host):
+        return self._get_one("domains", DOMAIN_COLUMNS, "host", host)
+
+    def list_domains(self):
+        sql = "SELECT {} FROM domains ORDER BY created_at, id".format(", ".join(DOMAIN_COLUMNS))
+        d = self._pool.runQuery(sql)
+        d.addCallback(lambda rows: [dict(zip(DOMAIN_COLUMNS, r)) for r in rows])
+        return d
+
+    def update_domain(self, domain_id, fields, moves=()):
+        """
+        Change some columns and apply ``moves``, all or nothing; fires with the
+        new record. ``Conflict`` when the host is taken, ``RouteClash`` when a
+        move collides with another endpoint's route.
+        """
+        return self._update_moving("domains", DOMAIN_COLUMNS, domain_id, fields, moves, self.get_domain)
+
+    def delete_domain(self, domain_id):
+        """
+        Fire with True when a row was deleted; ``InUse`` while endpoints use its
+        host or collections belong to it (checked in the same transaction).
+        """
+
+        def delete(cursor):
+            cursor.execute("SELECT host FROM domains WHERE id = ?", (domain_id,))
+            row = cursor.fetchone()
+            if row is None:
+                return False
+            cursor.execute("SELECT COUNT(*) FROM endpoints WHERE domain = ?", (row[0],))
+            endpoints = cursor.fetchone()[0]
+            cursor.execute("SELECT COUNT(*) FROM collections WHERE domain_id = ?", (domain_id,))
+            collections = cursor.fetchone()[0]
+            if endpoints or collections:
+                raise InUse("domain", domain_id, {"endpoints": endpoints, "collections": collections})
+            cursor.execute("DELETE FROM domains WHERE id = ?", (domain_id,))
+            return True
+
+        return self._pool.runInteraction(delete)
+
+    def create_collection(self, record):
+        """Insert a collection; ``Missing`` when its ``domain_id`` names no domain."""
+
+        def insert(cursor):
+            _check_domain(cursor, record.get("domain_id"))
+            _insert_row(cursor, "collections", COLLECTION_COLUMNS, record)
+
+        d = self._pool.runInteraction(insert)
+        d.addErrback(_translate_integrity_error)
+        d.addCallback(lambda _: self.get_collection(record["id"]))
+        return d
+
+    def get_collection(self, collection_id):
+        return self._get_one("collections", COLLECTION_COLUMNS, "id", collection_id)
+
+    def list_collections(self, domain_id=None):
+        sql = "SELECT {} FROM collections".format(", ".join(COLLECTION_COLUMNS))
+        args = ()
+        if domain_id is not None:
+            sql += " WHERE domain_id = ?"
+            args = (domain_id,)
+        d = self._pool.runQuery(sql + " ORDER BY created_at, id", args)
+        d.addCallback(lambda rows: [dict(zip(COLLECTION_COLUMNS, r)) for r in rows])
+        return d
+
+    def update_collection(self, collection_id, fields, moves=()):
+        """
+        Like ``update_domain``; also ``Missing`` when a new ``domain_id`` names
+        no domain.
+        """
+        return self._update_moving(
+            "collections", COLLECTION_COLUMNS, collection_id, fields, moves, self.get_collection
+        )
+
+    def delete_collection(self, collection_id):
+        """Fire with True when a row was deleted; ``InUse`` while endpoints are in it."""
+
+        def delete(cursor):
+            cursor.execute("SELECT COUNT(*) FROM endpoints WHERE collection_id = ?", (collection_id,))
+            endpoints = cursor.fetchone()[0]
+            if endpoints:
+                raise InUse("collection", collection_id, {"endpoints": endpoints})
+            cursor.execute("DELETE FROM collections WHERE id = ?", (collection_id,))
+            return cursor.rowcount > 0
+
+        return self._pool.runInteraction(delete)
+
+    def _insert(self, table, all_columns, record, get):
+        columns = [c for c in all_columns if c in record]
+        d = self._pool.runInteraction(_insert_row, table, columns, record)
+        d.addErrback(_translate_integrity_error)
+        d.addCallback(lambda _: get(record["id"]))
+        return d
+
+    def _get_one(self, table, columns, key, value):
+        sql = "SELECT {} FROM {} WHERE {} = ?".format(", ".join(columns), table, key)
+        d = self._pool.runQuery(sql, (value,))
+        d.addCallback(lambda rows: dict(zip(columns, rows[0])) if rows else None)
+        return d
+
+    def _update_moving(self, table, all_columns, record_id, fields, moves, get):
+        unknown = set(fields) - set(all_columns) - {"id"}
+        if unknown:
+            raise ValueError(f"unknown {table} columns: " + ", ".join(sorted(unknown)))
+        columns = [c for c in all_columns if c in fields and c != "id"]
+
+        def update(cursor):
+            if "domain_id" in fields:
+                _check_domain(cursor, fields["domain_id"])
+            if columns:
+                cursor.execute(
+                    "UPDATE {} SET {} WHERE id = ?".format(table, ", ".join(c + " = ?" for c in columns)),
+                    tuple(fields[c] for c in columns) + (record_id,),
+                )
+            _move_endpoints(cursor, moves)
+
+        d = self._pool.runInteraction(update)
+        d.addErrback(_translate_integrity_error)
+        d.addCallback(lambda _: get(record_id))
+        return d
+
     # API keys
 
     def add_key(self, record):
-        columns = list(KEY_COLUMNS)
+        columns = [c for c in KEY_COLUMNS if c in record]
         sql = "INSERT INTO api_keys ({}) VALUES ({})".format(
             ", ".join(columns), ", ".join("?" for _ in columns)
         )
@@ -465,6 +646,96 @@ class SQLiteStore:
         d = self._pool.runQuery(sql)
         d.addCallback(lambda rows: [dict(zip(KEY_COLUMNS, r)) for r in rows])
         return d
+
+    def get_key(self, key_id):
+        """The key record, or ``None``."""
+        sql = "SELECT {} FROM api_keys WHERE id = ?".format(", ".join(KEY_COLUMNS))
+        d = self._pool.runQuery(sql, (key_id,))
+        d.addCallback(lambda rows: dict(zip(KEY_COLUMNS, rows[0])) if rows else None)
+        return d
+
+    def delete_key(self, key_id):
+        """
+        Delete a key and fire with its record. ``Missing`` when there is no such
+        key; ``LastAdminKey`` when it is the only ``admin`` key (checked in the
+        same transaction, so two concurrent deletes cannot both pass).
+        """
+
+        def delete(cursor):
+            cursor.execute(
+                "SELECT {} FROM api_keys WHERE id = ?".format(", ".join(KEY_COLUMNS)), (key_id,)
+            )
+            row = cursor.fetchone()
+            if row is None:
+                raise Missing("key", key_id)
+            record = dict(zip(KEY_COLUMNS, row))
+            if record["scope"] == "admin":
+                cursor.execute(
+                    "SELECT COUNT(*) FROM api_keys WHERE scope = 'admin' AND id != ?", (key_id,)
+                )
+                if cursor.fetchone()[0] == 0:
+                    raise LastAdminKey(key_id)
+            cursor.execute("DELETE FROM api_keys WHERE id = ?", (key_id,))
+            return record
+
+        return self._pool.runInteraction(delete)
+
+    def touch_keys(self, last_used):
+        """Record ``{key_id: last_used_at}``; ids of deleted keys are ignored."""
+
+        def touch(cursor):
+            cursor.executemany(
+                "UPDATE api_keys SET last_used_at = ? WHERE id = ?",
+                [(value, key_id) for key_id, value in last_used.items()],
+            )
+
+        return self._pool.runInteraction(touch)
+
+
+def _insert_row(cursor, table, columns, record):
+    columns = [c for c in columns if c in record]
+    cursor.execute(
+        "INSERT INTO {} ({}) VALUES ({})".format(
+            table, ", ".join(columns), ", ".join("?" for _ in columns)
+        ),
+        tuple(record[c] for c in columns),
+    )
+
+
+def _check_domain(cursor, domain_id):
+    if domain_id is not None:
+        cursor.execute("SELECT 1 FROM domains WHERE id = ?", (domain_id,))
+        if cursor.fetchone() is None:
+            raise Missing("domain", domain_id)
+
+
+def _move_endpoints(cursor, moves):
+    """
+    Give endpoints a new (domain, path_shape), all or nothing. Two passes: the
+    moved rows first leave their routes (a placeholder shape no pattern can
+    have), so a move onto a route another moved endpoint is leaving is no
+    clash; a real clash raises ``RouteClash`` naming the endpoint in the way.
+    """
+    import sqlite3
+
+    for endpoint_id, _, _ in moves:
+        cursor.execute(
+            "UPDATE endpoints SET path_shape = ? WHERE id = ?", ("\x00" + endpoint_id, endpoint_id)
+        )
+    for endpoint_id, domain, path_shape in moves:
+        try:
+            cursor.execute(
+                "UPDATE endpoints SET domain = ?, path_shape = ? WHERE id = ?",
+                (domain, path_shape, endpoint_id),
+            )
+        except sqlite3.IntegrityError:
+            cursor.execute(
+                "SELECT o.id, o.name FROM endpoints o JOIN endpoints e ON e.id = ? "
+                "WHERE o.domain = ? AND o.method = e.method AND o.path_shape = ? AND o.id != ?",
+                (endpoint_id, domain, path_shape, endpoint_id),
+            )
+            row = cursor.fetchone() or (None, None)
+            raise RouteClash(endpoint_id, row[0], row[1])
 
 
 def _translate_integrity_error(failure):

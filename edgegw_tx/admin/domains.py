@@ -1,0 +1,560 @@
+"""
+Domains and collections: where endpoints are served.
+
+A *domain* is a host (``api.example.com``, or ``*`` for any host). Endpoints
+refer to domains by host: an endpoint's ``domain`` must be ``*`` or the host of
+a domain record, and the endpoints "of" a domain are those whose ``domain`` is
+its host. ``*`` needs no record (it is every endpoint's default); a ``*``
+record may exist and then owns the ``*`` endpoints like any other domain.
+Endpoints created before domains existed keep working: at startup ``load``
+creates a record for every host an endpoint uses that has none, so the rule
+holds for every stored endpoint.
+
+A *collection* groups endpoints under a ``base_path`` (``''``, ``/v1``,
+``/shops/{shop}``) and optionally a domain. An endpoint in a collection is
+served at ``base_path + path`` (``path`` ``/`` adds nothing: ``/v1``), on the
+collection's domain when it has one, else on the endpoint's own ``domain``.
+The store keeps each endpoint's *effective* route: ``domain`` is the host it is
+served on (for a collection with a domain, that domain's host) and
+``path_shape`` the shape of ``base_path + path``, so the store's uniqueness rule
+is over what is really served. Everything that changes an effective route (a
+domain's host, a collection's base path or domain, an endpoint's path, method,
+domain or collection) recomputes those columns in one transaction and moves the
+routes of running endpoints at once (``RouteTable.add`` under the same key).
+
+All of these writes, and endpoint creates and updates, hold the endpoint
+manager's ``routing_lock``, so a check ("this domain exists", "no endpoint
+takes this route") and the write it guards cannot be split by another write.
+Cascading deletes stop and delete endpoints through the endpoint manager
+*before* taking that lock (an endpoint's own lifecycle lock comes first).
+"""
+
+import uuid
+from datetime import datetime, timezone
+
+from twisted.internet.defer import inlineCallbacks, returnValue
+
+from edgegw_tx import __version__
+from edgegw_tx.admin.errors import BadRequest, Conflict, NotFound
+from edgegw_tx.admin.validation import check_host
+from edgegw_tx.paths import PatternError, parse_pattern
+from edgegw_tx.store import Conflict as StoreConflict
+from edgegw_tx.store import Missing
+from edgegw_tx.store.sqlite import InUse, RouteClash
+
+STATUSES = ("created", "compiled", "running", "stopped", "error")
+_READ_ONLY = {"id", "created_at", "updated_at"}
+_DOMAIN_FIELDS = {"host", "description"}
+_COLLECTION_FIELDS = {"name", "domain_id", "base_path", "description"}
+MAX_DESCRIPTION = 10_000
+
+
+def _now():
+    return datetime.now(timezone.utc).isoformat()
+
+
+def join_path(base_path, path):
+    """The effective path of ``path`` under ``base_path``: ``/v1`` + ``/`` is ``/v1``."""
+    if not base_path:
+        return path
+    return base_path if path == "/" else base_path + path
+
+
+def route_text(method, domain, path):
+    """An endpoint's ``route`` field: ``GET api.example.com/v1/users/{id}``."""
+    return f"{method} {domain}{path}"
+
+
+def _fields(payload, writable, required):
+    if not isinstance(payload, dict):
+        raise BadRequest("the request body must be a JSON object")
+    unknown = sorted(set(payload) - writable - _READ_ONLY)
+    if unknown:
+        raise BadRequest(f"unknown field '{unknown[0]}'", field=unknown[0])
+    for field in required:
+        if field not in payload:
+            raise BadRequest(f"missing field '{field}'", field=field)
+    return {k: v for k, v in payload.items() if k in writable}
+
+
+def _text(given, field, max_length, allow_empty=True):
+    value = given[field]
+    if not isinstance(value, str):
+        raise BadRequest(f"field '{field}' must be a string", field=field)
+    if not allow_empty and not value.strip():
+        raise BadRequest(f"field '{field}' must not be empty", field=field)
+    if len(value) > max_length:
+        raise BadRequest(f"field '{field}' is longer than {max_length} characters", field=field)
+    return value
+
+
+def check_base_path(value):
+    """``''`` or a path pattern without a trailing ``/``; BadRequest naming ``base_path``."""
+    if not isinstance(value, str):
+        raise BadRequest("field 'base_path' must be a string", field="base_path")
+    if value == "":
+        return ""
+    if value == "/":
+        raise BadRequest(
+            "field 'base_path' must be '' (none) or a prefix such as /v1, not '/'", field="base_path"
+        )
+    try:
+        return parse_pattern(value).text
+    except PatternError as e:
+        raise BadRequest(f"field 'base_path' is not a valid path prefix: {e}", field="base_path")
+
+
+class DomainManager:
+    """``domains`` records; see the module docstring for what they mean to endpoints."""
+
+    def __init__(self, store, endpoints, collections):
+        """``endpoints`` is the ``EndpointManager``, ``collections`` the ``CollectionManager``."""
+        self._store = store
+        self._endpoints = endpoints
+        self._collections = collections
+        self._lock = endpoints.routing_lock
+
+    # reading
+
+    @inlineCallbacks
+    def get(self, domain_id):
+        record = yield self._store.get_domain(domain_id)
+        if record is None:
+            raise NotFound(f"no domain with id '{domain_id}'")
+        returnValue(record)
+
+    def list(self):
+        return self._store.list_domains()
+
+    def by_host(self, host):
+        """Fire with the domain record of ``host`` (any case), or None."""
+        return self._store.get_domain_by_host(host.strip().lower().rstrip("."))
+
+    @inlineCallbacks
+    def usage(self, domain_id):
+        """``(domain, endpoints on its host, its collections)``."""
+        record = yield self.get(domain_id)
+        endpoints = yield self._endpoints.list()
+        collections = yield self._store.list_collections(domain_id)
+        returnValue((record, [e for e in endpoints if e["domain"] == record["host"]], collections))
+
+    # writing
+
+    def create(self, payload):
+        return self._lock.run(self._create, payload)
+
+    @inlineCallbacks
+    def _create(self, payload):
+        given = _fields(payload, _DOMAIN_FIELDS, ("host",))
+        now = _now()
+        record = {
+            "id": uuid.uuid4().hex,
+            "host": check_host(given, "host"),
+            "description": _text(given, "description", MAX_DESCRIPTION) if "description" in given else "",
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            stored = yield self._store.create_domain(record)
+        except StoreConflict:
+            raise self._host_taken(record["host"])
+        returnValue(stored)
+
+    def update(self, domain_id, payload):
+        return self._lock.run(self._update, domain_id, payload)
+
+    @inlineCallbacks
+    def _update(self, domain_id, payload):
+        """A new host moves every endpoint on the old one, running ones at once."""
+        current = yield self.get(domain_id)
+        given = _fields(payload, _DOMAIN_FIELDS, ())
+        fields = {}
+        if "host" in given:
+            fields["host"] = check_host(given, "host")
+        if "description" in given:
+            fields["description"] = _text(given, "description", MAX_DESCRIPTION)
+        fields = {k: v for k, v in fields.items() if v != current[k]}
+        if not fields:
+            returnValue(current)
+        fields["updated_at"] = _now()
+        moved = []
+        if "host" in fields:
+            endpoints = yield self._endpoints.list()
+            moved = [dict(e, domain=fields["host"]) for e in endpoints if e["domain"] == current["host"]]
+        try:
+            record = yield self._store.update_domain(
+                domain_id, fields, [(e["id"], e["domain"], e["path_shape"]) for e in moved]
+            )
+        except RouteClash as e:
+            raise _clash(e, moved, self._collections)
+        except StoreConflict:
+            raise self._host_taken(fields["host"])
+        self._endpoints.reroute(moved)
+        returnValue(record)
+
+    @inlineCallbacks
+    def delete(self, domain_id, cascade=False):
+        """
+        Refused (409 with the counts) while endpoints use the host or collections
+        belong to the domain, unless ``cascade``: then its collections and their
+        endpoints, and the endpoints on its host, are deleted first (running
+        ones stopped). Fires with the record plus ``cascaded``, the counts deleted.
+        """
+        record, endpoints, collections = yield self.usage(domain_id)
+        cascaded = {"endpoints": 0, "collections": 0}
+        if cascade:
+            for collection in collections:
+                deleted = yield self._collections.delete(collection["id"], cascade=True)
+                cascaded["endpoints"] += deleted["cascaded"]["endpoints"]
+                cascaded["collections"] += 1
+            cascaded["endpoints"] += yield _delete_endpoints(self._endpoints, endpoints)
+        try:
+            yield self._lock.run(self._store.delete_domain, domain_id)
+        except InUse as e:
+            raise Conflict(
+                "domain '{}' still has {} endpoint(s) and {} collection(s); delete or move them, "
+                "or pass ?cascade=true to delete them with it".format(
+                    record["host"], e.counts["endpoints"], e.counts["collections"]
+                ),
+                **e.counts,
+            )
+        returnValue(dict(record, cascaded=cascaded))
+
+    @inlineCallbacks
+    def load(self):
+        """
+        At startup: a domain record for every host that endpoints use and that
+        has none (endpoints made before domains existed). Fires with the hosts added.
+        """
+        endpoints = yield self._endpoints.list()
+        domains = yield self._store.list_domains()
+        known = {d["host"] for d in domains}
+        added = []
+        for host in sorted({e["domain"] for e in endpoints} - known - {"*"}):
+            now = _now()
+            yield self._store.create_domain(
+                {
+                    "id": uuid.uuid4().hex,
+                    "host": host,
+                    "description": "created at startup for the endpoints already using this host",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            added.append(host)
+        returnValue(added)
+
+    def _host_taken(self, host):
+        return Conflict(f"a domain with host '{host}' already exists", field="host")
+
+
+class CollectionManager:
+    """
+    ``collections`` records, and the endpoint manager's route resolver: it
+    places endpoints (``place``) and gives their effective pattern (``pattern``).
+    Constructing one over an ``EndpointManager`` makes it that manager's resolver.
+    """
+
+    def __init__(self, store, endpoints):
+        self._store = store
+        self._endpoints = endpoints
+        self._lock = endpoints.routing_lock
+        # collection id → base_path, for the synchronous reads of the data
+        # plane's routes and of ``view``; kept in step under the routing lock.
+        self._base_paths = {}
+        endpoints.set_routing(self)
+
+    # reading
+
+    @inlineCallbacks
+    def get(self, collection_id):
+        record = yield self._store.get_collection(collection_id)
+        if record is None:
+            raise NotFound(f"no collection with id '{collection_id}'")
+        returnValue(record)
+
+    def list(self, domain_id=None):
+        return self._store.list_collections(domain_id)
+
+    @inlineCallbacks
+    def endpoints(self, collection_id):
+        """The collection's endpoint records; 404 for an unknown collection."""
+        yield self.get(collection_id)
+        records = yield self._endpoints.list()
+        returnValue([r for r in records if r["collection_id"] == collection_id])
+
+    # writing
+
+    def create(self, payload):
+        return self._lock.run(self._create, payload)
+
+    @inlineCallbacks
+    def _create(self, payload):
+        given = _fields(payload, _COLLECTION_FIELDS, ("name",))
+        now = _now()
+        record = {
+            "id": uuid.uuid4().hex,
+            "name": "",
+            "domain_id": None,
+            "base_path": "",
+            "description": "",
+            "created_at": now,
+            "updated_at": now,
+        }
+        record.update(self._check(given))
+        try:
+            stored = yield self._store.create_collection(record)
+        except Missing as e:
+            raise _no_domain(e)
+        self._base_paths[stored["id"]] = stored["base_path"]
+        returnValue(stored)
+
+    def update(self, collection_id, payload):
+        return self._lock.run(self._update, collection_id, payload)
+
+    @inlineCallbacks
+    def _update(self, collection_id, payload):
+        """A new base path or domain moves the collection's endpoints, running ones at once."""
+        current = yield self.get(collection_id)
+        fields = self._check(_fields(payload, _COLLECTION_FIELDS, ()))
+        fields = {k: v for k, v in fields.items() if v != current[k]}
+        if not fields:
+            returnValue(current)
+        fields["updated_at"] = _now()
+        merged = dict(current, **fields)
+        moved = []
+        if "base_path" in fields or "domain_id" in fields:
+            host = None
+            if merged["domain_id"] is not None:
+                domain = yield self._store.get_domain(merged["domain_id"])
+                if domain is None:
+                    raise _no_domain(Missing("domain", merged["domain_id"]))
+                host = domain["host"]
+            members = yield self.endpoints(collection_id)
+            for endpoint in members:
+                path = join_path(merged["base_path"], endpoint["path"])
+                try:
+                    shape = parse_pattern(path).shape
+                except PatternError as e:
+                    raise Conflict(
+                        f"with base_path '{merged['base_path']}' endpoint '{endpoint['name']}' "
+                        f"would be served at {path}, which is not a valid pattern: {e}",
+                        field="base_path",
+                        endpoint_id=endpoint["id"],
+                    )
+                moved.append(dict(endpoint, domain=host or endpoint["domain"], path_shape=shape))
+        try:
+            record = yield self._store.update_collection(
+                collection_id, fields, [(e["id"], e["domain"], e["path_shape"]) for e in moved]
+            )
+        except Missing as e:
+            raise _no_domain(e)
+        except RouteClash as e:
+            # The route text of the moved endpoint needs the new base path.
+            raise _clash(e, moved, self, {collection_id: merged["base_path"]})
+        self._base_paths[collection_id] = record["base_path"]
+        self._endpoints.reroute(moved)
+        returnValue(record)
+
+    @inlineCallbacks
+    def delete(self, collection_id, cascade=False):
+        """
+        Refused (409 with the count) while endpoints are in it, unless
+        ``cascade``: then they are deleted first (running ones stopped). Fires
+        with the record plus ``cascaded``, the counts deleted.
+        """
+        members = yield self.endpoints(collection_id)
+        record = yield self.get(collection_id)
+        cascaded = {"endpoints": 0, "collections": 0}
+        if cascade:
+            cascaded["endpoints"] = yield _delete_endpoints(self._endpoints, members)
+        try:
+            yield self._lock.run(self._store.delete_collection, collection_id)
+        except InUse as e:
+            raise Conflict(
+                "collection '{}' still has {} endpoint(s); delete or move them, "
+                "or pass ?cascade=true to delete them with it".format(
+                    record["name"], e.counts["endpoints"]
+                ),
+                **e.counts,
+            )
+        self._base_paths.pop(collection_id, None)
+        returnValue(dict(record, cascaded=cascaded))
+
+    @inlineCallbacks
+    def load(self):
+        """
+        At startup, before endpoints are restored: learn every base path, and
+        make a collection record (no domain, no base path, named by its id) for
+        every ``collection_id`` endpoints name that has none (endpoints made
+        before collections existed). Fires with the ids added.
+        """
+        collections = yield self._store.list_collections()
+        self._base_paths = {c["id"]: c["base_path"] for c in collections}
+        endpoints = yield self._endpoints.list()
+        added = []
+        for collection_id in sorted({e["collection_id"] for e in endpoints if e["collection_id"]}):
+            if collection_id in self._base_paths:
+                continue
+            now = _now()
+            yield self._store.create_collection(
+                {
+                    "id": collection_id,
+                    "name": collection_id,
+                    "domain_id": None,
+                    "base_path": "",
+                    "description": "created at startup for the endpoints already naming this id",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            self._base_paths[collection_id] = ""
+            added.append(collection_id)
+        returnValue(added)
+
+    # the endpoint manager's resolver
+
+    def full_path(self, record):
+        """The endpoint's effective path pattern text (base path applied)."""
+        return join_path(self._base_paths.get(record.get("collection_id"), ""), record["path"])
+
+    def pattern(self, record):
+        """The endpoint's effective ``PathPattern``, for the route table."""
+        return parse_pattern(self.full_path(record))
+
+    @inlineCallbacks
+    def place(self, payload, fields, current):
+        """
+        Check an endpoint create (``current`` None) or update whose validated
+        ``fields`` came from ``payload``; fire with its effective ``domain`` and
+        ``path_shape``. Called under the routing lock.
+
+        * ``collection_id``: null or an existing collection (400 naming it).
+        * In a collection with a domain, that domain's host is the endpoint's
+          ``domain``; a ``domain`` sent that differs from it (and from the
+          endpoint's current one, so a record read with GET can be PUT back
+          with only its collection changed) is a 400.
+        * Otherwise a new ``domain`` must be ``*`` or a domain's host (400).
+        * ``base_path + path`` must be a valid pattern (400 naming ``path``).
+        """
+        merged = dict(current or {}, **fields)
+        collection = None
+        if merged.get("collection_id") is not None:
+            collection = yield self._store.get_collection(merged["collection_id"])
+            if collection is None and "collection_id" in fields:
+                raise BadRequest(
+                    f"field 'collection_id': no collection with id '{merged['collection_id']}'",
+                    field="collection_id",
+                )
+        sent = fields.get("domain") if "domain" in payload else None
+        changed = sent is not None and (current is None or sent != current["domain"])
+        if collection is not None and collection["domain_id"] is not None:
+            domain = yield self._store.get_domain(collection["domain_id"])
+            host = domain["host"]
+            if changed and sent != host:
+                raise BadRequest(
+                    f"field 'domain': the endpoint is in collection '{collection['name']}', "
+                    f"which serves on '{host}'; leave 'domain' out or send '{host}'",
+                    field="domain",
+                )
+        else:
+            host = merged["domain"]
+            if changed and host != "*":
+                domain = yield self._store.get_domain_by_host(host)
+                if domain is None:
+                    raise BadRequest(
+                        f"field 'domain': no domain '{host}'; create it (POST /api/domains) "
+                        "or use '*'",
+                        field="domain",
+                    )
+        base_path = collection["base_path"] if collection is not None else ""
+        path = join_path(base_path, merged["path"])
+        try:
+            shape = parse_pattern(path).shape
+        except PatternError as e:
+            raise BadRequest(
+                f"field 'path': under the collection's base_path '{base_path}' it makes {path}, "
+                f"which is not a valid pattern: {e}",
+                field="path",
+            )
+        returnValue({"domain": host, "path_shape": shape})
+
+    @inlineCallbacks
+    def holder(self, record):
+        """The other endpoint serving ``record``'s effective route, or None."""
+        others = yield self._endpoints.list()
+        for other in others:
+            if other["id"] != record.get("id") and (
+                (other["domain"], other["method"], other["path_shape"])
+                == (record["domain"], record["method"], record["path_shape"])
+            ):
+                returnValue(other)
+        returnValue(None)
+
+    # internals
+
+    def _check(self, given):
+        fields = {}
+        if "name" in given:
+            fields["name"] = _text(given, "name", 200, allow_empty=False).strip()
+        if "domain_id" in given:
+            if given["domain_id"] is not None and not isinstance(given["domain_id"], str):
+                raise BadRequest("field 'domain_id' must be a string or null", field="domain_id")
+            fields["domain_id"] = given["domain_id"]
+        if "base_path" in given:
+            fields["base_path"] = check_base_path(given["base_path"])
+        if "description" in given:
+            fields["description"] = _text(given, "description", MAX_DESCRIPTION)
+        return fields
+
+
+@inlineCallbacks
+def _delete_endpoints(manager, records):
+    """Delete (stopping) each endpoint; one deleted meanwhile is not an error. Fires with the count."""
+    count = 0
+    for record in records:
+        try:
+            yield manager.delete(record["id"])
+        except NotFound:
+            continue
+        count += 1
+    returnValue(count)
+
+
+def _no_domain(missing):
+    return BadRequest(f"field 'domain_id': no domain with id '{missing.record_id}'", field="domain_id")
+
+
+def _clash(error, moved, collections, base_paths=None):
+    """409 for a ``RouteClash``: which endpoint would take whose route."""
+    endpoint = next(e for e in moved if e["id"] == error.endpoint_id)
+    base_paths = base_paths or {}
+    if endpoint.get("collection_id") in base_paths:
+        path = join_path(base_paths[endpoint["collection_id"]], endpoint["path"])
+    else:
+        path = collections.full_path(endpoint)
+    route = route_text(endpoint["method"], endpoint["domain"], path)
+    return Conflict(
+        f"endpoint '{endpoint['name']}' would be served at {route}, "
+        f"which endpoint '{error.other_name}' already serves",
+        endpoint_id=endpoint["id"],
+        conflicts_with=error.other_id,
+    )
+
+
+def gateway_stats(records, pool_stats, uptime_seconds):
+    """
+    ``GET /api/stats``: endpoint counts by status (over the store), request
+    counters and worker count summed over the running pools (a pool's counters
+    start at zero when it starts, so a restart or stop drops its share).
+    """
+    by_status = dict.fromkeys(STATUSES, 0)
+    for record in records:
+        by_status[record["status"]] = by_status.get(record["status"], 0) + 1
+    return {
+        "endpoints": {"total": len(records), "by_status": by_status},
+        "requests": {k: sum(s.get(k, 0) for s in pool_stats) for k in ("served", "failed", "rejected")},
+        "workers": sum(s.get("workers", 0) for s in pool_stats),
+        "uptime_seconds": round(uptime_seconds, 3),
+        "version": __version__,
+    }

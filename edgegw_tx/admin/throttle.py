@@ -1,0 +1,71 @@
+"""
+Brute-force protection for the management API's keys.
+
+Failed authentications (no key, another scheme, an unknown key) are counted per
+client address in a token bucket: a client starts with ``burst`` attempts and
+earns ``rate`` more per second, up to ``burst``. A client with no token left is
+refused before its key is even looked at, so being throttled costs the same
+whatever it sends. Successful authentications take no token.
+
+Memory stays bounded: only clients that failed have a bucket, a bucket that has
+refilled completely says nothing and is dropped, and the table never holds more
+than ``max_clients`` (the least recently failing client goes first).
+"""
+
+import math
+from collections import OrderedDict
+
+BURST = 5
+RATE = 2.0
+MAX_CLIENTS = 10_000
+
+
+class AuthThrottle:
+    def __init__(self, clock, burst=BURST, rate=RATE, max_clients=MAX_CLIENTS):
+        self._clock = clock
+        self.burst = float(burst)
+        self.rate = float(rate)
+        self.max_clients = max_clients
+        # address -> (tokens, time of that count); oldest failure first.
+        self._buckets = OrderedDict()
+
+    def __len__(self):
+        return len(self._buckets)
+
+    def _tokens(self, bucket, now):
+        tokens, since = bucket
+        return min(self.burst, tokens + (now - since) * self.rate)
+
+    def _evict_idle(self, now):
+        """
+        Drop full buckets from the front (least recent failure first) up to the
+        first one still refilling: amortised O(1), and every bucket is full
+        ``burst / rate`` seconds after its last failure at the latest.
+        """
+        while self._buckets:
+            address, bucket = next(iter(self._buckets.items()))
+            if self._tokens(bucket, now) < self.burst:
+                break
+            del self._buckets[address]
+
+    def retry_after(self, address):
+        """Seconds until ``address`` may try again (an int ≥ 1), or 0 when it may now."""
+        now = self._clock.seconds()
+        self._evict_idle(now)
+        bucket = self._buckets.get(address)
+        if bucket is None:
+            return 0
+        tokens = self._tokens(bucket, now)
+        if tokens >= 1:
+            return 0
+        return max(1, math.ceil((1 - tokens) / self.rate))
+
+    def failed(self, address):
+        """Take a token from ``address`` for a failed authentication."""
+        now = self._clock.seconds()
+        self._evict_idle(now)
+        bucket = self._buckets.pop(address, None)
+        tokens = self.burst if bucket is None else self._tokens(bucket, now)
+        self._buckets[address] = (max(0.0, tokens - 1), now)
+        while len(self._buckets) > self.max_clients:
+            self._buckets.popitem(last=False)

@@ -1,0 +1,796 @@
+"""
+The commands of ``edgegw`` and ``run``, the whole program as a function.
+
+``run`` takes its inputs (arguments, environment, reactor, HTTP client, output
+streams) and fires with the exit code, so the tests drive it against
+``treq.testing.StubTreq`` and a ``Clock``, with no sockets and no real time.
+``main`` wires it to the real reactor with ``twisted.internet.task.react``.
+
+Exit codes: 0 success; 1 the gateway said no (``{"ok": false}``, a compile
+failure, no such endpoint); 2 bad arguments, no API key, or the gateway cannot
+be reached; 130 interrupted (Ctrl-C), except ``logs --follow``, whose normal
+end is Ctrl-C and which exits 0.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from urllib.parse import quote
+
+from twisted.internet.defer import CancelledError, inlineCallbacks, succeed
+from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
+from twisted.internet.task import deferLater
+from twisted.web.client import RequestTransmissionFailed, ResponseFailed, ResponseNeverReceived
+
+DEFAULT_URL = "http://127.0.0.1:9081"
+DEFAULT_DATA_DIR = "./var"
+PAGE_SIZE = 100
+FOLLOW_INTERVAL = 1.0
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+OK = 0
+FAILED = 1
+USAGE = 2
+INTERRUPTED = 130
+BROKEN_PIPE = 141
+
+# Failures of the connection itself, as opposed to an answer we did not like.
+_UNREACHABLE = (
+    ConnectError,
+    DNSLookupError,
+    ResponseNeverReceived,
+    ResponseFailed,
+    RequestTransmissionFailed,
+)
+
+
+class CommandError(Exception):
+    """A failure the user is told about in one line: ``error: <message>``."""
+
+    def __init__(self, message, code=FAILED):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class GatewayError(CommandError):
+    """The gateway answered ``{"ok": false, ...}``; ``document`` is the whole answer."""
+
+    def __init__(self, status, message, document):
+        super().__init__(message, FAILED)
+        self.status = status
+        self.document = document
+
+
+class Unreachable(CommandError):
+    def __init__(self, url, reason):
+        super().__init__(f"cannot reach the gateway at {url}: {reason}", USAGE)
+
+
+class Console:
+    """Where the commands write: ``out`` for results, ``err`` for errors and warnings."""
+
+    def __init__(self, stdout=None, stderr=None):
+        self.stdout = stdout if stdout is not None else sys.stdout
+        self.stderr = stderr if stderr is not None else sys.stderr
+
+    def out(self, text=""):
+        self.stdout.write(text + "\n")
+        self.stdout.flush()
+
+    def err(self, text=""):
+        self.stderr.write(text + "\n")
+        self.stderr.flush()
+
+
+# --- the management API ---------------------------------------------------
+
+
+class Gateway:
+    """
+    The management API over a treq-like client (``treq.client.HTTPClient`` or
+    ``StubTreq``): every call answers the envelope's ``data`` or raises
+    ``GatewayError`` / ``Unreachable``.
+    """
+
+    def __init__(self, http, url, key):
+        self._http = http
+        self.url = url.rstrip("/")
+        self._key = key
+
+    @inlineCallbacks
+    def call(self, method, path, json_body=None, params=None, raw=None, content_type=None):
+        headers = {"Authorization": "Bearer " + self._key, "Accept": "application/json"}
+        kwargs = {"headers": headers}
+        if params:
+            kwargs["params"] = {k: str(v) for k, v in params.items()}
+        if raw is not None:
+            headers["Content-Type"] = content_type or "application/octet-stream"
+            kwargs["data"] = raw
+        elif json_body is not None:
+            kwargs["json"] = json_body
+        try:
+            response = yield self._http.request(method, self.url + path, **kwargs)
+            body = yield response.content()
+        except ConnectingCancelledError:
+            raise CancelledError()
+        except _UNREACHABLE as e:
+            # A request cancelled in flight (Ctrl-C) fails as "never received"
+            # with CancelledError as its reason: that is an interruption.
+            if any(r.check(CancelledError) for r in getattr(e, "reasons", None) or []):
+                raise CancelledError()
+            raise Unreachable(self.url, _reason(e))
+        try:
+            document = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            document = None
+        if not isinstance(document, dict) or "ok" not in document:
+            raise GatewayError(
+                response.code,
+                f"the answer to {method} {path} (HTTP {response.code}) is not the gateway's JSON; "
+                f"is {self.url} an edgegw management API?",
+                document,
+            )
+        if not document["ok"]:
+            message = document.get("error") or f"HTTP {response.code}"
+            raise GatewayError(response.code, message, document)
+        return document.get("data")
+
+    @inlineCallbacks
+    def all_pages(self, path):
+        """Every item of a paged list (``{items, page, pages}``), or the list itself."""
+        items = []
+        page = 1
+        while True:
+            data = yield self.call("GET", path, params={"page": page, "limit": PAGE_SIZE})
+            if isinstance(data, list):
+                return data
+            items.extend(data.get("items") or [])
+            if page >= (data.get("pages") or 1):
+                return items
+            page += 1
+
+    @inlineCallbacks
+    def find_endpoint(self, name, domain=None, required=True):
+        """
+        The endpoint called ``name`` (narrowed by ``domain`` when several share
+        the name), or one whose id is ``name``; None when there is none and
+        ``required`` is false.
+        """
+        endpoints = yield self.all_pages("/api/endpoints")
+        named = [e for e in endpoints if e.get("name") == name]
+        if len(named) > 1 and domain is not None:
+            named = [e for e in named if e.get("domain") == domain]
+        if len(named) > 1:
+            domains = ", ".join(sorted(str(e.get("domain")) for e in named))
+            raise CommandError(
+                f"several endpoints are named '{name}' (domains {domains}); pass --domain to pick one"
+            )
+        if named:
+            return named[0]
+        by_id = [e for e in endpoints if e.get("id") == name]
+        if by_id:
+            return by_id[0]
+        if required:
+            raise CommandError(f"no endpoint named '{name}'; `edgegw ls` lists them")
+        return None
+
+
+def _reason(exception):
+    """A short human reason for a connection failure."""
+    if isinstance(exception, (ResponseNeverReceived, ResponseFailed, RequestTransmissionFailed)):
+        reasons = getattr(exception, "reasons", None) or []
+        text = str(reasons[0].value).strip() if reasons else ""
+        if text:
+            return "the connection broke before an answer came: " + text
+        return "the connection broke before an answer came"
+    text = str(exception).strip()
+    return text or type(exception).__name__
+
+
+# --- configuration ----------------------------------------------------------
+
+
+def find_key(flag, environ, data_dir):
+    """
+    The API key: ``--key``, else ``$EDGEGW_KEY``, else ``<data-dir>/admin.key``
+    (written by the gateway on its first start). Raises ``CommandError`` (exit 2)
+    when none is found. Reads a small local file synchronously: this happens
+    before the reactor runs.
+    """
+    if flag:
+        return flag.strip()
+    if environ.get("EDGEGW_KEY", "").strip():
+        return environ["EDGEGW_KEY"].strip()
+    path = os.path.join(data_dir, "admin.key")
+    try:
+        with open(path, encoding="utf-8") as f:
+            key = f.read().strip()
+    except FileNotFoundError:
+        raise CommandError(
+            f"no API key: pass --key, set EDGEGW_KEY, or point --data-dir (EDGEGW_DATA_DIR) "
+            f"at the gateway's data directory ({path} does not exist)",
+            USAGE,
+        )
+    except (OSError, UnicodeDecodeError) as e:
+        raise CommandError(f"cannot read the API key from {path}: {_os_reason(e)}", USAGE)
+    if not key:
+        raise CommandError(f"no API key: {path} is empty; pass --key or set EDGEGW_KEY", USAGE)
+    return key
+
+
+def _os_reason(error):
+    return getattr(error, "strerror", None) or str(error)
+
+
+def _read_bytes(path):
+    # Synchronous on purpose: the command's input is read before the reactor runs.
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise CommandError(f"cannot read {path}: {_os_reason(e)}", USAGE)
+
+
+def _read_text(path):
+    data = _read_bytes(path)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CommandError(f"{path} is not UTF-8 text", USAGE)
+
+
+# --- arguments --------------------------------------------------------------
+
+
+def _instances(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _positive_seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError("must be a number of seconds above 0")
+    return value
+
+
+def _seconds_ago(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("must be a number of seconds, 0 or more")
+    return value
+
+
+def _method(text):
+    method = text.upper()
+    if method not in METHODS:
+        raise argparse.ArgumentTypeError("must be one of " + ", ".join(METHODS))
+    return method
+
+
+def build_parser():
+    # The connection options are accepted before and after the command
+    # (``edgegw --url U ls`` and ``edgegw ls --url U``); SUPPRESS keeps a
+    # sub-command's parser from overwriting a value given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("gateway")
+    group.add_argument(
+        "--url",
+        default=argparse.SUPPRESS,
+        help=f"management API address (env EDGEGW_URL, default {DEFAULT_URL})",
+    )
+    group.add_argument(
+        "--key",
+        default=argparse.SUPPRESS,
+        help="API key (env EDGEGW_KEY, else <data-dir>/admin.key)",
+    )
+    group.add_argument(
+        "--data-dir",
+        default=argparse.SUPPRESS,
+        help="the gateway's data directory, for admin.key "
+        f"(env EDGEGW_DATA_DIR, default {DEFAULT_DATA_DIR})",
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="edgegw",
+        description="Deploy Rust handlers to an edgegw gateway and manage it.",
+        parents=[common],
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    deploy = commands.add_parser(
+        "deploy",
+        parents=[common],
+        help="create or update an endpoint from a .rs file, compile and (re)start it",
+        description="Create the endpoint (or update the one of that name), compile it and "
+        "start it; a running endpoint is restarted so the new code serves.",
+    )
+    deploy.add_argument("file", metavar="FILE.rs", help="the handler's Rust source")
+    deploy.add_argument("--path", help="route path, e.g. /users/{id} (needed to create)")
+    deploy.add_argument("--method", type=_method, help="HTTP method (GET when creating)")
+    deploy.add_argument("--name", help="endpoint name (default: the file name without .rs)")
+    deploy.add_argument("--domain", help="host name to serve on (default *: any)")
+    deploy.add_argument("--instances", type=_instances, help="worker processes")
+    deploy.add_argument("--timeout", type=_positive_seconds, help="per-request timeout, seconds")
+
+    commands.add_parser("ls", parents=[common], help="list endpoints")
+
+    logs = commands.add_parser("logs", parents=[common], help="print an endpoint's worker logs")
+    logs.add_argument("name", metavar="NAME", help="endpoint name (or id)")
+    logs.add_argument(
+        "--follow", "-f", action="store_true", help="keep printing new lines until Ctrl-C"
+    )
+    logs.add_argument(
+        "--since",
+        type=_seconds_ago,
+        metavar="SECONDS_AGO",
+        help="only lines of the last SECONDS_AGO seconds",
+    )
+    logs.add_argument("--domain", help="pick among several endpoints of that name")
+
+    imports = commands.add_parser(
+        "import",
+        parents=[common],
+        help="import an OpenAPI spec (.yaml/.json) or a bundle (.zip)",
+        description="A .zip is sent to /api/import/bundle as it is; any other file is read as "
+        "text and sent to /api/import/openapi.",
+    )
+    imports.add_argument("file", metavar="SPEC_OR_ZIP")
+    imports.add_argument("--domain", help="host name for the imported endpoints")
+    imports.add_argument("--collection-id", help="put the endpoints in this collection")
+    imports.add_argument(
+        "--create-collection", action="store_true", help="make a collection from the spec's title"
+    )
+    imports.add_argument(
+        "--compile", action="store_true", help="compile the handlers (bundles only)"
+    )
+    imports.add_argument("--start", action="store_true", help="start the handlers (bundles only)")
+
+    keys = commands.add_parser("keys", parents=[common], help="manage API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    create = key_commands.add_parser(
+        "create", parents=[common], help="create a key; its value is shown once"
+    )
+    create.add_argument("name", metavar="NAME")
+    create.add_argument(
+        "--scope",
+        choices=("read", "admin"),
+        default="read",
+        help="read: GET calls only (default); admin: everything",
+    )
+    key_commands.add_parser("ls", parents=[common], help="list keys (never their values)")
+    revoke = key_commands.add_parser("revoke", parents=[common], help="delete a key")
+    revoke.add_argument("id", metavar="ID")
+    return parser
+
+
+# --- commands -----------------------------------------------------------------
+#
+# Each command is ``prepare(options) -> work`` (synchronous: checks arguments,
+# reads local files) and ``work(gateway, context) -> Deferred of exit code``.
+
+
+class Context:
+    def __init__(self, reactor, console, options):
+        self.reactor = reactor
+        self.console = console
+        self.options = options
+
+
+def _prepare_deploy(options):
+    name = options.name or _stem(options.file)
+    if not name.strip():
+        raise CommandError("the endpoint name is empty; pass --name", USAGE)
+    code = _read_text(options.file)
+    return lambda gateway, context: _deploy(gateway, context, name, code)
+
+
+def _stem(path):
+    base = os.path.basename(path)
+    return base[:-3] if base.endswith(".rs") else os.path.splitext(base)[0]
+
+
+@inlineCallbacks
+def _deploy(gateway, context, name, code):
+    options = context.options
+    fields = {"code": code}
+    for field in ("path", "method", "domain", "instances", "timeout"):
+        value = getattr(options, field)
+        if value is not None:
+            fields[field] = value
+    existing = yield gateway.find_endpoint(name, domain=options.domain, required=False)
+    if existing is None:
+        if options.path is None:
+            raise CommandError(
+                f"there is no endpoint named '{name}' yet: pass --path to create it", USAGE
+            )
+        fields.setdefault("method", "GET")
+        record = yield gateway.call("POST", "/api/endpoints", dict(fields, name=name))
+    else:
+        record = yield gateway.call("PUT", f"/api/endpoints/{existing['id']}", fields)
+    endpoint_id = record["id"]
+    try:
+        compiled = yield gateway.call("POST", f"/api/endpoints/{endpoint_id}/compile")
+    except GatewayError as e:
+        if e.status != 422:
+            raise
+        _print_diagnostics(context.console, e.document, name, options.file)
+        return FAILED
+    running = compiled.get("status") == "running" or bool(compiled.get("pids"))
+    action = "restart" if running else "start"
+    try:
+        started = yield gateway.call("POST", f"/api/endpoints/{endpoint_id}/{action}")
+    except GatewayError as e:
+        if e.status != 502:
+            raise
+        # The workers died before they were ready: what they said is in the log.
+        raise CommandError(f"{e.message}\nhint: `edgegw logs {name}` shows what the workers wrote")
+    context.console.out(_deployed_line(started))
+    return OK
+
+
+def _deployed_line(record):
+    where = "" if record.get("domain") in (None, "*") else f" on {record['domain']}"
+    pids = ", ".join(str(p) for p in record.get("pids") or []) or "none"
+    return (
+        f"deployed {record.get('name')}: {record.get('method')} {record.get('path')}{where} "
+        f"({record.get('status')}, pids {pids})"
+    )
+
+
+def _print_diagnostics(console, document, name, source):
+    """A compile failure as cargo shows it: each diagnostic's rendered text, then a summary."""
+    diagnostics = (document or {}).get("diagnostics") or []
+    for d in diagnostics:
+        text = d.get("rendered") or _plain_diagnostic(d)
+        # The handler *is* src/main.rs of the gateway's cargo project: name the
+        # user's file instead, so the location is one an editor can open.
+        for arrow in ("--> ", "::: "):
+            text = text.replace(f"{arrow}src/main.rs:", f"{arrow}{source}:")
+        console.err(text.rstrip("\n") + "\n")
+    errors = sum(1 for d in diagnostics if d.get("level") == "error")
+    if errors:
+        plural = "" if errors == 1 else "s"
+        console.err(f"error: could not compile `{name}` due to {errors} previous error{plural}")
+    else:
+        console.err(f"error: {(document or {}).get('error') or 'compilation failed'}")
+
+
+def _plain_diagnostic(d):
+    text = f"{d.get('level') or 'error'}: {d.get('message') or ''}"
+    if d.get("line"):
+        text += f"\n --> line {d['line']}, column {d.get('column') or 1}"
+    return text
+
+
+def _prepare_ls(options):
+    return _ls
+
+
+@inlineCallbacks
+def _ls(gateway, context):
+    endpoints = yield gateway.all_pages("/api/endpoints")
+    if not endpoints:
+        context.console.out("no endpoints")
+        return OK
+    rows = [("NAME", "METHOD", "PATH", "DOMAIN", "STATUS", "PIDS")]
+    for e in sorted(endpoints, key=lambda e: (str(e.get("name")), str(e.get("domain")))):
+        pids = ",".join(str(p) for p in e.get("pids") or []) or "-"
+        rows.append(
+            (e.get("name"), e.get("method"), e.get("path"), e.get("domain"), e.get("status"), pids)
+        )
+    _table(context.console, rows)
+    return OK
+
+
+def _table(console, rows):
+    rows = [[("" if cell is None else str(cell)) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        console.out("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def _prepare_logs(options):
+    return _logs
+
+
+@inlineCallbacks
+def _logs(gateway, context):
+    options = context.options
+    endpoint = yield gateway.find_endpoint(options.name, domain=options.domain)
+    path = f"/api/endpoints/{endpoint['id']}/logs"
+    since = None if options.since is None else context.reactor.seconds() - options.since
+    try:
+        while True:
+            params = None if since is None else {"since": repr(since)}
+            data = yield gateway.call("GET", path, params=params)
+            for entry in data.get("lines") or []:
+                text = f"{entry.get('timestamp')} {entry.get('stream')} {entry.get('line')}"
+                context.console.out(text)
+                if entry.get("time") is not None:
+                    since = entry["time"]
+            if not options.follow:
+                return OK
+            yield deferLater(context.reactor, FOLLOW_INTERVAL, lambda: None)
+    except CancelledError:
+        # Ctrl-C: the way ``--follow`` is meant to end.
+        if options.follow:
+            return OK
+        raise
+
+
+def _prepare_import(options):
+    if options.file.lower().endswith(".zip"):
+        bundle = _read_bytes(options.file)
+        return lambda gateway, context: _import_bundle(gateway, context, bundle)
+    if options.compile or options.start:
+        raise CommandError(
+            "--compile and --start apply to bundles (.zip) only; "
+            "an OpenAPI import makes stub handlers",
+            USAGE,
+        )
+    spec = _read_text(options.file)
+    return lambda gateway, context: _import_openapi(gateway, context, spec)
+
+
+@inlineCallbacks
+def _import_openapi(gateway, context, spec):
+    options = context.options
+    body = {"spec": spec}
+    if options.domain:
+        body["domain"] = options.domain
+    if options.collection_id:
+        body["collection_id"] = options.collection_id
+    if options.create_collection:
+        body["create_collection"] = True
+    data = yield gateway.call("POST", "/api/import/openapi", body)
+    return _print_import(context.console, data)
+
+
+@inlineCallbacks
+def _import_bundle(gateway, context, bundle):
+    options = context.options
+    params = {}
+    if options.domain:
+        params["domain"] = options.domain
+    if options.collection_id:
+        params["collection_id"] = options.collection_id
+    for flag in ("create_collection", "compile", "start"):
+        if getattr(options, flag):
+            params[flag] = "true"
+    data = yield gateway.call(
+        "POST", "/api/import/bundle", params=params, raw=bundle, content_type="application/zip"
+    )
+    return _print_import(context.console, data)
+
+
+_FAILURE_LISTS = ("errors", "failed", "failures")
+
+
+def _print_import(console, data):
+    """
+    The import's answer, readably: each list (created, updated, skipped, ...)
+    as a heading with one line per item. Exit 1 when it lists failures.
+    """
+    if not isinstance(data, dict):
+        console.out(json.dumps(data, indent=2))
+        return OK
+    _print_mapping(console, data, "")
+    failed = any(isinstance(data.get(k), list) and data[k] for k in _FAILURE_LISTS)
+    return FAILED if failed else OK
+
+
+def _print_mapping(console, mapping, indent):
+    for key, value in mapping.items():
+        label = str(key).replace("_", " ")
+        if isinstance(value, list):
+            if not value:
+                console.out(f"{indent}{label}: none")
+                continue
+            console.out(f"{indent}{label} ({len(value)}):")
+            for item in value:
+                console.out(f"{indent}  {_describe(item)}")
+        elif isinstance(value, dict):
+            if _is_record(value):
+                console.out(f"{indent}{label}: {_describe(value)}")
+            else:
+                console.out(f"{indent}{label}:")
+                _print_mapping(console, value, indent + "  ")
+        elif value is not None:
+            console.out(f"{indent}{label}: {value}")
+
+
+def _is_record(value):
+    return any(k in value for k in ("name", "id", "operation_id", "operationId", "host"))
+
+
+def _describe(item):
+    """One line for an item of an import answer: a record, or anything else as text."""
+    if not isinstance(item, dict):
+        return str(item)
+    titles = ("name", "operation_id", "operationId", "host", "file", "id")
+    title = next((str(item[k]) for k in titles if item.get(k)), "")
+    route = " ".join(str(item[k]) for k in ("method", "path") if item.get(k))
+    text = title
+    if route:
+        text = f"{text}: {route}" if text else route
+    notes = [str(item[k]) for k in ("status",) if item.get(k)]
+    for k in ("error", "reason", "message", "warning"):
+        if item.get(k):
+            notes.append(f"{k}: {item[k]}")
+    if notes:
+        text += " (" + "; ".join(notes) + ")"
+    return text or json.dumps(item, sort_keys=True)
+
+
+def _prepare_keys(options):
+    return {
+        "create": _keys_create,
+        "ls": _keys_ls,
+        "revoke": _keys_revoke,
+    }[options.keys_command]
+
+
+@inlineCallbacks
+def _keys_create(gateway, context):
+    options = context.options
+    data = yield gateway.call("POST", "/api/keys", {"name": options.name, "scope": options.scope})
+    key = data.get("key")
+    if not key:
+        raise CommandError("the gateway created the key but did not answer its value")
+    # The value alone on stdout (KEY=$(edgegw keys create ci) captures just it);
+    # what it is and the warning go to stderr.
+    name, scope = data.get("name", options.name), data.get("scope", options.scope)
+    context.console.err(f"created key '{name}' (id {data.get('id')}, scope {scope}):")
+    context.console.out(key)
+    context.console.err(
+        "warning: this is the only time the key is shown; store it now, it cannot be read again"
+    )
+    return OK
+
+
+@inlineCallbacks
+def _keys_ls(gateway, context):
+    keys = yield gateway.all_pages("/api/keys")
+    if not keys:
+        context.console.out("no keys")
+        return OK
+    rows = [("ID", "NAME", "SCOPE", "CREATED", "LAST USED")]
+    for k in keys:
+        # ``current``: the key this command authenticated with.
+        name = f"{k.get('name')} (this key)" if k.get("current") else k.get("name")
+        last_used = k.get("last_used_at") or "never"
+        rows.append((k.get("id"), name, k.get("scope"), k.get("created_at"), last_used))
+    _table(context.console, rows)
+    return OK
+
+
+@inlineCallbacks
+def _keys_revoke(gateway, context):
+    key_id = context.options.id
+    yield gateway.call("DELETE", "/api/keys/" + quote(key_id, safe=""))
+    context.console.out(f"revoked key {key_id}")
+    return OK
+
+
+_COMMANDS = {
+    "deploy": _prepare_deploy,
+    "ls": _prepare_ls,
+    "logs": _prepare_logs,
+    "import": _prepare_import,
+    "keys": _prepare_keys,
+}
+
+
+# --- running ------------------------------------------------------------------
+
+
+def run(argv, reactor=None, http=None, environ=None, stdout=None, stderr=None):
+    """
+    Run one command line; fire with the exit code (this Deferred never fails).
+
+    ``reactor`` gives the clock for ``--since`` and ``--follow`` and the
+    shutdown trigger that turns Ctrl-C into a clean end; ``http`` is a
+    treq-like client (``treq.client.HTTPClient``, or ``StubTreq`` in tests),
+    by default one over ``Agent(reactor)``.
+    """
+    environ = os.environ if environ is None else environ
+    console = Console(stdout, stderr)
+    debug = bool(environ.get("EDGEGW_DEBUG"))
+    # argparse prints to sys.stdout/sys.stderr and exits; point it at the console.
+    try:
+        with contextlib.redirect_stdout(console.stdout), contextlib.redirect_stderr(console.stderr):
+            options = build_parser().parse_args(argv)
+    except SystemExit as e:
+        return succeed(e.code if isinstance(e.code, int) else USAGE)
+
+    try:
+        url = getattr(options, "url", None) or environ.get("EDGEGW_URL") or DEFAULT_URL
+        if not url.startswith(("http://", "https://")):
+            raise CommandError(f"--url must start with http:// or https://, not {url!r}", USAGE)
+        data_dir = (
+            getattr(options, "data_dir", None) or environ.get("EDGEGW_DATA_DIR") or DEFAULT_DATA_DIR
+        )
+        key = find_key(getattr(options, "key", None), environ, data_dir)
+        work = _COMMANDS[options.command](options)
+    except CommandError as e:
+        console.err(f"error: {e.message}")
+        return succeed(e.code)
+
+    if reactor is None:
+        from twisted.internet import reactor
+    if http is None:
+        from treq.client import HTTPClient
+        from twisted.web.client import Agent
+
+        http = HTTPClient(Agent(reactor))
+
+    gateway = Gateway(http, url, key)
+    d = work(gateway, Context(reactor, console, options))
+
+    def interrupted():
+        if not d.called:
+            d.cancel()
+
+    if hasattr(reactor, "addSystemEventTrigger"):
+        reactor.addSystemEventTrigger("before", "shutdown", interrupted)
+    d.addErrback(_exit_code, console, debug)
+    return d
+
+
+def _exit_code(failure, console, debug):
+    if failure.check(CommandError):
+        console.err(f"error: {failure.value.message}")
+        return failure.value.code
+    if failure.check(CancelledError):
+        console.err("interrupted")
+        return INTERRUPTED
+    if failure.check(BrokenPipeError):
+        # Output piped into something that stopped reading (``| head``).
+        return BROKEN_PIPE
+    try:
+        if debug:
+            console.err(failure.getTraceback())
+        name = failure.type.__name__
+        console.err(f"error: unexpected {name}: {failure.value} (EDGEGW_DEBUG=1 shows where)")
+    except OSError:
+        pass
+    return FAILED
+
+
+def main(argv=None):
+    """Run ``argv`` (default ``sys.argv[1:]``) under ``react`` and exit with its code."""
+    from twisted.internet.task import react
+
+    argv = sys.argv[1:] if argv is None else argv
+
+    def start(reactor):
+        d = run(argv, reactor)
+        d.addCallback(_exit)
+        return d
+
+    react(start)
+
+
+def _exit(code):
+    if code == BROKEN_PIPE:
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+    if code:
+        raise SystemExit(code)
+    return None

@@ -3,14 +3,12 @@ Every handler in docs/examples/, deployed through a real gateway with real cargo
 and real workers, answering real HTTP: a broken example fails the suite.
 """
 
-import json
 import os
 import re
 
 from twisted.internet.defer import inlineCallbacks
-from twisted.trial import unittest
 
-from tests.test_integration import ROOT, SHARED_TARGET, GatewayHarness, _cargo_or_skip
+from tests.test_integration import ROOT, GatewayTestCase
 
 EXAMPLES = os.path.join(ROOT, "docs", "examples")
 
@@ -20,21 +18,8 @@ def example(name):
         return f.read()
 
 
-class ExampleTests(unittest.TestCase):
-    timeout = 600
+class ExampleTests(GatewayTestCase):
 
-    @inlineCallbacks
-    def setUp(self):
-        cargo = _cargo_or_skip()
-        os.makedirs(SHARED_TARGET, exist_ok=True)
-        self.gateway = GatewayHarness(self, os.path.abspath(self.mktemp()), cargo)
-        yield self.gateway.start()
-        self.addCleanup(lambda: self.gateway.stop())
-
-    @inlineCallbacks
-    def json_request(self, method, path, **kwargs):
-        response, content = yield self.gateway.request(method, path, **kwargs)
-        return response, json.loads(content)
 
     def test_every_example_is_tested(self):
         """Each .rs file in docs/examples has a test here."""

@@ -164,7 +164,9 @@ class GatewayHarness:
         returnValue(started["data"])
 
 
-class GatewayIntegrationTests(unittest.TestCase):
+class GatewayTestCase(unittest.TestCase):
+    """A real gateway per test in ``self.gateway``; skipped when there is no cargo."""
+
     timeout = 600
 
     @inlineCallbacks
@@ -174,6 +176,15 @@ class GatewayIntegrationTests(unittest.TestCase):
         self.gateway = GatewayHarness(self, os.path.abspath(self.mktemp()), cargo)
         yield self.gateway.start()
         self.addCleanup(lambda: self.gateway.stop())
+
+    @inlineCallbacks
+    def json_request(self, method, path, **kwargs):
+        """A data-plane request whose answer is JSON (or empty): (response, decoded body)."""
+        response, content = yield self.gateway.request(method, path, **kwargs)
+        returnValue((response, json.loads(content) if content else None))
+
+
+class GatewayIntegrationTests(GatewayTestCase):
 
     @inlineCallbacks
     def test_quick_start(self):

@@ -4,7 +4,6 @@ gateway with real cargo and real workers, talking to real SQLite, PostgreSQL,
 Redis and storage through the gateway's service plane.
 """
 
-import json
 import os
 import socket
 import sqlite3
@@ -13,7 +12,7 @@ import uuid
 from twisted.internet.defer import inlineCallbacks, returnValue
 from twisted.trial import unittest
 
-from tests.test_integration import ROOT, SHARED_TARGET, GatewayHarness, _cargo_or_skip
+from tests.test_integration import ROOT, GatewayTestCase
 
 EXAMPLES = os.path.join(ROOT, "docs", "examples", "services")
 
@@ -47,16 +46,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
-class ServiceExampleTests(unittest.TestCase):
-    timeout = 600
-
-    @inlineCallbacks
-    def setUp(self):
-        cargo = _cargo_or_skip()
-        os.makedirs(SHARED_TARGET, exist_ok=True)
-        self.gateway = GatewayHarness(self, os.path.abspath(self.mktemp()), cargo)
-        yield self.gateway.start()
-        self.addCleanup(lambda: self.gateway.stop())
+class ServiceExampleTests(GatewayTestCase):
 
     @inlineCallbacks
     def service(self, name, service_type, config):
@@ -88,10 +78,6 @@ class ServiceExampleTests(unittest.TestCase):
             ids.append(started["id"])
         returnValue(ids)
 
-    @inlineCallbacks
-    def json_request(self, method, path, **kwargs):
-        response, content = yield self.gateway.request(method, path, **kwargs)
-        returnValue((response, json.loads(content) if content else None))
 
     def test_every_example_is_tested(self):
         """Each .rs file in docs/examples/services has a test here."""

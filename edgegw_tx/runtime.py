@@ -25,13 +25,28 @@ from edgegw_tx.admin.domains import CollectionManager, DomainManager
 from edgegw_tx.admin.logs import LogBook
 from edgegw_tx.admin.manager import EndpointManager
 from edgegw_tx.admin.services import ServiceManager
-from edgegw_tx.admin.validation import DEFAULT_SETTINGS
+from edgegw_tx.admin.validation import effective_settings
 from edgegw_tx.build.builder import Builder
 from edgegw_tx.gateway.dispatch import Dispatcher
 from edgegw_tx.gateway.routes import RouteTable
 from edgegw_tx.gateway.web import GatewayResource
 from edgegw_tx.store import SQLiteStore
 from edgegw_tx.workers.pool import WorkerPool
+
+
+def pool_options(settings):
+    """An endpoint's stored settings as ``WorkerPool`` keyword arguments."""
+    settings = effective_settings(settings)
+    return {
+        "min_instances": settings["min_instances"],
+        "max_instances": settings["max_instances"],
+        "max_queue": settings["max_queue"],
+        "timeout": settings["timeout"],
+        "max_requests": settings["max_requests"],
+        "idle_timeout": settings["idle_timeout"],
+        "env": dict(settings["env"]),
+        "pipeline": settings["pipeline"],
+    }
 
 
 class GatewayRuntime(MultiService):
@@ -49,8 +64,13 @@ class GatewayRuntime(MultiService):
         build_target_dir=None,
         reactor=None,
         registry=None,
+        keep_versions=10,
     ):
-        """``registry`` replaces the service plane's ``ServiceRegistry`` (tests pass a fake)."""
+        """
+        ``registry`` replaces the service plane's ``ServiceRegistry`` (tests pass
+        a fake); ``keep_versions`` is how many compiled versions of an endpoint
+        are kept (``--keep-versions``).
+        """
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor
@@ -82,6 +102,8 @@ class GatewayRuntime(MultiService):
             self._make_pool,
             LogBook(reactor),
             services=self.service_manager,
+            keep_versions=keep_versions,
+            reactor=reactor,
         )
         # Not ``services``/``namedServices`` either: plain names MultiService does not use.
         self.collections = CollectionManager(self.store, self.manager)
@@ -117,23 +139,20 @@ class GatewayRuntime(MultiService):
 
         return gatherResults([service._waitingForPort for service in self.listeners])
 
-    def _make_pool(self, record, binary, log):
+    def _make_pool(self, record, binary, log, version=None):
         sandbox = os.path.join(self.data_dir, "sandbox", record["id"])
         # A single mkdir of our own data directory: metadata only, not worth a thread.
         os.makedirs(sandbox, exist_ok=True)
-        settings = record["settings"]
         return WorkerPool(
             record["name"],
             [binary],
-            instances=settings["instances"],
-            timeout=settings["timeout"],
-            env=dict(settings["env"]),
             cwd=sandbox,
             log=log,
             max_frame=self._max_frame,
-            pipeline=settings.get("pipeline", DEFAULT_SETTINGS["pipeline"]),
             call_handler=self.registry.call_handler(record["id"]),
+            version=version,
             reactor=self._reactor,
+            **pool_options(record["settings"]),
         )
 
     def startService(self):

@@ -25,6 +25,12 @@ class Options(usage.Options):
         ["sdk", None, DEFAULT_SDK, "Directory of the rust-edge-gateway-sdk crate."],
         ["crates", None, "auto", "Where crates come from: auto, debian or crates-io."],
         ["max-frame", None, str(16 * 1024 * 1024), "Largest frame a worker may send, in bytes."],
+        [
+            "keep-versions",
+            None,
+            "10",
+            "Compiled versions kept per endpoint (older ones and their unused binaries are pruned).",
+        ],
     ]
 
     def postOptions(self):
@@ -49,6 +55,12 @@ class Options(usage.Options):
             raise usage.UsageError("--max-frame must be a number of bytes")
         if self["max-frame"] < 1024:
             raise usage.UsageError("--max-frame must be at least 1024 bytes")
+        try:
+            self["keep-versions"] = int(self["keep-versions"])
+        except ValueError:
+            raise usage.UsageError("--keep-versions must be a whole number")
+        if self["keep-versions"] < 1:
+            raise usage.UsageError("--keep-versions must be at least 1")
 
 
 def makeService(config):
@@ -60,4 +72,5 @@ def makeService(config):
         cargo=config["cargo"],
         crate_source=config["crates"],
         max_frame=config["max-frame"],
+        keep_versions=config["keep-versions"],
     )

@@ -66,14 +66,19 @@ class FakeBuilder:
     def artifact(self, digest):
         return "/artifacts/" + digest + "/handler"
 
+    def remove_artifact(self, digest):
+        return succeed(False)
+
 
 class FakePool:
     instances = []
 
-    def __init__(self, record, binary, log):
+    def __init__(self, record, binary, log, version=None):
         self.name = record["name"]
         self.binary = binary
         self.log = log
+        self.version = version
+        self.settings = record["settings"]
         self.pids = []
         self.started = False
         self.stopped = False
@@ -95,6 +100,16 @@ class FakePool:
 
     def request(self, frame):
         return Deferred()
+
+    def workers(self):
+        state = "draining" if self.stopped else "ready"
+        return [
+            {"pid": pid, "version": self.version, "state": state, "served": 0, "in_flight": 0}
+            for pid in self.pids
+        ]
+
+    def stats(self):
+        return {"name": self.name, "workers": len(self.pids), "queued": 0}
 
 
 class AdminAPITests(unittest.TestCase):
@@ -187,7 +202,17 @@ class AdminAPITests(unittest.TestCase):
         self.assertEqual(data["domain"], "*")
         self.assertEqual(
             data["settings"],
-            {"instances": 1, "timeout": 30.0, "env": {}, "pipeline": 16, "dependencies": {}},
+            {
+                "min_instances": 1,
+                "max_instances": 4,
+                "max_queue": 1000,
+                "timeout": 30.0,
+                "max_requests": 0,
+                "idle_timeout": 60.0,
+                "env": {},
+                "pipeline": 16,
+                "dependencies": {},
+            },
         )
         code, document = self.call("GET", "/api/endpoints/" + data["id"])
         self.assertEqual((code, document["data"]["name"]), (200, "hello"))

@@ -221,7 +221,9 @@ class DeployTests(GatewayTestCase):
         [record] = self.endpoints()
         self.assertEqual(record["name"], "greet")
         self.assertEqual(record["domain"], "api.example.com")
-        self.assertEqual((record["settings"]["instances"], record["settings"]["timeout"]), (3, 2.5))
+        settings = record["settings"]
+        # --instances N is the API's shorthand for min_instances = max_instances = N.
+        self.assertEqual((settings["min_instances"], settings["max_instances"], settings["timeout"]), (3, 3, 2.5))
 
     def test_deploy_of_a_new_name_needs_a_path(self):
         """Creating needs a route: without --path the deploy stops with exit 2 before creating anything."""

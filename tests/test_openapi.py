@@ -226,8 +226,8 @@ class FoundBySchemathesisTests(unittest.TestCase):
         from edgegw_tx.services.config import ConfigError, validate_config
 
         fields = endpoint_fields({"name": "a", "path": "/a", "method": "GET", "instances": 2.0, "pipeline": 8.0})
-        self.assertEqual((fields["settings"]["instances"], fields["settings"]["pipeline"]), (2, 8))
-        self.assertIs(type(fields["settings"]["instances"]), int)
+        self.assertEqual((fields["settings"]["min_instances"], fields["settings"]["pipeline"]), (2, 8))
+        self.assertIs(type(fields["settings"]["min_instances"]), int)
         config = validate_config("redis", {"host": "127.0.0.1", "pool_size": 99.0}, name="r")
         self.assertEqual(config["pool_size"], 99)
         self.assertIs(type(config["pool_size"]), int)

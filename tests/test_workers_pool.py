@@ -3,6 +3,8 @@ Tests for L{edgegw_tx.workers.pool}, on a fake process reactor: no real
 processes, no real time.
 """
 
+import random
+
 from twisted.internet.defer import CancelledError
 from twisted.trial import unittest
 
@@ -53,7 +55,7 @@ class PoolTestCase(unittest.TestCase):
 class PoolTests(PoolTestCase):
     def test_spawn_arguments(self):
         """Workers get argv, a cleared environment, the cwd and three pipes."""
-        pool = self.pool(instances=2, env={"A": "1"}, cwd="/sandbox")
+        pool = self.pool(min_instances=2, max_instances=2, env={"A": "1"}, cwd="/sandbox")
         pool.start()
         self.assertEqual(len(self.reactor.processes), 2)
         for process in self.reactor.processes:
@@ -66,7 +68,7 @@ class PoolTests(PoolTestCase):
 
     def test_start_waits_for_ready(self):
         """start() fires with the pids only once every worker sent ready."""
-        pool = self.pool(instances=2)
+        pool = self.pool(min_instances=2, max_instances=2)
         d = pool.start()
         first, second = self.reactor.processes
         first.send(READY_FRAME)
@@ -80,7 +82,7 @@ class PoolTests(PoolTestCase):
         A worker exiting before ready fails start() with its status and last
         stderr lines, once the other workers were stopped too; none restarts.
         """
-        pool = self.pool(instances=2)
+        pool = self.pool(min_instances=2, max_instances=2)
         d = pool.start()
         first, second = self.reactor.processes
         second.send(READY_FRAME)
@@ -145,7 +147,7 @@ class PoolTests(PoolTestCase):
 
     def test_parallel_workers(self):
         """Each idle worker takes one request."""
-        pool = self.started(instances=2)
+        pool = self.started(min_instances=2, max_instances=2)
         pool.request({"path": "/a"})
         pool.request({"path": "/b"})
         first, second = self.reactor.processes
@@ -289,8 +291,8 @@ class PoolTests(PoolTestCase):
         self.assertEqual(pool.pids, [self.reactor.processes[1].pid])
 
     def test_queue_full(self):
-        """With the queue full a request fails at once with 503 and a retry_after."""
-        pool = self.started(queue_limit=2)
+        """With max_queue requests waiting, the next fails at once with 503 and a retry_after."""
+        pool = self.started(max_queue=2)
         pool.request({})
         pool.request({})
         pool.request({})
@@ -316,7 +318,7 @@ class PoolTests(PoolTestCase):
         stop() serves what was accepted, closes each worker's stdin once it
         is idle, sends TERM at the drain deadline and KILL kill_time later.
         """
-        pool = self.started(instances=2, drain_timeout=10, kill_time=3)
+        pool = self.started(min_instances=2, max_instances=2, drain_timeout=10, kill_time=3)
         first, second = self.reactor.processes
         d1 = pool.request({"path": "/a"})
         d2 = pool.request({"path": "/b"})
@@ -545,7 +547,7 @@ class PipelineTests(PoolTestCase):
 
     def test_least_busy_worker_is_chosen(self):
         """New requests go to the worker with the fewest requests in flight."""
-        pool = self.started(instances=2, pipeline=4)
+        pool = self.started(min_instances=2, max_instances=2, pipeline=4)
         first, second = self.reactor.processes
         for i in range(4):
             pool.request({"path": "/%d" % i})
@@ -555,3 +557,459 @@ class PipelineTests(PoolTestCase):
     def test_pipeline_must_be_positive(self):
         """A pipeline depth below 1 is refused."""
         self.assertRaises(ValueError, self.pool, pipeline=0)
+
+
+class PolicyTests(PoolTestCase):
+    """min_instances, max_instances, idle_timeout, max_requests, max_queue."""
+
+    def ready(self, process):
+        process.send(READY_FRAME)
+
+    def respond_to(self, process, request_id, status=200):
+        process.send({"type": "response", "id": request_id, "status": status,
+                      "headers": {}, "body": None})
+
+    def test_scale_to_zero(self):
+        """
+        With min_instances=0 no process runs until the first request, which
+        waits for its worker's ready and is served; the worker is stopped after
+        idle_timeout, and the next request spawns a new one at once.
+        """
+        pool = self.pool(min_instances=0, max_instances=1, idle_timeout=30)
+        self.assertEqual(self.successResultOf(pool.start()), [])
+        self.assertEqual(self.reactor.processes, [])
+        d = pool.request({"path": "/a"})
+        [process] = self.reactor.processes
+        self.assertNoResult(d)
+        self.ready(process)
+        self.respond(process)
+        self.assertEqual(self.successResultOf(d)["body"], "/a")
+        self.reactor.advance(29.9)
+        self.assertFalse(process.stdin_closed)
+        self.reactor.advance(0.1)
+        self.assertTrue(process.stdin_closed)
+        process.exit(0)
+        self.assertEqual((pool.pids, pool.workers()), ([], []))
+        d = pool.request({"path": "/b"})
+        self.assertEqual(len(self.reactor.processes), 2)
+        second = self.reactor.processes[1]
+        self.ready(second)
+        self.respond(second)
+        self.assertEqual(self.successResultOf(d)["body"], "/b")
+        stats = pool.stats()
+        self.assertEqual(
+            (stats["restarts"], stats["failed"], stats["scaled_down"], stats["spawned"]),
+            (0, 0, 1, 2),
+        )
+
+    def test_scale_from_zero_start_failure(self):
+        """
+        When the worker spawned for waiting requests fails to start, they fail
+        at once with WorkerCrashed naming its exit status and last stderr
+        lines; the next request's spawn waits out the restart backoff.
+        """
+        pool = self.pool(min_instances=0, max_instances=1, min_restart_delay=1)
+        pool.start()
+        waiting = [pool.request({"path": "/a"}), pool.request({"path": "/b"})]
+        [process] = self.reactor.processes
+        process.stderr(b"thread 'main' panicked at 'no DATABASE_URL'\n")
+        process.exit(101)
+        for d in waiting:
+            f = self.failureResultOf(d, WorkerCrashed)
+            self.assertEqual(
+                f.value.message,
+                "worker 100 of hello exited with status 101 before sending ready;"
+                " last stderr lines:\nthread 'main' panicked at 'no DATABASE_URL'",
+            )
+        self.assertEqual(pool.stats()["queued"], 0)
+        d = pool.request({"path": "/c"})
+        self.reactor.advance(0.9)
+        self.assertEqual(len(self.reactor.processes), 1)
+        self.reactor.advance(0.1)
+        self.assertEqual(len(self.reactor.processes), 2)
+        second = self.reactor.processes[1]
+        self.ready(second)
+        self.respond(second)
+        self.assertEqual(self.successResultOf(d)["body"], "/c")
+        self.assertEqual(pool.stats()["restarts"], 1)
+
+    def test_start_failure_with_another_worker_keeps_queue(self):
+        """A scale-up worker failing to start leaves the queue to the workers that are ready."""
+        pool = self.started(min_instances=1, max_instances=2)
+        first = self.reactor.processes[0]
+        pool.request({"path": "/a"})
+        queued = pool.request({"path": "/b"})
+        extra = self.reactor.processes[1]
+        extra.exit(1)
+        self.assertNoResult(queued)
+        self.respond(first)
+        self.assertEqual(self.requests(first)[-1]["path"], "/b")
+        self.respond(first)
+        self.successResultOf(queued)
+
+    def test_scale_up_to_max(self):
+        """
+        Requests that find no ready worker with room spawn workers, one per
+        request a starting worker cannot take, up to max_instances and not
+        beyond; the new workers serve the queue once ready.
+        """
+        pool = self.started(min_instances=1, max_instances=3)
+        first = self.reactor.processes[0]
+        ds = [pool.request({"path": f"/{i}"}) for i in range(5)]
+        self.assertEqual(len(self.reactor.processes), 3)
+        _, second, third = self.reactor.processes
+        self.assertEqual([w["state"] for w in pool.workers()], ["busy", "starting", "starting"])
+        self.ready(second)
+        self.ready(third)
+        self.assertEqual([r["path"] for r in self.requests(second)], ["/1"])
+        self.assertEqual([r["path"] for r in self.requests(third)], ["/2"])
+        self.assertEqual(pool.stats()["queued"], 2)
+        for process in (first, second, third, first, second):
+            self.respond(process)
+        for i, d in enumerate(ds):
+            self.assertEqual(self.successResultOf(d)["body"], f"/{i}")
+        self.assertEqual(len(self.reactor.processes), 3)
+        self.assertEqual(pool.stats()["workers"], 3)
+
+    def test_starting_worker_absorbs_a_pipeline(self):
+        """
+        One starting worker is counted for C{pipeline} queued requests: a
+        burst spawns another only once the queue outgrows the capacity of
+        those already starting.
+        """
+        pool = self.started(min_instances=1, max_instances=3, pipeline=4)
+        for i in range(4):
+            pool.request({"path": f"/{i}"})
+        self.assertEqual(len(self.reactor.processes), 1)
+        pool.request({"path": "/4"})
+        self.assertEqual(len(self.reactor.processes), 2)
+        for i in range(5, 8):
+            pool.request({"path": f"/{i}"})
+        self.assertEqual(len(self.reactor.processes), 2)
+        pool.request({"path": "/8"})
+        self.assertEqual(len(self.reactor.processes), 3)
+        self.ready(self.reactor.processes[1])
+        self.assertEqual(len(self.requests(self.reactor.processes[1])), 4)
+
+    def test_no_scale_up_while_starting(self):
+        """Requests made while start() runs wait for the first workers; none are added."""
+        pool = self.pool(min_instances=1, max_instances=3)
+        started = pool.start()
+        ds = [pool.request({"path": f"/{i}"}) for i in range(3)]
+        self.assertEqual(len(self.reactor.processes), 1)
+        self.ready(self.reactor.processes[0])
+        self.successResultOf(started)
+        # Running now: the two still queued get their workers.
+        self.assertEqual(len(self.reactor.processes), 3)
+        for d in ds:
+            self.assertNoResult(d)
+
+    def test_scale_down_to_min(self):
+        """
+        Workers above min_instances idle for idle_timeout are stopped
+        gracefully, longest idle first (stdin closed, TERM after
+        drain_timeout); the pool never goes below min_instances.
+        """
+        pool = self.started(min_instances=1, max_instances=3, idle_timeout=60,
+                            drain_timeout=10, kill_time=3)
+        ds = [pool.request({"path": f"/{i}"}) for i in range(3)]
+        first, second, third = self.reactor.processes
+        self.ready(second)
+        self.ready(third)
+        self.reactor.advance(1)
+        self.respond(second)  # idle since t=1
+        self.reactor.advance(1)
+        self.respond(third)  # idle since t=2
+        self.reactor.advance(1)
+        self.respond(first)  # idle since t=3
+        for d in ds:
+            self.successResultOf(d)
+        self.reactor.advance(57.9)
+        self.assertFalse(second.stdin_closed)
+        self.reactor.advance(0.1)
+        self.assertEqual((second.stdin_closed, third.stdin_closed), (True, False))
+        self.assertEqual([w["state"] for w in pool.workers()], ["ready", "draining", "ready"])
+        self.reactor.advance(1)
+        self.assertTrue(third.stdin_closed)
+        third.exit(0)
+        self.reactor.advance(9)  # drain_timeout after second's stdin was closed
+        self.assertEqual(second.signals, ["TERM"])
+        self.reactor.advance(3)
+        self.assertEqual(second.signals, ["TERM", "KILL"])
+        second.exit(signal=9)
+        self.reactor.advance(1000)
+        self.assertFalse(first.stdin_closed)
+        self.assertEqual(pool.pids, [first.pid])
+        self.assertEqual(len(self.reactor.processes), 3)
+        stats = pool.stats()
+        self.assertEqual((stats["scaled_down"], stats["restarts"]), (2, 0))
+
+    def test_idle_timer_is_lazy(self):
+        """
+        One idle timer per pool, whatever the traffic: it re-checks when it
+        fires, so a worker used again meanwhile is stopped idle_timeout after
+        its last answer, not after its first.
+        """
+        pool = self.pool(min_instances=0, max_instances=1, idle_timeout=10)
+        pool.start()
+        d = pool.request({})
+        [process] = self.reactor.processes
+        self.ready(process)
+        self.respond(process)
+        self.successResultOf(d)
+        for _ in range(50):
+            self.reactor.advance(0.1)
+            d = pool.request({})
+            self.respond(process)
+            self.successResultOf(d)
+        # The worker's lazy watchdog and the pool's idle timer: nothing per request.
+        self.assertLessEqual(len(self.reactor.getDelayedCalls()), 2)
+        self.reactor.advance(9.9)
+        self.assertFalse(process.stdin_closed)
+        self.reactor.advance(0.1)
+        self.assertTrue(process.stdin_closed)
+
+    def test_max_queue(self):
+        """
+        max_queue counts the requests waiting in the pool's queue, including
+        for a worker's start, not those written to workers; beyond, 503.
+        """
+        pool = self.pool(min_instances=0, max_instances=1, max_queue=2, pipeline=2)
+        pool.start()
+        waiting = [pool.request({}), pool.request({})]
+        f = self.failureResultOf(pool.request({}), Overloaded)
+        self.assertEqual((f.value.status, f.value.retry_after), (503, 1))
+        self.assertEqual(
+            f.value.message, "hello: all workers are busy and 2 requests are waiting"
+        )
+        [process] = self.reactor.processes
+        self.ready(process)
+        self.assertEqual(len(self.requests(process)), 2)
+        more = [pool.request({}), pool.request({})]
+        self.failureResultOf(pool.request({}), Overloaded)
+        self.assertEqual(pool.stats()["queued"], 2)
+        self.assertEqual(pool.stats()["rejected"], 2)
+        for d in waiting + more:
+            self.assertNoResult(d)
+
+    def test_recycling_jitter(self):
+        """
+        Each worker is recycled after its own limit, drawn from the injected
+        random source in [max_requests, max_requests * 1.25]; no request fails.
+        """
+        seed = 4
+        draws = random.Random(seed)
+        limits = [draws.randint(100, 125) for _ in range(3)]
+        self.assertNotEqual(limits[0], limits[1])
+        pool = self.started(max_requests=100, random=random.Random(seed))
+        readied = {self.reactor.processes[0]}
+        for i in range(limits[0] + limits[1] + 1):
+            process = self.reactor.processes[-1]
+            d = pool.request({"path": f"/{i}"})
+            if process not in readied:
+                self.ready(process)
+                readied.add(process)
+            self.respond(process)
+            self.successResultOf(d)
+            if process.stdin_closed:
+                process.exit(0)
+        counts = [len(self.requests(p)) for p in self.reactor.processes]
+        self.assertEqual(counts, [limits[0], limits[1], 1])
+        stats = pool.stats()
+        self.assertEqual(
+            (stats["recycled"], stats["failed"], stats["restarts"]), (2, 0, 0)
+        )
+
+    def test_recycling_pipelined(self):
+        """
+        A worker reaching its limit gets no new request, a replacement is
+        spawned at once, and its stdin is closed only after it answered every
+        request already pipelined to it: none fails, none is requeued.
+        """
+        seed = 7
+        limit = random.Random(seed).randint(4, 5)
+        pool = self.started(pipeline=3, max_requests=4, random=random.Random(seed))
+        [old] = self.reactor.processes
+        ds = [pool.request({"path": f"/{i}"}) for i in range(limit + 3)]
+        answered = 0
+        while answered < len(self.requests(old)):
+            if len(self.reactor.processes) == 2 and answered == limit - 3:
+                # Just retired with a full pipe.
+                self.assertEqual(
+                    [(w["state"], w["in_flight"]) for w in pool.workers()],
+                    [("draining", 3), ("starting", 0)],
+                )
+            self.assertFalse(old.stdin_closed)
+            self.respond_to(old, self.requests(old)[answered]["id"])
+            answered += 1
+        self.assertEqual(answered, limit)
+        self.assertTrue(old.stdin_closed)
+        old.exit(0)
+        _, new = self.reactor.processes
+        self.ready(new)
+        self.assertEqual(
+            [r["path"] for r in self.requests(new)], [f"/{i}" for i in range(limit, limit + 3)]
+        )
+        for request in self.requests(new):
+            self.respond_to(new, request["id"])
+        for d in ds:
+            self.assertEqual(self.successResultOf(d)["status"], 200)
+        stats = pool.stats()
+        self.assertEqual(
+            (stats["served"], stats["failed"], stats["restarts"], stats["recycled"]),
+            (limit + 3, 0, 0, 1),
+        )
+        self.assertEqual(pool.pids, [new.pid])
+
+    def test_recycling_replaces_only_below_min(self):
+        """A recycled worker is replaced only if the pool would fall below min_instances."""
+        # max_requests=2: the jitter range [2, 2.5] holds one whole number.
+        pool = self.started(min_instances=1, max_instances=2, max_requests=2)
+        first = self.reactor.processes[0]
+        a = pool.request({"path": "/a"})
+        b = pool.request({"path": "/b"})
+        second = self.reactor.processes[1]
+        self.ready(second)
+        self.respond(first)
+        self.respond(second)
+        c = pool.request({"path": "/c"})
+        self.assertEqual(self.requests(first)[-1]["path"], "/c")
+        self.assertEqual([w["state"] for w in pool.workers()], ["draining", "ready"])
+        self.assertEqual(len(self.reactor.processes), 2)
+        self.respond(first)
+        self.assertTrue(first.stdin_closed)
+        first.exit(0)
+        for d in (a, b, c):
+            self.successResultOf(d)
+        self.assertEqual(pool.pids, [second.pid])
+        self.reactor.advance(60)
+        self.assertEqual(len(self.reactor.processes), 2)
+
+    def test_workers_states(self):
+        """workers() follows a worker through starting, busy, ready and draining."""
+        pool = self.pool(min_instances=0, max_instances=1, idle_timeout=5, version="sha256:ab")
+        pool.start()
+        self.assertEqual(pool.workers(), [])
+        d = pool.request({"path": "/a"})
+        [process] = self.reactor.processes
+
+        def worker(state, served, in_flight):
+            return [{"pid": 100, "version": "sha256:ab", "state": state,
+                     "served": served, "in_flight": in_flight}]
+
+        self.assertEqual(pool.workers(), worker("starting", 0, 0))
+        self.ready(process)
+        self.assertEqual(pool.workers(), worker("busy", 0, 1))
+        self.respond(process)
+        self.successResultOf(d)
+        self.assertEqual(pool.workers(), worker("ready", 1, 0))
+        self.reactor.advance(5)
+        self.assertEqual(pool.workers(), worker("draining", 1, 0))
+        process.exit(0)
+        self.assertEqual(pool.workers(), [])
+
+    def test_stats(self):
+        """stats() reports the policy and the queue besides its counters."""
+        pool = self.started(min_instances=1, max_instances=2, pipeline=1, version="v1")
+        pool.request({})
+        pool.request({})
+        pool.request({})
+        stats = pool.stats()
+        self.assertEqual(
+            {k: stats[k] for k in ("min_instances", "max_instances", "queued", "workers",
+                                   "starting", "ready", "busy", "version")},
+            {"min_instances": 1, "max_instances": 2, "queued": 2, "workers": 2,
+             "starting": 1, "ready": 1, "busy": 1, "version": "v1"},
+        )
+
+    def test_stop_drains_scaled_up_workers(self):
+        """
+        stop() with scaled-up workers, one still starting, serves every
+        accepted request on them, then closes each one's stdin.
+        """
+        pool = self.started(min_instances=1, max_instances=3, drain_timeout=10)
+        ds = [pool.request({"path": f"/{i}"}) for i in range(4)]
+        first, second, third = self.reactor.processes
+        self.ready(second)
+        stopped = pool.stop()
+        self.failureResultOf(pool.request({}), PoolStopped)
+        self.ready(third)
+        self.respond(first)
+        self.assertEqual(self.requests(first)[-1]["path"], "/3")
+        for process in (second, third, first):
+            self.assertFalse(process.stdin_closed)
+            self.respond(process)
+            self.assertTrue(process.stdin_closed)
+            process.exit(0)
+        for i, d in enumerate(ds):
+            self.assertEqual(self.successResultOf(d)["body"], f"/{i}")
+        self.successResultOf(stopped)
+        self.assertEqual(len(self.reactor.processes), 3)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_stop_with_idle_timer_and_backoff_pending(self):
+        """stop() cancels the pool's idle and spawn timers."""
+        pool = self.pool(min_instances=0, max_instances=2, idle_timeout=10, min_restart_delay=5)
+        pool.start()
+        d = pool.request({})
+        [process] = self.reactor.processes
+        self.ready(process)
+        self.respond(process)
+        self.successResultOf(d)
+        process.exit(1)  # crashed: the next spawn waits 5s
+        waiting = pool.request({})
+        stopped = pool.stop()
+        self.failureResultOf(waiting, PoolStopped)
+        self.successResultOf(stopped)
+        self.assertEqual(len(self.reactor.processes), 1)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_scale_from_zero_spawn_error(self):
+        """A spawnProcess error fails the waiting request with it and leaves no timer behind."""
+        pool = self.pool(min_instances=0, max_instances=1)
+        pool.start()
+        self.reactor.spawn_error = OSError(24, "Too many open files")
+        f = self.failureResultOf(pool.request({}), WorkerCrashed)
+        self.assertIn("could not be spawned", f.value.message)
+        self.assertIn("Too many open files", f.value.message)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+        self.reactor.spawn_error = None
+        d = pool.request({})
+        self.reactor.advance(0.1)
+        [process] = self.reactor.processes
+        self.ready(process)
+        self.respond(process)
+        self.successResultOf(d)
+
+    def test_crashes_share_one_backoff(self):
+        """
+        Workers crashing together are replaced together after one delay: the
+        backoff is the pool's, and doubles once per round, not per worker.
+        """
+        pool = self.started(min_instances=2, max_instances=2, min_restart_delay=1)
+        for process in list(self.reactor.processes):
+            process.exit(1)
+        self.assertEqual(pool.pids, [])
+        self.reactor.advance(0.9)
+        self.assertEqual(len(self.reactor.processes), 2)
+        self.reactor.advance(0.1)
+        self.assertEqual(len(self.reactor.processes), 4)
+        for process in self.reactor.processes[2:]:
+            process.exit(1)
+        self.reactor.advance(1.9)
+        self.assertEqual(len(self.reactor.processes), 4)
+        self.reactor.advance(0.1)
+        self.assertEqual(len(self.reactor.processes), 6)
+        self.assertEqual(pool.stats()["restarts"], 4)
+
+    def test_policy_validated(self):
+        """Nonsense policies are refused."""
+        for kwargs in (
+            {"min_instances": -1},
+            {"max_instances": 0, "min_instances": 0},
+            {"min_instances": 3, "max_instances": 2},
+            {"max_queue": -1},
+            {"max_requests": -1},
+            {"idle_timeout": -1},
+        ):
+            self.assertRaises(ValueError, self.pool, **kwargs)

@@ -220,6 +220,22 @@ class AdminAPI:
         record = yield change(endpoint_id)
         returnValue(ok(request, self._manager.view(record)))
 
+    @app.route("/api/endpoints/<endpoint_id>/versions", methods=["GET"])
+    @inlineCallbacks
+    def endpoint_versions(self, request, endpoint_id):
+        """Its compiled versions, newest first, with ``live`` and ``current`` flags."""
+        self._authorize(request)
+        versions = yield self._manager.versions(endpoint_id)
+        returnValue(ok(request, _paged(_query(request), versions, dict)))
+
+    @app.route("/api/endpoints/<endpoint_id>/rollback", methods=["POST"])
+    @inlineCallbacks
+    def rollback_endpoint(self, request, endpoint_id):
+        """Serve an earlier version, ``{"version": digest}``, without compiling."""
+        self._authorize(request)
+        record = yield self._manager.rollback(endpoint_id, self._body(request))
+        returnValue(ok(request, self._manager.view(record)))
+
     @app.route("/api/endpoints/<endpoint_id>/logs", methods=["GET"])
     @inlineCallbacks
     def endpoint_logs(self, request, endpoint_id):

@@ -6,9 +6,18 @@ running endpoints and keeps the route table in step with them; the store keeps
 what must survive a restart (an endpoint whose status is ``running`` is started
 again from its deployed binary when the gateway comes back).
 
-Lifecycle changes of one endpoint (start, stop, restart, update, delete) are
-serialised by a per-endpoint lock, so two operators clicking at once cannot
-leave two pools behind one route.
+Lifecycle changes of one endpoint (start, stop, restart, rollback, update,
+delete) are serialised by a per-endpoint lock, so two operators clicking at
+once cannot leave two pools behind one route.
+
+Versions: every successful compile is recorded in the store (``versions``);
+the newest ``keep_versions`` of an endpoint are kept, with its live
+(``deployed``) and current (``artifact``) ones, and an artifact goes only when
+nothing uses its digest any more (artifacts are content-addressed, so endpoints
+with the same code share one). Replacing a running pool (restart, rollback, a
+change of the workers' settings) always goes: new pool started and ready →
+route switched → old pool drained; if the new one fails to start the old one
+keeps serving.
 """
 
 import uuid
@@ -18,18 +27,30 @@ from twisted.internet.defer import DeferredLock, inlineCallbacks, returnValue
 from twisted.logger import Logger
 
 from edgegw_tx.admin.errors import (
+    BadRequest,
     BuildUnavailable,
     Conflict,
     NotFound,
     Unprocessable,
     WorkersFailed,
 )
-from edgegw_tx.admin.validation import endpoint_fields
+from edgegw_tx.admin.validation import (
+    effective_settings,
+    endpoint_fields,
+    pool_settings_changed,
+    rollback_version,
+)
 from edgegw_tx.build import BuildError, CompileFailed
 from edgegw_tx.paths import parse_pattern
 from edgegw_tx.store import Conflict as StoreConflict
 
 _HIDDEN = ("path_shape",)
+SHORT_DIGEST = 12
+
+
+def short(digest):
+    """The first hex digits of a digest, enough to tell versions apart (None stays None)."""
+    return digest[:SHORT_DIGEST] if digest else None
 
 
 def _now():
@@ -60,20 +81,47 @@ def _build_inputs(record):
 class EndpointManager:
     log = Logger()
 
-    def __init__(self, store, builder, routes, pool_factory, logbook, services=None):
+    def __init__(
+        self,
+        store,
+        builder,
+        routes,
+        pool_factory,
+        logbook,
+        services=None,
+        keep_versions=10,
+        reactor=None,
+    ):
         """
-        ``pool_factory(record, binary, log)`` makes an unstarted worker pool for
-        an endpoint record; ``routes`` is the data plane's route table;
-        ``services`` (a ``ServiceManager``) is told when an endpoint is deleted,
-        so its bindings leave the service registry with it.
+        ``pool_factory(record, binary, log, version=digest)`` makes an unstarted
+        worker pool for an endpoint record; ``routes`` is the data plane's route
+        table; ``services`` (a ``ServiceManager``) is told when an endpoint is
+        deleted, so its bindings leave the service registry with it;
+        ``keep_versions`` is how many versions of an endpoint are kept;
+        ``reactor`` is the clock of the switch timings.
         """
+        if reactor is None:
+            from twisted.internet import reactor
         self._store = store
         self._builder = builder
         self._routes = routes
         self._pool_factory = pool_factory
         self._logbook = logbook
         self._services = services
+        self._keep_versions = keep_versions
+        self._clock = reactor
         self._pools = {}
+        # endpoint id -> the digest its running pool serves
+        self._digests = {}
+        # endpoint id -> [(pool, digest)] being drained after a switch
+        self._draining = {}
+        # digest -> how many pools are being started on it
+        self._claims = {}
+        # Serialises pruning (which deletes artifacts) with taking a digest into
+        # use (starting a pool on it, recording a compile of it).
+        self._versions_lock = DeferredLock()
+        # The last route switch: {endpoint_id, digest, ready_to_switch_ms}.
+        self.last_switch = None
         self._locks = {}
         # Domains and collections (admin/domains.py): ``_routing`` resolves an
         # endpoint's effective route; ``routing_lock`` serialises every write
@@ -91,9 +139,18 @@ class EndpointManager:
     def view(self, record):
         """The public shape of an endpoint record."""
         public = {k: v for k, v in record.items() if k not in _HIDDEN}
-        pool = self._pools.get(record["id"])
+        public["settings"] = effective_settings(record["settings"])
+        endpoint_id = record["id"]
+        pool = self._pools.get(endpoint_id)
         public["pids"] = list(pool.pids) if pool is not None else []
         public["route"] = "{} {}{}".format(record["method"], record["domain"], self._full_path(record))
+        # The live version: what the running pool serves (else what last ran).
+        public["version"] = short(self._digests.get(endpoint_id) or record["deployed"])
+        workers = list(pool.workers()) if pool is not None else []
+        for old, _ in self._draining.get(endpoint_id, ()):
+            workers.extend(old.workers())
+        public["workers"] = workers
+        public["queue"] = pool.stats().get("queued", 0) if pool is not None else 0
         return public
 
     def pool_stats(self):
@@ -147,7 +204,31 @@ class EndpointManager:
         returnValue(stored)
 
     def update(self, endpoint_id, payload):
-        return self._locked(endpoint_id, self.routing_lock.run, self._update, endpoint_id, payload)
+        return self._locked(endpoint_id, self._update_and_apply, endpoint_id, payload)
+
+    @inlineCallbacks
+    def _update_and_apply(self, endpoint_id, payload):
+        """
+        Store the change (under ``routing_lock``), then, when it changed a
+        setting of the workers of a running endpoint, replace its pool with
+        one on the same version and the new settings: started and ready, route
+        switched, old one drained, so no request is dropped. If the new workers
+        fail to start, the old ones keep serving and the workers' settings go
+        back to what they were (the rest of the change stays): 502.
+        """
+        before = yield self.get(endpoint_id)
+        record = yield self.routing_lock.run(self._update, endpoint_id, payload)
+        if endpoint_id in self._pools and pool_settings_changed(before["settings"], record["settings"]):
+            try:
+                record = yield self._replace(record, self._digests[endpoint_id])
+            except WorkersFailed as e:
+                kept = effective_settings(record["settings"])
+                kept.update(
+                    (k, v) for k, v in effective_settings(before["settings"]).items() if k != "dependencies"
+                )
+                yield self._store.update_endpoint(endpoint_id, {"settings": kept, "updated_at": _now()})
+                raise WorkersFailed(e.message + "; the change of the workers' settings was undone")
+        returnValue(record)
 
     @inlineCallbacks
     def _update(self, endpoint_id, payload):
@@ -193,10 +274,14 @@ class EndpointManager:
         record = yield self.get(endpoint_id)
         if endpoint_id in self._pools:
             yield self._stop_locked(record)
+        versions = yield self._store.list_versions(endpoint_id)
         yield self._store.delete_endpoint(endpoint_id)
         if self._services is not None:
             self._services.endpoint_deleted(endpoint_id)
         self._logbook.forget(endpoint_id)
+        # Its binaries go too, but only those no other endpoint uses.
+        digests = [v["digest"] for v in versions] + [record["artifact"], record["deployed"]]
+        yield self._versions_lock.run(self._remove_unused, [d for d in digests if d])
         returnValue(record)
 
     def _forget_lock(self, result, endpoint_id):
@@ -209,10 +294,60 @@ class EndpointManager:
     def compile(self, endpoint_id):
         """
         Build the endpoint's current code with its ``settings.dependencies``;
-        fires with (record, build result).
+        fires with (record, build result). A successful build is recorded as a
+        version of the endpoint (its oldest versions beyond ``keep_versions``
+        pruned).
         """
         record = yield self.get(endpoint_id)
         inputs = _build_inputs(record)
+        # Twice at most: a binary found cached may be pruned (as another
+        # endpoint's old version) before it is recorded as this one's.
+        for _ in range(2):
+            result = yield self._build(endpoint_id, inputs)
+            done = yield self._versions_lock.run(self._compiled, endpoint_id, inputs, result)
+            if done is not None:
+                returnValue(done)
+        raise BuildUnavailable(f"cannot compile: the binary {result.digest} vanished twice after its build")
+
+    @inlineCallbacks
+    def _compiled(self, endpoint_id, inputs, result):
+        """
+        Under ``_versions_lock``: make the build the endpoint's artifact and a
+        version of it, and prune. None when its binary is gone (build again).
+        """
+        if self._builder.artifact(result.digest) is None:
+            returnValue(None)
+        latest = yield self.get(endpoint_id)
+        if _build_inputs(latest) != inputs:
+            # The code or dependencies changed while cargo ran: this binary is not the endpoint's.
+            returnValue((latest, result))
+        record = yield self._store.update_endpoint(
+            endpoint_id,
+            {
+                "artifact": result.digest,
+                "status": "running" if endpoint_id in self._pools else "compiled",
+                "last_error": None,
+                "updated_at": _now(),
+            },
+        )
+        code, extra = inputs
+        yield self._store.record_version(
+            {
+                "endpoint_id": endpoint_id,
+                "digest": result.digest,
+                "code": code,
+                "dependencies": extra,
+                "compile_seconds": round(result.seconds, 3),
+                "created_at": _now(),
+            },
+            cached=result.cached,
+        )
+        unused = yield self._store.prune_versions(endpoint_id, self._keep_versions, self._in_use())
+        yield self._remove_artifacts(unused)
+        returnValue((record, result))
+
+    @inlineCallbacks
+    def _build(self, endpoint_id, inputs):
         code, extra = inputs
         try:
             result = yield self._builder.build(endpoint_id, code, extra_dependencies=extra)
@@ -233,20 +368,7 @@ class EndpointManager:
             )
         except BuildError as e:
             raise BuildUnavailable(f"cannot compile: {e}")
-        latest = yield self.get(endpoint_id)
-        if _build_inputs(latest) != inputs:
-            # The code or dependencies changed while cargo ran: this binary is not the endpoint's.
-            returnValue((latest, result))
-        record = yield self._store.update_endpoint(
-            endpoint_id,
-            {
-                "artifact": result.digest,
-                "status": "running" if endpoint_id in self._pools else "compiled",
-                "last_error": None,
-                "updated_at": _now(),
-            },
-        )
-        returnValue((record, result))
+        returnValue(result)
 
     def start(self, endpoint_id):
         return self._locked(endpoint_id, self._start, endpoint_id)
@@ -277,18 +399,101 @@ class EndpointManager:
     @inlineCallbacks
     def _restart(self, endpoint_id):
         record = yield self.get(endpoint_id)
+        record = yield self._replace(record, record["artifact"] or record["deployed"])
+        returnValue(record)
+
+    @inlineCallbacks
+    def versions(self, endpoint_id):
+        """
+        The endpoint's versions, newest first, each with ``live`` (it is the
+        deployed one), ``current`` (the build of the current code) and
+        ``available`` (its binary is still stored, so a rollback can use it).
+        """
+        record = yield self.get(endpoint_id)
+        rows = yield self._store.list_versions(endpoint_id)
+        live = self._digests.get(endpoint_id) or record["deployed"]
+        returnValue(
+            [
+                dict(
+                    row,
+                    short=short(row["digest"]),
+                    live=row["digest"] == live,
+                    current=row["digest"] == record["artifact"],
+                    available=self._builder.artifact(row["digest"]) is not None,
+                )
+                for row in rows
+            ]
+        )
+
+    def rollback(self, endpoint_id, payload):
+        """
+        Serve an earlier version (``{"version": digest}``) without compiling:
+        a running endpoint switches to it as a restart does (new workers ready,
+        route switched, old ones drained); a stopped one starts on it. It
+        becomes the ``deployed`` version; the code and ``artifact`` stay, so a
+        later restart (or start) runs the current code again.
+        """
+        version = rollback_version(payload)
+        return self._locked(endpoint_id, self._rollback, endpoint_id, version)
+
+    @inlineCallbacks
+    def _rollback(self, endpoint_id, version):
+        record = yield self.get(endpoint_id)
+        rows = yield self._store.list_versions(endpoint_id)
+        found = [r["digest"] for r in rows if r["digest"].startswith(version)]
+        if not found:
+            raise NotFound(
+                f"endpoint '{record['name']}' has no version '{version}'; "
+                f"GET /api/endpoints/{endpoint_id}/versions lists them"
+            )
+        if len(found) > 1:
+            raise BadRequest(
+                f"field 'version': '{version}' is the start of {len(found)} versions; give more digits",
+                field="version",
+            )
+        [digest] = found
+        if self._builder.artifact(digest) is None:
+            raise Conflict(
+                f"the binary of version {short(digest)} of endpoint '{record['name']}' was pruned; "
+                "to serve it again, PUT its code (GET .../versions shows it), compile and restart"
+            )
+        if self._digests.get(endpoint_id) == digest:
+            returnValue(record)  # it is serving already
+        record = yield self._replace(record, digest)
+        returnValue(record)
+
+    @inlineCallbacks
+    def _replace(self, record, digest):
+        """
+        Serve ``digest``: new pool started and ready, then the route switched to
+        it, then the old pool (if any) drained. When the new pool fails to
+        start, the old one was never touched and keeps serving.
+        """
+        endpoint_id = record["id"]
         # The old pool stays registered until the new one takes its place
         # (_register), so a domain or collection change meanwhile moves its route.
         old = self._pools.get(endpoint_id)
-        try:
-            record = yield self._start_locked(record, record["artifact"] or record["deployed"])
-        except Exception:
-            if old is not None:
-                self._pools[endpoint_id] = old
-            raise
+        old_digest = self._digests.get(endpoint_id)
+        record = yield self._start_locked(record, digest)
         if old is not None:
-            yield old.stop()
+            yield self._drain(endpoint_id, old, old_digest)
         returnValue(record)
+
+    @inlineCallbacks
+    def _drain(self, endpoint_id, pool, digest):
+        """Stop a pool that no longer has the route; its workers stay visible meanwhile."""
+        entry = (pool, digest)
+        self._draining.setdefault(endpoint_id, []).append(entry)
+        try:
+            yield pool.stop()
+        except Exception as e:
+            self.log.error("Draining workers of {name} failed: {e}", name=pool.name, e=e)
+        finally:
+            draining = self._draining.get(endpoint_id, [])
+            if entry in draining:
+                draining.remove(entry)
+            if not draining:
+                self._draining.pop(endpoint_id, None)
 
     # gateway start and stop
 
@@ -312,6 +517,7 @@ class EndpointManager:
         """Stop all workers without changing what the store says should run."""
         pools = list(self._pools.items())
         self._pools.clear()
+        self._digests.clear()
         for endpoint_id, _ in pools:
             self._routes.remove(endpoint_id)
         for _, pool in pools:
@@ -379,50 +585,131 @@ class EndpointManager:
         )
 
     @inlineCallbacks
-    def _register(self, endpoint_id, record, pool):
+    def _register(self, endpoint_id, record, pool, digest):
         """
         Put a started pool in service, at the endpoint's route as stored now: a
         domain or collection may have moved it while the workers started.
         """
         fresh = yield self._store.get_endpoint(endpoint_id)
         self._pools[endpoint_id] = pool
+        self._digests[endpoint_id] = digest
         self._route(fresh or record, pool)
 
     @inlineCallbacks
     def _start_locked(self, record, digest):
+        """
+        Start a pool on ``digest`` and, once it is ready, give it the route
+        (replacing the endpoint's running pool there, which the caller drains).
+        When it fails to start, a running pool keeps the route: the record
+        keeps status ``running`` and says why in ``last_error``.
+        """
         endpoint_id = record["id"]
         if not record["enabled"]:
             raise Conflict(f"endpoint '{record['name']}' is disabled; enable it before starting")
-        binary = self._builder.artifact(digest) if digest else None
+        binary = (yield self._versions_lock.run(self._claim, digest)) if digest else None
         if binary is None:
             raise Conflict(
                 f"endpoint '{record['name']}' is not compiled; "
                 f"POST /api/endpoints/{endpoint_id}/compile first"
             )
-        pool = self._pool_factory(record, binary, self._logbook.writer(endpoint_id))
+        try:
+            record = yield self._start_claimed(record, digest, binary)
+        finally:
+            self._release(digest)
+        returnValue(record)
+
+    @inlineCallbacks
+    def _start_claimed(self, record, digest, binary):
+        endpoint_id = record["id"]
+        serving = self._digests.get(endpoint_id) if endpoint_id in self._pools else None
+        pool = self._pool_factory(record, binary, self._logbook.writer(endpoint_id), version=digest)
         try:
             yield pool.start()
         except Exception as e:
             yield pool.stop()
-            yield self._store.update_endpoint(
-                endpoint_id,
-                {"status": "error", "last_error": f"workers failed to start: {e}", "updated_at": _now()},
-            )
+            if serving is None:
+                yield self._store.update_endpoint(
+                    endpoint_id,
+                    {"status": "error", "last_error": f"workers failed to start: {e}", "updated_at": _now()},
+                )
+                raise WorkersFailed(
+                    f"the workers of endpoint '{record['name']}' failed to start: {e}; "
+                    f"see GET /api/endpoints/{endpoint_id}/logs"
+                )
+            problem = f"the workers of version {short(digest)} failed to start: {e}"
+            yield self._store.update_endpoint(endpoint_id, {"last_error": problem, "updated_at": _now()})
             raise WorkersFailed(
-                f"the workers of endpoint '{record['name']}' failed to start: {e}; "
+                f"{problem}; endpoint '{record['name']}' still serves version {short(serving)}; "
                 f"see GET /api/endpoints/{endpoint_id}/logs"
             )
-        yield self.routing_lock.run(self._register, endpoint_id, record, pool)
+        ready = self._clock.seconds()
+        yield self.routing_lock.run(self._register, endpoint_id, record, pool, digest)
+        switched = self._clock.seconds()
+        self.last_switch = {
+            "endpoint_id": endpoint_id,
+            "digest": digest,
+            "ready_to_switch_ms": round((switched - ready) * 1000, 3),
+        }
+        self.log.info(
+            "Endpoint {name}: version {version} ready, route switched in {ms} ms",
+            name=record["name"],
+            version=short(digest),
+            ms=self.last_switch["ready_to_switch_ms"],
+        )
         record = yield self._store.update_endpoint(
             endpoint_id,
             {"status": "running", "deployed": digest, "last_error": None, "updated_at": _now()},
         )
         returnValue(record)
 
+    # versions and their binaries
+
+    def _in_use(self):
+        """Digests whose binaries must stay: served, being drained, or being started."""
+        used = set(self._digests.values()) | set(self._claims)
+        for draining in self._draining.values():
+            used.update(digest for _, digest in draining)
+        used.discard(None)
+        return used
+
+    def _claim(self, digest):
+        """Under ``_versions_lock``: the binary of ``digest``, kept from pruning until released; or None."""
+        binary = self._builder.artifact(digest)
+        if binary is not None:
+            self._claims[digest] = self._claims.get(digest, 0) + 1
+        return binary
+
+    def _release(self, digest):
+        count = self._claims.get(digest, 0) - 1
+        if count > 0:
+            self._claims[digest] = count
+        else:
+            self._claims.pop(digest, None)
+
+    @inlineCallbacks
+    def _remove_unused(self, digests):
+        """Under ``_versions_lock``: remove the binaries of those ``digests`` nothing uses."""
+        unused = yield self._store.unused_digests(digests, self._in_use())
+        yield self._remove_artifacts(unused)
+
+    @inlineCallbacks
+    def _remove_artifacts(self, digests):
+        """Under ``_versions_lock``: delete binaries (in a thread), never one in use."""
+        in_use = self._in_use()
+        for digest in digests:
+            if digest in in_use:
+                continue
+            try:
+                yield self._builder.remove_artifact(digest)
+                self.log.info("Removed the unused binary {digest}", digest=digest)
+            except Exception as e:
+                self.log.error("Could not remove the binary {digest}: {e}", digest=digest, e=e)
+
     @inlineCallbacks
     def _stop_locked(self, record):
         endpoint_id = record["id"]
         pool = self._pools.pop(endpoint_id, None)
+        self._digests.pop(endpoint_id, None)
         self._routes.remove(endpoint_id)
         if pool is not None:
             yield pool.stop()

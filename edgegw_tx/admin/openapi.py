@@ -32,7 +32,16 @@ import re
 
 from edgegw_tx import __version__
 from edgegw_tx.admin.services import POOL_ID, SERVICE_NAME
-from edgegw_tx.admin.validation import _HOST, MAX_INSTANCES, MAX_PIPELINE, MAX_TIMEOUT
+from edgegw_tx.admin.validation import (
+    _HOST,
+    DEFAULT_SETTINGS,
+    MAX_IDLE_TIMEOUT,
+    MAX_INSTANCES,
+    MAX_PIPELINE,
+    MAX_QUEUE,
+    MAX_REQUESTS,
+    MAX_TIMEOUT,
+)
 from edgegw_tx.build.project import MAX_DEPENDENCIES, MAX_FEATURES, SDK_CRATE
 from edgegw_tx.paths import METHODS
 
@@ -216,10 +225,37 @@ DEPENDENCY = {
 }
 
 
-def settings_properties():
-    """The endpoint settings, accepted under ``settings`` and at the top level."""
+def seconds(maximum, description):
+    return {"type": "number", "exclusiveMinimum": 0, "maximum": maximum, "description": description}
+
+
+def settings_properties(output=False):
+    """
+    The endpoint settings, accepted under ``settings`` and at the top level;
+    ``instances`` is input only (shorthand for min_instances = max_instances).
+    """
+    shorthand = {} if output else {
+        "instances": integer(
+            1, MAX_INSTANCES, description="shorthand: min_instances = max_instances = this (overrides both)"
+        )
+    }
     return {
-        "instances": integer(1, MAX_INSTANCES, description="worker processes"),
+        **shorthand,
+        "min_instances": integer(
+            0, MAX_INSTANCES, description="workers kept alive; 0: none until a request comes (default 1)"
+        ),
+        "max_instances": integer(
+            1,
+            MAX_INSTANCES,
+            description="most workers under load, at least min_instances (default 4, or min_instances if higher)",
+        ),
+        "max_queue": integer(0, MAX_QUEUE, description="requests that may wait for a worker; beyond, 503 (default 1000)"),
+        "max_requests": integer(
+            0, MAX_REQUESTS, description="requests a worker serves before it is replaced; 0: no limit (default)"
+        ),
+        "idle_timeout": seconds(
+            MAX_IDLE_TIMEOUT, "seconds a worker above min_instances may idle before it stops (default 60)"
+        ),
         "timeout": {
             "type": "number",
             "exclusiveMinimum": 0,
@@ -248,8 +284,49 @@ _ENDPOINT_READ_ONLY = (
     "pids",
     "services",
     "route",
+    "version",
+    "workers",
+    "queue",
     "created_at",
     "updated_at",
+)
+
+WORKER = obj(
+    {
+        "pid": nullable(integer(1)),
+        "version": nullable(string(description="the digest the worker runs")),
+        "state": string(description="starting, ready, busy or draining"),
+        "served": integer(0),
+        "in_flight": integer(0),
+    },
+    required=("pid", "version", "state", "served", "in_flight"),
+    closed=False,
+)
+
+VERSION = record(
+    {
+        "endpoint_id": ID,
+        "digest": string(pattern="^[0-9a-f]{64}$"),
+        "short": string(description="the digest's first 12 hex digits"),
+        "code": string(),
+        "dependencies": map_of(DEPENDENCY, description="settings.dependencies of the build"),
+        "compile_seconds": {"type": "number", "minimum": 0},
+        "created_at": TIMESTAMP,
+        "live": dict(BOOLEAN, description="the deployed version (what runs, or last ran)"),
+        "current": dict(BOOLEAN, description="the build of the current code (`artifact`)"),
+        "available": dict(BOOLEAN, description="its binary is still stored (a rollback can use it)"),
+    }
+)
+
+ROLLBACK_INPUT = obj(
+    {
+        "version": string(
+            64,
+            "^[0-9A-Fa-f]{7,64}$",
+            description="a version's digest, or its first 7 or more hex digits",
+        )
+    },
+    required=("version",),
 )
 
 
@@ -283,7 +360,7 @@ def endpoint_properties():
         "description": string(),
         "code": string(),
         "enabled": BOOLEAN,
-        "settings": obj(settings_properties(), required=("instances", "timeout", "env")),
+        "settings": obj(settings_properties(output=True), required=tuple(DEFAULT_SETTINGS)),
         "status": string(enum=list(ENDPOINT_STATUSES)),
         "artifact": nullable(string(description="digest of the compiled binary")),
         "deployed": nullable(string(description="digest the workers run, or last ran")),
@@ -291,6 +368,9 @@ def endpoint_properties():
         "pids": array(integer(1)),
         "services": map_of(ID, description="bindings: {pool_id: service_id}"),
         "route": string(description="what the data plane matches: method, host and full path"),
+        "version": nullable(string(description="the live version: the first 12 hex digits of its digest")),
+        "workers": array(WORKER, description="the running workers, with those still draining after a switch"),
+        "queue": integer(0, description="requests waiting for a worker"),
         "created_at": TIMESTAMP,
         "updated_at": TIMESTAMP,
     }
@@ -854,6 +934,8 @@ ENDPOINT_OPERATIONS = (
     "startEndpoint",
     "stopEndpoint",
     "restartEndpoint",
+    "endpointVersions",
+    "rollbackEndpoint",
     "endpointLogs",
     "endpointBindings",
     "bindService",
@@ -877,12 +959,15 @@ def endpoint_paths():
             query_parameter("collection_id", "only the endpoints of this collection"),
             flag_parameter("enabled", "only enabled (true) or disabled (false) endpoints"),
         ],
-        errors={"create": (409,), "update": (409,)},
+        errors={"create": (409,), "update": (409, 502)},
         descriptions={
             "create": "409 when another endpoint serves the same method and path on the same host.",
             "update": (
                 "A change of code or dependencies clears the compiled artifact; disabling a "
-                "running endpoint stops it. 409 when the new route is another endpoint's."
+                "running endpoint stops it. 409 when the new route is another endpoint's. A change "
+                "of a running endpoint's worker settings replaces its workers (new ones ready, "
+                "route switched, old ones drained); 502 when the new ones fail to start (the "
+                "old ones keep serving and those settings are not changed)."
             ),
             "delete": "Stops its workers first; deletes its bindings.",
         },
@@ -890,7 +975,11 @@ def endpoint_paths():
     lifecycle = {
         "start": ("Start the workers: `status` is `running`, `pids` lists them", (404, 409, 502)),
         "stop": ("Drain and stop the workers: `status` is `stopped`", (404,)),
-        "restart": ("New workers on the latest compiled binary, then drain the old ones", (404, 409, 502)),
+        "restart": (
+            "New workers on the latest compiled binary, then drain the old ones "
+            "(502 when they fail to start: the old ones keep serving)",
+            (404, 409, 502),
+        ),
     }
     for action, (summary, errors) in lifecycle.items():
         paths[f"/api/endpoints/{{endpoint_id}}/{action}"] = path_item(
@@ -919,6 +1008,36 @@ def endpoint_paths():
                     "endpoints",
                     {200: answer("compiled: the record and the build", ref("CompiledEndpoint"))},
                     errors=(404, 422, 503),
+                ),
+                parameters=[ENDPOINT_ID],
+            ),
+            "/api/endpoints/{endpoint_id}/versions": path_item(
+                operation(
+                    "get",
+                    "endpointVersions",
+                    "The endpoint's compiled versions, newest first",
+                    "endpoints",
+                    {200: answer("a page of versions", page_of(ref("Version")))},
+                    errors=(400, 404),
+                    query=QUERY_PAGE,
+                ),
+                parameters=[ENDPOINT_ID],
+            ),
+            "/api/endpoints/{endpoint_id}/rollback": path_item(
+                operation(
+                    "post",
+                    "rollbackEndpoint",
+                    "Serve an earlier version without compiling",
+                    "endpoints",
+                    {200: answer("the record, running that version", ref("Endpoint"))},
+                    errors=(404, 409, 502),
+                    body=ref("RollbackInput"),
+                    description=(
+                        "A running endpoint switches as a restart does (new workers ready, route "
+                        "switched, old ones drained; 502 and the old ones keep serving when the new "
+                        "ones fail to start); a stopped one starts on it. 404: no such version of this "
+                        "endpoint; 409: its binary was pruned, or the endpoint is disabled."
+                    ),
                 ),
                 parameters=[ENDPOINT_ID],
             ),
@@ -1222,6 +1341,8 @@ def schemas():
         "EndpointUpdate": endpoint_input(create=False),
         "CompiledEndpoint": record(dict(endpoint, build=ref("Build"))),
         "Build": BUILD,
+        "Version": VERSION,
+        "RollbackInput": ROLLBACK_INPUT,
         "LogLine": LOG_LINE,
         "Domain": DOMAIN,
         "Collection": COLLECTION,

@@ -15,10 +15,37 @@ from edgegw_tx.paths import PatternError, parse_pattern, validate_method
 
 # ``dependencies``: crate name → version requirement or {version, features,
 # default-features}, checked by the build plane's own rule (docs/dependencies.md).
-DEFAULT_SETTINGS = {"instances": 1, "timeout": 30.0, "env": {}, "pipeline": 16, "dependencies": {}}
+#
+# The worker pool's settings (docs/api.md, "Endpoint fields"): ``min_instances``
+# workers are kept alive (0: none until a request comes), up to
+# ``max_instances`` under load; ``max_queue`` requests may wait for a worker
+# (beyond: 503 with Retry-After); a worker is replaced after ``max_requests``
+# requests (0: never); a worker above ``min_instances`` idle for
+# ``idle_timeout`` seconds stops. ``instances: N`` is accepted on input as
+# shorthand for min_instances = max_instances = N (and is how records written
+# before these settings stored it: ``effective_settings`` reads them so).
+DEFAULT_SETTINGS = {
+    "min_instances": 1,
+    "max_instances": 4,
+    "max_queue": 1000,
+    "timeout": 30.0,
+    "max_requests": 0,
+    "idle_timeout": 60.0,
+    "env": {},
+    "pipeline": 16,
+    "dependencies": {},
+}
+# Settings that shape the running workers: changing one of a running endpoint
+# replaces its pool (new workers ready, route switched, old ones drained).
+POOL_SETTINGS = tuple(name for name in DEFAULT_SETTINGS if name != "dependencies")
+_SETTING_NAMES = tuple(DEFAULT_SETTINGS) + ("instances",)
 MAX_INSTANCES = 64
+MAX_QUEUE = 100_000
+MAX_REQUESTS = 1_000_000_000
+MAX_IDLE_TIMEOUT = 86_400.0
 MAX_PIPELINE = 256
 MAX_TIMEOUT = 3600.0
+_DIGEST_PREFIX = re.compile(r"^[0-9a-f]{7,64}\Z")
 
 _WRITABLE = {
     "name",
@@ -30,11 +57,7 @@ _WRITABLE = {
     "code",
     "enabled",
     "settings",
-    "instances",
-    "timeout",
-    "env",
-    "pipeline",
-    "dependencies",
+    *_SETTING_NAMES,
 }
 _READ_ONLY = {
     "id",
@@ -45,6 +68,9 @@ _READ_ONLY = {
     "pids",
     "services",
     "route",
+    "version",
+    "workers",
+    "queue",
     "created_at",
     "updated_at",
 }
@@ -91,42 +117,60 @@ def _string(payload, field, max_length, allow_empty=False):
     return value
 
 
-def _settings(payload, current):
+def _integer(field, value, low, high, what=None):
+    number = whole_number(value)
+    if number is None or not low <= number <= high:
+        raise BadRequest(what or f"field '{field}' must be an integer from {low} to {high}", field=field)
+    return number
+
+
+def _seconds(field, value, high):
+    if type(value) not in (int, float) or not 0 < value <= high:
+        raise BadRequest(
+            f"field '{field}' must be a number of seconds above 0 and at most {high:g}", field=field
+        )
+    return float(value)
+
+
+def _settings(payload, current, creating):
     settings = dict(current)
     given = {}
     if "settings" in payload:
         if not isinstance(payload["settings"], dict):
             raise BadRequest("field 'settings' must be an object", field="settings")
-        unknown = set(payload["settings"]) - set(DEFAULT_SETTINGS)
+        unknown = set(payload["settings"]) - set(_SETTING_NAMES)
         if unknown:
             raise BadRequest(
                 "unknown field 'settings.{}'".format(sorted(unknown)[0]), field="settings"
             )
         given.update({("settings." + k): v for k, v in payload["settings"].items()})
-    for name in DEFAULT_SETTINGS:
+    for name in _SETTING_NAMES:
         if name in payload:
             given[name] = payload[name]
+    named = {}  # setting name -> the field it was given as, for messages
+    shorthand = None
     for field, value in given.items():
         name = field.rsplit(".", 1)[-1]
         if name == "instances":
-            value = whole_number(value)
-            if value is None or not 1 <= value <= MAX_INSTANCES:
-                raise BadRequest(
-                    f"field '{field}' must be an integer from 1 to {MAX_INSTANCES}", field=field
-                )
+            shorthand = (field, _integer(field, value, 1, MAX_INSTANCES))
+            continue
+        if name == "min_instances":
+            value = _integer(field, value, 0, MAX_INSTANCES)
+        elif name == "max_instances":
+            value = _integer(field, value, 1, MAX_INSTANCES)
+        elif name == "max_queue":
+            value = _integer(field, value, 0, MAX_QUEUE)
+        elif name == "max_requests":
+            value = _integer(
+                field, value, 0, MAX_REQUESTS,
+                f"field '{field}' must be 0 (no limit) or an integer from 1 to {MAX_REQUESTS}",
+            )
         elif name == "pipeline":
-            value = whole_number(value)
-            if value is None or not 1 <= value <= MAX_PIPELINE:
-                raise BadRequest(
-                    f"field '{field}' must be an integer from 1 to {MAX_PIPELINE}", field=field
-                )
+            value = _integer(field, value, 1, MAX_PIPELINE)
         elif name == "timeout":
-            if type(value) not in (int, float) or not 0 < value <= MAX_TIMEOUT:
-                raise BadRequest(
-                    f"field '{field}' must be a number of seconds above 0 and at most {MAX_TIMEOUT:g}",
-                    field=field,
-                )
-            value = float(value)
+            value = _seconds(field, value, MAX_TIMEOUT)
+        elif name == "idle_timeout":
+            value = _seconds(field, value, MAX_IDLE_TIMEOUT)
         elif name == "env":
             if not isinstance(value, dict) or not all(
                 isinstance(k, str) and _ENV_NAME.match(k) and isinstance(v, str)
@@ -143,7 +187,70 @@ def _settings(payload, current):
                 where = f"{field}.{e.key}" if e.key else field
                 raise BadRequest(f"field '{where}' {e.problem}", field=where)
         settings[name] = value
+        named[name] = field
+    if shorthand is not None:
+        # ``instances: N`` wins over min/max in the same body: an old client that
+        # edits it in a record it read and PUTs the record back gets what it asked.
+        field, number = shorthand
+        settings["min_instances"] = settings["max_instances"] = number
+        named["min_instances"] = named["max_instances"] = field
+    elif creating and "max_instances" not in named:
+        settings["max_instances"] = max(settings["min_instances"], DEFAULT_SETTINGS["max_instances"])
+    if settings["min_instances"] > settings["max_instances"]:
+        field = named.get("min_instances") or named.get("max_instances") or "settings.min_instances"
+        raise BadRequest(
+            "field '{}': min_instances ({}) must not be above max_instances ({})".format(
+                field, settings["min_instances"], settings["max_instances"]
+            ),
+            field=field,
+        )
     return settings
+
+
+def effective_settings(stored):
+    """
+    A record's settings as the gateway applies them: a record written before
+    min/max_instances (``instances: N``) reads as min = max = N, and settings
+    it lacks take their defaults. Stored settings are rewritten in this shape
+    on their next change.
+    """
+    settings = dict(stored)
+    if "instances" in settings:
+        number = settings.pop("instances")
+        settings.setdefault("min_instances", number)
+        settings.setdefault("max_instances", max(number, 1))
+    for name, default in DEFAULT_SETTINGS.items():
+        if name not in settings:
+            settings[name] = dict(default) if isinstance(default, dict) else default
+    return settings
+
+
+def pool_settings_changed(before, after):
+    """Whether two stored settings differ in a setting of the running workers."""
+    before, after = effective_settings(before), effective_settings(after)
+    return any(before[name] != after[name] for name in POOL_SETTINGS)
+
+
+def rollback_version(payload):
+    """
+    The body of ``POST /api/endpoints/{id}/rollback``, ``{"version": digest}``:
+    the digest (or an unambiguous prefix of at least 7 hex digits), lower-cased.
+    """
+    if not isinstance(payload, dict):
+        raise BadRequest("the request body must be a JSON object")
+    unknown = set(payload) - {"version"}
+    if unknown:
+        raise BadRequest("unknown field '{}'".format(sorted(unknown)[0]), field=sorted(unknown)[0])
+    if "version" not in payload:
+        raise BadRequest("missing field 'version'", field="version")
+    value = payload["version"]
+    if not isinstance(value, str) or not _DIGEST_PREFIX.match(value.lower()):
+        raise BadRequest(
+            "field 'version' must be a version's digest (7 to 64 hex digits; "
+            "GET /api/endpoints/{id}/versions lists them)",
+            field="version",
+        )
+    return value.lower()
 
 
 def endpoint_fields(payload, current=None):
@@ -194,8 +301,8 @@ def endpoint_fields(payload, current=None):
             raise BadRequest("field 'enabled' must be true or false", field="enabled")
         fields["enabled"] = payload["enabled"]
 
-    base = DEFAULT_SETTINGS if current is None else current["settings"]
-    settings = _settings(payload, base)
+    base = DEFAULT_SETTINGS if current is None else effective_settings(current["settings"])
+    settings = _settings(payload, base, current is None)
     if current is None or settings != current["settings"]:
         fields["settings"] = settings
     return fields

@@ -110,6 +110,20 @@ class ArtifactStore:
         self._atomic(folder, BINARY_NAME, lambda f: _copy_from(source, f), 0o755)
         return str(folder / BINARY_NAME)
 
+    def remove(self, digest: str) -> bool:
+        """
+        Delete the folder of ``digest`` (blocking: callers run it in a thread);
+        True when there was one.  A worker running the binary keeps running
+        (the file lives on until it exits), but no new worker can start from it.
+        """
+        if not is_digest(digest):
+            raise ValueError(f"not a digest: {digest!r}")
+        folder = self.root / digest
+        if not folder.is_dir():
+            return False
+        shutil.rmtree(folder)
+        return True
+
     @staticmethod
     def _atomic(folder: Path, name: str, write, mode: int) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=folder)

@@ -134,6 +134,12 @@ class Builder:
         """Path of the stored binary for ``digest``, or None."""
         return self.artifacts.path(digest)
 
+    def remove_artifact(self, digest: str) -> Deferred[bool]:
+        """Delete the stored binary of ``digest`` in a thread; fires with True when there was one."""
+        return deferToThreadPool(
+            self._reactor, self._reactor.getThreadPool(), self.artifacts.remove, digest
+        )
+
     def toolchain(self) -> Deferred[str]:
         """
         ``rustc -vV`` of the toolchain in use, asked once and remembered; fails

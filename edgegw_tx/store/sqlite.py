@@ -7,7 +7,10 @@ dicts; JSON-valued columns (``settings``, ``config``) are decoded here so caller
 never see SQL types.
 
 Schema versions: 1 endpoints and API keys; 2 adds ``services`` and
-``bindings``; 3 adds ``domains``, ``collections`` and ``api_keys.last_used_at``.
+``bindings``; 3 adds ``domains``, ``collections`` and ``api_keys.last_used_at``;
+4 adds ``versions`` (each compiled version of an endpoint; an endpoint's
+``settings`` as written before it, with ``instances``, are read as they are and
+upgraded by the admin plane, ``validation.effective_settings``).
 Upgrades are additive (``CREATE TABLE IF NOT EXISTS``, ``ADD COLUMN`` when
 missing), so an older file is upgraded in place by ``open``.
 """
@@ -18,7 +21,7 @@ import os
 from twisted.enterprise import adbapi
 from twisted.internet.threads import deferToThreadPool
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = [
     """
@@ -103,6 +106,21 @@ _SCHEMA = [
         updated_at TEXT NOT NULL
     )
     """,
+    # version 4: every successful compile of an endpoint, newest last (rowid:
+    # compiling the same code again replaces its row, so it becomes the newest).
+    # ``dependencies`` is the endpoint's settings.dependencies of that build.
+    """
+    CREATE TABLE IF NOT EXISTS versions (
+        endpoint_id TEXT NOT NULL REFERENCES endpoints (id) ON DELETE CASCADE,
+        digest TEXT NOT NULL,
+        code TEXT NOT NULL,
+        dependencies TEXT NOT NULL DEFAULT '{}',
+        compile_seconds REAL NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        UNIQUE (endpoint_id, digest)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS versions_by_digest ON versions (digest)",
 ]
 
 # Columns added to existing tables by later versions: (table, column, definition).
@@ -137,6 +155,8 @@ SERVICE_COLUMNS = ("id", "name", "service_type", "config", "created_at", "update
 BINDING_COLUMNS = ("endpoint_id", "pool_id", "service_id", "created_at")
 
 DOMAIN_COLUMNS = ("id", "host", "description", "created_at", "updated_at")
+
+VERSION_COLUMNS = ("endpoint_id", "digest", "code", "dependencies", "compile_seconds", "created_at")
 
 COLLECTION_COLUMNS = (
     "id",
@@ -217,6 +237,32 @@ def _decode_endpoint(row):
     record["enabled"] = bool(record["enabled"])
     record["settings"] = json.loads(record["settings"])
     return record
+
+
+def _decode_version(row):
+    record = dict(zip(VERSION_COLUMNS, row))
+    record["dependencies"] = json.loads(record["dependencies"])
+    return record
+
+
+def _unused(cursor, digests, protected=()):
+    """
+    Those of ``digests`` (in their order, once each) not in ``protected`` and
+    not any endpoint's ``deployed`` or ``artifact`` nor any endpoint's kept
+    version: artifacts are content-addressed, so one may serve several endpoints.
+    """
+    unused = []
+    for digest in dict.fromkeys(digests):
+        if digest in protected:
+            continue
+        cursor.execute(
+            "SELECT 1 FROM endpoints WHERE deployed = ? OR artifact = ? "
+            "UNION ALL SELECT 1 FROM versions WHERE digest = ? LIMIT 1",
+            (digest, digest, digest),
+        )
+        if cursor.fetchone() is None:
+            unused.append(digest)
+    return unused
 
 
 def _decode_service(row):
@@ -365,10 +411,80 @@ class SQLiteStore:
         def delete(cursor):
             # The foreign key cascades too; this keeps it true without the pragma.
             cursor.execute("DELETE FROM bindings WHERE endpoint_id = ?", (endpoint_id,))
+            cursor.execute("DELETE FROM versions WHERE endpoint_id = ?", (endpoint_id,))
             cursor.execute("DELETE FROM endpoints WHERE id = ?", (endpoint_id,))
             return cursor.rowcount > 0
 
         return self._pool.runInteraction(delete)
+
+    # versions (schema 4): one row per (endpoint, digest) it compiled
+
+    def record_version(self, record, cached=False):
+        """
+        Record a successful compile, ``record`` having ``VERSION_COLUMNS``
+        (``dependencies`` a dict). The same digest again replaces the row, so it
+        is the newest; a ``cached`` build (no cargo run) keeps the row's
+        ``compile_seconds``, the time the binary really took.
+        """
+
+        def record_(cursor):
+            values = dict(record)
+            if cached:
+                cursor.execute(
+                    "SELECT compile_seconds FROM versions WHERE endpoint_id = ? AND digest = ?",
+                    (record["endpoint_id"], record["digest"]),
+                )
+                row = cursor.fetchone()
+                if row is not None:
+                    values["compile_seconds"] = row[0]
+            values["dependencies"] = json.dumps(values.get("dependencies") or {}, sort_keys=True)
+            cursor.execute(
+                "INSERT OR REPLACE INTO versions ({}) VALUES ({})".format(
+                    ", ".join(VERSION_COLUMNS), ", ".join("?" for _ in VERSION_COLUMNS)
+                ),
+                tuple(values[c] for c in VERSION_COLUMNS),
+            )
+
+        return self._pool.runInteraction(record_)
+
+    def list_versions(self, endpoint_id):
+        """The endpoint's versions, newest first (``dependencies`` decoded)."""
+        sql = "SELECT {} FROM versions WHERE endpoint_id = ? ORDER BY rowid DESC".format(
+            ", ".join(VERSION_COLUMNS)
+        )
+        d = self._pool.runQuery(sql, (endpoint_id,))
+        d.addCallback(lambda rows: [_decode_version(r) for r in rows])
+        return d
+
+    def prune_versions(self, endpoint_id, keep, protected=()):
+        """
+        Keep the endpoint's ``keep`` newest versions, and any whose digest is
+        its ``deployed`` or ``artifact`` or in ``protected``; delete the other
+        rows. Fires with the deleted digests no longer used anywhere (see
+        ``_unused``): those whose artifacts may go.
+        """
+
+        def prune(cursor):
+            cursor.execute("SELECT deployed, artifact FROM endpoints WHERE id = ?", (endpoint_id,))
+            row = cursor.fetchone() or (None, None)
+            spared = set(protected) | {d for d in row if d}
+            cursor.execute(
+                "SELECT digest FROM versions WHERE endpoint_id = ? ORDER BY rowid DESC",
+                (endpoint_id,),
+            )
+            digests = [r[0] for r in cursor.fetchall()]
+            doomed = [d for d in digests[max(keep, 0):] if d not in spared]
+            cursor.executemany(
+                "DELETE FROM versions WHERE endpoint_id = ? AND digest = ?",
+                [(endpoint_id, d) for d in doomed],
+            )
+            return _unused(cursor, doomed, protected)
+
+        return self._pool.runInteraction(prune)
+
+    def unused_digests(self, digests, protected=()):
+        """Those of ``digests`` that no endpoint deploys, has compiled or keeps as a version."""
+        return self._pool.runInteraction(_unused, list(digests), protected)
 
     # services
 

@@ -1,5 +1,6 @@
 """
-A pool of identical workers serving one deployed version of an endpoint.
+A pool of identical workers serving one deployed version of an endpoint,
+growing and shrinking between C{min_instances} and C{max_instances}.
 
 A worker is synchronous: it reads one request frame, answers it, then reads
 the next.  The pool may still write up to C{pipeline} requests to one worker
@@ -8,21 +9,51 @@ queue, which lets one reactor turn carry many frames each way.  Only the first
 request written and not yet answered (the head) is being served, so when a
 worker dies or is killed the head fails and the requests behind it, never
 started, go back to the front of the queue for the next worker.  A new request
-goes to the ready worker with the fewest requests in flight.  Each of the
-C{instances} slots keeps one worker alive, restarting it with a doubling
-delay like C{twisted.runner.procmon} does, so a crash loop cannot become a
-fork storm.
+goes to the ready worker with the fewest requests in flight (the first such in
+spawn order, so load gathers on the oldest workers and the newest go idle).
 
-Timeouts: C{timeout} bounds the wait for service (in the queue or behind
-other requests in a worker's pipe) and, separately, the handler's run from the
-moment the request becomes its worker's head.  Only the second kills the
-worker (it may be stuck); a request that waited its whole timeout fails
-without harming anyone.  So a client waits at most about twice C{timeout},
-and a worker is never killed for time it did not spend.
+Policy:
+
+  - C{min_instances} workers are kept alive: C{start()} spawns them, and one
+    that ends without being asked to is replaced.  Spawns wait out a restart
+    delay doubling from C{min_restart_delay} to C{max_restart_delay}, like
+    C{twisted.runner.procmon} does, so a crash loop cannot become a fork
+    storm; the delay is the pool's (not per worker) and also holds back the
+    spawns made for load.  A worker that served a request or lived
+    C{stable_time} seconds resets it.
+  - Scale up: while the requests waiting in the pool's queue outnumber what
+    the starting workers will take once ready (C{pipeline} each), and fewer
+    than C{max_instances} workers are starting or ready, one more is spawned.
+    With C{min_instances=0} the first request spawns a worker and waits in the
+    queue for its C{ready}.  If a worker fails to start while no other worker
+    is ready or starting, the queued requests fail at once with its error
+    (exit status and last stderr lines) instead of waiting out their timeout.
+  - Scale down: a worker above C{min_instances} idle (nothing in flight) for
+    C{idle_timeout} seconds is stopped gracefully, longest idle first.  One
+    lazy timer per pool does it: armed when a worker goes idle and none is
+    armed, it re-checks when it fires and re-arms for the next candidate, so
+    the request path never touches the timer heap.
+  - Recycling: a worker that was sent its limit of requests, drawn per worker
+    from C{[max_requests, max_requests * 1.25]} so that workers do not recycle
+    together, gets no new requests; a replacement is spawned if the pool would
+    otherwise fall below C{min_instances}; its stdin is closed once it answered
+    everything it was sent, so no request fails because of recycling.
+
+Draining workers (recycling, idle-stopping, or stopped with the pool) count
+neither toward C{min_instances} nor toward C{max_instances}: a pool of
+C{max_instances} may briefly have more processes while old ones finish.
+
+Timeouts: C{timeout} bounds the wait for service (in the queue, including a
+worker's start, or behind other requests in a worker's pipe) and, separately,
+the handler's run from the moment the request becomes its worker's head.  Only
+the second kills the worker (it may be stuck); a request that waited its whole
+timeout fails without harming anyone.  So a client waits at most about twice
+C{timeout}, and a worker is never killed for time it did not spend.
 """
 
 from __future__ import annotations
 
+import random as _random
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -54,6 +85,12 @@ _NEW, _STARTING, _RUNNING, _STOPPING, _STOPPED = (
     "stopped",
 )
 
+# Why a worker gets no new requests.
+_RECYCLING, _IDLE = "recycling", "idle"
+
+# Float slack when a lazy timer re-checks the deadline it was armed for.
+_EPSILON = 1e-9
+
 
 class _Job:
     """One accepted request: queued while C{worker} is None, then dispatched."""
@@ -64,36 +101,51 @@ class _Job:
         self.frame = frame
         self.deferred: Deferred[dict[str, Any]]
         self.timer: Any = None  # only while waiting in the pool's queue
-        self.worker: WorkerProcess | None = None
+        self.worker: _Worker | None = None
         self.since = since
 
 
-class _Line:
+class _Worker:
     """
-    The requests written to one worker, in order; C{jobs[0]} is being served.
+    One worker process as the pool sees it, from spawn to end.
 
-    One lazy watchdog per worker times them all, instead of a timer per
-    request: it fires at the earliest deadline it knew of, re-checks, and
-    re-arms for the next, so the request path never touches the timer heap.
+    C{jobs} are the requests written to it, in order; C{jobs[0]} is being
+    served.  One lazy watchdog per worker times them all, instead of a timer
+    per request: it fires at the earliest deadline it knew of, re-checks, and
+    re-arms for the next.
+
+    @ivar sent: requests written to it.
+    @ivar limit: C{sent} at which it is recycled; 0 for never.
+    @ivar draining: None while it may get requests, else why not
+        (C{_RECYCLING}, C{_IDLE}).
+    @ivar stopped: the pool asked it to exit, so its end is no failure.
+    @ivar idle_since: when its last request was answered (or it got ready).
     """
 
-    __slots__ = ("jobs", "head_since", "watchdog")
+    __slots__ = (
+        "process",
+        "version",
+        "jobs",
+        "head_since",
+        "watchdog",
+        "sent",
+        "limit",
+        "draining",
+        "stopped",
+        "idle_since",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, process: WorkerProcess, version: str | None, limit: int):
+        self.process = process
+        self.version = version
         self.jobs: deque[_Job] = deque()
         self.head_since = 0.0
         self.watchdog: Any = None
-
-
-class _Slot:
-    """One of the pool's C{instances}: its worker and its restart backoff."""
-
-    __slots__ = ("worker", "delay", "restart")
-
-    def __init__(self, delay: float):
-        self.worker: WorkerProcess | None = None
-        self.delay = delay
-        self.restart: Any = None
+        self.sent = 0
+        self.limit = limit
+        self.draining: str | None = None
+        self.stopped = False
+        self.idle_since = 0.0
 
 
 class WorkerPool:
@@ -101,12 +153,17 @@ class WorkerPool:
     Workers of one binary, a FIFO queue in front of them.
 
     @ivar stable_time: a worker that lived this many seconds, or served a
-        request, proves the binary works: its restart uses
+        request, proves the binary works: the next restart delay is
         C{min_restart_delay} again.
     @ivar served: requests answered by a worker.
-    @ivar failed: accepted requests that failed (crash, timeout, violation).
+    @ivar failed: accepted requests that failed (crash, timeout, violation,
+        failed start).
     @ivar rejected: requests refused at once (queue full, pool stopped).
-    @ivar restarts: replacement workers spawned.
+    @ivar spawned: worker processes spawned, the first ones included.
+    @ivar restarts: workers spawned to replace one that ended without being
+        asked to (crash, kill, failed start).
+    @ivar recycled: workers retired after their C{max_requests}.
+    @ivar scaled_down: workers stopped after C{idle_timeout}.
     """
 
     stable_time = 10.0
@@ -116,13 +173,16 @@ class WorkerPool:
         name: str,
         argv: Sequence[str],
         *,
-        instances: int = 1,
+        min_instances: int = 1,
+        max_instances: int = 1,
         timeout: float = 30.0,
         env: dict[str, str] | None = None,
         cwd: str | None = None,
         log: LogCallback | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
-        queue_limit: int = 1000,
+        max_queue: int = 1000,
+        max_requests: int = 0,
+        idle_timeout: float | None = 60.0,
         drain_timeout: float = 10.0,
         min_restart_delay: float = 0.1,
         max_restart_delay: float = 30.0,
@@ -130,36 +190,64 @@ class WorkerPool:
         kill_time: float = 5.0,
         call_handler: CallHandler | None = None,
         pipeline: int = 1,
+        version: str | None = None,
+        random: _random.Random | None = None,
         reactor: Any = None,
     ):
         """
         @param argv: the binary and its arguments; C{argv[0]} is executed.
+        @param min_instances: workers kept alive, 0 to scale to zero.
+        @param max_instances: most workers starting or serving at once.
         @param env: the worker's whole environment (nothing is inherited).
         @param log: C{log(stream, line)}, see L{LogCallback}.
+        @param max_queue: most requests waiting in the pool's queue (not
+            counting those written to workers); beyond, L{Overloaded}.
+        @param max_requests: requests sent to a worker before it is recycled,
+            jittered up to +25% per worker; 0 for never.
+        @param idle_timeout: seconds a worker above C{min_instances} may stay
+            idle before it is stopped; None for never.
+        @param drain_timeout: seconds between closing a stopping worker's
+            stdin and SIGTERM.
         @param start_timeout: seconds a worker has to send C{ready}.
         @param kill_time: seconds between SIGTERM and SIGKILL.
         @param call_handler: answers the workers' service calls; the default
             answers C{ServiceUnavailable}.
         @param pipeline: most requests written to one worker ahead of its
             answers (1: strictly one at a time).
+        @param version: an opaque label (a digest) reported with each worker.
+        @param random: draws the recycling limits; a new C{random.Random()}
+            by default.
         @param reactor: spawns the processes and provides the clock.
         """
         if reactor is None:
             from twisted.internet import reactor
-        if instances < 1:
+        if min_instances < 0:
+            raise ValueError("min_instances must not be negative")
+        if max_instances < 1:
             raise ValueError("a pool needs at least one instance")
+        if max_instances < min_instances:
+            raise ValueError("max_instances must be at least min_instances")
         if not argv:
             raise ValueError("argv must name the binary")
         if pipeline < 1:
             raise ValueError("pipeline must be at least 1")
+        if max_queue < 0:
+            raise ValueError("max_queue must not be negative")
+        if max_requests < 0:
+            raise ValueError("max_requests must not be negative")
+        if idle_timeout is not None and idle_timeout < 0:
+            raise ValueError("idle_timeout must not be negative")
         self.name = name
         self.argv = list(argv)
-        self.instances = instances
+        self.min_instances = min_instances
+        self.max_instances = max_instances
         self.timeout = timeout
         self.env = env or {}
         self.cwd = cwd
         self.max_frame = max_frame
-        self.queue_limit = queue_limit
+        self.max_queue = max_queue
+        self.max_requests = max_requests
+        self.idle_timeout = idle_timeout
         self.drain_timeout = drain_timeout
         self.min_restart_delay = min_restart_delay
         self.max_restart_delay = max_restart_delay
@@ -167,16 +255,26 @@ class WorkerPool:
         self.kill_time = kill_time
         self.call_handler = call_handler
         self.pipeline = pipeline
+        self.version = version
+        self._random = random if random is not None else _random.Random()
         self._log = log or twisted_log
         self._reactor = reactor
 
         self._state = _NEW
-        self._slots = [_Slot(min_restart_delay) for _ in range(instances)]
-        self._ready: list[WorkerProcess] = []
-        # Per ready worker, its requests in the order written; [0] is being served.
-        self._lines: dict[WorkerProcess, _Line] = {}
+        # Every worker from spawn to end, in spawn order.
+        self._workers: dict[WorkerProcess, _Worker] = {}
+        # The workers that take new requests: ready and not draining.
+        self._ready: list[_Worker] = []
         self._queue: deque[_Job] = deque()
         self._dispatching = False
+        self._scaling = False
+        # Restart backoff, the pool's: no spawn before _not_before; the next
+        # failure waits _delay.
+        self._delay = min_restart_delay
+        self._not_before = 0.0
+        self._spawn_call: Any = None
+        self._idle_call: Any = None
+        self._debt = 0  # workers that ended unasked and were not replaced yet
         self._start_d: Deferred[list[int]] | None = None
         self._start_error: GatewayError | None = None
         self._stop_waiters: list[Deferred[None]] = []
@@ -186,52 +284,80 @@ class WorkerPool:
         self.served = 0
         self.failed = 0
         self.rejected = 0
+        self.spawned = 0
         self.restarts = 0
+        self.recycled = 0
+        self.scaled_down = 0
 
     # -- public face -------------------------------------------------------
 
     @property
     def pids(self) -> list[int]:
-        """The pids of the live workers (started or starting)."""
+        """The pids of the live workers (starting, ready or draining)."""
+        return [p.pid for p in self._workers if p.pid is not None]
+
+    def workers(self) -> list[dict[str, Any]]:
+        """
+        The live workers, in spawn order: C{pid}, C{version}, C{state}
+        (C{starting}, C{ready} when idle, C{busy} with requests in flight,
+        C{draining} when recycling, idle-stopping or stopping), C{served}
+        (responses delivered) and C{in_flight}.
+        """
         return [
-            s.worker.pid
-            for s in self._slots
-            if s.worker is not None and s.worker.pid is not None
+            {
+                "pid": w.process.pid,
+                "version": w.version,
+                "state": self._worker_state(w),
+                "served": w.process.served,
+                "in_flight": w.process.in_flight,
+            }
+            for w in self._workers.values()
         ]
 
     def stats(self) -> dict[str, Any]:
         """Counters and gauges for the admin API."""
-        workers = [s.worker for s in self._slots if s.worker is not None]
+        states = [self._worker_state(w) for w in self._workers.values()]
         return {
             "name": self.name,
             "state": self._state,
-            "instances": self.instances,
-            "workers": len(workers),
-            "ready": sum(1 for w in workers if w.accepting),
-            "busy": sum(1 for w in workers if w.in_flight),
+            "version": self.version,
+            "min_instances": self.min_instances,
+            "max_instances": self.max_instances,
+            "workers": len(states),
+            "starting": states.count("starting"),
+            "ready": len(self._ready),
+            "busy": sum(1 for w in self._workers.values() if w.jobs),
+            "draining": states.count("draining"),
             "queued": len(self._queue),
             "served": self.served,
             "failed": self.failed,
             "rejected": self.rejected,
+            "spawned": self.spawned,
             "restarts": self.restarts,
+            "recycled": self.recycled,
+            "scaled_down": self.scaled_down,
         }
 
     def start(self) -> Deferred[list[int]]:
         """
-        Spawn the workers.
+        Spawn C{min_instances} workers.
 
-        @return: fires with their pids once every one sent C{ready}; fails
-            with the first worker's error (its exit status and last stderr
-            lines) if one ends before, after the others were stopped.
+        @return: fires with their pids once every one sent C{ready} (at once
+            with C{[]} when C{min_instances} is 0); fails with the first
+            worker's error (its exit status and last stderr lines) if one ends
+            before, after the others were stopped.
         """
         if self._state != _NEW:
             return fail(RuntimeError(f"pool {self.name} was already started"))
+        if self.min_instances == 0:
+            self._state = _RUNNING
+            return succeed([])
         self._state = _STARTING
         self._start_d = d = Deferred()
-        for slot in self._slots:
+        for _ in range(self.min_instances):
             if self._state != _STARTING:
                 break
-            self._spawn(slot)
+            self._spawn()
         return d
 
     def request(self, frame: dict[str, Any]) -> Deferred[dict[str, Any]]:
@@ -258,18 +384,19 @@ class WorkerPool:
         self._queue.append(job)
         self._dispatch()
         if job.worker is None:
-            if len(self._queue) > self.queue_limit:
+            if len(self._queue) > self.max_queue:
                 # Still queued, so it is the last: dispatch takes from the front.
                 self._queue.pop()
                 self.rejected += 1
                 return fail(
                     Overloaded(
                         f"{self.name}: all workers are busy and"
-                        f" {self.queue_limit} requests are waiting",
+                        f" {self.max_queue} requests are waiting",
                         retry_after=1,
                     )
                 )
             job.timer = self._reactor.callLater(self.timeout, self._expired, job)
+            self._scale()
         return d
 
     def stop(self) -> Deferred[None]:
@@ -308,102 +435,120 @@ class WorkerPool:
         if self._state == _STOPPING:
             self._drain()
 
-    def _least_busy(self) -> WorkerProcess | None:
+    def _least_busy(self) -> _Worker | None:
         """The ready worker with the fewest requests in flight, if one has room."""
         best = None
         room = self.pipeline
         for worker in self._ready:
-            load = len(self._lines[worker].jobs)
-            if load < room and worker.accepting:
+            load = len(worker.jobs)
+            if load < room and worker.process.accepting:
                 best, room = worker, load
                 if load == 0:
                     break
         return best
 
-    def _send(self, worker: WorkerProcess, job: _Job) -> None:
+    def _send(self, worker: _Worker, job: _Job) -> None:
         job.worker = worker
         if job.timer is not None:
             if job.timer.active():
-                job.timer.cancel()  # the line's watchdog times it from here on
+                job.timer.cancel()  # the worker's watchdog times it from here on
             job.timer = None
-        line = self._lines[worker]
-        line.jobs.append(job)
-        if len(line.jobs) == 1:
-            line.head_since = self._reactor.seconds()
-        if line.watchdog is None:
-            self._watch(worker, line)
-        d = worker.request(job.frame)
+        jobs = worker.jobs
+        jobs.append(job)
+        if len(jobs) == 1:
+            worker.head_since = self._reactor.seconds()
+        if worker.watchdog is None:
+            self._watch(worker)
+        d = worker.process.request(job.frame)
         d.addCallbacks(
             self._answered,
             self._answered,
             callbackArgs=(worker, job),
             errbackArgs=(worker, job),
         )
+        worker.sent += 1
+        if worker.sent == worker.limit:
+            self.recycled += 1
+            self._log(
+                "gateway",
+                f"recycling worker {worker.process.pid} of {self.name}"
+                f" after {worker.sent} requests",
+            )
+            self._retire(worker, _RECYCLING)
 
-    def _watch(self, worker: WorkerProcess, line: _Line) -> None:
-        """Arm the watchdog for the earliest deadline in C{line}, if any."""
+    def _watch(self, worker: _Worker) -> None:
+        """Arm the watchdog for the earliest deadline among C{worker}'s requests, if any."""
         deadline = None
-        for job in line.jobs:
-            due = (line.head_since if job is line.jobs[0] else job.since) + self.timeout
+        jobs = worker.jobs
+        for job in jobs:
+            due = (worker.head_since if job is jobs[0] else job.since) + self.timeout
             if deadline is None or due < deadline:
-                if job is line.jobs[0] or not job.deferred.called:
+                if job is jobs[0] or not job.deferred.called:
                     deadline = due
         if deadline is not None:
             delay = max(0.0, deadline - self._reactor.seconds())
-            line.watchdog = self._reactor.callLater(delay, self._watchdog, worker, line)
+            worker.watchdog = self._reactor.callLater(delay, self._watchdog, worker)
 
-    def _watchdog(self, worker: WorkerProcess, line: _Line) -> None:
-        line.watchdog = None
-        if not line.jobs or self._lines.get(worker) is not line:
+    def _watchdog(self, worker: _Worker) -> None:
+        worker.watchdog = None
+        if not worker.jobs or self._workers.get(worker.process) is not worker:
             return
         now = self._reactor.seconds()
-        head = line.jobs[0]
-        if now - line.head_since >= self.timeout:
+        jobs = worker.jobs
+        head = jobs[0]
+        pid = worker.process.pid
+        if now - worker.head_since >= self.timeout:
             error = RequestTimedOut(
-                f"{self.name}: worker {worker.pid} gave no response within"
+                f"{self.name}: worker {pid} gave no response within"
                 f" {self.timeout:g}s and was killed"
             )
             self._log("gateway", error.message)
             self._settle(head, Failure(error))
-            worker.kill(error)
+            worker.process.kill(error)
             return
-        for job in line.jobs:
+        for job in jobs:
             if job is not head and not job.deferred.called and now - job.since >= self.timeout:
                 # It waits in the worker's pipe: the worker answers it later
                 # (the answer is dropped); its service is timed then.
                 self._settle(job, Failure(self._wait_expired()))
-        self._watch(worker, line)
+        self._watch(worker)
 
     def _wait_expired(self) -> RequestTimedOut:
         return RequestTimedOut(f"{self.name}: no worker was free within {self.timeout:g}s")
 
     def _answered(
-        self, result: dict[str, Any] | Failure, worker: WorkerProcess, job: _Job
+        self, result: dict[str, Any] | Failure, worker: _Worker, job: _Job
     ) -> None:
         if job.worker is not worker:
             return  # put back in the queue when its worker died; served elsewhere
-        line = self._lines.get(worker)
-        if line is not None:
-            jobs = line.jobs
-            if jobs and jobs[0] is job:
-                jobs.popleft()
-                line.head_since = self._reactor.seconds()
-            elif job in jobs:
-                jobs.remove(job)
+        jobs = worker.jobs
+        if jobs and jobs[0] is job:
+            jobs.popleft()
+            worker.head_since = self._reactor.seconds()
+        elif job in jobs:
+            jobs.remove(job)
         self._settle(job, result)
-        if line is not None and line.jobs and not worker.accepting:
-            self._requeue(line)
+        if jobs:
+            if not worker.process.accepting:
+                self._requeue(worker)
+                self._scale()
+        elif worker.process.accepting:
+            if worker.draining is not None:
+                self._stop_worker(worker)  # recycling: all it was sent is answered
+            else:
+                self._became_idle(worker)
         if self._queue or self._state == _STOPPING:
             self._dispatch()
 
-    def _requeue(self, line: _Line) -> None:
+    def _requeue(self, worker: _Worker) -> None:
         """Requests written behind a failed one were never started: serve them elsewhere."""
-        if line.watchdog is not None and line.watchdog.active():
-            line.watchdog.cancel()
-        line.watchdog = None
+        if worker.watchdog is not None and worker.watchdog.active():
+            worker.watchdog.cancel()
+        worker.watchdog = None
         now = self._reactor.seconds()
-        while line.jobs:
-            job = line.jobs.pop()
+        jobs = worker.jobs
+        while jobs:
+            job = jobs.pop()
             job.worker = None
             if job.deferred.called:
                 continue
@@ -433,7 +578,7 @@ class WorkerPool:
             self._queue.remove(job)
             if job.timer is not None:
                 job.timer.cancel()
-        # A dispatched request runs on: its timer still guards the worker.
+        # A dispatched request runs on: its worker's watchdog still guards it.
 
     def _fail_queue(self, error: GatewayError) -> None:
         while self._queue:
@@ -442,10 +587,139 @@ class WorkerPool:
                 job.timer.cancel()
             self._settle(job, Failure(error))
 
+    # -- policy ------------------------------------------------------------
+
+    def _scale(self) -> None:
+        """
+        Spawn what the policy asks for now, one worker at a time, re-counting
+        after each: up to C{min_instances}, then one more while the queue holds
+        more than the starting workers will take, below C{max_instances}.
+        Spawns wait for the restart backoff on a single lazy timer.
+        """
+        if self._scaling:
+            return  # the running loop re-counts after each spawn
+        self._scaling = True
+        try:
+            while self._spawn_wanted():
+                now = self._reactor.seconds()
+                if now < self._not_before:
+                    if self._spawn_call is None:
+                        self._spawn_call = self._reactor.callLater(
+                            self._not_before - now, self._spawn_due
+                        )
+                    return
+                worker = self._spawn()
+                if worker.process not in self._workers:
+                    # Ended at once (spawnProcess raised): retry on the clock
+                    # if still wanted, never in this loop.
+                    if self._spawn_call is None and self._spawn_wanted():
+                        self._spawn_call = self._reactor.callLater(
+                            max(0.0, self._not_before - now), self._spawn_due
+                        )
+                    return
+        finally:
+            self._scaling = False
+
+    def _spawn_wanted(self) -> bool:
+        if self._state not in (_STARTING, _RUNNING):
+            return False
+        active = starting = 0
+        for worker in self._workers.values():
+            if worker.draining is None:
+                active += 1
+                if worker.process.state == STARTING:
+                    starting += 1
+        if active < self.min_instances:
+            return True
+        # While starting, the first workers take the queue once ready.
+        return (
+            self._state == _RUNNING
+            and active < self.max_instances
+            and len(self._queue) > starting * self.pipeline
+        )
+
+    def _spawn_due(self) -> None:
+        self._spawn_call = None
+        self._scale()
+
+    def _became_idle(self, worker: _Worker) -> None:
+        """C{worker} has nothing in flight: time it for scale-down if the pool is above its minimum."""
+        worker.idle_since = self._reactor.seconds()
+        if (
+            self._idle_call is None
+            and self.idle_timeout is not None
+            and self._state == _RUNNING
+            and len(self._workers) > self.min_instances
+        ):
+            self._idle_call = self._reactor.callLater(self.idle_timeout, self._idle_check)
+
+    def _idle_check(self) -> None:
+        """The lazy scale-down timer: stop the workers idle long enough, re-arm for the next."""
+        self._idle_call = None
+        if self._state != _RUNNING or self.idle_timeout is None:
+            return
+        excess = (
+            sum(1 for w in self._workers.values() if w.draining is None)
+            - self.min_instances
+        )
+        if excess <= 0:
+            return
+        now = self._reactor.seconds()
+        idle = sorted(
+            (w for w in self._ready if not w.jobs and w.process.accepting),
+            key=lambda w: w.idle_since,
+        )
+        for worker in idle:
+            due = worker.idle_since + self.idle_timeout
+            if due > now + _EPSILON:
+                self._idle_call = self._reactor.callLater(due - now, self._idle_check)
+                return
+            self.scaled_down += 1
+            self._log(
+                "gateway",
+                f"stopping worker {worker.process.pid} of {self.name}:"
+                f" idle for {self.idle_timeout:g}s",
+            )
+            self._retire(worker, _IDLE)
+            excess -= 1
+            if excess == 0:
+                return
+
+    def _retire(self, worker: _Worker, reason: str) -> None:
+        """
+        Send C{worker} no new requests; replace it if the pool needs it, then
+        stop it once it has answered all it was sent.
+        """
+        worker.draining = reason
+        if worker in self._ready:
+            self._ready.remove(worker)
+        self._scale()
+        if not worker.jobs:
+            self._stop_worker(worker)
+
+    def _stop_worker(self, worker: _Worker) -> None:
+        """Close its stdin (it exits 0); SIGTERM and SIGKILL follow as in stop()."""
+        if worker.stopped:
+            return
+        worker.stopped = True
+        if self._state == _STOPPING:
+            timeout = max(0.0, self._drain_deadline - self._reactor.seconds())
+        else:
+            timeout = self.drain_timeout
+        worker.process.stop(timeout)
+
+    def _worker_state(self, worker: _Worker) -> str:
+        state = worker.process.state
+        if worker.draining is not None or worker.stopped or state not in (STARTING, READY):
+            return "draining"
+        if state == STARTING:
+            return "starting"
+        return "busy" if worker.jobs else "ready"
+
     # -- worker lifecycle --------------------------------------------------
 
-    def _spawn(self, slot: _Slot) -> None:
-        worker = WorkerProcess(
+    def _spawn(self) -> _Worker:
+        process = WorkerProcess(
             self.name,
             log=self._log,
             call_handler=self.call_handler,
@@ -454,14 +728,24 @@ class WorkerPool:
             kill_time=self.kill_time,
             reactor=self._reactor,
         )
-        slot.worker = worker
-        worker.when_ready().addCallbacks(
-            self._worker_ready, self._worker_not_ready, errbackArgs=(worker,)
+        limit = 0
+        if self.max_requests:
+            limit = self._random.randint(
+                self.max_requests, int(self.max_requests * 1.25)
+            )
+        worker = _Worker(process, self.version, limit)
+        self._workers[process] = worker
+        self.spawned += 1
+        if self._debt:
+            self._debt -= 1
+            self.restarts += 1
+        process.when_ready().addCallbacks(
+            self._worker_ready, self._worker_not_ready, errbackArgs=(process,)
         )
-        worker.when_ended().addCallback(self._worker_ended, slot)
+        process.when_ended().addCallback(self._worker_ended)
         try:
             self._reactor.spawnProcess(
-                worker,
+                process,
                 self.argv[0],
                 self.argv,
                 env=self.env,
@@ -470,60 +754,84 @@ class WorkerPool:
                 usePTY=False,
             )
         except Exception as e:
-            worker.spawn_failed(e)
+            process.spawn_failed(e)
+        return worker
 
-    def _worker_ready(self, worker: WorkerProcess) -> None:
-        if not worker.accepting:
+    def _worker_ready(self, process: WorkerProcess) -> None:
+        worker = self._workers.get(process)
+        if worker is None or not process.accepting or worker.draining is not None:
             return
         self._log(
             "gateway",
-            f"worker {worker.pid} is ready (protocol {worker.protocol_version},"
-            f" sdk {worker.sdk})",
+            f"worker {process.pid} is ready (protocol {process.protocol_version},"
+            f" sdk {process.sdk})",
         )
         self._ready.append(worker)
-        self._lines[worker] = _Line()
         self._dispatch()
-        if self._state == _STARTING and all(
-            s.worker is not None and s.worker.accepting for s in self._slots
-        ):
+        started = self._state == _STARTING and len(self._ready) >= self.min_instances
+        if started:
             self._state = _RUNNING
+        self._scale()
+        if not worker.jobs and worker in self._ready:
+            self._became_idle(worker)
+        if started and self._start_d is not None:
             d, self._start_d = self._start_d, None
-            assert d is not None
             d.callback(self.pids)
 
-    def _worker_not_ready(self, failure: Failure, worker: WorkerProcess) -> None:
-        if self._state != _STARTING:
-            return  # _worker_ended restarts it, or the pool is stopping anyway
+    def _worker_not_ready(self, failure: Failure, process: WorkerProcess) -> None:
         error = failure.value
-        self._log("gateway", f"{self.name} failed to start: {error}")
-        self._start_error = error
-        self._fail_queue(error)
-        self._begin_stop()
+        if self._state == _STARTING:
+            self._log("gateway", f"{self.name} failed to start: {error}")
+            self._start_error = error
+            self._fail_queue(error)
+            self._begin_stop()
+        elif self._state == _RUNNING:
+            self._log("gateway", f"a worker of {self.name} failed to start: {error}")
+            if not any(
+                w.draining is None and w.process.state in (STARTING, READY)
+                for p, w in self._workers.items()
+                if p is not process
+            ):
+                # Nothing else will serve the queue: say why now rather
+                # than let every request wait out its timeout.
+                self._fail_queue(error)
+        # Otherwise the pool is stopping anyway.
 
-    def _worker_ended(self, worker: WorkerProcess, slot: _Slot) -> None:
-        if slot.worker is worker:
-            slot.worker = None
+    def _worker_ended(self, process: WorkerProcess) -> None:
+        worker = self._workers.pop(process, None)
+        if worker is None:
+            return
         if worker in self._ready:
             self._ready.remove(worker)
-            line = self._lines.pop(worker)
-            self._requeue(line)
-            if self._queue:
-                self._dispatch()
+        self._requeue(worker)
+        if self._queue:
+            self._dispatch()
         if self._state not in (_STARTING, _RUNNING):
             self._drain()
             return
-        uptime = self._reactor.seconds() - (worker.started_at or 0.0)
-        if worker.served or (worker.started_at is not None and uptime >= self.stable_time):
-            slot.delay = self.min_restart_delay
-        delay = slot.delay
-        slot.delay = min(delay * 2, self.max_restart_delay)
-        self._log("gateway", f"restarting a worker of {self.name} in {delay:g}s")
-        slot.restart = self._reactor.callLater(delay, self._restart, slot)
+        if not worker.stopped:
+            self._backoff(worker)
+        self._scale()
 
-    def _restart(self, slot: _Slot) -> None:
-        slot.restart = None
-        self.restarts += 1
-        self._spawn(slot)
+    def _backoff(self, worker: _Worker) -> None:
+        """A worker ended without being asked to: hold the next spawn back."""
+        process = worker.process
+        now = self._reactor.seconds()
+        uptime = now - (process.started_at or 0.0)
+        if process.served or (process.started_at is not None and uptime >= self.stable_time):
+            self._delay = self.min_restart_delay
+        if now >= self._not_before:
+            # Deaths while a delay runs share it rather than doubling it again.
+            delay = self._delay
+            self._delay = min(delay * 2, self.max_restart_delay)
+            self._not_before = now + delay
+        self._debt += 1
+        active = sum(1 for w in self._workers.values() if w.draining is None)
+        if active < self.min_instances:
+            self._log(
+                "gateway",
+                f"restarting a worker of {self.name} in {self._not_before - now:g}s",
+            )
 
     # -- stopping ----------------------------------------------------------
 
@@ -534,10 +842,11 @@ class WorkerPool:
 
     def _begin_stop(self) -> None:
         self._state = _STOPPING
-        for slot in self._slots:
-            if slot.restart is not None and slot.restart.active():
-                slot.restart.cancel()
-            slot.restart = None
+        for name in ("_spawn_call", "_idle_call"):
+            call = getattr(self, name)
+            if call is not None and call.active():
+                call.cancel()
+            setattr(self, name, None)
         self._drain_deadline = self._reactor.seconds() + self.drain_timeout
         self._drain_call = self._reactor.callLater(
             self.drain_timeout, self._drain_expired
@@ -546,16 +855,17 @@ class WorkerPool:
 
     def _drain(self) -> None:
         """While stopping: stop each worker once nothing is left for it to do."""
-        live = [s.worker for s in self._slots if s.worker is not None]
-        if self._queue and not any(w.state in (STARTING, READY) for w in live):
+        live = list(self._workers.values())
+        if self._queue and not any(
+            w.draining is None and w.process.state in (STARTING, READY) for w in live
+        ):
             self._fail_queue(
                 PoolStopped(f"{self.name} stopped before the request was served")
             )
         if not self._queue:
-            remaining = max(0.0, self._drain_deadline - self._reactor.seconds())
             for worker in live:
-                if worker.state in (STARTING, READY) and not worker.in_flight:
-                    worker.stop(remaining)
+                if worker.process.state in (STARTING, READY) and not worker.jobs:
+                    self._stop_worker(worker)
         if not live and not self._queue:
             self._finish_stop()
 
@@ -564,10 +874,10 @@ class WorkerPool:
         self._fail_queue(
             PoolStopped(f"{self.name} stopped before the request was served")
         )
-        for slot in self._slots:
-            worker = slot.worker
-            if worker is not None and worker.state in (STARTING, READY):
-                worker.stop(0)
+        for worker in list(self._workers.values()):
+            if worker.process.state in (STARTING, READY):
+                worker.stopped = True
+                worker.process.stop(0)
 
     def _finish_stop(self) -> None:
         if self._state == _STOPPED:

@@ -36,7 +36,7 @@ from twisted.internet.defer import inlineCallbacks, returnValue
 
 from edgegw_tx import __version__
 from edgegw_tx.admin.errors import BadRequest, Conflict, NotFound
-from edgegw_tx.admin.validation import check_host
+from edgegw_tx.admin.validation import check_host, string_field
 from edgegw_tx.paths import PatternError, parse_pattern
 from edgegw_tx.store import Conflict as StoreConflict
 from edgegw_tx.store import Missing
@@ -75,17 +75,6 @@ def _fields(payload, writable, required):
         if field not in payload:
             raise BadRequest(f"missing field '{field}'", field=field)
     return {k: v for k, v in payload.items() if k in writable}
-
-
-def _text(given, field, max_length, allow_empty=True):
-    value = given[field]
-    if not isinstance(value, str):
-        raise BadRequest(f"field '{field}' must be a string", field=field)
-    if not allow_empty and not value.strip():
-        raise BadRequest(f"field '{field}' must not be empty", field=field)
-    if len(value) > max_length:
-        raise BadRequest(f"field '{field}' is longer than {max_length} characters", field=field)
-    return value
 
 
 def check_base_path(value):
@@ -150,7 +139,7 @@ class DomainManager:
         record = {
             "id": uuid.uuid4().hex,
             "host": check_host(given, "host"),
-            "description": _text(given, "description", MAX_DESCRIPTION) if "description" in given else "",
+            "description": string_field(given, "description", MAX_DESCRIPTION, allow_empty=True) if "description" in given else "",
             "created_at": now,
             "updated_at": now,
         }
@@ -172,7 +161,7 @@ class DomainManager:
         if "host" in given:
             fields["host"] = check_host(given, "host")
         if "description" in given:
-            fields["description"] = _text(given, "description", MAX_DESCRIPTION)
+            fields["description"] = string_field(given, "description", MAX_DESCRIPTION, allow_empty=True)
         fields = {k: v for k, v in fields.items() if v != current[k]}
         if not fields:
             returnValue(current)
@@ -496,7 +485,7 @@ class CollectionManager:
     def _check(self, given):
         fields = {}
         if "name" in given:
-            fields["name"] = _text(given, "name", 200, allow_empty=False).strip()
+            fields["name"] = string_field(given, "name", 200).strip()
         if "domain_id" in given:
             if given["domain_id"] is not None and not isinstance(given["domain_id"], str):
                 raise BadRequest("field 'domain_id' must be a string or null", field="domain_id")
@@ -504,7 +493,7 @@ class CollectionManager:
         if "base_path" in given:
             fields["base_path"] = check_base_path(given["base_path"])
         if "description" in given:
-            fields["description"] = _text(given, "description", MAX_DESCRIPTION)
+            fields["description"] = string_field(given, "description", MAX_DESCRIPTION, allow_empty=True)
         return fields
 
 

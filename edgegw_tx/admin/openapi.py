@@ -42,6 +42,7 @@ from edgegw_tx.admin.validation import (
     MAX_REQUESTS,
     MAX_TIMEOUT,
 )
+from edgegw_tx.admin.validation import READ_ONLY as ENDPOINT_READ_ONLY
 from edgegw_tx.build.project import MAX_DEPENDENCIES, MAX_FEATURES, SDK_CRATE
 from edgegw_tx.paths import METHODS
 
@@ -275,21 +276,7 @@ def settings_properties(output=False):
     }
 
 
-_ENDPOINT_READ_ONLY = (
-    "id",
-    "status",
-    "artifact",
-    "deployed",
-    "last_error",
-    "pids",
-    "services",
-    "route",
-    "version",
-    "workers",
-    "queue",
-    "created_at",
-    "updated_at",
-)
+_ENDPOINT_READ_ONLY = tuple(sorted(ENDPOINT_READ_ONLY))
 
 WORKER = obj(
     {

@@ -59,7 +59,7 @@ _WRITABLE = {
     "settings",
     *_SETTING_NAMES,
 }
-_READ_ONLY = {
+READ_ONLY = {
     "id",
     "status",
     "artifact",
@@ -84,7 +84,7 @@ def check_host(payload, field):
     ``payload[field]`` as a routing host: ``*`` or a host name, stripped and
     lower-cased. The one rule for endpoints' ``domain`` and domains' ``host``.
     """
-    host = _string(payload, field, 253).strip().lower()
+    host = string_field(payload, field, 253).strip().lower()
     if host != "*" and not _HOST.match(host):
         raise BadRequest(
             f"field '{field}' must be '*' or a host name such as api.example.com",
@@ -106,7 +106,8 @@ def whole_number(value):
     return None
 
 
-def _string(payload, field, max_length, allow_empty=False):
+def string_field(payload, field, max_length, allow_empty=False):
+    """``payload[field]`` as a string of at most ``max_length``; BadRequest naming the field."""
     value = payload[field]
     if not isinstance(value, str):
         raise BadRequest(f"field '{field}' must be a string", field=field)
@@ -260,7 +261,7 @@ def endpoint_fields(payload, current=None):
     """
     if not isinstance(payload, dict):
         raise BadRequest("the request body must be a JSON object")
-    unknown = set(payload) - _WRITABLE - _READ_ONLY
+    unknown = set(payload) - _WRITABLE - READ_ONLY
     if unknown:
         raise BadRequest("unknown field '{}'".format(sorted(unknown)[0]), field=sorted(unknown)[0])
     if current is None:
@@ -270,9 +271,9 @@ def endpoint_fields(payload, current=None):
 
     fields = {}
     if "name" in payload:
-        fields["name"] = _string(payload, "name", 200).strip()
+        fields["name"] = string_field(payload, "name", 200).strip()
     if "path" in payload:
-        text = _string(payload, "path", 2000)
+        text = string_field(payload, "path", 2000)
         try:
             pattern = parse_pattern(text)
         except PatternError as e:
@@ -280,7 +281,7 @@ def endpoint_fields(payload, current=None):
         fields["path"] = pattern.text
     if "method" in payload:
         try:
-            fields["method"] = validate_method(_string(payload, "method", 20))
+            fields["method"] = validate_method(string_field(payload, "method", 20))
         except ValueError as e:
             raise BadRequest(f"field 'method': {e}", field="method")
     if "domain" in payload:
@@ -293,9 +294,9 @@ def endpoint_fields(payload, current=None):
             raise BadRequest("field 'collection_id' must be a string or null", field="collection_id")
         fields["collection_id"] = value
     if "description" in payload:
-        fields["description"] = _string(payload, "description", 10_000, allow_empty=True)
+        fields["description"] = string_field(payload, "description", 10_000, allow_empty=True)
     if "code" in payload:
-        fields["code"] = _string(payload, "code", 1_000_000, allow_empty=True)
+        fields["code"] = string_field(payload, "code", 1_000_000, allow_empty=True)
     if "enabled" in payload:
         if not isinstance(payload["enabled"], bool):
             raise BadRequest("field 'enabled' must be true or false", field="enabled")

@@ -33,6 +33,9 @@ from edgegw_tx.gateway.web import GatewayResource
 from edgegw_tx.store import SQLiteStore
 from edgegw_tx.workers.pool import WorkerPool
 
+# The data plane's HTTP layer unless ``--http`` says otherwise.
+DEFAULT_HTTP = "httptools"
+
 
 def pool_options(settings):
     """An endpoint's stored settings as ``WorkerPool`` keyword arguments."""
@@ -65,11 +68,14 @@ class GatewayRuntime(MultiService):
         reactor=None,
         registry=None,
         keep_versions=10,
+        http=None,
     ):
         """
         ``registry`` replaces the service plane's ``ServiceRegistry`` (tests pass
         a fake); ``keep_versions`` is how many compiled versions of an endpoint
-        are kept (``--keep-versions``).
+        are kept (``--keep-versions``); ``http`` is the data plane's HTTP layer
+        (``--http``): ``"httptools"`` (L{edgegw_tx.gateway.http}) or
+        ``"twisted"`` (the twisted.web resource of L{edgegw_tx.gateway.web}).
         """
         super().__init__()
         if reactor is None:
@@ -117,11 +123,20 @@ class GatewayRuntime(MultiService):
             collections=self.collections,
         )
 
-        data_site = Site(GatewayResource(Dispatcher(self.routes)), reactor=reactor)
-        data_site.displayTracebacks = False
-        data_site.noisy = False
-        # No access log line per request on the data plane: it is the hot path.
-        data_site.log = lambda request: None
+        if http is None:
+            http = DEFAULT_HTTP
+        if http == "httptools":
+            from edgegw_tx.gateway.http import GatewayHTTPFactory
+
+            data_site = GatewayHTTPFactory(Dispatcher(self.routes), reactor=reactor)
+        elif http == "twisted":
+            data_site = Site(GatewayResource(Dispatcher(self.routes)), reactor=reactor)
+            data_site.displayTracebacks = False
+            data_site.noisy = False
+            # No access log line per request on the data plane: it is the hot path.
+            data_site.log = lambda request: None
+        else:
+            raise ValueError(f"unknown HTTP layer {http!r}: httptools or twisted")
         # Bodies are the API's to read (a malformed form would get Twisted's bare 400).
         admin_site = Site(self.api.resource(), reactor=reactor, parsePOSTFormSubmission=False)
         admin_site.displayTracebacks = False

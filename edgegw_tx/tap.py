@@ -5,10 +5,11 @@ import os
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
-from edgegw_tx.runtime import GatewayRuntime
+from edgegw_tx.runtime import DEFAULT_HTTP, GatewayRuntime
 
 DEFAULT_SDK = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "rust_sdk")
 CRATE_SOURCES = ("auto", "debian", "crates-io")
+HTTP_LAYERS = ("httptools", "twisted")
 
 
 class Options(usage.Options):
@@ -25,6 +26,12 @@ class Options(usage.Options):
         ["sdk", None, DEFAULT_SDK, "Directory of the rust-edge-gateway-sdk crate."],
         ["crates", None, "auto", "Where crates come from: auto, debian or crates-io."],
         ["max-frame", None, str(16 * 1024 * 1024), "Largest frame a worker may send, in bytes."],
+        [
+            "http",
+            None,
+            DEFAULT_HTTP,
+            "HTTP layer of the data plane: httptools (fast) or twisted (twisted.web).",
+        ],
         [
             "keep-versions",
             None,
@@ -43,6 +50,8 @@ class Options(usage.Options):
                     f"--{option} {self[option]!r} is not a server endpoint string"
                     f" such as tcp:9080:interface=127.0.0.1 ({e})"
                 )
+        if self["http"] not in HTTP_LAYERS:
+            raise usage.UsageError("--http must be one of: " + ", ".join(HTTP_LAYERS))
         if self["crates"] not in CRATE_SOURCES:
             raise usage.UsageError("--crates must be one of: " + ", ".join(CRATE_SOURCES))
         if not os.path.isfile(os.path.join(self["sdk"], "Cargo.toml")):
@@ -73,4 +82,5 @@ def makeService(config):
         crate_source=config["crates"],
         max_frame=config["max-frame"],
         keep_versions=config["keep-versions"],
+        http=config["http"],
     )

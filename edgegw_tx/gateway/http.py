@@ -1,0 +1,490 @@
+"""
+The fast HTTP/1.1 front of the data plane: a Twisted L{Protocol} on httptools
+(llhttp), behind the same L{Dispatcher} as L{edgegw_tx.gateway.web}.
+
+Behaviour:
+
+* Keep-alive by default for HTTP/1.1; HTTP/1.0 closes after the response
+  unless the request says ``Connection: keep-alive``; ``Connection: close`` is
+  honoured (llhttp's C{should_keep_alive}).
+* Pipelining: every complete request is dispatched at once (the worker pools
+  pipeline too); answers are buffered and written strictly in request order.
+* Request bodies: ``Content-Length`` or chunked; at most C{max_body} bytes
+  (413 and close; a declared ``Content-Length`` over the cap is refused before
+  the body is read).  ``Expect: 100-continue`` gets ``HTTP/1.1 100 Continue``
+  once every earlier response on the connection has been written.
+* Responses are complete bytes, so they are always framed with
+  ``Content-Length`` (never chunked); none for 1xx, 204 and 304.  HEAD gets the
+  headers, ``Content-Length`` included, without the body.  Every response has
+  ``Date`` (formatted once per second), ``Server: edgegw`` (unless the handler
+  set one) and the dispatcher's ``x-request-id``.
+* Malformed requests and request-smuggling shapes (Content-Length with
+  Transfer-Encoding, duplicate Content-Length, obsolete line folding, unknown
+  transfer codings: llhttp's strict mode rejects each) → 400 and close.
+  Too many headers or too large a head → 431, too long a URL → 414, both
+  closing the connection.  Upgrade/CONNECT is not supported: the request is
+  answered and the connection closed.
+* Flow control: the protocol registers as the transport's streaming producer.
+  Reading from the client stops while the transport's write buffer is full
+  (a client that does not read) or while more than C{max_pending} answers are
+  unwritten, so a client pipelining without reading cannot make the gateway
+  buffer without bound.
+* A client gone before its answer is ready gets nothing written (the target's
+  Deferred is not cancelled: the pool owns its requests).
+* A connection with no request in progress closes after C{idle_timeout}
+  seconds without traffic (one lazy timer per connection, not one per read).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from email.utils import formatdate
+from http import HTTPStatus
+
+from httptools import (
+    HttpParserCallbackError,
+    HttpParserError,
+    HttpParserUpgrade,
+    HttpRequestParser,
+    parse_url,
+)
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Protocol, ServerFactory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from edgegw_tx.gateway.dispatch import Dispatcher, GatewayRequest, GatewayResponse
+
+__all__ = ["GatewayHTTPFactory", "GatewayHTTPProtocol"]
+
+_NO_BODY = frozenset({204, 304})
+_INTERNAL = b'{"error": "internal error while writing the response"}'
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+_status_lines: dict[int, bytes] = {}
+
+
+def _status_line(status: int) -> bytes:
+    line = _status_lines.get(status)
+    if line is None:
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Unknown"
+        line = b"HTTP/1.1 %d %s\r\n" % (status, phrase.encode("ascii"))
+        _status_lines[status] = line
+    return line
+
+
+class _DateCache:
+    """``Date: ...\\r\\n`` formatted once per second of the given clock."""
+
+    __slots__ = ("_second", "_line")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._line = b""
+
+    def line(self, now: float) -> bytes:
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._line = b"date: %s\r\n" % formatdate(second, usegmt=True).encode("ascii")
+        return self._line
+
+
+class _Reject(Exception):
+    """Raised inside a parser callback: answer C{status} and close."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _Slot:
+    """One request's place in the connection's answer order."""
+
+    __slots__ = ("data", "close", "head", "expect", "complete", "http10")
+
+    def __init__(self) -> None:
+        self.data: bytes | None = None
+        self.close = False
+        self.head = False
+        self.expect = False
+        self.complete = False
+        self.http10 = False
+
+
+@implementer(IPushProducer)
+class GatewayHTTPProtocol(Protocol):
+    """One client connection."""
+
+    _log = Logger()
+
+    def __init__(self, factory: "GatewayHTTPFactory") -> None:
+        self._factory = factory
+        self._dispatch = factory.dispatcher.dispatch
+        self._seconds = factory.reactor.seconds
+        self._parser = HttpRequestParser(self)
+        self._slots: deque[_Slot] = deque()
+        self._current: _Slot | None = None
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_size = 0
+        self._raw_head = 0
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._host: bytes | None = None
+        self._expect = False
+        self._in_head = True
+        self._client_ip: str | None = None
+        self._gone = False
+        self._stopped = False  # no more requests read: closing or rejected
+        self._write_paused = False
+        self._read_paused = False
+        self._last = 0.0
+        self._timer = None
+
+    # -- connection ---------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self._client_ip = getattr(self.transport.getPeer(), "host", None)
+        self.transport.registerProducer(self, True)
+        self._last = self._seconds()
+        self._timer = self._factory.reactor.callLater(
+            self._factory.idle_timeout, self._check_idle
+        )
+
+    def connectionLost(self, reason: Failure = None) -> None:
+        self._gone = True
+        self._slots.clear()
+        self._current = None
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _check_idle(self) -> None:
+        self._timer = None
+        if self._gone:
+            return
+        timeout = self._factory.idle_timeout
+        left = self._last + timeout - self._seconds()
+        if left > 0 or self._slots and self._current is None:
+            # Traffic since, or answers still on their way: look again later.
+            self._timer = self._factory.reactor.callLater(
+                left if left > 0 else timeout, self._check_idle
+            )
+            return
+        # Idle keep-alive, or a request that stopped arriving half-way.
+        self._stopped = True
+        self._close()
+
+    def _close(self) -> None:
+        # TLS transports wait for the producer to go before they close.
+        self.transport.unregisterProducer()
+        self.transport.loseConnection()
+
+    # -- producer (the transport calls these) ---------------------------------
+
+    def pauseProducing(self) -> None:
+        self._write_paused = True
+        self._update_reading()
+
+    def resumeProducing(self) -> None:
+        self._write_paused = False
+        self._update_reading()
+
+    def stopProducing(self) -> None:
+        self._gone = True
+
+    def _update_reading(self) -> None:
+        want_paused = (
+            self._write_paused or len(self._slots) > self._factory.max_pending
+        ) and not self._gone
+        if want_paused != self._read_paused:
+            self._read_paused = want_paused
+            if want_paused:
+                self.transport.pauseProducing()
+            elif not self._gone:
+                self.transport.resumeProducing()
+
+    # -- reading --------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._stopped:
+            return
+        self._last = self._seconds()
+        try:
+            self._parser.feed_data(data)
+        except HttpParserCallbackError as e:
+            cause = e.__context__
+            if isinstance(cause, _Reject):
+                self._reject(cause.status, cause.message)
+            else:
+                self._log.failure(
+                    "HTTP parser callback failed",
+                    Failure(cause) if cause is not None else None,
+                )
+                self._reject(500, "internal error while reading the request")
+            return
+        except HttpParserUpgrade:
+            # Upgrade and CONNECT are not supported: answer what was read, close.
+            self._stop_after_current()
+            return
+        except HttpParserError as e:
+            self._reject(400, f"malformed request: {e}")
+            return
+        if self._in_head:
+            # httptools buffers a header until its end: bound what it may hold.
+            self._raw_head += len(data)
+            if self._raw_head > 2 * self._factory.max_head + 65536:
+                self._reject(431, "request header fields too large")
+                return
+        if len(self._slots) > self._factory.max_pending:
+            self._update_reading()
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._head_size = 0
+        self._raw_head = 0
+        self._body = []
+        self._body_size = 0
+        self._host = None
+        self._expect = False
+        self._in_head = True
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self._factory.max_url:
+            raise _Reject(414, "request URI too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        headers = self._headers
+        headers.append((name, value))
+        self._head_size += len(name) + len(value) + 4
+        if len(headers) > self._factory.max_headers:
+            raise _Reject(431, "too many request header fields")
+        if self._head_size > self._factory.max_head:
+            raise _Reject(431, "request header fields too large")
+        lower = name.lower()
+        if lower == b"host":
+            self._host = value
+        elif lower == b"expect":
+            if value.lower() == b"100-continue":
+                self._expect = True
+        elif lower == b"content-length":
+            # llhttp has checked the digits and refused a second one.
+            if int(value) > self._factory.max_body:
+                raise _Reject(413, "request body too large")
+
+    def on_headers_complete(self) -> None:
+        if self._stopped:
+            return  # pipelined after a request that closes the connection
+        self._in_head = False
+        slot = _Slot()
+        slot.head = self._parser.get_method() == b"HEAD"
+        self._current = slot
+        self._slots.append(slot)
+        if self._expect and self._parser.get_http_version() == "1.1":
+            slot.expect = True
+            if self._slots[0] is slot:
+                slot.expect = False
+                self.transport.write(_CONTINUE)
+
+    def on_body(self, body: bytes) -> None:
+        if self._stopped:
+            return
+        self._body_size += len(body)
+        if self._body_size > self._factory.max_body:
+            raise _Reject(413, "request body too large")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._stopped:
+            return
+        url = self._url
+        if url[:1] == b"/":
+            path, _, query = url.partition(b"?")
+            path = path.partition(b"#")[0]
+        elif url == b"*":
+            path, query = url, b""
+        else:
+            try:
+                parsed = parse_url(url)
+            except HttpParserError:
+                raise _Reject(400, "malformed request target") from None
+            path, query = parsed.path or b"/", parsed.query or b""
+        self._in_head = True
+        self._raw_head = 0
+        slot = self._current
+        self._current = None
+        parser = self._parser
+        slot.complete = True
+        slot.expect = False
+        if not parser.should_keep_alive():
+            slot.close = True
+            self._stopped = True
+        elif parser.get_http_version() == "1.0":
+            slot.http10 = True
+        body = self._body
+        host = self._host
+        request = GatewayRequest(
+            parser.get_method().decode("latin-1"),
+            host.decode("latin-1") if host is not None else None,
+            path.decode("utf-8", "replace"),
+            query,
+            self._headers,
+            body[0] if len(body) == 1 else b"".join(body),
+            self._client_ip,
+        )
+        self._body = []
+        d = self._dispatch(request)
+        d.addCallbacks(self._answer, self._crashed, (slot,), None, (slot,))
+
+    # -- writing --------------------------------------------------------------
+
+    def _answer(self, response: GatewayResponse, slot: _Slot) -> None:
+        if self._gone:
+            return
+        status = response.status
+        body = response.body
+        parts = [_status_line(status), self._factory.dates.line(self._seconds())]
+        server = False
+        for name, value in response.headers:
+            if name == "server":
+                server = True
+            parts.append(b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("utf-8")))
+        if not server:
+            parts.append(b"server: edgegw\r\n")
+        if status >= 200 and status not in _NO_BODY:
+            parts.append(b"content-length: %d\r\n" % len(body))
+        else:
+            body = b""
+        if slot.close:
+            parts.append(b"connection: close\r\n")
+        elif slot.http10:
+            parts.append(b"connection: keep-alive\r\n")
+        parts.append(b"\r\n")
+        if body and not slot.head:
+            parts.append(body)
+        slot.data = b"".join(parts)
+        self._flush()
+
+    def _crashed(self, failure: Failure, slot: _Slot) -> None:
+        """Last resort: the dispatcher never fails, so this is a bug here."""
+        self._log.failure("writing the response failed", failure)
+        if not self._gone:
+            slot.close = True
+            self._error_bytes(slot, 500, _INTERNAL)
+            self._flush()
+
+    def _error_bytes(self, slot: _Slot, status: int, body: bytes) -> None:
+        slot.data = b"".join(
+            [
+                _status_line(status),
+                self._factory.dates.line(self._seconds()),
+                b"content-type: application/json\r\nserver: edgegw\r\n",
+                b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body),
+                body,
+            ]
+        )
+
+    def _flush(self) -> None:
+        slots = self._slots
+        write = self.transport.write
+        written = False
+        while slots and slots[0].data is not None:
+            slot = slots.popleft()
+            write(slot.data)
+            written = True
+            if slot.close:
+                slots.clear()
+                self._stopped = True
+                self._close()
+                return
+        if written:
+            self._last = self._seconds()
+            if slots:
+                head = slots[0]
+                if head.expect:
+                    head.expect = False
+                    write(_CONTINUE)
+            if self._read_paused:
+                self._update_reading()
+
+    def _reject(self, status: int, message: str) -> None:
+        """Answer C{status} after every earlier answer, then close."""
+        if self._stopped and self._current is None:
+            # Already closing after an earlier answer (e.g. llhttp's "data
+            # after Connection: close"): what follows is not answered.
+            return
+        self._stopped = True
+        slot = self._current
+        if slot is None:
+            slot = _Slot()
+            self._slots.append(slot)
+        self._current = None
+        slot.expect = False
+        slot.close = True
+        body = b'{"error": "%s"}' % message.replace('"', "'").encode("ascii", "replace")
+        self._error_bytes(slot, status, body)
+        self._flush()
+
+    def _stop_after_current(self) -> None:
+        self._stopped = True
+        if self._current is not None:
+            self._reject(400, "upgrade is not supported")
+        elif self._slots:
+            self._slots[-1].close = True
+            self._flush()
+        else:
+            self._close()
+
+
+class GatewayHTTPFactory(ServerFactory):
+    """
+    Builds L{GatewayHTTPProtocol}s for one L{Dispatcher}.
+
+    @param reactor: the reactor for the idle timers and the clock of ``Date``.
+    @param max_body: the largest request body, in bytes (413 above).
+    @param max_headers: the most header fields in a request (431 above).
+    @param max_head: the most bytes of header fields (431 above).
+    @param max_url: the longest request target (414 above).
+    @param max_pending: answers a connection may have unwritten before
+        reading from it stops.
+    @param idle_timeout: seconds a connection may sit without a request.
+    """
+
+    noisy = False
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        reactor=None,
+        *,
+        max_body: int = 16 * 1024 * 1024,
+        max_headers: int = 100,
+        max_head: int = 64 * 1024,
+        max_url: int = 16 * 1024,
+        max_pending: int = 32,
+        idle_timeout: float = 60.0,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
+        self.dispatcher = dispatcher
+        self.reactor = reactor
+        self.max_body = max_body
+        self.max_headers = max_headers
+        self.max_head = max_head
+        self.max_url = max_url
+        self.max_pending = max_pending
+        self.idle_timeout = idle_timeout
+        self.dates = _DateCache()
+
+    def buildProtocol(self, addr) -> GatewayHTTPProtocol:
+        protocol = GatewayHTTPProtocol(self)
+        protocol.factory = self
+        return protocol

@@ -1,0 +1,574 @@
+"""
+HTTP/1.1 conformance of L{edgegw_tx.gateway.http}, over raw sockets.
+
+A real listening port on 127.0.0.1 (the real reactor), the real L{Dispatcher}
+and L{RouteTable}, and a fake target that answers deterministic bytes.  The
+client side is a small protocol that writes raw bytes and collects what comes
+back until the connection closes or enough responses have arrived.
+"""
+
+import json
+import os
+import re
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock, deferLater
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from edgegw_tx.gateway.dispatch import Dispatcher
+from edgegw_tx.gateway.http import GatewayHTTPFactory
+from edgegw_tx.gateway.routes import RouteTable
+from edgegw_tx.paths import parse_pattern
+
+WAIT = 5  # seconds: the most any test waits for the server
+
+
+class EchoTarget:
+    """Answers every frame with its method, path, query and body, at once;
+    ``/held`` requests wait for the test to fire them."""
+
+    name = "echo"
+
+    def __init__(self):
+        self.frames = []
+        self.held = []
+
+    def request(self, frame):
+        self.frames.append(frame)
+        if frame["path"].startswith("/held"):
+            d = Deferred()
+            self.held.append(d)
+            return d
+        if frame["path"].startswith("/slow"):
+            return deferLater(reactor, 0.05, self._answer, frame)
+        return succeed(self._answer(frame))
+
+    @staticmethod
+    def _answer(frame):
+        text = "%s %s %s %s" % (
+            frame["method"],
+            frame["path"],
+            json.dumps(frame["query"], sort_keys=True),
+            frame["body"] or "",
+        )
+        return {"status": 200, "headers": {"content-type": "text/plain"}, "body": text}
+
+
+def parse_responses(raw, heads=()):
+    """Split C{raw} into (status, headers dict, body) triples; an incomplete
+    tail is left out.  C{heads} are the indexes of answers to HEAD requests."""
+    responses = []
+    while True:
+        end = raw.find(b"\r\n\r\n")
+        if end == -1:
+            return responses
+        lines = raw[:end].split(b"\r\n")
+        status = int(lines[0].split(b" ")[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower().decode()] = value.strip().decode()
+        length = int(headers.get("content-length", "0"))
+        if status < 200 or len(responses) in heads:
+            length = 0
+        if len(raw) < end + 4 + length:
+            return responses
+        responses.append((status, headers, raw[end + 4 : end + 4 + length]))
+        raw = raw[end + 4 + length :]
+
+
+class RawClient(Protocol):
+    """Collects every byte; C{closed} fires with them when the server closes."""
+
+    def __init__(self):
+        self.data = b""
+        self.closed = Deferred()
+        self._waiting = []
+
+    def dataReceived(self, data):
+        self.data += data
+        for entry in list(self._waiting):
+            count, heads, d = entry
+            if len(parse_responses(self.data, heads)) >= count:
+                self._waiting.remove(entry)
+                d.callback(self.data)
+
+    def connectionLost(self, reason):
+        for _, _, d in self._waiting:
+            d.callback(self.data)
+        self._waiting = []
+        self.closed.callback(self.data)
+
+    def responses(self, count, heads=()):
+        """Fire with the raw bytes once C{count} responses arrived (or on close)."""
+        d = Deferred()
+        if len(parse_responses(self.data, heads)) >= count:
+            d.callback(self.data)
+        else:
+            self._waiting.append((count, heads, d))
+        return d.addTimeout(WAIT, reactor)
+
+
+class _ServerCase(TestCase):
+    """A listening gateway front on 127.0.0.1 and raw clients for it."""
+
+    factory_options = {}
+
+    def setUp(self):
+        self.target = EchoTarget()
+        routes = RouteTable()
+        for method in ("GET", "POST", "HEAD", "PUT"):
+            for pattern in ("/", "/{p}"):
+                routes.add((method, pattern), "*", method, parse_pattern(pattern), self.target)
+        self.factory = GatewayHTTPFactory(
+            Dispatcher(routes), reactor, **self.factory_options
+        )
+        self.port = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
+        self.addCleanup(self.port.stopListening)
+        self.clients = []
+        self.addCleanup(self._close_clients)
+
+    def _close_clients(self):
+        for client in self.clients:
+            if client.transport is not None:
+                client.transport.abortConnection()
+
+    @inlineCallbacks
+    def connect(self, data=b""):
+        client = RawClient()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port.getHost().port)
+        yield connectProtocol(endpoint, client)
+        self.clients.append(client)
+        if data:
+            client.transport.write(data)
+        return client
+
+    def closed(self, client):
+        return client.closed.addTimeout(WAIT, reactor)
+
+
+class HTTPConformanceTests(_ServerCase):
+    """Each test sends raw bytes to a listening gateway front."""
+
+    @inlineCallbacks
+    def test_keep_alive(self):
+        """HTTP/1.1 keeps the connection open: two requests in turn on one
+        connection both get answers, and no ``Connection: close``."""
+        client = yield self.connect(b"GET /one HTTP/1.1\r\nHost: a\r\n\r\n")
+        yield client.responses(1)
+        client.transport.write(b"GET /two HTTP/1.1\r\nHost: a\r\n\r\n")
+        raw = yield client.responses(2)
+        (s1, h1, b1), (s2, h2, b2) = parse_responses(raw)
+        self.assertEqual((s1, b1), (200, b"GET /one {} "))
+        self.assertEqual((s2, b2), (200, b"GET /two {} "))
+        self.assertNotIn("connection", h1)
+        self.assertFalse(client.closed.called)
+
+    @inlineCallbacks
+    def test_http10_closes(self):
+        """HTTP/1.0 without keep-alive: the server closes after the response."""
+        client = yield self.connect(b"GET /old HTTP/1.0\r\n\r\n")
+        raw = yield self.closed(client)
+        [(status, headers, body)] = parse_responses(raw)
+        self.assertEqual((status, body), (200, b"GET /old {} "))
+        self.assertEqual(headers["connection"], "close")
+
+    @inlineCallbacks
+    def test_http10_keep_alive(self):
+        """HTTP/1.0 with ``Connection: keep-alive`` keeps the connection and
+        says so in the response."""
+        client = yield self.connect(b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        yield client.responses(1)
+        client.transport.write(b"GET /b HTTP/1.0\r\n\r\n")
+        raw = yield self.closed(client)
+        (_, h1, b1), (_, h2, b2) = parse_responses(raw)
+        self.assertEqual(h1["connection"], "keep-alive")
+        self.assertEqual((b1, b2), (b"GET /a {} ", b"GET /b {} "))
+        self.assertEqual(h2["connection"], "close")
+
+    @inlineCallbacks
+    def test_connection_close(self):
+        """``Connection: close`` from an HTTP/1.1 client closes after the answer;
+        requests pipelined after it are not served."""
+        client = yield self.connect(
+            b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+            b"GET /y HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        raw = yield self.closed(client)
+        [(status, headers, body)] = parse_responses(raw)
+        self.assertEqual((status, body, headers["connection"]), (200, b"GET /x {} ", "close"))
+        self.assertEqual(len(self.target.frames), 1)
+
+    @inlineCallbacks
+    def test_pipelined_in_order(self):
+        """Pipelined requests are answered in request order even when a later
+        one is ready first (a slow one first, then fast ones)."""
+        client = yield self.connect(
+            b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"GET /fast1?q=1 HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"POST /fast2 HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi"
+        )
+        raw = yield client.responses(3)
+        bodies = [body for _, _, body in parse_responses(raw)]
+        self.assertEqual(
+            bodies, [b"GET /slow {} ", b'GET /fast1 {"q": "1"} ', b"POST /fast2 {} hi"]
+        )
+
+    @inlineCallbacks
+    def test_chunked_request_body(self):
+        """A chunked request body is reassembled and dispatched whole."""
+        client = yield self.connect(
+            b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n"
+        )
+        raw = yield client.responses(1)
+        [(status, headers, body)] = parse_responses(raw)
+        self.assertEqual(body, b"POST /c {} abcdefg")
+        self.assertEqual(headers["content-length"], str(len(body)))
+        self.assertNotIn("transfer-encoding", headers)
+
+    @inlineCallbacks
+    def test_head_has_length_no_body(self):
+        """HEAD gets the headers, with the GET answer's Content-Length, and no
+        body; the next response on the connection is not corrupted."""
+        client = yield self.connect(
+            b"HEAD /h HTTP/1.1\r\nHost: a\r\n\r\nGET /g HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        raw = yield client.responses(2, heads=(0,))
+        (s1, h1, b1), (s2, h2, b2) = parse_responses(raw, heads=(0,))
+        self.assertEqual(h1["content-length"], str(len(b"HEAD /h {} ")))
+        self.assertEqual(b1, b"")
+        self.assertTrue(raw.startswith(b"HTTP/1.1 200 OK\r\n"))
+        self.assertEqual(b2, b"GET /g {} ")
+        self.assertEqual(raw.count(b"HTTP/1.1 200"), 2)
+
+    @inlineCallbacks
+    def test_expect_100_continue(self):
+        """``Expect: 100-continue``: ``HTTP/1.1 100 Continue`` comes before the
+        client has sent the body; then the final answer."""
+        client = yield self.connect(
+            b"POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
+        raw = yield client.responses(1)
+        self.assertEqual(raw, b"HTTP/1.1 100 Continue\r\n\r\n")
+        client.transport.write(b"hello")
+        raw = yield client.responses(2)
+        [(s1, _, _), (s2, _, body)] = parse_responses(raw)
+        self.assertEqual((s1, s2, body), (100, 200, b"POST /e {} hello"))
+
+    @inlineCallbacks
+    def test_expect_too_large_no_continue(self):
+        """A request expecting 100-continue with too large a declared body gets
+        413 instead and the connection closes."""
+        self.factory.max_body = 10
+        client = yield self.connect(
+            b"POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n"
+        )
+        raw = yield self.closed(client)
+        [(status, _, _)] = parse_responses(raw)
+        self.assertEqual(status, 413)
+        self.assertNotIn(b"100 Continue", raw)
+
+    @inlineCallbacks
+    def test_standard_headers(self):
+        """Every response has Date, ``Server: edgegw``, the dispatcher's
+        X-Request-Id (the client's when valid) and Content-Length."""
+        client = yield self.connect(
+            b"GET /d HTTP/1.1\r\nHost: a\r\nX-Request-Id: abc-1\r\n\r\n"
+            b"GET /nothing-here-for-put HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        raw = yield client.responses(2)
+        for status, headers, body in parse_responses(raw):
+            self.assertRegex(headers["date"], r"^\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT$")
+            self.assertEqual(headers["server"], "edgegw")
+            self.assertEqual(headers["content-length"], str(len(body)))
+            self.assertIn("x-request-id", headers)
+        self.assertEqual(parse_responses(raw)[0][1]["x-request-id"], "abc-1")
+
+    @inlineCallbacks
+    def test_not_found_and_405(self):
+        """Routing answers (404, 405 with Allow) come from the dispatcher."""
+        client = yield self.connect(
+            b"DELETE /x HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        raw = yield client.responses(1)
+        [(status, headers, body)] = parse_responses(raw)
+        self.assertEqual(status, 405)
+        self.assertIn("allow", headers)
+        self.assertEqual(json.loads(body)["request_id"], headers["x-request-id"])
+
+    @inlineCallbacks
+    def assertRejected(self, data, status=400):
+        """C{data} gets C{status} and the connection closes; nothing dispatched."""
+        client = yield self.connect(data)
+        raw = yield self.closed(client)
+        responses = parse_responses(raw)
+        self.assertEqual([r[0] for r in responses], [status], raw)
+        self.assertEqual(responses[0][1]["connection"], "close")
+        self.assertEqual(self.target.frames, [])
+
+    def test_malformed(self):
+        """A malformed request line gets 400 and the connection closes."""
+        return self.assertRejected(b"HELLO THERE\r\n\r\n")
+
+    def test_bare_lf(self):
+        """Bare LF line endings are malformed: 400 and close."""
+        return self.assertRejected(b"GET / HTTP/1.1\nHost: a\n\n")
+
+    def test_content_length_and_transfer_encoding(self):
+        """Smuggling shape: Content-Length together with Transfer-Encoding → 400, close."""
+        return self.assertRejected(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        )
+
+    def test_transfer_encoding_and_content_length(self):
+        """Smuggling shape: Transfer-Encoding then Content-Length → 400, close."""
+        return self.assertRejected(
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+            b"Content-Length: 4\r\n\r\n0\r\n\r\n"
+        )
+
+    def test_two_content_lengths(self):
+        """Smuggling shape: two different Content-Lengths → 400, close."""
+        return self.assertRejected(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"
+        )
+
+    def test_unknown_transfer_coding(self):
+        """Smuggling shape: a transfer coding other than chunked last → 400, close."""
+        return self.assertRejected(
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\nabc"
+        )
+
+    def test_obsolete_line_folding(self):
+        """Obsolete line folding (a header continued on an indented line) → 400, close."""
+        return self.assertRejected(
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-Folded: one\r\n two\r\n\r\n"
+        )
+
+    def test_body_too_large_declared(self):
+        """A declared Content-Length above the cap → 413 and close, body unread."""
+        self.factory.max_body = 10
+        return self.assertRejected(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n", 413
+        )
+
+    def test_body_too_large_chunked(self):
+        """A chunked body growing over the cap → 413 and close."""
+        self.factory.max_body = 10
+        return self.assertRejected(
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"6\r\nabcdef\r\n6\r\nghijkl\r\n0\r\n\r\n",
+            413,
+        )
+
+    def test_too_many_headers(self):
+        """More header fields than the cap → 431 and close."""
+        self.factory.max_headers = 10
+        headers = b"".join(b"X-H%d: v\r\n" % i for i in range(11))
+        return self.assertRejected(b"GET / HTTP/1.1\r\n" + headers + b"\r\n", 431)
+
+    def test_headers_too_large(self):
+        """Header fields larger than the cap → 431 and close."""
+        self.factory.max_head = 1024
+        return self.assertRejected(
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"v" * 2000 + b"\r\n\r\n", 431
+        )
+
+    def test_unterminated_huge_header(self):
+        """A header that never ends is not buffered without bound: 431 and close."""
+        self.factory.max_head = 1024
+        return self.assertRejected(
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"v" * 200000, 431
+        )
+
+    def test_url_too_long(self):
+        """A request target longer than the cap → 414 and close."""
+        self.factory.max_url = 100
+        return self.assertRejected(b"GET /" + b"a" * 200 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414)
+
+    @inlineCallbacks
+    def test_error_after_pipelined_answers(self):
+        """A malformed request pipelined after a good one: the good answer first,
+        then the 400, then close."""
+        client = yield self.connect(
+            b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\nBAD REQUEST\r\n\r\n"
+        )
+        raw = yield self.closed(client)
+        self.assertEqual([r[0] for r in parse_responses(raw)], [200, 400])
+
+    @inlineCallbacks
+    def test_disconnect_mid_request(self):
+        """A client gone before its answer: nothing is written, no error logged."""
+        client = yield self.connect(b"GET /held HTTP/1.1\r\nHost: a\r\n\r\n")
+        while not self.target.held:
+            yield deferLater(reactor, 0.005, lambda: None)
+        client.transport.loseConnection()
+        yield self.closed(client)
+        yield deferLater(reactor, 0.01, lambda: None)  # the server sees the close
+        self.target.held[0].callback({"status": 200, "body": "late"})
+        self.assertEqual(client.data, b"")
+
+    @inlineCallbacks
+    def test_disconnect_mid_body(self):
+        """A client gone half-way through its body: nothing is dispatched."""
+        client = yield self.connect(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nabc")
+        client.transport.loseConnection()
+        yield self.closed(client)
+        self.assertEqual(self.target.frames, [])
+
+
+class IdleTimeoutTests(_ServerCase):
+    """Idle keep-alive connections close after the idle timeout."""
+
+    factory_options = {"idle_timeout": 0.1}
+
+    @inlineCallbacks
+    def test_idle_keep_alive_times_out(self):
+        """After an answer, a keep-alive connection with no new request closes
+        once the idle timeout passes."""
+        client = yield self.connect(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        raw = yield self.closed(client)
+        self.assertEqual([r[0] for r in parse_responses(raw)], [200])
+
+    @inlineCallbacks
+    def test_half_sent_request_times_out(self):
+        """A request whose head never completes is dropped after the timeout."""
+        client = yield self.connect(b"GET / HTTP/1.1\r\nHost: a\r\n")
+        raw = yield self.closed(client)
+        self.assertEqual(raw, b"")
+
+    @inlineCallbacks
+    def test_slow_answer_not_timed_out(self):
+        """A request waiting on its handler is not an idle connection."""
+        client = yield self.connect(b"GET /held HTTP/1.1\r\nHost: a\r\n\r\n")
+        yield deferLater(reactor, 0.25, lambda: None)
+        self.assertFalse(client.closed.called)
+        self.target.held[0].callback({"status": 204})
+        raw = yield client.responses(1)
+        self.assertEqual(parse_responses(raw)[0][0], 204)
+        self.assertNotIn(b"content-length", raw)
+
+
+class FlowControlTests(SynchronousTestCase):
+    """Slow readers: the protocol stops reading when answers pile up."""
+
+    def setUp(self):
+        self.target = EchoTarget()
+        routes = RouteTable()
+        routes.add("get", "*", "GET", parse_pattern("/{p}"), self.target)
+        routes.add("root", "*", "GET", parse_pattern("/"), self.target)
+        self.clock = Clock()
+        self.factory = GatewayHTTPFactory(Dispatcher(routes), self.clock, max_pending=4)
+        self.protocol = self.factory.buildProtocol(None)
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+
+    def test_registered_as_producer(self):
+        """The protocol is the transport's streaming producer."""
+        self.assertIs(self.transport.producer, self.protocol)
+        self.assertTrue(self.transport.streaming)
+
+    def test_pipelining_without_answers_pauses_reading(self):
+        """More unanswered requests than the bound pause reading; writing the
+        answers resumes it."""
+        self.protocol.dataReceived(b"GET /held HTTP/1.1\r\nHost: a\r\n\r\n" * 6)
+        self.assertEqual(self.transport.producerState, "paused")
+        for d in self.target.held:
+            d.callback({"status": 200, "body": "x"})
+        self.assertEqual(self.transport.producerState, "producing")
+        self.assertEqual(self.transport.value().count(b"HTTP/1.1 200 OK"), 6)
+
+    def test_full_write_buffer_pauses_reading(self):
+        """A client that does not read (the transport pauses its producer) stops
+        the gateway reading from it until the transport resumes."""
+        self.protocol.pauseProducing()
+        self.assertEqual(self.transport.producerState, "paused")
+        self.protocol.resumeProducing()
+        self.assertEqual(self.transport.producerState, "producing")
+
+    def test_date_cached_per_second(self):
+        """The Date line is formatted once per second of the clock."""
+        dates = self.factory.dates
+        first = dates.line(0.1)
+        self.assertIs(dates.line(0.9), first)
+        self.assertIsNot(dates.line(1.0), first)
+        self.assertEqual(first, b"date: Thu, 01 Jan 1970 00:00:00 GMT\r\n")
+
+    def test_idle_timeout_on_clock(self):
+        """The idle timer runs on the injected clock; traffic postpones it."""
+        self.clock.advance(59)
+        self.protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.clock.advance(2)
+        self.assertFalse(self.transport.disconnecting)
+        self.clock.advance(59)
+        self.assertTrue(self.transport.disconnecting)
+
+
+class HTTPOptionTests(SynchronousTestCase):
+    """``--http`` chooses the data plane's HTTP layer."""
+
+    def test_choices(self):
+        """httptools and twisted are accepted; anything else is a usage error."""
+        from twisted.python.usage import UsageError
+
+        from edgegw_tx.runtime import DEFAULT_HTTP
+        from edgegw_tx.tap import Options
+
+        options = Options()
+        options.parseOptions([])
+        self.assertEqual(options["http"], DEFAULT_HTTP)
+        for layer in ("httptools", "twisted"):
+            options = Options()
+            options.parseOptions(["--http", layer])
+            self.assertEqual(options["http"], layer)
+        error = self.assertRaises(UsageError, Options().parseOptions, ["--http", "nginx"])
+        self.assertIn("--http must be one of", str(error))
+
+
+class TLSTests(_ServerCase):
+    """The same factory behind a TLS endpoint string."""
+
+    def setUp(self):
+        import twisted.test
+        from twisted.internet.endpoints import serverFromString
+
+        pem = os.path.join(os.path.dirname(twisted.test.__file__), "server.pem")
+        self.target = EchoTarget()
+        routes = RouteTable()
+        routes.add("get", "*", "GET", parse_pattern("/{p}"), self.target)
+        self.factory = GatewayHTTPFactory(Dispatcher(routes), reactor)
+        endpoint = serverFromString(reactor, f"ssl:0:interface=127.0.0.1:privateKey={pem}")
+        d = endpoint.listen(self.factory)
+        d.addCallback(self._listening)
+        return d
+
+    def _listening(self, port):
+        self.port = port
+        self.addCleanup(port.stopListening)
+        self.clients = []
+        self.addCleanup(self._close_clients)
+
+    @inlineCallbacks
+    def test_tls_keep_alive_then_close(self):
+        """Over TLS: a keep-alive answer, then ``Connection: close`` closes."""
+        from twisted.internet.endpoints import SSL4ClientEndpoint
+        from twisted.internet.ssl import CertificateOptions
+
+        client = RawClient()
+        endpoint = SSL4ClientEndpoint(
+            reactor, "127.0.0.1", self.port.getHost().port, CertificateOptions()
+        )
+        yield connectProtocol(endpoint, client)
+        self.clients.append(client)
+        client.transport.write(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
+        yield client.responses(1)
+        client.transport.write(b"GET /b HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        raw = yield self.closed(client)
+        bodies = [body for _, _, body in parse_responses(raw)]
+        self.assertEqual(bodies, [b"GET /a {} ", b"GET /b {} "])

@@ -33,8 +33,14 @@ run: setup
 test: setup
 	CARGO="$(CARGO)" $(BIN)/python tools/run-tests
 
-bench: setup
-	$(BIN)/python bench/run.py
+bench: setup $(VENV)/.bench-installed
+	CARGO="$(CARGO)" $(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# the `bench` extra (matplotlib, for the PNG chart), pinned in constraints.txt
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt \
+		--config-settings editable_mode=compat -e '.[test,bench]'
+	touch $@
 
 clean:
 	rm -rf $(VENV) _trial_temp .cache

@@ -187,6 +187,12 @@ class AdminAPITests(unittest.TestCase):
         self.assertEqual(code, 404)
         self.assertIn("/api/nothing-here", document["error"])
 
+    def test_non_utf8_path_is_400_json(self):
+        """A path that is not UTF-8 once decoded answers a JSON 400, not Klein's HTML page."""
+        code, document = self.call("GET", "/api/endpoints/%ff")
+        self.assertEqual(code, 400)
+        self.assertEqual(document, {"ok": False, "error": "the request path is not UTF-8"})
+
     def test_wrong_method_is_405_json(self):
         """A known path with a wrong method answers 405 JSON."""
         code, document = self.call("PATCH", "/api/endpoints")

@@ -8,20 +8,28 @@ with a generic message and the traceback goes to the log only.
 
 import json
 import math
+from urllib.parse import unquote_to_bytes
 
 from klein import Klein
 from twisted.internet.defer import inlineCallbacks, returnValue
 from twisted.logger import Logger
+from twisted.web.resource import Resource
 from werkzeug.exceptions import MethodNotAllowed as RoutingMethodNotAllowed
 from werkzeug.exceptions import NotFound as RoutingNotFound
 
 from edgegw_tx import __version__
 from edgegw_tx.admin.openapi import DOCUMENT_JSON as OPENAPI_JSON
 from edgegw_tx.admin.auth import check_new_key
-from edgegw_tx.admin.errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
 from edgegw_tx.admin.domains import gateway_stats
-from edgegw_tx.admin.errors import TooManyRequests
-from edgegw_tx.admin.errors import PayloadTooLarge
+from edgegw_tx.admin.errors import (
+    ApiError,
+    BadRequest,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unauthorized,
+)
 from edgegw_tx.admin.imports import Importer, bundle_bytes, bundle_options
 from edgegw_tx.admin.throttle import AuthThrottle
 
@@ -63,7 +71,7 @@ class AdminAPI:
         self._started = clock.seconds()
 
     def resource(self):
-        return self.app.resource()
+        return _Utf8Paths(self.app.resource())
 
     # plumbing
 
@@ -554,3 +562,23 @@ def _positive_int(args, name, default):
     if value < 1:
         raise BadRequest(f"query parameter '{name}' must be a positive integer")
     return value
+
+
+class _Utf8Paths(Resource):
+    """
+    Klein answers a path that is not UTF-8 once percent-decoded (``/api/x/%ff``)
+    with a bare HTML 400 before any route runs; answer it in the API's envelope.
+    """
+
+    isLeaf = True
+
+    def __init__(self, api_resource):
+        super().__init__()
+        self._api = api_resource
+
+    def render(self, request):
+        try:
+            unquote_to_bytes(request.path).decode("utf-8")
+        except UnicodeDecodeError:
+            return _json(request, 400, {"ok": False, "error": "the request path is not UTF-8"})
+        return self._api.render(request)

@@ -59,3 +59,20 @@ def make_store(test_case, reactor=None):
     test_case.successResultOf(store.open())
     test_case.addCleanup(store.close)
     return store
+
+
+def keyed_store(test_case):
+    """
+    The admin tests' common ground: a SynchronousReactor far from time zero, a
+    real store, and a KeyRing holding an ``admin`` and a ``read`` key. Sets
+    ``reactor``, ``store``, ``keys``, ``admin_key`` and ``read_key`` on the test.
+    """
+    from edgegw_tx.admin.auth import KeyRing
+
+    test_case.reactor = SynchronousReactor()
+    test_case.reactor.advance(1_000_000)
+    test_case.store = make_store(test_case, test_case.reactor)
+    test_case.keys = KeyRing(test_case.store, reactor=test_case.reactor)
+    test_case.successResultOf(test_case.keys.load())
+    _, test_case.admin_key = test_case.successResultOf(test_case.keys.create("test", "admin"))
+    _, test_case.read_key = test_case.successResultOf(test_case.keys.create("viewer", "read"))

@@ -10,12 +10,11 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.trial import unittest
 
 from edgegw_tx.admin.api import AdminAPI
-from edgegw_tx.admin.auth import KeyRing
 from edgegw_tx.admin.logs import LogBook
 from edgegw_tx.admin.manager import EndpointManager
 from edgegw_tx.build.cargo import CompileFailed
 from edgegw_tx.gateway.routes import Match, NoRoute, RouteTable
-from tests.support import SynchronousReactor, make_store
+from tests.support import keyed_store
 
 HELLO = """use rust_edge_gateway_sdk::prelude::*;
 
@@ -115,13 +114,8 @@ class FakePool:
 class AdminAPITests(unittest.TestCase):
     def setUp(self):
         FakePool.instances = []
-        self.reactor = SynchronousReactor()
-        self.reactor.advance(1_000_000)
-        store = make_store(self, self.reactor)
-        self.keys = KeyRing(store, reactor=self.reactor)
-        self.successResultOf(self.keys.load())
-        _, self.admin_key = self.successResultOf(self.keys.create("test", "admin"))
-        _, self.read_key = self.successResultOf(self.keys.create("viewer", "read"))
+        keyed_store(self)
+        store = self.store
         self.builder = FakeBuilder()
         self.routes = RouteTable()
         self.manager = EndpointManager(

@@ -11,12 +11,11 @@ from treq.testing import StubTreq
 from twisted.trial import unittest
 
 from edgegw_tx.admin.api import AdminAPI
-from edgegw_tx.admin.auth import KeyRing
 from edgegw_tx.admin.domains import CollectionManager, DomainManager
 from edgegw_tx.admin.logs import LogBook
 from edgegw_tx.admin.manager import EndpointManager
 from edgegw_tx.gateway.routes import Match, MethodNotAllowed, NoRoute, RouteTable
-from tests.support import SynchronousReactor, make_store
+from tests.support import keyed_store
 from tests.test_admin_api import HELLO, FakeBuilder, FakePool
 
 
@@ -30,13 +29,7 @@ class CountingPool(FakePool):
 class DomainsAPITests(unittest.TestCase):
     def setUp(self):
         FakePool.instances = []
-        self.reactor = SynchronousReactor()
-        self.reactor.advance(1_000_000)
-        self.store = make_store(self, self.reactor)
-        self.keys = KeyRing(self.store, reactor=self.reactor)
-        self.successResultOf(self.keys.load())
-        _, self.admin_key = self.successResultOf(self.keys.create("test", "admin"))
-        _, self.read_key = self.successResultOf(self.keys.create("viewer", "read"))
+        keyed_store(self)
         self.routes = RouteTable()
         self.build()
 

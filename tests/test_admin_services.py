@@ -13,13 +13,12 @@ from twisted.internet.defer import fail, succeed
 from twisted.trial import unittest
 
 from edgegw_tx.admin.api import AdminAPI
-from edgegw_tx.admin.auth import KeyRing
 from edgegw_tx.admin.logs import LogBook
 from edgegw_tx.admin.manager import EndpointManager
 from edgegw_tx.admin.services import ServiceManager
 from edgegw_tx.gateway.routes import RouteTable
 from edgegw_tx.store import SQLiteStore
-from tests.support import SynchronousReactor, make_store
+from tests.support import keyed_store, SynchronousReactor, make_store
 from tests.test_admin_api import HELLO, FakeBuilder, FakePool
 
 MASK = "********"
@@ -88,13 +87,7 @@ class FakeRegistry:
 class ServiceAPITests(unittest.TestCase):
     def setUp(self):
         FakePool.instances = []
-        self.reactor = SynchronousReactor()
-        self.reactor.advance(1_000_000)
-        self.store = make_store(self, self.reactor)
-        self.keys = KeyRing(self.store, reactor=self.reactor)
-        self.successResultOf(self.keys.load())
-        _, self.admin_key = self.successResultOf(self.keys.create("test", "admin"))
-        _, self.read_key = self.successResultOf(self.keys.create("viewer", "read"))
+        keyed_store(self)
         self.registry = FakeRegistry()
         self.services = ServiceManager(self.store, self.registry)
         self.manager = EndpointManager(

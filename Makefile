@@ -34,6 +34,7 @@ test: setup
 	CARGO="$(CARGO)" $(BIN)/python tools/run-tests
 
 bench: setup $(VENV)/.bench-installed
+	@tools/setup-bench
 	CARGO="$(CARGO)" $(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # the `bench` extra (matplotlib, for the PNG chart), pinned in constraints.txt

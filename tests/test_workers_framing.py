@@ -34,9 +34,15 @@ class EncodeFrameTests(unittest.TestCase):
         """Only an object can be a frame."""
         self.assertRaises(TypeError, encode_frame, ["ready"])
 
-    def test_nan_refused(self):
-        """NaN is not JSON, so it cannot be sent."""
-        self.assertRaises(ValueError, encode_frame, {"type": "x", "v": float("nan")})
+    def test_nan_written_as_null(self):
+        """NaN and infinities are not JSON: they go out as null, never as invalid JSON."""
+        data = encode_frame({"type": "x", "v": float("nan"), "w": float("-inf")})
+        self.assertEqual(json.loads(data[4:]), {"type": "x", "v": None, "w": None})
+
+    def test_unserialisable_value_refused(self):
+        """A value JSON has no form for is a FrameError naming the problem, not a crash."""
+        error = self.assertRaises(FrameError, encode_frame, {"type": "x", "v": object()})
+        self.assertIn("cannot be written as JSON", str(error))
 
 
 class DecodeFrameTests(unittest.TestCase):

@@ -459,14 +459,9 @@ class WorkerPool:
             worker.head_since = self._reactor.seconds()
         if worker.watchdog is None:
             self._watch(worker)
-        d = worker.process.request(job.frame)
-        d.addCallbacks(
-            self._answered,
-            self._answered,
-            callbackArgs=(worker, job),
-            errbackArgs=(worker, job),
-        )
         worker.sent += 1
+        # A plain callback, not a Deferred: one allocation fewer per request.
+        worker.process.send(job.frame, lambda result: self._answered(result, worker, job))
         if worker.sent == worker.limit:
             self.recycled += 1
             self._log(

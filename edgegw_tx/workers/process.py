@@ -126,7 +126,7 @@ class WorkerProcess(ProcessProtocol):
         self.exit_signal: int | None = None
 
         self._ids = itertools.count(1)
-        self._pending: dict[int, Deferred[dict[str, Any]]] = {}
+        self._pending: dict[int, Callable[[dict[str, Any] | Failure], object]] = {}
         self._death: GatewayError | None = None
         self._stdin_closed = False
         self._ready_result: WorkerProcess | Failure | None = None
@@ -179,10 +179,26 @@ class WorkerProcess(ProcessProtocol):
             L{WorkerCrashed} or L{ProtocolViolation} if the worker dies or is
             killed first.
         """
+        d: Deferred[dict[str, Any]] = Deferred()
+
+        def answer(result: dict[str, Any] | Failure) -> None:
+            if not d.called:
+                d.callback(result)  # a Failure runs the errbacks
+
+        self.send(frame, answer)
+        return d
+
+    def send(
+        self, frame: dict[str, Any], answer: Callable[[dict[str, Any] | Failure], object]
+    ) -> None:
+        """
+        L{request} without a Deferred, for the pool's hot path: C{answer} is
+        called exactly once, with the C{response} frame or a L{Failure}
+        (possibly before this returns).
+        """
         if self.state != READY:
-            return fail(
-                WorkerCrashed(f"worker {self.pid} of {self.name} is {self.state}")
-            )
+            answer(Failure(WorkerCrashed(f"worker {self.pid} of {self.name} is {self.state}")))
+            return
         request_id = next(self._ids)
         out = dict(frame)
         out["type"] = "request"
@@ -190,11 +206,10 @@ class WorkerProcess(ProcessProtocol):
         try:
             data = encode_frame(out)
         except (TypeError, ValueError) as e:
-            return fail(e)
-        d: Deferred[dict[str, Any]] = Deferred()
-        self._pending[request_id] = d
+            answer(Failure(e))
+            return
+        self._pending[request_id] = answer
         self.transport.write(data)
-        return d
 
     def stop(self, drain_timeout: float) -> Deferred[WorkerProcess]:
         """
@@ -329,9 +344,8 @@ class WorkerProcess(ProcessProtocol):
 
     def _fail_pending(self, reason: GatewayError) -> None:
         pending, self._pending = self._pending, {}
-        for d in pending.values():
-            if not d.called:
-                d.errback(reason)
+        for answer in pending.values():
+            answer(Failure(reason))
 
     def _cancel(self, name: str) -> None:
         call = getattr(self, name)
@@ -397,13 +411,12 @@ class WorkerProcess(ProcessProtocol):
 
     def _response(self, frame: dict[str, Any]) -> None:
         request_id = frame.get("id")
-        d = self._pending.pop(request_id, None) if _is_id(request_id) else None
-        if d is None:
+        answer = self._pending.pop(request_id, None) if _is_id(request_id) else None
+        if answer is None:
             self._violation(f"response for unknown id {request_id!r}")
             return
         self.served += 1
-        if not d.called:
-            d.callback(frame)
+        answer(frame)
         if self.state == STOPPING and not self._pending:
             self._close_stdin()
 

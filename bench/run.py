@@ -15,6 +15,8 @@ the per-process ceiling). Each scenario gets a 2 s warm-up then
   redis-get   one Redis GET per request via the service plane (skipped when
               nothing answers PING on 127.0.0.1:6379); the baselines answer
               the same bytes without asking Redis
+  rss-100-20  the gateway's RSS with 100 endpoints defined and 20 running
+              (one worker each) after 5 s of hello at 32 connections
   routes-1000 GET /hello with 999 more endpoints started with min_instances 0
               (routes in the table, no worker processes); compared with
               `hello` (1 route started) of the same run
@@ -29,7 +31,7 @@ bench/results/<timestamp>.json and .png (when matplotlib is installed: the
 docs/performance.md. Every process it starts is stopped before it exits.
 
     make bench            # or: .venv/bin/python bench/run.py [--duration 10] [--connections 32]
-                          #     [--only hello,echo-16k] [--no-docs]
+                          #     [--only hello,echo-16k] [--no-docs] [--profile]
 """
 
 import argparse
@@ -85,7 +87,7 @@ REDIS_VALUE = "edgegw-bench-value"
 
 # target names, in chart order
 TARGETS = ("edgegw", "twisted.web, no access log", "httptools Protocol", "twisted.web, default Site")
-SCENARIOS = ("hello", "hello-c1", "echo-16k", "path-params", "redis-get", "routes-1000")
+SCENARIOS = ("hello", "hello-c1", "echo-16k", "path-params", "redis-get", "rss-100-20", "routes-1000")
 
 
 def free_port():
@@ -103,6 +105,30 @@ def api(port, key, method, path, body=None):
     )
     with urllib.request.urlopen(request, timeout=600) as response:
         return json.load(response)["data"]
+
+
+def start_profile(pid, duration, output):
+    """py-spy sampling the gateway for ``duration`` s (collapsed stacks, for flame graphs and grep)."""
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+    return subprocess.Popen(
+        [os.path.join(BIN, "py-spy"), "record", "--pid", str(pid), "--duration", str(duration),
+         "--rate", "250", "--nonblocking", "--format", "raw", "--output", output],
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def top_frames(collapsed, count=25):
+    """Self time per function from a py-spy collapsed file, largest first."""
+    totals, samples = {}, 0
+    with open(collapsed) as f:
+        for line in f:
+            stack, _, n = line.rstrip().rpartition(" ")
+            if not n.isdigit():  # a frame name with a line break in it
+                continue
+            samples += int(n)
+            leaf = stack.rsplit(";", 1)[-1]
+            totals[leaf] = totals.get(leaf, 0) + int(n)
+    return samples, sorted(totals.items(), key=lambda kv: -kv[1])[:count]
 
 
 def wait_for(url, seconds=60):
@@ -141,15 +167,24 @@ def wrk(url, threads, connections, duration, script=None, latency=False):
     return result
 
 
-def vmhwm_kib(pid):
+def _status_kib(pid, field):
+    """A ``kB`` line of /proc/<pid>/status (VmRSS, VmHWM), or None once the process is gone."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
     except OSError:
         pass
     return None
+
+
+def vmhwm_kib(pid):
+    return _status_kib(pid, "VmHWM")
+
+
+def vmrss_kib(pid):
+    return _status_kib(pid, "VmRSS")
 
 
 def children(pid):
@@ -310,6 +345,10 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", default="", help="comma-separated scenarios (default: all)")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")
+    parser.add_argument(
+        "--profile", action="store_true",
+        help="sample the gateway with py-spy during each edgegw run: bench/results/<stamp>-<scenario>.collapsed",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
@@ -390,7 +429,12 @@ def main():
                         bodies[target] = r.read()
                     url = f"http://127.0.0.1:{urls[target]}{path}"
                     wrk(url, args.threads, connections, 2, script)  # warm-up
+                    profiler = None
+                    if args.profile and target == "edgegw":
+                        profiler = start_profile(gateway.pid, args.duration, os.path.join(RESULTS, f"{stamp}-{name}.collapsed"))
                     got[target] = wrk(url, args.threads, connections, args.duration, script, latency=True)
+                    if profiler is not None:
+                        profiler.wait(timeout=60)
                     if target == "edgegw":
                         memory = gateway_memory(gateway.pid)
             finally:
@@ -422,6 +466,33 @@ def main():
             measure("path-params", "/users/42/posts/hello-world", c, params)
         if redis_id:
             measure("redis-get", "/redis", c, redis_id)
+        if "rss-100-20" in wanted:
+            print("-- rss-100-20", file=sys.stderr, flush=True)
+            defined = api(admin_port, key, "GET", "/endpoints")["total"]
+            extra_ids = []
+            for i in range(100 - defined):
+                eid = create(f"rss-{i}", f"/rss/{i}", "GET", HELLO)
+                compile_(eid)
+                extra_ids.append(eid)
+            started_ids = extra_ids[:19]  # and hello: 20 running
+            for eid in started_ids:
+                api(admin_port, key, "POST", f"/endpoints/{eid}/start")
+            wrk(f"http://127.0.0.1:{port}/hello", args.threads, c, 5)
+            listed = api(admin_port, key, "GET", "/endpoints?limit=1000")
+            running = sum(1 for e in listed["items"] if e["status"] == "running")
+            results["rss"] = {
+                "endpoints_defined": listed["total"],
+                "endpoints_running": running,
+                "twistd_vmrss_kib": vmrss_kib(gateway.pid),
+                **gateway_memory(gateway.pid),
+            }
+            results["notes"].append(
+                f"rss-100-20: with {results['rss']['endpoints_defined']} endpoints defined and {running} running "
+                f"({results['rss']['workers']} workers) after 5 s of hello at {c} connections, twistd's RSS was "
+                f"{results['rss']['twistd_vmrss_kib'] / 1024:.1f} MiB (peak {results['rss']['twistd_vmhwm_kib'] / 1024:.1f} MiB)"
+            )
+            for eid in started_ids:
+                api(admin_port, key, "POST", f"/endpoints/{eid}/stop")
         if "routes-1000" in wanted:
             # 999 more endpoints, same code (compiled once: content-addressed),
             # started with min_instances 0: routes in the table, no processes.
@@ -468,7 +539,7 @@ def main():
     with open(os.path.join(RESULTS, stamp + ".json"), "w") as f:
         json.dump(results, f, indent=2)
     text = table(results)
-    if not args.no_docs:
+    if not args.no_docs and not args.profile:  # numbers taken under a profiler are not the table's
         update_doc(text)
     print(json.dumps(results, indent=2))
     print(text)

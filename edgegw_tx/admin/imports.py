@@ -32,6 +32,7 @@ Decisions, so a re-import is predictable:
   YAML aliases are refused (a few aliases can expand into gigabytes).
 """
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -40,7 +41,6 @@ from email import message_from_bytes
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
-from openapi_spec_validator.validation import OpenAPIV30SpecValidator, OpenAPIV31SpecValidator
 from referencing.exceptions import Unresolvable
 from twisted.internet.defer import DeferredLock, inlineCallbacks, returnValue
 from twisted.internet.threads import deferToThreadPool
@@ -141,7 +141,16 @@ def _validator(base):
     return Local
 
 
-_VALIDATORS = {"3.0": _validator(OpenAPIV30SpecValidator), "3.1": _validator(OpenAPIV31SpecValidator)}
+@functools.cache
+def _validators():
+    """
+    The OpenAPI validators, imported on the first import of a spec: the
+    library and what it pulls in (jsonschema, pydantic) weigh about 30 MB of
+    RSS that a gateway which never imports a spec should not carry.
+    """
+    from openapi_spec_validator.validation import OpenAPIV30SpecValidator, OpenAPIV31SpecValidator
+
+    return {"3.0": _validator(OpenAPIV30SpecValidator), "3.1": _validator(OpenAPIV31SpecValidator)}
 
 
 _STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
@@ -211,7 +220,7 @@ def validate_spec(spec):
         raise SpecError(
             f"OpenAPI version '{version[:50]}' is not supported: use 3.0.x or 3.1.x", path="#/openapi"
         )
-    cls = _VALIDATORS["3." + match.group(1)]
+    cls = _validators()["3." + match.group(1)]
     try:
         error = next(cls(spec).iter_errors(), None)
     except Unresolvable as e:

@@ -1,0 +1,51 @@
+"""
+The data plane's HTTP front, chosen by name (``--http``): the one place that
+knows both, so the control process (one process) and each data-plane process
+(``--processes`` N) build the same thing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgegw_tx.gateway.dispatch import Dispatcher
+
+DEFAULT_HTTP = "httptools"
+"""The data plane's HTTP layer unless ``--http`` says otherwise."""
+
+HTTP_LAYERS = ("httptools", "twisted")
+
+
+def data_plane_factory(
+    http: str | None, routes: Any, reactor: Any, limits: dict[str, Any] | None = None
+) -> Any:
+    """
+    The server factory answering public traffic from the route table
+    ``routes``: ``"httptools"`` (L{edgegw_tx.gateway.http}) or ``"twisted"``
+    (the twisted.web resource of L{edgegw_tx.gateway.web}).
+
+    ``limits`` are keyword arguments of L{GatewayHTTPFactory} (``max_body``,
+    ``max_headers``, ``max_head``, ``header_timeout``, ``idle_timeout``: the
+    ``--max-body`` ... options, docs/limits.md); the twisted.web front keeps
+    twisted.web's own.
+
+    @raise ValueError: an unknown HTTP layer.
+    """
+    if http is None:
+        http = DEFAULT_HTTP
+    if http == "httptools":
+        from edgegw_tx.gateway.http import GatewayHTTPFactory
+
+        return GatewayHTTPFactory(Dispatcher(routes), reactor=reactor, **(limits or {}))
+    if http == "twisted":
+        from twisted.web.server import Site
+
+        from edgegw_tx.gateway.web import GatewayResource
+
+        site = Site(GatewayResource(Dispatcher(routes)), reactor=reactor)
+        site.displayTracebacks = False
+        site.noisy = False
+        # No access log line per request on the data plane: it is the hot path.
+        site.log = lambda request: None
+        return site
+    raise ValueError(f"unknown HTTP layer {http!r}: httptools or twisted")

@@ -1,0 +1,222 @@
+"""
+One data-plane process's serving state, driven by the control process.
+
+A data-plane process (``--processes`` N > 1) holds a route table and its HTTP
+front, a worker pool per deployed version of each running endpoint, and a
+service registry whose connectors answer its own workers' calls. It owns no
+store and makes no decisions: L{DataPlane.responders} are the commands the
+control process sends over the control channel (``channel.py``), and
+everything a pool says about its workers (``log(stream, line)``) goes back as
+a ``log`` note.
+
+It serves nothing until ``listen``: then it adopts the listening socket the
+control process bound and passed down (an inherited file descriptor), so the
+kernel spreads the connections over every data-plane process accepting on it.
+The control process sends ``listen`` once this process has its pools started,
+so a respawned process does not take connections it cannot serve yet.
+
+When the control channel closes (the control process stopped or died),
+L{DataPlane.shutdown} stops accepting, drains every pool and closes the
+service connectors; the process then exits.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.logger import Logger
+
+from edgegw_tx.processes.accept import BalancedAccept
+from edgegw_tx.workers.pool import WorkerPool
+
+_log = Logger(namespace="edgegw.processes")
+
+
+class DataPlane:
+    """
+    Routes, pools, services and the adopted listening socket of one process.
+
+    @ivar index: which data-plane process this is (1..N), for log lines.
+    """
+
+    def __init__(
+        self,
+        routes: Any,
+        front: Any,
+        registry: Any,
+        *,
+        listen_fd: int | None = None,
+        family: int = socket.AF_INET,
+        index: int = 1,
+        pool_factory: Callable[..., Any] | None = None,
+        reactor: Any = None,
+    ):
+        """
+        @param routes: the route table (L{edgegw_tx.gateway.routes.RouteTable})
+            that C{front} dispatches from.
+        @param front: the server factory of public traffic
+            (L{edgegw_tx.gateway.front.data_plane_factory}).
+        @param registry: the service registry (a C{ServiceRegistry}).
+        @param listen_fd: the inherited listening socket, adopted on ``listen``.
+        @param family: its address family.
+        @param pool_factory: makes worker pools (C{WorkerPool}'s signature).
+        """
+        if reactor is None:
+            from twisted.internet import reactor
+        self._reactor = reactor
+        self._routes = routes
+        self._front = front
+        self._registry = registry
+        self._listen_fd = listen_fd
+        self._family = family
+        self.index = index
+        self._pool_factory = pool_factory or WorkerPool
+        self._pools: dict[int, Any] = {}
+        self._port: Any = None
+        self._notify: Callable[..., object] = lambda command, **args: None
+        self._shutdown_d: Any = None
+
+    def attach(self, notify: Callable[..., object]) -> None:
+        """Send notes (the workers' log lines) with C{notify(command, **args)}."""
+        self._notify = notify
+
+    def responders(self) -> dict[str, Callable[..., Any]]:
+        """The commands of the control channel."""
+        return {
+            "configure_service": self.configure_service,
+            "remove_service": self.remove_service,
+            "bind": self.bind,
+            "unbind": self.unbind,
+            "start_pool": self.start_pool,
+            "stop_pool": self.stop_pool,
+            "route": self.route,
+            "unroute": self.unroute,
+            "snapshot": self.snapshot,
+            "listen": self.listen,
+        }
+
+    # -- services ------------------------------------------------------------
+
+    def configure_service(self, service: dict[str, Any]) -> None:
+        self._registry.configure(service)
+
+    def remove_service(self, service_id: Any) -> Any:
+        return self._registry.remove(service_id)
+
+    def bind(self, endpoint_id: Any, pool_id: str, service_id: Any) -> None:
+        self._registry.bind(endpoint_id, pool_id, service_id)
+
+    def unbind(self, endpoint_id: Any, pool_id: str) -> None:
+        self._registry.unbind(endpoint_id, pool_id)
+
+    # -- pools and routes ----------------------------------------------------
+
+    def start_pool(
+        self,
+        pool: int,
+        endpoint_id: Any,
+        name: str,
+        argv: list[str],
+        options: dict[str, Any],
+    ) -> Any:
+        """
+        Make and start pool number C{pool}; fires with its L{view} once its
+        workers are ready, fails as C{WorkerPool.start} does. A pool that
+        failed to start stays known (its requests answer 503) until
+        ``stop_pool``, so a route naming it still resolves.
+        """
+        if pool in self._pools:
+            raise ValueError(f"pool {pool} exists already")
+
+        def log(stream: str, line: str) -> None:
+            self._notify("log", pool=pool, stream=stream, line=line)
+
+        worker_pool = self._pool_factory(
+            name,
+            argv,
+            log=log,
+            call_handler=self._registry.call_handler(endpoint_id),
+            reactor=self._reactor,
+            **options,
+        )
+        self._pools[pool] = worker_pool
+        d = worker_pool.start()
+        d.addCallback(lambda _: self.view(pool, worker_pool))
+        return d
+
+    def stop_pool(self, pool: int) -> Any:
+        """Drain and stop pool number C{pool}; fires once its workers ended."""
+        worker_pool = self._pools.pop(pool, None)
+        if worker_pool is None:
+            return None
+        return worker_pool.stop().addCallback(lambda _: None)
+
+    def route(self, key: Any, domain: str, method: str, pattern: str, pool: int) -> None:
+        """Route (domain, method, pattern) to pool C{pool}, replacing C{key}'s route at once."""
+        worker_pool = self._pools.get(pool)
+        if worker_pool is None:
+            raise KeyError(f"no pool {pool} in data-plane process {self.index}")
+        self._routes.add(key, domain, method, pattern, worker_pool)
+
+    def unroute(self, key: Any) -> None:
+        self._routes.remove(key)
+
+    @staticmethod
+    def view(pool: int, worker_pool: Any) -> dict[str, Any]:
+        """What the control process shows of one pool: its stats and workers."""
+        return {"pool": pool, "stats": worker_pool.stats(), "workers": worker_pool.workers()}
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The L{view} of every pool."""
+        return [self.view(n, p) for n, p in self._pools.items()]
+
+    # -- serving ---------------------------------------------------------------
+
+    def listen(self) -> dict[str, Any]:
+        """Adopt the listening socket (once) and start accepting connections."""
+        if self._port is None and self._listen_fd is not None:
+            front = BalancedAccept(self._front, self._reactor)
+            self._port = self._reactor.adoptStreamPort(self._listen_fd, self._family, front)
+            front.balance(self._port)
+            # The reactor serves a duplicate; this copy is no longer needed.
+            os.close(self._listen_fd)
+            self._listen_fd = None
+            _log.info("data-plane process {index} accepts connections", index=self.index)
+        return {"pid": os.getpid()}
+
+    def shutdown(self) -> Any:
+        """
+        Stop accepting, drain every pool, close the service connectors; fires
+        (never fails) when done. Every call waits for the same one shutdown.
+        """
+        if self._shutdown_d is None:
+            self._shutdown_d = self._stop_everything()
+        waiter: Deferred[None] = Deferred()
+
+        def done(result: Any) -> Any:
+            waiter.callback(None)
+            return result
+
+        self._shutdown_d.addBoth(done)
+        return waiter
+
+    def _stop_everything(self) -> Any:
+        port, self._port = self._port, None
+        d = maybeDeferred(port.stopListening) if port is not None else succeed(None)
+        if self._listen_fd is not None:
+            os.close(self._listen_fd)
+            self._listen_fd = None
+
+        def stop_pools(_: Any) -> Any:
+            pools, self._pools = list(self._pools.values()), {}
+            return DeferredList([maybeDeferred(p.stop) for p in pools], consumeErrors=True)
+
+        d.addBoth(stop_pools)
+        d.addBoth(lambda _: maybeDeferred(self._registry.close))
+        d.addErrback(lambda f: _log.failure("shutting down data-plane process failed", f))
+        d.addCallback(lambda _: None)
+        return d

@@ -1,0 +1,301 @@
+"""
+The control process's stand-ins for what lives in the data-plane processes.
+
+With ``--processes`` N > 1 the endpoint manager and the service manager run
+unchanged in the control process; they are given these instead of the real
+objects, which live (once per process) in the data planes:
+
+* L{PoolProxy} has C{WorkerPool}'s face (C{start}, C{stop}, C{pids},
+  C{workers()}, C{stats()}, C{name}): starting it starts one pool of the
+  version in every data-plane process, and what it tells of its workers is
+  summed over them (each worker tagged with its ``process``, 1..N), as of
+  the last L{ProcessGroup.refresh} or start.
+* L{MirroredRoutes} has C{RouteTable}'s C{add} and C{remove}: a local table
+  decides conflicts, and each change is sent to every process; C{add}
+  returns a Deferred firing once every process has the route.
+* L{MirroredRegistry} has C{ServiceRegistry}'s face for the service manager:
+  a local registry validates configs and runs the connection tests, and
+  every service and binding is sent to every process, whose own registry
+  answers its workers' calls.
+
+Commands travel on each process's one channel in the order they are made,
+so a process starts a new pool before it routes to it, and switches the
+route before it drains the old pool: a redeploy drops no request in any
+process, as with one process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredList, fail, gatherResults, succeed
+from twisted.python.failure import Failure
+
+from edgegw_tx.errors import PoolStopped
+from edgegw_tx.processes.channel import ChannelClosed
+from edgegw_tx.workers.process import twisted_log
+
+_SUMMED = (
+    "workers",
+    "starting",
+    "ready",
+    "busy",
+    "draining",
+    "queued",
+    "served",
+    "latency_seconds",
+    "failed",
+    "rejected",
+    "spawned",
+    "restarts",
+    "recycled",
+    "scaled_down",
+)
+
+_NEW, _STARTING, _RUNNING, _STOPPING, _STOPPED = "new", "starting", "running", "stopping", "stopped"
+
+
+def _skip_gone(failure: Failure) -> None:
+    """A process that went away has nothing to answer; its respawn gets the state."""
+    failure.trap(ChannelClosed)
+
+
+def gather_answers(
+    answers: list[tuple[int, Deferred[Any]]], on_answer: Callable[[Any, int], Any]
+) -> Deferred[None]:
+    """
+    Wait for every answer of L{ProcessGroup.apply}: C{on_answer(data, index)}
+    for each one; a process that went away is skipped. Fails with the first
+    other failure, once every answer came.
+    """
+    waits = []
+    for index, d in answers:
+        d.addCallback(on_answer, index)
+        d.addErrback(_skip_gone)
+        waits.append(d)
+
+    def done(results: list[tuple[bool, Any]]) -> Any:
+        for ok, value in results:
+            if not ok:
+                return value
+        return None
+
+    return DeferredList(waits, consumeErrors=True).addCallback(done)
+
+
+class PoolProxy:
+    """
+    One deployed version of an endpoint, served by a pool in every
+    data-plane process.
+
+    @ivar number: the pool's number in the data planes' commands.
+    @ivar log: C{log(stream, line)} for the workers' lines from every process.
+    """
+
+    def __init__(
+        self,
+        group: Any,
+        name: str,
+        argv: list[str],
+        *,
+        endpoint_id: Any,
+        log: Callable[[str, str], object] | None = None,
+        **options: Any,
+    ):
+        """
+        @param group: the L{ProcessGroup}.
+        @param options: C{WorkerPool}'s keyword arguments (C{cwd},
+            C{max_frame}, C{version}, C{min_instances}, ...), given to the
+            pool in each process as they are.
+        """
+        self._group = group
+        self.name = name
+        self.argv = list(argv)
+        self.endpoint_id = endpoint_id
+        self.options = options
+        self.version = options.get("version")
+        self.log = log or twisted_log
+        self.number = group.new_pool_number()
+        self._state = _NEW
+        # index of a data-plane process -> its pool's {stats, workers}
+        self._views: dict[int, dict[str, Any]] = {}
+
+    # -- WorkerPool's face -------------------------------------------------
+
+    def start(self) -> Deferred[list[int]]:
+        """
+        Start a pool in every data-plane process (and in any that starts
+        later); fires with all their workers' pids once every process
+        answered, or fails with the first process's error.
+        """
+        if self._state != _NEW:
+            return fail(RuntimeError(f"pool {self.name} was already started"))
+        self._state = _STARTING
+        self._group.register(self)
+        answers = self._group.apply(
+            "start_pool",
+            pool=self.number,
+            endpoint_id=self.endpoint_id,
+            name=self.name,
+            argv=self.argv,
+            options=self.options,
+        )
+        d = gather_answers(answers, self.update_view)
+        d.addCallback(self._started)
+        return d
+
+    def _started(self, _: Any) -> list[int]:
+        if self._state == _STARTING:
+            self._state = _RUNNING
+        return self.pids
+
+    def stop(self) -> Deferred[None]:
+        """Drain and stop the pool in every process; fires once all their workers ended."""
+        if self._state in (_NEW, _STOPPED):
+            self._state = _STOPPED
+            return succeed(None)
+        self._state = _STOPPING
+        d = gather_answers(self._group.apply("stop_pool", pool=self.number), lambda _, index: None)
+        d.addBoth(self._stopped)
+        return d
+
+    def _stopped(self, result: Any) -> Any:
+        self._state = _STOPPED
+        self._group.unregister(self)
+        self._views.clear()
+        return result
+
+    def request(self, frame: dict[str, Any]) -> Deferred[dict[str, Any]]:
+        """The control process serves no traffic: the data-plane processes do."""
+        return fail(PoolStopped(f"{self.name}: requests are served by the data-plane processes"))
+
+    def refresh(self) -> Deferred[None]:
+        """Bring C{pids}, C{workers()} and C{stats()} up to date (one snapshot per process)."""
+        return self._group.refresh()
+
+    @property
+    def pids(self) -> list[int]:
+        return [w["pid"] for w in self.workers() if w.get("pid") is not None]
+
+    def workers(self) -> list[dict[str, Any]]:
+        """C{WorkerPool.workers()} of every process, in process order, each with its ``process``."""
+        return [
+            dict(worker, process=index)
+            for index in sorted(self._views)
+            for worker in self._views[index].get("workers", ())
+        ]
+
+    def stats(self) -> dict[str, Any]:
+        """C{WorkerPool.stats()} summed over the processes; ``processes``: how many reported."""
+        views = [v.get("stats", {}) for v in self._views.values()]
+        stats = {
+            "name": self.name,
+            "state": self._state,
+            "version": self.version,
+            "min_instances": self.options.get("min_instances", 1),
+            "max_instances": self.options.get("max_instances", 1),
+            "processes": len(views),
+        }
+        for key in _SUMMED:
+            stats[key] = sum(s.get(key, 0) for s in views)
+        # Bucket by bucket (WorkerPool.stats(): one count per LATENCY_BOUNDS bucket).
+        buckets = [s["latency_buckets"] for s in views if isinstance(s.get("latency_buckets"), list)]
+        stats["latency_buckets"] = [sum(column) for column in zip(*buckets)] if buckets else []
+        return stats
+
+    # -- from the group ------------------------------------------------------
+
+    def update_view(self, view: Any, index: int) -> Any:
+        """The pool of process C{index} is as C{view} (C{{stats, workers}}) says."""
+        if isinstance(view, dict) and self._state != _STOPPED:
+            self._views[index] = view
+        return view
+
+    def forget_process(self, index: int) -> None:
+        """Process C{index} ended (its workers with it) or no longer has this pool."""
+        self._views.pop(index, None)
+
+
+class MirroredRoutes:
+    """C{RouteTable}'s C{add} and C{remove}, applied here and in every data-plane process."""
+
+    def __init__(self, group: Any, table: Any):
+        """
+        @param table: the local route table (a C{RouteTable}) that checks
+            every change and answers C{match}.
+        """
+        self._group = group
+        self._table = table
+
+    def add(
+        self, key: Any, domain: str, method: str, pattern: Any, target: PoolProxy
+    ) -> Deferred[None]:
+        """
+        C{RouteTable.add} (raising its C{RouteConflict} or C{ValueError} at
+        once, changing nothing), then the same route to C{target}'s pool in
+        every process; fires once every process has it.
+        """
+        self._table.add(key, domain, method, pattern, target)
+        text = pattern if isinstance(pattern, str) else pattern.text
+        return self._group.change(
+            "route", key=key, domain=domain, method=method, pattern=text, pool=target.number
+        )
+
+    def remove(self, key: Any) -> bool:
+        """C{RouteTable.remove}; the processes drop the route before any later command."""
+        removed = self._table.remove(key)
+        if removed:
+            self._group.change("unroute", key=key)
+        return removed
+
+    def match(self, host: str | None, method: str, path: str) -> Any:
+        return self._table.match(host, method, path)
+
+
+class MirroredRegistry:
+    """C{ServiceRegistry}'s face for the service manager, mirrored to every data-plane process."""
+
+    def __init__(self, registry: Any, group: Any):
+        """
+        @param registry: the control process's own C{ServiceRegistry}: it
+            validates configs and tests connections; its connectors are never
+            called (they connect on first use).
+        """
+        self._registry = registry
+        self._group = group
+
+    def configure(self, service: dict[str, Any]) -> Deferred[None]:
+        """Validate (raising C{ConfigError}, changing nothing), then configure every process."""
+        self._registry.configure(service)
+        return self._group.change("configure_service", service=service)
+
+    def remove(self, service_id: Any) -> Deferred[None]:
+        local = self._registry.remove(service_id)
+        everywhere = self._group.change("remove_service", service_id=service_id)
+        return gatherResults([local, everywhere]).addCallback(lambda _: None)
+
+    def bind(self, endpoint_id: Any, pool_id: str, service_id: Any) -> Deferred[None]:
+        self._registry.bind(endpoint_id, pool_id, service_id)
+        return self._group.change(
+            "bind", endpoint_id=endpoint_id, pool_id=pool_id, service_id=service_id
+        )
+
+    def unbind(self, endpoint_id: Any, pool_id: str) -> Deferred[None]:
+        self._registry.unbind(endpoint_id, pool_id)
+        return self._group.change("unbind", endpoint_id=endpoint_id, pool_id=pool_id)
+
+    def bindings(self, endpoint_id: Any) -> dict[str, Any]:
+        return self._registry.bindings(endpoint_id)
+
+    def service_ids(self) -> list[Any]:
+        return self._registry.service_ids()
+
+    def call_handler(self, endpoint_id: Any) -> Any:
+        return self._registry.call_handler(endpoint_id)
+
+    def test(self, service: dict[str, Any]) -> Deferred[dict[str, float]]:
+        return self._registry.test(service)
+
+    def close(self) -> Deferred[None]:
+        return self._registry.close()

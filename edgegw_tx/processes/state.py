@@ -1,0 +1,79 @@
+"""
+What every data-plane process must hold, as the commands that rebuild it.
+
+The control process changes the data planes with commands (``configure_service``,
+``bind``, ``start_pool``, ``route``, ...). L{PlaneState} keeps the net effect of
+every command applied so far, so a data-plane process that starts late (a
+respawn) gets the same state with L{PlaneState.replay}: services, then
+bindings, then pools, then routes, each in the order they were made (a route
+names a pool, a pool's calls name bindings, a binding names a service).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Command = tuple[str, dict[str, Any]]
+
+COMMANDS = frozenset(
+    {
+        "configure_service",
+        "remove_service",
+        "bind",
+        "unbind",
+        "start_pool",
+        "stop_pool",
+        "route",
+        "unroute",
+    }
+)
+"""The commands that change the state (``snapshot``, ``listen`` only ask or act)."""
+
+
+class PlaneState:
+    """The net effect of the state-changing commands, in replayable order."""
+
+    def __init__(self) -> None:
+        # Dicts keep insertion order: replay repeats the order things were made in.
+        self.services: dict[Any, dict[str, Any]] = {}
+        self.bindings: dict[tuple[Any, str], Any] = {}
+        self.pools: dict[int, dict[str, Any]] = {}
+        self.routes: dict[Any, dict[str, Any]] = {}
+
+    def apply(self, command: str, args: dict[str, Any]) -> None:
+        """Record C{command}; a command that changes nothing here raises C{ValueError}."""
+        if command == "configure_service":
+            service = args["service"]
+            self.services.pop(service["id"], None)
+            self.services[service["id"]] = service
+        elif command == "remove_service":
+            self.services.pop(args["service_id"], None)
+        elif command == "bind":
+            key = (args["endpoint_id"], args["pool_id"])
+            self.bindings.pop(key, None)
+            self.bindings[key] = args["service_id"]
+        elif command == "unbind":
+            self.bindings.pop((args["endpoint_id"], args["pool_id"]), None)
+        elif command == "start_pool":
+            self.pools[args["pool"]] = dict(args)
+        elif command == "stop_pool":
+            self.pools.pop(args["pool"], None)
+        elif command == "route":
+            self.routes.pop(args["key"], None)
+            self.routes[args["key"]] = dict(args)
+        elif command == "unroute":
+            self.routes.pop(args["key"], None)
+        else:
+            raise ValueError(f"{command!r} does not change a data plane's state")
+
+    def replay(self) -> list[Command]:
+        """The commands that give a fresh data-plane process this state."""
+        commands: list[Command] = []
+        commands.extend(("configure_service", {"service": s}) for s in self.services.values())
+        commands.extend(
+            ("bind", {"endpoint_id": e, "pool_id": p, "service_id": s})
+            for (e, p), s in self.bindings.items()
+        )
+        commands.extend(("start_pool", dict(spec)) for spec in self.pools.values())
+        commands.extend(("route", dict(route)) for route in self.routes.values())
+        return commands

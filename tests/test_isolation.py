@@ -1,0 +1,559 @@
+"""
+Worker isolation (docs/isolation.md), checked on real workers in /proc: the
+cleared environment, no_new_privs, the resource limits, the worker user, the
+process group killed as a whole, and limits that stop a misbehaving handler
+without harming the gateway. Plus the settings' validation and the launcher.
+"""
+
+import os
+import pwd
+import signal
+import stat
+import time
+
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks, returnValue
+from twisted.internet.task import deferLater
+from twisted.python import usage
+from twisted.trial import unittest
+
+from edgegw_tx.admin.errors import BadRequest
+from edgegw_tx.admin.validation import (
+    DEFAULT_LIMITS,
+    effective_settings,
+    endpoint_fields,
+    pool_settings_changed,
+)
+from edgegw_tx.workers import isolation
+from edgegw_tx.workers.isolation import Isolation, IsolationError, WorkerUser
+from tests.test_integration import GatewayTestCase
+
+# One binary for every test: what it does depends on the last path segment.
+PROBE = r"""use rust_edge_gateway_sdk::prelude::*;
+
+fn pause_forever() -> ! {
+    loop {
+        unsafe { libc::pause(); }
+    }
+}
+
+fn handle(req: Request) -> Response {
+    let what = req.path_param("what").cloned().unwrap_or_default();
+    match what.as_str() {
+        // Reserve `mb` MiB of address space and touch it once.
+        "alloc" => {
+            let mb: usize = req.query_param_as("mb").unwrap_or(2048);
+            let mut block: Vec<u8> = Vec::with_capacity(mb * 1024 * 1024);
+            block.push(1);
+            Response::ok(json!({"allocated_mb": mb, "first": block[0]}))
+        }
+        // A grandchild that keeps every descriptor of the worker (its frame
+        // pipes included: fork copies close-on-exec ones too) and sleeps.
+        "fork" => {
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                pause_forever();
+            }
+            Response::ok(json!({"grandchild": pid}))
+        }
+        // Fork until the kernel says no.
+        "forkbomb" => {
+            let mut forked = 0u32;
+            let errno = loop {
+                let pid = unsafe { libc::fork() };
+                if pid == 0 {
+                    pause_forever();
+                }
+                if pid < 0 {
+                    break std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+                }
+                forked += 1;
+                if forked >= 5000 {
+                    break 0;
+                }
+            };
+            Response::ok(json!({"forked": forked, "errno": errno}))
+        }
+        "spin" => loop { std::hint::spin_loop() },
+        // Try to read a file or list a directory given as ?path=.
+        "read" => {
+            let path = req.query_param("path").cloned().unwrap_or_default();
+            let outcome = if req.query_param("list").is_some() {
+                std::fs::read_dir(&path).map(|entries| entries.count())
+            } else {
+                std::fs::read(&path).map(|bytes| bytes.len())
+            };
+            match outcome {
+                Ok(n) => Response::ok(json!({"ok": n})),
+                Err(e) => Response::ok(json!({"error": format!("{:?}", e.kind())})),
+            }
+        }
+        _ => Response::ok(json!({"pid": std::process::id()})),
+    }
+}
+
+handler_loop!(handle);
+"""
+
+PROBE_DEPENDENCIES = {"libc": "0.2"}
+
+RESOURCE_ROWS = {
+    "memory_mb": "Max address space",
+    "cpu_seconds": "Max cpu time",
+    "open_files": "Max open files",
+    "processes": "Max processes",
+    "file_size_mb": "Max file size",
+}
+_MB = 1024 * 1024
+_UNIT = {"memory_mb": _MB, "file_size_mb": _MB}
+
+
+# -- /proc ---------------------------------------------------------------------
+
+
+def proc_status(pid):
+    """``/proc/<pid>/status`` as a dict of its fields."""
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+def proc_environ(pid):
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        entries = [e.decode() for e in f.read().split(b"\0") if e]
+    return dict(e.split("=", 1) for e in entries)
+
+
+def proc_limits(pid):
+    """``/proc/<pid>/limits``: row name -> (soft, hard) strings."""
+    rows = {}
+    with open(f"/proc/{pid}/limits") as f:
+        next(f)
+        for line in f:
+            name = line[:26].strip()
+            soft, hard = line[26:].split()[:2]
+            rows[name] = (soft, hard)
+    return rows
+
+
+def expected_rows(limits, own):
+    """The /proc rows a worker with ``limits`` shows; 0 keeps ``own`` (the gateway's row)."""
+    rows = {}
+    for key, row in RESOURCE_ROWS.items():
+        value = limits[key] * _UNIT.get(key, 1)
+        rows[row] = own[row] if value == 0 else (str(value), str(value))
+    return rows
+
+
+def live_processes():
+    """pid -> (pgid, state, uid) of every process now."""
+    found = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            uid = os.stat(f"/proc/{name}").st_uid
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        found[int(name)] = (int(fields[2]), fields[0], uid)
+    return found
+
+
+def group_members(pgid):
+    """The pids of process group ``pgid`` that still run (zombies excluded)."""
+    return sorted(pid for pid, (group, state, _) in live_processes().items() if group == pgid and state != "Z")
+
+
+def processes_of(uid):
+    return sorted(pid for pid, (_, state, owner) in live_processes().items() if owner == uid and state != "Z")
+
+
+def unused_uid():
+    """A uid no account and no process has: a private worker user for one test."""
+    busy = {owner for _, _, owner in live_processes().values()}
+    for uid in range(61000 + os.getpid() % 2000, 65000):
+        if uid in busy:
+            continue
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            return uid
+    raise unittest.SkipTest("no free uid for a private worker user")
+
+
+def kill_group_later(test_case, pgid):
+    """Cleanup: nothing of group ``pgid`` survives the test, whatever it asserted."""
+
+    def kill():
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    test_case.addCleanup(kill)
+
+
+@inlineCallbacks
+def eventually(predicate, timeout=5.0):
+    """Poll ``predicate`` every 20 ms until true; its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            returnValue(value)
+        yield deferLater(reactor, 0.02, lambda: None)
+
+
+def needs_root():
+    if os.geteuid() != 0:
+        raise unittest.SkipTest("workers switch users only when the gateway runs as root")
+
+
+# -- real workers ----------------------------------------------------------------
+
+
+class IsolationTestCase(GatewayTestCase):
+    """A real gateway, and the probe handler deployed on it."""
+
+    @inlineCallbacks
+    def deploy_probe(self, name, **settings):
+        settings.setdefault("dependencies", PROBE_DEPENDENCIES)
+        settings.setdefault("min_instances", 1)
+        settings.setdefault("max_instances", 1)
+        started = yield self.gateway.deploy(name, "/%s/{what}" % name, PROBE, **settings)
+        [pid] = started["pids"]
+        kill_group_later(self, pid)
+        returnValue((started, pid))
+
+    @inlineCallbacks
+    def get_json(self, path):
+        response, body = yield self.json_request("GET", path)
+        returnValue((response.code, body))
+
+    @inlineCallbacks
+    def stop_endpoint(self, endpoint_id):
+        code, document = yield self.gateway.call("POST", "/endpoints/%s/stop" % endpoint_id)
+        self.assertEqual(code, 200, document)
+        returnValue(document["data"])
+
+
+class WorkerProcessTests(IsolationTestCase):
+
+    @inlineCallbacks
+    def test_no_new_privs_and_clean_environment(self):
+        """
+        A worker has NoNewPrivs 1 and an environment of exactly its endpoint's
+        variables and PATH: nothing of the gateway's (a secret in its
+        environment, the admin key, a bound service's password).
+        """
+        os.environ["EDGEGW_SECRET"] = "gateway-secret-do-not-leak"
+        self.addCleanup(os.environ.pop, "EDGEGW_SECRET", None)
+        code, service = yield self.gateway.call(
+            "POST",
+            "/services",
+            {
+                "name": "db",
+                "service_type": "postgres",
+                "config": {
+                    "host": "127.0.0.1",
+                    "database": "test",
+                    "username": "postgres",
+                    "password": "pg-password-do-not-leak",
+                },
+            },
+        )
+        self.assertEqual(code, 201, service)
+        started, pid = yield self.deploy_probe("envy", env={"GREETING": "hello"})
+        code, bound = yield self.gateway.call(
+            "POST",
+            "/endpoints/%s/services" % started["id"],
+            {"service_id": service["data"]["id"], "pool_id": "main"},
+        )
+        self.assertIn(code, (200, 201), bound)
+        # Binding restarts nothing: look at the worker serving now.
+        code, record = yield self.gateway.call("GET", "/endpoints/" + started["id"])
+        self.assertEqual(record["data"]["pids"], [pid])
+        for pid in record["data"]["pids"]:
+            kill_group_later(self, pid)
+            self.assertEqual(proc_status(pid)["NoNewPrivs"], "1")
+            environ = proc_environ(pid)
+            self.assertEqual(environ, {"GREETING": "hello", "PATH": isolation.MINIMAL_PATH})
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                raw = f.read()
+            for secret in ("gateway-secret-do-not-leak", "pg-password-do-not-leak", self.gateway.key):
+                self.assertNotIn(secret.encode(), raw)
+            self.assertEqual(
+                os.readlink(f"/proc/{pid}/cwd"),
+                os.path.join(self.gateway.runtime.data_dir, "sandbox", started["id"]),
+            )
+
+    @inlineCallbacks
+    def test_limits_configured_and_default(self):
+        """
+        /proc/<pid>/limits shows an endpoint's configured limits (soft = hard),
+        the documented defaults for one that sets none, and the gateway's own
+        limit where a limit is 0.
+        """
+        own = proc_limits(os.getpid())
+        configured = {"memory_mb": 512, "cpu_seconds": 60, "open_files": 64, "processes": 500, "file_size_mb": 8}
+        _, pid = yield self.deploy_probe("tight", limits=configured)
+        _, default_pid = yield self.deploy_probe("loose")
+        unset = dict(DEFAULT_LIMITS, file_size_mb=0, cpu_seconds=0)
+        _, unset_pid = yield self.deploy_probe("unset", limits={"file_size_mb": 0, "cpu_seconds": 0})
+
+        for worker, limits in ((pid, configured), (default_pid, DEFAULT_LIMITS), (unset_pid, unset)):
+            rows = proc_limits(worker)
+            self.assertEqual(
+                {row: rows[row] for row in RESOURCE_ROWS.values()}, expected_rows(limits, own), limits
+            )
+        self.assertEqual(proc_limits(default_pid)["Max address space"], (str(1024 * _MB),) * 2)
+
+    @inlineCallbacks
+    def test_worker_runs_as_the_unprivileged_user(self):
+        """
+        Under a root gateway a worker's uids and gids are nobody's, with no
+        supplementary group; its sandbox is its own, and it can read neither the
+        admin key nor the store nor list the data directory.
+        """
+        needs_root()
+        nobody = pwd.getpwnam("nobody")
+        started, pid = yield self.deploy_probe("who")
+        status = proc_status(pid)
+        self.assertEqual(status["Uid"].split(), [str(nobody.pw_uid)] * 4)
+        self.assertEqual(status["Gid"].split(), [str(nobody.pw_gid)] * 4)
+        self.assertEqual(status["Groups"].strip(), "")
+
+        data_dir = self.gateway.runtime.data_dir
+        # trial made the folder above the data directory 0700: open it, so
+        # that what stops the worker below is the data directory's own modes.
+        os.chmod(os.path.dirname(data_dir), 0o711)
+        sandbox = os.path.join(data_dir, "sandbox", started["id"])
+        info = os.stat(sandbox)
+        self.assertEqual((info.st_uid, stat.S_IMODE(info.st_mode)), (nobody.pw_uid, 0o700))
+        for path, listing in (
+            (os.path.join(data_dir, "admin.key"), False),
+            (os.path.join(data_dir, "edgegw.sqlite3"), False),
+            (data_dir, True),
+            (os.path.join(data_dir, "artifacts"), True),
+            (os.path.join(data_dir, "build"), True),
+            (os.path.join(data_dir, "services"), True),
+            (os.path.join(data_dir, "sandbox"), True),
+        ):
+            query = "?path=" + path + ("&list=1" if listing else "")
+            code, body = yield self.get_json("/who/read" + query)
+            self.assertEqual((code, body), (200, {"error": "PermissionDenied"}), path)
+        # Its own sandbox is usable, by relative and absolute path.
+        for path in (".", sandbox):
+            code, body = yield self.get_json("/who/read?list=1&path=" + path)
+            self.assertEqual((code, body), (200, {"ok": 0}), path)
+
+    @inlineCallbacks
+    def test_stop_kills_the_whole_group(self):
+        """
+        A grandchild holding the worker's stdout open dies when the endpoint
+        stops: the stop does not wait out the pipes' grace, the pool's slot is
+        freed and nothing of the worker's process group is left.
+        """
+        started, pid = yield self.deploy_probe("forky")
+        code, body = yield self.get_json("/forky/fork")
+        self.assertEqual(code, 200, body)
+        grandchild = body["grandchild"]
+        self.assertEqual(os.getpgid(grandchild), pid)
+        self.assertEqual(group_members(pid), sorted([pid, grandchild]))
+
+        began = time.monotonic()
+        stopped = yield self.stop_endpoint(started["id"])
+        elapsed = time.monotonic() - began
+        self.assertEqual((stopped["status"], stopped["pids"]), ("stopped", []))
+        self.assertLess(elapsed, 4.0)  # the pipes' grace (kill_time) is 5 s
+        left = yield eventually(lambda: not group_members(pid))
+        self.assertTrue(left, f"left in group {pid}: {group_members(pid)}")
+
+    @inlineCallbacks
+    def test_kill_on_timeout_kills_the_whole_group(self):
+        """A worker killed for overrunning its timeout takes its grandchild with it; a new worker serves."""
+        started, pid = yield self.deploy_probe("slow", timeout=1)
+        code, body = yield self.get_json("/slow/fork")
+        self.assertEqual(code, 200, body)
+        grandchild = body["grandchild"]
+        response, _ = yield self.json_request("GET", "/slow/spin")
+        self.assertEqual(response.code, 504)
+        gone = yield eventually(lambda: not group_members(pid))
+        self.assertTrue(gone, f"left in group {pid}: {group_members(pid)} (grandchild {grandchild})")
+        code, body = yield self.get_json("/slow/who")
+        self.assertEqual(code, 200)
+        self.assertNotEqual(body["pid"], pid)
+        kill_group_later(self, body["pid"])
+
+    @inlineCallbacks
+    def test_memory_limit_kills_only_that_worker(self):
+        """
+        A handler allocating beyond its memory limit: that worker dies (502),
+        the other endpoint's worker and the gateway live on, and the next
+        request is served by a new worker.
+        """
+        _, bystander = yield self.deploy_probe("bystander")
+        _, pid = yield self.deploy_probe("greedy", limits={"memory_mb": 128})
+        code, body = yield self.get_json("/greedy/alloc?mb=64")
+        self.assertEqual((code, body), (200, {"allocated_mb": 64, "first": 1}))
+
+        response, body = yield self.json_request("GET", "/greedy/alloc?mb=2048")
+        self.assertEqual(response.code, 502, body)
+        self.assertIn("signal", body["error"])
+        code, body = yield self.get_json("/greedy/who")
+        self.assertEqual(code, 200)
+        self.assertNotEqual(body["pid"], pid)
+        kill_group_later(self, body["pid"])
+        code, body = yield self.get_json("/bystander/who")
+        self.assertEqual((code, body), (200, {"pid": bystander}))
+
+
+class PrivateUserTests(IsolationTestCase):
+    """Workers run as a uid of their own (``--worker-user <uid>``), so only they count toward its process limit."""
+
+    def setUp(self):
+        needs_root()
+        self.uid = unused_uid()
+        self.runtime_options = {"worker_user": str(self.uid)}
+        return IsolationTestCase.setUp(self)
+
+    @inlineCallbacks
+    def test_fork_bomb_is_capped(self):
+        """
+        A handler forking without end gets EAGAIN at the endpoint's process
+        limit; the gateway and the worker live on, and once the endpoint stops
+        not one process of the worker user is left.
+        """
+        started, pid = yield self.deploy_probe("bomb", limits={"processes": 40})
+        self.assertEqual(proc_status(pid)["Uid"].split()[0], str(self.uid))
+        code, body = yield self.get_json("/bomb/forkbomb")
+        self.assertEqual(code, 200, body)
+        self.assertEqual(body["errno"], 11)  # EAGAIN
+        self.assertEqual(body["forked"], 40 - 1)  # the worker is one of the 40
+        self.assertEqual(len(processes_of(self.uid)), 40)
+
+        code, body = yield self.get_json("/bomb/who")
+        self.assertEqual((code, body), (200, {"pid": pid}))
+        yield self.stop_endpoint(started["id"])
+        left = yield eventually(lambda: not processes_of(self.uid))
+        self.assertTrue(left, f"left of uid {self.uid}: {processes_of(self.uid)}")
+
+
+# -- settings, launcher, option ------------------------------------------------------
+
+
+class LimitSettingsTests(unittest.TestCase):
+    """``settings.limits``: defaults, partial changes, 400s naming the field."""
+
+    def create(self, **settings):
+        return endpoint_fields({"name": "x", "path": "/x", "method": "GET", "settings": settings})
+
+    def test_defaults(self):
+        """A new endpoint gets the documented limits; an old record without them reads with them."""
+        self.assertEqual(
+            self.create()["settings"]["limits"],
+            {"memory_mb": 1024, "cpu_seconds": 3600, "open_files": 256, "processes": 1024, "file_size_mb": 64},
+        )
+        self.assertEqual(effective_settings({})["limits"], DEFAULT_LIMITS)
+        self.assertEqual(effective_settings({"limits": {"processes": 5}})["limits"]["memory_mb"], 1024)
+
+    def test_given_limits_replace_the_stored_ones(self):
+        """An update naming one limit keeps the others as stored; 0 is accepted (the gateway's own)."""
+        created = self.create(limits={"memory_mb": 256, "processes": 0})
+        self.assertEqual(created["settings"]["limits"], dict(DEFAULT_LIMITS, memory_mb=256, processes=0))
+        updated = endpoint_fields({"limits": {"open_files": 32}}, {"settings": created["settings"]})
+        self.assertEqual(
+            updated["settings"]["limits"], dict(DEFAULT_LIMITS, memory_mb=256, processes=0, open_files=32)
+        )
+        # A change of limits is a change of the running workers' settings: they are replaced.
+        self.assertTrue(pool_settings_changed(created["settings"], updated["settings"]))
+        self.assertFalse(pool_settings_changed({}, {"limits": DEFAULT_LIMITS}))
+
+    def test_bad_limits_are_400_naming_the_field(self):
+        """Wrong types, out-of-range values and unknown limits answer 400 saying what is allowed."""
+        for limits, field, words in (
+            ([], "settings.limits", "must be an object of limits: memory_mb, cpu_seconds"),
+            ({"memory_mb": 8}, "settings.limits.memory_mb", "0 (the gateway's own limit) or an integer from 16 to"),
+            ({"memory_mb": "1024"}, "settings.limits.memory_mb", "integer"),
+            ({"cpu_seconds": -1}, "settings.limits.cpu_seconds", "from 1 to"),
+            ({"open_files": 1.5}, "settings.limits.open_files", "integer"),
+            ({"processes": True}, "settings.limits.processes", "integer"),
+            ({"file_size_mb": 10**9}, "settings.limits.file_size_mb", "from 1 to 1048576"),
+            ({"memory": 1}, "settings.limits.memory", "unknown field 'settings.limits.memory'"),
+        ):
+            with self.assertRaises(BadRequest) as caught:
+                self.create(limits=limits)
+            self.assertEqual((caught.exception.status, caught.exception.extra["field"]), (400, field), limits)
+            self.assertIn(words, caught.exception.message, limits)
+        with self.assertRaises(BadRequest) as caught:
+            endpoint_fields({"name": "x", "path": "/x", "method": "GET", "limits": {"processes": -1}})
+        self.assertEqual(caught.exception.extra["field"], "limits.processes")
+
+
+class LauncherTests(unittest.TestCase):
+    """The launcher's argv, the environment, and clear errors when something is missing."""
+
+    tools = {"setsid": "/usr/bin/setsid", "prlimit": "/usr/bin/prlimit", "setpriv": "/usr/bin/setpriv"}
+
+    def test_launcher_argv(self):
+        """setsid, prlimit with soft = hard limits (0 left out), setpriv with no_new_privs and the user."""
+        user = WorkerUser("nobody", 65534, 65534)
+        limits = dict(DEFAULT_LIMITS, file_size_mb=0)
+        self.assertEqual(
+            Isolation(user, self.tools).launcher(limits),
+            [
+                "/usr/bin/setsid",
+                "/usr/bin/prlimit",
+                "--as=1073741824:1073741824",
+                "--cpu=3600:3600",
+                "--nofile=256:256",
+                "--nproc=1024:1024",
+                "--",
+                "/usr/bin/setpriv",
+                "--no-new-privs",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--",
+            ],
+        )
+        self.assertEqual(Isolation(None, self.tools).launcher(limits)[-3:], ["/usr/bin/setpriv", "--no-new-privs", "--"])
+
+    def test_environment_is_the_endpoints_and_path(self):
+        """Only the endpoint's variables and a minimal PATH, which the endpoint may replace."""
+        self.assertEqual(isolation.environment({"A": "1"}), {"A": "1", "PATH": "/usr/local/bin:/usr/bin:/bin"})
+        self.assertEqual(isolation.environment({"PATH": "/opt/bin"}), {"PATH": "/opt/bin"})
+
+    def test_missing_tool_is_a_clear_error(self):
+        """Without util-linux's tools the gateway refuses to start, saying which and how to get them."""
+        empty = self.mktemp()
+        os.makedirs(empty)
+        with self.assertRaises(IsolationError) as caught:
+            isolation.find_tools(empty)
+        message = str(caught.exception)
+        self.assertIn("setsid, prlimit, setpriv from util-linux", message)
+        self.assertIn("apt-get install util-linux", message)
+
+    def test_worker_users(self):
+        """Names, uid and uid:gid resolve; unknown names and root are refused."""
+        nobody = pwd.getpwnam("nobody")
+        self.assertEqual(isolation.resolve_user("nobody"), WorkerUser("nobody", nobody.pw_uid, nobody.pw_gid))
+        numbers = isolation.resolve_user("64999:64998")
+        self.assertEqual((numbers.uid, numbers.gid), (64999, 64998))
+        for spec, words in (("no-such-user-here", "no such user"), ("root", "is root"), ("0", "is root")):
+            with self.assertRaises(IsolationError) as caught:
+                isolation.resolve_user(spec)
+            self.assertIn(words, str(caught.exception))
+
+    def test_worker_user_option(self):
+        """twistd edgegw --worker-user takes a user and refuses an unknown one."""
+        from edgegw_tx.tap import Options
+
+        options = Options()
+        options.parseOptions(["--worker-user", "nobody"])
+        self.assertEqual(options["worker-user"], "nobody")
+        if os.geteuid() == 0:
+            with self.assertRaises(usage.UsageError) as caught:
+                Options().parseOptions(["--worker-user", "no-such-user-here"])
+            self.assertIn("no such user", str(caught.exception))

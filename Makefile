@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 DATA_DIR ?= ./var
 LISTEN ?= tcp:9080
 ADMIN_LISTEN ?= tcp:9081:interface=127.0.0.1
+PROCESSES ?= 1
 CARGO ?= $(shell command -v cargo 2>/dev/null || ls $$HOME/.cargo/bin/cargo 2>/dev/null)
 
 .PHONY: setup run test bench clean

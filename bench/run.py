@@ -17,6 +17,9 @@ the per-process ceiling). Each scenario gets a 2 s warm-up then
               the same bytes without asking Redis
   rss-100-20  the gateway's RSS with 100 endpoints defined and 20 running
               (one worker each) after 5 s of hello at 32 connections
+  processes-2 hello against a second gateway started with --processes 2
+              (two data-plane processes on the shared socket), and the
+              first gateway (--processes 1) measured again right after it
   routes-1000 GET /hello with 999 more endpoints started with min_instances 0
               (routes in the table, no worker processes); compared with
               `hello` (1 route started) of the same run
@@ -87,7 +90,7 @@ REDIS_VALUE = "edgegw-bench-value"
 
 # target names, in chart order
 TARGETS = ("edgegw", "twisted.web, no access log", "httptools Protocol", "twisted.web, default Site")
-SCENARIOS = ("hello", "hello-c1", "echo-16k", "path-params", "redis-get", "rss-100-20", "routes-1000")
+SCENARIOS = ("hello", "hello-c1", "echo-16k", "path-params", "redis-get", "rss-100-20", "processes-2", "routes-1000")
 
 
 def free_port():
@@ -219,6 +222,37 @@ def redis_up():
             return s.recv(64).startswith(b"+OK")
     except OSError:
         return False
+
+
+def admin_key(data_dir, seconds=60):
+    """The bootstrap key, once the gateway has written it (the API may answer health first)."""
+    path = os.path.join(data_dir, "admin.key")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with open(path) as f:
+                key = f.read().strip()
+            if key:
+                return key
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"no admin key at {path}")
+
+
+def start_gateway(data_dir, port, admin_port, extra=()):
+    """A real ``twistd edgegw`` on a fresh data dir, its log in the data dir."""
+    return subprocess.Popen(
+        [
+            os.path.join(BIN, "twistd"), "-n", "--pidfile=", "--logfile", os.path.join(data_dir, "twistd.log"),
+            "edgegw", "--data-dir", data_dir,
+            "--listen", f"tcp:{port}:interface=127.0.0.1",
+            "--admin-listen", f"tcp:{admin_port}:interface=127.0.0.1",
+            *extra,
+        ]
+        + (["--cargo", os.environ["CARGO"]] if os.environ.get("CARGO") else []),
+        cwd=ROOT,
+    )
 
 
 def stop(processes):
@@ -355,6 +389,7 @@ def main():
     wanted = [s for s in SCENARIOS if not args.only or s in args.only.split(",")]
 
     data_dir = tempfile.mkdtemp(prefix="edgegw-bench-")
+    cleanup = [data_dir]
     port, admin_port = free_port(), free_port()
     site_port, bare_port, fast_port = free_port(), free_port(), free_port()
     processes = []
@@ -365,16 +400,7 @@ def main():
         "wrk": f"wrk -t{args.threads} -d{args.duration}s --latency", "scenarios": {}, "notes": [],
     }
     try:
-        gateway = subprocess.Popen(
-            [
-                os.path.join(BIN, "twistd"), "-n", "--pidfile=", "--logfile", os.path.join(data_dir, "twistd.log"),
-                "edgegw", "--data-dir", data_dir,
-                "--listen", f"tcp:{port}:interface=127.0.0.1",
-                "--admin-listen", f"tcp:{admin_port}:interface=127.0.0.1",
-            ]
-            + (["--cargo", os.environ["CARGO"]] if os.environ.get("CARGO") else []),
-            cwd=ROOT,
-        )
+        gateway = start_gateway(data_dir, port, admin_port)
         processes.append(gateway)
         for argv in (
             [os.path.join(HERE, "baseline.py"), str(site_port)],
@@ -383,8 +409,7 @@ def main():
         ):
             processes.append(subprocess.Popen([sys.executable] + argv))
         wait_for(f"http://127.0.0.1:{admin_port}/api/health")
-        with open(os.path.join(data_dir, "admin.key")) as f:
-            key = f.read().strip()
+        key = admin_key(data_dir)
 
         def create(name, path, method, code, **settings):
             return api(admin_port, key, "POST", "/endpoints", dict(name=name, path=path, method=method, code=code, **settings))["id"]
@@ -493,6 +518,44 @@ def main():
             )
             for eid in started_ids:
                 api(admin_port, key, "POST", f"/endpoints/{eid}/stop")
+        if "processes-2" in wanted:
+            print("-- processes-2", file=sys.stderr, flush=True)
+            data_dir2 = tempfile.mkdtemp(prefix="edgegw-bench-n2-")
+            cleanup.append(data_dir2)
+            port2, admin2 = free_port(), free_port()
+            gateway2 = start_gateway(data_dir2, port2, admin2, ["--processes", "2"])
+            processes.append(gateway2)
+            wait_for(f"http://127.0.0.1:{admin2}/api/health")
+            key2 = admin_key(data_dir2)
+            hello2 = api(admin2, key2, "POST", "/endpoints", dict(name="hello", path="/hello", method="GET", code=HELLO))["id"]
+            api(admin2, key2, "POST", f"/endpoints/{hello2}/compile")
+            api(admin2, key2, "POST", f"/endpoints/{hello2}/start")
+            wait_for(f"http://127.0.0.1:{port2}/hello")
+            got = {}
+            for label, target_port in (("edgegw --processes 2", port2), ("edgegw --processes 1", port)):
+                wrk(f"http://127.0.0.1:{target_port}/hello", args.threads, c, 2)
+                got[label] = wrk(f"http://127.0.0.1:{target_port}/hello", args.threads, c, args.duration, latency=True)
+            planes = children(gateway2.pid)
+            scenario = {
+                "path": "/hello", "connections": c,
+                "targets": {"edgegw": got["edgegw --processes 2"], "edgegw --processes 1": got["edgegw --processes 1"]},
+                "ratio_to_processes_1": round(got["edgegw --processes 2"]["requests_per_s"] / got["edgegw --processes 1"]["requests_per_s"], 3),
+                "memory": {"twistd_vmhwm_kib": vmhwm_kib(gateway2.pid), "data_planes_vmhwm_kib": [vmhwm_kib(p) for p in planes]},
+            }
+            base = results["scenarios"].get("hello")
+            if base:
+                for target, label in (("twisted.web, no access log", "ratio_twisted_web_no_log"), ("httptools Protocol", "ratio_httptools")):
+                    scenario[label] = round(got["edgegw --processes 2"]["requests_per_s"] / base["targets"][target]["requests_per_s"], 3)
+            results["scenarios"]["processes-2"] = scenario
+            results["notes"].append(
+                f"processes-2: hello on a gateway with --processes 2 (two data-plane processes sharing the socket, "
+                f"one control process): {_n(got['edgegw --processes 2']['requests_per_s'])} req/s against "
+                f"{_n(got['edgegw --processes 1']['requests_per_s'])} req/s for --processes 1 measured right after, "
+                f"{scenario['ratio_to_processes_1']}×; wrk itself needs most of a core of the two; ratios use the `hello` baselines; "
+                f"the control process's peak RSS {scenario['memory']['twistd_vmhwm_kib'] / 1024:.1f} MiB, each data-plane process "
+                + ", ".join(f"{k / 1024:.1f}" for k in scenario["memory"]["data_planes_vmhwm_kib"] if k) + " MiB"
+            )
+            stop([gateway2])
         if "routes-1000" in wanted:
             # 999 more endpoints, same code (compiled once: content-addressed),
             # started with min_instances 0: routes in the table, no processes.
@@ -525,12 +588,13 @@ def main():
             results["notes"].append("redis-get: the handler does one RedisPool GET per request; the baselines answer the same bytes without asking Redis")
         results["memory"] = {
             "twistd_vmhwm_kib": vmhwm_kib(gateway.pid),
-            "workers_vmhwm_kib_sum": max((s["memory"]["workers_vmhwm_kib_sum"] for s in results["scenarios"].values() if "memory" in s), default=0),
-            "workers": max((s["memory"]["workers"] for s in results["scenarios"].values() if "memory" in s), default=0),
+            "workers_vmhwm_kib_sum": max((s["memory"].get("workers_vmhwm_kib_sum", 0) for s in results["scenarios"].values() if "memory" in s), default=0),
+            "workers": max((s["memory"].get("workers", 0) for s in results["scenarios"].values() if "memory" in s), default=0),
         }
     finally:
         stop(processes)
-        shutil.rmtree(data_dir, ignore_errors=True)
+        for folder in cleanup:
+            shutil.rmtree(folder, ignore_errors=True)
 
     os.makedirs(RESULTS, exist_ok=True)
     png_note = chart(results, os.path.join(RESULTS, stamp + ".png"))

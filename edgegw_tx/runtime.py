@@ -8,16 +8,21 @@ listeners, then restart the endpoints that were running (their workers' service
 calls find their bindings from the first request on).
 Stop: close the listeners, drain every endpoint's workers, close the service
 connectors, close the store.
+
+With ``processes`` > 1 the data plane runs in that many processes
+(L{edgegw_tx.processes}): this one keeps the store, the management API, the
+builder and the keys, binds the public socket for them and serves no public
+traffic itself; its managers get the stand-ins of L{edgegw_tx.processes.proxies}
+in place of the route table, the service registry and the worker pools.
 """
 
 import os
 
-from twisted.application.internet import StreamServerEndpointService
+from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import gatherResults, maybeDeferred, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
-from twisted.web.server import Site
 
 from edgegw_tx.admin.api import AdminAPI
 from edgegw_tx.admin.auth import KeyRing
@@ -69,26 +74,61 @@ class GatewayRuntime(MultiService):
         registry=None,
         keep_versions=10,
         http=None,
+        processes=1,
+        process_environ=None,
+        worker_user=DEFAULT_WORKER_USER,
+        http_limits=None,
+        admin_max_body=ADMIN_MAX_BODY,
     ):
         """
         ``registry`` replaces the service plane's ``ServiceRegistry`` (tests pass
         a fake); ``keep_versions`` is how many compiled versions of an endpoint
         are kept (``--keep-versions``); ``http`` is the data plane's HTTP layer
         (``--http``): ``"httptools"`` (L{edgegw_tx.gateway.http}) or
-        ``"twisted"`` (the twisted.web resource of L{edgegw_tx.gateway.web}).
+        ``"twisted"`` (the twisted.web resource of L{edgegw_tx.gateway.web});
+        ``processes`` is how many data-plane processes serve ``listen``
+        (``--processes``; 1: this one), ``process_environ`` the environment
+        they start from (this process's by default); ``worker_user`` is who
+        the workers run as when the gateway runs as root (``--worker-user``: a
+        name, ``uid`` or ``uid:gid``; ``"none"``: root), see docs/isolation.md.
+        Raises L{edgegw_tx.workers.isolation.IsolationError} when util-linux's
+        setsid, prlimit or setpriv is missing or the user is unknown.
+        ``http_limits`` are the data plane's limits (``--max-body``,
+        ``--header-timeout`` ...: L{edgegw_tx.gateway.front.data_plane_factory}),
+        ``admin_max_body`` the management API's body cap; docs/limits.md.
         """
+        if processes < 1:
+            raise ValueError("processes must be at least 1")
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor
         self._reactor = reactor
         self.data_dir = os.path.abspath(data_dir)
         self._max_frame = max_frame
+        self.isolation = Isolation.for_gateway(worker_user)
         self.store = SQLiteStore(os.path.join(self.data_dir, "edgegw.sqlite3"), reactor=reactor)
         self.keys = KeyRing(self.store, reactor=reactor)
         if registry is None:
             from edgegw_tx.services.registry import ServiceRegistry
 
             registry = ServiceRegistry(self.data_dir, reactor=reactor)
+        self.routes = RouteTable()
+        # The data-plane processes when there are several (None: this one serves).
+        self.processes = None
+        if processes > 1:
+            from edgegw_tx.processes import MirroredRegistry, MirroredRoutes, ProcessGroup
+
+            self.processes = ProcessGroup(
+                processes,
+                listen,
+                self.data_dir,
+                http=http,
+                http_limits=http_limits,
+                environ=process_environ,
+                reactor=reactor,
+            )
+            registry = MirroredRegistry(registry, self.processes)
+            self.routes = MirroredRoutes(self.processes, self.routes)
         self.registry = registry
         # Not ``services``: MultiService keeps its children there.
         self.service_manager = ServiceManager(self.store, self.registry)
@@ -100,7 +140,6 @@ class GatewayRuntime(MultiService):
             target_dir=build_target_dir,
             reactor=reactor,
         )
-        self.routes = RouteTable()
         self.manager = EndpointManager(
             self.store,
             self.builder,
@@ -150,28 +189,51 @@ class GatewayRuntime(MultiService):
 
     def ports(self):
         """Fire with the listening ports (data plane, control plane) once bound."""
-        from twisted.internet.defer import gatherResults
-
-        return gatherResults([service._waitingForPort for service in self.listeners])
+        waiting = [service._waitingForPort for service in self.listeners]
+        if self.processes is not None:
+            waiting.insert(0, self.processes.when_listening())
+        return gatherResults(waiting)
 
     def _make_pool(self, record, binary, log, version=None):
         sandbox = os.path.join(self.data_dir, "sandbox", record["id"])
-        # A single mkdir of our own data directory: metadata only, not worth a thread.
-        os.makedirs(sandbox, exist_ok=True)
+        # A few metadata calls on our own data directory, not worth a thread.
+        self.isolation.prepare_sandbox(sandbox)
+        options = dict(
+            cwd=sandbox,
+            max_frame=self._max_frame,
+            version=version,
+            **pool_options(record["settings"]),
+        )
+        # Isolation (docs/isolation.md): a launcher applies the limits, no_new_privs
+        # and the worker user; each worker leads its own process group.
+        options["env"] = worker_environment(options["env"])
+        options["launcher"] = self.isolation.launcher(effective_settings(record["settings"])["limits"])
+        options["process_group"] = True
+        if self.processes is not None:
+            from edgegw_tx.processes import PoolProxy
+
+            return PoolProxy(
+                self.processes, record["name"], [binary], endpoint_id=record["id"], log=log, **options
+            )
         return WorkerPool(
             record["name"],
             [binary],
-            cwd=sandbox,
             log=log,
-            max_frame=self._max_frame,
             call_handler=self.registry.call_handler(record["id"]),
-            version=version,
             reactor=self._reactor,
-            **pool_options(record["settings"]),
+            **options,
         )
 
     def startService(self):
-        d = self.store.open()
+        # The listeners may be bound already (twistd's privilegedStartService):
+        # until the keys and endpoints are loaded the API says it is starting.
+        self.api.starting = True
+        self.routes.restoring = True
+        self.log.info("{isolation}", isolation=self.isolation.describe())
+        d = maybeDeferred(self.isolation.prepare_data_dir, self.data_dir)
+        d.addCallback(lambda _: self.store.open())
+        # A new store file is created with the umask's mode: the workers' user must not read it.
+        d.addCallback(lambda _: self.isolation.protect_files(self.data_dir))
         d.addCallback(lambda _: self.keys.load())
         d.addCallback(lambda _: self.keys.bootstrap(os.path.join(self.data_dir, "admin.key")))
         d.addCallback(lambda _: self.service_manager.load())
@@ -180,8 +242,13 @@ class GatewayRuntime(MultiService):
         d.addCallback(lambda _: self.domains.load())
         d.addCallback(lambda _: MultiService.startService(self))
         d.addCallback(lambda _: self.manager.restore())
+        d.addCallback(self._started)
         d.addErrback(self._failed_to_start)
         return d
+
+    def _started(self, _):
+        self.api.starting = False
+        self.routes.restoring = False
 
     def _failed_to_start(self, failure):
         self.log.failure("edgegw could not start", failure)
@@ -189,11 +256,23 @@ class GatewayRuntime(MultiService):
 
     def stopService(self):
         d = MultiService.stopService(self)
-        d.addCallback(lambda _: self.manager.stop_all())
+        d.addCallback(lambda _: gatherResults([self.manager.stop_all(), self._close_connections()]))
         d.addBoth(self._close_registry)
         # The keys' held-back last_used_at times (auth.py); errors are logged there.
         d.addBoth(lambda _: self.keys.flush())
         d.addBoth(lambda _: self.store.close())
+        return d
+
+    def _close_connections(self):
+        """
+        Once the listeners stopped: answer what the data plane's connections
+        have begun and close them (gateway/http.py), while the pools drain.
+        """
+        close = getattr(self._data_site, "close_connections", None)
+        if close is None:
+            return succeed(None)
+        d = close()
+        d.addErrback(lambda f: self.log.failure("Closing the data plane's connections failed", f))
         return d
 
     def _close_registry(self, result):

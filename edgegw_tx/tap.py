@@ -5,11 +5,22 @@ import os
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
+from edgegw_tx.admin.limits import MAX_BODY as ADMIN_MAX_BODY
+from edgegw_tx.processes import NotSharable, check_sharable
 from edgegw_tx.runtime import DEFAULT_HTTP, GatewayRuntime
+from edgegw_tx.workers.isolation import DEFAULT_WORKER_USER, Isolation, IsolationError
 
 DEFAULT_SDK = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "rust_sdk")
 CRATE_SOURCES = ("auto", "debian", "crates-io")
 HTTP_LAYERS = ("httptools", "twisted")
+
+LIMITS = (
+    ("max-body", str(16 * 1024 * 1024), "Largest request body on the data plane, in bytes (413 above).", "max_body"),
+    ("max-headers", "100", "Most header fields in a request (431 above).", "max_headers"),
+    ("max-header-bytes", str(64 * 1024), "Most bytes of header fields in a request (431 above).", "max_head"),
+    ("header-timeout", "10", "Seconds from a request's first byte to the end of its headers (408 above).", "header_timeout"),
+    ("idle-timeout", "60", "Seconds an idle keep-alive connection stays open.", "idle_timeout"),
+)
 
 
 class Options(usage.Options):
@@ -38,6 +49,23 @@ class Options(usage.Options):
             "10",
             "Compiled versions kept per endpoint (older ones and their unused binaries are pruned).",
         ],
+        [
+            "processes",
+            None,
+            "1",
+            "Data-plane processes sharing the --listen socket (one per core: $(nproc));"
+            " 1 serves from this process. See docs/processes.md.",
+        ],
+        [
+            "worker-user",
+            None,
+            DEFAULT_WORKER_USER,
+            "When run as root, the user workers run as: a name, uid or uid:gid;"
+            " none keeps root (no process limit then). See docs/isolation.md.",
+        ],
+        # The limits of docs/limits.md: (option, default, what, GatewayHTTPFactory keyword).
+        *[[name, None, default, help_] for name, default, help_, _ in LIMITS],
+        ["admin-max-body", None, str(ADMIN_MAX_BODY), "Largest management API request body, in bytes (413 above)."],
     ]
 
     def postOptions(self):
@@ -70,6 +98,42 @@ class Options(usage.Options):
             raise usage.UsageError("--keep-versions must be a whole number")
         if self["keep-versions"] < 1:
             raise usage.UsageError("--keep-versions must be at least 1")
+        try:
+            self["processes"] = int(self["processes"])
+        except ValueError:
+            raise usage.UsageError(
+                "--processes must be a whole number of processes (1 or more),"
+                f" not {self['processes']!r}"
+            )
+        if self["processes"] < 1:
+            raise usage.UsageError(
+                f"--processes must be at least 1 (got {self['processes']});"
+                " use $(nproc) for one per core"
+            )
+        if self["processes"] > 1:
+            try:
+                check_sharable(self["listen"])
+            except NotSharable as e:
+                raise usage.UsageError(str(e))
+        self["http-limits"] = {}
+        for name, _, _, keyword in LIMITS:
+            self["http-limits"][keyword] = self._positive(name, float if "timeout" in name else int)
+        self["admin-max-body"] = self._positive("admin-max-body", int)
+        try:
+            Isolation.for_gateway(self["worker-user"])
+        except IsolationError as e:
+            raise usage.UsageError(str(e))
+
+
+    def _positive(self, name, kind):
+        unit = "seconds" if kind is float else "a whole number"
+        try:
+            value = kind(self[name])
+        except (TypeError, ValueError):
+            raise usage.UsageError(f"--{name} must be {unit}, not {self[name]!r}")
+        if not value > 0 or value != value or value == float("inf"):
+            raise usage.UsageError(f"--{name} must be more than 0 (got {self[name]})")
+        return value
 
 
 def makeService(config):
@@ -83,4 +147,8 @@ def makeService(config):
         max_frame=config["max-frame"],
         keep_versions=config["keep-versions"],
         http=config["http"],
+        processes=config["processes"],
+        worker_user=config["worker-user"],
+        http_limits=config["http-limits"],
+        admin_max_body=config["admin-max-body"],
     )

@@ -211,6 +211,13 @@ class AdminAPITests(unittest.TestCase):
                 "idle_timeout": 60.0,
                 "env": {},
                 "pipeline": 16,
+                "limits": {
+                    "memory_mb": 1024,
+                    "cpu_seconds": 3600,
+                    "open_files": 256,
+                    "processes": 1024,
+                    "file_size_mb": 64,
+                },
                 "dependencies": {},
             },
         )

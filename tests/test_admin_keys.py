@@ -36,7 +36,9 @@ class PeerResource(Resource):
         return self._inner.render(request)
 
 
-class KeysAPITests(unittest.TestCase):
+class _KeysAPICase(unittest.TestCase):
+    """An AdminAPI on a real store, a bootstrap admin key and a read key."""
+
     def setUp(self):
         self.reactor = SynchronousReactor()
         self.reactor.advance(START)
@@ -51,9 +53,9 @@ class KeysAPITests(unittest.TestCase):
         self.client = StubTreq(PeerResource(self.api.resource()))
         self.read_key = self.create({"name": "viewer", "scope": "read"})["key"]
 
-    def request(self, method, path, body=None, key=None, authorization=None, peer="10.0.0.1"):
+    def request(self, method, path, body=None, key=None, authorization=None, peer="10.0.0.1", extra=None):
         """``(code, document, headers)``; ``key`` defaults to the bootstrap admin key."""
-        headers = {"X-Test-Peer": peer}
+        headers = {"X-Test-Peer": peer, **(extra or {})}
         if authorization is None:
             authorization = "Bearer " + (key or self.admin_key)
         if authorization is not False:
@@ -75,6 +77,9 @@ class KeysAPITests(unittest.TestCase):
         self.assertEqual(code, 201, document)
         return document["data"]
 
+
+
+class KeysAPITests(_KeysAPICase):
     def listed(self, key=None):
         code, document = self.call("GET", "/api/keys", key=key)
         self.assertEqual(code, 200, document)
@@ -347,6 +352,57 @@ class KeysAPITests(unittest.TestCase):
         for _ in range(10):
             self.call("GET", "/api/keys", key="egw_guess")
         self.assertEqual(self.call("GET", "/api/health", authorization=False)[0], 200)
+
+
+class StartingTests(_KeysAPICase):
+    """Until the runtime has loaded keys and endpoints, the API says it is starting."""
+
+    def test_health_and_calls_answer_503_while_starting(self):
+        """Health is 503 "starting"; a call with a valid key is 503, not 401; both with Retry-After."""
+        self.api.starting = True
+        code, document, headers = self.request("GET", "/api/health")
+        self.assertEqual((code, document["data"]["status"]), (503, "starting"))
+        self.assertEqual(headers.getRawHeaders("retry-after"), ["1"])
+        code, document, headers = self.request("GET", "/api/keys")
+        self.assertEqual(code, 503)
+        self.assertIn("the gateway is starting", document["error"])
+        self.assertEqual(headers.getRawHeaders("retry-after"), ["1"])
+        self.api.starting = False
+        self.assertEqual(self.request("GET", "/api/health")[0], 200)
+        self.assertEqual(self.request("GET", "/api/keys")[0], 200)
+
+
+class CrossSiteTests(_KeysAPICase):
+    """A browser on another site cannot make the API change anything, even with a key."""
+
+    def _post(self, **extra):
+        return self.request("POST", "/api/keys", {"name": "x", "scope": "read"}, extra=extra)
+
+    def test_cross_site_fetch_is_403(self):
+        """Sec-Fetch-Site: cross-site (or same-site: another origin) on a POST → 403 naming it."""
+        for value in ("cross-site", "same-site"):
+            code, document, _ = self._post(**{"Sec-Fetch-Site": value})
+            self.assertEqual(code, 403)
+            self.assertIn("cross-site requests may not change anything (Sec-Fetch-Site: " + value, document["error"])
+
+    def test_foreign_origin_is_403(self):
+        """An Origin other than the API's own on a POST → 403; nothing is created."""
+        before = len(self.call("GET", "/api/keys")[1]["data"]["items"])
+        for origin in ("http://evil.example", "null", "https://admin"):
+            code, document, _ = self._post(Origin=origin)
+            self.assertEqual(code, 403, origin)
+            self.assertIn("Origin: " + origin, document["error"])
+        self.assertEqual(len(self.call("GET", "/api/keys")[1]["data"]["items"]), before)
+
+    def test_same_origin_and_plain_clients_may_write(self):
+        """The Admin UI (same origin) and clients without those headers (curl, the CLI) work."""
+        self.assertEqual(self._post(Origin="http://admin", **{"Sec-Fetch-Site": "same-origin"})[0], 201)
+        self.assertEqual(self._post()[0], 201)
+
+    def test_cross_site_reads_are_not_refused(self):
+        """GET changes nothing: a cross-site GET is left to the key check."""
+        code, _, _ = self.request("GET", "/api/keys", extra={"Sec-Fetch-Site": "cross-site"})
+        self.assertEqual(code, 200)
 
 
 class AuthThrottleTests(unittest.TestCase):

@@ -499,6 +499,13 @@ class SettingsTests(VersionsTestCase):
                 "idle_timeout": 60.0,
                 "env": {},
                 "pipeline": 16,
+                "limits": {
+                    "memory_mb": 1024,
+                    "cpu_seconds": 3600,
+                    "open_files": 256,
+                    "processes": 1024,
+                    "file_size_mb": 64,
+                },
                 "dependencies": {},
             },
         )
@@ -596,6 +603,13 @@ class SettingsTests(VersionsTestCase):
                 "idle_timeout": 60.0,
                 "env": {"A": "1"},
                 "pipeline": 4,
+                "limits": {
+                    "memory_mb": 1024,
+                    "cpu_seconds": 3600,
+                    "open_files": 256,
+                    "processes": 1024,
+                    "file_size_mb": 64,
+                },
                 "dependencies": {},
             },
         )

@@ -251,6 +251,21 @@ class NoRouteTests(DispatchTestsMixin, SynchronousTestCase):
         )
         self.assertEqual(self.target.frames, [])
 
+    def test_503_while_restoring(self):
+        """While the gateway restores its endpoints at start, no route is 503
+        with Retry-After (the endpoint may not be back yet), not 404."""
+        self.routes.restoring = True
+        response = self.successResultOf(self.dispatcher.dispatch(make_request(path="/x")))
+        self.assertEqual(response.status, 503)
+        self.assertEqual(self.header(response, "retry-after"), ["1"])
+        self.assertEqual(
+            self.json_body(response),
+            {"error": "the gateway is starting; retry in a moment", "request_id": "rid-1"},
+        )
+        self.routes.restoring = False
+        response = self.successResultOf(self.dispatcher.dispatch(make_request(path="/x")))
+        self.assertEqual(response.status, 404)
+
     def test_405(self):
         """A known path with another method gives 405, an Allow header and JSON."""
         response = self.successResultOf(

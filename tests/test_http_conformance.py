@@ -455,6 +455,30 @@ class IdleTimeoutTests(_ServerCase):
         self.assertNotIn(b"content-length", raw)
 
 
+class HeaderTimeoutTests(_ServerCase):
+    """Slowloris: a head trickling in byte by byte gets 408 and is closed."""
+
+    factory_options = {"header_timeout": 0.5, "idle_timeout": 30}
+
+    @inlineCallbacks
+    def test_one_byte_at_a_time_gets_408(self):
+        """Bytes keep arriving (so the idle timeout never fires), but the
+        header fields are not complete after header_timeout: 408, closed."""
+        client = yield self.connect(b"G")
+        trickle = b"ET / HTTP/1.1\r\nHost: a\r\nX-Slow: " + b"a" * 200
+        for byte in trickle:
+            if client.closed.called:
+                break
+            client.transport.write(bytes([byte]))
+            yield deferLater(reactor, 0.02, lambda: None)
+        raw = yield self.closed(client)
+        responses = parse_responses(raw)
+        self.assertEqual([r[0] for r in responses], [408])
+        self.assertEqual(responses[0][1]["connection"], "close")
+        self.assertIn(b"request header not received within 0.5 s", responses[0][2])
+        self.assertEqual(self.target.frames, [])
+
+
 class FlowControlTests(SynchronousTestCase):
     """Slow readers: the protocol stops reading when answers pile up."""
 
@@ -508,6 +532,49 @@ class FlowControlTests(SynchronousTestCase):
         self.assertFalse(self.transport.disconnecting)
         self.clock.advance(59)
         self.assertTrue(self.transport.disconnecting)
+
+
+class HeaderTimeoutClockTests(SynchronousTestCase):
+    """The header timeout on an injected clock."""
+
+    def setUp(self):
+        self.target = EchoTarget()
+        routes = RouteTable()
+        routes.add("root", "*", "GET", parse_pattern("/"), self.target)
+        self.clock = Clock()
+        self.factory = GatewayHTTPFactory(Dispatcher(routes), self.clock, header_timeout=10)
+        self.protocol = self.factory.buildProtocol(None)
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+
+    def test_trickling_head_gets_408(self):
+        """One byte a second: 408 and close 10 s after the first byte."""
+        for byte in b"GET / HTTP/1.1\r\nHost: a\r\n":
+            self.protocol.dataReceived(bytes([byte]))
+            self.clock.advance(1)
+            if self.transport.disconnecting:
+                break
+        self.assertTrue(self.transport.disconnecting)
+        self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 408 "))
+        self.assertEqual(self.clock.seconds(), 10)
+
+    def test_idle_between_requests_is_not_a_slow_head(self):
+        """A keep-alive connection quiet for longer than header_timeout
+        between requests is idle, not slow: the next request is served."""
+        self.protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.clock.advance(30)
+        self.protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertFalse(self.transport.disconnecting)
+        self.assertEqual(self.transport.value().count(b"HTTP/1.1 200 OK"), 2)
+        self.assertNotIn(b" 408 ", self.transport.value())
+
+    def test_head_completed_in_time_is_served(self):
+        """A head that takes 9 s in all is served; the timer does not reset per request."""
+        for piece in (b"GET / HTTP/1.1\r\n", b"Host: a\r\n", b"\r\n"):
+            self.protocol.dataReceived(piece)
+            self.clock.advance(4.5)
+        self.assertEqual(self.transport.value().count(b"HTTP/1.1 200 OK"), 1)
+        self.assertFalse(self.transport.disconnecting)
 
 
 class HTTPOptionTests(SynchronousTestCase):

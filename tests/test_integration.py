@@ -97,10 +97,11 @@ def _cargo_or_skip():
 class GatewayHarness:
     """Start and stop a GatewayRuntime, and talk to it over real HTTP."""
 
-    def __init__(self, test_case, data_dir, cargo):
+    def __init__(self, test_case, data_dir, cargo, **runtime_options):
         self.test_case = test_case
         self.data_dir = data_dir
         self.cargo = cargo
+        self.runtime_options = runtime_options  # more GatewayRuntime arguments
         self.pool = HTTPConnectionPool(reactor, persistent=False)
         self.http = treq.client.HTTPClient(Agent(reactor, pool=self.pool))
 
@@ -113,6 +114,7 @@ class GatewayHarness:
             sdk_path=SDK,
             cargo=self.cargo,
             build_target_dir=SHARED_TARGET,
+            **self.runtime_options,
         )
         yield self.runtime.startService()
         data, admin = yield self.runtime.ports()
@@ -165,15 +167,21 @@ class GatewayHarness:
 
 
 class GatewayTestCase(unittest.TestCase):
-    """A real gateway per test in ``self.gateway``; skipped when there is no cargo."""
+    """
+    A real gateway per test in ``self.gateway``; skipped when there is no cargo.
+    ``runtime_options``: more GatewayRuntime arguments.
+    """
 
     timeout = 600
+    runtime_options = {}
 
     @inlineCallbacks
     def setUp(self):
         cargo = _cargo_or_skip()
         os.makedirs(SHARED_TARGET, exist_ok=True)
-        self.gateway = GatewayHarness(self, os.path.abspath(self.mktemp()), cargo)
+        self.gateway = GatewayHarness(
+            self, os.path.abspath(self.mktemp()), cargo, **self.runtime_options
+        )
         yield self.gateway.start()
         self.addCleanup(lambda: self.gateway.stop())
 

@@ -109,6 +109,10 @@ checks.ensure_resource_availability.enabled = false
 [[operations]]
 include-operation-id = "testService"
 checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "502"]
+
+[[operations]]
+include-operation-id = "testRequest"
+checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "502", "504"]
 """
 
 

@@ -44,3 +44,85 @@ class OptionsTests(unittest.TestCase):
         """--max-frame must be a number of at least 1024 bytes."""
         self.assertRaises(UsageError, Options().parseOptions, ["--max-frame", "lots"])
         self.assertRaises(UsageError, Options().parseOptions, ["--max-frame", "10"])
+
+    def test_processes_default_to_one(self):
+        """Without --processes the gateway runs one process, which serves the data plane itself."""
+        options = Options()
+        options.parseOptions([])
+        self.assertEqual(options["processes"], 1)
+        options = Options()
+        options.parseOptions(["--processes", "4"])
+        self.assertEqual(options["processes"], 4)
+
+    def test_processes_must_be_a_positive_whole_number(self):
+        """--processes 0, -1 or abc is a usage error that says what is expected."""
+        for value, expected in (
+            ("0", "--processes must be at least 1 (got 0)"),
+            ("-1", "--processes must be at least 1 (got -1)"),
+            ("abc", "--processes must be a whole number of processes (1 or more), not 'abc'"),
+            ("1.5", "--processes must be a whole number"),
+        ):
+            error = self.assertRaises(UsageError, Options().parseOptions, ["--processes", value])
+            self.assertIn(expected, str(error))
+
+    def test_several_processes_need_a_tcp_listen_string(self):
+        """--processes above 1 with a unix --listen is a usage error naming both; with 1 it is fine."""
+        error = self.assertRaises(
+            UsageError, Options().parseOptions, ["--processes", "2", "--listen", "unix:/tmp/edgegw.sock"]
+        )
+        self.assertIn("--listen 'unix:/tmp/edgegw.sock' cannot be shared", str(error))
+        self.assertIn("tcp: or tcp6:", str(error))
+        Options().parseOptions(["--processes", "1", "--listen", "unix:/tmp/edgegw.sock"])
+        Options().parseOptions(["--processes", "2", "--listen", "tcp6:9080"])
+
+    def test_make_service_passes_the_processes(self):
+        """makeService gives the runtime the number of processes."""
+        from edgegw_tx import tap
+
+        made = []
+        self.patch(tap, "GatewayRuntime", lambda **kwargs: made.append(kwargs))
+        options = Options()
+        options.parseOptions(["--processes", "3"])
+        tap.makeService(options)
+        self.assertEqual(made[0]["processes"], 3)
+
+    def test_limits_reach_the_runtime(self):
+        """--max-body, --max-headers, --max-header-bytes, --header-timeout,
+        --idle-timeout and --admin-max-body are given to the runtime."""
+        from edgegw_tx import tap
+
+        made = []
+        self.patch(tap, "GatewayRuntime", lambda **kwargs: made.append(kwargs))
+        options = Options()
+        options.parseOptions(
+            ["--max-body", "1000", "--max-headers", "20", "--max-header-bytes", "4096",
+             "--header-timeout", "2.5", "--idle-timeout", "30", "--admin-max-body", "5000"]
+        )
+        tap.makeService(options)
+        self.assertEqual(
+            made[0]["http_limits"],
+            {"max_body": 1000, "max_headers": 20, "max_head": 4096, "header_timeout": 2.5, "idle_timeout": 30.0},
+        )
+        self.assertEqual(made[0]["admin_max_body"], 5000)
+
+    def test_limit_defaults_are_documented_ones(self):
+        """Without options the limits are those of docs/limits.md."""
+        options = Options()
+        options.parseOptions([])
+        self.assertEqual(
+            options["http-limits"],
+            {"max_body": 16 * 1024 * 1024, "max_headers": 100, "max_head": 65536, "header_timeout": 10.0, "idle_timeout": 60.0},
+        )
+        self.assertEqual(options["admin-max-body"], 8 * 1024 * 1024)
+
+    def test_bad_limits_are_usage_errors(self):
+        """Zero, negative, NaN and words are refused naming the option."""
+        for argv, message in (
+            (["--max-body", "0"], "--max-body must be more than 0"),
+            (["--max-headers", "many"], "--max-headers must be a whole number, not 'many'"),
+            (["--header-timeout", "-1"], "--header-timeout must be more than 0"),
+            (["--idle-timeout", "nan"], "--idle-timeout must be more than 0"),
+            (["--admin-max-body", "1.5"], "--admin-max-body must be a whole number"),
+        ):
+            error = self.assertRaises(UsageError, Options().parseOptions, argv)
+            self.assertIn(message, str(error))

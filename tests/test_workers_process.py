@@ -419,3 +419,44 @@ class WorkerProcessTests(unittest.TestCase):
         self.process.pid = None
         self.worker.kill(ProtocolViolation("x"))
         self.assertEqual(self.worker.state, KILLED)
+
+    def test_closed_stdout_kills_a_live_child(self):
+        """
+        A child that closes its stdout and lives on is killed after
+        stdout_grace; its requests fail with WorkerCrashed saying so, and no
+        new request is written to it meanwhile.
+        """
+        self.ready()
+        d = self.worker.request({})
+        self.worker.childConnectionLost(1)
+        self.assertFalse(self.worker.accepting)
+        later = self.worker.request({})
+        self.assertIn("without stdout", self.failureResultOf(later, WorkerCrashed).value.message)
+        self.clock.advance(self.worker.stdout_grace - 0.01)
+        self.assertNoResult(d)
+        self.assertEqual(self.process.signals, [])
+        self.clock.advance(0.01)
+        self.assertEqual(self.process.signals, ["KILL"])
+        self.assertEqual(self.worker.state, KILLED)
+        message = "worker 4242 of hello closed its stdout but kept running and was killed"
+        self.assertEqual(self.failureResultOf(d, WorkerCrashed).value.message, message)
+        self.assertIn(("gateway", message), self.lines)
+
+    def test_closed_stdout_then_exit_is_a_plain_exit(self):
+        """A child whose stdout closes because it exits is not killed: its exit status is the news."""
+        self.ready()
+        d = self.worker.request({})
+        self.worker.childConnectionLost(1)
+        self.process.exit(3)
+        self.clock.advance(self.worker.stdout_grace * 2)
+        self.assertEqual(self.process.signals, [])
+        self.assertIn("exited with status 3", self.failureResultOf(d, WorkerCrashed).value.message)
+
+    def test_closed_stdout_after_reaping_is_not_killed(self):
+        """Stdout closing after the child was reaped (a grandchild held it) arms no kill."""
+        self.ready()
+        self.process.pid = None
+        self.worker.processExited(Failure(ProcessDone(0)))
+        self.worker.childConnectionLost(1)
+        self.clock.advance(self.worker.stdout_grace)
+        self.assertNotEqual(self.worker.state, KILLED)

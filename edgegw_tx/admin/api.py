@@ -11,7 +11,7 @@ import math
 from urllib.parse import unquote_to_bytes
 
 from klein import Klein
-from twisted.internet.defer import inlineCallbacks, returnValue
+from twisted.internet.defer import inlineCallbacks, returnValue, succeed
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from werkzeug.exceptions import MethodNotAllowed as RoutingMethodNotAllowed
@@ -81,6 +81,13 @@ class AdminAPI:
         many failed attempts gets 429 before its key is even looked at, and
         every 401 takes one of its attempts (``throttle.py``).
         """
+        if request.method not in _READ_METHODS:
+            foreign = _cross_site(request)
+            if foreign:
+                raise Forbidden(f"cross-site requests may not change anything ({foreign})")
+        if self.starting:
+            request.setHeader(b"retry-after", b"1")
+            raise Starting("the gateway is starting (loading its store and endpoints); retry in a moment")
         address = _client_address(request)
         wait = self._throttle.retry_after(address)
         if wait:
@@ -106,7 +113,10 @@ class AdminAPI:
             raise NotFound("services are not available in this gateway")
         return self._services
 
-    def _body(self, request, limit=MAX_BODY):
+    def _body(self, request, limit=None):
+        if limit is None:
+            # The cap of the site (--admin-max-body), which has refused larger bodies already.
+            limit = getattr(getattr(request.channel, "site", None), "max_body", MAX_BODY)
         data = request.content.read(limit + 1)
         if len(data) > limit:
             raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
@@ -144,8 +154,16 @@ class AdminAPI:
 
     # routes
 
+    # True while the runtime loads the store and restarts endpoints (runtime.py):
+    # health says so and every other call answers 503 instead of a wrong 401.
+    starting = False
+
     @app.route("/api/health", methods=["GET"])
     def health(self, request):
+        if self.starting:
+            request.setHeader(b"retry-after", b"1")
+            return _json(request, 503, {"ok": False, "data": {"status": "starting", "version": __version__},
+                                        "error": "the gateway is starting"})
         return ok(request, {"status": "healthy", "version": __version__})
 
     @app.route("/api/openapi.json", methods=["GET"])
@@ -171,6 +189,7 @@ class AdminAPI:
                 raise BadRequest("query parameter 'enabled' must be true or false")
             wanted = args["enabled"] == "true"
             records = [r for r in records if r["enabled"] == wanted]
+        yield self._refresh()
         returnValue(ok(request, _paged(args, records, self._manager.view)))
 
     @app.route("/api/endpoints", methods=["POST"])
@@ -185,6 +204,7 @@ class AdminAPI:
     def get_endpoint(self, request, endpoint_id):
         self._authorize(request)
         record = yield self._manager.get(endpoint_id)
+        yield self._refresh()
         returnValue(ok(request, self._manager.view(record)))
 
     @app.route("/api/endpoints/<endpoint_id>", methods=["PUT"])
@@ -192,6 +212,7 @@ class AdminAPI:
     def update_endpoint(self, request, endpoint_id):
         self._authorize(request)
         record = yield self._manager.update(endpoint_id, self._body(request))
+        yield self._refresh()
         returnValue(ok(request, self._manager.view(record)))
 
     @app.route("/api/endpoints/<endpoint_id>", methods=["DELETE"])
@@ -206,6 +227,7 @@ class AdminAPI:
     def compile_endpoint(self, request, endpoint_id):
         self._authorize(request)
         record, build = yield self._manager.compile(endpoint_id)
+        yield self._refresh()
         data = self._manager.view(record)
         data["build"] = {
             "digest": build.digest,
@@ -226,6 +248,7 @@ class AdminAPI:
             "restart": self._manager.restart,
         }[action]
         record = yield change(endpoint_id)
+        yield self._refresh()
         returnValue(ok(request, self._manager.view(record)))
 
     @app.route("/api/endpoints/<endpoint_id>/versions", methods=["GET"])
@@ -242,6 +265,7 @@ class AdminAPI:
         """Serve an earlier version, ``{"version": digest}``, without compiling."""
         self._authorize(request)
         record = yield self._manager.rollback(endpoint_id, self._body(request))
+        yield self._refresh()
         returnValue(ok(request, self._manager.view(record)))
 
     @app.route("/api/endpoints/<endpoint_id>/logs", methods=["GET"])
@@ -367,6 +391,7 @@ class AdminAPI:
     def collection_endpoints(self, request, collection_id):
         self._authorize(request)
         records = yield self._collection_manager().endpoints(collection_id)
+        yield self._refresh()
         returnValue(ok(request, _paged(_query(request), records, self._manager.view)))
 
     # bindings: the names under which an endpoint's handlers reach services
@@ -581,4 +606,6 @@ class _Utf8Paths(Resource):
             unquote_to_bytes(request.path).decode("utf-8")
         except UnicodeDecodeError:
             return _json(request, 400, {"ok": False, "error": "the request path is not UTF-8"})
+        if self._ui is not None and is_ui_path(request.path):
+            return self._ui.render(request)
         return self._api.render(request)

@@ -178,7 +178,7 @@ class DomainManager:
             raise _clash(e, moved, self._collections)
         except StoreConflict:
             raise self._host_taken(fields["host"])
-        self._endpoints.reroute(moved)
+        yield self._endpoints.reroute(moved)
         returnValue(record)
 
     @inlineCallbacks
@@ -342,7 +342,7 @@ class CollectionManager:
             # The route text of the moved endpoint needs the new base path.
             raise _clash(e, moved, self, {collection_id: merged["base_path"]})
         self._base_paths[collection_id] = record["base_path"]
-        self._endpoints.reroute(moved)
+        yield self._endpoints.reroute(moved)
         returnValue(record)
 
     @inlineCallbacks

@@ -60,3 +60,9 @@ class TooManyRequests(ApiError):
     """Too many failed authentications from one address; ``Retry-After`` says when to retry."""
 
     status = 429
+
+
+class Starting(ApiError):
+    """The gateway is still loading its store and restarting its endpoints."""
+
+    status = 503

@@ -69,6 +69,7 @@ ZIP_TYPES = (
 )
 # OpenAPI's operation keys the gateway can route, in the order they are listed.
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch")
+_UNSAFE_IN_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
 # parsing and validating a spec (runs in a thread)
@@ -301,7 +302,10 @@ def operations(spec):
         for method in methods:
             operation = item[method] if isinstance(item[method], dict) else {}
             operation_id = _text(operation.get("operationId")).strip()
-            name = (operation_id or f"{method}_{_slug(path)}")[:MAX_NAME]
+            # An operationId may hold what an endpoint name may not (validation.endpoint_name).
+            name = _UNSAFE_IN_NAME.sub("_", operation_id or f"{method}_{_slug(path)}")[:MAX_NAME]
+            if name in (".", ".."):
+                name = f"{method}_{_slug(path)}"[:MAX_NAME]
             summary = _text(operation.get("summary")).strip()
             details = _text(operation.get("description")).strip()
             description = "\n\n".join(x for x in (summary, details) if x)[:MAX_DESCRIPTION]

@@ -2,34 +2,70 @@
 The workers' log: stderr lines of each endpoint's workers, kept in memory.
 
 A bounded ring per endpoint keeps a chatty handler from growing the gateway
-without limit; each line gets a timestamp from the injected clock so tests can
-pin ``since`` filtering on a ``Clock``.
+without limit: it holds at most C{max_lines} lines and C{max_chars}
+characters, dropping the oldest lines first, and a line longer than
+C{max_line} characters is cut there (with a note of how much was cut).  So an
+endpoint's log costs at most about C{max_chars} characters of memory however
+much its workers write (a 10 MB burst on stderr leaves its last lines).  Each
+line gets a timestamp from the injected clock so tests can pin ``since``
+filtering on a ``Clock``.
 """
 
 from collections import deque
 from datetime import datetime, timezone
 
 DEFAULT_LINES_PER_ENDPOINT = 2000
+DEFAULT_CHARS_PER_ENDPOINT = 1024 * 1024
+DEFAULT_LINE_CHARS = 8192
+
+
+class _Ring:
+    """One endpoint's lines, oldest first, and their total length."""
+
+    __slots__ = ("entries", "chars")
+
+    def __init__(self):
+        self.entries = deque()
+        self.chars = 0
 
 
 class LogBook:
-    def __init__(self, clock, max_lines=DEFAULT_LINES_PER_ENDPOINT):
+    def __init__(
+        self,
+        clock,
+        max_lines=DEFAULT_LINES_PER_ENDPOINT,
+        max_chars=DEFAULT_CHARS_PER_ENDPOINT,
+        max_line=DEFAULT_LINE_CHARS,
+    ):
+        if max_lines < 1 or max_line < 1 or max_chars < max_line:
+            raise ValueError("a log needs max_lines >= 1 and max_chars >= max_line >= 1")
         self._clock = clock
         self._max_lines = max_lines
+        self._max_chars = max_chars
+        self._max_line = max_line
         self._rings = {}
 
     def writer(self, endpoint_id):
         """A ``log(stream, line)`` callable that records under ``endpoint_id``."""
-        ring = self._rings.setdefault(endpoint_id, deque(maxlen=self._max_lines))
+        ring = self._rings.get(endpoint_id)
+        if ring is None:
+            ring = self._rings[endpoint_id] = _Ring()
+        entries = ring.entries
+        max_lines, max_chars, max_line = self._max_lines, self._max_chars, self._max_line
 
         def log(stream, line):
-            ring.append((self._clock.seconds(), stream, line))
+            if len(line) > max_line:
+                line = "%s [... %d more characters]" % (line[:max_line], len(line) - max_line)
+            entries.append((self._clock.seconds(), stream, line))
+            ring.chars += len(line)
+            while len(entries) > max_lines or ring.chars > max_chars:
+                ring.chars -= len(entries.popleft()[2])
 
         return log
 
     def lines(self, endpoint_id, since=None):
         """Entries newer than ``since`` (epoch seconds), oldest first."""
-        ring = self._rings.get(endpoint_id, ())
+        ring = self._rings.get(endpoint_id)
         return [
             {
                 "time": when,
@@ -37,7 +73,7 @@ class LogBook:
                 "stream": stream,
                 "line": line,
             }
-            for when, stream, line in ring
+            for when, stream, line in (ring.entries if ring is not None else ())
             if since is None or when > since
         ]
 

@@ -23,7 +23,7 @@ keeps serving.
 import uuid
 from datetime import datetime, timezone
 
-from twisted.internet.defer import DeferredLock, inlineCallbacks, returnValue
+from twisted.internet.defer import DeferredList, DeferredLock, inlineCallbacks, returnValue
 from twisted.logger import Logger
 
 from edgegw_tx.admin.errors import (
@@ -261,7 +261,7 @@ class EndpointManager:
                 for k in ("path", "method", "domain", "collection_id", "path_shape")
             ):
                 # RouteTable.add under the same key: the new route replaces the old at once.
-                self._route(record, pool)
+                yield self._route(record, pool)
         returnValue(record)
 
     def delete(self, endpoint_id):
@@ -514,13 +514,19 @@ class EndpointManager:
 
     @inlineCallbacks
     def stop_all(self):
-        """Stop all workers without changing what the store says should run."""
-        pools = list(self._pools.items())
+        """
+        Stop all workers without changing what the store says should run.
+
+        It is the gateway's shutdown, so the routes stay: a request that
+        comes meanwhile (on a connection accepted as the gateway stopped
+        listening) reaches its pool, which serves it while draining or
+        answers 503 (PoolStopped) once stopping, never 404 as if there were
+        no such endpoint.
+        """
+        pools = list(self._pools.values())
         self._pools.clear()
         self._digests.clear()
-        for endpoint_id, _ in pools:
-            self._routes.remove(endpoint_id)
-        for _, pool in pools:
+        for pool in pools:
             try:
                 yield pool.stop()
             except Exception as e:
@@ -533,7 +539,13 @@ class EndpointManager:
         return self._locks.setdefault(endpoint_id, DeferredLock()).run(work, *args)
 
     def _route(self, record, pool):
-        self._routes.add(
+        """
+        Route the endpoint to ``pool``. Answers what the route table's ``add``
+        does: None, or a Deferred firing once the route is in place
+        everywhere (the mirrored table of several data-plane processes,
+        processes/proxies.py), which the callers wait for.
+        """
+        return self._routes.add(
             record["id"],
             record["domain"],
             record["method"],
@@ -553,20 +565,23 @@ class EndpointManager:
         each atomically: ``RouteTable.add`` under the same key replaces the old
         route. Call under ``routing_lock``. A batch may move one endpoint onto
         the route another is leaving, so a clash is retried after the others.
+        Fires once every moved route is in place (at once with one process).
         """
+        placed = []
         pending = [r for r in records if r["id"] in self._pools]
         while pending:
             left = []
             for record in pending:
                 try:
-                    self._route(record, self._pools[record["id"]])
+                    placed.append(self._route(record, self._pools[record["id"]]))
                 except ValueError:  # the route table's RouteConflict
                     left.append(record)
             if len(left) == len(pending):
                 for record in left:
                     self.log.error("Could not move the route of endpoint {id}", id=record["id"])
-                return
+                break
             pending = left
+        return DeferredList([d for d in placed if d is not None]).addCallback(lambda _: None)
 
     @inlineCallbacks
     def _route_taken(self, record):
@@ -593,7 +608,7 @@ class EndpointManager:
         fresh = yield self._store.get_endpoint(endpoint_id)
         self._pools[endpoint_id] = pool
         self._digests[endpoint_id] = digest
-        self._route(fresh or record, pool)
+        yield self._route(fresh or record, pool)
 
     @inlineCallbacks
     def _start_locked(self, record, digest):

@@ -55,9 +55,9 @@ SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 MAX_POOL_SIZE = 100
 MASK = "********"
 
-# Body caps of ``api.py`` (MAX_BODY, IMPORT_MAX_BODY), which imports this module.
-MAX_BODY = 8 * 1024 * 1024
-IMPORT_MAX_BODY = 64 * 1024 * 1024
+# The default body caps (--admin-max-body), for the document's descriptions.
+MAX_BODY = limits.MAX_BODY
+IMPORT_MAX_BODY = limits.IMPORT_MAX_BODY
 
 ENDPOINT_STATUSES = ("created", "compiled", "running", "stopped", "error")
 KEY_SCOPES = ("read", "admin")
@@ -230,6 +230,16 @@ def seconds(maximum, description):
     return {"type": "number", "exclusiveMinimum": 0, "maximum": maximum, "description": description}
 
 
+def limit(key, what):
+    """One of ``settings.limits``: 0 or an integer in its range."""
+    low, high = LIMIT_RANGES[key]
+    return {
+        "type": "integer",
+        "anyOf": [{"const": 0}, {"minimum": low, "maximum": high}],
+        "description": f"{what}; 0: the gateway's own limit (default {DEFAULT_LIMITS[key]})",
+    }
+
+
 def settings_properties(output=False):
     """
     The endpoint settings, accepted under ``settings`` and at the top level;
@@ -267,6 +277,17 @@ def settings_properties(output=False):
             {"type": "string"}, keys={"pattern": ENV_NAME}, description="the workers' whole environment"
         ),
         "pipeline": integer(1, MAX_PIPELINE, description="requests written to one worker ahead"),
+        "limits": obj(
+            {
+                "memory_mb": limit("memory_mb", "address space of a worker process, MiB"),
+                "cpu_seconds": limit("cpu_seconds", "CPU seconds over a worker process's life"),
+                "open_files": limit("open_files", "open file descriptors per worker process"),
+                "processes": limit("processes", "processes and threads of the worker user (docs/isolation.md)"),
+                "file_size_mb": limit("file_size_mb", "largest file a worker process may write, MiB"),
+            },
+            required=tuple(DEFAULT_LIMITS) if output else (),
+            description="resource limits of each worker process (docs/isolation.md); on input, the limits given replace those stored",
+        ),
         "dependencies": map_of(
             DEPENDENCY,
             keys=CRATE_NAME,
@@ -285,6 +306,7 @@ WORKER = obj(
         "state": string(description="starting, ready, busy or draining"),
         "served": integer(0),
         "in_flight": integer(0),
+        "process": integer(1, description="with --processes N: the data-plane process (1..N) running it"),
     },
     required=("pid", "version", "state", "served", "in_flight"),
     closed=False,
@@ -735,7 +757,8 @@ ERRORS = {
     422: ("CompileFailed", "the code did not compile; `diagnostics` says why"),
     429: ("TooManyRequests", "too many failed authentications from this address; the key is not looked at"),
     502: ("BadGateway", "the upstream failed: workers that died before they were ready, or a backend"),
-    503: ("BuildUnavailable", "the build plane cannot run (no cargo, no SDK)"),
+    503: ("BuildUnavailable", "the build plane cannot run (no cargo, no SDK); or, with `Retry-After: 1`, the gateway is still starting (any call)"),
+    504: ("GatewayTimeout", "the upstream did not answer in time (a test request's `timeout`)"),
 }
 
 # Headers that come with an error status.
@@ -1279,6 +1302,7 @@ def system_paths():
                 "Is the gateway up",
                 "system",
                 {200: answer("healthy", ref("Health"))},
+                errors=(503,),
                 public=True,
             )
         ),

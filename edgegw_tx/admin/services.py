@@ -79,7 +79,12 @@ class ServiceManager:
     log = Logger()
 
     def __init__(self, store, registry):
-        """``registry`` is the service plane's ``ServiceRegistry`` (or a fake)."""
+        """
+        ``registry`` is the service plane's ``ServiceRegistry`` (or a fake);
+        where its ``configure``, ``bind`` and ``unbind`` return a Deferred
+        (mirrored to the data-plane processes, processes/proxies.py) the
+        write answers once it fired.
+        """
         self._store = store
         self._registry = registry
         self._lock = DeferredLock()
@@ -146,7 +151,7 @@ class ServiceManager:
             stored = yield self._store.create_service(record)
         except StoreConflict:
             raise self._name_taken(name)
-        self._registry.configure(_connector(stored))
+        yield self._registry.configure(_connector(stored))
         returnValue(stored)
 
     def update(self, service_id, payload):
@@ -181,7 +186,7 @@ class ServiceManager:
             record = yield self._store.update_service(service_id, fields)
         except StoreConflict:
             raise self._name_taken(name)
-        self._registry.configure(_connector(record))
+        yield self._registry.configure(_connector(record))
         returnValue(record)
 
     def delete(self, service_id):
@@ -239,7 +244,7 @@ class ServiceManager:
             replaced = yield self._store.bind(endpoint_id, pool_id, service_id, now)
         except Missing as e:
             raise NotFound(f"no {e.what} with id '{e.record_id}'")
-        self._registry.bind(endpoint_id, pool_id, service_id)
+        yield self._registry.bind(endpoint_id, pool_id, service_id)
         returnValue((binding, replaced))
 
     def unbind(self, endpoint_id, pool_id):
@@ -260,7 +265,7 @@ class ServiceManager:
                 )
             raise NotFound(f"endpoint '{endpoint_id}' has no service bound as '{pool_id}'{hint}")
         service_id = yield self._store.unbind(endpoint_id, pool_id)
-        self._registry.unbind(endpoint_id, pool_id)
+        yield self._registry.unbind(endpoint_id, pool_id)
         returnValue({"endpoint_id": endpoint_id, "pool_id": pool_id, "service_id": service_id})
 
     def endpoint_deleted(self, endpoint_id):

@@ -24,6 +24,25 @@ from edgegw_tx.paths import PatternError, parse_pattern, validate_method
 # ``idle_timeout`` seconds stops. ``instances: N`` is accepted on input as
 # shorthand for min_instances = max_instances = N (and is how records written
 # before these settings stored it: ``effective_settings`` reads them so).
+#
+# ``limits`` are each worker process's resource limits (docs/isolation.md):
+# address space, CPU seconds over its life, open files, processes of the worker
+# user, size of a file it writes; 0 leaves the gateway's own limit.
+DEFAULT_LIMITS = {
+    "memory_mb": 1024,
+    "cpu_seconds": 3600,
+    "open_files": 256,
+    "processes": 1024,
+    "file_size_mb": 64,
+}
+# limit -> (lowest, highest) when not 0
+LIMIT_RANGES = {
+    "memory_mb": (16, 1_048_576),
+    "cpu_seconds": (1, 31_536_000),
+    "open_files": (16, 1_048_576),
+    "processes": (1, 4_194_304),
+    "file_size_mb": (1, 1_048_576),
+}
 DEFAULT_SETTINGS = {
     "min_instances": 1,
     "max_instances": 4,
@@ -33,6 +52,7 @@ DEFAULT_SETTINGS = {
     "idle_timeout": 60.0,
     "env": {},
     "pipeline": 16,
+    "limits": DEFAULT_LIMITS,
     "dependencies": {},
 }
 # Settings that shape the running workers: changing one of a running endpoint
@@ -118,6 +138,24 @@ def string_field(payload, field, max_length, allow_empty=False):
     return value
 
 
+_NOT_IN_NAMES = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def endpoint_name(name):
+    """
+    ``name`` if it is a safe endpoint name, else BadRequest: names end up in
+    logs, bundles and file names, so no path separators, no control
+    characters (NUL included) and not ``.`` or ``..``.
+    """
+    bad = _NOT_IN_NAMES.search(name)
+    if bad:
+        what = "'/' or '\\'" if bad.group() in "/\\" else "control characters"
+        raise BadRequest(f"field 'name' must not contain {what}: {name!r}", field="name")
+    if name in (".", ".."):
+        raise BadRequest(f"field 'name' must not be {name!r}", field="name")
+    return name
+
+
 def _integer(field, value, low, high, what=None):
     number = whole_number(value)
     if number is None or not low <= number <= high:
@@ -131,6 +169,33 @@ def _seconds(field, value, high):
             f"field '{field}' must be a number of seconds above 0 and at most {high:g}", field=field
         )
     return float(value)
+
+
+def _limits(field, value, current):
+    """
+    ``settings.limits``: the limits given replace those in ``current``, the
+    others stay, so ``{"memory_mb": 256}`` changes one.
+    """
+    if not isinstance(value, dict):
+        raise BadRequest(
+            f"field '{field}' must be an object of limits: " + ", ".join(DEFAULT_LIMITS), field=field
+        )
+    limits = {**DEFAULT_LIMITS, **current}
+    for key, number in value.items():
+        where = f"{field}.{key}"
+        if key not in LIMIT_RANGES:
+            raise BadRequest(
+                f"unknown field '{where}' (limits are: {', '.join(DEFAULT_LIMITS)})", field=where
+            )
+        low, high = LIMIT_RANGES[key]
+        number = whole_number(number)
+        if number is None or not (number == 0 or low <= number <= high):
+            raise BadRequest(
+                f"field '{where}' must be 0 (the gateway's own limit) or an integer from {low} to {high}",
+                field=where,
+            )
+        limits[key] = number
+    return limits
 
 
 def _settings(payload, current, creating):
@@ -181,6 +246,8 @@ def _settings(payload, current, creating):
                     f"field '{field}' must map variable names (letters, digits, _) to strings",
                     field=field,
                 )
+        elif name == "limits":
+            value = _limits(field, value, settings.get("limits", DEFAULT_LIMITS))
         elif name == "dependencies":
             try:
                 value = check_dependencies(value)
@@ -223,6 +290,7 @@ def effective_settings(stored):
     for name, default in DEFAULT_SETTINGS.items():
         if name not in settings:
             settings[name] = dict(default) if isinstance(default, dict) else default
+    settings["limits"] = {**DEFAULT_LIMITS, **settings["limits"]}
     return settings
 
 
@@ -271,7 +339,7 @@ def endpoint_fields(payload, current=None):
 
     fields = {}
     if "name" in payload:
-        fields["name"] = string_field(payload, "name", 200).strip()
+        fields["name"] = endpoint_name(string_field(payload, "name", 200).strip())
     if "path" in payload:
         text = string_field(payload, "path", 2000)
         try:

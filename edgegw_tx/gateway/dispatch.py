@@ -244,6 +244,7 @@ class Dispatcher:
         request_ids: Callable[[], str] | None = None,
     ) -> None:
         self._match = routes.match
+        self._routes = routes
         self._new_id = request_ids if request_ids is not None else _new_request_id
 
     def dispatch(self, request: GatewayRequest) -> Deferred[GatewayResponse]:
@@ -268,6 +269,15 @@ class Dispatcher:
                             "allowed": allowed,
                         },
                         [("allow", ", ".join(allowed))],
+                    )
+                )
+            if getattr(self._routes, "restoring", False):
+                return succeed(
+                    _error(
+                        503,
+                        request_id,
+                        {"error": "the gateway is starting; retry in a moment"},
+                        [("retry-after", "1")],
                     )
                 )
             return succeed(

@@ -33,6 +33,16 @@ Behaviour:
   Deferred is not cancelled: the pool owns its requests).
 * A connection with no request in progress closes after C{idle_timeout}
   seconds without traffic (one lazy timer per connection, not one per read).
+  A request whose header fields have not all arrived C{header_timeout}
+  seconds after its first byte gets 408 and the connection is closed
+  (slowloris), however steadily the bytes trickle in.
+* Shutting down (L{GatewayHTTPFactory.close_connections}): every request
+  begun is answered, with ``connection: close``, and its connection closed
+  after the answer; an idle keep-alive connection is closed at once; one that
+  has not sent its first request yet (accepted as the listener stopped: its
+  request is on its way) gets a grace to send it.  Once the grace is over, a
+  request still being received is answered 503.  So no client whose
+  connection was accepted sees it closed without an answer.
 """
 
 from __future__ import annotations
@@ -48,6 +58,7 @@ from httptools import (
     HttpRequestParser,
     parse_url,
 )
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
@@ -145,16 +156,20 @@ class GatewayHTTPProtocol(Protocol):
         self._write_paused = False
         self._read_paused = False
         self._last = 0.0
+        self._head_since: float | None = None  # a request head is being read since
         self._timer = None
+        self._begun = False  # a request was begun on this connection
 
     # -- connection ---------------------------------------------------------
 
     def connectionMade(self) -> None:
+        self._factory.connections.add(self)
         self._client_ip = getattr(self.transport.getPeer(), "host", None)
         self.transport.registerProducer(self, True)
         self._last = self._seconds()
-        self._timer = self._factory.reactor.callLater(
-            self._factory.idle_timeout, self._check_idle
+        factory = self._factory
+        self._timer = factory.reactor.callLater(
+            min(factory.idle_timeout, factory.header_timeout), self._check_idle
         )
 
     def connectionLost(self, reason: Failure = None) -> None:
@@ -164,17 +179,56 @@ class GatewayHTTPProtocol(Protocol):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        self._factory.connection_closed(self)
+
+    def wind_down(self, grace_over: bool) -> None:
+        """
+        The gateway is stopping: read no request after those begun and close
+        once their answers are written.  Idle after a request: close now.
+        Nothing sent yet: wait until C{grace_over}, then close.  Still
+        receiving a request once C{grace_over}: answer it 503.
+        """
+        if self._gone:
+            return
+        if self._current is not None or self._head_since is not None:
+            if grace_over:
+                self._reject(503, "the gateway is shutting down")
+            # Otherwise its answer closes the connection (on_message_complete).
+        elif self._slots:
+            self._stopped = True
+            self._slots[-1].close = True
+        elif self._begun or grace_over:
+            self._stopped = True
+            self._close()
 
     def _check_idle(self) -> None:
+        """
+        The connection's one lazy timer: 408 for a request head that takes
+        longer than C{header_timeout} (slowloris), close after C{idle_timeout}
+        without traffic.  It never sleeps longer than C{header_timeout}, so a
+        head that begins meanwhile is caught on time without re-arming the
+        timer per request.
+        """
         self._timer = None
         if self._gone:
             return
-        timeout = self._factory.idle_timeout
-        left = self._last + timeout - self._seconds()
+        factory = self._factory
+        now = self._seconds()
+        wake = factory.header_timeout
+        if self._head_since is not None and not self._stopped:
+            head_left = self._head_since + factory.header_timeout - now
+            if head_left <= 0:
+                self._reject(
+                    408, f"request header not received within {factory.header_timeout:g} s"
+                )
+                return
+            wake = head_left
+        timeout = factory.idle_timeout
+        left = self._last + timeout - now
         if left > 0 or self._slots and self._current is None:
             # Traffic since, or answers still on their way: look again later.
-            self._timer = self._factory.reactor.callLater(
-                left if left > 0 else timeout, self._check_idle
+            self._timer = factory.reactor.callLater(
+                min(left if left > 0 else timeout, wake), self._check_idle
             )
             return
         # Idle keep-alive, or a request that stopped arriving half-way.
@@ -246,6 +300,8 @@ class GatewayHTTPProtocol(Protocol):
             self._update_reading()
 
     def on_message_begin(self) -> None:
+        self._begun = True
+        self._head_since = self._seconds()
         self._url = b""
         self._headers = []
         self._head_size = 0
@@ -284,6 +340,7 @@ class GatewayHTTPProtocol(Protocol):
         if self._stopped:
             return  # pipelined after a request that closes the connection
         self._in_head = False
+        self._head_since = None
         slot = _Slot()
         slot.head = self._parser.get_method() == b"HEAD"
         self._current = slot
@@ -324,7 +381,7 @@ class GatewayHTTPProtocol(Protocol):
         parser = self._parser
         slot.complete = True
         slot.expect = False
-        if not parser.should_keep_alive():
+        if not parser.should_keep_alive() or self._factory.closing:
             slot.close = True
             self._stopped = True
         elif parser.get_http_version() == "1.0":
@@ -456,6 +513,8 @@ class GatewayHTTPFactory(ServerFactory):
     @param max_pending: answers a connection may have unwritten before
         reading from it stops.
     @param idle_timeout: seconds a connection may sit without a request.
+    @param header_timeout: seconds from the first byte of a request to the end
+        of its header fields (408 and close above: slowloris).
     """
 
     noisy = False
@@ -471,6 +530,7 @@ class GatewayHTTPFactory(ServerFactory):
         max_url: int = 16 * 1024,
         max_pending: int = 32,
         idle_timeout: float = 60.0,
+        header_timeout: float = 10.0,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor
@@ -482,7 +542,48 @@ class GatewayHTTPFactory(ServerFactory):
         self.max_url = max_url
         self.max_pending = max_pending
         self.idle_timeout = idle_timeout
+        self.header_timeout = header_timeout
         self.dates = _DateCache()
+        self.connections: set[GatewayHTTPProtocol] = set()
+        self.closing = False
+        self._closed_waiters: list[Deferred[None]] = []
+        self._grace_call = None
+
+    def close_connections(self, grace: float = 1.0) -> Deferred[None]:
+        """
+        Wind every connection down for shutdown (see the module's docstring),
+        giving those that have sent nothing yet C{grace} seconds.
+
+        @return: fires once every connection is closed.
+        """
+        self.closing = True
+        d: Deferred[None] = Deferred()
+        self._closed_waiters.append(d)
+        for protocol in list(self.connections):
+            protocol.wind_down(False)
+        if self._grace_call is None and self.connections:
+            self._grace_call = self.reactor.callLater(grace, self._grace_over)
+        self._check_closed()
+        return d
+
+    def _grace_over(self) -> None:
+        for protocol in list(self.connections):
+            protocol.wind_down(True)
+
+    def connection_closed(self, protocol: GatewayHTTPProtocol) -> None:
+        self.connections.discard(protocol)
+        if self.closing:
+            self._check_closed()
+
+    def _check_closed(self) -> None:
+        if self.connections:
+            return
+        if self._grace_call is not None and self._grace_call.active():
+            self._grace_call.cancel()
+        self._grace_call = None
+        waiters, self._closed_waiters = self._closed_waiters, []
+        for d in waiters:
+            d.callback(None)
 
     def buildProtocol(self, addr) -> GatewayHTTPProtocol:
         protocol = GatewayHTTPProtocol(self)

@@ -171,6 +171,9 @@ class RouteTable:
     def __init__(self) -> None:
         self._domains: dict[str, dict[str, _Node]] = {}
         self._entries: dict[Hashable, _Entry] = {}
+        # True while the gateway restores its running endpoints at start: a
+        # request no route matches may be for one not back yet (503, not 404).
+        self.restoring = False
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -54,6 +54,7 @@ C{timeout}, and a worker is never killed for time it did not spend.
 from __future__ import annotations
 
 import random as _random
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -192,6 +193,8 @@ class WorkerPool:
         pipeline: int = 1,
         version: str | None = None,
         random: _random.Random | None = None,
+        launcher: Sequence[str] = (),
+        process_group: bool = False,
         reactor: Any = None,
     ):
         """
@@ -217,6 +220,12 @@ class WorkerPool:
         @param version: an opaque label (a digest) reported with each worker.
         @param random: draws the recycling limits; a new C{random.Random()}
             by default.
+        @param launcher: an argv put before C{argv} that sets the worker up
+            and execs it (L{edgegw_tx.workers.isolation}); C{launcher[0]} is
+            then what is executed.
+        @param process_group: each worker leads its own process group (the
+            launcher runs C{setsid}): stopping or killing it signals the
+            whole group (see L{WorkerProcess}).
         @param reactor: spawns the processes and provides the clock.
         """
         if reactor is None:
@@ -255,6 +264,8 @@ class WorkerPool:
         self.kill_time = kill_time
         self.call_handler = call_handler
         self.pipeline = pipeline
+        self.launcher = list(launcher)
+        self.process_group = process_group
         self.version = version
         self._random = random if random is not None else _random.Random()
         self._log = log or twisted_log
@@ -721,6 +732,7 @@ class WorkerPool:
             max_frame=self.max_frame,
             start_timeout=self.start_timeout,
             kill_time=self.kill_time,
+            process_group=self.process_group,
             reactor=self._reactor,
         )
         limit = 0
@@ -738,11 +750,12 @@ class WorkerPool:
             self._worker_ready, self._worker_not_ready, errbackArgs=(process,)
         )
         process.when_ended().addCallback(self._worker_ended)
+        argv = self.launcher + self.argv
         try:
             self._reactor.spawnProcess(
                 process,
-                self.argv[0],
-                self.argv,
+                argv[0],
+                argv,
                 env=self.env,
                 path=self.cwd,
                 childFDs={0: "w", 1: "r", 2: "r"},

@@ -11,6 +11,7 @@ response, or with a L{GatewayError} saying what happened.
 from __future__ import annotations
 
 import itertools
+import os
 import signal
 from collections import deque
 from collections.abc import Callable
@@ -80,6 +81,9 @@ class WorkerProcess(ProcessProtocol):
 
     stderr_tail_lines = 20
 
+    stdout_grace = 1.0
+    """Seconds a child that closed its stdout has to exit before it is killed."""
+
     def __init__(
         self,
         name: str,
@@ -90,6 +94,7 @@ class WorkerProcess(ProcessProtocol):
         max_line: int = 8192,
         start_timeout: float = 10.0,
         kill_time: float = 5.0,
+        process_group: bool = False,
         reactor: Any = None,
     ):
         """
@@ -99,6 +104,10 @@ class WorkerProcess(ProcessProtocol):
             are split.
         @param start_timeout: seconds to wait for C{ready} before SIGKILL.
         @param kill_time: seconds between SIGTERM and SIGKILL when stopping.
+        @param process_group: the child makes itself the leader of its own
+            process group (the isolation launcher's C{setsid}): signals go to
+            the whole group, and what is left of the group once the child
+            exited is killed, so nothing it forked lingers.
         @param reactor: provides the clock (C{callLater}, C{seconds}).
         """
         if reactor is None:
@@ -115,6 +124,7 @@ class WorkerProcess(ProcessProtocol):
         self.stderr_tail: deque[str] = deque(maxlen=self.stderr_tail_lines)
         self.start_timeout = start_timeout
         self.kill_time = kill_time
+        self.process_group = process_group
 
         self.state = STARTING
         self.pid: int | None = None
@@ -136,13 +146,16 @@ class WorkerProcess(ProcessProtocol):
         self._term_call: Any = None
         self._kill_call: Any = None
         self._pipes_call: Any = None
+        self._stdout_call: Any = None
+        self._stdout_lost = False
+        self._reaped = False
 
     # -- what the pool uses ------------------------------------------------
 
     @property
     def accepting(self) -> bool:
         """True while C{request} may be called."""
-        return self.state == READY
+        return self.state == READY and not self._stdout_lost
 
     @property
     def in_flight(self) -> int:
@@ -196,8 +209,9 @@ class WorkerProcess(ProcessProtocol):
         called exactly once, with the C{response} frame or a L{Failure}
         (possibly before this returns).
         """
-        if self.state != READY:
-            answer(Failure(WorkerCrashed(f"worker {self.pid} of {self.name} is {self.state}")))
+        if self.state != READY or self._stdout_lost:
+            state = "without stdout" if self.state == READY else self.state
+            answer(Failure(WorkerCrashed(f"worker {self.pid} of {self.name} is {state}")))
             return
         request_id = next(self._ids)
         out = dict(frame)
@@ -280,12 +294,25 @@ class WorkerProcess(ProcessProtocol):
     def childConnectionLost(self, childFD: int) -> None:
         if childFD == 0:
             self._stdin_closed = True
+        elif childFD == 1 and not self._reaped and self.state in (STARTING, READY, STOPPING):
+            # No frame can come any more: a child that is exiting is reaped
+            # within the grace (processEnded then says how it ended); one that
+            # lives on without its frame channel is killed.
+            self._stdout_lost = True
+            self._stdout_call = self._clock.callLater(self.stdout_grace, self._stdout_closed)
 
     def processExited(self, reason: Failure) -> None:
         """
-        The child is reaped.  If a grandchild still holds its stdout or stderr
-        open, processEnded would never come: close our ends after a grace.
+        The child is reaped.  With C{process_group}, the rest of its group
+        is killed now.  If a grandchild still holds its stdout or stderr open
+        (it left the group, or there is none), processEnded would never come:
+        close our ends after a grace.
         """
+        self._reaped = True
+        self._cancel("_stdout_call")  # it did exit: no kill for a closed stdout
+        if self.process_group:
+            # Whatever the worker forked dies with it (and lets go of its pipes).
+            self._signal_group(signal.SIGKILL)
         self._pipes_call = self._clock.callLater(
             self.kill_time, self.transport.loseConnection
         )
@@ -302,7 +329,7 @@ class WorkerProcess(ProcessProtocol):
     def _ended(self) -> None:
         self.state = ENDED
         self._frames.stop()
-        for name in ("_start_call", "_term_call", "_kill_call", "_pipes_call"):
+        for name in ("_start_call", "_term_call", "_kill_call", "_pipes_call", "_stdout_call"):
             self._cancel(name)
         if self._pending:
             self._fail_pending(
@@ -354,10 +381,30 @@ class WorkerProcess(ProcessProtocol):
         setattr(self, name, None)
 
     def _signal(self, name: str) -> None:
+        if self.process_group and self._signal_group(getattr(signal, "SIG" + name)):
+            return
         try:
             self.transport.signalProcess(name)
         except ProcessExitedAlready:
             pass
+
+    def _signal_group(self, signum: int) -> bool:
+        """
+        C{os.killpg} the worker's group: True if it was signalled, False when
+        there is no such group (the child has not run C{setsid} yet, or the
+        group is gone).  The group outlives its leader while a member is
+        left, so this also reaches grandchildren of a worker already reaped.
+        """
+        if self.pid is None:
+            return False
+        try:
+            os.killpg(self.pid, signum)
+        except ProcessLookupError:
+            return False
+        except OSError as e:
+            self._log("gateway", f"cannot signal the process group of worker {self.pid}: {e}")
+            return False
+        return True
 
     def _close_stdin(self) -> None:
         if not self._stdin_closed:
@@ -374,6 +421,17 @@ class WorkerProcess(ProcessProtocol):
         message = (
             f"worker {self.pid} of {self.name} sent no ready within"
             f" {self.start_timeout:g}s and was killed"
+        )
+        self._log("gateway", message)
+        self.kill(WorkerCrashed(message))
+
+    def _stdout_closed(self) -> None:
+        self._stdout_call = None
+        if self.state in (KILLED, ENDED):
+            return
+        message = (
+            f"worker {self.pid} of {self.name} closed its stdout but kept running"
+            " and was killed"
         )
         self._log("gateway", message)
         self.kill(WorkerCrashed(message))

@@ -29,10 +29,17 @@ crates:
 
 run: setup
 	$(BIN)/twistd -n --pidfile= edgegw --data-dir "$(DATA_DIR)" \
-		--listen "$(LISTEN)" --admin-listen "$(ADMIN_LISTEN)" --cargo "$(CARGO)"
+		--listen "$(LISTEN)" --admin-listen "$(ADMIN_LISTEN)" --cargo "$(CARGO)" \
+		--processes "$(PROCESSES)"
 
-test: setup
+test: setup browser
 	CARGO="$(CARGO)" $(BIN)/python tools/run-tests
+
+# Debian's Chromium for the Admin UI's browser tests (tests/test_admin_ui.py)
+browser:
+	@tools/setup-browser
+
+.PHONY: browser
 
 bench: setup $(VENV)/.bench-installed
 	@tools/setup-bench

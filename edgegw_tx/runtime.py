@@ -28,18 +28,22 @@ from edgegw_tx.admin.api import AdminAPI
 from edgegw_tx.admin.auth import KeyRing
 from edgegw_tx.admin.domains import CollectionManager, DomainManager
 from edgegw_tx.admin.logs import LogBook
+from edgegw_tx.admin.limits import MAX_BODY as ADMIN_MAX_BODY
+from edgegw_tx.admin.limits import admin_site as admin_site_for
 from edgegw_tx.admin.manager import EndpointManager
+from edgegw_tx.admin.probe import DataPlaneProbe
 from edgegw_tx.admin.services import ServiceManager
 from edgegw_tx.admin.validation import effective_settings
 from edgegw_tx.build.builder import Builder
-from edgegw_tx.gateway.dispatch import Dispatcher
+from edgegw_tx.gateway.front import DEFAULT_HTTP, HTTP_LAYERS, data_plane_factory
+from edgegw_tx.gateway.listening import DrainingServerService
 from edgegw_tx.gateway.routes import RouteTable
-from edgegw_tx.gateway.web import GatewayResource
 from edgegw_tx.store import SQLiteStore
+from edgegw_tx.workers.isolation import DEFAULT_WORKER_USER, Isolation
+from edgegw_tx.workers.isolation import environment as worker_environment
 from edgegw_tx.workers.pool import WorkerPool
 
-# The data plane's HTTP layer unless ``--http`` says otherwise.
-DEFAULT_HTTP = "httptools"
+__all__ = ["DEFAULT_HTTP", "GatewayRuntime", "pool_options"]
 
 
 def pool_options(settings):
@@ -160,29 +164,31 @@ class GatewayRuntime(MultiService):
             services=self.service_manager,
             domains=self.domains,
             collections=self.collections,
+            refresh=self.processes.refresh if self.processes is not None else None,
+            # The Admin UI's test console (POST /api/test-request) calls the data plane's own socket.
+            probe=DataPlaneProbe(reactor, listen, lambda: self.ports().addCallback(lambda ports: ports[0])),
         )
+        # The dashboard's charts (GET /api/stats/history): a sample every 5 s.
+        history = TimerService(self.api.history.interval, self.api.history.sample)
+        history.clock = reactor
+        history.setServiceParent(self)
 
-        if http is None:
-            http = DEFAULT_HTTP
-        if http == "httptools":
-            from edgegw_tx.gateway.http import GatewayHTTPFactory
-
-            data_site = GatewayHTTPFactory(Dispatcher(self.routes), reactor=reactor)
-        elif http == "twisted":
-            data_site = Site(GatewayResource(Dispatcher(self.routes)), reactor=reactor)
-            data_site.displayTracebacks = False
-            data_site.noisy = False
-            # No access log line per request on the data plane: it is the hot path.
-            data_site.log = lambda request: None
+        admin_site = admin_site_for(self.api.resource(), reactor, max_body=admin_max_body)
+        # The data plane's factory when this process serves it (for its shutdown).
+        self._data_site = None
+        if self.processes is None:
+            data_site = self._data_site = data_plane_factory(http, self.routes, reactor, http_limits)
+            sites = [(listen, data_site), (admin_listen, admin_site)]
         else:
-            raise ValueError(f"unknown HTTP layer {http!r}: httptools or twisted")
-        # Bodies are the API's to read (a malformed form would get Twisted's bare 400).
-        admin_site = Site(self.api.resource(), reactor=reactor, parsePOSTFormSubmission=False)
-        admin_site.displayTracebacks = False
-        admin_site.noisy = False
+            # The data-plane processes' socket is bound by the group, which starts first.
+            self.processes.setServiceParent(self)
+            if http not in (None,) + HTTP_LAYERS:  # here, not in N data-plane processes
+                raise ValueError(f"unknown HTTP layer {http!r}: httptools or twisted")
+            sites = [(admin_listen, admin_site)]
         self.listeners = []
-        for description, site in ((listen, data_site), (admin_listen, admin_site)):
-            service = StreamServerEndpointService(serverFromString(reactor, description), site)
+        for description, site in sites:
+            # Stopping accepts what the kernel queued before closing (gateway/listening.py).
+            service = DrainingServerService(serverFromString(reactor, description), site)
             service._raiseSynchronously = True
             service.setServiceParent(self)
             self.listeners.append(service)

@@ -47,6 +47,9 @@ say and schemathesis's generic checks would misread:
   its ``maxLength`` can make once JSON escapes it;
 * ``POST /api/services/{id}/test`` may answer 502: the backend failed, which
   is the documented outcome of testing a service whose backend is down.
+* ``POST /api/test-request`` may answer 502 or 504: the data plane refused the
+  request or took longer than the ``timeout`` asked for (``1e-300`` is a
+  valid one), the documented outcomes of a test request.
 
 ``EDGEGW_SCHEMATHESIS_EXAMPLES`` (default 40) and ``EDGEGW_SCHEMATHESIS_SEED``
 (default fixed, for a repeatable run; ``random`` for a new one) tune the run.

@@ -27,14 +27,16 @@ from edgegw_tx.admin.errors import (
     Forbidden,
     NotFound,
     PayloadTooLarge,
+    Starting,
     TooManyRequests,
     Unauthorized,
 )
+from edgegw_tx.admin.history import DEFAULT_TOP, MAX_TOP, StatsHistory
 from edgegw_tx.admin.imports import Importer, bundle_bytes, bundle_options
+from edgegw_tx.admin.limits import IMPORT_MAX_BODY, MAX_BODY
 from edgegw_tx.admin.throttle import AuthThrottle
+from edgegw_tx.admin.ui import default_ui, is_ui_path
 
-MAX_BODY = 8 * 1024 * 1024
-IMPORT_MAX_BODY = 64 * 1024 * 1024
 _READ_METHODS = (b"GET", b"HEAD")
 
 
@@ -55,13 +57,38 @@ class AdminAPI:
     app = Klein()
     log = Logger()
 
-    def __init__(self, manager, keys, clock, services=None, domains=None, collections=None):
+    def __init__(
+        self,
+        manager,
+        keys,
+        clock,
+        services=None,
+        domains=None,
+        collections=None,
+        refresh=None,
+        probe=None,
+        history=None,
+        ui=None,
+    ):
         """
         ``services`` is the ``ServiceManager``, ``domains`` and ``collections``
         the ``DomainManager`` and ``CollectionManager`` (admin/domains.py);
-        without one its routes answer 404.
+        without one its routes answer 404. ``refresh()`` -> Deferred brings
+        the live worker state the endpoint views and stats show (pids,
+        workers, queue, counters) up to date before they are read: with
+        several data-plane processes it asks them (``processes/group.py``);
+        with one, the pools are here and nothing is needed. ``probe`` is the
+        ``DataPlaneProbe`` of ``POST /api/test-request`` (admin/probe.py;
+        without one that route answers 404), ``history`` the ``StatsHistory``
+        of ``GET /api/stats/history`` (one is made when none is given; its
+        samples are the caller's to take), ``ui`` the resource of the Admin
+        UI at ``/admin/`` (admin/ui.py; ``admin_ui/`` by default).
         """
         self._manager = manager
+        self._probe = probe
+        self.history = history or StatsHistory(lambda: manager.pool_stats_by_endpoint(), clock, refresh=refresh)
+        self._ui = ui
+        self._refresh = refresh or (lambda: succeed(None))
         self._services = services
         self._domains = domains
         self._collections = collections
@@ -71,7 +98,8 @@ class AdminAPI:
         self._started = clock.seconds()
 
     def resource(self):
-        return _Utf8Paths(self.app.resource())
+        """The control plane's root: the API under ``/api/``, the Admin UI under ``/admin/``."""
+        return _Utf8Paths(self.app.resource(), self._ui if self._ui is not None else default_ui())
 
     # plumbing
 
@@ -302,7 +330,36 @@ class AdminAPI:
         self._authorize(request)
         records = yield self._manager.list()
         uptime = self._clock.seconds() - self._started
+        yield self._refresh()
         returnValue(ok(request, gateway_stats(records, self._manager.pool_stats(), uptime)))
+
+    @app.route("/api/stats/history", methods=["GET"])
+    @inlineCallbacks
+    def stats_history(self, request):
+        """The last minutes of request counts and latencies, per endpoint and in all (admin/history.py)."""
+        self._authorize(request)
+        args = _query(request)
+        top = _positive_int(args, "top", DEFAULT_TOP)
+        if top > MAX_TOP:
+            raise BadRequest(f"query parameter 'top' must be at most {MAX_TOP}")
+        records = yield self._manager.list()
+        names = {r["id"]: r["name"] for r in records}
+        wanted = None
+        if args.get("endpoint_id"):
+            wanted = [args["endpoint_id"]]
+            if wanted[0] not in names:
+                raise NotFound(f"no endpoint with id '{wanted[0]}'")
+        returnValue(ok(request, self.history.view(names, wanted, top)))
+
+    @app.route("/api/test-request", methods=["POST"])
+    @inlineCallbacks
+    def test_request(self, request):
+        """Send a request to this gateway's data plane and answer what it answered (admin/probe.py)."""
+        self._authorize(request)
+        if self._probe is None:
+            raise NotFound("test requests are not available in this gateway")
+        result = yield self._probe.send(self._body(request))
+        returnValue(ok(request, result))
 
     @app.route("/api/domains", methods=["GET"])
     @inlineCallbacks
@@ -562,6 +619,24 @@ def _query(request):
     return {k.decode("utf-8", "replace"): v[-1].decode("utf-8", "replace") for k, v in request.args.items()}
 
 
+def _cross_site(request):
+    """
+    Why a browser sent this request from another site, or None: a
+    ``Sec-Fetch-Site`` other than same-origin/none, or an ``Origin`` that is
+    not this API's own. Clients that are not browsers send neither header.
+    """
+    fetch_site = request.getHeader(b"sec-fetch-site")
+    if fetch_site is not None and fetch_site.strip().lower() not in (b"same-origin", b"none"):
+        return "Sec-Fetch-Site: " + fetch_site.decode("latin-1")
+    origin = request.getHeader(b"origin")
+    if origin is not None:
+        scheme = b"https" if request.isSecure() else b"http"
+        own = scheme + b"://" + (request.getHeader(b"host") or b"").strip().lower()
+        if origin.strip().lower() != own:
+            return "Origin: " + origin.decode("latin-1")
+    return None
+
+
 def _paged(args, records, view):
     """One page of ``records`` as ``{items, total, page, limit, pages}``."""
     page = _positive_int(args, "page", 1)
@@ -593,13 +668,15 @@ class _Utf8Paths(Resource):
     """
     Klein answers a path that is not UTF-8 once percent-decoded (``/api/x/%ff``)
     with a bare HTML 400 before any route runs; answer it in the API's envelope.
+    ``/``, ``/admin`` and ``/admin/...`` go to the Admin UI (admin/ui.py).
     """
 
     isLeaf = True
 
-    def __init__(self, api_resource):
+    def __init__(self, api_resource, ui=None):
         super().__init__()
         self._api = api_resource
+        self._ui = ui
 
     def render(self, request):
         try:

@@ -157,6 +157,10 @@ class EndpointManager:
         """``stats()`` of every running endpoint's worker pool."""
         return [pool.stats() for pool in self._pools.values()]
 
+    def pool_stats_by_endpoint(self):
+        """``{endpoint_id: stats()}`` of every running endpoint's worker pool (admin/history.py)."""
+        return {endpoint_id: pool.stats() for endpoint_id, pool in self._pools.items()}
+
     @inlineCallbacks
     def get(self, endpoint_id):
         record = yield self._store.get_endpoint(endpoint_id)

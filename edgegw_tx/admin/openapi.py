@@ -31,10 +31,15 @@ import json
 import re
 
 from edgegw_tx import __version__
+from edgegw_tx.admin import limits
+from edgegw_tx.admin import history as _history
+from edgegw_tx.admin import probe as _probe
 from edgegw_tx.admin.services import POOL_ID, SERVICE_NAME
 from edgegw_tx.admin.validation import (
     _HOST,
+    DEFAULT_LIMITS,
     DEFAULT_SETTINGS,
+    LIMIT_RANGES,
     MAX_IDLE_TIMEOUT,
     MAX_INSTANCES,
     MAX_PIPELINE,
@@ -483,6 +488,72 @@ STATS = record(
 )
 
 
+# -- stats history and test requests (admin/history.py, admin/probe.py) ----------
+
+_COUNTS = array(integer(0))
+_MEASURES = array({"type": ["number", "null"], "minimum": 0})
+HISTORY_SERIES = {
+    "requests": _COUNTS,
+    "failed": _COUNTS,
+    "rate": _MEASURES,
+    "mean_ms": _MEASURES,
+    "p50_ms": _MEASURES,
+}
+# An endpoint's values are null where it was not running.
+_ENDPOINT_SERIES = {name: array({"type": ["number", "null"], "minimum": 0}) for name in HISTORY_SERIES}
+STATS_HISTORY = record(
+    {
+        "interval": {"type": "number", "exclusiveMinimum": 0, "description": "seconds between samples"},
+        "window": {"type": "number", "exclusiveMinimum": 0, "description": "seconds of history kept"},
+        "times": array({"type": "number"}, description="epoch seconds of each sample, oldest first"),
+        "total": record(HISTORY_SERIES),
+        "endpoints": array(
+            record(dict({"id": ID, "name": nullable(string()), "window_requests": integer(0)}, **_ENDPOINT_SERIES))
+        ),
+    }
+)
+
+TEST_REQUEST_INPUT = obj(
+    {
+        "method": string(enum=sorted(METHODS), default="GET"),
+        "path": string(
+            _probe.MAX_PATH,
+            _probe.PATH_PATTERN,
+            description="the request target: path and query, visible ASCII (percent-encode the rest), no fragment",
+        ),
+        "headers": map_of(
+            string(_probe.MAX_HEADER_VALUE, _probe.HEADER_VALUE_PATTERN),
+            keys=string(_probe.MAX_HEADER_NAME, _probe.HEADER_NAME_PATTERN),
+            maxProperties=_probe.MAX_HEADERS,
+            description="header fields; Host picks the domain; Content-Length, Transfer-Encoding, "
+            "Connection and the other hop-by-hop fields are set by the gateway and ignored",
+        ),
+        "body": string(_probe.MAX_REQUEST_BODY, description="sent as UTF-8"),
+        "timeout": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": _probe.MAX_TIMEOUT,
+            "default": _probe.DEFAULT_TIMEOUT,
+            "description": "seconds; beyond: 504",
+        },
+    },
+    required=("path",),
+)
+TEST_REQUEST_ANSWER = record(
+    {
+        "status": integer(100, 599),
+        "reason": string(),
+        "headers": array(array(string(), minItems=2, maxItems=2), description="[name, value] pairs, in order"),
+        "body": string(description="the body as text, or base64 (body_encoding)"),
+        "body_encoding": string(enum=["utf-8", "base64"]),
+        "body_bytes": integer(0),
+        "truncated": dict(BOOLEAN, description=f"only the first {_probe.MAX_RESPONSE_BODY} bytes are in body"),
+        "elapsed_ms": {"type": "number", "minimum": 0},
+        "url": string(),
+    }
+)
+
+
 # -- services and bindings ------------------------------------------------------
 
 _SERVICE_HOST = string(253, r"^[A-Za-z0-9._:\-\[\]%]+$")
@@ -750,7 +821,7 @@ def links_to(operation_ids, **parameters):
 ERRORS = {
     400: ("BadRequest", "bad input: not JSON, a missing, mistyped or unknown field (named in `field`)"),
     401: ("Unauthorized", "no `Authorization: Bearer <key>`, another scheme, or a key that is not known"),
-    403: ("Forbidden", "a `read` key used for anything but GET"),
+    403: ("Forbidden", "a `read` key used for anything but GET, or a browser request from another site (`Sec-Fetch-Site`, `Origin`) that would change something"),
     404: ("NotFound", "no such record"),
     409: ("Conflict", "the change conflicts with the current state"),
     413: ("PayloadTooLarge", "the body, or an uploaded bundle once inflated, is over its cap"),
@@ -1330,6 +1401,46 @@ def system_paths():
                 {200: answer("the numbers", ref("Stats"))},
             )
         ),
+        "/api/stats/history": path_item(
+            operation(
+                "get",
+                "statsHistory",
+                "Requests, request rate and latency over the last minutes, per endpoint and in all",
+                "system",
+                {200: answer("the samples, as columns", ref("StatsHistory"))},
+                errors=(400, 404),
+                query=[
+                    query_parameter("endpoint_id", "only this endpoint (404 when there is none)"),
+                    query_parameter(
+                        "top",
+                        f"this many endpoints, those with the most requests in the window (empty: {_history.DEFAULT_TOP})",
+                        {"anyOf": [integer(1, _history.MAX_TOP, default=_history.DEFAULT_TOP), EMPTY]},
+                    ),
+                ],
+                description=(
+                    f"One sample every {_history.DEFAULT_INTERVAL:g} s of the running endpoints' worker "
+                    f"pools, the last {_history.DEFAULT_WINDOW / 60:g} minutes, in memory. Each series "
+                    "has one value per `times` entry; an endpoint's values are null where it was not "
+                    "running. `p50_ms` is estimated from latency buckets."
+                ),
+            )
+        ),
+        "/api/test-request": path_item(
+            operation(
+                "post",
+                "testRequest",
+                "Send a request to this gateway's data plane and answer what it answered",
+                "system",
+                {200: answer("the data plane's answer, whatever its status", ref("TestRequestAnswer"))},
+                errors=(404, 502, 504),
+                body=ref("TestRequestInput"),
+                description=(
+                    "For the Admin UI's test console. The connection always goes to the gateway's own "
+                    "data-plane listener, whatever `Host` says. 502 when the data plane cannot be "
+                    "reached or drops the connection, 504 after `timeout`."
+                ),
+            )
+        ),
     }
 
 
@@ -1345,6 +1456,9 @@ def schemas():
         "Diagnostic": DIAGNOSTIC,
         "Health": HEALTH,
         "Stats": STATS,
+        "StatsHistory": STATS_HISTORY,
+        "TestRequestInput": TEST_REQUEST_INPUT,
+        "TestRequestAnswer": TEST_REQUEST_ANSWER,
         "Deleted": DELETED,
         "CascadeDeleted": CASCADE_DELETED,
         "Endpoint": record(endpoint),

@@ -92,6 +92,15 @@ _RECYCLING, _IDLE = "recycling", "idle"
 # Float slack when a lazy timer re-checks the deadline it was armed for.
 _EPSILON = 1e-9
 
+# Upper bounds (seconds) of the buckets counting how long served requests took,
+# from acceptance by the pool to the answer; one more bucket holds the rest.
+# Cumulative like the other counters: the admin's stats history takes the
+# difference of two readings for the p50 of the requests in between.
+LATENCY_BOUNDS = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
+    0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0,
+)
+
 
 class _Job:
     """One accepted request: queued while C{worker} is None, then dispatched."""
@@ -293,6 +302,8 @@ class WorkerPool:
         self._drain_deadline = 0.0
 
         self.served = 0
+        self.latency_seconds = 0.0  # summed over the served requests
+        self.latency_buckets = [0] * (len(LATENCY_BOUNDS) + 1)
         self.failed = 0
         self.rejected = 0
         self.spawned = 0
@@ -326,7 +337,11 @@ class WorkerPool:
         ]
 
     def stats(self) -> dict[str, Any]:
-        """Counters and gauges for the admin API."""
+        """
+        Counters and gauges for the admin API. C{latency_seconds} sums the
+        time of the served requests (from acceptance to answer) and
+        C{latency_buckets} counts them per bucket of C{LATENCY_BOUNDS}.
+        """
         states = [self._worker_state(w) for w in self._workers.values()]
         return {
             "name": self.name,
@@ -341,6 +356,8 @@ class WorkerPool:
             "draining": states.count("draining"),
             "queued": len(self._queue),
             "served": self.served,
+            "latency_seconds": self.latency_seconds,
+            "latency_buckets": list(self.latency_buckets),
             "failed": self.failed,
             "rejected": self.rejected,
             "spawned": self.spawned,
@@ -571,6 +588,9 @@ class WorkerPool:
             job.deferred.errback(result)
         else:
             self.served += 1
+            elapsed = self._reactor.seconds() - job.since
+            self.latency_seconds += elapsed
+            self.latency_buckets[bisect_left(LATENCY_BOUNDS, elapsed)] += 1
             job.deferred.callback(result)
 
     def _expired(self, job: _Job) -> None:

@@ -1,0 +1,376 @@
+"""
+The Admin UI (``admin_ui/``, served at ``/admin/``) in a real browser:
+Debian's headless Chromium (``/usr/bin/chromium``, installed by
+``tools/setup-browser``) driven by Playwright for Python, against a real
+gateway (real store, real cargo, real workers) listening on 127.0.0.1.
+
+The gateway runs on the reactor as in ``tests/test_integration.py``; the
+browser is driven synchronously in a thread (``deferToThread``), so the
+reactor keeps serving the API and the data plane meanwhile.
+
+Screenshots of every page are written to ``admin-ui-screenshots/<test>/``
+under trial's working directory (``_trial_temp/`` with ``make test``), or
+under ``$EDGEGW_UI_SCREENSHOTS`` when set; each test prints its folder.
+
+The tests skip, saying why, only when the browser or its driver is not
+installed (a machine where ``tools/setup-browser`` could not install
+Chromium, or no Playwright in the virtualenv) or cargo is missing.
+"""
+
+import json
+import os
+import shutil
+
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.threads import deferToThread
+from twisted.trial import unittest
+
+from tests.test_integration import SHARED_TARGET, GatewayHarness, _cargo_or_skip
+
+CHROMIUM = os.environ.get("EDGEGW_CHROMIUM", "/usr/bin/chromium")
+# Seconds the browser waits for the slow steps (a cold cargo build, a worker start).
+SLOW = 240
+
+BROKEN = """use rust_edge_gateway_sdk::prelude::*;
+
+fn handle(req: Request) -> Response {
+    let greeting = "Hello from the UI";
+    eprintln!("ui-test handled {} {}", req.method, req.path);
+    Response::ok(json!({"message": greting, "path": req.path}))
+}
+
+handler_loop!(handle);
+"""
+BROKEN_LINE = 6  # `greting`: cannot find value
+
+FIXED = BROKEN.replace("greting", "greeting")
+
+XSS_NAME = "<img src=x onerror=alert(1)>"
+XSS_LOGGER = """use rust_edge_gateway_sdk::prelude::*;
+
+fn handle(req: Request) -> Response {
+    eprintln!("<b>bold</b><img src=x onerror=alert(3)> {}", req.path);
+    Response::ok(json!({"html": "<script>alert(4)</script>"}))
+}
+
+handler_loop!(handle);
+// </textarea><script>alert(2)</script>
+"""
+
+
+def _browser_or_skip():
+    """Playwright's sync API and the Chromium binary, or SkipTest saying which is missing."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as e:
+        raise unittest.SkipTest(
+            f"Playwright for Python is not installed ({e}); `make setup` installs it (the `test` extra)"
+        )
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        raise unittest.SkipTest(
+            f"no Chromium at {CHROMIUM}: tools/setup-browser installs Debian's `chromium`"
+            " (as root on Debian); set EDGEGW_CHROMIUM to use another binary"
+        )
+    return sync_playwright
+
+
+def screenshot_folder(test_name):
+    base = os.environ.get("EDGEGW_UI_SCREENSHOTS") or os.path.abspath("admin-ui-screenshots")
+    folder = os.path.join(base, test_name)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    return folder
+
+
+class BrowserSession:
+    """One Chromium page on the gateway's Admin UI, with the problems the page reported."""
+
+    def __init__(self, sync_playwright, admin_url, folder, width=1280, height=800):
+        self.admin = admin_url
+        self.folder = folder
+        self.count = 0
+        self.problems = []  # uncaught exceptions and CSP refusals
+        self.dialogs = []
+        self._playwright = playwright = sync_playwright().start()
+        self.browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
+        self.context = self.browser.new_context(viewport={"width": width, "height": height})
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(30_000)
+        self.page.on("pageerror", lambda error: self.problems.append(f"uncaught: {error}"))
+        self.page.on("console", self._console)
+        self.page.on("dialog", self._dialog)
+
+    def _console(self, message):
+        text = message.text
+        if message.type == "error" and "Failed to load resource" not in text:
+            # What is left: CSP refusals ("Refused to ...") and errors the UI logged.
+            self.problems.append(f"console: {text}")
+
+    def _dialog(self, dialog):
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def shot(self, name, full_page=True):
+        self.count += 1
+        path = os.path.join(self.folder, f"{self.count:02d}-{name}.png")
+        self.page.screenshot(path=path, full_page=full_page)
+        return path
+
+    def goto(self, fragment):
+        self.page.goto(self.admin + "/admin/" + fragment)
+
+    def sign_in(self, key):
+        self.goto("")
+        self.page.wait_for_selector("#api-key")
+        self.shot("sign-in")
+        self.page.fill("#api-key", key)
+        self.page.click("form button[type=submit]")
+        self.page.wait_for_selector("#nav:not([hidden])")
+
+    def close(self):
+        try:
+            self.browser.close()
+        finally:
+            self._playwright.stop()
+
+
+class AdminUITestCase(unittest.TestCase):
+    timeout = 900
+
+    @inlineCallbacks
+    def setUp(self):
+        self.sync_playwright = _browser_or_skip()
+        cargo = _cargo_or_skip()
+        os.makedirs(SHARED_TARGET, exist_ok=True)
+        self.gateway = GatewayHarness(self, os.path.abspath(self.mktemp()), cargo)
+        yield self.gateway.start()
+        self.addCleanup(self.gateway.stop)
+        self.admin = self.gateway.api[: -len("/api")]
+        self.folder = screenshot_folder(self._testMethodName)
+        print(f"\nAdmin UI screenshots of {self._testMethodName}: {self.folder}")
+
+    def in_browser(self, steps, **size):
+        """Run ``steps(session)`` in a thread with a fresh browser; the page must report no problem."""
+
+        def run():
+            session = BrowserSession(self.sync_playwright, self.admin, self.folder, **size)
+            try:
+                steps(session)
+            except Exception:
+                try:
+                    session.shot("failure")
+                except Exception:
+                    pass
+                raise
+            finally:
+                session.close()
+            return session
+
+        d = deferToThread(run)
+        d.addCallback(lambda session: self.assertEqual(session.problems, [], "the page reported problems"))
+        return d
+
+
+class QuickStartTests(AdminUITestCase):
+
+    def test_quick_start_in_the_browser(self):
+        """
+        The brief's getting-started path in the UI: sign in, create an endpoint,
+        paste code with an error, compile and see it at its line, fix it, compile,
+        start, send a request from the test console and see the JSON, see the
+        handler's log line, stop it; then every page, wide and narrow.
+        """
+        key = self.gateway.key
+
+        def steps(s):
+            page = s.page
+            s.sign_in(key)
+            page.wait_for_selector("[data-testid=quick-start]")
+            s.shot("dashboard-empty")
+
+            page.click("a:has-text('New endpoint')")
+            page.wait_for_selector("[data-testid=code-input]")
+            self.assertIn("handler_loop!(handle);", page.input_value("[data-testid=code-input]"))
+            page.fill("[data-testid=name]", "hello-ui")
+            page.fill("[data-testid=path]", "/hello-ui")
+            s.shot("new-endpoint")
+
+            # Paste code with an error, then Ctrl+S: created, then compiled.
+            page.fill("[data-testid=code-input]", "")
+            page.focus("[data-testid=code-input]")
+            page.keyboard.insert_text(BROKEN)
+            page.keyboard.press("Control+s")
+            page.wait_for_selector("[data-testid=diagnostics] li", timeout=SLOW * 1000)
+            first = page.locator("[data-testid=diagnostics] li").first
+            self.assertEqual(first.get_attribute("data-line"), str(BROKEN_LINE))
+            self.assertIn("greting", first.inner_text())
+            # ... and at its line in the editor: the line and its gutter number are marked.
+            marked = page.locator(f".ce-lines > .ce-line:nth-child({BROKEN_LINE})")
+            self.assertIn("ce-line-error", marked.get_attribute("class"))
+            self.assertIn("greting", marked.inner_text())
+            self.assertEqual(page.locator(".ce-gutter .ce-mark-error").first.get_attribute("data-line"), str(BROKEN_LINE))
+            self.assertIn("Compile failed", page.inner_text("[data-testid=compile-status]"))
+            page.wait_for_selector("[data-testid=endpoint-status]:has-text('error')")
+            s.shot("compile-error")
+
+            # The jump from the list puts the caret on that line.
+            first.locator("button.diag-jump").click()
+            caret_line = page.evaluate(
+                "() => { const t = document.querySelector('[data-testid=code-input]');"
+                " return t.value.slice(0, t.selectionStart).split('\\n').length; }"
+            )
+            self.assertEqual(caret_line, BROKEN_LINE)
+
+            # Fix it in the editor, compile with Ctrl+Enter. Tab indents, Shift+Tab dedents.
+            page.fill("[data-testid=code-input]", FIXED)
+            page.keyboard.press("Control+End")
+            page.keyboard.press("Tab")
+            self.assertEqual(page.input_value("[data-testid=code-input]"), FIXED + "    ")
+            self.assertEqual(page.evaluate("() => document.activeElement.dataset.testid"), "code-input")
+            page.keyboard.press("Shift+Tab")
+            self.assertEqual(page.input_value("[data-testid=code-input]"), FIXED)
+            page.keyboard.press("Control+Enter")
+            page.wait_for_selector("[data-testid=compile-status].ok", timeout=SLOW * 1000)
+            self.assertIn("Compiled in", page.inner_text("[data-testid=compile-status]"))
+            self.assertEqual(page.locator("[data-testid=diagnostics] li").count(), 0)
+            self.assertEqual(page.locator(".ce-line-error").count(), 0)
+            page.wait_for_selector("[data-testid=endpoint-status]:has-text('compiled')")
+            s.shot("compiled")
+
+            page.click("[data-testid=start]")
+            page.wait_for_selector("[data-testid=endpoint-status]:has-text('running')", timeout=SLOW * 1000)
+            page.wait_for_selector("[data-testid=workers-table]")
+
+            # The test console: GET /hello-ui answers the handler's JSON.
+            self.assertEqual(page.input_value("[data-testid=console-path]"), "/hello-ui")
+            page.fill("[data-testid=console-headers]", "Accept: application/json")
+            page.click("[data-testid=console-send]")
+            page.wait_for_selector("[data-testid=console-status]")
+            self.assertEqual(page.inner_text("[data-testid=console-status]"), "200 OK")
+            body = json.loads(page.inner_text("[data-testid=console-body-out]"))
+            self.assertEqual(body, {"message": "Hello from the UI", "path": "/hello-ui"})
+            self.assertRegex(page.inner_text("[data-testid=console-time]"), r"^\d+(\.\d)? ms$")
+
+            # The handler's stderr line shows in the live logs.
+            page.wait_for_selector("[data-testid=logs] :text('ui-test handled GET /hello-ui')", timeout=30_000)
+            page.wait_for_selector("[data-testid=versions] table")
+            s.shot("running-test-console-logs")
+
+            # The dashboard charts its rate and latency (a sample every 5 s).
+            endpoint_page = page.url
+            s.goto("#/dashboard")
+            row = page.locator("[data-testid=endpoint-charts] tbody tr", has_text="hello-ui")
+            row.wait_for(timeout=30_000)
+            self.assertEqual(row.locator("svg[role=img]").count(), 2)
+            s.shot("dashboard-running")
+            page.goto(endpoint_page)
+            page.wait_for_selector("[data-testid=endpoint-status]:has-text('running')")
+
+            page.click("[data-testid=stop]")
+            page.wait_for_selector("[data-testid=endpoint-status]:has-text('stopped')", timeout=SLOW * 1000)
+            s.shot("stopped")
+
+            # Unsaved code is not lost to a click elsewhere without asking.
+            endpoint_page = page.url
+            page.focus("[data-testid=code-input]")
+            page.keyboard.press("Control+End")
+            page.keyboard.type("// unsaved")
+            page.click("#nav a[data-page=endpoints]")
+            page.wait_for_selector("dialog.confirm-dialog")
+            s.shot("leave-unsaved")
+            page.click("dialog.confirm-dialog button:has-text('Cancel')")
+            self.assertEqual(page.url, endpoint_page)
+            self.assertTrue(page.input_value("[data-testid=code-input]").endswith("// unsaved"))
+            page.click("#nav a[data-page=endpoints]")
+            page.click("dialog.confirm-dialog button:has-text('Leave without saving')")
+            page.wait_for_selector("[data-testid=endpoints-table]")
+
+            # Every page, for people to look at.
+            for fragment, ready, name in (
+                ("#/dashboard", "[data-testid=card-endpoints]", "dashboard"),
+                ("#/endpoints", "[data-testid=endpoints-table] tbody tr", "endpoints"),
+                ("#/services", "[data-testid=service-editor] h2", "services"),
+                ("#/domains", "[data-testid=domains] h2", "domains-collections"),
+                ("#/import", "[data-testid=import-spec]", "import"),
+                ("#/keys", "[data-testid=keys] table", "api-keys"),
+            ):
+                s.goto(fragment)
+                page.wait_for_selector(ready)
+                s.shot(name)
+
+            # Search and the status filter narrow the list.
+            s.goto("#/endpoints")
+            page.wait_for_selector("[data-testid=endpoints-table] tbody tr")
+            page.select_option("[data-testid=filter-status]", "running")
+            page.wait_for_selector("[data-testid=endpoints-table]", state="hidden")
+            page.select_option("[data-testid=filter-status]", "stopped")
+            page.fill("[data-testid=search]", "hello-ui")
+            self.assertEqual(page.locator("[data-testid=endpoints-table] tbody tr").count(), 1)
+
+            # A narrow window: the editor page still fits.
+            page.set_viewport_size({"width": 420, "height": 860})
+            page.click("a.row-link:has-text('hello-ui')")
+            page.wait_for_selector("[data-testid=code-editor]")
+            width = page.evaluate("() => document.documentElement.scrollWidth")
+            self.assertLessEqual(width, 420 + 1, "the page scrolls sideways on a narrow window")
+            s.shot("endpoint-narrow")
+
+        return self.in_browser(steps)
+
+
+class EscapingTests(AdminUITestCase):
+
+    @inlineCallbacks
+    def test_names_code_and_logs_are_shown_as_text(self):
+        """
+        A name such as <img src=x onerror=alert(1)>, code holding </textarea>,
+        and log lines and response bodies holding HTML are shown as text: no
+        element is made of them, no script runs, no dialog opens.
+        """
+        deployed = yield self.gateway.deploy(XSS_NAME, "/xss", XSS_LOGGER)
+        code, _ = yield self.gateway.call("POST", "/keys", {"name": "<script>alert(5)</script>", "scope": "read"})
+        self.assertEqual(code, 201)
+        code, _ = yield self.gateway.call("POST", "/collections", {"name": "<svg onload=alert(6)>"})
+        self.assertEqual(code, 201)
+        yield self.gateway.request("GET", "/xss")  # a log line with HTML in it
+        key = self.gateway.key
+        endpoint_id = deployed["id"]
+
+        def steps(s):
+            page = s.page
+            page.add_init_script("window.__xss = 0; window.alert = () => { window.__xss += 1; };")
+            s.sign_in(key)
+            s.goto("#/endpoints")
+            link = page.locator("a.row-link").first
+            link.wait_for()
+            self.assertEqual(link.inner_text(), XSS_NAME)
+            s.shot("endpoints-with-html-name")
+
+            s.goto("#/endpoints/" + endpoint_id)
+            page.wait_for_selector("[data-testid=code-input]")
+            self.assertEqual(page.inner_text("[data-testid=endpoint-title]"), XSS_NAME)
+            self.assertEqual(page.input_value("[data-testid=name]"), XSS_NAME)
+            self.assertEqual(page.input_value("[data-testid=code-input]"), XSS_LOGGER)
+            self.assertIn("</textarea><script>alert(2)</script>", page.inner_text(".ce-lines"))
+            page.wait_for_selector("[data-testid=logs] :text('<b>bold</b><img src=x onerror=alert(3)> /xss')")
+            page.click("[data-testid=console-send]")
+            page.wait_for_selector("[data-testid=console-body-out]")
+            self.assertIn("<script>alert(4)</script>", page.inner_text("[data-testid=console-body-out]"))
+            s.shot("endpoint-with-html")
+
+            s.goto("#/keys")
+            page.wait_for_selector("[data-testid=keys] :text('<script>alert(5)</script>')")
+            s.goto("#/domains")
+            page.wait_for_selector("[data-testid=collections] :text('<svg onload=alert(6)>')")
+            s.goto("#/dashboard")
+            page.wait_for_selector("[data-testid=card-endpoints]")
+            s.shot("dashboard")
+
+            # Nothing the data said became an element, and nothing ran.
+            self.assertEqual(page.locator("main img, main script, main svg[onload], main b").count(), 0)
+            self.assertEqual(page.evaluate("() => window.__xss"), 0)
+            self.assertEqual(s.dialogs, [])
+
+        yield self.in_browser(steps)

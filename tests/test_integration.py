@@ -393,7 +393,9 @@ class TwistdPluginTests(unittest.TestCase):
             try:
                 response = yield http.get("http://127.0.0.1:%d/api/health" % admin)
                 document = yield response.json()
-                break
+                if document["data"]["status"] != "starting":  # 503 until loaded
+                    break
+                yield deferLater(reactor, 0.1, lambda: None)
             except Exception:
                 yield deferLater(reactor, 0.1, lambda: None)
         self.assertIsNotNone(document, collector.output.decode(errors="replace"))

@@ -157,8 +157,13 @@ class TwistdGateway:
             self.test_case.fail("twistd did not start:\n" + self.output())
         with open(os.path.join(self.data_dir, "admin.key")) as f:
             self.key = f.read().strip()
-        response = yield self.http.get(self.api + "/health")
-        document = yield response.json()
+        # "starting" (503) until the store is loaded and the endpoints restored.
+        for _ in range(300):
+            response = yield self.http.get(self.api + "/health")
+            document = yield response.json()
+            if document["data"]["status"] != "starting":
+                break
+            yield wait(0.1)
         self.test_case.assertEqual(document["data"]["status"], "healthy")
         yield self.wait_for(lambda: len(self.data_planes()) == self.processes, "the data planes to start")
         returnValue(True)

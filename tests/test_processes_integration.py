@@ -24,6 +24,8 @@ from twisted.internet.task import deferLater
 from twisted.trial import unittest
 from twisted.web.client import Agent, HTTPConnectionPool
 
+from tests.support_hardening import alive, proc_stat
+from tests.support_hardening import children as proc_children
 from tests.test_integration import HELLO, ROOT, SHARED_TARGET, _cargo_or_skip, _Collect
 
 VERSIONED = """use rust_edge_gateway_sdk::prelude::*;
@@ -36,32 +38,9 @@ handler_loop!(handle);
 """
 
 
-def _stat(pid):
-    """(state, parent pid) of a process, or None when it does not exist."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            text = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # The command name is in parentheses and may hold spaces.
-    fields = text[text.rindex(")") + 2 :].split()
-    return fields[0], int(fields[1])
-
-
 def children(pid):
-    """The pids of the live children of ``pid``."""
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            stat = _stat(int(name))
-            if stat is not None and stat[1] == pid and stat[0] != "Z":
-                found.append(int(name))
-    return sorted(found)
-
-
-def alive(pid):
-    stat = _stat(pid)
-    return stat is not None and stat[0] != "Z"
+    """The pids of the live (not zombie) children of ``pid``."""
+    return sorted(child for child, state in proc_children(pid).items() if state != "Z")
 
 
 def _sockets(pid):
@@ -285,7 +264,7 @@ class ProcessesIntegrationTests(unittest.TestCase):
         self.assertEqual(started["status"], "running")
         self.assertEqual(sorted(w["process"] for w in started["workers"]), [1, 2])
         workers = started["pids"]
-        parents = sorted(_stat(pid)[1] for pid in workers)
+        parents = sorted(proc_stat(pid)[1] for pid in workers)
         self.assertEqual(parents, planes, "each data-plane process runs one worker")
         for pid in workers:
             self.assertEqual(_sockets(pid), 0, "a worker must not inherit the listening socket")
@@ -369,7 +348,7 @@ class ProcessesIntegrationTests(unittest.TestCase):
         started = yield self.deploy()
         yield self.both_serve(started["id"])
         victim, survivor = self.gateway.data_planes()
-        orphaned = [pid for pid in started["pids"] if _stat(pid)[1] == victim]
+        orphaned = [pid for pid in started["pids"] if proc_stat(pid)[1] == victim]
         os.kill(victim, signal.SIGKILL)
         found = []
 
@@ -384,7 +363,7 @@ class ProcessesIntegrationTests(unittest.TestCase):
         @inlineCallbacks
         def workers_in_both():
             record = yield self.gateway.ok("GET", "/endpoints/" + started["id"])
-            returnValue(sorted(_stat(w["pid"])[1] for w in record["workers"] if alive(w["pid"])))
+            returnValue(sorted(proc_stat(w["pid"])[1] for w in record["workers"] if alive(w["pid"])))
 
         for _ in range(100):
             parents = yield workers_in_both()

@@ -227,6 +227,22 @@ class OpenAPIImportTests(ImportTestCase):
         self.assertIn('"GET /pets/{petId}"', pet["code"])
         self.assertIn('"delete_pets_petid is not implemented yet"', endpoints["delete_pets_petid"]["code"])
 
+    def test_operation_ids_that_are_not_endpoint_names_are_made_safe(self):
+        """An operationId with '/', '\\' or a control character, or one that is
+        '..', still imports: those characters become '_', '..' the generated name."""
+        spec = {
+            "openapi": "3.1.0",
+            "info": {"title": "Odd ids", "version": "1"},
+            "paths": {
+                "/a": {"get": {"operationId": "users/list", "responses": {"200": {"description": "ok"}}}},
+                "/b": {"get": {"operationId": "x\\y\ttab", "responses": {"200": {"description": "ok"}}}},
+                "/c": {"get": {"operationId": "..", "responses": {"200": {"description": "ok"}}}},
+            },
+        }
+        data = self.imported({"spec": json.dumps(spec)})
+        self.assertEqual(data["created"], ["users_list", "x_y_tab", "get_c"])
+        self.assertEqual(set(self.endpoints()), {"users_list", "x_y_tab", "get_c"})
+
     def test_json_and_openapi_31(self):
         """A JSON 3.1 spec imports too; a trailing '/' of a path is dropped; HEAD is routed."""
         data = self.imported({"spec": json.dumps(PETSTORE_31)})

@@ -16,7 +16,7 @@ import sys
 
 import treq
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks, returnValue
+from twisted.internet.defer import Deferred, inlineCallbacks, returnValue
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 from twisted.trial import unittest
@@ -330,6 +330,54 @@ class GatewayIntegrationTests(GatewayTestCase):
         response, content = yield self.gateway.get("/hello")
         self.assertEqual(response.code, 200)
         self.assertEqual(json.loads(content)["message"], "Hello, World!")
+
+
+class StartingTests(unittest.TestCase):
+    """Until the endpoints are restored the gateway says it is starting, on both planes."""
+
+    @inlineCallbacks
+    def test_api_and_data_plane_answer_503_until_restored(self):
+        """While restore runs: health 503 "starting", a keyed call 503, an
+        unrouted request 503 with Retry-After; afterwards 200, 200 and 404."""
+        data_dir = os.path.abspath(self.mktemp())
+        runtime = GatewayRuntime(
+            data_dir, "tcp:0:interface=127.0.0.1", "tcp:0:interface=127.0.0.1",
+            sdk_path=SDK, cargo="/bin/false", build_target_dir=SHARED_TARGET,
+        )
+        restoring, restored = Deferred(), Deferred()
+
+        def restore():
+            restoring.callback(None)  # keys loaded, listeners started
+            return restored
+
+        runtime.manager.restore = restore
+        started = runtime.startService()
+        self.addCleanup(runtime.stopService)
+        yield restoring
+        data, admin = yield runtime.ports()
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        http = treq.client.HTTPClient(Agent(reactor, pool=pool))
+        api = "http://127.0.0.1:%d/api" % admin.getHost().port
+        base = "http://127.0.0.1:%d" % data.getHost().port
+
+        @inlineCallbacks
+        def statuses():
+            health = yield http.get(api + "/health")
+            yield health.content()
+            with open(os.path.join(data_dir, "admin.key")) as f:
+                key = f.read().strip()
+            listed = yield http.get(api + "/endpoints", headers={"Authorization": "Bearer " + key})
+            yield listed.content()
+            routed = yield http.get(base + "/nothing-here")
+            yield routed.content()
+            returnValue((health.code, listed.code, routed.code, routed.headers.getRawHeaders("retry-after")))
+
+        got = yield statuses()
+        self.assertEqual(got, (503, 503, 503, ["1"]))
+        restored.callback(None)
+        yield started
+        got = yield statuses()
+        self.assertEqual(got, (200, 200, 404, None))
 
 
 class _Collect(ProcessProtocol):

@@ -49,7 +49,7 @@ from edgegw_tx.admin.bundles import read_bundle
 from edgegw_tx.admin.domains import join_path
 from edgegw_tx.admin.errors import ApiError, BadRequest, NotFound, PayloadTooLarge, Unprocessable
 from edgegw_tx.admin.stubs import is_untouched_stub, stub_code
-from edgegw_tx.admin.validation import _HOST
+from edgegw_tx.admin.validation import _HOST, UNSAFE_IN_NAME
 from edgegw_tx.paths import PatternError, parse_pattern
 
 MAX_OPERATIONS = 1000
@@ -69,7 +69,6 @@ ZIP_TYPES = (
 )
 # OpenAPI's operation keys the gateway can route, in the order they are listed.
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch")
-_UNSAFE_IN_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
 # parsing and validating a spec (runs in a thread)
@@ -303,7 +302,7 @@ def operations(spec):
             operation = item[method] if isinstance(item[method], dict) else {}
             operation_id = _text(operation.get("operationId")).strip()
             # An operationId may hold what an endpoint name may not (validation.endpoint_name).
-            name = _UNSAFE_IN_NAME.sub("_", operation_id or f"{method}_{_slug(path)}")[:MAX_NAME]
+            name = UNSAFE_IN_NAME.sub("_", operation_id or f"{method}_{_slug(path)}")[:MAX_NAME]
             if name in (".", ".."):
                 name = f"{method}_{_slug(path)}"[:MAX_NAME]
             summary = _text(operation.get("summary")).strip()

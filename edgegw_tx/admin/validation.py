@@ -138,7 +138,8 @@ def string_field(payload, field, max_length, allow_empty=False):
     return value
 
 
-_NOT_IN_NAMES = re.compile(r"[/\\\x00-\x1f\x7f]")
+UNSAFE_IN_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
+"""What an endpoint name may not hold (``endpoint_name``); imports replace it."""
 
 
 def endpoint_name(name):
@@ -147,7 +148,7 @@ def endpoint_name(name):
     logs, bundles and file names, so no path separators, no control
     characters (NUL included) and not ``.`` or ``..``.
     """
-    bad = _NOT_IN_NAMES.search(name)
+    bad = UNSAFE_IN_NAME.search(name)
     if bad:
         what = "'/' or '\\'" if bad.group() in "/\\" else "control characters"
         raise BadRequest(f"field 'name' must not contain {what}: {name!r}", field="name")

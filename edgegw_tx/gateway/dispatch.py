@@ -271,7 +271,7 @@ class Dispatcher:
                         [("allow", ", ".join(allowed))],
                     )
                 )
-            if getattr(self._routes, "restoring", False):
+            if self._routes.restoring:
                 return succeed(
                     _error(
                         503,

@@ -5,6 +5,7 @@ from base64 import b64encode
 from uuid import UUID
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from edgegw_tx.errors import (
@@ -480,3 +481,64 @@ class FailureTests(DispatchTestsMixin, SynchronousTestCase):
         """L{InvalidResponse} is a 502 GatewayError other planes can recognise."""
         self.assertTrue(issubclass(InvalidResponse, GatewayError))
         self.assertEqual(InvalidResponse.status, 502)
+
+
+class ServeTests(DispatchTestsMixin, SynchronousTestCase):
+    """L{Dispatcher.serve}: the callback form the HTTP layer uses."""
+
+    def test_serve_calls_back_with_the_response(self):
+        """serve() hands the response to its callback once the target answers."""
+        responses = []
+        self.dispatcher.serve(make_request(), responses.append)
+        self.assertEqual(responses, [])
+        self.target.deferreds[-1].callback({"status": 201, "body": "made"})
+        [response] = responses
+        self.assertEqual((response.status, response.body), (201, b"made"))
+        self.assertEqual(self.header(response, "x-request-id"), ["rid-1"])
+
+    def test_unrouted_answers_at_once(self):
+        """No route: the callback has its 404 before serve() returns."""
+        responses = []
+        self.dispatcher.serve(make_request(path="/nowhere"), responses.append)
+        self.assertEqual([r.status for r in responses], [404])
+
+    def test_submit_is_preferred(self):
+        """
+        A target with submit(frame, answer) is called that way, with no
+        Deferred; a Failure it answers becomes the error response.
+        """
+
+        class Submitting:
+            name = "pool"
+
+            def __init__(self):
+                self.answers = []
+
+            def request(self, frame):
+                raise AssertionError("request() called although submit() exists")
+
+            def submit(self, frame, answer):
+                self.answers.append((frame, answer))
+
+        target = Submitting()
+        self.routes.add("s", "*", "GET", parse_pattern("/s/{v}"), target)
+        responses = []
+        self.dispatcher.serve(make_request(path="/s/1"), responses.append)
+        self.dispatcher.serve(make_request(path="/s/2"), responses.append)
+        (first, answer_first), (second, answer_second) = target.answers
+        self.assertEqual((first["params"], second["params"]), ({"v": "1"}, {"v": "2"}))
+        answer_second(Failure(WorkerCrashed("gone")))
+        answer_first({"status": 200, "body": "one"})
+        self.assertEqual([(r.status, r.body[:3]) for r in responses], [(502, b'{"e'), (200, b"one")])
+        self.assertEqual(self.json_body(responses[0])["endpoint"], "pool")
+
+    def test_dispatch_is_serve_with_a_deferred(self):
+        """dispatch() fires its Deferred with what serve() answers."""
+
+        class Submitting:
+            def submit(self, frame, answer):
+                answer({"status": 204})
+
+        self.routes.add("s", "*", "GET", parse_pattern("/now"), Submitting())
+        response = self.successResultOf(self.dispatcher.dispatch(make_request(path="/now")))
+        self.assertEqual(response.status, 204)

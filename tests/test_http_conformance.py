@@ -534,6 +534,40 @@ class FlowControlTests(SynchronousTestCase):
         self.assertTrue(self.transport.disconnecting)
 
 
+class RenderFailureTests(SynchronousTestCase):
+    """A response that cannot be written is a 500, not a silent hang."""
+
+    def test_unwritable_header_is_a_500_and_close(self):
+        """
+        A header value that cannot be encoded (a lone surrogate) gets a 500
+        and the connection closed; the error is logged, and an answer in the
+        same pipeline before it is written as usual.
+        """
+        target = EchoTarget()
+        routes = RouteTable()
+        routes.add("get", "*", "GET", parse_pattern("/{p}"), target)
+
+        class Bad:
+            def request(self, frame):
+                return succeed({"status": 200, "headers": {"x-bad": "\ud800"}, "body": "x"})
+
+        routes.add("bad", "*", "GET", parse_pattern("/bad/{p}"), Bad())
+        factory = GatewayHTTPFactory(Dispatcher(routes), Clock())
+        protocol = factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(
+            b"GET /fine HTTP/1.1\r\nHost: a\r\n\r\nGET /bad/x HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        [(ok, _, body), (failed, headers, error)] = parse_responses(transport.value())
+        self.assertEqual((ok, body), (200, b"GET /fine {} "))
+        self.assertEqual(failed, 500)
+        self.assertEqual(headers["connection"], "close")
+        self.assertIn(b"internal error while writing the response", error)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(len(self.flushLoggedErrors(UnicodeEncodeError)), 1)
+
+
 class HeaderTimeoutClockTests(SynchronousTestCase):
     """The header timeout on an injected clock."""
 

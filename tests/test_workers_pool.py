@@ -15,6 +15,7 @@ from edgegw_tx.errors import (
     RequestTimedOut,
     WorkerCrashed,
 )
+from edgegw_tx.workers.framing import encode_frame
 from edgegw_tx.workers.pool import WorkerPool
 
 from .test_workers_process import READY_FRAME, FakeProcessReactor
@@ -312,6 +313,67 @@ class PoolTests(PoolTestCase):
         self.assertEqual(pool.stats()["queued"], 0)
         self.respond(process)
         self.assertEqual(len(self.requests(process)), 1)
+
+    def test_submit_answers_through_the_callback(self):
+        """
+        submit() is request() without a Deferred: the callback gets the
+        response frame once, and the pool counts it as served.
+        """
+        pool = self.started()
+        [process] = self.reactor.processes
+        answers = []
+        pool.submit({"method": "GET", "path": "/a"}, answers.append)
+        self.assertEqual(answers, [])
+        self.respond(process)
+        self.assertEqual(
+            answers,
+            [{"type": "response", "id": 1, "status": 200, "headers": {}, "body": "/a"}],
+        )
+        self.assertEqual(pool.stats()["served"], 1)
+
+    def test_submit_failures_are_failures(self):
+        """
+        What request() would fail with reaches submit()'s callback as a
+        Failure: a full queue at once, a crash when it happens.
+        """
+        pool = self.started(max_queue=1)
+        [process] = self.reactor.processes
+        answers = []
+        pool.submit({"path": "/a"}, answers.append)
+        pool.submit({"path": "/b"}, answers.append)
+        pool.submit({"path": "/c"}, answers.append)
+        [full] = answers
+        full.trap(Overloaded)
+        process.exit(1)
+        self.assertEqual(len(answers), 2)
+        answers[1].trap(WorkerCrashed)
+        self.assertEqual(pool.stats()["rejected"], 1)
+
+    def test_a_raising_callback_does_not_break_the_worker(self):
+        """
+        A callback that raises is logged; the other answers in the same read
+        from the worker are still delivered and the worker keeps serving.
+        """
+        pool = self.started(pipeline=2)
+        [process] = self.reactor.processes
+        answers = []
+
+        def broken(result):
+            raise RuntimeError("the caller's bug")
+
+        pool.submit({"path": "/a"}, broken)
+        pool.submit({"path": "/b"}, answers.append)
+        first, second = self.requests(process)
+        process.stdout(  # both answers in one read
+            encode_frame({"type": "response", "id": first["id"], "status": 200, "body": "a"})
+            + encode_frame({"type": "response", "id": second["id"], "status": 200, "body": "b"})
+        )
+        self.assertEqual([a["body"] for a in answers], ["b"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(pool.stats()["served"], 2)
+        pool.submit({"path": "/c"}, answers.append)
+        self.respond(process)
+        self.assertEqual([a["body"] for a in answers], ["b", "/c"])
 
     def test_stop_drains_then_escalates(self):
         """

@@ -136,7 +136,7 @@ class GatewayHTTPProtocol(Protocol):
 
     def __init__(self, factory: "GatewayHTTPFactory") -> None:
         self._factory = factory
-        self._dispatch = factory.dispatcher.dispatch
+        self._serve = factory.dispatcher.serve
         self._seconds = factory.reactor.seconds
         self._parser = HttpRequestParser(self)
         self._slots: deque[_Slot] = deque()
@@ -398,14 +398,21 @@ class GatewayHTTPProtocol(Protocol):
             self._client_ip,
         )
         self._body = []
-        d = self._dispatch(request)
-        d.addCallbacks(self._answer, self._crashed, (slot,), None, (slot,))
+        self._serve(request, lambda response: self._answer(response, slot))
 
     # -- writing --------------------------------------------------------------
 
     def _answer(self, response: GatewayResponse, slot: _Slot) -> None:
-        if self._gone:
+        if self._gone or slot.data is not None:
             return
+        try:
+            self._render(response, slot)
+        except Exception:
+            self._crashed(Failure(), slot)
+            return
+        self._flush()
+
+    def _render(self, response: GatewayResponse, slot: _Slot) -> None:
         status = response.status
         body = response.body
         parts = [_status_line(status), self._factory.dates.line(self._seconds())]
@@ -428,10 +435,9 @@ class GatewayHTTPProtocol(Protocol):
         if body and not slot.head:
             parts.append(body)
         slot.data = b"".join(parts)
-        self._flush()
 
     def _crashed(self, failure: Failure, slot: _Slot) -> None:
-        """Last resort: the dispatcher never fails, so this is a bug here."""
+        """Last resort: the response could not be rendered, a bug here."""
         self._log.failure("writing the response failed", failure)
         if not self._gone:
             slot.close = True

@@ -56,10 +56,11 @@ from __future__ import annotations
 import random as _random
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..errors import (
@@ -86,6 +87,11 @@ _NEW, _STARTING, _RUNNING, _STOPPING, _STOPPED = (
     "stopped",
 )
 
+_log = Logger(namespace="edgegw.workers")
+
+Answer = Callable[[Any], object]
+"""C{answer(result)}: called once with a C{response} frame dict or a L{Failure}."""
+
 # Why a worker gets no new requests.
 _RECYCLING, _IDLE = "recycling", "idle"
 
@@ -103,13 +109,18 @@ LATENCY_BOUNDS = (
 
 
 class _Job:
-    """One accepted request: queued while C{worker} is None, then dispatched."""
+    """
+    One accepted request: queued while C{worker} is None, then dispatched.
+    C{answer} is called once, with the response frame or a L{Failure};
+    C{done} says it was.
+    """
 
-    __slots__ = ("frame", "deferred", "timer", "worker", "since")
+    __slots__ = ("frame", "answer", "done", "timer", "worker", "since")
 
-    def __init__(self, frame: dict[str, Any], since: float):
+    def __init__(self, frame: dict[str, Any], answer: Answer, since: float):
         self.frame = frame
-        self.deferred: Deferred[dict[str, Any]]
+        self.answer = answer
+        self.done = False
         self.timer: Any = None  # only while waiting in the pool's queue
         self.worker: _Worker | None = None
         self.since = since
@@ -398,17 +409,38 @@ class WorkerPool:
             queued request; a dispatched one runs on and its answer is
             discarded.
         """
+        job = None
+
+        def answer(result: Any) -> None:
+            if not d.called:
+                d.callback(result)  # a Failure runs the errbacks
+
+        d: Deferred[dict[str, Any]] = Deferred(lambda _: job and self._cancel(job))
+        job = self._accept(frame, answer)
+        return d
+
+    def submit(self, frame: dict[str, Any], answer: Answer) -> None:
+        """
+        L{request} without a Deferred, for the data plane's hot path:
+        C{answer} is called exactly once, with the C{response} frame or a
+        L{Failure} of the same errors, possibly before this returns.  The
+        pool owns C{frame} from then on.
+        """
+        self._accept(frame, answer)
+
+    def _accept(self, frame: dict[str, Any], answer: Answer) -> _Job | None:
+        """Take a request: to a worker with room, else the queue; None if refused."""
         if self._state not in (_STARTING, _RUNNING):
             self.rejected += 1
-            return fail(PoolStopped(self._closed_message()))
-        job = _Job(frame, self._reactor.seconds())
-        job.deferred = d = Deferred(lambda _: self._cancel(job))
+            answer(Failure(PoolStopped(self._closed_message())))
+            return None
+        job = _Job(frame, answer, self._reactor.seconds())
         if not self._queue:
             # The common case: nothing waits, so skip the queue if a worker has room.
             worker = self._least_busy()
             if worker is not None:
                 self._send(worker, job)
-                return d
+                return job
         self._queue.append(job)
         self._dispatch()
         if job.worker is None:
@@ -416,16 +448,19 @@ class WorkerPool:
                 # Still queued, so it is the last: dispatch takes from the front.
                 self._queue.pop()
                 self.rejected += 1
-                return fail(
-                    Overloaded(
-                        f"{self.name}: all workers are busy and"
-                        f" {self.max_queue} requests are waiting",
-                        retry_after=1,
+                answer(
+                    Failure(
+                        Overloaded(
+                            f"{self.name}: all workers are busy and"
+                            f" {self.max_queue} requests are waiting",
+                            retry_after=1,
+                        )
                     )
                 )
+                return None
             job.timer = self._reactor.callLater(self.timeout, self._expired, job)
             self._scale()
-        return d
+        return job
 
     def stop(self) -> Deferred[None]:
         """
@@ -506,7 +541,7 @@ class WorkerPool:
         for job in jobs:
             due = (worker.head_since if job is jobs[0] else job.since) + self.timeout
             if deadline is None or due < deadline:
-                if job is jobs[0] or not job.deferred.called:
+                if job is jobs[0] or not job.done:
                     deadline = due
         if deadline is not None:
             delay = max(0.0, deadline - self._reactor.seconds())
@@ -530,7 +565,7 @@ class WorkerPool:
             worker.process.kill(error)
             return
         for job in jobs:
-            if job is not head and not job.deferred.called and now - job.since >= self.timeout:
+            if job is not head and not job.done and now - job.since >= self.timeout:
                 # It waits in the worker's pipe: the worker answers it later
                 # (the answer is dropped); its service is timed then.
                 self._settle(job, Failure(self._wait_expired()))
@@ -573,7 +608,7 @@ class WorkerPool:
         while jobs:
             job = jobs.pop()
             job.worker = None
-            if job.deferred.called:
+            if job.done:
                 continue
             self._queue.appendleft(job)
             job.timer = self._reactor.callLater(
@@ -581,17 +616,21 @@ class WorkerPool:
             )
 
     def _settle(self, job: _Job, result: dict[str, Any] | Failure) -> None:
-        if job.deferred.called:
+        if job.done:
             return
+        job.done = True
         if isinstance(result, Failure):
             self.failed += 1
-            job.deferred.errback(result)
         else:
             self.served += 1
             elapsed = self._reactor.seconds() - job.since
             self.latency_seconds += elapsed
             self.latency_buckets[bisect_left(LATENCY_BOUNDS, elapsed)] += 1
-            job.deferred.callback(result)
+        try:
+            job.answer(result)
+        except Exception:
+            # The caller's bug must not break the worker's frame delivery.
+            _log.failure("answering a request of {name} failed", name=self.name)
 
     def _expired(self, job: _Job) -> None:
         """A request waited its whole timeout in the pool's queue."""
@@ -600,6 +639,8 @@ class WorkerPool:
         self._settle(job, Failure(self._wait_expired()))
 
     def _cancel(self, job: _Job) -> None:
+        """The caller gave up on C{job}: its answer is no longer wanted."""
+        job.done = True
         if job.worker is None:
             self._queue.remove(job)
             if job.timer is not None:

@@ -3,6 +3,7 @@
 from twisted.trial.unittest import SynchronousTestCase
 
 from edgegw_tx.gateway.routes import (
+    MATCH_CACHE,
     NO_ROUTE,
     Match,
     MethodNotAllowed,
@@ -357,3 +358,43 @@ class MutationTests(SynchronousTestCase):
         routes.add("a", "*", "GET", "/t/{x}", "t")
         self.assertEqual(routes.match("h", "GET", "/t/1").params, {"x": "1"})
         self.assertRaises(PatternError, routes.add, "b", "*", "GET", "/t/{", "t")
+
+
+class MatchCacheTests(SynchronousTestCase):
+    """Matches are remembered, and forgotten whenever the table changes."""
+
+    def test_added_route_beats_a_remembered_match(self):
+        """A literal route added after /users/me matched {id} serves it at once."""
+        routes = table(("param", "*", "GET", "/users/{id}"))
+        self.assertEqual(routes.match("h", "GET", "/users/me").key, "param")
+        routes.add("me", "*", "GET", "/users/me", "me-target")
+        found = routes.match("h", "GET", "/users/me")
+        self.assertEqual((found.key, found.target, found.params), ("me", "me-target", {}))
+
+    def test_removed_route_is_not_remembered(self):
+        """A removed route's remembered match is gone with it."""
+        routes = table(("a", "*", "GET", "/a"))
+        self.assertEqual(routes.match("h", "GET", "/a").key, "a")
+        routes.remove("a")
+        self.assertIs(routes.match("h", "GET", "/a"), NO_ROUTE)
+
+    def test_replaced_target_is_served(self):
+        """Re-adding a key with a new target (a redeploy) is seen by the next match."""
+        routes = table(("a", "*", "GET", "/a"))
+        routes.match("h", "GET", "/a")
+        routes.add("a", "*", "GET", "/a", "new")
+        self.assertEqual(routes.match("h", "GET", "/a").target, "new")
+
+    def test_remembered_params_are_fresh(self):
+        """A remembered match still hands out its own params dict."""
+        routes = table(("p", "*", "GET", "/u/{id}"))
+        routes.match("h", "GET", "/u/1").params["id"] = "changed"
+        self.assertEqual(routes.match("h", "GET", "/u/1").params, {"id": "1"})
+
+    def test_cache_is_bounded(self):
+        """However many distinct paths match, at most MATCH_CACHE are remembered."""
+        routes = table(("p", "*", "GET", "/u/{id}"))
+        for i in range(MATCH_CACHE + 10):
+            self.assertEqual(routes.match("h", "GET", f"/u/{i}").params, {"id": str(i)})
+        self.assertLessEqual(len(routes._matches), MATCH_CACHE)
+        self.assertGreater(len(routes._matches), 0)

@@ -24,6 +24,10 @@ Matching rules (see also L{edgegw_tx.paths}):
 * 405 is returned when the path matches, under the exact domain or ``*``, for
   some other method; ``allowed`` lists exactly the methods that would match.
 
+Matches are remembered per (Host header, method, raw path), up to
+C{MATCH_CACHE} of them, and forgotten on every change to the table: a request
+for a path seen before costs one dict lookup, however many routes there are.
+
 Mutations happen on the reactor thread, so each ``add``/``remove`` is atomic
 with respect to requests; ``add`` of an existing key swaps the leaf in one
 assignment, so a route being replaced (redeploy) is never missing.
@@ -48,6 +52,9 @@ __all__ = [
     "RouteTable",
 ]
 
+
+MATCH_CACHE = 4096
+"""How many matches the table remembers; when full it starts over."""
 
 _DOMAIN = re.compile(r"(?:[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?|\[[0-9a-f:.]+\])\Z")
 
@@ -171,6 +178,7 @@ class RouteTable:
     def __init__(self) -> None:
         self._domains: dict[str, dict[str, _Node]] = {}
         self._entries: dict[Hashable, _Entry] = {}
+        self._matches: dict[tuple[str | None, str, str], Match] = {}
         # True while the gateway restores its running endpoints at start: a
         # request no route matches may be for one not back yet (503, not 404).
         self.restoring = False
@@ -233,6 +241,7 @@ class RouteTable:
                 node = child
         node.entry = entry
         self._entries[key] = entry
+        self._matches.clear()
         if old is not None and node is not self._leaf(
             old.domain, old.method, old.pattern.segments
         ):
@@ -244,6 +253,7 @@ class RouteTable:
         if entry is None:
             return False
         self._unlink(entry)
+        self._matches.clear()
         return True
 
     def match(
@@ -255,6 +265,21 @@ class RouteTable:
         @param host: the Host header as received (port and case are ignored).
         @param path: the raw (still percent-encoded) path, without the query.
         """
+        key = (host, method, path)
+        known = self._matches.get(key)
+        if known is not None:
+            # A new Match with its own params: the caller may change them.
+            return Match(known.key, known.target, known.params.copy())
+        found = self._match(host, method, path)
+        if found.__class__ is Match:
+            if len(self._matches) >= MATCH_CACHE:
+                self._matches.clear()
+            self._matches[key] = Match(found.key, found.target, found.params.copy())
+        return found
+
+    def _match(
+        self, host: str | None, method: str, path: str
+    ) -> Match | NoRoute | MethodNotAllowed:
         segments = _split(path)
         if segments is None:
             return NO_ROUTE

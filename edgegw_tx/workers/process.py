@@ -126,6 +126,7 @@ class WorkerProcess(ProcessProtocol):
         self.kill_time = kill_time
         self.process_group = process_group
 
+        self._stdout_lost = False
         self.state = STARTING
         self.pid: int | None = None
         self.started_at: float | None = None
@@ -147,15 +148,23 @@ class WorkerProcess(ProcessProtocol):
         self._kill_call: Any = None
         self._pipes_call: Any = None
         self._stdout_call: Any = None
-        self._stdout_lost = False
         self._reaped = False
 
     # -- what the pool uses ------------------------------------------------
 
     @property
-    def accepting(self) -> bool:
+    def state(self) -> str:
+        return self._state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        self._state = value
+        self._update_accepting()
+
+    def _update_accepting(self) -> None:
+        # An attribute, not a property: the pool reads it for every request.
+        self.accepting = self._state == READY and not self._stdout_lost
         """True while C{request} may be called."""
-        return self.state == READY and not self._stdout_lost
 
     @property
     def in_flight(self) -> int:
@@ -209,7 +218,7 @@ class WorkerProcess(ProcessProtocol):
         called exactly once, with the C{response} frame or a L{Failure}
         (possibly before this returns).
         """
-        if self.state != READY or self._stdout_lost:
+        if not self.accepting:
             state = "without stdout" if self.state == READY else self.state
             answer(Failure(WorkerCrashed(f"worker {self.pid} of {self.name} is {state}")))
             return
@@ -299,6 +308,7 @@ class WorkerProcess(ProcessProtocol):
             # within the grace (processEnded then says how it ended); one that
             # lives on without its frame channel is killed.
             self._stdout_lost = True
+            self._update_accepting()
             self._stdout_call = self._clock.callLater(self.stdout_grace, self._stdout_closed)
 
     def processExited(self, reason: Failure) -> None:

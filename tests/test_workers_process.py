@@ -3,7 +3,9 @@ Tests for L{edgegw_tx.workers.process}, and the fake process transport and
 reactor the pool tests share.
 """
 
+import fcntl
 import itertools
+import os
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
@@ -13,7 +15,14 @@ from twisted.trial import unittest
 
 from edgegw_tx.errors import ProtocolViolation, WorkerCrashed
 from edgegw_tx.workers.framing import GATEWAY_FRAME_TYPES, FrameProtocol, encode_frame
-from edgegw_tx.workers.process import ENDED, KILLED, READY, STOPPING, WorkerProcess
+from edgegw_tx.workers.process import (
+    ENDED,
+    KILLED,
+    PIPE_SIZE,
+    READY,
+    STOPPING,
+    WorkerProcess,
+)
 
 READY_FRAME = {"type": "ready", "protocol": 1, "sdk": "0.1.0"}
 
@@ -460,3 +469,73 @@ class WorkerProcessTests(unittest.TestCase):
         self.worker.childConnectionLost(1)
         self.clock.advance(self.worker.stdout_grace)
         self.assertNotEqual(self.worker.state, KILLED)
+
+
+class _Pipe:
+    """The parent's end of a real pipe, as Twisted's process transport holds it."""
+
+    def __init__(self, fd):
+        self.fd = fd
+
+    def fileno(self):
+        return self.fd
+
+
+class RealPipeTests(unittest.TestCase):
+    """The frame pipes, on real pipes (no child process needed)."""
+
+    def setUp(self):
+        self.fds = []
+        self.ends = {}
+        for child_fd in (0, 1, 2):
+            read, write = os.pipe()
+            self.fds += [read, write]
+            os.set_blocking(read, False)
+            # The gateway writes the child's stdin and reads its stdout and stderr.
+            self.ends[child_fd] = (read, write)
+        for fd in self.fds:
+            self.addCleanup(os.close, fd)
+        self.process = FakeProcess(None)
+        self.process.pipes = {
+            0: _Pipe(self.ends[0][1]),
+            1: _Pipe(self.ends[1][0]),
+            2: _Pipe(self.ends[2][0]),
+        }
+        self.worker = WorkerProcess("hello", log=lambda *a: None, reactor=MemoryReactorClock())
+        self.process.proto = self.worker
+        self.worker.makeConnection(self.process)
+
+    def test_frame_pipes_are_grown(self):
+        """stdin and stdout hold PIPE_SIZE bytes; stderr keeps the default."""
+        size = lambda fd: fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)  # noqa: E731
+        self.assertEqual(size(self.ends[0][1]), PIPE_SIZE)
+        self.assertEqual(size(self.ends[1][0]), PIPE_SIZE)
+        self.assertEqual(size(self.ends[2][0]), 65536)
+
+    def test_a_full_read_is_followed_by_the_rest_at_once(self):
+        """
+        Twisted hands over a child's stdout 8 KiB at a time, a reactor turn
+        each; after a full 8 KiB the rest of the pipe is read in the same
+        call, so a 100 KiB frame is delivered at once.
+        """
+        frame = encode_frame(dict(READY_FRAME, sdk="x" * 100_000))
+        read, write = self.ends[1]
+        self.assertEqual(os.write(write, frame), len(frame))
+        first = os.read(read, 8192)
+        d = self.worker.when_ready()
+        self.worker.childDataReceived(1, first)
+        self.assertIs(self.successResultOf(d), self.worker)
+        self.assertEqual(len(self.worker.sdk), 100_000)
+        with self.assertRaises(BlockingIOError):
+            os.read(read, 1)
+
+    def test_a_short_read_is_not_followed(self):
+        """Less than 8 KiB means the pipe was empty: no extra read is made."""
+        read, write = self.ends[1]
+        frame = encode_frame(READY_FRAME)
+        os.write(write, frame[:5])
+        os.write(write, frame[5:])
+        d = self.worker.when_ready()
+        self.worker.childDataReceived(1, os.read(read, 5))
+        self.assertNoResult(d)
+        self.assertEqual(os.read(read, 8192), frame[5:])

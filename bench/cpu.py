@@ -1,0 +1,148 @@
+"""
+CPU time per request: what each server spends of its own process's CPU for one
+request, beside requests per second. On a 2-core machine that wrk, the server
+and the worker share, req/s moves with whatever else runs; the server's CPU
+seconds per request move much less, so this is the figure to compare changes
+of the hot path with.
+
+Servers, each measured in alternating rounds (wrk -t1 -c32, 2 s warm-up, then
+--duration seconds; the median of the rounds is reported):
+
+  edgegw     a real ``twistd edgegw`` serving the scenario's handler
+  minimal    bench/minimal_path.py: httptools -> the same compiled worker over
+             frames -> back, nothing else (what moving frames alone costs)
+  ceiling    bench/httptools_baseline.py: httptools answering a constant
+  twisted    bench/baseline.py --no-access-log: a bare twisted.web resource
+
+    .venv/bin/python bench/cpu.py [--scenario hello|echo-16k] [--rounds 3]
+                                  [--duration 5] [--servers edgegw,minimal,...]
+
+The CPU per request of the gateway's workers (and the minimal path's worker)
+and of wrk itself are reported too: on two cores, what wrk and the worker
+take bounds what more server processes can add (docs/performance.md).
+"""
+
+import argparse
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run as harness  # noqa: E402
+
+SCENARIOS = {
+    "hello": ("GET", "/hello", harness.HELLO, None),
+    "echo-16k": ("POST", "/echo", harness.ECHO, os.path.join(harness.HERE, "echo16k.lua")),
+}
+SERVERS = ("edgegw", "minimal", "ceiling", "twisted")
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds():
+    """CPU seconds of this process's reaped children: the wrk runs."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def wait_until_served(url, method, seconds=60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            data = b"x" if method == "POST" else None
+            urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=1).read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nothing answered {method} {url}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="hello")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--servers", default=",".join(SERVERS))
+    args = parser.parse_args()
+    servers = args.servers.split(",")
+    unknown = set(servers) - set(SERVERS)
+    if unknown:
+        parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
+    method, path, code, script = SCENARIOS[args.scenario]
+
+    data_dir = tempfile.mkdtemp(prefix="edgegw-cpu-")
+    ports = {name: harness.free_port() for name in SERVERS}
+    admin_port = harness.free_port()
+    processes = []
+    pids = {}
+    try:
+        gateway = harness.start_gateway(data_dir, ports["edgegw"], admin_port)
+        processes.append(gateway)
+        pids["edgegw"] = gateway.pid
+        harness.wait_for(f"http://127.0.0.1:{admin_port}/api/health")
+        key = harness.admin_key(data_dir)
+        endpoint = harness.api(admin_port, key, "POST", "/endpoints", {"name": "bench", "path": path, "method": method, "code": code})["id"]
+        harness.api(admin_port, key, "POST", f"/endpoints/{endpoint}/compile")
+        digest = harness.api(admin_port, key, "POST", f"/endpoints/{endpoint}/start")["artifact"]
+        binary = os.path.join(data_dir, "artifacts", digest, "handler")
+        for name, argv in (
+            ("minimal", ["minimal_path.py", str(ports["minimal"]), binary]),
+            ("ceiling", ["httptools_baseline.py", str(ports["ceiling"])]),
+            ("twisted", ["baseline.py", str(ports["twisted"]), "--no-access-log"]),
+        ):
+            if name in servers:
+                argv[0] = os.path.join(harness.HERE, argv[0])
+                process = subprocess.Popen([sys.executable] + argv)
+                processes.append(process)
+                pids[name] = process.pid
+        for name in servers:
+            wait_until_served(f"http://127.0.0.1:{ports[name]}{path}", method)
+
+        rates = {name: [] for name in servers}
+        costs = {name: [] for name in servers}
+        worker_costs = {name: [] for name in servers}
+        wrk_costs = {name: [] for name in servers}
+        for round_ in range(args.rounds):
+            for name in servers:
+                url = f"http://127.0.0.1:{ports[name]}{path}"
+                harness.wrk(url, 1, 32, 2, script=script)
+                workers = harness.children(pids[name])
+                before = cpu_seconds(pids[name]), sum(cpu_seconds(w) for w in workers)
+                wrk_before = children_cpu_seconds()
+                rate, _, out = harness.wrk(url, 1, 32, args.duration, script=script)
+                served = int(re.search(r"(\d+) requests in", out).group(1))
+                wrk_costs[name].append((children_cpu_seconds() - wrk_before) / served * 1e6)
+                rates[name].append(rate)
+                costs[name].append((cpu_seconds(pids[name]) - before[0]) / served * 1e6)
+                if workers:
+                    worker_costs[name].append(
+                        (sum(cpu_seconds(w) for w in workers) - before[1]) / served * 1e6
+                    )
+            print(f"round {round_ + 1}: " + ", ".join(f"{n} {rates[n][-1]:,.0f} req/s {costs[n][-1]:.1f} us" for n in servers), file=sys.stderr, flush=True)
+
+        median = lambda values: sorted(values)[len(values) // 2]  # noqa: E731
+        print(f"{args.scenario}, wrk -t1 -c32 -d{args.duration}s, median of {args.rounds} rounds")
+        print("| server | req/s | CPU µs per request: server | its workers | wrk |")
+        print("| --- | --- | --- | --- | --- |")
+        for name in servers:
+            worker = f"{median(worker_costs[name]):.1f}" if worker_costs[name] else "–"
+            print(
+                f"| {name} | {median(rates[name]):,.0f} | {median(costs[name]):.1f}"
+                f" | {worker} | {median(wrk_costs[name]):.1f} |"
+            )
+    finally:
+        harness.stop(processes)
+
+
+if __name__ == "__main__":
+    main()

@@ -423,6 +423,56 @@ class HTTPConformanceTests(_ServerCase):
         self.assertEqual(self.target.frames, [])
 
 
+class DirectWriteTests(_ServerCase):
+    """Answers go straight to a plain TCP socket when nothing is queued."""
+
+    def server_side(self):
+        [protocol] = self.factory.connections
+        return protocol
+
+    @inlineCallbacks
+    def test_small_answer_bypasses_the_write_queue(self):
+        """
+        With nothing queued, a small answer is sent without
+        C{transport.write} (no writability round trip through the reactor).
+        """
+        client = yield self.connect()
+        server = self.server_side()
+        queued = []
+        write = server.transport.write
+        server.transport.write = lambda data: (queued.append(data), write(data))
+        client.transport.write(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        raw = yield client.responses(1)
+        [(status, _, body)] = parse_responses(raw)
+        self.assertEqual((status, body), (200, b"GET /a {} "))
+        self.assertEqual(queued, [])
+
+    @inlineCallbacks
+    def test_large_answers_stay_whole_and_in_order(self):
+        """
+        Answers larger than the socket takes at once (Linux's largest send
+        buffer is 4 MiB): the rest is queued through the transport, and a
+        later answer waits behind it, so two pipelined 8 MiB answers arrive
+        whole and in order.
+        """
+        first, second = b"a" * (8 << 20), b"b" * (8 << 20)
+        request = b"POST /%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+        client = yield self.connect()
+        server = self.server_side()
+        queued = []
+        write = server.transport.write
+        server.transport.write = lambda data: (queued.append(len(data)), write(data))
+        client.transport.write(
+            request % (b"one", len(first), first) + request % (b"two", len(second), second)
+        )
+        raw = yield client.responses(2)
+        self.assertTrue(queued, "the kernel took 8 MiB at once: nothing was queued")
+        [(s1, _, b1), (s2, _, b2)] = parse_responses(raw)
+        self.assertEqual((s1, s2), (200, 200))
+        self.assertEqual(b1, b"POST /one {} " + first)
+        self.assertEqual(b2, b"POST /two {} " + second)
+
+
 class IdleTimeoutTests(_ServerCase):
     """Idle keep-alive connections close after the idle timeout."""
 

@@ -24,6 +24,8 @@ Behaviour:
   Too many headers or too large a head → 431, too long a URL → 414, both
   closing the connection.  Upgrade/CONNECT is not supported: the request is
   answered and the connection closed.
+* Writing: the answers ready in order go out in one write; on a plain TCP
+  connection with nothing queued, straight to the socket (see C{_write}).
 * Flow control: the protocol registers as the transport's streaming producer.
   Reading from the client stops while the transport's write buffer is full
   (a client that does not read) or while more than C{max_pending} answers are

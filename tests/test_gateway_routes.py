@@ -4,6 +4,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from edgegw_tx.gateway.routes import (
     MATCH_CACHE,
+    MATCH_KEY_MAX,
     NO_ROUTE,
     Match,
     MethodNotAllowed,
@@ -398,3 +399,12 @@ class MatchCacheTests(SynchronousTestCase):
             self.assertEqual(routes.match("h", "GET", f"/u/{i}").params, {"id": str(i)})
         self.assertLessEqual(len(routes._matches), MATCH_CACHE)
         self.assertGreater(len(routes._matches), 0)
+
+    def test_long_keys_are_not_remembered(self):
+        """A long host and path is matched but not remembered (memory bound)."""
+        routes = table(("p", "*", "GET", "/u/{id}"))
+        long_id = "x" * MATCH_KEY_MAX
+        self.assertEqual(routes.match("h", "GET", f"/u/{long_id}").params, {"id": long_id})
+        self.assertEqual(routes._matches, {})
+        routes.match("h", "GET", "/u/short")
+        self.assertEqual(len(routes._matches), 1)

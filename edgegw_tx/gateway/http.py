@@ -492,8 +492,8 @@ class GatewayHTTPProtocol(Protocol):
         Twisted's C{transport.write} only queues: the bytes go out on the
         reactor's next turn, after registering the socket for writability
         and before unregistering it, two C{epoll_ctl} calls and a reactor
-        event per response (a fifth of the gateway's time on small
-        answers, docs/performance.md).  On a plain TCP connection whose
+        event per response (docs/performance.md, "The hot path, second
+        pass").  On a plain TCP connection whose
         buffer is empty, one C{send} usually takes it all; whatever the
         kernel does not take (or an error) goes through C{transport.write},
         so ordering, flow control and error handling stay Twisted's.

@@ -27,6 +27,8 @@ Matching rules (see also L{edgegw_tx.paths}):
 Matches are remembered per (Host header, method, raw path), up to
 C{MATCH_CACHE} of them, and forgotten on every change to the table: a request
 for a path seen before costs one dict lookup, however many routes there are.
+Only short keys are remembered (C{MATCH_KEY_MAX} characters of host and path),
+so hostile long URLs cannot make the memory grow past a few MB.
 
 Mutations happen on the reactor thread, so each ``add``/``remove`` is atomic
 with respect to requests; ``add`` of an existing key swaps the leaf in one
@@ -55,6 +57,9 @@ __all__ = [
 
 MATCH_CACHE = 4096
 """How many matches the table remembers; when full it starts over."""
+
+MATCH_KEY_MAX = 256
+"""The longest host plus path, in characters, whose match is remembered."""
 
 _DOMAIN = re.compile(r"(?:[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?|\[[0-9a-f:.]+\])\Z")
 
@@ -271,7 +276,7 @@ class RouteTable:
             # A new Match with its own params: the caller may change them.
             return Match(known.key, known.target, known.params.copy())
         found = self._match(host, method, path)
-        if found.__class__ is Match:
+        if found.__class__ is Match and len(path) + len(host or "") <= MATCH_KEY_MAX:
             if len(self._matches) >= MATCH_CACHE:
                 self._matches.clear()
             self._matches[key] = Match(found.key, found.target, found.params.copy())

@@ -8,10 +8,10 @@ did nothing but move frames (bench/cpu.py measures it beside the gateway).
     python bench/minimal_path.py PORT WORKER_BINARY
 """
 
+import os
 import struct
 import sys
 from collections import deque
-from email.utils import formatdate
 from itertools import count
 
 import httptools
@@ -19,6 +19,9 @@ import orjson
 from pybase64 import b64decode
 from twisted.internet import reactor
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from httptools_baseline import date  # noqa: E402
 
 _PREFIX = struct.Struct(">I")
 
@@ -112,7 +115,7 @@ class MinimalPath(Protocol):
             body = b64decode(text)
         else:
             body = (frame.get("body") or "").encode()
-        parts = [b"HTTP/1.1 %d OK\r\n" % frame["status"], date()]
+        parts = [b"HTTP/1.1 %d OK\r\ndate: %s\r\n" % (frame["status"], date())]
         for name, value in (frame.get("headers") or {}).items():
             parts.append(b"%s: %s\r\n" % (name.encode(), value.encode()))
         parts.append(b"content-length: %d\r\n\r\n" % len(body))
@@ -127,16 +130,6 @@ class MinimalPath(Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             self.transport.loseConnection()
-
-
-_date = [0, b""]
-
-
-def date():
-    now = int(reactor.seconds())
-    if now != _date[0]:
-        _date[0], _date[1] = now, b"date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
-    return _date[1]
 
 
 if __name__ == "__main__":

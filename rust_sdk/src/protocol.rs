@@ -122,9 +122,29 @@ pub(crate) const BASE64: base64::Config = base64::STANDARD.decode_allow_trailing
 
 /// Whether `text` is base64 as the gateway's strict decoder
 /// (`b64decode(validate=True)`) takes it: padded to a multiple of 4 and
-/// nothing but the alphabet and that padding.
+/// nothing but the alphabet and that padding. A scan, not a decode: it runs
+/// for every binary response, and decoding 16 KiB only to check it was a
+/// fifth of a worker's time echoing 16 KiB bodies.
 fn is_padded_base64(text: &str) -> bool {
-    text.len() & 3 == 0 && base64::decode_config(text, BASE64).is_ok()
+    let bytes = text.as_bytes();
+    if bytes.len() & 3 != 0 {
+        return false;
+    }
+    let data = bytes
+        .strip_suffix(b"==")
+        .or_else(|| bytes.strip_suffix(b"="))
+        .unwrap_or(bytes);
+    // Branch-free per byte, so the compiler can compare 32 or 64 at a time.
+    data.chunks(64)
+        .all(|chunk| chunk.iter().fold(true, |ok, &c| ok & is_base64_char(c)))
+}
+
+fn is_base64_char(c: u8) -> bool {
+    (c.wrapping_sub(b'A') < 26)
+        | (c.wrapping_sub(b'a') < 26)
+        | (c.wrapping_sub(b'0') < 10)
+        | (c == b'+')
+        | (c == b'/')
 }
 
 /// `null` or absent → `T::default()`.
@@ -434,6 +454,8 @@ mod tests {
             "=Zm9",
             "Zm=v",
             "Zg==Zm9v",
+            "====",
+            "Zm9v====",
         ] {
             broken.body = Some(body.into());
             assert_eq!(
@@ -443,7 +465,7 @@ mod tests {
             );
         }
         // padded base64, with unused bits set or not, goes out as it is
-        for body in ["", "Zg==", "Zh==", "Zm9vYmFy"] {
+        for body in ["", "Zg==", "Zh==", "Zm9vYmFy", "+/9=", "09AZaz+/"] {
             broken.body = Some(body.into());
             assert_eq!(response_problem(&broken), None, "{body:?}");
         }

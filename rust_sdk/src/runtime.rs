@@ -282,7 +282,7 @@ fn send_response(
         let encoded = frame::encode_frame(&protocol::response(id, &fallback), max_frame)?;
         return frame::write_encoded(output, &encoded);
     }
-    let encoded = match frame::encode_frame(&protocol::response(id, response), max_frame) {
+    let encoded = match protocol::encode_response(id, response, max_frame) {
         Ok(encoded) => encoded,
         Err(FrameError::TooLarge { len, max }) => {
             let message = format!("response too large: {len} bytes, the limit is {max}");

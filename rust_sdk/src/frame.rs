@@ -202,6 +202,12 @@ pub fn encode_frame<T: Serialize + ?Sized>(
     let mut buf = Vec::with_capacity(256);
     buf.extend_from_slice(&[0; 4]);
     serde_json::to_writer(&mut buf, frame).map_err(FrameError::Json)?;
+    seal_frame(buf, max_len)
+}
+
+/// Fills in the length prefix of `buf` (4 placeholder bytes, then the
+/// payload), or fails with [`FrameError::TooLarge`] past `max_len`.
+pub(crate) fn seal_frame(mut buf: Vec<u8>, max_len: usize) -> Result<Vec<u8>, FrameError> {
     let len = buf.len() - 4;
     let max = max_len.min(u32::MAX as usize);
     if len > max {

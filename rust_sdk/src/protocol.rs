@@ -78,13 +78,7 @@ pub(crate) fn encode_response(
     buf.extend_from_slice(b",\"body_base64\":\"");
     buf.extend_from_slice(body.as_bytes());
     buf.extend_from_slice(b"\"}");
-    let len = buf.len() - 4;
-    let max = max_len.min(u32::MAX as usize);
-    if len > max {
-        return Err(FrameError::TooLarge { len, max });
-    }
-    buf[..4].copy_from_slice(&(len as u32).to_be_bytes());
-    Ok(buf)
+    frame::seal_frame(buf, max_len)
 }
 
 impl Serialize for ResponseFrame<'_> {

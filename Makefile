@@ -13,7 +13,7 @@ CARGO ?= $(shell command -v cargo 2>/dev/null || ls $$HOME/.cargo/bin/cargo 2>/d
 
 .PHONY: setup run test bench clean
 
-setup: $(VENV)/.installed crates
+setup: $(VENV)/.installed crates sandbox
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ crates:
 	@test -n "$(CARGO)" || { echo "cargo not found: install Rust (rustup) or put cargo on PATH"; exit 1; }
 
 .PHONY: crates
+
+# bubblewrap, iproute2 and nftables for the build and worker sandboxes (docs/isolation.md)
+sandbox:
+	@tools/setup-sandbox
+
+.PHONY: sandbox
 
 run: setup
 	$(BIN)/twistd -n --pidfile= edgegw --data-dir "$(DATA_DIR)" \

@@ -105,9 +105,12 @@ class AdminAPI:
 
     def _authorize(self, request):
         """
-        The key record of the request, or 401/403. A client address with too
-        many failed attempts gets 429 before its key is even looked at, and
-        every 401 takes one of its attempts (``throttle.py``).
+        The key record of the request, or 401/403/429. The key is checked
+        first, so a valid key always gets in, even from an address that others
+        (a handler's worker on the same host, say) have throttled: failing
+        there must never lock the operator out. Only a failure is throttled:
+        from an address with no attempt left it is a 429, otherwise a 401
+        that takes one of its attempts (``throttle.py``).
         """
         if request.method not in _READ_METHODS:
             foreign = _cross_site(request)
@@ -116,19 +119,19 @@ class AdminAPI:
         if self.starting:
             request.setHeader(b"retry-after", b"1")
             raise Starting("the gateway is starting (loading its store and endpoints); retry in a moment")
-        address = _client_address(request)
-        wait = self._throttle.retry_after(address)
-        if wait:
-            request.setHeader(b"retry-after", str(wait).encode("ascii"))
-            raise TooManyRequests(
-                f"too many failed authentications from this address; retry in {wait} s",
-                retry_after=wait,
-            )
         try:
             record = self._keys.authenticate(_bearer_token(request))
             if record is None:
                 raise Unauthorized("invalid API key")
         except Unauthorized:
+            address = _client_address(request)
+            wait = self._throttle.retry_after(address)
+            if wait:
+                request.setHeader(b"retry-after", str(wait).encode("ascii"))
+                raise TooManyRequests(
+                    f"too many failed authentications from this address; retry in {wait} s",
+                    retry_after=wait,
+                )
             self._throttle.failed(address)
             request.setHeader(b"www-authenticate", b'Bearer realm="edgegw"')
             raise

@@ -3,9 +3,17 @@ Brute-force protection for the management API's keys.
 
 Failed authentications (no key, another scheme, an unknown key) are counted per
 client address in a token bucket: a client starts with ``burst`` attempts and
-earns ``rate`` more per second, up to ``burst``. A client with no token left is
-refused before its key is even looked at, so being throttled costs the same
-whatever it sends. Successful authentications take no token.
+earns ``rate`` more per second, up to ``burst``. A failure from a client with
+no token left is refused with 429 and takes nothing more. Successful
+authentications take no token and are never refused: the API checks the key
+first (admin/api.py), because other clients may share the operator's address
+(a proxy, or handler code on the same host) and failing from it in a loop must
+not lock the operator out.
+
+Why per address and not per presented key: a guesser sends a new key every
+time, so buckets per key would never run dry; an address is what the guesser
+cannot change for free. With 256-bit keys guessing is hopeless anyway; the
+throttle keeps a guessing loop cheap for the gateway and visible in its log.
 
 Memory stays bounded: only clients that failed have a bucket, a bucket that has
 refilled completely says nothing and is dropped, and the table never holds more

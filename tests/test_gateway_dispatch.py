@@ -155,7 +155,7 @@ class RequestFrameTests(DispatchTestsMixin, SynchronousTestCase):
         )
 
     def test_params_decoded(self):
-        """Path parameters arrive percent-decoded; C{path} stays raw."""
+        """Path parameters arrive percent-decoded; C{path} keeps C{%2F} as data."""
         frame, _ = self.frame_for(make_request(path="/users/a%2Fb"))
         self.assertEqual(frame["params"], {"id": "a/b"})
         self.assertEqual(frame["path"], "/users/a%2Fb")
@@ -273,12 +273,12 @@ class NoRouteTests(DispatchTestsMixin, SynchronousTestCase):
             self.dispatcher.dispatch(make_request(method="DELETE", path="/users/1"))
         )
         self.assertEqual(response.status, 405)
-        self.assertEqual(self.header(response, "allow"), ["GET"])
+        self.assertEqual(self.header(response, "allow"), ["GET, HEAD"])
         self.assertEqual(
             self.json_body(response),
             {
                 "error": "method DELETE not allowed for /users/1",
-                "allowed": ["GET"],
+                "allowed": ["GET", "HEAD"],
                 "request_id": "rid-1",
             },
         )
@@ -360,10 +360,59 @@ class ResponseTranslationTests(DispatchTestsMixin, SynchronousTestCase):
         self.assertEqual(self.header(response, "x-request-id"), ["rid-1"])
 
     def test_invalid_status(self):
-        """A status that is not an int from 100 to 599 is a 502."""
+        """A status that is not an int from 200 to 599 is a 502."""
         for status in [None, "200", 200.0, True, 99, 600, -1]:
             self.setUp()
             self.assertBadGateway({"status": status}, "status")
+
+    def test_interim_status(self):
+        """An interim or upgrade status (1xx) from a handler is a 502: it would
+        not end the exchange, so the next answer on the connection would be
+        read as this one's."""
+        for status in [100, 101, 103, 199]:
+            self.setUp()
+            self.assertBadGateway(
+                {"status": status, "body": "x"}, f"status {status} is an interim (1xx) status"
+            )
+
+    def test_no_body_statuses(self):
+        """A 204 or 304 has no body, whatever the handler gave (RFC 9110)."""
+        for status in [204, 304]:
+            self.setUp()
+            response = self.answer({"status": status, "body": "not sent"})
+            self.assertEqual((response.status, response.body), (status, b""))
+
+    def test_date_and_framing_headers_dropped(self):
+        """The gateway alone dates and frames the answer: a handler's Date,
+        Content-Length, Transfer-Encoding and Connection are dropped, in any
+        case of their names."""
+        response = self.answer(
+            {
+                "status": 200,
+                "headers": {
+                    "Date": "Mon, 01 Jan 2001 00:00:00 GMT",
+                    "Content-Length": "1",
+                    "Transfer-Encoding": "chunked",
+                    "connection": "keep-alive",
+                },
+                "body": "ok",
+            }
+        )
+        self.assertEqual(response.headers, [("x-request-id", "rid-1")])
+
+    def test_control_characters_in_values(self):
+        """VT, DEL and every other control character but HTAB in a header
+        value (a string or an item of a list) are a 502 naming the header and
+        the character; HTAB is kept."""
+        for char in "\x0b\x7f\x01\x1f\x00":
+            for value in (f"a{char}b", ["ok", f"a{char}b"]):
+                self.setUp()
+                self.assertBadGateway(
+                    {"status": 200, "headers": {"x-c": value}}, f"'x-c' contains the control character U+{ord(char):04X}"
+                )
+        self.setUp()
+        response = self.answer({"status": 200, "headers": {"x-t": "a\tb"}})
+        self.assertEqual(self.header(response, "x-t"), ["a\tb"])
 
     def test_bad_base64(self):
         """Invalid base64 is a 502."""
@@ -380,7 +429,7 @@ class ResponseTranslationTests(DispatchTestsMixin, SynchronousTestCase):
             ({"status": 200, "headers": {"x-n": 5}}, "x-n"),
             ({"status": 200, "headers": {"x-l": ["a", 1]}}, "x-l"),
             ({"status": 200, "headers": {"bad name": "v"}}, "bad name"),
-            ({"status": 200, "headers": {"x-i": "a\r\nSet-Cookie: x"}}, "CR"),
+            ({"status": 200, "headers": {"x-i": "a\r\nSet-Cookie: x"}}, "U+000D"),
         ]
         for frame, fragment in cases:
             self.setUp()
@@ -389,6 +438,76 @@ class ResponseTranslationTests(DispatchTestsMixin, SynchronousTestCase):
     def test_not_an_object(self):
         """A response that is not a dict is a 502."""
         self.assertBadGateway(["status", 200], "object")
+
+
+class PathNormalFormTests(DispatchTestsMixin, SynchronousTestCase):
+    """Routing and the handler see one path: its normal form."""
+
+    def setUp(self):
+        super().setUp()
+        self.secret = FakeTarget("secret")
+        self.routes.add("secret", "*", "GET", parse_pattern("/secret"), self.secret)
+
+    def status_of(self, path):
+        """The status the dispatcher answers at once for C{path}."""
+        response = self.successResultOf(self.dispatcher.dispatch(make_request(path=path)))
+        return response.status, self.json_body(response)["error"]
+
+    def test_unreserved_escape_routes_and_reaches_handler_decoded(self):
+        """C{/%73ecret} reaches the C{/secret} route, and its handler sees
+        C{/secret}: not a path that a proxy's rule on C{/secret} would have
+        compared differently."""
+        self.dispatcher.dispatch(make_request(path="/%73ecre%74"))
+        [frame] = self.secret.frames
+        self.assertEqual(frame["path"], "/secret")
+
+    def test_escape_decoded_once(self):
+        """C{%2573} is an escaped C{%}: kept, so C{/%2573ecret} is not C{/secret}."""
+        self.assertEqual(self.status_of("/%2573ecret")[0], 404)
+        self.assertEqual(self.secret.frames, [])
+
+    def test_reserved_escape_kept_as_data(self):
+        """C{%2f} stays one segment, upper-cased in C{path}, a C{/} in the parameter."""
+        frame, _ = self.frame_for(make_request(path="/users/a%2fb%3F"))
+        self.assertEqual(frame["path"], "/users/a%2Fb%3F")
+        self.assertEqual(frame["params"], {"id": "a/b?"})
+
+    def test_nul_refused(self):
+        """C{%00} anywhere in the path is a 400 naming it; nothing is dispatched."""
+        status, error = self.status_of("/users/a%00")
+        self.assertEqual(status, 400)
+        self.assertIn("%00", error)
+        self.assertEqual(self.target.frames, [])
+
+    def test_malformed_escape_refused(self):
+        """A C{%} not followed by two hex digits is a 400 naming the escape."""
+        for path, shown in [("/users/%zz", "'%zz'"), ("/users/a%4", "'%4'"), ("/users/%", "'%'")]:
+            status, error = self.status_of(path)
+            self.assertEqual(status, 400)
+            self.assertIn(f"malformed percent-escape {shown}", error)
+        self.assertEqual(self.target.frames, [])
+
+    def test_dot_segments_refused(self):
+        """C{.} and C{..} segments, also escaped, are a 400: never resolved to
+        another route, never routed as literals."""
+        for path in ["/users/../secret", "/users/./1", "/users/%2e%2E", "/users/1/..", "/%2E/secret"]:
+            status, error = self.status_of(path)
+            self.assertEqual(status, 400, path)
+            self.assertIn("dot-segment", error)
+        self.assertEqual(self.secret.frames, [])
+        self.assertEqual(self.target.frames, [])
+
+    def test_dots_inside_segments_are_data(self):
+        """Dots that are not a whole segment are ordinary characters."""
+        frame, _ = self.frame_for(make_request(path="/users/a..b.json"))
+        self.assertEqual(frame["params"], {"id": "a..b.json"})
+
+    def test_match_cache_shared_by_spellings(self):
+        """Two spellings of one path route alike and hand the handler the same
+        path, whichever came first (the match cache holds the normal form)."""
+        for path in ["/users/%41b", "/users/Ab", "/users/%41b"]:
+            frame, _ = self.frame_for(make_request(path=path))
+            self.assertEqual((frame["path"], frame["params"]), ("/users/Ab", {"id": "Ab"}))
 
 
 class FailureTests(DispatchTestsMixin, SynchronousTestCase):

@@ -222,14 +222,14 @@ class MethodTests(SynchronousTestCase):
         """A path matching under other methods gives 405 with their sorted list."""
         self.assertEqual(
             self.routes.match("h", "POST", "/items/1"),
-            MethodNotAllowed(["GET", "PUT"]),
+            MethodNotAllowed(["GET", "HEAD", "PUT"]),
         )
 
     def test_allowed_includes_exact_domain(self):
         """The allowed list covers the exact domain and C{*}."""
         self.assertEqual(
             self.routes.match("example.com", "PATCH", "/items/1"),
-            MethodNotAllowed(["DELETE", "GET", "PUT"]),
+            MethodNotAllowed(["DELETE", "GET", "HEAD", "PUT"]),
         )
 
     def test_no_route(self):
@@ -238,12 +238,28 @@ class MethodTests(SynchronousTestCase):
         self.assertIs(result, NO_ROUTE)
         self.assertIsInstance(result, NoRoute)
 
-    def test_no_automatic_head(self):
-        """HEAD is not served by a GET route; it is a 405 listing GET."""
-        self.assertEqual(
-            self.routes.match("h", "HEAD", "/items/1"),
-            MethodNotAllowed(["GET", "PUT"]),
-        )
+    def test_head_served_by_get(self):
+        """HEAD with no HEAD route is served by the GET route (RFC 9110
+        §9.3.2), with its parameters."""
+        found = self.routes.match("h", "HEAD", "/items/1")
+        self.assertEqual((found.key, found.params), ("get", {"id": "1"}))
+
+    def test_head_route_beats_get(self):
+        """A HEAD route of its own serves HEAD; the GET route still serves GET."""
+        self.routes.add("head", "*", "HEAD", parse_pattern("/items/{id}"), "t-head")
+        self.assertEqual(self.routes.match("h", "HEAD", "/items/1").key, "head")
+        self.assertEqual(self.routes.match("h", "GET", "/items/1").key, "get")
+
+    def test_head_exact_domain_get_beats_wildcard_head(self):
+        """The exact domain is tried before C{*}, for HEAD too: its GET route
+        serves a HEAD that a C{*} HEAD route would also match."""
+        self.routes.add("head", "*", "HEAD", parse_pattern("/items/{id}"), "t-head")
+        self.routes.add("get-ex", "example.com", "GET", parse_pattern("/items/{id}"), "t")
+        self.assertEqual(self.routes.match("example.com", "HEAD", "/items/1").key, "get-ex")
+
+    def test_head_without_get_is_405(self):
+        """HEAD on a path that only other methods serve is a 405 without HEAD."""
+        self.assertEqual(self.routes.match("h", "HEAD", "/items"), MethodNotAllowed(["POST"]))
 
     def test_method_case_sensitive(self):
         """Request methods are compared exactly (C{get} is not C{GET})."""

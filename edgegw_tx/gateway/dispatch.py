@@ -25,12 +25,21 @@ The ``request`` frame (spec/IPC.md), decisions included:
 * ``request_id``: the client's ``X-Request-Id`` when it is 1–128 characters of
   ``[A-Za-z0-9._:-]``, else a new uuid4 hex.
 
-The ``response`` frame: ``status`` an int 100–599, ``headers`` an object whose
-values are strings or lists of strings (a list gives one header line per item,
-as ``set-cookie`` needs), ``body_base64`` if not null, else ``body`` (string or
-null).  Anything else is a 502.  Hop-by-hop headers and ``content-length`` are
-dropped (the HTTP layer frames the body); a handler's ``x-request-id`` is
-replaced by the gateway's.
+* ``path``: the normal form of the request's path (L{edgegw_tx.gateway.target}):
+  what the route table matches, so handler and routing agree; a path with no
+  normal form (``%00``, a malformed escape, a dot-segment) is a 400.
+* ``method``: as received; a ``HEAD`` served by a ``GET`` route says ``HEAD``.
+
+The ``response`` frame: ``status`` an int 200–599 (a 1xx is not a final
+answer: a handler cannot send interim answers or switch protocols),
+``headers`` an object whose values are strings or lists of strings (a list
+gives one header line per item, as ``set-cookie`` needs) without control
+characters other than HTAB, ``body_base64`` if not null, else ``body`` (string
+or null).  Anything else is a 502.  Hop-by-hop headers, the framing headers
+(``content-length``, ``transfer-encoding``) and ``date`` are dropped: the HTTP
+layer frames the body and dates the answer; a handler's ``x-request-id`` is
+replaced by the gateway's.  A 204 or 304 has no body, whatever the handler
+gave.
 """
 
 from __future__ import annotations
@@ -52,6 +61,7 @@ from twisted.python.failure import Failure
 
 from edgegw_tx.errors import GatewayError
 from edgegw_tx.gateway.routes import Match, MethodNotAllowed, RouteTable
+from edgegw_tx.gateway.target import BadPath, normal_path
 
 __all__ = [
     "Dispatcher",
@@ -66,7 +76,8 @@ class GatewayRequest:
     """
     One HTTP request as the HTTP layer saw it.
 
-    ``path`` is the raw path (percent-encoded, no query).  Header names and
+    ``path`` is the raw path (percent-encoded, no query); the dispatcher
+    brings it to its normal form.  Header names and
     values may be L{bytes} (as parsers produce them) or L{str}.
     """
 
@@ -96,9 +107,11 @@ class InvalidResponse(GatewayError):
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z").match
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z").match
-_BAD_VALUE = re.compile(r"[\r\n\x00]").search
+# Control characters other than HTAB (RFC 9110 §5.5): CR, LF, NUL, VT, DEL ...
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]").search
 _DROPPED = frozenset(
     {
+        "date",
         "connection",
         "keep-alive",
         "proxy-connection",
@@ -166,13 +179,23 @@ def _invalid(problem: str) -> InvalidResponse:
     return InvalidResponse(f"invalid response from handler: {problem}")
 
 
+def _control(name: str, value: str) -> InvalidResponse:
+    """The error for a header value holding a control character."""
+    char = _BAD_VALUE(value).group()
+    return _invalid(f"header {name!r} contains the control character U+{ord(char):04X}")
+
+
 def _translate(frame: object, request_id: str) -> GatewayResponse:
     """A ``response`` frame → L{GatewayResponse}; raises L{InvalidResponse}."""
     if not isinstance(frame, dict):
         raise _invalid(f"expected an object, got {type(frame).__name__}")
     status = frame.get("status")
-    if status.__class__ is not int or not 100 <= status <= 599:
-        raise _invalid(f"status {status!r} is not an integer from 100 to 599")
+    if status.__class__ is not int or not 200 <= status <= 599:
+        if status.__class__ is int and 100 <= status <= 199:
+            raise _invalid(
+                f"status {status} is an interim (1xx) status; a handler's answer is final: 200 to 599"
+            )
+        raise _invalid(f"status {status!r} is not an integer from 200 to 599")
 
     headers: list[tuple[str, str]] = []
     given = frame.get("headers")
@@ -187,14 +210,14 @@ def _translate(frame: object, request_id: str) -> GatewayResponse:
                 raise _invalid(f"bad header name {name!r}")
             if value.__class__ is str:
                 if _BAD_VALUE(value):
-                    raise _invalid(f"header {name!r} contains CR, LF or NUL")
+                    raise _control(name, value)
                 headers.append((lower, value))
             elif value.__class__ is list:
                 for item in value:
                     if item.__class__ is not str:
                         raise _invalid(f"header {name!r} has a non-string value")
                     if _BAD_VALUE(item):
-                        raise _invalid(f"header {name!r} contains CR, LF or NUL")
+                        raise _control(name, item)
                     headers.append((lower, item))
             else:
                 raise _invalid(
@@ -221,6 +244,8 @@ def _translate(frame: object, request_id: str) -> GatewayResponse:
                 raise _invalid("body is not encodable as UTF-8") from None
         else:
             raise _invalid("body must be a string or null")
+    if status == 204 or status == 304:
+        body = b""  # RFC 9110 §15.3.5, §15.4.5: no content
     return GatewayResponse(status, headers, body)
 
 
@@ -283,7 +308,11 @@ class Dispatcher:
             request_id = self._new_id()
 
         method = request.method
-        path = request.path
+        try:
+            path = normal_path(request.path)
+        except BadPath as e:
+            respond(_error(400, request_id, {"error": str(e)}))
+            return
         found = self._match(request.host, method, path)
         if found.__class__ is not Match:
             respond(self._unrouted(found, request_id, method, path))

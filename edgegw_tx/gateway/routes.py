@@ -10,21 +10,24 @@ Matching rules (see also L{edgegw_tx.paths}):
 
 * Host: lower-cased, port and a trailing ``.`` stripped; the exact domain is
   tried first, then ``*``.  A missing host only reaches ``*``.
-* Path: split on ``/`` first, then each segment is percent-decoded (UTF-8,
-  invalid sequences become U+FFFD), so ``%2F`` stays inside one segment and
-  parameter values are decoded strings.
+* Path: the dispatcher hands over the path's normal form
+  (L{edgegw_tx.gateway.target}); it is split on ``/`` first, then each
+  segment is percent-decoded once (UTF-8, invalid sequences become U+FFFD), so
+  ``%2F`` stays inside one segment and parameter values are decoded strings.
 * At every level a literal child is tried before the parameter child, with
   backtracking: ``/users/me`` beats ``/users/{id}``, and ``/a/{x}/c`` still
   serves ``/a/b/c`` when ``/a/b/d`` exists.
 * A parameter matches one non-empty segment.  So a trailing slash is a
   different path: ``/hello/`` does not match ``/hello`` (nor ``/{x}``).
-* Methods are compared exactly (HTTP methods are case-sensitive).  There is no
-  automatic HEAD: a HEAD request needs a HEAD route, otherwise it gets 405 with
-  the methods that do match.
+* Methods are compared exactly (HTTP methods are case-sensitive).  A HEAD
+  request with no HEAD route for its path is served by the GET route, as
+  RFC 9110 §9.3.2 expects (the HTTP layer sends no body); per domain, so an
+  exact domain's GET beats a ``*`` HEAD.
 * 405 is returned when the path matches, under the exact domain or ``*``, for
-  some other method; ``allowed`` lists exactly the methods that would match.
+  some other method; ``allowed`` lists exactly the methods that would match
+  (HEAD among them wherever GET is).
 
-Matches are remembered per (Host header, method, raw path), up to
+Matches are remembered per (Host header, method, path), up to
 C{MATCH_CACHE} of them, and forgotten on every change to the table: a request
 for a path seen before costs one dict lookup, however many routes there are.
 Only short keys are remembered (C{MATCH_KEY_MAX} characters of host and path),
@@ -268,7 +271,8 @@ class RouteTable:
         Find the route for a request.
 
         @param host: the Host header as received (port and case are ignored).
-        @param path: the raw (still percent-encoded) path, without the query.
+        @param path: the path in its normal form (still percent-encoded),
+            without the query.
         """
         key = (host, method, path)
         known = self._matches.get(key)
@@ -293,15 +297,17 @@ class RouteTable:
         exact = domains.get(host) if host != "*" else None
         wild = domains.get("*")
         values: list[str] = []
+        tried = (method, "GET") if method == "HEAD" else (method,)
         for methods in (exact, wild):
             if methods is not None:
-                root = methods.get(method)
-                if root is not None:
-                    entry = _walk(root, segments, 0, values)
-                    if entry is not None:
-                        return Match(
-                            entry.key, entry.target, dict(zip(entry.names, values))
-                        )
+                for each in tried:
+                    root = methods.get(each)
+                    if root is not None:
+                        entry = _walk(root, segments, 0, values)
+                        if entry is not None:
+                            return Match(
+                                entry.key, entry.target, dict(zip(entry.names, values))
+                            )
         allowed = set()
         for methods in (exact, wild):
             if methods is not None:
@@ -309,6 +315,8 @@ class RouteTable:
                     if other != method and _walk(root, segments, 0, []) is not None:
                         allowed.add(other)
         if allowed:
+            if "GET" in allowed:
+                allowed.add("HEAD")
             return MethodNotAllowed(sorted(allowed))
         return NO_ROUTE
 

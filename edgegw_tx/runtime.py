@@ -35,6 +35,7 @@ from edgegw_tx.admin.probe import DataPlaneProbe
 from edgegw_tx.admin.services import ServiceManager
 from edgegw_tx.admin.validation import effective_settings
 from edgegw_tx.build.builder import Builder
+from edgegw_tx.datadir_lock import DataDirLock
 from edgegw_tx.gateway.front import DEFAULT_HTTP, HTTP_LAYERS, data_plane_factory
 from edgegw_tx.gateway.listening import DrainingServerService
 from edgegw_tx.gateway.routes import RouteTable
@@ -83,6 +84,7 @@ class GatewayRuntime(MultiService):
         worker_user=DEFAULT_WORKER_USER,
         http_limits=None,
         admin_max_body=ADMIN_MAX_BODY,
+        data_dir_lock=None,
     ):
         """
         ``registry`` replaces the service plane's ``ServiceRegistry`` (tests pass
@@ -100,6 +102,9 @@ class GatewayRuntime(MultiService):
         ``http_limits`` are the data plane's limits (``--max-body``,
         ``--header-timeout`` ...: L{edgegw_tx.gateway.front.data_plane_factory}),
         ``admin_max_body`` the management API's body cap; docs/limits.md.
+        ``data_dir_lock`` is the L{DataDirLock} of ``data_dir`` when the
+        caller took it already (``twistd``, so that a second gateway is
+        refused before it daemonises); otherwise start takes it first thing.
         """
         if processes < 1:
             raise ValueError("processes must be at least 1")
@@ -108,6 +113,7 @@ class GatewayRuntime(MultiService):
             from twisted.internet import reactor
         self._reactor = reactor
         self.data_dir = os.path.abspath(data_dir)
+        self.data_dir_lock = data_dir_lock or DataDirLock(self.data_dir)
         self._max_frame = max_frame
         self.isolation = Isolation.for_gateway(worker_user)
         self.store = SQLiteStore(os.path.join(self.data_dir, "edgegw.sqlite3"), reactor=reactor)
@@ -236,7 +242,11 @@ class GatewayRuntime(MultiService):
         self.api.starting = True
         self.routes.restoring = True
         self.log.info("{isolation}", isolation=self.isolation.describe())
-        d = maybeDeferred(self.isolation.prepare_data_dir, self.data_dir)
+        # One gateway per data dir (datadir_lock.py): before anything touches the store.
+        d = maybeDeferred(self.data_dir_lock.acquire)
+        # Held since makeService, maybe by the process twistd forked: its pid now.
+        d.addCallback(lambda _: self.data_dir_lock.record_pid())
+        d.addCallback(lambda _: self.isolation.prepare_data_dir(self.data_dir))
         d.addCallback(lambda _: self.store.open())
         # A new store file is created with the umask's mode: the workers' user must not read it.
         d.addCallback(lambda _: self.isolation.protect_files(self.data_dir))
@@ -267,6 +277,7 @@ class GatewayRuntime(MultiService):
         # The keys' held-back last_used_at times (auth.py); errors are logged there.
         d.addBoth(lambda _: self.keys.flush())
         d.addBoth(lambda _: self.store.close())
+        d.addBoth(lambda _: self.data_dir_lock.release())
         return d
 
     def _close_connections(self):

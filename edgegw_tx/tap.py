@@ -6,6 +6,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from edgegw_tx.admin.limits import MAX_BODY as ADMIN_MAX_BODY
+from edgegw_tx.datadir_lock import DataDirInUse, DataDirLock
 from edgegw_tx.processes import NotSharable, check_sharable
 from edgegw_tx.runtime import DEFAULT_HTTP, GatewayRuntime
 from edgegw_tx.workers.isolation import DEFAULT_WORKER_USER, Isolation, IsolationError
@@ -137,6 +138,18 @@ class Options(usage.Options):
 
 
 def makeService(config):
+    """
+    The gateway, holding its data dir's lock: a second gateway on the same
+    data dir ends here, before it daemonises, with one line naming the pid
+    that holds it (SystemExit: twistd prints it, no traceback).
+    """
+    lock = DataDirLock(config["data-dir"])
+    try:
+        lock.acquire()
+    except DataDirInUse as e:
+        raise SystemExit(str(e))
+    except OSError as e:
+        raise SystemExit(f"cannot lock the data dir {config['data-dir']}: {e.strerror or e} ({lock.path})")
     return GatewayRuntime(
         data_dir=config["data-dir"],
         listen=config["listen"],
@@ -151,4 +164,5 @@ def makeService(config):
         worker_user=config["worker-user"],
         http_limits=config["http-limits"],
         admin_max_body=config["admin-max-body"],
+        data_dir_lock=lock,
     )

@@ -82,8 +82,9 @@ class OptionsTests(unittest.TestCase):
         made = []
         self.patch(tap, "GatewayRuntime", lambda **kwargs: made.append(kwargs))
         options = Options()
-        options.parseOptions(["--processes", "3"])
+        options.parseOptions(["--processes", "3", "--data-dir", self.mktemp()])
         tap.makeService(options)
+        self.addCleanup(made[0]["data_dir_lock"].release)
         self.assertEqual(made[0]["processes"], 3)
 
     def test_limits_reach_the_runtime(self):
@@ -96,9 +97,11 @@ class OptionsTests(unittest.TestCase):
         options = Options()
         options.parseOptions(
             ["--max-body", "1000", "--max-headers", "20", "--max-header-bytes", "4096",
-             "--header-timeout", "2.5", "--idle-timeout", "30", "--admin-max-body", "5000"]
+             "--header-timeout", "2.5", "--idle-timeout", "30", "--admin-max-body", "5000",
+             "--data-dir", self.mktemp()]
         )
         tap.makeService(options)
+        self.addCleanup(made[0]["data_dir_lock"].release)
         self.assertEqual(
             made[0]["http_limits"],
             {"max_body": 1000, "max_headers": 20, "max_head": 4096, "header_timeout": 2.5, "idle_timeout": 30.0},

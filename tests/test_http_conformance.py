@@ -723,3 +723,296 @@ class TLSTests(_ServerCase):
         raw = yield self.closed(client)
         bodies = [body for _, _, body in parse_responses(raw)]
         self.assertEqual(bodies, [b"GET /a {} ", b"GET /b {} "])
+
+
+class StatusTarget:
+    """Answers C{/status/N} with status N, a body, and the headers the
+    query asks for (``?h=name:value;name:value``)."""
+
+    name = "status"
+
+    def __init__(self):
+        self.frames = []
+
+    def request(self, frame):
+        self.frames.append(frame)
+        headers = dict(h.split(":", 1) for h in frame["query"].get("h", "").split(";") if h)
+        return succeed(
+            {"status": int(frame["params"]["code"]), "headers": headers, "body": "body of " + frame["path"]}
+        )
+
+
+class HandlerStatusTests(_ServerCase):
+    """What a handler answers cannot break the connection's framing (issue 14,
+    item 2), over a raw socket."""
+
+    def setUp(self):
+        super().setUp()
+        self.status = StatusTarget()
+        self.factory.dispatcher._routes.add(
+            "status", "*", "GET", parse_pattern("/status/{code}"), self.status
+        )
+
+    @inlineCallbacks
+    def test_interim_status_is_502_and_next_answer_framed(self):
+        """A handler answering 100 (or 101) gets 502 instead; on the same
+        kept-alive connection the next request's answer is its own, whole,
+        and the connection stays open.  Without the check the 1xx line would
+        be read as an interim answer and the 200 as the first request's."""
+        for code in (b"100", b"101"):
+            client = yield self.connect(
+                b"GET /status/" + code + b" HTTP/1.1\r\nHost: a\r\n\r\n"
+                b"GET /status/200 HTTP/1.1\r\nHost: a\r\n\r\n"
+            )
+            raw = yield client.responses(2)
+            (s1, h1, b1), (s2, h2, b2) = parse_responses(raw)
+            self.assertEqual((s1, s2), (502, 200))
+            self.assertIn(b"interim (1xx) status", b1)
+            self.assertEqual(h1["content-length"], str(len(b1)))
+            self.assertEqual(b2, b"body of /status/200")
+            self.assertNotIn(b"HTTP/1.1 1", raw)
+            self.assertNotIn(b"upgrade", raw.lower())
+            self.assertFalse(client.closed.called)
+
+    @inlineCallbacks
+    def test_no_body_statuses_send_no_body(self):
+        """204 and 304 from a handler that gave a body: no body and no
+        Content-Length on the wire, and the next answer is framed right."""
+        client = yield self.connect(
+            b"GET /status/204 HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"GET /status/304 HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"GET /status/200 HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        raw = yield client.responses(3)
+        [(s1, h1, b1), (s2, h2, b2), (s3, _, b3)] = parse_responses(raw)
+        self.assertEqual((s1, s2, s3), (204, 304, 200))
+        self.assertNotIn("content-length", h1)
+        self.assertNotIn("content-length", h2)
+        self.assertEqual(b3, b"body of /status/200")
+        self.assertEqual(raw.count(b"body of"), 1)
+
+    @inlineCallbacks
+    def test_one_date_and_gateway_framing(self):
+        """A handler's Date, Content-Length, Transfer-Encoding and Connection
+        do not reach the wire: one Date (the gateway's) and the gateway's own
+        Content-Length."""
+        client = yield self.connect(
+            b"GET /status/200?h=Date:Mon%2C%2001%20Jan%202001%2000%3A00%3A00%20GMT;"
+            b"Content-Length:1;Transfer-Encoding:chunked;Connection:close HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        raw = yield client.responses(1)
+        [(status, headers, body)] = parse_responses(raw)
+        self.assertEqual((status, body), (200, b"body of /status/200"))
+        head = raw.split(b"\r\n\r\n")[0].lower()
+        self.assertEqual(head.count(b"\r\ndate:"), 1)
+        self.assertNotIn(b"2001", head)
+        self.assertEqual(head.count(b"\r\ncontent-length:"), 1)
+        self.assertNotIn(b"transfer-encoding", head)
+        self.assertNotIn(b"connection", head)
+        self.assertEqual(headers["content-length"], str(len(body)))
+
+    @inlineCallbacks
+    def test_reason_phrases(self):
+        """422 and 429 carry their RFC reason phrases, not "Unknown"."""
+        client = yield self.connect(
+            b"GET /status/422 HTTP/1.1\r\nHost: a\r\n\r\nGET /status/429 HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        raw = yield client.responses(2)
+        self.assertIn(b"HTTP/1.1 422 Unprocessable ", raw)
+        self.assertIn(b"HTTP/1.1 429 Too Many Requests\r\n", raw)
+
+
+class RequestShapeTests(SynchronousTestCase):
+    """Request shapes refused or routed by RFC 9112 (issue 14, item 7 and the
+    data plane's Low items), on a StringTransport."""
+
+    def setUp(self):
+        self.a = EchoTarget()
+        self.b = EchoTarget()
+        routes = RouteTable()
+        routes.add("a", "a.example", "GET", parse_pattern("/{p}"), self.a)
+        routes.add("b", "b.example", "GET", parse_pattern("/{p}"), self.b)
+        routes.add("any", "*", "POST", parse_pattern("/{p}"), self.b)
+        self.factory = GatewayHTTPFactory(Dispatcher(routes), Clock())
+
+    def send(self, data):
+        """Feed C{data} to a new connection; return its transport."""
+        protocol = self.factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(data)
+        return transport
+
+    def assertRefused(self, data, status, fragment):
+        """C{data} gets C{status} with C{fragment} in the body, the connection
+        closes and nothing is dispatched."""
+        transport = self.send(data)
+        [(got, headers, body)] = parse_responses(transport.value())
+        self.assertEqual(got, status, transport.value())
+        self.assertIn(fragment, json.loads(body)["error"])
+        self.assertEqual(headers["connection"], "close")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.a.frames + self.b.frames, [])
+
+    def test_two_host_fields(self):
+        """Two Host header fields: 400 and close (the last no longer wins)."""
+        self.assertRefused(
+            b"GET /x HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n",
+            400,
+            "more than one Host header field",
+        )
+
+    def test_missing_host_on_http11(self):
+        """No Host on HTTP/1.1: 400 and close; HTTP/1.0 without Host is fine."""
+        self.assertRefused(b"GET /x HTTP/1.1\r\n\r\n", 400, "needs a Host header field")
+        transport = self.send(b"POST /x HTTP/1.0\r\n\r\n")
+        self.assertEqual(parse_responses(transport.value())[0][0], 200)
+
+    def test_absolute_form_authority_wins(self):
+        """C{GET http://a.example/x} with C{Host: b.example} is routed to
+        a.example, and the handler sees that host (RFC 9112 §3.2.2)."""
+        transport = self.send(
+            b"GET http://A.example:8080/x?q=1 HTTP/1.1\r\nHost: b.example\r\n\r\n"
+        )
+        [(status, _, body)] = parse_responses(transport.value())
+        self.assertEqual((status, body), (200, b'GET /x {"q": "1"} '))
+        self.assertEqual(self.b.frames, [])
+        [frame] = self.a.frames
+        self.assertEqual(frame["headers"]["host"], "A.example:8080")
+
+    def test_absolute_form_refused_shapes(self):
+        """An absolute-form target with another scheme or a userinfo: 400."""
+        self.assertRefused(
+            b"GET ftp://a.example/x HTTP/1.1\r\nHost: a.example\r\n\r\n", 400, "http(s) URL"
+        )
+        self.assertRefused(
+            b"GET http://u:p@a.example/x HTTP/1.1\r\nHost: a.example\r\n\r\n", 400, "userinfo"
+        )
+
+    def test_transfer_encoding_other_than_chunked(self):
+        """C{Transfer-Encoding: identity, chunked} (any coding but chunked
+        alone): 400 and close."""
+        self.assertRefused(
+            b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n",
+            400,
+            "Transfer-Encoding must be chunked",
+        )
+
+    def test_transfer_encoding_on_http10(self):
+        """Any Transfer-Encoding on HTTP/1.0 is faulty framing (RFC 9112
+        §6.1): 400 and close."""
+        self.assertRefused(
+            b"POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+            "Transfer-Encoding in an HTTP/1.0 request",
+        )
+
+    def test_chunked_still_served(self):
+        """C{Transfer-Encoding: Chunked} on HTTP/1.1 is served as before."""
+        transport = self.send(
+            b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"
+        )
+        self.assertEqual(parse_responses(transport.value())[0][2], b"POST /x {} hi")
+
+    def test_other_http_versions(self):
+        """HTTP/2.0 and HTTP/0.9 request lines: 505 and close."""
+        for version in (b"2.0", b"0.9"):
+            self.assertRefused(
+                b"GET /x HTTP/" + version + b"\r\nHost: a.example\r\n\r\n",
+                505,
+                "HTTP/" + version.decode() + " is not supported",
+            )
+
+    def test_path_normal_form_reaches_handler(self):
+        """The handler's C{path} is the normal form the route matched."""
+        transport = self.send(b"GET /%78%2f%2e HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        self.assertEqual(parse_responses(transport.value())[0][2], b"GET /x%2F. {} ")
+        transport = self.send(b"GET /%2e%2e HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        [(status, headers, body)] = parse_responses(transport.value())
+        self.assertEqual(status, 400)
+        self.assertIn(b"dot-segment", body)
+        self.assertFalse(transport.disconnecting)
+
+
+class HeadOnGetTests(_ServerCase):
+    """HEAD on a route that only has GET, over a raw socket."""
+
+    def setUp(self):
+        super().setUp()
+        routes = self.factory.dispatcher._routes
+        routes.remove(("HEAD", "/{p}"))
+
+    @inlineCallbacks
+    def test_head_served_as_get_without_body(self):
+        """HEAD gets 200 with the Content-Length of the answer, no body, and
+        the next answer on the connection is framed right."""
+        client = yield self.connect(
+            b"HEAD /h HTTP/1.1\r\nHost: a\r\n\r\nGET /g HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        raw = yield client.responses(2, heads=(0,))
+        (s1, h1, b1), (s2, _, b2) = parse_responses(raw, heads=(0,))
+        self.assertEqual((s1, b1, h1["content-length"]), (200, b"", str(len(b"HEAD /h {} "))))
+        self.assertEqual((s2, b2), (200, b"GET /g {} "))
+
+
+class BodyTimeoutTests(SynchronousTestCase):
+    """A request body that drips: 408 and close after C{body_timeout}."""
+
+    def setUp(self):
+        self.target = EchoTarget()
+        routes = RouteTable()
+        routes.add("post", "*", "POST", parse_pattern("/"), self.target)
+        self.clock = Clock()
+        self.factory = GatewayHTTPFactory(
+            Dispatcher(routes), self.clock, header_timeout=10, body_timeout=30, idle_timeout=60
+        )
+        self.protocol = self.factory.buildProtocol(None)
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+
+    def test_dripping_body_gets_408(self):
+        """One body byte a second (so neither the idle nor the header timeout
+        fires): 408 naming the body and close, 30 s after the head."""
+        self.protocol.dataReceived(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n")
+        for _ in range(100):
+            if self.transport.disconnecting:
+                break
+            self.protocol.dataReceived(b"x")
+            self.clock.advance(1)
+        self.assertEqual(self.clock.seconds(), 30)
+        [(status, headers, body)] = parse_responses(self.transport.value())
+        self.assertEqual(status, 408)
+        self.assertEqual(headers["connection"], "close")
+        self.assertIn(b"request body not received within 30 s", body)
+        self.assertEqual(self.target.frames, [])
+
+    def test_dripping_chunked_body_gets_408(self):
+        """The same for a chunked body whose chunks keep coming."""
+        self.protocol.dataReceived(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(100):
+            if self.transport.disconnecting:
+                break
+            self.protocol.dataReceived(b"1\r\nx\r\n")
+            self.clock.advance(1)
+        self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 408 "))
+        self.assertEqual(self.clock.seconds(), 30)
+
+    def test_body_in_time_is_served_and_deadline_is_per_request(self):
+        """A body complete in 29 s is served; the next request on the
+        connection has its own 30 s."""
+        for _ in range(2):
+            self.protocol.dataReceived(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\na")
+            self.clock.advance(29)
+            self.protocol.dataReceived(b"b")
+        self.assertEqual(self.transport.value().count(b"HTTP/1.1 200 OK"), 2)
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_waiting_for_the_answer_is_not_a_slow_body(self):
+        """Once the body is in, a slow handler does not trigger the deadline."""
+        held = Deferred()
+        self.target.request = lambda frame: held
+        self.protocol.dataReceived(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx")
+        self.clock.advance(45)
+        self.assertFalse(self.transport.disconnecting)
+        held.callback({"status": 200, "body": "late"})
+        self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 200 OK"))

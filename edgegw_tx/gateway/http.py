@@ -20,7 +20,17 @@ Behaviour:
   set one) and the dispatcher's ``x-request-id``.
 * Malformed requests and request-smuggling shapes (Content-Length with
   Transfer-Encoding, duplicate Content-Length, obsolete line folding, unknown
-  transfer codings: llhttp's strict mode rejects each) → 400 and close.
+  transfer codings: llhttp's strict mode rejects each; a Transfer-Encoding
+  other than exactly ``chunked``, such as ``identity, chunked``, and any
+  Transfer-Encoding on HTTP/1.0, RFC 9112 §6.1) → 400 and close.
+* Routing ambiguity (RFC 9112 §3.2): two ``Host`` fields, or none on
+  HTTP/1.1 → 400 and close.  An absolute-form target
+  (``GET http://a.example/x``) is routed by its authority, which replaces the
+  ``Host`` the handler sees; a scheme other than http(s) or a userinfo in it
+  → 400 and close.
+* A request line of a version other than HTTP/1.0 or 1.1 (``HTTP/2.0``,
+  ``HTTP/0.9``; llhttp refuses ``HTTP/1.2`` as malformed) → 505 and close
+  (RFC 9110 §15.6.6: the major version is not supported).
   Too many headers or too large a head → 431, too long a URL → 414, both
   closing the connection.  Upgrade/CONNECT is not supported: the request is
   answered and the connection closed.
@@ -37,7 +47,9 @@ Behaviour:
   seconds without traffic (one lazy timer per connection, not one per read).
   A request whose header fields have not all arrived C{header_timeout}
   seconds after its first byte gets 408 and the connection is closed
-  (slowloris), however steadily the bytes trickle in.
+  (slowloris), however steadily the bytes trickle in.  Likewise a request
+  whose body has not all arrived C{body_timeout} seconds after its head gets
+  408 and the connection is closed.
 * Shutting down (L{GatewayHTTPFactory.close_connections}): every request
   begun is answered, with ``connection: close``, and its connection closed
   after the answer; an idle keep-alive connection is closed at once; one that
@@ -70,7 +82,10 @@ from zope.interface import implementer
 
 from edgegw_tx.gateway.dispatch import Dispatcher, GatewayRequest, GatewayResponse
 
-__all__ = ["GatewayHTTPFactory", "GatewayHTTPProtocol"]
+__all__ = ["BODY_TIMEOUT", "GatewayHTTPFactory", "GatewayHTTPProtocol"]
+
+BODY_TIMEOUT = 60.0
+"""Default seconds for a request body to arrive once its head is in (``--body-timeout``)."""
 
 _NO_BODY = frozenset({204, 304})
 _INTERNAL = b'{"error": "internal error while writing the response"}'
@@ -161,6 +176,8 @@ class GatewayHTTPProtocol(Protocol):
         self._read_paused = False
         self._last = 0.0
         self._head_since: float | None = None  # a request head is being read since
+        self._body_since: float | None = None  # a request body is being read since
+        self._te: bytes | None = None  # the request's Transfer-Encoding
         self._timer = None
         self._begun = False  # a request was begun on this connection
 
@@ -176,7 +193,8 @@ class GatewayHTTPProtocol(Protocol):
         self._last = self._seconds()
         factory = self._factory
         self._timer = factory.reactor.callLater(
-            min(factory.idle_timeout, factory.header_timeout), self._check_idle
+            min(factory.idle_timeout, factory.header_timeout, factory.body_timeout),
+            self._check_idle,
         )
 
     def connectionLost(self, reason: Failure = None) -> None:
@@ -211,9 +229,10 @@ class GatewayHTTPProtocol(Protocol):
     def _check_idle(self) -> None:
         """
         The connection's one lazy timer: 408 for a request head that takes
-        longer than C{header_timeout} (slowloris), close after C{idle_timeout}
-        without traffic.  It never sleeps longer than C{header_timeout}, so a
-        head that begins meanwhile is caught on time without re-arming the
+        longer than C{header_timeout} (slowloris) or a body that takes longer
+        than C{body_timeout}, close after C{idle_timeout} without traffic.  It
+        never sleeps longer than the shorter of the two deadlines, so a head
+        or body that begins meanwhile is caught on time without re-arming the
         timer per request.
         """
         self._timer = None
@@ -221,7 +240,7 @@ class GatewayHTTPProtocol(Protocol):
             return
         factory = self._factory
         now = self._seconds()
-        wake = factory.header_timeout
+        wake = min(factory.header_timeout, factory.body_timeout)
         if self._head_since is not None and not self._stopped:
             head_left = self._head_since + factory.header_timeout - now
             if head_left <= 0:
@@ -230,6 +249,14 @@ class GatewayHTTPProtocol(Protocol):
                 )
                 return
             wake = head_left
+        elif self._body_since is not None and not self._stopped:
+            body_left = self._body_since + factory.body_timeout - now
+            if body_left <= 0:
+                self._reject(
+                    408, f"request body not received within {factory.body_timeout:g} s"
+                )
+                return
+            wake = body_left
         timeout = factory.idle_timeout
         left = self._last + timeout - now
         if left > 0 or self._slots and self._current is None:
@@ -316,6 +343,7 @@ class GatewayHTTPProtocol(Protocol):
         self._body = []
         self._body_size = 0
         self._host = None
+        self._te = None
         self._expect = False
         self._in_head = True
 
@@ -334,7 +362,12 @@ class GatewayHTTPProtocol(Protocol):
             raise _Reject(431, "request header fields too large")
         lower = name.lower()
         if lower == b"host":
+            if self._host is not None:
+                raise _Reject(400, "more than one Host header field")
             self._host = value
+        elif lower == b"transfer-encoding":
+            # llhttp refuses a second one, and Content-Length beside it.
+            self._te = value
         elif lower == b"expect":
             if value.lower() == b"100-continue":
                 self._expect = True
@@ -346,13 +379,26 @@ class GatewayHTTPProtocol(Protocol):
     def on_headers_complete(self) -> None:
         if self._stopped:
             return  # pipelined after a request that closes the connection
+        parser = self._parser
+        version = parser.get_http_version()
+        if version != "1.1":
+            if version != "1.0":
+                raise _Reject(505, f"HTTP/{version} is not supported: HTTP/1.1 or 1.0")
+            if self._te is not None:
+                raise _Reject(400, "Transfer-Encoding in an HTTP/1.0 request")
+        elif self._host is None:
+            raise _Reject(400, "an HTTP/1.1 request needs a Host header field")
+        if self._te is not None and self._te.lower() != b"chunked":
+            raise _Reject(400, "Transfer-Encoding must be chunked, and only chunked")
         self._in_head = False
         self._head_since = None
+        self._body_since = self._last
         slot = _Slot()
-        slot.head = self._parser.get_method() == b"HEAD"
+        slot.head = parser.get_method() == b"HEAD"
+        slot.http10 = version == "1.0"
         self._current = slot
         self._slots.append(slot)
-        if self._expect and self._parser.get_http_version() == "1.1":
+        if self._expect and not slot.http10:
             slot.expect = True
             if self._slots[0] is slot:
                 slot.expect = False
@@ -369,18 +415,19 @@ class GatewayHTTPProtocol(Protocol):
     def on_message_complete(self) -> None:
         if self._stopped:
             return
+        self._body_since = None
         url = self._url
+        host = self._host
+        headers = self._headers
         if url[:1] == b"/":
             path, _, query = url.partition(b"?")
             path = path.partition(b"#")[0]
         elif url == b"*":
             path, query = url, b""
         else:
-            try:
-                parsed = parse_url(url)
-            except HttpParserError:
-                raise _Reject(400, "malformed request target") from None
-            path, query = parsed.path or b"/", parsed.query or b""
+            path, query, host = self._absolute_form(url)
+            headers = [(n, v) for n, v in headers if n.lower() != b"host"]
+            headers.append((b"host", host))
         self._in_head = True
         self._raw_head = 0
         slot = self._current
@@ -391,21 +438,40 @@ class GatewayHTTPProtocol(Protocol):
         if not parser.should_keep_alive() or self._factory.closing:
             slot.close = True
             self._stopped = True
-        elif parser.get_http_version() == "1.0":
-            slot.http10 = True
         body = self._body
-        host = self._host
         request = GatewayRequest(
             parser.get_method().decode("latin-1"),
             host.decode("latin-1") if host is not None else None,
             path.decode("utf-8", "replace"),
             query,
-            self._headers,
+            headers,
             body[0] if len(body) == 1 else b"".join(body),
             self._client_ip,
         )
         self._body = []
         self._serve(request, lambda response: self._answer(response, slot))
+
+    @staticmethod
+    def _absolute_form(url: bytes) -> tuple[bytes, bytes, bytes]:
+        """
+        Path, query and authority of an absolute-form target: the authority
+        is the request's host (RFC 9112 §3.2.2), whatever ``Host`` says.
+        """
+        try:
+            parsed = parse_url(url)
+        except HttpParserError:
+            raise _Reject(400, "malformed request target") from None
+        schema = parsed.schema
+        if schema is None or schema.lower() not in (b"http", b"https") or not parsed.host:
+            raise _Reject(400, "the request target is neither a path nor an http(s) URL")
+        if parsed.userinfo is not None:
+            raise _Reject(400, "the request target has a userinfo part")
+        host = parsed.host
+        if b":" in host:
+            host = b"[%s]" % host
+        if parsed.port is not None:
+            host += b":%d" % parsed.port
+        return parsed.path or b"/", parsed.query or b"", host
 
     # -- writing --------------------------------------------------------------
 
@@ -523,6 +589,7 @@ class GatewayHTTPProtocol(Protocol):
             # after Connection: close"): what follows is not answered.
             return
         self._stopped = True
+        self._body_since = None
         slot = self._current
         if slot is None:
             slot = _Slot()
@@ -559,6 +626,8 @@ class GatewayHTTPFactory(ServerFactory):
     @param idle_timeout: seconds a connection may sit without a request.
     @param header_timeout: seconds from the first byte of a request to the end
         of its header fields (408 and close above: slowloris).
+    @param body_timeout: seconds from the end of a request's header fields to
+        the end of its body (408 and close above).
     """
 
     noisy = False
@@ -575,6 +644,7 @@ class GatewayHTTPFactory(ServerFactory):
         max_pending: int = 32,
         idle_timeout: float = 60.0,
         header_timeout: float = 10.0,
+        body_timeout: float = BODY_TIMEOUT,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor
@@ -587,6 +657,7 @@ class GatewayHTTPFactory(ServerFactory):
         self.max_pending = max_pending
         self.idle_timeout = idle_timeout
         self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
         self.dates = _DateCache()
         self.connections: set[GatewayHTTPProtocol] = set()
         self.closing = False

@@ -7,6 +7,7 @@ from twisted.python import usage
 
 from edgegw_tx.admin.limits import MAX_BODY as ADMIN_MAX_BODY
 from edgegw_tx.datadir_lock import DataDirInUse, DataDirLock
+from edgegw_tx.gateway.http import BODY_TIMEOUT
 from edgegw_tx.processes import NotSharable, check_sharable
 from edgegw_tx.runtime import DEFAULT_HTTP, GatewayRuntime
 from edgegw_tx.workers.isolation import DEFAULT_WORKER_USER, Isolation, IsolationError
@@ -20,6 +21,7 @@ LIMITS = (
     ("max-headers", "100", "Most header fields in a request (431 above).", "max_headers"),
     ("max-header-bytes", str(64 * 1024), "Most bytes of header fields in a request (431 above).", "max_head"),
     ("header-timeout", "10", "Seconds from a request's first byte to the end of its headers (408 above).", "header_timeout"),
+    ("body-timeout", f"{BODY_TIMEOUT:g}", "Seconds from the end of a request's headers to the end of its body (408 above).", "body_timeout"),
     ("idle-timeout", "60", "Seconds an idle keep-alive connection stays open.", "idle_timeout"),
 )
 

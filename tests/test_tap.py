@@ -89,7 +89,7 @@ class OptionsTests(unittest.TestCase):
 
     def test_limits_reach_the_runtime(self):
         """--max-body, --max-headers, --max-header-bytes, --header-timeout,
-        --idle-timeout and --admin-max-body are given to the runtime."""
+        --body-timeout, --idle-timeout and --admin-max-body are given to the runtime."""
         from edgegw_tx import tap
 
         made = []
@@ -97,14 +97,16 @@ class OptionsTests(unittest.TestCase):
         options = Options()
         options.parseOptions(
             ["--max-body", "1000", "--max-headers", "20", "--max-header-bytes", "4096",
-             "--header-timeout", "2.5", "--idle-timeout", "30", "--admin-max-body", "5000",
+             "--header-timeout", "2.5", "--body-timeout", "45", "--idle-timeout", "30",
+             "--admin-max-body", "5000",
              "--data-dir", self.mktemp()]
         )
         tap.makeService(options)
         self.addCleanup(made[0]["data_dir_lock"].release)
         self.assertEqual(
             made[0]["http_limits"],
-            {"max_body": 1000, "max_headers": 20, "max_head": 4096, "header_timeout": 2.5, "idle_timeout": 30.0},
+            {"max_body": 1000, "max_headers": 20, "max_head": 4096, "header_timeout": 2.5,
+             "body_timeout": 45.0, "idle_timeout": 30.0},
         )
         self.assertEqual(made[0]["admin_max_body"], 5000)
 
@@ -114,7 +116,8 @@ class OptionsTests(unittest.TestCase):
         options.parseOptions([])
         self.assertEqual(
             options["http-limits"],
-            {"max_body": 16 * 1024 * 1024, "max_headers": 100, "max_head": 65536, "header_timeout": 10.0, "idle_timeout": 60.0},
+            {"max_body": 16 * 1024 * 1024, "max_headers": 100, "max_head": 65536, "header_timeout": 10.0,
+             "body_timeout": 60.0, "idle_timeout": 60.0},
         )
         self.assertEqual(options["admin-max-body"], 8 * 1024 * 1024)
 
@@ -124,6 +127,7 @@ class OptionsTests(unittest.TestCase):
             (["--max-body", "0"], "--max-body must be more than 0"),
             (["--max-headers", "many"], "--max-headers must be a whole number, not 'many'"),
             (["--header-timeout", "-1"], "--header-timeout must be more than 0"),
+            (["--body-timeout", "0"], "--body-timeout must be more than 0"),
             (["--idle-timeout", "nan"], "--idle-timeout must be more than 0"),
             (["--admin-max-body", "1.5"], "--admin-max-body must be a whole number"),
         ):

@@ -25,7 +25,8 @@ def data_plane_factory(
     (the twisted.web resource of L{edgegw_tx.gateway.web}).
 
     ``limits`` are keyword arguments of L{GatewayHTTPFactory} (``max_body``,
-    ``max_headers``, ``max_head``, ``header_timeout``, ``idle_timeout``: the
+    ``max_headers``, ``max_head``, ``header_timeout``, ``body_timeout``,
+    ``idle_timeout``: the
     ``--max-body`` ... options, docs/limits.md); the twisted.web front keeps
     twisted.web's own.
 

@@ -40,7 +40,7 @@ from edgegw_tx.gateway.front import DEFAULT_HTTP, HTTP_LAYERS, data_plane_factor
 from edgegw_tx.gateway.listening import DrainingServerService
 from edgegw_tx.gateway.routes import RouteTable
 from edgegw_tx.store import SQLiteStore
-from edgegw_tx.workers.isolation import DEFAULT_WORKER_USER, Isolation
+from edgegw_tx.workers.isolation import DEFAULT_WORKER_UIDS, Isolation, UidAllocator
 from edgegw_tx.workers.isolation import environment as worker_environment
 from edgegw_tx.workers.pool import WorkerPool
 
@@ -81,7 +81,8 @@ class GatewayRuntime(MultiService):
         http=None,
         processes=1,
         process_environ=None,
-        worker_user=DEFAULT_WORKER_USER,
+        worker_user=None,
+        worker_uids=DEFAULT_WORKER_UIDS,
         http_limits=None,
         admin_max_body=ADMIN_MAX_BODY,
         data_dir_lock=None,
@@ -94,11 +95,14 @@ class GatewayRuntime(MultiService):
         ``"twisted"`` (the twisted.web resource of L{edgegw_tx.gateway.web});
         ``processes`` is how many data-plane processes serve ``listen``
         (``--processes``; 1: this one), ``process_environ`` the environment
-        they start from (this process's by default); ``worker_user`` is who
-        the workers run as when the gateway runs as root (``--worker-user``: a
-        name, ``uid`` or ``uid:gid``; ``"none"``: root), see docs/isolation.md.
+        they start from (this process's by default); as root, each endpoint's
+        workers run as a uid of their own from ``worker_uids``
+        (``--worker-uids``, ``"FIRST-LAST"`` or a pair), unless ``worker_user``
+        names one user all share (``--worker-user``: a name, ``uid`` or
+        ``uid:gid``), see docs/isolation.md.
         Raises L{edgegw_tx.workers.isolation.IsolationError} when util-linux's
-        setsid, prlimit or setpriv is missing or the user is unknown.
+        setsid, prlimit or setpriv or (as root) bubblewrap is missing, the user
+        is unknown or the range malformed.
         ``http_limits`` are the data plane's limits (``--max-body``,
         ``--header-timeout`` ...: L{edgegw_tx.gateway.front.data_plane_factory}),
         ``admin_max_body`` the management API's body cap; docs/limits.md.
@@ -115,7 +119,7 @@ class GatewayRuntime(MultiService):
         self.data_dir = os.path.abspath(data_dir)
         self.data_dir_lock = data_dir_lock or DataDirLock(self.data_dir)
         self._max_frame = max_frame
-        self.isolation = Isolation.for_gateway(worker_user)
+        self.isolation = Isolation.for_gateway(worker_user, worker_uids)
         self.store = SQLiteStore(os.path.join(self.data_dir, "edgegw.sqlite3"), reactor=reactor)
         self.keys = KeyRing(self.store, reactor=reactor)
         if registry is None:
@@ -158,6 +162,7 @@ class GatewayRuntime(MultiService):
             LogBook(reactor),
             services=self.service_manager,
             keep_versions=keep_versions,
+            uids=UidAllocator(self.store, self.isolation),
             reactor=reactor,
         )
         # Not ``services``/``namedServices`` either: plain names MultiService does not use.
@@ -173,6 +178,7 @@ class GatewayRuntime(MultiService):
             refresh=self.processes.refresh if self.processes is not None else None,
             # The Admin UI's test console (POST /api/test-request) calls the data plane's own socket.
             probe=DataPlaneProbe(reactor, listen, lambda: self.ports().addCallback(lambda ports: ports[0])),
+            isolation=self.isolation.health(),
         )
         # The dashboard's charts (GET /api/stats/history): a sample every 5 s.
         history = TimerService(self.api.history.interval, self.api.history.sample)
@@ -208,18 +214,23 @@ class GatewayRuntime(MultiService):
 
     def _make_pool(self, record, binary, log, version=None):
         sandbox = os.path.join(self.data_dir, "sandbox", record["id"])
+        # The manager puts the endpoint's own uid in the record (UidAllocator).
+        identity = self.isolation.identity(record.get("worker_uid"))
         # A few metadata calls on our own data directory, not worth a thread.
-        self.isolation.prepare_sandbox(sandbox)
+        self.isolation.prepare_sandbox(sandbox, identity)
         options = dict(
             cwd=sandbox,
             max_frame=self._max_frame,
             version=version,
             **pool_options(record["settings"]),
         )
-        # Isolation (docs/isolation.md): a launcher applies the limits, no_new_privs
-        # and the worker user; each worker leads its own process group.
+        # Isolation (docs/isolation.md): a launcher applies the limits, the
+        # namespaces, no_new_privs and the endpoint's uid; each worker leads its
+        # own process group.
         options["env"] = worker_environment(options["env"])
-        options["launcher"] = self.isolation.launcher(effective_settings(record["settings"])["limits"])
+        options["launcher"] = self.isolation.launcher(
+            effective_settings(record["settings"])["limits"], identity, binary=binary, sandbox=sandbox
+        )
         options["process_group"] = True
         if self.processes is not None:
             from edgegw_tx.processes import PoolProxy

@@ -10,7 +10,7 @@ from edgegw_tx.datadir_lock import DataDirInUse, DataDirLock
 from edgegw_tx.gateway.http import BODY_TIMEOUT
 from edgegw_tx.processes import NotSharable, check_sharable
 from edgegw_tx.runtime import DEFAULT_HTTP, GatewayRuntime
-from edgegw_tx.workers.isolation import DEFAULT_WORKER_USER, Isolation, IsolationError
+from edgegw_tx.workers.isolation import DEFAULT_WORKER_UIDS, Isolation, IsolationError
 
 DEFAULT_SDK = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "rust_sdk")
 CRATE_SOURCES = ("auto", "debian", "crates-io")
@@ -60,11 +60,18 @@ class Options(usage.Options):
             " 1 serves from this process. See docs/processes.md.",
         ],
         [
+            "worker-uids",
+            None,
+            "{}-{}".format(*DEFAULT_WORKER_UIDS),
+            "When run as root, the range each endpoint's workers get a uid of their own from."
+            " Give each gateway on a host its own range. See docs/isolation.md.",
+        ],
+        [
             "worker-user",
             None,
-            DEFAULT_WORKER_USER,
-            "When run as root, the user workers run as: a name, uid or uid:gid;"
-            " none keeps root (no process limit then). See docs/isolation.md.",
+            None,
+            "When run as root, one user all endpoints' workers share (a name, uid or uid:gid)"
+            " instead of a uid each: weaker. See docs/isolation.md.",
         ],
         # The limits of docs/limits.md: (option, default, what, GatewayHTTPFactory keyword).
         *[[name, None, default, help_] for name, default, help_, _ in LIMITS],
@@ -123,7 +130,7 @@ class Options(usage.Options):
             self["http-limits"][keyword] = self._positive(name, float if "timeout" in name else int)
         self["admin-max-body"] = self._positive("admin-max-body", int)
         try:
-            Isolation.for_gateway(self["worker-user"])
+            Isolation.for_gateway(self["worker-user"], self["worker-uids"])
         except IsolationError as e:
             raise usage.UsageError(str(e))
 
@@ -164,6 +171,7 @@ def makeService(config):
         http=config["http"],
         processes=config["processes"],
         worker_user=config["worker-user"],
+        worker_uids=config["worker-uids"],
         http_limits=config["http-limits"],
         admin_max_body=config["admin-max-body"],
         data_dir_lock=lock,

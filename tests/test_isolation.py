@@ -25,6 +25,7 @@ from edgegw_tx.admin.validation import (
     pool_settings_changed,
 )
 from edgegw_tx.workers import isolation
+from edgegw_tx.workers import isolation as isolation_module
 from edgegw_tx.workers.isolation import Isolation, IsolationError, WorkerUser
 from tests.test_integration import GatewayTestCase
 
@@ -494,14 +495,34 @@ class LimitSettingsTests(unittest.TestCase):
 class LauncherTests(unittest.TestCase):
     """The launcher's argv, the environment, and clear errors when something is missing."""
 
-    tools = {"setsid": "/usr/bin/setsid", "prlimit": "/usr/bin/prlimit", "setpriv": "/usr/bin/setpriv"}
+    tools = {
+        "setsid": "/usr/bin/setsid",
+        "prlimit": "/usr/bin/prlimit",
+        "setpriv": "/usr/bin/setpriv",
+        "bwrap": "/usr/bin/bwrap",
+    }
+
+    def launcher(self, mode, identity, network_prefix=()):
+        isolation = Isolation(mode, self.tools, euid=0 if mode == isolation_module.PER_ENDPOINT else 1000)
+        return isolation.launcher(
+            dict(DEFAULT_LIMITS, file_size_mb=0),
+            identity,
+            network_prefix,
+            binary="/d/artifacts/x/handler",
+            sandbox="/d/sandbox/e",
+        )
 
     def test_launcher_argv(self):
-        """setsid, prlimit with soft = hard limits (0 left out), setpriv with no_new_privs and the user."""
-        user = WorkerUser("nobody", 65534, 65534)
-        limits = dict(DEFAULT_LIMITS, file_size_mb=0)
+        """
+        setsid, prlimit with soft = hard limits (0 left out), bwrap with its
+        own pid, IPC, UTS and network namespaces, the binary read-only and the
+        sandbox read-write as working directory, then setpriv with
+        no_new_privs, the endpoint's uid and no capability.
+        """
+        argv = self.launcher(isolation_module.PER_ENDPOINT, WorkerUser("edgegw-61184", 61184, 61184))
+        bwrap = argv.index("/usr/bin/bwrap")
         self.assertEqual(
-            Isolation(user, self.tools).launcher(limits),
+            argv[:bwrap],
             [
                 "/usr/bin/setsid",
                 "/usr/bin/prlimit",
@@ -510,15 +531,98 @@ class LauncherTests(unittest.TestCase):
                 "--nofile=256:256",
                 "--nproc=1024:1024",
                 "--",
+            ],
+        )
+        setpriv = argv.index("/usr/bin/setpriv")
+        sandbox = argv[bwrap:setpriv]
+        for option in ("--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net"):
+            self.assertIn(option, sandbox)
+        self.assertNotIn("--unshare-user", sandbox)
+        self.assertNotIn("--new-session", sandbox)  # the worker stays in the launcher's process group
+        text = " ".join(sandbox)
+        for binds in (
+            "--ro-bind /usr /usr",
+            "--proc /proc",
+            "--dev /dev",
+            "--tmpfs /tmp",
+            "--ro-bind /d/artifacts/x/handler /d/artifacts/x/handler",
+            "--bind /d/sandbox/e /d/sandbox/e --chdir /d/sandbox/e --",
+        ):
+            self.assertIn(binds, text)
+        self.assertNotIn(" /d ", text + " ")  # nothing else of the data directory
+        self.assertEqual(
+            argv[setpriv:],
+            [
                 "/usr/bin/setpriv",
                 "--no-new-privs",
-                "--reuid=65534",
-                "--regid=65534",
+                "--reuid=61184",
+                "--regid=61184",
                 "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
                 "--",
             ],
         )
-        self.assertEqual(Isolation(None, self.tools).launcher(limits)[-3:], ["/usr/bin/setpriv", "--no-new-privs", "--"])
+
+    def test_network_prefix_goes_first_and_keeps_the_namespace(self):
+        """A network policy's prefix argv comes first, and bwrap then does not unshare the network."""
+        prefix = ["/usr/bin/nsenter", "--net=/run/netns/edgegw-x", "--"]
+        argv = self.launcher(isolation_module.PER_ENDPOINT, WorkerUser("u", 61184, 61184), prefix)
+        self.assertEqual(argv[:3], prefix)
+        self.assertEqual(argv[3], "/usr/bin/setsid")
+        self.assertNotIn("--unshare-net", argv)
+
+    def test_weaker_modes(self):
+        """
+        Not root: bwrap in a user namespace and no uid switch; without user
+        namespaces only setsid, prlimit and setpriv --no-new-privs.
+        """
+        argv = self.launcher(isolation_module.USER_NAMESPACE, None)
+        self.assertIn("--unshare-user", argv)
+        self.assertEqual(argv[argv.index("/usr/bin/setpriv"):], ["/usr/bin/setpriv", "--no-new-privs", "--"])
+        argv = self.launcher(isolation_module.RLIMITS_ONLY, None)
+        self.assertNotIn("/usr/bin/bwrap", argv)
+        self.assertEqual(argv[0], "/usr/bin/setsid")
+        self.assertEqual(argv[-3:], ["/usr/bin/setpriv", "--no-new-privs", "--"])
+
+    def test_mode_chosen_and_said(self):
+        """
+        Root gets a uid per endpoint (or the shared --worker-user); not root a
+        user namespace where the kernel allows one, else rlimits only; each
+        mode has a health entry naming it.
+        """
+        modes = {
+            (0, None, True): isolation_module.PER_ENDPOINT,
+            (0, "nobody", True): isolation_module.SHARED_USER,
+            (1000, None, True): isolation_module.USER_NAMESPACE,
+            (1000, None, False): isolation_module.RLIMITS_ONLY,
+        }
+        for (euid, user, userns), mode in modes.items():
+            chosen = Isolation.for_gateway(user, euid=euid, userns=lambda: userns)
+            self.assertEqual(chosen.mode, mode)
+            self.assertEqual(chosen.health()["mode"], mode)
+            self.assertIn(mode, chosen.describe())
+        self.assertIn("weakest", Isolation.for_gateway(euid=1000, userns=lambda: False).health()["detail"])
+
+    def test_user_namespaces_from_sysctls(self):
+        """Unprivileged user namespaces count as allowed unless a sysctl forbids them."""
+        def reader(values):
+            return lambda path: values.get(path)
+
+        self.assertTrue(isolation_module.user_namespaces_allowed(reader({})))
+        for path, value in (
+            ("/proc/sys/user/max_user_namespaces", "0\n"),
+            ("/proc/sys/kernel/unprivileged_userns_clone", "0\n"),
+            ("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1\n"),
+        ):
+            self.assertFalse(isolation_module.user_namespaces_allowed(reader({path: value})), path)
+
+    def test_uid_ranges(self):
+        """--worker-uids FIRST-LAST parses; malformed, reversed or root ranges are refused."""
+        self.assertEqual(isolation_module.parse_uid_range("61184-65519"), (61184, 65519))
+        for spec in ("61184", "a-b", "65519-61184", "0-10", "-5-10"):
+            with self.assertRaises(IsolationError):
+                isolation_module.parse_uid_range(spec)
 
     def test_environment_is_the_endpoints_and_path(self):
         """Only the endpoint's variables and a minimal PATH, which the endpoint may replace."""

@@ -69,6 +69,7 @@ class AdminAPI:
         probe=None,
         history=None,
         ui=None,
+        isolation=None,
     ):
         """
         ``services`` is the ``ServiceManager``, ``domains`` and ``collections``
@@ -83,7 +84,10 @@ class AdminAPI:
         of ``GET /api/stats/history`` (one is made when none is given; its
         samples are the caller's to take), ``ui`` the resource of the Admin
         UI at ``/admin/`` (admin/ui.py; ``admin_ui/`` by default).
+        ``isolation`` is the workers' isolation mode that ``GET /api/health``
+        shows (``Isolation.health()``, workers/isolation.py).
         """
+        self._isolation = isolation
         self._manager = manager
         self._probe = probe
         self.history = history or StatsHistory(lambda: manager.pool_stats_by_endpoint(), clock, refresh=refresh)
@@ -195,7 +199,10 @@ class AdminAPI:
             request.setHeader(b"retry-after", b"1")
             return _json(request, 503, {"ok": False, "data": {"status": "starting", "version": __version__},
                                         "error": "the gateway is starting"})
-        return ok(request, {"status": "healthy", "version": __version__})
+        health = {"status": "healthy", "version": __version__}
+        if self._isolation is not None:
+            health["isolation"] = self._isolation
+        return ok(request, health)
 
     @app.route("/api/openapi.json", methods=["GET"])
     def openapi_document(self, request):

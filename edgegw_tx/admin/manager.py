@@ -43,6 +43,7 @@ from edgegw_tx.admin.validation import (
 from edgegw_tx.build import BuildError, CompileFailed
 from edgegw_tx.paths import parse_pattern
 from edgegw_tx.store import Conflict as StoreConflict
+from edgegw_tx.store import NoFreeUid
 
 _HIDDEN = ("path_shape",)
 SHORT_DIGEST = 12
@@ -90,6 +91,7 @@ class EndpointManager:
         logbook,
         services=None,
         keep_versions=10,
+        uids=None,
         reactor=None,
     ):
         """
@@ -98,6 +100,9 @@ class EndpointManager:
         table; ``services`` (a ``ServiceManager``) is told when an endpoint is
         deleted, so its bindings leave the service registry with it;
         ``keep_versions`` is how many versions of an endpoint are kept;
+        ``uids`` (a ``workers.isolation.UidAllocator``) gives each endpoint its
+        own worker uid, at create (and at start for older endpoints); the
+        store frees it with the endpoint;
         ``reactor`` is the clock of the switch timings.
         """
         if reactor is None:
@@ -109,6 +114,7 @@ class EndpointManager:
         self._logbook = logbook
         self._services = services
         self._keep_versions = keep_versions
+        self._uids = uids
         self._clock = reactor
         self._pools = {}
         # endpoint id -> the digest its running pool serves
@@ -205,7 +211,21 @@ class EndpointManager:
         except StoreConflict:
             error = yield self._route_taken(record)
             raise error
+        yield self._worker_uid(stored, undo=True)
         returnValue(stored)
+
+    @inlineCallbacks
+    def _worker_uid(self, record, undo=False):
+        """The endpoint's own worker uid (None without an allocator or outside that mode)."""
+        if self._uids is None:
+            returnValue(None)
+        try:
+            uid = yield self._uids.allocate(record["id"])
+        except NoFreeUid as e:
+            if undo:
+                yield self._store.delete_endpoint(record["id"])
+            raise Conflict(f"endpoint '{record['name']}' cannot get a worker uid: {e}")
+        returnValue(uid)
 
     def update(self, endpoint_id, payload):
         return self._locked(endpoint_id, self._update_and_apply, endpoint_id, payload)
@@ -641,6 +661,8 @@ class EndpointManager:
     def _start_claimed(self, record, digest, binary):
         endpoint_id = record["id"]
         serving = self._digests.get(endpoint_id) if endpoint_id in self._pools else None
+        uid = yield self._worker_uid(record)
+        record = dict(record, worker_uid=uid)
         pool = self._pool_factory(record, binary, self._logbook.writer(endpoint_id), version=digest)
         try:
             yield pool.start()

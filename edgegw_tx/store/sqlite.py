@@ -10,7 +10,8 @@ Schema versions: 1 endpoints and API keys; 2 adds ``services`` and
 ``bindings``; 3 adds ``domains``, ``collections`` and ``api_keys.last_used_at``;
 4 adds ``versions`` (each compiled version of an endpoint; an endpoint's
 ``settings`` as written before it, with ``instances``, are read as they are and
-upgraded by the admin plane, ``validation.effective_settings``).
+upgraded by the admin plane, ``validation.effective_settings``); 5 adds
+``worker_uids`` (each endpoint's own worker uid, docs/isolation.md).
 Upgrades are additive (``CREATE TABLE IF NOT EXISTS``, ``ADD COLUMN`` when
 missing), so an older file is upgraded in place by ``open``.
 """
@@ -21,7 +22,7 @@ import os
 from twisted.enterprise import adbapi
 from twisted.internet.threads import deferToThreadPool
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _SCHEMA = [
     """
@@ -121,6 +122,14 @@ _SCHEMA = [
     )
     """,
     "CREATE INDEX IF NOT EXISTS versions_by_digest ON versions (digest)",
+    # version 5: the uid an endpoint's workers run as (workers/isolation.py),
+    # drawn once; the row goes with the endpoint, which frees the uid.
+    """
+    CREATE TABLE IF NOT EXISTS worker_uids (
+        endpoint_id TEXT PRIMARY KEY REFERENCES endpoints (id) ON DELETE CASCADE,
+        uid INTEGER NOT NULL UNIQUE
+    )
+    """,
 ]
 
 # Columns added to existing tables by later versions: (table, column, definition).
@@ -216,6 +225,10 @@ class RouteClash(Conflict):
         self.endpoint_id = endpoint_id
         self.other_id = other_id
         self.other_name = other_name
+
+
+class NoFreeUid(Exception):
+    """Every uid of the workers' range is taken (``--worker-uids``)."""
 
 
 class Missing(LookupError):
@@ -412,10 +425,47 @@ class SQLiteStore:
             # The foreign key cascades too; this keeps it true without the pragma.
             cursor.execute("DELETE FROM bindings WHERE endpoint_id = ?", (endpoint_id,))
             cursor.execute("DELETE FROM versions WHERE endpoint_id = ?", (endpoint_id,))
+            cursor.execute("DELETE FROM worker_uids WHERE endpoint_id = ?", (endpoint_id,))
             cursor.execute("DELETE FROM endpoints WHERE id = ?", (endpoint_id,))
             return cursor.rowcount > 0
 
         return self._pool.runInteraction(delete)
+
+    # worker uids (schema 5)
+
+    def allocate_worker_uid(self, endpoint_id, first, last, busy=lambda: ()):
+        """
+        Fire with the endpoint's worker uid: the recorded one, else the lowest
+        of ``first``..``last`` that no endpoint has and ``busy()`` (called in
+        the store's thread) does not name, now recorded.  Fails with
+        ``NoFreeUid`` when none is left, ``Missing`` for an unknown endpoint.
+        """
+
+        def allocate(cursor):
+            cursor.execute("SELECT uid FROM worker_uids WHERE endpoint_id = ?", (endpoint_id,))
+            row = cursor.fetchone()
+            if row is not None:
+                return row[0]
+            cursor.execute("SELECT 1 FROM endpoints WHERE id = ?", (endpoint_id,))
+            if cursor.fetchone() is None:
+                raise Missing("endpoint", endpoint_id)
+            cursor.execute("SELECT uid FROM worker_uids WHERE uid BETWEEN ? AND ?", (first, last))
+            taken = {uid for (uid,) in cursor.fetchall()} | set(busy())
+            for uid in range(first, last + 1):
+                if uid not in taken:
+                    cursor.execute(
+                        "INSERT INTO worker_uids (endpoint_id, uid) VALUES (?, ?)", (endpoint_id, uid)
+                    )
+                    return uid
+            raise NoFreeUid(f"no free worker uid left in {first}-{last} (--worker-uids)")
+
+        return self._pool.runInteraction(allocate)
+
+    def worker_uids(self):
+        """Fire with ``{endpoint_id: uid}`` of every endpoint that has one."""
+        d = self._pool.runQuery("SELECT endpoint_id, uid FROM worker_uids")
+        d.addCallback(dict)
+        return d
 
     # versions (schema 4): one row per (endpoint, digest) it compiled
 

@@ -2,26 +2,36 @@
 What a worker process may do, and the launcher that sets it up (docs/isolation.md).
 
 Twisted's C{spawnProcess} has no pre-exec hook, so the worker is spawned
-through three small util-linux tools, each setting one thing up and exec'ing
-the next, the last one the worker binary; no fork, so the worker keeps the pid
-C{spawnProcess} reported::
+through small programs, each setting one thing up and exec'ing the next;
+the last one execs the worker binary::
 
-    setsid prlimit --as=B:B --cpu=S:S --nofile=N:N --nproc=N:N --fsize=B:B --
-        setpriv --no-new-privs [--reuid=U --regid=G --clear-groups] -- <binary>
+    [network prefix] setsid prlimit --as=B:B --cpu=S:S ... --
+        bwrap --die-with-parent --unshare-pid --unshare-ipc --unshare-uts
+              [--unshare-net] <read-only /usr, /lib*, a few /etc files>
+              --proc /proc --dev /dev --tmpfs /tmp
+              --ro-bind <binary> <binary> --bind <sandbox> <sandbox> --chdir <sandbox> --
+        setpriv --no-new-privs --reuid=U --regid=U --clear-groups
+                --inh-caps=-all --bounding-set=-all -- <binary>
 
-  - C{setsid}: the worker leads its own process group (and session), so
-    stopping it signals the whole group and nothing it forked lingers;
-  - C{prlimit}: the endpoint's C{settings.limits}, soft = hard so the worker
-    cannot raise them again;
-  - C{setpriv}: C{no_new_privs} (exec never grants privileges: no setuid
-    binaries, no file capabilities) and, when the gateway runs as root, the
-    unprivileged worker user with no supplementary groups.
+  - C{setsid}: the launcher leads its own process group; the worker inside
+    stays in it (bwrap without C{--new-session}), so C{os.killpg} of the pid
+    C{spawnProcess} reported (bwrap's) reaches the worker and what it forked;
+  - C{prlimit}: the endpoint's C{settings.limits}, soft = hard, inherited by
+    the worker; C{RLIMIT_NPROC} counts the processes of the endpoint's own uid;
+  - C{bwrap} (Debian's bubblewrap): new pid, mount, IPC, UTS and (policy
+    C{"none"}) network namespaces.  The worker sees only its own processes;
+    when it exits, the namespace's pid 1 exits and the kernel kills every
+    process left in the namespace, so nothing it forked outlives it, even
+    after C{setsid()}.  C{--die-with-parent}: a worker dies with its gateway;
+  - C{setpriv}: the endpoint's own uid and gid (gid = uid, no supplementary
+    group, no capability), C{no_new_privs}.
 
-Measured on a 2-CPU machine the three execs add about 2 ms to a worker's
-start; a Python launcher (C{python -I -S}) would add about 7 ms.
+When the gateway is not root, bwrap adds C{--unshare-user} (an unprivileged
+user namespace) and the worker keeps the gateway's uid; where the kernel
+forbids those, only C{setsid prlimit setpriv --no-new-privs} remain.  The
+mode in force is logged at start and shown by C{GET /api/health}.
 
-The environment is the endpoint's C{env} plus a minimal C{PATH}; the working
-directory is the endpoint's sandbox, owned by the worker user.
+The environment is the endpoint's C{env} plus a minimal C{PATH}.
 """
 
 from __future__ import annotations
@@ -31,14 +41,39 @@ import os
 import pwd
 import shutil
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 TOOLS = ("setsid", "prlimit", "setpriv")
+SANDBOX_TOOL = "bwrap"
 TOOL_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
 MINIMAL_PATH = "/usr/local/bin:/usr/bin:/bin"
-DEFAULT_WORKER_USER = "nobody"
-NO_WORKER_USER = "none"
+
+DEFAULT_WORKER_UIDS = (61184, 65519)
+"""The uids endpoints get one each of (C{--worker-uids}): systemd's range for
+dynamic users, which no package allocates from."""
+
+# The isolation modes, strongest first (docs/isolation.md).
+PER_ENDPOINT = "per-endpoint-uid"
+SHARED_USER = "shared-user"
+USER_NAMESPACE = "user-namespace"
+RLIMITS_ONLY = "rlimits-only"
+
+# What of the host a worker sees, read-only: the programs and libraries a
+# Rust binary and its loader need, and the few /etc files name resolution
+# and TLS read (those missing on the host are skipped).
+SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin")
+ETC_FILES = (
+    "/etc/ld.so.cache",
+    "/etc/localtime",
+    "/etc/hosts",
+    "/etc/host.conf",
+    "/etc/nsswitch.conf",
+    "/etc/resolv.conf",
+    "/etc/gai.conf",
+    "/etc/ssl",
+)
 
 _MB = 1024 * 1024
 # settings.limits key -> (prlimit option, bytes per unit)
@@ -50,18 +85,18 @@ LIMIT_OPTIONS = {
     "file_size_mb": ("--fsize", _MB),
 }
 
-# Modes in the data directory when workers run as another user: they may
-# pass sandbox/ to their own sandbox, nothing else.
+# Modes in the data directory when workers run as other users: defence in
+# depth, as a namespaced worker does not see the data directory at all.
 _MODES = {"sandbox": 0o711, "artifacts": 0o700, "build": 0o700, "services": 0o700}
 
 
 class IsolationError(Exception):
-    """Workers cannot be isolated as asked: a tool or the worker user is missing."""
+    """Workers cannot be isolated as asked: a tool, the worker user or a uid is missing."""
 
 
 @dataclass(frozen=True)
 class WorkerUser:
-    """The unprivileged user workers run as."""
+    """An unprivileged identity workers run as."""
 
     name: str
     uid: int
@@ -71,13 +106,14 @@ class WorkerUser:
         return f"{self.name} (uid {self.uid}, gid {self.gid})"
 
 
-def find_tools(search_path: str = TOOL_PATH) -> dict[str, str]:
+def find_tools(search_path: str = TOOL_PATH, names: Sequence[str] = TOOLS) -> dict[str, str]:
     """
-    The absolute paths of C{setsid}, C{prlimit} and C{setpriv}.
+    The absolute paths of C{names} (util-linux's C{setsid}, C{prlimit},
+    C{setpriv} by default).
 
     @raise IsolationError: naming the missing ones.
     """
-    found = {name: shutil.which(name, path=search_path) for name in TOOLS}
+    found = {name: shutil.which(name, path=search_path) for name in names}
     missing = [name for name, path in found.items() if path is None]
     if missing:
         raise IsolationError(
@@ -87,6 +123,11 @@ def find_tools(search_path: str = TOOL_PATH) -> dict[str, str]:
             )
         )
     return {name: path for name, path in found.items() if path is not None}
+
+
+def find_bwrap(search_path: str = TOOL_PATH) -> str | None:
+    """bubblewrap's C{bwrap}, or None."""
+    return shutil.which(SANDBOX_TOOL, path=search_path)
 
 
 def resolve_user(spec: str) -> WorkerUser:
@@ -119,6 +160,79 @@ def resolve_user(spec: str) -> WorkerUser:
     return WorkerUser(name, uid, gid)
 
 
+def parse_uid_range(spec: str) -> tuple[int, int]:
+    """
+    C{--worker-uids FIRST-LAST} as numbers.
+
+    @raise IsolationError: malformed, reversed, or including root.
+    """
+    first, dash, last = spec.partition("-")
+    if not (dash and first.strip().isdigit() and last.strip().isdigit()):
+        raise IsolationError(f"worker uids {spec!r}: give a range FIRST-LAST such as 61184-65519")
+    low, high = int(first), int(last)
+    if low < 1 or high < low or high > 0xFFFFFFFE:
+        raise IsolationError(
+            f"worker uids {spec!r}: FIRST must be at least 1 and LAST from FIRST to 4294967294"
+        )
+    return low, high
+
+
+def user_namespaces_allowed(read: Callable[[str], str | None] | None = None) -> bool:
+    """
+    Whether this kernel lets an unprivileged process create a user
+    namespace (for bwrap C{--unshare-user}), from its sysctls.
+    """
+    read = read or _read_sysctl
+    limit = read("/proc/sys/user/max_user_namespaces")
+    if limit is not None and limit.strip() == "0":
+        return False
+    for switch, forbidding in (
+        ("/proc/sys/kernel/unprivileged_userns_clone", "0"),
+        ("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1"),
+    ):
+        value = read(switch)
+        if value is not None and value.strip() == forbidding:
+            return False
+    return True
+
+
+def _read_sysctl(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def busy_uids(first: int, last: int, proc: str = "/proc") -> set[int]:
+    """
+    The uids of C{first}..C{last} not free for an endpoint: an account or
+    group has it, or a process runs as it (a worker of another gateway on
+    this host, or one of a deleted endpoint not reaped yet).  Blocking: a
+    scan of /proc; the store calls it in its thread.
+    """
+    busy = set()
+    for entry in pwd.getpwall():
+        if first <= entry.pw_uid <= last:
+            busy.add(entry.pw_uid)
+    for group in grp.getgrall():
+        if first <= group.gr_gid <= last:
+            busy.add(group.gr_gid)
+    for name in os.listdir(proc):
+        if name.isdigit():
+            try:
+                with open(os.path.join(proc, name, "status")) as f:
+                    for line in f:
+                        if line.startswith("Uid:"):
+                            busy.update(
+                                uid for uid in map(int, line.split()[1:]) if first <= uid <= last
+                            )
+                            break
+            except OSError:
+                continue
+    return busy
+
+
 def environment(env: Mapping[str, str]) -> dict[str, str]:
     """A worker's whole environment: the endpoint's variables and a minimal C{PATH} (theirs wins)."""
     return {"PATH": MINIMAL_PATH, **env}
@@ -134,64 +248,190 @@ def limit_arguments(limits: Mapping[str, int]) -> list[str]:
     return arguments
 
 
+def system_binds(exists: Callable[[str], bool] = os.path.lexists) -> list[str]:
+    """
+    bwrap options showing the host's system directories read-only: a
+    symlink (Debian's merged /usr: C{/lib -> usr/lib}) is recreated as a
+    symlink, a directory is bound; then the few C{ETC_FILES} there are.
+    """
+    options: list[str] = []
+    for path in SYSTEM_DIRS:
+        if not exists(path):
+            continue
+        if os.path.islink(path):
+            options += ["--symlink", os.readlink(path), path]
+        else:
+            options += ["--ro-bind", path, path]
+    for path in ETC_FILES:
+        options += ["--ro-bind-try", path, path]
+    return options
+
+
 class Isolation:
     """
-    How this gateway isolates its workers: the launcher's tools, and the
-    worker user (None: workers keep the gateway's user).
+    How this gateway isolates its workers: the mode (C{PER_ENDPOINT},
+    C{SHARED_USER}, C{USER_NAMESPACE} or C{RLIMITS_ONLY}), the launcher's
+    tools, the shared user (C{SHARED_USER}) and the range endpoints' uids
+    come from (C{PER_ENDPOINT}).
     """
 
-    def __init__(self, user: WorkerUser | None, tools: Mapping[str, str]):
-        self.user = user
+    def __init__(
+        self,
+        mode: str,
+        tools: Mapping[str, str],
+        user: WorkerUser | None = None,
+        uids: tuple[int, int] = DEFAULT_WORKER_UIDS,
+        euid: int | None = None,
+    ):
+        self.mode = mode
         self.tools = dict(tools)
+        self.user = user
+        self.uids = uids
+        self._euid = os.geteuid() if euid is None else euid
+        self._system = system_binds() if mode != RLIMITS_ONLY else []
 
     @classmethod
-    def for_gateway(cls, worker_user: str | None = DEFAULT_WORKER_USER) -> Isolation:
+    def for_gateway(
+        cls,
+        worker_user: str | None = None,
+        worker_uids: str | tuple[int, int] = DEFAULT_WORKER_UIDS,
+        euid: int | None = None,
+        userns: Callable[[], bool] = user_namespaces_allowed,
+    ) -> Isolation:
         """
-        Find the tools; switch to C{worker_user} only when running as root
-        (anyone else cannot switch, and C{"none"} or None keeps the gateway's
-        user).
+        The strongest mode this gateway can have.  As root: bwrap is
+        required, and each endpoint gets a uid of C{worker_uids}, unless
+        C{worker_user} names one user all share.  Otherwise: bwrap in a user
+        namespace where the kernel allows, else rlimits only.
 
-        @raise IsolationError: a tool is missing or the user is unknown.
+        @raise IsolationError: a tool is missing, the user is unknown or the
+            range malformed.
         """
         tools = find_tools()
-        user = None
-        if worker_user not in (None, "", NO_WORKER_USER) and os.geteuid() == 0:
-            user = resolve_user(worker_user)
-        return cls(user, tools)
+        uids = parse_uid_range(worker_uids) if isinstance(worker_uids, str) else worker_uids
+        euid = os.geteuid() if euid is None else euid
+        bwrap = find_bwrap()
+        if euid == 0:
+            if bwrap is None:
+                raise IsolationError(
+                    "worker isolation needs bwrap from bubblewrap, not found in"
+                    f" {TOOL_PATH}: run make setup, or apt-get install bubblewrap"
+                )
+            tools[SANDBOX_TOOL] = bwrap
+            if worker_user:
+                return cls(SHARED_USER, tools, resolve_user(worker_user), uids, euid)
+            return cls(PER_ENDPOINT, tools, None, uids, euid)
+        if bwrap is not None and userns():
+            tools[SANDBOX_TOOL] = bwrap
+            return cls(USER_NAMESPACE, tools, None, uids, euid)
+        return cls(RLIMITS_ONLY, tools, None, uids, euid)
+
+    @property
+    def namespaced(self) -> bool:
+        """Workers run in namespaces of their own (bwrap)."""
+        return self.mode != RLIMITS_ONLY
+
+    def identity(self, uid: int | None) -> WorkerUser | None:
+        """
+        Who an endpoint's workers run as: its own C{uid} (C{PER_ENDPOINT}),
+        the shared user, or None (the gateway's user).
+
+        @raise IsolationError: C{PER_ENDPOINT} without a uid.
+        """
+        if self.mode == PER_ENDPOINT:
+            if uid is None:
+                raise IsolationError("the endpoint has no worker uid allocated")
+            return WorkerUser(f"edgegw-{uid}", uid, uid)
+        return self.user if self.mode == SHARED_USER else None
+
+    def health(self) -> dict[str, str]:
+        """The mode and what it means, for C{GET /api/health} and the log."""
+        first, last = self.uids
+        details = {
+            PER_ENDPOINT: (
+                f"each endpoint runs as a uid of its own from {first}-{last}, in its own pid,"
+                " mount, IPC, UTS and network namespaces (bubblewrap)"
+            ),
+            SHARED_USER: (
+                f"all endpoints run as {self.user} (--worker-user), each worker in its own"
+                " namespaces (bubblewrap); endpoints share the process limit"
+            ),
+            USER_NAMESPACE: (
+                f"the gateway is not root: workers run as its uid {self._euid} in unprivileged"
+                " user namespaces with their own pid, mount, IPC, UTS and network namespaces"
+                " (bubblewrap); endpoints share the process limit"
+            ),
+            RLIMITS_ONLY: (
+                f"weakest: the gateway is not root and cannot use bubblewrap in a user namespace:"
+                f" workers run as its uid {self._euid} with rlimits and no_new_privs only; they"
+                " see the host's processes, files and network"
+            ),
+        }
+        return {"mode": self.mode, "detail": details[self.mode]}
 
     def describe(self) -> str:
-        """Who the workers run as, for the log."""
-        if self.user is not None:
-            return f"workers run as {self.user}"
-        return (
-            f"workers run as the gateway's user (uid {os.geteuid()}): their"
-            " process limit counts all of that user's processes"
-        )
+        """The line logged at start."""
+        info = self.health()
+        return f"Worker isolation: {info['mode']}: {info['detail']}"
 
-    def launcher(self, limits: Mapping[str, int]) -> list[str]:
-        """The argv put before the worker binary's (see the module docstring)."""
-        argv = [self.tools["setsid"], self.tools["prlimit"], *limit_arguments(limits), "--"]
+    def launcher(
+        self,
+        limits: Mapping[str, int],
+        identity: WorkerUser | None,
+        network_prefix: Sequence[str] = (),
+        *,
+        binary: str,
+        sandbox: str,
+    ) -> list[str]:
+        """
+        The argv put before the worker binary's (see the module docstring).
+
+        @param identity: from L{identity}: the uid the worker switches to.
+        @param network_prefix: the endpoint's network policy as an argv that
+            execs the rest (no fork: the pid must stay the launcher's), e.g.
+            C{["nsenter", "--net=/run/netns/edgegw-<id>", "--"]}.  Empty
+            means policy C{"none"}: bwrap's C{--unshare-net}, a namespace with
+            only its own loopback.  Non-empty: put first, and bwrap keeps the
+            network namespace the prefix entered.
+        @param binary: bound read-only at its own path.
+        @param sandbox: the endpoint's directory, bound read-write at its
+            own path and the working directory.
+        """
+        argv = list(network_prefix)
+        argv += [self.tools["setsid"], self.tools["prlimit"], *limit_arguments(limits), "--"]
+        if self.namespaced:
+            argv += [self.tools[SANDBOX_TOOL], "--die-with-parent"]
+            if self.mode == USER_NAMESPACE:
+                argv.append("--unshare-user")
+            argv += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", "worker"]
+            if not network_prefix:
+                argv.append("--unshare-net")
+            argv += self._system
+            argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+            argv += ["--ro-bind", binary, binary, "--bind", sandbox, sandbox, "--chdir", sandbox, "--"]
         argv += [self.tools["setpriv"], "--no-new-privs"]
-        if self.user is not None:
-            argv += [f"--reuid={self.user.uid}", f"--regid={self.user.gid}", "--clear-groups"]
+        if identity is not None:
+            argv += [
+                f"--reuid={identity.uid}",
+                f"--regid={identity.gid}",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+            ]
         return argv + ["--"]
 
     # -- files: blocking, but a handful of metadata calls on our own directory
 
     def prepare_data_dir(self, data_dir: str) -> None:
         """
-        With a worker user: it may pass the data directory and C{sandbox/} to
-        its own sandbox (mode 0711: no listing) and read nothing else there:
-        the binaries, cargo projects and the services' files are private
-        (0700), and so are the files at the top (L{protect_files}).
-
-        A worker needs no access to its binary's folder: C{setpriv} keeps its
-        capabilities until it execs the binary, and C{spawnProcess} entered the
-        sandbox as root.  So parents of the data directory that others may not
-        pass (a home directory) only stop a worker from naming its sandbox by
-        absolute path; relative paths always work.
+        As root: workers' users may pass the data directory and C{sandbox/}
+        (mode 0711: no listing) and read nothing else there: the binaries,
+        cargo projects and the services' files are private (0700), and so are
+        the files at the top (L{protect_files}).  Namespaced workers do not
+        even see the data directory; this is for the rlimits-only mode and
+        as defence in depth.
         """
-        if self.user is None:
+        if self._euid != 0:
             return
         os.makedirs(data_dir, exist_ok=True)
         os.chmod(data_dir, 0o711)
@@ -203,11 +443,11 @@ class Isolation:
 
     def protect_files(self, data_dir: str) -> None:
         """
-        With a worker user: the files at the top of the data directory (the
-        store and its journal, the admin key) readable by the gateway's user
-        only.  SQLite gives the journal files it creates later the store's mode.
+        As root: the files at the top of the data directory (the store and
+        its journal, the admin key) readable by the gateway's user only.
+        SQLite gives the journal files it creates later the store's mode.
         """
-        if self.user is None:
+        if self._euid != 0:
             return
         for entry in os.scandir(data_dir):
             if entry.is_file(follow_symlinks=False):
@@ -215,9 +455,54 @@ class Isolation:
                 if mode & 0o077:
                     os.chmod(entry.path, mode & 0o700)
 
-    def prepare_sandbox(self, path: str) -> None:
-        """The endpoint's working directory: created, and the worker user's alone (0700)."""
+    def prepare_sandbox(self, path: str, identity: WorkerUser | None) -> None:
+        """
+        The endpoint's working directory: created, and its workers' alone
+        (0700).  A sandbox that belonged to another uid (an older gateway
+        ran every endpoint as C{nobody}) is handed over with its files.
+        """
         os.makedirs(path, exist_ok=True)
-        if self.user is not None:
-            os.chown(path, self.user.uid, self.user.gid)
-            os.chmod(path, 0o700)
+        if identity is None:
+            return
+        info = os.lstat(path)
+        if (info.st_uid, info.st_gid) != (identity.uid, identity.gid):
+            for entry in _tree(path):
+                os.lchown(entry, identity.uid, identity.gid)
+        os.chmod(path, 0o700)
+
+
+def _tree(path: str) -> Iterable[str]:
+    """C{path} and everything under it, not following symlinks."""
+    yield path
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            yield os.path.join(root, name)
+
+
+class UidAllocator:
+    """
+    Each endpoint's own worker uid, like systemd's C{DynamicUser}: drawn once
+    from the gateway's range, recorded in the store (so it survives
+    restarts), freed when the endpoint is deleted.  A uid an account, a group
+    or a running process has is skipped: a process of a deleted endpoint not
+    yet gone, or a worker of another gateway on this host.
+    """
+
+    def __init__(self, store: Any, isolation: Isolation):
+        self._store = store
+        self._isolation = isolation
+
+    def allocate(self, endpoint_id: str) -> Any:
+        """A Deferred firing with the endpoint's uid (the recorded one if any), or None outside C{PER_ENDPOINT}."""
+        from twisted.internet.defer import succeed
+
+        if self._isolation.mode != PER_ENDPOINT:
+            return succeed(None)
+        first, last = self._isolation.uids
+        return self._store.allocate_worker_uid(
+            endpoint_id, first, last, lambda: busy_uids(first, last)
+        )
+
+    def free(self, endpoint_id: str) -> Any:
+        """A Deferred firing once the endpoint's uid is free again."""
+        return self._store.free_worker_uid(endpoint_id)

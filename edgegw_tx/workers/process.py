@@ -302,7 +302,17 @@ class WorkerProcess(ProcessProtocol):
             except ValueError:
                 signame = "unknown"
             return f"was killed by signal {self.exit_signal} ({signame})"
-        return f"exited with status {self.exit_code}"
+        code = self.exit_code
+        if code is not None and code > 128:
+            # bwrap (docs/isolation.md) reports a worker killed by signal N as
+            # status 128 + N, as shells do.
+            try:
+                signame = signal.Signals(code - 128).name
+            except ValueError:
+                pass
+            else:
+                return f"exited with status {code} (128 + signal {code - 128}, {signame})"
+        return f"exited with status {code}"
 
     # -- ProcessProtocol ---------------------------------------------------
 

@@ -204,3 +204,71 @@ class DisconnectTests(SynchronousTestCase):
         target.deferreds[0].callback({"status": 200, "body": "late"})
         self.assertEqual(channel.transport.written.getvalue(), b"")
         self.assertFalse(request.finished)
+
+
+class RawRequestTests(SynchronousTestCase):
+    """Raw bytes through a real Site on a StringTransport: what a client
+    library would not send."""
+
+    def setUp(self):
+        self.a = FakeTarget()
+        self.b = FakeTarget()
+        routes = RouteTable()
+        routes.add("a", "a.example", "GET", parse_pattern("/{p}"), self.a)
+        routes.add("b", "b.example", "GET", parse_pattern("/{p}"), self.b)
+        self.site = Site(GatewayResource(Dispatcher(routes)))
+
+    def send(self, data):
+        """Feed C{data} to a new connection; return its transport."""
+        from twisted.internet.testing import StringTransport
+
+        protocol = self.site.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(data)
+        return transport
+
+    def assertRefused(self, data, fragment):
+        """C{data} gets a 400 naming the problem; nothing is dispatched."""
+        raw = self.send(data).value()
+        self.assertTrue(raw.startswith(b"HTTP/1.1 400 Bad Request\r\n"), raw)
+        self.assertIn(fragment, raw.split(b"\r\n\r\n", 1)[1])
+        self.assertEqual(self.a.frames + self.b.frames, [])
+
+    def test_two_host_fields(self):
+        """Two Host fields: 400, not the last one winning."""
+        self.assertRefused(
+            b"GET /x HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n",
+            b"more than one Host header field",
+        )
+
+    def test_missing_host_on_http11(self):
+        """No Host on HTTP/1.1: 400."""
+        self.assertRefused(b"GET /x HTTP/1.1\r\n\r\n", b"needs a Host header field")
+
+    def test_absolute_form_authority_wins(self):
+        """An absolute-form target is routed by its authority, which the
+        handler also sees as its host; the path is the target's."""
+        self.send(b"GET http://a.example/x?q=1 HTTP/1.1\r\nHost: b.example\r\n\r\n")
+        self.assertEqual(self.b.frames, [])
+        [frame] = self.a.frames
+        self.assertEqual((frame["path"], frame["query"]), ("/x", {"q": "1"}))
+        self.assertEqual(frame["headers"]["host"], "a.example")
+
+    def test_reason_phrases(self):
+        """422 and 429 from a handler carry their reason phrases, not
+        twisted.web's "Unknown Status"."""
+        for status, phrase in ((422, b"Unprocessable "), (429, b"Too Many Requests\r\n")):
+            transport = self.send(b"GET /x HTTP/1.1\r\nHost: a.example\r\n\r\n")
+            self.a.deferreds[-1].callback({"status": status})
+            self.assertTrue(transport.value().startswith(b"HTTP/1.1 %d %s" % (status, phrase)))
+
+    def test_one_date(self):
+        """A handler's Date does not duplicate twisted.web's."""
+        transport = self.send(b"GET /x HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        self.a.deferreds[-1].callback(
+            {"status": 200, "headers": {"Date": "Mon, 01 Jan 2001 00:00:00 GMT"}, "body": "x"}
+        )
+        head = transport.value().split(b"\r\n\r\n")[0].lower()
+        self.assertEqual(head.count(b"\r\ndate:"), 1)
+        self.assertNotIn(b"2001", head)

@@ -15,9 +15,18 @@ Notes:
   the target's Deferred is not cancelled (the pool owns its requests).
 * ``Server: edgegw`` replaces twisted.web's default unless the handler sets
   its own; twisted.web's default ``Content-Type: text/html`` is disabled.
+* Reason phrases come from Python's L{http.HTTPStatus} (twisted.web's table
+  lacks 422 and 429, and would say "Unknown Status").
+* Routing ambiguity is refused as by the httptools front (RFC 9112 §3.2):
+  two ``Host`` fields, or none on HTTP/1.1, are a 400; an absolute-form target
+  is routed by its authority.  (twisted.web itself refuses HTTP versions
+  other than 1.0/1.1 and transfer codings other than chunked.)
 """
 
 from __future__ import annotations
+
+from http import HTTPStatus
+from urllib.parse import urlsplit
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -31,6 +40,22 @@ __all__ = ["GatewayResource"]
 _SERVER = [b"edgegw"]
 _NO_LENGTH = frozenset({204, 304})
 _INTERNAL = b'{"error": "internal error while writing the response"}'
+
+
+def _phrase(status: int) -> bytes:
+    """The reason phrase of C{status}, from L{HTTPStatus}; "Unknown" if it has none."""
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b"Unknown"
+
+
+def _refuse(request: Request, message: str) -> bytes:
+    """Answer a request the front will not dispatch with 400 and C{message}."""
+    request.setResponseCode(400, _phrase(400))
+    request.responseHeaders.setRawHeaders(b"content-type", [b"application/json"])
+    request.responseHeaders.setRawHeaders(b"server", _SERVER)
+    return b'{"error": "%s"}' % message.encode("ascii")
 
 
 class GatewayResource(Resource):
@@ -47,19 +72,38 @@ class GatewayResource(Resource):
         """Build the L{GatewayRequest}, dispatch it, answer when it fires."""
         uri = request.uri
         mark = uri.find(b"?")
-        host = request.getHeader(b"host")
+        hosts = request.requestHeaders.getRawHeaders(b"host")
+        if hosts is None:
+            if request.clientproto == b"HTTP/1.1":
+                return _refuse(request, "an HTTP/1.1 request needs a Host header field")
+            host = None
+        elif len(hosts) > 1:
+            return _refuse(request, "more than one Host header field")
+        else:
+            host = hosts[0]
+        path = request.path
+        headers = [
+            (name, value)
+            for name, values in request.requestHeaders.getAllRawHeaders()
+            for value in values
+        ]
+        if path[:1] != b"/" and path != b"*":
+            # Absolute form: its authority is the host (RFC 9112 §3.2.2).
+            target = urlsplit(uri)
+            if target.scheme.lower() not in (b"http", b"https") or not target.hostname:
+                return _refuse(request, "the request target is neither a path nor an http(s) URL")
+            if target.username is not None:
+                return _refuse(request, "the request target has a userinfo part")
+            host, path = target.netloc, target.path or b"/"
+            headers = [(n, v) for n, v in headers if n.lower() != b"host"] + [(b"host", host)]
         address = request.getClientAddress()
         content = request.content
         gateway_request = GatewayRequest(
             request.method.decode("latin-1"),
             host.decode("latin-1") if host is not None else None,
-            request.path.decode("utf-8", "replace"),
+            path.decode("utf-8", "replace"),
             uri[mark + 1 :] if mark != -1 else b"",
-            [
-                (name, value)
-                for name, values in request.requestHeaders.getAllRawHeaders()
-                for value in values
-            ],
+            headers,
             content.read() if content is not None else b"",
             getattr(address, "host", None),
         )
@@ -77,7 +121,7 @@ class GatewayResource(Resource):
             return
         status = response.status
         body = response.body
-        request.setResponseCode(status)
+        request.setResponseCode(status, _phrase(status))
         headers = request.responseHeaders
         headers.removeHeader(b"server")
         for name, value in response.headers:

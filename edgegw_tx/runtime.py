@@ -28,6 +28,7 @@ from edgegw_tx.admin.api import AdminAPI
 from edgegw_tx.admin.auth import KeyRing
 from edgegw_tx.admin.domains import CollectionManager, DomainManager
 from edgegw_tx.admin.logs import LogBook
+from edgegw_tx.admin.limits import HEADER_TIMEOUT as ADMIN_HEADER_TIMEOUT
 from edgegw_tx.admin.limits import MAX_BODY as ADMIN_MAX_BODY
 from edgegw_tx.admin.limits import admin_site as admin_site_for
 from edgegw_tx.admin.manager import EndpointManager
@@ -86,6 +87,7 @@ class GatewayRuntime(MultiService):
         http_limits=None,
         admin_max_body=ADMIN_MAX_BODY,
         data_dir_lock=None,
+        admin_header_timeout=ADMIN_HEADER_TIMEOUT,
     ):
         """
         ``registry`` replaces the service plane's ``ServiceRegistry`` (tests pass
@@ -105,7 +107,9 @@ class GatewayRuntime(MultiService):
         is unknown or the range malformed.
         ``http_limits`` are the data plane's limits (``--max-body``,
         ``--header-timeout`` ...: L{edgegw_tx.gateway.front.data_plane_factory}),
-        ``admin_max_body`` the management API's body cap; docs/limits.md.
+        ``admin_max_body`` the management API's body cap and
+        ``admin_header_timeout`` the seconds its request heads may take;
+        docs/limits.md.
         ``data_dir_lock`` is the L{DataDirLock} of ``data_dir`` when the
         caller took it already (``twistd``, so that a second gateway is
         refused before it daemonises); otherwise start takes it first thing.
@@ -185,7 +189,9 @@ class GatewayRuntime(MultiService):
         history.clock = reactor
         history.setServiceParent(self)
 
-        admin_site = admin_site_for(self.api.resource(), reactor, max_body=admin_max_body)
+        admin_site = admin_site_for(
+            self.api.resource(), reactor, max_body=admin_max_body, header_timeout=admin_header_timeout
+        )
         # The data plane's factory when this process serves it (for its shutdown).
         self._data_site = None
         if self.processes is None:

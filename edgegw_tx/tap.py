@@ -5,6 +5,7 @@ import os
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
+from edgegw_tx.admin.limits import HEADER_TIMEOUT as ADMIN_HEADER_TIMEOUT
 from edgegw_tx.admin.limits import MAX_BODY as ADMIN_MAX_BODY
 from edgegw_tx.datadir_lock import DataDirInUse, DataDirLock
 from edgegw_tx.gateway.http import BODY_TIMEOUT
@@ -76,6 +77,12 @@ class Options(usage.Options):
         # The limits of docs/limits.md: (option, default, what, GatewayHTTPFactory keyword).
         *[[name, None, default, help_] for name, default, help_, _ in LIMITS],
         ["admin-max-body", None, str(ADMIN_MAX_BODY), "Largest management API request body, in bytes (413 above)."],
+        [
+            "admin-header-timeout",
+            None,
+            f"{ADMIN_HEADER_TIMEOUT:g}",
+            "Seconds the management API waits for a request's headers (408 above).",
+        ],
     ]
 
     def postOptions(self):
@@ -129,6 +136,7 @@ class Options(usage.Options):
         for name, _, _, keyword in LIMITS:
             self["http-limits"][keyword] = self._positive(name, float if "timeout" in name else int)
         self["admin-max-body"] = self._positive("admin-max-body", int)
+        self["admin-header-timeout"] = self._positive("admin-header-timeout", float)
         try:
             Isolation.for_gateway(self["worker-user"], self["worker-uids"])
         except IsolationError as e:
@@ -174,5 +182,6 @@ def makeService(config):
         worker_uids=config["worker-uids"],
         http_limits=config["http-limits"],
         admin_max_body=config["admin-max-body"],
+        admin_header_timeout=config["admin-header-timeout"],
         data_dir_lock=lock,
     )

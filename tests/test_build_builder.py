@@ -134,6 +134,8 @@ class BuilderTestCase(SynchronousTestCase):
         kw.setdefault("cargo", self.cargo)
         kw.setdefault("crate_source", "debian")
         kw.setdefault("reactor", self.reactor)
+        # The sandboxed command line has its own tests (test_build_sandbox).
+        kw.setdefault("sandbox", False)
         return Builder(self.data, self.sdk, **kw)
 
     def answer_toolchain(self, identity=TOOLCHAIN):
@@ -521,7 +523,9 @@ class FailureTests(BuilderTestCase):
 
     def test_missing_sdk(self):
         """An SDK path without Cargo.toml fails the build with a BuildError naming it."""
-        builder = Builder(self.data, self.base / "no-sdk", cargo=self.cargo, crate_source="debian", reactor=self.reactor)
+        builder = Builder(
+            self.data, self.base / "no-sdk", cargo=self.cargo, crate_source="debian", reactor=self.reactor, sandbox=False
+        )
         d = builder.build("hello", HELLO)
         self.answer_toolchain()
         self.assertIn("no-sdk", str(self.failureResultOf(d, BuildError).value))

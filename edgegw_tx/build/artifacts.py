@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .cargo import BuildError
 
@@ -95,10 +95,10 @@ class ArtifactStore:
         except (OSError, ValueError):
             return {}
 
-    def put(self, digest: str, source: str, metadata: dict[str, Any]) -> str:
+    def put(self, digest: str, source: str | BinaryIO, metadata: dict[str, Any]) -> str:
         """
-        Copy ``source`` in as the binary for ``digest``; blocking, so callers
-        run it in a thread.  Files are written under temporary names and renamed,
+        Copy ``source`` (a path, or a file open for reading) in as the binary
+        for ``digest``; blocking, so callers run it in a thread.  Files are written under temporary names and renamed,
         so a reader sees a complete binary or none, and the binary goes last:
         its presence means the artifact is whole.
         """
@@ -140,6 +140,9 @@ class ArtifactStore:
             raise
 
 
-def _copy_from(source: str, dest) -> None:
+def _copy_from(source: str | BinaryIO, dest: BinaryIO) -> None:
+    if not isinstance(source, str):
+        shutil.copyfileobj(source, dest, 1 << 20)
+        return
     with open(source, "rb") as src:
         shutil.copyfileobj(src, dest, 1 << 20)

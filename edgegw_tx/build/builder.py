@@ -5,6 +5,7 @@ The build plane's face: handler code in, a content-addressed binary out.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -16,6 +17,7 @@ from twisted.python.failure import Failure
 from .artifacts import ArtifactStore, compute_digest, sdk_fingerprint
 from .cargo import (
     CARGO_ARGS,
+    DEBIAN_REGISTRY,
     BuildError,
     CompileFailed,
     ProcessOutput,
@@ -26,6 +28,7 @@ from .cargo import (
     resolve_crate_source,
     run,
     toolchain_identity,
+    toolchain_sysroot,
     write_crate_source_config,
 )
 from .project import (
@@ -36,6 +39,7 @@ from .project import (
     package_name,
     write_project,
 )
+from .sandbox import DEFAULT_BUILD_USER, BuildSandbox
 
 EMPTY_CODE_MESSAGE = (
     "the handler code is empty: write a handler such as "
@@ -98,6 +102,11 @@ class Builder:
     One cargo project per endpoint under ``<data_dir>/build/endpoints/<id>``,
     one shared target directory so dependencies compile once, and one cargo
     run per digest however many callers ask for it.
+
+    Builds run in a ``BuildSandbox`` (``sandbox=True``: bwrap, rlimits and
+    ``build_user`` when root; raises ``SandboxError`` at once when a tool is
+    missing).  ``sandbox=False`` runs cargo as the gateway: only for
+    measuring what the sandbox costs (bench/build.py) and for unit tests.
     """
 
     def __init__(
@@ -110,6 +119,8 @@ class Builder:
         reactor: Any = None,
         target_dir: str | os.PathLike[str] | None = None,
         timeout: float = 600.0,
+        sandbox: BuildSandbox | bool = True,
+        build_user: str = DEFAULT_BUILD_USER,
     ):
         if reactor is None:
             from twisted.internet import reactor  # type: ignore[no-redef]
@@ -121,6 +132,12 @@ class Builder:
         self.target_dir = Path(target_dir).absolute() if target_dir else self.build_root / "target"
         self.timeout = timeout
         self.artifacts = ArtifactStore(self.data_dir / "artifacts")
+        if sandbox is True:
+            sandbox = BuildSandbox.for_gateway(build_user)
+        self.sandbox: BuildSandbox | None = sandbox or None
+        # The build user's cargo home: its package-cache lock, crates-io downloads.
+        self.cargo_home = self.build_root / "cargo-home"
+        self._sysroot: str | None = None
         self._cargo_arg = cargo
         self._cargo: str | None = None
         self._toolchain: str | None = None
@@ -161,7 +178,11 @@ class Builder:
                     self._toolchain = result
                 pending.fire(result)
 
-            toolchain_identity(self._reactor, cargo, self._env(cargo), str(self.build_root)).addBoth(done)
+            self.build_root.chmod(0o700)
+            d = toolchain_identity(self._reactor, cargo, self._env(cargo), str(self.build_root))
+            if self.sandbox is not None:
+                d.addCallback(self._sandbox_ready, cargo)
+            d.addBoth(done)
             return pending.new()
         return self._toolchain_pending.new()
 
@@ -197,6 +218,33 @@ class Builder:
         return d
 
     # -- private --------------------------------------------------------------
+
+    def _sandbox_ready(self, identity: str, cargo: str) -> Deferred[str]:
+        """
+        Learn the toolchain's sysroot (what the sandbox shows and runs cargo
+        from, without rustup) and hand the writable directories to the build
+        user, in a thread: the first time that re-owns a whole target directory.
+        """
+        assert self.sandbox is not None
+        sandbox = self.sandbox
+        d = toolchain_sysroot(self._reactor, cargo, self._env(cargo), str(self.build_root))
+
+        def prepare(sysroot: str) -> Deferred[str]:
+            self._sysroot = sysroot
+            if not os.path.isfile(os.path.join(sysroot, "bin", "cargo")):
+                raise BuildError(
+                    f"the toolchain's sysroot {sysroot} has no bin/cargo, which sandboxed builds run;"
+                    " install the toolchain with rustup or Debian's cargo"
+                )
+            prepared = deferToThreadPool(
+                self._reactor,
+                self._reactor.getThreadPool(),
+                sandbox.prepare,
+                [str(self.target_dir), str(self.cargo_home)],
+            )
+            return prepared.addCallback(lambda _: identity)
+
+        return d.addCallback(prepare)
 
     def _start(
         self,
@@ -253,9 +301,71 @@ class Builder:
         project_dir = self.build_root / "endpoints" / endpoint_id
         write_crate_source_config(self.build_root, self.crate_source)
         main_rs = write_project(project_dir, manifest(package, deps), code)
-        d = run(self._reactor, [cargo, *CARGO_ARGS], self._env(cargo), str(project_dir), self.timeout)
+        if self.sandbox is None:
+            d = run(self._reactor, [cargo, *CARGO_ARGS], self._env(cargo), str(project_dir), self.timeout)
+        elif self.crate_source == "crates-io":
+            # Downloads need the network but run no code; the build that runs
+            # build scripts and proc macros then has none.
+            d = self._sandboxed(project_dir, ("fetch",), network=True)
+            d.addCallback(self._after_fetch, project_dir)
+        else:
+            d = self._sandboxed(project_dir, CARGO_ARGS)
         d.addCallback(self._store, package, str(main_rs), deps, digest, started)
         return d
+
+    def _after_fetch(self, output: ProcessOutput, project_dir: Path) -> ProcessOutput | Deferred[ProcessOutput]:
+        if output.code != 0 or output.signal is not None:
+            return output
+        return self._sandboxed(project_dir, (*CARGO_ARGS, "--offline"))
+
+    def sandboxed_argv(
+        self, project_dir: Path, args: tuple[str, ...], network: bool = False
+    ) -> tuple[list[str], dict[str, str]]:
+        """
+        The command line and environment of ``cargo <args>`` for one project
+        in the sandbox: the toolchain, SDK, crate registry, crate-source
+        config and the project (all read-only, the project's Cargo.lock
+        writable), the shared target directory and the cargo home (writable).
+        Nothing else of the data directory.
+        """
+        assert self.sandbox is not None and self._sysroot is not None
+        real = os.path.realpath
+        sysroot = real(self._sysroot)
+        project = real(project_dir)
+        target = real(self.target_dir)
+        home = real(self.cargo_home)
+        read_only = [sysroot, real(self.sdk_path)]
+        if self.crate_source == "debian":
+            read_only.append(real(DEBIAN_REGISTRY))
+        config = self.build_root / ".cargo"
+        if config.is_dir():
+            read_only.append(real(config))
+        read_only.append(project)
+        env = {
+            "PATH": os.pathsep.join([os.path.join(sysroot, "bin"), "/usr/bin", "/bin"]),
+            "RUSTC": os.path.join(sysroot, "bin", "rustc"),
+            "CARGO_HOME": home,
+            "HOME": home,
+            "CARGO_TARGET_DIR": target,
+            "CARGO_TERM_COLOR": "never",
+            "TMPDIR": "/tmp",
+        }
+        argv = self.sandbox.argv(
+            [os.path.join(sysroot, "bin", "cargo"), *args],
+            cwd=project,
+            env=env,
+            read_only=read_only,
+            writable=[os.path.join(project, "Cargo.lock"), target, home],
+            network=network,
+        )
+        return argv, env
+
+    def _sandboxed(self, project_dir: Path, args: tuple[str, ...], network: bool = False) -> Deferred[ProcessOutput]:
+        assert self.sandbox is not None
+        # Cargo writes the lock file; everything else of the project stays the gateway's.
+        self.sandbox.prepare([], [str(project_dir / "Cargo.lock")])
+        argv, env = self.sandboxed_argv(project_dir, args, network)
+        return run(self._reactor, argv, env, str(project_dir), self.timeout)
 
     def _store(
         self,
@@ -268,25 +378,54 @@ class Builder:
     ) -> Deferred[BuildResult]:
         report = parse_messages(output.stdout.splitlines(), main_rs, package)
         if output.code != 0 or output.signal is not None:
-            raise CompileFailed(failure_diagnostics(report, output))
+            raise CompileFailed(failure_diagnostics(report, output, main_rs))
         if report.executable is None:
             raise BuildError("cargo succeeded but reported no executable for " + package)
         names = dependency_names(deps)
         warnings = [d for d in report.diagnostics if d["level"] == "warning"]
-        # A release binary is megabytes: copy it off the reactor thread.
-        copied = deferToThreadPool(
-            self._reactor,
-            self._reactor.getThreadPool(),
-            self.artifacts.put,
-            digest,
-            report.executable,
-            {"warnings": warnings, "dependencies": names},
-        )
+        metadata = {"warnings": warnings, "dependencies": names}
+        if self.sandbox is None:
+            # A release binary is megabytes: copy it off the reactor thread.
+            copied = deferToThreadPool(
+                self._reactor, self._reactor.getThreadPool(), self.artifacts.put, digest, report.executable, metadata
+            )
+        else:
+            expected = os.path.join(os.path.realpath(self.target_dir), "release", package)
+            if report.executable != expected:
+                raise BuildError(f"cargo reported the binary at {report.executable}, not at {expected}")
+            copied = deferToThreadPool(
+                self._reactor, self._reactor.getThreadPool(), self._take_output, package, digest, metadata
+            )
         return copied.addCallback(
             lambda binary: BuildResult(
                 digest, binary, False, self._reactor.seconds() - started, names, warnings
             )
         )
+
+    def _take_output(self, package: str, digest: str, metadata: dict[str, Any]) -> str:
+        """
+        Copy a sandboxed build's binary into the artifacts, then delete it
+        from the shared target directory, where the next endpoint's build
+        could read it (``include_bytes!``).  The build user owns that
+        directory, so nothing in it is followed: ``release/`` and the binary
+        are opened with O_NOFOLLOW and must be a directory and a regular file.
+        Blocking: runs in a thread.
+        """
+        directory = os.open(self.target_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            release = os.open("release", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
+        finally:
+            os.close(directory)
+        try:
+            fd = os.open(package, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=release)
+            with os.fdopen(fd, "rb") as binary:
+                if not stat.S_ISREG(os.fstat(binary.fileno()).st_mode):
+                    raise BuildError(f"the build's output {package} is not a regular file")
+                stored = self.artifacts.put(digest, binary, metadata)
+            _unlink_outputs(release, package)
+        finally:
+            os.close(release)
+        return stored
 
     def _find_cargo(self) -> str:
         if self._cargo is None:
@@ -295,6 +434,25 @@ class Builder:
 
     def _env(self, cargo: str) -> dict[str, str]:
         return child_env(cargo, str(self.target_dir))
+
+
+def _unlink_outputs(release: int, package: str) -> None:
+    """Remove ``release/<package>`` and ``release/deps/<crate>-<hash>*`` (the binary and its dep-info)."""
+    os.unlink(package, dir_fd=release)
+    try:
+        deps = os.open("deps", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=release)
+    except FileNotFoundError:
+        return
+    try:
+        prefix = package.replace("-", "_") + "-"
+        for name in os.listdir(deps):
+            if name.startswith(prefix):
+                try:
+                    os.unlink(name, dir_fd=deps)
+                except IsADirectoryError:
+                    pass
+    finally:
+        os.close(deps)
 
 
 def _error(message: str) -> dict[str, Any]:

@@ -235,11 +235,43 @@ def _is_main(file_name: str, main_rs: str) -> bool:
     return file_name == "src/main.rs" or (os.path.isabs(file_name) and file_name == main_rs)
 
 
+# rustc's rendered text: a location line `  --> file:line:col` (or `:::` for
+# a secondary file) opens a snippet whose lines are in the gutter: `12 | code`,
+# `   |     ^^^ label`, `12 + added` in suggestions, `...` for elided lines.
+_LOCATION = re.compile(r"^\s*(?:-->|:::)\s+(.+?):\d+:\d+\s*$")
+_GUTTER = re.compile(r"^\s*(?:\d+\s*[|+~-]|\|)(?:\s|\||$)|^\.\.\.\s*$")
+
+
+def without_foreign_source(text: str, main_rs: str) -> str:
+    """
+    ``text`` (rustc's rendered diagnostics, or cargo's stderr) without the
+    source lines it quotes from any file but the user's main.rs: the location
+    line stays, so the path and line are still named, the snippet goes.
+    Included files (``include!``, ``#[path]``) may be anything the build can
+    read; their text is never shown.
+    """
+    out = []
+    foreign = False
+    for line in text.splitlines():
+        place = _LOCATION.match(line)
+        if place:
+            foreign = not _is_main(place.group(1), main_rs)
+            out.append(line)
+        elif foreign and _GUTTER.match(line):
+            continue
+        else:
+            if not line.startswith(" ") and line.strip():
+                foreign = False  # a new message: its own location line follows
+            out.append(line)
+    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
+
+
 def diagnostic(message: dict[str, Any], main_rs: str) -> dict[str, Any]:
     """
     One rustc diagnostic as the gateway reports it.  Its place is the primary
     span in the user's main.rs, or the user's macro call that led to it
     (an error inside ``handler_loop!`` points at the ``handler_loop!`` line).
+    Its ``rendered`` text quotes no file but main.rs (``without_foreign_source``).
     """
     spans = message.get("spans") or []
     ordered = [s for s in spans if s.get("is_primary")] + [s for s in spans if not s.get("is_primary")]
@@ -253,7 +285,7 @@ def diagnostic(message: dict[str, Any], main_rs: str) -> dict[str, Any]:
         "message": message.get("message", ""),
         "line": place["line_start"] if place else None,
         "column": place["column_start"] if place else None,
-        "rendered": message.get("rendered") or message.get("message", ""),
+        "rendered": without_foreign_source(message.get("rendered") or message.get("message", ""), main_rs),
     }
 
 
@@ -293,12 +325,15 @@ def parse_messages(lines: Iterable[bytes | str], main_rs: str, package: str | No
 _NOISE = re.compile(r"^\s*(Compiling|Checking|Locking|Updating|Downloaded|Downloading|Blocking|Finished|Fresh|Adding)\b")
 
 
-def stderr_diagnostic(stderr: bytes, code: int | None, signal: int | None = None) -> dict[str, Any]:
+def stderr_diagnostic(
+    stderr: bytes, code: int | None, signal: int | None = None, main_rs: str = "src/main.rs"
+) -> dict[str, Any]:
     """
     A diagnostic made from cargo's stderr, for failures that are not rustc's
     (a dependency that cannot be resolved, a broken toolchain, a timeout).
+    Source lines it quotes from files other than ``main_rs`` are left out.
     """
-    text = stderr.decode("utf-8", "replace")
+    text = without_foreign_source(stderr.decode("utf-8", "replace"), main_rs)
     useful = "\n".join(line for line in text.splitlines() if not _NOISE.match(line)).strip()
     if signal is not None:
         message = f"the build was stopped by signal {signal} (timed out or killed)"
@@ -308,11 +343,13 @@ def stderr_diagnostic(stderr: bytes, code: int | None, signal: int | None = None
     return {"level": "error", "message": useful, "line": None, "column": None, "rendered": useful}
 
 
-def failure_diagnostics(report: CargoReport, output: ProcessOutput) -> list[dict[str, Any]]:
+def failure_diagnostics(
+    report: CargoReport, output: ProcessOutput, main_rs: str = "src/main.rs"
+) -> list[dict[str, Any]]:
     """The diagnostics of a failed build, never empty: cargo's stderr speaks when rustc did not."""
     if any(d["level"] == "error" for d in report.diagnostics) and output.signal is None:
         return report.diagnostics
-    return [stderr_diagnostic(output.stderr, output.code, output.signal)] + report.diagnostics
+    return [stderr_diagnostic(output.stderr, output.code, output.signal, main_rs)] + report.diagnostics
 
 
 def toolchain_identity(reactor, cargo: str, env: dict[str, str], cwd: str) -> Deferred[str]:
@@ -330,6 +367,26 @@ def toolchain_identity(reactor, cargo: str, env: dict[str, str], cwd: str) -> De
                 + (out.stderr.decode("utf-8", "replace").strip() or f"exit code {out.code}")
             )
         return out.stdout.decode("utf-8", "replace").strip()
+
+    return d.addCallback(check)
+
+
+def toolchain_sysroot(reactor, cargo: str, env: dict[str, str], cwd: str) -> Deferred[str]:
+    """
+    ``rustc --print sysroot``: the toolchain's own directory (under rustup's
+    home for a rustup proxy, ``/usr`` for Debian's rustc), which sandboxed
+    builds show read-only and run ``bin/cargo`` from, bypassing rustup.
+    """
+    d = run(reactor, [rustc_for(cargo, env), "--print", "sysroot"], env, cwd, timeout=60)
+
+    def check(out: ProcessOutput) -> str:
+        sysroot = out.stdout.decode("utf-8", "replace").strip()
+        if out.code != 0 or not os.path.isabs(sysroot):
+            raise BuildError(
+                "`rustc --print sysroot` failed: "
+                + (out.stderr.decode("utf-8", "replace").strip() or f"exit code {out.code}")
+            )
+        return sysroot
 
     return d.addCallback(check)
 

@@ -1007,6 +1007,26 @@ class BodyTimeoutTests(SynchronousTestCase):
         self.assertEqual(self.transport.value().count(b"HTTP/1.1 200 OK"), 2)
         self.assertFalse(self.transport.disconnecting)
 
+    def test_body_time_starts_with_100_continue(self):
+        """A client expecting 100-continue behind a slow earlier answer waits
+        for the Continue: its body's 30 s start when the Continue is sent."""
+        held = Deferred()
+        self.target.request = lambda frame: held
+        self.protocol.dataReceived(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx"
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n"
+        )
+        self.clock.advance(45)
+        self.assertFalse(self.transport.disconnecting)
+        self.target.request = EchoTarget().request
+        held.callback({"status": 200, "body": "first"})
+        self.assertTrue(self.transport.value().endswith(b"HTTP/1.1 100 Continue\r\n\r\n"))
+        self.clock.advance(29)
+        self.assertFalse(self.transport.disconnecting)
+        self.clock.advance(1)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertIn(b"HTTP/1.1 408 ", self.transport.value())
+
     def test_waiting_for_the_answer_is_not_a_slow_body(self):
         """Once the body is in, a slow handler does not trigger the deadline."""
         held = Deferred()

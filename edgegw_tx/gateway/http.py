@@ -249,7 +249,13 @@ class GatewayHTTPProtocol(Protocol):
                 )
                 return
             wake = head_left
-        elif self._body_since is not None and not self._stopped:
+        elif (
+            self._body_since is not None
+            and not self._stopped
+            and self._current is not None
+            and not self._current.expect
+        ):
+            # (A client expecting 100-continue waits for it: its time starts then.)
             body_left = self._body_since + factory.body_timeout - now
             if body_left <= 0:
                 self._reject(
@@ -545,6 +551,7 @@ class GatewayHTTPProtocol(Protocol):
                 return
         if slots and slots[0].expect:
             slots[0].expect = False
+            self._body_since = self._seconds()  # the body's time starts now
             ready.append(_CONTINUE)
         self._write(ready[0] if len(ready) == 1 else b"".join(ready))
         self._last = self._seconds()

@@ -33,6 +33,7 @@ from edgegw_tx.admin.errors import (
 )
 from edgegw_tx.admin.history import DEFAULT_TOP, MAX_TOP, StatsHistory
 from edgegw_tx.admin.imports import Importer, bundle_bytes, bundle_options
+from edgegw_tx.admin.jsonbody import parse_json_body
 from edgegw_tx.admin.limits import IMPORT_MAX_BODY, MAX_BODY
 from edgegw_tx.admin.throttle import AuthThrottle
 from edgegw_tx.admin.ui import default_ui, is_ui_path
@@ -155,12 +156,7 @@ class AdminAPI:
         data = request.content.read(limit + 1)
         if len(data) > limit:
             raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
-        if not data.strip():
-            raise BadRequest("the request body is empty; send a JSON object")
-        try:
-            return json.loads(data)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise BadRequest(f"the request body is not valid JSON: {e}")
+        return parse_json_body(data)
 
     @app.handle_errors(ApiError)
     def _api_error(self, request, failure):

@@ -30,6 +30,9 @@ MAX_BODY = 8 * 1024 * 1024
 IMPORT_MAX_BODY = 64 * 1024 * 1024
 """The cap for ``/api/import/...`` (OpenAPI documents, zip bundles)."""
 
+MAX_JSON_DEPTH = 64
+"""The most arrays and objects a JSON request body may nest inside each other (400 above)."""
+
 HEADER_TIMEOUT = 10.0
 """Seconds a request head may take on the management API's listener (408 after)."""
 

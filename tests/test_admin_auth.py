@@ -53,3 +53,15 @@ class KeyRingTests(unittest.TestCase):
         path = os.path.join(self.mktemp(), "admin.key")
         self.assertIsNone(self.successResultOf(self.keys.bootstrap(path)))
         self.assertFalse(os.path.exists(path))
+
+    def test_key_file_replaces_a_planted_symlink(self):
+        """A symlink at admin.key's place is replaced by the key file, never followed to its target."""
+        folder = self.mktemp()
+        os.makedirs(folder)
+        target = os.path.abspath(os.path.join(folder, "elsewhere"))
+        path = os.path.join(folder, "admin.key")
+        os.symlink(target, path)
+        self.successResultOf(self.keys.bootstrap(path))
+        self.assertFalse(os.path.islink(path))
+        self.assertFalse(os.path.exists(target))
+        self.assertEqual(sorted(os.listdir(folder)), ["admin.key"])

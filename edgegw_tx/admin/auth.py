@@ -12,6 +12,7 @@ ones coalesced into one write when the interval is over), and on ``flush``
 (shut-down). Readers (``list``) see the in-memory value.
 """
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -70,14 +71,34 @@ def hash_key(key):
 
 
 def _write_private_file(path, text):
-    """Write ``text`` to ``path`` readable by the owner only (0600)."""
+    """
+    Write ``text`` to ``path`` readable by the owner only (0600): into a new
+    file beside it, then renamed over it, so a reader never sees half a key and
+    a symlink planted at ``path`` is replaced, not followed.
+    """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    temporary = path + ".new"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         os.fchmod(fd, 0o600)
         os.write(fd, text.encode("utf-8"))
+        os.fsync(fd)
     finally:
         os.close(fd)
+    try:
+        os.replace(temporary, path)
+    except OSError:
+        os.unlink(temporary)
+        raise
+
+
+def write_key_file(reactor, path: str, plaintext: str):
+    """Write a key to ``path`` (0600) in the reactor's thread pool; fires with ``path``."""
+    d = deferToThreadPool(reactor, reactor.getThreadPool(), _write_private_file, path, plaintext + "\n")
+    d.addCallback(lambda _: path)
+    return d
 
 
 class KeyRing:
@@ -227,10 +248,7 @@ class KeyRing:
 
         def write(result):
             _, plaintext = result
-            pool = self._reactor.getThreadPool()
-            return deferToThreadPool(
-                self._reactor, pool, _write_private_file, key_path, plaintext + "\n"
-            )
+            return write_key_file(self._reactor, key_path, plaintext)
 
         def logged(_):
             self.log.info("Created the first admin API key; it is in {path}", path=key_path)

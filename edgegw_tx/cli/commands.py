@@ -375,6 +375,14 @@ def build_parser():
     key_commands.add_parser("ls", parents=[common], help="list keys (never their values)")
     revoke = key_commands.add_parser("revoke", parents=[common], help="delete a key")
     revoke.add_argument("id", metavar="ID")
+    key_commands.add_parser(
+        "reset-admin",
+        parents=[common],
+        help="lost admin.key: mint a new admin key from the data dir (gateway stopped)",
+        description="Works on the data directory, not through the API (no key needed): run it "
+        "as the gateway's user (root) with the gateway stopped. Writes a new admin key to "
+        "<data-dir>/admin.key (mode 0600) and revokes every other admin key; read keys stay.",
+    )
     return parser
 
 
@@ -725,6 +733,9 @@ def run(argv, reactor=None, http=None, environ=None, stdout=None, stderr=None):
         data_dir = (
             getattr(options, "data_dir", None) or environ.get("EDGEGW_DATA_DIR") or DEFAULT_DATA_DIR
         )
+        if options.command == "keys" and options.keys_command == "reset-admin":
+            # The one command that needs no key: it is how a lost one is replaced.
+            return _reset_admin(data_dir, reactor, console)
         key = find_key(getattr(options, "key", None), environ, data_dir)
         work = _COMMANDS[options.command](options)
     except CommandError as e:
@@ -749,6 +760,24 @@ def run(argv, reactor=None, http=None, environ=None, stdout=None, stderr=None):
     if hasattr(reactor, "addSystemEventTrigger"):
         reactor.addSystemEventTrigger("before", "shutdown", interrupted)
     d.addErrback(_exit_code, console, debug)
+    return d
+
+
+def _reset_admin(data_dir, reactor, console):
+    """``keys reset-admin`` on the data directory itself (cli/reset_admin.py); fires with the exit code."""
+    from edgegw_tx.cli.reset_admin import ResetRefused, reset_admin
+
+    if reactor is None:
+        from twisted.internet import reactor
+
+    def refused(failure):
+        failure.trap(ResetRefused)
+        console.err(f"error: {failure.value.message}")
+        return USAGE if failure.value.usage else FAILED
+
+    d = reset_admin(data_dir, reactor, console.out)
+    d.addCallbacks(lambda _: OK, refused)
+    d.addErrback(_exit_code, console, False)
     return d
 
 

@@ -36,6 +36,7 @@ from edgegw_tx.admin.probe import DataPlaneProbe
 from edgegw_tx.admin.services import ServiceManager
 from edgegw_tx.admin.validation import effective_settings
 from edgegw_tx.build.builder import Builder
+from edgegw_tx.build.sandbox import DEFAULT_BUILD_USER
 from edgegw_tx.datadir_lock import DataDirLock
 from edgegw_tx.gateway.front import DEFAULT_HTTP, HTTP_LAYERS, data_plane_factory
 from edgegw_tx.gateway.listening import DrainingServerService
@@ -84,6 +85,7 @@ class GatewayRuntime(MultiService):
         process_environ=None,
         worker_user=None,
         worker_uids=DEFAULT_WORKER_UIDS,
+        build_user=DEFAULT_BUILD_USER,
         http_limits=None,
         admin_max_body=ADMIN_MAX_BODY,
         data_dir_lock=None,
@@ -104,7 +106,9 @@ class GatewayRuntime(MultiService):
         ``uid:gid``), see docs/isolation.md.
         Raises L{edgegw_tx.workers.isolation.IsolationError} when util-linux's
         setsid, prlimit or setpriv or (as root) bubblewrap is missing, the user
-        is unknown or the range malformed.
+        is unknown or the range malformed.  ``build_user`` (``--build-user``)
+        is who cargo and rustc run as in the build sandbox when root;
+        L{edgegw_tx.build.sandbox.SandboxError} when that sandbox's tools are missing.
         ``http_limits`` are the data plane's limits (``--max-body``,
         ``--header-timeout`` ...: L{edgegw_tx.gateway.front.data_plane_factory}),
         ``admin_max_body`` the management API's body cap and
@@ -157,6 +161,7 @@ class GatewayRuntime(MultiService):
             crate_source=crate_source,
             target_dir=build_target_dir,
             reactor=reactor,
+            build_user=build_user,
         )
         self.manager = EndpointManager(
             self.store,
@@ -259,6 +264,8 @@ class GatewayRuntime(MultiService):
         self.api.starting = True
         self.routes.restoring = True
         self.log.info("{isolation}", isolation=self.isolation.describe())
+        if self.builder.sandbox is not None:
+            self.log.info("{sandbox}", sandbox=self.builder.sandbox.describe())
         # One gateway per data dir (datadir_lock.py): before anything touches the store.
         d = maybeDeferred(self.data_dir_lock.acquire)
         # Held since makeService, maybe by the process twistd forked: its pid now.

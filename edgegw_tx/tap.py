@@ -7,6 +7,7 @@ from twisted.python import usage
 
 from edgegw_tx.admin.limits import HEADER_TIMEOUT as ADMIN_HEADER_TIMEOUT
 from edgegw_tx.admin.limits import MAX_BODY as ADMIN_MAX_BODY
+from edgegw_tx.build.sandbox import DEFAULT_BUILD_USER, BuildSandbox, SandboxError
 from edgegw_tx.datadir_lock import DataDirInUse, DataDirLock
 from edgegw_tx.gateway.http import BODY_TIMEOUT
 from edgegw_tx.processes import NotSharable, check_sharable
@@ -74,6 +75,13 @@ class Options(usage.Options):
             "When run as root, one user all endpoints' workers share (a name, uid or uid:gid)"
             " instead of a uid each: weaker. See docs/isolation.md.",
         ],
+        [
+            "build-user",
+            None,
+            DEFAULT_BUILD_USER,
+            "When run as root, the user cargo and rustc run as in the build sandbox (a name, uid"
+            " or uid:gid; not root, not a worker's). See docs/isolation.md.",
+        ],
         # The limits of docs/limits.md: (option, default, what, GatewayHTTPFactory keyword).
         *[[name, None, default, help_] for name, default, help_, _ in LIMITS],
         ["admin-max-body", None, str(ADMIN_MAX_BODY), "Largest management API request body, in bytes (413 above)."],
@@ -138,9 +146,22 @@ class Options(usage.Options):
         self["admin-max-body"] = self._positive("admin-max-body", int)
         self["admin-header-timeout"] = self._positive("admin-header-timeout", float)
         try:
-            Isolation.for_gateway(self["worker-user"], self["worker-uids"])
+            isolation = Isolation.for_gateway(self["worker-user"], self["worker-uids"])
         except IsolationError as e:
             raise usage.UsageError(str(e))
+        try:
+            builds = BuildSandbox.for_gateway(self["build-user"])
+        except SandboxError as e:
+            raise usage.UsageError(str(e))
+        if builds.user is not None:
+            low, high = isolation.uids
+            shared = isolation.user.uid if isolation.user is not None else None
+            if low <= builds.user.uid <= high or builds.user.uid == shared:
+                raise usage.UsageError(
+                    f"--build-user {self['build-user']} (uid {builds.user.uid}) is a worker's uid:"
+                    f" builds need a uid of their own, outside --worker-uids {low}-{high}"
+                    + (f" and --worker-user ({shared})" if shared is not None else "")
+                )
 
 
     def _positive(self, name, kind):
@@ -180,6 +201,7 @@ def makeService(config):
         processes=config["processes"],
         worker_user=config["worker-user"],
         worker_uids=config["worker-uids"],
+        build_user=config["build-user"],
         http_limits=config["http-limits"],
         admin_max_body=config["admin-max-body"],
         admin_header_timeout=config["admin-header-timeout"],

@@ -411,13 +411,22 @@ class Builder:
         are opened with O_NOFOLLOW and must be a directory and a regular file.
         Blocking: runs in a thread.
         """
-        directory = os.open(self.target_dir, os.O_RDONLY | os.O_DIRECTORY)
+        release = fd = -1
         try:
-            release = os.open("release", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
-        finally:
-            os.close(directory)
-        try:
+            directory = os.open(self.target_dir, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                release = os.open("release", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
+            finally:
+                os.close(directory)
             fd = os.open(package, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=release)
+        except OSError as e:
+            if release >= 0:
+                os.close(release)
+            raise BuildError(
+                f"cannot take the build's output release/{package} from {self.target_dir}:"
+                f" {e.strerror} (a link or something other than the binary cargo wrote)"
+            )
+        try:
             with os.fdopen(fd, "rb") as binary:
                 if not stat.S_ISREG(os.fstat(binary.fileno()).st_mode):
                     raise BuildError(f"the build's output {package} is not a regular file")

@@ -280,13 +280,30 @@ def diagnostic(message: dict[str, Any], main_rs: str) -> dict[str, Any]:
         place = _span_in(span, main_rs)
         if place is not None:
             break
+    text = message.get("message", "")
+    rendered = without_foreign_source(message.get("rendered") or text, main_rs)
+    if any(_in_included_file(s, main_rs) for s in spans if s.get("is_primary")):
+        # rustc quotes the included file's tokens ("cannot find value `root`").
+        text, rendered = _QUOTED.sub("`…`", text), _QUOTED.sub("`…`", rendered)
     return {
         "level": "error" if message.get("level", "").startswith("error") else message.get("level"),
-        "message": message.get("message", ""),
+        "message": text,
         "line": place["line_start"] if place else None,
         "column": place["column_start"] if place else None,
-        "rendered": without_foreign_source(message.get("rendered") or message.get("message", ""), main_rs),
+        "rendered": rendered,
     }
+
+
+_QUOTED = re.compile(r"`[^`\n]*`")
+
+
+def _in_included_file(span: dict[str, Any], main_rs: str) -> bool:
+    """
+    A span in a file the user pulled in with ``include!`` or ``#[path]``: not
+    main.rs and not reached through a macro (the SDK's ``handler_loop!``
+    expands from the user's line; an included file's text has no expansion).
+    """
+    return not _is_main(span.get("file_name", ""), main_rs) and not span.get("expansion")
 
 
 def parse_messages(lines: Iterable[bytes | str], main_rs: str, package: str | None = None) -> CargoReport:

@@ -94,12 +94,14 @@ class BuildUser:
         return f"uid {self.uid}, gid {self.gid}"
 
 
-def find_tools(search_path: str = TOOL_PATH) -> dict[str, str]:
+def find_tools(search_path: str | None = None) -> dict[str, str]:
     """
-    The absolute paths of ``bwrap``, ``prlimit`` and ``setpriv``.
+    The absolute paths of ``bwrap``, ``prlimit`` and ``setpriv`` in
+    ``search_path`` (default ``TOOL_PATH``).
 
     @raise SandboxError: naming the missing ones and their packages.
     """
+    search_path = TOOL_PATH if search_path is None else search_path
     found = {name: shutil.which(name, path=search_path) for name in TOOLS}
     missing = [name for name, path in found.items() if path is None]
     if missing:

@@ -8,6 +8,7 @@ with a generic message and the traceback goes to the log only.
 
 import json
 import math
+from typing import Callable
 from urllib.parse import unquote_to_bytes
 
 from klein import Klein
@@ -144,7 +145,7 @@ class AdminAPI:
             raise Forbidden(f"the key '{record['name']}' has scope '{record['scope']}' and may only read")
         return record
 
-    def _endpoint_view(self, key):
+    def _endpoint_view(self, key: dict) -> Callable[[dict], dict]:
         """
         How ``key`` sees endpoints: with an admin key as they are; with a read
         key every set ``settings.env`` value is shown as the services' mask
@@ -155,7 +156,7 @@ class AdminAPI:
         # Imported on use, like admin/services.py: the service plane's drivers may be missing.
         from edgegw_tx.services.config import MASK
 
-        def masked(record):
+        def masked(record: dict) -> dict:
             view = self._manager.view(record)
             env = view["settings"].get("env") or {}
             view["settings"] = dict(view["settings"], env={k: MASK if v else v for k, v in env.items()})

@@ -19,8 +19,9 @@ import os
 import secrets
 import uuid
 from datetime import datetime, timezone
+from typing import Any
 
-from twisted.internet.defer import succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
@@ -70,7 +71,7 @@ def hash_key(key):
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def _write_private_file(path, text):
+def _write_private_file(path: str, text: str) -> None:
     """
     Write ``text`` to ``path`` readable by the owner only (0600): into a new
     file beside it, then renamed over it, so a reader never sees half a key and
@@ -94,7 +95,7 @@ def _write_private_file(path, text):
         raise
 
 
-def write_key_file(reactor, path: str, plaintext: str):
+def write_key_file(reactor: Any, path: str, plaintext: str) -> Deferred:
     """Write a key to ``path`` (0600) in the reactor's thread pool; fires with ``path``."""
     d = deferToThreadPool(reactor, reactor.getThreadPool(), _write_private_file, path, plaintext + "\n")
     d.addCallback(lambda _: path)

@@ -20,8 +20,11 @@ data plane's C{--header-timeout}.
 
 import json
 from http import HTTPStatus
+from typing import Any
 
+from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
+from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 MAX_BODY = 8 * 1024 * 1024
@@ -107,7 +110,7 @@ class AdminChannel(HTTPChannel):
         self._stop_head_timer()
         super().allHeadersReceived()
 
-    def connectionLost(self, reason) -> None:
+    def connectionLost(self, reason: Failure) -> None:
         self._stop_head_timer()
         super().connectionLost(reason)
 
@@ -144,8 +147,12 @@ def _refuse(channel: HTTPChannel, code: int, message: str) -> None:
 
 
 def admin_site(
-    resource, reactor, max_body=MAX_BODY, import_max_body=IMPORT_MAX_BODY, header_timeout=HEADER_TIMEOUT
-):
+    resource: Resource,
+    reactor: Any,
+    max_body: int = MAX_BODY,
+    import_max_body: int = IMPORT_MAX_BODY,
+    header_timeout: float = HEADER_TIMEOUT,
+) -> Site:
     """The management API's L{Site}: capped bodies, timed heads, no tracebacks, no form parsing."""
     # Bodies are the API's to read (a malformed form would get Twisted's bare 400).
     site = Site(resource, reactor=reactor, parsePOSTFormSubmission=False)

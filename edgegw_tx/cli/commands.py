@@ -17,11 +17,13 @@ import contextlib
 import json
 import os
 import sys
+from typing import Any
 from urllib.parse import quote
 
-from twisted.internet.defer import CancelledError, inlineCallbacks, succeed
+from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks, succeed
 from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
 from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
 from twisted.web.client import RequestTransmissionFailed, ResponseFailed, ResponseNeverReceived
 
 DEFAULT_URL = "http://127.0.0.1:9081"
@@ -763,14 +765,14 @@ def run(argv, reactor=None, http=None, environ=None, stdout=None, stderr=None):
     return d
 
 
-def _reset_admin(data_dir, reactor, console):
+def _reset_admin(data_dir: str, reactor: Any, console: Console) -> Deferred:
     """``keys reset-admin`` on the data directory itself (cli/reset_admin.py); fires with the exit code."""
     from edgegw_tx.cli.reset_admin import ResetRefused, reset_admin
 
     if reactor is None:
         from twisted.internet import reactor
 
-    def refused(failure):
+    def refused(failure: Failure) -> int:
         failure.trap(ResetRefused)
         console.err(f"error: {failure.value.message}")
         return USAGE if failure.value.usage else FAILED

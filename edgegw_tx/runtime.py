@@ -243,6 +243,7 @@ class GatewayRuntime(MultiService):
             effective_settings(record["settings"])["limits"], identity, binary=binary, sandbox=sandbox
         )
         options["process_group"] = True
+        options["frame_fds"] = self.isolation.frame_fds
         if self.processes is not None:
             from edgegw_tx.processes import PoolProxy
 

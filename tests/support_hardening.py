@@ -104,6 +104,15 @@ fn close_frame_channel() {
     drop(unsafe { File::from_raw_fd(frame_fd()) });
 }
 
+/// This worker as the tests know it: its pid inside its own pid namespace is
+/// always the same, so it says which namespace it is in (the inode of
+/// /proc/self/ns/pid); the tests map that to the pid the gateway reports.
+fn worker_id() -> u64 {
+    let link = std::fs::read_link("/proc/self/ns/pid").expect("/proc/self/ns/pid");
+    let text = link.to_string_lossy();
+    text.trim_start_matches("pid:[").trim_end_matches(']').parse().expect("pid:[inode]")
+}
+
 fn handle(req: Request) -> Response {
     let what = req.path_param("what").cloned().unwrap_or_default();
     match what.as_str() {
@@ -120,7 +129,7 @@ fn handle(req: Request) -> Response {
                 std::thread::sleep(Duration::from_millis(200));
                 close_frame_channel();
             });
-            Response::ok(json!({"pid": std::process::id()}))
+            Response::ok(json!({"pid": worker_id()}))
         }
         "huge-prefix" => {
             let mut out = frame_out();
@@ -160,7 +169,7 @@ fn handle(req: Request) -> Response {
                 .write_all(b"noise: raw bytes on fd 1 \x00\x00\x00\x02{}\n")
                 .unwrap();
             print!("noise: the last print, no newline");
-            Response::ok(json!({"noisy": true, "pid": std::process::id()}))
+            Response::ok(json!({"noisy": true, "pid": worker_id()}))
         }
         "stderr-burst" => {
             let mut burst = Vec::with_capacity(11 << 20);
@@ -176,9 +185,9 @@ fn handle(req: Request) -> Response {
             let started = Instant::now();
             std::io::stderr().write_all(&burst).unwrap();
             let write_ms = started.elapsed().as_millis() as u64;
-            Response::ok(json!({"pid": std::process::id(), "bytes": burst.len(), "write_ms": write_ms}))
+            Response::ok(json!({"pid": worker_id(), "bytes": burst.len(), "write_ms": write_ms}))
         }
-        _ => Response::ok(json!({"what": what, "pid": std::process::id()})),
+        _ => Response::ok(json!({"what": what, "pid": worker_id()})),
     }
 }
 
@@ -210,6 +219,56 @@ def children(pid):
             if stat is not None and stat[1] == pid:
                 found[int(name)] = stat[0]
     return found
+
+
+def pid_namespace(pid):
+    """The inode of the pid namespace of C{pid}, or None if it is gone."""
+    try:
+        link = os.readlink("/proc/%d/ns/pid" % pid)
+    except OSError:
+        return None
+    return int(link[len("pid:[") : -1])
+
+
+def ns_pids(pid):
+    """C{NSpid} of C{pid}: its pid in each pid namespace it is in, outermost first."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return [int(n) for n in line.split()[1:]]
+    except OSError:
+        pass
+    return []
+
+
+def launcher_of(namespace):
+    """
+    The pid the gateway reports for the worker whose handler said it runs
+    in pid namespace C{namespace} (L{pid_namespace}): bwrap's, the parent
+    of that namespace's pid 1.  None when there is no such namespace.
+    """
+    for name in os.listdir("/proc"):
+        if name.isdigit() and pid_namespace(int(name)) == namespace and ns_pids(int(name))[-1:] == [1]:
+            stat = proc_stat(int(name))
+            return stat[1] if stat else None
+    return None
+
+
+def worker_in(launcher):
+    """The host pid of the worker (pid 2 of its namespace) under the launcher pid C{launcher}, or None."""
+    for init in children(launcher):
+        for pid in children(init):
+            if ns_pids(pid)[-1:] == [2]:
+                return pid
+    return None
+
+
+def with_launcher_pid(body):
+    """A handler's answer with its C{pid} (a pid namespace, L{pid_namespace}) as the gateway's pid."""
+    if isinstance(body, dict) and isinstance(body.get("pid"), int):
+        body = dict(body, pid=launcher_of(body["pid"]))
+    return body
 
 
 def alive(pid):
@@ -320,7 +379,8 @@ class HostileWorkerMixin:
         started = reactor.seconds()
         response, content = yield self.gateway.get("%s/%s" % (self.prefix, what))
         elapsed = reactor.seconds() - started
-        returnValue((response.code, json.loads(content) if content else None, elapsed))
+        body = with_launcher_pid(json.loads(content)) if content else None
+        returnValue((response.code, body, elapsed))
 
     def ready_pool(self, size, without=()):
         """

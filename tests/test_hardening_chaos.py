@@ -30,9 +30,10 @@ from tests.support_hardening import (
     one_request,
     pause,
     port_of,
-    processes_under,
     proc_stat,
+    processes_under,
     wait_for,
+    worker_in,
 )
 from tests.test_integration import HELLO
 
@@ -138,7 +139,7 @@ class ChaosTests(HardeningTestCase):
         self.assertFalse(set(pids) & set(kills))
         for pid in kills:
             self.assertGone(pid)
-        self.assertEqual(sorted(processes_under(self.gateway.data_dir)), sorted(pids))
+        self.assertEqual(sorted(processes_under(self.gateway.data_dir)), sorted(worker_in(p) for p in pids))
         self.assertNoZombies()
         for _ in range(8):
             status, _, _ = yield self.hit("fine")

@@ -25,6 +25,7 @@ from tests.support_hardening import (
     processes_under,
     rss_kib,
     wait_for,
+    worker_in,
 )
 
 log = Logger(namespace="edgegw.tests.hardening")
@@ -73,7 +74,7 @@ class HostileWorkerTests(HardeningTestCase):
             self.assertEqual(status, 200)
             self.assertIn(body["pid"], new_pids)
         self.assertGone(victim)
-        self.assertEqual(sorted(processes_under(self.gateway.data_dir)), sorted(new_pids))
+        self.assertEqual(sorted(processes_under(self.gateway.data_dir)), sorted(worker_in(p) for p in new_pids))
         self.assertNoZombies()
 
     @inlineCallbacks

@@ -10,6 +10,7 @@ the last one execs the worker binary::
               [--unshare-net] <read-only /usr, /lib*, a few /etc files>
               --proc /proc --dev /dev --tmpfs /tmp
               --ro-bind <binary> <binary> --bind <sandbox> <sandbox> --chdir <sandbox> --
+        /bin/sh -c 'unset PWD; exec 0<&3 1>&4 3<&- 4<&- "$@"' sh   (see FRAME_FDS)
         setpriv --no-new-privs --reuid=U --regid=U --clear-groups
                 --inh-caps=-all --bounding-set=-all -- <binary>
 
@@ -49,6 +50,14 @@ TOOLS = ("setsid", "prlimit", "setpriv")
 SANDBOX_TOOL = "bwrap"
 TOOL_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
 MINIMAL_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+FRAME_FDS = (3, 4)
+"""The worker's frame pipes (its stdin, its stdout) as the launcher gets them
+when it runs bwrap: bwrap's own processes keep descriptors 0-2 open for the
+worker's whole life, so a worker that closed its stdout would go unnoticed;
+descriptors above 2 they close, and C{/bin/sh} moves them to 0 and 1 inside."""
+
+_MOVE_FRAME_FDS = 'unset PWD; exec 0<&3 1>&4 3<&- 4<&- "$@"'
 
 DEFAULT_WORKER_UIDS = (61184, 65519)
 """The uids endpoints get one each of (C{--worker-uids}): systemd's range for
@@ -267,6 +276,26 @@ def system_binds(exists: Callable[[str], bool] = os.path.lexists) -> list[str]:
     return options
 
 
+def parent_dirs(paths: Iterable[str]) -> list[str]:
+    """
+    bwrap options creating the folders above C{paths} in the sandbox's
+    empty root, mode 0711 (passable, not listable): bwrap would make them
+    0700, which the worker's uid could not pass.
+    """
+    options: list[str] = []
+    made: set[str] = set()
+    for path in paths:
+        parent = os.path.dirname(os.path.normpath(path))
+        chain = []
+        while parent not in ("/", "") and parent not in made:
+            chain.append(parent)
+            made.add(parent)
+            parent = os.path.dirname(parent)
+        for folder in reversed(chain):
+            options += ["--perms", "0711", "--dir", folder]
+    return options
+
+
 class Isolation:
     """
     How this gateway isolates its workers: the mode (C{PER_ENDPOINT},
@@ -330,6 +359,11 @@ class Isolation:
     def namespaced(self) -> bool:
         """Workers run in namespaces of their own (bwrap)."""
         return self.mode != RLIMITS_ONLY
+
+    @property
+    def frame_fds(self) -> tuple[int, int]:
+        """The child descriptors the pool gives the frame pipes on (L{FRAME_FDS} under bwrap)."""
+        return FRAME_FDS if self.namespaced else (0, 1)
 
     def identity(self, uid: int | None) -> WorkerUser | None:
         """
@@ -407,8 +441,10 @@ class Isolation:
             if not network_prefix:
                 argv.append("--unshare-net")
             argv += self._system
-            argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+            argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+            argv += parent_dirs((binary, sandbox))
             argv += ["--ro-bind", binary, binary, "--bind", sandbox, sandbox, "--chdir", sandbox, "--"]
+            argv += ["/bin/sh", "-c", _MOVE_FRAME_FDS, "sh"]
         argv += [self.tools["setpriv"], "--no-new-privs"]
         if identity is not None:
             argv += [

@@ -53,6 +53,7 @@ C{timeout}, and a worker is never killed for time it did not spend.
 
 from __future__ import annotations
 
+import os
 import random as _random
 from bisect import bisect_left
 from collections import deque
@@ -215,6 +216,7 @@ class WorkerPool:
         random: _random.Random | None = None,
         launcher: Sequence[str] = (),
         process_group: bool = False,
+        frame_fds: Sequence[int] = (0, 1),
         reactor: Any = None,
     ):
         """
@@ -246,6 +248,10 @@ class WorkerPool:
         @param process_group: each worker leads its own process group (the
             launcher runs C{setsid}): stopping or killing it signals the
             whole group (see L{WorkerProcess}).
+        @param frame_fds: the child descriptors the frame pipes are given on
+            (requests to the worker, frames from it): (0, 1), or the
+            launcher's (L{edgegw_tx.workers.isolation.FRAME_FDS}), which
+            then gets /dev/null as its stdin and stdout.
         @param reactor: spawns the processes and provides the clock.
         """
         if reactor is None:
@@ -286,6 +292,8 @@ class WorkerPool:
         self.pipeline = pipeline
         self.launcher = list(launcher)
         self.process_group = process_group
+        in_fd, out_fd = frame_fds
+        self.frame_fds = (in_fd, out_fd)
         self.version = version
         self._random = random if random is not None else _random.Random()
         self._log = log or twisted_log
@@ -794,6 +802,7 @@ class WorkerPool:
             start_timeout=self.start_timeout,
             kill_time=self.kill_time,
             process_group=self.process_group,
+            frame_fds=self.frame_fds,
             reactor=self._reactor,
         )
         limit = 0
@@ -812,18 +821,27 @@ class WorkerPool:
         )
         process.when_ended().addCallback(self._worker_ended)
         argv = self.launcher + self.argv
+        in_fd, out_fd = self.frame_fds
+        null = None
         try:
+            child_fds: dict[int, Any] = {in_fd: "w", out_fd: "r", 2: "r"}
+            if (in_fd, out_fd) != (0, 1):
+                null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                child_fds.update({0: null, 1: null})
             self._reactor.spawnProcess(
                 process,
                 argv[0],
                 argv,
                 env=self.env,
                 path=self.cwd,
-                childFDs={0: "w", 1: "r", 2: "r"},
+                childFDs=child_fds,
                 usePTY=False,
             )
         except Exception as e:
             process.spawn_failed(e)
+        finally:
+            if null is not None:
+                os.close(null)
         return worker
 
     def _worker_ready(self, process: WorkerProcess) -> None:

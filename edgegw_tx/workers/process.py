@@ -115,6 +115,7 @@ class WorkerProcess(ProcessProtocol):
         start_timeout: float = 10.0,
         kill_time: float = 5.0,
         process_group: bool = False,
+        frame_fds: tuple[int, int] = (0, 1),
         reactor: Any = None,
     ):
         """
@@ -128,6 +129,9 @@ class WorkerProcess(ProcessProtocol):
             process group (the isolation launcher's C{setsid}): signals go to
             the whole group, and what is left of the group once the child
             exited is killed, so nothing it forked lingers.
+        @param frame_fds: the child descriptors of its frame pipes (requests
+            to it, frames from it); (0, 1) unless a launcher moves them
+            (L{edgegw_tx.workers.isolation.FRAME_FDS}).
         @param reactor: provides the clock (C{callLater}, C{seconds}).
         """
         if reactor is None:
@@ -145,6 +149,7 @@ class WorkerProcess(ProcessProtocol):
         self.start_timeout = start_timeout
         self.kill_time = kill_time
         self.process_group = process_group
+        self._in_fd, self._out_fd = frame_fds
 
         self._stdout_lost = False
         self.state = STARTING
@@ -252,7 +257,7 @@ class WorkerProcess(ProcessProtocol):
             answer(Failure(e))
             return
         self._pending[request_id] = answer
-        self.transport.write(data)
+        self._write(data)
 
     def stop(self, drain_timeout: float) -> Deferred[WorkerProcess]:
         """
@@ -320,7 +325,7 @@ class WorkerProcess(ProcessProtocol):
         self.pid = self.transport.pid
         self.started_at = self._clock.seconds()
         pipes = getattr(self.transport, "pipes", {})
-        for fd in (0, 1):
+        for fd in (self._in_fd, self._out_fd):
             if fd in pipes:
                 _grow_pipe(pipes[fd].fileno())
         if self.start_timeout:
@@ -329,7 +334,7 @@ class WorkerProcess(ProcessProtocol):
             )
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
-        if childFD == 1:
+        if childFD == self._out_fd:
             if len(data) == _TWISTED_READ:
                 data = self._read_rest(data)
             self._frames.dataReceived(data)
@@ -343,7 +348,7 @@ class WorkerProcess(ProcessProtocol):
         is followed here by reads of what else the pipe holds, at once.  End
         of file and errors are left for Twisted's reader to meet next.
         """
-        reader = getattr(self.transport, "pipes", {}).get(1)
+        reader = getattr(self.transport, "pipes", {}).get(self._out_fd)
         if reader is None:
             return data
         chunks = [data]
@@ -360,9 +365,9 @@ class WorkerProcess(ProcessProtocol):
         return b"".join(chunks) if len(chunks) > 1 else data
 
     def childConnectionLost(self, childFD: int) -> None:
-        if childFD == 0:
+        if childFD == self._in_fd:
             self._stdin_closed = True
-        elif childFD == 1 and not self._reaped and self.state in (STARTING, READY, STOPPING):
+        elif childFD == self._out_fd and not self._reaped and self.state in (STARTING, READY, STOPPING):
             # No frame can come any more: a child that is exiting is reaped
             # within the grace (processEnded then says how it ended); one that
             # lives on without its frame channel is killed.
@@ -475,10 +480,19 @@ class WorkerProcess(ProcessProtocol):
             return False
         return True
 
+    def _write(self, data: bytes) -> None:
+        if self._in_fd == 0:
+            self.transport.write(data)
+        elif self._in_fd in self.transport.pipes:  # writeToChild raises once it is closed
+            self.transport.writeToChild(self._in_fd, data)
+
     def _close_stdin(self) -> None:
         if not self._stdin_closed:
             self._stdin_closed = True
-            self.transport.closeStdin()
+            if self._in_fd == 0:
+                self.transport.closeStdin()
+            else:
+                self.transport.closeChildFD(self._in_fd)
 
     def _terminate(self) -> None:
         self._term_call = None
@@ -580,7 +594,7 @@ class WorkerProcess(ProcessProtocol):
                     "error": {"kind": "Internal", "message": f"unencodable result: {e}"},
                 }
             )
-        self.transport.write(data)
+        self._write(data)
 
     def _stderr_received(self, data: bytes) -> None:
         buf = self._errbuf

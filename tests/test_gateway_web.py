@@ -216,7 +216,10 @@ class RawRequestTests(SynchronousTestCase):
         routes = RouteTable()
         routes.add("a", "a.example", "GET", parse_pattern("/{p}"), self.a)
         routes.add("b", "b.example", "GET", parse_pattern("/{p}"), self.b)
-        self.site = Site(GatewayResource(Dispatcher(routes)))
+        # A clock of its own: the channels' timeouts stay off the global reactor.
+        from twisted.internet.task import Clock
+
+        self.site = Site(GatewayResource(Dispatcher(routes)), reactor=Clock())
 
     def send(self, data):
         """Feed C{data} to a new connection; return its transport."""

@@ -841,3 +841,49 @@ class LauncherTests(unittest.TestCase):
             with self.assertRaises(usage.UsageError) as caught:
                 Options().parseOptions(["--worker-user", "no-such-user-here"])
             self.assertIn("no such user", str(caught.exception))
+
+
+class WorkerUidStoreTests(unittest.TestCase):
+    """The store's record of each endpoint's worker uid (schema 5)."""
+
+    def setUp(self):
+        from tests.support import make_store
+        from tests.test_store import endpoint
+
+        self.store = make_store(self)
+        for n in (1, 2, 3):
+            self.successResultOf(self.store.create_endpoint(endpoint(id=f"e{n}", path=f"/e{n}", path_shape=f"/e{n}")))
+
+    def allocate(self, endpoint_id, busy=()):
+        return self.successResultOf(self.store.allocate_worker_uid(endpoint_id, 100, 103, lambda: busy))
+
+    def test_one_uid_per_endpoint_recorded_once(self):
+        """Each endpoint gets its own uid, the same one every time it asks; busy uids are skipped."""
+        self.assertEqual(self.allocate("e1"), 100)
+        self.assertEqual(self.allocate("e1", busy={100}), 100)
+        self.assertEqual(self.allocate("e2", busy={101}), 102)
+        self.assertEqual(self.successResultOf(self.store.worker_uids()), {"e1": 100, "e2": 102})
+
+    def test_delete_frees_the_uid(self):
+        """Deleting an endpoint frees its uid for the next endpoint."""
+        self.allocate("e1")
+        self.successResultOf(self.store.delete_endpoint("e1"))
+        self.assertEqual(self.successResultOf(self.store.worker_uids()), {})
+        self.assertEqual(self.allocate("e2"), 100)
+
+    def test_full_range_and_unknown_endpoint(self):
+        """No free uid left is NoFreeUid naming the option; an unknown endpoint gets none."""
+        from edgegw_tx.store import Missing, NoFreeUid
+
+        self.allocate("e1", busy={101, 102, 103})
+        failure = self.failureResultOf(self.store.allocate_worker_uid("e2", 100, 103, lambda: {101, 102, 103}))
+        failure.trap(NoFreeUid)
+        self.assertIn("--worker-uids", str(failure.value))
+        self.failureResultOf(self.store.allocate_worker_uid("nope", 100, 103), Missing)
+
+    def test_busy_uids_are_accounts_and_processes(self):
+        """busy_uids names uids of accounts and of running processes in the range, nothing outside it."""
+        nobody = pwd.getpwnam("nobody").pw_uid
+        self.assertIn(nobody, isolation.busy_uids(nobody, nobody))
+        self.assertIn(os.getuid(), isolation.busy_uids(os.getuid(), os.getuid()))
+        self.assertEqual(isolation.busy_uids(4000000000, 4000000001), set())

@@ -235,3 +235,31 @@ class RuntimeTests(unittest.TestCase):
         self.assertEqual(stopped, [True])
         self.assertEqual(os.listdir(data_dir), ["edgegw.lock"])
         self.assertEqual(len(self.flushLoggedErrors(DataDirInUse)), 1)
+
+
+class SeveralProcessesTests(unittest.TestCase):
+    """With --processes N only the control process holds the lock."""
+
+    timeout = 120
+
+    @inlineCallbacks
+    def test_data_plane_processes_hold_no_lock(self):
+        """The lock file names the control process, which has it open; its data-plane children do not."""
+        from tests.support_hardening import TwistdGateway
+
+        data_dir = os.path.abspath(self.mktemp())
+        gateway = TwistdGateway(self, data_dir, extra=["--processes", "2"])
+        yield gateway.start()
+        lock_path = os.path.join(data_dir, LOCK_NAME)
+        with open(lock_path) as f:
+            self.assertEqual(f.read(), f"{gateway.pid}\n")
+
+        def holds(pid):
+            fds = os.path.join("/proc", str(pid), "fd")
+            return any(os.readlink(os.path.join(fds, fd)) == lock_path for fd in os.listdir(fds))
+
+        with open(f"/proc/{gateway.pid}/task/{gateway.pid}/children") as f:
+            children = [int(pid) for pid in f.read().split()]
+        self.assertEqual(len(children), 2)
+        self.assertTrue(holds(gateway.pid))
+        self.assertEqual([pid for pid in children if holds(pid)], [])

@@ -14,7 +14,8 @@ _PIECES = st.sampled_from(["a", "Z", "0", "-", "_", "~", ".", "..", "/", ":", "@
 _PATHS = st.lists(_PIECES, max_size=12).map(lambda pieces: "/" + "".join(pieces))
 
 
-def _normal_or_none(path):
+def _normal_or_none(path: str) -> str | None:
+    """The normal form of C{path}, or None where it has none (refused)."""
     try:
         return normal_path(path)
     except BadPath:

@@ -28,6 +28,7 @@ from edgegw_tx.admin.api import AdminAPI
 from edgegw_tx.admin.auth import KeyRing
 from edgegw_tx.admin.domains import CollectionManager, DomainManager
 from edgegw_tx.admin.logs import LogBook
+from edgegw_tx.admin.limits import BODY_TIMEOUT as ADMIN_BODY_TIMEOUT
 from edgegw_tx.admin.limits import HEADER_TIMEOUT as ADMIN_HEADER_TIMEOUT
 from edgegw_tx.admin.limits import MAX_BODY as ADMIN_MAX_BODY
 from edgegw_tx.admin.limits import admin_site as admin_site_for
@@ -90,6 +91,7 @@ class GatewayRuntime(MultiService):
         admin_max_body=ADMIN_MAX_BODY,
         data_dir_lock=None,
         admin_header_timeout=ADMIN_HEADER_TIMEOUT,
+        admin_body_timeout=ADMIN_BODY_TIMEOUT,
     ):
         """
         ``registry`` replaces the service plane's ``ServiceRegistry`` (tests pass
@@ -112,8 +114,8 @@ class GatewayRuntime(MultiService):
         ``http_limits`` are the data plane's limits (``--max-body``,
         ``--header-timeout`` ...: L{edgegw_tx.gateway.front.data_plane_factory}),
         ``admin_max_body`` the management API's body cap and
-        ``admin_header_timeout`` the seconds its request heads may take;
-        docs/limits.md.
+        ``admin_header_timeout`` and ``admin_body_timeout`` the seconds its
+        request heads and bodies may take; docs/limits.md.
         ``data_dir_lock`` is the L{DataDirLock} of ``data_dir`` when the
         caller took it already (``twistd``, so that a second gateway is
         refused before it daemonises); otherwise start takes it first thing.
@@ -195,7 +197,11 @@ class GatewayRuntime(MultiService):
         history.setServiceParent(self)
 
         admin_site = admin_site_for(
-            self.api.resource(), reactor, max_body=admin_max_body, header_timeout=admin_header_timeout
+            self.api.resource(),
+            reactor,
+            max_body=admin_max_body,
+            header_timeout=admin_header_timeout,
+            body_timeout=admin_body_timeout,
         )
         # The data plane's factory when this process serves it (for its shutdown).
         self._data_site = None

@@ -5,6 +5,7 @@ import os
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
+from edgegw_tx.admin.limits import BODY_TIMEOUT as ADMIN_BODY_TIMEOUT
 from edgegw_tx.admin.limits import HEADER_TIMEOUT as ADMIN_HEADER_TIMEOUT
 from edgegw_tx.admin.limits import MAX_BODY as ADMIN_MAX_BODY
 from edgegw_tx.build.sandbox import DEFAULT_BUILD_USER, BuildSandbox, SandboxError
@@ -91,6 +92,12 @@ class Options(usage.Options):
             f"{ADMIN_HEADER_TIMEOUT:g}",
             "Seconds the management API waits for a request's headers (408 above).",
         ],
+        [
+            "admin-body-timeout",
+            None,
+            f"{ADMIN_BODY_TIMEOUT:g}",
+            "Seconds the management API waits for a request's body once its headers are in (408 above).",
+        ],
     ]
 
     def postOptions(self):
@@ -145,6 +152,7 @@ class Options(usage.Options):
             self["http-limits"][keyword] = self._positive(name, float if "timeout" in name else int)
         self["admin-max-body"] = self._positive("admin-max-body", int)
         self["admin-header-timeout"] = self._positive("admin-header-timeout", float)
+        self["admin-body-timeout"] = self._positive("admin-body-timeout", float)
         try:
             isolation = Isolation.for_gateway(self["worker-user"], self["worker-uids"])
         except IsolationError as e:
@@ -205,5 +213,6 @@ def makeService(config):
         http_limits=config["http-limits"],
         admin_max_body=config["admin-max-body"],
         admin_header_timeout=config["admin-header-timeout"],
+        admin_body_timeout=config["admin-body-timeout"],
         data_dir_lock=lock,
     )

@@ -1,7 +1,7 @@
 """
-The management API's listener (edgegw_tx/admin/limits.py): request heads must
-be complete within the header timeout (408, like the data plane), and every
-status goes out with its standard reason phrase.
+The management API's listener (edgegw_tx/admin/limits.py): request heads and
+bodies must be complete within their timeouts (408, like the data plane), and
+every status goes out with its standard reason phrase.
 """
 
 import json
@@ -11,12 +11,14 @@ from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from edgegw_tx.admin.limits import HEADER_TIMEOUT, admin_site
+from edgegw_tx.admin.limits import BODY_TIMEOUT, HEADER_TIMEOUT, admin_site
 from tests.test_http_conformance import WAIT, RawClient, parse_responses
 
 HEAD = b"GET /api/x HTTP/1.1\r\nHost: admin\r\n"
@@ -41,12 +43,12 @@ class _Slow(Resource):
 
 
 class HeaderTimeoutTests(TestCase):
-    """The head deadline on a fake clock and a StringTransport."""
+    """The head and body deadlines on a fake clock and a StringTransport."""
 
     def setUp(self) -> None:
         self.clock = MemoryReactorClock()
         self.resource = _Slow()
-        self.site = admin_site(self.resource, self.clock, header_timeout=2.0)
+        self.site = admin_site(self.resource, self.clock, header_timeout=2.0, body_timeout=3.0)
 
     def connect(self):
         channel = self.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
@@ -122,16 +124,51 @@ class HeaderTimeoutTests(TestCase):
         self.assert_408(transport)
 
     def test_timer_gone_with_the_connection(self) -> None:
-        """A connection closed by the client leaves no timer behind."""
-        channel, _ = self.connect()
-        channel.dataReceived(HEAD[:5])
-        channel.connectionLost(None)
-        self.assertEqual([c for c in self.clock.getDelayedCalls() if c.func == channel._head_timed_out], [])
+        """A connection closed by the client, mid-head or mid-body, leaves no timer behind."""
+        for data in (HEAD[:5], b"POST /api/x HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\nab"):
+            channel, _ = self.connect()
+            channel.dataReceived(data)
+            channel.connectionLost(Failure(ConnectionDone()))
+            self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_trickled_body_gets_408(self) -> None:
+        """A body trickled a byte at a time after a complete head gets 408 once body_timeout is over."""
+        channel, transport = self.connect()
+        channel.dataReceived(b"POST /api/x HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n")
+        for _ in range(5):
+            channel.dataReceived(b"x")
+            self.clock.advance(0.59)
+        self.assertEqual(transport.value(), b"")
+        self.clock.advance(0.1)
+        responses = parse_responses(transport.value())
+        self.assertEqual([r[0] for r in responses], [408])
+        self.assertEqual(json.loads(responses[0][2])["error"], "request body not received within 3 s")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.resource.waiting, [])
+
+    def test_trickled_chunked_body_gets_408(self) -> None:
+        """A chunked body that never ends is timed the same way."""
+        channel, transport = self.connect()
+        channel.dataReceived(b"POST /api/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n")
+        self.clock.advance(3)
+        self.assertEqual([r[0] for r in parse_responses(transport.value())], [408])
+
+    def test_body_in_time_and_a_slow_answer(self) -> None:
+        """A body complete within body_timeout is served; the answer may then take as long as it takes."""
+        channel, transport = self.connect()
+        channel.dataReceived(b"POST /api/x HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab")
+        self.clock.advance(2.9)
+        channel.dataReceived(b"cd")
+        self.clock.advance(600)
+        self.assertEqual(transport.value(), b"")
+        self.resource.waiting[0].finish()
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 OK\r\n"))
 
     def test_default_is_the_documented_one(self) -> None:
-        """Without a header_timeout the admin site uses HEADER_TIMEOUT, 10 s (docs/limits.md)."""
-        self.assertEqual(HEADER_TIMEOUT, 10.0)
-        self.assertEqual(admin_site(self.resource, self.clock).header_timeout, HEADER_TIMEOUT)
+        """Without timeouts the admin site uses HEADER_TIMEOUT (10 s) and BODY_TIMEOUT (300 s) of docs/limits.md."""
+        self.assertEqual((HEADER_TIMEOUT, BODY_TIMEOUT), (10.0, 300.0))
+        site = admin_site(self.resource, self.clock)
+        self.assertEqual((site.header_timeout, site.body_timeout), (HEADER_TIMEOUT, BODY_TIMEOUT))
 
 
 class ReasonPhraseTests(TestCase):

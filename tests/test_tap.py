@@ -89,8 +89,8 @@ class OptionsTests(unittest.TestCase):
 
     def test_limits_reach_the_runtime(self):
         """--max-body, --max-headers, --max-header-bytes, --header-timeout,
-        --body-timeout, --idle-timeout, --admin-max-body and --admin-header-timeout are
-        given to the runtime."""
+        --body-timeout, --idle-timeout, --admin-max-body, --admin-header-timeout and
+        --admin-body-timeout are given to the runtime."""
         from edgegw_tx import tap
 
         made = []
@@ -99,7 +99,7 @@ class OptionsTests(unittest.TestCase):
         options.parseOptions(
             ["--max-body", "1000", "--max-headers", "20", "--max-header-bytes", "4096",
              "--header-timeout", "2.5", "--body-timeout", "45", "--idle-timeout", "30",
-             "--admin-max-body", "5000", "--admin-header-timeout", "3.5",
+             "--admin-max-body", "5000", "--admin-header-timeout", "3.5", "--admin-body-timeout", "90",
              "--data-dir", self.mktemp()]
         )
         tap.makeService(options)
@@ -111,6 +111,7 @@ class OptionsTests(unittest.TestCase):
         )
         self.assertEqual(made[0]["admin_max_body"], 5000)
         self.assertEqual(made[0]["admin_header_timeout"], 3.5)
+        self.assertEqual(made[0]["admin_body_timeout"], 90.0)
 
     def test_limit_defaults_are_documented_ones(self):
         """Without options the limits are those of docs/limits.md."""
@@ -123,6 +124,7 @@ class OptionsTests(unittest.TestCase):
         )
         self.assertEqual(options["admin-max-body"], 8 * 1024 * 1024)
         self.assertEqual(options["admin-header-timeout"], 10.0)
+        self.assertEqual(options["admin-body-timeout"], 300.0)
 
     def test_bad_limits_are_usage_errors(self):
         """Zero, negative, NaN and words are refused naming the option."""
@@ -134,6 +136,7 @@ class OptionsTests(unittest.TestCase):
             (["--idle-timeout", "nan"], "--idle-timeout must be more than 0"),
             (["--admin-max-body", "1.5"], "--admin-max-body must be a whole number"),
             (["--admin-header-timeout", "0"], "--admin-header-timeout must be more than 0"),
+            (["--admin-body-timeout", "inf"], "--admin-body-timeout must be more than 0"),
         ):
             error = self.assertRaises(UsageError, Options().parseOptions, argv)
             self.assertIn(message, str(error))

@@ -10,12 +10,14 @@ and a chunked body the moment it passes the cap: 413 with a JSON error, and
 the connection closed.  Import routes get the larger cap that bundles need.
 
 twisted.web's own C{timeOut} is an idle timeout, reset by every byte, so a
-client trickling a request head a byte at a time would hold its connection
-(and a request object) forever.  L{AdminChannel} gives each request head a
-deadline instead: C{header_timeout} seconds from the connection's start, or
-from the first byte of a later request, to the end of its header fields; past
-it the answer is 408 with a JSON error and the connection is closed, like the
-data plane's C{--header-timeout}.
+client trickling a request a byte at a time would hold its connection (and a
+request object) forever.  L{AdminChannel} gives each request head a deadline
+instead: C{header_timeout} seconds from the connection's start, or from the
+first byte of a later request, to the end of its header fields; and each body
+C{body_timeout} seconds from the end of its head to its last byte.  Past
+either the answer is 408 with a JSON error and the connection is closed, like
+the data plane's C{--header-timeout} and C{--body-timeout}.  The time the API
+takes to answer (a compile) does not count.
 """
 
 import json
@@ -38,6 +40,12 @@ MAX_JSON_DEPTH = 64
 
 HEADER_TIMEOUT = 10.0
 """Seconds a request head may take on the management API's listener (408 after)."""
+
+BODY_TIMEOUT = 300.0
+"""
+Seconds a request body may take once its head is in (408 after): generous,
+since an import may upload 64 MiB over a slow link.
+"""
 
 _IMPORT_PREFIX = b"/api/import/"
 
@@ -92,39 +100,49 @@ class CappedRequest(Request):
 
 
 class AdminChannel(HTTPChannel):
-    """An C{HTTPChannel} whose request heads must be complete within the site's C{header_timeout}."""
+    """
+    An C{HTTPChannel} whose request heads must be complete within the site's
+    C{header_timeout}, and bodies within its C{body_timeout} once the head is in.
+    """
 
-    _head_timer = None
+    _deadline = None  # the DelayedCall of the part being received, if any
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        self._start_head_timer()
+        self._start("header")
 
     def dataReceived(self, data: bytes) -> None:
         # Between requests (line mode, none being handled) a byte begins a head.
-        if self._head_timer is None and self.line_mode and not self._handlingRequest:
-            self._start_head_timer()
+        if self._deadline is None and self.line_mode and not self._handlingRequest:
+            self._start("header")
         super().dataReceived(data)
 
     def allHeadersReceived(self) -> None:
-        self._stop_head_timer()
+        self._stop()
         super().allHeadersReceived()
+        if self.length != 0:  # a Content-Length above 0, or chunked (None)
+            self._start("body")
+
+    def allContentReceived(self) -> None:
+        self._stop()
+        super().allContentReceived()
 
     def connectionLost(self, reason: Failure) -> None:
-        self._stop_head_timer()
+        self._stop()
         super().connectionLost(reason)
 
-    def _start_head_timer(self) -> None:
-        self._head_timer = self.callLater(self.site.header_timeout, self._head_timed_out)
+    def _start(self, part: str) -> None:
+        timeout = self.site.header_timeout if part == "header" else self.site.body_timeout
+        self._deadline = self.callLater(timeout, self._timed_out, part, timeout)
 
-    def _stop_head_timer(self) -> None:
-        timer, self._head_timer = self._head_timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
+    def _stop(self) -> None:
+        deadline, self._deadline = self._deadline, None
+        if deadline is not None and deadline.active():
+            deadline.cancel()
 
-    def _head_timed_out(self) -> None:
-        self._head_timer = None
-        _refuse(self, 408, f"request header not received within {self.site.header_timeout:g} s")
+    def _timed_out(self, part: str, timeout: float) -> None:
+        self._deadline = None
+        _refuse(self, 408, f"request {part} not received within {timeout:g} s")
 
 
 def _reason(code: int) -> bytes:
@@ -152,6 +170,7 @@ def admin_site(
     max_body: int = MAX_BODY,
     import_max_body: int = IMPORT_MAX_BODY,
     header_timeout: float = HEADER_TIMEOUT,
+    body_timeout: float = BODY_TIMEOUT,
 ) -> Site:
     """The management API's L{Site}: capped bodies, timed heads, no tracebacks, no form parsing."""
     # Bodies are the API's to read (a malformed form would get Twisted's bare 400).
@@ -162,6 +181,7 @@ def admin_site(
     site.max_body = max_body
     site.import_max_body = max(import_max_body, max_body)
     site.header_timeout = header_timeout
+    site.body_timeout = body_timeout
     site.displayTracebacks = False
     site.noisy = False
     return site

@@ -9,9 +9,11 @@ its own:
   - warm: another handler (a different comment, so a new digest) once the
     common crates are built, as every later compile on a gateway.
 
+Also times the sandbox alone: ``/bin/true`` run directly and through the
+same bwrap/prlimit/setpriv command line a build uses (``--launch`` times each).
 Prints the medians per way as JSON.  Run as root (the sandbox switches users).
 
-    .venv/bin/python bench/build.py [--cold 2] [--warm 7]
+    .venv/bin/python bench/build.py [--cold 2] [--warm 7] [--launch 100]
 """
 
 from __future__ import annotations
@@ -37,12 +39,33 @@ handler_loop!(handle);
 """
 
 
+def time_launch(rounds: int) -> dict[str, float]:
+    """Median milliseconds of /bin/true alone and in the build sandbox (before the reactor runs: blocking is fine)."""
+    import subprocess
+    import time
+
+    from edgegw_tx.build.sandbox import BuildSandbox
+
+    sandboxed = BuildSandbox.for_gateway().argv(["/bin/true"], cwd="/", env={"PATH": "/usr/bin:/bin"})
+    out = {}
+    for way, argv in (("direct", ["/bin/true"]), ("sandboxed", sandboxed)):
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            subprocess.run(argv, check=True)
+            times.append(time.perf_counter() - start)
+        out[way] = round(statistics.median(times) * 1000, 2)
+    return out
+
+
 def main() -> None:
     """Parse the options, run the rounds on the real reactor, print the medians."""
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--cold", type=int, default=2, help="cold compiles timed each way")
     parser.add_argument("--warm", type=int, default=7, help="warm compiles timed each way per cold round")
+    parser.add_argument("--launch", type=int, default=100, help="sandbox launches of /bin/true timed each way")
     args = parser.parse_args()
+    launch = time_launch(args.launch)
 
     from twisted.internet import task
 
@@ -80,9 +103,10 @@ def main() -> None:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         summary = {
-            way: {kind: {"median_s": round(statistics.median(v), 3), "runs": len(v)} for kind, v in kinds.items()}
+            way: {kind: {"median_s": round(statistics.median(v), 3), "runs": len(v)} for kind, v in kinds.items() if v}
             for way, kinds in times.items()
         }
+        summary["launch_true_ms"] = launch
         print(json.dumps(summary, indent=2))
 
     def go(reactor):

@@ -50,6 +50,7 @@ from edgegw_tx.admin.validation import (
 from edgegw_tx.admin.validation import READ_ONLY as ENDPOINT_READ_ONLY
 from edgegw_tx.build.project import MAX_DEPENDENCIES, MAX_FEATURES, SDK_CRATE
 from edgegw_tx.paths import METHODS
+from edgegw_tx.workers import isolation as _isolation
 
 # The service plane's config rules (``edgegw_tx.services.config``), copied:
 # importing that package loads the database drivers, which the admin plane
@@ -794,7 +795,17 @@ ERROR = obj(
 
 DELETED = record({"id": ID, "deleted": {"const": True}})
 
-HEALTH = record({"status": {"const": "healthy"}, "version": string()})
+HEALTH = obj(
+    {
+        "status": {"const": "healthy"},
+        "version": string(),
+        # How workers are isolated (docs/isolation.md); modes strongest first.
+        "isolation": record(
+            {"mode": {"enum": list(_isolation.MODES)}, "detail": string(description="what the mode means")}
+        ),
+    },
+    required=("status", "version"),
+)
 
 
 def json_content(schema):

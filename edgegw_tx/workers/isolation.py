@@ -68,6 +68,7 @@ PER_ENDPOINT = "per-endpoint-uid"
 SHARED_USER = "shared-user"
 USER_NAMESPACE = "user-namespace"
 RLIMITS_ONLY = "rlimits-only"
+MODES = (PER_ENDPOINT, SHARED_USER, USER_NAMESPACE, RLIMITS_ONLY)
 
 # What of the host a worker sees, read-only: the programs and libraries a
 # Rust binary and its loader need, and the few /etc files name resolution

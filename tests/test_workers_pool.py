@@ -67,6 +67,20 @@ class PoolTests(PoolTestCase):
         self.pool().start()
         self.assertEqual(self.reactor.processes[-1].env, {})
 
+    def test_moved_frame_pipes(self):
+        """
+        With frame_fds (3, 4) the pipes are the child's 3 and 4 and its stdin
+        and stdout are /dev/null (closed again in the gateway once spawned).
+        """
+        import os
+
+        before = set(os.listdir("/proc/self/fd"))
+        self.pool(frame_fds=(3, 4)).start()
+        [process] = self.reactor.processes
+        null = process.childFDs.pop(0)
+        self.assertEqual(process.childFDs, {1: null, 2: "r", 3: "w", 4: "r"})
+        self.assertEqual(set(os.listdir("/proc/self/fd")), before)
+
     def test_start_waits_for_ready(self):
         """start() fires with the pids only once every worker sent ready."""
         pool = self.pool(min_instances=2, max_instances=2)

@@ -20,6 +20,7 @@ from edgegw_tx.workers.process import (
     KILLED,
     PIPE_SIZE,
     READY,
+    STARTING,
     STOPPING,
     WorkerProcess,
 )
@@ -539,3 +540,76 @@ class RealPipeTests(unittest.TestCase):
         self.worker.childDataReceived(1, os.read(read, 5))
         self.assertNoResult(d)
         self.assertEqual(os.read(read, 8192), frame[5:])
+
+
+class MovedPipes(FakeProcess):
+    """A L{FakeProcess} whose frame pipes are the child's descriptors 3 and 4 (isolation.FRAME_FDS)."""
+
+    def __init__(self, proto, null_fd):
+        super().__init__(proto)
+        # /dev/null is no pipe: growing it fails quietly.
+        self.pipes = {fd: _Pipe(null_fd) for fd in (2, 3, 4)}
+        self.closed_fds = []
+
+    def write(self, data):
+        raise AssertionError("nothing may be written to the launcher's stdin (/dev/null)")
+
+    def writeToChild(self, fd, data):
+        assert fd == 3, fd
+        self.written += data
+
+    def closeChildFD(self, fd):
+        self.closed_fds.append(fd)
+        self.pipes.pop(fd, None)
+
+    def send(self, frame):
+        self.proto.childDataReceived(4, encode_frame(frame))
+
+
+class MovedFramePipeTests(unittest.TestCase):
+    """
+    Under bwrap the frame pipes reach the launcher as descriptors 3 and 4:
+    bwrap's own processes keep 0-2 open as long as the worker lives, so a
+    worker closing its stdout would go unseen on 1.
+    """
+
+    def setUp(self):
+        self.clock = MemoryReactorClock()
+        self.lines = []
+        self.worker = WorkerProcess(
+            "hello",
+            log=lambda stream, line: self.lines.append((stream, line)),
+            frame_fds=(3, 4),
+            reactor=self.clock,
+        )
+        null = os.open(os.devnull, os.O_RDONLY)
+        self.addCleanup(os.close, null)
+        self.process = MovedPipes(self.worker, null)
+        self.worker.makeConnection(self.process)
+
+    def test_frames_go_over_the_moved_pipes(self):
+        """Frames are read from descriptor 4 and requests written to 3; data on 1 is not a frame."""
+        self.worker.childDataReceived(1, encode_frame(READY_FRAME))
+        self.assertEqual(self.worker.state, STARTING)
+        self.process.send(READY_FRAME)
+        d = self.worker.request({"method": "GET", "path": "/a"})
+        [sent] = self.process.frames()
+        self.process.send({"type": "response", "id": sent["id"], "status": 200})
+        self.assertEqual(self.successResultOf(d)["status"], 200)
+
+    def test_stop_closes_the_moved_stdin(self):
+        """Stopping closes descriptor 3, the worker's stdin; a write after it is closed is dropped."""
+        self.process.send(READY_FRAME)
+        self.worker.stop(10)
+        self.assertEqual(self.process.closed_fds, [3])
+        self.worker._write(b"late")  # the pipe is gone: no KeyError from Twisted
+        self.assertEqual(self.process.written, b"")
+
+    def test_closing_the_moved_stdout_is_noticed(self):
+        """A worker that closes its frame output (4) and lives on is killed after the grace."""
+        self.process.send(READY_FRAME)
+        self.worker.childConnectionLost(4)
+        self.assertFalse(self.worker.accepting)
+        self.clock.advance(self.worker.stdout_grace)
+        self.assertEqual(self.worker.state, KILLED)
+        self.assertEqual(self.process.signals, ["KILL"])

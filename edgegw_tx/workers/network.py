@@ -1,0 +1,677 @@
+"""
+Per-endpoint network policy, C{settings.network} (docs/isolation.md, "Network policy").
+
+Three policies:
+
+  - C{"none"} (the default): the worker's launcher gives it a network
+    namespace of its own with only a loopback (bubblewrap's C{--unshare-net},
+    L{edgegw_tx.workers.isolation}); nothing here is needed;
+  - C{"outbound"}: the internet, but not the host's loopback, not the host's
+    own addresses and not the private ranges (L{BLOCKED_RANGES});
+  - a list of C{"host:port"}: only those (TCP and UDP), a host being a name
+    (resolved by the gateway when the endpoint's namespace is prepared), an
+    IPv4 address or an C{[IPv6]} address.
+
+Why this mechanism: the endpoint gets a named network namespace
+(C{ip netns add}) whose only way out is Debian's C{pasta} (package passt), a
+userspace forwarder that turns the namespace's packets into ordinary
+connections the gateway's host makes: no veth, no host routing, no
+C{net.ipv4.ip_forward}, no NAT rules on the host. C{pasta} runs with no port
+forwarding in either direction (C{-t/-u/-T/-U none}: nothing reaches the
+worker from outside, and the namespace's loopback is not the host's) and
+C{--no-map-gw} (the gateway address is not the host). The policy itself is
+an nftables table inside the namespace, loaded before C{pasta} connects it
+(so there is never a moment without it), filtering by destination before
+anything leaves: the worker has no C{CAP_NET_ADMIN} there (bubblewrap drops
+every capability) and cannot change it.
+
+The namespace is shared by the endpoint's workers (and by a pool replacing
+another on the same policy): L{NetworkNamespaces.acquire} prepares it for
+the first, L{NetworkNamespaces.release} tears it down after the last.  Its
+name carries a tag of the gateway (its data directory) and a digest of the
+policy, so two gateways never touch each other's namespaces and a changed
+policy gets a fresh namespace while the old workers drain.  At start the
+gateway deletes what a crashed run of itself left (L{clear_leftovers});
+C{pasta} quits by itself when its namespace is deleted.
+
+Every command runs as a child of the reactor; a failure is a
+L{NetworkError} naming the command and what it wrote on stderr.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.interfaces import IHostnameResolver, IResolutionReceiver
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+# -- the policy: written once, checked by the API, described by OpenAPI ---------
+
+NONE = "none"
+OUTBOUND = "outbound"
+POLICIES = (NONE, OUTBOUND)
+DEFAULT_POLICY = NONE
+MAX_ALLOWED = 64
+MAX_NAME = 253
+# Never reachable with "outbound", nor with an allow-list (with the host's own
+# addresses, found when the namespace is prepared): loopback, the private and
+# shared ranges, link-local, "this network".
+BLOCKED_RANGES = (
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "::1/128",
+    "fc00::/7",
+    "fe80::/10",
+)
+
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_IPV4 = rf"{_OCTET}(\.{_OCTET}){{3}}"
+_IPV6 = r"\[[0-9A-Fa-f:.]{2,45}\]"
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# The last label starts with a letter, so a name never looks like an address.
+_NAME = rf"({_LABEL}\.)*[A-Za-z]([A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?"
+_PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+ALLOW_ENTRY_PATTERN = rf"^({_IPV4}|{_IPV6}|{_NAME}):{_PORT}$"
+"""One allow-list entry, C{host:port}; the OpenAPI document uses it as it is."""
+MAX_ENTRY = MAX_NAME + 6
+_ALLOW_ENTRY = re.compile(ALLOW_ENTRY_PATTERN)
+
+Policy = Union[str, list[str]]
+
+NETNS_PREFIX = "edgegw-"
+NETNS_DIR = "/run/netns"
+TOOL_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
+TOOLS = {"ip": "iproute2", "nft": "nftables", "pasta": "passt", "nsenter": "util-linux"}
+READY_TIMEOUT = 10.0
+COMMAND_TIMEOUT = 10.0
+
+
+class PolicyError(ValueError):
+    """A C{settings.network} value is not a policy; C{where} is the index of a bad entry, if any."""
+
+    def __init__(self, problem: str, where: int | None = None):
+        super().__init__(problem)
+        self.problem = problem
+        self.where = where
+
+
+class NetworkError(Exception):
+    """An endpoint's network namespace could not be prepared or removed: says which command and why."""
+
+
+def _split(entry: str) -> tuple[str, str]:
+    """C{entry} as (host, port text), C{[...]} around an IPv6 host kept."""
+    host, colon, port = entry.rpartition(":")
+    if not colon:
+        raise ValueError("no ':port'")
+    return host, port
+
+
+def check_entry(entry: Any) -> str:
+    """
+    One allow-list entry, normalised (names lower-case, IPv6 compressed).
+
+    @raise ValueError: saying what is wrong with it.
+    """
+    if not isinstance(entry, str):
+        raise ValueError("must be a string \"host:port\"")
+    host, port = _split(entry)
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{entry!r}: the port must be a number from 1 to 65535")
+    if len(host) > MAX_NAME + 2:
+        raise ValueError(f"{entry!r}: the host is longer than {MAX_NAME} characters")
+    if not _ALLOW_ENTRY.fullmatch(entry):
+        raise ValueError(
+            f"{entry!r} is not host:port (a host name, an IPv4 address or an [IPv6] address)"
+        )
+    if host.startswith("["):
+        try:
+            address = ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ValueError(f"{entry!r}: {host} is not an IPv6 address")
+        return f"[{address.compressed}]:{int(port)}"
+    return f"{host.lower()}:{int(port)}"
+
+
+def check_policy(value: Any) -> Policy:
+    """
+    C{value} as a policy: C{"none"}, C{"outbound"}, or a list of 1 to
+    L{MAX_ALLOWED} C{host:port} entries (normalised, duplicates dropped).
+
+    @raise PolicyError: saying what is wrong, and where in a list.
+    """
+    if isinstance(value, str):
+        if value in POLICIES:
+            return value
+    elif isinstance(value, list):
+        if not value:
+            raise PolicyError('must list at least one "host:port" (or be "none")')
+        if len(value) > MAX_ALLOWED:
+            raise PolicyError(f"lists {len(value)} destinations; at most {MAX_ALLOWED}")
+        entries: list[str] = []
+        for index, entry in enumerate(value):
+            try:
+                entry = check_entry(entry)
+            except ValueError as e:
+                raise PolicyError(str(e), index)
+            if entry not in entries:
+                entries.append(entry)
+        return entries
+    raise PolicyError('must be "none", "outbound" or a list of "host:port"')
+
+
+# -- the rules ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Destination:
+    """An allowed address and port."""
+
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    port: int
+
+
+def _collapsed(networks: Sequence[str], version: int) -> list[str]:
+    nets = [ipaddress.ip_network(n, strict=False) for n in networks]
+    return [str(n) for n in ipaddress.collapse_addresses(n for n in nets if n.version == version)]
+
+
+def ruleset(policy: Policy, destinations: Sequence[Destination], host_addresses: Sequence[str]) -> str:
+    """
+    The nftables table loaded inside an endpoint's namespace: its own
+    loopback always; then never the blocked ranges nor the host's own
+    addresses; then everything (C{"outbound"}) or only C{destinations}.
+    Refused packets are rejected, so a connect fails at once instead of
+    hanging.
+    """
+    blocked = list(BLOCKED_RANGES) + list(host_addresses)
+    lines = [
+        "table inet edgegw {",
+        "  chain output {",
+        "    type filter hook output priority 0; policy accept;",
+        '    oifname "lo" accept',
+        # The kernel's own neighbour discovery, or IPv6 cannot work at all.
+        "    icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit } accept",
+    ]
+    for family, version in (("ip", 4), ("ip6", 6)):
+        ranges = _collapsed(blocked, version)
+        if ranges:
+            lines.append(f"    {family} daddr {{ {', '.join(ranges)} }} reject with icmpx admin-prohibited")
+    if policy != OUTBOUND:
+        for family, version in (("ip", 4), ("ip6", 6)):
+            allowed = sorted(
+                {f"{d.address} . {d.port}" for d in destinations if d.address.version == version}
+            )
+            if allowed:
+                lines.append(
+                    f"    meta l4proto {{ tcp, udp }} {family} daddr . th dport {{ {', '.join(allowed)} }} accept"
+                )
+        lines.append("    reject with icmpx admin-prohibited")
+    lines += ["  }", "}", ""]
+    return "\n".join(lines)
+
+
+def host_addresses(ip_json: bytes) -> list[str]:
+    """The host's own addresses in C{ip -j addr show}'s output."""
+    addresses = []
+    for link in json.loads(ip_json or b"[]"):
+        for info in link.get("addr_info", []):
+            local = info.get("local")
+            if local:
+                addresses.append(local)
+    return addresses
+
+
+def policy_digest(policy: Policy) -> str:
+    """A short digest of a policy, in its namespace's name."""
+    return hashlib.sha256(json.dumps(policy).encode()).hexdigest()[:8]
+
+
+def gateway_tag(data_dir: str) -> str:
+    """A short tag of the gateway (its data directory) in its namespaces' names."""
+    return hashlib.sha256(os.path.abspath(data_dir).encode()).hexdigest()[:6]
+
+
+# -- running the commands -------------------------------------------------------
+
+
+def _command(argv: Sequence[str]) -> str:
+    return " ".join(argv)
+
+
+def _stderr_text(data: bytes) -> str:
+    """What a tool said, without pasta's complaints that there is no syslog."""
+    lines = data.decode("utf-8", "replace").splitlines()
+    return " / ".join(x.strip() for x in lines if x.strip() and not x.startswith("Failed to send"))
+
+
+class _Command(ProcessProtocol):
+    """A short command: C{stdin} written, stdout kept, C{done} fired with it or a L{NetworkError}."""
+
+    def __init__(self, argv: Sequence[str], stdin: bytes):
+        self.argv = list(argv)
+        self.stdin = stdin
+        self.done: Deferred[bytes] = Deferred()
+        self._out: list[bytes] = []
+        self._err: list[bytes] = []
+
+    def connectionMade(self) -> None:
+        if self.stdin:
+            self.transport.write(self.stdin)
+        self.transport.closeStdin()
+
+    def outReceived(self, data: bytes) -> None:
+        self._out.append(data)
+
+    def errReceived(self, data: bytes) -> None:
+        self._err.append(data)
+
+    def processEnded(self, reason: Failure) -> None:
+        if reason.check(ProcessDone):
+            self.done.callback(b"".join(self._out))
+            return
+        exc = reason.value
+        how = f"exit {exc.exitCode}" if getattr(exc, "exitCode", None) is not None else f"signal {getattr(exc, 'signal', '?')}"
+        said = _stderr_text(b"".join(self._err)) or "no message"
+        self.done.errback(NetworkError(f"{_command(self.argv)} failed ({how}): {said}"))
+
+
+def run(reactor: Any, argv: Sequence[str], stdin: bytes = b"", timeout: float = COMMAND_TIMEOUT) -> Deferred[bytes]:
+    """Run C{argv} (an absolute path first) as a child of the reactor; fires with its stdout."""
+    proto = _Command(argv, stdin)
+    transport = reactor.spawnProcess(proto, argv[0], list(argv), env={"PATH": TOOL_PATH}, path="/")
+
+    def kill() -> None:
+        try:
+            transport.signalProcess("KILL")
+        except Exception:  # already gone: processEnded is on its way
+            pass
+
+    call = reactor.callLater(timeout, kill)
+
+    def cancel(result: Any) -> Any:
+        if call.active():
+            call.cancel()
+        return result
+
+    return proto.done.addBoth(cancel)
+
+
+class _Pasta(ProcessProtocol):
+    """
+    C{pasta} in the foreground: C{ready} fires when it has written its pid on
+    fd 3 (it does once the namespace is configured), C{ended} when it exits.
+    """
+
+    def __init__(self, argv: Sequence[str]):
+        self.argv = list(argv)
+        self.ready: Deferred[None] = Deferred()
+        self.ended: Deferred[None] = Deferred()
+        self._err: list[bytes] = []
+
+    def connectionMade(self) -> None:
+        self.transport.closeStdin()
+
+    def childDataReceived(self, fd: int, data: bytes) -> None:
+        if fd == 2:
+            self._err.append(data)
+        elif fd == 3 and not self.ready.called:
+            self.ready.callback(None)
+
+    def processEnded(self, reason: Failure) -> None:
+        if not self.ready.called:
+            exc = reason.value
+            how = f"exit {getattr(exc, 'exitCode', None)}" if isinstance(exc, ProcessTerminated) else "it exited"
+            said = _stderr_text(b"".join(self._err)) or "no message"
+            self.ready.errback(NetworkError(f"{_command(self.argv)} failed ({how}): {said}"))
+        self.ended.callback(None)
+
+
+@implementer(IResolutionReceiver)
+class _Addresses:
+    """Collects what a hostname resolution finds."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+        self.done: Deferred[list[str]] = Deferred()
+
+    def resolutionBegan(self, resolution: Any) -> None:
+        pass
+
+    def addressResolved(self, address: Any) -> None:
+        if address.host not in self.found:
+            self.found.append(address.host)
+
+    def resolutionComplete(self) -> None:
+        self.done.callback(self.found)
+
+
+def resolve(resolver: IHostnameResolver, policy: Policy) -> Deferred[list[Destination]]:
+    """
+    An allow-list's destinations: addresses as they are, names resolved now
+    (every address a name has, IPv4 and IPv6).
+
+    @raise NetworkError: (in the Deferred) a name that resolves to nothing.
+    """
+    if not isinstance(policy, list):
+        return succeed([])
+    pending = []
+    for entry in policy:
+        host, port = _split(entry)
+        host = host.strip("[]")
+        try:
+            pending.append(succeed([(entry, [str(ipaddress.ip_address(host))], int(port))]))
+            continue
+        except ValueError:
+            pass
+        receiver = _Addresses()
+        resolver.resolveHostName(receiver, host, int(port), addressTypes=[IPv4Address, IPv6Address])
+
+        def found(addresses: list[str], entry: str = entry, host: str = host, port: int = int(port)) -> list[tuple[str, list[str], int]]:
+            if not addresses:
+                raise NetworkError(f"settings.network: the host {host!r} of {entry!r} does not resolve")
+            return [(entry, addresses, port)]
+
+        pending.append(receiver.done.addCallback(found))
+
+    def combine(results: list[tuple[bool, Any]]) -> list[Destination]:
+        destinations = []
+        for ok, value in results:
+            if not ok:
+                value.raiseException()
+            for _, addresses, port in value:
+                destinations += [Destination(ipaddress.ip_address(a), port) for a in addresses]
+        return destinations
+
+    return DeferredList(pending, consumeErrors=True).addCallback(combine)
+
+
+# -- the namespaces -------------------------------------------------------------
+
+
+def _after(d: Deferred[Any]) -> Deferred[None]:
+    """A Deferred firing (with None) when C{d} fires, leaving C{d}'s result alone."""
+    after: Deferred[None] = Deferred()
+
+    def fire(result: Any) -> Any:
+        after.callback(None)
+        return result
+
+    d.addBoth(fire)
+    return after
+
+
+@dataclass
+class _Held:
+    """A namespace prepared (or being prepared), how many pools hold it, how its preparation ended."""
+
+    name: str
+    users: int = 0
+    settled: bool = False
+    failure: Failure | None = None
+    waiters: list[Deferred[None]] = field(default_factory=list)
+    pasta: _Pasta | None = None
+
+    def settle(self, result: Any) -> None:
+        """The preparation ended: tell every waiter."""
+        self.settled = True
+        self.failure = result if isinstance(result, Failure) else None
+        waiters, self.waiters = self.waiters, []
+        for waiter in waiters:
+            if self.failure is not None:
+                waiter.errback(self.failure)
+            else:
+                waiter.callback(None)
+
+    def when_settled(self) -> Deferred[None]:
+        """Fires when the preparation has ended, failing as it did."""
+        if self.settled:
+            return fail(self.failure) if self.failure is not None else succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self.waiters.append(waiter)
+        return waiter
+
+
+class NetworkNamespaces:
+    """
+    The network namespaces of this gateway's endpoints whose policy is not
+    C{"none"}: prepared on first use, removed after the last (see the
+    module docstring).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        tag: str,
+        reactor: Any = None,
+        resolver: IHostnameResolver | None = None,
+        tool_path: str = TOOL_PATH,
+    ):
+        """
+        @param tag: this gateway's part of the names (L{gateway_tag}).
+        @param resolver: resolves allow-list names (the reactor's by default).
+        """
+        if reactor is None:
+            from twisted.internet import reactor
+        self._reactor = reactor
+        self._resolver = resolver if resolver is not None else reactor.nameResolver
+        self.tag = tag
+        self._tool_path = tool_path
+        self._held: dict[str, _Held] = {}
+        # name -> the removal under way: a new preparation of the name waits for it
+        self._removing: dict[str, Deferred[None]] = {}
+
+    # names and argv
+
+    def name(self, endpoint_id: str, policy: Policy) -> str:
+        """The namespace of an endpoint under a policy: C{edgegw-<tag>-<id>-<policy digest>}."""
+        short = re.sub(r"[^A-Za-z0-9]", "", endpoint_id)[:12]
+        return f"{NETNS_PREFIX}{self.tag}-{short}-{policy_digest(policy)}"
+
+    def prefix(self, endpoint_id: str, policy: Policy) -> list[str]:
+        """
+        The argv put before the worker's launcher: C{nsenter} into the
+        endpoint's namespace; empty for C{"none"} (the launcher unshares).
+        """
+        if policy == NONE:
+            return []
+        path = os.path.join(NETNS_DIR, self.name(endpoint_id, policy))
+        return [self._tool("nsenter"), f"--net={path}", "--"]
+
+    def _tool(self, name: str) -> str:
+        found = shutil.which(name, path=self._tool_path)
+        if found is None:
+            raise NetworkError(
+                f"settings.network needs {name} (Debian package {TOOLS[name]}), not found in"
+                f" {self._tool_path}: run tools/setup-sandbox as root"
+            )
+        return found
+
+    def names(self) -> list[str]:
+        """The namespaces held now."""
+        return sorted(self._held)
+
+    # holding a namespace
+
+    def acquire(self, endpoint_id: str, policy: Policy) -> Deferred[list[str]]:
+        """
+        The endpoint's namespace for C{policy}, prepared if no pool holds it
+        yet; fires with L{prefix} once it is ready, or fails with a
+        L{NetworkError} (having released its hold).  Pair with L{release}.
+        """
+        if policy == NONE:
+            return succeed([])
+        name = self.name(endpoint_id, policy)
+        held = self._held.get(name)
+        if held is None:
+            held = self._held[name] = _Held(name)
+            removing = self._removing.get(name)
+            d = _after(removing) if removing is not None else succeed(None)
+            d.addCallback(lambda _: self._prepare(held, policy))
+            d.addBoth(held.settle)
+        held.users += 1
+
+        def failed(failure: Failure) -> Deferred[Any]:
+            return self.release(endpoint_id, policy).addBoth(lambda _: failure)
+
+        return held.when_settled().addCallbacks(lambda _: self.prefix(endpoint_id, policy), failed)
+
+    def release(self, endpoint_id: str, policy: Policy) -> Deferred[None]:
+        """One holder less; the last one removes the namespace (fires once it is gone)."""
+        if policy == NONE:
+            return succeed(None)
+        name = self.name(endpoint_id, policy)
+        held = self._held.get(name)
+        if held is None:
+            return succeed(None)
+        held.users -= 1
+        if held.users > 0:
+            return succeed(None)
+        del self._held[name]
+        # After the preparation ended; a failed one removed what it made.
+        d = held.when_settled().addCallbacks(lambda _: self._remove(held), lambda _: None)
+        self._removing[name] = d
+
+        def forget(result: Any) -> Any:
+            if self._removing.get(name) is d:
+                del self._removing[name]
+            return result
+
+        return d.addBoth(forget)
+
+    def close(self) -> Deferred[None]:
+        """Remove every namespace still held (the gateway stops)."""
+        held = list(self._held.values())
+        self._held.clear()
+        removals = [one.when_settled().addCallbacks(lambda _, one=one: self._remove(one), lambda _: None) for one in held]
+        removals += list(self._removing.values())
+        return DeferredList(removals, consumeErrors=True).addCallback(lambda _: None)
+
+    def clear_leftovers(self) -> Deferred[list[str]]:
+        """
+        Delete this gateway's namespaces that no pool holds (what a crashed
+        run left); fires with their names.  A C{pasta} left with one quits
+        when it is deleted.  Nothing to do without iproute2.
+        """
+        try:
+            ip = self._tool("ip")
+        except NetworkError:
+            return succeed([])
+        mine = f"{NETNS_PREFIX}{self.tag}-"
+
+        def delete(listing: bytes) -> Deferred[list[str]]:
+            names = [
+                entry["name"]
+                for entry in json.loads(listing.strip() or b"[]")
+                if entry.get("name", "").startswith(mine) and entry["name"] not in self._held
+            ]
+            deletions = [run(self._reactor, [ip, "netns", "delete", n]) for n in names]
+            return DeferredList(deletions, consumeErrors=True).addCallback(
+                lambda results: [n for n, (ok, _) in zip(names, results) if ok]
+            )
+
+        return run(self._reactor, [ip, "-j", "netns", "list"]).addCallback(delete)
+
+    # preparing and removing
+
+    def _prepare(self, held: _Held, policy: Policy) -> Deferred[None]:
+        """
+        The host's addresses and the allow-list's names looked up, then
+        C{ip netns add}, its loopback up, the nftables table loaded, and only
+        then C{pasta} connected; a failure removes what was made.
+        """
+        try:
+            ip, nft, pasta = self._tool("ip"), self._tool("nft"), self._tool("pasta")
+        except NetworkError as e:
+            return fail(e)
+        name = held.name
+        found: dict[str, Any] = {}
+
+        d = run(self._reactor, [ip, "-j", "address", "show"])
+        d.addCallback(lambda out: found.update(host=host_addresses(out)))
+        d.addCallback(lambda _: resolve(self._resolver, policy))
+        d.addCallback(lambda destinations: found.update(destinations=destinations))
+        d.addCallback(lambda _: run(self._reactor, [ip, "netns", "add", name]))
+
+        def made(_: Any) -> Deferred[Any]:
+            rules = ruleset(policy, found["destinations"], found["host"]).encode()
+            d = run(self._reactor, [ip, "-n", name, "link", "set", "lo", "up"])
+            d.addCallback(lambda _: run(self._reactor, [ip, "netns", "exec", name, nft, "-f", "-"], rules))
+            d.addCallback(lambda _: self._connect(held, pasta))
+            d.addErrback(lambda failure: self._remove(held).addBoth(lambda _: failure))
+            return d
+
+        return d.addCallback(made).addCallback(lambda _: None)
+
+    def _connect(self, held: _Held, pasta: str) -> Deferred[None]:
+        """Start C{pasta} on the namespace; fires once it has configured it."""
+        argv = [
+            pasta, "--quiet", "--foreground", "--runas", "0", "--config-net",
+            "--netns", held.name, "--no-map-gw",
+            "--tcp-ports", "none", "--udp-ports", "none", "--tcp-ns", "none", "--udp-ns", "none",
+            "--pid", "/dev/fd/3",
+        ]  # fmt: skip
+        proto = _Pasta(argv)
+        transport = self._reactor.spawnProcess(
+            proto, pasta, argv, env={"PATH": TOOL_PATH}, path="/", childFDs={0: "w", 1: "r", 2: "r", 3: "r"}
+        )
+        held.pasta = proto
+
+        def late() -> None:
+            if not proto.ready.called:
+                proto.ready.errback(NetworkError(f"{_command(argv)} was not ready after {READY_TIMEOUT:g} s"))
+                try:
+                    transport.signalProcess("KILL")
+                except Exception:  # gone meanwhile
+                    pass
+
+        call = self._reactor.callLater(READY_TIMEOUT, late)
+
+        def done(result: Any) -> Any:
+            if call.active():
+                call.cancel()
+            return result
+
+        return proto.ready.addBoth(done)
+
+    def _remove(self, held: _Held) -> Deferred[None]:
+        """Delete the namespace, then wait for its C{pasta} to end (it quits on the deletion)."""
+        d = run(self._reactor, [self._tool("ip"), "netns", "delete", held.name])
+
+        def failed(failure: Failure) -> None:
+            self.log.error("Could not remove network namespace {name}: {e}", name=held.name, e=failure.value)
+
+        d.addErrback(failed)
+        pasta = held.pasta
+        if pasta is None:
+            return d
+
+        def stop(_: Any) -> Deferred[None]:
+            if not pasta.ended.called:
+                try:
+                    pasta.transport.signalProcess("TERM")
+                except Exception:  # gone meanwhile: processEnded is on its way
+                    pass
+            return _after(pasta.ended)
+
+        return d.addCallback(stop)

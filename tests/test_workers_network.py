@@ -1,0 +1,454 @@
+"""
+Per-endpoint network policy (edgegw_tx/workers/network.py, docs/isolation.md
+"Network policy").
+
+The policy's rules and the nftables table are checked as data; the
+namespaces are checked for real (as root, with iproute2, nftables and
+pasta): a process run through the same prefix argv as a worker tries to
+reach the host's PostgreSQL on 127.0.0.1:5432, a listener on the host's
+loopback, the host's own addresses and private ranges, and a server in an
+"internet" namespace the test makes (198.51.100.10, TEST-NET-2, plus a
+private and a shared address on the same namespace, so that a hole would
+only ever send traffic to it). Every namespace, veth and pasta a test makes
+is removed by its cleanups, even when it fails.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import sys
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.interfaces import IHostnameResolver
+from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
+from twisted.trial import unittest
+from zope.interface import implementer
+
+from edgegw_tx.workers import network
+from edgegw_tx.workers.network import (
+    BLOCKED_RANGES,
+    MAX_ALLOWED,
+    Destination,
+    NetworkError,
+    NetworkNamespaces,
+    PolicyError,
+    check_policy,
+    host_addresses,
+    ruleset,
+)
+
+INTERNET = "198.51.100.10"  # TEST-NET-2: a "public" address of the test's own namespace
+PRIVATE = "10.199.0.10"  # a private and a shared address on the same namespace
+SHARED = "100.64.99.10"
+SERVER_PORTS = (8080, 8081, 8082)
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+# Serves "hello <port>" on every connection to the ports given, on all addresses.
+SERVER = r"""
+import socket, sys, threading
+def serve(s):
+    while True:
+        c, _ = s.accept()
+        c.sendall(b"hello %d" % s.getsockname()[1])
+        c.close()
+for port in map(int, sys.argv[1:]):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    s.listen(16)
+    threading.Thread(target=serve, args=(s,), daemon=True).start()
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+# Tries each host:port; prints {target: "ok <what it read>" | "error <why>"}.
+PROBE = r"""
+import json, socket, sys
+out = {}
+for target in sys.argv[1:]:
+    host, port = target.rsplit(":", 1)
+    host = host.strip("[]")
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    s.settimeout(5)
+    try:
+        s.connect((host, int(port)))
+        out[target] = "ok " + s.recv(64).decode()
+    except OSError as e:
+        out[target] = "error " + (type(e).__name__ if e.errno is None else str(e))
+    finally:
+        s.close()
+print(json.dumps(out))
+"""
+
+
+class PolicyTests(unittest.TestCase):
+    """C{check_policy}: the rule the management API applies to settings.network."""
+
+    def test_names(self) -> None:
+        """"none" and "outbound" are policies as they are."""
+        self.assertEqual(check_policy("none"), "none")
+        self.assertEqual(check_policy("outbound"), "outbound")
+
+    def test_allow_list_normalised(self) -> None:
+        """Names are lower-cased, IPv6 compressed, a duplicate kept once."""
+        self.assertEqual(
+            check_policy(["DB.Example.com:5432", "[2001:DB8:0::1]:443", "203.0.113.7:80", "db.example.com:5432"]),
+            ["db.example.com:5432", "[2001:db8::1]:443", "203.0.113.7:80"],
+        )
+
+    def test_refused(self) -> None:
+        """Anything else is refused with a message saying what is wrong and where."""
+        cases = [
+            ("all", None, '"none", "outbound"'),
+            (None, None, '"none", "outbound"'),
+            ({"a": 1}, None, '"none", "outbound"'),
+            ([], None, "at least one"),
+            (["x.example:1"] * (MAX_ALLOWED + 1), None, f"at most {MAX_ALLOWED}"),
+            (["ok.example:1", "nohost"], 1, "port"),
+            (["ok.example:0"], 0, "from 1 to 65535"),
+            (["ok.example:65536"], 0, "from 1 to 65535"),
+            (["ok.example:-1"], 0, "from 1 to 65535"),
+            (["bad_name:80"], 0, "not host:port"),
+            (["256.1.1.1:80"], 0, "not host:port"),
+            ([":80"], 0, "not host:port"),
+            (["[::zz]:80"], 0, "not host:port"),
+            (["[1:2:3]:80"], 0, "not an IPv6 address"),
+            (["a" * 300 + ".example:80"], 0, "longer than"),
+            ([80], 0, "string"),
+            (["ok.example:80\n"], 0, "port"),
+        ]
+        for value, where, words in cases:
+            with self.assertRaises(PolicyError, msg=repr(value)) as caught:
+                check_policy(value)
+            self.assertIn(words, caught.exception.problem, repr(value))
+            self.assertEqual(caught.exception.where, where, repr(value))
+
+    def test_pattern_is_the_gate(self) -> None:
+        """An entry the OpenAPI pattern refuses is refused by the check too (one rule, not two)."""
+        import re
+
+        pattern = re.compile(network.ALLOW_ENTRY_PATTERN)
+        for entry in ["a.b:1", "1.2.3.4:65535", "[::1]:1", "x-y.z9:443", "a:1", "1.2.3.4:0", "9.9.9.9.9:1", "a..b:1", "-a:1"]:
+            try:
+                check_policy([entry])
+                accepted = True
+            except PolicyError:
+                accepted = False
+            if accepted:
+                self.assertTrue(pattern.fullmatch(entry), entry)
+            if not pattern.fullmatch(entry):
+                self.assertFalse(accepted, entry)
+
+
+class RulesetTests(unittest.TestCase):
+    """The nftables table loaded inside an endpoint's namespace, as text."""
+
+    def test_outbound(self) -> None:
+        """Outbound: own loopback, then the private ranges and the host's addresses rejected, the rest accepted."""
+        rules = ruleset("outbound", [], ["127.0.0.1", "192.0.2.2", "fd00::2", "10.1.2.3"])
+        self.assertIn('oifname "lo" accept', rules)
+        self.assertIn("192.0.2.2", rules)
+        self.assertIn("fc00::/7", rules)  # fd00::2 is inside it: collapsed, no conflicting interval
+        self.assertNotIn("fd00::2", rules)
+        for blocked in BLOCKED_RANGES:
+            net = ipaddress.ip_network(blocked)
+            self.assertIn(str(net), rules)
+        self.assertIn("policy accept", rules)
+        self.assertNotIn("\n    reject", rules)
+
+    def test_allow_list(self) -> None:
+        """An allow-list: only its address/port pairs, everything else rejected at the end."""
+        rules = ruleset(
+            ["a:1"],
+            [Destination(ipaddress.ip_address("203.0.113.7"), 443), Destination(ipaddress.ip_address("2001:db8::1"), 80)],
+            ["192.0.2.2"],
+        )
+        self.assertIn("ip daddr . th dport { 203.0.113.7 . 443 } accept", rules)
+        self.assertIn("ip6 daddr . th dport { 2001:db8::1 . 80 } accept", rules)
+        self.assertTrue(rules.rstrip().endswith("reject with icmpx admin-prohibited\n  }\n}"))
+
+    def test_host_addresses(self) -> None:
+        """The host's addresses are every local address in ``ip -j address show``."""
+        listing = json.dumps(
+            [
+                {"ifname": "lo", "addr_info": [{"local": "127.0.0.1"}, {"local": "::1"}]},
+                {"ifname": "eth0", "addr_info": [{"local": "192.0.2.2"}, {"local": "fe80::1"}]},
+                {"ifname": "ifb0"},
+            ]
+        ).encode()
+        self.assertEqual(host_addresses(listing), ["127.0.0.1", "::1", "192.0.2.2", "fe80::1"])
+
+
+class CommandTests(unittest.TestCase):
+    """Commands run as children of the reactor; a failure names the command and what it said."""
+
+    def test_failure_named(self) -> Deferred[None]:
+        """A failing command's NetworkError has its argv, exit status and stderr."""
+        d = network.run(reactor, ["/bin/sh", "-c", "echo some trouble >&2; exit 3"])
+        d = self.assertFailure(d, NetworkError)
+        d.addCallback(lambda e: [self.assertIn(w, str(e)) for w in ("/bin/sh -c", "exit 3", "some trouble")])
+        return d
+
+    def test_stdin_and_stdout(self) -> Deferred[None]:
+        """What is given is written on stdin; stdout is the result."""
+        d = network.run(reactor, ["/bin/cat"], b"rules")
+        d.addCallback(self.assertEqual, b"rules")
+        return d
+
+    def test_missing_tool(self) -> None:
+        """Without pasta (or any tool) the error names the tool and its Debian package."""
+        spaces = NetworkNamespaces("t00000", reactor, tool_path="/nonexistent")
+        with self.assertRaises(NetworkError) as caught:
+            spaces.prefix("e1", "outbound")
+        self.assertIn("nsenter", str(caught.exception))
+        d = self.assertFailure(spaces.acquire("e1", "outbound"), NetworkError)
+        d.addCallback(lambda e: self.assertIn("Debian package", str(e)))
+        d.addCallback(lambda _: self.assertEqual(spaces.names(), []))
+        return d
+
+    def test_none_needs_nothing(self) -> Deferred[None]:
+        """Policy "none" has no prefix and prepares nothing (the launcher unshares the network)."""
+        spaces = NetworkNamespaces("t00000", reactor, tool_path="/nonexistent")
+        self.assertEqual(spaces.prefix("e1", "none"), [])
+        d = spaces.acquire("e1", "none")
+        d.addCallback(self.assertEqual, [])
+        return d
+
+
+@implementer(IHostnameResolver)
+class StubResolver:
+    """Resolves the names it is given, and nothing else (no DNS traffic in tests)."""
+
+    def __init__(self, names: dict[str, list[str]]):
+        self.names = names
+        self.asked: list[str] = []
+
+    def resolveHostName(self, receiver: Any, hostName: str, portNumber: int = 0, addressTypes: Any = None, transportSemantics: str = "TCP") -> Any:
+        self.asked.append(hostName)
+        receiver.resolutionBegan(None)
+        for address in self.names.get(hostName, []):
+            receiver.addressResolved(IPv4Address("TCP", address, portNumber))
+        receiver.resolutionComplete()
+        return None
+
+
+class _Counting(Protocol):
+    def connectionMade(self) -> None:
+        self.factory.count += 1
+        self.transport.loseConnection()
+
+
+class _Server(ProcessProtocol):
+    """The test internet's server: ready when it prints so, ended when reaped."""
+
+    def __init__(self) -> None:
+        self.ready: Deferred[None] = Deferred()
+        self.ended: Deferred[None] = Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        if b"ready" in data and not self.ready.called:
+            self.ready.callback(None)
+
+    def processEnded(self, reason: Any) -> None:
+        if not self.ready.called:
+            self.ready.errback(reason)
+        self.ended.callback(None)
+
+
+def _needs_root() -> None:
+    if os.geteuid() != 0:
+        raise unittest.SkipTest("network namespaces need root")
+    for tool in ("ip", "nft", "pasta", "nsenter", "setpriv"):
+        if shutil.which(tool, path=network.TOOL_PATH) is None:
+            raise unittest.SkipTest(f"{tool} is not installed (tools/setup-sandbox installs it)")
+
+
+class NamespaceTests(unittest.TestCase):
+    """Real namespaces: what a process in an endpoint's namespace can and cannot reach."""
+
+    def setUp(self) -> Deferred[None]:
+        _needs_root()
+        self.ip = shutil.which("ip", path=network.TOOL_PATH)
+        suffix = secrets.token_hex(3)
+        self.tag = "t" + suffix[:5]
+        self.internet = f"egtest-inet-{suffix}"
+        self.veth = f"egt{suffix}"
+        self.resolver = StubResolver({"inet.test": [INTERNET]})
+        self.spaces = NetworkNamespaces(self.tag, reactor, resolver=self.resolver)
+        # Whatever happens, nothing of this test stays.
+        self.addCleanup(self._remove_everything)
+        return self._make_internet()
+
+    @inlineCallbacks
+    def _make_internet(self) -> Any:
+        """A namespace with the "internet" server, joined to the host by a veth and host routes to it."""
+        ip = self.ip
+        yield network.run(reactor, [ip, "netns", "add", self.internet])
+        yield network.run(reactor, [ip, "link", "add", self.veth, "type", "veth", "peer", "name", "inet0", "netns", self.internet])
+        yield network.run(reactor, [ip, "address", "add", "198.51.100.1/30", "dev", self.veth])
+        yield network.run(reactor, [ip, "link", "set", self.veth, "up"])
+        for address in (INTERNET, PRIVATE, SHARED):
+            yield network.run(reactor, [ip, "-n", self.internet, "address", "add", f"{address}/32", "dev", "inet0"])
+            yield network.run(reactor, [ip, "route", "add", f"{address}/32", "dev", self.veth])
+        yield network.run(reactor, [ip, "-n", self.internet, "link", "set", "inet0", "up"])
+        yield network.run(reactor, [ip, "-n", self.internet, "link", "set", "lo", "up"])
+        yield network.run(reactor, [ip, "-n", self.internet, "route", "add", "default", "dev", "inet0"])
+        self.server = _Server()
+        argv = [shutil.which("nsenter", path=network.TOOL_PATH), f"--net=/run/netns/{self.internet}", "--", PYTHON, "-c", SERVER]
+        argv += [str(p) for p in SERVER_PORTS]
+        reactor.spawnProcess(self.server, argv[0], argv, env={}, path="/")
+        yield self.server.ready
+
+    @inlineCallbacks
+    def _remove_everything(self) -> Any:
+        yield self.spaces.close()
+        server = getattr(self, "server", None)
+        if server is not None and not server.ended.called:
+            server.transport.signalProcess("KILL")
+            yield server.ended
+        for argv in ([self.ip, "link", "delete", self.veth], [self.ip, "netns", "delete", self.internet]):
+            try:
+                yield network.run(reactor, argv)
+            except NetworkError:
+                pass
+        listing = yield network.run(reactor, [self.ip, "-j", "netns", "list"])
+        left = [e["name"] for e in json.loads(listing.strip() or b"[]") if self.tag in e["name"]]
+        for name in left:
+            yield network.run(reactor, [self.ip, "netns", "delete", name])
+        self.assertEqual(left, [], "a namespace was left behind")
+
+    def probe(self, prefix: list[str], *targets: str, user: bool = True) -> Deferred[dict[str, str]]:
+        """Run the probe through ``prefix`` (as an unprivileged user, as a worker is) and read its results."""
+        argv = list(prefix)
+        if user:
+            argv += [shutil.which("setpriv", path=network.TOOL_PATH), "--reuid=65534", "--regid=65534", "--clear-groups", "--no-new-privs", "--inh-caps=-all", "--"]
+        argv += [PYTHON, "-c", PROBE, *targets]
+        return network.run(reactor, argv, timeout=60).addCallback(json.loads)
+
+    def listen_on_host(self, interface: str) -> Any:
+        """A listener of the host's own, counting the connections it gets."""
+        factory = Factory.forProtocol(_Counting)
+        factory.count = 0
+        port = reactor.listenTCP(0, factory, interface=interface)
+        self.addCleanup(port.stopListening)
+        return factory, port.getHost().port
+
+    def host_address(self) -> Deferred[str]:
+        """A non-loopback address of the host (its main interface's)."""
+        d = network.run(reactor, [self.ip, "-j", "address", "show"])
+
+        def pick(out: bytes) -> str:
+            for address in host_addresses(out):
+                parsed = ipaddress.ip_address(address)
+                if parsed.version == 4 and not parsed.is_loopback and address != "198.51.100.1":
+                    return address
+            raise unittest.SkipTest("the host has no IPv4 address but loopback")
+
+        return d.addCallback(pick)
+
+    @inlineCallbacks
+    def test_outbound(self) -> Any:
+        """
+        "outbound" reaches the internet but not the host's loopback (PostgreSQL
+        at 127.0.0.1:5432, a listener on 127.0.0.1), not the host's own
+        addresses, not private or shared ranges.
+        """
+        loopback, loopback_port = self.listen_on_host("127.0.0.1")
+        everywhere, everywhere_port = self.listen_on_host("0.0.0.0")
+        mine = yield self.host_address()
+        prefix = yield self.spaces.acquire("endpoint-1", "outbound")
+        self.assertEqual(prefix[-1], "--")
+        results = yield self.probe(
+            prefix,
+            f"{INTERNET}:8080",
+            "127.0.0.1:5432",
+            f"127.0.0.1:{loopback_port}",
+            f"{mine}:{everywhere_port}",
+            f"198.51.100.1:{everywhere_port}",
+            f"{PRIVATE}:8080",
+            f"{SHARED}:8080",
+        )
+        self.assertEqual(results.pop(f"{INTERNET}:8080"), "ok hello 8080")
+        for target, result in results.items():
+            self.assertTrue(result.startswith("error"), f"{target}: {result}")
+        self.assertEqual((loopback.count, everywhere.count), (0, 0))
+
+    @inlineCallbacks
+    def test_allow_list(self) -> Any:
+        """An allow-list reaches only its host:port pairs (a name resolved by the gateway), nothing else."""
+        policy = check_policy([f"{INTERNET}:8080", "inet.test:8081"])
+        prefix = yield self.spaces.acquire("endpoint-2", policy)
+        self.assertEqual(self.resolver.asked, ["inet.test"])
+        results = yield self.probe(
+            prefix, f"{INTERNET}:8080", f"{INTERNET}:8081", f"{INTERNET}:8082", f"{PRIVATE}:8080", "127.0.0.1:5432"
+        )
+        self.assertEqual(results.pop(f"{INTERNET}:8080"), "ok hello 8080")
+        self.assertEqual(results.pop(f"{INTERNET}:8081"), "ok hello 8081")
+        for target, result in results.items():
+            self.assertTrue(result.startswith("error"), f"{target}: {result}")
+
+    @inlineCallbacks
+    def test_rules_cannot_be_changed_from_inside(self) -> Any:
+        """A worker's user cannot flush the namespace's rules or change its routes; they still hold after trying."""
+        prefix = yield self.spaces.acquire("endpoint-3", "outbound")
+        nft = shutil.which("nft", path=network.TOOL_PATH)
+        setpriv = [shutil.which("setpriv", path=network.TOOL_PATH), "--reuid=65534", "--regid=65534", "--clear-groups", "--no-new-privs", "--inh-caps=-all", "--"]
+        for argv in ([nft, "flush", "ruleset"], [self.ip, "route", "add", "10.199.0.0/16", "dev", "lo"]):
+            yield self.assertFailure(network.run(reactor, prefix + setpriv + argv), NetworkError)
+        results = yield self.probe(prefix, f"{PRIVATE}:8080")
+        self.assertTrue(results[f"{PRIVATE}:8080"].startswith("error"))
+
+    @inlineCallbacks
+    def test_shared_and_released(self) -> Any:
+        """Holders share one namespace; the last release removes it and reaps its pasta."""
+        first = yield self.spaces.acquire("endpoint-4", "outbound")
+        second = yield self.spaces.acquire("endpoint-4", "outbound")
+        self.assertEqual(first, second)
+        name = self.spaces.name("endpoint-4", "outbound")
+        pasta = self.spaces._held[name].pasta
+        yield self.spaces.release("endpoint-4", "outbound")
+        self.assertEqual(self.spaces.names(), [name])
+        yield self.spaces.release("endpoint-4", "outbound")
+        self.assertEqual(self.spaces.names(), [])
+        self.assertTrue(pasta.ended.called)
+        self.assertFalse(os.path.exists(f"/run/netns/{name}"))
+
+    @inlineCallbacks
+    def test_policy_change_gets_another_namespace(self) -> Any:
+        """A changed policy is another namespace, so old workers keep theirs while they drain."""
+        old = yield self.spaces.acquire("endpoint-5", "outbound")
+        new = yield self.spaces.acquire("endpoint-5", [f"{INTERNET}:8080"])
+        self.assertNotEqual(old, new)
+        yield self.spaces.release("endpoint-5", "outbound")
+        results = yield self.probe(new, f"{INTERNET}:8080", f"{INTERNET}:8082")
+        self.assertEqual(results[f"{INTERNET}:8080"], "ok hello 8080")
+        self.assertTrue(results[f"{INTERNET}:8082"].startswith("error"))
+
+    @inlineCallbacks
+    def test_unresolvable_name(self) -> Any:
+        """A name that does not resolve fails the preparation naming it, and leaves no namespace."""
+        failure = yield self.assertFailure(self.spaces.acquire("endpoint-6", ["nowhere.test:80"]), NetworkError)
+        self.assertIn("nowhere.test", str(failure))
+        self.assertEqual(self.spaces.names(), [])
+        self.assertFalse(os.path.exists(f"/run/netns/{self.spaces.name('endpoint-6', ['nowhere.test:80'])}"))
+
+    @inlineCallbacks
+    def test_clear_leftovers(self) -> Any:
+        """At start a gateway deletes its own leftover namespaces, not another gateway's."""
+        mine = f"{network.NETNS_PREFIX}{self.tag}-crashed-1"
+        other_tag = "u" + self.tag[1:]
+        theirs = f"{network.NETNS_PREFIX}{other_tag}-running-1"
+        for name in (mine, theirs):
+            yield network.run(reactor, [self.ip, "netns", "add", name])
+        self.addCleanup(lambda: network.run(reactor, [self.ip, "netns", "delete", theirs]))
+        cleared = yield self.spaces.clear_leftovers()
+        self.assertEqual(cleared, [mine])
+        self.assertFalse(os.path.exists(f"/run/netns/{mine}"))
+        self.assertTrue(os.path.exists(f"/run/netns/{theirs}"))

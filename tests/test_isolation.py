@@ -12,7 +12,8 @@ import stat
 import time
 
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks, returnValue
+from twisted.internet.defer import Deferred, inlineCallbacks, returnValue
+from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 from twisted.python import usage
 from twisted.trial import unittest
@@ -887,3 +888,59 @@ class WorkerUidStoreTests(unittest.TestCase):
         self.assertIn(nobody, isolation.busy_uids(nobody, nobody))
         self.assertIn(os.getuid(), isolation.busy_uids(os.getuid(), os.getuid()))
         self.assertEqual(isolation.busy_uids(4000000000, 4000000001), set())
+
+
+class _Collect(ProcessProtocol):
+    """What a child writes on its descriptor 4 (the moved stdout), and its end."""
+
+    def __init__(self):
+        self.out = b""
+        self.ended = Deferred()
+
+    def childDataReceived(self, fd, data):
+        if fd == 4:
+            self.out += data
+
+    def processEnded(self, reason):
+        self.ended.callback(self.out.decode())
+
+
+class UserNamespaceModeTests(unittest.TestCase):
+    """The launcher of a gateway that is not root: bwrap in an unprivileged user namespace."""
+
+    @inlineCallbacks
+    def test_unprivileged_launcher_isolates(self):
+        """
+        Run as nobody, the user-namespace launcher gives a process its own pid
+        namespace (it sees two pids), only a loopback, its sandbox as working
+        directory and no capability, with the frame pipes on 0 and 1.
+        """
+        needs_root()  # to become nobody for the test
+        if not isolation.user_namespaces_allowed():
+            raise unittest.SkipTest("this kernel forbids unprivileged user namespaces")
+        tools = dict(isolation.find_tools(), bwrap=isolation.find_bwrap())
+        nobody = pwd.getpwnam("nobody")
+        sandbox = os.path.abspath(self.mktemp())
+        os.makedirs(sandbox)
+        os.chmod(os.path.dirname(sandbox), 0o711)
+        os.chown(sandbox, nobody.pw_uid, nobody.pw_gid)
+        launcher = Isolation(isolation.USER_NAMESPACE, tools, euid=nobody.pw_uid).launcher(
+            DEFAULT_LIMITS, None, binary="/usr/bin/sh", sandbox=sandbox
+        )
+        drop = [tools["setpriv"], f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups", "--"]
+        script = "ls /proc | grep -c '^[0-9]'; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; pwd; grep CapEff /proc/self/status"
+        argv = drop + launcher + ["/usr/bin/sh", "-c", script]
+        null = os.open(os.devnull, os.O_RDWR)
+        self.addCleanup(os.close, null)
+        collect = _Collect()
+        reactor.spawnProcess(
+            collect, argv[0], argv, env={"PATH": isolation.MINIMAL_PATH}, path=sandbox,
+            childFDs={0: null, 1: null, 2: 2, 3: "w", 4: "r"},
+        )
+        out = yield collect.ended
+        # bwrap's pid 1, sh, ls and grep at most: none of the host's processes.
+        count, *rest = out.split("\n")
+        self.assertLessEqual(int(count), 4, out)
+        self.assertEqual(rest[0], "lo")  # the only interface
+        self.assertEqual(rest[1], sandbox)
+        self.assertIn("CapEff:\t0000000000000000", rest)

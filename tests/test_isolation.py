@@ -944,3 +944,45 @@ class UserNamespaceModeTests(unittest.TestCase):
         self.assertEqual(rest[0], "lo")  # the only interface
         self.assertEqual(rest[1], sandbox)
         self.assertIn("CapEff:\t0000000000000000", rest)
+
+
+class ManagerUidTests(unittest.TestCase):
+    """The endpoint manager draws an endpoint's uid at create and hands it to the pool factory."""
+
+    def setUp(self):
+        from edgegw_tx.admin.logs import LogBook
+        from edgegw_tx.admin.manager import EndpointManager
+        from edgegw_tx.gateway.routes import RouteTable
+        from tests.support import SynchronousReactor, make_store
+        from tests.test_admin_api import FakeBuilder
+
+        reactor = SynchronousReactor()
+        self.store = make_store(self, reactor)
+        root = Isolation(isolation.PER_ENDPOINT, {}, uids=(70000, 70001), euid=0)
+        self.manager = EndpointManager(
+            self.store, FakeBuilder(), RouteTable(), None, LogBook(reactor),
+            uids=isolation.UidAllocator(self.store, root), reactor=reactor,
+        )
+
+    def create(self, name):
+        return self.manager.create({"name": name, "path": "/" + name, "method": "GET", "code": "x"})
+
+    def test_create_draws_a_uid_and_delete_frees_it(self):
+        """Each created endpoint has its own uid recorded; deleting it frees the uid."""
+        first = self.successResultOf(self.create("one"))
+        second = self.successResultOf(self.create("two"))
+        uids = self.successResultOf(self.store.worker_uids())
+        self.assertEqual(uids, {first["id"]: 70000, second["id"]: 70001})
+        self.successResultOf(self.manager.delete(first["id"]))
+        self.assertEqual(self.successResultOf(self.store.worker_uids()), {second["id"]: 70001})
+
+    def test_no_uid_left_is_409_and_no_endpoint(self):
+        """When the range is used up, create answers 409 naming --worker-uids and stores nothing."""
+        from edgegw_tx.admin.errors import Conflict
+
+        self.successResultOf(self.create("one"))
+        self.successResultOf(self.create("two"))
+        failure = self.failureResultOf(self.create("three"), Conflict)
+        self.assertIn("--worker-uids", failure.value.message)
+        names = [e["name"] for e in self.successResultOf(self.store.list_endpoints())]
+        self.assertEqual(names, ["one", "two"])

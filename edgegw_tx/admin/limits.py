@@ -1,6 +1,7 @@
 """
 The management API listener's limits, enforced while the request is read:
-the body cap and the header timeout.
+the body cap, the header and body timeouts, and reason phrases that name
+every status.
 
 twisted.web reads a whole request body (into memory, or a temporary file
 above 100 KB) before the API sees it, so a cap checked by the API alone still

@@ -6,6 +6,7 @@
     edgegw logs hello --follow
     edgegw import petstore.yaml --create-collection
     edgegw keys create ci --scope read
+    edgegw keys reset-admin --data-dir ./var     # lost admin.key, gateway stopped
 
 The commands live in ``edgegw_tx.cli.commands``; this module is only the
 console script's entry point, kept free of imports so that a Ctrl-C at any time

@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from edgegw_tx.gateway.target import UNRESERVED, BadPath, normal_path
+from edgegw_tx.gateway.target import UNRESERVED, BadPath, normal_path, valid_host
 
 # Paths built of the pieces that matter: unreserved and reserved characters,
 # escapes of any byte in either case, dots, slashes and a non-ASCII letter.
@@ -76,3 +76,17 @@ class NormalPathTests(SynchronousTestCase):
                     digits = normal[i + 1 : i + 3]
                     self.assertEqual(digits, digits.upper())
                     self.assertNotIn(chr(int(digits, 16)), UNRESERVED)
+
+
+class ValidHostTests(SynchronousTestCase):
+    """C{Host} values: C{host [":" port]} of RFC 3986, nothing else."""
+
+    def test_valid(self):
+        """Names, addresses, IP literals, ports, escapes and the empty value pass."""
+        for value in (b"a.example", b"A.example:8080", b"127.0.0.1:9080", b"[::1]:80", b"[::1]", b"", b"%41.example"):
+            self.assertTrue(valid_host(value), value)
+
+    def test_invalid(self):
+        """Userinfo, lists, paths, spaces, unclosed brackets and two colons fail."""
+        for value in (b"a.example:80@b.example", b"a.example, b.example", b"a/b", b"a b", b"[::1", b"a:b:c", b"caf\xc3\xa9"):
+            self.assertFalse(valid_host(value), value)

@@ -245,6 +245,13 @@ class RawRequestTests(SynchronousTestCase):
             b"more than one Host header field",
         )
 
+    def test_invalid_host_field(self):
+        """A Host value that is not C{host [":" port]}: 400."""
+        self.assertRefused(
+            b"GET /x HTTP/1.1\r\nHost: a.example:80@b.example\r\n\r\n",
+            b"the Host header field is not",
+        )
+
     def test_missing_host_on_http11(self):
         """No Host on HTTP/1.1: 400."""
         self.assertRefused(b"GET /x HTTP/1.1\r\n\r\n", b"needs a Host header field")

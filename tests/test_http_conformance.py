@@ -862,6 +862,28 @@ class RequestShapeTests(SynchronousTestCase):
             "more than one Host header field",
         )
 
+    def test_invalid_host_field(self):
+        """A Host value that is not C{host [":" port]} (one a proxy could
+        read as another host) is a 400 and close; IP literals and ports pass."""
+        for value in (b"a.example:80@b.example", b"a.example, b.example", b"a/b", b"[::1"):
+            self.assertRefused(
+                b"GET /x HTTP/1.1\r\nHost: " + value + b"\r\n\r\n", 400, "the Host header field is not"
+            )
+        for value in (b"b.example:8080", b"[::1]:80", b"B.EXAMPLE."):
+            transport = self.send(b"GET /x HTTP/1.1\r\nHost: " + value + b"\r\n\r\n")
+            # Routed: b.example's GET route, or the any-host POST route (405).
+            self.assertEqual(parse_responses(transport.value())[0][0], 405 if b"[" in value else 200)
+
+    def test_valid_hosts_remembered_within_bounds(self):
+        """Valid Host values are remembered (one set lookup for a repeated
+        one), at most 1,024 of them and none longer than 255 bytes."""
+        for i in range(1500):
+            self.send(b"GET /x HTTP/1.1\r\nHost: h%d.example\r\n\r\n" % i)
+        self.send(b"GET /x HTTP/1.1\r\nHost: " + b"a" * 300 + b"\r\n\r\n")
+        self.assertLessEqual(len(self.factory.hosts_ok), 1024)
+        self.assertIn(b"h1499.example", self.factory.hosts_ok)
+        self.assertNotIn(b"a" * 300, self.factory.hosts_ok)
+
     def test_missing_host_on_http11(self):
         """No Host on HTTP/1.1: 400 and close; HTTP/1.0 without Host is fine."""
         self.assertRefused(b"GET /x HTTP/1.1\r\n\r\n", 400, "needs a Host header field")

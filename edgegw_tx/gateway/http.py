@@ -23,8 +23,9 @@ Behaviour:
   transfer codings: llhttp's strict mode rejects each; a Transfer-Encoding
   other than exactly ``chunked``, such as ``identity, chunked``, and any
   Transfer-Encoding on HTTP/1.0, RFC 9112 §6.1) → 400 and close.
-* Routing ambiguity (RFC 9112 §3.2): two ``Host`` fields, or none on
-  HTTP/1.1 → 400 and close.  An absolute-form target
+* Routing ambiguity (RFC 9112 §3.2): two ``Host`` fields, none on HTTP/1.1,
+  or one that is not ``host [":" port]`` → 400 and close (valid values are
+  remembered per factory, so a repeated Host costs one set lookup).  An absolute-form target
   (``GET http://a.example/x``) is routed by its authority, which replaces the
   ``Host`` the handler sees; a scheme other than http(s) or a userinfo in it
   → 400 and close.
@@ -81,6 +82,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from edgegw_tx.gateway.dispatch import Dispatcher, GatewayRequest, GatewayResponse
+from edgegw_tx.gateway.target import valid_host
 
 __all__ = ["BODY_TIMEOUT", "GatewayHTTPFactory", "GatewayHTTPProtocol"]
 
@@ -90,6 +92,8 @@ BODY_TIMEOUT = 60.0
 _NO_BODY = frozenset({204, 304})
 _INTERNAL = b'{"error": "internal error while writing the response"}'
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_HOSTS_REMEMBERED = 1024  # valid Host values a factory remembers (then starts over)
+_HOST_REMEMBERED_MAX = 255  # the longest one remembered
 
 _status_lines: dict[int, bytes] = {}
 
@@ -155,6 +159,7 @@ class GatewayHTTPProtocol(Protocol):
     def __init__(self, factory: "GatewayHTTPFactory") -> None:
         self._factory = factory
         self._serve = factory.dispatcher.serve
+        self._hosts_ok = factory.hosts_ok
         self._seconds = factory.reactor.seconds
         self._parser = HttpRequestParser(self)
         self._slots: deque[_Slot] = deque()
@@ -370,6 +375,8 @@ class GatewayHTTPProtocol(Protocol):
         if lower == b"host":
             if self._host is not None:
                 raise _Reject(400, "more than one Host header field")
+            if value not in self._hosts_ok:
+                self._check_host(value)
             self._host = value
         elif lower == b"transfer-encoding":
             # llhttp refuses a second one, and Content-Length beside it.
@@ -381,6 +388,16 @@ class GatewayHTTPProtocol(Protocol):
             # llhttp has checked the digits and refused a second one.
             if int(value) > self._factory.max_body:
                 raise _Reject(413, "request body too large")
+
+    def _check_host(self, value: bytes) -> None:
+        """Refuse a Host value that is not ``host [":" port]``; remember a good one."""
+        if not valid_host(value):
+            raise _Reject(400, "the Host header field is not a host name or address with a port")
+        hosts = self._hosts_ok
+        if len(value) <= _HOST_REMEMBERED_MAX:
+            if len(hosts) >= _HOSTS_REMEMBERED:
+                hosts.clear()
+            hosts.add(value)
 
     def on_headers_complete(self) -> None:
         if self._stopped:
@@ -666,6 +683,7 @@ class GatewayHTTPFactory(ServerFactory):
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
         self.dates = _DateCache()
+        self.hosts_ok: set[bytes] = set()
         self.connections: set[GatewayHTTPProtocol] = set()
         self.closing = False
         self._closed_waiters: list[Deferred[None]] = []

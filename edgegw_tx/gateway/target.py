@@ -1,7 +1,10 @@
 """
-The one normal form of a request path: what the route table matches and what
-the handler receives as ``path``, so a path cannot mean one thing to routing
-and another to the handler (or to a proxy in front that compares raw paths).
+The request target as routing reads it: the one normal form of a request
+path, and what a valid ``Host`` is.
+
+The path's normal form is what the route table matches and what the handler
+receives as ``path``, so a path cannot mean one thing to routing and another
+to the handler (or to a proxy in front that compares raw paths).
 
 The rules (docs/routing.md, "How paths are normalised"):
 
@@ -18,6 +21,11 @@ The rules (docs/routing.md, "How paths are normalised"):
 
 The common path (no ``%``, no ``/.``, ASCII) is returned as it is, after three
 scans of a short string.
+
+A ``Host`` value must be ``host [":" port]`` of RFC 3986 (RFC 9110 §7.2: 400
+otherwise): a name of unreserved characters, sub-delims and escapes, or a
+bracketed IP literal, so ``a.example:80@b.example`` or ``a.example, b.example``
+cannot be read as one host here and as another by a proxy.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from __future__ import annotations
 import re
 import string
 
-__all__ = ["BadPath", "UNRESERVED", "normal_path"]
+__all__ = ["BadPath", "UNRESERVED", "normal_path", "valid_host"]
 
 UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
 """RFC 3986's unreserved characters: the only escapes decoded."""
@@ -33,6 +41,10 @@ UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
 # "2F" → None (kept), "73" → "s" (decoded); keys in upper case.
 _DECODE = {f"{code:02X}": chr(code) if chr(code) in UNRESERVED else None for code in range(256)}
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_HOST = re.compile(
+    rb"(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*(?::[0-9]*)?"
+    rb"|\[[0-9A-Fa-f:.]+\](?::[0-9]*)?"
+).fullmatch
 _MALFORMED = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
@@ -79,3 +91,8 @@ def normal_path(path: str) -> str:
             if segment == "." or segment == "..":
                 raise BadPath(f"the path contains the dot-segment {segment!r}")
     return path
+
+
+def valid_host(value: bytes) -> bool:
+    """Whether C{value} (a ``Host`` field value) is ``host [":" port]``."""
+    return _HOST(value) is not None

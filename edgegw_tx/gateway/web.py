@@ -18,7 +18,7 @@ Notes:
 * Reason phrases come from Python's L{http.HTTPStatus} (twisted.web's table
   lacks 422 and 429, and would say "Unknown Status").
 * Routing ambiguity is refused as by the httptools front (RFC 9112 §3.2):
-  two ``Host`` fields, or none on HTTP/1.1, are a 400; an absolute-form target
+  two ``Host`` fields, none on HTTP/1.1 or an invalid one are a 400; an absolute-form target
   is routed by its authority.  (twisted.web itself refuses HTTP versions
   other than 1.0/1.1 and transfer codings other than chunked.)
 """
@@ -34,6 +34,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from edgegw_tx.gateway.dispatch import Dispatcher, GatewayRequest, GatewayResponse
+from edgegw_tx.gateway.target import valid_host
 
 __all__ = ["GatewayResource"]
 
@@ -81,6 +82,8 @@ class GatewayResource(Resource):
             return _refuse(request, "more than one Host header field")
         else:
             host = hosts[0]
+            if not valid_host(host):
+                return _refuse(request, "the Host header field is not a host name or address with a port")
         path = request.path
         headers = [
             (name, value)

@@ -484,7 +484,7 @@ class EndpointIdentityTests(IsolationTestCase):
         """
         Endpoint A's code cannot write into B's sandbox, read B's
         /proc/<pid>/environ, SIGSTOP B's worker (not even see its pid or the
-        gateway's), nor see B's /tmp; the data directory is not there.
+        gateway's), nor see B's /tmp or /dev/shm; the data directory is not there.
         """
         a, pid_a = yield self.deploy_probe("aa")
         b, pid_b = yield self.deploy_probe("bb", env={"B_SECRET": "b-secret"})
@@ -509,11 +509,12 @@ class EndpointIdentityTests(IsolationTestCase):
         # Its namespace's pid 1 (bwrap) and itself: nothing of B nor of the gateway.
         self.assertEqual((who["own_pid"], sorted(who["visible"])), (2, [1, 2]))
 
-        code, body = yield self.get_json("/aa/write?path=/tmp/from-a")
-        self.assertEqual((code, body), (200, {"ok": True}))
-        code, body = yield self.get_json("/bb/read?path=/tmp/from-a")
-        self.assertEqual((code, body), (200, {"error": "NotFound"}))
-        self.assertFalse(os.path.exists("/tmp/from-a"))
+        for path in ("/tmp/from-a", "/dev/shm/from-a"):
+            code, body = yield self.get_json("/aa/write?path=" + path)
+            self.assertEqual((code, body), (200, {"ok": True}), path)
+            code, body = yield self.get_json("/bb/read?path=" + path)
+            self.assertEqual((code, body), (200, {"error": "NotFound"}), path)
+            self.assertFalse(os.path.exists(path))
 
     @inlineCallbacks
     def test_no_network_but_its_own_loopback(self):
@@ -722,7 +723,7 @@ class LauncherTests(unittest.TestCase):
             "--ro-bind /usr /usr",
             "--proc /proc",
             "--dev /dev",
-            "--perms 1777 --tmpfs /tmp",
+            "--perms 1777 --tmpfs /dev/shm --perms 1777 --tmpfs /tmp",
             "--ro-bind /d/artifacts/x/handler /d/artifacts/x/handler",
             "--bind /d/sandbox/e /d/sandbox/e --chdir /d/sandbox/e --",
         ):

@@ -68,7 +68,9 @@ fn handle(req: Request) -> Response {
     if req.path.ends_with("/slow") {
         std::thread::sleep(std::time::Duration::from_millis(1500));
     }
-    Response::ok(json!({"pid": std::process::id()}))
+    // Which worker answered: its pid namespace (its pid in there is always 2, docs/isolation.md).
+    let worker = std::fs::read_link("/proc/self/ns/pid").unwrap().to_string_lossy().into_owned();
+    Response::ok(json!({"pid": worker}))
 }
 
 handler_loop!(handle);

@@ -8,7 +8,7 @@ the last one execs the worker binary::
     [network prefix] setsid prlimit --as=B:B --cpu=S:S ... --
         bwrap --die-with-parent --unshare-pid --unshare-ipc --unshare-uts
               [--unshare-net] <read-only /usr, /lib*, a few /etc files>
-              --proc /proc --dev /dev --tmpfs /tmp
+              --proc /proc --dev /dev --tmpfs /dev/shm --tmpfs /tmp
               --ro-bind <binary> <binary> --bind <sandbox> <sandbox> --chdir <sandbox> --
         /bin/sh -c 'unset PWD; exec 0<&3 1>&4 3<&- 4<&- "$@"' sh   (see FRAME_FDS)
         setpriv --no-new-privs --reuid=U --regid=U --clear-groups
@@ -442,7 +442,8 @@ class Isolation:
             if not network_prefix:
                 argv.append("--unshare-net")
             argv += self._system
-            argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+            argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm"]
+            argv += ["--perms", "1777", "--tmpfs", "/tmp"]
             argv += parent_dirs((binary, sandbox))
             argv += ["--ro-bind", binary, binary, "--bind", sandbox, sandbox, "--chdir", sandbox, "--"]
             argv += ["/bin/sh", "-c", _MOVE_FRAME_FDS, "sh"]

@@ -218,6 +218,7 @@ class AdminAPITests(unittest.TestCase):
                     "processes": 1024,
                     "file_size_mb": 64,
                 },
+                "network": "none",
                 "dependencies": {},
             },
         )

@@ -506,6 +506,7 @@ class SettingsTests(VersionsTestCase):
                     "processes": 1024,
                     "file_size_mb": 64,
                 },
+                "network": "none",
                 "dependencies": {},
             },
         )
@@ -610,6 +611,7 @@ class SettingsTests(VersionsTestCase):
                     "processes": 1024,
                     "file_size_mb": 64,
                 },
+                "network": "none",
                 "dependencies": {},
             },
         )

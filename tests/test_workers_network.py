@@ -452,3 +452,64 @@ class NamespaceTests(unittest.TestCase):
         self.assertEqual(cleared, [mine])
         self.assertFalse(os.path.exists(f"/run/netns/{mine}"))
         self.assertTrue(os.path.exists(f"/run/netns/{theirs}"))
+
+
+class SettingsTests(unittest.TestCase):
+    """settings.network in the management API: validation, default, OpenAPI, pool replacement."""
+
+    def fields(self, network_value: Any) -> Any:
+        from edgegw_tx.admin.validation import endpoint_fields
+
+        payload = {"name": "n", "path": "/p", "method": "GET", "settings": {"network": network_value}}
+        return endpoint_fields(payload)["settings"]["network"]
+
+    def test_bad_values_are_400_naming_the_field(self) -> None:
+        """An unknown word, a malformed or out-of-range entry, too many entries: 400 naming the field (and entry)."""
+        from edgegw_tx.admin.errors import BadRequest
+
+        cases = [
+            ("everything", "settings.network"),
+            (["ok.example:443", "ok.example:70000"], "settings.network[1]"),
+            (["no-port.example"], "settings.network[0]"),
+            ([f"203.0.113.{i}:80" for i in range(MAX_ALLOWED + 1)], "settings.network"),
+        ]
+        for value, field in cases:
+            with self.assertRaises(BadRequest) as caught:
+                self.fields(value)
+            self.assertEqual(caught.exception.status, 400)
+            self.assertEqual(caught.exception.extra["field"], field)
+            self.assertIn(f"'{field}'", caught.exception.message)
+
+    def test_top_level_shorthand(self) -> None:
+        """Like every setting, network is accepted at the top level of the body too."""
+        from edgegw_tx.admin.validation import endpoint_fields
+
+        fields = endpoint_fields({"name": "n", "path": "/p", "method": "GET", "network": "outbound"})
+        self.assertEqual(fields["settings"]["network"], "outbound")
+
+    def test_default_none_for_new_and_existing(self) -> None:
+        """A new endpoint gets "none", and so does a record stored before the setting existed."""
+        from edgegw_tx.admin.validation import effective_settings, endpoint_fields
+
+        fields = endpoint_fields({"name": "n", "path": "/p", "method": "GET"})
+        self.assertEqual(fields["settings"]["network"], "none")
+        self.assertEqual(effective_settings({"instances": 1, "timeout": 30.0, "env": {}})["network"], "none")
+
+    def test_change_replaces_the_workers(self) -> None:
+        """Changing the policy of a running endpoint replaces its pool (its workers must move namespace)."""
+        from edgegw_tx.admin.validation import pool_settings_changed
+
+        self.assertTrue(pool_settings_changed({"network": "none"}, {"network": "outbound"}))
+        self.assertTrue(pool_settings_changed({"network": ["a.example:1"]}, {"network": ["a.example:2"]}))
+        self.assertFalse(pool_settings_changed({}, {"network": "none"}))
+
+    def test_openapi_derived(self) -> None:
+        """The OpenAPI document's settings.network is built from the module's values, not a copy."""
+        from edgegw_tx.admin.openapi import settings_properties
+
+        schema = settings_properties()["network"]
+        words, allow = schema["oneOf"]
+        self.assertEqual(words["enum"], list(network.POLICIES))
+        self.assertEqual(allow["maxItems"], MAX_ALLOWED)
+        self.assertEqual(allow["items"]["pattern"], network.ALLOW_ENTRY_PATTERN)
+        self.assertEqual(allow["items"]["maxLength"], network.MAX_ENTRY)

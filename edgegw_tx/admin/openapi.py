@@ -50,6 +50,7 @@ from edgegw_tx.admin.validation import (
 from edgegw_tx.admin.validation import READ_ONLY as ENDPOINT_READ_ONLY
 from edgegw_tx.build.project import MAX_DEPENDENCIES, MAX_FEATURES, SDK_CRATE
 from edgegw_tx.paths import METHODS
+from edgegw_tx.workers import network as _network
 from edgegw_tx.workers import isolation as _isolation
 
 # The service plane's config rules (``edgegw_tx.services.config``), copied:
@@ -294,6 +295,22 @@ def settings_properties(output=False):
             required=tuple(DEFAULT_LIMITS) if output else (),
             description="resource limits of each worker process (docs/isolation.md); on input, the limits given replace those stored",
         ),
+        "network": {
+            "oneOf": [
+                string(enum=list(_network.POLICIES)),
+                array(
+                    string(_network.MAX_ENTRY, _network.ALLOW_ENTRY_PATTERN),
+                    minItems=1,
+                    maxItems=_network.MAX_ALLOWED,
+                ),
+            ],
+            "default": _network.DEFAULT_POLICY,
+            "description": (
+                'the workers\' network (docs/isolation.md): "none" (a loopback of their own), "outbound"'
+                ' (the internet, not the host nor private ranges) or a list of "host:port" (only those;'
+                " a name is resolved when the workers start, an IPv6 address in [])"
+            ),
+        },
         "dependencies": map_of(
             DEPENDENCY,
             keys=CRATE_NAME,

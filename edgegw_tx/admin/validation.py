@@ -12,6 +12,7 @@ import re
 from edgegw_tx.admin.errors import BadRequest
 from edgegw_tx.build import InvalidDependency, check_dependencies
 from edgegw_tx.paths import PatternError, parse_pattern, validate_method
+from edgegw_tx.workers.network import DEFAULT_POLICY, PolicyError, check_policy
 
 # ``dependencies``: crate name → version requirement or {version, features,
 # default-features}, checked by the build plane's own rule (docs/dependencies.md).
@@ -53,6 +54,9 @@ DEFAULT_SETTINGS = {
     "env": {},
     "pipeline": 16,
     "limits": DEFAULT_LIMITS,
+    # ``network``: the workers' network policy (docs/isolation.md, "Network
+    # policy"); its rule is ``edgegw_tx.workers.network.check_policy``.
+    "network": DEFAULT_POLICY,
     "dependencies": {},
 }
 # Settings that shape the running workers: changing one of a running endpoint
@@ -249,6 +253,14 @@ def _settings(payload, current, creating):
                 )
         elif name == "limits":
             value = _limits(field, value, settings.get("limits", DEFAULT_LIMITS))
+        elif name == "network":
+            try:
+                value = check_policy(value)
+            except PolicyError as e:
+                if e.where is None:
+                    raise BadRequest(f"field '{field}' {e.problem}", field=field)
+                where = f"{field}[{e.where}]"
+                raise BadRequest(f"field '{where}': {e.problem}", field=where)
         elif name == "dependencies":
             try:
                 value = check_dependencies(value)

@@ -92,7 +92,7 @@ _NAME = rf"({_LABEL}\.)*[A-Za-z]([A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?"
 _PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
 ALLOW_ENTRY_PATTERN = rf"^({_IPV4}|{_IPV6}|{_NAME}):{_PORT}$"
 """One allow-list entry, C{host:port}; the OpenAPI document uses it as it is."""
-MAX_ENTRY = MAX_NAME + 6
+MAX_ENTRY = MAX_NAME + len(":65535")
 _ALLOW_ENTRY = re.compile(ALLOW_ENTRY_PATTERN)
 
 Policy = Union[str, list[str]]
@@ -134,10 +134,12 @@ def check_entry(entry: Any) -> str:
     """
     if not isinstance(entry, str):
         raise ValueError("must be a string \"host:port\"")
-    host, port = _split(entry)
+    host, colon, port = entry.rpartition(":")
+    if not colon:
+        raise ValueError(f"{entry!r} has no ':port'")
     if not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ValueError(f"{entry!r}: the port must be a number from 1 to 65535")
-    if len(host) > MAX_NAME + 2:
+    if len(host) > MAX_NAME:
         raise ValueError(f"{entry!r}: the host is longer than {MAX_NAME} characters")
     if not _ALLOW_ENTRY.fullmatch(entry):
         raise ValueError(

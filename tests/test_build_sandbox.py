@@ -21,7 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from edgegw_tx import tap
 from edgegw_tx.build import Builder, BuildError, CargoNotFound, CompileFailed
 from edgegw_tx.build import sandbox as sandbox_module
-from edgegw_tx.build.cargo import diagnostic, find_cargo, parse_messages, run, stderr_diagnostic, without_foreign_source
+from edgegw_tx.build.cargo import find_cargo, parse_messages, run, stderr_diagnostic, without_foreign_source
 from edgegw_tx.build.sandbox import (
     BUILD_LIMITS,
     DEFAULT_BUILD_USER,
@@ -251,6 +251,7 @@ class PrepareTests(SynchronousTestCase):
         self.assertEqual((target / "release" / "planted").lstat().st_uid, 61000)
         self.assertEqual(outside.stat().st_uid, 0)
         self.assertEqual(stat.S_IMODE((self.base / "home").stat().st_mode), 0o700)
+        self.assertEqual(stat.S_IMODE(target.stat().st_mode), 0o700)
 
     def test_lock_file(self):
         """Cargo.lock is created for the build user; a link planted in its place is not followed."""
@@ -367,6 +368,19 @@ class SandboxedBuilderTests(SynchronousTestCase):
         self.reactor.children[-1].out(artifact_line("h-e1", elsewhere))
         self.reactor.children[-1].exit(0)
         self.assertIn(elsewhere, str(self.failureResultOf(d, BuildError).value))
+
+    def test_user_code_cannot_add_build_code(self):
+        """The project is the generated Cargo.toml and the code as src/main.rs: no build.rs, no [lib] or proc-macro, no build key."""
+        import tomllib
+
+        code = HELLO + '// build = "build.rs"\n// [lib]\n// proc-macro = true\n'
+        self.start(self.builder(), code=code)
+        project = self.data / "build" / "endpoints" / "e1"
+        files = sorted(str(p.relative_to(project)) for p in project.rglob("*") if p.is_file())
+        self.assertEqual(files, ["Cargo.lock", "Cargo.toml", "src/main.rs"])
+        manifest = tomllib.loads((project / "Cargo.toml").read_text())
+        self.assertNotIn("build", manifest["package"])
+        self.assertEqual(set(manifest), {"package", "dependencies", "profile", "workspace"})
 
     def test_lock_file_is_the_build_users(self):
         """The project's Cargo.lock exists before cargo runs and belongs to the build user; main.rs stays root's."""

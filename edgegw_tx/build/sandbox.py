@@ -267,8 +267,8 @@ class BuildSandbox:
 
     def prepare(self, writable: Iterable[str], files: Iterable[str] = ()) -> None:
         """
-        Make ``writable`` directories (created 0700 when missing) and their
-        contents, and ``files`` (created empty), the build user's.  Blocking
+        Make ``writable`` directories (mode 0700: no worker reads them) and
+        their contents, and ``files`` (created empty), the build user's.  Blocking
         (a walk of the target directory the first time): callers use a thread
         for directories.  Nothing is followed: a symlink the build planted is
         re-owned itself, never its target.
@@ -276,6 +276,7 @@ class BuildSandbox:
         owner = self.owner()
         for directory in writable:
             os.makedirs(directory, mode=0o700, exist_ok=True)
+            os.chmod(directory, 0o700)
             if owner is None:
                 continue
             for root, dirs, names in os.walk(directory):

@@ -45,6 +45,7 @@ from edgegw_tx.gateway.routes import RouteTable
 from edgegw_tx.store import SQLiteStore
 from edgegw_tx.workers.isolation import DEFAULT_WORKER_UIDS, Isolation, UidAllocator
 from edgegw_tx.workers.isolation import environment as worker_environment
+from edgegw_tx.workers.network import NetworkNamespaces, PoolInNamespace, gateway_tag
 from edgegw_tx.workers.pool import WorkerPool
 
 __all__ = ["DEFAULT_HTTP", "GatewayRuntime", "pool_options"]
@@ -130,6 +131,8 @@ class GatewayRuntime(MultiService):
         self.data_dir_lock = data_dir_lock or DataDirLock(self.data_dir)
         self._max_frame = max_frame
         self.isolation = Isolation.for_gateway(worker_user, worker_uids)
+        # The endpoints' network namespaces (settings.network), named after this data dir.
+        self.network = NetworkNamespaces(gateway_tag(self.data_dir), reactor)
         self.store = SQLiteStore(os.path.join(self.data_dir, "edgegw.sqlite3"), reactor=reactor)
         self.keys = KeyRing(self.store, reactor=reactor)
         if registry is None:
@@ -245,25 +248,33 @@ class GatewayRuntime(MultiService):
         # namespaces, no_new_privs and the endpoint's uid; each worker leads its
         # own process group.
         options["env"] = worker_environment(options["env"])
+        settings = effective_settings(record["settings"])
+        # Network policy (workers/network.py): "none" unshares in the launcher;
+        # others enter the endpoint's namespace, held while the pool runs.
+        network_prefix = self.network.prefix(record["id"], settings["network"])
         options["launcher"] = self.isolation.launcher(
-            effective_settings(record["settings"])["limits"], identity, binary=binary, sandbox=sandbox
+            settings["limits"], identity, network_prefix, binary=binary, sandbox=sandbox
         )
         options["process_group"] = True
         options["frame_fds"] = self.isolation.frame_fds
         if self.processes is not None:
             from edgegw_tx.processes import PoolProxy
 
-            return PoolProxy(
+            pool = PoolProxy(
                 self.processes, record["name"], [binary], endpoint_id=record["id"], log=log, **options
             )
-        return WorkerPool(
-            record["name"],
-            [binary],
-            log=log,
-            call_handler=self.registry.call_handler(record["id"]),
-            reactor=self._reactor,
-            **options,
-        )
+        else:
+            pool = WorkerPool(
+                record["name"],
+                [binary],
+                log=log,
+                call_handler=self.registry.call_handler(record["id"]),
+                reactor=self._reactor,
+                **options,
+            )
+        if network_prefix:
+            pool = PoolInNamespace(pool, self.network, record["id"], settings["network"])
+        return pool
 
     def startService(self):
         # The listeners may be bound already (twistd's privilegedStartService):
@@ -288,6 +299,8 @@ class GatewayRuntime(MultiService):
         d.addCallback(lambda _: self.collections.load())
         d.addCallback(lambda _: self.domains.load())
         d.addCallback(lambda _: MultiService.startService(self))
+        # What a crashed run left of the endpoints' network namespaces.
+        d.addCallback(lambda _: self.network.clear_leftovers())
         d.addCallback(lambda _: self.manager.restore())
         d.addCallback(self._started)
         d.addErrback(self._failed_to_start)
@@ -304,6 +317,7 @@ class GatewayRuntime(MultiService):
     def stopService(self):
         d = MultiService.stopService(self)
         d.addCallback(lambda _: gatherResults([self.manager.stop_all(), self._close_connections()]))
+        d.addBoth(lambda result: self.network.close().addBoth(lambda _: result))
         d.addBoth(self._close_registry)
         # The keys' held-back last_used_at times (auth.py); errors are logged there.
         d.addBoth(lambda _: self.keys.flush())

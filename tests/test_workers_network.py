@@ -25,13 +25,14 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.internet.interfaces import IHostnameResolver
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.trial import unittest
 from zope.interface import implementer
 
 from edgegw_tx.workers import network
+from tests.test_isolation import IsolationTestCase
 from edgegw_tx.workers.network import (
     BLOCKED_RANGES,
     MAX_ALLOWED,
@@ -39,6 +40,7 @@ from edgegw_tx.workers.network import (
     NetworkError,
     NetworkNamespaces,
     PolicyError,
+    PoolInNamespace,
     check_policy,
     host_addresses,
     ruleset,
@@ -205,11 +207,8 @@ class CommandTests(unittest.TestCase):
     def test_missing_tool(self) -> None:
         """Without pasta (or any tool) the error names the tool and its Debian package."""
         spaces = NetworkNamespaces("t00000", reactor, tool_path="/nonexistent")
-        with self.assertRaises(NetworkError) as caught:
-            spaces.prefix("e1", "outbound")
-        self.assertIn("nsenter", str(caught.exception))
         d = self.assertFailure(spaces.acquire("e1", "outbound"), NetworkError)
-        d.addCallback(lambda e: self.assertIn("Debian package", str(e)))
+        d.addCallback(lambda e: self.assertIn("(Debian package iproute2)", str(e)))
         d.addCallback(lambda _: self.assertEqual(spaces.names(), []))
         return d
 
@@ -270,6 +269,65 @@ def _needs_root() -> None:
             raise unittest.SkipTest(f"{tool} is not installed (tools/setup-sandbox installs it)")
 
 
+class TestInternet:
+    """
+    The test's "internet": a namespace with a server on ports 8080-8082 at
+    INTERNET, PRIVATE and SHARED, joined to the host by a veth with host
+    routes to those three addresses only; everything removed by cleanups.
+    """
+
+    def __init__(self, test_case: unittest.TestCase, tag: str):
+        self.test_case = test_case
+        self.ip = shutil.which("ip", path=network.TOOL_PATH)
+        self.name = f"egtest-inet-{tag}"
+        self.veth = f"egt{tag}"
+        self.server: _Server | None = None
+
+    @inlineCallbacks
+    def make(self) -> Any:
+        """Make it; its removal is a cleanup of the test, registered first."""
+        self.test_case.addCleanup(self.remove)
+        ip = self.ip
+        yield network.run(reactor, [ip, "netns", "add", self.name])
+        yield network.run(reactor, [ip, "link", "add", self.veth, "type", "veth", "peer", "name", "inet0", "netns", self.name])
+        yield network.run(reactor, [ip, "address", "add", "198.51.100.1/30", "dev", self.veth])
+        yield network.run(reactor, [ip, "link", "set", self.veth, "up"])
+        for address in (INTERNET, PRIVATE, SHARED):
+            yield network.run(reactor, [ip, "-n", self.name, "address", "add", f"{address}/32", "dev", "inet0"])
+            yield network.run(reactor, [ip, "route", "add", f"{address}/32", "dev", self.veth])
+        yield network.run(reactor, [ip, "-n", self.name, "link", "set", "inet0", "up"])
+        yield network.run(reactor, [ip, "-n", self.name, "link", "set", "lo", "up"])
+        yield network.run(reactor, [ip, "-n", self.name, "route", "add", "default", "dev", "inet0"])
+        self.server = _Server()
+        argv = [shutil.which("nsenter", path=network.TOOL_PATH), f"--net=/run/netns/{self.name}", "--", PYTHON, "-c", SERVER]
+        argv += [str(p) for p in SERVER_PORTS]
+        reactor.spawnProcess(self.server, argv[0], argv, env={}, path="/")
+        yield self.server.ready
+
+    @inlineCallbacks
+    def remove(self) -> Any:
+        """The server killed and reaped, the veth (its routes with it) and the namespace deleted."""
+        if self.server is not None and not self.server.ended.called:
+            self.server.transport.signalProcess("KILL")
+            yield self.server.ended
+        for argv in ([self.ip, "link", "delete", self.veth], [self.ip, "netns", "delete", self.name]):
+            try:
+                yield network.run(reactor, argv)
+            except NetworkError:
+                pass
+
+
+@inlineCallbacks
+def namespaces_left(tag: str) -> Any:
+    """Delete the namespaces whose name holds C{tag}; fires with their names (should be none)."""
+    ip = shutil.which("ip", path=network.TOOL_PATH)
+    listing = yield network.run(reactor, [ip, "-j", "netns", "list"])
+    left = [e["name"] for e in json.loads(listing.strip() or b"[]") if tag in e["name"]]
+    for name in left:
+        yield network.run(reactor, [ip, "netns", "delete", name])
+    return left
+
+
 class NamespaceTests(unittest.TestCase):
     """Real namespaces: what a process in an endpoint's namespace can and cannot reach."""
 
@@ -278,50 +336,18 @@ class NamespaceTests(unittest.TestCase):
         self.ip = shutil.which("ip", path=network.TOOL_PATH)
         suffix = secrets.token_hex(3)
         self.tag = "t" + suffix[:5]
-        self.internet = f"egtest-inet-{suffix}"
-        self.veth = f"egt{suffix}"
         self.resolver = StubResolver({"inet.test": [INTERNET]})
         self.spaces = NetworkNamespaces(self.tag, reactor, resolver=self.resolver)
-        # Whatever happens, nothing of this test stays.
-        self.addCleanup(self._remove_everything)
-        return self._make_internet()
+        self.internet = TestInternet(self, suffix)
+        d = self.internet.make()
+        # Whatever happens, nothing of this test stays (cleanups run last-in first).
+        self.addCleanup(self._no_namespace_left)
+        return d
 
     @inlineCallbacks
-    def _make_internet(self) -> Any:
-        """A namespace with the "internet" server, joined to the host by a veth and host routes to it."""
-        ip = self.ip
-        yield network.run(reactor, [ip, "netns", "add", self.internet])
-        yield network.run(reactor, [ip, "link", "add", self.veth, "type", "veth", "peer", "name", "inet0", "netns", self.internet])
-        yield network.run(reactor, [ip, "address", "add", "198.51.100.1/30", "dev", self.veth])
-        yield network.run(reactor, [ip, "link", "set", self.veth, "up"])
-        for address in (INTERNET, PRIVATE, SHARED):
-            yield network.run(reactor, [ip, "-n", self.internet, "address", "add", f"{address}/32", "dev", "inet0"])
-            yield network.run(reactor, [ip, "route", "add", f"{address}/32", "dev", self.veth])
-        yield network.run(reactor, [ip, "-n", self.internet, "link", "set", "inet0", "up"])
-        yield network.run(reactor, [ip, "-n", self.internet, "link", "set", "lo", "up"])
-        yield network.run(reactor, [ip, "-n", self.internet, "route", "add", "default", "dev", "inet0"])
-        self.server = _Server()
-        argv = [shutil.which("nsenter", path=network.TOOL_PATH), f"--net=/run/netns/{self.internet}", "--", PYTHON, "-c", SERVER]
-        argv += [str(p) for p in SERVER_PORTS]
-        reactor.spawnProcess(self.server, argv[0], argv, env={}, path="/")
-        yield self.server.ready
-
-    @inlineCallbacks
-    def _remove_everything(self) -> Any:
+    def _no_namespace_left(self) -> Any:
         yield self.spaces.close()
-        server = getattr(self, "server", None)
-        if server is not None and not server.ended.called:
-            server.transport.signalProcess("KILL")
-            yield server.ended
-        for argv in ([self.ip, "link", "delete", self.veth], [self.ip, "netns", "delete", self.internet]):
-            try:
-                yield network.run(reactor, argv)
-            except NetworkError:
-                pass
-        listing = yield network.run(reactor, [self.ip, "-j", "netns", "list"])
-        left = [e["name"] for e in json.loads(listing.strip() or b"[]") if self.tag in e["name"]]
-        for name in left:
-            yield network.run(reactor, [self.ip, "netns", "delete", name])
+        left = yield namespaces_left(self.tag)
         self.assertEqual(left, [], "a namespace was left behind")
 
     def probe(self, prefix: list[str], *targets: str, user: bool = True) -> Deferred[dict[str, str]]:
@@ -513,3 +539,144 @@ class SettingsTests(unittest.TestCase):
         self.assertEqual(allow["maxItems"], MAX_ALLOWED)
         self.assertEqual(allow["items"]["pattern"], network.ALLOW_ENTRY_PATTERN)
         self.assertEqual(allow["items"]["maxLength"], network.MAX_ENTRY)
+
+
+class EndpointTests(IsolationTestCase):
+    """
+    A real gateway and a real compiled handler (the isolation tests' probe):
+    the policy reaches the workers through the launcher's prefix, and the
+    namespace lives exactly as long as the endpoint's workers.
+    """
+
+    @inlineCallbacks
+    def setUp(self) -> Any:
+        _needs_root()
+        # Registered first, so it runs last: after the gateway stopped, none of its namespaces is left.
+        self.addCleanup(self._no_namespace_left)
+        yield super().setUp()
+        self.internet = TestInternet(self, secrets.token_hex(3))
+        yield self.internet.make()
+
+    @inlineCallbacks
+    def _no_namespace_left(self) -> Any:
+        gateway = getattr(self, "gateway", None)
+        if gateway is None:
+            return
+        left = yield namespaces_left(network.gateway_tag(gateway.data_dir))
+        self.assertEqual(left, [], "the gateway left a namespace behind")
+
+    @inlineCallbacks
+    def connect(self, name: str, addr: str) -> Any:
+        code, body = yield self.get_json(f"/{name}/connect?addr={addr}")
+        self.assertEqual(code, 200, body)
+        return body
+
+    @inlineCallbacks
+    def test_outbound_endpoint(self) -> Any:
+        """
+        A worker of an "outbound" endpoint reaches the internet, not the
+        host's PostgreSQL or Redis on 127.0.0.1 nor a private address; the
+        endpoint's delete removes its namespace.
+        """
+        started, _ = yield self.deploy_probe("out", network="outbound")
+        self.assertEqual(started["settings"]["network"], "outbound")
+        body = yield self.connect("out", f"{INTERNET}:8080")
+        self.assertEqual(body, {"connected": True})
+        for addr in ("127.0.0.1:5432", "127.0.0.1:6379", f"{PRIVATE}:8080", f"{SHARED}:8080"):
+            body = yield self.connect("out", addr)
+            self.assertIn("error", body, addr)
+        spaces = self.gateway.runtime.network
+        [name] = spaces.names()
+        self.assertTrue(os.path.exists(f"/run/netns/{name}"))
+        code, document = yield self.gateway.call("DELETE", "/endpoints/" + started["id"])
+        self.assertEqual(code, 200, document)
+        self.assertEqual(spaces.names(), [])
+        self.assertFalse(os.path.exists(f"/run/netns/{name}"))
+
+    @inlineCallbacks
+    def test_allow_list_then_outbound(self) -> Any:
+        """
+        An allow-list endpoint reaches only its host:port; changing it to
+        "outbound" replaces the workers, which then reach the rest, and the
+        old namespace goes once the old workers are drained.
+        """
+        started, _ = yield self.deploy_probe("allow", network=[f"{INTERNET}:8080"])
+        body = yield self.connect("allow", f"{INTERNET}:8080")
+        self.assertEqual(body, {"connected": True})
+        for addr in (f"{INTERNET}:8082", "127.0.0.1:5432"):
+            body = yield self.connect("allow", addr)
+            self.assertIn("error", body, addr)
+        spaces = self.gateway.runtime.network
+        [old] = spaces.names()
+        code, document = yield self.gateway.call("PUT", "/endpoints/" + started["id"], {"settings": {"network": "outbound"}})
+        self.assertEqual(code, 200, document)
+        body = yield self.connect("allow", f"{INTERNET}:8082")
+        self.assertEqual(body, {"connected": True})
+        [new] = spaces.names()
+        self.assertNotEqual(new, old)
+        self.assertFalse(os.path.exists(f"/run/netns/{old}"))
+
+
+class _FakePool:
+    """Records the calls a PoolInNamespace passes on."""
+
+    def __init__(self, calls: list[str]):
+        self.calls = calls
+        self.pids = [1]
+
+    def submit(self, frame: Any, answer: Any) -> None:
+        self.calls.append("submit")
+
+    def start(self) -> Deferred[list[int]]:
+        self.calls.append("start")
+        return succeed([1])
+
+    def stop(self) -> Deferred[None]:
+        self.calls.append("stop")
+        return succeed(None)
+
+
+class _FakeNamespaces:
+    """acquire/release recorded; acquire fails when told to."""
+
+    def __init__(self, calls: list[str], error: Exception | None = None):
+        self.calls = calls
+        self.error = error
+
+    def acquire(self, endpoint_id: str, policy: Any) -> Deferred[list[str]]:
+        self.calls.append("acquire")
+        return fail(self.error) if self.error else succeed(["nsenter", "--"])
+
+    def release(self, endpoint_id: str, policy: Any) -> Deferred[None]:
+        self.calls.append("release")
+        return succeed(None)
+
+
+class PoolInNamespaceTests(unittest.TestCase):
+    """The seam between a pool and its endpoint's namespace."""
+
+    def test_held_from_start_to_stop(self) -> None:
+        """The namespace is acquired before the pool starts and released after it stopped."""
+        calls: list[str] = []
+        pool = PoolInNamespace(_FakePool(calls), _FakeNamespaces(calls), "e1", "outbound")
+        self.assertEqual(self.successResultOf(pool.start()), [1])
+        pool.submit({}, None)
+        self.successResultOf(pool.stop())
+        self.successResultOf(pool.stop())
+        self.assertEqual(calls, ["acquire", "start", "submit", "stop", "release", "stop"])
+        self.assertEqual(pool.pids, [1])
+
+    def test_failed_preparation_starts_nothing(self) -> None:
+        """A namespace that cannot be prepared fails the start; the pool never starts and stop releases nothing."""
+        calls: list[str] = []
+        pool = PoolInNamespace(_FakePool(calls), _FakeNamespaces(calls, NetworkError("ip netns add failed")), "e1", "outbound")
+        self.failureResultOf(pool.start(), NetworkError)
+        self.successResultOf(pool.stop())
+        self.assertEqual(calls, ["acquire", "stop"])
+
+    def test_submit_is_the_pools_own(self) -> None:
+        """Requests go straight to the pool's submit: no attribute detour on the hot path."""
+        inner = _FakePool([])
+        pool = PoolInNamespace(inner, _FakeNamespaces([]), "e1", "outbound")
+        self.assertIn("submit", vars(pool))
+        self.assertEqual(pool.submit, inner.submit)

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred, succeed
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.interfaces import IHostnameResolver, IResolutionReceiver
 from twisted.internet.protocol import ProcessProtocol
@@ -498,7 +498,9 @@ class NetworkNamespaces:
         if policy == NONE:
             return []
         path = os.path.join(NETNS_DIR, self.name(endpoint_id, policy))
-        return [self._tool("nsenter"), f"--net={path}", "--"]
+        # Not found: acquire() fails naming it before any worker starts.
+        nsenter = shutil.which("nsenter", path=self._tool_path) or "nsenter"
+        return [nsenter, f"--net={path}", "--"]
 
     def _tool(self, name: str) -> str:
         found = shutil.which(name, path=self._tool_path)
@@ -592,7 +594,12 @@ class NetworkNamespaces:
                 lambda results: [n for n, (ok, _) in zip(names, results) if ok]
             )
 
-        return run(self._reactor, [ip, "-j", "netns", "list"]).addCallback(delete)
+        def failed(failure: Failure) -> list[str]:
+            self.log.error("Could not clear leftover network namespaces: {e}", e=failure.value)
+            return []
+
+        d = maybeDeferred(run, self._reactor, [ip, "-j", "netns", "list"])
+        return d.addCallback(delete).addErrback(failed)
 
     # preparing and removing
 
@@ -604,8 +611,16 @@ class NetworkNamespaces:
         """
         try:
             ip, nft, pasta = self._tool("ip"), self._tool("nft"), self._tool("pasta")
+            self._tool("nsenter")
         except NetworkError as e:
             return fail(e)
+        if os.geteuid() != 0:
+            return fail(
+                NetworkError(
+                    f"settings.network {json.dumps(policy)} needs the gateway to run as root (it makes"
+                    f' a network namespace); this one runs as uid {os.geteuid()}: use "none"'
+                )
+            )
         name = held.name
         found: dict[str, Any] = {}
 
@@ -677,3 +692,48 @@ class NetworkNamespaces:
             return _after(pasta.ended)
 
         return d.addCallback(stop)
+
+
+class PoolInNamespace:
+    """
+    A worker pool whose endpoint namespace is held from its start to its
+    stop: L{NetworkNamespaces.acquire} before the first worker spawns,
+    L{NetworkNamespaces.release} once the last one ended.  Everything else
+    is the pool's own (C{submit} bound directly, so requests take no detour).
+    """
+
+    def __init__(self, pool: Any, namespaces: NetworkNamespaces, endpoint_id: str, policy: Policy):
+        self._pool = pool
+        self._namespaces = namespaces
+        self._endpoint_id = endpoint_id
+        self._policy = policy
+        self._holding = False
+        submit = getattr(pool, "submit", None)
+        if submit is not None:
+            self.submit = submit
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+    def start(self) -> Deferred[Any]:
+        """Prepare (or share) the namespace, then start the pool; a failed preparation starts nothing."""
+        self._holding = True
+
+        def failed(failure: Failure) -> Failure:
+            self._holding = False  # acquire() let go of its hold
+            return failure
+
+        d = self._namespaces.acquire(self._endpoint_id, self._policy)
+        return d.addCallbacks(lambda _: self._pool.start(), failed)
+
+    def stop(self) -> Deferred[None]:
+        """Stop the pool, then let go of the namespace (the last holder removes it)."""
+        d = self._pool.stop()
+        if not self._holding:
+            return d
+        self._holding = False
+
+        def release(result: Any) -> Any:
+            return self._namespaces.release(self._endpoint_id, self._policy).addBoth(lambda _: result)
+
+        return d.addBoth(release)

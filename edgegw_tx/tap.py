@@ -13,7 +13,12 @@ from edgegw_tx.datadir_lock import DataDirInUse, DataDirLock
 from edgegw_tx.gateway.http import BODY_TIMEOUT
 from edgegw_tx.processes import NotSharable, check_sharable
 from edgegw_tx.runtime import DEFAULT_HTTP, GatewayRuntime
-from edgegw_tx.workers.isolation import DEFAULT_WORKER_UIDS, Isolation, IsolationError
+from edgegw_tx.workers.isolation import (
+    DEFAULT_WORKER_UIDS,
+    Isolation,
+    IsolationError,
+    user_namespaces_allowed,
+)
 
 DEFAULT_SDK = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "rust_sdk")
 CRATE_SOURCES = ("auto", "debian", "crates-io")
@@ -161,6 +166,12 @@ class Options(usage.Options):
             builds = BuildSandbox.for_gateway(self["build-user"])
         except SandboxError as e:
             raise usage.UsageError(str(e))
+        if builds.user is None and not user_namespaces_allowed():
+            raise usage.UsageError(
+                "builds cannot be sandboxed: not running as root, bwrap needs an unprivileged"
+                " user namespace and this kernel allows none (sysctl user.max_user_namespaces,"
+                " kernel.unprivileged_userns_clone); run the gateway as root"
+            )
         if builds.user is not None:
             low, high = isolation.uids
             shared = isolation.user.uid if isolation.user is not None else None

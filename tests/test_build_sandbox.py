@@ -219,6 +219,15 @@ class UserAndToolTests(SynchronousTestCase):
         e = self.assertRaises(usage.UsageError, tap.Options().parseOptions, ["--data-dir", self.mktemp()])
         self.assertIn("bwrap", str(e))
 
+    def test_not_root_without_user_namespaces(self):
+        """Not root on a kernel without unprivileged user namespaces, the gateway refuses to start: builds could not be sandboxed."""
+        if shutil.which("bwrap") is None:
+            raise self.skipTest("needs bwrap")
+        self.patch(os, "geteuid", lambda: 1000)
+        self.patch(tap, "user_namespaces_allowed", lambda: False)
+        e = self.assertRaises(usage.UsageError, tap.Options().parseOptions, ["--data-dir", self.mktemp()])
+        self.assertIn("user namespace", str(e))
+
     def test_build_user_must_not_be_a_workers(self):
         """--build-user inside --worker-uids, or root, is refused at start."""
         if os.geteuid() != 0 or shutil.which("bwrap") is None:

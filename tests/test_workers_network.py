@@ -680,3 +680,30 @@ class PoolInNamespaceTests(unittest.TestCase):
         pool = PoolInNamespace(inner, _FakeNamespaces([]), "e1", "outbound")
         self.assertIn("submit", vars(pool))
         self.assertEqual(pool.submit, inner.submit)
+
+
+class DocsTests(unittest.TestCase):
+    """The user docs say what the module enforces (they are written by hand: this catches drift)."""
+
+    def read(self, name: str) -> str:
+        with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", name)) as f:
+            return f.read()
+
+    def test_isolation_lists_every_blocked_range(self) -> None:
+        """docs/isolation.md's "Network policy" names every blocked range and the policies."""
+        text = self.read("isolation.md")
+        section = text[text.index("## Network policy") :]
+        section = section[: section.index("\n## ", 1)] if "\n## " in section[1:] else section
+        for blocked in BLOCKED_RANGES:
+            shown = blocked.removesuffix("/128")
+            self.assertIn(f"`{shown}`", section, blocked)
+        for policy in network.POLICIES:
+            self.assertIn(f'`"{policy}"`', section)
+
+    def test_api_row(self) -> None:
+        """docs/api.md's settings.network row gives the default, the policies and the allow-list's size."""
+        [row] = [line for line in self.read("api.md").splitlines() if line.startswith("| `settings.network`")]
+        self.assertIn(f'1–{MAX_ALLOWED} `"host:port"`', row)
+        self.assertIn(f'| `"{network.DEFAULT_POLICY}"` |', row)
+        for policy in network.POLICIES:
+            self.assertIn(f'`"{policy}"`', row)

@@ -617,6 +617,27 @@ class EndpointTests(IsolationTestCase):
         self.assertFalse(os.path.exists(f"/run/netns/{old}"))
 
 
+    @inlineCallbacks
+    def test_service_calls_work_whatever_the_policy(self) -> Any:
+        """The notes example on a SQLite service works with "outbound": service calls go over the pipes."""
+        from tests.test_service_examples import example
+
+        code, db = yield self.gateway.call("POST", "/services", {"name": "notes-db", "service_type": "sqlite", "config": {}})
+        self.assertEqual(code, 201, db)
+        for method in ("POST", "GET"):
+            started = yield self.gateway.deploy(
+                f"notes-{method.lower()}", "/notes", example("notes_sqlite"), method=method, network="outbound"
+            )
+            code, bound = yield self.gateway.call(
+                "POST", f"/endpoints/{started['id']}/services", {"service_id": db["data"]["id"], "pool_id": "notes"}
+            )
+            self.assertIn(code, (200, 201), bound)
+        response, note = yield self.json_request("POST", "/notes", json={"title": "through the gateway"})
+        self.assertEqual(response.code, 201, note)
+        response, listing = yield self.json_request("GET", "/notes")
+        self.assertEqual([n["title"] for n in listing["notes"]], ["through the gateway"])
+
+
 class _FakePool:
     """Records the calls a PoolInNamespace passes on."""
 

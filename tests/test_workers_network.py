@@ -638,6 +638,18 @@ class EndpointTests(IsolationTestCase):
         self.assertEqual([n["title"] for n in listing["notes"]], ["through the gateway"])
 
 
+    @inlineCallbacks
+    def test_leftovers_cleared_at_start(self) -> Any:
+        """A namespace of this gateway's tag left by a crashed run is deleted when the gateway starts."""
+        ip = shutil.which("ip", path=network.TOOL_PATH)
+        leftover = f"{network.NETNS_PREFIX}{network.gateway_tag(self.gateway.data_dir)}-crashed-1"
+        yield self.gateway.stop()
+        yield network.run(reactor, [ip, "netns", "add", leftover])
+        self.addCleanup(namespaces_left, leftover)
+        yield self.gateway.start()
+        self.assertFalse(os.path.exists(f"/run/netns/{leftover}"))
+
+
 class _FakePool:
     """Records the calls a PoolInNamespace passes on."""
 

@@ -118,14 +118,6 @@ class NetworkError(Exception):
     """An endpoint's network namespace could not be prepared or removed: says which command and why."""
 
 
-def _split(entry: str) -> tuple[str, str]:
-    """C{entry} as (host, port text), C{[...]} around an IPv6 host kept."""
-    host, colon, port = entry.rpartition(":")
-    if not colon:
-        raise ValueError("no ':port'")
-    return host, port
-
-
 def check_entry(entry: Any) -> str:
     """
     One allow-list entry, normalised (names lower-case, IPv6 compressed).
@@ -193,6 +185,7 @@ class Destination:
 
 
 def _collapsed(networks: Sequence[str], version: int) -> list[str]:
+    """The networks of one IP version merged: nftables refuses overlapping elements in a set."""
     nets = [ipaddress.ip_network(n, strict=False) for n in networks]
     return [str(n) for n in ipaddress.collapse_addresses(n for n in nets if n.version == version)]
 
@@ -257,6 +250,7 @@ def gateway_tag(data_dir: str) -> str:
 
 
 def _command(argv: Sequence[str]) -> str:
+    """An argv as the one line an error message shows."""
     return " ".join(argv)
 
 
@@ -324,22 +318,33 @@ class _Pasta(ProcessProtocol):
     fd 3 (it does once the namespace is configured), C{ended} when it exits.
     """
 
-    def __init__(self, argv: Sequence[str]):
+    log = Logger()
+
+    def __init__(self, argv: Sequence[str], namespace: str):
         self.argv = list(argv)
+        self.namespace = namespace
         self.ready: Deferred[None] = Deferred()
         self.ended: Deferred[None] = Deferred()
+        # Set when the namespace is being removed: an end before that is worth a log line.
+        self.removing = False
         self._err: list[bytes] = []
 
     def connectionMade(self) -> None:
         self.transport.closeStdin()
 
     def childDataReceived(self, fd: int, data: bytes) -> None:
-        if fd == 2:
+        if fd == 2 and not self.ready.called:  # kept for the error message; later, not kept at all
             self._err.append(data)
         elif fd == 3 and not self.ready.called:
             self.ready.callback(None)
 
     def processEnded(self, reason: Failure) -> None:
+        if self.ready.called and not self.removing:
+            self.log.error(
+                "pasta of network namespace {name} ended ({reason}): its workers have no network now",
+                name=self.namespace,
+                reason=reason.value,
+            )
         if not self.ready.called:
             exc = reason.value
             how = f"exit {getattr(exc, 'exitCode', None)}" if isinstance(exc, ProcessTerminated) else "it exited"
@@ -378,7 +383,7 @@ def resolve(resolver: IHostnameResolver, policy: Policy) -> Deferred[list[Destin
         return succeed([])
     pending = []
     for entry in policy:
-        host, port = _split(entry)
+        host, _, port = entry.rpartition(":")
         host = host.strip("[]")
         try:
             pending.append(succeed([(entry, [str(ipaddress.ip_address(host))], int(port))]))
@@ -648,7 +653,7 @@ class NetworkNamespaces:
             "--tcp-ports", "none", "--udp-ports", "none", "--tcp-ns", "none", "--udp-ns", "none",
             "--pid", "/dev/fd/3",
         ]  # fmt: skip
-        proto = _Pasta(argv)
+        proto = _Pasta(argv, held.name)
         transport = self._reactor.spawnProcess(
             proto, pasta, argv, env={"PATH": TOOL_PATH}, path="/", childFDs={0: "w", 1: "r", 2: "r", 3: "r"}
         )
@@ -673,6 +678,8 @@ class NetworkNamespaces:
 
     def _remove(self, held: _Held) -> Deferred[None]:
         """Delete the namespace, then wait for its C{pasta} to end (it quits on the deletion)."""
+        if held.pasta is not None:
+            held.pasta.removing = True
         d = run(self._reactor, [self._tool("ip"), "netns", "delete", held.name])
 
         def failed(failure: Failure) -> None:

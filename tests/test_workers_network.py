@@ -25,7 +25,7 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, fail, gatherResults, inlineCallbacks, succeed
 from twisted.internet.interfaces import IHostnameResolver
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.trial import unittest
@@ -328,6 +328,25 @@ def namespaces_left(tag: str) -> Any:
     return left
 
 
+class GatedNamespaces(NetworkNamespaces):
+    """Counts preparations; a removal waits for C{gate} when one is set."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.prepared: list[str] = []
+        self.gate: Deferred[None] | None = None
+
+    def _prepare(self, held: Any, policy: Any) -> Deferred[None]:
+        self.prepared.append(held.name)
+        return super()._prepare(held, policy)
+
+    def _remove(self, held: Any) -> Deferred[None]:
+        gate, self.gate = self.gate, None
+        if gate is None:
+            return super()._remove(held)
+        return gate.addCallback(lambda _: super(GatedNamespaces, self)._remove(held))
+
+
 class NamespaceTests(unittest.TestCase):
     """Real namespaces: what a process in an endpoint's namespace can and cannot reach."""
 
@@ -445,6 +464,28 @@ class NamespaceTests(unittest.TestCase):
         self.assertEqual(self.spaces.names(), [])
         self.assertTrue(pasta.ended.called)
         self.assertFalse(os.path.exists(f"/run/netns/{name}"))
+
+    @inlineCallbacks
+    def test_concurrent_holders(self) -> Any:
+        """Two acquires during one preparation share it (one pasta); an acquire during a removal waits for it."""
+        spaces = self.spaces = GatedNamespaces(self.tag, reactor, resolver=self.resolver)
+        first, second = yield gatherResults([spaces.acquire("endpoint-7", "outbound"), spaces.acquire("endpoint-7", "outbound")])
+        self.assertEqual(first, second)
+        self.assertEqual(len(spaces.prepared), 1)
+        pasta = spaces._held[spaces.name("endpoint-7", "outbound")].pasta
+        yield spaces.release("endpoint-7", "outbound")
+        gate = spaces.gate = Deferred()
+        self.addCleanup(lambda: None if gate.called else gate.callback(None))  # even when an assertion fails
+        removed = spaces.release("endpoint-7", "outbound")
+        again = spaces.acquire("endpoint-7", "outbound")
+        self.assertEqual(len(spaces.prepared), 1, "prepared again while the old namespace was being removed")
+        gate.callback(None)
+        yield removed
+        again = yield again
+        self.assertTrue(pasta.ended.called)
+        self.assertEqual((again, len(spaces.prepared)), (first, 2))
+        results = yield self.probe(again, f"{INTERNET}:8080")
+        self.assertEqual(results[f"{INTERNET}:8080"], "ok hello 8080")
 
     @inlineCallbacks
     def test_policy_change_gets_another_namespace(self) -> Any:

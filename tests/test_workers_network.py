@@ -212,6 +212,17 @@ class CommandTests(unittest.TestCase):
         d.addCallback(lambda _: self.assertEqual(spaces.names(), []))
         return d
 
+    def test_needs_root(self) -> Deferred[None]:
+        """A gateway that is not root gets a clear error naming the policy, and nothing is made."""
+        if any(shutil.which(t, path=network.TOOL_PATH) is None for t in network.TOOLS):
+            raise unittest.SkipTest("the tools are not installed (tools/setup-sandbox)")
+        self.patch(network.os, "geteuid", lambda: 1000)
+        spaces = NetworkNamespaces("t00000", reactor)
+        d = self.assertFailure(spaces.acquire("e1", "outbound"), NetworkError)
+        d.addCallback(lambda e: [self.assertIn(w, str(e)) for w in ('"outbound"', "root", "uid 1000")])
+        d.addCallback(lambda _: self.assertEqual(spaces.names(), []))
+        return d
+
     def test_none_needs_nothing(self) -> Deferred[None]:
         """Policy "none" has no prefix and prepares nothing (the launcher unshares the network)."""
         spaces = NetworkNamespaces("t00000", reactor, tool_path="/nonexistent")

@@ -648,6 +648,7 @@ class RuntimeWiringTests(unittest.TestCase):
         record = {
             "id": "e1",
             "name": "hello",
+            "worker_uid": 61184,
             "settings": {"instances": 1, "timeout": 30.0, "env": {}, "pipeline": 16},
         }
         pool = runtime._make_pool(record, "/bin/true", lambda stream, line: None)

@@ -17,6 +17,7 @@ from edgegw_tx.admin.api import AdminAPI
 from edgegw_tx.admin.auth import KeyRing
 from edgegw_tx.admin.logs import LogBook
 from edgegw_tx.admin.manager import EndpointManager
+from edgegw_tx.store.sqlite import SCHEMA_VERSION
 from edgegw_tx.build.cargo import CompileFailed
 from edgegw_tx.gateway.routes import RouteTable
 from edgegw_tx.runtime import pool_options
@@ -781,24 +782,24 @@ class VisibilityTests(VersionsTestCase):
 
 
 class StoreAndOptionsTests(unittest.TestCase):
-    def test_schema_is_version_4_with_versions(self):
-        """The store is at schema 4 and has the versions table, unique per endpoint and digest."""
+    def test_schema_is_current_with_versions(self):
+        """The store is at the current schema and has the versions table, unique per endpoint and digest."""
         store = make_store(self)
         rows = self.successResultOf(store._pool.runQuery("SELECT value FROM meta WHERE key = 'schema'"))
-        self.assertEqual(rows, [("4",)])
+        self.assertEqual(rows, [(str(SCHEMA_VERSION),)])
         rows = self.successResultOf(
             store._pool.runQuery("SELECT sql FROM sqlite_master WHERE name = 'versions'")
         )
         self.assertIn("UNIQUE (endpoint_id, digest)", rows[0][0])
 
     def test_a_schema_3_file_is_upgraded(self):
-        """Opening a store written at schema 3 (no versions table) adds the table and says 4."""
+        """Opening a store written at schema 3 (no versions table) adds the table and says the current schema."""
         store = make_store(self)
         self.successResultOf(store._pool.runOperation("DROP TABLE versions"))
         self.successResultOf(store._pool.runOperation("UPDATE meta SET value = '3' WHERE key = 'schema'"))
         self.successResultOf(store.open())
         rows = self.successResultOf(store._pool.runQuery("SELECT value FROM meta WHERE key = 'schema'"))
-        self.assertEqual(rows, [("4",)])
+        self.assertEqual(rows, [(str(SCHEMA_VERSION),)])
         self.assertEqual(self.successResultOf(store.list_versions("any")), [])
 
     def test_keep_versions_option(self):

@@ -288,7 +288,12 @@ class RuntimeWiringTests(unittest.TestCase):
         """The manager's pools are PoolProxy objects with the endpoint's settings; services go to the group."""
         self.successResultOf(self.runtime.startService())
         self.addCleanup(self.runtime.stopService)
-        record = {"id": "e1", "name": "hello", "settings": {"min_instances": 2, "max_instances": 3}}
+        record = {
+            "id": "e1",
+            "name": "hello",
+            "worker_uid": 61184,
+            "settings": {"min_instances": 2, "max_instances": 3},
+        }
         pool = self.runtime._make_pool(record, "/bin/handler", lambda s, l: None, version="d1")
         self.assertIsInstance(pool, PoolProxy)
         self.assertEqual((pool.options["min_instances"], pool.options["cwd"]),

@@ -159,9 +159,12 @@ class RulesetTests(unittest.TestCase):
         self.assertIn("192.0.2.2", rules)
         self.assertIn("fc00::/7", rules)  # fd00::2 is inside it: collapsed, no conflicting interval
         self.assertNotIn("fd00::2", rules)
-        for blocked in BLOCKED_RANGES:
+        import re
+
+        rejected = [ipaddress.ip_network(n) for n in re.findall(r"[0-9a-f.:]+/[0-9]+", rules)]
+        for blocked in BLOCKED_RANGES + ("192.0.2.2/32",):
             net = ipaddress.ip_network(blocked)
-            self.assertIn(str(net), rules)
+            self.assertTrue(any(net.version == r.version and net.subnet_of(r) for r in rejected), blocked)
         self.assertIn("policy accept", rules)
         self.assertNotIn("\n    reject", rules)
 

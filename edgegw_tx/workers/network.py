@@ -69,7 +69,8 @@ MAX_ALLOWED = 64
 MAX_NAME = 253
 # Never reachable with "outbound", nor with an allow-list (with the host's own
 # addresses, found when the namespace is prepared): loopback, the private and
-# shared ranges, link-local, "this network".
+# shared ranges, link-local, "this network", and multicast and broadcast
+# (pasta would send them from the host, onto its own network).
 BLOCKED_RANGES = (
     "0.0.0.0/8",
     "10.0.0.0/8",
@@ -78,9 +79,12 @@ BLOCKED_RANGES = (
     "169.254.0.0/16",
     "172.16.0.0/12",
     "192.168.0.0/16",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
     "::1/128",
     "fc00::/7",
     "fe80::/10",
+    "ff00::/8",
 )
 
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"

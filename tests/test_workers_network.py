@@ -32,7 +32,8 @@ from twisted.trial import unittest
 from zope.interface import implementer
 
 from edgegw_tx.workers import network
-from tests.test_isolation import IsolationTestCase
+from tests.test_isolation import PROBE as HANDLER_PROBE
+from tests.test_isolation import PROBE_DEPENDENCIES, IsolationTestCase
 from edgegw_tx.workers.network import (
     BLOCKED_RANGES,
     MAX_ALLOWED,
@@ -703,6 +704,25 @@ class EndpointTests(IsolationTestCase):
         self.addCleanup(namespaces_left, leftover)
         yield self.gateway.start()
         self.assertFalse(os.path.exists(f"/run/netns/{leftover}"))
+
+
+    @inlineCallbacks
+    def test_unresolvable_name_fails_the_start(self) -> Any:
+        """A name of the allow-list that does not resolve: the start answers 502 naming it, no namespace is left."""
+        self.gateway.runtime.network.resolver = StubResolver({})  # no DNS traffic from tests
+        code, created = yield self.gateway.call(
+            "POST", "/endpoints",
+            {"name": "lost", "path": "/lost/{what}", "method": "GET", "code": HANDLER_PROBE,
+             "settings": {"network": ["nowhere.test:443"], "dependencies": PROBE_DEPENDENCIES}},
+        )  # fmt: skip
+        self.assertEqual(code, 201, created)
+        endpoint_id = created["data"]["id"]
+        code, compiled = yield self.gateway.call("POST", f"/endpoints/{endpoint_id}/compile")
+        self.assertEqual(code, 200, compiled)
+        code, started = yield self.gateway.call("POST", f"/endpoints/{endpoint_id}/start")
+        self.assertEqual(code, 502, started)
+        self.assertIn("'nowhere.test' of 'nowhere.test:443' does not resolve", started["error"])
+        self.assertEqual(self.gateway.runtime.network.names(), [])
 
 
 class _FakePool:

@@ -485,7 +485,7 @@ class NetworkNamespaces:
         if reactor is None:
             from twisted.internet import reactor
         self._reactor = reactor
-        self._resolver = resolver if resolver is not None else reactor.nameResolver
+        self.resolver = resolver if resolver is not None else reactor.nameResolver
         self.tag = tag
         self._tool_path = tool_path
         self._held: dict[str, _Held] = {}
@@ -635,7 +635,7 @@ class NetworkNamespaces:
 
         d = run(self._reactor, [ip, "-j", "address", "show"])
         d.addCallback(lambda out: found.update(host=host_addresses(out)))
-        d.addCallback(lambda _: resolve(self._resolver, policy))
+        d.addCallback(lambda _: resolve(self.resolver, policy))
         d.addCallback(lambda destinations: found.update(destinations=destinations))
         d.addCallback(lambda _: run(self._reactor, [ip, "netns", "add", name]))
 

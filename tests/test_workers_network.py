@@ -597,12 +597,8 @@ class SettingsTests(unittest.TestCase):
         self.assertEqual(allow["items"]["maxLength"], network.MAX_ENTRY)
 
 
-class EndpointTests(IsolationTestCase):
-    """
-    A real gateway and a real compiled handler (the isolation tests' probe):
-    the policy reaches the workers through the launcher's prefix, and the
-    namespace lives exactly as long as the endpoint's workers.
-    """
+class _WithInternet:
+    """A real gateway (L{IsolationTestCase}) and the test internet; no namespace of the gateway survives."""
 
     @inlineCallbacks
     def setUp(self) -> Any:
@@ -623,9 +619,18 @@ class EndpointTests(IsolationTestCase):
 
     @inlineCallbacks
     def connect(self, name: str, addr: str) -> Any:
+        """The probe handler's C{connect}: its JSON answer."""
         code, body = yield self.get_json(f"/{name}/connect?addr={addr}")
         self.assertEqual(code, 200, body)
         return body
+
+
+class EndpointTests(_WithInternet, IsolationTestCase):
+    """
+    A real gateway and a real compiled handler (the isolation tests' probe):
+    the policy reaches the workers through the launcher's prefix, and the
+    namespace lives exactly as long as the endpoint's workers.
+    """
 
     @inlineCallbacks
     def test_outbound_endpoint(self) -> Any:
@@ -723,6 +728,31 @@ class EndpointTests(IsolationTestCase):
         self.assertEqual(code, 502, started)
         self.assertIn("'nowhere.test' of 'nowhere.test:443' does not resolve", started["error"])
         self.assertEqual(self.gateway.runtime.network.names(), [])
+
+
+
+class ProcessesEndpointTests(_WithInternet, IsolationTestCase):
+    """With --processes 2 the data-plane processes spawn the workers, through the same prefix."""
+
+    runtime_options = {"processes": 2}
+
+    @inlineCallbacks
+    def test_outbound_endpoint(self) -> Any:
+        """Workers in both data-plane processes reach the internet, not the host's PostgreSQL; stop removes the namespace."""
+        started = yield self.gateway.deploy(
+            "out", "/out/{what}", HANDLER_PROBE, dependencies=PROBE_DEPENDENCIES, network="outbound",
+            min_instances=1, max_instances=1,
+        )  # fmt: skip
+        self.assertEqual(len(started["pids"]), 2)
+        for _ in range(4):  # the connections land on both processes' workers
+            body = yield self.connect("out", f"{INTERNET}:8080")
+            self.assertEqual(body, {"connected": True})
+            body = yield self.connect("out", "127.0.0.1:5432")
+            self.assertIn("error", body)
+        [name] = self.gateway.runtime.network.names()
+        code, document = yield self.gateway.call("POST", "/endpoints/%s/stop" % started["id"])
+        self.assertEqual(code, 200, document)
+        self.assertFalse(os.path.exists(f"/run/netns/{name}"))
 
 
 class _FakePool:

@@ -253,6 +253,29 @@ class StubResolver:
         return None
 
 
+class ResolveTests(unittest.TestCase):
+    """Allow-list names are resolved by the gateway; addresses are taken as they are."""
+
+    def test_names_and_addresses(self) -> None:
+        """Every address of a name is allowed with its port; literal addresses are not looked up."""
+        resolver = StubResolver({"a.test": ["203.0.113.1", "203.0.113.2"]})
+        found = self.successResultOf(network.resolve(resolver, ["a.test:1", "[2001:db8::1]:2", "198.51.100.9:3"]))
+        self.assertEqual(
+            [(str(d.address), d.port) for d in found],
+            [("203.0.113.1", 1), ("203.0.113.2", 1), ("2001:db8::1", 2), ("198.51.100.9", 3)],
+        )
+        self.assertEqual(resolver.asked, ["a.test"])
+
+    def test_unresolvable(self) -> None:
+        """A name with no address fails with a NetworkError naming it and its entry."""
+        failure = self.failureResultOf(network.resolve(StubResolver({}), ["198.51.100.9:3", "b.test:4"]), NetworkError)
+        self.assertIn("'b.test' of 'b.test:4' does not resolve", str(failure.value))
+
+    def test_outbound_resolves_nothing(self) -> None:
+        """"outbound" has no destinations to look up."""
+        self.assertEqual(self.successResultOf(network.resolve(StubResolver({}), "outbound")), [])
+
+
 class _Counting(Protocol):
     def connectionMade(self) -> None:
         self.factory.count += 1

@@ -23,7 +23,9 @@ C{--no-map-gw} (the gateway address is not the host). The policy itself is
 an nftables table inside the namespace, loaded before C{pasta} connects it
 (so there is never a moment without it), filtering by destination before
 anything leaves: the worker has no C{CAP_NET_ADMIN} there (bubblewrap drops
-every capability) and cannot change it.
+every capability) and cannot change it.  (Debian 12's C{pasta} cannot enter
+the namespace as C{nobody}, so it runs as root, locked down by itself:
+C{no_new_privs}, seccomp, its own mount namespace, capabilities dropped.)
 
 The namespace is shared by the endpoint's workers (and by a pool replacing
 another on the same policy): L{NetworkNamespaces.acquire} prepares it for
@@ -51,7 +53,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, fail, gatherResults, maybeDeferred, succeed
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.interfaces import IHostnameResolver, IResolutionReceiver
 from twisted.internet.protocol import ProcessProtocol
@@ -385,35 +387,32 @@ def resolve(resolver: IHostnameResolver, policy: Policy) -> Deferred[list[Destin
     """
     if not isinstance(policy, list):
         return succeed([])
-    pending = []
+    pending: list[Deferred[list[Destination]]] = []
     for entry in policy:
-        host, _, port = entry.rpartition(":")
-        host = host.strip("[]")
+        text, _, port_text = entry.rpartition(":")
+        host, port = text.strip("[]"), int(port_text)
         try:
-            pending.append(succeed([(entry, [str(ipaddress.ip_address(host))], int(port))]))
-            continue
+            address = ipaddress.ip_address(host)
         except ValueError:
-            pass
-        receiver = _Addresses()
-        resolver.resolveHostName(receiver, host, int(port), addressTypes=[IPv4Address, IPv6Address])
+            pending.append(_resolved(resolver, host, port, entry))
+        else:
+            pending.append(succeed([Destination(address, port)]))
+    d = gatherResults(pending, consumeErrors=True)
+    d.addErrback(lambda failure: failure.value.subFailure)  # the first NetworkError itself
+    return d.addCallback(lambda lists: [one for found in lists for one in found])
 
-        def found(addresses: list[str], entry: str = entry, host: str = host, port: int = int(port)) -> list[tuple[str, list[str], int]]:
-            if not addresses:
-                raise NetworkError(f"settings.network: the host {host!r} of {entry!r} does not resolve")
-            return [(entry, addresses, port)]
 
-        pending.append(receiver.done.addCallback(found))
+def _resolved(resolver: IHostnameResolver, host: str, port: int, entry: str) -> Deferred[list[Destination]]:
+    """Every address of C{host}, with C{port}."""
+    receiver = _Addresses()
+    resolver.resolveHostName(receiver, host, port, addressTypes=[IPv4Address, IPv6Address])
 
-    def combine(results: list[tuple[bool, Any]]) -> list[Destination]:
-        destinations = []
-        for ok, value in results:
-            if not ok:
-                value.raiseException()
-            for _, addresses, port in value:
-                destinations += [Destination(ipaddress.ip_address(a), port) for a in addresses]
-        return destinations
+    def found(addresses: list[str]) -> list[Destination]:
+        if not addresses:
+            raise NetworkError(f"settings.network: the host {host!r} of {entry!r} does not resolve")
+        return [Destination(ipaddress.ip_address(a), port) for a in addresses]
 
-    return DeferredList(pending, consumeErrors=True).addCallback(combine)
+    return receiver.done.addCallback(found)
 
 
 # -- the namespaces -------------------------------------------------------------

@@ -6,7 +6,13 @@ Fakes shared by the unit tests.
 and no real time: every Deferred has fired by the time the call returns.
 """
 
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import IHostnameResolver
 from twisted.internet.testing import MemoryReactorClock
+from zope.interface import implementer
 
 
 class SynchronousThreadPool:
@@ -76,3 +82,32 @@ def keyed_store(test_case):
     test_case.successResultOf(test_case.keys.load())
     _, test_case.admin_key = test_case.successResultOf(test_case.keys.create("test", "admin"))
     _, test_case.read_key = test_case.successResultOf(test_case.keys.create("viewer", "read"))
+
+
+@implementer(IHostnameResolver)
+class StubResolver:
+    """
+    Resolves the names it is given, every other name to C{fallback} (none by
+    default), and sends no DNS query: allow-list names in tests never leave
+    the machine.
+    """
+
+    def __init__(self, names: dict[str, list[str]], fallback: Sequence[str] = ()):
+        self.names = names
+        self.fallback = list(fallback)
+        self.asked: list[str] = []
+
+    def resolveHostName(
+        self,
+        receiver: Any,
+        hostName: str,
+        portNumber: int = 0,
+        addressTypes: Any = None,
+        transportSemantics: str = "TCP",
+    ) -> Any:
+        self.asked.append(hostName)
+        receiver.resolutionBegan(None)
+        for address in self.names.get(hostName, self.fallback):
+            receiver.addressResolved(IPv4Address("TCP", address, portNumber))
+        receiver.resolutionComplete()
+        return None

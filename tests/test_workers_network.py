@@ -32,6 +32,7 @@ from twisted.trial import unittest
 from zope.interface import implementer
 
 from edgegw_tx.workers import network
+from tests.support import StubResolver
 from tests.test_isolation import PROBE as HANDLER_PROBE
 from tests.test_isolation import PROBE_DEPENDENCIES, IsolationTestCase
 from edgegw_tx.workers.network import (
@@ -234,23 +235,6 @@ class CommandTests(unittest.TestCase):
         d = spaces.acquire("e1", "none")
         d.addCallback(self.assertEqual, [])
         return d
-
-
-@implementer(IHostnameResolver)
-class StubResolver:
-    """Resolves the names it is given, and nothing else (no DNS traffic in tests)."""
-
-    def __init__(self, names: dict[str, list[str]]):
-        self.names = names
-        self.asked: list[str] = []
-
-    def resolveHostName(self, receiver: Any, hostName: str, portNumber: int = 0, addressTypes: Any = None, transportSemantics: str = "TCP") -> Any:
-        self.asked.append(hostName)
-        receiver.resolutionBegan(None)
-        for address in self.names.get(hostName, []):
-            receiver.addressResolved(IPv4Address("TCP", address, portNumber))
-        receiver.resolutionComplete()
-        return None
 
 
 class ResolveTests(unittest.TestCase):

@@ -116,7 +116,7 @@ def main():
             for name in servers:
                 url = f"http://127.0.0.1:{ports[name]}{path}"
                 harness.wrk(url, 1, 32, 2, script=script)
-                workers = harness.children(pids[name])
+                workers = harness.workers(pids[name])
                 before = cpu_seconds(pids[name]), sum(cpu_seconds(w) for w in workers)
                 wrk_before = children_cpu_seconds()
                 rate, _, out = harness.wrk(url, 1, 32, args.duration, script=script)

@@ -239,7 +239,7 @@ def gateway_memory(pid):
     return {
         "twistd_vmhwm_kib": vmhwm_kib(pid),
         "workers": len(measured),
-        "measuredvmhwm_kib_sum": sum(kib for _, kib in measured),
+        "workers_vmhwm_kib_sum": sum(kib for _, kib in measured),
     }
 
 

@@ -18,10 +18,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.protocol import ProcessProtocol
-from twisted.python.failure import Failure
 
+from ..hostcommands import ProcessOutput, run
 from .project import write_if_changed
 
 DEBIAN_REGISTRY = "/usr/share/cargo/registry"
@@ -151,67 +149,6 @@ def child_env(cargo: str, target_dir: str, environ: dict[str, str] | None = None
 def rustc_for(cargo: str, env: dict[str, str]) -> str:
     """The rustc cargo will run: the one on the child's PATH (cargo's directory first)."""
     return shutil.which("rustc", path=env["PATH"]) or os.path.join(os.path.dirname(cargo), "rustc")
-
-
-@dataclass
-class ProcessOutput:
-    """What a finished child said and how it ended (``signal`` set when killed)."""
-
-    stdout: bytes
-    stderr: bytes
-    code: int | None
-    signal: int | None = None
-
-
-class _Collector(ProcessProtocol):
-    """Collects a child's stdout and stderr; fires ``ended`` in processEnded."""
-
-    def __init__(self) -> None:
-        self.ended: Deferred[ProcessOutput] = Deferred()
-        self._out: list[bytes] = []
-        self._err: list[bytes] = []
-
-    def connectionMade(self) -> None:
-        self.transport.closeStdin()
-
-    def outReceived(self, data: bytes) -> None:
-        self._out.append(data)
-
-    def errReceived(self, data: bytes) -> None:
-        self._err.append(data)
-
-    def processEnded(self, reason: Failure) -> None:
-        exc = reason.value
-        code = getattr(exc, "exitCode", None)
-        signal = getattr(exc, "signal", None)
-        if not isinstance(exc, (ProcessDone, ProcessTerminated)):
-            code = None
-        self.ended.callback(ProcessOutput(b"".join(self._out), b"".join(self._err), code, signal))
-
-
-def run(reactor, argv: list[str], env: dict[str, str], cwd: str, timeout: float | None = None) -> Deferred[ProcessOutput]:
-    """
-    Run ``argv`` as a child of the reactor; fires with its ``ProcessOutput``.
-    After ``timeout`` seconds the child is killed (the output then has ``signal`` set).
-    """
-    proto = _Collector()
-    transport = reactor.spawnProcess(proto, argv[0], argv, env=env, path=cwd)
-    if timeout is not None:
-        def kill() -> None:
-            try:
-                transport.signalProcess("KILL")
-            except Exception:  # already gone: processEnded is on its way
-                pass
-
-        call = reactor.callLater(timeout, kill)
-
-        def cancel(result: ProcessOutput) -> ProcessOutput:
-            if call.active():
-                call.cancel()
-            return result
-
-        proto.ended.addBoth(cancel)
-    return proto.ended
 
 
 @dataclass

@@ -36,14 +36,13 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from ..hostcommands import TOOL_PATH, locate
 from .cargo import BuildError
 
 TOOLS = ("bwrap", "prlimit", "setpriv")
-TOOL_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
 
 # Outside the systemd dynamic range 61184-65519 that per-endpoint worker uids
 # come from (--worker-uids), and not nobody: a build never shares a uid with a
@@ -102,8 +101,7 @@ def find_tools(search_path: str | None = None) -> dict[str, str]:
     @raise SandboxError: naming the missing ones and their packages.
     """
     search_path = TOOL_PATH if search_path is None else search_path
-    found = {name: shutil.which(name, path=search_path) for name in TOOLS}
-    missing = [name for name, path in found.items() if path is None]
+    found, missing = locate(TOOLS, search_path)
     if missing:
         raise SandboxError(
             "sandboxed builds need {} (bwrap: Debian's bubblewrap; prlimit, setpriv: util-linux),"
@@ -111,7 +109,7 @@ def find_tools(search_path: str | None = None) -> dict[str, str]:
                 ", ".join(missing), search_path
             )
         )
-    return {name: path for name, path in found.items() if path is not None}
+    return found
 
 
 def resolve_build_user(spec: str) -> BuildUser:

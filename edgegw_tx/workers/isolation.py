@@ -46,9 +46,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..hostcommands import TOOL_PATH, locate
+
 TOOLS = ("setsid", "prlimit", "setpriv")
 SANDBOX_TOOL = "bwrap"
-TOOL_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
 MINIMAL_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 FRAME_FDS = (3, 4)
@@ -123,8 +124,7 @@ def find_tools(search_path: str = TOOL_PATH, names: Sequence[str] = TOOLS) -> di
 
     @raise IsolationError: naming the missing ones.
     """
-    found = {name: shutil.which(name, path=search_path) for name in names}
-    missing = [name for name, path in found.items() if path is None]
+    found, missing = locate(names, search_path)
     if missing:
         raise IsolationError(
             "worker isolation needs {} from util-linux, not found in {}:"
@@ -132,7 +132,7 @@ def find_tools(search_path: str = TOOL_PATH, names: Sequence[str] = TOOLS) -> di
                 ", ".join(missing), search_path
             )
         )
-    return {name: path for name, path in found.items() if path is not None}
+    return found
 
 
 def find_bwrap(search_path: str = TOOL_PATH) -> str | None:

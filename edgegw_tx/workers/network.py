@@ -54,12 +54,15 @@ from typing import Any, Union
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, DeferredList, fail, gatherResults, maybeDeferred, succeed
-from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.error import ProcessTerminated
 from twisted.internet.interfaces import IHostnameResolver, IResolutionReceiver
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
+
+from .. import hostcommands
+from ..hostcommands import TOOL_PATH, ProcessOutput
 
 # -- the policy: written once, checked by the API, described by OpenAPI ---------
 
@@ -105,7 +108,6 @@ Policy = Union[str, list[str]]
 
 NETNS_PREFIX = "edgegw-"
 NETNS_DIR = "/run/netns"
-TOOL_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
 TOOLS = {"ip": "iproute2", "nft": "nftables", "pasta": "passt", "nsenter": "util-linux"}
 READY_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 10.0
@@ -266,56 +268,18 @@ def _stderr_text(data: bytes) -> str:
     return " / ".join(x.strip() for x in lines if x.strip() and not x.startswith("Failed to send"))
 
 
-class _Command(ProcessProtocol):
-    """A short command: C{stdin} written, stdout kept, C{done} fired with it or a L{NetworkError}."""
-
-    def __init__(self, argv: Sequence[str], stdin: bytes):
-        self.argv = list(argv)
-        self.stdin = stdin
-        self.done: Deferred[bytes] = Deferred()
-        self._out: list[bytes] = []
-        self._err: list[bytes] = []
-
-    def connectionMade(self) -> None:
-        if self.stdin:
-            self.transport.write(self.stdin)
-        self.transport.closeStdin()
-
-    def outReceived(self, data: bytes) -> None:
-        self._out.append(data)
-
-    def errReceived(self, data: bytes) -> None:
-        self._err.append(data)
-
-    def processEnded(self, reason: Failure) -> None:
-        if reason.check(ProcessDone):
-            self.done.callback(b"".join(self._out))
-            return
-        exc = reason.value
-        how = f"exit {exc.exitCode}" if getattr(exc, "exitCode", None) is not None else f"signal {getattr(exc, 'signal', '?')}"
-        said = _stderr_text(b"".join(self._err)) or "no message"
-        self.done.errback(NetworkError(f"{_command(self.argv)} failed ({how}): {said}"))
-
-
 def run(reactor: Any, argv: Sequence[str], stdin: bytes = b"", timeout: float = COMMAND_TIMEOUT) -> Deferred[bytes]:
-    """Run C{argv} (an absolute path first) as a child of the reactor; fires with its stdout."""
-    proto = _Command(argv, stdin)
-    transport = reactor.spawnProcess(proto, argv[0], list(argv), env={"PATH": TOOL_PATH}, path="/")
+    """Run C{argv} (an absolute path first); fires with its stdout, or fails with a L{NetworkError} naming it."""
 
-    def kill() -> None:
-        try:
-            transport.signalProcess("KILL")
-        except Exception:  # already gone: processEnded is on its way
-            pass
+    def check(output: ProcessOutput) -> bytes:
+        if output.code == 0:
+            return output.stdout
+        how = f"exit {output.code}" if output.code is not None else f"signal {output.signal}"
+        said = _stderr_text(output.stderr) or "no message"
+        raise NetworkError(f"{_command(argv)} failed ({how}): {said}")
 
-    call = reactor.callLater(timeout, kill)
-
-    def cancel(result: Any) -> Any:
-        if call.active():
-            call.cancel()
-        return result
-
-    return proto.done.addBoth(cancel)
+    d = hostcommands.run(reactor, argv, {"PATH": TOOL_PATH}, "/", timeout, stdin)
+    return d.addCallback(check)
 
 
 class _Pasta(ProcessProtocol):

@@ -1,0 +1,110 @@
+"""
+Host commands: where the gateway finds them, and running one as a child of the
+reactor.
+
+The build plane (cargo under bubblewrap) and the process plane (bubblewrap,
+util-linux, iproute2, nftables) both need this, and neither may import the
+other, so it lives here, below both.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
+
+TOOL_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
+"""Where host tools are looked up: the system's own directories, never the
+gateway's C{PATH}, which an operator's shell may have changed."""
+
+
+def locate(names: Iterable[str], search_path: str = TOOL_PATH) -> tuple[dict[str, str], list[str]]:
+    """The absolute paths of C{names} found in C{search_path}, and the names not found."""
+    found: dict[str, str] = {}
+    missing: list[str] = []
+    for name in names:
+        path = shutil.which(name, path=search_path)
+        if path is None:
+            missing.append(name)
+        else:
+            found[name] = path
+    return found, missing
+
+
+@dataclass(frozen=True)
+class ProcessOutput:
+    """What a finished command wrote, and how it ended (C{code} None when a signal ended it)."""
+
+    stdout: bytes
+    stderr: bytes
+    code: int | None
+    signal: int | None = None
+
+
+class _Collector(ProcessProtocol):
+    """Writes C{stdin}, collects stdout and stderr; fires C{ended} in processEnded."""
+
+    def __init__(self, stdin: bytes = b"") -> None:
+        self.ended: Deferred[ProcessOutput] = Deferred()
+        self._stdin = stdin
+        self._out: list[bytes] = []
+        self._err: list[bytes] = []
+
+    def connectionMade(self) -> None:
+        if self._stdin:
+            self.transport.write(self._stdin)
+        self.transport.closeStdin()
+
+    def outReceived(self, data: bytes) -> None:
+        self._out.append(data)
+
+    def errReceived(self, data: bytes) -> None:
+        self._err.append(data)
+
+    def processEnded(self, reason: Failure) -> None:
+        exc = reason.value
+        code = getattr(exc, "exitCode", None)
+        signal = getattr(exc, "signal", None)
+        if not isinstance(exc, (ProcessDone, ProcessTerminated)):
+            code = None
+        self.ended.callback(ProcessOutput(b"".join(self._out), b"".join(self._err), code, signal))
+
+
+def run(
+    reactor: Any,
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    cwd: str,
+    timeout: float | None = None,
+    stdin: bytes = b"",
+) -> Deferred[ProcessOutput]:
+    """
+    Run C{argv} (an absolute path first) as a child of the reactor; fires with
+    its L{ProcessOutput}.  After C{timeout} seconds the child is killed (the
+    output then has C{signal} set).
+    """
+    proto = _Collector(stdin)
+    transport = reactor.spawnProcess(proto, argv[0], list(argv), env=dict(env), path=cwd)
+    if timeout is not None:
+
+        def kill() -> None:
+            try:
+                transport.signalProcess("KILL")
+            except Exception:  # already gone: processEnded is on its way
+                pass
+
+        call = reactor.callLater(timeout, kill)
+
+        def cancel(result: ProcessOutput) -> ProcessOutput:
+            if call.active():
+                call.cancel()
+            return result
+
+        proto.ended.addBoth(cancel)
+    return proto.ended

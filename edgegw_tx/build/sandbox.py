@@ -33,13 +33,12 @@ decides what is visible.
 
 from __future__ import annotations
 
-import grp
 import os
-import pwd
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..hostcommands import TOOL_PATH, locate
+from ..sandboxing import SYSTEM_DIRS, system_binds, user_ids
 from .cargo import BuildError
 
 TOOLS = ("bwrap", "prlimit", "setpriv")
@@ -67,7 +66,6 @@ TMP_SIZE = 1 * _GiB
 
 # System directories shown read-only: a symlink on the host (merged /usr:
 # /lib -> usr/lib) is made a symlink, a directory is bound.
-SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
 # The only part of /etc the toolchain needs: Debian's /usr/bin/cc is a link
 # through /etc/alternatives.
 ETC_FOR_BUILDS = ("/etc/alternatives",)
@@ -119,19 +117,8 @@ def resolve_build_user(spec: str) -> BuildUser:
 
     @raise SandboxError: unknown, malformed, or root.
     """
-    name, _, group = str(spec).partition(":")
     try:
-        if name.isdigit():
-            uid = int(name)
-            try:
-                gid = pwd.getpwuid(uid).pw_gid
-            except KeyError:
-                gid = uid
-        else:
-            entry = pwd.getpwnam(name)
-            uid, gid = entry.pw_uid, entry.pw_gid
-        if group:
-            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+        _, uid, gid = user_ids(spec)
     except KeyError:
         raise SandboxError(f"build user {spec!r}: no such user or group (give a name, uid or uid:gid)")
     if uid == 0 or gid == 0:
@@ -142,19 +129,6 @@ def resolve_build_user(spec: str) -> BuildUser:
 def limit_arguments(limits: Mapping[str, tuple[int, str]] = BUILD_LIMITS) -> list[str]:
     """prlimit options, soft = hard so nothing in the build can raise them again."""
     return [f"{option}={value}:{value}" for option, (value, _) in limits.items()]
-
-
-def system_binds(lexists=os.path.lexists, islink=os.path.islink, readlink=os.readlink) -> list[str]:
-    """bwrap options showing ``SYSTEM_DIRS`` read-only as the host has them."""
-    options: list[str] = []
-    for path in SYSTEM_DIRS:
-        if not lexists(path):
-            continue
-        if islink(path):
-            options += ["--symlink", readlink(path), path]
-        else:
-            options += ["--ro-bind", path, path]
-    return options
 
 
 def _ancestors(path: str) -> list[str]:

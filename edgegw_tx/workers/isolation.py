@@ -46,7 +46,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .. import sandboxing
 from ..hostcommands import TOOL_PATH, locate
+from ..sandboxing import user_ids
 
 TOOLS = ("setsid", "prlimit", "setpriv")
 SANDBOX_TOOL = "bwrap"
@@ -74,7 +76,7 @@ MODES = (PER_ENDPOINT, SHARED_USER, USER_NAMESPACE, RLIMITS_ONLY)
 # What of the host a worker sees, read-only: the programs and libraries a
 # Rust binary and its loader need, and the few /etc files name resolution
 # and TLS read (those missing on the host are skipped).
-SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin")
+SYSTEM_DIRS = sandboxing.SYSTEM_DIRS
 ETC_FILES = (
     "/etc/ld.so.cache",
     "/etc/localtime",
@@ -147,20 +149,8 @@ def resolve_user(spec: str) -> WorkerUser:
 
     @raise IsolationError: for an unknown name, root, or a malformed spec.
     """
-    name, _, group = spec.partition(":")
     try:
-        if name.isdigit():
-            uid = int(name)
-            try:
-                entry = pwd.getpwuid(uid)
-                name, gid = entry.pw_name, entry.pw_gid
-            except KeyError:
-                gid = uid
-        else:
-            entry = pwd.getpwnam(name)
-            uid, gid = entry.pw_uid, entry.pw_gid
-        if group:
-            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+        name, uid, gid = user_ids(spec)
     except KeyError:
         raise IsolationError(
             f"worker user {spec!r}: no such user or group (give a name, uid or uid:gid)"
@@ -259,19 +249,8 @@ def limit_arguments(limits: Mapping[str, int]) -> list[str]:
 
 
 def system_binds(exists: Callable[[str], bool] = os.path.lexists) -> list[str]:
-    """
-    bwrap options showing the host's system directories read-only: a
-    symlink (Debian's merged /usr: C{/lib -> usr/lib}) is recreated as a
-    symlink, a directory is bound; then the few C{ETC_FILES} there are.
-    """
-    options: list[str] = []
-    for path in SYSTEM_DIRS:
-        if not exists(path):
-            continue
-        if os.path.islink(path):
-            options += ["--symlink", os.readlink(path), path]
-        else:
-            options += ["--ro-bind", path, path]
+    """bwrap options showing the host's system directories read-only, then the few C{ETC_FILES} there are."""
+    options = sandboxing.system_binds(SYSTEM_DIRS, lexists=exists)
     for path in ETC_FILES:
         options += ["--ro-bind-try", path, path]
     return options

@@ -191,27 +191,9 @@ def vmrss_kib(pid):
     return _status_kib(pid, "VmRSS")
 
 
-def children(pid):
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry))
-    return found
-
-
-def workers(pid):
-    """
-    The worker processes under ``pid``, at any depth: a worker runs under
-    bubblewrap's two processes (docs/isolation.md), which are left out.
-    """
-    parents = {}
+def process_table():
+    """{pid: (parent pid, command name)} of every process now."""
+    table = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -221,11 +203,24 @@ def workers(pid):
         except OSError:
             continue
         comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        parents[int(entry)] = (int(stat.rsplit(")", 1)[1].split()[1]), comm)
+        table[int(entry)] = (int(stat.rsplit(")", 1)[1].split()[1]), comm)
+    return table
+
+
+def children(pid):
+    return [child for child, (parent, _) in process_table().items() if parent == pid]
+
+
+def workers(pid):
+    """
+    The worker processes under ``pid``, at any depth: a worker runs under
+    bubblewrap's two processes (docs/isolation.md), which are left out.
+    """
+    table = process_table()
     found, frontier = [], [pid]
     while frontier:
         parent = frontier.pop()
-        for child, (ppid, comm) in parents.items():
+        for child, (ppid, comm) in table.items():
             if ppid == parent:
                 frontier.append(child)
                 if comm != "bwrap":

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import tomllib
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from .cargo import BuildError
@@ -91,7 +92,8 @@ class ArtifactStore:
         if not is_digest(digest):
             return {}
         try:
-            return json.loads((self.root / digest / METADATA_NAME).read_text("utf-8"))
+            recorded: dict[str, Any] = json.loads((self.root / digest / METADATA_NAME).read_text("utf-8"))
+            return recorded
         except (OSError, ValueError):
             return {}
 
@@ -125,7 +127,7 @@ class ArtifactStore:
         return True
 
     @staticmethod
-    def _atomic(folder: Path, name: str, write, mode: int) -> None:
+    def _atomic(folder: Path, name: str, write: Callable[[BinaryIO], object], mode: int) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
         try:
             with os.fdopen(fd, "wb") as f:

@@ -123,7 +123,7 @@ class Builder:
         build_user: str = DEFAULT_BUILD_USER,
     ):
         if reactor is None:
-            from twisted.internet import reactor  # type: ignore[no-redef]
+            from twisted.internet import reactor
         self._reactor = reactor
         self.data_dir = Path(data_dir).absolute()
         self.sdk_path = os.path.abspath(sdk_path)
@@ -213,9 +213,7 @@ class Builder:
         started = self._reactor.seconds()
         if not code.strip():
             return fail(CompileFailed([_error(EMPTY_CODE_MESSAGE)]))
-        d = self.toolchain()
-        d.addCallback(self._start, endpoint_id, package, code, deps, started)
-        return d
+        return self.toolchain().addCallback(self._start, endpoint_id, package, code, deps, started)
 
     # -- private --------------------------------------------------------------
 
@@ -310,8 +308,7 @@ class Builder:
             d.addCallback(self._after_fetch, project_dir)
         else:
             d = self._sandboxed(project_dir, CARGO_ARGS)
-        d.addCallback(self._store, package, str(main_rs), deps, digest, started)
-        return d
+        return d.addCallback(self._store, package, str(main_rs), deps, digest, started)
 
     def _after_fetch(self, output: ProcessOutput, project_dir: Path) -> ProcessOutput | Deferred[ProcessOutput]:
         if output.code != 0 or output.signal is not None:

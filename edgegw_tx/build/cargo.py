@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 from twisted.internet.defer import Deferred
 
-from ..hostcommands import ProcessOutput, run
+from ..hostcommands import ProcessOutput as ProcessOutput, run as run
 from .project import write_if_changed
 
 DEBIAN_REGISTRY = "/usr/share/cargo/registry"
@@ -306,7 +306,7 @@ def failure_diagnostics(
     return [stderr_diagnostic(output.stderr, output.code, output.signal, main_rs)] + report.diagnostics
 
 
-def toolchain_identity(reactor, cargo: str, env: dict[str, str], cwd: str) -> Deferred[str]:
+def toolchain_identity(reactor: Any, cargo: str, env: dict[str, str], cwd: str) -> Deferred[str]:
     """
     ``rustc -vV`` of the toolchain cargo will use (its version, commit, host
     and LLVM), which is part of every artifact's digest.  Run in ``cwd`` because
@@ -325,7 +325,7 @@ def toolchain_identity(reactor, cargo: str, env: dict[str, str], cwd: str) -> De
     return d.addCallback(check)
 
 
-def toolchain_sysroot(reactor, cargo: str, env: dict[str, str], cwd: str) -> Deferred[str]:
+def toolchain_sysroot(reactor: Any, cargo: str, env: dict[str, str], cwd: str) -> Deferred[str]:
     """
     ``rustc --print sysroot``: the toolchain's own directory (under rustup's
     home for a rustup proxy, ``/usr`` for Debian's rustc), which sandboxed

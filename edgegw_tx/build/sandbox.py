@@ -34,7 +34,7 @@ decides what is visible.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..hostcommands import TOOL_PATH, locate
@@ -152,8 +152,8 @@ class BuildSandbox:
         tools: Mapping[str, str],
         user: BuildUser | None,
         limits: Mapping[str, tuple[int, str]] = BUILD_LIMITS,
-        exists=os.path.lexists,
-    ):
+        exists: Callable[[str], bool] = os.path.lexists,
+    ) -> None:
         self.tools = dict(tools)
         self.user = user
         self.limits = dict(limits)

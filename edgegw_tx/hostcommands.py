@@ -57,9 +57,11 @@ class _Collector(ProcessProtocol):
         self._err: list[bytes] = []
 
     def connectionMade(self) -> None:
+        transport = self.transport
+        assert transport is not None, "the reactor connects a transport before this"
         if self._stdin:
-            self.transport.write(self._stdin)
-        self.transport.closeStdin()
+            transport.write(self._stdin)
+        transport.closeStdin()
 
     def outReceived(self, data: bytes) -> None:
         self._out.append(data)

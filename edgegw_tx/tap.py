@@ -105,7 +105,7 @@ class Options(usage.Options):
         ],
     ]
 
-    def postOptions(self):
+    def postOptions(self) -> None:
         for option in ("listen", "admin-listen"):
             try:
                 # Parsing needs no reactor until the endpoint listens.
@@ -183,7 +183,7 @@ class Options(usage.Options):
                 )
 
 
-    def _positive(self, name, kind):
+    def _positive(self, name: str, kind: type[int] | type[float]) -> float:
         unit = "seconds" if kind is float else "a whole number"
         try:
             value = kind(self[name])
@@ -194,7 +194,7 @@ class Options(usage.Options):
         return value
 
 
-def makeService(config):
+def makeService(config: Options) -> GatewayRuntime:
     """
     The gateway, holding its data dir's lock: a second gateway on the same
     data dir ends here, before it daemonises, with one line naming the pid

@@ -51,6 +51,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from random import Random
+from typing import Any
 from urllib.parse import unquote_plus
 
 # SIMD base64: about 25 times faster than the standard library's on 16 KiB bodies.
@@ -143,9 +144,9 @@ def _new_request_id() -> str:
 def _header_map(raw: Sequence[tuple[bytes | str, bytes | str]]) -> dict[str, str]:
     headers: dict[str, str] = {}
     for name, value in raw:
-        if name.__class__ is bytes:
+        if isinstance(name, bytes):
             name = name.decode("latin-1")
-        if value.__class__ is bytes:
+        if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
         name = name.lower()
         previous = headers.get(name)
@@ -159,7 +160,7 @@ def _header_map(raw: Sequence[tuple[bytes | str, bytes | str]]) -> dict[str, str
 def _query_map(query: bytes | str) -> dict[str, str]:
     if not query:
         return {}
-    if query.__class__ is bytes:
+    if isinstance(query, bytes):
         query = query.decode("utf-8", "replace")
     result: dict[str, str] = {}
     # parse_qsl(keep_blank_values=True) semantics at a third of its cost.
@@ -181,7 +182,9 @@ def _invalid(problem: str) -> InvalidResponse:
 
 def _control(name: str, value: str) -> InvalidResponse:
     """The error for a header value holding a control character."""
-    char = _BAD_VALUE(value).group()
+    found = _BAD_VALUE(value)
+    assert found is not None, "called only for a value that holds one"
+    char = found.group()
     return _invalid(f"header {name!r} contains the control character U+{ord(char):04X}")
 
 
@@ -252,7 +255,7 @@ def _translate(frame: object, request_id: str) -> GatewayResponse:
 def _error(
     status: int,
     request_id: str,
-    payload: dict,
+    payload: dict[str, Any],
     extra: Sequence[tuple[str, str]] = (),
 ) -> GatewayResponse:
     """The gateway's own JSON error response."""
@@ -338,7 +341,7 @@ class Dispatcher:
 
         target = found.target
 
-        def answer(result: dict | Failure) -> None:
+        def answer(result: dict[str, Any] | Failure) -> None:
             # One callback for both outcomes.
             if not isinstance(result, Failure):
                 try:
@@ -392,7 +395,7 @@ class Dispatcher:
     ) -> GatewayResponse:
         """Map a failure to a JSON error; unexpected ones are logged, not shown."""
         error = failure.value
-        payload: dict = {}
+        payload: dict[str, Any] = {}
         extra: list[tuple[str, str]] = []
         if isinstance(error, GatewayError):
             status = error.status

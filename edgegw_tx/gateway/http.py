@@ -63,8 +63,11 @@ Behaviour:
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from email.utils import formatdate
 from http import HTTPStatus
+from typing import Any
+from typing import Protocol as Structural
 
 from httptools import (
     HttpParserCallbackError,
@@ -74,7 +77,7 @@ from httptools import (
     parse_url,
 )
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.tcp import Server as TCPServer
 from twisted.logger import Logger
@@ -150,10 +153,28 @@ class _Slot:
         self.http10 = False
 
 
+class _Connection(Structural):
+    """
+    What a connection needs of its transport (TCP's or TLS's): a consumer
+    of this protocol's answers, and a push producer of the request bytes.
+    """
+
+    def write(self, data: bytes) -> None: ...
+    def loseConnection(self) -> None: ...
+    def getPeer(self) -> IAddress: ...
+    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None: ...
+    def unregisterProducer(self) -> None: ...
+    def pauseProducing(self) -> None: ...
+    def resumeProducing(self) -> None: ...
+
+
 @implementer(IPushProducer)
 class GatewayHTTPProtocol(Protocol):
     """One client connection."""
 
+    # Protocol says Optional[ITransport]: the reactor sets it before
+    # connectionMade, and every method below runs after that.
+    transport: _Connection  # type: ignore[assignment]
     _log = Logger()
 
     def __init__(self, factory: "GatewayHTTPFactory") -> None:
@@ -174,7 +195,7 @@ class GatewayHTTPProtocol(Protocol):
         self._expect = False
         self._in_head = True
         self._client_ip: str | None = None
-        self._send = None
+        self._send: Callable[[bytes], int] | None = None
         self._gone = False
         self._stopped = False  # no more requests read: closing or rejected
         self._write_paused = False
@@ -183,7 +204,7 @@ class GatewayHTTPProtocol(Protocol):
         self._head_since: float | None = None  # a request head is being read since
         self._body_since: float | None = None  # a request body is being read since
         self._te: bytes | None = None  # the request's Transfer-Encoding
-        self._timer = None
+        self._timer: IDelayedCall | None = None
         self._begun = False  # a request was begun on this connection
 
     # -- connection ---------------------------------------------------------
@@ -202,7 +223,7 @@ class GatewayHTTPProtocol(Protocol):
             self._check_idle,
         )
 
-    def connectionLost(self, reason: Failure = None) -> None:
+    def connectionLost(self, reason: Failure | None = None) -> None:
         self._gone = True
         self._slots.clear()
         self._current = None
@@ -453,7 +474,8 @@ class GatewayHTTPProtocol(Protocol):
             headers.append((b"host", host))
         self._in_head = True
         self._raw_head = 0
-        slot = self._current
+        # on_headers_complete made this request's slot (on_message_complete follows it).
+        slot: _Slot = self._current  # type: ignore[assignment]
         self._current = None
         parser = self._parser
         slot.complete = True
@@ -556,10 +578,13 @@ class GatewayHTTPProtocol(Protocol):
         slots = self._slots
         if not slots or slots[0].data is None:
             return
-        ready = []
-        while slots and slots[0].data is not None:
+        ready: list[bytes] = []
+        while slots:
+            data = slots[0].data
+            if data is None:
+                break
             slot = slots.popleft()
-            ready.append(slot.data)
+            ready.append(data)
             if slot.close:
                 slots.clear()
                 self._stopped = True
@@ -590,7 +615,8 @@ class GatewayHTTPProtocol(Protocol):
         """
         send = self._send
         if send is not None:
-            transport = self.transport
+            # connectionMade sets _send for a TCPServer transport only.
+            transport: TCPServer = self.transport  # type: ignore[assignment]
             if (
                 not transport.dataBuffer
                 and not transport._tempDataBuffer
@@ -659,7 +685,7 @@ class GatewayHTTPFactory(ServerFactory):
     def __init__(
         self,
         dispatcher: Dispatcher,
-        reactor=None,
+        reactor: Any = None,
         *,
         max_body: int = 16 * 1024 * 1024,
         max_headers: int = 100,
@@ -725,7 +751,7 @@ class GatewayHTTPFactory(ServerFactory):
         for d in waiters:
             d.callback(None)
 
-    def buildProtocol(self, addr) -> GatewayHTTPProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> GatewayHTTPProtocol:
         protocol = GatewayHTTPProtocol(self)
         protocol.factory = self
         return protocol

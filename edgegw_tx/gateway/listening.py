@@ -58,7 +58,8 @@ class DrainingServerService(StreamServerEndpointService):
         waiting = self._waitingForPort
         if waiting is not None and waiting.called:
             waiting.addCallback(self._drain)
-        return super().stopService()
+        stopped: Deferred[None] = StreamServerEndpointService.stopService(self)
+        return stopped
 
     @staticmethod
     def _drain(port: Any) -> Any:

@@ -41,12 +41,12 @@ assignment, so a route being replaced (redeploy) is never missing.
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from edgegw_tx.paths import Param, PathPattern, parse_pattern, validate_method
+from edgegw_tx.paths import Literal, Param, PathPattern, parse_pattern, validate_method
 
 __all__ = [
     "Match",
@@ -120,7 +120,15 @@ class _Entry:
 
     __slots__ = ("key", "target", "names", "domain", "method", "pattern")
 
-    def __init__(self, key, target, names, domain, method, pattern):
+    def __init__(
+        self,
+        key: Hashable,
+        target: Any,
+        names: tuple[str, ...],
+        domain: str,
+        method: str,
+        pattern: PathPattern,
+    ) -> None:
         self.key = key
         self.target = target
         self.names = names
@@ -160,7 +168,7 @@ def _split(path: str) -> list[str] | tuple[()] | None:
     return segments
 
 
-def _walk(node: _Node, segments, index: int, values: list[str]) -> _Entry | None:
+def _walk(node: _Node, segments: Sequence[str], index: int, values: list[str]) -> _Entry | None:
     """Depth-first: literal child, then parameter child; ``values`` collects captures."""
     if index == len(segments):
         return node.entry
@@ -334,7 +342,7 @@ class RouteTable:
             )
         return normal
 
-    def _leaf(self, domain: str, method: str, segments) -> _Node | None:
+    def _leaf(self, domain: str, method: str, segments: Sequence[Literal | Param]) -> _Node | None:
         """The node for an exact (domain, method, shape), if it exists."""
         node = self._domains.get(domain, {}).get(method)
         for segment in segments:

@@ -66,7 +66,7 @@ class GatewayResource(Resource):
     _log = Logger()
 
     def __init__(self, dispatcher: Dispatcher) -> None:
-        super().__init__()
+        Resource.__init__(self)
         self._dispatch = dispatcher.dispatch
 
     def render(self, request: Request) -> object:
@@ -112,7 +112,7 @@ class GatewayResource(Resource):
         )
         request.defaultContentType = None
         d = self._dispatch(gateway_request)
-        d.addCallbacks(self._respond, self._crashed, (request,), None, (request,))
+        d.addCallbacks(self._respond, self._crashed, callbackArgs=(request,), errbackArgs=(request,))
         return NOT_DONE_YET
 
     @staticmethod

@@ -105,7 +105,7 @@ def main():
         await spaces.release("spawn", "outbound")
 
     async def throughput(data_dir, cargo):
-        from tests.test_integration import GatewayHarness
+        from tests.support.harness import GatewayHarness
 
         class Quiet:
             def assertEqual(self, *a):

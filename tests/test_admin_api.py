@@ -6,7 +6,7 @@ with the build and process planes replaced by fakes (their own tests cover them)
 import json
 
 from treq.testing import StubTreq
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import fail
 from twisted.trial import unittest
 
 from edgegw_tx.admin.api import AdminAPI
@@ -14,102 +14,9 @@ from edgegw_tx.admin.logs import LogBook
 from edgegw_tx.admin.manager import EndpointManager
 from edgegw_tx.build.cargo import CompileFailed
 from edgegw_tx.gateway.routes import Match, NoRoute, RouteTable
-from tests.support import keyed_store
-
-HELLO = """use rust_edge_gateway_sdk::prelude::*;
-
-fn handle(req: Request) -> Response {
-    Response::ok(json!({"message": "Hello, World!", "path": req.path, "method": req.method}))
-}
-
-handler_loop!(handle);
-"""
-
-
-class FakeBuildResult:
-    def __init__(self, digest):
-        self.digest = digest
-        self.cached = False
-        self.seconds = 0.5
-        self.dependencies = ["serde", "serde_json"]
-        self.binary = "/artifacts/" + digest + "/handler"
-
-
-class FakeBuilder:
-    """Compiles any code containing ``handler_loop!``; other code fails on line 1."""
-
-    def __init__(self):
-        self.builds = []
-        self.pending = None
-
-    def build(self, endpoint_id, code, extra_dependencies=None):
-        self.builds.append((endpoint_id, code, extra_dependencies))
-        if self.pending is not None:
-            return self.pending
-        if "handler_loop!" not in code:
-            return fail(
-                CompileFailed(
-                    [
-                        {
-                            "level": "error",
-                            "message": "`main` function not found in crate",
-                            "line": 1,
-                            "column": 1,
-                            "rendered": "error[E0601]: `main` function not found",
-                        }
-                    ]
-                )
-            )
-        return succeed(FakeBuildResult("d%d" % len(self.builds)))
-
-    def artifact(self, digest):
-        return "/artifacts/" + digest + "/handler"
-
-    def remove_artifact(self, digest):
-        return succeed(False)
-
-
-class FakePool:
-    instances = []
-
-    def __init__(self, record, binary, log, version=None):
-        self.name = record["name"]
-        self.binary = binary
-        self.log = log
-        self.version = version
-        self.settings = record["settings"]
-        self.pids = []
-        self.started = False
-        self.stopped = False
-        self.start_error = None
-        FakePool.instances.append(self)
-
-    def start(self):
-        if self.start_error is not None:
-            return fail(self.start_error)
-        self.started = True
-        self.pids = [4242]
-        self.log("stderr", "worker up")
-        return succeed(self.pids)
-
-    def stop(self):
-        self.stopped = True
-        self.pids = []
-        return succeed(None)
-
-    def request(self, frame):
-        return Deferred()
-
-    def workers(self):
-        state = "draining" if self.stopped else "ready"
-        return [
-            {"pid": pid, "version": self.version, "state": state, "served": 0, "in_flight": 0}
-            for pid in self.pids
-        ]
-
-    def stats(self):
-        return {"name": self.name, "workers": len(self.pids), "queued": 0}
-
+from tests.support.fakes import keyed_store
+from tests.support.fakes import FakeBuilder, FakePool
+from tests.support.handlers import HELLO
 
 class AdminAPITests(unittest.TestCase):
     def setUp(self):

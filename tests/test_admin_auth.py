@@ -6,7 +6,7 @@ import stat
 from twisted.trial import unittest
 
 from edgegw_tx.admin.auth import KeyRing, hash_key
-from tests.support import SynchronousReactor, make_store
+from tests.support.fakes import SynchronousReactor, make_store
 
 
 class KeyRingTests(unittest.TestCase):

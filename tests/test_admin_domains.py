@@ -15,8 +15,9 @@ from edgegw_tx.admin.domains import CollectionManager, DomainManager
 from edgegw_tx.admin.logs import LogBook
 from edgegw_tx.admin.manager import EndpointManager
 from edgegw_tx.gateway.routes import Match, MethodNotAllowed, NoRoute, RouteTable
-from tests.support import keyed_store
-from tests.test_admin_api import HELLO, FakeBuilder, FakePool
+from tests.support.fakes import keyed_store
+from tests.support.handlers import HELLO
+from tests.support.fakes import FakeBuilder, FakePool
 
 
 class CountingPool(FakePool):

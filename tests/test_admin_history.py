@@ -15,7 +15,7 @@ from edgegw_tx.admin.api import AdminAPI
 from edgegw_tx.admin.history import StatsHistory, median_ms
 from edgegw_tx.workers.pool import LATENCY_BOUNDS
 
-from .test_workers_pool import PoolTestCase
+from tests.support.workers import PoolTestCase
 
 
 def buckets(**counts):
@@ -166,7 +166,7 @@ class RouteTests(unittest.TestCase):
     """GET /api/stats/history through the API."""
 
     def setUp(self):
-        from tests.support import keyed_store
+        from tests.support.fakes import keyed_store
 
         keyed_store(self)
         self.manager = FakeManager({"e1": stats(served=4, latency=0.004, bucket_counts=buckets(b1=4))})

@@ -27,8 +27,9 @@ from edgegw_tx.admin.logs import LogBook
 from edgegw_tx.admin.manager import EndpointManager
 from edgegw_tx.admin.stubs import is_untouched_stub, rust_string, stub_code
 from edgegw_tx.gateway.routes import Match, RouteTable
-from tests.support import SynchronousReactor, make_store
-from tests.test_admin_api import HELLO, FakeBuilder, FakePool
+from tests.support.fakes import SynchronousReactor, make_store
+from tests.support.handlers import HELLO
+from tests.support.fakes import FakeBuilder, FakePool
 
 PETSTORE = """\
 openapi: 3.0.3
@@ -631,7 +632,7 @@ class ImportIntegrationTests(unittest.TestCase):
     @inlineCallbacks
     def test_stub_compiles_and_answers_501_through_the_gateway(self):
         """The stub of a hostile operationId compiles; GET through the gateway answers its 501 JSON."""
-        from tests.test_integration import SHARED_TARGET, GatewayHarness, _cargo_or_skip
+        from tests.support.harness import SHARED_TARGET, GatewayHarness, _cargo_or_skip
 
         cargo = _cargo_or_skip()
         os.makedirs(SHARED_TARGET, exist_ok=True)

@@ -15,7 +15,7 @@ from twisted.web.resource import Resource
 from edgegw_tx.admin.api import AdminAPI
 from edgegw_tx.admin.auth import FLUSH_INTERVAL, KeyRing
 from edgegw_tx.admin.throttle import AuthThrottle
-from tests.support import SynchronousReactor, make_store
+from tests.support.fakes import SynchronousReactor, make_store
 
 START = 1_000_000
 

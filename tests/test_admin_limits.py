@@ -12,7 +12,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 
 from edgegw_tx.admin.limits import admin_site
-from tests.test_http_conformance import WAIT, RawClient, parse_responses
+from tests.support.http import WAIT, RawClient, parse_responses
 
 
 class _Length(Resource):

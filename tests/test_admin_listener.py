@@ -19,7 +19,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from edgegw_tx.admin.limits import BODY_TIMEOUT, HEADER_TIMEOUT, admin_site
-from tests.test_http_conformance import WAIT, RawClient, parse_responses
+from tests.support.http import WAIT, RawClient, parse_responses
 
 HEAD = b"GET /api/x HTTP/1.1\r\nHost: admin\r\n"
 

@@ -35,7 +35,7 @@ from edgegw_tx.admin.probe import (
     check_test_request,
     client_endpoint,
 )
-from tests.support import keyed_store
+from tests.support.fakes import keyed_store
 
 
 class Echo(Resource):

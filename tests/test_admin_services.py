@@ -18,8 +18,10 @@ from edgegw_tx.admin.manager import EndpointManager
 from edgegw_tx.admin.services import ServiceManager
 from edgegw_tx.gateway.routes import RouteTable
 from edgegw_tx.store import SQLiteStore
-from tests.support import keyed_store, SynchronousReactor, make_store
-from tests.test_admin_api import HELLO, FakeBuilder, FakePool
+from tests.support.fakes import keyed_store, SynchronousReactor, make_store
+from tests.support.handlers import HELLO
+from tests.support.fakes import FakeBuilder, FakePool
+from tests.support.fakes import FakeRegistry
 
 MASK = "********"
 SECRET = "s3cret-pw"
@@ -31,57 +33,6 @@ def service_error(kind, message):
     from edgegw_tx.services.errors import ServiceError
 
     return ServiceError(kind, message)
-
-
-class FakeRegistry:
-    """Records every call of the ``ServiceRegistry`` interface; keeps bindings like it."""
-
-    def __init__(self, events=None):
-        self.events = events if events is not None else []
-        self.configured = {}
-        self.removed = []
-        self.bound = {}
-        self.handlers = {}
-        self.test_result = succeed({"latency_ms": 1.5})
-        self.tested = []
-        self.closed = False
-
-    def configure(self, service):
-        self.events.append(("configure", service["id"]))
-        self.configured[service["id"]] = json.loads(json.dumps(service))
-
-    def remove(self, service_id):
-        self.events.append(("remove", service_id))
-        self.removed.append(service_id)
-        self.configured.pop(service_id, None)
-        return succeed(None)
-
-    def bind(self, endpoint_id, pool_id, service_id):
-        self.events.append(("bind", endpoint_id, pool_id, service_id))
-        self.bound.setdefault(endpoint_id, {})[pool_id] = service_id
-
-    def unbind(self, endpoint_id, pool_id):
-        self.events.append(("unbind", endpoint_id, pool_id))
-        self.bound.get(endpoint_id, {}).pop(pool_id, None)
-
-    def bindings(self, endpoint_id):
-        return dict(self.bound.get(endpoint_id, {}))
-
-    def call_handler(self, endpoint_id):
-        def handler(frame):
-            return succeed({"ok": True, "data": None})
-
-        self.handlers[endpoint_id] = handler
-        return handler
-
-    def test(self, service):
-        self.tested.append(service)
-        return self.test_result
-
-    def close(self):
-        self.events.append(("close",))
-        self.closed = True
-        return succeed(None)
 
 
 class ServiceAPITests(unittest.TestCase):

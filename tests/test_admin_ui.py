@@ -25,7 +25,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
-from tests.test_integration import SHARED_TARGET, GatewayHarness, _cargo_or_skip
+from tests.support.harness import SHARED_TARGET, GatewayHarness, _cargo_or_skip
 
 CHROMIUM = os.environ.get("EDGEGW_CHROMIUM", "/usr/bin/chromium")
 # Seconds the browser waits for the slow steps (a cold cargo build, a worker start).

@@ -15,7 +15,7 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from edgegw_tx.admin.api import AdminAPI
 from edgegw_tx.admin.ui import CONTENT_SECURITY_POLICY, UI_DIRECTORY, AdminUI, load_files
-from tests.support import keyed_store
+from tests.support.fakes import keyed_store
 
 
 class ServingTests(unittest.TestCase):

@@ -22,7 +22,7 @@ from edgegw_tx.build.cargo import CompileFailed
 from edgegw_tx.gateway.routes import RouteTable
 from edgegw_tx.runtime import pool_options
 from edgegw_tx.tap import Options
-from tests.support import SynchronousReactor, make_store
+from tests.support.fakes import SynchronousReactor, make_store
 
 CODE = """use rust_edge_gateway_sdk::prelude::*;
 

@@ -5,114 +5,19 @@ The fake records every ``spawnProcess`` (argv, env, cwd) and lets the test play
 the child: feed stdout, end it with an exit code or a signal.
 """
 
-import json
 import os
 import stat
 import tomllib
 from pathlib import Path
 
-from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from edgegw_tx.build import Builder, BuildResult, CargoNotFound, CompileFailed
 from edgegw_tx.build.builder import EMPTY_CODE_MESSAGE
 from edgegw_tx.build.cargo import BuildError
 
-from .support import SynchronousReactor
-from .test_build_cargo import BROKEN, RESOLVE_STDERR, WARN
-
-HELLO = """\
-use rust_edge_gateway_sdk::prelude::*;
-
-fn handle(req: Request) -> Response {
-    Response::ok(json!({"message": "Hello, World!", "path": req.path, "method": req.method}))
-}
-
-handler_loop!(handle);
-"""
-
-TOOLCHAIN = b"""\
-rustc 1.95.0 (59807616e 2026-04-14)
-binary: rustc
-commit-hash: 59807616e1fa2540724bfbac14d7976d7e4a3860
-commit-date: 2026-04-14
-host: x86_64-unknown-linux-gnu
-release: 1.95.0
-LLVM version: 22.1.2
-"""
-
-
-class FakeChild:
-    """A spawned process: what it was started with, and controls to play it."""
-
-    pid = 4242
-
-    def __init__(self, proto, executable, args, env, path):
-        self.proto = proto
-        self.executable = executable
-        self.args = list(args)
-        self.env = dict(env)
-        self.path = path
-        self.signals = []
-        self.stdin_closed = False
-
-    # the IProcessTransport the protocol sees
-    def closeStdin(self):
-        self.stdin_closed = True
-
-    def signalProcess(self, signal):
-        self.signals.append(signal)
-
-    # the test's controls
-    def out(self, data):
-        for line in data.splitlines(keepends=True):
-            self.proto.childDataReceived(1, line)
-
-    def err(self, data):
-        self.proto.childDataReceived(2, data)
-
-    def exit(self, code=0):
-        reason = ProcessDone(0) if code == 0 else ProcessTerminated(exitCode=code)
-        self.proto.processEnded(Failure(reason))
-
-    def killed(self, signal=9):
-        self.proto.processEnded(Failure(ProcessTerminated(signal=signal)))
-
-
-class ProcessReactor(SynchronousReactor):
-    """A memory reactor and clock that records child processes instead of starting them."""
-
-    def __init__(self):
-        super().__init__()
-        self.children = []
-
-    def spawnProcess(self, processProtocol, executable, args=(), env={}, path=None, uid=None, gid=None, usePTY=0, childFDs=None):
-        child = FakeChild(processProtocol, executable, args, env, path)
-        self.children.append(child)
-        processProtocol.makeConnection(child)
-        return child
-
-
-def artifact_line(package, executable):
-    """A compiler-artifact message for the handler binary, shaped like cargo's."""
-    return json.dumps(
-        {
-            "reason": "compiler-artifact",
-            "target": {"kind": ["bin"], "name": package},
-            "executable": executable,
-            "fresh": False,
-        }
-    ).encode() + b"\n"
-
-
-def executable(path, content=b"\x7fELF fake handler"):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(content)
-    os.chmod(path, 0o755)
-    return path
-
+from tests.support.builds import BROKEN, RESOLVE_STDERR, WARN
+from tests.support.builds import HELLO, TOOLCHAIN, ProcessReactor, artifact_line, executable
 
 class BuilderTestCase(SynchronousTestCase):
     """Builds a Builder over a temp data dir, a fake SDK and fake cargo/rustc files."""

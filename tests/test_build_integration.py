@@ -17,7 +17,7 @@ from edgegw_tx.build import Builder, CargoNotFound, CompileFailed
 from edgegw_tx.build.cargo import find_cargo
 from edgegw_tx.workers.pool import WorkerPool
 
-from .test_build_builder import HELLO
+from tests.support.builds import HELLO
 
 REPO = Path(__file__).resolve().parents[1]
 SDK = REPO / "rust_sdk"

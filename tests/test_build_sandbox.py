@@ -32,7 +32,7 @@ from edgegw_tx.build.sandbox import (
     resolve_build_user,
 )
 
-from .test_build_builder import HELLO, TOOLCHAIN, ProcessReactor, artifact_line, executable
+from tests.support.builds import HELLO, TOOLCHAIN, ProcessReactor, artifact_line, executable
 
 REPO = Path(__file__).resolve().parents[1]
 SDK = REPO / "rust_sdk"

@@ -26,8 +26,9 @@ from edgegw_tx.admin.auth import KeyRing
 from edgegw_tx.admin.logs import LogBook
 from edgegw_tx.admin.manager import EndpointManager
 from edgegw_tx.gateway.routes import RouteTable
-from tests.support import SynchronousReactor, make_store
-from tests.test_admin_api import HELLO, FakeBuilder, FakePool
+from tests.support.fakes import SynchronousReactor, make_store
+from tests.support.handlers import HELLO
+from tests.support.fakes import FakeBuilder, FakePool
 
 GOODBYE = HELLO.replace("Hello, World!", "Goodbye!")
 BROKEN = "fn handle() {}\n"

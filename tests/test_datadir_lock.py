@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial import unittest
 
 from edgegw_tx.datadir_lock import LOCK_NAME, DataDirInUse, DataDirLock
-from tests.test_integration import ROOT, _Collect
+from tests.support.harness import ROOT, _Collect
 
 
 class DataDirLockTests(unittest.TestCase):
@@ -163,7 +163,7 @@ class TwoGatewaysTests(unittest.TestCase):
     def test_second_twistd_refuses_naming_the_first(self):
         """The second twistd exits 1 with one line naming the first one's pid and no
         traceback, before it listens; the first keeps serving."""
-        from tests.support_hardening import TwistdGateway, _twistd
+        from tests.support.hardening import TwistdGateway, _twistd
 
         data_dir = os.path.abspath(self.mktemp())
         first = TwistdGateway(self, data_dir)
@@ -197,8 +197,8 @@ class RuntimeTests(unittest.TestCase):
 
     def make_runtime(self, data_dir: str):
         from edgegw_tx.runtime import GatewayRuntime
-        from tests.support import SynchronousReactor
-        from tests.test_admin_services import FakeRegistry
+        from tests.support.fakes import SynchronousReactor
+        from tests.support.fakes import FakeRegistry
 
         fake = SynchronousReactor()
         runtime = GatewayRuntime(
@@ -245,7 +245,7 @@ class SeveralProcessesTests(unittest.TestCase):
     @inlineCallbacks
     def test_data_plane_processes_hold_no_lock(self):
         """The lock file names the control process, which has it open; its data-plane children do not."""
-        from tests.support_hardening import TwistdGateway
+        from tests.support.hardening import TwistdGateway
 
         data_dir = os.path.abspath(self.mktemp())
         gateway = TwistdGateway(self, data_dir, extra=["--processes", "2"])

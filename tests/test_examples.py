@@ -8,7 +8,7 @@ import re
 
 from twisted.internet.defer import inlineCallbacks
 
-from tests.test_integration import ROOT, GatewayTestCase
+from tests.support.harness import ROOT, GatewayTestCase
 
 EXAMPLES = os.path.join(ROOT, "docs", "examples")
 

@@ -28,7 +28,7 @@ from edgegw_tx.workers.framing import (
     encode_frame,
 )
 from edgegw_tx.workers.process import KILLED, READY, WorkerProcess
-from tests.test_workers_process import READY_FRAME, FakeProcess
+from tests.support.workers import READY_FRAME, FakeProcess
 
 # Modest counts: the whole module runs in a few seconds.
 PROPERTIES = settings(

@@ -10,8 +10,8 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
-from tests.test_http_conformance import RawClient, parse_responses
-from tests.test_integration import GatewayTestCase
+from tests.support.http import RawClient, parse_responses
+from tests.support.harness import GatewayTestCase
 
 # Answers the status in the path with a body naming what it saw; ?date=
 # sets a Date header of its own.

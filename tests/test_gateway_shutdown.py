@@ -19,7 +19,7 @@ from edgegw_tx.gateway.http import GatewayHTTPFactory
 from edgegw_tx.gateway.listening import DrainingServerService, drain_accept_queue
 from edgegw_tx.gateway.routes import RouteTable
 from edgegw_tx.paths import parse_pattern
-from tests.test_http_conformance import EchoTarget
+from tests.support.http import EchoTarget
 
 REQUEST = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"
 

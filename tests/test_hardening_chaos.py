@@ -18,24 +18,8 @@ from twisted.internet.defer import gatherResults, inlineCallbacks, returnValue
 from twisted.internet.error import ConnectError, TimeoutError
 from twisted.logger import Logger
 
-from tests.support_hardening import (
-    ClosedWithoutAnswer,
-    HardeningTestCase,
-    TwistdGateway,
-    alive,
-    children,
-    connect,
-    fds,
-    get_bytes,
-    one_request,
-    pause,
-    port_of,
-    proc_stat,
-    processes_under,
-    wait_for,
-    worker_in,
-)
-from tests.test_integration import HELLO
+from tests.support.hardening import ClosedWithoutAnswer, HardeningTestCase, TwistdGateway, alive, children, connect, fds, get_bytes, one_request, pause, port_of, proc_stat, processes_under, wait_for, worker_in
+from tests.support.handlers import HELLO
 
 log = Logger(namespace="edgegw.tests.hardening")
 

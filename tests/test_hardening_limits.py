@@ -13,9 +13,9 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
-from tests.support_hardening import TwistdGateway
-from tests.test_http_conformance import RawClient, parse_responses
-from tests.test_integration import GatewayTestCase
+from tests.support.hardening import TwistdGateway
+from tests.support.http import RawClient, parse_responses
+from tests.support.harness import GatewayTestCase
 
 WAIT = 20
 

@@ -18,15 +18,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import gatherResults, inlineCallbacks, returnValue
 from twisted.logger import Logger
 
-from tests.support_hardening import (
-    HardeningTestCase,
-    TwistdGateway,
-    children,
-    processes_under,
-    rss_kib,
-    wait_for,
-    worker_in,
-)
+from tests.support.hardening import HardeningTestCase, TwistdGateway, children, processes_under, rss_kib, wait_for, worker_in
 
 log = Logger(namespace="edgegw.tests.hardening")
 

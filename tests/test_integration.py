@@ -10,33 +10,19 @@ import json
 import os
 import shutil
 import signal
-import socket
 import stat
 import sys
 
 import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks, returnValue
-from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 from twisted.trial import unittest
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from edgegw_tx.build.cargo import CargoNotFound, find_cargo
 from edgegw_tx.runtime import GatewayRuntime
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SDK = os.path.join(ROOT, "rust_sdk")
-SHARED_TARGET = os.path.join(ROOT, ".cache", "test-target")
-
-HELLO = """use rust_edge_gateway_sdk::prelude::*;
-
-fn handle(req: Request) -> Response {
-    Response::ok(json!({"message": "Hello, World!", "path": req.path, "method": req.method}))
-}
-
-handler_loop!(handle);
-"""
+from tests.support.harness import ROOT, SDK, SHARED_TARGET, GatewayHarness, GatewayTestCase, _Collect, _free_port
+from tests.support.handlers import HELLO
 
 MISBEHAVING = """use rust_edge_gateway_sdk::prelude::*;
 
@@ -85,111 +71,6 @@ async fn handle(req: Request) -> Response {
 
 handler_loop_async!(handle);
 """
-
-
-def _cargo_or_skip():
-    try:
-        return find_cargo(None)
-    except CargoNotFound as e:
-        raise unittest.SkipTest(str(e))
-
-
-class GatewayHarness:
-    """Start and stop a GatewayRuntime, and talk to it over real HTTP."""
-
-    def __init__(self, test_case, data_dir, cargo, **runtime_options):
-        self.test_case = test_case
-        self.data_dir = data_dir
-        self.cargo = cargo
-        self.runtime_options = runtime_options  # more GatewayRuntime arguments
-        self.pool = HTTPConnectionPool(reactor, persistent=False)
-        self.http = treq.client.HTTPClient(Agent(reactor, pool=self.pool))
-
-    @inlineCallbacks
-    def start(self):
-        self.runtime = GatewayRuntime(
-            self.data_dir,
-            "tcp:0:interface=127.0.0.1",
-            "tcp:0:interface=127.0.0.1",
-            sdk_path=SDK,
-            cargo=self.cargo,
-            build_target_dir=SHARED_TARGET,
-            **self.runtime_options,
-        )
-        yield self.runtime.startService()
-        data, admin = yield self.runtime.ports()
-        self.base = "http://127.0.0.1:%d" % data.getHost().port
-        self.api = "http://127.0.0.1:%d/api" % admin.getHost().port
-        with open(os.path.join(self.data_dir, "admin.key")) as f:
-            self.key = f.read().strip()
-
-    def stop(self):
-        return self.runtime.stopService()
-
-    @inlineCallbacks
-    def call(self, method, path, body=None):
-        response = yield self.http.request(
-            method,
-            self.api + path,
-            data=json.dumps(body).encode() if body is not None else None,
-            headers={"Authorization": "Bearer " + self.key},
-        )
-        document = yield response.json()
-        returnValue((response.code, document))
-
-    @inlineCallbacks
-    def get(self, path):
-        response = yield self.http.get(self.base + path)
-        content = yield response.content()
-        returnValue((response, content))
-
-    @inlineCallbacks
-    def request(self, method, path, **kwargs):
-        """A request to the data plane: (response, body bytes)."""
-        response = yield self.http.request(method, self.base + path, **kwargs)
-        content = yield response.content()
-        returnValue((response, content))
-
-    @inlineCallbacks
-    def deploy(self, name, path, code, method="GET", **settings):
-        code_, created = yield self.call(
-            "POST",
-            "/endpoints",
-            {"name": name, "path": path, "method": method, "code": code, "settings": settings},
-        )
-        self.test_case.assertEqual(code_, 201, created)
-        endpoint_id = created["data"]["id"]
-        status, compiled = yield self.call("POST", "/endpoints/%s/compile" % endpoint_id)
-        self.test_case.assertEqual(status, 200, compiled)
-        status, started = yield self.call("POST", "/endpoints/%s/start" % endpoint_id)
-        self.test_case.assertEqual(status, 200, started)
-        returnValue(started["data"])
-
-
-class GatewayTestCase(unittest.TestCase):
-    """
-    A real gateway per test in ``self.gateway``; skipped when there is no cargo.
-    ``runtime_options``: more GatewayRuntime arguments.
-    """
-
-    timeout = 600
-    runtime_options = {}
-
-    @inlineCallbacks
-    def setUp(self):
-        cargo = _cargo_or_skip()
-        os.makedirs(SHARED_TARGET, exist_ok=True)
-        self.gateway = GatewayHarness(
-            self, os.path.abspath(self.mktemp()), cargo, **self.runtime_options
-        )
-        yield self.gateway.start()
-        self.addCleanup(lambda: self.gateway.stop())
-
-    @inlineCallbacks
-    def json_request(self, method, path, **kwargs):
-        """A data-plane request whose answer is JSON (or empty): (response, decoded body)."""
-        response, content = yield self.gateway.request(method, path, **kwargs)
-        returnValue((response, json.loads(content) if content else None))
 
 
 class GatewayIntegrationTests(GatewayTestCase):
@@ -381,24 +262,6 @@ class StartingTests(unittest.TestCase):
         yield started
         got = yield statuses()
         self.assertEqual(got, (200, 200, 404, None))
-
-
-class _Collect(ProcessProtocol):
-    def __init__(self, ended):
-        self.ended = ended
-        self.output = b""
-
-    def childDataReceived(self, fd, data):
-        self.output += data
-
-    def processEnded(self, reason):
-        self.ended.callback((reason.value.exitCode, reason.value.signal))
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class TwistdPluginTests(unittest.TestCase):

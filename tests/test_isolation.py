@@ -28,140 +28,8 @@ from edgegw_tx.admin.validation import (
 from edgegw_tx.workers import isolation
 from edgegw_tx.workers import isolation as isolation_module
 from edgegw_tx.workers.isolation import Isolation, IsolationError, WorkerUser
-from tests.support_hardening import with_launcher_pid, worker_in
-from tests.test_integration import GatewayTestCase
-
-# One binary for every test: what it does depends on the last path segment.
-PROBE = r"""use rust_edge_gateway_sdk::prelude::*;
-use std::os::unix::process::CommandExt;
-
-fn pause_forever() -> ! {
-    loop {
-        unsafe { libc::pause(); }
-    }
-}
-
-/// Which worker this is, as the tests can tell from outside: the inode of its pid namespace.
-fn worker_id() -> u64 {
-    let link = std::fs::read_link("/proc/self/ns/pid").unwrap();
-    link.to_string_lossy().trim_start_matches("pid:[").trim_end_matches(']').parse().unwrap()
-}
-
-fn handle(req: Request) -> Response {
-    let what = req.path_param("what").cloned().unwrap_or_default();
-    match what.as_str() {
-        // Reserve `mb` MiB of address space and touch it once.
-        "alloc" => {
-            let mb: usize = req.query_param_as("mb").unwrap_or(2048);
-            let mut block: Vec<u8> = Vec::with_capacity(mb * 1024 * 1024);
-            block.push(1);
-            Response::ok(json!({"allocated_mb": mb, "first": block[0]}))
-        }
-        // A grandchild that keeps every descriptor of the worker (its frame
-        // pipes included: fork copies close-on-exec ones too) and sleeps.
-        "fork" => {
-            let pid = unsafe { libc::fork() };
-            if pid == 0 {
-                pause_forever();
-            }
-            Response::ok(json!({"grandchild": pid}))
-        }
-        // Fork until the kernel says no.
-        "forkbomb" => {
-            let mut forked = 0u32;
-            let errno = loop {
-                let pid = unsafe { libc::fork() };
-                if pid == 0 {
-                    pause_forever();
-                }
-                if pid < 0 {
-                    break std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-                }
-                forked += 1;
-                if forked >= 5000 {
-                    break 0;
-                }
-            };
-            Response::ok(json!({"forked": forked, "errno": errno}))
-        }
-        "spin" => loop { std::hint::spin_loop() },
-        // Try to read a file or list a directory given as ?path=.
-        "read" => {
-            let path = req.query_param("path").cloned().unwrap_or_default();
-            let outcome = if req.query_param("list").is_some() {
-                std::fs::read_dir(&path).map(|entries| entries.count())
-            } else {
-                std::fs::read(&path).map(|bytes| bytes.len())
-            };
-            match outcome {
-                Ok(n) => Response::ok(json!({"ok": n})),
-                Err(e) => Response::ok(json!({"error": format!("{:?}", e.kind())})),
-            }
-        }
-        // Write ?path= (a file).
-        "write" => {
-            let path = req.query_param("path").cloned().unwrap_or_default();
-            match std::fs::write(&path, b"written by another endpoint") {
-                Ok(()) => Response::ok(json!({"ok": true})),
-                Err(e) => Response::ok(json!({"error": format!("{:?}", e.kind())})),
-            }
-        }
-        // Send SIGSTOP to ?pid=: 0 or the errno.
-        "stop" => {
-            let pid: i32 = req.query_param_as("pid").unwrap_or(0);
-            let result = unsafe { libc::kill(pid, libc::SIGSTOP) };
-            let errno = if result == 0 { 0 } else { std::io::Error::last_os_error().raw_os_error().unwrap_or(0) };
-            Response::ok(json!({"errno": errno}))
-        }
-        // Connect to ?addr= (host:port) over TCP.
-        "connect" => {
-            let addr: std::net::SocketAddr = req.query_param("addr").and_then(|a| a.parse().ok()).unwrap();
-            match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)) {
-                Ok(_) => Response::ok(json!({"connected": true})),
-                Err(e) => Response::ok(json!({"error": format!("{:?}", e.kind())})),
-            }
-        }
-        // Leave children behind: `setsid -f sleep <marker>`, and a double fork
-        // whose grandchild calls setsid() itself.
-        "orphans" => {
-            let marker = req.query_param("marker").cloned().unwrap_or_default();
-            let spawned = std::process::Command::new("setsid").args(["-f", "sleep", &marker]).status();
-            let pid = unsafe { libc::fork() };
-            if pid == 0 {
-                unsafe {
-                    if libc::fork() == 0 {
-                        libc::setsid();
-                        let _ = std::process::Command::new("sleep").arg(&marker).exec();
-                    }
-                    libc::_exit(0);
-                }
-            }
-            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-            Response::ok(json!({"setsid": spawned.map(|s| s.success()).unwrap_or(false)}))
-        }
-        // Who and where it is: uid, the pids it can see in /proc, its pid namespace.
-        "who" => {
-            let visible: Vec<u32> = std::fs::read_dir("/proc")
-                .unwrap()
-                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .collect();
-            let ns = std::fs::read_link("/proc/self/ns/pid").unwrap().to_string_lossy().into_owned();
-            Response::ok(json!({
-                "uid": unsafe { libc::getuid() },
-                "gid": unsafe { libc::getgid() },
-                "visible": visible,
-                "pid_namespace": ns,
-                "own_pid": std::process::id(),
-            }))
-        }
-        _ => Response::ok(json!({"pid": worker_id()})),
-    }
-}
-
-handler_loop!(handle);
-"""
-
-PROBE_DEPENDENCIES = {"libc": "0.2"}
+from tests.support.hardening import worker_in
+from tests.support.isolation import IsolationTestCase, kill_group_later
 
 RESOURCE_ROWS = {
     "memory_mb": "Max address space",
@@ -248,18 +116,6 @@ def unused_uid():
     raise unittest.SkipTest("no free uid for a private worker user")
 
 
-def kill_group_later(test_case, pgid):
-    """Cleanup: nothing of group ``pgid`` survives the test, whatever it asserted."""
-
-    def kill():
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-    test_case.addCleanup(kill)
-
-
 @inlineCallbacks
 def eventually(predicate, timeout=5.0):
     """Poll ``predicate`` every 20 ms until true; its last value."""
@@ -277,32 +133,6 @@ def needs_root():
 
 
 # -- real workers ----------------------------------------------------------------
-
-
-class IsolationTestCase(GatewayTestCase):
-    """A real gateway, and the probe handler deployed on it."""
-
-    @inlineCallbacks
-    def deploy_probe(self, name, **settings):
-        settings.setdefault("dependencies", PROBE_DEPENDENCIES)
-        settings.setdefault("min_instances", 1)
-        settings.setdefault("max_instances", 1)
-        started = yield self.gateway.deploy(name, "/%s/{what}" % name, PROBE, **settings)
-        [pid] = started["pids"]
-        kill_group_later(self, pid)
-        returnValue((started, pid))
-
-    @inlineCallbacks
-    def get_json(self, path):
-        """GET on the data plane: (status, body), a handler's C{pid} (its pid namespace) as the gateway's pid."""
-        response, body = yield self.json_request("GET", path)
-        returnValue((response.code, with_launcher_pid(body)))
-
-    @inlineCallbacks
-    def stop_endpoint(self, endpoint_id):
-        code, document = yield self.gateway.call("POST", "/endpoints/%s/stop" % endpoint_id)
-        self.assertEqual(code, 200, document)
-        returnValue(document["data"])
 
 
 class WorkerProcessTests(IsolationTestCase):
@@ -849,8 +679,8 @@ class WorkerUidStoreTests(unittest.TestCase):
     """The store's record of each endpoint's worker uid (schema 5)."""
 
     def setUp(self):
-        from tests.support import make_store
-        from tests.test_store import endpoint
+        from tests.support.fakes import make_store
+        from tests.support.fakes import endpoint
 
         self.store = make_store(self)
         for n in (1, 2, 3):
@@ -954,8 +784,8 @@ class ManagerUidTests(unittest.TestCase):
         from edgegw_tx.admin.logs import LogBook
         from edgegw_tx.admin.manager import EndpointManager
         from edgegw_tx.gateway.routes import RouteTable
-        from tests.support import SynchronousReactor, make_store
-        from tests.test_admin_api import FakeBuilder
+        from tests.support.fakes import SynchronousReactor, make_store
+        from tests.support.fakes import FakeBuilder
 
         reactor = SynchronousReactor()
         self.store = make_store(self, reactor)

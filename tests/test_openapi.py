@@ -72,8 +72,9 @@ from edgegw_tx.admin.api import AdminAPI
 from edgegw_tx.admin.openapi import DOCUMENT, DOCUMENT_JSON
 from edgegw_tx.admin.throttle import AuthThrottle
 from edgegw_tx.runtime import GatewayRuntime
-from tests.test_integration import HELLO, ROOT, SDK, SHARED_TARGET, GatewayHarness, _cargo_or_skip
-from tests.support import StubResolver
+from tests.support.handlers import HELLO
+from tests.support.harness import ROOT, SDK, SHARED_TARGET, GatewayHarness, _cargo_or_skip
+from tests.support.fakes import StubResolver
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 
@@ -280,7 +281,7 @@ class FoundBySchemathesisTests(unittest.TestCase):
         from edgegw_tx.admin.logs import LogBook
         from edgegw_tx.admin.manager import EndpointManager
         from edgegw_tx.gateway.routes import RouteTable
-        from tests.support import SynchronousReactor, make_store
+        from tests.support.fakes import SynchronousReactor, make_store
 
         reactor_ = SynchronousReactor()
         store = make_store(self, reactor_)

@@ -21,9 +21,10 @@ from edgegw_tx.gateway.routes import Match, NoRoute, RouteTable
 from edgegw_tx.processes import MirroredRegistry, MirroredRoutes, PoolProxy, ProcessGroup
 from edgegw_tx.runtime import pool_options
 from edgegw_tx.services.registry import ServiceRegistry
-from tests.support import keyed_store
-from tests.support_processes import LoopbackReactor
-from tests.test_admin_api import HELLO, FakeBuilder
+from tests.support.fakes import keyed_store
+from tests.support.processes import LoopbackReactor
+from tests.support.handlers import HELLO
+from tests.support.fakes import FakeBuilder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

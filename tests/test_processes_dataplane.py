@@ -15,7 +15,7 @@ from twisted.trial import unittest
 from edgegw_tx.gateway.routes import Match, NoRoute, RouteTable
 from edgegw_tx.processes.accept import ACCEPT_PAUSE_MAX, ACCEPT_PAUSE_STEP, BalancedAccept
 from edgegw_tx.processes.dataplane import DataPlane
-from tests.support_processes import FakeRegistry, FakeWorkerPool
+from tests.support.processes import FakeRegistry, FakeWorkerPool
 
 
 class FakeFront:

@@ -15,7 +15,7 @@ from twisted.trial import unittest
 from edgegw_tx.processes.group import LISTEN_FD, NotSharable, ProcessGroup, check_sharable
 from edgegw_tx.processes.proxies import PoolProxy
 from edgegw_tx.processes.state import PlaneState
-from tests.support_processes import LoopbackReactor
+from tests.support.processes import LoopbackReactor
 
 
 def logged(test_case):

@@ -24,9 +24,10 @@ from twisted.internet.task import deferLater
 from twisted.trial import unittest
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from tests.support_hardening import alive, proc_stat
-from tests.support_hardening import children as proc_children
-from tests.test_integration import HELLO, ROOT, SHARED_TARGET, _cargo_or_skip, _Collect
+from tests.support.hardening import alive, proc_stat
+from tests.support.hardening import children as proc_children
+from tests.support.handlers import HELLO
+from tests.support.harness import ROOT, SHARED_TARGET, _cargo_or_skip, _Collect
 
 VERSIONED = """use rust_edge_gateway_sdk::prelude::*;
 

@@ -16,7 +16,7 @@ from edgegw_tx.processes.group import ProcessGroup
 from edgegw_tx.processes.proxies import MirroredRegistry, MirroredRoutes, PoolProxy
 from edgegw_tx.services.config import ConfigError
 from edgegw_tx.services.registry import ServiceRegistry
-from tests.support_processes import LoopbackReactor
+from tests.support.processes import LoopbackReactor
 
 
 class ProxyTestCase(unittest.TestCase):

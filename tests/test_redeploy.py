@@ -20,7 +20,7 @@ from twisted.internet.task import deferLater
 from twisted.trial import unittest
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from tests.test_integration import SHARED_TARGET, GatewayHarness, _cargo_or_skip
+from tests.support.harness import SHARED_TARGET, GatewayHarness, _cargo_or_skip
 
 VERSIONED = """use rust_edge_gateway_sdk::prelude::*;
 

@@ -12,15 +12,8 @@ import uuid
 from twisted.internet.defer import inlineCallbacks, returnValue
 from twisted.trial import unittest
 
-from tests.test_integration import ROOT, GatewayTestCase
-
-EXAMPLES = os.path.join(ROOT, "docs", "examples", "services")
-
-
-def example(name):
-    with open(os.path.join(EXAMPLES, name + ".rs")) as f:
-        return f.read()
-
+from tests.support.harness import GatewayTestCase
+from tests.support.handlers import EXAMPLES, example
 
 def _reachable(port):
     try:

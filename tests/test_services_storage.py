@@ -16,7 +16,7 @@ from edgegw_tx.services.errors import ServiceError
 from edgegw_tx.services.registry import ServiceRegistry
 from edgegw_tx.services.storage import StorageConnector, check_key, check_prefix
 
-from .support import SynchronousReactor
+from tests.support.fakes import SynchronousReactor
 
 
 def b64(data):

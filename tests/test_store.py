@@ -3,26 +3,8 @@
 from twisted.trial import unittest
 
 from edgegw_tx.store import Conflict
-from tests.support import make_store
-
-
-def endpoint(**overrides):
-    record = {
-        "id": "e1",
-        "name": "hello",
-        "path": "/hello",
-        "path_shape": "/hello",
-        "method": "GET",
-        "domain": "*",
-        "code": "fn main() {}",
-        "enabled": True,
-        "settings": {"instances": 1, "timeout": 30.0, "env": {}},
-        "status": "created",
-        "created_at": "2026-01-01T00:00:00+00:00",
-        "updated_at": "2026-01-01T00:00:00+00:00",
-    }
-    record.update(overrides)
-    return record
+from tests.support.fakes import make_store
+from tests.support.fakes import endpoint
 
 
 class EndpointStoreTests(unittest.TestCase):
@@ -87,7 +69,7 @@ class EndpointStoreTests(unittest.TestCase):
     def test_reopen_keeps_data(self):
         """Data written survives closing and reopening the file."""
         from edgegw_tx.store import SQLiteStore
-        from tests.support import SynchronousReactor
+        from tests.support.fakes import SynchronousReactor
 
         self.successResultOf(self.store.create_endpoint(endpoint()))
         self.store.close()
@@ -217,7 +199,7 @@ class ServiceStoreTests(unittest.TestCase):
 
         from edgegw_tx.store import SQLiteStore
         from edgegw_tx.store.sqlite import _SCHEMA, SCHEMA_VERSION
-        from tests.support import SynchronousReactor
+        from tests.support.fakes import SynchronousReactor
 
         path = os.path.join(self.mktemp(), "old.sqlite3")
         os.makedirs(os.path.dirname(path))

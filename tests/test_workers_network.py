@@ -32,9 +32,10 @@ from twisted.trial import unittest
 from zope.interface import implementer
 
 from edgegw_tx.workers import network
-from tests.support import StubResolver
-from tests.test_isolation import PROBE as HANDLER_PROBE
-from tests.test_isolation import PROBE_DEPENDENCIES, IsolationTestCase
+from tests.support.fakes import StubResolver
+from tests.support.handlers import PROBE as HANDLER_PROBE
+from tests.support.handlers import PROBE_DEPENDENCIES
+from tests.support.isolation import IsolationTestCase
 from edgegw_tx.workers.network import (
     BLOCKED_RANGES,
     MAX_ALLOWED,
@@ -688,7 +689,7 @@ class EndpointTests(_WithInternet, IsolationTestCase):
     @inlineCallbacks
     def test_service_calls_work_whatever_the_policy(self) -> Any:
         """The notes example on a SQLite service works with "outbound": service calls go over the pipes."""
-        from tests.test_service_examples import example
+        from tests.support.handlers import example
 
         code, db = yield self.gateway.call("POST", "/services", {"name": "notes-db", "service_type": "sqlite", "config": {}})
         self.assertEqual(code, 201, db)

@@ -6,7 +6,6 @@ processes, no real time.
 import random
 
 from twisted.internet.defer import CancelledError
-from twisted.trial import unittest
 
 from edgegw_tx.errors import (
     Overloaded,
@@ -16,41 +15,9 @@ from edgegw_tx.errors import (
     WorkerCrashed,
 )
 from edgegw_tx.workers.framing import encode_frame
-from edgegw_tx.workers.pool import WorkerPool
 
-from .test_workers_process import READY_FRAME, FakeProcessReactor
-
-
-class PoolTestCase(unittest.TestCase):
-    """Helpers: a fake process reactor and pools on it."""
-
-    def setUp(self):
-        self.reactor = FakeProcessReactor()
-        self.lines = []
-
-    def pool(self, **kwargs):
-        kwargs.setdefault("reactor", self.reactor)
-        kwargs.setdefault("log", lambda stream, line: self.lines.append((stream, line)))
-        return WorkerPool("hello", ["/srv/handler", "-v"], **kwargs)
-
-    def started(self, **kwargs):
-        """A pool whose workers all sent ready."""
-        pool = self.pool(**kwargs)
-        d = pool.start()
-        for process in self.reactor.processes:
-            process.send(READY_FRAME)
-        self.successResultOf(d)
-        return pool
-
-    def requests(self, process):
-        return [f for f in process.frames() if f["type"] == "request"]
-
-    def respond(self, process, status=200):
-        """The worker answers the last request it was sent."""
-        request = self.requests(process)[-1]
-        process.send({"type": "response", "id": request["id"], "status": status,
-                      "headers": {}, "body": request.get("path")})
-
+from tests.support.workers import READY_FRAME
+from tests.support.workers import PoolTestCase
 
 
 class PoolTests(PoolTestCase):

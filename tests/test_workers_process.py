@@ -1,20 +1,19 @@
 """
-Tests for L{edgegw_tx.workers.process}, and the fake process transport and
-reactor the pool tests share.
+Tests for L{edgegw_tx.workers.process} (its fake transport and reactor are in
+tests/support/workers.py).
 """
 
 import fcntl
-import itertools
 import os
 
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
+from twisted.internet.error import ProcessDone
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from edgegw_tx.errors import ProtocolViolation, WorkerCrashed
-from edgegw_tx.workers.framing import GATEWAY_FRAME_TYPES, FrameProtocol, encode_frame
+from edgegw_tx.workers.framing import encode_frame
 from edgegw_tx.workers.process import (
     ENDED,
     KILLED,
@@ -24,122 +23,7 @@ from edgegw_tx.workers.process import (
     STOPPING,
     WorkerProcess,
 )
-
-READY_FRAME = {"type": "ready", "protocol": 1, "sdk": "0.1.0"}
-
-
-class FakeProcess:
-    """
-    The parts of L{IProcessTransport} a L{WorkerProcess} uses, recording what
-    it is asked to do; the test plays the child with L{send}, L{stderr} and
-    L{exit}.
-    """
-
-    def __init__(self, proto, pid=4242, argv=(), env=None, path=None, childFDs=None):
-        self.proto = proto
-        self.pid = pid
-        self.argv = list(argv)
-        self.env = env
-        self.path = path
-        self.childFDs = childFDs
-        self.written = bytearray()
-        self.signals = []
-        self.stdin_closed = False
-        self.lost = False
-
-    # IProcessTransport
-
-    def write(self, data):
-        self.written += data
-
-    def closeStdin(self):
-        self.stdin_closed = True
-
-    def loseConnection(self):
-        self.lost = True
-
-    def signalProcess(self, signal):
-        if self.pid is None:
-            raise ProcessExitedAlready()
-        self.signals.append(signal)
-
-    # the test's side
-
-    def frames(self):
-        """The frames the gateway wrote to the child's stdin so far."""
-        frames = []
-        FrameProtocol(frames.append, self.fail_parse, types=GATEWAY_FRAME_TYPES).dataReceived(
-            bytes(self.written)
-        )
-        return frames
-
-    @staticmethod
-    def fail_parse(problem):
-        raise AssertionError(problem)
-
-    def send(self, frame):
-        """The child writes C{frame} to its stdout."""
-        self.proto.childDataReceived(1, encode_frame(frame))
-
-    def stdout(self, data):
-        self.proto.childDataReceived(1, data)
-
-    def stderr(self, data):
-        self.proto.childDataReceived(2, data)
-
-    def exit(self, code=0, signal=None):
-        """The child exits (or dies of C{signal}); pipes close, it is reaped."""
-        if signal is not None:
-            reason = ProcessTerminated(None, signal, signal)
-        elif code:
-            reason = ProcessTerminated(code, None, code << 8)
-        else:
-            reason = ProcessDone(0)
-        self.pid = None
-        self.proto.processExited(Failure(reason))
-        for fd in (0, 1, 2):
-            self.proto.childConnectionLost(fd)
-        self.proto.processEnded(Failure(reason))
-
-
-class FakeProcessReactor(MemoryReactorClock):
-    """
-    A memory reactor and clock whose C{spawnProcess} returns L{FakeProcess}es
-    (in the spirit of twisted.runner's DummyProcessReactor).
-
-    @ivar processes: every process spawned, in order.
-    @ivar spawn_error: raised by the next spawnProcess calls when set.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.processes = []
-        self.spawn_error = None
-        self._pids = itertools.count(100)
-
-    def spawnProcess(
-        self,
-        processProtocol,
-        executable,
-        args=(),
-        env=None,
-        path=None,
-        uid=None,
-        gid=None,
-        usePTY=False,
-        childFDs=None,
-    ):
-        if self.spawn_error is not None:
-            raise self.spawn_error
-        assert executable == args[0]
-        assert usePTY is False
-        process = FakeProcess(
-            processProtocol, next(self._pids), args, env, path, childFDs
-        )
-        self.processes.append(process)
-        processProtocol.makeConnection(process)
-        return process
-
+from tests.support.workers import READY_FRAME, FakeProcess
 
 class WorkerProcessTests(unittest.TestCase):
     def setUp(self):

@@ -18,7 +18,7 @@ from edgegw_tx.errors import WorkerCrashed
 from edgegw_tx.gateway.routes import RouteTable
 from edgegw_tx.processes.channel import ControlChannel
 from edgegw_tx.processes.dataplane import DataPlane
-from tests.support import SynchronousReactor
+from tests.support.fakes import SynchronousReactor
 
 
 class FakeListeningPort:

@@ -23,15 +23,7 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
-from tests.test_integration import (
-    ROOT,
-    SDK,
-    SHARED_TARGET,
-    GatewayHarness,
-    _cargo_or_skip,
-    _Collect,
-    _free_port,
-)
+from tests.support.harness import ROOT, SDK, SHARED_TARGET, GatewayHarness, _cargo_or_skip, _Collect, _free_port
 
 # A handler that misbehaves on demand, ``GET /{prefix}/{what}``.  The hostile
 # cases write raw bytes on the frame channel the way handler code can whatever

@@ -1,0 +1,9 @@
+"""
+What the tests share, one module per concern: ``fakes`` (unit-test fakes of
+the reactor, store, build plane, pools and service registry), ``workers`` (a
+fake worker process and its reactor), ``builds`` (the build plane's fake
+children and cargo samples), ``processes`` (fakes for ``--processes``),
+``http`` (a raw HTTP/1.1 client), ``handlers`` (Rust handler sources),
+``harness`` (a real gateway), ``isolation`` and ``hardening`` (real workers
+inspected in /proc).
+"""

@@ -8,7 +8,8 @@ string, not int}.
 
 from __future__ import annotations
 
-from typing import Any
+import builtins
+from typing import Any, cast
 
 from .errors import ServiceError, bad_request
 
@@ -83,16 +84,16 @@ class Args:
             raise self.error(f"argument {name!r} must be at least {minimum}, not {value}")
         return value
 
-    def list(self, name: str, default: Any = _MISSING) -> list[Any]:
+    def list(self, name: str, default: Any = _MISSING) -> builtins.list[Any]:
         """A list argument of any JSON values."""
         value = self._get(name, default)
         if value is default and default is not _MISSING:
-            return value
+            return cast(builtins.list[Any], value)  # the caller's default, whatever it is
         if not isinstance(value, list):
             raise self._wrong(name, "a list", value)
         return value
 
-    def strings(self, name: str, *, nonempty: bool = False) -> list[str]:
+    def strings(self, name: str, *, nonempty: bool = False) -> builtins.list[str]:
         """A list of strings."""
         value = self.list(name)
         if nonempty and not value:

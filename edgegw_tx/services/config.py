@@ -205,7 +205,7 @@ class _Fields:
         return value
 
     def host(self, name: str = "host") -> str:
-        value = self.string(name)
+        value: str = self.string(name)
         if len(value) > 253 or not _HOST.match(value):
             raise ConfigError(
                 f"config.{name}", f"{value!r} is not a host name or IP address"
@@ -302,17 +302,17 @@ def _check_type(service_type: object) -> str:
             "service_type",
             f"{service_type!r} is not one of {', '.join(SERVICE_TYPES)}",
         )
-    return service_type  # type: ignore[return-value]
+    return service_type
 
 
-def validate_config(service_type: str, config: dict[str, Any], *, name: str) -> dict[str, Any]:
+def validate_config(service_type: object, config: object, *, name: str) -> dict[str, Any]:
     """
     Check C{config} for a service of C{service_type} called C{name}.
 
     @return: a new dict with every field of the type, defaults filled in.
     @raise ConfigError: naming the first bad field.
     """
-    _check_type(service_type)
+    service_type = _check_type(service_type)
     if config is None:
         config = {}
     if not isinstance(config, dict):

@@ -175,7 +175,9 @@ class DatabaseConnector:
     def _translate(self, failure: Failure) -> Failure:
         if failure.check(ServiceError, CancelledError):
             return failure
-        error = self._classify(failure.value)
+        value = failure.value
+        assert value is not None, "a Failure always holds its exception"
+        error = self._classify(value)
         if error is None:
             return failure
         return Failure(error)

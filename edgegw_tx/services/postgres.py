@@ -92,7 +92,7 @@ def describe_error(error: BaseException) -> str:
     return f"{primary} (DETAIL: {detail})" if detail else primary
 
 
-def _range_text(value: psycopg2.extras.Range) -> str:
+def _range_text(value: psycopg2.extras.Range[Any]) -> str:
     if value.isempty:
         return "empty"
     lower = "" if value.lower is None else str(value.lower)
@@ -116,7 +116,7 @@ class _Connection(adbapi.Connection):
         if raw is not None and raw.closed:
             self._pool.disconnect(raw)
             return
-        super().rollback()
+        adbapi.Connection.rollback(self)
 
 
 class _PostgresPool(adbapi.ConnectionPool):
@@ -126,7 +126,7 @@ class _PostgresPool(adbapi.ConnectionPool):
 
     def connect(self) -> Any:
         try:
-            return super().connect()
+            return adbapi.ConnectionPool.connect(self)
         except psycopg2.Error as e:
             raise ServiceError(
                 SERVICE_UNAVAILABLE, f"cannot connect to postgres: {one_line(str(e))}"
@@ -145,7 +145,8 @@ class PostgresConnector(DatabaseConnector):
         self._lock = threading.Lock()
 
     def _make_pool(self) -> adbapi.ConnectionPool:
-        return _PostgresPool(
+        # adbapi.ConnectionPool's constructor is not annotated.
+        return _PostgresPool(  # type: ignore[no-untyped-call]
             "psycopg2",
             cp_min=1,
             cp_max=self.config["pool_size"],
@@ -169,7 +170,7 @@ class PostgresConnector(DatabaseConnector):
             generation = self._generation
             stale = self._thread_generation.get(tid, generation) != generation
             self._thread_generation[tid] = generation
-        if stale or getattr(conn, "closed", 0):
+        if stale or getattr(conn, "closed", False):
             conn.reconnect()
 
     def _classify(self, error: BaseException) -> ServiceError | None:

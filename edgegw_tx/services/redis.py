@@ -81,7 +81,7 @@ _log = Logger(namespace="edgegw.services.redis")
 REFUSED_CLIENT = frozenset({"REPLY", "TRACKING", "CACHING"})
 
 
-def _text(value: bytes) -> str:
+def _text(value: bytes | bytearray) -> str:
     return value.decode("utf-8", "replace")
 
 
@@ -135,10 +135,11 @@ class _WatchedEndpoint:
             self._connector.last_error = one_line(failure.getErrorMessage())
             return failure
 
-        return self._endpoint.connect(factory).addCallbacks(connected, failed)
+        connecting: Deferred[Any] = self._endpoint.connect(factory).addCallbacks(connected, failed)
+        return connecting
 
 
-class _Factory(txredisapi.RedisFactory):
+class _Factory(txredisapi.RedisFactory):  # type: ignore[misc]  # txredisapi is unannotated
     """txredisapi's factory with the gateway's reconnection delays."""
 
     initialDelay = 0.1
@@ -222,7 +223,7 @@ class RedisConnector:
 
         def ping(handler: Any) -> Deferred[float]:
             start = time.perf_counter()
-            d = handler.execute_command("PING")
+            d: Deferred[Any] = handler.execute_command("PING")
             return d.addCallback(lambda _: (time.perf_counter() - start) * 1000.0)
 
         return ready.addCallback(ping).addErrback(self._translate)
@@ -320,6 +321,7 @@ class RedisConnector:
         if factory is None:
             self._start()
             factory = self._factory
+            assert factory is not None, "_start made one"
         return factory.handler
 
     def _command(self, argv: list[str], post: Any) -> Deferred[Any]:

@@ -156,6 +156,7 @@ class ServiceRegistry:
         service_type = service.get("service_type")
         name = service.get("name") or str(service["id"])
         config = validate_config(service_type, service.get("config") or {}, name=name)
+        assert isinstance(service_type, str), "validate_config checked it"
         old = self._services.get(service["id"])
         if old is not None and old.service_type == service_type and old.config == config:
             old.name = name
@@ -237,8 +238,9 @@ class ServiceRegistry:
         return {"ok": True, "data": data}
 
     def _failed(self, failure: Failure, frame: dict[str, Any]) -> dict[str, Any]:
-        if failure.check(ServiceError):
-            return {"ok": False, "error": failure.value.as_error()}
+        error = failure.value
+        if isinstance(error, ServiceError):
+            return {"ok": False, "error": error.as_error()}
         _log.failure(
             "service call {service}/{pool}/{action} failed",
             failure,
@@ -315,6 +317,7 @@ class ServiceRegistry:
             service_type = service.get("service_type")
             name = service.get("name") or str(service.get("id", "test"))
             config = validate_config(service_type, service.get("config") or {}, name=name)
+            assert isinstance(service_type, str), "validate_config checked it"
             extra: dict[str, Any] = {}
             if service_type == "postgres":
                 config = dict(config, pool_size=1)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -44,11 +45,14 @@ def _inside(path: str, root: str) -> bool:
 class _SQLitePool(adbapi.ConnectionPool):
     """An adbapi pool that checks the file before opening it (in its thread)."""
 
+    threadID: Callable[[], int]  # set by adbapi.ConnectionPool.__init__
+
     def __init__(self, connector: SQLiteConnector, path: str, mode: str, reactor: Any):
         self._connector = connector
         self._file = path
         uri = "file:" + quote(path) + "?mode=" + mode
-        super().__init__(
+        adbapi.ConnectionPool.__init__(
+            self,
             "sqlite3",
             uri,
             uri=True,
@@ -63,7 +67,7 @@ class _SQLitePool(adbapi.ConnectionPool):
         if self.connections.get(self.threadID()) is None:
             self._connector._check_file(self._file)
         try:
-            return super().connect()
+            return adbapi.ConnectionPool.connect(self)
         except sqlite3.Error as e:
             raise ServiceError(
                 SERVICE_UNAVAILABLE,
@@ -123,7 +127,8 @@ class SQLiteConnector(DatabaseConnector):
 
     def _last_insert_id(self, cursor: Any, sql: str) -> int | None:
         if cursor.rowcount > 0 and statement_inserts(sql):
-            return cursor.lastrowid
+            rowid: int | None = cursor.lastrowid
+            return rowid
         return None
 
     def _classify(self, error: BaseException) -> ServiceError | None:

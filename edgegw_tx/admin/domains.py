@@ -22,9 +22,11 @@ domain's host, a collection's base path or domain, an endpoint's path, method,
 domain or collection) recomputes those columns in one transaction and moves the
 routes of running endpoints at once (``RouteTable.add`` under the same key).
 
-All of these writes, and endpoint creates and updates, hold the endpoint
-manager's ``routing_lock``, so a check ("this domain exists", "no endpoint
-takes this route") and the write it guards cannot be split by another write.
+All of these writes, and endpoint creates and updates, are *routing writes*:
+they run one at a time through the endpoint manager's ``routing_write`` (the
+routing lock of admin/records.py, the one serialiser of everything that
+decides routes), so a check ("this domain exists", "no endpoint takes this
+route") and the write it guards cannot be split by another write.
 Cascading deletes stop and delete endpoints through the endpoint manager
 *before* taking that lock (an endpoint's own lifecycle lock comes first).
 """
@@ -101,7 +103,8 @@ class DomainManager:
         self._store = store
         self._endpoints = endpoints
         self._collections = collections
-        self._lock = endpoints.routing_lock
+        # Domain writes serialise with endpoint writes as routing writes.
+        self._serialise = endpoints.routing_write
 
     # reading
 
@@ -130,7 +133,7 @@ class DomainManager:
     # writing
 
     def create(self, payload):
-        return self._lock.run(self._create, payload)
+        return self._serialise(self._create, payload)
 
     @inlineCallbacks
     def _create(self, payload):
@@ -150,7 +153,7 @@ class DomainManager:
         returnValue(stored)
 
     def update(self, domain_id, payload):
-        return self._lock.run(self._update, domain_id, payload)
+        return self._serialise(self._update, domain_id, payload)
 
     @inlineCallbacks
     def _update(self, domain_id, payload):
@@ -198,7 +201,7 @@ class DomainManager:
                 cascaded["collections"] += 1
             cascaded["endpoints"] += yield _delete_endpoints(self._endpoints, endpoints)
         try:
-            yield self._lock.run(self._store.delete_domain, domain_id)
+            yield self._serialise(self._store.delete_domain, domain_id)
         except InUse as e:
             raise Conflict(
                 "domain '{}' still has {} endpoint(s) and {} collection(s); delete or move them, "
@@ -242,12 +245,14 @@ class CollectionManager:
     ``collections`` records, and the endpoint manager's route resolver: it
     places endpoints (``place``) and gives their effective pattern (``pattern``).
     Constructing one over an ``EndpointManager`` makes it that manager's resolver.
+    It has no lock of its own: its writes are the manager's routing writes.
     """
 
     def __init__(self, store, endpoints):
         self._store = store
         self._endpoints = endpoints
-        self._lock = endpoints.routing_lock
+        # Collection writes serialise with endpoint writes as routing writes.
+        self._serialise = endpoints.routing_write
         # collection id → base_path, for the synchronous reads of the data
         # plane's routes and of ``view``; kept in step under the routing lock.
         self._base_paths = {}
@@ -275,7 +280,7 @@ class CollectionManager:
     # writing
 
     def create(self, payload):
-        return self._lock.run(self._create, payload)
+        return self._serialise(self._create, payload)
 
     @inlineCallbacks
     def _create(self, payload):
@@ -299,7 +304,7 @@ class CollectionManager:
         returnValue(stored)
 
     def update(self, collection_id, payload):
-        return self._lock.run(self._update, collection_id, payload)
+        return self._serialise(self._update, collection_id, payload)
 
     @inlineCallbacks
     def _update(self, collection_id, payload):
@@ -358,7 +363,7 @@ class CollectionManager:
         if cascade:
             cascaded["endpoints"] = yield _delete_endpoints(self._endpoints, members)
         try:
-            yield self._lock.run(self._store.delete_collection, collection_id)
+            yield self._serialise(self._store.delete_collection, collection_id)
         except InUse as e:
             raise Conflict(
                 "collection '{}' still has {} endpoint(s); delete or move them, "

@@ -1,10 +1,13 @@
 """Errors of the management API, each carrying the HTTP status it answers with."""
 
+from typing import Any
+
 
 class ApiError(Exception):
     status = 500
 
-    def __init__(self, message, **extra):
+    def __init__(self, message: str, **extra: Any) -> None:
+        """``extra``: fields the error's JSON body carries beside the message (``field``, counts)."""
         super().__init__(message)
         self.message = message
         self.extra = extra

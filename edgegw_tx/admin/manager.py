@@ -1,64 +1,60 @@
 """
 The lifecycle of endpoints: stored record, compiled artifact, running workers.
 
-The management API is a thin skin over this class. It owns the worker pools of
-running endpoints and keeps the route table in step with them; the store keeps
-what must survive a restart (an endpoint whose status is ``running`` is started
-again from its deployed binary when the gateway comes back).
+The management API is a thin skin over ``EndpointManager``, which composes
+four parts, each owning its own state:
 
-Lifecycle changes of one endpoint (start, stop, restart, rollback, update,
-delete) are serialised by a per-endpoint lock, so two operators clicking at
-once cannot leave two pools behind one route.
+* the records (admin/records.py): create, update and delete of endpoint
+  records with their validation, placement and worker uid; they own the
+  *routing lock*;
+* the deployments (admin/deployments.py): running pools, the digests they
+  serve, pools being drained, the zero-drop switch and route moves; no lock;
+* the artifact ledger (admin/ledger.py): claims on binaries, version rows,
+  pruning beyond ``keep_versions``; it owns the *ledger lock*;
+* the views (admin/views.py): what the API shows of a record and its pool.
 
-Versions: every successful compile is recorded in the store (``versions``);
-the newest ``keep_versions`` of an endpoint are kept, with its live
-(``deployed``) and current (``artifact``) ones, and an artifact goes only when
-nothing uses its digest any more (artifacts are content-addressed, so endpoints
-with the same code share one). Replacing a running pool (restart, rollback, a
-change of the workers' settings) always goes: new pool started and ready →
-route switched → old pool drained; if the new one fails to start the old one
-keeps serving.
+This module owns the *lifecycle locks*, one per endpoint: start, stop,
+restart, rollback, update and delete of one endpoint are serialised, so two
+operators clicking at once cannot leave two pools behind one route. The store
+keeps what must survive a restart (an endpoint whose status is ``running`` is
+started again from its deployed binary when the gateway comes back).
+
+Lock order: an endpoint's lifecycle lock, then the routing lock, then the
+ledger lock; a lock is never taken while one later in that order is held.
+Domains and collections (admin/domains.py) take the routing lock through
+``routing_write`` and delete endpoints (taking their lifecycle locks) before
+it, never inside it. Compiles take only the ledger lock; the routing and
+ledger locks are never held together.
 """
 
-import uuid
-from datetime import datetime, timezone
+from __future__ import annotations
 
-from twisted.internet.defer import DeferredList, DeferredLock, inlineCallbacks, returnValue
+import builtins
+from typing import Any, Callable, Generator, Iterable, Optional, cast
+
+from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from edgegw_tx.admin.errors import (
-    BadRequest,
-    BuildUnavailable,
-    Conflict,
-    NotFound,
-    Unprocessable,
-    WorkersFailed,
-)
-from edgegw_tx.admin.validation import (
-    effective_settings,
-    endpoint_fields,
-    pool_settings_changed,
-    rollback_version,
-)
+from edgegw_tx.admin.deployments import Deployments, PoolFactory, Routes
+from edgegw_tx.admin.errors import BadRequest, BuildUnavailable, Conflict, NotFound, Unprocessable, WorkersFailed
+from edgegw_tx.admin.ledger import ArtifactLedger
+from edgegw_tx.admin.records import ROUTE_COLUMNS, EndpointRecords, Placement, Uids, build_inputs, now
+from edgegw_tx.admin import validation
+from edgegw_tx.admin.views import SHORT_DIGEST, effective_settings, endpoint_view, short, version_views
 from edgegw_tx.build import BuildError, CompileFailed
-from edgegw_tx.paths import parse_pattern
-from edgegw_tx.store import Conflict as StoreConflict
-from edgegw_tx.store import NoFreeUid
 
-_HIDDEN = ("path_shape",)
-SHORT_DIGEST = 12
+__all__ = ["EndpointManager", "SHORT_DIGEST", "short"]
 
+Record = dict[str, Any]
 
-def short(digest):
-    """The first hex digits of a digest, enough to tell versions apart (None stays None)."""
-    return digest[:SHORT_DIGEST] if digest else None
+# Typed here while validation.py is not: whether a settings change needs new
+# workers, and the version a rollback body names.
+pool_settings_changed: Callable[[dict[str, Any], dict[str, Any]], bool] = validation.pool_settings_changed
+rollback_version: Callable[[Any], str] = validation.rollback_version
 
 
-def _now():
-    return datetime.now(timezone.utc).isoformat()
-
-
-def _summary(diagnostics):
+def _summary(diagnostics: Iterable[dict[str, Any]]) -> str:
     """
     The first error's message, for the record's ``last_error``.  A message from
     cargo's stderr (an unresolvable dependency) is several lines: its first
@@ -69,31 +65,28 @@ def _summary(diagnostics):
             line = diagnostic.get("line")
             where = f" (line {line})" if line else ""
             lines = (diagnostic.get("message") or "error").splitlines() or ["error"]
-            first = next((x for x in lines if x.startswith("error")), lines[0])
+            first: str = next((x for x in lines if x.startswith("error")), lines[0])
             return first + where
     return "cargo failed"
 
 
-def _build_inputs(record):
-    """What a build of the endpoint depends on: its code and explicit dependencies."""
-    return record["code"], record["settings"].get("dependencies") or {}
-
-
 class EndpointManager:
+    """Endpoints' records, builds and pools, composed; see the module docstring."""
+
     log = Logger()
 
     def __init__(
         self,
-        store,
-        builder,
-        routes,
-        pool_factory,
-        logbook,
-        services=None,
-        keep_versions=10,
-        uids=None,
-        reactor=None,
-    ):
+        store: Any,
+        builder: Any,
+        routes: Routes,
+        pool_factory: PoolFactory,
+        logbook: Any,
+        services: Any = None,
+        keep_versions: int = 10,
+        uids: Optional[Uids] = None,
+        reactor: Optional[IReactorTime] = None,
+    ) -> None:
         """
         ``pool_factory(record, binary, log, version=digest)`` makes an unstarted
         worker pool for an endpoint record; ``routes`` is the data plane's route
@@ -106,134 +99,99 @@ class EndpointManager:
         ``reactor`` is the clock of the switch timings.
         """
         if reactor is None:
-            from twisted.internet import reactor
-        self._store = store
+            from twisted.internet import reactor as default
+
+            reactor = cast(IReactorTime, default)
         self._builder = builder
-        self._routes = routes
-        self._pool_factory = pool_factory
         self._logbook = logbook
         self._services = services
-        self._keep_versions = keep_versions
-        self._uids = uids
-        self._clock = reactor
-        self._pools = {}
-        # endpoint id -> the digest its running pool serves
-        self._digests = {}
-        # endpoint id -> [(pool, digest)] being drained after a switch
-        self._draining = {}
-        # digest -> how many pools are being started on it
-        self._claims = {}
-        # Serialises pruning (which deletes artifacts) with taking a digest into
-        # use (starting a pool on it, recording a compile of it).
-        self._versions_lock = DeferredLock()
-        # The last route switch: {endpoint_id, digest, ready_to_switch_ms}.
-        self.last_switch = None
-        self._locks = {}
-        # Domains and collections (admin/domains.py): ``_routing`` resolves an
-        # endpoint's effective route; ``routing_lock`` serialises every write
-        # that decides routes (endpoint create/update, domain and collection
-        # writes) and the moment a started pool takes its route.
-        self._routing = None
-        self.routing_lock = DeferredLock()
+        self.records = EndpointRecords(store, uids)
+        self.ledger = ArtifactLedger(store, builder, keep_versions)
+        self.deployments = Deployments(
+            store,
+            routes,
+            pool_factory,
+            self.ledger,
+            logbook.writer,
+            self.records.worker_uid,
+            self.records.full_path,
+            self.records.routing_write,
+            reactor,
+        )
+        self._locks: dict[str, DeferredLock] = {}
 
-    def set_routing(self, routing):
+    def set_routing(self, routing: Placement) -> None:
         """Use ``routing`` (a ``CollectionManager``) to place endpoints; see admin/domains.py."""
-        self._routing = routing
+        self.records.set_placement(routing)
+
+    def routing_write(self, work: Callable[..., Any], *args: Any) -> "Deferred[Any]":
+        """Run ``work(*args)`` under the routing lock (domain and collection writes); see admin/records.py."""
+        return self.records.routing_write(work, *args)
+
+    def reroute(self, records: Iterable[Record]) -> "Deferred[None]":
+        """Move the routes of the running ones of ``records``; call inside ``routing_write``."""
+        return self.deployments.reroute(records)
+
+    @property
+    def last_switch(self) -> Optional[dict[str, Any]]:
+        """The last route switch: ``{endpoint_id, digest, ready_to_switch_ms}`` (None before one)."""
+        return self.deployments.last_switch
 
     # reading
 
-    def view(self, record):
+    def view(self, record: Record) -> Record:
         """The public shape of an endpoint record."""
-        public = {k: v for k, v in record.items() if k not in _HIDDEN}
-        public["settings"] = effective_settings(record["settings"])
-        endpoint_id = record["id"]
-        pool = self._pools.get(endpoint_id)
-        public["pids"] = list(pool.pids) if pool is not None else []
-        public["route"] = "{} {}{}".format(record["method"], record["domain"], self._full_path(record))
-        # The live version: what the running pool serves (else what last ran).
-        public["version"] = short(self._digests.get(endpoint_id) or record["deployed"])
-        workers = list(pool.workers()) if pool is not None else []
-        for old, _ in self._draining.get(endpoint_id, ()):
-            workers.extend(old.workers())
-        public["workers"] = workers
-        public["queue"] = pool.stats().get("queued", 0) if pool is not None else 0
-        return public
+        return endpoint_view(record, self.deployments.live(record["id"]), self.records.full_path(record))
 
-    def pool_stats(self):
+    def pool_stats(self) -> list[dict[str, Any]]:
         """``stats()`` of every running endpoint's worker pool."""
-        return [pool.stats() for pool in self._pools.values()]
+        return self.deployments.pool_stats()
 
-    def pool_stats_by_endpoint(self):
+    def pool_stats_by_endpoint(self) -> dict[str, dict[str, Any]]:
         """``{endpoint_id: stats()}`` of every running endpoint's worker pool (admin/history.py)."""
-        return {endpoint_id: pool.stats() for endpoint_id, pool in self._pools.items()}
+        return self.deployments.pool_stats_by_endpoint()
 
-    @inlineCallbacks
-    def get(self, endpoint_id):
-        record = yield self._store.get_endpoint(endpoint_id)
-        if record is None:
-            raise NotFound(f"no endpoint with id '{endpoint_id}'")
-        returnValue(record)
+    def get(self, endpoint_id: str) -> "Deferred[Record]":
+        """The endpoint's record; 404 when there is none."""
+        return self.records.get(endpoint_id)
 
-    @inlineCallbacks
-    def list(self):
-        records = yield self._store.list_endpoints()
-        returnValue(records)
+    def list(self) -> "Deferred[builtins.list[Record]]":
+        """Every endpoint record."""
+        return self.records.list()
 
-    def logs(self, endpoint_id, since=None):
+    def logs(self, endpoint_id: str, since: Any = None) -> Any:
+        """The endpoint's log lines (after ``since``)."""
         return self._logbook.lines(endpoint_id, since)
 
-    def running_count(self):
-        return len(self._pools)
+    def running_count(self) -> int:
+        """How many endpoints have running workers."""
+        return self.deployments.running_count()
+
+    @inlineCallbacks
+    def versions(self, endpoint_id: str) -> Generator["Deferred[Any]", Any, builtins.list[Record]]:
+        """
+        The endpoint's versions, newest first, each with ``live`` (it is the
+        deployed one), ``current`` (the build of the current code) and
+        ``available`` (its binary is still stored, so a rollback can use it).
+        """
+        record = yield self.get(endpoint_id)
+        rows = yield self.records.versions(endpoint_id)
+        return version_views(rows, record, self.deployments.digest(endpoint_id), self.ledger.stored)
 
     # writing
 
-    def create(self, payload):
-        return self.routing_lock.run(self._create, payload)
+    def create(self, payload: Any) -> "Deferred[Record]":
+        """A new endpoint record (status ``created``)."""
+        return self.records.create(payload)
+
+    def update(self, endpoint_id: str, payload: Any) -> "Deferred[Record]":
+        """Change an endpoint; see ``_update``."""
+        return self._locked(endpoint_id, self._update, endpoint_id, payload)
 
     @inlineCallbacks
-    def _create(self, payload):
-        fields = endpoint_fields(payload)
-        pattern = parse_pattern(fields["path"])
-        now = _now()
-        record = dict(fields)
-        record.update(
-            id=uuid.uuid4().hex,
-            path_shape=pattern.shape,
-            status="created",
-            created_at=now,
-            updated_at=now,
-        )
-        if self._routing is not None:
-            placed = yield self._routing.place(payload, fields, None)
-            record.update(placed)
-        try:
-            stored = yield self._store.create_endpoint(record)
-        except StoreConflict:
-            error = yield self._route_taken(record)
-            raise error
-        yield self._worker_uid(stored, undo=True)
-        returnValue(stored)
-
-    @inlineCallbacks
-    def _worker_uid(self, record, undo=False):
-        """The endpoint's own worker uid (None without an allocator or outside that mode)."""
-        if self._uids is None:
-            returnValue(None)
-        try:
-            uid = yield self._uids.allocate(record["id"])
-        except NoFreeUid as e:
-            if undo:
-                yield self._store.delete_endpoint(record["id"])
-            raise Conflict(f"endpoint '{record['name']}' cannot get a worker uid: {e}")
-        returnValue(uid)
-
-    def update(self, endpoint_id, payload):
-        return self._locked(endpoint_id, self._update_and_apply, endpoint_id, payload)
-
-    @inlineCallbacks
-    def _update_and_apply(self, endpoint_id, payload):
+    def _update(self, endpoint_id: str, payload: Any) -> Generator["Deferred[Any]", Any, Record]:
         """
-        Store the change (under ``routing_lock``), then, when it changed a
+        Store the change (as a routing write), then, when it changed a
         setting of the workers of a running endpoint, replace its pool with
         one on the same version and the new settings: started and ready, route
         switched, old one drained, so no request is dropped. If the new workers
@@ -241,81 +199,63 @@ class EndpointManager:
         back to what they were (the rest of the change stays): 502.
         """
         before = yield self.get(endpoint_id)
-        record = yield self.routing_lock.run(self._update, endpoint_id, payload)
-        if endpoint_id in self._pools and pool_settings_changed(before["settings"], record["settings"]):
+        record = yield self.records.update(endpoint_id, payload, self._follow)
+        if self.deployments.serving(endpoint_id) and pool_settings_changed(before["settings"], record["settings"]):
             try:
-                record = yield self._replace(record, self._digests[endpoint_id])
+                record = yield self.deployments.replace(record, self.deployments.digest(endpoint_id))
             except WorkersFailed as e:
                 kept = effective_settings(record["settings"])
                 kept.update(
                     (k, v) for k, v in effective_settings(before["settings"]).items() if k != "dependencies"
                 )
-                yield self._store.update_endpoint(endpoint_id, {"settings": kept, "updated_at": _now()})
+                yield self.records.write(endpoint_id, {"settings": kept})
                 raise WorkersFailed(e.message + "; the change of the workers' settings was undone")
-        returnValue(record)
+        updated: Record = record
+        return updated
 
     @inlineCallbacks
-    def _update(self, endpoint_id, payload):
-        current = yield self.get(endpoint_id)
-        fields = endpoint_fields(payload, current)
-        merged = dict(current, **fields)
-        if "path" in fields:
-            fields["path_shape"] = parse_pattern(fields["path"]).shape
-            merged["path_shape"] = fields["path_shape"]
-        if self._routing is not None:
-            placed = yield self._routing.place(payload, fields, current)
-            fields.update(placed)
-            merged.update(placed)
-        if _build_inputs(merged) != _build_inputs(current):
-            fields["artifact"] = None
-            if current["status"] != "running":
-                fields["status"] = "created"
-        fields["updated_at"] = _now()
-        try:
-            record = yield self._store.update_endpoint(endpoint_id, fields)
-        except StoreConflict:
-            error = yield self._route_taken(merged)
-            raise error
-        pool = self._pools.get(endpoint_id)
-        if pool is not None:
+    def _follow(self, current: Record, record: Record) -> Generator["Deferred[Any]", Any, Record]:
+        """Inside the update's routing write: stop a running endpoint now disabled, or move its route."""
+        if self.deployments.serving(record["id"]):
             if not record["enabled"]:
-                record = yield self._stop_locked(record)
-            elif any(
-                record[k] != current[k]
-                for k in ("path", "method", "domain", "collection_id", "path_shape")
-            ):
+                record = yield self.deployments.stop(record)
+            elif any(record[k] != current[k] for k in ROUTE_COLUMNS):
                 # RouteTable.add under the same key: the new route replaces the old at once.
-                yield self._route(record, pool)
-        returnValue(record)
+                placed = self.deployments.route(record)
+                if placed is not None:
+                    yield placed
+        followed: Record = record
+        return followed
 
-    def delete(self, endpoint_id):
+    def delete(self, endpoint_id: str) -> "Deferred[Record]":
+        """Stop and delete an endpoint, and the binaries only it used."""
         d = self._locked(endpoint_id, self._delete, endpoint_id)
         d.addBoth(self._forget_lock, endpoint_id)
         return d
 
     @inlineCallbacks
-    def _delete(self, endpoint_id):
+    def _delete(self, endpoint_id: str) -> Generator["Deferred[Any]", Any, Record]:
         record = yield self.get(endpoint_id)
-        if endpoint_id in self._pools:
-            yield self._stop_locked(record)
-        versions = yield self._store.list_versions(endpoint_id)
-        yield self._store.delete_endpoint(endpoint_id)
+        if self.deployments.serving(endpoint_id):
+            yield self.deployments.stop(record)
+        versions = yield self.records.versions(endpoint_id)
+        yield self.records.delete(endpoint_id)
         if self._services is not None:
             self._services.endpoint_deleted(endpoint_id)
         self._logbook.forget(endpoint_id)
         # Its binaries go too, but only those no other endpoint uses.
-        digests = [v["digest"] for v in versions] + [record["artifact"], record["deployed"]]
-        yield self._versions_lock.run(self._remove_unused, [d for d in digests if d])
-        returnValue(record)
+        yield self.ledger.forget([v["digest"] for v in versions] + [record["artifact"], record["deployed"]])
+        deleted: Record = record
+        return deleted
 
-    def _forget_lock(self, result, endpoint_id):
+    def _forget_lock(self, result: Any, endpoint_id: str) -> Any:
         lock = self._locks.get(endpoint_id)
         if lock is not None and not lock.locked and not lock.waiting:
             del self._locks[endpoint_id]
         return result
 
     @inlineCallbacks
-    def compile(self, endpoint_id):
+    def compile(self, endpoint_id: str) -> Generator["Deferred[Any]", Any, tuple[Record, Any]]:
         """
         Build the endpoint's current code with its ``settings.dependencies``;
         fires with (record, build result). A successful build is recorded as a
@@ -323,68 +263,65 @@ class EndpointManager:
         pruned).
         """
         record = yield self.get(endpoint_id)
-        inputs = _build_inputs(record)
+        inputs = build_inputs(record)
         # Twice at most: a binary found cached may be pruned (as another
         # endpoint's old version) before it is recorded as this one's.
         for _ in range(2):
             result = yield self._build(endpoint_id, inputs)
-            done = yield self._versions_lock.run(self._compiled, endpoint_id, inputs, result)
-            if done is not None:
-                returnValue(done)
-        raise BuildUnavailable(f"cannot compile: the binary {result.digest} vanished twice after its build")
-
-    @inlineCallbacks
-    def _compiled(self, endpoint_id, inputs, result):
-        """
-        Under ``_versions_lock``: make the build the endpoint's artifact and a
-        version of it, and prune. None when its binary is gone (build again).
-        """
-        if self._builder.artifact(result.digest) is None:
-            returnValue(None)
-        latest = yield self.get(endpoint_id)
-        if _build_inputs(latest) != inputs:
-            # The code or dependencies changed while cargo ran: this binary is not the endpoint's.
-            returnValue((latest, result))
-        record = yield self._store.update_endpoint(
-            endpoint_id,
-            {
-                "artifact": result.digest,
-                "status": "running" if endpoint_id in self._pools else "compiled",
-                "last_error": None,
-                "updated_at": _now(),
-            },
-        )
-        code, extra = inputs
-        yield self._store.record_version(
-            {
+            code, extra = inputs
+            version = {
                 "endpoint_id": endpoint_id,
                 "digest": result.digest,
                 "code": code,
                 "dependencies": extra,
                 "compile_seconds": round(result.seconds, 3),
-                "created_at": _now(),
-            },
-            cached=result.cached,
-        )
-        unused = yield self._store.prune_versions(endpoint_id, self._keep_versions, self._in_use())
-        yield self._remove_artifacts(unused)
-        returnValue((record, result))
+                "created_at": now(),
+            }
+            done = yield self.ledger.record(
+                version, result.cached, lambda: self._adopt(endpoint_id, inputs, result)
+            )
+            if done is not None:
+                compiled: tuple[Record, Any] = done
+                return compiled
+        raise BuildUnavailable(f"cannot compile: the binary {result.digest} vanished twice after its build")
 
     @inlineCallbacks
-    def _build(self, endpoint_id, inputs):
+    def _adopt(
+        self, endpoint_id: str, inputs: tuple[str, dict[str, Any]], result: Any
+    ) -> Generator["Deferred[Any]", Any, tuple[tuple[Record, Any], bool]]:
+        """
+        Under the ledger lock: make the build the endpoint's artifact, unless
+        its code or dependencies changed while cargo ran (then the binary is
+        not the endpoint's and no version is recorded).
+        """
+        latest = yield self.get(endpoint_id)
+        if build_inputs(latest) != inputs:
+            return (latest, result), False
+        record = yield self.records.write(
+            endpoint_id,
+            {
+                "artifact": result.digest,
+                "status": "running" if self.deployments.serving(endpoint_id) else "compiled",
+                "last_error": None,
+            },
+        )
+        return (record, result), True
+
+    @inlineCallbacks
+    def _build(self, endpoint_id: str, inputs: tuple[str, dict[str, Any]]) -> Generator["Deferred[Any]", Any, Any]:
+        """Run cargo; a compile error is recorded on the endpoint (if its code is still the same) and a 422."""
         code, extra = inputs
         try:
             result = yield self._builder.build(endpoint_id, code, extra_dependencies=extra)
         except CompileFailed as failure:
             latest = yield self.get(endpoint_id)
-            if _build_inputs(latest) == inputs:
-                yield self._store.update_endpoint(
+            if build_inputs(latest) == inputs:
+                yield self.records.write(
                     endpoint_id,
                     {
-                        "status": "running" if endpoint_id in self._pools else "error",
+                        "status": "running" if self.deployments.serving(endpoint_id) else "error",
                         "artifact": None,
                         "last_error": _summary(failure.diagnostics),
-                        "updated_at": _now(),
                     },
                 )
             raise Unprocessable(
@@ -392,28 +329,32 @@ class EndpointManager:
             )
         except BuildError as e:
             raise BuildUnavailable(f"cannot compile: {e}")
-        returnValue(result)
+        return result
 
-    def start(self, endpoint_id):
+    def start(self, endpoint_id: str) -> "Deferred[Record]":
+        """Start the endpoint's compiled artifact (nothing when it runs already)."""
         return self._locked(endpoint_id, self._start, endpoint_id)
 
     @inlineCallbacks
-    def _start(self, endpoint_id):
+    def _start(self, endpoint_id: str) -> Generator["Deferred[Any]", Any, Record]:
         record = yield self.get(endpoint_id)
-        if endpoint_id not in self._pools:
-            record = yield self._start_locked(record, record["artifact"])
-        returnValue(record)
+        if not self.deployments.serving(endpoint_id):
+            record = yield self.deployments.start(record, record["artifact"])
+        started: Record = record
+        return started
 
-    def stop(self, endpoint_id):
+    def stop(self, endpoint_id: str) -> "Deferred[Record]":
+        """Stop the endpoint's workers; it stays stopped across gateway restarts."""
         return self._locked(endpoint_id, self._stop, endpoint_id)
 
     @inlineCallbacks
-    def _stop(self, endpoint_id):
+    def _stop(self, endpoint_id: str) -> Generator["Deferred[Any]", Any, Record]:
         record = yield self.get(endpoint_id)
-        record = yield self._stop_locked(record)
-        returnValue(record)
+        record = yield self.deployments.stop(record)
+        stopped: Record = record
+        return stopped
 
-    def restart(self, endpoint_id):
+    def restart(self, endpoint_id: str) -> "Deferred[Record]":
         """
         Start fresh workers on the latest compiled binary, switch the route to
         them, then drain the old ones: no request finds the endpoint missing.
@@ -421,35 +362,13 @@ class EndpointManager:
         return self._locked(endpoint_id, self._restart, endpoint_id)
 
     @inlineCallbacks
-    def _restart(self, endpoint_id):
+    def _restart(self, endpoint_id: str) -> Generator["Deferred[Any]", Any, Record]:
         record = yield self.get(endpoint_id)
-        record = yield self._replace(record, record["artifact"] or record["deployed"])
-        returnValue(record)
+        record = yield self.deployments.replace(record, record["artifact"] or record["deployed"])
+        restarted: Record = record
+        return restarted
 
-    @inlineCallbacks
-    def versions(self, endpoint_id):
-        """
-        The endpoint's versions, newest first, each with ``live`` (it is the
-        deployed one), ``current`` (the build of the current code) and
-        ``available`` (its binary is still stored, so a rollback can use it).
-        """
-        record = yield self.get(endpoint_id)
-        rows = yield self._store.list_versions(endpoint_id)
-        live = self._digests.get(endpoint_id) or record["deployed"]
-        returnValue(
-            [
-                dict(
-                    row,
-                    short=short(row["digest"]),
-                    live=row["digest"] == live,
-                    current=row["digest"] == record["artifact"],
-                    available=self._builder.artifact(row["digest"]) is not None,
-                )
-                for row in rows
-            ]
-        )
-
-    def rollback(self, endpoint_id, payload):
+    def rollback(self, endpoint_id: str, payload: Any) -> "Deferred[Record]":
         """
         Serve an earlier version (``{"version": digest}``) without compiling:
         a running endpoint switches to it as a restart does (new workers ready,
@@ -461,9 +380,9 @@ class EndpointManager:
         return self._locked(endpoint_id, self._rollback, endpoint_id, version)
 
     @inlineCallbacks
-    def _rollback(self, endpoint_id, version):
+    def _rollback(self, endpoint_id: str, version: str) -> Generator["Deferred[Any]", Any, Record]:
         record = yield self.get(endpoint_id)
-        rows = yield self._store.list_versions(endpoint_id)
+        rows = yield self.records.versions(endpoint_id)
         found = [r["digest"] for r in rows if r["digest"].startswith(version)]
         if not found:
             raise NotFound(
@@ -476,55 +395,22 @@ class EndpointManager:
                 field="version",
             )
         [digest] = found
-        if self._builder.artifact(digest) is None:
+        if not self.ledger.stored(digest):
             raise Conflict(
                 f"the binary of version {short(digest)} of endpoint '{record['name']}' was pruned; "
                 "to serve it again, PUT its code (GET .../versions shows it), compile and restart"
             )
-        if self._digests.get(endpoint_id) == digest:
-            returnValue(record)  # it is serving already
-        record = yield self._replace(record, digest)
-        returnValue(record)
-
-    @inlineCallbacks
-    def _replace(self, record, digest):
-        """
-        Serve ``digest``: new pool started and ready, then the route switched to
-        it, then the old pool (if any) drained. When the new pool fails to
-        start, the old one was never touched and keeps serving.
-        """
-        endpoint_id = record["id"]
-        # The old pool stays registered until the new one takes its place
-        # (_register), so a domain or collection change meanwhile moves its route.
-        old = self._pools.get(endpoint_id)
-        old_digest = self._digests.get(endpoint_id)
-        record = yield self._start_locked(record, digest)
-        if old is not None:
-            yield self._drain(endpoint_id, old, old_digest)
-        returnValue(record)
-
-    @inlineCallbacks
-    def _drain(self, endpoint_id, pool, digest):
-        """Stop a pool that no longer has the route; its workers stay visible meanwhile."""
-        entry = (pool, digest)
-        self._draining.setdefault(endpoint_id, []).append(entry)
-        try:
-            yield pool.stop()
-        except Exception as e:
-            self.log.error("Draining workers of {name} failed: {e}", name=pool.name, e=e)
-        finally:
-            draining = self._draining.get(endpoint_id, [])
-            if entry in draining:
-                draining.remove(entry)
-            if not draining:
-                self._draining.pop(endpoint_id, None)
+        if self.deployments.digest(endpoint_id) != digest:  # else it is serving already
+            record = yield self.deployments.replace(record, digest)
+        rolled: Record = record
+        return rolled
 
     # gateway start and stop
 
     @inlineCallbacks
-    def restore(self):
+    def restore(self) -> Generator["Deferred[Any]", Any, None]:
         """Start every endpoint that was running when the gateway stopped."""
-        records = yield self._store.list_endpoints()
+        records = yield self.records.list()
         for record in records:
             if record["status"] != "running" or not record["deployed"]:
                 continue
@@ -533,230 +419,16 @@ class EndpointManager:
             except Exception as e:
                 self.log.error("Could not restore endpoint {id}: {error}", id=record["id"], error=e)
 
-    def start_deployed(self, record):
-        return self._locked(record["id"], self._start_locked, record, record["deployed"])
+    def start_deployed(self, record: Record) -> "Deferred[Record]":
+        """Start the endpoint's ``deployed`` version (at gateway start)."""
+        return self._locked(record["id"], self.deployments.start, record, record["deployed"])
 
-    @inlineCallbacks
-    def stop_all(self):
-        """
-        Stop all workers without changing what the store says should run.
-
-        It is the gateway's shutdown, so the routes stay: a request that
-        comes meanwhile (on a connection accepted as the gateway stopped
-        listening) reaches its pool, which serves it while draining or
-        answers 503 (PoolStopped) once stopping, never 404 as if there were
-        no such endpoint.
-        """
-        pools = list(self._pools.values())
-        self._pools.clear()
-        self._digests.clear()
-        for pool in pools:
-            try:
-                yield pool.stop()
-            except Exception as e:
-                self.log.error("Stopping workers of {name} failed: {e}", name=pool.name, e=e)
+    def stop_all(self) -> "Deferred[None]":
+        """Stop all workers without changing what the store says should run (see ``Deployments.stop_all``)."""
+        return self.deployments.stop_all()
 
     # internals
 
-    def _locked(self, endpoint_id, work, *args):
+    def _locked(self, endpoint_id: str, work: Callable[..., Any], *args: Any) -> "Deferred[Any]":
         """Run ``work(*args)`` while holding the endpoint's lifecycle lock."""
         return self._locks.setdefault(endpoint_id, DeferredLock()).run(work, *args)
-
-    def _route(self, record, pool):
-        """
-        Route the endpoint to ``pool``. Answers what the route table's ``add``
-        does: None, or a Deferred firing once the route is in place
-        everywhere (the mirrored table of several data-plane processes,
-        processes/proxies.py), which the callers wait for.
-        """
-        return self._routes.add(
-            record["id"],
-            record["domain"],
-            record["method"],
-            parse_pattern(self._full_path(record)),
-            pool,
-        )
-
-    def _full_path(self, record):
-        """The path the endpoint is served at: its collection's base path applied."""
-        if self._routing is None:
-            return record["path"]
-        return self._routing.full_path(record)
-
-    def reroute(self, records):
-        """
-        Move the routes of those endpoint ``records`` (as now stored) that run,
-        each atomically: ``RouteTable.add`` under the same key replaces the old
-        route. Call under ``routing_lock``. A batch may move one endpoint onto
-        the route another is leaving, so a clash is retried after the others.
-        Fires once every moved route is in place (at once with one process).
-        """
-        placed = []
-        pending = [r for r in records if r["id"] in self._pools]
-        while pending:
-            left = []
-            for record in pending:
-                try:
-                    placed.append(self._route(record, self._pools[record["id"]]))
-                except ValueError:  # the route table's RouteConflict
-                    left.append(record)
-            if len(left) == len(pending):
-                for record in left:
-                    self.log.error("Could not move the route of endpoint {id}", id=record["id"])
-                break
-            pending = left
-        return DeferredList([d for d in placed if d is not None]).addCallback(lambda _: None)
-
-    @inlineCallbacks
-    def _route_taken(self, record):
-        other = None
-        if self._routing is not None:
-            other = yield self._routing.holder(record)
-        returnValue(
-            Conflict(
-                "another endpoint {}already serves {} {} on domain '{}'".format(
-                    f"('{other['name']}', id {other['id']}) " if other else "",
-                    record["method"],
-                    self._full_path(record),
-                    record["domain"],
-                )
-            )
-        )
-
-    @inlineCallbacks
-    def _register(self, endpoint_id, record, pool, digest):
-        """
-        Put a started pool in service, at the endpoint's route as stored now: a
-        domain or collection may have moved it while the workers started.
-        """
-        fresh = yield self._store.get_endpoint(endpoint_id)
-        self._pools[endpoint_id] = pool
-        self._digests[endpoint_id] = digest
-        yield self._route(fresh or record, pool)
-
-    @inlineCallbacks
-    def _start_locked(self, record, digest):
-        """
-        Start a pool on ``digest`` and, once it is ready, give it the route
-        (replacing the endpoint's running pool there, which the caller drains).
-        When it fails to start, a running pool keeps the route: the record
-        keeps status ``running`` and says why in ``last_error``.
-        """
-        endpoint_id = record["id"]
-        if not record["enabled"]:
-            raise Conflict(f"endpoint '{record['name']}' is disabled; enable it before starting")
-        binary = (yield self._versions_lock.run(self._claim, digest)) if digest else None
-        if binary is None:
-            raise Conflict(
-                f"endpoint '{record['name']}' is not compiled; "
-                f"POST /api/endpoints/{endpoint_id}/compile first"
-            )
-        try:
-            record = yield self._start_claimed(record, digest, binary)
-        finally:
-            self._release(digest)
-        returnValue(record)
-
-    @inlineCallbacks
-    def _start_claimed(self, record, digest, binary):
-        endpoint_id = record["id"]
-        serving = self._digests.get(endpoint_id) if endpoint_id in self._pools else None
-        uid = yield self._worker_uid(record)
-        record = dict(record, worker_uid=uid)
-        pool = self._pool_factory(record, binary, self._logbook.writer(endpoint_id), version=digest)
-        try:
-            yield pool.start()
-        except Exception as e:
-            yield pool.stop()
-            if serving is None:
-                yield self._store.update_endpoint(
-                    endpoint_id,
-                    {"status": "error", "last_error": f"workers failed to start: {e}", "updated_at": _now()},
-                )
-                raise WorkersFailed(
-                    f"the workers of endpoint '{record['name']}' failed to start: {e}; "
-                    f"see GET /api/endpoints/{endpoint_id}/logs"
-                )
-            problem = f"the workers of version {short(digest)} failed to start: {e}"
-            yield self._store.update_endpoint(endpoint_id, {"last_error": problem, "updated_at": _now()})
-            raise WorkersFailed(
-                f"{problem}; endpoint '{record['name']}' still serves version {short(serving)}; "
-                f"see GET /api/endpoints/{endpoint_id}/logs"
-            )
-        ready = self._clock.seconds()
-        yield self.routing_lock.run(self._register, endpoint_id, record, pool, digest)
-        switched = self._clock.seconds()
-        self.last_switch = {
-            "endpoint_id": endpoint_id,
-            "digest": digest,
-            "ready_to_switch_ms": round((switched - ready) * 1000, 3),
-        }
-        self.log.info(
-            "Endpoint {name}: version {version} ready, route switched in {ms} ms",
-            name=record["name"],
-            version=short(digest),
-            ms=self.last_switch["ready_to_switch_ms"],
-        )
-        record = yield self._store.update_endpoint(
-            endpoint_id,
-            {"status": "running", "deployed": digest, "last_error": None, "updated_at": _now()},
-        )
-        returnValue(record)
-
-    # versions and their binaries
-
-    def _in_use(self):
-        """Digests whose binaries must stay: served, being drained, or being started."""
-        used = set(self._digests.values()) | set(self._claims)
-        for draining in self._draining.values():
-            used.update(digest for _, digest in draining)
-        used.discard(None)
-        return used
-
-    def _claim(self, digest):
-        """Under ``_versions_lock``: the binary of ``digest``, kept from pruning until released; or None."""
-        binary = self._builder.artifact(digest)
-        if binary is not None:
-            self._claims[digest] = self._claims.get(digest, 0) + 1
-        return binary
-
-    def _release(self, digest):
-        count = self._claims.get(digest, 0) - 1
-        if count > 0:
-            self._claims[digest] = count
-        else:
-            self._claims.pop(digest, None)
-
-    @inlineCallbacks
-    def _remove_unused(self, digests):
-        """Under ``_versions_lock``: remove the binaries of those ``digests`` nothing uses."""
-        unused = yield self._store.unused_digests(digests, self._in_use())
-        yield self._remove_artifacts(unused)
-
-    @inlineCallbacks
-    def _remove_artifacts(self, digests):
-        """Under ``_versions_lock``: delete binaries (in a thread), never one in use."""
-        in_use = self._in_use()
-        for digest in digests:
-            if digest in in_use:
-                continue
-            try:
-                yield self._builder.remove_artifact(digest)
-                self.log.info("Removed the unused binary {digest}", digest=digest)
-            except Exception as e:
-                self.log.error("Could not remove the binary {digest}: {e}", digest=digest, e=e)
-
-    @inlineCallbacks
-    def _stop_locked(self, record):
-        endpoint_id = record["id"]
-        pool = self._pools.pop(endpoint_id, None)
-        self._digests.pop(endpoint_id, None)
-        self._routes.remove(endpoint_id)
-        if pool is not None:
-            yield pool.stop()
-        status = "stopped" if record["deployed"] else record["status"]
-        if record["status"] == "running" or pool is not None:
-            record = yield self._store.update_endpoint(
-                endpoint_id, {"status": status, "updated_at": _now()}
-            )
-        returnValue(record)

@@ -1,0 +1,364 @@
+"""
+The deployments: which worker pool serves each running endpoint, on which
+compiled version, and the zero-drop switch between pools.
+
+Replacing a running pool (restart, rollback, a change of the workers'
+settings) always goes: new pool started and ready → route switched to it →
+old pool drained. If the new pool fails to start, the old one was never
+touched and keeps serving. A pool being drained stays visible (its workers
+show in the endpoint's view) until it has stopped.
+
+Each pool holds a claim on its digest in the artifact ledger
+(admin/ledger.py) from the moment it is started until it has stopped or been
+drained, so its binary is never pruned under it.
+
+This part owns no lock. Its callers (``EndpointManager``) hold the endpoint's
+lifecycle lock around ``start``, ``replace`` and ``stop``; the moment a started
+pool takes its route runs as a routing write (``serialise``, the records'
+lock), so it cannot interleave with a domain or collection change that moves
+routes of running endpoints (``reroute``, called inside such a write).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Generator, Iterable, Optional, Protocol
+
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from edgegw_tx.admin.errors import Conflict, WorkersFailed
+from edgegw_tx.admin.ledger import ArtifactLedger
+from edgegw_tx.admin.records import now
+from edgegw_tx.admin.views import Live, short
+from edgegw_tx.paths import parse_pattern
+
+Record = dict[str, Any]
+
+
+class Pool(Protocol):
+    """What a deployment needs of a worker pool (workers/pool.py ``WorkerPool``)."""
+
+    name: str
+
+    @property
+    def pids(self) -> Iterable[int]:
+        """The pids of its live workers."""
+
+    def start(self) -> "Deferred[Any]":
+        """Start the workers; fires once they are ready."""
+
+    def stop(self) -> "Deferred[Any]":
+        """Drain and stop the workers."""
+
+    def workers(self) -> Iterable[dict[str, Any]]:
+        """One view per worker, for the endpoint's record."""
+
+    def stats(self) -> dict[str, Any]:
+        """Counters; ``queued`` is the requests waiting for a worker."""
+
+
+class Routes(Protocol):
+    """The data plane's route table (gateway/routes.py, or its mirror in processes/proxies.py)."""
+
+    def add(self, key: str, domain: str, method: str, pattern: Any, target: Any) -> Optional["Deferred[Any]"]:
+        """Route to ``target``, replacing the key's route at once; None or a Deferred firing once in place."""
+
+    def remove(self, key: str) -> Any:
+        """Remove the key's route."""
+
+
+class DeploymentStore(Protocol):
+    """The record reads and writes of a deployment: its ``status``, ``deployed`` and ``last_error``."""
+
+    def get_endpoint(self, endpoint_id: str) -> "Deferred[Optional[Record]]":
+        """The endpoint's record, or None."""
+
+    def update_endpoint(self, endpoint_id: str, fields: Record) -> "Deferred[Record]":
+        """Change some columns; fires with the new record."""
+
+
+PoolFactory = Callable[..., Pool]
+Serialise = Callable[..., "Deferred[Any]"]
+
+
+class Deployments:
+    """Running pools, their digests, pools being drained and the switch; see the module docstring."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        store: DeploymentStore,
+        routes: Routes,
+        pool_factory: PoolFactory,
+        ledger: ArtifactLedger,
+        log_writer: Callable[[str], Any],
+        worker_uid: Callable[[Record], "Deferred[Optional[int]]"],
+        full_path: Callable[[Record], str],
+        serialise: Serialise,
+        clock: IReactorTime,
+    ) -> None:
+        """
+        ``pool_factory(record, binary, log, version=digest)`` makes an unstarted
+        pool; ``log_writer(endpoint_id)`` is the log its workers write to;
+        ``worker_uid(record)`` fires with the endpoint's worker uid;
+        ``full_path(record)`` is its served path; ``serialise(work, *args)``
+        runs ``work`` as a routing write; ``clock`` times the switch.
+        """
+        self._store = store
+        self._routes = routes
+        self._pool_factory = pool_factory
+        self._ledger = ledger
+        self._log_writer = log_writer
+        self._worker_uid = worker_uid
+        self._full_path = full_path
+        self._serialise = serialise
+        self._clock = clock
+        self._pools: dict[str, Pool] = {}
+        # endpoint id -> the digest its running pool serves
+        self._digests: dict[str, str] = {}
+        # endpoint id -> [(pool, digest)] being drained after a switch
+        self._draining: dict[str, list[tuple[Pool, str]]] = {}
+        # The last route switch: {endpoint_id, digest, ready_to_switch_ms}.
+        self.last_switch: Optional[dict[str, Any]] = None
+
+    # reading
+
+    def serving(self, endpoint_id: str) -> bool:
+        """Whether a pool of the endpoint has its route."""
+        return endpoint_id in self._pools
+
+    def digest(self, endpoint_id: str) -> Optional[str]:
+        """The digest the endpoint's running pool serves, or None."""
+        return self._digests.get(endpoint_id)
+
+    def live(self, endpoint_id: str) -> Live:
+        """What runs for the endpoint, for its view."""
+        pool = self._pools.get(endpoint_id)
+        workers = list(pool.workers()) if pool is not None else []
+        for old, _ in self._draining.get(endpoint_id, ()):
+            workers.extend(old.workers())
+        return Live(
+            pids=list(pool.pids) if pool is not None else [],
+            workers=workers,
+            queue=pool.stats().get("queued", 0) if pool is not None else 0,
+            digest=self._digests.get(endpoint_id),
+        )
+
+    def pool_stats(self) -> list[dict[str, Any]]:
+        """``stats()`` of every running endpoint's worker pool."""
+        return [pool.stats() for pool in self._pools.values()]
+
+    def pool_stats_by_endpoint(self) -> dict[str, dict[str, Any]]:
+        """``{endpoint_id: stats()}`` of every running endpoint's worker pool (admin/history.py)."""
+        return {endpoint_id: pool.stats() for endpoint_id, pool in self._pools.items()}
+
+    def running_count(self) -> int:
+        """How many endpoints have a running pool."""
+        return len(self._pools)
+
+    # starting, switching, stopping (under the endpoint's lifecycle lock)
+
+    @inlineCallbacks
+    def replace(self, record: Record, digest: Optional[str]) -> Generator["Deferred[Any]", Any, Record]:
+        """
+        Serve ``digest``: new pool started and ready, then the route switched to
+        it, then the old pool (if any) drained. When the new pool fails to
+        start, the old one was never touched and keeps serving.
+        """
+        endpoint_id = record["id"]
+        # The old pool stays registered until the new one takes its place
+        # (_register), so a domain or collection change meanwhile moves its route.
+        old = self._pools.get(endpoint_id)
+        old_digest = self._digests.get(endpoint_id)
+        record = yield self.start(record, digest)
+        if old is not None and old_digest is not None:
+            yield self._drain(endpoint_id, old, old_digest)
+        return record
+
+    @inlineCallbacks
+    def start(self, record: Record, digest: Optional[str]) -> Generator["Deferred[Any]", Any, Record]:
+        """
+        Start a pool on ``digest`` and, once it is ready, give it the route
+        (replacing the endpoint's running pool there, which the caller drains).
+        When it fails to start, a running pool keeps the route: the record
+        keeps status ``running`` and says why in ``last_error``.
+        """
+        endpoint_id = record["id"]
+        if not record["enabled"]:
+            raise Conflict(f"endpoint '{record['name']}' is disabled; enable it before starting")
+        binary = (yield self._ledger.claim(digest)) if digest else None
+        if binary is None or digest is None:
+            raise Conflict(
+                f"endpoint '{record['name']}' is not compiled; "
+                f"POST /api/endpoints/{endpoint_id}/compile first"
+            )
+        serving = self._digests.get(endpoint_id) if endpoint_id in self._pools else None
+        try:
+            uid = yield self._worker_uid(record)
+            record = dict(record, worker_uid=uid)
+            pool = self._pool_factory(record, binary, self._log_writer(endpoint_id), version=digest)
+        except BaseException:
+            self._ledger.release(digest)
+            raise
+        try:
+            yield pool.start()
+        except Exception as e:
+            try:
+                yield pool.stop()
+                if serving is None:
+                    yield self._store.update_endpoint(
+                        endpoint_id,
+                        {"status": "error", "last_error": f"workers failed to start: {e}", "updated_at": now()},
+                    )
+                    raise WorkersFailed(
+                        f"the workers of endpoint '{record['name']}' failed to start: {e}; "
+                        f"see GET /api/endpoints/{endpoint_id}/logs"
+                    )
+                problem = f"the workers of version {short(digest)} failed to start: {e}"
+                yield self._store.update_endpoint(endpoint_id, {"last_error": problem, "updated_at": now()})
+                raise WorkersFailed(
+                    f"{problem}; endpoint '{record['name']}' still serves version {short(serving)}; "
+                    f"see GET /api/endpoints/{endpoint_id}/logs"
+                )
+            finally:
+                self._ledger.release(digest)
+        ready = self._clock.seconds()
+        try:
+            yield self._serialise(self._register, endpoint_id, record, pool, digest)
+        finally:
+            # Once registered, the claim is the serving pool's until it stops or is drained.
+            if self._pools.get(endpoint_id) is not pool:
+                self._ledger.release(digest)
+        switched = self._clock.seconds()
+        self.last_switch = {
+            "endpoint_id": endpoint_id,
+            "digest": digest,
+            "ready_to_switch_ms": round((switched - ready) * 1000, 3),
+        }
+        self.log.info(
+            "Endpoint {name}: version {version} ready, route switched in {ms} ms",
+            name=record["name"],
+            version=short(digest),
+            ms=self.last_switch["ready_to_switch_ms"],
+        )
+        record = yield self._store.update_endpoint(
+            endpoint_id,
+            {"status": "running", "deployed": digest, "last_error": None, "updated_at": now()},
+        )
+        return record
+
+    @inlineCallbacks
+    def _register(
+        self, endpoint_id: str, record: Record, pool: Pool, digest: str
+    ) -> Generator["Deferred[Any]", Any, None]:
+        """
+        As a routing write: put a started pool in service, at the endpoint's
+        route as stored now (a domain or collection may have moved it while
+        the workers started).
+        """
+        fresh = yield self._store.get_endpoint(endpoint_id)
+        self._pools[endpoint_id] = pool
+        self._digests[endpoint_id] = digest
+        placed = self.route(fresh or record)
+        if placed is not None:
+            yield placed
+
+    @inlineCallbacks
+    def _drain(self, endpoint_id: str, pool: Pool, digest: str) -> Generator["Deferred[Any]", Any, None]:
+        """Stop a pool that no longer has the route; its workers stay visible meanwhile."""
+        entry = (pool, digest)
+        self._draining.setdefault(endpoint_id, []).append(entry)
+        try:
+            yield pool.stop()
+        except Exception as e:
+            self.log.error("Draining workers of {name} failed: {e}", name=pool.name, e=e)
+        finally:
+            draining = self._draining.get(endpoint_id, [])
+            if entry in draining:
+                draining.remove(entry)
+            if not draining:
+                self._draining.pop(endpoint_id, None)
+            self._ledger.release(digest)
+
+    @inlineCallbacks
+    def stop(self, record: Record) -> Generator["Deferred[Any]", Any, Record]:
+        """Take the endpoint's route away and stop its pool; the record says ``stopped`` (if it ran)."""
+        endpoint_id = record["id"]
+        pool = self._pools.pop(endpoint_id, None)
+        digest = self._digests.pop(endpoint_id, None)
+        if digest is not None:
+            self._ledger.release(digest)
+        self._routes.remove(endpoint_id)
+        if pool is not None:
+            yield pool.stop()
+        status = "stopped" if record["deployed"] else record["status"]
+        if record["status"] == "running" or pool is not None:
+            record = yield self._store.update_endpoint(endpoint_id, {"status": status, "updated_at": now()})
+        return record
+
+    @inlineCallbacks
+    def stop_all(self) -> Generator["Deferred[Any]", Any, None]:
+        """
+        Stop all workers without changing what the store says should run.
+
+        It is the gateway's shutdown, so the routes stay: a request that
+        comes meanwhile (on a connection accepted as the gateway stopped
+        listening) reaches its pool, which serves it while draining or
+        answers 503 (PoolStopped) once stopping, never 404 as if there were
+        no such endpoint.
+        """
+        pools = list(self._pools.values())
+        for digest in self._digests.values():
+            self._ledger.release(digest)
+        self._pools.clear()
+        self._digests.clear()
+        for pool in pools:
+            try:
+                yield pool.stop()
+            except Exception as e:
+                self.log.error("Stopping workers of {name} failed: {e}", name=pool.name, e=e)
+
+    # routes
+
+    def route(self, record: Record) -> Optional["Deferred[Any]"]:
+        """
+        Route the endpoint to its running pool, at ``record``'s route (the
+        route table's ``add`` under the same key replaces the old route at
+        once). Answers what ``add`` does: None, or a Deferred firing once the
+        route is in place everywhere (the mirrored table of several
+        data-plane processes, processes/proxies.py), which callers wait for.
+        """
+        return self._routes.add(
+            record["id"],
+            record["domain"],
+            record["method"],
+            parse_pattern(self._full_path(record)),
+            self._pools[record["id"]],
+        )
+
+    def reroute(self, records: Iterable[Record]) -> "Deferred[None]":
+        """
+        Move the routes of those endpoint ``records`` (as now stored) that run,
+        each atomically. Call as a routing write. A batch may move one
+        endpoint onto the route another is leaving, so a clash is retried
+        after the others. Fires once every moved route is in place (at once
+        with one process).
+        """
+        placed = []
+        pending = [r for r in records if r["id"] in self._pools]
+        while pending:
+            left = []
+            for record in pending:
+                try:
+                    placed.append(self.route(record))
+                except ValueError:  # the route table's RouteConflict
+                    left.append(record)
+            if len(left) == len(pending):
+                for record in left:
+                    self.log.error("Could not move the route of endpoint {id}", id=record["id"])
+                break
+            pending = left
+        done: Deferred[Any] = DeferredList([d for d in placed if d is not None])
+        return done.addCallback(lambda _: None)

@@ -1,0 +1,263 @@
+"""
+The deployments on their own (edgegw_tx/admin/deployments.py): the zero-drop
+switch order, a failed start that leaves the old pool serving, drains, claims
+on the artifact ledger and route moves, with a fake pool, a fake store and
+the real route table and ledger (over fake binaries).
+"""
+
+from typing import Any, Optional
+
+from twisted.internet.defer import Deferred, DeferredLock, fail, succeed
+from twisted.internet.task import Clock
+from twisted.trial import unittest
+
+from edgegw_tx.admin.deployments import Deployments
+from edgegw_tx.admin.errors import Conflict, WorkersFailed
+from edgegw_tx.admin.ledger import ArtifactLedger
+from edgegw_tx.gateway.routes import Match, RouteTable
+from tests.test_admin_ledger import FakeBinaries, FakeVersionStore
+
+Record = dict[str, Any]
+
+
+class ScriptedPool:
+    """A pool that logs start, ready and stop in ``events``; ``fail`` or ``hold_stop`` script it."""
+
+    def __init__(self, events: list[tuple[str, Optional[str]]], record: Record, version: Optional[str]) -> None:
+        self.events = events
+        self.name = record["name"]
+        self.record = record
+        self.version = version
+        self.pids: list[int] = []
+        self.fail: Optional[Exception] = None
+        self.stopping: Optional[Deferred[None]] = None
+        self.hold_stop = False
+
+    def start(self) -> "Deferred[Any]":
+        """Ready at once, or failing with ``fail``."""
+        self.events.append(("start", self.version))
+        if self.fail is not None:
+            return fail(self.fail)
+        self.pids = [len(self.events)]
+        self.events.append(("ready", self.version))
+        return succeed(self.pids)
+
+    def stop(self) -> "Deferred[Any]":
+        """Stopped at once, or when the test fires ``stopping`` (a drain in progress)."""
+        self.events.append(("stop", self.version))
+        if self.hold_stop:
+            self.stopping = Deferred()
+            return self.stopping
+        self.pids = []
+        return succeed(None)
+
+    def workers(self) -> list[dict[str, Any]]:
+        """One row per pid."""
+        state = "draining" if self.stopping is not None else "ready"
+        return [{"pid": pid, "version": self.version, "state": state} for pid in self.pids]
+
+    def stats(self) -> dict[str, Any]:
+        """What views and stats read."""
+        return {"name": self.name, "workers": len(self.pids), "queued": 0}
+
+
+class LoggedRoutes(RouteTable):
+    """The real route table, logging which version each route switch points at."""
+
+    def __init__(self, events: list[tuple[str, Optional[str]]]) -> None:
+        super().__init__()
+        self.events = events
+
+    def add(self, key: str, domain: str, method: str, pattern: Any, target: Any) -> Any:
+        """Log, then route."""
+        self.events.append(("route", target.version))
+        return super().add(key, domain, method, pattern, target)
+
+
+class RecordStore:
+    """The deployment's store seam over a dict of records."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, Record] = {}
+
+    def get_endpoint(self, endpoint_id: str) -> "Deferred[Optional[Record]]":
+        """A copy of the record, or None."""
+        record = self.records.get(endpoint_id)
+        return succeed(dict(record) if record is not None else None)
+
+    def update_endpoint(self, endpoint_id: str, fields: Record) -> "Deferred[Record]":
+        """Merge the fields in."""
+        self.records[endpoint_id].update(fields)
+        return succeed(dict(self.records[endpoint_id]))
+
+
+def record(endpoint_id: str = "e1", **fields: Any) -> Record:
+    """A stored endpoint record with what a deployment reads."""
+    base = {
+        "id": endpoint_id,
+        "name": "ep-" + endpoint_id,
+        "enabled": True,
+        "status": "compiled",
+        "deployed": None,
+        "last_error": None,
+        "method": "GET",
+        "domain": "*",
+        "path": "/" + endpoint_id,
+        "settings": {},
+    }
+    base.update(fields)
+    return base
+
+
+class DeploymentsTests(unittest.TestCase):
+    """Starting, switching, draining and stopping pools of endpoints."""
+
+    def setUp(self) -> None:
+        self.events: list[tuple[str, Optional[str]]] = []
+        self.pools: list[ScriptedPool] = []
+        self.next_fail: Optional[Exception] = None
+        self.hold_stop = False
+        self.store = RecordStore()
+        self.binaries = FakeBinaries("a", "b")
+        self.ledger = ArtifactLedger(FakeVersionStore(), self.binaries, keep_versions=10)
+        self.routes = LoggedRoutes(self.events)
+        self.routing_lock = DeferredLock()
+        self.clock = Clock()
+        self.uids: list[str] = []
+        self.deployments = Deployments(
+            self.store,
+            self.routes,
+            self.make_pool,
+            self.ledger,
+            lambda endpoint_id: None,
+            self.worker_uid,
+            lambda r: str(r["path"]),
+            self.routing_lock.run,
+            self.clock,
+        )
+
+    def make_pool(self, rec: Record, binary: str, log: Any, version: Optional[str] = None) -> ScriptedPool:
+        """The pool factory: a scripted pool, failing if ``next_fail`` is set."""
+        pool = ScriptedPool(self.events, rec, version)
+        pool.fail, self.next_fail = self.next_fail, None
+        pool.hold_stop = self.hold_stop
+        self.pools.append(pool)
+        return pool
+
+    def worker_uid(self, rec: Record) -> "Deferred[Optional[int]]":
+        """The uid seam: logs who asked, answers 61001."""
+        self.uids.append(rec["id"])
+        return succeed(61001)
+
+    def stored(self, endpoint_id: str = "e1", **fields: Any) -> Record:
+        """Put a record in the store and answer it."""
+        self.store.records[endpoint_id] = record(endpoint_id, **fields)
+        return dict(self.store.records[endpoint_id])
+
+    def target(self, path: str) -> Any:
+        """The pool the route table sends ``GET path`` to, or None."""
+        found = self.routes.match("example.com", "GET", path)
+        return found.target if isinstance(found, Match) else None
+
+    def test_a_switch_starts_the_new_pool_then_routes_then_drains_the_old(self) -> None:
+        """replace(): new pool started and ready, route switched, old pool stopped, in that order."""
+        self.successResultOf(self.deployments.start(self.stored(), "a"))
+        del self.events[:]
+        rec = self.successResultOf(self.deployments.replace(self.store.records["e1"], "b"))
+        self.assertEqual(self.events, [("start", "b"), ("ready", "b"), ("route", "b"), ("stop", "a")])
+        self.assertEqual((rec["status"], rec["deployed"]), ("running", "b"))
+        self.assertEqual(self.deployments.digest("e1"), "b")
+        self.assertEqual(self.ledger.in_use(), {"b"})
+
+    def test_a_failed_start_leaves_the_old_pool_serving(self) -> None:
+        """When the new pool fails, the old one keeps route and claim; the record says why."""
+        self.successResultOf(self.deployments.start(self.stored(), "a"))
+        old = self.pools[0]
+        del self.events[:]
+        self.next_fail = RuntimeError("boom")
+        failure = self.failureResultOf(self.deployments.replace(self.store.records["e1"], "b"), WorkersFailed)
+        self.assertIn("still serves version a", failure.value.message)
+        self.assertEqual(self.events, [("start", "b"), ("stop", "b")])
+        self.assertIs(self.target("/e1"), old)
+        self.assertEqual(self.deployments.pool_stats(), [old.stats()])
+        self.assertEqual(self.deployments.digest("e1"), "a")
+        self.assertEqual(self.ledger.in_use(), {"a"})
+        stored = self.store.records["e1"]
+        self.assertEqual((stored["status"], stored["deployed"]), ("running", "a"))
+        self.assertIn("boom", stored["last_error"])
+
+    def test_a_first_start_that_fails_marks_the_record_error(self) -> None:
+        """With nothing serving, a failed start sets status error and releases its claim."""
+        self.next_fail = RuntimeError("no exec")
+        self.failureResultOf(self.deployments.start(self.stored(), "a"), WorkersFailed)
+        self.assertEqual(self.store.records["e1"]["status"], "error")
+        self.assertFalse(self.deployments.serving("e1"))
+        self.assertEqual(self.ledger.in_use(), set())
+
+    def test_a_draining_pool_keeps_its_claim_and_shows_its_workers(self) -> None:
+        """Until a drained pool has stopped, its digest stays claimed and its workers stay visible."""
+        self.successResultOf(self.deployments.start(self.stored(), "a"))
+        self.pools[0].hold_stop = True
+        switching = self.deployments.replace(self.store.records["e1"], "b")
+        self.assertNoResult(switching)
+        self.assertEqual(self.ledger.in_use(), {"a", "b"})
+        versions = [w["version"] for w in self.deployments.live("e1").workers]
+        self.assertEqual(versions, ["b", "a"])
+        stopping = self.pools[0].stopping
+        assert stopping is not None
+        stopping.callback(None)
+        self.successResultOf(switching)
+        self.assertEqual(self.ledger.in_use(), {"b"})
+        self.assertEqual([w["version"] for w in self.deployments.live("e1").workers], ["b"])
+
+    def test_the_route_switch_is_a_routing_write(self) -> None:
+        """A started pool takes its route only once the routing lock is free, at the route stored then."""
+        self.successResultOf(self.routing_lock.acquire())
+        starting = self.deployments.start(self.stored(), "a")
+        self.assertEqual(self.events, [("start", "a"), ("ready", "a")])
+        self.store.records["e1"]["path"] = "/moved"
+        self.routing_lock.release()
+        self.successResultOf(starting)
+        self.assertIsNotNone(self.target("/moved"))
+        self.assertIsNone(self.target("/e1"))
+
+    def test_start_refuses_a_disabled_or_uncompiled_endpoint(self) -> None:
+        """A disabled endpoint, or a digest whose binary is gone, is a 409 and claims nothing."""
+        self.failureResultOf(self.deployments.start(self.stored(enabled=False), "a"), Conflict)
+        self.failureResultOf(self.deployments.start(self.stored(), "gone"), Conflict)
+        self.failureResultOf(self.deployments.start(self.stored(), None), Conflict)
+        self.assertEqual((self.pools, self.ledger.in_use()), ([], set()))
+
+    def test_stop_takes_the_route_and_releases_the_claim(self) -> None:
+        """stop(): no route, no pool, the digest no longer claimed, the record stopped."""
+        self.successResultOf(self.deployments.start(self.stored(), "a"))
+        rec = self.successResultOf(self.deployments.stop(self.store.records["e1"]))
+        self.assertEqual(rec["status"], "stopped")
+        self.assertIsNone(self.target("/e1"))
+        self.assertEqual((self.deployments.running_count(), self.ledger.in_use()), (0, set()))
+
+    def test_stop_all_keeps_the_routes_and_the_records(self) -> None:
+        """At shutdown every pool stops and its claim goes, but routes and stored status stay."""
+        self.successResultOf(self.deployments.start(self.stored("e1"), "a"))
+        self.successResultOf(self.deployments.start(self.stored("e2"), "b"))
+        self.successResultOf(self.deployments.stop_all())
+        self.assertEqual([e for e in self.events if e[0] == "stop"], [("stop", "a"), ("stop", "b")])
+        self.assertIsNotNone(self.target("/e1"))
+        self.assertEqual(self.store.records["e1"]["status"], "running")
+        self.assertEqual(self.ledger.in_use(), set())
+
+    def test_reroute_lets_two_endpoints_swap_routes(self) -> None:
+        """A batch moving one endpoint onto the route the other leaves is placed in a second round."""
+        self.successResultOf(self.deployments.start(self.stored("e1"), "a"))
+        self.successResultOf(self.deployments.start(self.stored("e2"), "b"))
+        first = self.pools[0]
+        second = self.pools[1]
+        moved = [record("e1", path="/e2"), record("e2", path="/e3")]
+        self.successResultOf(self.deployments.reroute(moved))
+        self.assertIs(self.target("/e2"), first)
+        self.assertIs(self.target("/e3"), second)
+
+    def test_the_worker_uid_is_asked_at_each_start(self) -> None:
+        """The pool's record carries the endpoint's worker uid from the records' seam."""
+        self.successResultOf(self.deployments.start(self.stored(), "a"))
+        self.assertEqual((self.uids, self.pools[0].record["worker_uid"]), (["e1"], 61001))

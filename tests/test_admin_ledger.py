@@ -1,0 +1,168 @@
+"""
+The artifact ledger on its own (edgegw_tx/admin/ledger.py): claims on digests,
+version rows, pruning beyond ``keep_versions`` and deleting unused binaries,
+with fakes of its two seams (the builder's binaries and the store's versions).
+"""
+
+from typing import Any, Optional
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.trial import unittest
+
+from edgegw_tx.admin.ledger import ArtifactLedger
+
+
+class FakeBinaries:
+    """Stored binaries by digest; ``gate`` (a Deferred) holds the next removal until fired."""
+
+    def __init__(self, *digests: str) -> None:
+        self.stored = set(digests)
+        self.removed: list[str] = []
+        self.gate: Optional[Deferred[None]] = None
+        self.broken: set[str] = set()
+
+    def artifact(self, digest: str) -> Optional[str]:
+        """The binary's path when stored."""
+        return f"/artifacts/{digest}/handler" if digest in self.stored else None
+
+    def remove_artifact(self, digest: str) -> "Deferred[Any]":
+        """Delete, at once or when ``gate`` fires; a digest in ``broken`` fails."""
+        if digest in self.broken:
+            return fail(OSError(f"cannot remove {digest}"))
+
+        def remove(_: Any) -> bool:
+            self.removed.append(digest)
+            self.stored.discard(digest)
+            return True
+
+        gate, self.gate = self.gate, None
+        if gate is not None:
+            return gate.addCallback(remove)
+        return succeed(remove(None))
+
+
+class FakeVersionStore:
+    """Version rows per endpoint, newest last; ``named`` digests are used by some record."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[str]] = {}
+        self.named: set[str] = set()
+
+    def record_version(self, record: dict[str, Any], cached: bool = False) -> "Deferred[None]":
+        """Append (or move to newest) the version's digest."""
+        rows = self.rows.setdefault(record["endpoint_id"], [])
+        if record["digest"] in rows:
+            rows.remove(record["digest"])
+        rows.append(record["digest"])
+        return succeed(None)
+
+    def prune_versions(self, endpoint_id: str, keep: int, protected: Any = ()) -> "Deferred[list[str]]":
+        """Drop all but the ``keep`` newest (and the protected); fire with the dropped ones no record names."""
+        rows = self.rows.get(endpoint_id, [])
+        doomed = [d for d in rows[: max(len(rows) - keep, 0)] if d not in set(protected)]
+        self.rows[endpoint_id] = [d for d in rows if d not in doomed]
+        return self.unused_digests(doomed, protected)
+
+    def unused_digests(self, digests: Any, protected: Any = ()) -> "Deferred[list[str]]":
+        """Those no row and no record names."""
+        rows = {d for ds in self.rows.values() for d in ds}
+        return succeed([d for d in digests if d not in rows and d not in self.named and d not in set(protected)])
+
+
+def version(endpoint_id: str, digest: str) -> dict[str, Any]:
+    """A version row as the manager records it."""
+    return {
+        "endpoint_id": endpoint_id,
+        "digest": digest,
+        "code": "",
+        "dependencies": {},
+        "compile_seconds": 1.0,
+        "created_at": "now",
+    }
+
+
+def adopted(outcome: Any = "record") -> "Deferred[tuple[Any, bool]]":
+    """An ``adopt`` answer: the build became the endpoint's artifact."""
+    return succeed((outcome, True))
+
+
+class LedgerTests(unittest.TestCase):
+    """Claims, recording and pruning of one ``ArtifactLedger``."""
+
+    def setUp(self) -> None:
+        self.binaries = FakeBinaries("a", "b", "c")
+        self.store = FakeVersionStore()
+        self.ledger = ArtifactLedger(self.store, self.binaries, keep_versions=2)
+
+    def test_claims_are_counted_until_each_is_released(self) -> None:
+        """Two claims on a digest keep it in use until both are released."""
+        self.assertEqual(self.successResultOf(self.ledger.claim("a")), "/artifacts/a/handler")
+        self.successResultOf(self.ledger.claim("a"))
+        self.ledger.release("a")
+        self.assertEqual(self.ledger.in_use(), {"a"})
+        self.ledger.release("a")
+        self.assertEqual(self.ledger.in_use(), set())
+
+    def test_claim_of_a_missing_binary_counts_nothing(self) -> None:
+        """A claim on a digest whose binary is gone fires None and counts nothing."""
+        self.assertIsNone(self.successResultOf(self.ledger.claim("zz")))
+        self.assertEqual(self.ledger.in_use(), set())
+
+    def test_forget_spares_claimed_and_named_binaries(self) -> None:
+        """``forget`` deletes only binaries no pool claims and no record names."""
+        self.successResultOf(self.ledger.claim("a"))
+        self.store.named.add("b")
+        self.successResultOf(self.ledger.forget(["a", "b", "c", ""]))
+        self.assertEqual(self.binaries.removed, ["c"])
+
+    def test_record_prunes_versions_beyond_keep(self) -> None:
+        """Recording a third version with keep_versions 2 deletes the oldest one's binary."""
+        for digest in ("a", "b", "c"):
+            outcome = self.successResultOf(self.ledger.record(version("e1", digest), False, adopted))
+            self.assertEqual(outcome, "record")
+        self.assertEqual(self.store.rows["e1"], ["b", "c"])
+        self.assertEqual(self.binaries.removed, ["a"])
+
+    def test_pruning_spares_a_claimed_binary(self) -> None:
+        """An old version whose digest a pool claims loses its row but keeps its binary."""
+        self.successResultOf(self.ledger.claim("a"))
+        for digest in ("a", "b", "c"):
+            self.successResultOf(self.ledger.record(version("e1", digest), False, adopted))
+        self.assertEqual(self.binaries.removed, [])
+        self.assertIn("a", self.binaries.stored)
+
+    def test_record_of_a_vanished_binary_is_none_and_adopts_nothing(self) -> None:
+        """A build whose binary was deleted meanwhile is not adopted: None, so the caller builds again."""
+        calls = []
+
+        def adopt() -> "Deferred[tuple[Any, bool]]":
+            calls.append(True)
+            return adopted()
+
+        self.assertIsNone(self.successResultOf(self.ledger.record(version("e1", "zz"), False, adopt)))
+        self.assertEqual((calls, self.store.rows), ([], {}))
+
+    def test_a_build_not_adopted_records_no_version(self) -> None:
+        """When the endpoint's code changed while cargo ran, no version row is written."""
+        outcome = self.successResultOf(
+            self.ledger.record(version("e1", "a"), False, lambda: succeed(("latest", False)))
+        )
+        self.assertEqual((outcome, self.store.rows), ("latest", {}))
+
+    def test_a_claim_waits_for_a_removal_in_progress(self) -> None:
+        """A claim asked while a binary is being deleted waits for it, then finds it gone."""
+        gate: Deferred[None] = Deferred()
+        self.binaries.gate = gate
+        forgetting = self.ledger.forget(["a"])
+        claimed = self.ledger.claim("a")
+        self.assertNoResult(claimed)
+        gate.callback(None)
+        self.successResultOf(forgetting)
+        self.assertIsNone(self.successResultOf(claimed))
+        self.assertEqual(self.ledger.in_use(), set())
+
+    def test_a_failed_removal_does_not_fail_the_forget(self) -> None:
+        """A binary that cannot be deleted is logged; the others still go."""
+        self.binaries.broken.add("a")
+        self.successResultOf(self.ledger.forget(["a", "b"]))
+        self.assertEqual(self.binaries.removed, ["b"])

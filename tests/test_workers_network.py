@@ -595,7 +595,7 @@ class SettingsTests(unittest.TestCase):
 
     def test_openapi_derived(self) -> None:
         """The OpenAPI document's settings.network is built from the module's values, not a copy."""
-        from edgegw_tx.admin.openapi import settings_properties
+        from edgegw_tx.admin.schema import settings_properties
 
         schema = settings_properties()["network"]
         words, allow = schema["oneOf"]

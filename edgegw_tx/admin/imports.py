@@ -49,16 +49,14 @@ from edgegw_tx.admin.bundles import read_bundle
 from edgegw_tx.admin.domains import join_path
 from edgegw_tx.admin.errors import ApiError, BadRequest, NotFound, PayloadTooLarge, Unprocessable
 from edgegw_tx.admin.stubs import is_untouched_stub, stub_code
-from edgegw_tx.admin.validation import _HOST, UNSAFE_IN_NAME
+from edgegw_tx.admin.schema import HOST, MAX_CODE, MAX_DESCRIPTION, MAX_NAME
+from edgegw_tx.admin.validation import UNSAFE_IN_NAME, schema_errors
 from edgegw_tx.paths import PatternError, parse_pattern
 
 MAX_OPERATIONS = 1000
 MAX_SPEC_CHARS = 16 * 1024 * 1024
 MAX_FLOW_DEPTH = 256
 MAX_BLOCK_COLUMNS = 1000
-MAX_NAME = 200
-MAX_DESCRIPTION = 10_000
-MAX_CODE = 1_000_000
 OPENAPI_FIELDS = ("spec", "domain", "collection_id", "create_collection")
 BUNDLE_PARAMETERS = ("domain", "collection_id", "create_collection", "compile", "start")
 ZIP_TYPES = (
@@ -399,12 +397,9 @@ def _flag(value, name):
 def _domain(value, name, where="field"):
     if not isinstance(value, str):
         raise BadRequest(f"{where} '{name}' must be a string", field=name)
-    domain = value.strip().lower()
-    if domain != "*" and not _HOST.match(domain):
-        raise BadRequest(
-            f"{where} '{name}' must be '*' or a host name such as api.example.com", field=name
-        )
-    return domain
+    if schema_errors(HOST, value):
+        raise BadRequest(f"{where} '{name}' {HOST['x-error']}", field=name)
+    return value.strip().lower()
 
 
 def openapi_options(payload):

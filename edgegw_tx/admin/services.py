@@ -22,12 +22,14 @@ from datetime import datetime, timezone
 from twisted.internet.defer import DeferredLock, inlineCallbacks, returnValue
 from twisted.logger import Logger
 
+from edgegw_tx.admin import schema
 from edgegw_tx.admin.errors import ApiError, BadRequest, Conflict, NotFound
+from edgegw_tx.admin.schema import ecma_regex
 from edgegw_tx.store import Conflict as StoreConflict
 from edgegw_tx.store import Missing, ServiceInUse
 
-POOL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
-SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+POOL_ID = ecma_regex(schema.POOL_ID)
+SERVICE_NAME = ecma_regex(schema.SERVICE_NAME)
 
 _WRITABLE = {"name", "service_type", "config"}
 _READ_ONLY = {"id", "created_at", "updated_at"}

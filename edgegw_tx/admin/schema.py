@@ -1,0 +1,914 @@
+"""
+The JSON Schema of every request and response body of the management API.
+
+This module is data: each limit, pattern and default of a body is written here
+once. From it come the server's checks (``admin/validation.py`` runs these
+schemas with ``jsonschema`` and keeps only what a schema cannot say: path
+pattern parsing, ``min_instances <= max_instances``, references to other
+records), the OpenAPI document (``admin/openapi.py`` adds the operations), the
+field tables of ``docs/api.md`` (``tools/gen-api-docs``) and the Admin UI's
+input limits (read from ``/api/openapi.json``).
+
+Patterns are written in the syntax common to ECMA-262 and Python (no ``\\Z``,
+no look-behind), anchored with ``^`` and ``$``; ``$`` also matches before a
+final newline in Python, so a pattern that must refuse one says so with
+``(?!\\n)`` or a class that excludes it. ``x-error`` on a schema is the words a
+400 uses when a value does not match it (``field 'x' <x-error>``).
+"""
+
+import functools
+import re
+from typing import Any
+
+from edgegw_tx.admin import probe as _probe
+from edgegw_tx.build.project import MAX_DEPENDENCIES, MAX_FEATURES, SDK_CRATE
+from edgegw_tx.paths import METHODS
+from edgegw_tx.workers import isolation as _isolation
+from edgegw_tx.workers import network as _network
+
+Schema = dict[str, Any]
+
+# -- limits: each written once ------------------------------------------------------
+
+MAX_NAME = 200
+"""An endpoint's or a collection's name, in characters."""
+MAX_DESCRIPTION = 10_000
+MAX_CODE = 1_000_000
+"""A handler's Rust source, in characters (also an imported bundle's .rs file)."""
+MAX_PATH = 2000
+MAX_METHOD = 20
+MAX_HOST = 253
+MAX_KEY_NAME = 100
+
+# ``limits`` are each worker process's resource limits (docs/isolation.md):
+# address space, CPU seconds over its life, open files, processes of the worker
+# user, size of a file it writes; 0 leaves the gateway's own limit.
+DEFAULT_LIMITS = {
+    "memory_mb": 1024,
+    "cpu_seconds": 3600,
+    "open_files": 256,
+    "processes": 1024,
+    "file_size_mb": 64,
+}
+# limit -> (lowest, highest) when not 0
+LIMIT_RANGES = {
+    "memory_mb": (16, 1_048_576),
+    "cpu_seconds": (1, 31_536_000),
+    "open_files": (16, 1_048_576),
+    "processes": (1, 4_194_304),
+    "file_size_mb": (1, 1_048_576),
+}
+# The worker pool's settings (docs/api.md, "Endpoint fields"): ``min_instances``
+# workers are kept alive (0: none until a request comes), up to
+# ``max_instances`` under load; ``max_queue`` requests may wait for a worker
+# (beyond: 503 with Retry-After); a worker is replaced after ``max_requests``
+# requests (0: never); a worker above ``min_instances`` idle for
+# ``idle_timeout`` seconds stops. ``instances: N`` is accepted on input as
+# shorthand for min_instances = max_instances = N.
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "min_instances": 1,
+    "max_instances": 4,
+    "max_queue": 1000,
+    "timeout": 30.0,
+    "max_requests": 0,
+    "idle_timeout": 60.0,
+    "env": {},
+    "pipeline": 16,
+    "limits": DEFAULT_LIMITS,
+    # ``network``: the workers' network policy (docs/isolation.md, "Network
+    # policy"); its rule is ``edgegw_tx.workers.network.check_policy``.
+    "network": _network.DEFAULT_POLICY,
+    # ``dependencies``: crate name -> version requirement or {version,
+    # features, default-features} (docs/dependencies.md).
+    "dependencies": {},
+}
+MAX_INSTANCES = 64
+MAX_QUEUE = 100_000
+MAX_REQUESTS = 1_000_000_000
+MAX_IDLE_TIMEOUT = 86_400.0
+MAX_PIPELINE = 256
+MAX_TIMEOUT = 3600.0
+
+# An endpoint record's fields that GET returns and a PUT of it ignores.
+ENDPOINT_READ_ONLY = (
+    "artifact",
+    "created_at",
+    "deployed",
+    "id",
+    "last_error",
+    "pids",
+    "queue",
+    "route",
+    "services",
+    "status",
+    "updated_at",
+    "version",
+    "workers",
+)
+
+# -- patterns -----------------------------------------------------------------------
+
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOST_NAME = rf"{_LABEL}(\.{_LABEL})*"
+"""A host name in any letter case, unanchored; ``MAX_HOST`` bounds its length."""
+HOST_PATTERN = rf"^\s*(\*|{HOST_NAME})\s*$"
+"""A routing host as sent: ``*`` or a host name, with white space around (stripped)."""
+SERVICE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""A service's name."""
+POOL_ID = r"^[A-Za-z0-9_-]{1,64}$"
+"""A binding's name, as the handler asks for its service."""
+
+
+@functools.lru_cache(maxsize=None)
+def ecma_regex(pattern: str) -> "re.Pattern[str]":
+    """
+    A pattern of this module compiled as ECMA-262 reads it (what JSON Schema
+    says patterns are): a ``$`` outside a class ends the text, where Python's
+    would also match before a final newline (``"A\\n"`` must not pass for ``"A"``).
+    """
+    out, i, in_class = [], 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+        elif c == "$":
+            c = r"\Z"
+        out.append(c)
+        i += 1
+    return re.compile("".join(out))
+
+
+# The service plane's config rules (``edgegw_tx.services.config``), copied:
+# importing that package loads the database drivers, which the admin plane
+# keeps optional (see ``services._config_module``). tests/test_openapi.py
+# checks that the copies match.
+SERVICE_TYPES = ("sqlite", "postgres", "redis", "storage")
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+MAX_POOL_SIZE = 100
+MASK = "********"
+
+ENDPOINT_STATUSES = ("created", "compiled", "running", "stopped", "error")
+KEY_SCOPES = ("read", "admin")
+
+
+# -- schema building blocks -----------------------------------------------------
+
+
+def ref(name):
+    return {"$ref": "#/components/schemas/" + name}
+
+
+def string(max_length=None, pattern=None, min_length=None, **extra):
+    schema = {"type": "string"}
+    if min_length is not None:
+        schema["minLength"] = min_length
+    if max_length is not None:
+        schema["maxLength"] = max_length
+    if pattern is not None:
+        schema["pattern"] = pattern
+    schema.update(extra)
+    return schema
+
+
+def integer(minimum=None, maximum=None, **extra):
+    schema = {"type": "integer"}
+    if minimum is not None:
+        schema["minimum"] = minimum
+    if maximum is not None:
+        schema["maximum"] = maximum
+    schema.update(extra)
+    return schema
+
+
+BOOLEAN = {"type": "boolean"}
+
+
+def nullable(schema):
+    """``schema`` or null (3.1 spells it as a type list)."""
+    schema = dict(schema)
+    schema["type"] = [schema["type"], "null"]
+    if "enum" in schema:
+        schema["enum"] = schema["enum"] + [None]
+    return schema
+
+
+def obj(properties, required=(), closed=True, **extra):
+    schema = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    if closed:
+        schema["additionalProperties"] = False
+    schema.update(extra)
+    return schema
+
+
+def record(properties):
+    """An answered record: every property present, no other."""
+    return obj(properties, required=tuple(properties))
+
+
+def map_of(values, keys=None, **extra):
+    schema = {"type": "object", "additionalProperties": values}
+    if keys is not None:
+        schema["propertyNames"] = keys
+    schema.update(extra)
+    return schema
+
+
+def array(items, **extra):
+    return dict({"type": "array", "items": items}, **extra)
+
+
+def any_case(word):
+    """A regex matching ``word`` in any letter case (JSON Schema regexes have no flags)."""
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+TIMESTAMP = string(format="date-time", description="ISO 8601, UTC")
+ID = string(description="a record id")
+ANY = {"description": "a read-only field: accepted and ignored"}
+READ_ONLY = {"id": ANY, "created_at": ANY, "updated_at": ANY}
+DESCRIPTION = string(MAX_DESCRIPTION)
+
+# Not blank: the server strips a name and refuses what is left empty.
+NOT_BLANK = r"\S"
+_NO_CONTROL = r"[^\x00-\x1f\x7f]"
+
+# An endpoint's name ends up in logs, bundles and file names: stripped of the
+# white space around it, not blank, no path separator, no control character
+# (NUL included), not ``.`` or ``..``.
+NAME = string(
+    MAX_NAME,
+    allOf=[
+        {"pattern": NOT_BLANK, "x-error": "must not be empty"},
+        {
+            "pattern": r"^\s*[^/\\\x00-\x1f\x7f]*\s*$",
+            "x-error": "must not contain '/', '\\' or control characters",
+        },
+        {"not": {"pattern": r"^\s*\.\.?\s*$"}, "x-error": "must not be '.' or '..'"},
+    ],
+)
+
+HOST = string(
+    MAX_HOST,
+    HOST_PATTERN,
+    description="a host name (any case, stored lower-case), or * for any host",
+    **{"x-error": "must be '*' or a host name such as api.example.com"},
+)
+
+METHOD_PATTERN = "^(" + "|".join(any_case(m) for m in sorted(METHODS)) + ")$"
+
+# The grammar of ``paths.parse_pattern``, less what a regex cannot say (a
+# parameter name used twice is a 400 too) and less non-ASCII literals and
+# percent-escapes of non-ASCII bytes, which the server also takes.
+_LITERAL = r"([A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-7][0-9A-Fa-f])+"
+_PARAM = r"\{[A-Za-z_][A-Za-z0-9_]*\}"
+_SEGMENTS = rf"(/({_LITERAL}|{_PARAM}))+"
+PATH_PATTERN = rf"^(/|{_SEGMENTS})$"
+BASE_PATH_PATTERN = rf"^({_SEGMENTS})?$"
+
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+
+# -- endpoints -------------------------------------------------------------------
+
+_SDK_CRATE_ANY = "".join("[-_]" if c in "-_" else any_case(c) for c in SDK_CRATE)
+CRATE_NAME = string(
+    pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$",
+    **{"not": {"pattern": f"^{_SDK_CRATE_ANY}$"}},
+)
+# A cargo version requirement: at most 64 of these characters, one a digit or ``*``.
+VERSION_REQ = string(
+    64,
+    r"^[A-Za-z.^~=<>, +-]*[0-9*][0-9A-Za-z.*^~=<>, +-]*$",
+    description='a cargo version requirement such as "1.2", "=0.4.23" or "^1"',
+)
+DEPENDENCY = {
+    "oneOf": [
+        VERSION_REQ,
+        obj(
+            {
+                "version": VERSION_REQ,
+                "features": array(string(pattern=r"^[A-Za-z0-9_+./-]{1,64}$"), maxItems=MAX_FEATURES),
+                "default-features": BOOLEAN,
+            },
+            required=["version"],
+        ),
+    ]
+}
+
+
+def seconds(maximum: float, description: str) -> Schema:
+    """A number of seconds above 0, at most ``maximum``."""
+    return {
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "maximum": maximum,
+        "description": description,
+        "x-error": f"must be a number of seconds above 0 and at most {maximum:g}",
+    }
+
+
+def limit(key, what):
+    """One of ``settings.limits``: 0 or an integer in its range."""
+    low, high = LIMIT_RANGES[key]
+    return {
+        "type": "integer",
+        "anyOf": [{"const": 0}, {"minimum": low, "maximum": high}],
+        "description": f"{what}; 0: the gateway's own limit (default {DEFAULT_LIMITS[key]})",
+        "x-error": f"must be 0 (the gateway's own limit) or an integer from {low} to {high}",
+    }
+
+
+def settings_properties(output=False):
+    """
+    The endpoint settings, accepted under ``settings`` and at the top level;
+    ``instances`` is input only (shorthand for min_instances = max_instances).
+    """
+    shorthand = {} if output else {
+        "instances": integer(
+            1, MAX_INSTANCES, description="shorthand: min_instances = max_instances = this (overrides both)"
+        )
+    }
+    return {
+        **shorthand,
+        "min_instances": integer(
+            0, MAX_INSTANCES, description="workers kept alive; 0: none until a request comes (default 1)"
+        ),
+        "max_instances": integer(
+            1,
+            MAX_INSTANCES,
+            description="most workers under load, at least min_instances (default 4, or min_instances if higher)",
+        ),
+        "max_queue": integer(0, MAX_QUEUE, description="requests that may wait for a worker; beyond, 503 (default 1000)"),
+        "max_requests": integer(
+            0,
+            MAX_REQUESTS,
+            description="requests a worker serves before it is replaced; 0: no limit (default)",
+            **{"x-error": f"must be 0 (no limit) or an integer from 1 to {MAX_REQUESTS}"},
+        ),
+        "idle_timeout": seconds(
+            MAX_IDLE_TIMEOUT, "seconds a worker above min_instances may idle before it stops (default 60)"
+        ),
+        "timeout": seconds(MAX_TIMEOUT, "seconds per request"),
+        "env": map_of(
+            {"type": "string"},
+            keys={"pattern": ENV_NAME},
+            description="the workers' whole environment",
+            **{"x-error": "must map variable names (letters, digits, _) to strings"},
+        ),
+        "pipeline": integer(1, MAX_PIPELINE, description="requests written to one worker ahead"),
+        "limits": obj(
+            {
+                "memory_mb": limit("memory_mb", "address space of a worker process, MiB"),
+                "cpu_seconds": limit("cpu_seconds", "CPU seconds over a worker process's life"),
+                "open_files": limit("open_files", "open file descriptors per worker process"),
+                "processes": limit("processes", "processes and threads of the worker user (docs/isolation.md)"),
+                "file_size_mb": limit("file_size_mb", "largest file a worker process may write, MiB"),
+            },
+            required=tuple(DEFAULT_LIMITS) if output else (),
+            description="resource limits of each worker process (docs/isolation.md); on input, the limits given replace those stored",
+            **{"x-error": "must be an object of limits: " + ", ".join(DEFAULT_LIMITS)},
+        ),
+        "network": {
+            "oneOf": [
+                string(enum=list(_network.POLICIES)),
+                array(
+                    string(_network.MAX_ENTRY, _network.ALLOW_ENTRY_PATTERN),
+                    minItems=1,
+                    maxItems=_network.MAX_ALLOWED,
+                ),
+            ],
+            "default": _network.DEFAULT_POLICY,
+            "description": (
+                'the workers\' network (docs/isolation.md): "none" (a loopback of their own), "outbound"'
+                ' (the internet, not the host nor private ranges) or a list of "host:port" (only those;'
+                " a name is resolved when the workers start, an IPv6 address in [])"
+            ),
+        },
+        "dependencies": map_of(
+            DEPENDENCY,
+            keys=CRATE_NAME,
+            maxProperties=MAX_DEPENDENCIES,
+            description="extra crates (docs/dependencies.md)",
+        ),
+    }
+
+
+WORKER = obj(
+    {
+        "pid": nullable(integer(1)),
+        "version": nullable(string(description="the digest the worker runs")),
+        "state": string(description="starting, ready, busy or draining"),
+        "served": integer(0),
+        "in_flight": integer(0),
+        "process": integer(1, description="with --processes N: the data-plane process (1..N) running it"),
+    },
+    required=("pid", "version", "state", "served", "in_flight"),
+    closed=False,
+)
+
+VERSION = record(
+    {
+        "endpoint_id": ID,
+        "digest": string(pattern="^[0-9a-f]{64}$"),
+        "short": string(description="the digest's first 12 hex digits"),
+        "code": string(),
+        "dependencies": map_of(DEPENDENCY, description="settings.dependencies of the build"),
+        "compile_seconds": {"type": "number", "minimum": 0},
+        "created_at": TIMESTAMP,
+        "live": dict(BOOLEAN, description="the deployed version (what runs, or last ran)"),
+        "current": dict(BOOLEAN, description="the build of the current code (`artifact`)"),
+        "available": dict(BOOLEAN, description="its binary is still stored (a rollback can use it)"),
+    }
+)
+
+ROLLBACK_INPUT = obj(
+    {
+        "version": string(
+            64,
+            "^[0-9A-Fa-f]{7,64}$",
+            description="a version's digest, or its first 7 or more hex digits",
+        )
+    },
+    required=("version",),
+)
+
+
+def endpoint_input(create):
+    properties = {
+        "name": NAME,
+        "path": string(MAX_PATH, PATH_PATTERN, description="a path pattern such as /users/{id}"),
+        "method": string(MAX_METHOD, METHOD_PATTERN, description="any letter case"),
+        "domain": dict(
+            HOST, description="* (the default) or the host of a domain record (400 otherwise)"
+        ),
+        "collection_id": nullable(string(description="a collection's id (400 when there is none)")),
+        "description": DESCRIPTION,
+        "code": string(MAX_CODE, description="the handler's Rust source"),
+        "enabled": BOOLEAN,
+        "settings": obj(settings_properties()),
+    }
+    properties.update(settings_properties())
+    properties.update({name: ANY for name in ENDPOINT_READ_ONLY})
+    return obj(properties, required=("name", "path", "method") if create else ())
+
+
+def endpoint_properties():
+    return {
+        "id": ID,
+        "name": string(),
+        "path": string(),
+        "method": string(enum=sorted(METHODS)),
+        "domain": string(description="the host it is served on (its collection's, if that has one)"),
+        "collection_id": nullable(string()),
+        "description": string(),
+        "code": string(),
+        "enabled": BOOLEAN,
+        "settings": obj(settings_properties(output=True), required=tuple(DEFAULT_SETTINGS)),
+        "status": string(enum=list(ENDPOINT_STATUSES)),
+        "artifact": nullable(string(description="digest of the compiled binary")),
+        "deployed": nullable(string(description="digest the workers run, or last ran")),
+        "last_error": nullable(string()),
+        "pids": array(integer(1)),
+        "services": map_of(ID, description="bindings: {pool_id: service_id}"),
+        "route": string(description="what the data plane matches: method, host and full path"),
+        "version": nullable(string(description="the live version: the first 12 hex digits of its digest")),
+        "workers": array(WORKER, description="the running workers, with those still draining after a switch"),
+        "queue": integer(0, description="requests waiting for a worker"),
+        "created_at": TIMESTAMP,
+        "updated_at": TIMESTAMP,
+    }
+
+
+BUILD = record(
+    {
+        "digest": string(),
+        "cached": BOOLEAN,
+        "seconds": {"type": "number", "minimum": 0},
+        "dependencies": array(string()),
+    }
+)
+
+DIAGNOSTIC = obj(
+    {
+        "level": string(),
+        "message": string(),
+        "line": nullable(integer()),
+        "column": nullable(integer()),
+        "rendered": nullable(string()),
+    },
+    required=("level", "message"),
+    closed=False,
+)
+
+LOG_LINE = record(
+    {
+        "time": {"type": "number", "description": "epoch seconds"},
+        "timestamp": TIMESTAMP,
+        "stream": string(),
+        "line": string(),
+    }
+)
+
+
+# -- domains, collections, stats ------------------------------------------------
+
+DOMAIN = record(
+    {
+        "id": ID,
+        "host": string(),
+        "description": string(),
+        "created_at": TIMESTAMP,
+        "updated_at": TIMESTAMP,
+    }
+)
+
+
+def domain_input(create):
+    properties = dict({"host": HOST, "description": DESCRIPTION}, **READ_ONLY)
+    return obj(properties, required=("host",) if create else ())
+
+
+COLLECTION = record(
+    {
+        "id": ID,
+        "name": string(),
+        "domain_id": nullable(ID),
+        "base_path": string(),
+        "description": string(),
+        "created_at": TIMESTAMP,
+        "updated_at": TIMESTAMP,
+    }
+)
+
+
+def collection_input(create):
+    properties = {
+        "name": string(MAX_NAME, NOT_BLANK),
+        "domain_id": nullable(string(description="a domain's id (400 when there is none)")),
+        "base_path": string(
+            pattern=BASE_PATH_PATTERN,
+            description="'' or a path prefix such as /v1 or /shops/{shop}, no trailing /",
+        ),
+        "description": DESCRIPTION,
+    }
+    properties.update(READ_ONLY)
+    return obj(properties, required=("name",) if create else ())
+
+
+COUNTS = record({"endpoints": integer(0), "collections": integer(0)})
+
+CASCADE_DELETED = record({"id": ID, "deleted": {"const": True}, "cascaded": COUNTS})
+
+STATS = record(
+    {
+        "endpoints": record(
+            {
+                "total": integer(0),
+                "by_status": obj(
+                    {s: integer(0) for s in ENDPOINT_STATUSES}, required=ENDPOINT_STATUSES
+                ),
+            }
+        ),
+        "requests": record({"served": integer(0), "failed": integer(0), "rejected": integer(0)}),
+        "workers": integer(0),
+        "uptime_seconds": {"type": "number", "minimum": 0},
+        "version": string(),
+    }
+)
+
+
+# -- stats history and test requests (admin/history.py, admin/probe.py) ----------
+
+_COUNTS = array(integer(0))
+_MEASURES = array({"type": ["number", "null"], "minimum": 0})
+HISTORY_SERIES = {
+    "requests": _COUNTS,
+    "failed": _COUNTS,
+    "rate": _MEASURES,
+    "mean_ms": _MEASURES,
+    "p50_ms": _MEASURES,
+}
+# An endpoint's values are null where it was not running.
+_ENDPOINT_SERIES = {name: array({"type": ["number", "null"], "minimum": 0}) for name in HISTORY_SERIES}
+STATS_HISTORY = record(
+    {
+        "interval": {"type": "number", "exclusiveMinimum": 0, "description": "seconds between samples"},
+        "window": {"type": "number", "exclusiveMinimum": 0, "description": "seconds of history kept"},
+        "times": array({"type": "number"}, description="epoch seconds of each sample, oldest first"),
+        "total": record(HISTORY_SERIES),
+        "endpoints": array(
+            record(dict({"id": ID, "name": nullable(string()), "window_requests": integer(0)}, **_ENDPOINT_SERIES))
+        ),
+    }
+)
+
+TEST_REQUEST_INPUT = obj(
+    {
+        "method": string(enum=sorted(METHODS), default="GET"),
+        "path": string(
+            _probe.MAX_PATH,
+            _probe.PATH_PATTERN,
+            description="the request target: path and query, visible ASCII (percent-encode the rest), no fragment",
+        ),
+        "headers": map_of(
+            string(_probe.MAX_HEADER_VALUE, _probe.HEADER_VALUE_PATTERN),
+            keys=string(_probe.MAX_HEADER_NAME, _probe.HEADER_NAME_PATTERN),
+            maxProperties=_probe.MAX_HEADERS,
+            description="header fields; Host picks the domain; Content-Length, Transfer-Encoding, "
+            "Connection and the other hop-by-hop fields are set by the gateway and ignored",
+        ),
+        "body": string(_probe.MAX_REQUEST_BODY, description="sent as UTF-8"),
+        "timeout": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": _probe.MAX_TIMEOUT,
+            "default": _probe.DEFAULT_TIMEOUT,
+            "description": "seconds; beyond: 504",
+        },
+    },
+    required=("path",),
+)
+TEST_REQUEST_ANSWER = record(
+    {
+        "status": integer(100, 599),
+        "reason": string(),
+        "headers": array(array(string(), minItems=2, maxItems=2), description="[name, value] pairs, in order"),
+        "body": string(description="the body as text, or base64 (body_encoding)"),
+        "body_encoding": string(enum=["utf-8", "base64"]),
+        "body_bytes": integer(0),
+        "truncated": dict(BOOLEAN, description=f"only the first {_probe.MAX_RESPONSE_BODY} bytes are in body"),
+        "elapsed_ms": {"type": "number", "minimum": 0},
+        "url": string(),
+    }
+)
+
+
+# -- services and bindings ------------------------------------------------------
+
+_SERVICE_HOST = string(253, r"^[A-Za-z0-9._:\-\[\]%]+$")
+_TEXT = string(min_length=1, pattern=rf"^{_NO_CONTROL}*$")
+_OPTIONAL_TEXT = nullable(string(pattern=rf"^{_NO_CONTROL}*$"))
+# ``services.config.check_relative_path``: relative (no leading ``/`` or
+# ``~``), no backslash or control character, no empty, ``.`` or ``..``
+# segment, segments of at most 240 UTF-8 bytes: 240 ASCII characters, or 60
+# of any (a regex cannot count bytes).
+_SEGMENT = r"(?!\.\.?(/|$))([\x20-\x2e\x30-\x5b\x5d-\x7e]{1,240}|[^/\\\x00-\x1f\x7f]{1,60})"
+RELATIVE_PATH = string(
+    1024,
+    rf"^(?!~)({_SEGMENT})(/{_SEGMENT})*$",
+    description="relative to <data-dir>/services/; segments of at most 240 bytes",
+)
+PORT = integer(1, 65535)
+POOL_SIZE = integer(1, MAX_POOL_SIZE)
+SECRET = nullable(string(pattern=rf"^{_NO_CONTROL}*$", description=f'"{MASK}" in answers'))
+
+
+def service_config(service_type, output):
+    """The ``config`` of ``service_type``: as sent (``output`` False) or as answered."""
+    fields = {
+        "sqlite": {"path": RELATIVE_PATH, "create_if_missing": BOOLEAN},
+        "postgres": {
+            "host": _SERVICE_HOST,
+            "port": PORT,
+            "database": _TEXT,
+            "username": _TEXT,
+            "password": SECRET,
+            "ssl_mode": string(enum=list(SSL_MODES) + ([] if output else [""])),
+            "pool_size": POOL_SIZE,
+        },
+        "redis": {
+            "host": _SERVICE_HOST,
+            "port": PORT,
+            "password": SECRET,
+            "username": _OPTIONAL_TEXT,
+            "database": integer(0, 2**31 - 1),
+            "use_tls": BOOLEAN,
+            "pool_size": POOL_SIZE,
+        },
+        "storage": {"path": RELATIVE_PATH},
+    }[service_type]
+    if output:
+        return record(fields)
+    # As sent, null is as good as absent: the default, or "is required".
+    required = {"postgres": ("host", "database", "username"), "redis": ("host",)}.get(service_type, ())
+    fields = {k: (v if k in required or "null" in v["type"] else nullable(v)) for k, v in fields.items()}
+    return obj(fields, required=required)
+
+
+def service_variants(output):
+    """One schema per service type, as answered or as created; ``service_type`` says which."""
+    variants = []
+    for service_type in SERVICE_TYPES:
+        config = service_config(service_type, output)
+        properties = {
+            "name": string(pattern=SERVICE_NAME),
+            "service_type": {"const": service_type},
+            "config": config,
+        }
+        if output:
+            variants.append(record(dict(id=ID, **properties, created_at=TIMESTAMP, updated_at=TIMESTAMP)))
+        else:
+            required = ("name", "service_type") + (("config",) if config.get("required") else ())
+            variants.append(obj(dict(properties, **READ_ONLY), required=required))
+    return {"oneOf": variants}
+
+
+def service_update():
+    """A PUT: ``config`` must be of the stored service's type, which a schema cannot know."""
+    properties = {
+        "name": string(pattern=SERVICE_NAME),
+        "service_type": string(
+            enum=list(SERVICE_TYPES), description="the service's own (400 otherwise: it cannot change)"
+        ),
+        "config": {
+            "description": "the fields of the service's type (400 for another type's); replaces the whole config",
+            "anyOf": [service_config(t, False) for t in SERVICE_TYPES],
+        },
+    }
+    return obj(dict(properties, **READ_ONLY))
+
+
+BINDING_INPUT = obj(
+    {"service_id": string(), "pool_id": string(pattern=POOL_ID)},
+    required=("service_id", "pool_id"),
+)
+
+BINDING = record(
+    {
+        "endpoint_id": ID,
+        "pool_id": string(),
+        "service_id": ID,
+        "created_at": TIMESTAMP,
+        "replaced": nullable(string(description="the service the name named before")),
+    }
+)
+
+UNBOUND = record({"endpoint_id": ID, "pool_id": string(), "service_id": ID, "deleted": {"const": True}})
+
+
+# -- keys ----------------------------------------------------------------------
+
+KEY_PROPERTIES = {
+    "id": ID,
+    "name": string(),
+    "scope": string(enum=list(KEY_SCOPES)),
+    "created_at": TIMESTAMP,
+    "last_used_at": nullable(TIMESTAMP),
+}
+
+NEW_KEY = obj(
+    {
+        "name": string(MAX_KEY_NAME, rf"^{_NO_CONTROL}*[^\s\x00-\x1f\x7f]{_NO_CONTROL}*$"),
+        "scope": string(enum=list(KEY_SCOPES), description="`read` may only GET; `admin` may do anything"),
+    },
+    required=("name", "scope"),
+)
+
+
+# -- imports ---------------------------------------------------------------------
+
+IMPORTED = {
+    "created": array(string(), description="names of the endpoints created"),
+    "updated": array(string()),
+    "unchanged": array(string()),
+    "collection": nullable(ID),
+    "endpoints": array(record({"id": ID, "name": string(), "method": string(), "path": string()})),
+}
+
+IMPORT_OPENAPI = obj(
+    {
+        "spec": string(pattern=NOT_BLANK, description="the OpenAPI 3.0 or 3.1 spec's YAML or JSON text"),
+        "domain": nullable(dict(HOST, description="the host to serve on (a domain record is made)")),
+        "collection_id": nullable(string(min_length=1, description="a collection's id (400 when there is none)")),
+        "create_collection": dict(BOOLEAN, default=False),
+    },
+    required=("spec",),
+    # create_collection true and a collection_id: a 400.
+    **{
+        "if": {"properties": {"create_collection": {"const": True}}, "required": ["create_collection"]},
+        "then": {"properties": {"collection_id": {"type": "null"}}},
+    },
+)
+
+BUNDLE_ERROR = obj(
+    {
+        "operation": string(),
+        "file": string(),
+        "stage": string(enum=["read", "compile", "start"]),
+        "message": string(),
+        "endpoint_id": ID,
+        "diagnostics": array(ref("Diagnostic")),
+    },
+    required=("operation", "file", "stage", "message"),
+)
+
+IMPORTED_BUNDLE = record(
+    dict(
+        IMPORTED,
+        matched=map_of(string(), description="{operation: .rs file}"),
+        unmatched_files=array(string()),
+        compiled=array(string()),
+        started=array(string()),
+        errors=array(BUNDLE_ERROR),
+    )
+)
+
+
+# -- envelopes, errors ------------------------------------------------------------
+
+
+def page_of(item):
+    return record(
+        {
+            "items": array(item),
+            "total": integer(0),
+            "page": integer(1),
+            "limit": integer(1),
+            "pages": integer(1),
+        }
+    )
+
+
+def envelope(data):
+    return obj({"ok": {"const": True}, "data": data}, required=("ok", "data"))
+
+
+ERROR = obj(
+    {
+        "ok": {"const": False},
+        "error": string(description="what went wrong, in words"),
+        "field": string(description="the field or query parameter a 400 (or 409) is about, e.g. config.port"),
+        "diagnostics": array(ref("Diagnostic"), description="a 422's compiler messages"),
+        "bindings": array(
+            record({"endpoint_id": ID, "endpoint_name": string(), "pool_id": string()}),
+            description="a service still bound (409)",
+        ),
+        "kind": string(description="a 502's error kind (docs/ipc.md), e.g. ServiceUnavailable"),
+        "retry_after": integer(1, description="a 429's Retry-After, in seconds"),
+        "endpoint_id": ID,
+        "conflicts_with": string(description="the id of the endpoint already serving the route (409)"),
+        "endpoints": integer(0, description="a 409's count of endpoints still in the way"),
+        "collections": integer(0, description="a 409's count of collections still in the way"),
+        "entry": string(description="the bundle entry a 400 or 413 is about"),
+        "path": string(description="where in the imported spec a 400 is (a JSON pointer)"),
+    },
+    required=("ok", "error"),
+)
+
+DELETED = record({"id": ID, "deleted": {"const": True}})
+
+HEALTH = obj(
+    {
+        "status": {"const": "healthy"},
+        "version": string(),
+        # How workers are isolated (docs/isolation.md); modes strongest first.
+        "isolation": record(
+            {"mode": {"enum": list(_isolation.MODES)}, "detail": string(description="what the mode means")}
+        ),
+    },
+    required=("status", "version"),
+)
+
+
+
+def schemas() -> dict[str, Schema]:
+    """The named schemas of the document (``components/schemas``)."""
+    endpoint = endpoint_properties()
+    return {
+        "Error": ERROR,
+        "Diagnostic": DIAGNOSTIC,
+        "Health": HEALTH,
+        "Stats": STATS,
+        "StatsHistory": STATS_HISTORY,
+        "TestRequestInput": TEST_REQUEST_INPUT,
+        "TestRequestAnswer": TEST_REQUEST_ANSWER,
+        "Deleted": DELETED,
+        "CascadeDeleted": CASCADE_DELETED,
+        "Endpoint": record(endpoint),
+        "EndpointCreate": endpoint_input(create=True),
+        "EndpointUpdate": endpoint_input(create=False),
+        "CompiledEndpoint": record(dict(endpoint, build=ref("Build"))),
+        "Build": BUILD,
+        "Version": VERSION,
+        "RollbackInput": ROLLBACK_INPUT,
+        "LogLine": LOG_LINE,
+        "Domain": DOMAIN,
+        "Collection": COLLECTION,
+        "Service": service_variants(output=True),
+        "ServiceCreate": service_variants(output=False),
+        "ServiceUpdate": service_update(),
+        "BindingInput": BINDING_INPUT,
+        "Binding": BINDING,
+        "Unbound": UNBOUND,
+    }
+
+

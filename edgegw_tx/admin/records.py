@@ -24,12 +24,15 @@ from typing import Any, Callable, Generator, Optional, Protocol
 from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks
 
 from edgegw_tx.admin.errors import Conflict, NotFound
-from edgegw_tx.admin.validation import endpoint_fields
+from edgegw_tx.admin import validation
 from edgegw_tx.paths import parse_pattern
 from edgegw_tx.store import Conflict as StoreConflict
 from edgegw_tx.store import NoFreeUid
 
 Record = dict[str, Any]
+
+# The checked fields of a create or update body (typed here while validation.py is not).
+endpoint_fields: Callable[..., dict[str, Any]] = validation.endpoint_fields
 
 # The columns that make an endpoint's route: a change of one moves a running route.
 ROUTE_COLUMNS = ("path", "method", "domain", "collection_id", "path_shape")

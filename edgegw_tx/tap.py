@@ -13,6 +13,9 @@ from edgegw_tx.datadir_lock import DataDirInUse, DataDirLock
 from edgegw_tx.gateway.http import BODY_TIMEOUT
 from edgegw_tx.processes import NotSharable, check_sharable
 from edgegw_tx.runtime import DEFAULT_HTTP, GatewayRuntime
+from edgegw_tx.store import StoreRefused
+from edgegw_tx.store.sqlite import FILE_NAME as STORE_FILE
+from edgegw_tx.store.sqlite_schema import check_file
 from edgegw_tx.workers.isolation import (
     DEFAULT_WORKER_UIDS,
     Isolation,
@@ -198,7 +201,8 @@ def makeService(config: Options) -> GatewayRuntime:
     """
     The gateway, holding its data dir's lock: a second gateway on the same
     data dir ends here, before it daemonises, with one line naming the pid
-    that holds it (SystemExit: twistd prints it, no traceback).
+    that holds it (SystemExit: twistd prints it, no traceback); so does one
+    whose store a newer edgegw wrote, naming both schema versions.
     """
     lock = DataDirLock(config["data-dir"])
     try:
@@ -207,6 +211,11 @@ def makeService(config: Options) -> GatewayRuntime:
         raise SystemExit(str(e))
     except OSError as e:
         raise SystemExit(f"cannot lock the data dir {config['data-dir']}: {e.strerror or e} ({lock.path})")
+    try:
+        check_file(os.path.join(config["data-dir"], STORE_FILE))
+    except StoreRefused as e:
+        lock.release()
+        raise SystemExit(str(e))
     return GatewayRuntime(
         data_dir=config["data-dir"],
         listen=config["listen"],

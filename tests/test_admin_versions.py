@@ -785,8 +785,8 @@ class StoreAndOptionsTests(unittest.TestCase):
     def test_schema_is_current_with_versions(self):
         """The store is at the current schema and has the versions table, unique per endpoint and digest."""
         store = make_store(self)
-        rows = self.successResultOf(store._pool.runQuery("SELECT value FROM meta WHERE key = 'schema'"))
-        self.assertEqual(rows, [(str(SCHEMA_VERSION),)])
+        rows = self.successResultOf(store._pool.runQuery("SELECT MAX(version) FROM schema_migrations"))
+        self.assertEqual(rows, [(SCHEMA_VERSION,)])
         rows = self.successResultOf(
             store._pool.runQuery("SELECT sql FROM sqlite_master WHERE name = 'versions'")
         )
@@ -795,11 +795,18 @@ class StoreAndOptionsTests(unittest.TestCase):
     def test_a_schema_3_file_is_upgraded(self):
         """Opening a store written at schema 3 (no versions table) adds the table and says the current schema."""
         store = make_store(self)
-        self.successResultOf(store._pool.runOperation("DROP TABLE versions"))
-        self.successResultOf(store._pool.runOperation("UPDATE meta SET value = '3' WHERE key = 'schema'"))
+        # Schema 3 as its release wrote it: no versions or worker_uids, its level in meta.
+        for statement in (
+            "DROP TABLE versions",
+            "DROP TABLE worker_uids",
+            "DROP TABLE schema_migrations",
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            "INSERT INTO meta (key, value) VALUES ('schema', '3')",
+        ):
+            self.successResultOf(store._pool.runOperation(statement))
         self.successResultOf(store.open())
-        rows = self.successResultOf(store._pool.runQuery("SELECT value FROM meta WHERE key = 'schema'"))
-        self.assertEqual(rows, [(str(SCHEMA_VERSION),)])
+        rows = self.successResultOf(store._pool.runQuery("SELECT MAX(version) FROM schema_migrations"))
+        self.assertEqual(rows, [(SCHEMA_VERSION,)])
         self.assertEqual(self.successResultOf(store.list_versions("any")), [])
 
     def test_keep_versions_option(self):

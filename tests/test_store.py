@@ -1,10 +1,24 @@
 """The SQLite store, against a real SQLite file."""
 
 from twisted.trial import unittest
+from zope.interface.verify import verifyObject
 
-from edgegw_tx.store import Conflict
+from edgegw_tx.store import Conflict, IStore, SQLiteStore
 from tests.support.fakes import make_store
 from tests.support.fakes import endpoint
+
+
+class InterfaceTests(unittest.TestCase):
+    """The SQLite store is one implementation of IStore, and IStore is all it offers."""
+
+    def test_sqlite_store_provides_istore(self):
+        """A real, opened SQLiteStore provides IStore: every method it names, with compatible signatures."""
+        self.assertTrue(verifyObject(IStore, make_store(self)))
+
+    def test_istore_covers_every_public_method(self):
+        """Each public method of SQLiteStore is in IStore, so callers need nothing SQLite-only."""
+        public = {name for name in vars(SQLiteStore) if not name.startswith("_") and callable(vars(SQLiteStore)[name])}
+        self.assertEqual(public - set(IStore.names()), set())
 
 
 class EndpointStoreTests(unittest.TestCase):
@@ -191,42 +205,3 @@ class ServiceStoreTests(unittest.TestCase):
         )
         self.assertIsNotNone(self.successResultOf(self.store.get_service("s1")))
         self.assertFalse(self.successResultOf(self.store.delete_service("nope")))
-
-    def test_version_1_file_is_upgraded_in_place(self):
-        """A version 1 store opens with its data kept and every later table and column added."""
-        import os
-        import sqlite3
-
-        from edgegw_tx.store import SQLiteStore
-        from edgegw_tx.store.sqlite import _SCHEMA, SCHEMA_VERSION
-        from tests.support.fakes import SynchronousReactor
-
-        path = os.path.join(self.mktemp(), "old.sqlite3")
-        os.makedirs(os.path.dirname(path))
-        connection = sqlite3.connect(path)
-        for statement in _SCHEMA[:3]:  # meta, endpoints, api_keys: version 1
-            connection.execute(statement)
-        connection.execute("INSERT INTO meta (key, value) VALUES ('schema', '1')")
-        connection.execute(
-            "INSERT INTO endpoints"
-            " (id, name, path, path_shape, method, domain, status, created_at, updated_at)"
-            " VALUES ('e1', 'hello', '/hello', '/hello', 'GET', '*', 'created', 't', 't')"
-        )
-        connection.commit()
-        connection.close()
-
-        reactor = SynchronousReactor()
-        store = SQLiteStore(path, reactor=reactor, threadpool=reactor.getThreadPool())
-        self.successResultOf(store.open())
-        self.addCleanup(store.close)
-        self.assertEqual(self.successResultOf(store.get_endpoint("e1"))["services"], {})
-        self.successResultOf(store.create_service(service()))
-        self.successResultOf(store.bind("e1", "main", "s1", "t"))
-        rows = self.successResultOf(store._pool.runQuery("SELECT value FROM meta WHERE key = 'schema'"))
-        self.assertEqual(rows, [(str(SCHEMA_VERSION),)])
-        columns = self.successResultOf(store._pool.runQuery("PRAGMA table_info(api_keys)"))
-        self.assertIn("last_used_at", [c[1] for c in columns])
-        tables = self.successResultOf(
-            store._pool.runQuery("SELECT name FROM sqlite_master WHERE type = 'table'")
-        )
-        self.assertTrue({"domains", "collections"} <= {t[0] for t in tables})

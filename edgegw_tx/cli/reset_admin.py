@@ -24,8 +24,8 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from edgegw_tx.admin.auth import KeyRing, write_key_file
 from edgegw_tx.datadir_lock import DataDirInUse, DataDirLock
 from edgegw_tx.store import SQLiteStore
+from edgegw_tx.store.sqlite import FILE_NAME as STORE_NAME
 
-STORE_NAME = "edgegw.sqlite3"
 KEY_NAME = "admin.key"
 
 

@@ -1,141 +1,76 @@
 """
-The gateway's own configuration store on SQLite, through ``adbapi``.
+The gateway's own configuration store on SQLite, through ``adbapi``: the
+L{IStore} of a single gateway, in one file.
 
 Every call runs on the pool's single worker thread, so the reactor never waits
 on the disk and statements run in the order they were issued. Records are plain
-dicts; JSON-valued columns (``settings``, ``config``) are decoded here so callers
-never see SQL types.
+dicts; JSON-valued columns (``settings``, ``config``, ``dependencies``) are
+decoded here so callers never see SQL types, and sqlite3's integrity errors
+become L{Conflict}.
 
-Schema versions: 1 endpoints and API keys; 2 adds ``services`` and
-``bindings``; 3 adds ``domains``, ``collections`` and ``api_keys.last_used_at``;
-4 adds ``versions`` (each compiled version of an endpoint; an endpoint's
-``settings`` as written before it, with ``instances``, are read as they are and
-upgraded by the admin plane, ``validation.effective_settings``); 5 adds
-``worker_uids`` (each endpoint's own worker uid, docs/isolation.md).
-Upgrades are additive (``CREATE TABLE IF NOT EXISTS``, ``ADD COLUMN`` when
-missing), so an older file is upgraded in place by ``open``.
+The schema is the numbered migrations of L{edgegw_tx.store.sqlite_schema},
+run by L{SQLiteStore.open}; what is SQLite's own (rowids for the order of
+versions, C{INSERT OR REPLACE}, C{COLLATE NOCASE}) stays in this module and
+that one.
 """
+
+from __future__ import annotations
 
 import json
 import os
+import sqlite3
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from twisted.enterprise import adbapi
+from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
 
-SCHEMA_VERSION = 5
+from edgegw_tx.store.errors import (
+    Conflict,
+    InUse,
+    LastAdminKey,
+    Missing,
+    NoFreeUid,
+    RouteClash,
+    ServiceInUse,
+    StoreRefused,
+    StoreTooNew,
+)
+from edgegw_tx.store.interface import IStore, Move, Record
+from edgegw_tx.store.migrations import Migration
+from edgegw_tx.store.sqlite_schema import MIGRATIONS, migrate
 
-_SCHEMA = [
-    """
-    CREATE TABLE IF NOT EXISTS meta (
-        key TEXT PRIMARY KEY,
-        value TEXT NOT NULL
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS endpoints (
-        id TEXT PRIMARY KEY,
-        name TEXT NOT NULL,
-        path TEXT NOT NULL,
-        path_shape TEXT NOT NULL,
-        method TEXT NOT NULL,
-        domain TEXT NOT NULL,
-        collection_id TEXT,
-        description TEXT NOT NULL DEFAULT '',
-        code TEXT NOT NULL DEFAULT '',
-        enabled INTEGER NOT NULL DEFAULT 1,
-        settings TEXT NOT NULL DEFAULT '{}',
-        status TEXT NOT NULL,
-        artifact TEXT,
-        deployed TEXT,
-        last_error TEXT,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL,
-        UNIQUE (domain, method, path_shape)
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS api_keys (
-        id TEXT PRIMARY KEY,
-        name TEXT NOT NULL,
-        scope TEXT NOT NULL,
-        key_hash TEXT NOT NULL UNIQUE,
-        created_at TEXT NOT NULL
-    )
-    """,
-    # version 2
-    """
-    CREATE TABLE IF NOT EXISTS services (
-        id TEXT PRIMARY KEY,
-        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
-        service_type TEXT NOT NULL,
-        config TEXT NOT NULL DEFAULT '{}',
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    )
-    """,
-    # A binding is the name (pool_id) under which an endpoint's handlers reach
-    # a service. Deleting the endpoint deletes its bindings; a bound service
-    # cannot be deleted (delete_service checks first and says by whom).
-    """
-    CREATE TABLE IF NOT EXISTS bindings (
-        endpoint_id TEXT NOT NULL REFERENCES endpoints (id) ON DELETE CASCADE,
-        pool_id TEXT NOT NULL,
-        service_id TEXT NOT NULL REFERENCES services (id) ON DELETE RESTRICT,
-        created_at TEXT NOT NULL,
-        PRIMARY KEY (endpoint_id, pool_id)
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS bindings_by_service ON bindings (service_id)",
-    # version 3
-    """
-    CREATE TABLE IF NOT EXISTS domains (
-        id TEXT PRIMARY KEY,
-        host TEXT NOT NULL UNIQUE,
-        description TEXT NOT NULL DEFAULT '',
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS collections (
-        id TEXT PRIMARY KEY,
-        name TEXT NOT NULL,
-        domain_id TEXT REFERENCES domains (id),
-        base_path TEXT NOT NULL DEFAULT '',
-        description TEXT NOT NULL DEFAULT '',
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    )
-    """,
-    # version 4: every successful compile of an endpoint, newest last (rowid:
-    # compiling the same code again replaces its row, so it becomes the newest).
-    # ``dependencies`` is the endpoint's settings.dependencies of that build.
-    """
-    CREATE TABLE IF NOT EXISTS versions (
-        endpoint_id TEXT NOT NULL REFERENCES endpoints (id) ON DELETE CASCADE,
-        digest TEXT NOT NULL,
-        code TEXT NOT NULL,
-        dependencies TEXT NOT NULL DEFAULT '{}',
-        compile_seconds REAL NOT NULL DEFAULT 0,
-        created_at TEXT NOT NULL,
-        UNIQUE (endpoint_id, digest)
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS versions_by_digest ON versions (digest)",
-    # version 5: the uid an endpoint's workers run as (workers/isolation.py),
-    # drawn once; the row goes with the endpoint, which frees the uid.
-    """
-    CREATE TABLE IF NOT EXISTS worker_uids (
-        endpoint_id TEXT PRIMARY KEY REFERENCES endpoints (id) ON DELETE CASCADE,
-        uid INTEGER NOT NULL UNIQUE
-    )
-    """,
+__all__ = [
+    "Conflict",
+    "InUse",
+    "LastAdminKey",
+    "Missing",
+    "NoFreeUid",
+    "RouteClash",
+    "SCHEMA_VERSION",
+    "SQLiteStore",
+    "ServiceInUse",
+    "StoreRefused",
+    "StoreTooNew",
 ]
 
-# Columns added to existing tables by later versions: (table, column, definition).
-_ADDED_COLUMNS = [
-    ("api_keys", "last_used_at", "TEXT"),
-]
+#: The schema this code writes: the number of its last migration.
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+#: The store's file in a gateway's data directory.
+FILE_NAME = "edgegw.sqlite3"
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+# adbapi hands interactions a Transaction, which forwards to the sqlite3 cursor.
+Cursor = sqlite3.Cursor
+Row = tuple[Any, ...]
 
 ENDPOINT_COLUMNS = (
     "id",
@@ -178,87 +113,26 @@ COLLECTION_COLUMNS = (
 )
 
 
-class Conflict(Exception):
-    """A uniqueness rule of the store was broken (e.g. the same route twice)."""
-
-
-class ServiceInUse(Conflict):
-    """
-    A service that endpoints are bound to cannot be deleted. ``bindings`` lists
-    them: ``{"endpoint_id", "endpoint_name", "pool_id"}`` each.
-    """
-
-    def __init__(self, service_id, bindings):
-        super().__init__(f"service {service_id} is bound to {len(bindings)} endpoint(s)")
-        self.service_id = service_id
-        self.bindings = bindings
-
-
-class LastAdminKey(Conflict):
-    """The last ``admin`` API key cannot be deleted: nobody could manage the gateway."""
-
-    def __init__(self, key_id):
-        super().__init__(f"key {key_id} is the last admin key")
-        self.key_id = key_id
-
-
-class InUse(Conflict):
-    """
-    A domain or collection still has records that depend on it; ``counts`` says
-    how many of each, e.g. ``{"endpoints": 2, "collections": 1}``.
-    """
-
-    def __init__(self, what, record_id, counts):
-        super().__init__(f"{what} {record_id} is still used: {counts}")
-        self.counts = counts
-
-
-class RouteClash(Conflict):
-    """
-    Moving endpoints (a domain's new host, a collection's new base path or
-    domain) would give ``endpoint_id`` the route ``other_id`` (named
-    ``other_name``) already has; nothing was changed.
-    """
-
-    def __init__(self, endpoint_id, other_id, other_name):
-        super().__init__(f"endpoint {endpoint_id} would take the route of endpoint {other_id}")
-        self.endpoint_id = endpoint_id
-        self.other_id = other_id
-        self.other_name = other_name
-
-
-class NoFreeUid(Exception):
-    """Every uid of the workers' range is taken (``--worker-uids``)."""
-
-
-class Missing(LookupError):
-    """A record another one refers to does not exist; ``what`` is e.g. ``"endpoint"``."""
-
-    def __init__(self, what, record_id):
-        super().__init__(f"no {what} with id {record_id!r}")
-        self.what = what
-        self.record_id = record_id
-
-
-def _connect(connection):
+def _connect(connection: sqlite3.Connection) -> None:
+    """Each connection: write-ahead log (readers do not block the writer), foreign keys enforced."""
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA foreign_keys=ON")
 
 
-def _decode_endpoint(row):
+def _decode_endpoint(row: Row) -> Record:
     record = dict(zip(ENDPOINT_COLUMNS, row))
     record["enabled"] = bool(record["enabled"])
     record["settings"] = json.loads(record["settings"])
     return record
 
 
-def _decode_version(row):
+def _decode_version(row: Row) -> Record:
     record = dict(zip(VERSION_COLUMNS, row))
     record["dependencies"] = json.loads(record["dependencies"])
     return record
 
 
-def _unused(cursor, digests, protected=()):
+def _unused(cursor: Cursor, digests: Iterable[str], protected: Collection[str] = ()) -> list[str]:
     """
     Those of ``digests`` (in their order, once each) not in ``protected`` and
     not any endpoint's ``deployed`` or ``artifact`` nor any endpoint's kept
@@ -278,13 +152,13 @@ def _unused(cursor, digests, protected=()):
     return unused
 
 
-def _decode_service(row):
+def _decode_service(row: Row) -> Record:
     record = dict(zip(SERVICE_COLUMNS, row))
     record["config"] = json.loads(record["config"])
     return record
 
 
-def _services_of(cursor, endpoint_id):
+def _services_of(cursor: Cursor, endpoint_id: str) -> dict[str, str]:
     """The endpoint's bindings as ``{pool_id: service_id}``."""
     cursor.execute(
         "SELECT pool_id, service_id FROM bindings WHERE endpoint_id = ? ORDER BY pool_id",
@@ -293,7 +167,8 @@ def _services_of(cursor, endpoint_id):
     return dict(cursor.fetchall())
 
 
-def _encode(column, value):
+def _encode(column: str, value: Any) -> Any:
+    """A record's value as its column holds it: JSON text, 0/1 for flags."""
     if column in ("settings", "config"):
         return json.dumps(value, sort_keys=True)
     if column == "enabled":
@@ -301,16 +176,33 @@ def _encode(column, value):
     return value
 
 
-class SQLiteStore:
-    """Endpoints, services and their bindings, and API keys in one SQLite file."""
+def _now(seconds: float) -> str:
+    """A reactor time as the ISO 8601 text the store's records use."""
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds")
 
-    def __init__(self, path, reactor=None, threadpool=None):
-        """``threadpool`` replaces adbapi's own (tests pass a synchronous one)."""
+
+@implementer(IStore)
+class SQLiteStore:
+    """Endpoints, services and their bindings, domains, collections and API keys in one SQLite file."""
+
+    def __init__(
+        self,
+        path: str,
+        reactor: Any = None,
+        threadpool: ThreadPool | None = None,
+        migrations: Sequence[Migration] = MIGRATIONS,
+    ) -> None:
+        """
+        ``threadpool`` replaces adbapi's own (tests pass a synchronous one);
+        ``migrations`` are the schema's (tests pass others).
+        """
         if reactor is None:
             from twisted.internet import reactor
         self.path = path
         self._reactor = reactor
-        self._pool = adbapi.ConnectionPool(
+        self._migrations = migrations
+        # adbapi is not annotated: the typed helpers below are its only callers.
+        self._pool: Any = adbapi.ConnectionPool(
             "sqlite3",
             path,
             check_same_thread=False,
@@ -322,54 +214,61 @@ class SQLiteStore:
         if threadpool is not None:
             self._pool.threadpool = threadpool
 
-    def open(self):
-        """Create or upgrade the schema if needed; fires when the store is usable."""
-        directory = os.path.dirname(os.path.abspath(self.path))
-
-        def create(cursor):
-            for statement in _SCHEMA:
-                cursor.execute(statement)
-            for table, column, definition in _ADDED_COLUMNS:
-                cursor.execute(f"PRAGMA table_info({table})")
-                if column not in {row[1] for row in cursor.fetchall()}:
-                    cursor.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
-            cursor.execute("SELECT value FROM meta WHERE key = 'schema'")
-            row = cursor.fetchone()
-            if row is None or int(row[0]) < SCHEMA_VERSION:
-                cursor.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
-
-        d = deferToThreadPool(
-            self._reactor, self._reactor.getThreadPool(), os.makedirs, directory, exist_ok=True
-        )
-        d.addCallback(lambda _: self._pool.runInteraction(create))
+    def _interaction(
+        self, interaction: Callable[Concatenate[Cursor, _P], _T], *args: _P.args, **kwargs: _P.kwargs
+    ) -> Deferred[_T]:
+        """Run ``interaction(cursor, ...)`` in one transaction on the store's thread."""
+        d: Deferred[_T] = self._pool.runInteraction(interaction, *args, **kwargs)
         return d
 
-    def close(self):
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> Deferred[list[Row]]:
+        d: Deferred[list[Row]] = self._pool.runQuery(sql, args)
+        return d
+
+    def _operation(self, sql: str, args: tuple[Any, ...] = ()) -> Deferred[None]:
+        d: Deferred[None] = self._pool.runOperation(sql, args)
+        d.addErrback(_translate_integrity_error)
+        return d
+
+    def open(self) -> Deferred[None]:
+        """
+        Create the file or bring it up to date (L{sqlite_schema.migrate}: all
+        pending migrations in one transaction); fires when the store is usable.
+        """
+        directory = os.path.dirname(os.path.abspath(self.path))
+        d: Deferred[None] = deferToThreadPool(
+            self._reactor, self._reactor.getThreadPool(), os.makedirs, directory, exist_ok=True
+        )
+        d.addCallback(
+            lambda _: self._interaction(migrate, self.path, _now(self._reactor.seconds()), self._migrations)
+        )
+        d.addCallback(lambda _: None)
+        return d
+
+    def close(self) -> None:
         self._pool.close()
 
     # endpoints
 
-    def create_endpoint(self, record):
+    def create_endpoint(self, record: Record) -> Deferred[Record]:
         columns = [c for c in ENDPOINT_COLUMNS if c in record]
         sql = "INSERT INTO endpoints ({}) VALUES ({})".format(
             ", ".join(columns), ", ".join("?" for _ in columns)
         )
         values = tuple(_encode(c, record[c]) for c in columns)
-        d = self._pool.runOperation(sql, values)
-        d.addErrback(_translate_integrity_error)
-        d.addCallback(lambda _: self.get_endpoint(record["id"]))
-        return d
+        return self._operation(sql, values).addCallback(lambda _: self._existing_endpoint(record["id"]))
 
-    def get_endpoint(self, endpoint_id):
+    def _existing_endpoint(self, endpoint_id: str) -> Deferred[Record]:
+        """The endpoint just written (so there is one)."""
+        return self.get_endpoint(endpoint_id).addCallback(_present)
+
+    def get_endpoint(self, endpoint_id: str) -> Deferred[Record | None]:
         """
         Fire with the endpoint's record, or None when there is none. The record's
         ``services`` is its bindings, ``{pool_id: service_id}``.
         """
 
-        def get(cursor):
+        def get(cursor: Cursor) -> Record | None:
             cursor.execute(
                 "SELECT {} FROM endpoints WHERE id = ?".format(", ".join(ENDPOINT_COLUMNS)),
                 (endpoint_id,),
@@ -381,10 +280,10 @@ class SQLiteStore:
             record["services"] = _services_of(cursor, endpoint_id)
             return record
 
-        return self._pool.runInteraction(get)
+        return self._interaction(get)
 
-    def list_endpoints(self):
-        def list_(cursor):
+    def list_endpoints(self) -> Deferred[list[Record]]:
+        def list_(cursor: Cursor) -> list[Record]:
             cursor.execute(
                 "SELECT {} FROM endpoints ORDER BY created_at, id".format(
                     ", ".join(ENDPOINT_COLUMNS)
@@ -392,16 +291,16 @@ class SQLiteStore:
             )
             records = [_decode_endpoint(r) for r in cursor.fetchall()]
             cursor.execute("SELECT endpoint_id, pool_id, service_id FROM bindings ORDER BY pool_id")
-            services = {}
+            services: dict[str, dict[str, str]] = {}
             for endpoint_id, pool_id, service_id in cursor.fetchall():
                 services.setdefault(endpoint_id, {})[pool_id] = service_id
             for record in records:
                 record["services"] = services.get(record["id"], {})
             return records
 
-        return self._pool.runInteraction(list_)
+        return self._interaction(list_)
 
-    def update_endpoint(self, endpoint_id, fields):
+    def update_endpoint(self, endpoint_id: str, fields: Record) -> Deferred[Record | None]:
         """Change some columns; fires with the new record (None if gone)."""
         unknown = set(fields) - set(ENDPOINT_COLUMNS) - {"id"}
         if unknown:
@@ -413,15 +312,12 @@ class SQLiteStore:
             ", ".join(c + " = ?" for c in columns)
         )
         values = tuple(_encode(c, fields[c]) for c in columns) + (endpoint_id,)
-        d = self._pool.runOperation(sql, values)
-        d.addErrback(_translate_integrity_error)
-        d.addCallback(lambda _: self.get_endpoint(endpoint_id))
-        return d
+        return self._operation(sql, values).addCallback(lambda _: self.get_endpoint(endpoint_id))
 
-    def delete_endpoint(self, endpoint_id):
+    def delete_endpoint(self, endpoint_id: str) -> Deferred[bool]:
         """Fire with True when a row was deleted. Its bindings go with it."""
 
-        def delete(cursor):
+        def delete(cursor: Cursor) -> bool:
             # The foreign key cascades too; this keeps it true without the pragma.
             cursor.execute("DELETE FROM bindings WHERE endpoint_id = ?", (endpoint_id,))
             cursor.execute("DELETE FROM versions WHERE endpoint_id = ?", (endpoint_id,))
@@ -429,11 +325,17 @@ class SQLiteStore:
             cursor.execute("DELETE FROM endpoints WHERE id = ?", (endpoint_id,))
             return cursor.rowcount > 0
 
-        return self._pool.runInteraction(delete)
+        return self._interaction(delete)
 
-    # worker uids (schema 5)
+    # worker uids (migration 5)
 
-    def allocate_worker_uid(self, endpoint_id, first, last, busy=lambda: ()):
+    def allocate_worker_uid(
+        self,
+        endpoint_id: str,
+        first: int,
+        last: int,
+        busy: Callable[[], Iterable[int]] | None = None,
+    ) -> Deferred[int]:
         """
         Fire with the endpoint's worker uid: the recorded one, else the lowest
         of ``first``..``last`` that no endpoint has and ``busy()`` (called in
@@ -441,16 +343,17 @@ class SQLiteStore:
         ``NoFreeUid`` when none is left, ``Missing`` for an unknown endpoint.
         """
 
-        def allocate(cursor):
+        def allocate(cursor: Cursor) -> int:
             cursor.execute("SELECT uid FROM worker_uids WHERE endpoint_id = ?", (endpoint_id,))
             row = cursor.fetchone()
             if row is not None:
-                return row[0]
+                uid: int = row[0]
+                return uid
             cursor.execute("SELECT 1 FROM endpoints WHERE id = ?", (endpoint_id,))
             if cursor.fetchone() is None:
                 raise Missing("endpoint", endpoint_id)
             cursor.execute("SELECT uid FROM worker_uids WHERE uid BETWEEN ? AND ?", (first, last))
-            taken = {uid for (uid,) in cursor.fetchall()} | set(busy())
+            taken = {uid for (uid,) in cursor.fetchall()} | set(busy() if busy is not None else ())
             for uid in range(first, last + 1):
                 if uid not in taken:
                     cursor.execute(
@@ -459,17 +362,17 @@ class SQLiteStore:
                     return uid
             raise NoFreeUid(f"no free worker uid left in {first}-{last} (--worker-uids)")
 
-        return self._pool.runInteraction(allocate)
+        return self._interaction(allocate)
 
-    def worker_uids(self):
+    def worker_uids(self) -> Deferred[dict[str, int]]:
         """Fire with ``{endpoint_id: uid}`` of every endpoint that has one."""
-        d = self._pool.runQuery("SELECT endpoint_id, uid FROM worker_uids")
-        d.addCallback(dict)
-        return d
+        return self._query("SELECT endpoint_id, uid FROM worker_uids").addCallback(
+            lambda rows: {endpoint_id: uid for endpoint_id, uid in rows}
+        )
 
-    # versions (schema 4): one row per (endpoint, digest) it compiled
+    # versions (migration 4): one row per (endpoint, digest) it compiled
 
-    def record_version(self, record, cached=False):
+    def record_version(self, record: Record, cached: bool = False) -> Deferred[None]:
         """
         Record a successful compile, ``record`` having ``VERSION_COLUMNS``
         (``dependencies`` a dict). The same digest again replaces the row, so it
@@ -477,7 +380,7 @@ class SQLiteStore:
         ``compile_seconds``, the time the binary really took.
         """
 
-        def record_(cursor):
+        def record_(cursor: Cursor) -> None:
             values = dict(record)
             if cached:
                 cursor.execute(
@@ -495,26 +398,29 @@ class SQLiteStore:
                 tuple(values[c] for c in VERSION_COLUMNS),
             )
 
-        return self._pool.runInteraction(record_)
+        return self._interaction(record_)
 
-    def list_versions(self, endpoint_id):
+    def list_versions(self, endpoint_id: str) -> Deferred[list[Record]]:
         """The endpoint's versions, newest first (``dependencies`` decoded)."""
         sql = "SELECT {} FROM versions WHERE endpoint_id = ? ORDER BY rowid DESC".format(
             ", ".join(VERSION_COLUMNS)
         )
-        d = self._pool.runQuery(sql, (endpoint_id,))
-        d.addCallback(lambda rows: [_decode_version(r) for r in rows])
-        return d
+        return self._query(sql, (endpoint_id,)).addCallback(
+            lambda rows: [_decode_version(r) for r in rows]
+        )
 
-    def prune_versions(self, endpoint_id, keep, protected=()):
+    def prune_versions(
+        self, endpoint_id: str, keep: int, protected: Iterable[str] = ()
+    ) -> Deferred[list[str]]:
         """
         Keep the endpoint's ``keep`` newest versions, and any whose digest is
         its ``deployed`` or ``artifact`` or in ``protected``; delete the other
         rows. Fires with the deleted digests no longer used anywhere (see
         ``_unused``): those whose artifacts may go.
         """
+        protected = frozenset(protected)
 
-        def prune(cursor):
+        def prune(cursor: Cursor) -> list[str]:
             cursor.execute("SELECT deployed, artifact FROM endpoints WHERE id = ?", (endpoint_id,))
             row = cursor.fetchone() or (None, None)
             spared = set(protected) | {d for d in row if d}
@@ -530,39 +436,37 @@ class SQLiteStore:
             )
             return _unused(cursor, doomed, protected)
 
-        return self._pool.runInteraction(prune)
+        return self._interaction(prune)
 
-    def unused_digests(self, digests, protected=()):
+    def unused_digests(self, digests: Iterable[str], protected: Iterable[str] = ()) -> Deferred[list[str]]:
         """Those of ``digests`` that no endpoint deploys, has compiled or keeps as a version."""
-        return self._pool.runInteraction(_unused, list(digests), protected)
+        return self._interaction(_unused, list(digests), frozenset(protected))
 
     # services
 
-    def create_service(self, record):
+    def create_service(self, record: Record) -> Deferred[Record]:
         """Insert a service; ``Conflict`` when its name is taken (ignoring case)."""
         columns = list(SERVICE_COLUMNS)
         sql = "INSERT INTO services ({}) VALUES ({})".format(
             ", ".join(columns), ", ".join("?" for _ in columns)
         )
-        d = self._pool.runOperation(sql, tuple(_encode(c, record[c]) for c in columns))
-        d.addErrback(_translate_integrity_error)
-        d.addCallback(lambda _: self.get_service(record["id"]))
-        return d
+        values = tuple(_encode(c, record[c]) for c in columns)
+        return self._operation(sql, values).addCallback(
+            lambda _: self.get_service(record["id"]).addCallback(_present)
+        )
 
-    def get_service(self, service_id):
+    def get_service(self, service_id: str) -> Deferred[Record | None]:
         """Fire with the service's record (config decoded, secrets in clear), or None."""
         sql = "SELECT {} FROM services WHERE id = ?".format(", ".join(SERVICE_COLUMNS))
-        d = self._pool.runQuery(sql, (service_id,))
-        d.addCallback(lambda rows: _decode_service(rows[0]) if rows else None)
-        return d
+        return self._query(sql, (service_id,)).addCallback(
+            lambda rows: _decode_service(rows[0]) if rows else None
+        )
 
-    def list_services(self):
+    def list_services(self) -> Deferred[list[Record]]:
         sql = "SELECT {} FROM services ORDER BY created_at, id".format(", ".join(SERVICE_COLUMNS))
-        d = self._pool.runQuery(sql)
-        d.addCallback(lambda rows: [_decode_service(r) for r in rows])
-        return d
+        return self._query(sql).addCallback(lambda rows: [_decode_service(r) for r in rows])
 
-    def update_service(self, service_id, fields):
+    def update_service(self, service_id: str, fields: Record) -> Deferred[Record | None]:
         """Change some columns; fires with the new record (None if gone)."""
         unknown = set(fields) - set(SERVICE_COLUMNS) - {"id"}
         if unknown:
@@ -572,18 +476,15 @@ class SQLiteStore:
             return self.get_service(service_id)
         sql = "UPDATE services SET {} WHERE id = ?".format(", ".join(c + " = ?" for c in columns))
         values = tuple(_encode(c, fields[c]) for c in columns) + (service_id,)
-        d = self._pool.runOperation(sql, values)
-        d.addErrback(_translate_integrity_error)
-        d.addCallback(lambda _: self.get_service(service_id))
-        return d
+        return self._operation(sql, values).addCallback(lambda _: self.get_service(service_id))
 
-    def delete_service(self, service_id):
+    def delete_service(self, service_id: str) -> Deferred[bool]:
         """
         Fire with True when a row was deleted, False when there was none; fail
         with ``ServiceInUse`` (a ``Conflict``) while endpoints are bound to it.
         """
 
-        def delete(cursor):
+        def delete(cursor: Cursor) -> bool:
             cursor.execute(
                 "SELECT b.endpoint_id, e.name, b.pool_id FROM bindings b "
                 "JOIN endpoints e ON e.id = b.endpoint_id "
@@ -599,18 +500,18 @@ class SQLiteStore:
             cursor.execute("DELETE FROM services WHERE id = ?", (service_id,))
             return cursor.rowcount > 0
 
-        return self._pool.runInteraction(delete)
+        return self._interaction(delete)
 
     # bindings
 
-    def bind(self, endpoint_id, pool_id, service_id, created_at):
+    def bind(self, endpoint_id: str, pool_id: str, service_id: str, created_at: str) -> Deferred[str | None]:
         """
         Bind the service to the endpoint under ``pool_id``, replacing what that
         name was bound to. Fires with the service id it replaced, or None; fails
         with ``Missing`` when the endpoint or the service does not exist.
         """
 
-        def bind(cursor):
+        def bind(cursor: Cursor) -> str | None:
             for table, what, record_id in (
                 ("endpoints", "endpoint", endpoint_id),
                 ("services", "service", service_id),
@@ -630,12 +531,12 @@ class SQLiteStore:
             )
             return row[0] if row else None
 
-        return self._pool.runInteraction(bind)
+        return self._interaction(bind)
 
-    def unbind(self, endpoint_id, pool_id):
+    def unbind(self, endpoint_id: str, pool_id: str) -> Deferred[str | None]:
         """Remove a binding; fires with the service id it was bound to, or None."""
 
-        def unbind(cursor):
+        def unbind(cursor: Cursor) -> str | None:
             cursor.execute(
                 "SELECT service_id FROM bindings WHERE endpoint_id = ? AND pool_id = ?",
                 (endpoint_id, pool_id),
@@ -647,20 +548,19 @@ class SQLiteStore:
                 "DELETE FROM bindings WHERE endpoint_id = ? AND pool_id = ?",
                 (endpoint_id, pool_id),
             )
-            return row[0]
+            service: str = row[0]
+            return service
 
-        return self._pool.runInteraction(unbind)
+        return self._interaction(unbind)
 
-    def list_bindings(self):
+    def list_bindings(self) -> Deferred[list[Record]]:
         """Every binding, ``{endpoint_id, pool_id, service_id, created_at}``."""
         sql = "SELECT {} FROM bindings ORDER BY endpoint_id, pool_id".format(
             ", ".join(BINDING_COLUMNS)
         )
-        d = self._pool.runQuery(sql)
-        d.addCallback(lambda rows: [dict(zip(BINDING_COLUMNS, r)) for r in rows])
-        return d
+        return self._query(sql).addCallback(lambda rows: [dict(zip(BINDING_COLUMNS, r)) for r in rows])
 
-    # domains and collections (schema 3)
+    # domains and collections (migration 3)
     #
     # An endpoint refers to its domain by host (``endpoints.domain``) and to its
     # collection by id; its ``domain`` and ``path_shape`` are those of the route
@@ -669,23 +569,21 @@ class SQLiteStore:
     # ``(endpoint_id, domain, path_shape)`` changes applied in the same
     # transaction as the domain or collection change that causes them.
 
-    def create_domain(self, record):
+    def create_domain(self, record: Record) -> Deferred[Record]:
         """Insert a domain; ``Conflict`` when its host is taken."""
         return self._insert("domains", DOMAIN_COLUMNS, record, self.get_domain)
 
-    def get_domain(self, domain_id):
+    def get_domain(self, domain_id: str) -> Deferred[Record | None]:
         return self._get_one("domains", DOMAIN_COLUMNS, "id", domain_id)
 
-    def get_domain_by_host(self, host):
+    def get_domain_by_host(self, host: str) -> Deferred[Record | None]:
         return self._get_one("domains", DOMAIN_COLUMNS, "host", host)
 
-    def list_domains(self):
+    def list_domains(self) -> Deferred[list[Record]]:
         sql = "SELECT {} FROM domains ORDER BY created_at, id".format(", ".join(DOMAIN_COLUMNS))
-        d = self._pool.runQuery(sql)
-        d.addCallback(lambda rows: [dict(zip(DOMAIN_COLUMNS, r)) for r in rows])
-        return d
+        return self._query(sql).addCallback(lambda rows: [dict(zip(DOMAIN_COLUMNS, r)) for r in rows])
 
-    def update_domain(self, domain_id, fields, moves=()):
+    def update_domain(self, domain_id: str, fields: Record, moves: Sequence[Move] = ()) -> Deferred[Record | None]:
         """
         Change some columns and apply ``moves``, all or nothing; fires with the
         new record. ``Conflict`` when the host is taken, ``RouteClash`` when a
@@ -693,13 +591,13 @@ class SQLiteStore:
         """
         return self._update_moving("domains", DOMAIN_COLUMNS, domain_id, fields, moves, self.get_domain)
 
-    def delete_domain(self, domain_id):
+    def delete_domain(self, domain_id: str) -> Deferred[bool]:
         """
         Fire with True when a row was deleted; ``InUse`` while endpoints use its
         host or collections belong to it (checked in the same transaction).
         """
 
-        def delete(cursor):
+        def delete(cursor: Cursor) -> bool:
             cursor.execute("SELECT host FROM domains WHERE id = ?", (domain_id,))
             row = cursor.fetchone()
             if row is None:
@@ -713,34 +611,35 @@ class SQLiteStore:
             cursor.execute("DELETE FROM domains WHERE id = ?", (domain_id,))
             return True
 
-        return self._pool.runInteraction(delete)
+        return self._interaction(delete)
 
-    def create_collection(self, record):
+    def create_collection(self, record: Record) -> Deferred[Record]:
         """Insert a collection; ``Missing`` when its ``domain_id`` names no domain."""
 
-        def insert(cursor):
+        def insert(cursor: Cursor) -> None:
             _check_domain(cursor, record.get("domain_id"))
             _insert_row(cursor, "collections", COLLECTION_COLUMNS, record)
 
-        d = self._pool.runInteraction(insert)
+        d = self._interaction(insert)
         d.addErrback(_translate_integrity_error)
-        d.addCallback(lambda _: self.get_collection(record["id"]))
-        return d
+        return d.addCallback(lambda _: self.get_collection(record["id"]).addCallback(_present))
 
-    def get_collection(self, collection_id):
+    def get_collection(self, collection_id: str) -> Deferred[Record | None]:
         return self._get_one("collections", COLLECTION_COLUMNS, "id", collection_id)
 
-    def list_collections(self, domain_id=None):
+    def list_collections(self, domain_id: str | None = None) -> Deferred[list[Record]]:
         sql = "SELECT {} FROM collections".format(", ".join(COLLECTION_COLUMNS))
-        args = ()
+        args: tuple[Any, ...] = ()
         if domain_id is not None:
             sql += " WHERE domain_id = ?"
             args = (domain_id,)
-        d = self._pool.runQuery(sql + " ORDER BY created_at, id", args)
-        d.addCallback(lambda rows: [dict(zip(COLLECTION_COLUMNS, r)) for r in rows])
-        return d
+        return self._query(sql + " ORDER BY created_at, id", args).addCallback(
+            lambda rows: [dict(zip(COLLECTION_COLUMNS, r)) for r in rows]
+        )
 
-    def update_collection(self, collection_id, fields, moves=()):
+    def update_collection(
+        self, collection_id: str, fields: Record, moves: Sequence[Move] = ()
+    ) -> Deferred[Record | None]:
         """
         Like ``update_domain``; also ``Missing`` when a new ``domain_id`` names
         no domain.
@@ -749,10 +648,10 @@ class SQLiteStore:
             "collections", COLLECTION_COLUMNS, collection_id, fields, moves, self.get_collection
         )
 
-    def delete_collection(self, collection_id):
+    def delete_collection(self, collection_id: str) -> Deferred[bool]:
         """Fire with True when a row was deleted; ``InUse`` while endpoints are in it."""
 
-        def delete(cursor):
+        def delete(cursor: Cursor) -> bool:
             cursor.execute("SELECT COUNT(*) FROM endpoints WHERE collection_id = ?", (collection_id,))
             endpoints = cursor.fetchone()[0]
             if endpoints:
@@ -760,28 +659,41 @@ class SQLiteStore:
             cursor.execute("DELETE FROM collections WHERE id = ?", (collection_id,))
             return cursor.rowcount > 0
 
-        return self._pool.runInteraction(delete)
+        return self._interaction(delete)
 
-    def _insert(self, table, all_columns, record, get):
+    def _insert(
+        self,
+        table: str,
+        all_columns: Sequence[str],
+        record: Record,
+        get: Callable[[str], Deferred[Record | None]],
+    ) -> Deferred[Record]:
         columns = [c for c in all_columns if c in record]
-        d = self._pool.runInteraction(_insert_row, table, columns, record)
+        d = self._interaction(_insert_row, table, columns, record)
         d.addErrback(_translate_integrity_error)
-        d.addCallback(lambda _: get(record["id"]))
-        return d
+        return d.addCallback(lambda _: get(record["id"]).addCallback(_present))
 
-    def _get_one(self, table, columns, key, value):
+    def _get_one(self, table: str, columns: Sequence[str], key: str, value: str) -> Deferred[Record | None]:
         sql = "SELECT {} FROM {} WHERE {} = ?".format(", ".join(columns), table, key)
-        d = self._pool.runQuery(sql, (value,))
-        d.addCallback(lambda rows: dict(zip(columns, rows[0])) if rows else None)
-        return d
+        return self._query(sql, (value,)).addCallback(
+            lambda rows: dict(zip(columns, rows[0])) if rows else None
+        )
 
-    def _update_moving(self, table, all_columns, record_id, fields, moves, get):
+    def _update_moving(
+        self,
+        table: str,
+        all_columns: Sequence[str],
+        record_id: str,
+        fields: Record,
+        moves: Sequence[Move],
+        get: Callable[[str], Deferred[Record | None]],
+    ) -> Deferred[Record | None]:
         unknown = set(fields) - set(all_columns) - {"id"}
         if unknown:
             raise ValueError(f"unknown {table} columns: " + ", ".join(sorted(unknown)))
         columns = [c for c in all_columns if c in fields and c != "id"]
 
-        def update(cursor):
+        def update(cursor: Cursor) -> None:
             if "domain_id" in fields:
                 _check_domain(cursor, fields["domain_id"])
             if columns:
@@ -791,43 +703,38 @@ class SQLiteStore:
                 )
             _move_endpoints(cursor, moves)
 
-        d = self._pool.runInteraction(update)
+        d = self._interaction(update)
         d.addErrback(_translate_integrity_error)
-        d.addCallback(lambda _: get(record_id))
-        return d
+        return d.addCallback(lambda _: get(record_id))
 
     # API keys
 
-    def add_key(self, record):
+    def add_key(self, record: Record) -> Deferred[None]:
         columns = [c for c in KEY_COLUMNS if c in record]
         sql = "INSERT INTO api_keys ({}) VALUES ({})".format(
             ", ".join(columns), ", ".join("?" for _ in columns)
         )
-        d = self._pool.runOperation(sql, tuple(record[c] for c in columns))
-        d.addErrback(_translate_integrity_error)
-        return d
+        return self._operation(sql, tuple(record[c] for c in columns))
 
-    def list_keys(self):
+    def list_keys(self) -> Deferred[list[Record]]:
         sql = "SELECT {} FROM api_keys ORDER BY created_at, id".format(", ".join(KEY_COLUMNS))
-        d = self._pool.runQuery(sql)
-        d.addCallback(lambda rows: [dict(zip(KEY_COLUMNS, r)) for r in rows])
-        return d
+        return self._query(sql).addCallback(lambda rows: [dict(zip(KEY_COLUMNS, r)) for r in rows])
 
-    def get_key(self, key_id):
+    def get_key(self, key_id: str) -> Deferred[Record | None]:
         """The key record, or ``None``."""
         sql = "SELECT {} FROM api_keys WHERE id = ?".format(", ".join(KEY_COLUMNS))
-        d = self._pool.runQuery(sql, (key_id,))
-        d.addCallback(lambda rows: dict(zip(KEY_COLUMNS, rows[0])) if rows else None)
-        return d
+        return self._query(sql, (key_id,)).addCallback(
+            lambda rows: dict(zip(KEY_COLUMNS, rows[0])) if rows else None
+        )
 
-    def delete_key(self, key_id):
+    def delete_key(self, key_id: str) -> Deferred[Record]:
         """
         Delete a key and fire with its record. ``Missing`` when there is no such
         key; ``LastAdminKey`` when it is the only ``admin`` key (checked in the
         same transaction, so two concurrent deletes cannot both pass).
         """
 
-        def delete(cursor):
+        def delete(cursor: Cursor) -> Record:
             cursor.execute(
                 "SELECT {} FROM api_keys WHERE id = ?".format(", ".join(KEY_COLUMNS)), (key_id,)
             )
@@ -844,21 +751,27 @@ class SQLiteStore:
             cursor.execute("DELETE FROM api_keys WHERE id = ?", (key_id,))
             return record
 
-        return self._pool.runInteraction(delete)
+        return self._interaction(delete)
 
-    def touch_keys(self, last_used):
+    def touch_keys(self, last_used: Mapping[str, str]) -> Deferred[None]:
         """Record ``{key_id: last_used_at}``; ids of deleted keys are ignored."""
 
-        def touch(cursor):
+        def touch(cursor: Cursor) -> None:
             cursor.executemany(
                 "UPDATE api_keys SET last_used_at = ? WHERE id = ?",
                 [(value, key_id) for key_id, value in last_used.items()],
             )
 
-        return self._pool.runInteraction(touch)
+        return self._interaction(touch)
 
 
-def _insert_row(cursor, table, columns, record):
+def _present(record: Record | None) -> Record:
+    """A record just written, read back in the same call: there is one."""
+    assert record is not None, "a record just written is gone"
+    return record
+
+
+def _insert_row(cursor: Cursor, table: str, columns: Sequence[str], record: Record) -> None:
     columns = [c for c in columns if c in record]
     cursor.execute(
         "INSERT INTO {} ({}) VALUES ({})".format(
@@ -868,22 +781,20 @@ def _insert_row(cursor, table, columns, record):
     )
 
 
-def _check_domain(cursor, domain_id):
+def _check_domain(cursor: Cursor, domain_id: str | None) -> None:
     if domain_id is not None:
         cursor.execute("SELECT 1 FROM domains WHERE id = ?", (domain_id,))
         if cursor.fetchone() is None:
             raise Missing("domain", domain_id)
 
 
-def _move_endpoints(cursor, moves):
+def _move_endpoints(cursor: Cursor, moves: Sequence[Move]) -> None:
     """
     Give endpoints a new (domain, path_shape), all or nothing. Two passes: the
     moved rows first leave their routes (a placeholder shape no pattern can
     have), so a move onto a route another moved endpoint is leaving is no
     clash; a real clash raises ``RouteClash`` naming the endpoint in the way.
     """
-    import sqlite3
-
     for endpoint_id, _, _ in moves:
         cursor.execute(
             "UPDATE endpoints SET path_shape = ? WHERE id = ?", ("\x00" + endpoint_id, endpoint_id)
@@ -904,8 +815,7 @@ def _move_endpoints(cursor, moves):
             raise RouteClash(endpoint_id, row[0], row[1])
 
 
-def _translate_integrity_error(failure):
-    import sqlite3
-
+def _translate_integrity_error(failure: Failure) -> None:
+    """sqlite3's broken UNIQUE or foreign key, as the store's L{Conflict}."""
     failure.trap(sqlite3.IntegrityError)
     raise Conflict(str(failure.value))

@@ -1,0 +1,239 @@
+"""
+What the control plane persists, as one interface: L{IStore}.
+
+The management API, the key ring and the worker-uid allocator talk to a store
+only through these methods, so another database (PostgreSQL, for several
+nodes) is another class that provides L{IStore}, with nothing else to change.
+It is a C{zope.interface} interface rather than a C{typing.Protocol} so that
+tests can check a store (or a fake of one) with C{verifyObject}, which compares
+method names and signatures at run time, while mypy (with the mypy-zope
+plugin) checks the C{@implementer} classes statically.
+
+What every store promises:
+
+  - Every method returns a Deferred and never blocks the reactor (unless
+    marked otherwise); each call is atomic: it happens entirely or not at all.
+  - Records are plain dicts of JSON-compatible values; JSON-valued fields
+    (an endpoint's ``settings``, a service's ``config``, a version's
+    ``dependencies``) come back decoded, booleans as booleans, and the
+    caller never sees the database's types.  Times are ISO 8601 strings
+    written by the caller.
+  - Failures are the exceptions of L{edgegw_tx.store.errors}, never a
+    driver's: L{Conflict} for a broken uniqueness rule, L{Missing} for a
+    reference to a record that does not exist, and the others named below.
+  - ``open`` brings the schema up to date with numbered migrations
+    (L{edgegw_tx.store.migrations}) and fails with L{StoreTooNew} for a
+    store a newer edgegw wrote.
+
+The methods are grouped by record kind below: the store as a whole,
+endpoints, worker uids, versions, services, bindings, domains, collections
+and API keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from zope.interface import Interface
+
+#: One record: column name to value, JSON-valued columns decoded.
+Record = dict[str, Any]
+
+#: An endpoint moved to another route: ``(endpoint_id, domain, path_shape)``.
+Move = tuple[str, str, str]
+
+
+class IStore(Interface):
+    """
+    The gateway's configuration: endpoints with their compiled versions,
+    bindings and worker uids; services; domains; collections; API keys.
+    """
+
+    # The store as a whole
+
+    def open() -> Deferred[None]:
+        """
+        Make the store usable: create it, or bring an existing one up to this
+        code's schema (all pending migrations in one transaction). Fails with
+        L{StoreTooNew} when the store has migrations this code does not know,
+        L{MigrationFailed} when one fails (nothing changed).
+        """
+
+    def close() -> None:
+        """Release the store's connections; no call may follow."""
+
+    # Endpoints: one per route (domain, method, path shape); ``services`` on a
+    # read record is its bindings, ``{pool_id: service_id}``.
+
+    def create_endpoint(record: Record) -> Deferred[Record]:
+        """
+        Insert an endpoint; fires with it as read back. L{Conflict} when
+        another endpoint has the same (domain, method, path_shape).
+        """
+
+    def get_endpoint(endpoint_id: str) -> Deferred[Record | None]:
+        """The endpoint with its bindings as ``services``, or None."""
+
+    def list_endpoints() -> Deferred[list[Record]]:
+        """Every endpoint with its ``services``, oldest first (by created_at, then id)."""
+
+    def update_endpoint(endpoint_id: str, fields: Record) -> Deferred[Record | None]:
+        """
+        Change the given columns only; fires with the new record (None if there
+        is no such endpoint). L{Conflict} when it would take another's route;
+        raises ValueError at once for a column endpoints do not have.
+        """
+
+    def delete_endpoint(endpoint_id: str) -> Deferred[bool]:
+        """
+        Delete the endpoint with its bindings, versions and worker uid; fires
+        with whether there was one.
+        """
+
+    # Worker uids: each endpoint's own uid for its workers (docs/isolation.md),
+    # drawn once and kept until the endpoint is deleted.
+
+    def allocate_worker_uid(
+        endpoint_id: str, first: int, last: int, busy: Callable[[], Iterable[int]] | None = None
+    ) -> Deferred[int]:
+        """
+        The endpoint's uid: the one it has, else the lowest of first..last
+        that no endpoint has and ``busy()`` (if given; called where the store
+        does its work, off the reactor) does not name, now recorded. L{NoFreeUid} when
+        none is left, L{Missing} for an unknown endpoint.
+        """
+
+    def worker_uids() -> Deferred[dict[str, int]]:
+        """``{endpoint_id: uid}`` of every endpoint that has one."""
+
+    # Versions: every successful compile of an endpoint, by digest.
+
+    def record_version(record: Record, cached: bool = False) -> Deferred[None]:
+        """
+        Record a compile (endpoint_id, digest, code, dependencies,
+        compile_seconds, created_at). The same digest again makes that
+        version the newest; when ``cached`` (no compiler ran) it keeps the
+        ``compile_seconds`` recorded before.
+        """
+
+    def list_versions(endpoint_id: str) -> Deferred[list[Record]]:
+        """The endpoint's versions, most recently recorded first."""
+
+    def prune_versions(
+        endpoint_id: str, keep: int, protected: Iterable[str] = ()
+    ) -> Deferred[list[str]]:
+        """
+        Keep the ``keep`` newest versions of the endpoint and those whose digest
+        is its ``deployed`` or ``artifact`` or in ``protected``; delete the
+        others. Fires with the deleted digests nothing uses any more (see
+        L{unused_digests}): the artifacts that may go.
+        """
+
+    def unused_digests(digests: Iterable[str], protected: Iterable[str] = ()) -> Deferred[list[str]]:
+        """
+        Those of ``digests`` (in order, once each) not in ``protected`` that no
+        endpoint deploys or has compiled and no version keeps: artifacts are
+        content-addressed, so one may serve several endpoints.
+        """
+
+    # Services: connectors' configurations, names unique ignoring case.
+
+    def create_service(record: Record) -> Deferred[Record]:
+        """Insert a service; L{Conflict} when its name is taken (ignoring case)."""
+
+    def get_service(service_id: str) -> Deferred[Record | None]:
+        """The service (``config`` decoded, secrets in clear), or None."""
+
+    def list_services() -> Deferred[list[Record]]:
+        """Every service, oldest first."""
+
+    def update_service(service_id: str, fields: Record) -> Deferred[Record | None]:
+        """Like L{update_endpoint}, for a service (L{Conflict} on a taken name)."""
+
+    def delete_service(service_id: str) -> Deferred[bool]:
+        """
+        Fires with whether there was one; L{ServiceInUse} (naming each
+        binding) while endpoints are bound to it.
+        """
+
+    # Bindings: the name (pool_id) under which an endpoint's handlers reach a service.
+
+    def bind(endpoint_id: str, pool_id: str, service_id: str, created_at: str) -> Deferred[str | None]:
+        """
+        Bind the service to the endpoint under ``pool_id``, replacing what that
+        name was bound to; fires with the service id it replaced, or None.
+        L{Missing} when the endpoint or the service does not exist.
+        """
+
+    def unbind(endpoint_id: str, pool_id: str) -> Deferred[str | None]:
+        """Remove a binding; fires with the service id it was bound to, or None."""
+
+    def list_bindings() -> Deferred[list[Record]]:
+        """Every binding (endpoint_id, pool_id, service_id, created_at), by endpoint then name."""
+
+    # Domains and collections. An endpoint refers to its domain by host and to
+    # its collection by id; its ``domain`` and ``path_shape`` are those of the
+    # route it is served at, so ``moves`` (``(endpoint_id, domain,
+    # path_shape)``) are applied with the change that causes them, atomically.
+
+    def create_domain(record: Record) -> Deferred[Record]:
+        """Insert a domain; L{Conflict} when its host is taken."""
+
+    def get_domain(domain_id: str) -> Deferred[Record | None]:
+        """The domain, or None."""
+
+    def get_domain_by_host(host: str) -> Deferred[Record | None]:
+        """The domain of ``host``, or None."""
+
+    def list_domains() -> Deferred[list[Record]]:
+        """Every domain, oldest first."""
+
+    def update_domain(domain_id: str, fields: Record, moves: Sequence[Move] = ()) -> Deferred[Record | None]:
+        """
+        Change some columns and apply ``moves``, all or nothing; fires with the
+        new record. L{Conflict} when the host is taken, L{RouteClash} when a
+        move lands on another endpoint's route.
+        """
+
+    def delete_domain(domain_id: str) -> Deferred[bool]:
+        """Fires with whether there was one; L{InUse} while endpoints or collections use it."""
+
+    def create_collection(record: Record) -> Deferred[Record]:
+        """Insert a collection; L{Missing} when its ``domain_id`` names no domain."""
+
+    def get_collection(collection_id: str) -> Deferred[Record | None]:
+        """The collection, or None."""
+
+    def list_collections(domain_id: str | None = None) -> Deferred[list[Record]]:
+        """Every collection (of ``domain_id`` only, when given), oldest first."""
+
+    def update_collection(
+        collection_id: str, fields: Record, moves: Sequence[Move] = ()
+    ) -> Deferred[Record | None]:
+        """Like L{update_domain}; also L{Missing} when a new ``domain_id`` names no domain."""
+
+    def delete_collection(collection_id: str) -> Deferred[bool]:
+        """Fires with whether there was one; L{InUse} while endpoints are in it."""
+
+    # API keys: only their hashes are stored.
+
+    def add_key(record: Record) -> Deferred[None]:
+        """Insert a key (id, name, scope, key_hash, created_at); L{Conflict} on a taken id or hash."""
+
+    def list_keys() -> Deferred[list[Record]]:
+        """Every key, oldest first, with ``last_used_at`` (None when never used)."""
+
+    def get_key(key_id: str) -> Deferred[Record | None]:
+        """The key, or None."""
+
+    def delete_key(key_id: str) -> Deferred[Record]:
+        """
+        Delete a key; fires with its record. L{Missing} when there is none,
+        L{LastAdminKey} when it is the only ``admin`` key (checked atomically,
+        so two concurrent deletes cannot both pass).
+        """
+
+    def touch_keys(last_used: Mapping[str, str]) -> Deferred[None]:
+        """Record ``{key_id: last_used_at}``; ids of deleted keys are ignored."""

@@ -1,0 +1,78 @@
+"""
+Numbered migrations, whatever the database.
+
+A migration is a function named ``m<NNNN>_<name>`` that takes a DB-API cursor
+and changes the schema one step; its number is read from its name, so it is
+written once.  A store keeps the numbers it has applied (a
+``schema_migrations`` table: version, name, applied_at) and at start runs the
+ones it lacks, in order, all in one transaction.  A store that has a number
+the code does not know was written by a newer edgegw and is refused
+(L{StoreTooNew}); one with a hole in its numbers is refused too, since the
+later migrations were written for a schema that had the earlier ones.
+
+This module is the part every store shares: the list's rules and the plan.
+The statements themselves are each database's own (L{edgegw_tx.store.sqlite_schema}).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from edgegw_tx.store.errors import StoreRefused, StoreTooNew
+
+_NAME = re.compile(r"m(?P<version>[0-9]{4})_(?P<name>[a-z0-9_]+)\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One step of the schema: ``apply(cursor)`` runs its statements."""
+
+    version: int
+    name: str
+    apply: Callable[[Any], None]
+
+
+def numbered(*functions: Callable[[Any], None]) -> tuple[Migration, ...]:
+    """
+    The migrations of ``functions``, named ``m0001_…``, ``m0002_…``: numbers
+    from 1 with no gap, in order, so that the list itself is the order they run in.
+    """
+    migrations = []
+    for expected, function in enumerate(functions, start=1):
+        match = _NAME.match(function.__name__)
+        if match is None:
+            raise ValueError(f"a migration is named m<NNNN>_<name>, not {function.__name__}")
+        version = int(match["version"])
+        if version != expected:
+            raise ValueError(f"migration {function.__name__} should be number {expected}")
+        migrations.append(Migration(version, match["name"], function))
+    return tuple(migrations)
+
+
+def plan(where: str, applied: Iterable[int], migrations: Sequence[Migration]) -> list[Migration]:
+    """
+    Those of ``migrations`` a store that has ``applied`` still needs, in order.
+    L{StoreTooNew} when it has one the code does not know; L{StoreRefused} when
+    it lacks one older than another it has.
+    """
+    done = set(applied)
+    known = {m.version for m in migrations}
+    newest = max(known, default=0)
+    unknown = done - known
+    if unknown:
+        raise StoreTooNew(where, max(unknown), newest)
+    todo = [m for m in migrations if m.version not in done]
+    if todo and done and todo[0].version < max(done):
+        raise StoreRefused(
+            f"the store {where} has migration {max(done)} but not {todo[0].version}:"
+            " it was not written by edgegw's migrations"
+        )
+    return todo
+
+
+def names(migrations: Sequence[Migration]) -> Mapping[int, str]:
+    """``{version: name}`` of ``migrations``."""
+    return {m.version: m.name for m in migrations}

@@ -2,7 +2,7 @@
 The lifecycle of endpoints: stored record, compiled artifact, running workers.
 
 The management API is a thin skin over ``EndpointManager``, which composes
-four parts, each owning its own state:
+five parts, each owning its own state:
 
 * the records (admin/records.py): create, update and delete of endpoint
   records with their validation, placement and worker uid; they own the
@@ -11,6 +11,8 @@ four parts, each owning its own state:
   serve, pools being drained, the zero-drop switch and route moves; no lock;
 * the artifact ledger (admin/ledger.py): claims on binaries, version rows,
   pruning beyond ``keep_versions``; it owns the *ledger lock*;
+* the builds (admin/builds.py): compiles, recorded as versions through the
+  ledger; no lock;
 * the views (admin/views.py): what the API shows of a record and its pool.
 
 This module owns the *lifecycle locks*, one per endpoint: start, stop,
@@ -36,13 +38,13 @@ from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from edgegw_tx.admin.builds import Builds
 from edgegw_tx.admin.deployments import Deployments, PoolFactory, Routes
-from edgegw_tx.admin.errors import BadRequest, BuildUnavailable, Conflict, NotFound, Unprocessable, WorkersFailed
+from edgegw_tx.admin.errors import BadRequest, Conflict, NotFound, WorkersFailed
 from edgegw_tx.admin.ledger import ArtifactLedger
-from edgegw_tx.admin.records import ROUTE_COLUMNS, EndpointRecords, Placement, Uids, build_inputs, now
+from edgegw_tx.admin.records import ROUTE_COLUMNS, EndpointRecords, Placement, Uids
 from edgegw_tx.admin import validation
 from edgegw_tx.admin.views import SHORT_DIGEST, effective_settings, endpoint_view, short, version_views
-from edgegw_tx.build import BuildError, CompileFailed
 
 __all__ = ["EndpointManager", "SHORT_DIGEST", "short"]
 
@@ -52,22 +54,6 @@ Record = dict[str, Any]
 # workers, and the version a rollback body names.
 pool_settings_changed: Callable[[dict[str, Any], dict[str, Any]], bool] = validation.pool_settings_changed
 rollback_version: Callable[[Any], str] = validation.rollback_version
-
-
-def _summary(diagnostics: Iterable[dict[str, Any]]) -> str:
-    """
-    The first error's message, for the record's ``last_error``.  A message from
-    cargo's stderr (an unresolvable dependency) is several lines: its first
-    ``error:`` line is the summary, and the diagnostic keeps the whole text.
-    """
-    for diagnostic in diagnostics:
-        if diagnostic.get("level") == "error":
-            line = diagnostic.get("line")
-            where = f" (line {line})" if line else ""
-            lines = (diagnostic.get("message") or "error").splitlines() or ["error"]
-            first: str = next((x for x in lines if x.startswith("error")), lines[0])
-            return first + where
-    return "cargo failed"
 
 
 class EndpointManager:
@@ -102,7 +88,6 @@ class EndpointManager:
             from twisted.internet import reactor as default
 
             reactor = cast(IReactorTime, default)
-        self._builder = builder
         self._logbook = logbook
         self._services = services
         self.records = EndpointRecords(store, uids)
@@ -118,6 +103,7 @@ class EndpointManager:
             self.records.routing_write,
             reactor,
         )
+        self.builds = Builds(self.records, self.ledger, builder, self.deployments.serving)
         self._locks: dict[str, DeferredLock] = {}
 
     def set_routing(self, routing: Placement) -> None:
@@ -254,82 +240,9 @@ class EndpointManager:
             del self._locks[endpoint_id]
         return result
 
-    @inlineCallbacks
-    def compile(self, endpoint_id: str) -> Generator["Deferred[Any]", Any, tuple[Record, Any]]:
-        """
-        Build the endpoint's current code with its ``settings.dependencies``;
-        fires with (record, build result). A successful build is recorded as a
-        version of the endpoint (its oldest versions beyond ``keep_versions``
-        pruned).
-        """
-        record = yield self.get(endpoint_id)
-        inputs = build_inputs(record)
-        # Twice at most: a binary found cached may be pruned (as another
-        # endpoint's old version) before it is recorded as this one's.
-        for _ in range(2):
-            result = yield self._build(endpoint_id, inputs)
-            code, extra = inputs
-            version = {
-                "endpoint_id": endpoint_id,
-                "digest": result.digest,
-                "code": code,
-                "dependencies": extra,
-                "compile_seconds": round(result.seconds, 3),
-                "created_at": now(),
-            }
-            done = yield self.ledger.record(
-                version, result.cached, lambda: self._adopt(endpoint_id, inputs, result)
-            )
-            if done is not None:
-                compiled: tuple[Record, Any] = done
-                return compiled
-        raise BuildUnavailable(f"cannot compile: the binary {result.digest} vanished twice after its build")
-
-    @inlineCallbacks
-    def _adopt(
-        self, endpoint_id: str, inputs: tuple[str, dict[str, Any]], result: Any
-    ) -> Generator["Deferred[Any]", Any, tuple[tuple[Record, Any], bool]]:
-        """
-        Under the ledger lock: make the build the endpoint's artifact, unless
-        its code or dependencies changed while cargo ran (then the binary is
-        not the endpoint's and no version is recorded).
-        """
-        latest = yield self.get(endpoint_id)
-        if build_inputs(latest) != inputs:
-            return (latest, result), False
-        record = yield self.records.write(
-            endpoint_id,
-            {
-                "artifact": result.digest,
-                "status": "running" if self.deployments.serving(endpoint_id) else "compiled",
-                "last_error": None,
-            },
-        )
-        return (record, result), True
-
-    @inlineCallbacks
-    def _build(self, endpoint_id: str, inputs: tuple[str, dict[str, Any]]) -> Generator["Deferred[Any]", Any, Any]:
-        """Run cargo; a compile error is recorded on the endpoint (if its code is still the same) and a 422."""
-        code, extra = inputs
-        try:
-            result = yield self._builder.build(endpoint_id, code, extra_dependencies=extra)
-        except CompileFailed as failure:
-            latest = yield self.get(endpoint_id)
-            if build_inputs(latest) == inputs:
-                yield self.records.write(
-                    endpoint_id,
-                    {
-                        "status": "running" if self.deployments.serving(endpoint_id) else "error",
-                        "artifact": None,
-                        "last_error": _summary(failure.diagnostics),
-                    },
-                )
-            raise Unprocessable(
-                "compilation failed: " + _summary(failure.diagnostics), diagnostics=failure.diagnostics
-            )
-        except BuildError as e:
-            raise BuildUnavailable(f"cannot compile: {e}")
-        return result
+    def compile(self, endpoint_id: str) -> "Deferred[tuple[Record, Any]]":
+        """Build the endpoint's current code; fires with (record, build result). See admin/builds.py."""
+        return self.builds.compile(endpoint_id)
 
     def start(self, endpoint_id: str) -> "Deferred[Record]":
         """Start the endpoint's compiled artifact (nothing when it runs already)."""

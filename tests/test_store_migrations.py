@@ -7,6 +7,7 @@ a failing migration, and a store from a newer edgegw, down to ``twistd``.
 
 from __future__ import annotations
 
+import io
 import os
 import sqlite3
 import sys
@@ -482,6 +483,27 @@ class FutureStoreTests(unittest.TestCase):
         lock = DataDirLock(data_dir)
         lock.acquire()
         lock.release()
+
+
+class ResetAdminFutureStoreTests(unittest.TestCase):
+    """``edgegw keys reset-admin`` works on the store itself: a newer edgegw's store is left alone."""
+
+    @inlineCallbacks
+    def test_reset_admin_refuses_a_store_from_the_future(self) -> Any:
+        """The command exits 1 with the one line naming both versions; no key is written, the store is untouched."""
+        from edgegw_tx.cli import commands as cli
+
+        path = future_store(self)
+        data_dir = os.path.dirname(path)
+        before = shape(path), read(path, "SELECT * FROM schema_migrations")
+        out, err = io.StringIO(), io.StringIO()
+        code = yield cli.run(
+            ["keys", "reset-admin", "--data-dir", data_dir], reactor=reactor, environ={}, stdout=out, stderr=err
+        )
+        self.assertEqual((code, out.getvalue()), (1, ""))
+        self.assertEqual(err.getvalue(), f"error: {StoreTooNew(path, 6, 5)}\n")
+        self.assertFalse(os.path.exists(os.path.join(data_dir, "admin.key")))
+        self.assertEqual((shape(path), read(path, "SELECT * FROM schema_migrations")), before)
 
 
 class _Collect(ProcessProtocol):

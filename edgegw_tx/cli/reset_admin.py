@@ -23,7 +23,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 
 from edgegw_tx.admin.auth import KeyRing, write_key_file
 from edgegw_tx.datadir_lock import DataDirInUse, DataDirLock
-from edgegw_tx.store import SQLiteStore
+from edgegw_tx.store import SQLiteStore, StoreRefused
 from edgegw_tx.store.sqlite import FILE_NAME as STORE_NAME
 
 KEY_NAME = "admin.key"
@@ -66,6 +66,8 @@ def reset_admin(data_dir: str, reactor: Any, say: Callable[[str], None]) -> Defe
     try:
         try:
             yield store.open()
+        except StoreRefused as e:  # a newer edgegw's store, a failed migration: one line already
+            raise ResetRefused(str(e)) from None
         except Exception as e:  # sqlite3's errors: not writable, not a database ...
             raise ResetRefused(f"cannot open the store {store_path}: {e}") from None
         keys = KeyRing(store, reactor=reactor)

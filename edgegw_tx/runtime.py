@@ -43,7 +43,6 @@ from edgegw_tx.gateway.front import DEFAULT_HTTP, HTTP_LAYERS, data_plane_factor
 from edgegw_tx.gateway.listening import DrainingServerService
 from edgegw_tx.gateway.routes import RouteTable
 from edgegw_tx.store import SQLiteStore
-from edgegw_tx.store.sqlite import FILE_NAME as STORE_FILE
 from edgegw_tx.workers.isolation import DEFAULT_WORKER_UIDS, Isolation, UidAllocator
 from edgegw_tx.workers.isolation import environment as worker_environment
 from edgegw_tx.workers.network import NetworkNamespaces, PoolInNamespace, gateway_tag
@@ -94,6 +93,12 @@ class GatewayRuntime(MultiService):
         data_dir_lock=None,
         admin_header_timeout=ADMIN_HEADER_TIMEOUT,
         admin_body_timeout=ADMIN_BODY_TIMEOUT,
+        store=None,
+        keys=None,
+        builder=None,
+        isolation=None,
+        network=None,
+        pool_factory=None,
     ):
         """
         ``registry`` replaces the service plane's ``ServiceRegistry`` (tests pass
@@ -121,6 +126,12 @@ class GatewayRuntime(MultiService):
         ``data_dir_lock`` is the L{DataDirLock} of ``data_dir`` when the
         caller took it already (``twistd``, so that a second gateway is
         refused before it daemonises); otherwise start takes it first thing.
+        The collaborators are built from the options above unless given (a
+        test passes fakes): ``store`` (opened at start), ``keys`` (a
+        L{KeyRing} of that store), ``builder`` (the build plane),
+        ``isolation`` (an L{Isolation}), ``network`` (the endpoints'
+        L{NetworkNamespaces}) and ``pool_factory`` (``(record, binary, log,
+        version=None)`` to an unstarted worker pool, for the endpoint manager).
         """
         if processes < 1:
             raise ValueError("processes must be at least 1")
@@ -131,11 +142,17 @@ class GatewayRuntime(MultiService):
         self.data_dir = os.path.abspath(data_dir)
         self.data_dir_lock = data_dir_lock or DataDirLock(self.data_dir)
         self._max_frame = max_frame
-        self.isolation = Isolation.for_gateway(worker_user, worker_uids)
-        # The endpoints' network namespaces (settings.network), named after this data dir.
-        self.network = NetworkNamespaces(gateway_tag(self.data_dir), reactor)
-        self.store = SQLiteStore(os.path.join(self.data_dir, STORE_FILE), reactor=reactor)
-        self.keys = KeyRing(self.store, reactor=reactor)
+        if isolation is None:
+            isolation = Isolation.for_gateway(worker_user, worker_uids)
+        self.isolation = isolation
+        if network is None:
+            # The endpoints' network namespaces (settings.network), named after this data dir.
+            network = NetworkNamespaces(gateway_tag(self.data_dir), reactor)
+        self.network = network
+        if store is None:
+            store = SQLiteStore(os.path.join(self.data_dir, "edgegw.sqlite3"), reactor=reactor)
+        self.store = store
+        self.keys = keys if keys is not None else KeyRing(self.store, reactor=reactor)
         if registry is None:
             from edgegw_tx.services.registry import ServiceRegistry
 
@@ -160,20 +177,22 @@ class GatewayRuntime(MultiService):
         self.registry = registry
         # Not ``services``: MultiService keeps its children there.
         self.service_manager = ServiceManager(self.store, self.registry)
-        self.builder = Builder(
-            self.data_dir,
-            sdk_path,
-            cargo=cargo,
-            crate_source=crate_source,
-            target_dir=build_target_dir,
-            reactor=reactor,
-            build_user=build_user,
-        )
+        if builder is None:
+            builder = Builder(
+                self.data_dir,
+                sdk_path,
+                cargo=cargo,
+                crate_source=crate_source,
+                target_dir=build_target_dir,
+                reactor=reactor,
+                build_user=build_user,
+            )
+        self.builder = builder
         self.manager = EndpointManager(
             self.store,
             self.builder,
             self.routes,
-            self._make_pool,
+            pool_factory if pool_factory is not None else self._make_pool,
             LogBook(reactor),
             services=self.service_manager,
             keep_versions=keep_versions,
@@ -221,14 +240,14 @@ class GatewayRuntime(MultiService):
         self.listeners = []
         for description, site in sites:
             # Stopping accepts what the kernel queued before closing (gateway/listening.py).
+            # A port that cannot be bound raises from the start (DrainingServerService).
             service = DrainingServerService(serverFromString(reactor, description), site)
-            service._raiseSynchronously = True
             service.setServiceParent(self)
             self.listeners.append(service)
 
     def ports(self):
         """Fire with the listening ports (data plane, control plane) once bound."""
-        waiting = [service._waitingForPort for service in self.listeners]
+        waiting = [service.whenListening() for service in self.listeners]
         if self.processes is not None:
             waiting.insert(0, self.processes.when_listening())
         return gatherResults(waiting)

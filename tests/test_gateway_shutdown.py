@@ -7,7 +7,8 @@ tests/test_hardening_chaos.py's restart under load relies on).
 import socket
 
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks
+from twisted.internet.error import CannotListenError
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
@@ -161,10 +162,7 @@ class DrainTests(TestCase):
             serverFromString(reactor, "tcp:0:interface=127.0.0.1"), self.factory
         )
         service.startService()
-        ports = []
-        # Keep the port as the Deferred's result: stopService needs it there.
-        service._waitingForPort.addCallback(lambda port: ports.append(port) or port)
-        number = ports[0].getHost().port
+        number = self.successResultOf(service.whenListening()).getHost().port
         self.queue(number, 3)
         yield service.stopService()
         self.assertEqual(len(self.factory.accepted), 3)
@@ -174,3 +172,48 @@ class DrainTests(TestCase):
             # Accepted and still open (not reset): nothing to read yet.
             with self.assertRaises(BlockingIOError):
                 s.recv(1)
+
+    def test_a_port_that_cannot_be_bound_raises_at_start(self):
+        """Binding a port in use raises CannotListenError from the start (twistd exits), and whenListening fails with it."""
+        busy = socket.socket()
+        self.addCleanup(busy.close)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        number = busy.getsockname()[1]
+        service = DrainingServerService(
+            serverFromString(reactor, f"tcp:{number}:interface=127.0.0.1"), self.factory
+        )
+        self.assertRaises(CannotListenError, service.privilegedStartService)
+        self.failureResultOf(service.whenListening(), CannotListenError)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    @inlineCallbacks
+    def test_when_listening_fires_for_a_bind_under_way(self):
+        """whenListening asked before the endpoint has bound fires with the port once it has; stop cancels a pending bind."""
+        pending = Deferred()
+        endpoint = _PendingEndpoint(pending)
+        service = DrainingServerService(endpoint, self.factory)
+        service.startService()
+        waiting = service.whenListening()
+        self.assertNoResult(waiting)
+        port = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
+        number = port.getHost().port
+        pending.callback(port)
+        self.assertIs(self.successResultOf(waiting), port)
+        yield service.stopService()
+        self.assertRefused(number)
+        again = DrainingServerService(_PendingEndpoint(Deferred()), self.factory)
+        again.startService()
+        waiting = again.whenListening()
+        yield again.stopService()
+        self.failureResultOf(waiting, CancelledError)
+
+
+class _PendingEndpoint:
+    """A server endpoint whose listen() answers with a Deferred the test fires."""
+
+    def __init__(self, pending):
+        self.pending = pending
+
+    def listen(self, factory):
+        return self.pending

@@ -17,8 +17,11 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from twisted.application.internet import StreamServerEndpointService
-from twisted.internet.defer import Deferred
+from twisted.application.service import Service
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 # A bound on the accept rounds while draining: each round accepts up to the
 # port's numberAccepts (100 or more) connections.
@@ -51,18 +54,78 @@ def drain_accept_queue(port: Any) -> int:
     return accepted
 
 
-class DrainingServerService(StreamServerEndpointService):
-    """A L{StreamServerEndpointService} whose stop drains the accept queue first."""
+class DrainingServerService(Service):
+    """
+    Listens on an endpoint while running; stopping drains the accept queue
+    first.  A port that cannot be bound makes the start raise (so ``twistd``
+    exits with the reason instead of running without its listener), and
+    L{whenListening} hands the port to whoever needs its number.
+    """
+
+    log = Logger()
+
+    def __init__(self, endpoint: IStreamServerEndpoint, factory: IProtocolFactory) -> None:
+        self.endpoint = endpoint
+        self.factory = factory
+        self._listening: Deferred[IListeningPort] | None = None
+        self._port: IListeningPort | None = None
+        self._error: Failure | None = None
+        self._waiters: list[Deferred[IListeningPort]] = []
+        self._binding = False
+
+    def privilegedStartService(self) -> None:
+        """Bind now (``twistd`` calls this before it drops privileges); raise what kept the port from binding."""
+        Service.privilegedStartService(self)
+        self._error = None
+        self._binding = True
+        try:
+            self._listening = self.endpoint.listen(self.factory)
+            self._listening.addCallbacks(self._bound, self._not_bound)
+        finally:
+            self._binding = False
+        if self._error is not None:
+            self._error.raiseException()
+
+    def startService(self) -> None:
+        """Bind, unless L{privilegedStartService} did already."""
+        Service.startService(self)
+        if self._listening is None:
+            self.privilegedStartService()
+
+    def whenListening(self) -> Deferred[IListeningPort]:
+        """Fire with the listening port once bound (at once if it is), or with what kept it from binding."""
+        if self._port is not None:
+            return succeed(self._port)
+        if self._error is not None:
+            return fail(self._error)
+        waiter: Deferred[IListeningPort] = Deferred()
+        self._waiters.append(waiter)
+        return waiter
 
     def stopService(self) -> Deferred[None]:
-        waiting = self._waitingForPort
-        if waiting is not None and waiting.called:
-            waiting.addCallback(self._drain)
-        stopped: Deferred[None] = StreamServerEndpointService.stopService(self)
-        return stopped
-
-    @staticmethod
-    def _drain(port: Any) -> Any:
+        """Accept what the kernel queued, then stop listening; a bind still under way is cancelled."""
+        Service.stopService(self)
+        port, listening = self._port, self._listening
+        self._port = self._listening = None
         if port is not None:
             drain_accept_queue(port)
-        return port
+            stopped = port.stopListening()
+            return stopped if stopped is not None else succeed(None)
+        if listening is not None:
+            listening.cancel()
+        return succeed(None)
+
+    def _bound(self, port: IListeningPort) -> None:
+        self._port = port
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(port)
+
+    def _not_bound(self, failure: Failure) -> None:
+        waiters, self._waiters = self._waiters, []
+        if not failure.check(CancelledError):
+            self._error = failure
+            if not self._binding:
+                self.log.failure("Listening on {endpoint} failed", failure, endpoint=self.endpoint)
+        for waiter in waiters:
+            waiter.errback(failure)

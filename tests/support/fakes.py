@@ -131,6 +131,8 @@ class FakeBuildResult:
 class FakeBuilder:
     """Compiles any code containing ``handler_loop!``; other code fails on line 1."""
 
+    sandbox = None  # the real builder's build sandbox, None where there is none
+
     def __init__(self):
         self.builds = []
         self.pending = None
@@ -272,3 +274,34 @@ def endpoint(**overrides):
     }
     record.update(overrides)
     return record
+
+
+def fake_runtime(test_case, **options):
+    """
+    A L{GatewayRuntime} on fakes in one line, not started: L{keyed_store}'s
+    reactor, store and keys (set on ``test_case`` too), a L{FakeBuilder},
+    L{FakePool}s, a L{FakeRegistry} and rlimits-only isolation (no host tool
+    is looked for); ``options`` are more or other constructor arguments.
+    """
+    import os
+
+    from edgegw_tx.runtime import GatewayRuntime
+    from edgegw_tx.workers.isolation import RLIMITS_ONLY, Isolation
+
+    FakePool.instances = []
+    keyed_store(test_case)
+    arguments = dict(
+        data_dir=os.path.abspath(test_case.mktemp()),
+        listen="tcp:0:interface=127.0.0.1",
+        admin_listen="tcp:0:interface=127.0.0.1",
+        sdk_path="/nonexistent/rust_sdk",
+        reactor=test_case.reactor,
+        store=test_case.store,
+        keys=test_case.keys,
+        builder=FakeBuilder(),
+        pool_factory=FakePool,
+        registry=FakeRegistry(),
+        isolation=Isolation(RLIMITS_ONLY, {}),
+    )
+    arguments.update(options)
+    return GatewayRuntime(**arguments)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 import orjson
+from twisted.internet.interfaces import ITransport
 from twisted.internet.protocol import Protocol
 
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
@@ -108,6 +109,10 @@ class FrameProtocol(Protocol):
         from then on input is ignored.
     """
 
+    # Only sendFrame reads it, which needs the protocol connected; as a plain
+    # parser nothing does.
+    transport: ITransport
+
     def __init__(
         self,
         frame_received: Callable[[dict[str, Any]], object],
@@ -148,6 +153,7 @@ class FrameProtocol(Protocol):
         if self.broken:
             return
         buf = self._buffer
+        source: bytes | bytearray
         if buf:
             buf += data
             source = buf

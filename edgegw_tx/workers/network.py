@@ -53,9 +53,9 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import Deferred, DeferredList, fail, gatherResults, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, FirstError, fail, gatherResults, maybeDeferred, succeed
 from twisted.internet.error import ProcessTerminated
-from twisted.internet.interfaces import IHostnameResolver, IResolutionReceiver
+from twisted.internet.interfaces import IHostnameResolver, IProcessTransport, IResolutionReceiver
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -195,7 +195,11 @@ class Destination:
 def _collapsed(networks: Sequence[str], version: int) -> list[str]:
     """The networks of one IP version merged: nftables refuses overlapping elements in a set."""
     nets = [ipaddress.ip_network(n, strict=False) for n in networks]
-    return [str(n) for n in ipaddress.collapse_addresses(n for n in nets if n.version == version)]
+    if version == 4:
+        v4 = [n for n in nets if isinstance(n, ipaddress.IPv4Network)]
+        return [str(n) for n in ipaddress.collapse_addresses(v4)]
+    v6 = [n for n in nets if isinstance(n, ipaddress.IPv6Network)]
+    return [str(n) for n in ipaddress.collapse_addresses(v6)]
 
 
 def ruleset(policy: Policy, destinations: Sequence[Destination], host_addresses: Sequence[str]) -> str:
@@ -282,12 +286,21 @@ def run(reactor: Any, argv: Sequence[str], stdin: bytes = b"", timeout: float = 
     return d.addCallback(check)
 
 
+def _first_failure(failure: Failure) -> Failure:
+    """The failure inside gatherResults' FirstError."""
+    error = failure.value
+    assert isinstance(error, FirstError), "gatherResults fails with FirstError"
+    return error.subFailure
+
+
 class _Pasta(ProcessProtocol):
     """
     C{pasta} in the foreground: C{ready} fires when it has written its pid on
     fd 3 (it does once the namespace is configured), C{ended} when it exits.
     """
 
+    # Set by the reactor before connectionMade (ProcessProtocol says Optional).
+    transport: IProcessTransport
     log = Logger()
 
     def __init__(self, argv: Sequence[str], namespace: str):
@@ -362,7 +375,7 @@ def resolve(resolver: IHostnameResolver, policy: Policy) -> Deferred[list[Destin
         else:
             pending.append(succeed([Destination(address, port)]))
     d = gatherResults(pending, consumeErrors=True)
-    d.addErrback(lambda failure: failure.value.subFailure)  # the first NetworkError itself
+    d.addErrback(_first_failure)  # the first NetworkError itself
     return d.addCallback(lambda lists: [one for found in lists for one in found])
 
 
@@ -647,7 +660,7 @@ class NetworkNamespaces:
         """Delete the namespace, then wait for its C{pasta} to end (it quits on the deletion)."""
         if held.pasta is not None:
             held.pasta.removing = True
-        d = run(self._reactor, [self._tool("ip"), "netns", "delete", held.name])
+        d = run(self._reactor, [self._tool("ip"), "netns", "delete", held.name]).addCallback(lambda _: None)
 
         def failed(failure: Failure) -> None:
             self.log.error("Could not remove network namespace {name}: {e}", name=held.name, e=failure.value)
@@ -698,11 +711,12 @@ class PoolInNamespace:
             return failure
 
         d = self._namespaces.acquire(self._endpoint_id, self._policy)
-        return d.addCallbacks(lambda _: self._pool.start(), failed)
+        started: Deferred[None] = d.addCallbacks(lambda _: self._pool.start(), failed)
+        return started
 
     def stop(self) -> Deferred[None]:
         """Stop the pool, then let go of the namespace (the last holder removes it)."""
-        d = self._pool.stop()
+        d: Deferred[None] = self._pool.stop()
         if not self._holding:
             return d
         self._holding = False

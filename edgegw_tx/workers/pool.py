@@ -315,7 +315,7 @@ class WorkerPool:
         self._idle_call: Any = None
         self._debt = 0  # workers that ended unasked and were not replaced yet
         self._start_d: Deferred[list[int]] | None = None
-        self._start_error: GatewayError | None = None
+        self._start_error: BaseException | None = None
         self._stop_waiters: list[Deferred[None]] = []
         self._drain_call: Any = None
         self._drain_deadline = 0.0
@@ -400,7 +400,7 @@ class WorkerPool:
             self._state = _RUNNING
             return succeed([])
         self._state = _STARTING
-        self._start_d = d = Deferred()
+        self._start_d = d = Deferred[list[int]]()
         for _ in range(self.min_instances):
             if self._state != _STARTING:
                 break
@@ -655,7 +655,7 @@ class WorkerPool:
                 job.timer.cancel()
         # A dispatched request runs on: its worker's watchdog still guards it.
 
-    def _fail_queue(self, error: GatewayError) -> None:
+    def _fail_queue(self, error: BaseException) -> None:
         while self._queue:
             job = self._queue.popleft()
             if job.timer is not None:
@@ -867,6 +867,7 @@ class WorkerPool:
 
     def _worker_not_ready(self, failure: Failure, process: WorkerProcess) -> None:
         error = failure.value
+        assert error is not None, "a Failure always holds its exception"
         if self._state == _STARTING:
             self._log("gateway", f"{self.name} failed to start: {error}")
             self._start_error = error
@@ -980,5 +981,5 @@ class WorkerPool:
                 or PoolStopped(f"{self.name} was stopped before it started")
             )
         waiters, self._stop_waiters = self._stop_waiters, []
-        for d in waiters:
-            d.callback(None)
+        for waiter in waiters:
+            waiter.callback(None)

@@ -16,7 +16,8 @@ import os
 import signal
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
+from typing import Protocol as Structural
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.error import ProcessExitedAlready
@@ -83,8 +84,22 @@ def unbound_service(frame: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _is_id(value: object) -> bool:
+def _is_id(value: object) -> TypeGuard[int]:
     return type(value) is int and value >= 0
+
+
+class _Child(Structural):
+    """What a worker needs of its process transport (Twisted's Process, or a test's fake)."""
+
+    pid: int | None
+    pipes: dict[int, object]
+
+    def write(self, data: bytes) -> None: ...
+    def writeToChild(self, childFD: int, data: bytes) -> None: ...
+    def closeStdin(self) -> None: ...
+    def closeChildFD(self, descriptor: int) -> None: ...
+    def signalProcess(self, signalID: str | int) -> None: ...
+    def loseConnection(self) -> None: ...
 
 
 class WorkerProcess(ProcessProtocol):
@@ -98,6 +113,10 @@ class WorkerProcess(ProcessProtocol):
     @ivar served: how many responses it delivered.
     @ivar stderr_tail: the last lines it wrote to stderr.
     """
+
+    # ProcessProtocol says Optional[IProcessTransport]: the reactor sets it
+    # (makeConnection) before any method below runs.
+    transport: _Child  # type: ignore[assignment]
 
     stderr_tail_lines = 20
 

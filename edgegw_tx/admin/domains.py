@@ -31,18 +31,31 @@ Cascading deletes stop and delete endpoints through the endpoint manager
 *before* taking that lock (an endpoint's own lifecycle lock comes first).
 """
 
+from __future__ import annotations
+
+import builtins
 import uuid
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, Optional
 
-from twisted.internet.defer import inlineCallbacks, returnValue
+from twisted.internet.defer import Deferred, inlineCallbacks
 
 from edgegw_tx import __version__
 from edgegw_tx.admin.errors import BadRequest, Conflict, NotFound
-from edgegw_tx.admin.validation import check_host, string_field
+from edgegw_tx.admin import validation
+from edgegw_tx.admin.validation import check_host
 from edgegw_tx.paths import PatternError, parse_pattern
 from edgegw_tx.store import Conflict as StoreConflict
 from edgegw_tx.store import Missing
 from edgegw_tx.store.sqlite import InUse, RouteClash
+
+if TYPE_CHECKING:
+    from edgegw_tx.admin.manager import EndpointManager
+
+Record = dict[str, Any]
+
+# A string field's check (typed here while validation.py's is not).
+string_field: Callable[..., str] = validation.string_field
 
 STATUSES = ("created", "compiled", "running", "stopped", "error")
 _READ_ONLY = {"id", "created_at", "updated_at"}
@@ -51,23 +64,25 @@ _COLLECTION_FIELDS = {"name", "domain_id", "base_path", "description"}
 MAX_DESCRIPTION = 10_000
 
 
-def _now():
+def _now() -> str:
+    """The time stamp of record writes."""
     return datetime.now(timezone.utc).isoformat()
 
 
-def join_path(base_path, path):
+def join_path(base_path: str, path: str) -> str:
     """The effective path of ``path`` under ``base_path``: ``/v1`` + ``/`` is ``/v1``."""
     if not base_path:
         return path
     return base_path if path == "/" else base_path + path
 
 
-def route_text(method, domain, path):
+def route_text(method: str, domain: str, path: str) -> str:
     """An endpoint's ``route`` field: ``GET api.example.com/v1/users/{id}``."""
     return f"{method} {domain}{path}"
 
 
-def _fields(payload, writable, required):
+def _fields(payload: Any, writable: set[str], required: Iterable[str]) -> Record:
+    """The writable fields of a body; 400 for a body that is not an object, an unknown or a missing field."""
     if not isinstance(payload, dict):
         raise BadRequest("the request body must be a JSON object")
     unknown = sorted(set(payload) - writable - _READ_ONLY)
@@ -79,7 +94,7 @@ def _fields(payload, writable, required):
     return {k: v for k, v in payload.items() if k in writable}
 
 
-def check_base_path(value):
+def check_base_path(value: Any) -> str:
     """``''`` or a path pattern without a trailing ``/``; BadRequest naming ``base_path``."""
     if not isinstance(value, str):
         raise BadRequest("field 'base_path' must be a string", field="base_path")
@@ -98,7 +113,7 @@ def check_base_path(value):
 class DomainManager:
     """``domains`` records; see the module docstring for what they mean to endpoints."""
 
-    def __init__(self, store, endpoints, collections):
+    def __init__(self, store: Any, endpoints: EndpointManager, collections: CollectionManager) -> None:
         """``endpoints`` is the ``EndpointManager``, ``collections`` the ``CollectionManager``."""
         self._store = store
         self._endpoints = endpoints
@@ -109,34 +124,41 @@ class DomainManager:
     # reading
 
     @inlineCallbacks
-    def get(self, domain_id):
-        record = yield self._store.get_domain(domain_id)
+    def get(self, domain_id: str) -> Generator["Deferred[Any]", Any, Record]:
+        """The domain record; 404 when there is none."""
+        record: Optional[Record] = yield self._store.get_domain(domain_id)
         if record is None:
             raise NotFound(f"no domain with id '{domain_id}'")
-        returnValue(record)
+        return record
 
-    def list(self):
-        return self._store.list_domains()
+    def list(self) -> "Deferred[builtins.list[Record]]":
+        """Every domain record."""
+        domains: Deferred[builtins.list[Record]] = self._store.list_domains()
+        return domains
 
-    def by_host(self, host):
+    def by_host(self, host: str) -> "Deferred[Optional[Record]]":
         """Fire with the domain record of ``host`` (any case), or None."""
-        return self._store.get_domain_by_host(host.strip().lower().rstrip("."))
+        found: Deferred[Optional[Record]] = self._store.get_domain_by_host(host.strip().lower().rstrip("."))
+        return found
 
     @inlineCallbacks
-    def usage(self, domain_id):
+    def usage(
+        self, domain_id: str
+    ) -> Generator["Deferred[Any]", Any, tuple[Record, builtins.list[Record], builtins.list[Record]]]:
         """``(domain, endpoints on its host, its collections)``."""
         record = yield self.get(domain_id)
         endpoints = yield self._endpoints.list()
         collections = yield self._store.list_collections(domain_id)
-        returnValue((record, [e for e in endpoints if e["domain"] == record["host"]], collections))
+        return (record, [e for e in endpoints if e["domain"] == record["host"]], collections)
 
     # writing
 
-    def create(self, payload):
+    def create(self, payload: Any) -> "Deferred[Record]":
+        """A new domain record; 409 when its host is taken."""
         return self._serialise(self._create, payload)
 
     @inlineCallbacks
-    def _create(self, payload):
+    def _create(self, payload: Any) -> Generator["Deferred[Any]", Any, Record]:
         given = _fields(payload, _DOMAIN_FIELDS, ("host",))
         now = _now()
         record = {
@@ -147,18 +169,19 @@ class DomainManager:
             "updated_at": now,
         }
         try:
-            stored = yield self._store.create_domain(record)
+            stored: Record = yield self._store.create_domain(record)
         except StoreConflict:
             raise self._host_taken(record["host"])
-        returnValue(stored)
+        return stored
 
-    def update(self, domain_id, payload):
+    def update(self, domain_id: str, payload: Any) -> "Deferred[Record]":
+        """Change a domain; see ``_update``."""
         return self._serialise(self._update, domain_id, payload)
 
     @inlineCallbacks
-    def _update(self, domain_id, payload):
+    def _update(self, domain_id: str, payload: Any) -> Generator["Deferred[Any]", Any, Record]:
         """A new host moves every endpoint on the old one, running ones at once."""
-        current = yield self.get(domain_id)
+        current: Record = yield self.get(domain_id)
         given = _fields(payload, _DOMAIN_FIELDS, ())
         fields = {}
         if "host" in given:
@@ -167,14 +190,14 @@ class DomainManager:
             fields["description"] = string_field(given, "description", MAX_DESCRIPTION, allow_empty=True)
         fields = {k: v for k, v in fields.items() if v != current[k]}
         if not fields:
-            returnValue(current)
+            return current
         fields["updated_at"] = _now()
         moved = []
         if "host" in fields:
             endpoints = yield self._endpoints.list()
             moved = [dict(e, domain=fields["host"]) for e in endpoints if e["domain"] == current["host"]]
         try:
-            record = yield self._store.update_domain(
+            record: Record = yield self._store.update_domain(
                 domain_id, fields, [(e["id"], e["domain"], e["path_shape"]) for e in moved]
             )
         except RouteClash as e:
@@ -182,10 +205,10 @@ class DomainManager:
         except StoreConflict:
             raise self._host_taken(fields["host"])
         yield self._endpoints.reroute(moved)
-        returnValue(record)
+        return record
 
     @inlineCallbacks
-    def delete(self, domain_id, cascade=False):
+    def delete(self, domain_id: str, cascade: bool = False) -> Generator["Deferred[Any]", Any, Record]:
         """
         Refused (409 with the counts) while endpoints use the host or collections
         belong to the domain, unless ``cascade``: then its collections and their
@@ -210,10 +233,10 @@ class DomainManager:
                 ),
                 **e.counts,
             )
-        returnValue(dict(record, cascaded=cascaded))
+        return dict(record, cascaded=cascaded)
 
     @inlineCallbacks
-    def load(self):
+    def load(self) -> Generator["Deferred[Any]", Any, builtins.list[str]]:
         """
         At startup: a domain record for every host that endpoints use and that
         has none (endpoints made before domains existed). Fires with the hosts added.
@@ -234,9 +257,10 @@ class DomainManager:
                 }
             )
             added.append(host)
-        returnValue(added)
+        return added
 
-    def _host_taken(self, host):
+    def _host_taken(self, host: str) -> Conflict:
+        """409 for a host another domain has."""
         return Conflict(f"a domain with host '{host}' already exists", field="host")
 
 
@@ -248,42 +272,47 @@ class CollectionManager:
     It has no lock of its own: its writes are the manager's routing writes.
     """
 
-    def __init__(self, store, endpoints):
+    def __init__(self, store: Any, endpoints: EndpointManager) -> None:
+        """Becomes ``endpoints``' placement: see the class docstring."""
         self._store = store
         self._endpoints = endpoints
         # Collection writes serialise with endpoint writes as routing writes.
         self._serialise = endpoints.routing_write
         # collection id → base_path, for the synchronous reads of the data
         # plane's routes and of ``view``; kept in step under the routing lock.
-        self._base_paths = {}
+        self._base_paths: dict[Optional[str], str] = {}
         endpoints.set_routing(self)
 
     # reading
 
     @inlineCallbacks
-    def get(self, collection_id):
-        record = yield self._store.get_collection(collection_id)
+    def get(self, collection_id: str) -> Generator["Deferred[Any]", Any, Record]:
+        """The collection record; 404 when there is none."""
+        record: Optional[Record] = yield self._store.get_collection(collection_id)
         if record is None:
             raise NotFound(f"no collection with id '{collection_id}'")
-        returnValue(record)
+        return record
 
-    def list(self, domain_id=None):
-        return self._store.list_collections(domain_id)
+    def list(self, domain_id: Optional[str] = None) -> "Deferred[builtins.list[Record]]":
+        """Every collection record (of one domain)."""
+        collections: Deferred[builtins.list[Record]] = self._store.list_collections(domain_id)
+        return collections
 
     @inlineCallbacks
-    def endpoints(self, collection_id):
+    def endpoints(self, collection_id: str) -> Generator["Deferred[Any]", Any, builtins.list[Record]]:
         """The collection's endpoint records; 404 for an unknown collection."""
         yield self.get(collection_id)
         records = yield self._endpoints.list()
-        returnValue([r for r in records if r["collection_id"] == collection_id])
+        return [r for r in records if r["collection_id"] == collection_id]
 
     # writing
 
-    def create(self, payload):
+    def create(self, payload: Any) -> "Deferred[Record]":
+        """A new collection record."""
         return self._serialise(self._create, payload)
 
     @inlineCallbacks
-    def _create(self, payload):
+    def _create(self, payload: Any) -> Generator["Deferred[Any]", Any, Record]:
         given = _fields(payload, _COLLECTION_FIELDS, ("name",))
         now = _now()
         record = {
@@ -297,23 +326,24 @@ class CollectionManager:
         }
         record.update(self._check(given))
         try:
-            stored = yield self._store.create_collection(record)
+            stored: Record = yield self._store.create_collection(record)
         except Missing as e:
             raise _no_domain(e)
         self._base_paths[stored["id"]] = stored["base_path"]
-        returnValue(stored)
+        return stored
 
-    def update(self, collection_id, payload):
+    def update(self, collection_id: str, payload: Any) -> "Deferred[Record]":
+        """Change a collection; see ``_update``."""
         return self._serialise(self._update, collection_id, payload)
 
     @inlineCallbacks
-    def _update(self, collection_id, payload):
+    def _update(self, collection_id: str, payload: Any) -> Generator["Deferred[Any]", Any, Record]:
         """A new base path or domain moves the collection's endpoints, running ones at once."""
-        current = yield self.get(collection_id)
+        current: Record = yield self.get(collection_id)
         fields = self._check(_fields(payload, _COLLECTION_FIELDS, ()))
         fields = {k: v for k, v in fields.items() if v != current[k]}
         if not fields:
-            returnValue(current)
+            return current
         fields["updated_at"] = _now()
         merged = dict(current, **fields)
         moved = []
@@ -338,7 +368,7 @@ class CollectionManager:
                     )
                 moved.append(dict(endpoint, domain=host or endpoint["domain"], path_shape=shape))
         try:
-            record = yield self._store.update_collection(
+            record: Record = yield self._store.update_collection(
                 collection_id, fields, [(e["id"], e["domain"], e["path_shape"]) for e in moved]
             )
         except Missing as e:
@@ -348,10 +378,10 @@ class CollectionManager:
             raise _clash(e, moved, self, {collection_id: merged["base_path"]})
         self._base_paths[collection_id] = record["base_path"]
         yield self._endpoints.reroute(moved)
-        returnValue(record)
+        return record
 
     @inlineCallbacks
-    def delete(self, collection_id, cascade=False):
+    def delete(self, collection_id: str, cascade: bool = False) -> Generator["Deferred[Any]", Any, Record]:
         """
         Refused (409 with the count) while endpoints are in it, unless
         ``cascade``: then they are deleted first (running ones stopped). Fires
@@ -373,10 +403,10 @@ class CollectionManager:
                 **e.counts,
             )
         self._base_paths.pop(collection_id, None)
-        returnValue(dict(record, cascaded=cascaded))
+        return dict(record, cascaded=cascaded)
 
     @inlineCallbacks
-    def load(self):
+    def load(self) -> Generator["Deferred[Any]", Any, builtins.list[str]]:
         """
         At startup, before endpoints are restored: learn every base path, and
         make a collection record (no domain, no base path, named by its id) for
@@ -404,20 +434,20 @@ class CollectionManager:
             )
             self._base_paths[collection_id] = ""
             added.append(collection_id)
-        returnValue(added)
+        return added
 
     # the endpoint manager's resolver
 
-    def full_path(self, record):
+    def full_path(self, record: Record) -> str:
         """The endpoint's effective path pattern text (base path applied)."""
         return join_path(self._base_paths.get(record.get("collection_id"), ""), record["path"])
 
-    def pattern(self, record):
+    def pattern(self, record: Record) -> Any:
         """The endpoint's effective ``PathPattern``, for the route table."""
         return parse_pattern(self.full_path(record))
 
     @inlineCallbacks
-    def place(self, payload, fields, current):
+    def place(self, payload: Any, fields: Record, current: Optional[Record]) -> Generator["Deferred[Any]", Any, Record]:
         """
         Check an endpoint create (``current`` None) or update whose validated
         ``fields`` came from ``payload``; fire with its effective ``domain`` and
@@ -471,24 +501,25 @@ class CollectionManager:
                 f"which is not a valid pattern: {e}",
                 field="path",
             )
-        returnValue({"domain": host, "path_shape": shape})
+        return {"domain": host, "path_shape": shape}
 
     @inlineCallbacks
-    def holder(self, record):
+    def holder(self, record: Record) -> Generator["Deferred[Any]", Any, Optional[Record]]:
         """The other endpoint serving ``record``'s effective route, or None."""
-        others = yield self._endpoints.list()
+        others: builtins.list[Record] = yield self._endpoints.list()
         for other in others:
             if other["id"] != record.get("id") and (
                 (other["domain"], other["method"], other["path_shape"])
                 == (record["domain"], record["method"], record["path_shape"])
             ):
-                returnValue(other)
-        returnValue(None)
+                return other
+        return None
 
     # internals
 
-    def _check(self, given):
-        fields = {}
+    def _check(self, given: Record) -> Record:
+        """The checked writable fields of a collection body."""
+        fields: Record = {}
         if "name" in given:
             fields["name"] = string_field(given, "name", 200).strip()
         if "domain_id" in given:
@@ -503,7 +534,7 @@ class CollectionManager:
 
 
 @inlineCallbacks
-def _delete_endpoints(manager, records):
+def _delete_endpoints(manager: EndpointManager, records: Iterable[Record]) -> Generator["Deferred[Any]", Any, int]:
     """Delete (stopping) each endpoint; one deleted meanwhile is not an error. Fires with the count."""
     count = 0
     for record in records:
@@ -512,14 +543,20 @@ def _delete_endpoints(manager, records):
         except NotFound:
             continue
         count += 1
-    returnValue(count)
+    return count
 
 
-def _no_domain(missing):
+def _no_domain(missing: Missing) -> BadRequest:
+    """400 for a ``domain_id`` naming no domain."""
     return BadRequest(f"field 'domain_id': no domain with id '{missing.record_id}'", field="domain_id")
 
 
-def _clash(error, moved, collections, base_paths=None):
+def _clash(
+    error: RouteClash,
+    moved: Iterable[Record],
+    collections: CollectionManager,
+    base_paths: Optional[dict[str, str]] = None,
+) -> Conflict:
     """409 for a ``RouteClash``: which endpoint would take whose route."""
     endpoint = next(e for e in moved if e["id"] == error.endpoint_id)
     base_paths = base_paths or {}
@@ -536,7 +573,9 @@ def _clash(error, moved, collections, base_paths=None):
     )
 
 
-def gateway_stats(records, pool_stats, uptime_seconds):
+def gateway_stats(
+    records: list[Record], pool_stats: Iterable[dict[str, Any]], uptime_seconds: float
+) -> Record:
     """
     ``GET /api/stats``: endpoint counts by status (over the store), request
     counters and worker count summed over the running pools (a pool's counters

@@ -104,9 +104,10 @@ def processes_of(uid):
 
 
 def unused_uid():
-    """A uid no account and no process has: a private worker user for one test."""
+    """A uid no account and no process has, below the worker uid range: a private worker user for one test."""
     busy = {owner for _, _, owner in live_processes().values()}
-    for uid in range(61000 + os.getpid() % 2000, 65000):
+    first = isolation.DEFAULT_WORKER_UIDS[0]
+    for uid in range(first - 1000 + os.getpid() % 1000, first):
         if uid in busy:
             continue
         try:

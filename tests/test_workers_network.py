@@ -15,12 +15,14 @@ is removed by its cleanups, even when it fails.
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import json
 import os
 import secrets
 import shutil
 import sys
+import tempfile
 from typing import Any
 
 from twisted.internet import reactor
@@ -28,6 +30,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, gatherResults, inlineCallbacks, succeed
 from twisted.internet.interfaces import IHostnameResolver
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
+from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 from zope.interface import implementer
 
@@ -292,11 +295,17 @@ def _needs_root() -> None:
             raise unittest.SkipTest(f"{tool} is not installed (tools/setup-sandbox installs it)")
 
 
+# The host routes to INTERNET, PRIVATE and SHARED exist once per host: one
+# test internet at a time, whichever trial process (``trial -j``) makes it.
+INTERNET_LOCK = os.path.join(tempfile.gettempdir(), "edgegw-test-internet.lock")
+
+
 class TestInternet:
     """
     The test's "internet": a namespace with a server on ports 8080-8082 at
     INTERNET, PRIVATE and SHARED, joined to the host by a veth with host
     routes to those three addresses only; everything removed by cleanups.
+    Made under an exclusive lock on L{INTERNET_LOCK}, held until removed.
     """
 
     def __init__(self, test_case: unittest.TestCase, tag: str):
@@ -305,11 +314,15 @@ class TestInternet:
         self.name = f"egtest-inet-{tag}"
         self.veth = f"egt{tag}"
         self.server: _Server | None = None
+        self._lock: Any = None
 
     @inlineCallbacks
     def make(self) -> Any:
         """Make it; its removal is a cleanup of the test, registered first."""
         self.test_case.addCleanup(self.remove)
+        self._lock = open(INTERNET_LOCK, "a")
+        # flock(2) waits in a thread, not in the reactor.
+        yield deferToThread(fcntl.flock, self._lock.fileno(), fcntl.LOCK_EX)
         ip = self.ip
         yield network.run(reactor, [ip, "netns", "add", self.name])
         yield network.run(reactor, [ip, "link", "add", self.veth, "type", "veth", "peer", "name", "inet0", "netns", self.name])
@@ -338,6 +351,9 @@ class TestInternet:
                 yield network.run(reactor, argv)
             except NetworkError:
                 pass
+        if self._lock is not None:
+            self._lock.close()  # releases the flock
+            self._lock = None
 
 
 @inlineCallbacks

@@ -7,9 +7,11 @@ The cargo target directory is shared between tests (and runs) in
 ``.cache/test-target`` so the suite pays the cold build of the common crates once.
 """
 
+import fcntl
 import json
 import os
 import socket
+import tempfile
 
 import treq
 from twisted.internet import reactor
@@ -20,6 +22,35 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from edgegw_tx.build.cargo import CargoNotFound, find_cargo
 from edgegw_tx.runtime import GatewayRuntime
+from edgegw_tx.workers.isolation import DEFAULT_WORKER_UIDS
+
+# Slices of the default worker uid range, one per test process (trial -j, or
+# another run on this host): gateways of two processes drawing "the lowest
+# free uid" at the same moment would give two endpoints the same uid.  The
+# first slice is left to the ``twistd edgegw`` processes tests start, which
+# draw from the start of the range.
+UID_SLICE = 500
+_claimed_slice = None  # the open lock file of this process's slice, kept for its life
+
+
+def test_worker_uids():
+    """This process's own slice of the default worker uids, claimed with a non-blocking flock; the whole range if none is free."""
+    global _claimed_slice
+    first, last = DEFAULT_WORKER_UIDS
+    if _claimed_slice is None:
+        for index in range(1, (last - first + 1) // UID_SLICE):
+            lock = open(os.path.join(tempfile.gettempdir(), f"edgegw-test-uids-{index}.lock"), "a")
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.close()
+                continue
+            _claimed_slice = (lock, index)
+            break
+        else:
+            return DEFAULT_WORKER_UIDS
+    index = _claimed_slice[1]
+    return (first + index * UID_SLICE, first + (index + 1) * UID_SLICE - 1)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -45,6 +76,8 @@ class GatewayHarness:
         self.data_dir = data_dir
         self.cargo = cargo
         self.runtime_options = runtime_options  # more GatewayRuntime arguments
+        if "worker_user" not in runtime_options:
+            runtime_options.setdefault("worker_uids", test_worker_uids())
         self.pool = HTTPConnectionPool(reactor, persistent=False)
         self.http = treq.client.HTTPClient(Agent(reactor, pool=self.pool))
 

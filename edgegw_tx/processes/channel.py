@@ -127,7 +127,10 @@ class ControlChannel(Protocol):
             return fail(ChannelClosed(f"cannot send {command}: the channel is closed"))
         call_id = next(self._ids)
         # Cancelling (a timeout) forgets the call: its late answer is dropped.
-        d: Deferred[Any] = Deferred(lambda _: self._pending.pop(call_id, None))
+        def forget(_: Deferred[Any]) -> None:
+            self._pending.pop(call_id, None)
+
+        d: Deferred[Any] = Deferred(forget)
         self._pending[call_id] = d
         self._send({"type": "call", "id": call_id, "command": command, "args": args})
         return d
@@ -143,14 +146,17 @@ class ControlChannel(Protocol):
             self.transport.loseConnection()
 
     def _send(self, frame: dict[str, Any]) -> None:
-        self.transport.write(encode_frame(frame))
+        transport = self.transport
+        assert transport is not None, "sent only while connected"
+        transport.write(encode_frame(frame))
 
     # -- receiving ---------------------------------------------------------
 
     def _frame_received(self, frame: dict[str, Any]) -> None:
         kind = frame["type"]
         if kind == "answer":
-            d = self._pending.pop(frame.get("id"), None)
+            call_id = frame.get("id")
+            d = self._pending.pop(call_id, None) if isinstance(call_id, int) else None
             if d is None:
                 return  # the answer to a call cancelled meanwhile
             if frame.get("ok"):
@@ -160,14 +166,17 @@ class ControlChannel(Protocol):
             return
         d = self._run(frame)
         if kind == "call":
-            d.addCallbacks(self._answered, self._refused, (frame["id"],), None, (frame["id"],))
+            d.addCallbacks(
+                self._answered, self._refused, callbackArgs=(frame["id"],), errbackArgs=(frame["id"],)
+            )
         else:
             d.addErrback(
                 lambda f: _log.failure("note {command} failed", f, command=frame.get("command"))
             )
 
     def _run(self, frame: dict[str, Any]) -> Deferred[Any]:
-        responder = self._responders.get(frame.get("command"))
+        command = frame.get("command")
+        responder = self._responders.get(command) if isinstance(command, str) else None
         if responder is None:
             return fail(UnknownCommand(f"unknown command {frame.get('command')!r}"))
         args = frame.get("args") or {}

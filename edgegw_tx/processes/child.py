@@ -41,9 +41,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def _log_to_stderr() -> None:
     """Log events to stderr, one per line: the control process adds time and process."""
-    from twisted.logger import eventAsText, globalLogBeginner
+    from twisted.logger import ILogObserver, LogEvent, eventAsText, globalLogBeginner
+    from zope.interface import provider
 
-    def observer(event: dict) -> None:
+    @provider(ILogObserver)
+    def observer(event: LogEvent) -> None:
         text = eventAsText(event, includeTimestamp=False, includeSystem=False)
         sys.stderr.write(text.rstrip("\n") + "\n")
         sys.stderr.flush()
@@ -90,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     channel = ControlChannel(plane.responders(), on_close=closed)
     plane.attach(channel.notify)
     reactor.addSystemEventTrigger("before", "shutdown", plane.shutdown)
-    StandardIO(channel, stdin=0, stdout=control_out, reactor=reactor)
+    # mypy reads stdio's Windows branch; the POSIX StandardIO takes stdin and stdout.
+    StandardIO(channel, stdin=0, stdout=control_out, reactor=reactor)  # type: ignore[call-arg]
     channel.notify("hello", pid=os.getpid())
     reactor.run()
     return 0

@@ -27,18 +27,22 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, TimeoutError, succeed
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
 from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.interfaces import IProcessTransport
 from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from edgegw_tx.processes.channel import ChannelClosed, ControlChannel
 from edgegw_tx.processes.state import PlaneState
+
+if TYPE_CHECKING:
+    from edgegw_tx.processes.proxies import PoolProxy
 
 CHILD_MODULE = "edgegw_tx.processes.child"
 _SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -89,6 +93,9 @@ class DataPlaneProcess(ProcessProtocol):
     @ivar serving: it was told to listen and answered.
     """
 
+    # Set by the reactor before connectionMade (ProcessProtocol says Optional).
+    transport: IProcessTransport
+
     def __init__(self, group: ProcessGroup, index: int):
         self.group = group
         self.index = index
@@ -106,7 +113,7 @@ class DataPlaneProcess(ProcessProtocol):
 
     def connectionMade(self) -> None:
         self.pid = self.transport.pid
-        self.channel.makeConnection(self.transport)
+        self.channel.makeConnection(self.transport)  # type: ignore[no-untyped-call]  # Twisted's, unannotated
         self.group.process_started(self)
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
@@ -243,7 +250,7 @@ class ProcessGroup(Service):
         self._children: dict[int, DataPlaneProcess] = {}
         self._delays: dict[int, float] = {}
         self._respawns: dict[int, Any] = {}
-        self._pools: dict[int, Any] = {}
+        self._pools: dict[int, PoolProxy] = {}
         self._next_pool = 1
         self._stopping = False
         self._refreshing: list[Deferred[None]] | None = None
@@ -360,7 +367,7 @@ class ProcessGroup(Service):
             calls.append(d)
         done = DeferredList(calls)
         done.addCallback(lambda _: process.channel.call("listen"))
-        done.addCallbacks(self._listening, self._listen_failed, (process,), None, (process,))
+        done.addCallbacks(self._listening, self._listen_failed, callbackArgs=(process,), errbackArgs=(process,))
 
     def _replay_failed(self, failure: Failure, process: DataPlaneProcess, command: str) -> None:
         if not failure.check(ChannelClosed):
@@ -472,11 +479,11 @@ class ProcessGroup(Service):
         self._next_pool += 1
         return number
 
-    def register(self, pool: Any) -> None:
-        """C{pool} (a C{PoolProxy}) gets the log lines and snapshots of its number."""
+    def register(self, pool: PoolProxy) -> None:
+        """C{pool} gets the log lines and snapshots of its number."""
         self._pools[pool.number] = pool
 
-    def unregister(self, pool: Any) -> None:
+    def unregister(self, pool: PoolProxy) -> None:
         if self._pools.get(pool.number) is pool:
             del self._pools[pool.number]
 
@@ -505,7 +512,9 @@ class ProcessGroup(Service):
                 continue
             d = process.channel.call("snapshot")
             d.addTimeout(self.refresh_timeout, self._reactor)
-            d.addCallbacks(self._snapshot, self._no_snapshot, (process.index,), None, (process,))
+            d.addCallbacks(
+                self._snapshot, self._no_snapshot, callbackArgs=(process.index,), errbackArgs=(process,)
+            )
             asks.append(d)
         DeferredList(asks).addCallback(self._refreshed)
         return waiter
@@ -515,7 +524,8 @@ class ProcessGroup(Service):
         # any view of it given before; a pool it does not have yet (asked
         # before its start_pool) keeps what it had.
         for view in views:
-            pool = self._pools.get(view.get("pool"))
+            number = view.get("pool")
+            pool = self._pools.get(number) if isinstance(number, int) else None
             if pool is not None:
                 pool.update_view(view, index)
 

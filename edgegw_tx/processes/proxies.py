@@ -27,7 +27,7 @@ process, as with one process.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, DeferredList, fail, gatherResults, succeed
 from twisted.python.failure import Failure
@@ -35,6 +35,11 @@ from twisted.python.failure import Failure
 from edgegw_tx.errors import PoolStopped
 from edgegw_tx.processes.channel import ChannelClosed
 from edgegw_tx.workers.process import twisted_log
+
+if TYPE_CHECKING:
+    from edgegw_tx.gateway.routes import RouteTable
+    from edgegw_tx.processes.group import ProcessGroup
+    from edgegw_tx.services.registry import ServiceRegistry
 
 _SUMMED = (
     "workers",
@@ -95,7 +100,7 @@ class PoolProxy:
 
     def __init__(
         self,
-        group: Any,
+        group: ProcessGroup,
         name: str,
         argv: list[str],
         *,
@@ -141,9 +146,7 @@ class PoolProxy:
             argv=self.argv,
             options=self.options,
         )
-        d = gather_answers(answers, self.update_view)
-        d.addCallback(self._started)
-        return d
+        return gather_answers(answers, self.update_view).addCallback(self._started)
 
     def _started(self, _: Any) -> list[int]:
         if self._state == _STARTING:
@@ -220,7 +223,7 @@ class PoolProxy:
 class MirroredRoutes:
     """C{RouteTable}'s C{add} and C{remove}, applied here and in every data-plane process."""
 
-    def __init__(self, group: Any, table: Any):
+    def __init__(self, group: ProcessGroup, table: RouteTable):
         """
         @param table: the local route table (a C{RouteTable}) that checks
             every change and answers C{match}.
@@ -256,7 +259,7 @@ class MirroredRoutes:
 class MirroredRegistry:
     """C{ServiceRegistry}'s face for the service manager, mirrored to every data-plane process."""
 
-    def __init__(self, registry: Any, group: Any):
+    def __init__(self, registry: ServiceRegistry, group: ProcessGroup):
         """
         @param registry: the control process's own C{ServiceRegistry}: it
             validates configs and tests connections; its connectors are never

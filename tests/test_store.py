@@ -5,6 +5,7 @@ from zope.interface.verify import verifyObject
 
 from edgegw_tx.store import Conflict, IStore, SQLiteStore
 from tests.support.fakes import make_store
+from tests.support.interfaces import verify_fake
 from tests.support.fakes import endpoint
 
 
@@ -18,7 +19,39 @@ class InterfaceTests(unittest.TestCase):
     def test_istore_covers_every_public_method(self):
         """Each public method of SQLiteStore is in IStore, so callers need nothing SQLite-only."""
         public = {name for name in vars(SQLiteStore) if not name.startswith("_") and callable(vars(SQLiteStore)[name])}
-        self.assertEqual(public - set(IStore.names()), set())
+        self.assertEqual(public - set(IStore.names(all=True)), set())
+
+
+class FakeCheckTests(unittest.TestCase):
+    """verify_fake: a fake of part of the store has only IStore's methods, with their signatures."""
+
+    def test_a_partial_fake_with_the_right_signatures_passes(self):
+        """A fake with two of IStore's methods, as the interface declares them, passes."""
+
+        class Versions:
+            def record_version(self, record, cached=False):
+                pass
+
+            def list_versions(self, endpoint_id):
+                pass
+
+        verify_fake(IStore, Versions())
+
+    def test_a_drifted_fake_fails(self):
+        """A method IStore does not have, or one whose parameters differ, fails naming it."""
+
+        class Renamed:
+            def free_worker_uid(self, endpoint_id):
+                pass
+
+        class Drifted:
+            def prune_versions(self, endpoint_id):
+                pass
+
+        error = self.assertRaises(AssertionError, verify_fake, IStore, Renamed())
+        self.assertIn("has methods IStore does not: free_worker_uid", str(error))
+        error = self.assertRaises(AssertionError, verify_fake, IStore, Drifted())
+        self.assertIn("prune_versions", str(error))
 
 
 class EndpointStoreTests(unittest.TestCase):

@@ -25,9 +25,11 @@ What every store promises:
     (L{edgegw_tx.store.migrations}) and fails with L{StoreTooNew} for a
     store a newer edgegw wrote.
 
-The methods are grouped by record kind below: the store as a whole,
-endpoints, worker uids, versions, services, bindings, domains, collections
-and API keys.
+The methods are grouped by record kind, one interface each (endpoints,
+worker uids, versions, services, bindings, domains, collections, API keys),
+and L{IStore} is all of them plus the store's own life (open, close). A part
+of the control plane that needs one kind may ask for just that interface, and
+a test's fake of that part of the store is checked against it.
 """
 
 from __future__ import annotations
@@ -45,27 +47,11 @@ Record = dict[str, Any]
 Move = tuple[str, str, str]
 
 
-class IStore(Interface):
+class IEndpointStore(Interface):
     """
-    The gateway's configuration: endpoints with their compiled versions,
-    bindings and worker uids; services; domains; collections; API keys.
+    Endpoints: one per route (domain, method, path shape). ``services`` on a
+    record read back is its bindings, ``{pool_id: service_id}``.
     """
-
-    # The store as a whole
-
-    def open() -> Deferred[None]:
-        """
-        Make the store usable: create it, or bring an existing one up to this
-        code's schema (all pending migrations in one transaction). Fails with
-        L{StoreTooNew} when the store has migrations this code does not know,
-        L{MigrationFailed} when one fails (nothing changed).
-        """
-
-    def close() -> None:
-        """Release the store's connections; no call may follow."""
-
-    # Endpoints: one per route (domain, method, path shape); ``services`` on a
-    # read record is its bindings, ``{pool_id: service_id}``.
 
     def create_endpoint(record: Record) -> Deferred[Record]:
         """
@@ -92,8 +78,12 @@ class IStore(Interface):
         with whether there was one.
         """
 
-    # Worker uids: each endpoint's own uid for its workers (docs/isolation.md),
-    # drawn once and kept until the endpoint is deleted.
+
+class IWorkerUidStore(Interface):
+    """
+    Each endpoint's own uid for its workers (docs/isolation.md), drawn once
+    and kept until the endpoint is deleted.
+    """
 
     def allocate_worker_uid(
         endpoint_id: str, first: int, last: int, busy: Callable[[], Iterable[int]] | None = None
@@ -108,7 +98,12 @@ class IStore(Interface):
     def worker_uids() -> Deferred[dict[str, int]]:
         """``{endpoint_id: uid}`` of every endpoint that has one."""
 
-    # Versions: every successful compile of an endpoint, by digest.
+
+class IVersionStore(Interface):
+    """
+    Every successful compile of an endpoint, by digest, and which digests
+    nothing uses any more (their binaries may go).
+    """
 
     def record_version(record: Record, cached: bool = False) -> Deferred[None]:
         """
@@ -138,7 +133,11 @@ class IStore(Interface):
         content-addressed, so one may serve several endpoints.
         """
 
-    # Services: connectors' configurations, names unique ignoring case.
+
+class IServiceStore(Interface):
+    """
+    Services: the connectors' configurations, names unique ignoring case.
+    """
 
     def create_service(record: Record) -> Deferred[Record]:
         """Insert a service; L{Conflict} when its name is taken (ignoring case)."""
@@ -158,7 +157,12 @@ class IStore(Interface):
         binding) while endpoints are bound to it.
         """
 
-    # Bindings: the name (pool_id) under which an endpoint's handlers reach a service.
+
+class IBindingStore(Interface):
+    """
+    Bindings: the name (``pool_id``) under which an endpoint's handlers reach
+    a service.
+    """
 
     def bind(endpoint_id: str, pool_id: str, service_id: str, created_at: str) -> Deferred[str | None]:
         """
@@ -173,10 +177,14 @@ class IStore(Interface):
     def list_bindings() -> Deferred[list[Record]]:
         """Every binding (endpoint_id, pool_id, service_id, created_at), by endpoint then name."""
 
-    # Domains and collections. An endpoint refers to its domain by host and to
-    # its collection by id; its ``domain`` and ``path_shape`` are those of the
-    # route it is served at, so ``moves`` (``(endpoint_id, domain,
-    # path_shape)``) are applied with the change that causes them, atomically.
+
+class IDomainStore(Interface):
+    """
+    Domains. An endpoint refers to its domain by host and to its collection
+    by id; its ``domain`` and ``path_shape`` are those of the route it is
+    served at, so ``moves`` (``(endpoint_id, domain, path_shape)``) are
+    applied with the domain or collection change that causes them, atomically.
+    """
 
     def create_domain(record: Record) -> Deferred[Record]:
         """Insert a domain; L{Conflict} when its host is taken."""
@@ -200,6 +208,13 @@ class IStore(Interface):
     def delete_domain(domain_id: str) -> Deferred[bool]:
         """Fires with whether there was one; L{InUse} while endpoints or collections use it."""
 
+
+class ICollectionStore(Interface):
+    """
+    Collections: a base path and a domain for their endpoints (``moves`` as
+    for L{IDomainStore}).
+    """
+
     def create_collection(record: Record) -> Deferred[Record]:
         """Insert a collection; L{Missing} when its ``domain_id`` names no domain."""
 
@@ -217,7 +232,11 @@ class IStore(Interface):
     def delete_collection(collection_id: str) -> Deferred[bool]:
         """Fires with whether there was one; L{InUse} while endpoints are in it."""
 
-    # API keys: only their hashes are stored.
+
+class IKeyStore(Interface):
+    """
+    API keys: only their hashes are stored.
+    """
 
     def add_key(record: Record) -> Deferred[None]:
         """Insert a key (id, name, scope, key_hash, created_at); L{Conflict} on a taken id or hash."""
@@ -237,3 +256,30 @@ class IStore(Interface):
 
     def touch_keys(last_used: Mapping[str, str]) -> Deferred[None]:
         """Record ``{key_id: last_used_at}``; ids of deleted keys are ignored."""
+
+
+class IStore(
+    IEndpointStore,
+    IWorkerUidStore,
+    IVersionStore,
+    IServiceStore,
+    IBindingStore,
+    IDomainStore,
+    ICollectionStore,
+    IKeyStore,
+):
+    """
+    The gateway's configuration as a whole: every record kind above, and
+    the store's own life.
+    """
+
+    def open() -> Deferred[None]:
+        """
+        Make the store usable: create it, or bring an existing one up to this
+        code's schema (all pending migrations in one transaction). Fails with
+        L{StoreTooNew} when the store has migrations this code does not know,
+        L{MigrationFailed} when one fails (nothing changed).
+        """
+
+    def close() -> None:
+        """Release the store's connections; no call may follow."""

@@ -7,88 +7,17 @@ the real route table and ledger (over fake binaries).
 
 from typing import Any, Optional
 
-from twisted.internet.defer import Deferred, DeferredLock, fail, succeed
+from twisted.internet.defer import DeferredLock, succeed
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from edgegw_tx.admin.deployments import Deployments
 from edgegw_tx.admin.errors import Conflict, WorkersFailed
 from edgegw_tx.admin.ledger import ArtifactLedger
-from edgegw_tx.gateway.routes import Match, RouteTable
-from tests.test_admin_ledger import FakeBinaries, FakeVersionStore
+from edgegw_tx.gateway.routes import Match
+from tests.support.control import FakeBinaries, FakeVersionStore, LoggedRoutes, RecordStore, ScriptedPool
 
 Record = dict[str, Any]
-
-
-class ScriptedPool:
-    """A pool that logs start, ready and stop in ``events``; ``fail`` or ``hold_stop`` script it."""
-
-    def __init__(self, events: list[tuple[str, Optional[str]]], record: Record, version: Optional[str]) -> None:
-        self.events = events
-        self.name = record["name"]
-        self.record = record
-        self.version = version
-        self.pids: list[int] = []
-        self.fail: Optional[Exception] = None
-        self.stopping: Optional[Deferred[None]] = None
-        self.hold_stop = False
-
-    def start(self) -> "Deferred[Any]":
-        """Ready at once, or failing with ``fail``."""
-        self.events.append(("start", self.version))
-        if self.fail is not None:
-            return fail(self.fail)
-        self.pids = [len(self.events)]
-        self.events.append(("ready", self.version))
-        return succeed(self.pids)
-
-    def stop(self) -> "Deferred[Any]":
-        """Stopped at once, or when the test fires ``stopping`` (a drain in progress)."""
-        self.events.append(("stop", self.version))
-        if self.hold_stop:
-            self.stopping = Deferred()
-            return self.stopping
-        self.pids = []
-        return succeed(None)
-
-    def workers(self) -> list[dict[str, Any]]:
-        """One row per pid."""
-        state = "draining" if self.stopping is not None else "ready"
-        return [{"pid": pid, "version": self.version, "state": state} for pid in self.pids]
-
-    def stats(self) -> dict[str, Any]:
-        """What views and stats read."""
-        return {"name": self.name, "workers": len(self.pids), "queued": 0}
-
-
-class LoggedRoutes(RouteTable):
-    """The real route table, logging which version each route switch points at."""
-
-    def __init__(self, events: list[tuple[str, Optional[str]]]) -> None:
-        super().__init__()
-        self.events = events
-
-    def add(self, key: str, domain: str, method: str, pattern: Any, target: Any) -> Any:
-        """Log, then route."""
-        self.events.append(("route", target.version))
-        return super().add(key, domain, method, pattern, target)
-
-
-class RecordStore:
-    """The deployment's store seam over a dict of records."""
-
-    def __init__(self) -> None:
-        self.records: dict[str, Record] = {}
-
-    def get_endpoint(self, endpoint_id: str) -> "Deferred[Optional[Record]]":
-        """A copy of the record, or None."""
-        record = self.records.get(endpoint_id)
-        return succeed(dict(record) if record is not None else None)
-
-    def update_endpoint(self, endpoint_id: str, fields: Record) -> "Deferred[Record]":
-        """Merge the fields in."""
-        self.records[endpoint_id].update(fields)
-        return succeed(dict(self.records[endpoint_id]))
 
 
 def record(endpoint_id: str = "e1", **fields: Any) -> Record:

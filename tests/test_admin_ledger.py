@@ -4,69 +4,13 @@ version rows, pruning beyond ``keep_versions`` and deleting unused binaries,
 with fakes of its two seams (the builder's binaries and the store's versions).
 """
 
-from typing import Any, Optional
+from typing import Any
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.trial import unittest
 
 from edgegw_tx.admin.ledger import ArtifactLedger
-
-
-class FakeBinaries:
-    """Stored binaries by digest; ``gate`` (a Deferred) holds the next removal until fired."""
-
-    def __init__(self, *digests: str) -> None:
-        self.stored = set(digests)
-        self.removed: list[str] = []
-        self.gate: Optional[Deferred[None]] = None
-        self.broken: set[str] = set()
-
-    def artifact(self, digest: str) -> Optional[str]:
-        """The binary's path when stored."""
-        return f"/artifacts/{digest}/handler" if digest in self.stored else None
-
-    def remove_artifact(self, digest: str) -> "Deferred[Any]":
-        """Delete, at once or when ``gate`` fires; a digest in ``broken`` fails."""
-        if digest in self.broken:
-            return fail(OSError(f"cannot remove {digest}"))
-
-        def remove(_: Any) -> bool:
-            self.removed.append(digest)
-            self.stored.discard(digest)
-            return True
-
-        gate, self.gate = self.gate, None
-        if gate is not None:
-            return gate.addCallback(remove)
-        return succeed(remove(None))
-
-
-class FakeVersionStore:
-    """Version rows per endpoint, newest last; ``named`` digests are used by some record."""
-
-    def __init__(self) -> None:
-        self.rows: dict[str, list[str]] = {}
-        self.named: set[str] = set()
-
-    def record_version(self, record: dict[str, Any], cached: bool = False) -> "Deferred[None]":
-        """Append (or move to newest) the version's digest."""
-        rows = self.rows.setdefault(record["endpoint_id"], [])
-        if record["digest"] in rows:
-            rows.remove(record["digest"])
-        rows.append(record["digest"])
-        return succeed(None)
-
-    def prune_versions(self, endpoint_id: str, keep: int, protected: Any = ()) -> "Deferred[list[str]]":
-        """Drop all but the ``keep`` newest (and the protected); fire with the dropped ones no record names."""
-        rows = self.rows.get(endpoint_id, [])
-        doomed = [d for d in rows[: max(len(rows) - keep, 0)] if d not in set(protected)]
-        self.rows[endpoint_id] = [d for d in rows if d not in doomed]
-        return self.unused_digests(doomed, protected)
-
-    def unused_digests(self, digests: Any, protected: Any = ()) -> "Deferred[list[str]]":
-        """Those no row and no record names."""
-        rows = {d for ds in self.rows.values() for d in ds}
-        return succeed([d for d in digests if d not in rows and d not in self.named and d not in set(protected)])
+from tests.support.control import FakeBinaries, FakeVersionStore
 
 
 def version(endpoint_id: str, digest: str) -> dict[str, Any]:

@@ -53,6 +53,14 @@ class FakeCheckTests(unittest.TestCase):
         error = self.assertRaises(AssertionError, verify_fake, IStore, Drifted())
         self.assertIn("prune_versions", str(error))
 
+    def test_the_store_fakes_of_the_manager_tests(self):
+        """The fakes of parts of the store in tests/support/control.py are fakes of IStore's role interfaces."""
+        from edgegw_tx.store.interface import IEndpointStore, IVersionStore
+        from tests.support.control import FakeVersionStore, RecordStore
+
+        verify_fake(IVersionStore, FakeVersionStore())
+        verify_fake(IEndpointStore, RecordStore())
+
 
 class EndpointStoreTests(unittest.TestCase):
     def setUp(self):

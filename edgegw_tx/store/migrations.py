@@ -17,7 +17,7 @@ The statements themselves are each database's own (L{edgegw_tx.store.sqlite_sche
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,7 +72,3 @@ def plan(where: str, applied: Iterable[int], migrations: Sequence[Migration]) ->
         )
     return todo
 
-
-def names(migrations: Sequence[Migration]) -> Mapping[int, str]:
-    """``{version: name}`` of ``migrations``."""
-    return {m.version: m.name for m in migrations}

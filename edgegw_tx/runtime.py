@@ -43,6 +43,7 @@ from edgegw_tx.gateway.front import DEFAULT_HTTP, HTTP_LAYERS, data_plane_factor
 from edgegw_tx.gateway.listening import DrainingServerService
 from edgegw_tx.gateway.routes import RouteTable
 from edgegw_tx.store import SQLiteStore
+from edgegw_tx.store.sqlite import FILE_NAME as STORE_FILE
 from edgegw_tx.workers.isolation import DEFAULT_WORKER_UIDS, Isolation, UidAllocator
 from edgegw_tx.workers.isolation import environment as worker_environment
 from edgegw_tx.workers.network import NetworkNamespaces, PoolInNamespace, gateway_tag
@@ -150,7 +151,7 @@ class GatewayRuntime(MultiService):
             network = NetworkNamespaces(gateway_tag(self.data_dir), reactor)
         self.network = network
         if store is None:
-            store = SQLiteStore(os.path.join(self.data_dir, "edgegw.sqlite3"), reactor=reactor)
+            store = SQLiteStore(os.path.join(self.data_dir, STORE_FILE), reactor=reactor)
         self.store = store
         self.keys = keys if keys is not None else KeyRing(self.store, reactor=reactor)
         if registry is None:

@@ -485,6 +485,17 @@ class FutureStoreTests(unittest.TestCase):
         lock.release()
 
 
+class DocsTests(unittest.TestCase):
+    """What users read about upgrades quotes the refusal as the code words it."""
+
+    def test_the_docs_quote_the_refusal(self) -> None:
+        """README.md and docs/cli.md show StoreTooNew's line, word for word."""
+        line = str(StoreTooNew("./var/edgegw.sqlite3", 6, 5))
+        for name in ("README.md", "docs/cli.md"):
+            with open(os.path.join(ROOT, name)) as f:
+                self.assertIn(line, " ".join(f.read().split()), name)
+
+
 class ResetAdminFutureStoreTests(unittest.TestCase):
     """``edgegw keys reset-admin`` works on the store itself: a newer edgegw's store is left alone."""
 

@@ -9,26 +9,16 @@ from treq.testing import StubTreq
 from twisted.internet.defer import fail
 from twisted.trial import unittest
 
-from edgegw_tx.admin.api import AdminAPI
-from edgegw_tx.admin.logs import LogBook
-from edgegw_tx.admin.manager import EndpointManager
 from edgegw_tx.build.cargo import CompileFailed
-from edgegw_tx.gateway.routes import Match, NoRoute, RouteTable
-from tests.support.fakes import keyed_store
-from tests.support.fakes import FakeBuilder, FakePool
+from edgegw_tx.gateway.routes import Match, NoRoute
+from tests.support.fakes import FakePool
 from tests.support.handlers import HELLO
+from tests.support.fakes import fake_runtime
 
 class AdminAPITests(unittest.TestCase):
     def setUp(self):
-        FakePool.instances = []
-        keyed_store(self)
-        store = self.store
-        self.builder = FakeBuilder()
-        self.routes = RouteTable()
-        self.manager = EndpointManager(
-            store, self.builder, self.routes, FakePool, LogBook(self.reactor)
-        )
-        self.api = AdminAPI(self.manager, self.keys, self.reactor)
+        runtime = fake_runtime(self)
+        self.builder, self.routes, self.manager, self.api = runtime.builder, runtime.routes, runtime.manager, runtime.api
         self.client = StubTreq(self.api.resource())
 
     def call(self, method, path, body=None, key="admin", raw=None):

@@ -10,14 +10,11 @@ import uuid
 from treq.testing import StubTreq
 from twisted.trial import unittest
 
-from edgegw_tx.admin.api import AdminAPI
-from edgegw_tx.admin.domains import CollectionManager, DomainManager
-from edgegw_tx.admin.logs import LogBook
-from edgegw_tx.admin.manager import EndpointManager
 from edgegw_tx.gateway.routes import Match, MethodNotAllowed, NoRoute, RouteTable
 from tests.support.fakes import keyed_store
 from tests.support.handlers import HELLO
-from tests.support.fakes import FakeBuilder, FakePool
+from tests.support.fakes import FakePool
+from tests.support.fakes import fake_runtime
 
 
 class CountingPool(FakePool):
@@ -36,21 +33,11 @@ class DomainsAPITests(unittest.TestCase):
 
     def build(self):
         """Managers and API over the test's store, as the runtime wires them (and loads them)."""
-        self.routes = RouteTable()
-        self.manager = EndpointManager(
-            self.store, FakeBuilder(), self.routes, CountingPool, LogBook(self.reactor)
-        )
-        self.collections = CollectionManager(self.store, self.manager)
-        self.domains = DomainManager(self.store, self.manager, self.collections)
+        runtime = fake_runtime(self, pool_factory=CountingPool)
+        self.routes, self.manager, self.api = runtime.routes, runtime.manager, runtime.api
+        self.collections, self.domains = runtime.collections, runtime.domains
         self.successResultOf(self.collections.load())
         self.successResultOf(self.domains.load())
-        self.api = AdminAPI(
-            self.manager,
-            self.keys,
-            self.reactor,
-            domains=self.domains,
-            collections=self.collections,
-        )
         self.client = StubTreq(self.api.resource())
 
     def call(self, method, path, body=None, key="admin"):

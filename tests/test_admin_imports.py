@@ -18,18 +18,13 @@ from twisted.trial import unittest
 
 from edgegw_tx.admin import api as api_module
 from edgegw_tx.admin import bundles, imports
-from edgegw_tx.admin.api import AdminAPI
-from edgegw_tx.admin.auth import KeyRing
-from edgegw_tx.admin.domains import CollectionManager, DomainManager
 from edgegw_tx.admin.errors import PayloadTooLarge
 from edgegw_tx.admin.imports import snake_case
-from edgegw_tx.admin.logs import LogBook
-from edgegw_tx.admin.manager import EndpointManager
 from edgegw_tx.admin.stubs import is_untouched_stub, rust_string, stub_code
-from edgegw_tx.gateway.routes import Match, RouteTable
-from tests.support.fakes import SynchronousReactor, make_store
+from edgegw_tx.gateway.routes import Match
 from tests.support.handlers import HELLO
-from tests.support.fakes import FakeBuilder, FakePool
+from tests.support.fakes import FakePool
+from tests.support.fakes import fake_runtime
 
 PETSTORE = """\
 openapi: 3.0.3
@@ -152,23 +147,9 @@ def spec_with(**operation_ids):
 
 class ImportTestCase(unittest.TestCase):
     def setUp(self):
-        FakePool.instances = []
-        self.reactor = SynchronousReactor()
-        self.reactor.advance(1_000_000)
-        self.store = make_store(self, self.reactor)
-        self.keys = KeyRing(self.store, reactor=self.reactor)
-        self.successResultOf(self.keys.load())
-        _, self.admin_key = self.successResultOf(self.keys.create("test", "admin"))
-        self.builder = FakeBuilder()
-        self.routes = RouteTable()
-        self.manager = EndpointManager(
-            self.store, self.builder, self.routes, FakePool, LogBook(self.reactor)
-        )
-        self.collections = CollectionManager(self.store, self.manager)
-        self.domains = DomainManager(self.store, self.manager, self.collections)
-        self.api = AdminAPI(
-            self.manager, self.keys, self.reactor, domains=self.domains, collections=self.collections
-        )
+        runtime = fake_runtime(self)
+        self.builder, self.routes, self.manager, self.api = runtime.builder, runtime.routes, runtime.manager, runtime.api
+        self.collections, self.domains = runtime.collections, runtime.domains
         self.client = StubTreq(self.api.resource())
 
     def call(self, method, path, body=None, raw=None, content_type=None):

@@ -12,16 +12,16 @@ from treq.testing import StubTreq
 from twisted.internet.defer import fail, succeed
 from twisted.trial import unittest
 
-from edgegw_tx.admin.api import AdminAPI
 from edgegw_tx.admin.logs import LogBook
 from edgegw_tx.admin.manager import EndpointManager
 from edgegw_tx.admin.services import ServiceManager
 from edgegw_tx.gateway.routes import RouteTable
 from edgegw_tx.store import SQLiteStore
-from tests.support.fakes import keyed_store, SynchronousReactor, make_store
+from tests.support.fakes import SynchronousReactor, make_store
 from tests.support.handlers import HELLO
 from tests.support.fakes import FakeBuilder, FakePool
 from tests.support.fakes import FakeRegistry
+from tests.support.fakes import fake_runtime
 
 MASK = "********"
 SECRET = "s3cret-pw"
@@ -38,18 +38,9 @@ def service_error(kind, message):
 class ServiceAPITests(unittest.TestCase):
     def setUp(self):
         FakePool.instances = []
-        keyed_store(self)
         self.registry = FakeRegistry()
-        self.services = ServiceManager(self.store, self.registry)
-        self.manager = EndpointManager(
-            self.store,
-            FakeBuilder(),
-            RouteTable(),
-            FakePool,
-            LogBook(self.reactor),
-            services=self.services,
-        )
-        self.api = AdminAPI(self.manager, self.keys, self.reactor, services=self.services)
+        runtime = fake_runtime(self, registry=self.registry)
+        self.services, self.manager, self.api = runtime.service_manager, runtime.manager, runtime.api
         self.client = StubTreq(self.api.resource())
 
     def call(self, method, path, body=None, key="admin"):
@@ -545,17 +536,19 @@ class RuntimeWiringTests(unittest.TestCase):
         from edgegw_tx.runtime import GatewayRuntime
 
         reactor = SynchronousReactor()
-        runtime = GatewayRuntime(
+        # adbapi's own thread pool would need a running reactor; run the store inline.
+        store = SQLiteStore(
+            os.path.join(self.data_dir, "edgegw.sqlite3"), reactor=reactor, threadpool=reactor.getThreadPool()
+        )
+        return GatewayRuntime(
             self.data_dir,
             "tcp:0:interface=127.0.0.1",
             "tcp:0:interface=127.0.0.1",
             sdk_path=os.path.abspath("rust_sdk"),
             reactor=reactor,
             registry=registry,
+            store=store,
         )
-        # adbapi's own thread pool would need a running reactor; run the store inline.
-        runtime.store._pool.threadpool = reactor.getThreadPool()
-        return runtime
 
     def setUp(self):
         self.data_dir = os.path.abspath(self.mktemp())

@@ -25,6 +25,7 @@ from tests.support.fakes import keyed_store
 from tests.support.processes import LoopbackReactor
 from tests.support.handlers import HELLO
 from tests.support.fakes import FakeBuilder
+from edgegw_tx.store import SQLiteStore
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -240,17 +241,21 @@ class RuntimeWiringTests(unittest.TestCase):
         from edgegw_tx.runtime import GatewayRuntime
 
         self.reactor = LoopbackReactor()
+        data_dir = os.path.abspath(self.mktemp())
+        # adbapi's own thread pool would need a running reactor; run the store inline.
+        store = SQLiteStore(
+            os.path.join(data_dir, "edgegw.sqlite3"), reactor=self.reactor, threadpool=self.reactor.getThreadPool()
+        )
         self.runtime = GatewayRuntime(
-            os.path.abspath(self.mktemp()),
+            data_dir,
             "tcp:9080:interface=127.0.0.1",
             "tcp:9081:interface=127.0.0.1",
             sdk_path=os.path.join(ROOT, "rust_sdk"),
             reactor=self.reactor,
             processes=2,
             process_environ={"PATH": "/usr/bin"},
+            store=store,
         )
-        # adbapi's own thread pool would need a running reactor; run the store inline.
-        self.runtime.store._pool.threadpool = self.reactor.getThreadPool()
 
     def test_one_process_is_the_default_and_spawns_nothing(self):
         """Without processes, the runtime serves the data plane itself: no group, no children."""

@@ -279,9 +279,12 @@ def endpoint(**overrides):
 def fake_runtime(test_case, **options):
     """
     A L{GatewayRuntime} on fakes in one line, not started: L{keyed_store}'s
-    reactor, store and keys (set on ``test_case`` too), a L{FakeBuilder},
-    L{FakePool}s, a L{FakeRegistry} and rlimits-only isolation (no host tool
-    is looked for); ``options`` are more or other constructor arguments.
+    reactor, store and keys (set on ``test_case`` too; those already there
+    are used, so a test can build a second runtime on its store), a
+    L{FakeBuilder}, L{FakePool}s, a L{FakeRegistry} and rlimits-only
+    isolation (no host tool is looked for).  ``options`` are more or other
+    constructor arguments; a test giving ``store`` gives ``reactor`` and
+    ``keys`` with it.
     """
     import os
 
@@ -289,19 +292,19 @@ def fake_runtime(test_case, **options):
     from edgegw_tx.workers.isolation import RLIMITS_ONLY, Isolation
 
     FakePool.instances = []
-    keyed_store(test_case)
     arguments = dict(
         data_dir=os.path.abspath(test_case.mktemp()),
         listen="tcp:0:interface=127.0.0.1",
         admin_listen="tcp:0:interface=127.0.0.1",
         sdk_path="/nonexistent/rust_sdk",
-        reactor=test_case.reactor,
-        store=test_case.store,
-        keys=test_case.keys,
         builder=FakeBuilder(),
         pool_factory=FakePool,
         registry=FakeRegistry(),
         isolation=Isolation(RLIMITS_ONLY, {}),
     )
+    if "store" not in options:
+        if getattr(test_case, "store", None) is None:
+            keyed_store(test_case)
+        arguments.update(reactor=test_case.reactor, store=test_case.store, keys=test_case.keys)
     arguments.update(options)
     return GatewayRuntime(**arguments)

@@ -70,7 +70,9 @@ def _check(document: Any) -> None:
 
 
 def _surrogate_message(text: str, place: str) -> str:
-    found = _SURROGATE.search(text).group()
+    match = _SURROGATE.search(text)
+    assert match is not None, "called only for a text that holds one"
+    found = match.group()
     return (
         f"the request body holds a lone surrogate (\\u{ord(found):04x}) in {place}: "
         "JSON strings must be Unicode text"

@@ -21,10 +21,13 @@ the data plane's C{--header-timeout} and C{--body-timeout}.  The time the API
 takes to answer (a compile) does not count.
 """
 
+from __future__ import annotations
+
 import json
 from http import HTTPStatus
 from typing import Any
 
+from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
@@ -51,13 +54,35 @@ since an import may upload 64 MiB over a slow link.
 _IMPORT_PREFIX = b"/api/import/"
 
 
+class AdminSite(Site):
+    """A L{Site} that carries the limits its channels and requests read (L{admin_site})."""
+
+    def __init__(
+        self,
+        resource: Resource,
+        reactor: Any,
+        *,
+        max_body: int,
+        import_max_body: int,
+        header_timeout: float,
+        body_timeout: float,
+    ) -> None:
+        # Bodies are the API's to read (a malformed form would get Twisted's bare 400).
+        Site.__init__(self, resource, reactor=reactor, parsePOSTFormSubmission=False)
+        self.max_body = max_body
+        self.import_max_body = import_max_body
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+
+
 class CappedRequest(Request):
     """A request whose body may not pass its site's cap (C{max_body}, C{import_max_body})."""
 
+    channel: AdminChannel
     _refused = False
     _received = 0
 
-    def _cap(self):
+    def _cap(self) -> int:
         site = self.channel.site
         # The request line is parsed before the headers; twisted.web keeps its
         # target on the channel until the body is in.
@@ -66,24 +91,24 @@ class CappedRequest(Request):
             return site.import_max_body
         return site.max_body
 
-    def gotLength(self, length):
-        super().gotLength(length)
+    def gotLength(self, length: int | None) -> None:
+        Request.gotLength(self, length)
         if length is not None and length > self._cap():
             self._refuse()
 
-    def handleContentChunk(self, data):
+    def handleContentChunk(self, data: bytes) -> None:
         if self._refused:
             return
         self._received += len(data)
         if self._received > self._cap():
             self._refuse()
             return
-        super().handleContentChunk(data)
+        Request.handleContentChunk(self, data)
 
-    def requestReceived(self, command, path, version):
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         if self._refused:
             return  # answered already; the connection is closing
-        super().requestReceived(command, path, version)
+        Request.requestReceived(self, command, path, version)
 
     def setResponseCode(self, code: int, message: bytes | None = None) -> None:
         """
@@ -94,7 +119,7 @@ class CappedRequest(Request):
             message = _reason(code)
         super().setResponseCode(code, message)
 
-    def _refuse(self):
+    def _refuse(self) -> None:
         self._refused = True
         cap = self._cap()
         _refuse(self.channel, 413, f"the request body is larger than {cap} bytes")
@@ -106,35 +131,37 @@ class AdminChannel(HTTPChannel):
     C{header_timeout}, and bodies within its C{body_timeout} once the head is in.
     """
 
-    _deadline = None  # the DelayedCall of the part being received, if any
+    site: AdminSite  # set by the site's buildProtocol
+    _deadline: IDelayedCall | None = None  # the DelayedCall of the part being received, if any
 
     def connectionMade(self) -> None:
-        super().connectionMade()
+        HTTPChannel.connectionMade(self)
         self._start("header")
 
     def dataReceived(self, data: bytes) -> None:
         # Between requests (line mode, none being handled) a byte begins a head.
         if self._deadline is None and self.line_mode and not self._handlingRequest:
             self._start("header")
-        super().dataReceived(data)
+        HTTPChannel.dataReceived(self, data)
 
     def allHeadersReceived(self) -> None:
         self._stop()
-        super().allHeadersReceived()
+        HTTPChannel.allHeadersReceived(self)
         if self.length != 0:  # a Content-Length above 0, or chunked (None)
             self._start("body")
 
     def allContentReceived(self) -> None:
         self._stop()
-        super().allContentReceived()
+        HTTPChannel.allContentReceived(self)
 
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure | None = None) -> None:
         self._stop()
-        super().connectionLost(reason)
+        HTTPChannel.connectionLost(self, reason)
 
     def _start(self, part: str) -> None:
         timeout = self.site.header_timeout if part == "header" else self.site.body_timeout
-        self._deadline = self.callLater(timeout, self._timed_out, part, timeout)
+        # Site.buildProtocol sets callLater to its reactor's, which takes arguments.
+        self._deadline = self.callLater(timeout, self._timed_out, part, timeout)  # type: ignore[call-arg, no-untyped-call]
 
     def _stop(self) -> None:
         deadline, self._deadline = self._deadline, None
@@ -157,11 +184,13 @@ def _reason(code: int) -> bytes:
 def _refuse(channel: HTTPChannel, code: int, message: str) -> None:
     """Answer C{code} with the API's JSON error, read nothing more and close the connection."""
     body = json.dumps({"ok": False, "error": message}).encode("utf-8")
-    channel.transport.write(
+    transport = channel.transport
+    assert transport is not None, "refused while connected"
+    transport.write(
         b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
         b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (code, _reason(code), len(body), body)
     )
-    channel.dataReceived = lambda data: None
+    channel.dataReceived = lambda data: None  # type: ignore[method-assign]  # this channel's only
     channel.loseConnection()
 
 
@@ -172,17 +201,19 @@ def admin_site(
     import_max_body: int = IMPORT_MAX_BODY,
     header_timeout: float = HEADER_TIMEOUT,
     body_timeout: float = BODY_TIMEOUT,
-) -> Site:
+) -> AdminSite:
     """The management API's L{Site}: capped bodies, timed heads, no tracebacks, no form parsing."""
-    # Bodies are the API's to read (a malformed form would get Twisted's bare 400).
-    site = Site(resource, reactor=reactor, parsePOSTFormSubmission=False)
+    site = AdminSite(
+        resource,
+        reactor,
+        max_body=max_body,
+        import_max_body=max(import_max_body, max_body),
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+    )
     site.requestFactory = CappedRequest
     # No HTTP/2 is offered (the h2 package is not installed), so a plain channel loses nothing.
-    site.protocol = AdminChannel
-    site.max_body = max_body
-    site.import_max_body = max(import_max_body, max_body)
-    site.header_timeout = header_timeout
-    site.body_timeout = body_timeout
+    site.protocol = AdminChannel  # type: ignore[assignment, method-assign]  # a channel class is its factory
     site.displayTracebacks = False
     site.noisy = False
     return site

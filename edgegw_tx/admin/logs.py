@@ -12,7 +12,11 @@ filtering on a ``Clock``.
 """
 
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import Any
+
+from twisted.internet.interfaces import IReactorTime
 
 DEFAULT_LINES_PER_ENDPOINT = 2000
 DEFAULT_CHARS_PER_ENDPOINT = 1024 * 1024
@@ -24,28 +28,30 @@ class _Ring:
 
     __slots__ = ("entries", "chars")
 
-    def __init__(self):
-        self.entries = deque()
+    def __init__(self) -> None:
+        self.entries: deque[tuple[float, str, str]] = deque()  # (time, stream, line)
         self.chars = 0
 
 
 class LogBook:
+    """Every endpoint's ring of worker lines (see the module docstring)."""
+
     def __init__(
         self,
-        clock,
-        max_lines=DEFAULT_LINES_PER_ENDPOINT,
-        max_chars=DEFAULT_CHARS_PER_ENDPOINT,
-        max_line=DEFAULT_LINE_CHARS,
-    ):
+        clock: IReactorTime,
+        max_lines: int = DEFAULT_LINES_PER_ENDPOINT,
+        max_chars: int = DEFAULT_CHARS_PER_ENDPOINT,
+        max_line: int = DEFAULT_LINE_CHARS,
+    ) -> None:
         if max_lines < 1 or max_line < 1 or max_chars < max_line:
             raise ValueError("a log needs max_lines >= 1 and max_chars >= max_line >= 1")
         self._clock = clock
         self._max_lines = max_lines
         self._max_chars = max_chars
         self._max_line = max_line
-        self._rings = {}
+        self._rings: dict[str, _Ring] = {}
 
-    def writer(self, endpoint_id):
+    def writer(self, endpoint_id: str) -> Callable[[str, str], None]:
         """A ``log(stream, line)`` callable that records under ``endpoint_id``."""
         ring = self._rings.get(endpoint_id)
         if ring is None:
@@ -53,7 +59,7 @@ class LogBook:
         entries = ring.entries
         max_lines, max_chars, max_line = self._max_lines, self._max_chars, self._max_line
 
-        def log(stream, line):
+        def log(stream: str, line: str) -> None:
             if len(line) > max_line:
                 line = "%s [... %d more characters]" % (line[:max_line], len(line) - max_line)
             entries.append((self._clock.seconds(), stream, line))
@@ -63,7 +69,7 @@ class LogBook:
 
         return log
 
-    def lines(self, endpoint_id, since=None):
+    def lines(self, endpoint_id: str, since: float | None = None) -> list[dict[str, Any]]:
         """Entries newer than ``since`` (epoch seconds), oldest first."""
         ring = self._rings.get(endpoint_id)
         return [
@@ -77,5 +83,6 @@ class LogBook:
             if since is None or when > since
         ]
 
-    def forget(self, endpoint_id):
+    def forget(self, endpoint_id: str) -> None:
+        """Drop ``endpoint_id``'s lines (it was deleted)."""
         self._rings.pop(endpoint_id, None)

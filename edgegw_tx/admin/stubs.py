@@ -36,7 +36,7 @@ handler_loop!(handle);
 """
 
 
-def rust_string(text):
+def rust_string(text: str) -> str:
     """
     ``text`` as a Rust string literal made of printable ASCII only.
 
@@ -61,11 +61,11 @@ def rust_string(text):
     return "".join(out)
 
 
-def _digest(body):
+def _digest(body: str) -> str:
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
-def stub_code(label, method, path):
+def stub_code(label: str, method: str, path: str) -> str:
     """
     The stub for an operation: ``label`` is its operationId (or the endpoint
     name when it has none), ``method`` and ``path`` its route.
@@ -77,7 +77,7 @@ def stub_code(label, method, path):
     return MARKER + _digest(body) + "\n" + body
 
 
-def is_untouched_stub(code):
+def is_untouched_stub(code: object) -> bool:
     """True when ``code`` is a stub made by ``stub_code`` and not edited since."""
     if not isinstance(code, str) or not code.startswith(MARKER):
         return False

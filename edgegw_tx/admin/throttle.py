@@ -23,28 +23,38 @@ than ``max_clients`` (the least recently failing client goes first).
 import math
 from collections import OrderedDict
 
+from twisted.internet.interfaces import IReactorTime
+
 BURST = 5
 RATE = 2.0
 MAX_CLIENTS = 10_000
 
 
 class AuthThrottle:
-    def __init__(self, clock, burst=BURST, rate=RATE, max_clients=MAX_CLIENTS):
+    """Token buckets of failed authentications, per client address (see the module docstring)."""
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        burst: float = BURST,
+        rate: float = RATE,
+        max_clients: int = MAX_CLIENTS,
+    ) -> None:
         self._clock = clock
         self.burst = float(burst)
         self.rate = float(rate)
         self.max_clients = max_clients
         # address -> (tokens, time of that count); oldest failure first.
-        self._buckets = OrderedDict()
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._buckets)
 
-    def _tokens(self, bucket, now):
+    def _tokens(self, bucket: tuple[float, float], now: float) -> float:
         tokens, since = bucket
         return min(self.burst, tokens + (now - since) * self.rate)
 
-    def _evict_idle(self, now):
+    def _evict_idle(self, now: float) -> None:
         """
         Drop full buckets from the front (least recent failure first) up to the
         first one still refilling: amortised O(1), and every bucket is full
@@ -56,7 +66,7 @@ class AuthThrottle:
                 break
             del self._buckets[address]
 
-    def retry_after(self, address):
+    def retry_after(self, address: str) -> int:
         """Seconds until ``address`` may try again (an int ≥ 1), or 0 when it may now."""
         now = self._clock.seconds()
         self._evict_idle(now)
@@ -68,7 +78,7 @@ class AuthThrottle:
             return 0
         return max(1, math.ceil((1 - tokens) / self.rate))
 
-    def failed(self, address):
+    def failed(self, address: str) -> None:
         """Take a token from ``address`` for a failed authentication."""
         now = self._clock.seconds()
         self._evict_idle(now)

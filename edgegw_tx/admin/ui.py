@@ -16,6 +16,7 @@ import os
 from urllib.parse import unquote
 
 from twisted.web.resource import Resource
+from twisted.web.server import Request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 UI_DIRECTORY = os.path.join(ROOT, "admin_ui")
@@ -51,22 +52,24 @@ SECURITY_HEADERS = (
 
 
 class _File:
+    """One servable file, read once: its bytes, gzipped copy (when smaller) and ETag."""
+
     __slots__ = ("data", "gzipped", "content_type", "etag")
 
-    def __init__(self, data, content_type, compress):
+    def __init__(self, data: bytes, content_type: str, compress: bool) -> None:
         self.data = data
         self.content_type = content_type.encode("ascii")
         self.etag = b'"' + hashlib.sha256(data).hexdigest()[:20].encode("ascii") + b'"'
-        self.gzipped = None
+        self.gzipped: bytes | None = None
         if compress and len(data) > 256:
             packed = gzip.compress(data, compresslevel=9, mtime=0)
             if len(packed) < len(data):
                 self.gzipped = packed
 
 
-def load_files(directory):
+def load_files(directory: str) -> dict[str, _File]:
     """``{"/admin/<relative path>": _File}`` of the servable files under ``directory``."""
-    files = {}
+    files: dict[str, _File] = {}
     if not os.path.isdir(directory):
         return files
     for folder, subfolders, names in os.walk(directory):
@@ -88,14 +91,14 @@ class AdminUI(Resource):
 
     isLeaf = True
 
-    def __init__(self, directory=UI_DIRECTORY):
-        super().__init__()
+    def __init__(self, directory: str = UI_DIRECTORY) -> None:
+        Resource.__init__(self)
         self.directory = directory
         self.files = load_files(directory)
 
-    def render(self, request):
-        for name, value in SECURITY_HEADERS:
-            request.setHeader(name, value)
+    def render(self, request: Request) -> bytes:
+        for header, value in SECURITY_HEADERS:
+            request.setHeader(header, value)
         if request.method not in (b"GET", b"HEAD"):
             request.setResponseCode(405)
             request.setHeader(b"allow", b"GET, HEAD")
@@ -133,28 +136,28 @@ class AdminUI(Resource):
         return data  # twisted.web sets Content-Length, and writes no body for HEAD
 
 
-def _text(request, message):
+def _text(request: Request, message: str) -> bytes:
     request.setHeader(b"content-type", b"text/plain; charset=utf-8")
     request.setHeader(b"cache-control", b"no-store")
     return message.encode("utf-8")
 
 
-def _redirect(request, location):
+def _redirect(request: Request, location: bytes) -> bytes:
     request.setResponseCode(301)
     request.setHeader(b"location", location)
     request.setHeader(b"cache-control", b"no-store")
     return _text(request, "the Admin UI is at /admin/\n")
 
 
-def is_ui_path(path):
+def is_ui_path(path: bytes) -> bool:
     """Whether the control plane answers ``path`` (bytes) with the UI rather than the API."""
     return path == b"/" or path == b"/admin" or path.startswith(PREFIX)
 
 
-_DEFAULT = []
+_DEFAULT: list[AdminUI] = []
 
 
-def default_ui():
+def default_ui() -> AdminUI:
     """The ``AdminUI`` of ``admin_ui/``, loaded once per process."""
     if not _DEFAULT:
         _DEFAULT.append(AdminUI())

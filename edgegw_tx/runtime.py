@@ -42,7 +42,7 @@ from edgegw_tx.datadir_lock import DataDirLock
 from edgegw_tx.gateway.front import DEFAULT_HTTP, HTTP_LAYERS, data_plane_factory
 from edgegw_tx.gateway.listening import DrainingServerService
 from edgegw_tx.gateway.routes import RouteTable
-from edgegw_tx.store import SQLiteStore
+from edgegw_tx.store import SQLiteStore, StoreRefused
 from edgegw_tx.store.sqlite import FILE_NAME as STORE_FILE
 from edgegw_tx.workers.isolation import DEFAULT_WORKER_UIDS, Isolation, UidAllocator
 from edgegw_tx.workers.isolation import environment as worker_environment
@@ -332,7 +332,11 @@ class GatewayRuntime(MultiService):
         self.routes.restoring = False
 
     def _failed_to_start(self, failure):
-        self.log.failure("edgegw could not start", failure)
+        if failure.check(StoreRefused):
+            # A store it cannot use (a failed migration ...): the operator's one line, no traceback.
+            self.log.error("edgegw could not start: {reason}", reason=str(failure.value))
+        else:
+            self.log.failure("edgegw could not start", failure)
         self._reactor.stop()
 
     def stopService(self):

@@ -485,6 +485,37 @@ class FutureStoreTests(unittest.TestCase):
         lock.release()
 
 
+class RuntimeStartTests(unittest.TestCase):
+    """A gateway whose store cannot be brought up to date says so in one line."""
+
+    def test_a_failed_migration_at_start_is_one_error_line(self) -> None:
+        """The runtime logs one error naming the migration (no traceback), then stops the reactor."""
+        from twisted.logger import Logger, LogLevel, formatEvent
+
+        from edgegw_tx.admin.auth import KeyRing
+        from tests.support.fakes import fake_runtime
+
+        clock = SynchronousReactor()
+        path = os.path.join(self.mktemp(), "edgegw.sqlite3")
+        store = SQLiteStore(
+            path, reactor=clock, threadpool=clock.getThreadPool(), migrations=MIGRATIONS + numbered_after(m0006_broken)
+        )
+        self.addCleanup(store.close)
+        runtime = fake_runtime(self, store=store, reactor=clock, keys=KeyRing(store, reactor=clock))
+        self.addCleanup(runtime.data_dir_lock.release)
+        events: list[dict[str, Any]] = []
+        runtime.log = Logger(observer=events.append)
+        self.successResultOf(runtime.startService())
+        self.assertTrue(clock.hasStopped)
+        [error] = [e for e in events if e["log_level"] >= LogLevel.error]
+        self.assertNotIn("log_failure", error)
+        self.assertEqual(
+            formatEvent(error),
+            f"edgegw could not start: migration 0006_broken of the store {path} failed, nothing was changed:"
+            " no such table: no_such_table",
+        )
+
+
 class DocsTests(unittest.TestCase):
     """What users read about upgrades quotes the refusal as the code words it."""
 

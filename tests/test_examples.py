@@ -18,7 +18,7 @@ def example(name):
         return f.read()
 
 
-class ExampleTests(GatewayTestCase):
+class ExampleIntegrationTests(GatewayTestCase):
 
 
     def test_every_example_is_tested(self):

@@ -31,7 +31,7 @@ handler_loop!(handle);
 """
 
 
-class RealHandlerTests(GatewayTestCase):
+class RealHandlerIntegrationTests(GatewayTestCase):
     """One real handler, several raw exchanges with it."""
 
     @inlineCallbacks

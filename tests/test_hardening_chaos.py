@@ -34,7 +34,7 @@ def _is_child(pid, parent):
     return stat is not None and stat[1] == parent
 
 
-class ChaosTests(HardeningTestCase):
+class ChaosIntegrationTests(HardeningTestCase):
 
     @inlineCallbacks
     def test_17_chaos_kill_a_random_worker_every_second(self):
@@ -130,7 +130,7 @@ class ChaosTests(HardeningTestCase):
             self.assertEqual(status, 200)
 
 
-class RestartUnderLoadTests(HardeningTestCase):
+class RestartUnderLoadIntegrationTests(HardeningTestCase):
 
     def assertSameStore(self, now, before):
         """Equal snapshots; else the paths that differ (the whole diff is huge)."""
@@ -313,7 +313,7 @@ class RestartUnderLoadTests(HardeningTestCase):
         self.assertEqual(processes_under(data_dir), [])
 
 
-class LeakTests(HardeningTestCase):
+class LeakIntegrationTests(HardeningTestCase):
 
     @inlineCallbacks
     def cycle(self):

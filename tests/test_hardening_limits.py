@@ -126,7 +126,7 @@ handler_loop!(handle);
 """
 
 
-class HostileNameTests(GatewayTestCase):
+class HostileNameIntegrationTests(GatewayTestCase):
     """Case 15: names and keys that try to leave the data dir."""
 
     @inlineCallbacks
@@ -179,7 +179,7 @@ class HostileNameTests(GatewayTestCase):
         self.assertFalse(os.path.exists("/etc/edgegw-escape"))
 
 
-class ManagementAuthTests(GatewayTestCase):
+class ManagementAuthIntegrationTests(GatewayTestCase):
     """Case 16 over real HTTP against a running gateway."""
 
     @inlineCallbacks

@@ -23,7 +23,7 @@ from tests.support.hardening import HardeningTestCase, TwistdGateway, children, 
 log = Logger(namespace="edgegw.tests.hardening")
 
 
-class HostileWorkerTests(HardeningTestCase):
+class HostileWorkerIntegrationTests(HardeningTestCase):
 
     def setUp(self):
         return self.start_gateway()
@@ -254,7 +254,7 @@ class HostileWorkerTests(HardeningTestCase):
         self.assertNoZombies()
 
 
-class GatewayRSSTests(HardeningTestCase):
+class GatewayRSSIntegrationTests(HardeningTestCase):
     """Case 6 on a real ``twistd edgegw`` process."""
 
     @inlineCallbacks

@@ -136,7 +136,7 @@ def needs_root():
 # -- real workers ----------------------------------------------------------------
 
 
-class WorkerProcessTests(IsolationTestCase):
+class WorkerProcessIntegrationTests(IsolationTestCase):
 
     @inlineCallbacks
     def test_no_new_privs_and_clean_environment(self):
@@ -267,7 +267,7 @@ class WorkerProcessTests(IsolationTestCase):
         self.assertEqual((code, body), (200, {"pid": bystander}))
 
 
-class EndpointIdentityTests(IsolationTestCase):
+class EndpointIdentityIntegrationTests(IsolationTestCase):
     """Each endpoint its own uid and namespaces: what one endpoint's code may not do to another's."""
 
     def setUp(self):
@@ -420,7 +420,7 @@ def sleepers(marker):
     return found
 
 
-class SharedUserTests(IsolationTestCase):
+class SharedUserIntegrationTests(IsolationTestCase):
     """``--worker-user <uid>``: every endpoint shares that uid, so only its workers count toward its process limit."""
 
     def setUp(self):

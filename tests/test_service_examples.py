@@ -39,7 +39,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
-class ServiceExampleTests(GatewayTestCase):
+class ServiceExampleIntegrationTests(GatewayTestCase):
 
     @inlineCallbacks
     def service(self, name, service_type, config):

@@ -649,7 +649,7 @@ class _WithInternet:
         return body
 
 
-class EndpointTests(_WithInternet, IsolationTestCase):
+class EndpointIntegrationTests(_WithInternet, IsolationTestCase):
     """
     A real gateway and a real compiled handler (the isolation tests' probe):
     the policy reaches the workers through the launcher's prefix, and the
@@ -755,7 +755,7 @@ class EndpointTests(_WithInternet, IsolationTestCase):
 
 
 
-class ProcessesEndpointTests(_WithInternet, IsolationTestCase):
+class ProcessesEndpointIntegrationTests(_WithInternet, IsolationTestCase):
     """With --processes 2 the data-plane processes spawn the workers, through the same prefix."""
 
     runtime_options = {"processes": 2}

@@ -12,6 +12,8 @@ ones coalesced into one write when the interval is over), and on ``flush``
 (shut-down). Readers (``list``) see the in-memory value.
 """
 
+from __future__ import annotations
+
 import contextlib
 import hashlib
 import hmac
@@ -19,14 +21,17 @@ import os
 import secrets
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NoReturn
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from edgegw_tx.admin.errors import BadRequest, Conflict, NotFound
 from edgegw_tx.store import LastAdminKey, Missing
+from edgegw_tx.store.interface import IKeyStore, Record
 
 SCOPES = ("read", "admin")
 KEY_PREFIX = "egw_"
@@ -35,11 +40,11 @@ FLUSH_INTERVAL = 60.0
 _FIELDS = ("name", "scope")
 
 
-def _iso(seconds):
+def _iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, timezone.utc).isoformat()
 
 
-def check_new_key(payload):
+def check_new_key(payload: object) -> tuple[str, str]:
     """``(name, scope)`` of a ``POST /api/keys`` body, or ``BadRequest`` naming the field."""
     if not isinstance(payload, dict):
         raise BadRequest("the request body must be a JSON object with 'name' and 'scope'")
@@ -63,11 +68,13 @@ def check_new_key(payload):
     return name, scope
 
 
-def generate_key():
+def generate_key() -> str:
+    """A new key's plaintext: the prefix, then 256 random bits."""
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-def hash_key(key):
+def hash_key(key: str) -> str:
+    """What the store keeps of a key (its SHA-256, hex)."""
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
@@ -95,11 +102,10 @@ def _write_private_file(path: str, text: str) -> None:
         raise
 
 
-def write_key_file(reactor: Any, path: str, plaintext: str) -> Deferred:
+def write_key_file(reactor: Any, path: str, plaintext: str) -> Deferred[str]:
     """Write a key to ``path`` (0600) in the reactor's thread pool; fires with ``path``."""
     d = deferToThreadPool(reactor, reactor.getThreadPool(), _write_private_file, path, plaintext + "\n")
-    d.addCallback(lambda _: path)
-    return d
+    return d.addCallback(lambda _: path)
 
 
 class KeyRing:
@@ -107,26 +113,25 @@ class KeyRing:
 
     log = Logger()
 
-    def __init__(self, store, reactor=None):
+    def __init__(self, store: IKeyStore, reactor: Any = None) -> None:
         if reactor is None:
             from twisted.internet import reactor
         self._store = store
         self._reactor = reactor
-        self._keys = []
-        self._used = {}  # key id -> last_used_at, newest (maybe not written yet)
-        self._written = {}  # key id -> reactor time of its last write
-        self._timers = {}  # key id -> DelayedCall of its next write
+        self._keys: list[Record] = []
+        self._used: dict[str, str] = {}  # key id -> last_used_at, newest (maybe not written yet)
+        self._written: dict[str, float] = {}  # key id -> reactor time of its last write
+        self._timers: dict[str, IDelayedCall] = {}  # key id -> DelayedCall of its next write
 
-    def load(self):
-        d = self._store.list_keys()
-        d.addCallback(self._loaded)
-        return d
+    def load(self) -> Deferred[list[Record]]:
+        """Read every key from the store into memory; fires with them."""
+        return self._store.list_keys().addCallback(self._loaded)
 
-    def _loaded(self, keys):
+    def _loaded(self, keys: list[Record]) -> list[Record]:
         self._keys = keys
         return keys
 
-    def authenticate(self, token):
+    def authenticate(self, token: str | None) -> Record | None:
         """The key record matching ``token``, or None."""
         if not token:
             return None
@@ -141,7 +146,7 @@ class KeyRing:
 
     # last_used_at
 
-    def _touch(self, key_id):
+    def _touch(self, key_id: str) -> None:
         now = self._reactor.seconds()
         self._used[key_id] = _iso(now)
         if key_id in self._timers:
@@ -154,11 +159,11 @@ class KeyRing:
                 last + FLUSH_INTERVAL - now, self._due, key_id
             )
 
-    def _due(self, key_id):
+    def _due(self, key_id: str) -> None:
         del self._timers[key_id]
         self._write([key_id])
 
-    def _write(self, key_ids):
+    def _write(self, key_ids: list[str]) -> Deferred[None]:
         now = self._reactor.seconds()
         for key_id in key_ids:
             self._written[key_id] = now
@@ -166,7 +171,7 @@ class KeyRing:
         d.addErrback(lambda f: self.log.failure("Recording when API keys were used failed", f))
         return d
 
-    def flush(self):
+    def flush(self) -> Deferred[None]:
         """Write every ``last_used_at`` still held back (on shut-down); fires when written."""
         key_ids = list(self._timers)
         for key_id in key_ids:
@@ -177,7 +182,7 @@ class KeyRing:
 
     # reading and revoking
 
-    def view(self, record):
+    def view(self, record: Record) -> dict[str, Any]:
         """What the API shows of a key: never its hash (nor, having none, its plaintext)."""
         return {
             "id": record["id"],
@@ -187,11 +192,11 @@ class KeyRing:
             "last_used_at": self._used.get(record["id"], record.get("last_used_at")),
         }
 
-    def list(self):
+    def list(self) -> list[dict[str, Any]]:
         """Every key's view, oldest first."""
         return [self.view(record) for record in self._keys]
 
-    def revoke(self, key_id):
+    def revoke(self, key_id: str) -> Deferred[dict[str, Any]]:
         """
         Delete a key; fire with its view once the in-memory list no longer has
         it, so the very next request with it is refused. ``NotFound`` for an
@@ -199,7 +204,7 @@ class KeyRing:
         """
         d = self._store.delete_key(key_id)
 
-        def deleted(record):
+        def deleted(record: Record) -> dict[str, Any]:
             self._keys = [k for k in self._keys if k["id"] != key_id]
             timer = self._timers.pop(key_id, None)
             if timer is not None:
@@ -209,7 +214,7 @@ class KeyRing:
             self._used.pop(key_id, None)
             return view
 
-        def refused(failure):
+        def refused(failure: Failure) -> NoReturn:
             failure.trap(Missing, LastAdminKey)
             if failure.check(Missing):
                 raise NotFound(f"no API key with id '{key_id}'")
@@ -218,10 +223,9 @@ class KeyRing:
                 "could manage the gateway; create another admin key first"
             )
 
-        d.addCallbacks(deleted, refused)
-        return d
+        return d.addCallbacks(deleted, refused)
 
-    def create(self, name, scope):
+    def create(self, name: str, scope: str) -> Deferred[tuple[Record, str]]:
         """Fire with ``(record, plaintext)``; the plaintext is never stored."""
         if scope not in SCOPES:
             raise ValueError("scope must be one of: " + ", ".join(SCOPES))
@@ -233,12 +237,10 @@ class KeyRing:
             "key_hash": hash_key(plaintext),
             "created_at": datetime.now(timezone.utc).isoformat(),
         }
-        d = self._store.add_key(record)
-        d.addCallback(lambda _: self.load())
-        d.addCallback(lambda _: (record, plaintext))
-        return d
+        d = self._store.add_key(record).addCallback(lambda _: self.load())
+        return d.addCallback(lambda _: (record, plaintext))
 
-    def bootstrap(self, key_path):
+    def bootstrap(self, key_path: str) -> Deferred[str | None]:
         """
         On first start (no key at all) create an admin key and write it to
         ``key_path`` with mode 0600. Fires with the path written, or None.
@@ -247,18 +249,16 @@ class KeyRing:
             return self._noop()
         d = self.create("bootstrap", "admin")
 
-        def write(result):
+        def write(result: tuple[Record, str]) -> Deferred[str]:
             _, plaintext = result
             return write_key_file(self._reactor, key_path, plaintext)
 
-        def logged(_):
+        def logged(_: object) -> str | None:
             self.log.info("Created the first admin API key; it is in {path}", path=key_path)
             return key_path
 
-        d.addCallback(write)
-        d.addCallback(logged)
-        return d
+        return d.addCallback(write).addCallback(logged)
 
     @staticmethod
-    def _noop():
+    def _noop() -> Deferred[str | None]:
         return succeed(None)

@@ -18,11 +18,14 @@ reading: an entry yielding more than its header said, or more than the total
 allowance, is a 413 as well.
 """
 
+from __future__ import annotations
+
 import io
 import re
 import stat
 import zipfile
 import zlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from edgegw_tx.admin.errors import BadRequest, PayloadTooLarge
@@ -43,10 +46,10 @@ class Bundle:
 
     spec_name: str
     spec_text: str
-    handlers: dict = field(default_factory=dict)
+    handlers: dict[str, bytes] = field(default_factory=dict)
 
 
-def _ignored(name):
+def _ignored(name: str) -> bool:
     """Folders and the litter of archivers (macOS resource forks, Finder files)."""
     base = name.rsplit("/", 1)[-1]
     return (
@@ -57,7 +60,7 @@ def _ignored(name):
     )
 
 
-def check_entry_name(info):
+def check_entry_name(info: zipfile.ZipInfo) -> None:
     """``BadRequest`` naming an entry that could escape the folder it is extracted to."""
     name = info.filename
     shown = name if len(name) <= 200 else name[:200] + "..."
@@ -71,29 +74,32 @@ def check_entry_name(info):
         raise BadRequest(f"bundle entry '{shown}' is a symbolic link", entry=name)
 
 
-def _end_record(data):
+def _end_record(data: bytes) -> tuple[int, int] | None:
     """
     (entries, central directory size) from the end-of-central-directory record
     (zip64 aware), or ``None`` when there is none; ``zipfile._EndRecData`` has
     parsed it since Python 2 and is what ``ZipFile`` itself uses.
     """
-    endrec = zipfile._EndRecData(io.BytesIO(data))
+    # typeshed leaves zipfile's private helpers out.
+    endrec = zipfile._EndRecData(io.BytesIO(data))  # type: ignore[attr-defined]
     if not endrec:
         return None
-    return endrec[zipfile._ECD_ENTRIES_TOTAL], endrec[zipfile._ECD_SIZE]
+    entries: int = endrec[zipfile._ECD_ENTRIES_TOTAL]  # type: ignore[attr-defined]
+    size: int = endrec[zipfile._ECD_SIZE]  # type: ignore[attr-defined]
+    return entries, size
 
 
-def _too_many_entries(count):
+def _too_many_entries(count: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"the bundle has {count} entries; at most {MAX_ENTRIES} are allowed")
 
 
-def _too_big():
+def _too_big() -> PayloadTooLarge:
     return PayloadTooLarge(
         f"the bundle is larger than {MAX_UNCOMPRESSED // (1024 * 1024)} MiB uncompressed"
     )
 
 
-def open_zip(data):
+def open_zip(data: bytes) -> zipfile.ZipFile:
     """A ``ZipFile`` over ``data`` whose directory passed the count and size checks."""
     if not data or not data.startswith(b"PK"):
         raise BadRequest("not a zip archive")
@@ -124,10 +130,11 @@ def open_zip(data):
 class _Budget:
     """The uncompressed bytes still allowed, counted as they are inflated."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.left = MAX_UNCOMPRESSED
 
-    def read(self, archive, info):
+    def read(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+        """The entry's bytes, inflated under the budget and the size its header claims."""
         chunks = []
         size = 0
         try:
@@ -151,7 +158,7 @@ class _Budget:
         return b"".join(chunks)
 
 
-def _strip_common_folder(files):
+def _strip_common_folder(files: dict[str, zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:
     """``{name: info}`` without a single top folder that wraps everything (``petstore/...``)."""
     tops = {name.split("/", 1)[0] for name in files}
     if len(tops) == 1 and all("/" in name for name in files):
@@ -160,7 +167,8 @@ def _strip_common_folder(files):
     return files
 
 
-def _pick_spec(names):
+def _pick_spec(names: Collection[str]) -> str:
+    """The name of the bundle's OpenAPI document: the one at its root, or the only one."""
     at_root = sorted(n for n in names if n.lower() in SPEC_NAMES)
     if len(at_root) == 1:
         return at_root[0]
@@ -182,10 +190,10 @@ def _pick_spec(names):
     )
 
 
-def read_bundle(data):
+def read_bundle(data: bytes) -> Bundle:
     """The ``Bundle`` in zip ``data``; ``BadRequest`` or ``PayloadTooLarge`` as the module says."""
     archive = open_zip(data)
-    files = {}
+    files: dict[str, zipfile.ZipInfo] = {}
     for info in archive.infolist():
         if _ignored(info.filename):
             continue
@@ -200,7 +208,7 @@ def read_bundle(data):
         spec_text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise BadRequest(f"the spec '{spec_name}' is not UTF-8 text: {e}", entry=spec_name)
-    handlers = {}
+    handlers: dict[str, bytes] = {}
     for name in sorted(files):
         if name.endswith(".rs"):
             handlers[name] = budget.read(archive, files[name])

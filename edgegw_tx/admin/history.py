@@ -15,9 +15,14 @@ restart, rollback or settings change): a reading lower than the one before is
 taken as a new pool, whose whole count falls in the interval.
 """
 
-from collections import deque
+from __future__ import annotations
 
-from twisted.internet.defer import maybeDeferred
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from edgegw_tx.workers.pool import LATENCY_BOUNDS
@@ -28,8 +33,17 @@ DEFAULT_TOP = 10
 MAX_TOP = 100
 SERIES = ("requests", "failed", "rate", "mean_ms", "p50_ms")
 
+Reading = tuple[int, int, float, list[int], Any]
+"""One pool's counters: (served, failed, latency_seconds, buckets, version)."""
 
-def median_ms(buckets, bounds=LATENCY_BOUNDS):
+Delta = tuple[int, int, float, list[int]]
+"""What happened between two readings: (requests, failed, latency_seconds, buckets)."""
+
+Point = tuple[int, int, float | None, float | None, float | None]
+"""A stored sample of one endpoint, in the order of L{SERIES}."""
+
+
+def median_ms(buckets: Sequence[int], bounds: Sequence[float] = LATENCY_BOUNDS) -> float | None:
     """
     The p50, in milliseconds, of requests counted per bucket (``bounds`` are
     the buckets' upper bounds in seconds, one more bucket for the rest); None
@@ -52,7 +66,7 @@ def median_ms(buckets, bounds=LATENCY_BOUNDS):
     return None
 
 
-def _reading(stats):
+def _reading(stats: Mapping[str, Any]) -> Reading:
     """(served, failed, latency_seconds, buckets) of one pool's ``stats()``."""
     buckets = stats.get("latency_buckets") or []
     return (
@@ -64,7 +78,7 @@ def _reading(stats):
     )
 
 
-def _delta(now, before):
+def _delta(now: Reading, before: Reading | None) -> Delta:
     """What happened between two readings of one endpoint's pool (all of ``now`` after a reset)."""
     served, failed, latency, buckets, version = now
     if before is not None:
@@ -86,7 +100,7 @@ def _delta(now, before):
     return served, failed, latency, buckets
 
 
-def _point(requests, failed, latency, buckets, seconds):
+def _point(requests: int, failed: int, latency: float, buckets: Sequence[int], seconds: float) -> Point:
     """The stored sample of one endpoint: (requests, failed, rate, mean_ms, p50_ms)."""
     rate = round(requests / seconds, 3) if seconds > 0 else None
     mean = round(latency / requests * 1000.0, 3) if requests else None
@@ -94,9 +108,18 @@ def _point(requests, failed, latency, buckets, seconds):
 
 
 class StatsHistory:
+    """The samples of the last ``window`` seconds (see the module docstring)."""
+
     log = Logger()
 
-    def __init__(self, source, clock, refresh=None, interval=DEFAULT_INTERVAL, window=DEFAULT_WINDOW):
+    def __init__(
+        self,
+        source: Callable[[], Mapping[str, Mapping[str, Any]]],
+        clock: IReactorTime,
+        refresh: Callable[[], object] | None = None,
+        interval: float = DEFAULT_INTERVAL,
+        window: float = DEFAULT_WINDOW,
+    ) -> None:
         """
         ``source()`` answers ``{endpoint_id: stats()}`` of the running pools
         (``EndpointManager.pool_stats_by_endpoint``); ``refresh()`` -> Deferred
@@ -108,40 +131,49 @@ class StatsHistory:
         self._clock = clock
         self.interval = interval
         self.window = window
-        self._samples = deque(maxlen=max(1, int(round(window / interval))))
-        self._last = {}  # endpoint_id -> its pool's reading at the last sample
-        self._last_time = None
+        # (time, the gateway's point, {endpoint_id: point})
+        self._samples: deque[tuple[float, Point, dict[str, Point]]] = deque(
+            maxlen=max(1, int(round(window / interval)))
+        )
+        self._last: dict[str, Reading] = {}  # endpoint_id -> its pool's reading at the last sample
+        self._last_time: float | None = None
 
-    def sample(self):
+    def sample(self) -> Deferred[float | None]:
         """
         Take one sample (after ``refresh``); a Deferred that never fails: an
         error is logged and the sample skipped, so a ``TimerService`` goes on.
         """
         d = maybeDeferred(self._refresh) if self._refresh is not None else maybeDeferred(lambda: None)
-        d.addCallback(lambda _: self._take())
-        d.addErrback(lambda f: self.log.failure("Taking a stats sample failed", f))
-        return d
+        taken = d.addCallback(lambda _: self._take())
+        return taken.addErrback(lambda f: self.log.failure("Taking a stats sample failed", f))
 
-    def _take(self):
+    def _take(self) -> float:
         now = self._clock.seconds()
         seconds = now - self._last_time if self._last_time is not None else self.interval
         readings = {eid: _reading(stats) for eid, stats in self._source().items()}
-        points = {}
-        total = [0, 0, 0.0, [0] * (len(LATENCY_BOUNDS) + 1)]
+        points: dict[str, Point] = {}
+        all_requests, all_failed, all_latency = 0, 0, 0.0
+        all_buckets = [0] * (len(LATENCY_BOUNDS) + 1)
         for endpoint_id, reading in readings.items():
             requests, failed, latency, buckets = _delta(reading, self._last.get(endpoint_id))
             points[endpoint_id] = _point(requests, failed, latency, buckets, seconds)
-            total[0] += requests
-            total[1] += failed
-            total[2] += latency
-            if len(buckets) == len(total[3]):
-                total[3] = [x + y for x, y in zip(total[3], buckets)]
-        self._samples.append((now, _point(*total, seconds), points))
+            all_requests += requests
+            all_failed += failed
+            all_latency += latency
+            if len(buckets) == len(all_buckets):
+                all_buckets = [x + y for x, y in zip(all_buckets, buckets)]
+        total = _point(all_requests, all_failed, all_latency, all_buckets, seconds)
+        self._samples.append((now, total, points))
         self._last = readings
         self._last_time = now
         return now
 
-    def view(self, names=None, endpoint_ids=None, top=DEFAULT_TOP):
+    def view(
+        self,
+        names: Mapping[str, str] | None = None,
+        endpoint_ids: Iterable[str] | None = None,
+        top: int = DEFAULT_TOP,
+    ) -> dict[str, Any]:
         """
         The history as columns, oldest sample first: ``times`` and, for the
         whole gateway (``total``) and per endpoint, one list per series of
@@ -154,7 +186,7 @@ class StatsHistory:
         samples = list(self._samples)
         times = [round(when, 3) for when, _, _ in samples]
         total = {name: [point[i] for _, point, _ in samples] for i, name in enumerate(SERIES)}
-        seen = {}
+        seen: dict[str, int] = {}
         for _, _, points in samples:
             for endpoint_id, point in points.items():
                 seen[endpoint_id] = seen.get(endpoint_id, 0) + point[0]
@@ -164,11 +196,11 @@ class StatsHistory:
             chosen = sorted(seen, key=lambda eid: (-seen[eid], eid))[:top]
         endpoints = []
         for endpoint_id in chosen:
-            series = {name: [] for name in SERIES}
+            series: dict[str, list[float | None]] = {name: [] for name in SERIES}
             for _, _, points in samples:
-                point = points.get(endpoint_id)
+                found = points.get(endpoint_id)
                 for i, name in enumerate(SERIES):
-                    series[name].append(point[i] if point is not None else None)
+                    series[name].append(found[i] if found is not None else None)
             endpoints.append(
                 dict(
                     id=endpoint_id,

@@ -17,15 +17,19 @@ in place of the route table, the service registry and the worker pools.
 """
 
 import os
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.internet import TimerService
-from twisted.application.service import MultiService
-from twisted.internet.defer import gatherResults, maybeDeferred, succeed
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from edgegw_tx.admin.api import AdminAPI
 from edgegw_tx.admin.auth import KeyRing
+from edgegw_tx.admin.deployments import Pool, PoolFactory
 from edgegw_tx.admin.domains import CollectionManager, DomainManager
 from edgegw_tx.admin.logs import LogBook
 from edgegw_tx.admin.limits import BODY_TIMEOUT as ADMIN_BODY_TIMEOUT
@@ -42,17 +46,20 @@ from edgegw_tx.datadir_lock import DataDirLock
 from edgegw_tx.gateway.front import DEFAULT_HTTP, HTTP_LAYERS, data_plane_factory
 from edgegw_tx.gateway.listening import DrainingServerService
 from edgegw_tx.gateway.routes import RouteTable
-from edgegw_tx.store import SQLiteStore, StoreRefused
+from edgegw_tx.store import IStore, SQLiteStore, StoreRefused
 from edgegw_tx.store.sqlite import FILE_NAME as STORE_FILE
 from edgegw_tx.workers.isolation import DEFAULT_WORKER_UIDS, Isolation, UidAllocator
 from edgegw_tx.workers.isolation import environment as worker_environment
 from edgegw_tx.workers.network import NetworkNamespaces, PoolInNamespace, gateway_tag
 from edgegw_tx.workers.pool import WorkerPool
 
+if TYPE_CHECKING:
+    from edgegw_tx.processes import MirroredRoutes
+
 __all__ = ["DEFAULT_HTTP", "GatewayRuntime", "pool_options"]
 
 
-def pool_options(settings):
+def pool_options(settings: Mapping[str, Any]) -> dict[str, Any]:
     """An endpoint's stored settings as ``WorkerPool`` keyword arguments."""
     settings = effective_settings(settings)
     return {
@@ -72,35 +79,35 @@ class GatewayRuntime(MultiService):
 
     def __init__(
         self,
-        data_dir,
-        listen,
-        admin_listen,
-        sdk_path,
-        cargo=None,
-        crate_source="auto",
-        max_frame=16 * 1024 * 1024,
-        build_target_dir=None,
-        reactor=None,
-        registry=None,
-        keep_versions=10,
-        http=None,
-        processes=1,
-        process_environ=None,
-        worker_user=None,
-        worker_uids=DEFAULT_WORKER_UIDS,
-        build_user=DEFAULT_BUILD_USER,
-        http_limits=None,
-        admin_max_body=ADMIN_MAX_BODY,
-        data_dir_lock=None,
-        admin_header_timeout=ADMIN_HEADER_TIMEOUT,
-        admin_body_timeout=ADMIN_BODY_TIMEOUT,
-        store=None,
-        keys=None,
-        builder=None,
-        isolation=None,
-        network=None,
-        pool_factory=None,
-    ):
+        data_dir: str,
+        listen: str,
+        admin_listen: str,
+        sdk_path: str,
+        cargo: str | None = None,
+        crate_source: str = "auto",
+        max_frame: int = 16 * 1024 * 1024,
+        build_target_dir: str | None = None,
+        reactor: Any = None,
+        registry: Any = None,
+        keep_versions: int = 10,
+        http: str | None = None,
+        processes: int = 1,
+        process_environ: dict[str, str] | None = None,
+        worker_user: str | None = None,
+        worker_uids: str | tuple[int, int] = DEFAULT_WORKER_UIDS,
+        build_user: str = DEFAULT_BUILD_USER,
+        http_limits: dict[str, Any] | None = None,
+        admin_max_body: int = ADMIN_MAX_BODY,
+        data_dir_lock: DataDirLock | None = None,
+        admin_header_timeout: float = ADMIN_HEADER_TIMEOUT,
+        admin_body_timeout: float = ADMIN_BODY_TIMEOUT,
+        store: IStore | None = None,
+        keys: KeyRing | None = None,
+        builder: Any = None,
+        isolation: Isolation | None = None,
+        network: NetworkNamespaces | None = None,
+        pool_factory: PoolFactory | None = None,
+    ) -> None:
         """
         ``registry`` replaces the service plane's ``ServiceRegistry`` (tests pass
         a fake); ``keep_versions`` is how many compiled versions of an endpoint
@@ -136,7 +143,7 @@ class GatewayRuntime(MultiService):
         """
         if processes < 1:
             raise ValueError("processes must be at least 1")
-        super().__init__()
+        MultiService.__init__(self)
         if reactor is None:
             from twisted.internet import reactor
         self._reactor = reactor
@@ -158,7 +165,7 @@ class GatewayRuntime(MultiService):
             from edgegw_tx.services.registry import ServiceRegistry
 
             registry = ServiceRegistry(self.data_dir, reactor=reactor)
-        self.routes = RouteTable()
+        self.routes: RouteTable | MirroredRoutes = RouteTable()
         # The data-plane processes when there are several (None: this one serves).
         self.processes = None
         if processes > 1:
@@ -234,7 +241,7 @@ class GatewayRuntime(MultiService):
             sites = [(listen, data_site), (admin_listen, admin_site)]
         else:
             # The data-plane processes' socket is bound by the group, which starts first.
-            self.processes.setServiceParent(self)
+            Service.setServiceParent(self.processes, self)
             if http not in (None,) + HTTP_LAYERS:  # here, not in N data-plane processes
                 raise ValueError(f"unknown HTTP layer {http!r}: httptools or twisted")
             sites = [(admin_listen, admin_site)]
@@ -243,17 +250,19 @@ class GatewayRuntime(MultiService):
             # Stopping accepts what the kernel queued before closing (gateway/listening.py).
             # A port that cannot be bound raises from the start (DrainingServerService).
             service = DrainingServerService(serverFromString(reactor, description), site)
-            service.setServiceParent(self)
+            Service.setServiceParent(service, self)
             self.listeners.append(service)
 
-    def ports(self):
+    def ports(self) -> "Deferred[list[Any]]":
         """Fire with the listening ports (data plane, control plane) once bound."""
         waiting = [service.whenListening() for service in self.listeners]
         if self.processes is not None:
             waiting.insert(0, self.processes.when_listening())
         return gatherResults(waiting)
 
-    def _make_pool(self, record, binary, log, version=None):
+    def _make_pool(
+        self, record: Mapping[str, Any], binary: str, log: Callable[[str, str], None], version: str | None = None
+    ) -> Pool:
         sandbox = os.path.join(self.data_dir, "sandbox", record["id"])
         # The manager puts the endpoint's own uid in the record (UidAllocator).
         identity = self.isolation.identity(record.get("worker_uid"))
@@ -281,7 +290,7 @@ class GatewayRuntime(MultiService):
         if self.processes is not None:
             from edgegw_tx.processes import PoolProxy
 
-            pool = PoolProxy(
+            pool: Pool = PoolProxy(
                 self.processes, record["name"], [binary], endpoint_id=record["id"], log=log, **options
             )
         else:
@@ -297,11 +306,11 @@ class GatewayRuntime(MultiService):
             pool = PoolInNamespace(pool, self.network, record["id"], settings["network"])
         return pool
 
-    def startService(self):
+    def startService(self) -> "Deferred[None]":
         # The listeners may be bound already (twistd's privilegedStartService):
         # until the keys and endpoints are loaded the API says it is starting.
         self.api.starting = True
-        self.routes.restoring = True
+        self._restoring(True)
         self.log.info("{isolation}", isolation=self.isolation.describe())
         if self.builder.sandbox is not None:
             self.log.info("{sandbox}", sandbox=self.builder.sandbox.describe())
@@ -327,11 +336,16 @@ class GatewayRuntime(MultiService):
         d.addErrback(self._failed_to_start)
         return d
 
-    def _started(self, _):
-        self.api.starting = False
-        self.routes.restoring = False
+    def _restoring(self, restoring: bool) -> None:
+        """This process's route table answers "starting" while endpoints are restored (the data-plane processes have their own)."""
+        if isinstance(self.routes, RouteTable):
+            self.routes.restoring = restoring
 
-    def _failed_to_start(self, failure):
+    def _started(self, _: object) -> None:
+        self.api.starting = False
+        self._restoring(False)
+
+    def _failed_to_start(self, failure: Failure) -> None:
         if failure.check(StoreRefused):
             # A store it cannot use (a failed migration ...): the operator's one line, no traceback.
             self.log.error("edgegw could not start: {reason}", reason=str(failure.value))
@@ -339,8 +353,8 @@ class GatewayRuntime(MultiService):
             self.log.failure("edgegw could not start", failure)
         self._reactor.stop()
 
-    def stopService(self):
-        d = MultiService.stopService(self)
+    def stopService(self) -> "Deferred[None]":
+        d: Deferred[Any] = MultiService.stopService(self)
         d.addCallback(lambda _: gatherResults([self.manager.stop_all(), self._close_connections()]))
         d.addBoth(lambda result: self.network.close().addBoth(lambda _: result))
         d.addBoth(self._close_registry)
@@ -350,7 +364,7 @@ class GatewayRuntime(MultiService):
         d.addBoth(lambda _: self.data_dir_lock.release())
         return d
 
-    def _close_connections(self):
+    def _close_connections(self) -> "Deferred[None]":
         """
         Once the listeners stopped: answer what the data plane's connections
         have begun and close them (gateway/http.py), while the pools drain.
@@ -358,11 +372,11 @@ class GatewayRuntime(MultiService):
         close = getattr(self._data_site, "close_connections", None)
         if close is None:
             return succeed(None)
-        d = close()
+        d: Deferred[None] = close()
         d.addErrback(lambda f: self.log.failure("Closing the data plane's connections failed", f))
         return d
 
-    def _close_registry(self, result):
+    def _close_registry(self, result: object) -> "Deferred[object]":
         """After the workers drained: no call can reach a connector any more."""
         d = maybeDeferred(self.registry.close)
         d.addErrback(lambda f: self.log.failure("Closing the service connectors failed", f))

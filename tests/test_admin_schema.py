@@ -14,7 +14,7 @@ import json
 import re
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
@@ -31,6 +31,7 @@ NOT_ECMA = re.compile(r"\\[AZz]|\(\?P|\(\?<[=!]|\(\?[aiLmsux]|\(\?#")
 PYTHON_ONLY = (
     "is not a valid path pattern",  # the path's grammar: a parameter named twice, bad percent-escapes
     "must not be above max_instances",  # min_instances <= max_instances
+    "is not an IPv6 address",  # a network entry's [address]: the pattern only approximates IPv6's grammar
 )
 
 
@@ -75,3 +76,146 @@ class PatternTests(unittest.SynchronousTestCase):
         self.assertIsNone(ecma_regex("^[A-Z]+$").search("A\n"))
         self.assertIsNotNone(ecma_regex("^[A-Z$]+$").search("A$"))
         self.assertFalse(schema_accepts("EndpointCreate", {"name": "x", "path": "/x", "method": "GET\n"}))
+
+
+# -- bodies from the published schema, and just outside it ------------------------------
+
+
+def _strings(schema: dict[str, Any]) -> st.SearchStrategy[str]:
+    """Strings of ``schema``: its patterns (every one of an ``allOf``), length and ``not``."""
+    patterns = [schema["pattern"]] if "pattern" in schema else []
+    patterns += [part["pattern"] for part in schema.get("allOf", ()) if "pattern" in part]
+    refused = [part["not"]["pattern"] for part in [schema, *schema.get("allOf", ())] if "pattern" in part.get("not", {})]
+    if patterns:
+        base = st.from_regex(ecma_regex(patterns[0]))
+    elif "enum" in schema:
+        base = st.sampled_from(schema["enum"])
+    else:
+        base = st.text(max_size=min(schema.get("maxLength", 30), 30))
+    return base.filter(
+        lambda s: len(s) <= schema.get("maxLength", len(s))
+        and len(s) >= schema.get("minLength", 0)
+        and all(ecma_regex(p).search(s) for p in patterns[1:])
+        and not any(ecma_regex(p).search(s) for p in refused)
+    )
+
+
+def values(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
+    """Values the (published, ref-free) ``schema`` accepts, for the keywords the document uses."""
+    if "const" in schema:
+        return st.just(schema["const"])
+    for combinator in ("oneOf", "anyOf"):
+        if combinator in schema and "type" not in schema:
+            return st.one_of([values(part) for part in schema[combinator]])
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        one_type = [dict(schema, type=one) for one in kind if one != "null"]
+        for part in one_type:
+            if "enum" in part:
+                part["enum"] = [v for v in part["enum"] if v is not None]
+        return st.one_of([*map(values, one_type), st.none()])
+    if schema.get("enum") and kind != "string":
+        return st.sampled_from(schema["enum"])
+    if kind == "string":
+        return _strings(schema)
+    if kind == "boolean":
+        return st.booleans()
+    if kind == "integer":
+        if "anyOf" in schema:  # the limits: 0, or a range
+            return st.one_of([st.just(0), st.integers(schema["anyOf"][1]["minimum"], schema["anyOf"][1]["maximum"])])
+        return st.integers(schema.get("minimum"), schema.get("maximum"))
+    if kind == "number":
+        low = schema.get("minimum", schema.get("exclusiveMinimum"))
+        return st.floats(low, schema.get("maximum"), exclude_min="exclusiveMinimum" in schema, allow_nan=False)
+    if kind == "array":
+        return st.lists(values(schema["items"]), min_size=schema.get("minItems", 0), max_size=min(schema.get("maxItems", 3), 3))
+    if kind == "object":
+        properties = schema.get("properties", {})
+        required = schema.get("required", [])
+        if not properties:  # a map
+            keys = _strings(dict(schema.get("propertyNames", {}), type="string"))
+            return st.dictionaries(keys, values(schema["additionalProperties"]), max_size=min(schema.get("maxProperties", 3), 3))
+        writable = {k: v for k, v in properties.items() if "type" in v or "oneOf" in v or "anyOf" in v}
+        return st.fixed_dictionaries(
+            {k: values(writable[k]) for k in required},
+            optional={k: values(v) for k, v in writable.items() if k not in required},
+        )
+    raise AssertionError(f"no strategy for {schema}")
+
+
+WRONG_TYPES = (None, True, 1.5, 7, "x", [], {})
+EXAMPLES = 300
+# A body that disagrees is reported as found: shrinking bodies this size through
+# the filters above takes minutes.
+NO_SHRINKING = (Phase.explicit, Phase.reuse, Phase.generate)
+
+
+@st.composite
+def just_outside(draw: st.DrawFn, name: str) -> tuple[str, dict[str, Any]]:
+    """A body of ``name`` with one change that takes it outside the schema: (what was done, the body)."""
+    schema = PUBLISHED[name]
+    body = dict(draw(values(schema)))
+    properties = schema["properties"]
+    typed = sorted(k for k, v in properties.items() if "type" in v)
+    kind = draw(st.sampled_from(["longer", "type", "unknown", "missing", "pattern"]))
+    if kind == "longer":
+        field = draw(st.sampled_from(sorted(k for k in typed if "maxLength" in properties[k])))
+        body[field] = "a" * (properties[field]["maxLength"] + 1)
+    elif kind == "type":
+        field = draw(st.sampled_from(typed))
+        body[field] = draw(st.sampled_from(WRONG_TYPES))
+    elif kind == "unknown":
+        field = draw(st.text(min_size=1, max_size=10).filter(lambda k: k not in properties))
+        body[field] = draw(st.sampled_from(WRONG_TYPES))
+    elif kind == "missing" and schema.get("required"):
+        field = draw(st.sampled_from(schema["required"]))
+        body.pop(field, None)
+    else:
+        field = draw(st.sampled_from(sorted(k for k in typed if "pattern" in properties[k])))
+        pattern = ecma_regex(properties[field]["pattern"])
+        body[field] = draw(st.text(max_size=20).filter(lambda s: not pattern.search(s)))
+    return f"{kind} {field}", body
+
+
+class AgreementTests(unittest.SynchronousTestCase):
+    """
+    The server's checks and the published schema agree on each body: accepted
+    by the server exactly when valid for the schema, but for ``PYTHON_ONLY``.
+    """
+
+    cases = {"inside": 0, "outside": 0, "disagreements": 0}
+
+    def server_accepts(self, name: str, body: Any) -> bool:
+        """Whether the server takes ``body`` as the body of ``name`` (a 400 is False)."""
+        current = None if name == "EndpointCreate" else endpoint_fields({"name": "x", "path": "/x", "method": "GET"})
+        try:
+            endpoint_fields(body, current)
+        except BadRequest as e:
+            if any(words in e.message for words in PYTHON_ONLY):
+                return schema_accepts(name, body)  # a rule the schema cannot say: not a disagreement
+            return False
+        return True
+
+    def agree(self, name: str, body: Any, where: str) -> None:
+        """Fail, naming the body, unless the server and the schema agree on it."""
+        schema, server = schema_accepts(name, body), self.server_accepts(name, body)
+        if schema != server:
+            self.cases["disagreements"] += 1
+        self.assertEqual(schema, server, f"{where}: schema {schema}, server {server}: {body!r}")
+
+    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), phases=NO_SHRINKING)
+    @given(st.sampled_from(["EndpointCreate", "EndpointUpdate"]).flatmap(lambda n: st.tuples(st.just(n), values(PUBLISHED[n]))))
+    def test_bodies_of_the_schema_are_accepted(self, case: tuple[str, Any]) -> None:
+        """Every body generated from the published schema is accepted by the server."""
+        name, body = case
+        self.cases["inside"] += 1
+        self.agree(name, body, "inside")
+        self.assertTrue(schema_accepts(name, body), body)
+
+    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), phases=NO_SHRINKING)
+    @given(st.sampled_from(["EndpointCreate", "EndpointUpdate"]).flatmap(lambda n: st.tuples(st.just(n), just_outside(n))))
+    def test_bodies_just_outside_are_refused(self, case: tuple[str, tuple[str, Any]]) -> None:
+        """A body one step outside the schema is refused by the server whenever the schema refuses it."""
+        name, (change, body) = case
+        self.cases["outside"] += 1
+        self.agree(name, body, change)

@@ -19,7 +19,7 @@ import sys
 INTERRUPTED = 130
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     """The ``edgegw`` console script."""
     try:
         from edgegw_tx.cli.commands import main as run_main

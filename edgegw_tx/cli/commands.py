@@ -12,12 +12,15 @@ be reached; 130 interrupted (Ctrl-C), except ``logs --follow``, whose normal
 end is Ctrl-C and which exits 0.
 """
 
+from __future__ import annotations
+
 import argparse
 import contextlib
 import json
 import os
 import sys
-from typing import Any
+from collections.abc import Callable, Generator, Mapping, Sequence
+from typing import Any, TextIO
 from urllib.parse import quote
 
 from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks, succeed
@@ -47,11 +50,14 @@ _UNREACHABLE = (
     RequestTransmissionFailed,
 )
 
+Work = Callable[["Gateway", "Context"], Deferred[int]]
+"""A command once its arguments are checked: run against the gateway, fires with the exit code."""
+
 
 class CommandError(Exception):
     """A failure the user is told about in one line: ``error: <message>``."""
 
-    def __init__(self, message, code=FAILED):
+    def __init__(self, message: str, code: int = FAILED) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
@@ -60,29 +66,33 @@ class CommandError(Exception):
 class GatewayError(CommandError):
     """The gateway answered ``{"ok": false, ...}``; ``document`` is the whole answer."""
 
-    def __init__(self, status, message, document):
+    def __init__(self, status: int, message: str, document: Any) -> None:
         super().__init__(message, FAILED)
         self.status = status
         self.document = document
 
 
 class Unreachable(CommandError):
-    def __init__(self, url, reason):
+    """The gateway could not be reached (exit 2): no answer at all, not a refusal."""
+
+    def __init__(self, url: str, reason: str) -> None:
         super().__init__(f"cannot reach the gateway at {url}: {reason}", USAGE)
 
 
 class Console:
     """Where the commands write: ``out`` for results, ``err`` for errors and warnings."""
 
-    def __init__(self, stdout=None, stderr=None):
+    def __init__(self, stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
         self.stdout = stdout if stdout is not None else sys.stdout
         self.stderr = stderr if stderr is not None else sys.stderr
 
-    def out(self, text=""):
+    def out(self, text: str = "") -> None:
+        """A line of results."""
         self.stdout.write(text + "\n")
         self.stdout.flush()
 
-    def err(self, text=""):
+    def err(self, text: str = "") -> None:
+        """A line of errors or warnings."""
         self.stderr.write(text + "\n")
         self.stderr.flush()
 
@@ -97,15 +107,24 @@ class Gateway:
     ``GatewayError`` / ``Unreachable``.
     """
 
-    def __init__(self, http, url, key):
+    def __init__(self, http: Any, url: str, key: str) -> None:
         self._http = http
         self.url = url.rstrip("/")
         self._key = key
 
     @inlineCallbacks
-    def call(self, method, path, json_body=None, params=None, raw=None, content_type=None):
+    def call(
+        self,
+        method: str,
+        path: str,
+        json_body: Any = None,
+        params: Mapping[str, object] | None = None,
+        raw: bytes | None = None,
+        content_type: str | None = None,
+    ) -> Generator[Deferred[Any], Any, Any]:
+        """One API call; fires with the envelope's ``data``."""
         headers = {"Authorization": "Bearer " + self._key, "Accept": "application/json"}
-        kwargs = {"headers": headers}
+        kwargs: dict[str, Any] = {"headers": headers}
         if params:
             kwargs["params"] = {k: str(v) for k, v in params.items()}
         if raw is not None:
@@ -141,9 +160,9 @@ class Gateway:
         return document.get("data")
 
     @inlineCallbacks
-    def all_pages(self, path):
+    def all_pages(self, path: str) -> Generator[Deferred[Any], Any, list[Any]]:
         """Every item of a paged list (``{items, page, pages}``), or the list itself."""
-        items = []
+        items: list[Any] = []
         page = 1
         while True:
             data = yield self.call("GET", path, params={"page": page, "limit": PAGE_SIZE})
@@ -155,13 +174,15 @@ class Gateway:
             page += 1
 
     @inlineCallbacks
-    def find_endpoint(self, name, domain=None, required=True):
+    def find_endpoint(
+        self, name: str, domain: str | None = None, required: bool = True
+    ) -> Generator[Deferred[Any], Any, dict[str, Any] | None]:
         """
         The endpoint called ``name`` (narrowed by ``domain`` when several share
         the name), or one whose id is ``name``; None when there is none and
         ``required`` is false.
         """
-        endpoints = yield self.all_pages("/api/endpoints")
+        endpoints: list[dict[str, Any]] = yield self.all_pages("/api/endpoints")
         named = [e for e in endpoints if e.get("name") == name]
         if len(named) > 1 and domain is not None:
             named = [e for e in named if e.get("domain") == domain]
@@ -180,7 +201,7 @@ class Gateway:
         return None
 
 
-def _reason(exception):
+def _reason(exception: Exception) -> str:
     """A short human reason for a connection failure."""
     if isinstance(exception, (ResponseNeverReceived, ResponseFailed, RequestTransmissionFailed)):
         reasons = getattr(exception, "reasons", None) or []
@@ -195,7 +216,7 @@ def _reason(exception):
 # --- configuration ----------------------------------------------------------
 
 
-def find_key(flag, environ, data_dir):
+def find_key(flag: str | None, environ: Mapping[str, str], data_dir: str) -> str:
     """
     The API key: ``--key``, else ``$EDGEGW_KEY``, else ``<data-dir>/admin.key``
     (written by the gateway on its first start). Raises ``CommandError`` (exit 2)
@@ -223,11 +244,11 @@ def find_key(flag, environ, data_dir):
     return key
 
 
-def _os_reason(error):
+def _os_reason(error: Exception) -> str:
     return getattr(error, "strerror", None) or str(error)
 
 
-def _read_bytes(path):
+def _read_bytes(path: str) -> bytes:
     # Synchronous on purpose: the command's input is read before the reactor runs.
     try:
         with open(path, "rb") as f:
@@ -236,7 +257,7 @@ def _read_bytes(path):
         raise CommandError(f"cannot read {path}: {_os_reason(e)}", USAGE)
 
 
-def _read_text(path):
+def _read_text(path: str) -> str:
     data = _read_bytes(path)
     try:
         return data.decode("utf-8")
@@ -247,7 +268,7 @@ def _read_text(path):
 # --- arguments --------------------------------------------------------------
 
 
-def _instances(text):
+def _instances(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -257,7 +278,7 @@ def _instances(text):
     return value
 
 
-def _positive_seconds(text):
+def _positive_seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -267,7 +288,7 @@ def _positive_seconds(text):
     return value
 
 
-def _seconds_ago(text):
+def _seconds_ago(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -277,14 +298,15 @@ def _seconds_ago(text):
     return value
 
 
-def _method(text):
+def _method(text: str) -> str:
     method = text.upper()
     if method not in METHODS:
         raise argparse.ArgumentTypeError("must be one of " + ", ".join(METHODS))
     return method
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: the commands, their arguments and the connection options."""
     # The connection options are accepted before and after the command
     # (``edgegw --url U ls`` and ``edgegw ls --url U``); SUPPRESS keeps a
     # sub-command's parser from overwriting a value given before it.
@@ -395,13 +417,15 @@ def build_parser():
 
 
 class Context:
-    def __init__(self, reactor, console, options):
+    """What a command's work reads besides the gateway: the clock, the console, the arguments."""
+
+    def __init__(self, reactor: Any, console: Console, options: argparse.Namespace) -> None:
         self.reactor = reactor
         self.console = console
         self.options = options
 
 
-def _prepare_deploy(options):
+def _prepare_deploy(options: argparse.Namespace) -> Work:
     name = options.name or _stem(options.file)
     if not name.strip():
         raise CommandError("the endpoint name is empty; pass --name", USAGE)
@@ -409,15 +433,15 @@ def _prepare_deploy(options):
     return lambda gateway, context: _deploy(gateway, context, name, code)
 
 
-def _stem(path):
+def _stem(path: str) -> str:
     base = os.path.basename(path)
     return base[:-3] if base.endswith(".rs") else os.path.splitext(base)[0]
 
 
 @inlineCallbacks
-def _deploy(gateway, context, name, code):
+def _deploy(gateway: Gateway, context: Context, name: str, code: str) -> Generator[Deferred[Any], Any, int]:
     options = context.options
-    fields = {"code": code}
+    fields: dict[str, Any] = {"code": code}
     for field in ("path", "method", "domain", "instances", "timeout"):
         value = getattr(options, field)
         if value is not None:
@@ -453,7 +477,7 @@ def _deploy(gateway, context, name, code):
     return OK
 
 
-def _deployed_line(record):
+def _deployed_line(record: Mapping[str, Any]) -> str:
     where = "" if record.get("domain") in (None, "*") else f" on {record['domain']}"
     pids = ", ".join(str(p) for p in record.get("pids") or []) or "none"
     return (
@@ -462,7 +486,7 @@ def _deployed_line(record):
     )
 
 
-def _print_diagnostics(console, document, name, source):
+def _print_diagnostics(console: Console, document: Any, name: str, source: str) -> None:
     """A compile failure as cargo shows it: each diagnostic's rendered text, then a summary."""
     diagnostics = (document or {}).get("diagnostics") or []
     for d in diagnostics:
@@ -480,24 +504,24 @@ def _print_diagnostics(console, document, name, source):
         console.err(f"error: {(document or {}).get('error') or 'compilation failed'}")
 
 
-def _plain_diagnostic(d):
+def _plain_diagnostic(d: Mapping[str, Any]) -> str:
     text = f"{d.get('level') or 'error'}: {d.get('message') or ''}"
     if d.get("line"):
         text += f"\n --> line {d['line']}, column {d.get('column') or 1}"
     return text
 
 
-def _prepare_ls(options):
+def _prepare_ls(options: argparse.Namespace) -> Work:
     return _ls
 
 
 @inlineCallbacks
-def _ls(gateway, context):
+def _ls(gateway: Gateway, context: Context) -> Generator[Deferred[Any], Any, int]:
     endpoints = yield gateway.all_pages("/api/endpoints")
     if not endpoints:
         context.console.out("no endpoints")
         return OK
-    rows = [("NAME", "METHOD", "PATH", "DOMAIN", "STATUS", "PIDS")]
+    rows: list[Sequence[object]] = [("NAME", "METHOD", "PATH", "DOMAIN", "STATUS", "PIDS")]
     for e in sorted(endpoints, key=lambda e: (str(e.get("name")), str(e.get("domain")))):
         pids = ",".join(str(p) for p in e.get("pids") or []) or "-"
         rows.append(
@@ -507,19 +531,19 @@ def _ls(gateway, context):
     return OK
 
 
-def _table(console, rows):
-    rows = [[("" if cell is None else str(cell)) for cell in row] for row in rows]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
+def _table(console: Console, rows: Sequence[Sequence[object]]) -> None:
+    cells = [[("" if cell is None else str(cell)) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    for row in cells:
         console.out("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
 
 
-def _prepare_logs(options):
+def _prepare_logs(options: argparse.Namespace) -> Work:
     return _logs
 
 
 @inlineCallbacks
-def _logs(gateway, context):
+def _logs(gateway: Gateway, context: Context) -> Generator[Deferred[Any], Any, int]:
     options = context.options
     endpoint = yield gateway.find_endpoint(options.name, domain=options.domain)
     path = f"/api/endpoints/{endpoint['id']}/logs"
@@ -543,7 +567,7 @@ def _logs(gateway, context):
         raise
 
 
-def _prepare_import(options):
+def _prepare_import(options: argparse.Namespace) -> Work:
     if options.file.lower().endswith(".zip"):
         bundle = _read_bytes(options.file)
         return lambda gateway, context: _import_bundle(gateway, context, bundle)
@@ -558,9 +582,9 @@ def _prepare_import(options):
 
 
 @inlineCallbacks
-def _import_openapi(gateway, context, spec):
+def _import_openapi(gateway: Gateway, context: Context, spec: str) -> Generator[Deferred[Any], Any, int]:
     options = context.options
-    body = {"spec": spec}
+    body: dict[str, Any] = {"spec": spec}
     if options.domain:
         body["domain"] = options.domain
     if options.collection_id:
@@ -572,9 +596,9 @@ def _import_openapi(gateway, context, spec):
 
 
 @inlineCallbacks
-def _import_bundle(gateway, context, bundle):
+def _import_bundle(gateway: Gateway, context: Context, bundle: bytes) -> Generator[Deferred[Any], Any, int]:
     options = context.options
-    params = {}
+    params: dict[str, str] = {}
     if options.domain:
         params["domain"] = options.domain
     if options.collection_id:
@@ -591,7 +615,7 @@ def _import_bundle(gateway, context, bundle):
 _FAILURE_LISTS = ("errors", "failed", "failures")
 
 
-def _print_import(console, data):
+def _print_import(console: Console, data: Any) -> int:
     """
     The import's answer, readably: each list (created, updated, skipped, ...)
     as a heading with one line per item. Exit 1 when it lists failures.
@@ -604,7 +628,7 @@ def _print_import(console, data):
     return FAILED if failed else OK
 
 
-def _print_mapping(console, mapping, indent):
+def _print_mapping(console: Console, mapping: Mapping[str, Any], indent: str) -> None:
     for key, value in mapping.items():
         label = str(key).replace("_", " ")
         if isinstance(value, list):
@@ -624,11 +648,11 @@ def _print_mapping(console, mapping, indent):
             console.out(f"{indent}{label}: {value}")
 
 
-def _is_record(value):
+def _is_record(value: Mapping[str, Any]) -> bool:
     return any(k in value for k in ("name", "id", "operation_id", "operationId", "host"))
 
 
-def _describe(item):
+def _describe(item: Any) -> str:
     """One line for an item of an import answer: a record, or anything else as text."""
     if not isinstance(item, dict):
         return str(item)
@@ -647,7 +671,7 @@ def _describe(item):
     return text or json.dumps(item, sort_keys=True)
 
 
-def _prepare_keys(options):
+def _prepare_keys(options: argparse.Namespace) -> Work:
     return {
         "create": _keys_create,
         "ls": _keys_ls,
@@ -656,7 +680,7 @@ def _prepare_keys(options):
 
 
 @inlineCallbacks
-def _keys_create(gateway, context):
+def _keys_create(gateway: Gateway, context: Context) -> Generator[Deferred[Any], Any, int]:
     options = context.options
     data = yield gateway.call("POST", "/api/keys", {"name": options.name, "scope": options.scope})
     key = data.get("key")
@@ -674,12 +698,12 @@ def _keys_create(gateway, context):
 
 
 @inlineCallbacks
-def _keys_ls(gateway, context):
+def _keys_ls(gateway: Gateway, context: Context) -> Generator[Deferred[Any], Any, int]:
     keys = yield gateway.all_pages("/api/keys")
     if not keys:
         context.console.out("no keys")
         return OK
-    rows = [("ID", "NAME", "SCOPE", "CREATED", "LAST USED")]
+    rows: list[Sequence[object]] = [("ID", "NAME", "SCOPE", "CREATED", "LAST USED")]
     for k in keys:
         # ``current``: the key this command authenticated with.
         name = f"{k.get('name')} (this key)" if k.get("current") else k.get("name")
@@ -690,14 +714,14 @@ def _keys_ls(gateway, context):
 
 
 @inlineCallbacks
-def _keys_revoke(gateway, context):
+def _keys_revoke(gateway: Gateway, context: Context) -> Generator[Deferred[Any], Any, int]:
     key_id = context.options.id
     yield gateway.call("DELETE", "/api/keys/" + quote(key_id, safe=""))
     context.console.out(f"revoked key {key_id}")
     return OK
 
 
-_COMMANDS = {
+_COMMANDS: dict[str, Callable[[argparse.Namespace], Work]] = {
     "deploy": _prepare_deploy,
     "ls": _prepare_ls,
     "logs": _prepare_logs,
@@ -709,7 +733,14 @@ _COMMANDS = {
 # --- running ------------------------------------------------------------------
 
 
-def run(argv, reactor=None, http=None, environ=None, stdout=None, stderr=None):
+def run(
+    argv: Sequence[str],
+    reactor: Any = None,
+    http: Any = None,
+    environ: Mapping[str, str] | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> Deferred[int]:
     """
     Run one command line; fire with the exit code (this Deferred never fails).
 
@@ -755,7 +786,7 @@ def run(argv, reactor=None, http=None, environ=None, stdout=None, stderr=None):
     gateway = Gateway(http, url, key)
     d = work(gateway, Context(reactor, console, options))
 
-    def interrupted():
+    def interrupted() -> None:
         if not d.called:
             d.cancel()
 
@@ -765,7 +796,7 @@ def run(argv, reactor=None, http=None, environ=None, stdout=None, stderr=None):
     return d
 
 
-def _reset_admin(data_dir: str, reactor: Any, console: Console) -> Deferred:
+def _reset_admin(data_dir: str, reactor: Any, console: Console) -> Deferred[int]:
     """``keys reset-admin`` on the data directory itself (cli/reset_admin.py); fires with the exit code."""
     from edgegw_tx.cli.reset_admin import ResetRefused, reset_admin
 
@@ -774,19 +805,21 @@ def _reset_admin(data_dir: str, reactor: Any, console: Console) -> Deferred:
 
     def refused(failure: Failure) -> int:
         failure.trap(ResetRefused)
-        console.err(f"error: {failure.value.message}")
-        return USAGE if failure.value.usage else FAILED
+        error = failure.value
+        assert isinstance(error, ResetRefused), "trapped above"
+        console.err(f"error: {error.message}")
+        return USAGE if error.usage else FAILED
 
-    d = reset_admin(data_dir, reactor, console.out)
-    d.addCallbacks(lambda _: OK, refused)
-    d.addErrback(_exit_code, console, False)
-    return d
+    d = reset_admin(data_dir, reactor, console.out).addCallbacks(lambda _: OK, refused)
+    return d.addErrback(_exit_code, console, False)
 
 
-def _exit_code(failure, console, debug):
-    if failure.check(CommandError):
-        console.err(f"error: {failure.value.message}")
-        return failure.value.code
+def _exit_code(failure: Failure, console: Console, debug: bool) -> int:
+    """The exit code of a failed command, told on the console."""
+    error = failure.value
+    if isinstance(error, CommandError):
+        console.err(f"error: {error.message}")
+        return error.code
     if failure.check(CancelledError):
         console.err("interrupted")
         return INTERRUPTED
@@ -796,28 +829,26 @@ def _exit_code(failure, console, debug):
     try:
         if debug:
             console.err(failure.getTraceback())
-        name = failure.type.__name__
+        name = type(error).__name__
         console.err(f"error: unexpected {name}: {failure.value} (EDGEGW_DEBUG=1 shows where)")
     except OSError:
         pass
     return FAILED
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     """Run ``argv`` (default ``sys.argv[1:]``) under ``react`` and exit with its code."""
     from twisted.internet.task import react
 
     argv = sys.argv[1:] if argv is None else argv
 
-    def start(reactor):
-        d = run(argv, reactor)
-        d.addCallback(_exit)
-        return d
+    def start(reactor: Any) -> Deferred[None]:
+        return run(argv, reactor).addCallback(_exit)
 
     react(start)
 
 
-def _exit(code):
+def _exit(code: int) -> None:
     if code == BROKEN_PIPE:
         with contextlib.suppress(OSError):
             devnull = os.open(os.devnull, os.O_WRONLY)

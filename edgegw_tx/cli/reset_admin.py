@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable, Generator
+from typing import Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 
@@ -39,7 +40,7 @@ class ResetRefused(Exception):
 
 
 @inlineCallbacks
-def reset_admin(data_dir: str, reactor: Any, say: Callable[[str], None]) -> Deferred:
+def reset_admin(data_dir: str, reactor: Any, say: Callable[[str], None]) -> Generator[Deferred[Any], Any, str]:
     """
     Mint a new admin key for the gateway of ``data_dir``, write it to its
     ``admin.key`` and revoke every other admin key.  ``say`` gets what was

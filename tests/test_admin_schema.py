@@ -71,6 +71,13 @@ class PatternTests(unittest.SynchronousTestCase):
         self.assertTrue(schema_accepts("EndpointCreate", body))
         self.assertTrue(schema_accepts("EndpointUpdate", {"domain": " API.Example.com "}))
 
+    def test_non_ascii_paths_agree(self) -> None:
+        """A path with a non-ASCII literal or its percent-escape is a path for the server and the schema."""
+        for path in ("/café", "/%C3%A9/{id}"):
+            body = {"name": "x", "path": path, "method": "GET"}
+            self.assertEqual(endpoint_fields(body)["path"], path)
+            self.assertTrue(schema_accepts("EndpointCreate", body), path)
+
     def test_dollar_ends_the_text(self) -> None:
         """A pattern's $ does not match before a final newline, as in ECMA-262 (Python's would)."""
         self.assertIsNone(ecma_regex("^[A-Z]+$").search("A\n"))

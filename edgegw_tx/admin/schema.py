@@ -265,9 +265,8 @@ HOST = string(
 METHOD_PATTERN = "^(" + "|".join(any_case(m) for m in sorted(METHODS)) + ")$"
 
 # The grammar of ``paths.parse_pattern``, less what a regex cannot say (a
-# parameter name used twice is a 400 too) and less non-ASCII literals and
-# percent-escapes of non-ASCII bytes, which the server also takes.
-_LITERAL = r"([A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-7][0-9A-Fa-f])+"
+# parameter name used twice, percent-escapes that are not UTF-8: a 400 too).
+_LITERAL = r"([A-Za-z0-9\-._~!$&'()*+,;=:@]|[^\x00-\x7f]|%[0-9A-Fa-f]{2})+"
 _PARAM = r"\{[A-Za-z_][A-Za-z0-9_]*\}"
 _SEGMENTS = rf"(/({_LITERAL}|{_PARAM}))+"
 PATH_PATTERN = rf"^(/|{_SEGMENTS})$"

@@ -79,7 +79,7 @@ class BuildsTests(unittest.TestCase):
         """A successful compile sets ``artifact`` and status ``compiled`` and records a version row."""
         record, result = self.successResultOf(self.builds.compile(self.endpoint["id"]))
         self.assertEqual((record["artifact"], record["status"]), ("d-" + CODE, "compiled"))
-        versions = self.successResultOf(self.records.versions(self.endpoint["id"]))
+        versions = self.successResultOf(self.ledger.versions(self.endpoint["id"]))
         self.assertEqual([(v["digest"], v["compile_seconds"]) for v in versions], [("d-" + CODE, 1.25)])
 
     def test_a_running_endpoint_stays_running_across_a_compile(self) -> None:
@@ -112,7 +112,7 @@ class BuildsTests(unittest.TestCase):
         self.builder.hold.callback(None)
         record, result = self.successResultOf(compiling)
         self.assertEqual((record["artifact"], result.digest), (None, "d-" + CODE))
-        self.assertEqual(self.successResultOf(self.records.versions(self.endpoint["id"])), [])
+        self.assertEqual(self.successResultOf(self.ledger.versions(self.endpoint["id"])), [])
 
     def test_a_binary_that_vanishes_twice_is_503(self) -> None:
         """A binary pruned before it could be recorded is built once more, then the compile gives up."""

@@ -1,6 +1,7 @@
 """
 The seams inside the endpoint manager (edgegw_tx/admin/) are typing
-Protocols; these tests check that the real implementation on each side and the
+Protocols (the store's are its zope interfaces, store/interface.py, whose
+fakes tests/test_store.py checks); these tests check that the real implementation on each side and the
 test fakes that stand in for it (tests/support/control.py) have every method
 of the Protocol, each accepting every call the Protocol allows. So a fake
 cannot drift from the real seam and make a test pass that production fails.
@@ -12,17 +13,16 @@ from typing import Any
 from twisted.trial import unittest
 
 from edgegw_tx.admin.builds import Builder
-from edgegw_tx.admin.deployments import DeploymentStore, Pool, Routes
+from edgegw_tx.admin.deployments import Pool, Routes
 from edgegw_tx.admin.domains import CollectionManager
-from edgegw_tx.admin.ledger import Binaries, VersionStore
+from edgegw_tx.admin.ledger import Binaries
 from edgegw_tx.admin.records import Placement, Uids
 from edgegw_tx.build.builder import Builder as RealBuilder
 from edgegw_tx.gateway.routes import RouteTable
 from edgegw_tx.processes.proxies import MirroredRoutes, PoolProxy
-from edgegw_tx.store.sqlite import SQLiteStore
 from edgegw_tx.workers.isolation import UidAllocator
 from edgegw_tx.workers.pool import WorkerPool
-from tests.support.control import FakeBinaries, FakeVersionStore, LoggedRoutes, RecordStore, ScriptedPool
+from tests.support.control import FakeBinaries, LoggedRoutes, ScriptedPool
 
 
 def _methods(protocol: type) -> dict[str, Any]:
@@ -83,14 +83,6 @@ class SeamTests(unittest.TestCase):
     def test_binaries(self) -> None:
         """The ledger's binaries: the real builder and FakeBinaries."""
         self.assertImplements(Binaries, RealBuilder, FakeBinaries)
-
-    def test_version_store(self) -> None:
-        """The ledger's store: SQLiteStore and FakeVersionStore."""
-        self.assertImplements(VersionStore, SQLiteStore, FakeVersionStore)
-
-    def test_deployment_store(self) -> None:
-        """The deployments' store: SQLiteStore and RecordStore."""
-        self.assertImplements(DeploymentStore, SQLiteStore, RecordStore)
 
     def test_pools(self) -> None:
         """A pool: WorkerPool, the --processes PoolProxy and ScriptedPool."""

@@ -32,6 +32,7 @@ from edgegw_tx.admin.ledger import ArtifactLedger
 from edgegw_tx.admin.records import now
 from edgegw_tx.admin.views import Live, short
 from edgegw_tx.paths import parse_pattern
+from edgegw_tx.store.interface import IEndpointStore
 
 Record = dict[str, Any]
 
@@ -68,16 +69,6 @@ class Routes(Protocol):
         """Remove the key's route."""
 
 
-class DeploymentStore(Protocol):
-    """The record reads and writes of a deployment: its ``status``, ``deployed`` and ``last_error``."""
-
-    def get_endpoint(self, endpoint_id: str) -> "Deferred[Optional[Record]]":
-        """The endpoint's record, or None."""
-
-    def update_endpoint(self, endpoint_id: str, fields: Record) -> "Deferred[Record]":
-        """Change some columns; fires with the new record."""
-
-
 PoolFactory = Callable[..., Pool]
 Serialise = Callable[..., "Deferred[Any]"]
 
@@ -89,7 +80,7 @@ class Deployments:
 
     def __init__(
         self,
-        store: DeploymentStore,
+        store: IEndpointStore,
         routes: Routes,
         pool_factory: PoolFactory,
         ledger: ArtifactLedger,

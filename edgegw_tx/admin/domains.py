@@ -46,8 +46,8 @@ from edgegw_tx.admin import validation
 from edgegw_tx.admin.validation import check_host
 from edgegw_tx.paths import PatternError, parse_pattern
 from edgegw_tx.store import Conflict as StoreConflict
-from edgegw_tx.store import Missing
-from edgegw_tx.store.sqlite import InUse, RouteClash
+from edgegw_tx.store import InUse, Missing, RouteClash
+from edgegw_tx.store.interface import IStore
 
 if TYPE_CHECKING:
     from edgegw_tx.admin.manager import EndpointManager
@@ -113,7 +113,7 @@ def check_base_path(value: Any) -> str:
 class DomainManager:
     """``domains`` records; see the module docstring for what they mean to endpoints."""
 
-    def __init__(self, store: Any, endpoints: EndpointManager, collections: CollectionManager) -> None:
+    def __init__(self, store: IStore, endpoints: EndpointManager, collections: CollectionManager) -> None:
         """``endpoints`` is the ``EndpointManager``, ``collections`` the ``CollectionManager``."""
         self._store = store
         self._endpoints = endpoints
@@ -272,7 +272,7 @@ class CollectionManager:
     It has no lock of its own: its writes are the manager's routing writes.
     """
 
-    def __init__(self, store: Any, endpoints: EndpointManager) -> None:
+    def __init__(self, store: IStore, endpoints: EndpointManager) -> None:
         """Becomes ``endpoints``' placement: see the class docstring."""
         self._store = store
         self._endpoints = endpoints

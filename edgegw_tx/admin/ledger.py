@@ -25,6 +25,8 @@ from typing import Any, Callable, Generator, Iterable, Optional, Protocol, TypeV
 from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks
 from twisted.logger import Logger
 
+from edgegw_tx.store.interface import IVersionStore
+
 T = TypeVar("T")
 
 
@@ -38,25 +40,12 @@ class Binaries(Protocol):
         """Delete the digest's binary."""
 
 
-class VersionStore(Protocol):
-    """What the ledger needs of the store: version rows and which digests records still name."""
-
-    def record_version(self, record: dict[str, Any], cached: bool = False) -> "Deferred[Any]":
-        """Record a successful compile as a version of its endpoint."""
-
-    def prune_versions(self, endpoint_id: str, keep: int, protected: Iterable[str] = ()) -> "Deferred[list[str]]":
-        """Drop the endpoint's versions beyond ``keep``; fire with the digests no record names any more."""
-
-    def unused_digests(self, digests: Iterable[str], protected: Iterable[str] = ()) -> "Deferred[list[str]]":
-        """Those of ``digests`` no record names."""
-
-
 class ArtifactLedger:
     """Claims on binaries, version rows and pruning; see the module docstring."""
 
     log = Logger()
 
-    def __init__(self, store: VersionStore, binaries: Binaries, keep_versions: int) -> None:
+    def __init__(self, store: IVersionStore, binaries: Binaries, keep_versions: int) -> None:
         """``keep_versions``: how many of an endpoint's newest versions keep their rows (``--keep-versions``)."""
         self._store = store
         self._binaries = binaries
@@ -68,6 +57,10 @@ class ArtifactLedger:
     def stored(self, digest: str) -> bool:
         """Whether the digest's binary is still there (a rollback can use it)."""
         return self._binaries.artifact(digest) is not None
+
+    def versions(self, endpoint_id: str) -> "Deferred[list[dict[str, Any]]]":
+        """The endpoint's version rows, newest first."""
+        return self._store.list_versions(endpoint_id)
 
     def in_use(self) -> set[str]:
         """Digests some pool counts on: their binaries stay whatever the store says."""

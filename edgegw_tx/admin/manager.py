@@ -38,13 +38,14 @@ from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from edgegw_tx.admin import validation
 from edgegw_tx.admin.builds import Builds
 from edgegw_tx.admin.deployments import Deployments, PoolFactory, Routes
 from edgegw_tx.admin.errors import BadRequest, Conflict, NotFound, WorkersFailed
 from edgegw_tx.admin.ledger import ArtifactLedger
 from edgegw_tx.admin.records import ROUTE_COLUMNS, EndpointRecords, Placement, Uids
-from edgegw_tx.admin import validation
 from edgegw_tx.admin.views import SHORT_DIGEST, effective_settings, endpoint_view, short, version_views
+from edgegw_tx.store.interface import IStore
 
 __all__ = ["EndpointManager", "SHORT_DIGEST", "short"]
 
@@ -63,7 +64,7 @@ class EndpointManager:
 
     def __init__(
         self,
-        store: Any,
+        store: IStore,
         builder: Any,
         routes: Routes,
         pool_factory: PoolFactory,
@@ -161,7 +162,7 @@ class EndpointManager:
         ``available`` (its binary is still stored, so a rollback can use it).
         """
         record = yield self.get(endpoint_id)
-        rows = yield self.records.versions(endpoint_id)
+        rows = yield self.ledger.versions(endpoint_id)
         return version_views(rows, record, self.deployments.digest(endpoint_id), self.ledger.stored)
 
     # writing
@@ -224,7 +225,7 @@ class EndpointManager:
         record = yield self.get(endpoint_id)
         if self.deployments.serving(endpoint_id):
             yield self.deployments.stop(record)
-        versions = yield self.records.versions(endpoint_id)
+        versions = yield self.ledger.versions(endpoint_id)
         yield self.records.delete(endpoint_id)
         if self._services is not None:
             self._services.endpoint_deleted(endpoint_id)
@@ -295,7 +296,7 @@ class EndpointManager:
     @inlineCallbacks
     def _rollback(self, endpoint_id: str, version: str) -> Generator["Deferred[Any]", Any, Record]:
         record = yield self.get(endpoint_id)
-        rows = yield self.records.versions(endpoint_id)
+        rows = yield self.ledger.versions(endpoint_id)
         found = [r["digest"] for r in rows if r["digest"].startswith(version)]
         if not found:
             raise NotFound(

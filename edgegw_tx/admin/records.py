@@ -28,6 +28,7 @@ from edgegw_tx.admin import validation
 from edgegw_tx.paths import parse_pattern
 from edgegw_tx.store import Conflict as StoreConflict
 from edgegw_tx.store import NoFreeUid
+from edgegw_tx.store.interface import IEndpointStore
 
 Record = dict[str, Any]
 
@@ -71,7 +72,7 @@ def build_inputs(record: Record) -> tuple[str, dict[str, Any]]:
 class EndpointRecords:
     """Endpoint records in the store, and the routing lock; see the module docstring."""
 
-    def __init__(self, store: Any, uids: Optional[Uids] = None) -> None:
+    def __init__(self, store: IEndpointStore, uids: Optional[Uids] = None) -> None:
         """``uids`` gives each endpoint its own worker uid (None: workers share the gateway's choice)."""
         self._store = store
         self._uids = uids
@@ -109,8 +110,7 @@ class EndpointRecords:
 
     def list(self) -> "Deferred[builtins.list[Record]]":
         """Every endpoint record."""
-        listed: Deferred[builtins.list[Record]] = self._store.list_endpoints()
-        return listed
+        return self._store.list_endpoints()
 
     # writing
 
@@ -207,20 +207,13 @@ class EndpointRecords:
         updated: Record = record
         return updated
 
-    def write(self, endpoint_id: str, fields: Record) -> "Deferred[Record]":
-        """Change some columns of the record, stamping ``updated_at``; fires with the new record."""
-        written: Deferred[Record] = self._store.update_endpoint(endpoint_id, dict(fields, updated_at=now()))
-        return written
+    def write(self, endpoint_id: str, fields: Record) -> "Deferred[Optional[Record]]":
+        """Change some columns of the record, stamping ``updated_at``; fires with the new record (None if gone)."""
+        return self._store.update_endpoint(endpoint_id, dict(fields, updated_at=now()))
 
-    def delete(self, endpoint_id: str) -> "Deferred[Any]":
+    def delete(self, endpoint_id: str) -> "Deferred[bool]":
         """Delete the record, its versions, bindings and worker uid (the caller stopped its pool)."""
-        deleted: Deferred[Any] = self._store.delete_endpoint(endpoint_id)
-        return deleted
-
-    def versions(self, endpoint_id: str) -> "Deferred[builtins.list[Record]]":
-        """The endpoint's version rows, newest first."""
-        rows: Deferred[builtins.list[Record]] = self._store.list_versions(endpoint_id)
-        return rows
+        return self._store.delete_endpoint(endpoint_id)
 
     @inlineCallbacks
     def _route_taken(self, record: Record) -> Generator["Deferred[Any]", Any, Conflict]:

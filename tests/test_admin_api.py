@@ -3,44 +3,16 @@ The management API end to end through a real Klein app and a real SQLite store,
 with the build and process planes replaced by fakes (their own tests cover them).
 """
 
-import json
 
-from treq.testing import StubTreq
 from twisted.internet.defer import fail
-from twisted.trial import unittest
 
 from edgegw_tx.build.cargo import CompileFailed
 from edgegw_tx.gateway.routes import Match, NoRoute
 from tests.support.fakes import FakePool
 from tests.support.handlers import HELLO
-from tests.support.fakes import fake_runtime
+from tests.support.admin import AdminAPITestCase
 
-class AdminAPITests(unittest.TestCase):
-    def setUp(self):
-        runtime = fake_runtime(self)
-        self.builder, self.routes, self.manager, self.api = runtime.builder, runtime.routes, runtime.manager, runtime.api
-        self.client = StubTreq(self.api.resource())
-
-    def call(self, method, path, body=None, key="admin", raw=None):
-        headers = {}
-        if key is not None:
-            headers["Authorization"] = "Bearer " + (
-                {"admin": self.admin_key, "read": self.read_key}.get(key, key)
-            )
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        d = self.client.request(method, "http://admin" + path, headers=headers, data=data)
-        self.client.flush()
-        response = self.successResultOf(d)
-        content = self.successResultOf(response.content())
-        self.assertEqual(response.headers.getRawHeaders("content-type"), ["application/json"])
-        return response.code, json.loads(content)
-
-    def create_hello(self, **overrides):
-        body = {"name": "hello", "path": "/hello", "method": "GET", "code": HELLO}
-        body.update(overrides)
-        code, document = self.call("POST", "/api/endpoints", body)
-        self.assertEqual(code, 201, document)
-        return document["data"]
+class AdminAPITests(AdminAPITestCase):
 
     # health and auth
 

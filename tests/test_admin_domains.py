@@ -4,17 +4,13 @@ against a real Klein app, a real SQLite store and the real route table; the
 build and process planes are the fakes of tests/test_admin_api.py.
 """
 
-import json
 import uuid
 
-from treq.testing import StubTreq
-from twisted.trial import unittest
 
-from edgegw_tx.gateway.routes import Match, MethodNotAllowed, NoRoute, RouteTable
-from tests.support.fakes import keyed_store
+from edgegw_tx.gateway.routes import Match, MethodNotAllowed, NoRoute
 from tests.support.handlers import HELLO
 from tests.support.fakes import FakePool
-from tests.support.fakes import fake_runtime
+from tests.support.admin import AdminAPITestCase
 
 
 class CountingPool(FakePool):
@@ -24,35 +20,10 @@ class CountingPool(FakePool):
         return {"name": self.name, "workers": 2, "served": 5, "failed": 1, "rejected": 2}
 
 
-class DomainsAPITests(unittest.TestCase):
-    def setUp(self):
-        FakePool.instances = []
-        keyed_store(self)
-        self.routes = RouteTable()
-        self.build()
-
+class DomainsAPITests(AdminAPITestCase):
     def build(self):
         """Managers and API over the test's store, as the runtime wires them (and loads them)."""
-        runtime = fake_runtime(self, pool_factory=CountingPool)
-        self.routes, self.manager, self.api = runtime.routes, runtime.manager, runtime.api
-        self.collections, self.domains = runtime.collections, runtime.domains
-        self.successResultOf(self.collections.load())
-        self.successResultOf(self.domains.load())
-        self.client = StubTreq(self.api.resource())
-
-    def call(self, method, path, body=None, key="admin"):
-        headers = {"Authorization": "Bearer " + {"admin": self.admin_key, "read": self.read_key}[key]}
-        data = json.dumps(body).encode() if body is not None else None
-        d = self.client.request(method, "http://admin" + path, headers=headers, data=data)
-        self.client.flush()
-        response = self.successResultOf(d)
-        content = self.successResultOf(response.content())
-        return response.code, json.loads(content)
-
-    def created(self, path, body):
-        code, document = self.call("POST", path, body)
-        self.assertEqual(code, 201, document)
-        return document["data"]
+        super().build(pool_factory=CountingPool)
 
     def domain(self, host="api.example.com", **more):
         return self.created("/api/domains", dict(host=host, **more))

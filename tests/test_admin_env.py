@@ -3,21 +3,15 @@ An endpoint's ``settings.env`` is where its handlers get secrets: read-scope
 keys see the values masked (the services' mask), admin keys see them.
 """
 
-from twisted.trial import unittest
 
 from edgegw_tx.services.config import MASK
-from tests import test_admin_domains
+from tests.support.admin import AdminAPITestCase
 
 SECRET = "postgres://app:hunter2@db/app"
 
 
-class EnvMaskingTests(unittest.TestCase):
+class EnvMaskingTests(AdminAPITestCase):
     """Every GET that shows endpoints, with a read key and with an admin key."""
-
-    setUp = test_admin_domains.DomainsAPITests.setUp
-    build = test_admin_domains.DomainsAPITests.build
-    call = test_admin_domains.DomainsAPITests.call
-    created = test_admin_domains.DomainsAPITests.created
 
     def make(self) -> dict:
         collection = self.created("/api/collections", {"name": "v1"})

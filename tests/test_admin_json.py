@@ -11,7 +11,7 @@ from twisted.trial import unittest
 from edgegw_tx.admin.errors import BadRequest
 from edgegw_tx.admin.jsonbody import parse_json_body
 from edgegw_tx.admin.limits import MAX_JSON_DEPTH
-from tests import test_admin_api
+from tests.support.admin import AdminAPITestCase
 
 
 def nested(depth: int) -> bytes:
@@ -60,11 +60,8 @@ class ParseTests(unittest.TestCase):
         self.assertIn("the request body is not valid JSON", self.refused(b'{"a": "\xff"}'))
 
 
-class ThroughTheAPITests(unittest.TestCase):
+class ThroughTheAPITests(AdminAPITestCase):
     """The same bodies through the Klein app on a real store: 400, never 500."""
-
-    setUp = test_admin_api.AdminAPITests.setUp
-    call = test_admin_api.AdminAPITests.call
 
     def test_deep_bodies_are_400_on_every_route_that_reads_one(self) -> None:
         """1,000-deep JSON to endpoints, keys, services, domains, collections, test requests and imports is a 400."""

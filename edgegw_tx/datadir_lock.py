@@ -55,8 +55,8 @@ class DataDirLock:
         """
         Take the lock (creating the data directory and the file, mode 0600, if
         needed) and write this process's pid in it; at once, never waiting.
-        Raises L{DataDirInUse} naming the holder's pid when another process
-        holds it, C{OSError} when the directory or file cannot be made.
+        Raises ``DataDirInUse`` naming the holder's pid when another process
+        holds it, ``OSError`` when the directory or file cannot be made.
         """
         if self._fd is not None:
             return

@@ -21,11 +21,11 @@ from twisted.python.failure import Failure
 
 TOOL_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
 """Where host tools are looked up: the system's own directories, never the
-gateway's C{PATH}, which an operator's shell may have changed."""
+gateway's ``PATH``, which an operator's shell may have changed."""
 
 
 def locate(names: Iterable[str], search_path: str = TOOL_PATH) -> tuple[dict[str, str], list[str]]:
-    """The absolute paths of C{names} found in C{search_path}, and the names not found."""
+    """The absolute paths of ``names`` found in ``search_path``, and the names not found."""
     found: dict[str, str] = {}
     missing: list[str] = []
     for name in names:
@@ -39,7 +39,7 @@ def locate(names: Iterable[str], search_path: str = TOOL_PATH) -> tuple[dict[str
 
 @dataclass(frozen=True)
 class ProcessOutput:
-    """What a finished command wrote, and how it ended (C{code} None when a signal ended it)."""
+    """What a finished command wrote, and how it ended (``code`` None when a signal ended it)."""
 
     stdout: bytes
     stderr: bytes
@@ -48,7 +48,7 @@ class ProcessOutput:
 
 
 class _Collector(ProcessProtocol):
-    """Writes C{stdin}, collects stdout and stderr; fires C{ended} in processEnded."""
+    """Writes ``stdin``, collects stdout and stderr; fires ``ended`` in processEnded."""
 
     def __init__(self, stdin: bytes = b"") -> None:
         self.ended: Deferred[ProcessOutput] = Deferred()
@@ -87,9 +87,9 @@ def run(
     stdin: bytes = b"",
 ) -> Deferred[ProcessOutput]:
     """
-    Run C{argv} (an absolute path first) as a child of the reactor; fires with
-    its L{ProcessOutput}.  After C{timeout} seconds the child is killed (the
-    output then has C{signal} set).
+    Run ``argv`` (an absolute path first) as a child of the reactor; fires with
+    its ``ProcessOutput``.  After ``timeout`` seconds the child is killed (the
+    output then has ``signal`` set).
     """
     proto = _Collector(stdin)
     transport = reactor.spawnProcess(proto, argv[0], list(argv), env=dict(env), path=cwd)

@@ -123,9 +123,9 @@ def _describe(ch: str) -> str:
 
 def parse_pattern(text: str) -> PathPattern:
     """
-    Parse ``text`` into a L{PathPattern}.
+    Parse ``text`` into a ``PathPattern``.
 
-    @raise PatternError: naming the first problem found.
+    :raises PatternError: naming the first problem found.
     """
     if not isinstance(text, str):
         raise PatternError(f"pattern must be a string, not {type(text).__name__}")
@@ -221,7 +221,7 @@ def validate_method(method: str) -> str:
     """
     Return ``method`` upper-cased if the gateway routes it.
 
-    @raise ValueError: naming the bad method and the allowed ones.
+    :raises ValueError: naming the bad method and the allowed ones.
     """
     if isinstance(method, str):
         upper = method.upper()

@@ -1,6 +1,6 @@
 """
-What the build sandbox (C{build/sandbox.py}) and the worker sandbox
-(C{workers/isolation.py}) share: the host's system directories shown
+What the build sandbox (``build/sandbox.py``) and the worker sandbox
+(``workers/isolation.py``) share: the host's system directories shown
 read-only in bubblewrap's empty root, and a user given as a name or numbers.
 Both planes use it and neither imports the other.
 """
@@ -23,8 +23,8 @@ def system_binds(
     readlink: Callable[[str], str] = os.readlink,
 ) -> list[str]:
     """
-    bwrap options showing C{dirs} read-only as the host has them: a symlink
-    (Debian's merged /usr: C{/lib -> usr/lib}) is recreated as a symlink, a
+    bwrap options showing ``dirs`` read-only as the host has them: a symlink
+    (Debian's merged /usr: ``/lib -> usr/lib``) is recreated as a symlink, a
     directory is bound, a missing one left out.
     """
     options: list[str] = []
@@ -40,11 +40,11 @@ def system_binds(
 
 def user_ids(spec: str) -> tuple[str, int, int]:
     """
-    C{spec} as (name, uid, gid): a user name (its primary group), or C{uid} /
-    C{uid:gid} numbers, which need no entry in /etc/passwd (the name is then
+    ``spec`` as (name, uid, gid): a user name (its primary group), or ``uid`` /
+    ``uid:gid`` numbers, which need no entry in /etc/passwd (the name is then
     the passwd entry's, or the number).
 
-    @raise KeyError: an unknown user or group name.
+    :raises KeyError: an unknown user or group name.
     """
     name, _, group = str(spec).partition(":")
     if name.isdigit():

@@ -40,7 +40,7 @@ Delta = tuple[int, int, float, list[int]]
 """What happened between two readings: (requests, failed, latency_seconds, buckets)."""
 
 Point = tuple[int, int, float | None, float | None, float | None]
-"""A stored sample of one endpoint, in the order of L{SERIES}."""
+"""A stored sample of one endpoint, in the order of ``SERIES``."""
 
 
 def median_ms(buckets: Sequence[int], bounds: Sequence[float] = LATENCY_BOUNDS) -> float | None:

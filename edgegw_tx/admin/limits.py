@@ -5,19 +5,19 @@ every status.
 
 twisted.web reads a whole request body (into memory, or a temporary file
 above 100 KB) before the API sees it, so a cap checked by the API alone still
-lets a client make the gateway store gigabytes.  L{CappedRequest} refuses a
+lets a client make the gateway store gigabytes.  ``CappedRequest`` refuses a
 declared ``Content-Length`` over the cap as soon as the header fields are in,
 and a chunked body the moment it passes the cap: 413 with a JSON error, and
 the connection closed.  Import routes get the larger cap that bundles need.
 
-twisted.web's own C{timeOut} is an idle timeout, reset by every byte, so a
+twisted.web's own ``timeOut`` is an idle timeout, reset by every byte, so a
 client trickling a request a byte at a time would hold its connection (and a
-request object) forever.  L{AdminChannel} gives each request head a deadline
-instead: C{header_timeout} seconds from the connection's start, or from the
+request object) forever.  ``AdminChannel`` gives each request head a deadline
+instead: ``header_timeout`` seconds from the connection's start, or from the
 first byte of a later request, to the end of its header fields; and each body
-C{body_timeout} seconds from the end of its head to its last byte.  Past
+``body_timeout`` seconds from the end of its head to its last byte.  Past
 either the answer is 408 with a JSON error and the connection is closed, like
-the data plane's C{--header-timeout} and C{--body-timeout}.  The time the API
+the data plane's ``--header-timeout`` and ``--body-timeout``.  The time the API
 takes to answer (a compile) does not count.
 """
 
@@ -55,7 +55,7 @@ _IMPORT_PREFIX = b"/api/import/"
 
 
 class AdminSite(Site):
-    """A L{Site} that carries the limits its channels and requests read (L{admin_site})."""
+    """A ``Site`` that carries the limits its channels and requests read (``admin_site``)."""
 
     def __init__(
         self,
@@ -76,7 +76,7 @@ class AdminSite(Site):
 
 
 class CappedRequest(Request):
-    """A request whose body may not pass its site's cap (C{max_body}, C{import_max_body})."""
+    """A request whose body may not pass its site's cap (``max_body``, ``import_max_body``)."""
 
     channel: AdminChannel
     _refused = False
@@ -112,7 +112,7 @@ class CappedRequest(Request):
 
     def setResponseCode(self, code: int, message: bytes | None = None) -> None:
         """
-        The reason phrase from Python's C{http.HTTPStatus}, the one table: twisted.web's
+        The reason phrase from Python's ``http.HTTPStatus``, the one table: twisted.web's
         lacks 422 and 429 (among others) and would send "Unknown Status".
         """
         if message is None:
@@ -127,8 +127,8 @@ class CappedRequest(Request):
 
 class AdminChannel(HTTPChannel):
     """
-    An C{HTTPChannel} whose request heads must be complete within the site's
-    C{header_timeout}, and bodies within its C{body_timeout} once the head is in.
+    An ``HTTPChannel`` whose request heads must be complete within the site's
+    ``header_timeout``, and bodies within its ``body_timeout`` once the head is in.
     """
 
     site: AdminSite  # set by the site's buildProtocol
@@ -174,7 +174,7 @@ class AdminChannel(HTTPChannel):
 
 
 def _reason(code: int) -> bytes:
-    """The standard reason phrase of C{code}, or C{b"Unknown Status"} for a code it has none for."""
+    """The standard reason phrase of ``code``, or ``b"Unknown Status"`` for a code it has none for."""
     try:
         return HTTPStatus(code).phrase.encode("ascii")
     except ValueError:
@@ -182,7 +182,7 @@ def _reason(code: int) -> bytes:
 
 
 def _refuse(channel: HTTPChannel, code: int, message: str) -> None:
-    """Answer C{code} with the API's JSON error, read nothing more and close the connection."""
+    """Answer ``code`` with the API's JSON error, read nothing more and close the connection."""
     body = json.dumps({"ok": False, "error": message}).encode("utf-8")
     transport = channel.transport
     assert transport is not None, "refused while connected"
@@ -202,7 +202,7 @@ def admin_site(
     header_timeout: float = HEADER_TIMEOUT,
     body_timeout: float = BODY_TIMEOUT,
 ) -> AdminSite:
-    """The management API's L{Site}: capped bodies, timed heads, no tracebacks, no form parsing."""
+    """The management API's ``Site``: capped bodies, timed heads, no tracebacks, no form parsing."""
     site = AdminSite(
         resource,
         reactor,

@@ -2,10 +2,10 @@
 The workers' log: stderr lines of each endpoint's workers, kept in memory.
 
 A bounded ring per endpoint keeps a chatty handler from growing the gateway
-without limit: it holds at most C{max_lines} lines and C{max_chars}
+without limit: it holds at most ``max_lines`` lines and ``max_chars``
 characters, dropping the oldest lines first, and a line longer than
-C{max_line} characters is cut there (with a note of how much was cut).  So an
-endpoint's log costs at most about C{max_chars} characters of memory however
+``max_line`` characters is cut there (with a note of how much was cut).  So an
+endpoint's log costs at most about ``max_chars`` characters of memory however
 much its workers write (a 10 MB burst on stderr leaves its last lines).  Each
 line gets a timestamp from the injected clock so tests can pin ``since``
 filtering on a ``Clock``.

@@ -96,7 +96,7 @@ def find_tools(search_path: str | None = None) -> dict[str, str]:
     The absolute paths of ``bwrap``, ``prlimit`` and ``setpriv`` in
     ``search_path`` (default ``TOOL_PATH``).
 
-    @raise SandboxError: naming the missing ones and their packages.
+    :raises SandboxError: naming the missing ones and their packages.
     """
     search_path = TOOL_PATH if search_path is None else search_path
     found, missing = locate(TOOLS, search_path)
@@ -115,7 +115,7 @@ def resolve_build_user(spec: str) -> BuildUser:
     ``--build-user`` as numbers: a user name (its primary group), ``uid`` or
     ``uid:gid`` (numbers need no entry in /etc/passwd).
 
-    @raise SandboxError: unknown, malformed, or root.
+    :raises SandboxError: unknown, malformed, or root.
     """
     try:
         _, uid, gid = user_ids(spec)
@@ -164,7 +164,7 @@ class BuildSandbox:
         """
         Find the tools; as root, resolve ``build_user`` (``--build-user``).
 
-        @raise SandboxError: a tool is missing or the user is root/unknown.
+        :raises SandboxError: a tool is missing or the user is root/unknown.
         """
         tools = find_tools()
         user = resolve_build_user(build_user)

@@ -45,7 +45,7 @@ def reset_admin(data_dir: str, reactor: Any, say: Callable[[str], None]) -> Gene
     Mint a new admin key for the gateway of ``data_dir``, write it to its
     ``admin.key`` and revoke every other admin key.  ``say`` gets what was
     done, line by line.  Fires with the key file's path; fails with
-    L{ResetRefused} when the data dir is not a gateway's, is in use, or cannot
+    ``ResetRefused`` when the data dir is not a gateway's, is in use, or cannot
     be written.
     """
     store_path = os.path.join(data_dir, STORE_NAME)

@@ -1,14 +1,14 @@
 """
 HTTP ↔ IPC translation, independent of any HTTP server.
 
-An HTTP layer (L{edgegw_tx.gateway.http}, L{edgegw_tx.gateway.web}) builds a
-L{GatewayRequest}, calls L{Dispatcher.dispatch} (a Deferred) or
-L{Dispatcher.serve} (a callback: the hot path) and writes the
-L{GatewayResponse} it gets.  It never gets a failure: every failure becomes a
+An HTTP layer (``edgegw_tx.gateway.http``, ``edgegw_tx.gateway.web``) builds a
+``GatewayRequest``, calls ``Dispatcher.dispatch`` (a Deferred) or
+``Dispatcher.serve`` (a callback: the hot path) and writes the
+``GatewayResponse`` it gets.  It never gets a failure: every failure becomes a
 response, and every response carries ``x-request-id``.
 
-A route's target answers C{request(frame) -> Deferred[dict]}; a target that
-also has C{submit(frame, answer)} (L{edgegw_tx.workers.pool.WorkerPool}) is
+A route's target answers ``request(frame) -> Deferred[dict]``; a target that
+also has ``submit(frame, answer)`` (``edgegw_tx.workers.pool.WorkerPool``) is
 called that way instead, with no Deferred per request.
 
 The ``request`` frame (spec/IPC.md), decisions included:
@@ -25,7 +25,7 @@ The ``request`` frame (spec/IPC.md), decisions included:
 * ``request_id``: the client's ``X-Request-Id`` when it is 1–128 characters of
   ``[A-Za-z0-9._:-]``, else a new uuid4 hex.
 
-* ``path``: the normal form of the request's path (L{edgegw_tx.gateway.target}):
+* ``path``: the normal form of the request's path (``edgegw_tx.gateway.target``):
   what the route table matches, so handler and routing agree; a path with no
   normal form (``%00``, a malformed escape, a dot-segment) is a 400.
 * ``method``: as received; a ``HEAD`` served by a ``GET`` route says ``HEAD``.
@@ -79,7 +79,7 @@ class GatewayRequest:
 
     ``path`` is the raw path (percent-encoded, no query); the dispatcher
     brings it to its normal form.  Header names and
-    values may be L{bytes} (as parsers produce them) or L{str}.
+    values may be ``bytes`` (as parsers produce them) or ``str``.
     """
 
     method: str
@@ -189,7 +189,7 @@ def _control(name: str, value: str) -> InvalidResponse:
 
 
 def _translate(frame: object, request_id: str) -> GatewayResponse:
-    """A ``response`` frame → L{GatewayResponse}; raises L{InvalidResponse}."""
+    """A ``response`` frame → ``GatewayResponse``; raises ``InvalidResponse``."""
     if not isinstance(frame, dict):
         raise _invalid(f"expected an object, got {type(frame).__name__}")
     status = frame.get("status")
@@ -266,10 +266,10 @@ def _error(
 
 class Dispatcher:
     """
-    Routes L{GatewayRequest}s to targets and translates the frames.
+    Routes ``GatewayRequest``s to targets and translates the frames.
 
-    @param routes: a L{RouteTable}.
-    @param request_ids: a no-argument callable returning a fresh request id
+    :param routes: a ``RouteTable``.
+    :param request_ids: a no-argument callable returning a fresh request id
         (default: uuid4 hex); tests pass a deterministic one.
     """
 
@@ -300,8 +300,8 @@ class Dispatcher:
         self, request: GatewayRequest, respond: Callable[[GatewayResponse], object]
     ) -> None:
         """
-        L{dispatch} without a Deferred, for the HTTP layer's hot path:
-        C{respond} is called with the L{GatewayResponse} (possibly before this
+        ``dispatch`` without a Deferred, for the HTTP layer's hot path:
+        ``respond`` is called with the ``GatewayResponse`` (possibly before this
         returns), once; in the unexpected case of a target that both answers
         and raises, a second time, which the caller ignores.
         """

@@ -21,16 +21,16 @@ def data_plane_factory(
 ) -> Any:
     """
     The server factory answering public traffic from the route table
-    ``routes``: ``"httptools"`` (L{edgegw_tx.gateway.http}) or ``"twisted"``
-    (the twisted.web resource of L{edgegw_tx.gateway.web}).
+    ``routes``: ``"httptools"`` (``edgegw_tx.gateway.http``) or ``"twisted"``
+    (the twisted.web resource of ``edgegw_tx.gateway.web``).
 
-    ``limits`` are keyword arguments of L{GatewayHTTPFactory} (``max_body``,
+    ``limits`` are keyword arguments of ``GatewayHTTPFactory`` (``max_body``,
     ``max_headers``, ``max_head``, ``header_timeout``, ``body_timeout``,
     ``idle_timeout``: the
     ``--max-body`` ... options, docs/limits.md); the twisted.web front keeps
     twisted.web's own.
 
-    @raise ValueError: an unknown HTTP layer.
+    :raises ValueError: an unknown HTTP layer.
     """
     if http is None:
         http = DEFAULT_HTTP

@@ -1,15 +1,15 @@
 """
-The fast HTTP/1.1 front of the data plane: a Twisted L{Protocol} on httptools
-(llhttp), behind the same L{Dispatcher} as L{edgegw_tx.gateway.web}.
+The fast HTTP/1.1 front of the data plane: a Twisted ``Protocol`` on httptools
+(llhttp), behind the same ``Dispatcher`` as ``edgegw_tx.gateway.web``.
 
 Behaviour:
 
 * Keep-alive by default for HTTP/1.1; HTTP/1.0 closes after the response
   unless the request says ``Connection: keep-alive``; ``Connection: close`` is
-  honoured (llhttp's C{should_keep_alive}).
+  honoured (llhttp's ``should_keep_alive``).
 * Pipelining: every complete request is dispatched at once (the worker pools
   pipeline too); answers are buffered and written strictly in request order.
-* Request bodies: ``Content-Length`` or chunked; at most C{max_body} bytes
+* Request bodies: ``Content-Length`` or chunked; at most ``max_body`` bytes
   (413 and close; a declared ``Content-Length`` over the cap is refused before
   the body is read).  ``Expect: 100-continue`` gets ``HTTP/1.1 100 Continue``
   once every earlier response on the connection has been written.
@@ -36,22 +36,22 @@ Behaviour:
   closing the connection.  Upgrade/CONNECT is not supported: the request is
   answered and the connection closed.
 * Writing: the answers ready in order go out in one write; on a plain TCP
-  connection with nothing queued, straight to the socket (see C{_write}).
+  connection with nothing queued, straight to the socket (see ``_write``).
 * Flow control: the protocol registers as the transport's streaming producer.
   Reading from the client stops while the transport's write buffer is full
-  (a client that does not read) or while more than C{max_pending} answers are
+  (a client that does not read) or while more than ``max_pending`` answers are
   unwritten, so a client pipelining without reading cannot make the gateway
   buffer without bound.
 * A client gone before its answer is ready gets nothing written (the target's
   Deferred is not cancelled: the pool owns its requests).
-* A connection with no request in progress closes after C{idle_timeout}
+* A connection with no request in progress closes after ``idle_timeout``
   seconds without traffic (one lazy timer per connection, not one per read).
-  A request whose header fields have not all arrived C{header_timeout}
+  A request whose header fields have not all arrived ``header_timeout``
   seconds after its first byte gets 408 and the connection is closed
   (slowloris), however steadily the bytes trickle in.  Likewise a request
-  whose body has not all arrived C{body_timeout} seconds after its head gets
+  whose body has not all arrived ``body_timeout`` seconds after its head gets
   408 and the connection is closed.
-* Shutting down (L{GatewayHTTPFactory.close_connections}): every request
+* Shutting down (``GatewayHTTPFactory.close_connections``): every request
   begun is answered, with ``connection: close``, and its connection closed
   after the answer; an idle keep-alive connection is closed at once; one that
   has not sent its first request yet (accepted as the listener stopped: its
@@ -131,7 +131,7 @@ class _DateCache:
 
 
 class _Reject(Exception):
-    """Raised inside a parser callback: answer C{status} and close."""
+    """Raised inside a parser callback: answer ``status`` and close."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -236,8 +236,8 @@ class GatewayHTTPProtocol(Protocol):
         """
         The gateway is stopping: read no request after those begun and close
         once their answers are written.  Idle after a request: close now.
-        Nothing sent yet: wait until C{grace_over}, then close.  Still
-        receiving a request once C{grace_over}: answer it 503.
+        Nothing sent yet: wait until ``grace_over``, then close.  Still
+        receiving a request once ``grace_over``: answer it 503.
         """
         if self._gone:
             return
@@ -255,8 +255,8 @@ class GatewayHTTPProtocol(Protocol):
     def _check_idle(self) -> None:
         """
         The connection's one lazy timer: 408 for a request head that takes
-        longer than C{header_timeout} (slowloris) or a body that takes longer
-        than C{body_timeout}, close after C{idle_timeout} without traffic.  It
+        longer than ``header_timeout`` (slowloris) or a body that takes longer
+        than ``body_timeout``, close after ``idle_timeout`` without traffic.  It
         never sleeps longer than the shorter of the two deadlines, so a head
         or body that begins meanwhile is caught on time without re-arming the
         timer per request.
@@ -602,15 +602,15 @@ class GatewayHTTPProtocol(Protocol):
 
     def _write(self, data: bytes) -> None:
         """
-        Send C{data} now when nothing is queued before it, else queue it.
+        Send ``data`` now when nothing is queued before it, else queue it.
 
-        Twisted's C{transport.write} only queues: the bytes go out on the
+        Twisted's ``transport.write`` only queues: the bytes go out on the
         reactor's next turn, after registering the socket for writability
-        and before unregistering it, two C{epoll_ctl} calls and a reactor
+        and before unregistering it, two ``epoll_ctl`` calls and a reactor
         event per response (docs/performance.md, "The hot path, second
         pass").  On a plain TCP connection whose
-        buffer is empty, one C{send} usually takes it all; whatever the
-        kernel does not take (or an error) goes through C{transport.write},
+        buffer is empty, one ``send`` usually takes it all; whatever the
+        kernel does not take (or an error) goes through ``transport.write``,
         so ordering, flow control and error handling stay Twisted's.
         """
         send = self._send
@@ -633,7 +633,7 @@ class GatewayHTTPProtocol(Protocol):
         self.transport.write(data)
 
     def _reject(self, status: int, message: str) -> None:
-        """Answer C{status} after every earlier answer, then close."""
+        """Answer ``status`` after every earlier answer, then close."""
         if self._stopped and self._current is None:
             # Already closing after an earlier answer (e.g. llhttp's "data
             # after Connection: close"): what follows is not answered.
@@ -664,19 +664,19 @@ class GatewayHTTPProtocol(Protocol):
 
 class GatewayHTTPFactory(ServerFactory):
     """
-    Builds L{GatewayHTTPProtocol}s for one L{Dispatcher}.
+    Builds ``GatewayHTTPProtocol``s for one ``Dispatcher``.
 
-    @param reactor: the reactor for the idle timers and the clock of ``Date``.
-    @param max_body: the largest request body, in bytes (413 above).
-    @param max_headers: the most header fields in a request (431 above).
-    @param max_head: the most bytes of header fields (431 above).
-    @param max_url: the longest request target (414 above).
-    @param max_pending: answers a connection may have unwritten before
+    :param reactor: the reactor for the idle timers and the clock of ``Date``.
+    :param max_body: the largest request body, in bytes (413 above).
+    :param max_headers: the most header fields in a request (431 above).
+    :param max_head: the most bytes of header fields (431 above).
+    :param max_url: the longest request target (414 above).
+    :param max_pending: answers a connection may have unwritten before
         reading from it stops.
-    @param idle_timeout: seconds a connection may sit without a request.
-    @param header_timeout: seconds from the first byte of a request to the end
+    :param idle_timeout: seconds a connection may sit without a request.
+    :param header_timeout: seconds from the first byte of a request to the end
         of its header fields (408 and close above: slowloris).
-    @param body_timeout: seconds from the end of a request's header fields to
+    :param body_timeout: seconds from the end of a request's header fields to
         the end of its body (408 and close above).
     """
 
@@ -718,9 +718,9 @@ class GatewayHTTPFactory(ServerFactory):
     def close_connections(self, grace: float = 1.0) -> Deferred[None]:
         """
         Wind every connection down for shutdown (see the module's docstring),
-        giving those that have sent nothing yet C{grace} seconds.
+        giving those that have sent nothing yet ``grace`` seconds.
 
-        @return: fires once every connection is closed.
+        :return: fires once every connection is closed.
         """
         self.closing = True
         d: Deferred[None] = Deferred()

@@ -5,7 +5,7 @@ Closing a listening socket makes the kernel reset every connection still in
 its accept queue: the handshake was done, the client's ``connect()`` returned
 and its request was sent, yet it gets a reset without an answer.  Under load
 there are always a few such connections when the gateway stops (SIGTERM).
-L{DrainingServerService} first accepts every connection already queued (they
+``DrainingServerService`` first accepts every connection already queued (they
 are served like any other: answered, or refused 503 by a pool that is
 stopping), then stops the socket listening at once (``shutdown(SHUT_RD)`` on
 Linux), so a client connecting a moment later is refused (ECONNREFUSED)
@@ -30,11 +30,11 @@ _MAX_ROUNDS = 100
 
 def drain_accept_queue(port: Any) -> int:
     """
-    Accept every connection queued on C{port} (a listening
-    L{twisted.internet.tcp.Port}) and stop it listening at once; do nothing
+    Accept every connection queued on ``port`` (a listening
+    ``twisted.internet.tcp.Port``) and stop it listening at once; do nothing
     for a port of another kind.
 
-    @return: how many connections were accepted.
+    :return: how many connections were accepted.
     """
     sock = getattr(port, "socket", None)
     if sock is None or not getattr(port, "connected", False) or not hasattr(port, "sessionno"):
@@ -59,7 +59,7 @@ class DrainingServerService(Service):
     Listens on an endpoint while running; stopping drains the accept queue
     first.  A port that cannot be bound makes the start raise (so ``twistd``
     exits with the reason instead of running without its listener), and
-    L{whenListening} hands the port to whoever needs its number.
+    ``whenListening`` hands the port to whoever needs its number.
     """
 
     log = Logger()
@@ -87,7 +87,7 @@ class DrainingServerService(Service):
             self._error.raiseException()
 
     def startService(self) -> None:
-        """Bind, unless L{privilegedStartService} did already."""
+        """Bind, unless ``privilegedStartService`` did already."""
         Service.startService(self)
         if self._listening is None:
             self.privilegedStartService()

@@ -6,12 +6,12 @@ dict of literal children and at most one parameter child; parameter *names*
 live on the route (the leaf), so ``/a/{x}/c`` and ``/a/{y}/d`` share the
 parameter node.
 
-Matching rules (see also L{edgegw_tx.paths}):
+Matching rules (see also ``edgegw_tx.paths``):
 
 * Host: lower-cased, port and a trailing ``.`` stripped; the exact domain is
   tried first, then ``*``.  A missing host only reaches ``*``.
 * Path: the dispatcher hands over the path's normal form
-  (L{edgegw_tx.gateway.target}); it is split on ``/`` first, then each
+  (``edgegw_tx.gateway.target``); it is split on ``/`` first, then each
   segment is percent-decoded once (UTF-8, invalid sequences become U+FFFD), so
   ``%2F`` stays inside one segment and parameter values are decoded strings.
 * At every level a literal child is tried before the parameter child, with
@@ -28,9 +28,9 @@ Matching rules (see also L{edgegw_tx.paths}):
   (HEAD among them wherever GET is).
 
 Matches are remembered per (Host header, method, path), up to
-C{MATCH_CACHE} of them, and forgotten on every change to the table: a request
+``MATCH_CACHE`` of them, and forgotten on every change to the table: a request
 for a path seen before costs one dict lookup, however many routes there are.
-Only short keys are remembered (C{MATCH_KEY_MAX} characters of host and path),
+Only short keys are remembered (``MATCH_KEY_MAX`` characters of host and path),
 so hostile long URLs cannot make the memory grow past a few MB.
 
 Mutations happen on the reactor thread, so each ``add``/``remove`` is atomic
@@ -220,10 +220,10 @@ class RouteTable:
         or adds the new one before removing the old (moved), so no request sees
         a gap.
 
-        @param domain: a host name, or ``*`` for any host.
-        @raise RouteConflict: another key serves the same domain, method and
+        :param domain: a host name, or ``*`` for any host.
+        :raises RouteConflict: another key serves the same domain, method and
             pattern shape; the table is unchanged.
-        @raise ValueError: bad domain, method or pattern.
+        :raises ValueError: bad domain, method or pattern.
         """
         if isinstance(pattern, str):
             pattern = parse_pattern(pattern)
@@ -278,8 +278,8 @@ class RouteTable:
         """
         Find the route for a request.
 
-        @param host: the Host header as received (port and case are ignored).
-        @param path: the path in its normal form (still percent-encoded),
+        :param host: the Host header as received (port and case are ignored).
+        :param path: the path in its normal form (still percent-encoded),
             without the query.
         """
         key = (host, method, path)

@@ -12,7 +12,7 @@ The rules (docs/routing.md, "How paths are normalised"):
   ~``) is decoded, once: ``/%73ecret`` is ``/secret``, ``/%2573`` is ``/%2573``.
 * Every other escape is kept as data, with upper-case hex digits: ``%2f``
   becomes ``%2F`` and never splits a segment.
-* ``%00`` and a malformed escape (``%4``, ``%zz``) are refused (L{BadPath}).
+* ``%00`` and a malformed escape (``%4``, ``%zz``) are refused (``BadPath``).
 * Characters outside ASCII (only the twisted.web front lets them through; llhttp
   refuses them) are percent-encoded as UTF-8.
 * A dot-segment (``.`` or ``..``, also when spelled ``%2E``) is refused: the
@@ -73,10 +73,10 @@ def _encode_non_ascii(path: str) -> str:
 
 def normal_path(path: str) -> str:
     """
-    The normal form of C{path} (an origin-form path, no query), as the module
+    The normal form of ``path`` (an origin-form path, no query), as the module
     docstring says.
 
-    @raise BadPath: ``%00``, a malformed escape or a dot-segment.
+    :raises BadPath: ``%00``, a malformed escape or a dot-segment.
     """
     if "%" in path:
         bad = _MALFORMED.search(path)
@@ -94,5 +94,5 @@ def normal_path(path: str) -> str:
 
 
 def valid_host(value: bytes) -> bool:
-    """Whether C{value} (a ``Host`` field value) is ``host [":" port]``."""
+    """Whether ``value`` (a ``Host`` field value) is ``host [":" port]``."""
     return _HOST(value) is not None

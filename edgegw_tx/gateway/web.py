@@ -2,7 +2,7 @@
 The lean twisted.web front of the data plane.
 
 One leaf resource takes every path and method, turns the twisted.web request
-into a L{GatewayRequest} and writes the L{GatewayResponse} back.  All routing,
+into a ``GatewayRequest`` and writes the ``GatewayResponse`` back.  All routing,
 404/405 and error bodies are the dispatcher's, so a faster HTTP layer can
 replace this module without changing behaviour.
 
@@ -15,7 +15,7 @@ Notes:
   the target's Deferred is not cancelled (the pool owns its requests).
 * ``Server: edgegw`` replaces twisted.web's default unless the handler sets
   its own; twisted.web's default ``Content-Type: text/html`` is disabled.
-* Reason phrases come from Python's L{http.HTTPStatus} (twisted.web's table
+* Reason phrases come from Python's ``http.HTTPStatus`` (twisted.web's table
   lacks 422 and 429, and would say "Unknown Status").
 * Routing ambiguity is refused as by the httptools front (RFC 9112 §3.2):
   two ``Host`` fields, none on HTTP/1.1 or an invalid one are a 400; an absolute-form target
@@ -44,7 +44,7 @@ _INTERNAL = b'{"error": "internal error while writing the response"}'
 
 
 def _phrase(status: int) -> bytes:
-    """The reason phrase of C{status}, from L{HTTPStatus}; "Unknown" if it has none."""
+    """The reason phrase of ``status``, from ``HTTPStatus``; "Unknown" if it has none."""
     try:
         return HTTPStatus(status).phrase.encode("ascii")
     except ValueError:
@@ -52,7 +52,7 @@ def _phrase(status: int) -> bytes:
 
 
 def _refuse(request: Request, message: str) -> bytes:
-    """Answer a request the front will not dispatch with 400 and C{message}."""
+    """Answer a request the front will not dispatch with 400 and ``message``."""
     request.setResponseCode(400, _phrase(400))
     request.responseHeaders.setRawHeaders(b"content-type", [b"application/json"])
     request.responseHeaders.setRawHeaders(b"server", _SERVER)
@@ -70,7 +70,7 @@ class GatewayResource(Resource):
         self._dispatch = dispatcher.dispatch
 
     def render(self, request: Request) -> object:
-        """Build the L{GatewayRequest}, dispatch it, answer when it fires."""
+        """Build the ``GatewayRequest``, dispatch it, answer when it fires."""
         uri = request.uri
         mark = uri.find(b"?")
         hosts = request.requestHeaders.getRawHeaders(b"host")

@@ -7,16 +7,16 @@ public socket once and runs N data-plane processes that adopt it; each has
 its own route table, worker pools and service connectors, kept in step by
 the control process's commands (docs/processes.md).
 
-* ``channel`` — L{ControlChannel}: calls, answers and notes as frames over a
+* ``channel`` — ``ControlChannel``: calls, answers and notes as frames over a
   stream (the child's stdin/stdout).
-* ``state`` — L{PlaneState}: the commands applied so far, replayed to a
+* ``state`` — ``PlaneState``: the commands applied so far, replayed to a
   process that starts late.
-* ``group`` — L{ProcessGroup}: spawns, feeds, respawns and stops the processes.
-* ``proxies`` — L{PoolProxy}, L{MirroredRoutes}, L{MirroredRegistry}: what the
+* ``group`` — ``ProcessGroup``: spawns, feeds, respawns and stops the processes.
+* ``proxies`` — ``PoolProxy``, ``MirroredRoutes``, ``MirroredRegistry``: what the
   control process's managers are given instead of the real objects.
-* ``dataplane`` — L{DataPlane}: a data-plane process's routes, pools and
+* ``dataplane`` — ``DataPlane``: a data-plane process's routes, pools and
   services, run by the commands.
-* ``accept`` — L{BalancedAccept}: accepting from the shared socket so that
+* ``accept`` — ``BalancedAccept``: accepting from the shared socket so that
   connections spread over the processes.
 * ``child`` — the data-plane process's program (wiring only).
 

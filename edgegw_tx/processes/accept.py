@@ -7,10 +7,10 @@ then accepts up to 100 connections in a row, so one process can take a whole
 burst (a load test's connections, a proxy's pool) and keep them while the
 others idle: with wrk -c4 or -c16 against two processes, often all on one.
 
-L{BalancedAccept} wraps the data plane's factory: the port accepts one
+``BalancedAccept`` wraps the data plane's factory: the port accepts one
 connection per wake-up and then stops accepting for a moment that grows with
-the connections this process holds (C{held} x L{ACCEPT_PAUSE_STEP}, at most
-L{ACCEPT_PAUSE_MAX}), so a process holding fewer takes the next one. Measured
+the connections this process holds (``held`` x ``ACCEPT_PAUSE_STEP``, at most
+``ACCEPT_PAUSE_MAX``), so a process holding fewer takes the next one. Measured
 on two processes: wrk -c4 to -c32 split evenly, and a flood of one-request
 connections (``Connection: close``) as fast as without the pause.
 """
@@ -36,8 +36,8 @@ class BalancedAccept:
 
     def __init__(self, factory: Any, reactor: Any):
         """
-        @param factory: the real server factory (the data plane's HTTP front).
-        @param reactor: the clock of the pauses.
+        :param factory: the real server factory (the data plane's HTTP front).
+        :param reactor: the clock of the pauses.
         """
         self.factory = factory
         self._reactor = reactor
@@ -73,8 +73,8 @@ class BalancedAccept:
 
     def balance(self, port: Any) -> None:
         """
-        Pace C{port}, a C{tcp.Port} serving this factory (from
-        C{adoptStreamPort}): its C{doRead} accepts once, then pauses.
+        Pace ``port``, a ``tcp.Port`` serving this factory (from
+        ``adoptStreamPort``): its ``doRead`` accepts once, then pauses.
         """
         if not hasattr(port, "numberAccepts"):
             return

@@ -1,7 +1,7 @@
 """
 The control channel between the control process and one data-plane process.
 
-Messages are the process plane's frames (L{edgegw_tx.workers.framing}: a
+Messages are the process plane's frames (``edgegw_tx.workers.framing``: a
 4-byte big-endian length, then one JSON object) of three types:
 
 * ``{"type": "call", "id": n, "command": name, "args": {...}}`` asks the peer
@@ -15,7 +15,7 @@ Calls are correlated with answers by id through a dict id -> Deferred, as
 AMP does with its tags, so answers may come in any order; commands are run
 in the order they arrive, so one side's calls take effect on the other side
 in the order they were made. When the connection is lost every unanswered
-call fails with L{ChannelClosed}. Unlike AMP there is no 64 KiB cap per
+call fails with ``ChannelClosed``. Unlike AMP there is no 64 KiB cap per
 value: a snapshot of many pools is one frame.
 """
 
@@ -43,8 +43,8 @@ class ChannelClosed(Exception):
 
 class RemoteError(Exception):
     """
-    The peer's command failed: C{kind} is the class name of its exception,
-    C{message} what it said (C{str()} of this error is the message alone).
+    The peer's command failed: ``kind`` is the class name of its exception,
+    ``message`` what it said (``str()`` of this error is the message alone).
     """
 
     def __init__(self, kind: str, message: str):
@@ -58,16 +58,16 @@ class UnknownCommand(Exception):
 
 
 Responder = Callable[..., Any]
-"""C{responder(**args) -> value | Deferred}: runs one command."""
+"""``responder(**args) -> value | Deferred``: runs one command."""
 
 
 class ControlChannel(Protocol):
     """
     Calls, answers and notes over any stream transport: a child's stdio on
-    one side, a C{ProcessProtocol}'s pipes on the other, a C{StringTransport}
+    one side, a ``ProcessProtocol``'s pipes on the other, a ``StringTransport``
     in the tests.
 
-    @ivar connected: True between C{connectionMade} and C{connectionLost}.
+    :ivar connected: True between ``connectionMade`` and ``connectionLost``.
     """
 
     def __init__(
@@ -78,9 +78,9 @@ class ControlChannel(Protocol):
         on_close: Callable[[Failure], object] | None = None,
     ):
         """
-        @param responders: command name -> function run for the peer's calls
-            and notes (keyword arguments from C{args}).
-        @param on_close: called once with the reason when the connection is
+        :param responders: command name -> function run for the peer's calls
+            and notes (keyword arguments from ``args``).
+        :param on_close: called once with the reason when the connection is
             lost, after the unanswered calls failed.
         """
         self._responders = dict(responders)
@@ -117,10 +117,10 @@ class ControlChannel(Protocol):
 
     def call(self, command: str, **args: Any) -> Deferred[Any]:
         """
-        Run C{command} on the other side.
+        Run ``command`` on the other side.
 
-        @return: fires with the answer's C{data}; fails with L{RemoteError}
-            when the command failed there, L{ChannelClosed} when the other
+        :return: fires with the answer's ``data``; fails with ``RemoteError``
+            when the command failed there, ``ChannelClosed`` when the other
             side went away first.
         """
         if not self.connected:
@@ -136,7 +136,7 @@ class ControlChannel(Protocol):
         return d
 
     def notify(self, command: str, **args: Any) -> None:
-        """Run C{command} on the other side, wanting no answer (dropped when closed)."""
+        """Run ``command`` on the other side, wanting no answer (dropped when closed)."""
         if self.connected:
             self._send({"type": "note", "command": command, "args": args})
 

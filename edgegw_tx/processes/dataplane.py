@@ -4,7 +4,7 @@ One data-plane process's serving state, driven by the control process.
 A data-plane process (``--processes`` N > 1) holds a route table and its HTTP
 front, a worker pool per deployed version of each running endpoint, and a
 service registry whose connectors answer its own workers' calls. It owns no
-store and makes no decisions: L{DataPlane.responders} are the commands the
+store and makes no decisions: ``DataPlane.responders`` are the commands the
 control process sends over the control channel (``channel.py``), and
 everything a pool says about its workers (``log(stream, line)``) goes back as
 a ``log`` note.
@@ -16,7 +16,7 @@ The control process sends ``listen`` once this process has its pools started,
 so a respawned process does not take connections it cannot serve yet.
 
 When the control channel closes (the control process stopped or died),
-L{DataPlane.shutdown} stops accepting, drains every pool and closes the
+``DataPlane.shutdown`` stops accepting, drains every pool and closes the
 service connectors; the process then exits.
 """
 
@@ -40,7 +40,7 @@ class DataPlane:
     """
     Routes, pools, services and the adopted listening socket of one process.
 
-    @ivar index: which data-plane process this is (1..N), for log lines.
+    :ivar index: which data-plane process this is (1..N), for log lines.
     """
 
     def __init__(
@@ -56,14 +56,14 @@ class DataPlane:
         reactor: Any = None,
     ):
         """
-        @param routes: the route table (L{edgegw_tx.gateway.routes.RouteTable})
-            that C{front} dispatches from.
-        @param front: the server factory of public traffic
-            (L{edgegw_tx.gateway.front.data_plane_factory}).
-        @param registry: the service registry (a C{ServiceRegistry}).
-        @param listen_fd: the inherited listening socket, adopted on ``listen``.
-        @param family: its address family.
-        @param pool_factory: makes worker pools (C{WorkerPool}'s signature).
+        :param routes: the route table (``edgegw_tx.gateway.routes.RouteTable``)
+            that ``front`` dispatches from.
+        :param front: the server factory of public traffic
+            (``edgegw_tx.gateway.front.data_plane_factory``).
+        :param registry: the service registry (a ``ServiceRegistry``).
+        :param listen_fd: the inherited listening socket, adopted on ``listen``.
+        :param family: its address family.
+        :param pool_factory: makes worker pools (``WorkerPool``'s signature).
         """
         if reactor is None:
             from twisted.internet import reactor
@@ -81,7 +81,7 @@ class DataPlane:
         self._shutdown_d: Any = None
 
     def attach(self, notify: Callable[..., object]) -> None:
-        """Send notes (the workers' log lines) with C{notify(command, **args)}."""
+        """Send notes (the workers' log lines) with ``notify(command, **args)``."""
         self._notify = notify
 
     def responders(self) -> dict[str, Callable[..., Any]]:
@@ -124,8 +124,8 @@ class DataPlane:
         options: dict[str, Any],
     ) -> Any:
         """
-        Make and start pool number C{pool}; fires with its L{view} once its
-        workers are ready, fails as C{WorkerPool.start} does. A pool that
+        Make and start pool number ``pool``; fires with its ``view`` once its
+        workers are ready, fails as ``WorkerPool.start`` does. A pool that
         failed to start stays known (its requests answer 503) until
         ``stop_pool``, so a route naming it still resolves.
         """
@@ -149,14 +149,14 @@ class DataPlane:
         return d
 
     def stop_pool(self, pool: int) -> Any:
-        """Drain and stop pool number C{pool}; fires once its workers ended."""
+        """Drain and stop pool number ``pool``; fires once its workers ended."""
         worker_pool = self._pools.pop(pool, None)
         if worker_pool is None:
             return None
         return worker_pool.stop().addCallback(lambda _: None)
 
     def route(self, key: Any, domain: str, method: str, pattern: str, pool: int) -> None:
-        """Route (domain, method, pattern) to pool C{pool}, replacing C{key}'s route at once."""
+        """Route (domain, method, pattern) to pool ``pool``, replacing ``key``'s route at once."""
         worker_pool = self._pools.get(pool)
         if worker_pool is None:
             raise KeyError(f"no pool {pool} in data-plane process {self.index}")
@@ -171,7 +171,7 @@ class DataPlane:
         return {"pool": pool, "stats": worker_pool.stats(), "workers": worker_pool.workers()}
 
     def snapshot(self) -> list[dict[str, Any]]:
-        """The L{view} of every pool."""
+        """The ``view`` of every pool."""
         return [self.view(n, p) for n, p in self._pools.items()]
 
     # -- serving ---------------------------------------------------------------

@@ -2,7 +2,7 @@
 The data-plane processes of ``--processes N`` (N > 1), seen from the control
 process: spawned, kept in step, respawned, stopped.
 
-On start (in C{privilegedStartService}, before twistd drops privileges) the
+On start (in ``privilegedStartService``, before twistd drops privileges) the
 control process binds the public listening socket once (a ``tcp:`` or
 ``tcp6:`` ``--listen`` string) and never accepts on it itself; then it
 spawns N data-plane processes (``child.py``) with ``reactor.spawnProcess``,
@@ -11,14 +11,14 @@ accepts from the same socket and the kernel spreads the connections.
 
 Every change of the data planes is a command (``state.py``) sent to every
 live process over its control channel (the child's stdin and stdout,
-``channel.py``) and recorded in one L{PlaneState}. A process that starts
+``channel.py``) and recorded in one ``PlaneState``. A process that starts
 (first start or respawn) is sent the recorded state first; once its pools
 are started it is told to ``listen``. A process that ends without being
-asked to is respawned, its restart delay doubling from C{min_restart_delay}
-to C{max_restart_delay} (reset by C{stable_time} seconds of life), as
-C{twisted.runner.procmon} does. On stop, each process's stdin is closed (it
-drains its pools and exits), SIGTERM follows after C{stop_timeout} seconds
-and SIGKILL after a further C{kill_time}; the service has stopped when every
+asked to is respawned, its restart delay doubling from ``min_restart_delay``
+to ``max_restart_delay`` (reset by ``stable_time`` seconds of life), as
+``twisted.runner.procmon`` does. On stop, each process's stdin is closed (it
+drains its pools and exits), SIGTERM follows after ``stop_timeout`` seconds
+and SIGKILL after a further ``kill_time``; the service has stopped when every
 process is reaped.
 """
 
@@ -60,7 +60,7 @@ class NotSharable(ValueError):
 
 def check_sharable(description: str) -> None:
     """
-    Raise L{NotSharable} unless the endpoint string C{description} listens
+    Raise ``NotSharable`` unless the endpoint string ``description`` listens
     on TCP (``tcp:`` or ``tcp6:``): only a plain TCP socket is bound once and
     adopted by every data-plane process (TLS would be terminated by no one).
     """
@@ -88,9 +88,9 @@ class DataPlaneProcess(ProcessProtocol):
     One data-plane process: its control channel on its stdin/stdout, its
     stderr copied into the log.
 
-    @ivar index: its place, 1..N; a respawn takes the place of the one it replaces.
-    @ivar up: it said hello (its reactor runs and reads the channel).
-    @ivar serving: it was told to listen and answered.
+    :ivar index: its place, 1..N; a respawn takes the place of the one it replaces.
+    :ivar up: it said hello (its reactor runs and reads the channel).
+    :ivar serving: it was told to listen and answered.
     """
 
     # Set by the reactor before connectionMade (ProcessProtocol says Optional).
@@ -186,9 +186,9 @@ class ProcessGroup(Service):
     N data-plane processes sharing one listening socket, kept in step with
     the commands of the control process.
 
-    @ivar state: the commands applied so far (L{PlaneState}).
-    @ivar port: the listening port (bound in C{privilegedStartService}, or
-        C{startService}); None when stopped.
+    :ivar state: the commands applied so far (``PlaneState``).
+    :ivar port: the listening port (bound in ``privilegedStartService``, or
+        ``startService``); None when stopped.
     """
 
     def __init__(
@@ -211,17 +211,17 @@ class ProcessGroup(Service):
         reactor: Any = None,
     ):
         """
-        @param count: how many data-plane processes (at least 1).
-        @param listen: the endpoint string of public traffic (``tcp:`` or ``tcp6:``).
-        @param data_dir: the gateway's data directory (services' files).
-        @param http: the data plane's HTTP layer (``--http``).
-        @param http_limits: its limits (L{edgegw_tx.gateway.front.data_plane_factory}).
-        @param environ: the environment the processes start from (the
-            control process's by default); C{PYTHONPATH} gets this source tree
+        :param count: how many data-plane processes (at least 1).
+        :param listen: the endpoint string of public traffic (``tcp:`` or ``tcp6:``).
+        :param data_dir: the gateway's data directory (services' files).
+        :param http: the data plane's HTTP layer (``--http``).
+        :param http_limits: its limits (``edgegw_tx.gateway.front.data_plane_factory``).
+        :param environ: the environment the processes start from (the
+            control process's by default); ``PYTHONPATH`` gets this source tree
             first, so they run the same code.
-        @param answer_timeout: seconds after which a process that did not
+        :param answer_timeout: seconds after which a process that did not
             acknowledge a change is logged (the change goes on).
-        @param refresh_timeout: seconds L{refresh} waits for a process's
+        :param refresh_timeout: seconds ``refresh`` waits for a process's
             snapshot before using the last one it had.
         """
         if count < 1:
@@ -327,7 +327,7 @@ class ProcessGroup(Service):
         return argv
 
     def environment(self) -> dict[str, str]:
-        """The processes' environment: the given one, this source tree first on C{PYTHONPATH}."""
+        """The processes' environment: the given one, this source tree first on ``PYTHONPATH``."""
         env = dict(self._environ)
         rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != _SOURCE_ROOT]
         env["PYTHONPATH"] = os.pathsep.join([_SOURCE_ROOT] + rest)
@@ -434,8 +434,8 @@ class ProcessGroup(Service):
 
     def apply(self, command: str, **args: Any) -> list[tuple[int, Deferred[Any]]]:
         """
-        Record C{command} and send it to every live process; the answers,
-        as (index, Deferred), fail with C{ChannelClosed} for a process that
+        Record ``command`` and send it to every live process; the answers,
+        as (index, Deferred), fail with ``ChannelClosed`` for a process that
         went away (its respawn gets the recorded state instead).
         """
         self.state.apply(command, args)
@@ -443,7 +443,7 @@ class ProcessGroup(Service):
 
     def change(self, command: str, **args: Any) -> Deferred[None]:
         """
-        L{apply}, firing once every live process applied it. A failure there
+        ``apply``, firing once every live process applied it. A failure there
         is logged, not raised: the control process's own check already passed,
         and a process that could not follow is one to read the log of.
         """
@@ -480,7 +480,7 @@ class ProcessGroup(Service):
         return number
 
     def register(self, pool: PoolProxy) -> None:
-        """C{pool} gets the log lines and snapshots of its number."""
+        """``pool`` gets the log lines and snapshots of its number."""
         self._pools[pool.number] = pool
 
     def unregister(self, pool: PoolProxy) -> None:
@@ -488,7 +488,7 @@ class ProcessGroup(Service):
             del self._pools[pool.number]
 
     def worker_log(self, pool: int, stream: str, line: str) -> None:
-        """The ``log`` note: a line about a worker of pool number C{pool}."""
+        """The ``log`` note: a line about a worker of pool number ``pool``."""
         target = self._pools.get(pool)
         if target is not None:
             target.log(stream, line)

@@ -5,15 +5,15 @@ With ``--processes`` N > 1 the endpoint manager and the service manager run
 unchanged in the control process; they are given these instead of the real
 objects, which live (once per process) in the data planes:
 
-* L{PoolProxy} has C{WorkerPool}'s face (C{start}, C{stop}, C{pids},
-  C{workers()}, C{stats()}, C{name}): starting it starts one pool of the
+* ``PoolProxy`` has ``WorkerPool``'s face (``start``, ``stop``, ``pids``,
+  ``workers()``, ``stats()``, ``name``): starting it starts one pool of the
   version in every data-plane process, and what it tells of its workers is
   summed over them (each worker tagged with its ``process``, 1..N), as of
-  the last L{ProcessGroup.refresh} or start.
-* L{MirroredRoutes} has C{RouteTable}'s C{add} and C{remove}: a local table
-  decides conflicts, and each change is sent to every process; C{add}
+  the last ``ProcessGroup.refresh`` or start.
+* ``MirroredRoutes`` has ``RouteTable``'s ``add`` and ``remove``: a local table
+  decides conflicts, and each change is sent to every process; ``add``
   returns a Deferred firing once every process has the route.
-* L{MirroredRegistry} has C{ServiceRegistry}'s face for the service manager:
+* ``MirroredRegistry`` has ``ServiceRegistry``'s face for the service manager:
   a local registry validates configs and runs the connection tests, and
   every service and binding is sent to every process, whose own registry
   answers its workers' calls.
@@ -70,7 +70,7 @@ def gather_answers(
     answers: list[tuple[int, Deferred[Any]]], on_answer: Callable[[Any, int], Any]
 ) -> Deferred[None]:
     """
-    Wait for every answer of L{ProcessGroup.apply}: C{on_answer(data, index)}
+    Wait for every answer of ``ProcessGroup.apply``: ``on_answer(data, index)``
     for each one; a process that went away is skipped. Fails with the first
     other failure, once every answer came.
     """
@@ -94,8 +94,8 @@ class PoolProxy:
     One deployed version of an endpoint, served by a pool in every
     data-plane process.
 
-    @ivar number: the pool's number in the data planes' commands.
-    @ivar log: C{log(stream, line)} for the workers' lines from every process.
+    :ivar number: the pool's number in the data planes' commands.
+    :ivar log: ``log(stream, line)`` for the workers' lines from every process.
     """
 
     def __init__(
@@ -109,9 +109,9 @@ class PoolProxy:
         **options: Any,
     ):
         """
-        @param group: the L{ProcessGroup}.
-        @param options: C{WorkerPool}'s keyword arguments (C{cwd},
-            C{max_frame}, C{version}, C{min_instances}, ...), given to the
+        :param group: the ``ProcessGroup``.
+        :param options: ``WorkerPool``'s keyword arguments (``cwd``,
+            ``max_frame``, ``version``, ``min_instances``, ...), given to the
             pool in each process as they are.
         """
         self._group = group
@@ -174,7 +174,7 @@ class PoolProxy:
         return fail(PoolStopped(f"{self.name}: requests are served by the data-plane processes"))
 
     def refresh(self) -> Deferred[None]:
-        """Bring C{pids}, C{workers()} and C{stats()} up to date (one snapshot per process)."""
+        """Bring ``pids``, ``workers()`` and ``stats()`` up to date (one snapshot per process)."""
         return self._group.refresh()
 
     @property
@@ -182,7 +182,7 @@ class PoolProxy:
         return [w["pid"] for w in self.workers() if w.get("pid") is not None]
 
     def workers(self) -> list[dict[str, Any]]:
-        """C{WorkerPool.workers()} of every process, in process order, each with its ``process``."""
+        """``WorkerPool.workers()`` of every process, in process order, each with its ``process``."""
         return [
             dict(worker, process=index)
             for index in sorted(self._views)
@@ -190,7 +190,7 @@ class PoolProxy:
         ]
 
     def stats(self) -> dict[str, Any]:
-        """C{WorkerPool.stats()} summed over the processes; ``processes``: how many reported."""
+        """``WorkerPool.stats()`` summed over the processes; ``processes``: how many reported."""
         views = [v.get("stats", {}) for v in self._views.values()]
         stats = {
             "name": self.name,
@@ -210,23 +210,23 @@ class PoolProxy:
     # -- from the group ------------------------------------------------------
 
     def update_view(self, view: Any, index: int) -> Any:
-        """The pool of process C{index} is as C{view} (C{{stats, workers}}) says."""
+        """The pool of process ``index`` is as ``view`` (``{stats, workers}``) says."""
         if isinstance(view, dict) and self._state != _STOPPED:
             self._views[index] = view
         return view
 
     def forget_process(self, index: int) -> None:
-        """Process C{index} ended (its workers with it) or no longer has this pool."""
+        """Process ``index`` ended (its workers with it) or no longer has this pool."""
         self._views.pop(index, None)
 
 
 class MirroredRoutes:
-    """C{RouteTable}'s C{add} and C{remove}, applied here and in every data-plane process."""
+    """``RouteTable``'s ``add`` and ``remove``, applied here and in every data-plane process."""
 
     def __init__(self, group: ProcessGroup, table: RouteTable):
         """
-        @param table: the local route table (a C{RouteTable}) that checks
-            every change and answers C{match}.
+        :param table: the local route table (a ``RouteTable``) that checks
+            every change and answers ``match``.
         """
         self._group = group
         self._table = table
@@ -235,8 +235,8 @@ class MirroredRoutes:
         self, key: Any, domain: str, method: str, pattern: Any, target: PoolProxy
     ) -> Deferred[None]:
         """
-        C{RouteTable.add} (raising its C{RouteConflict} or C{ValueError} at
-        once, changing nothing), then the same route to C{target}'s pool in
+        ``RouteTable.add`` (raising its ``RouteConflict`` or ``ValueError`` at
+        once, changing nothing), then the same route to ``target``'s pool in
         every process; fires once every process has it.
         """
         self._table.add(key, domain, method, pattern, target)
@@ -246,7 +246,7 @@ class MirroredRoutes:
         )
 
     def remove(self, key: Any) -> bool:
-        """C{RouteTable.remove}; the processes drop the route before any later command."""
+        """``RouteTable.remove``; the processes drop the route before any later command."""
         removed = self._table.remove(key)
         if removed:
             self._group.change("unroute", key=key)
@@ -257,11 +257,11 @@ class MirroredRoutes:
 
 
 class MirroredRegistry:
-    """C{ServiceRegistry}'s face for the service manager, mirrored to every data-plane process."""
+    """``ServiceRegistry``'s face for the service manager, mirrored to every data-plane process."""
 
     def __init__(self, registry: ServiceRegistry, group: ProcessGroup):
         """
-        @param registry: the control process's own C{ServiceRegistry}: it
+        :param registry: the control process's own ``ServiceRegistry``: it
             validates configs and tests connections; its connectors are never
             called (they connect on first use).
         """
@@ -269,7 +269,7 @@ class MirroredRegistry:
         self._group = group
 
     def configure(self, service: dict[str, Any]) -> Deferred[None]:
-        """Validate (raising C{ConfigError}, changing nothing), then configure every process."""
+        """Validate (raising ``ConfigError``, changing nothing), then configure every process."""
         self._registry.configure(service)
         return self._group.change("configure_service", service=service)
 

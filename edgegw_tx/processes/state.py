@@ -2,9 +2,9 @@
 What every data-plane process must hold, as the commands that rebuild it.
 
 The control process changes the data planes with commands (``configure_service``,
-``bind``, ``start_pool``, ``route``, ...). L{PlaneState} keeps the net effect of
+``bind``, ``start_pool``, ``route``, ...). ``PlaneState`` keeps the net effect of
 every command applied so far, so a data-plane process that starts late (a
-respawn) gets the same state with L{PlaneState.replay}: services, then
+respawn) gets the same state with ``PlaneState.replay``: services, then
 bindings, then pools, then routes, each in the order they were made (a route
 names a pool, a pool's calls name bindings, a binding names a service).
 """
@@ -41,7 +41,7 @@ class PlaneState:
         self.routes: dict[Any, dict[str, Any]] = {}
 
     def apply(self, command: str, args: dict[str, Any]) -> None:
-        """Record C{command}; a command that changes nothing here raises C{ValueError}."""
+        """Record ``command``; a command that changes nothing here raises ``ValueError``."""
         if command == "configure_service":
             service = args["service"]
             self.services.pop(service["id"], None)

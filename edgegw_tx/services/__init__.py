@@ -1,6 +1,6 @@
 """
 The service plane: connectors the gateway owns and the broker that answers
-the workers' C{call} frames (docs/ipc.md, "Service calls").
+the workers' ``call`` frames (docs/ipc.md, "Service calls").
 
 Public face::
 
@@ -9,12 +9,12 @@ Public face::
         ServiceError, ServiceRegistry,
     )
 
-* L{config} — per-type config validation, defaults, secret masking.
-* L{registry} — L{ServiceRegistry}: connectors by service id, bindings, the
-  C{call_handler} for C{WorkerPool}, C{test}, C{close}.
-* L{sql} — C{?} placeholder translation and row value conversion.
-* L{sqlite}, L{postgres}, L{redis}, L{storage} — one connector each.
-* L{errors} — L{ServiceError} and the error kinds; L{args} — argument checks.
+* ``config`` — per-type config validation, defaults, secret masking.
+* ``registry`` — ``ServiceRegistry``: connectors by service id, bindings, the
+  ``call_handler`` for ``WorkerPool``, ``test``, ``close``.
+* ``sql`` — ``?`` placeholder translation and row value conversion.
+* ``sqlite``, ``postgres``, ``redis``, ``storage`` — one connector each.
+* ``errors`` — ``ServiceError`` and the error kinds; ``args`` — argument checks.
 
 Nothing here imports the other planes.
 """

@@ -1,9 +1,9 @@
 """
-Checks for the C{args} of a service call.
+Checks for the ``args`` of a service call.
 
-Every failure is a L{ServiceError} of kind C{BadRequest} whose message names
-the action and the argument, e.g. C{redis get: argument 'key' must be a
-string, not int}.
+Every failure is a ``ServiceError`` of kind ``BadRequest`` whose message names
+the action and the argument, e.g. ``redis get: argument 'key' must be a
+string, not int``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class Args:
     """
     The arguments of one call, read with typed accessors.
 
-    @param where: C{"<service> <action>"}, the start of every message.
+    :param where: ``"<service> <action>"``, the start of every message.
     """
 
     def __init__(self, where: str, args: object):
@@ -65,7 +65,7 @@ class Args:
         )
 
     def string(self, name: str, default: Any = _MISSING, *, nonempty: bool = False) -> Any:
-        """A string argument (C{default} when absent or null, if given)."""
+        """A string argument (``default`` when absent or null, if given)."""
         value = self._get(name, default)
         if value is default and default is not _MISSING:
             return value

@@ -10,38 +10,38 @@ The public face (the management API and the store code against it)::
     mask(service_type, config) -> dict
     merge_secrets(service_type, new_config, old_config) -> dict
 
-C{validate_config} returns a new, normalised dict holding every field of the
-type, defaults filled in, and raises L{ConfigError} naming the first bad field.
+``validate_config`` returns a new, normalised dict holding every field of the
+type, defaults filled in, and raises ``ConfigError`` naming the first bad field.
 It is idempotent: a normalised config validates to itself.  Unknown fields are
 refused.  The fields (spec/API.md):
 
 ======== ================================================================
-sqlite   C{path} (C{"<name>.sqlite3"}), C{create_if_missing} (true)
-postgres C{host}, C{port} (5432), C{database}, C{username}, C{password}
-         (null), C{ssl_mode} (C{"prefer"}), C{pool_size} (10)
-redis    C{host}, C{port} (6379), C{password} (null), C{username} (null),
-         C{database} (0), C{use_tls} (false), C{pool_size} (10)
-storage  C{path} (C{"<name>"})
+sqlite   ``path`` (``"<name>.sqlite3"``), ``create_if_missing`` (true)
+postgres ``host``, ``port`` (5432), ``database``, ``username``, ``password``
+         (null), ``ssl_mode`` (``"prefer"``), ``pool_size`` (10)
+redis    ``host``, ``port`` (6379), ``password`` (null), ``username`` (null),
+         ``database`` (0), ``use_tls`` (false), ``pool_size`` (10)
+storage  ``path`` (``"<name>"``)
 ======== ================================================================
 
-C{host}, C{database} and C{username} of postgres and C{host} of redis are
-required.  Types are strict: a port is a JSON integer, not C{"5432"}.
+``host``, ``database`` and ``username`` of postgres and ``host`` of redis are
+required.  Types are strict: a port is a JSON integer, not ``"5432"``.
 
-The C{path} of sqlite and storage is relative to C{<data_dir>/services/}: it
-must be relative, made of non-empty C{/}-separated segments, none of them
-C{.} or C{..}, with no backslash or control character, so it stays inside that
+The ``path`` of sqlite and storage is relative to ``<data_dir>/services/``: it
+must be relative, made of non-empty ``/``-separated segments, none of them
+``.`` or ``..``, with no backslash or control character, so it stays inside that
 folder (the connectors also check the resolved path at run time, so a symlink
 cannot lead out).  When absent it is derived from the service's name; a name
-that makes no valid path asks for an explicit C{path}.
+that makes no valid path asks for an explicit ``path``.
 
-The S3-compatible storage fields (C{endpoint}, C{bucket}, C{access_key},
-C{secret_key}, C{region}) are refused with "not supported yet": only the
+The S3-compatible storage fields (``endpoint``, ``bucket``, ``access_key``,
+``secret_key``, ``region``) are refused with "not supported yet": only the
 filesystem backend exists.
 
-Secrets are C{password} (postgres, redis) and C{access_key}, C{secret_key}
-(storage).  C{mask} replaces each one that is set with C{"********"};
-C{merge_secrets} lets a client send a masked config back unchanged: a secret
-equal to C{"********"} takes the stored value.
+Secrets are ``password`` (postgres, redis) and ``access_key``, ``secret_key``
+(storage).  ``mask`` replaces each one that is set with ``"********"``;
+``merge_secrets`` lets a client send a masked config back unchanged: a secret
+equal to ``"********"`` takes the stored value.
 """
 
 from __future__ import annotations
@@ -85,9 +85,9 @@ class ConfigError(ValueError):
     """
     A service configuration is invalid.
 
-    @ivar field: the offending field, e.g. C{"config.port"} (or
-        C{"service_type"}, C{"config"}).
-    @ivar message: what is wrong with it.
+    :ivar field: the offending field, e.g. ``"config.port"`` (or
+        ``"service_type"``, ``"config"``).
+    :ivar message: what is wrong with it.
     """
 
     def __init__(self, field: str, message: str):
@@ -119,9 +119,9 @@ def _type_name(value: object) -> str:
 
 def check_relative_path(path: object, field: str = "config.path") -> str:
     """
-    Return C{path} if it is a safe relative path (see the module docstring).
+    Return ``path`` if it is a safe relative path (see the module docstring).
 
-    @raise ConfigError: naming C{field}.
+    :raises ConfigError: naming ``field``.
     """
     if not isinstance(path, str):
         raise ConfigError(field, f"must be a string, not {_type_name(path)}")
@@ -307,10 +307,10 @@ def _check_type(service_type: object) -> str:
 
 def validate_config(service_type: object, config: object, *, name: str) -> dict[str, Any]:
     """
-    Check C{config} for a service of C{service_type} called C{name}.
+    Check ``config`` for a service of ``service_type`` called ``name``.
 
-    @return: a new dict with every field of the type, defaults filled in.
-    @raise ConfigError: naming the first bad field.
+    :return: a new dict with every field of the type, defaults filled in.
+    :raises ConfigError: naming the first bad field.
     """
     service_type = _check_type(service_type)
     if config is None:
@@ -324,7 +324,7 @@ def validate_config(service_type: object, config: object, *, name: str) -> dict[
 
 
 def mask(service_type: str, config: dict[str, Any]) -> dict[str, Any]:
-    """A copy of C{config} with every secret that is set replaced by C{"********"}."""
+    """A copy of ``config`` with every secret that is set replaced by ``"********"``."""
     masked = dict(config)
     for field in SECRET_FIELDS.get(service_type, ()):
         if masked.get(field):
@@ -336,9 +336,9 @@ def merge_secrets(
     service_type: str, new_config: dict[str, Any], old_config: dict[str, Any] | None
 ) -> dict[str, Any]:
     """
-    A copy of C{new_config} where each secret sent back as C{"********"} takes
-    its value from C{old_config} (or is dropped when there was none).  Any
-    other value, including null or C{""}, replaces the stored secret.
+    A copy of ``new_config`` where each secret sent back as ``"********"`` takes
+    its value from ``old_config`` (or is dropped when there was none).  Any
+    other value, including null or ``""``, replaces the stored secret.
     """
     if not isinstance(new_config, dict):
         return new_config

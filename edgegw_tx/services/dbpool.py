@@ -1,13 +1,13 @@
 """
-What the SQLite and PostgreSQL connectors share: an C{adbapi} pool created on
-first use, the C{query} and C{execute} actions, a ping, a close that never
+What the SQLite and PostgreSQL connectors share: an ``adbapi`` pool created on
+first use, the ``query`` and ``execute`` actions, a ping, a close that never
 blocks the reactor.
 
 Every statement runs in one of the pool's threads through
-C{runWithConnection}: adbapi commits when the function returns and rolls back
+``runWithConnection``: adbapi commits when the function returns and rolls back
 when it raises, so a failed statement leaves its connection clean for the next
 call.  Rows are converted to JSON values in that thread too
-(L{edgegw_tx.services.sql.convert_rows}).
+(``edgegw_tx.services.sql.convert_rows``).
 
 A call's Deferred can be cancelled (the broker does so when the call times
 out): a call still waiting for a thread never runs, and a subclass may
@@ -46,9 +46,9 @@ class DatabaseConnector:
     """
     Base of the SQL connectors.
 
-    Subclasses set C{service_type} and implement L{_make_pool},
-    L{_prepare} and L{_classify}; they may override L{_interrupt},
-    L{_before} and L{_last_insert_id}.
+    Subclasses set ``service_type`` and implement ``_make_pool``,
+    ``_prepare`` and ``_classify``; they may override ``_interrupt``,
+    ``_before`` and ``_last_insert_id``.
     """
 
     kind = "db"
@@ -66,7 +66,7 @@ class DatabaseConnector:
     # -- the connector interface --------------------------------------------
 
     def call(self, action: str, args: object) -> Deferred[Any]:
-        """Run C{action} (C{query} or C{execute}) with C{args}."""
+        """Run ``action`` (``query`` or ``execute``) with ``args``."""
         if action not in self.actions:
             raise bad_request(f"unknown db action {action!r} (expected execute or query)")
         a = Args(f"db {action}", args)
@@ -80,7 +80,7 @@ class DatabaseConnector:
         return self._run(work, statement, bound)
 
     def ping(self) -> Deferred[float]:
-        """C{SELECT 1}; fires with its duration in milliseconds (connecting excluded)."""
+        """``SELECT 1``; fires with its duration in milliseconds (connecting excluded)."""
         return self._run(self._ping)
 
     def close(self) -> Deferred[None]:
@@ -115,7 +115,7 @@ class DatabaseConnector:
         raise NotImplementedError
 
     def _interrupt(self, raw: Any) -> None:
-        """Stop the statement running on driver connection C{raw} (reactor thread)."""
+        """Stop the statement running on driver connection ``raw`` (reactor thread)."""
 
     def _before(self, conn: adbapi.Connection) -> None:
         """Called in the pool thread before each call with the adbapi connection."""

@@ -1,8 +1,8 @@
 """
 The failure of a service call, as the worker sees it.
 
-A connector raises (or fails its Deferred with) L{ServiceError}; the broker
-turns it into the C{error} of a C{result} frame, C{{"kind", "message"}}.  The
+A connector raises (or fails its Deferred with) ``ServiceError``; the broker
+turns it into the ``error`` of a ``result`` frame, ``{"kind", "message"}``.  The
 kinds are the ones docs/ipc.md lists and the Rust SDK maps one to one.
 """
 
@@ -43,8 +43,8 @@ class ServiceError(Exception):
     """
     A service call or a service test failed.
 
-    @ivar kind: one of L{KINDS}.
-    @ivar message: what went wrong, for the handler's author.
+    :ivar kind: one of ``KINDS``.
+    :ivar message: what went wrong, for the handler's author.
     """
 
     def __init__(self, kind: str, message: str):
@@ -58,7 +58,7 @@ class ServiceError(Exception):
         return f"{self.kind}: {self.message}"
 
     def as_error(self) -> dict[str, str]:
-        """The C{error} object of a C{result} frame."""
+        """The ``error`` object of a ``result`` frame."""
         return {"kind": self.kind, "message": self.message}
 
 

@@ -1,26 +1,26 @@
 """
-The PostgreSQL connector: an C{adbapi} pool over psycopg2.
+The PostgreSQL connector: an ``adbapi`` pool over psycopg2.
 
-* Pool: C{cp_min=1}, C{cp_max=pool_size} (default 10) threads, one connection
-  each, opened on first use; C{cp_reconnect=True}.
-* Each connection is opened with C{connect_timeout} = the call timeout
-  (rounded up, at least 2 s as libpq wants), C{application_name=edgegw} and
-  C{statement_timeout} = the call timeout + 250 ms, so a statement the broker
+* Pool: ``cp_min=1``, ``cp_max=pool_size`` (default 10) threads, one connection
+  each, opened on first use; ``cp_reconnect=True``.
+* Each connection is opened with ``connect_timeout`` = the call timeout
+  (rounded up, at least 2 s as libpq wants), ``application_name=edgegw`` and
+  ``statement_timeout`` = the call timeout + 250 ms, so a statement the broker
   gave up on is cancelled by the server instead of holding a pool thread.
-* C{?} placeholders are translated to C{%s}
-  (L{edgegw_tx.services.sql.translate_placeholders}); a parameter count that
-  does not match is a C{DatabaseError} before anything is sent.  Parameters
+* ``?`` placeholders are translated to ``%s``
+  (``edgegw_tx.services.sql.translate_placeholders``); a parameter count that
+  does not match is a ``DatabaseError`` before anything is sent.  Parameters
   are always bound by psycopg2, never pasted into the text: lists and objects
-  as C{Json}, everything else as itself.
-* A statement that fails → C{DatabaseError} with PostgreSQL's message (its
+  as ``Json``, everything else as itself.
+* A statement that fails → ``DatabaseError`` with PostgreSQL's message (its
   primary message, then its DETAIL when there is one); adbapi rolls the
   transaction back, so the connection serves the next call.  A connection
   that cannot be made or was lost, and a statement cancelled by the timeout →
-  C{ServiceUnavailable}.  After a lost connection every connection of the
+  ``ServiceUnavailable``.  After a lost connection every connection of the
   pool is replaced before its next use (PostgreSQL restarted: only the call
   that noticed fails).
-* C{execute} commits; C{last_insert_id} is always null — use
-  C{query} with C{INSERT ... RETURNING id}, which commits as well.
+* ``execute`` commits; ``last_insert_id`` is always null — use
+  ``query`` with ``INSERT ... RETURNING id``, which commits as well.
 * Note: when a call times out the statement may still have been committed
   (the server finished it just as the broker gave up).
 """
@@ -51,7 +51,7 @@ STATEMENT_GRACE_MS = 250
 
 
 def connect_kwargs(config: dict[str, Any], call_timeout: float) -> dict[str, Any]:
-    """The keyword arguments of C{psycopg2.connect} for a normalised config."""
+    """The keyword arguments of ``psycopg2.connect`` for a normalised config."""
     kwargs: dict[str, Any] = {
         "host": config["host"],
         "port": config["port"],
@@ -83,7 +83,7 @@ def _is_connection_error(error: psycopg2.Error) -> bool:
 
 
 def describe_error(error: BaseException) -> str:
-    """PostgreSQL's message for C{error}: primary message, then DETAIL."""
+    """PostgreSQL's message for ``error``: primary message, then DETAIL."""
     diag = getattr(error, "diag", None)
     primary = getattr(diag, "message_primary", None) if diag is not None else None
     if not primary:
@@ -134,7 +134,7 @@ class _PostgresPool(adbapi.ConnectionPool):
 
 
 class PostgresConnector(DatabaseConnector):
-    """C{db} calls on a PostgreSQL database."""
+    """``db`` calls on a PostgreSQL database."""
 
     service_type = "postgres"
 

@@ -1,38 +1,38 @@
 """
 The Redis connector, on txredisapi.
 
-A lazy txredisapi pool (its C{RedisFactory}, with C{isLazy=True}) of
-C{pool_size} connections (default 10) is created on the first call; commands
+A lazy txredisapi pool (its ``RedisFactory``, with ``isLazy=True``) of
+``pool_size`` connections (default 10) is created on the first call; commands
 are pipelined over those connections (txredisapi's "peek" mode), so many
 calls are in flight at once.  Values are strings: txredisapi's number
-conversion is off (C{GET} of C{"12"} is C{"12"}), bulk strings are decoded as
+conversion is off (``GET`` of ``"12"`` is ``"12"``), bulk strings are decoded as
 UTF-8 (invalid bytes become U+FFFD).
 
-Actions (docs/ipc.md): C{get}, C{set}, C{setex}, C{del}, C{incr}, C{expire},
-C{exists} and C{command} (any command as a list of strings; the reply as JSON:
+Actions (docs/ipc.md): ``get``, ``set``, ``setex``, ``del``, ``incr``, ``expire``,
+``exists`` and ``command`` (any command as a list of strings; the reply as JSON:
 bulk strings as strings, integers as numbers, arrays as lists, nil as null).
-C{command} refuses what would block or change the state of a connection other
-calls share: blocking pops, C{WAIT}, C{XREAD}/C{XREADGROUP} with C{BLOCK},
-pub/sub, C{MONITOR}, transactions (C{MULTI}, C{WATCH}, ...), C{SELECT},
-C{AUTH}, C{HELLO}, C{RESET}, C{QUIT}, C{CLIENT REPLY}/C{TRACKING}/C{CACHING},
+``command`` refuses what would block or change the state of a connection other
+calls share: blocking pops, ``WAIT``, ``XREAD``/``XREADGROUP`` with ``BLOCK``,
+pub/sub, ``MONITOR``, transactions (``MULTI``, ``WATCH``, ...), ``SELECT``,
+``AUTH``, ``HELLO``, ``RESET``, ``QUIT``, ``CLIENT REPLY``/``TRACKING``/``CACHING``,
 replication commands.
 
-Failures: an error reply → C{RedisError} with Redis's message; a connection
-lost under a command → C{ServiceUnavailable}.  While Redis is unreachable a
+Failures: an error reply → ``RedisError`` with Redis's message; a connection
+lost under a command → ``ServiceUnavailable``.  While Redis is unreachable a
 call waits for a connection and the broker's timeout answers
-C{ServiceUnavailable} (the connector remembers the last connection error for
+``ServiceUnavailable`` (the connector remembers the last connection error for
 that message).  txredisapi keeps reconnecting, with a delay growing from 0.1 s
-to L{RedisConnector.retry_max_delay} (2 s), so calls succeed again soon after
+to ``RedisConnector.retry_max_delay`` (2 s), so calls succeed again soon after
 Redis is back, without touching the gateway.  If the server refuses the
 credentials or the database, txredisapi stops for good; the connector then
-starts a fresh pool on a later call (at most every C{retry_max_delay}).
+starts a fresh pool on a later call (at most every ``retry_max_delay``).
 
 The reactor: txredisapi schedules its timers and reconnections on the global
 reactor (it imports it at module level and has no parameter for another).
 The connector passes its own reactor to the connection endpoint, so the two
 must be the same real reactor; the broker's per-call timeout uses the
-injected one.  C{use_tls} verifies the server's certificate against the
-system's roots for C{host} (C{optionsForClientTLS}).
+injected one.  ``use_tls`` verifies the server's certificate against the
+system's roots for ``host`` (``optionsForClientTLS``).
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ class _Factory(txredisapi.RedisFactory):  # type: ignore[misc]  # txredisapi is 
 
 
 class RedisConnector:
-    """C{redis} calls on one Redis server (or a fresh probe connection)."""
+    """``redis`` calls on one Redis server (or a fresh probe connection)."""
 
     kind = "redis"
     service_type = "redis"
@@ -170,8 +170,8 @@ class RedisConnector:
         probe: bool = False,
     ):
         """
-        @param probe: one connection, no reconnection: for L{ping} by
-            C{ServiceRegistry.test}, so a failure is reported at once.
+        :param probe: one connection, no reconnection: for ``ping`` by
+            ``ServiceRegistry.test``, so a failure is reported at once.
         """
         self.config = config
         self.name = name
@@ -218,7 +218,7 @@ class RedisConnector:
         )
 
     def ping(self) -> Deferred[float]:
-        """C{PING}; fires with its round trip in milliseconds (connecting excluded)."""
+        """``PING``; fires with its round trip in milliseconds (connecting excluded)."""
         ready = self._connect()
 
         def ping(handler: Any) -> Deferred[float]:

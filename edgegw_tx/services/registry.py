@@ -1,6 +1,6 @@
 """
 The service broker: connectors by service id, each endpoint's bindings, and
-the C{call_handler} the process plane plugs into its workers.
+the ``call_handler`` the process plane plugs into its workers.
 
 The public face (the manager and the gateway's wiring code against it)::
 
@@ -17,39 +17,39 @@ The public face (the manager and the gateway's wiring code against it)::
         test(service) -> Deferred[dict]   # {"latency_ms": float}
         close() -> Deferred[None]
 
-C{configure} validates the config (L{edgegw_tx.services.config.validate_config},
-raising L{ConfigError}) and creates the service's connector, replacing (and
+``configure`` validates the config (``edgegw_tx.services.config.validate_config``,
+raising ``ConfigError``) and creates the service's connector, replacing (and
 closing in the background) the one it had unless the normalised config is the
-same.  Connectors connect on their first call.  C{remove} closes the
+same.  Connectors connect on their first call.  ``remove`` closes the
 connector; bindings naming the service stay (a call through them answers
-C{ServiceUnavailable} until the service is configured again), so the caller
+``ServiceUnavailable`` until the service is configured again), so the caller
 decides whether deleting a bound service is allowed.
 
-C{call_handler(endpoint_id)} returns C{handle(frame) -> Deferred[dict]} for
-C{WorkerPool(call_handler=...)}.  For each C{call} frame, at call time:
+``call_handler(endpoint_id)`` returns ``handle(frame) -> Deferred[dict]`` for
+``WorkerPool(call_handler=...)``.  For each ``call`` frame, at call time:
 
-1. C{service}, C{action} and C{args} are checked: an unknown service or action,
-   or C{args} that is not an object → C{BadRequest};
-2. C{pool} is looked up in the endpoint's bindings now, so binding changes
-   apply to running workers: none → C{ServiceUnavailable} with the message
-   C{no service bound as 'x'};
-3. the bound service must be of the kind asked for (C{db} for sqlite and
-   postgres, C{redis}, C{storage}), else C{BadRequest};
-4. the connector runs the action; the call is cancelled after C{call_timeout}
-   seconds → C{ServiceUnavailable} (a backend that is slow or unreachable).
+1. ``service``, ``action`` and ``args`` are checked: an unknown service or action,
+   or ``args`` that is not an object → ``BadRequest``;
+2. ``pool`` is looked up in the endpoint's bindings now, so binding changes
+   apply to running workers: none → ``ServiceUnavailable`` with the message
+   ``no service bound as 'x'``;
+3. the bound service must be of the kind asked for (``db`` for sqlite and
+   postgres, ``redis``, ``storage``), else ``BadRequest``;
+4. the connector runs the action; the call is cancelled after ``call_timeout``
+   seconds → ``ServiceUnavailable`` (a backend that is slow or unreachable).
 
-It fires with C{{"ok": True, "data": ...}} or C{{"ok": False, "error":
-{"kind", "message"}}} and never fails: an unexpected exception is logged and
-answered C{Internal}.  Calls are independent Deferreds, so one slow call
+It fires with ``{"ok": True, "data": ...}`` or ``{"ok": False, "error":
+{"kind", "message"}}`` and never fails: an unexpected exception is logged and
+answered ``Internal``.  Calls are independent Deferreds, so one slow call
 never holds up another (they only queue behind each other where a backend
 serialises them: a SQLite service has one connection).
 
-C{test(service)} validates the config (failing with L{ConfigError}), opens a
+``test(service)`` validates the config (failing with ``ConfigError``), opens a
 fresh connection with it (a one-connection pool, a non-reconnecting Redis
-connection, the storage folder), runs C{SELECT 1} / C{PING} / a probe object
-put, get and delete within C{call_timeout}, closes it, and fires with
-C{{"latency_ms": float}}, the duration of that ping without the connecting;
-it fails with L{ServiceError} carrying the backend's message.
+connection, the storage folder), runs ``SELECT 1`` / ``PING`` / a probe object
+put, get and delete within ``call_timeout``, closes it, and fires with
+``{"latency_ms": float}``, the duration of that ping without the connecting;
+it fails with ``ServiceError`` carrying the backend's message.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ from .storage import StorageConnector
 __all__ = ["KIND_OF", "ServiceError", "ServiceRegistry"]
 
 KIND_OF = {"sqlite": "db", "postgres": "db", "redis": "redis", "storage": "storage"}
-"""The C{service} of a call frame that reaches a service of each type."""
+"""The ``service`` of a call frame that reaches a service of each type."""
 
 ACTIONS = {
     "db": ("execute", "query"),
@@ -148,10 +148,10 @@ class ServiceRegistry:
 
     def configure(self, service: dict[str, Any]) -> None:
         """
-        Create or replace the connector of C{service} (C{{id, name,
-        service_type, config}}).
+        Create or replace the connector of ``service`` (``{id, name,
+        service_type, config}``).
 
-        @raise ConfigError: the config is invalid; nothing changes.
+        :raises ConfigError: the config is invalid; nothing changes.
         """
         service_type = service.get("service_type")
         name = service.get("name") or str(service["id"])
@@ -195,7 +195,7 @@ class ServiceRegistry:
     # -- bindings ---------------------------------------------------------
 
     def bind(self, endpoint_id: Any, pool_id: str, service_id: Any) -> None:
-        """Calls of C{endpoint_id}'s workers to C{pool_id} go to C{service_id}."""
+        """Calls of ``endpoint_id``'s workers to ``pool_id`` go to ``service_id``."""
         self._bindings.setdefault(endpoint_id, {})[pool_id] = service_id
 
     def unbind(self, endpoint_id: Any, pool_id: str) -> None:
@@ -207,13 +207,13 @@ class ServiceRegistry:
                 del self._bindings[endpoint_id]
 
     def bindings(self, endpoint_id: Any) -> dict[str, Any]:
-        """A copy of C{endpoint_id}'s bindings, C{pool_id -> service_id}."""
+        """A copy of ``endpoint_id``'s bindings, ``pool_id -> service_id``."""
         return dict(self._bindings.get(endpoint_id, {}))
 
     # -- calls ------------------------------------------------------------
 
     def call_handler(self, endpoint_id: Any) -> Callable[[dict[str, Any]], Deferred[dict[str, Any]]]:
-        """The C{call_handler} for the workers of C{endpoint_id}."""
+        """The ``call_handler`` for the workers of ``endpoint_id``."""
 
         def handle(frame: dict[str, Any]) -> Deferred[dict[str, Any]]:
             return self.call(endpoint_id, frame)
@@ -221,7 +221,7 @@ class ServiceRegistry:
         return handle
 
     def call(self, endpoint_id: Any, frame: dict[str, Any]) -> Deferred[dict[str, Any]]:
-        """Answer one C{call} frame of C{endpoint_id}'s workers (never fails)."""
+        """Answer one ``call`` frame of ``endpoint_id``'s workers (never fails)."""
         if not isinstance(frame, dict):
             return succeed(_error(BAD_REQUEST, "a call frame must be an object"))
         try:
@@ -308,10 +308,10 @@ class ServiceRegistry:
 
     def test(self, service: dict[str, Any]) -> Deferred[dict[str, float]]:
         """
-        Connect with C{service}'s config, ping, disconnect.
+        Connect with ``service``'s config, ping, disconnect.
 
-        @return: fires with C{{"latency_ms": float}}; fails with L{ServiceError}
-            (the backend's message) or L{ConfigError}.
+        :return: fires with ``{"latency_ms": float}``; fails with ``ServiceError``
+            (the backend's message) or ``ConfigError``.
         """
         try:
             service_type = service.get("service_type")

@@ -3,34 +3,34 @@ SQL text and values, shared by the SQLite and PostgreSQL connectors.
 
 Pure functions, no I/O:
 
-* L{translate_placeholders}C{(sql) -> (sql, count)} turns the C{?}
-  placeholders of the call contract into psycopg2's C{%s}.
-* L{convert_value} / L{convert_rows} turn what a DB-API driver returns into
+* ``translate_placeholders````(sql) -> (sql, count)`` turns the ``?``
+  placeholders of the call contract into psycopg2's ``%s``.
+* ``convert_value`` / ``convert_rows`` turn what a DB-API driver returns into
   JSON values.
-* L{statement_inserts} says whether a statement is an INSERT (SQLite's
-  C{last_insert_id}).
+* ``statement_inserts`` says whether a statement is an INSERT (SQLite's
+  ``last_insert_id``).
 
 Placeholders (PostgreSQL)
 =========================
 
-A C{?} becomes C{%s} except inside
+A ``?`` becomes ``%s`` except inside
 
-* C{'...'} string constants (C{''} escapes a quote), including C{U&'...'};
-* C{E'...'} escape strings (C{\\'} and C{''} escape a quote);
-* C{"..."} quoted identifiers (C{""} escapes a quote);
-* C{-- ...} line comments and C{/* ... */} block comments (which nest in
+* ``'...'`` string constants (``''`` escapes a quote), including ``U&'...'``;
+* ``E'...'`` escape strings (``\\'`` and ``''`` escape a quote);
+* ``"..."`` quoted identifiers (``""`` escapes a quote);
+* ``-- ...`` line comments and ``/* ... */`` block comments (which nest in
   PostgreSQL);
-* C{$tag$ ... $tag$} dollar-quoted strings (C{tag} empty or an identifier;
-  C{$1} and C{a$b} are not dollar quotes).
+* ``$tag$ ... $tag$`` dollar-quoted strings (``tag`` empty or an identifier;
+  ``$1`` and ``a$b`` are not dollar quotes).
 
-psycopg2 %-formats the I{whole} statement text whenever parameters are passed,
-without looking at quotes, so every literal C{%} is doubled, inside string
+psycopg2 %-formats the *whole* statement text whenever parameters are passed,
+without looking at quotes, so every literal ``%`` is doubled, inside string
 constants and comments as well as outside; the connector always passes a
 parameter tuple (possibly empty) so the text reaching the server is exactly
 the caller's.  An unterminated quote or comment is left for the server to
-report; the C{?} after it are not translated.  PostgreSQL's jsonb operators
-C{?}, C{?|} and C{?&} cannot be written (they are placeholders); use the
-functions C{jsonb_exists}, C{jsonb_exists_any} and C{jsonb_exists_all}.
+report; the ``?`` after it are not translated.  PostgreSQL's jsonb operators
+``?``, ``?|`` and ``?&`` cannot be written (they are placeholders); use the
+functions ``jsonb_exists``, ``jsonb_exists_any`` and ``jsonb_exists_all``.
 
 Values in rows
 ==============
@@ -40,22 +40,22 @@ None                     null
 bool                     true / false
 int                      a number
 float                    a number; NaN and ±infinity (not JSON) as the
-                         strings C{"NaN"}, C{"Infinity"}, C{"-Infinity"}
+                         strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``
 Decimal (NUMERIC)        a string, exactly as the database wrote it
 str                      a string
 bytes, memoryview        base64 (standard alphabet, padded)
-datetime, date, time     ISO 8601 (C{isoformat()}, with the UTC offset
+datetime, date, time     ISO 8601 (``isoformat()``, with the UTC offset
                          when the value has one)
-timedelta (INTERVAL)     seconds as a number (C{total_seconds()};
+timedelta (INTERVAL)     seconds as a number (``total_seconds()``;
                          psycopg2 counts a month as 30 days)
 UUID                     a string
 dict, list (JSON, ARRAY) JSON, converted element by element
-anything else            C{str(value)} (e.g. inet, money), unless the
-                         connector's C{fallback} knows better
+anything else            ``str(value)`` (e.g. inet, money), unless the
+                         connector's ``fallback`` knows better
 ======================== ==============================================
 
 Parameters may be any JSON value: lists and objects are bound as JSON text
-(psycopg2's C{Json} for PostgreSQL, C{json.dumps} for SQLite), booleans as
+(psycopg2's ``Json`` for PostgreSQL, ``json.dumps`` for SQLite), booleans as
 booleans (SQLite stores 1/0), null as NULL.
 """
 
@@ -83,7 +83,7 @@ __all__ = [
 
 
 class PlaceholderError(ValueError):
-    """The number of C{?} and of parameters differ."""
+    """The number of ``?`` and of parameters differ."""
 
 
 def _is_ident_char(ch: str) -> bool:
@@ -95,7 +95,7 @@ def _is_ident_start(ch: str) -> bool:
 
 
 def _dollar_tag(sql: str, i: int) -> str | None:
-    """The C{$tag$} opening at C{sql[i] == "$"}, or None."""
+    """The ``$tag$`` opening at ``sql[i] == "$"``, or None."""
     if i > 0 and _is_ident_char(sql[i - 1]):
         return None  # part of an identifier such as a$b
     j = i + 1
@@ -113,9 +113,9 @@ def _dollar_tag(sql: str, i: int) -> str | None:
 
 def _scan(sql: str, on_code: Callable[[int, str], None]) -> None:
     """
-    Walk C{sql}; call C{on_code(index, char)} for each character that is
+    Walk ``sql``; call ``on_code(index, char)`` for each character that is
     outside literals, identifiers and comments.  The lexer shared by
-    L{translate_placeholders} and L{first_keyword}.
+    ``translate_placeholders`` and ``first_keyword``.
     """
     i, n = 0, len(sql)
     while i < n:
@@ -174,9 +174,9 @@ def _scan(sql: str, on_code: Callable[[int, str], None]) -> None:
 
 def translate_placeholders(sql: str) -> tuple[str, int]:
     """
-    Rewrite C{?} placeholders as C{%s} for psycopg2 and double every C{%}.
+    Rewrite ``?`` placeholders as ``%s`` for psycopg2 and double every ``%``.
 
-    @return: the new text and the number of placeholders found.
+    :return: the new text and the number of placeholders found.
     """
     marks: list[int] = []
 
@@ -199,7 +199,7 @@ def translate_placeholders(sql: str) -> tuple[str, int]:
 
 def check_count(placeholders: int, params: Sequence[Any]) -> None:
     """
-    @raise PlaceholderError: when C{params} does not fill the placeholders.
+    :raises PlaceholderError: when ``params`` does not fill the placeholders.
     """
     if placeholders != len(params):
         p = "placeholder" if placeholders == 1 else "placeholders"
@@ -210,7 +210,7 @@ def check_count(placeholders: int, params: Sequence[Any]) -> None:
 
 
 def first_keyword(sql: str) -> str:
-    """The first word of C{sql} outside comments, upper-cased (C{""} if none)."""
+    """The first word of ``sql`` outside comments, upper-cased (``""`` if none)."""
     chars: list[str] = []
     done = False
 
@@ -228,7 +228,7 @@ def first_keyword(sql: str) -> str:
 
 
 def statement_inserts(sql: str) -> bool:
-    """Whether C{sql} starts with INSERT or REPLACE (after comments)."""
+    """Whether ``sql`` starts with INSERT or REPLACE (after comments)."""
     return first_keyword(sql) in ("INSERT", "REPLACE")
 
 
@@ -271,7 +271,7 @@ def convert_value(value: Any, fallback: Callable[[Any], Any] = str) -> Any:
 def convert_row(
     columns: Sequence[str], row: Sequence[Any], fallback: Callable[[Any], Any] = str
 ) -> dict[str, Any]:
-    """One row as C{{column: value}}."""
+    """One row as ``{column: value}``."""
     return {name: convert_value(value, fallback) for name, value in zip(columns, row)}
 
 
@@ -281,8 +281,8 @@ def convert_rows(
     fallback: Callable[[Any], Any] = str,
 ) -> dict[str, Any]:
     """
-    The C{data} of a C{query}: C{{"columns": [...], "rows": [{column: value}]}}
-    from a cursor's C{description} and C{fetchall()}.
+    The ``data`` of a ``query``: ``{"columns": [...], "rows": [{column: value}]}``
+    from a cursor's ``description`` and ``fetchall()``.
     """
     columns = [str(d[0]) for d in description] if description else []
     return {

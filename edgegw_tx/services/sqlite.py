@@ -1,22 +1,22 @@
 """
-The SQLite connector: a database file under C{<data_dir>/services/}.
+The SQLite connector: a database file under ``<data_dir>/services/``.
 
-One C{adbapi} pool with exactly one connection (C{cp_min=cp_max=1}) and so one
+One ``adbapi`` pool with exactly one connection (``cp_min=cp_max=1``) and so one
 thread: calls to a service run one after the other, in order, which is what
 SQLite wants from a single writer, and the reactor never waits on the disk.
 The connection is opened on the first call, in that thread, with
 
-* C{journal_mode=WAL} (readers elsewhere do not block on our writes),
-* C{busy_timeout} = the call timeout (another process holding the file),
-* C{foreign_keys=ON} (declared foreign keys are enforced).
+* ``journal_mode=WAL`` (readers elsewhere do not block on our writes),
+* ``busy_timeout`` = the call timeout (another process holding the file),
+* ``foreign_keys=ON`` (declared foreign keys are enforced).
 
-C{create_if_missing} false and no file → C{ServiceUnavailable} naming the
+``create_if_missing`` false and no file → ``ServiceUnavailable`` naming the
 path; true → the file and its folders are created.  The resolved path must
-stay inside C{<data_dir>/services/} (a symlink leading out is refused).
+stay inside ``<data_dir>/services/`` (a symlink leading out is refused).
 
-C{?} placeholders are SQLite's own.  C{last_insert_id} is the cursor's
-C{lastrowid} after an INSERT or REPLACE that changed rows, null otherwise.
-A call that times out is interrupted (C{sqlite3.Connection.interrupt}), so a
+``?`` placeholders are SQLite's own.  ``last_insert_id`` is the cursor's
+``lastrowid`` after an INSERT or REPLACE that changed rows, null otherwise.
+A call that times out is interrupted (``sqlite3.Connection.interrupt``), so a
 runaway statement does not hold the service's only connection.
 """
 
@@ -76,7 +76,7 @@ class _SQLitePool(adbapi.ConnectionPool):
 
 
 class SQLiteConnector(DatabaseConnector):
-    """C{db} calls on one SQLite file."""
+    """``db`` calls on one SQLite file."""
 
     service_type = "sqlite"
 

@@ -1,34 +1,34 @@
 """
 The object storage connector, on the filesystem.
 
-Layout under the service's root C{<data_dir>/services/<path>/}::
+Layout under the service's root ``<data_dir>/services/<path>/``::
 
     objects/<key>     the bytes, one file per object
     meta/<key>        {"content_type": ...} (the same relative name)
     tmp/              files being written
 
-Keys (L{check_key}): 1–1024 characters, C{/}-separated segments, none empty,
-C{.} or C{..}, at most 250 bytes each (a file name); no leading C{/}, no
-backslash, no control character.  Anything else is a C{StorageError} naming
+Keys (``check_key``): 1–1024 characters, ``/``-separated segments, none empty,
+``.`` or ``..``, at most 250 bytes each (a file name); no leading ``/``, no
+backslash, no control character.  Anything else is a ``StorageError`` naming
 the key.  Because keys are paths, one key cannot be both an object and a
-folder of others: with C{a} stored, C{a/b} is refused (and the other way
-round) until C{a} is deleted.
+folder of others: with ``a`` stored, ``a/b`` is refused (and the other way
+round) until ``a`` is deleted.
 
 Every file operation runs in the reactor's thread pool
-(C{deferToThreadPool(reactor, reactor.getThreadPool(), ...)}).  Each one
-resolves its paths with C{realpath} and refuses any that leaves the root
-(and the root must stay inside C{<data_dir>/services/}), so a symlink placed in
-the tree cannot lead out.  Writes go to C{tmp/}, are fsynced and renamed into
+(``deferToThreadPool(reactor, reactor.getThreadPool(), ...)``).  Each one
+resolves its paths with ``realpath`` and refuses any that leaves the root
+(and the root must stay inside ``<data_dir>/services/``), so a symlink placed in
+the tree cannot lead out.  Writes go to ``tmp/``, are fsynced and renamed into
 place, so a reader sees the old object or the new one, never part of one.
 Operations on the same key run one after another, in the order they were
 called (a get never pairs new bytes with an old content type); different keys
-run concurrently.  C{delete} removes folders left empty.
+run concurrently.  ``delete`` removes folders left empty.
 
-Actions (docs/ipc.md): C{put} (C{key}, C{data_base64}, C{content_type},
-default C{application/octet-stream}) → C{{"key", "size"}}; C{get} (C{key})
-→ C{{"data_base64", "content_type", "size"}} or null; C{delete} (C{key}) →
-whether it existed; C{list} (C{prefix}, default C{""}) → C{[{"key", "size"}]}
-sorted by key.  C{list} has no limit; its answer must fit in a frame.
+Actions (docs/ipc.md): ``put`` (``key``, ``data_base64``, ``content_type``,
+default ``application/octet-stream``) → ``{"key", "size"}``; ``get`` (``key``)
+→ ``{"data_base64", "content_type", "size"}`` or null; ``delete`` (``key``) →
+whether it existed; ``list`` (``prefix``, default ``""``) → ``[{"key", "size"}]``
+sorted by key.  ``list`` has no limit; its answer must fit in a frame.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def _check_text(key: object, what: str) -> str:
 
 
 def check_key(key: object) -> str:
-    """Return C{key} if it is a valid object key; raise StorageError otherwise."""
+    """Return ``key`` if it is a valid object key; raise StorageError otherwise."""
     key = _check_text(key, "key")
     if not key:
         raise _storage_error("invalid key '': must not be empty")
@@ -104,8 +104,8 @@ def check_key(key: object) -> str:
 
 def check_prefix(prefix: object) -> str:
     """
-    Return C{prefix} if it is a valid C{list} prefix: empty, or the start of a
-    key (its last segment may be partial or empty, C{"img/"}).
+    Return ``prefix`` if it is a valid ``list`` prefix: empty, or the start of a
+    key (its last segment may be partial or empty, ``"img/"``).
     """
     prefix = _check_text(prefix, "prefix")
     _check_segments(prefix, prefix.split("/")[:-1], "prefix")
@@ -117,7 +117,7 @@ def _inside(path: str, root: str) -> bool:
 
 
 class StorageConnector:
-    """C{storage} calls on one folder."""
+    """``storage`` calls on one folder."""
 
     kind = "storage"
     service_type = "storage"
@@ -209,8 +209,8 @@ class StorageConnector:
 
     def _detach(self, inner: Deferred[Any]) -> Deferred[Any]:
         """
-        A Deferred that follows C{inner} but whose cancellation (the broker's
-        timeout) leaves C{inner}, and so the per-key order, alone.
+        A Deferred that follows ``inner`` but whose cancellation (the broker's
+        timeout) leaves ``inner``, and so the per-key order, alone.
         """
         self._running.add(inner)
         outer: Deferred[Any] = Deferred()
@@ -234,7 +234,7 @@ class StorageConnector:
     # -- file work (pool threads) -------------------------------------------
 
     def _base(self, name: str) -> str:
-        """The real path of C{root/name}, created, checked to stay inside."""
+        """The real path of ``root/name``, created, checked to stay inside."""
         services = os.path.realpath(self.services)
         root = os.path.realpath(self.root)
         if not _inside(root, services) or root == services:
@@ -281,7 +281,7 @@ class StorageConnector:
         return path
 
     def _place(self, temp: str, dest: str, key: str) -> None:
-        """Rename C{temp} to C{dest}, creating folders (a delete may prune them)."""
+        """Rename ``temp`` to ``dest``, creating folders (a delete may prune them)."""
         try:
             for attempt in range(3):
                 try:

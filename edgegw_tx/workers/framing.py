@@ -39,11 +39,11 @@ class FrameError(ValueError):
 
 def encode_frame(obj: dict[str, Any]) -> bytes:
     """
-    Serialise C{obj} as one frame.
+    Serialise ``obj`` as one frame.
 
     orjson writes compact UTF-8 directly (no intermediate str), several times
     faster than the standard library on the hot path (docs/performance.md).
-    NaN and infinities, which JSON lacks, are written as C{null}.
+    NaN and infinities, which JSON lacks, are written as ``null``.
     """
     if not isinstance(obj, dict):
         raise TypeError(f"a frame is a dict, not {type(obj).__name__}")
@@ -102,10 +102,10 @@ class FrameProtocol(Protocol):
     Turns a byte stream into frame dicts.
 
     It works as a protocol on a transport, or as a plain parser fed through
-    L{dataReceived} (how L{WorkerProcess} feeds it a child's stdout).
+    ``dataReceived`` (how ``WorkerProcess`` feeds it a child's stdout).
 
-    @ivar max_frame: the cap on a frame's length prefix, in bytes.
-    @ivar broken: True once a violation was reported or L{stop} was called;
+    :ivar max_frame: the cap on a frame's length prefix, in bytes.
+    :ivar broken: True once a violation was reported or ``stop`` was called;
         from then on input is ignored.
     """
 
@@ -122,10 +122,10 @@ class FrameProtocol(Protocol):
         types: Collection[str] = WORKER_FRAME_TYPES,
     ):
         """
-        @param frame_received: called with each frame, in order.
-        @param violation: called once with a description of the first
+        :param frame_received: called with each frame, in order.
+        :param violation: called once with a description of the first
             protocol violation; no frame is delivered after it.
-        @param types: the frame types accepted from the peer.
+        :param types: the frame types accepted from the peer.
         """
         if not 0 < max_frame <= _PREFIX_MAX:
             raise ValueError(f"max_frame must be in 1..{_PREFIX_MAX}")
@@ -147,7 +147,7 @@ class FrameProtocol(Protocol):
         Deliver every complete frame in the buffer.
 
         Frames are parsed first and delivered after the buffer is trimmed, so
-        a callback that calls L{stop} ends delivery cleanly.  Frames before a
+        a callback that calls ``stop`` ends delivery cleanly.  Frames before a
         violation in the same chunk are still delivered, then the violation.
         """
         if self.broken:
@@ -198,5 +198,5 @@ class FrameProtocol(Protocol):
         self._buffer = bytearray()
 
     def sendFrame(self, obj: dict[str, Any]) -> None:
-        """Write C{obj} as one frame to the transport."""
+        """Write ``obj`` as one frame to the transport."""
         self.transport.write(encode_frame(obj))

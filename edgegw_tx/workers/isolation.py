@@ -1,7 +1,7 @@
 """
 What a worker process may do, and the launcher that sets it up (docs/isolation.md).
 
-Twisted's C{spawnProcess} has no pre-exec hook, so the worker is spawned
+Twisted's ``spawnProcess`` has no pre-exec hook, so the worker is spawned
 through small programs, each setting one thing up and exec'ing the next;
 the last one execs the worker binary::
 
@@ -14,25 +14,25 @@ the last one execs the worker binary::
         setpriv --no-new-privs --reuid=U --regid=U --clear-groups
                 --inh-caps=-all --bounding-set=-all -- <binary>
 
-  - C{setsid}: the launcher leads its own process group; the worker inside
-    stays in it (bwrap without C{--new-session}), so C{os.killpg} of the pid
-    C{spawnProcess} reported (bwrap's) reaches the worker and what it forked;
-  - C{prlimit}: the endpoint's C{settings.limits}, soft = hard, inherited by
-    the worker; C{RLIMIT_NPROC} counts the processes of the endpoint's own uid;
-  - C{bwrap} (Debian's bubblewrap): new pid, mount, IPC, UTS and (policy
-    C{"none"}) network namespaces.  The worker sees only its own processes;
+  - ``setsid``: the launcher leads its own process group; the worker inside
+    stays in it (bwrap without ``--new-session``), so ``os.killpg`` of the pid
+    ``spawnProcess`` reported (bwrap's) reaches the worker and what it forked;
+  - ``prlimit``: the endpoint's ``settings.limits``, soft = hard, inherited by
+    the worker; ``RLIMIT_NPROC`` counts the processes of the endpoint's own uid;
+  - ``bwrap`` (Debian's bubblewrap): new pid, mount, IPC, UTS and (policy
+    ``"none"``) network namespaces.  The worker sees only its own processes;
     when it exits, the namespace's pid 1 exits and the kernel kills every
     process left in the namespace, so nothing it forked outlives it, even
-    after C{setsid()}.  C{--die-with-parent}: a worker dies with its gateway;
-  - C{setpriv}: the endpoint's own uid and gid (gid = uid, no supplementary
-    group, no capability), C{no_new_privs}.
+    after ``setsid()``.  ``--die-with-parent``: a worker dies with its gateway;
+  - ``setpriv``: the endpoint's own uid and gid (gid = uid, no supplementary
+    group, no capability), ``no_new_privs``.
 
-When the gateway is not root, bwrap adds C{--unshare-user} (an unprivileged
+When the gateway is not root, bwrap adds ``--unshare-user`` (an unprivileged
 user namespace) and the worker keeps the gateway's uid; where the kernel
-forbids those, only C{setsid prlimit setpriv --no-new-privs} remain.  The
-mode in force is logged at start and shown by C{GET /api/health}.
+forbids those, only ``setsid prlimit setpriv --no-new-privs`` remain.  The
+mode in force is logged at start and shown by ``GET /api/health``.
 
-The environment is the endpoint's C{env} plus a minimal C{PATH}.
+The environment is the endpoint's ``env`` plus a minimal ``PATH``.
 """
 
 from __future__ import annotations
@@ -58,12 +58,12 @@ FRAME_FDS = (3, 4)
 """The worker's frame pipes (its stdin, its stdout) as the launcher gets them
 when it runs bwrap: bwrap's own processes keep descriptors 0-2 open for the
 worker's whole life, so a worker that closed its stdout would go unnoticed;
-descriptors above 2 they close, and C{/bin/sh} moves them to 0 and 1 inside."""
+descriptors above 2 they close, and ``/bin/sh`` moves them to 0 and 1 inside."""
 
 _MOVE_FRAME_FDS = 'unset PWD; exec 0<&3 1>&4 3<&- 4<&- "$@"'
 
 DEFAULT_WORKER_UIDS = (61184, 65519)
-"""The uids endpoints get one each of (C{--worker-uids}): systemd's range for
+"""The uids endpoints get one each of (``--worker-uids``): systemd's range for
 dynamic users, which no package allocates from."""
 
 # The isolation modes, strongest first (docs/isolation.md).
@@ -121,10 +121,10 @@ class WorkerUser:
 
 def find_tools(search_path: str = TOOL_PATH, names: Sequence[str] = TOOLS) -> dict[str, str]:
     """
-    The absolute paths of C{names} (util-linux's C{setsid}, C{prlimit},
-    C{setpriv} by default).
+    The absolute paths of ``names`` (util-linux's ``setsid``, ``prlimit``,
+    ``setpriv`` by default).
 
-    @raise IsolationError: naming the missing ones.
+    :raises IsolationError: naming the missing ones.
     """
     found, missing = locate(names, search_path)
     if missing:
@@ -138,16 +138,16 @@ def find_tools(search_path: str = TOOL_PATH, names: Sequence[str] = TOOLS) -> di
 
 
 def find_bwrap(search_path: str = TOOL_PATH) -> str | None:
-    """bubblewrap's C{bwrap}, or None."""
+    """bubblewrap's ``bwrap``, or None."""
     return shutil.which(SANDBOX_TOOL, path=search_path)
 
 
 def resolve_user(spec: str) -> WorkerUser:
     """
-    C{spec} as a L{WorkerUser}: a user name (its primary group), or
-    C{uid} / C{uid:gid} numbers, which need no entry in /etc/passwd.
+    ``spec`` as a ``WorkerUser``: a user name (its primary group), or
+    ``uid`` / ``uid:gid`` numbers, which need no entry in /etc/passwd.
 
-    @raise IsolationError: for an unknown name, root, or a malformed spec.
+    :raises IsolationError: for an unknown name, root, or a malformed spec.
     """
     try:
         name, uid, gid = user_ids(spec)
@@ -162,9 +162,9 @@ def resolve_user(spec: str) -> WorkerUser:
 
 def parse_uid_range(spec: str) -> tuple[int, int]:
     """
-    C{--worker-uids FIRST-LAST} as numbers.
+    ``--worker-uids FIRST-LAST`` as numbers.
 
-    @raise IsolationError: malformed, reversed, or including root.
+    :raises IsolationError: malformed, reversed, or including root.
     """
     first, dash, last = spec.partition("-")
     if not (dash and first.strip().isdigit() and last.strip().isdigit()):
@@ -180,7 +180,7 @@ def parse_uid_range(spec: str) -> tuple[int, int]:
 def user_namespaces_allowed(read: Callable[[str], str | None] | None = None) -> bool:
     """
     Whether this kernel lets an unprivileged process create a user
-    namespace (for bwrap C{--unshare-user}), from its sysctls.
+    namespace (for bwrap ``--unshare-user``), from its sysctls.
     """
     read = read or _read_sysctl
     limit = read("/proc/sys/user/max_user_namespaces")
@@ -206,7 +206,7 @@ def _read_sysctl(path: str) -> str | None:
 
 def busy_uids(first: int, last: int, proc: str = "/proc") -> set[int]:
     """
-    The uids of C{first}..C{last} not free for an endpoint: an account or
+    The uids of ``first``..``last`` not free for an endpoint: an account or
     group has it, or a process runs as it (a worker of another gateway on
     this host, or one of a deleted endpoint not reaped yet).  Blocking: a
     scan of /proc; the store calls it in its thread.
@@ -234,12 +234,12 @@ def busy_uids(first: int, last: int, proc: str = "/proc") -> set[int]:
 
 
 def environment(env: Mapping[str, str]) -> dict[str, str]:
-    """A worker's whole environment: the endpoint's variables and a minimal C{PATH} (theirs wins)."""
+    """A worker's whole environment: the endpoint's variables and a minimal ``PATH`` (theirs wins)."""
     return {"PATH": MINIMAL_PATH, **env}
 
 
 def limit_arguments(limits: Mapping[str, int]) -> list[str]:
-    """C{prlimit} options for C{settings.limits}; a limit of 0 is not set (the gateway's own applies)."""
+    """``prlimit`` options for ``settings.limits``; a limit of 0 is not set (the gateway's own applies)."""
     arguments = []
     for key, (option, unit) in LIMIT_OPTIONS.items():
         value = limits.get(key, 0)
@@ -249,7 +249,7 @@ def limit_arguments(limits: Mapping[str, int]) -> list[str]:
 
 
 def system_binds(exists: Callable[[str], bool] = os.path.lexists) -> list[str]:
-    """bwrap options showing the host's system directories read-only, then the few C{ETC_FILES} there are."""
+    """bwrap options showing the host's system directories read-only, then the few ``ETC_FILES`` there are."""
     options = sandboxing.system_binds(SYSTEM_DIRS, lexists=exists)
     for path in ETC_FILES:
         options += ["--ro-bind-try", path, path]
@@ -258,7 +258,7 @@ def system_binds(exists: Callable[[str], bool] = os.path.lexists) -> list[str]:
 
 def parent_dirs(paths: Iterable[str]) -> list[str]:
     """
-    bwrap options creating the folders above C{paths} in the sandbox's
+    bwrap options creating the folders above ``paths`` in the sandbox's
     empty root, mode 0711 (passable, not listable): bwrap would make them
     0700, which the worker's uid could not pass.
     """
@@ -278,10 +278,10 @@ def parent_dirs(paths: Iterable[str]) -> list[str]:
 
 class Isolation:
     """
-    How this gateway isolates its workers: the mode (C{PER_ENDPOINT},
-    C{SHARED_USER}, C{USER_NAMESPACE} or C{RLIMITS_ONLY}), the launcher's
-    tools, the shared user (C{SHARED_USER}) and the range endpoints' uids
-    come from (C{PER_ENDPOINT}).
+    How this gateway isolates its workers: the mode (``PER_ENDPOINT``,
+    ``SHARED_USER``, ``USER_NAMESPACE`` or ``RLIMITS_ONLY``), the launcher's
+    tools, the shared user (``SHARED_USER``) and the range endpoints' uids
+    come from (``PER_ENDPOINT``).
     """
 
     def __init__(
@@ -309,11 +309,11 @@ class Isolation:
     ) -> Isolation:
         """
         The strongest mode this gateway can have.  As root: bwrap is
-        required, and each endpoint gets a uid of C{worker_uids}, unless
-        C{worker_user} names one user all share.  Otherwise: bwrap in a user
+        required, and each endpoint gets a uid of ``worker_uids``, unless
+        ``worker_user`` names one user all share.  Otherwise: bwrap in a user
         namespace where the kernel allows, else rlimits only.
 
-        @raise IsolationError: a tool is missing, the user is unknown or the
+        :raises IsolationError: a tool is missing, the user is unknown or the
             range malformed.
         """
         tools = find_tools()
@@ -342,15 +342,15 @@ class Isolation:
 
     @property
     def frame_fds(self) -> tuple[int, int]:
-        """The child descriptors the pool gives the frame pipes on (L{FRAME_FDS} under bwrap)."""
+        """The child descriptors the pool gives the frame pipes on (``FRAME_FDS`` under bwrap)."""
         return FRAME_FDS if self.namespaced else (0, 1)
 
     def identity(self, uid: int | None) -> WorkerUser | None:
         """
-        Who an endpoint's workers run as: its own C{uid} (C{PER_ENDPOINT}),
+        Who an endpoint's workers run as: its own ``uid`` (``PER_ENDPOINT``),
         the shared user, or None (the gateway's user).
 
-        @raise IsolationError: C{PER_ENDPOINT} without a uid.
+        :raises IsolationError: ``PER_ENDPOINT`` without a uid.
         """
         if self.mode == PER_ENDPOINT:
             if uid is None:
@@ -359,7 +359,7 @@ class Isolation:
         return self.user if self.mode == SHARED_USER else None
 
     def health(self) -> dict[str, str]:
-        """The mode and what it means, for C{GET /api/health} and the log."""
+        """The mode and what it means, for ``GET /api/health`` and the log."""
         first, last = self.uids
         details = {
             PER_ENDPOINT: (
@@ -400,15 +400,15 @@ class Isolation:
         """
         The argv put before the worker binary's (see the module docstring).
 
-        @param identity: from L{identity}: the uid the worker switches to.
-        @param network_prefix: the endpoint's network policy as an argv that
+        :param identity: from ``identity``: the uid the worker switches to.
+        :param network_prefix: the endpoint's network policy as an argv that
             execs the rest (no fork: the pid must stay the launcher's), e.g.
-            C{["nsenter", "--net=/run/netns/edgegw-<id>", "--"]}.  Empty
-            means policy C{"none"}: bwrap's C{--unshare-net}, a namespace with
+            ``["nsenter", "--net=/run/netns/edgegw-<id>", "--"]``.  Empty
+            means policy ``"none"``: bwrap's ``--unshare-net``, a namespace with
             only its own loopback.  Non-empty: put first, and bwrap keeps the
             network namespace the prefix entered.
-        @param binary: bound read-only at its own path.
-        @param sandbox: the endpoint's directory, bound read-write at its
+        :param binary: bound read-only at its own path.
+        :param sandbox: the endpoint's directory, bound read-write at its
             own path and the working directory.
         """
         argv = list(network_prefix)
@@ -441,10 +441,10 @@ class Isolation:
 
     def prepare_data_dir(self, data_dir: str) -> None:
         """
-        As root: workers' users may pass the data directory and C{sandbox/}
+        As root: workers' users may pass the data directory and ``sandbox/``
         (mode 0711: no listing) and read nothing else there: the binaries,
         cargo projects and the services' files are private (0700), and so are
-        the files at the top (L{protect_files}).  Namespaced workers do not
+        the files at the top (``protect_files``).  Namespaced workers do not
         even see the data directory; this is for the rlimits-only mode and
         as defence in depth.
         """
@@ -476,7 +476,7 @@ class Isolation:
         """
         The endpoint's working directory: created, and its workers' alone
         (0700).  A sandbox that belonged to another uid (an older gateway
-        ran every endpoint as C{nobody}) is handed over with its files.
+        ran every endpoint as ``nobody``) is handed over with its files.
         """
         os.makedirs(path, exist_ok=True)
         if identity is None:
@@ -489,7 +489,7 @@ class Isolation:
 
 
 def _tree(path: str) -> Iterable[str]:
-    """C{path} and everything under it, not following symlinks."""
+    """``path`` and everything under it, not following symlinks."""
     yield path
     for root, dirs, files in os.walk(path):
         for name in dirs + files:
@@ -498,7 +498,7 @@ def _tree(path: str) -> Iterable[str]:
 
 class UidAllocator:
     """
-    Each endpoint's own worker uid, like systemd's C{DynamicUser}: drawn once
+    Each endpoint's own worker uid, like systemd's ``DynamicUser``: drawn once
     from the gateway's range, recorded in the store (so it survives
     restarts), freed when the endpoint is deleted.  A uid an account, a group
     or a running process has is skipped: a process of a deleted endpoint not
@@ -510,7 +510,7 @@ class UidAllocator:
         self._isolation = isolation
 
     def allocate(self, endpoint_id: str) -> Any:
-        """A Deferred firing with the endpoint's uid (the recorded one if any), or None outside C{PER_ENDPOINT}."""
+        """A Deferred firing with the endpoint's uid (the recorded one if any), or None outside ``PER_ENDPOINT``."""
         from twisted.internet.defer import succeed
 
         if self._isolation.mode != PER_ENDPOINT:

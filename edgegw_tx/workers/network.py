@@ -1,43 +1,43 @@
 """
-Per-endpoint network policy, C{settings.network} (docs/isolation.md, "Network policy").
+Per-endpoint network policy, ``settings.network`` (docs/isolation.md, "Network policy").
 
 Three policies:
 
-  - C{"none"} (the default): the worker's launcher gives it a network
-    namespace of its own with only a loopback (bubblewrap's C{--unshare-net},
-    L{edgegw_tx.workers.isolation}); nothing here is needed;
-  - C{"outbound"}: the internet, but not the host's loopback, not the host's
-    own addresses and not the private ranges (L{BLOCKED_RANGES});
-  - a list of C{"host:port"}: only those (TCP and UDP), a host being a name
+  - ``"none"`` (the default): the worker's launcher gives it a network
+    namespace of its own with only a loopback (bubblewrap's ``--unshare-net``,
+    ``edgegw_tx.workers.isolation``); nothing here is needed;
+  - ``"outbound"``: the internet, but not the host's loopback, not the host's
+    own addresses and not the private ranges (``BLOCKED_RANGES``);
+  - a list of ``"host:port"``: only those (TCP and UDP), a host being a name
     (resolved by the gateway when the endpoint's namespace is prepared), an
-    IPv4 address or an C{[IPv6]} address.
+    IPv4 address or an ``[IPv6]`` address.
 
 Why this mechanism: the endpoint gets a named network namespace
-(C{ip netns add}) whose only way out is Debian's C{pasta} (package passt), a
+(``ip netns add``) whose only way out is Debian's ``pasta`` (package passt), a
 userspace forwarder that turns the namespace's packets into ordinary
 connections the gateway's host makes: no veth, no host routing, no
-C{net.ipv4.ip_forward}, no NAT rules on the host. C{pasta} runs with no port
-forwarding in either direction (C{-t/-u/-T/-U none}: nothing reaches the
+``net.ipv4.ip_forward``, no NAT rules on the host. ``pasta`` runs with no port
+forwarding in either direction (``-t/-u/-T/-U none``: nothing reaches the
 worker from outside, and the namespace's loopback is not the host's) and
-C{--no-map-gw} (the gateway address is not the host). The policy itself is
-an nftables table inside the namespace, loaded before C{pasta} connects it
+``--no-map-gw`` (the gateway address is not the host). The policy itself is
+an nftables table inside the namespace, loaded before ``pasta`` connects it
 (so there is never a moment without it), filtering by destination before
-anything leaves: the worker has no C{CAP_NET_ADMIN} there (bubblewrap drops
-every capability) and cannot change it.  (Debian 12's C{pasta} cannot enter
-the namespace as C{nobody}, so it runs as root, locked down by itself:
-C{no_new_privs}, seccomp, its own mount namespace, capabilities dropped.)
+anything leaves: the worker has no ``CAP_NET_ADMIN`` there (bubblewrap drops
+every capability) and cannot change it.  (Debian 12's ``pasta`` cannot enter
+the namespace as ``nobody``, so it runs as root, locked down by itself:
+``no_new_privs``, seccomp, its own mount namespace, capabilities dropped.)
 
 The namespace is shared by the endpoint's workers (and by a pool replacing
-another on the same policy): L{NetworkNamespaces.acquire} prepares it for
-the first, L{NetworkNamespaces.release} tears it down after the last.  Its
+another on the same policy): ``NetworkNamespaces.acquire`` prepares it for
+the first, ``NetworkNamespaces.release`` tears it down after the last.  Its
 name carries a tag of the gateway (its data directory) and a digest of the
 policy, so two gateways never touch each other's namespaces and a changed
 policy gets a fresh namespace while the old workers drain.  At start the
-gateway deletes what a crashed run of itself left (L{clear_leftovers});
-C{pasta} quits by itself when its namespace is deleted.
+gateway deletes what a crashed run of itself left (``clear_leftovers``);
+``pasta`` quits by itself when its namespace is deleted.
 
 Every command runs as a child of the reactor; a failure is a
-L{NetworkError} naming the command and what it wrote on stderr.
+``NetworkError`` naming the command and what it wrote on stderr.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _NAME = rf"({_LABEL}\.)*[A-Za-z]([A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?"
 _PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
 ALLOW_ENTRY_PATTERN = rf"^({_IPV4}|{_IPV6}|{_NAME}):{_PORT}$"
-"""One allow-list entry, C{host:port}; the OpenAPI document uses it as it is."""
+"""One allow-list entry, ``host:port``; the OpenAPI document uses it as it is."""
 MAX_ENTRY = MAX_NAME + len(":65535")
 _ALLOW_ENTRY = re.compile(ALLOW_ENTRY_PATTERN)
 
@@ -114,7 +114,7 @@ COMMAND_TIMEOUT = 10.0
 
 
 class PolicyError(ValueError):
-    """A C{settings.network} value is not a policy; C{where} is the index of a bad entry, if any."""
+    """A ``settings.network`` value is not a policy; ``where`` is the index of a bad entry, if any."""
 
     def __init__(self, problem: str, where: int | None = None):
         super().__init__(problem)
@@ -130,7 +130,7 @@ def check_entry(entry: Any) -> str:
     """
     One allow-list entry, normalised (names lower-case, IPv6 compressed).
 
-    @raise ValueError: saying what is wrong with it.
+    :raises ValueError: saying what is wrong with it.
     """
     if not isinstance(entry, str):
         raise ValueError("must be a string \"host:port\"")
@@ -156,10 +156,10 @@ def check_entry(entry: Any) -> str:
 
 def check_policy(value: Any) -> Policy:
     """
-    C{value} as a policy: C{"none"}, C{"outbound"}, or a list of 1 to
-    L{MAX_ALLOWED} C{host:port} entries (normalised, duplicates dropped).
+    ``value`` as a policy: ``"none"``, ``"outbound"``, or a list of 1 to
+    ``MAX_ALLOWED`` ``host:port`` entries (normalised, duplicates dropped).
 
-    @raise PolicyError: saying what is wrong, and where in a list.
+    :raises PolicyError: saying what is wrong, and where in a list.
     """
     if isinstance(value, str):
         if value in POLICIES:
@@ -206,7 +206,7 @@ def ruleset(policy: Policy, destinations: Sequence[Destination], host_addresses:
     """
     The nftables table loaded inside an endpoint's namespace: its own
     loopback always; then never the blocked ranges nor the host's own
-    addresses; then everything (C{"outbound"}) or only C{destinations}.
+    addresses; then everything (``"outbound"``) or only ``destinations``.
     Refused packets are rejected, so a connect fails at once instead of
     hanging.
     """
@@ -238,7 +238,7 @@ def ruleset(policy: Policy, destinations: Sequence[Destination], host_addresses:
 
 
 def host_addresses(ip_json: bytes) -> list[str]:
-    """The host's own addresses in C{ip -j addr show}'s output."""
+    """The host's own addresses in ``ip -j addr show``'s output."""
     addresses = []
     for link in json.loads(ip_json or b"[]"):
         for info in link.get("addr_info", []):
@@ -273,7 +273,7 @@ def _stderr_text(data: bytes) -> str:
 
 
 def run(reactor: Any, argv: Sequence[str], stdin: bytes = b"", timeout: float = COMMAND_TIMEOUT) -> Deferred[bytes]:
-    """Run C{argv} (an absolute path first); fires with its stdout, or fails with a L{NetworkError} naming it."""
+    """Run ``argv`` (an absolute path first); fires with its stdout, or fails with a ``NetworkError`` naming it."""
 
     def check(output: ProcessOutput) -> bytes:
         if output.code == 0:
@@ -295,8 +295,8 @@ def _first_failure(failure: Failure) -> Failure:
 
 class _Pasta(ProcessProtocol):
     """
-    C{pasta} in the foreground: C{ready} fires when it has written its pid on
-    fd 3 (it does once the namespace is configured), C{ended} when it exits.
+    ``pasta`` in the foreground: ``ready`` fires when it has written its pid on
+    fd 3 (it does once the namespace is configured), ``ended`` when it exits.
     """
 
     # Set by the reactor before connectionMade (ProcessProtocol says Optional).
@@ -360,7 +360,7 @@ def resolve(resolver: IHostnameResolver, policy: Policy) -> Deferred[list[Destin
     An allow-list's destinations: addresses as they are, names resolved now
     (every address a name has, IPv4 and IPv6).
 
-    @raise NetworkError: (in the Deferred) a name that resolves to nothing.
+    :raises NetworkError: (in the Deferred) a name that resolves to nothing.
     """
     if not isinstance(policy, list):
         return succeed([])
@@ -380,7 +380,7 @@ def resolve(resolver: IHostnameResolver, policy: Policy) -> Deferred[list[Destin
 
 
 def _resolved(resolver: IHostnameResolver, host: str, port: int, entry: str) -> Deferred[list[Destination]]:
-    """Every address of C{host}, with C{port}."""
+    """Every address of ``host``, with ``port``."""
     receiver = _Addresses()
     resolver.resolveHostName(receiver, host, port, addressTypes=[IPv4Address, IPv6Address])
 
@@ -396,7 +396,7 @@ def _resolved(resolver: IHostnameResolver, host: str, port: int, entry: str) -> 
 
 
 def _after(d: Deferred[Any]) -> Deferred[None]:
-    """A Deferred firing (with None) when C{d} fires, leaving C{d}'s result alone."""
+    """A Deferred firing (with None) when ``d`` fires, leaving ``d``'s result alone."""
     after: Deferred[None] = Deferred()
 
     def fire(result: Any) -> Any:
@@ -441,7 +441,7 @@ class _Held:
 class NetworkNamespaces:
     """
     The network namespaces of this gateway's endpoints whose policy is not
-    C{"none"}: prepared on first use, removed after the last (see the
+    ``"none"``: prepared on first use, removed after the last (see the
     module docstring).
     """
 
@@ -455,8 +455,8 @@ class NetworkNamespaces:
         tool_path: str = TOOL_PATH,
     ):
         """
-        @param tag: this gateway's part of the names (L{gateway_tag}).
-        @param resolver: resolves allow-list names (the reactor's by default).
+        :param tag: this gateway's part of the names (``gateway_tag``).
+        :param resolver: resolves allow-list names (the reactor's by default).
         """
         if reactor is None:
             from twisted.internet import reactor
@@ -471,14 +471,14 @@ class NetworkNamespaces:
     # names and argv
 
     def name(self, endpoint_id: str, policy: Policy) -> str:
-        """The namespace of an endpoint under a policy: C{edgegw-<tag>-<id>-<policy digest>}."""
+        """The namespace of an endpoint under a policy: ``edgegw-<tag>-<id>-<policy digest>``."""
         short = re.sub(r"[^A-Za-z0-9]", "", endpoint_id)[:12]
         return f"{NETNS_PREFIX}{self.tag}-{short}-{policy_digest(policy)}"
 
     def prefix(self, endpoint_id: str, policy: Policy) -> list[str]:
         """
-        The argv put before the worker's launcher: C{nsenter} into the
-        endpoint's namespace; empty for C{"none"} (the launcher unshares).
+        The argv put before the worker's launcher: ``nsenter`` into the
+        endpoint's namespace; empty for ``"none"`` (the launcher unshares).
         """
         if policy == NONE:
             return []
@@ -504,9 +504,9 @@ class NetworkNamespaces:
 
     def acquire(self, endpoint_id: str, policy: Policy) -> Deferred[list[str]]:
         """
-        The endpoint's namespace for C{policy}, prepared if no pool holds it
-        yet; fires with L{prefix} once it is ready, or fails with a
-        L{NetworkError} (having released its hold).  Pair with L{release}.
+        The endpoint's namespace for ``policy``, prepared if no pool holds it
+        yet; fires with ``prefix`` once it is ready, or fails with a
+        ``NetworkError`` (having released its hold).  Pair with ``release``.
         """
         if policy == NONE:
             return succeed([])
@@ -559,7 +559,7 @@ class NetworkNamespaces:
     def clear_leftovers(self) -> Deferred[list[str]]:
         """
         Delete this gateway's namespaces that no pool holds (what a crashed
-        run left); fires with their names.  A C{pasta} left with one quits
+        run left); fires with their names.  A ``pasta`` left with one quits
         when it is deleted.  Nothing to do without iproute2.
         """
         try:
@@ -591,8 +591,8 @@ class NetworkNamespaces:
     def _prepare(self, held: _Held, policy: Policy) -> Deferred[None]:
         """
         The host's addresses and the allow-list's names looked up, then
-        C{ip netns add}, its loopback up, the nftables table loaded, and only
-        then C{pasta} connected; a failure removes what was made.
+        ``ip netns add``, its loopback up, the nftables table loaded, and only
+        then ``pasta`` connected; a failure removes what was made.
         """
         try:
             ip, nft, pasta = self._tool("ip"), self._tool("nft"), self._tool("pasta")
@@ -626,7 +626,7 @@ class NetworkNamespaces:
         return d.addCallback(made).addCallback(lambda _: None)
 
     def _connect(self, held: _Held, pasta: str) -> Deferred[None]:
-        """Start C{pasta} on the namespace; fires once it has configured it."""
+        """Start ``pasta`` on the namespace; fires once it has configured it."""
         argv = [
             pasta, "--quiet", "--foreground", "--runas", "0", "--config-net",
             "--netns", held.name, "--no-map-gw",
@@ -657,7 +657,7 @@ class NetworkNamespaces:
         return proto.ready.addBoth(done)
 
     def _remove(self, held: _Held) -> Deferred[None]:
-        """Delete the namespace, then wait for its C{pasta} to end (it quits on the deletion)."""
+        """Delete the namespace, then wait for its ``pasta`` to end (it quits on the deletion)."""
         if held.pasta is not None:
             held.pasta.removing = True
         d = run(self._reactor, [self._tool("ip"), "netns", "delete", held.name]).addCallback(lambda _: None)
@@ -684,9 +684,9 @@ class NetworkNamespaces:
 class PoolInNamespace:
     """
     A worker pool whose endpoint namespace is held from its start to its
-    stop: L{NetworkNamespaces.acquire} before the first worker spawns,
-    L{NetworkNamespaces.release} once the last one ended.  Everything else
-    is the pool's own (C{submit} bound directly, so requests take no detour).
+    stop: ``NetworkNamespaces.acquire`` before the first worker spawns,
+    ``NetworkNamespaces.release`` once the last one ended.  Everything else
+    is the pool's own (``submit`` bound directly, so requests take no detour).
     """
 
     def __init__(self, pool: Any, namespaces: NetworkNamespaces, endpoint_id: str, policy: Policy):

@@ -1,9 +1,9 @@
 """
 A pool of identical workers serving one deployed version of an endpoint,
-growing and shrinking between C{min_instances} and C{max_instances}.
+growing and shrinking between ``min_instances`` and ``max_instances``.
 
 A worker is synchronous: it reads one request frame, answers it, then reads
-the next.  The pool may still write up to C{pipeline} requests to one worker
+the next.  The pool may still write up to ``pipeline`` requests to one worker
 ahead of its answers: they wait in the worker's pipe instead of the gateway's
 queue, which lets one reactor turn carry many frames each way.  Only the first
 request written and not yet answered (the head) is being served, so when a
@@ -14,41 +14,41 @@ spawn order, so load gathers on the oldest workers and the newest go idle).
 
 Policy:
 
-  - C{min_instances} workers are kept alive: C{start()} spawns them, and one
+  - ``min_instances`` workers are kept alive: ``start()`` spawns them, and one
     that ends without being asked to is replaced.  Spawns wait out a restart
-    delay doubling from C{min_restart_delay} to C{max_restart_delay}, like
-    C{twisted.runner.procmon} does, so a crash loop cannot become a fork
+    delay doubling from ``min_restart_delay`` to ``max_restart_delay``, like
+    ``twisted.runner.procmon`` does, so a crash loop cannot become a fork
     storm; the delay is the pool's (not per worker) and also holds back the
     spawns made for load.  A worker that served a request or lived
-    C{stable_time} seconds resets it.
+    ``stable_time`` seconds resets it.
   - Scale up: while the requests waiting in the pool's queue outnumber what
-    the starting workers will take once ready (C{pipeline} each), and fewer
-    than C{max_instances} workers are starting or ready, one more is spawned.
-    With C{min_instances=0} the first request spawns a worker and waits in the
-    queue for its C{ready}.  If a worker fails to start while no other worker
+    the starting workers will take once ready (``pipeline`` each), and fewer
+    than ``max_instances`` workers are starting or ready, one more is spawned.
+    With ``min_instances=0`` the first request spawns a worker and waits in the
+    queue for its ``ready``.  If a worker fails to start while no other worker
     is ready or starting, the queued requests fail at once with its error
     (exit status and last stderr lines) instead of waiting out their timeout.
-  - Scale down: a worker above C{min_instances} idle (nothing in flight) for
-    C{idle_timeout} seconds is stopped gracefully, longest idle first.  One
+  - Scale down: a worker above ``min_instances`` idle (nothing in flight) for
+    ``idle_timeout`` seconds is stopped gracefully, longest idle first.  One
     lazy timer per pool does it: armed when a worker goes idle and none is
     armed, it re-checks when it fires and re-arms for the next candidate, so
     the request path never touches the timer heap.
   - Recycling: a worker that was sent its limit of requests, drawn per worker
-    from C{[max_requests, max_requests * 1.25]} so that workers do not recycle
+    from ``[max_requests, max_requests * 1.25]`` so that workers do not recycle
     together, gets no new requests; a replacement is spawned if the pool would
-    otherwise fall below C{min_instances}; its stdin is closed once it answered
+    otherwise fall below ``min_instances``; its stdin is closed once it answered
     everything it was sent, so no request fails because of recycling.
 
 Draining workers (recycling, idle-stopping, or stopped with the pool) count
-neither toward C{min_instances} nor toward C{max_instances}: a pool of
-C{max_instances} may briefly have more processes while old ones finish.
+neither toward ``min_instances`` nor toward ``max_instances``: a pool of
+``max_instances`` may briefly have more processes while old ones finish.
 
-Timeouts: C{timeout} bounds the wait for service (in the queue, including a
+Timeouts: ``timeout`` bounds the wait for service (in the queue, including a
 worker's start, or behind other requests in a worker's pipe) and, separately,
 the handler's run from the moment the request becomes its worker's head.  Only
 the second kills the worker (it may be stuck); a request that waited its whole
 timeout fails without harming anyone.  So a client waits at most about twice
-C{timeout}, and a worker is never killed for time it did not spend.
+``timeout``, and a worker is never killed for time it did not spend.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ _NEW, _STARTING, _RUNNING, _STOPPING, _STOPPED = (
 _log = Logger(namespace="edgegw.workers")
 
 Answer = Callable[[Any], object]
-"""C{answer(result)}: called once with a C{response} frame dict or a L{Failure}."""
+"""``answer(result)``: called once with a ``response`` frame dict or a ``Failure``."""
 
 # Why a worker gets no new requests.
 _RECYCLING, _IDLE = "recycling", "idle"
@@ -111,9 +111,9 @@ LATENCY_BOUNDS = (
 
 class _Job:
     """
-    One accepted request: queued while C{worker} is None, then dispatched.
-    C{answer} is called once, with the response frame or a L{Failure};
-    C{done} says it was.
+    One accepted request: queued while ``worker`` is None, then dispatched.
+    ``answer`` is called once, with the response frame or a ``Failure``;
+    ``done`` says it was.
     """
 
     __slots__ = ("frame", "answer", "done", "timer", "worker", "since")
@@ -131,17 +131,17 @@ class _Worker:
     """
     One worker process as the pool sees it, from spawn to end.
 
-    C{jobs} are the requests written to it, in order; C{jobs[0]} is being
+    ``jobs`` are the requests written to it, in order; ``jobs[0]`` is being
     served.  One lazy watchdog per worker times them all, instead of a timer
     per request: it fires at the earliest deadline it knew of, re-checks, and
     re-arms for the next.
 
-    @ivar sent: requests written to it.
-    @ivar limit: C{sent} at which it is recycled; 0 for never.
-    @ivar draining: None while it may get requests, else why not
-        (C{_RECYCLING}, C{_IDLE}).
-    @ivar stopped: the pool asked it to exit, so its end is no failure.
-    @ivar idle_since: when its last request was answered (or it got ready).
+    :ivar sent: requests written to it.
+    :ivar limit: ``sent`` at which it is recycled; 0 for never.
+    :ivar draining: None while it may get requests, else why not
+        (``_RECYCLING``, ``_IDLE``).
+    :ivar stopped: the pool asked it to exit, so its end is no failure.
+    :ivar idle_since: when its last request was answered (or it got ready).
     """
 
     __slots__ = (
@@ -174,18 +174,18 @@ class WorkerPool:
     """
     Workers of one binary, a FIFO queue in front of them.
 
-    @ivar stable_time: a worker that lived this many seconds, or served a
+    :ivar stable_time: a worker that lived this many seconds, or served a
         request, proves the binary works: the next restart delay is
-        C{min_restart_delay} again.
-    @ivar served: requests answered by a worker.
-    @ivar failed: accepted requests that failed (crash, timeout, violation,
+        ``min_restart_delay`` again.
+    :ivar served: requests answered by a worker.
+    :ivar failed: accepted requests that failed (crash, timeout, violation,
         failed start).
-    @ivar rejected: requests refused at once (queue full, pool stopped).
-    @ivar spawned: worker processes spawned, the first ones included.
-    @ivar restarts: workers spawned to replace one that ended without being
+    :ivar rejected: requests refused at once (queue full, pool stopped).
+    :ivar spawned: worker processes spawned, the first ones included.
+    :ivar restarts: workers spawned to replace one that ended without being
         asked to (crash, kill, failed start).
-    @ivar recycled: workers retired after their C{max_requests}.
-    @ivar scaled_down: workers stopped after C{idle_timeout}.
+    :ivar recycled: workers retired after their ``max_requests``.
+    :ivar scaled_down: workers stopped after ``idle_timeout``.
     """
 
     stable_time = 10.0
@@ -220,39 +220,39 @@ class WorkerPool:
         reactor: Any = None,
     ):
         """
-        @param argv: the binary and its arguments; C{argv[0]} is executed.
-        @param min_instances: workers kept alive, 0 to scale to zero.
-        @param max_instances: most workers starting or serving at once.
-        @param env: the worker's whole environment (nothing is inherited).
-        @param log: C{log(stream, line)}, see L{LogCallback}.
-        @param max_queue: most requests waiting in the pool's queue (not
-            counting those written to workers); beyond, L{Overloaded}.
-        @param max_requests: requests sent to a worker before it is recycled,
+        :param argv: the binary and its arguments; ``argv[0]`` is executed.
+        :param min_instances: workers kept alive, 0 to scale to zero.
+        :param max_instances: most workers starting or serving at once.
+        :param env: the worker's whole environment (nothing is inherited).
+        :param log: ``log(stream, line)``, see ``LogCallback``.
+        :param max_queue: most requests waiting in the pool's queue (not
+            counting those written to workers); beyond, ``Overloaded``.
+        :param max_requests: requests sent to a worker before it is recycled,
             jittered up to +25% per worker; 0 for never.
-        @param idle_timeout: seconds a worker above C{min_instances} may stay
+        :param idle_timeout: seconds a worker above ``min_instances`` may stay
             idle before it is stopped; None for never.
-        @param drain_timeout: seconds between closing a stopping worker's
+        :param drain_timeout: seconds between closing a stopping worker's
             stdin and SIGTERM.
-        @param start_timeout: seconds a worker has to send C{ready}.
-        @param kill_time: seconds between SIGTERM and SIGKILL.
-        @param call_handler: answers the workers' service calls; the default
-            answers C{ServiceUnavailable}.
-        @param pipeline: most requests written to one worker ahead of its
+        :param start_timeout: seconds a worker has to send ``ready``.
+        :param kill_time: seconds between SIGTERM and SIGKILL.
+        :param call_handler: answers the workers' service calls; the default
+            answers ``ServiceUnavailable``.
+        :param pipeline: most requests written to one worker ahead of its
             answers (1: strictly one at a time).
-        @param version: an opaque label (a digest) reported with each worker.
-        @param random: draws the recycling limits; a new C{random.Random()}
+        :param version: an opaque label (a digest) reported with each worker.
+        :param random: draws the recycling limits; a new ``random.Random()``
             by default.
-        @param launcher: an argv put before C{argv} that sets the worker up
-            and execs it (L{edgegw_tx.workers.isolation}); C{launcher[0]} is
+        :param launcher: an argv put before ``argv`` that sets the worker up
+            and execs it (``edgegw_tx.workers.isolation``); ``launcher[0]`` is
             then what is executed.
-        @param process_group: each worker leads its own process group (the
-            launcher runs C{setsid}): stopping or killing it signals the
-            whole group (see L{WorkerProcess}).
-        @param frame_fds: the child descriptors the frame pipes are given on
+        :param process_group: each worker leads its own process group (the
+            launcher runs ``setsid``): stopping or killing it signals the
+            whole group (see ``WorkerProcess``).
+        :param frame_fds: the child descriptors the frame pipes are given on
             (requests to the worker, frames from it): (0, 1), or the
-            launcher's (L{edgegw_tx.workers.isolation.FRAME_FDS}), which
+            launcher's (``edgegw_tx.workers.isolation.FRAME_FDS``), which
             then gets /dev/null as its stdin and stdout.
-        @param reactor: spawns the processes and provides the clock.
+        :param reactor: spawns the processes and provides the clock.
         """
         if reactor is None:
             from twisted.internet import reactor
@@ -339,10 +339,10 @@ class WorkerPool:
 
     def workers(self) -> list[dict[str, Any]]:
         """
-        The live workers, in spawn order: C{pid}, C{version}, C{state}
-        (C{starting}, C{ready} when idle, C{busy} with requests in flight,
-        C{draining} when recycling, idle-stopping or stopping), C{served}
-        (responses delivered) and C{in_flight}.
+        The live workers, in spawn order: ``pid``, ``version``, ``state``
+        (``starting``, ``ready`` when idle, ``busy`` with requests in flight,
+        ``draining`` when recycling, idle-stopping or stopping), ``served``
+        (responses delivered) and ``in_flight``.
         """
         return [
             {
@@ -357,9 +357,9 @@ class WorkerPool:
 
     def stats(self) -> dict[str, Any]:
         """
-        Counters and gauges for the admin API. C{latency_seconds} sums the
+        Counters and gauges for the admin API. ``latency_seconds`` sums the
         time of the served requests (from acceptance to answer) and
-        C{latency_buckets} counts them per bucket of C{LATENCY_BOUNDS}.
+        ``latency_buckets`` counts them per bucket of ``LATENCY_BOUNDS``.
         """
         states = [self._worker_state(w) for w in self._workers.values()]
         return {
@@ -387,10 +387,10 @@ class WorkerPool:
 
     def start(self) -> Deferred[list[int]]:
         """
-        Spawn C{min_instances} workers.
+        Spawn ``min_instances`` workers.
 
-        @return: fires with their pids once every one sent C{ready} (at once
-            with C{[]} when C{min_instances} is 0); fails with the first
+        :return: fires with their pids once every one sent ``ready`` (at once
+            with ``[]`` when ``min_instances`` is 0); fails with the first
             worker's error (its exit status and last stderr lines) if one ends
             before, after the others were stopped.
         """
@@ -409,11 +409,11 @@ class WorkerPool:
 
     def request(self, frame: dict[str, Any]) -> Deferred[dict[str, Any]]:
         """
-        Serve C{frame}, a C{request} frame without C{id}.
+        Serve ``frame``, a ``request`` frame without ``id``.
 
-        @return: fires with the worker's C{response} frame dict, or fails
-            with L{Overloaded}, L{PoolStopped}, L{RequestTimedOut},
-            L{WorkerCrashed} or L{ProtocolViolation}.  Cancelling it drops a
+        :return: fires with the worker's ``response`` frame dict, or fails
+            with ``Overloaded``, ``PoolStopped``, ``RequestTimedOut``,
+            ``WorkerCrashed`` or ``ProtocolViolation``.  Cancelling it drops a
             queued request; a dispatched one runs on and its answer is
             discarded.
         """
@@ -429,10 +429,10 @@ class WorkerPool:
 
     def submit(self, frame: dict[str, Any], answer: Answer) -> None:
         """
-        L{request} without a Deferred, for the data plane's hot path:
-        C{answer} is called exactly once, with the C{response} frame or a
-        L{Failure} of the same errors, possibly before this returns.  The
-        pool owns C{frame} from then on.
+        ``request`` without a Deferred, for the data plane's hot path:
+        ``answer`` is called exactly once, with the ``response`` frame or a
+        ``Failure`` of the same errors, possibly before this returns.  The
+        pool owns ``frame`` from then on.
         """
         self._accept(frame, answer)
 
@@ -473,11 +473,11 @@ class WorkerPool:
     def stop(self) -> Deferred[None]:
         """
         Stop accepting requests, serve those already accepted, then stop the
-        workers (stdin closed, SIGTERM after C{drain_timeout}, SIGKILL after a
-        further C{kill_time}).  Requests still queued at the drain deadline
-        fail with L{PoolStopped}.
+        workers (stdin closed, SIGTERM after ``drain_timeout``, SIGKILL after a
+        further ``kill_time``).  Requests still queued at the drain deadline
+        fail with ``PoolStopped``.
 
-        @return: fires once every worker has ended.
+        :return: fires once every worker has ended.
         """
         if self._state in (_NEW, _STOPPED):
             self._state = _STOPPED
@@ -543,7 +543,7 @@ class WorkerPool:
             self._retire(worker, _RECYCLING)
 
     def _watch(self, worker: _Worker) -> None:
-        """Arm the watchdog for the earliest deadline among C{worker}'s requests, if any."""
+        """Arm the watchdog for the earliest deadline among ``worker``'s requests, if any."""
         deadline = None
         jobs = worker.jobs
         for job in jobs:
@@ -647,7 +647,7 @@ class WorkerPool:
         self._settle(job, Failure(self._wait_expired()))
 
     def _cancel(self, job: _Job) -> None:
-        """The caller gave up on C{job}: its answer is no longer wanted."""
+        """The caller gave up on ``job``: its answer is no longer wanted."""
         job.done = True
         if job.worker is None:
             self._queue.remove(job)
@@ -667,8 +667,8 @@ class WorkerPool:
     def _scale(self) -> None:
         """
         Spawn what the policy asks for now, one worker at a time, re-counting
-        after each: up to C{min_instances}, then one more while the queue holds
-        more than the starting workers will take, below C{max_instances}.
+        after each: up to ``min_instances``, then one more while the queue holds
+        more than the starting workers will take, below ``max_instances``.
         Spawns wait for the restart backoff on a single lazy timer.
         """
         if self._scaling:
@@ -718,7 +718,7 @@ class WorkerPool:
         self._scale()
 
     def _became_idle(self, worker: _Worker) -> None:
-        """C{worker} has nothing in flight: time it for scale-down if the pool is above its minimum."""
+        """``worker`` has nothing in flight: time it for scale-down if the pool is above its minimum."""
         worker.idle_since = self._reactor.seconds()
         if (
             self._idle_call is None
@@ -762,7 +762,7 @@ class WorkerPool:
 
     def _retire(self, worker: _Worker, reason: str) -> None:
         """
-        Send C{worker} no new requests; replace it if the pool needs it, then
+        Send ``worker`` no new requests; replace it if the pool needs it, then
         stop it once it has answered all it was sent.
         """
         worker.draining = reason

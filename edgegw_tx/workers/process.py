@@ -5,7 +5,7 @@ Its stdout carries frames, its stderr is its log (spec/IPC.md).  Requests are
 correlated with responses by id through a dict id -> Deferred, as AMP does with
 its tags, so nothing here assumes answers come back in order.  Whatever goes
 wrong with the child, every Deferred handed out is fired exactly once: with the
-response, or with a L{GatewayError} saying what happened.
+response, or with a ``GatewayError`` saying what happened.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from ..errors import GatewayError, ProtocolViolation, WorkerCrashed
 from .framing import DEFAULT_MAX_FRAME, FrameProtocol, encode_frame
 
 LogCallback = Callable[[str, str], object]
-"""C{log(stream, line)}: C{stream} is C{"stderr"} for the worker's own output
-and C{"gateway"} for what the process plane has to say about the worker."""
+"""``log(stream, line)``: ``stream`` is ``"stderr"`` for the worker's own output
+and ``"gateway"`` for what the process plane has to say about the worker."""
 
 CallHandler = Callable[[dict[str, Any]], Any]
-"""C{handler(call_frame) -> dict | Deferred[dict]}: the C{ok} and C{data} or
-C{error} fields of the C{result} frame answering the call."""
+"""``handler(call_frame) -> dict | Deferred[dict]``: the ``ok`` and ``data`` or
+``error`` fields of the ``result`` frame answering the call."""
 
 STARTING = "starting"
 READY = "ready"
@@ -56,8 +56,8 @@ _TWISTED_READ = 8192  # what Twisted's process reader asks for per read
 
 
 def _grow_pipe(fd: int) -> None:
-    """Ask for a pipe of C{PIPE_SIZE}; keep the default where refused (a
-    user over C{/proc/sys/fs/pipe-user-pages-soft}, or not Linux)."""
+    """Ask for a pipe of ``PIPE_SIZE``; keep the default where refused (a
+    user over ``/proc/sys/fs/pipe-user-pages-soft``, or not Linux)."""
     try:
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
     except (OSError, AttributeError):
@@ -106,12 +106,12 @@ class WorkerProcess(ProcessProtocol):
     """
     The protocol of one worker child.
 
-    @ivar state: one of L{STARTING} (spawned, no C{ready} yet), L{READY}
-        (accepts requests), L{STOPPING} (stdin closed or about to be),
-        L{KILLED} (sent SIGKILL), L{ENDED} (reaped, pipes closed).
-    @ivar pid: the child's pid, kept after it ended for messages.
-    @ivar served: how many responses it delivered.
-    @ivar stderr_tail: the last lines it wrote to stderr.
+    :ivar state: one of ``STARTING`` (spawned, no ``ready`` yet), ``READY``
+        (accepts requests), ``STOPPING`` (stdin closed or about to be),
+        ``KILLED`` (sent SIGKILL), ``ENDED`` (reaped, pipes closed).
+    :ivar pid: the child's pid, kept after it ended for messages.
+    :ivar served: how many responses it delivered.
+    :ivar stderr_tail: the last lines it wrote to stderr.
     """
 
     # ProcessProtocol says Optional[IProcessTransport]: the reactor sets it
@@ -138,20 +138,20 @@ class WorkerProcess(ProcessProtocol):
         reactor: Any = None,
     ):
         """
-        @param name: the pool's name, used in every message.
-        @param call_handler: answers C{call} frames (the service broker hook).
-        @param max_line: longest stderr line passed to C{log}; longer ones
+        :param name: the pool's name, used in every message.
+        :param call_handler: answers ``call`` frames (the service broker hook).
+        :param max_line: longest stderr line passed to ``log``; longer ones
             are split.
-        @param start_timeout: seconds to wait for C{ready} before SIGKILL.
-        @param kill_time: seconds between SIGTERM and SIGKILL when stopping.
-        @param process_group: the child makes itself the leader of its own
-            process group (the isolation launcher's C{setsid}): signals go to
+        :param start_timeout: seconds to wait for ``ready`` before SIGKILL.
+        :param kill_time: seconds between SIGTERM and SIGKILL when stopping.
+        :param process_group: the child makes itself the leader of its own
+            process group (the isolation launcher's ``setsid``): signals go to
             the whole group, and what is left of the group once the child
             exited is killed, so nothing it forked lingers.
-        @param frame_fds: the child descriptors of its frame pipes (requests
+        :param frame_fds: the child descriptors of its frame pipes (requests
             to it, frames from it); (0, 1) unless a launcher moves them
-            (L{edgegw_tx.workers.isolation.FRAME_FDS}).
-        @param reactor: provides the clock (C{callLater}, C{seconds}).
+            (``edgegw_tx.workers.isolation.FRAME_FDS``).
+        :param reactor: provides the clock (``callLater``, ``seconds``).
         """
         if reactor is None:
             from twisted.internet import reactor
@@ -208,7 +208,7 @@ class WorkerProcess(ProcessProtocol):
     def _update_accepting(self) -> None:
         # An attribute, not a property: the pool reads it for every request.
         self.accepting = self._state == READY and not self._stdout_lost
-        """True while C{request} may be called."""
+        """True while ``request`` may be called."""
 
     @property
     def in_flight(self) -> int:
@@ -217,8 +217,8 @@ class WorkerProcess(ProcessProtocol):
 
     def when_ready(self) -> Deferred[WorkerProcess]:
         """
-        A new Deferred firing with this worker once it sent C{ready}, or
-        failing with a L{GatewayError} (message ends with its last stderr
+        A new Deferred firing with this worker once it sent ``ready``, or
+        failing with a ``GatewayError`` (message ends with its last stderr
         lines) once it ended without.
         """
         if isinstance(self._ready_result, Failure):
@@ -239,10 +239,10 @@ class WorkerProcess(ProcessProtocol):
 
     def request(self, frame: dict[str, Any]) -> Deferred[dict[str, Any]]:
         """
-        Send C{frame} as a C{request} with a fresh id.
+        Send ``frame`` as a ``request`` with a fresh id.
 
-        @return: fires with the C{response} frame dict; fails with
-            L{WorkerCrashed} or L{ProtocolViolation} if the worker dies or is
+        :return: fires with the ``response`` frame dict; fails with
+            ``WorkerCrashed`` or ``ProtocolViolation`` if the worker dies or is
             killed first.
         """
         d: Deferred[dict[str, Any]] = Deferred()
@@ -258,8 +258,8 @@ class WorkerProcess(ProcessProtocol):
         self, frame: dict[str, Any], answer: Callable[[dict[str, Any] | Failure], object]
     ) -> None:
         """
-        L{request} without a Deferred, for the pool's hot path: C{answer} is
-        called exactly once, with the C{response} frame or a L{Failure}
+        ``request`` without a Deferred, for the pool's hot path: ``answer`` is
+        called exactly once, with the ``response`` frame or a ``Failure``
         (possibly before this returns).
         """
         if not self.accepting:
@@ -281,10 +281,10 @@ class WorkerProcess(ProcessProtocol):
     def stop(self, drain_timeout: float) -> Deferred[WorkerProcess]:
         """
         Ask the worker to exit: close its stdin once it has no request in
-        flight (it still needs stdin for the C{result} of its service calls),
-        SIGTERM after C{drain_timeout}, SIGKILL C{kill_time} later.
+        flight (it still needs stdin for the ``result`` of its service calls),
+        SIGTERM after ``drain_timeout``, SIGKILL ``kill_time`` later.
 
-        @return: fires when the process ended.
+        :return: fires when the process ended.
         """
         d = self.when_ended()
         if self.state in (STARTING, READY):
@@ -297,7 +297,7 @@ class WorkerProcess(ProcessProtocol):
 
     def kill(self, reason: GatewayError) -> None:
         """
-        SIGKILL the worker now; requests in flight fail with C{reason} at once
+        SIGKILL the worker now; requests in flight fail with ``reason`` at once
         rather than when the exit is noticed.
         """
         if self.state in (KILLED, ENDED):
@@ -319,7 +319,7 @@ class WorkerProcess(ProcessProtocol):
         self._ended()
 
     def exit_description(self) -> str:
-        """How the process ended, for messages: C{exited with status 1}."""
+        """How the process ended, for messages: ``exited with status 1``."""
         if self.exit_signal is not None:
             try:
                 signame = signal.Signals(self.exit_signal).name
@@ -396,7 +396,7 @@ class WorkerProcess(ProcessProtocol):
 
     def processExited(self, reason: Failure) -> None:
         """
-        The child is reaped.  With C{process_group}, the rest of its group
+        The child is reaped.  With ``process_group``, the rest of its group
         is killed now.  If a grandchild still holds its stdout or stderr open
         (it left the group, or there is none), processEnded would never come:
         close our ends after a grace.
@@ -483,8 +483,8 @@ class WorkerProcess(ProcessProtocol):
 
     def _signal_group(self, signum: int) -> bool:
         """
-        C{os.killpg} the worker's group: True if it was signalled, False when
-        there is no such group (the child has not run C{setsid} yet, or the
+        ``os.killpg`` the worker's group: True if it was signalled, False when
+        there is no such group (the child has not run ``setsid`` yet, or the
         group is gone).  The group outlives its leader while a member is
         left, so this also reaches grandchildren of a worker already reaped.
         """

@@ -36,14 +36,14 @@ from __future__ import annotations
 import builtins
 import uuid
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Generator, Iterable, Optional
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 
 from edgegw_tx import __version__
 from edgegw_tx.admin.errors import BadRequest, Conflict, NotFound
-from edgegw_tx.admin import validation
-from edgegw_tx.admin.validation import check_host
+from edgegw_tx.admin import schema
+from edgegw_tx.admin.validation import check_schema
 from edgegw_tx.paths import PatternError, parse_pattern
 from edgegw_tx.store import Conflict as StoreConflict
 from edgegw_tx.store import InUse, Missing, RouteClash
@@ -54,14 +54,10 @@ if TYPE_CHECKING:
 
 Record = dict[str, Any]
 
-# A string field's check (typed here while validation.py's is not).
-string_field: Callable[..., str] = validation.string_field
 
 STATUSES = ("created", "compiled", "running", "stopped", "error")
-_READ_ONLY = {"id", "created_at", "updated_at"}
 _DOMAIN_FIELDS = {"host", "description"}
 _COLLECTION_FIELDS = {"name", "domain_id", "base_path", "description"}
-MAX_DESCRIPTION = 10_000
 
 
 def _now() -> str:
@@ -81,16 +77,9 @@ def route_text(method: str, domain: str, path: str) -> str:
     return f"{method} {domain}{path}"
 
 
-def _fields(payload: Any, writable: set[str], required: Iterable[str]) -> Record:
-    """The writable fields of a body; 400 for a body that is not an object, an unknown or a missing field."""
-    if not isinstance(payload, dict):
-        raise BadRequest("the request body must be a JSON object")
-    unknown = sorted(set(payload) - writable - _READ_ONLY)
-    if unknown:
-        raise BadRequest(f"unknown field '{unknown[0]}'", field=unknown[0])
-    for field in required:
-        if field not in payload:
-            raise BadRequest(f"missing field '{field}'", field=field)
+def _fields(payload: Any, body: "schema.Schema", writable: set[str]) -> Record:
+    """The writable fields of a body its schema (``admin/schema.py``) accepts; else the 400 naming the field."""
+    check_schema(body, payload)
     return {k: v for k, v in payload.items() if k in writable}
 
 
@@ -159,12 +148,12 @@ class DomainManager:
 
     @inlineCallbacks
     def _create(self, payload: Any) -> Generator["Deferred[Any]", Any, Record]:
-        given = _fields(payload, _DOMAIN_FIELDS, ("host",))
+        given = _fields(payload, schema.DOMAIN_CREATE, _DOMAIN_FIELDS)
         now = _now()
         record = {
             "id": uuid.uuid4().hex,
-            "host": check_host(given, "host"),
-            "description": string_field(given, "description", MAX_DESCRIPTION, allow_empty=True) if "description" in given else "",
+            "host": given["host"].strip().lower(),
+            "description": given.get("description", ""),
             "created_at": now,
             "updated_at": now,
         }
@@ -182,12 +171,12 @@ class DomainManager:
     def _update(self, domain_id: str, payload: Any) -> Generator["Deferred[Any]", Any, Record]:
         """A new host moves every endpoint on the old one, running ones at once."""
         current: Record = yield self.get(domain_id)
-        given = _fields(payload, _DOMAIN_FIELDS, ())
+        given = _fields(payload, schema.DOMAIN_UPDATE, _DOMAIN_FIELDS)
         fields = {}
         if "host" in given:
-            fields["host"] = check_host(given, "host")
+            fields["host"] = given["host"].strip().lower()
         if "description" in given:
-            fields["description"] = string_field(given, "description", MAX_DESCRIPTION, allow_empty=True)
+            fields["description"] = given["description"]
         fields = {k: v for k, v in fields.items() if v != current[k]}
         if not fields:
             return current
@@ -313,7 +302,7 @@ class CollectionManager:
 
     @inlineCallbacks
     def _create(self, payload: Any) -> Generator["Deferred[Any]", Any, Record]:
-        given = _fields(payload, _COLLECTION_FIELDS, ("name",))
+        given = _fields(payload, schema.COLLECTION_CREATE, _COLLECTION_FIELDS)
         now = _now()
         record = {
             "id": uuid.uuid4().hex,
@@ -340,7 +329,7 @@ class CollectionManager:
     def _update(self, collection_id: str, payload: Any) -> Generator["Deferred[Any]", Any, Record]:
         """A new base path or domain moves the collection's endpoints, running ones at once."""
         current: Record = yield self.get(collection_id)
-        fields = self._check(_fields(payload, _COLLECTION_FIELDS, ()))
+        fields = self._check(_fields(payload, schema.COLLECTION_UPDATE, _COLLECTION_FIELDS))
         fields = {k: v for k, v in fields.items() if v != current[k]}
         if not fields:
             return current
@@ -521,15 +510,13 @@ class CollectionManager:
         """The checked writable fields of a collection body."""
         fields: Record = {}
         if "name" in given:
-            fields["name"] = string_field(given, "name", 200).strip()
+            fields["name"] = given["name"].strip()
         if "domain_id" in given:
-            if given["domain_id"] is not None and not isinstance(given["domain_id"], str):
-                raise BadRequest("field 'domain_id' must be a string or null", field="domain_id")
             fields["domain_id"] = given["domain_id"]
         if "base_path" in given:
             fields["base_path"] = check_base_path(given["base_path"])
         if "description" in given:
-            fields["description"] = string_field(given, "description", MAX_DESCRIPTION, allow_empty=True)
+            fields["description"] = given["description"]
         return fields
 
 

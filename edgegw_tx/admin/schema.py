@@ -531,7 +531,8 @@ DOMAIN = record(
 )
 
 
-def domain_input(create):
+def domain_input(create: bool) -> Schema:
+    """A domain as created (``host`` required) or changed."""
     properties = dict({"host": HOST, "description": DESCRIPTION}, **READ_ONLY)
     return obj(properties, required=("host",) if create else ())
 
@@ -549,18 +550,26 @@ COLLECTION = record(
 )
 
 
-def collection_input(create):
+def collection_input(create: bool) -> Schema:
+    """A collection as created (``name`` required) or changed."""
     properties = {
         "name": string(MAX_NAME, NOT_BLANK),
         "domain_id": nullable(string(description="a domain's id (400 when there is none)")),
         "base_path": string(
             pattern=BASE_PATH_PATTERN,
             description="'' or a path prefix such as /v1 or /shops/{shop}, no trailing /",
+            **{"x-error": "must be '' (none) or a path prefix such as /v1 or /shops/{shop}, without a trailing '/'"},
         ),
         "description": DESCRIPTION,
     }
     properties.update(READ_ONLY)
     return obj(properties, required=("name",) if create else ())
+
+
+DOMAIN_CREATE = domain_input(create=True)
+DOMAIN_UPDATE = domain_input(create=False)
+COLLECTION_CREATE = collection_input(create=True)
+COLLECTION_UPDATE = collection_input(create=False)
 
 
 COUNTS = record({"endpoints": integer(0), "collections": integer(0)})

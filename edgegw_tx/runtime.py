@@ -136,9 +136,9 @@ class GatewayRuntime(MultiService):
         refused before it daemonises); otherwise start takes it first thing.
         The collaborators are built from the options above unless given (a
         test passes fakes): ``store`` (opened at start), ``keys`` (a
-        L{KeyRing} of that store), ``builder`` (the build plane),
-        ``isolation`` (an L{Isolation}), ``network`` (the endpoints'
-        L{NetworkNamespaces}) and ``pool_factory`` (``(record, binary, log,
+        ``KeyRing`` of that store), ``builder`` (the build plane),
+        ``isolation`` (an ``Isolation``), ``network`` (the endpoints'
+        ``NetworkNamespaces``) and ``pool_factory`` (``(record, binary, log,
         version=None)`` to an unstarted worker pool, for the endpoint manager).
         """
         if processes < 1:

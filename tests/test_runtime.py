@@ -1,5 +1,5 @@
 """
-L{edgegw_tx.runtime.GatewayRuntime} built from fakes: it uses the
+``edgegw_tx.runtime.GatewayRuntime`` built from fakes: it uses the
 collaborators it is given instead of building its own, and a listener that
 cannot bind stops the start with the reason.
 """

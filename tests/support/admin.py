@@ -1,5 +1,5 @@
 """
-The management API over a runtime of fakes (L{fake_runtime}) and how its
+The management API over a runtime of fakes (``fake_runtime``) and how its
 tests call it: the base class of the admin API tests, so that none borrows
 another module's setUp.
 """
@@ -15,9 +15,9 @@ from tests.support.handlers import HELLO
 
 class AdminAPITestCase(unittest.TestCase):
     """
-    ``self.runtime``, a L{GatewayRuntime} of fakes, with its managers and
+    ``self.runtime``, a ``GatewayRuntime`` of fakes, with its managers and
     API as attributes, a StubTreq ``client`` on the API, and an ``admin`` and
-    a ``read`` key (L{keyed_store}).
+    a ``read`` key (``keyed_store``).
     """
 
     def setUp(self):

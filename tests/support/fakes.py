@@ -93,7 +93,7 @@ def keyed_store(test_case):
 @implementer(IHostnameResolver)
 class StubResolver:
     """
-    Resolves the names it is given, every other name to C{fallback} (none by
+    Resolves the names it is given, every other name to ``fallback`` (none by
     default), and sends no DNS query: allow-list names in tests never leave
     the machine.
     """
@@ -278,10 +278,10 @@ def endpoint(**overrides):
 
 def fake_runtime(test_case, **options):
     """
-    A L{GatewayRuntime} on fakes in one line, not started: L{keyed_store}'s
+    A ``GatewayRuntime`` on fakes in one line, not started: ``keyed_store``'s
     reactor, store and keys (set on ``test_case`` too; those already there
     are used, so a test can build a second runtime on its store), a
-    L{FakeBuilder}, L{FakePool}s, a L{FakeRegistry} and rlimits-only
+    ``FakeBuilder``, ``FakePool``s, a ``FakeRegistry`` and rlimits-only
     isolation (no host tool is looked for).  ``options`` are more or other
     constructor arguments; a test giving ``store`` gives ``reactor`` and
     ``keys`` with it.

@@ -203,7 +203,7 @@ def proc_stat(pid):
 
 
 def children(pid):
-    """{child pid: state} of the processes whose parent is C{pid}."""
+    """{child pid: state} of the processes whose parent is ``pid``."""
     found = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -214,7 +214,7 @@ def children(pid):
 
 
 def pid_namespace(pid):
-    """The inode of the pid namespace of C{pid}, or None if it is gone."""
+    """The inode of the pid namespace of ``pid``, or None if it is gone."""
     try:
         link = os.readlink("/proc/%d/ns/pid" % pid)
     except OSError:
@@ -223,7 +223,7 @@ def pid_namespace(pid):
 
 
 def ns_pids(pid):
-    """C{NSpid} of C{pid}: its pid in each pid namespace it is in, outermost first."""
+    """``NSpid`` of ``pid``: its pid in each pid namespace it is in, outermost first."""
     try:
         with open("/proc/%d/status" % pid) as f:
             for line in f:
@@ -237,7 +237,7 @@ def ns_pids(pid):
 def launcher_of(namespace):
     """
     The pid the gateway reports for the worker whose handler said it runs
-    in pid namespace C{namespace} (L{pid_namespace}): bwrap's, the parent
+    in pid namespace ``namespace`` (``pid_namespace``): bwrap's, the parent
     of that namespace's pid 1.  None when there is no such namespace.
     """
     for name in os.listdir("/proc"):
@@ -248,7 +248,7 @@ def launcher_of(namespace):
 
 
 def worker_in(launcher):
-    """The host pid of the worker (pid 2 of its namespace) under the launcher pid C{launcher}, or None."""
+    """The host pid of the worker (pid 2 of its namespace) under the launcher pid ``launcher``, or None."""
     for init in children(launcher):
         for pid in children(init):
             if ns_pids(pid)[-1:] == [2]:
@@ -257,20 +257,20 @@ def worker_in(launcher):
 
 
 def with_launcher_pid(body):
-    """A handler's answer with its C{pid} (a pid namespace, L{pid_namespace}) as the gateway's pid."""
+    """A handler's answer with its ``pid`` (a pid namespace, ``pid_namespace``) as the gateway's pid."""
     if isinstance(body, dict) and isinstance(body.get("pid"), int):
         body = dict(body, pid=launcher_of(body["pid"]))
     return body
 
 
 def alive(pid):
-    """True if C{pid} exists and is not a zombie."""
+    """True if ``pid`` exists and is not a zombie."""
     stat = proc_stat(pid)
     return stat is not None and stat[0] != "Z"
 
 
 def processes_under(directory):
-    """Pids of live processes whose executable lies under C{directory} (a data dir's workers)."""
+    """Pids of live processes whose executable lies under ``directory`` (a data dir's workers)."""
     directory = os.path.realpath(directory) + os.sep
     found = []
     for name in os.listdir("/proc"):
@@ -307,15 +307,15 @@ def rss_kib(pid):
 
 
 def pause(seconds):
-    """A Deferred firing after C{seconds} on the real reactor (no sleep)."""
+    """A Deferred firing after ``seconds`` on the real reactor (no sleep)."""
     return deferLater(reactor, seconds, lambda: None)
 
 
 @inlineCallbacks
 def wait_for(predicate, timeout, interval=0.02, message="condition"):
     """
-    Poll C{predicate} (it may return a Deferred) until it is true; fail after
-    C{timeout} seconds.  Fires with its last true value.
+    Poll ``predicate`` (it may return a Deferred) until it is true; fail after
+    ``timeout`` seconds.  Fires with its last true value.
     """
     deadline = reactor.seconds() + timeout
     while True:
@@ -332,7 +332,7 @@ def wait_for(predicate, timeout, interval=0.02, message="condition"):
 
 def reachable_data_dir(test_case):
     """
-    A new data directory path for C{test_case}: trial makes its parent mode
+    A new data directory path for ``test_case``: trial makes its parent mode
     0700, which workers running as another user could not pass.
     """
     path = os.path.abspath(test_case.mktemp())
@@ -376,8 +376,8 @@ class HostileWorkerMixin:
 
     def ready_pool(self, size, without=()):
         """
-        Wait until the pool has exactly C{size} workers, all ready, none of
-        them in C{without}; fires with their pids.
+        Wait until the pool has exactly ``size`` workers, all ready, none of
+        them in ``without``; fires with their pids.
         """
 
         @inlineCallbacks
@@ -396,7 +396,7 @@ class HostileWorkerMixin:
         return wait_for(check, 15, message="%d ready workers" % size)
 
     def assertGone(self, pid):
-        """C{pid} is not running and was reaped (no zombie)."""
+        """``pid`` is not running and was reaped (no zombie)."""
         self.assertFalse(alive(pid), "worker %d still runs" % pid)
         self.assertNotIn(pid, children(os.getpid()), "worker %d is a zombie" % pid)
 
@@ -406,7 +406,7 @@ class HostileWorkerMixin:
 
     @inlineCallbacks
     def check_replaced(self, old_pid):
-        """The worker C{old_pid} is gone, a new one is ready and answers 200."""
+        """The worker ``old_pid`` is gone, a new one is ready and answers 200."""
         [new_pid] = yield self.ready_pool(1, without=[old_pid])
         self.assertGone(old_pid)
         status, body, _ = yield self.hit("fine")
@@ -416,7 +416,7 @@ class HostileWorkerMixin:
 
 class HardeningTestCase(HostileWorkerMixin, unittest.TestCase):
     """
-    A real gateway made by the test itself with L{start_gateway} (stopped at
+    A real gateway made by the test itself with ``start_gateway`` (stopped at
     cleanup if still running), on a data directory that workers running as
     another user (docs/isolation.md) can reach.
     """
@@ -464,8 +464,8 @@ class RawHTTP(Protocol):
     """
     One client connection: requests one after the other, each answered by a
     complete response (status, body, keep-alive) or failing with
-    L{ClosedWithoutAnswer} (reset or close, even after part of a response) or
-    L{TimeoutError} (no complete answer in time: a hang).
+    ``ClosedWithoutAnswer`` (reset or close, even after part of a response) or
+    ``TimeoutError`` (no complete answer in time: a hang).
 
     No retries and no connection pool: what the server did is what is seen.
     """
@@ -518,7 +518,7 @@ class RawHTTP(Protocol):
 
 
 def connect(port):
-    """A Deferred firing with a connected L{RawHTTP} to 127.0.0.1:C{port}."""
+    """A Deferred firing with a connected ``RawHTTP`` to 127.0.0.1:``port``."""
     return connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=10), RawHTTP())
 
 
@@ -535,9 +535,9 @@ def one_request(port, path, timeout):
     """
     One request on a fresh connection (``Connection: close``).
 
-    @return: C{("answered", status)}, C{("refused", None)} when the connection
-        was refused, C{("dropped", message)} when it was accepted and ended
-        without a complete answer, or C{("hang", None)}.
+    :return: ``("answered", status)``, ``("refused", None)`` when the connection
+        was refused, ``("dropped", message)`` when it was accepted and ended
+        without a complete answer, or ``("hang", None)``.
     """
     try:
         client = yield connect(port)
@@ -569,7 +569,7 @@ class TwistdGateway:
     """
     ``twistd -n edgegw`` as a child process on a data directory, with
     ``--cargo /bin/false``: it serves what was compiled before (by a
-    L{GatewayHarness} on the same directory) and compiles nothing.
+    ``GatewayHarness`` on the same directory) and compiles nothing.
     """
 
     def __init__(self, test_case, data_dir, extra=()):

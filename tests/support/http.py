@@ -46,8 +46,8 @@ class EchoTarget:
 
 
 def parse_responses(raw, heads=()):
-    """Split C{raw} into (status, headers dict, body) triples; an incomplete
-    tail is left out.  C{heads} are the indexes of answers to HEAD requests."""
+    """Split ``raw`` into (status, headers dict, body) triples; an incomplete
+    tail is left out.  ``heads`` are the indexes of answers to HEAD requests."""
     responses = []
     while True:
         end = raw.find(b"\r\n\r\n")
@@ -69,7 +69,7 @@ def parse_responses(raw, heads=()):
 
 
 class RawClient(Protocol):
-    """Collects every byte; C{closed} fires with them when the server closes."""
+    """Collects every byte; ``closed`` fires with them when the server closes."""
 
     def __init__(self):
         self.data = b""
@@ -91,7 +91,7 @@ class RawClient(Protocol):
         self.closed.callback(self.data)
 
     def responses(self, count, heads=()):
-        """Fire with the raw bytes once C{count} responses arrived (or on close)."""
+        """Fire with the raw bytes once ``count`` responses arrived (or on close)."""
         d = Deferred()
         if len(parse_responses(self.data, heads)) >= count:
             d.callback(self.data)

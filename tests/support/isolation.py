@@ -41,7 +41,7 @@ class IsolationTestCase(GatewayTestCase):
 
     @inlineCallbacks
     def get_json(self, path):
-        """GET on the data plane: (status, body), a handler's C{pid} (its pid namespace) as the gateway's pid."""
+        """GET on the data plane: (status, body), a handler's ``pid`` (its pid namespace) as the gateway's pid."""
         response, body = yield self.json_request("GET", path)
         returnValue((response.code, with_launcher_pid(body)))
 

@@ -45,7 +45,7 @@ class FakeListeningPort:
 
 
 class FakeWorkerPool:
-    """A data-plane process's worker pool: C{WorkerPool}'s signature and face, no processes."""
+    """A data-plane process's worker pool: ``WorkerPool``'s signature and face, no processes."""
 
     _next_pid = itertools.count(5000)
 
@@ -161,11 +161,11 @@ class _ChildTransport:
 
 class LoopbackProcess:
     """
-    A data-plane process in memory: a real C{DataPlane} behind a real
-    C{ControlChannel}, with C{FakeWorkerPool}s and a C{FakeRegistry}.
-    C{IProcessTransport} on the control process's side.
+    A data-plane process in memory: a real ``DataPlane`` behind a real
+    ``ControlChannel``, with ``FakeWorkerPool``s and a ``FakeRegistry``.
+    ``IProcessTransport`` on the control process's side.
 
-    @ivar commands: the commands it received, in order: (name, args).
+    :ivar commands: the commands it received, in order: (name, args).
     """
 
     def __init__(self, reactor, proto, pid, argv, env, childFDs):
@@ -280,7 +280,7 @@ class LoopbackProcess:
             self.exit(signal=9)
 
     def exit(self, code=0, signal=None):
-        """The process ends (of C{signal}, or with exit C{code}) and is reaped."""
+        """The process ends (of ``signal``, or with exit ``code``) and is reaped."""
         if self.ended:
             return
         self.ended = True
@@ -296,11 +296,11 @@ class LoopbackProcess:
 
 class LoopbackReactor(SynchronousReactor):
     """
-    A memory reactor and clock whose C{spawnProcess} starts a
-    L{LoopbackProcess} (booted at once unless C{auto_boot} is False) and whose
-    C{listenTCP} gives a L{FakeListeningPort}.
+    A memory reactor and clock whose ``spawnProcess`` starts a
+    ``LoopbackProcess`` (booted at once unless ``auto_boot`` is False) and whose
+    ``listenTCP`` gives a ``FakeListeningPort``.
 
-    @ivar processes: every process spawned, in order.
+    :ivar processes: every process spawned, in order.
     """
 
     def __init__(self):

@@ -1,5 +1,5 @@
 """
-A fake worker process (the transport a L{WorkerProcess} talks to, played by
+A fake worker process (the transport a ``WorkerProcess`` talks to, played by
 the test) and a memory reactor that spawns them, shared by the worker, pool
 and framing tests; no process, no real time.
 """
@@ -19,9 +19,9 @@ READY_FRAME = {"type": "ready", "protocol": 1, "sdk": "0.1.0"}
 
 class FakeProcess:
     """
-    The parts of L{IProcessTransport} a L{WorkerProcess} uses, recording what
-    it is asked to do; the test plays the child with L{send}, L{stderr} and
-    L{exit}.
+    The parts of ``IProcessTransport`` a ``WorkerProcess`` uses, recording what
+    it is asked to do; the test plays the child with ``send``, ``stderr`` and
+    ``exit``.
     """
 
     def __init__(self, proto, pid=4242, argv=(), env=None, path=None, childFDs=None):
@@ -67,7 +67,7 @@ class FakeProcess:
         raise AssertionError(problem)
 
     def send(self, frame):
-        """The child writes C{frame} to its stdout."""
+        """The child writes ``frame`` to its stdout."""
         self.proto.childDataReceived(1, encode_frame(frame))
 
     def stdout(self, data):
@@ -77,7 +77,7 @@ class FakeProcess:
         self.proto.childDataReceived(2, data)
 
     def exit(self, code=0, signal=None):
-        """The child exits (or dies of C{signal}); pipes close, it is reaped."""
+        """The child exits (or dies of ``signal``); pipes close, it is reaped."""
         if signal is not None:
             reason = ProcessTerminated(None, signal, signal)
         elif code:
@@ -93,11 +93,11 @@ class FakeProcess:
 
 class FakeProcessReactor(MemoryReactorClock):
     """
-    A memory reactor and clock whose C{spawnProcess} returns L{FakeProcess}es
+    A memory reactor and clock whose ``spawnProcess`` returns ``FakeProcess``es
     (in the spirit of twisted.runner's DummyProcessReactor).
 
-    @ivar processes: every process spawned, in order.
-    @ivar spawn_error: raised by the next spawnProcess calls when set.
+    :ivar processes: every process spawned, in order.
+    :ivar spawn_error: raised by the next spawnProcess calls when set.
     """
 
     def __init__(self):

@@ -197,15 +197,17 @@ class RuntimeTests(unittest.TestCase):
 
     def make_runtime(self, data_dir: str):
         from edgegw_tx.runtime import GatewayRuntime
-        from tests.support.fakes import SynchronousReactor
-        from tests.support.fakes import FakeRegistry
+        from edgegw_tx.store import SQLiteStore
+        from edgegw_tx.store.sqlite import FILE_NAME
+        from tests.support.fakes import FakeRegistry, SynchronousReactor
 
         fake = SynchronousReactor()
+        # The store's work inline, on the fake reactor's thread pool.
+        store = SQLiteStore(os.path.join(data_dir, FILE_NAME), reactor=fake, threadpool=fake.getThreadPool())
         runtime = GatewayRuntime(
             data_dir, "tcp:0:interface=127.0.0.1", "tcp:0:interface=127.0.0.1",
-            sdk_path=os.path.join(ROOT, "rust_sdk"), reactor=fake, registry=FakeRegistry(),
+            sdk_path=os.path.join(ROOT, "rust_sdk"), reactor=fake, registry=FakeRegistry(), store=store,
         )
-        runtime.store._pool.threadpool = fake.getThreadPool()
         runtime.manager.restore = lambda: None
         return runtime, fake
 

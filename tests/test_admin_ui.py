@@ -173,7 +173,7 @@ class AdminUITestCase(unittest.TestCase):
         return d
 
 
-class QuickStartTests(AdminUITestCase):
+class QuickStartIntegrationTests(AdminUITestCase):
 
     def test_quick_start_in_the_browser(self):
         """
@@ -320,7 +320,7 @@ class QuickStartTests(AdminUITestCase):
         return self.in_browser(steps)
 
 
-class EscapingTests(AdminUITestCase):
+class EscapingIntegrationTests(AdminUITestCase):
 
     @inlineCallbacks
     def test_names_code_and_logs_are_shown_as_text(self):

@@ -485,7 +485,7 @@ handler_loop!(handle);
 """
 
 
-class HostReadTests(TestCase):
+class HostReadIntegrationTests(TestCase):
     """Hostile handlers compiled for real in the sandbox."""
 
     skip = _skip_reason()

@@ -154,7 +154,7 @@ class MakeServiceTests(unittest.TestCase):
         self.assertRaises(DataDirInUse, DataDirLock(data_dir).acquire)
 
 
-class TwoGatewaysTests(unittest.TestCase):
+class TwoGatewaysIntegrationTests(unittest.TestCase):
     """Two real ``twistd edgegw`` on one data dir: the second refuses to start."""
 
     timeout = 120
@@ -239,7 +239,7 @@ class RuntimeTests(unittest.TestCase):
         self.assertEqual(len(self.flushLoggedErrors(DataDirInUse)), 1)
 
 
-class SeveralProcessesTests(unittest.TestCase):
+class SeveralProcessesIntegrationTests(unittest.TestCase):
     """With --processes N only the control process holds the lock."""
 
     timeout = 120

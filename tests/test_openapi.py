@@ -373,7 +373,7 @@ class SchemathesisHarness(GatewayHarness):
             self.key = f.read().strip()
 
 
-class SchemathesisTests(unittest.TestCase):
+class SchemathesisIntegrationTests(unittest.TestCase):
     # A cold cargo target dir builds the SDK's crates first (minutes); warm, ~30 s.
     timeout = 900
 

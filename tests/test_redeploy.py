@@ -86,7 +86,7 @@ def versioned(name):
     return VERSIONED % name
 
 
-class RedeployTests(unittest.TestCase):
+class RedeployIntegrationTests(unittest.TestCase):
     timeout = 600
 
     @inlineCallbacks

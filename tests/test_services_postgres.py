@@ -85,7 +85,7 @@ class PostgresTestCase(unittest.TestCase):
         return result["error"]
 
 
-class CrudTests(PostgresTestCase):
+class CrudIntegrationTests(PostgresTestCase):
     @inlineCallbacks
     def test_crud(self):
         """Insert with RETURNING, execute (no last_insert_id), query, update, delete."""
@@ -225,7 +225,7 @@ class CrudTests(PostgresTestCase):
                                          "flag": True, "n": None, "x": "x"}])
 
 
-class TestAndCloseTests(PostgresTestCase):
+class TestAndCloseIntegrationTests(PostgresTestCase):
     @inlineCallbacks
     def test_test_latency(self):
         """test() of a good config fires with a latency."""
@@ -294,7 +294,7 @@ class TestAndCloseTests(PostgresTestCase):
         self.assertEqual(kwargs["application_name"], "edgegw")
 
 
-class TimeoutTests(PostgresTestCase):
+class TimeoutIntegrationTests(PostgresTestCase):
     call_timeout = 0.5
     pool_size = 1
 
@@ -313,7 +313,7 @@ class TimeoutTests(PostgresTestCase):
         self.assertLess(reactor.seconds() - started, 3.0)
 
 
-class ConnectionLossTests(PostgresTestCase):
+class ConnectionLossIntegrationTests(PostgresTestCase):
     pool_size = 2
 
     @inlineCallbacks

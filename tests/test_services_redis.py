@@ -76,7 +76,7 @@ class RedisTestCase(unittest.TestCase):
         return result["error"]
 
 
-class ActionTests(RedisTestCase):
+class ActionIntegrationTests(RedisTestCase):
     if _UNAVAILABLE:
         skip = f"no Redis at 127.0.0.1:6379: {_UNAVAILABLE}"
 
@@ -217,7 +217,7 @@ class ActionTests(RedisTestCase):
                 self.fail(f"test() succeeded with {config}")
 
 
-class UnreachableTests(RedisTestCase):
+class UnreachableIntegrationTests(RedisTestCase):
     call_timeout = 0.5
 
     @inlineCallbacks
@@ -325,7 +325,7 @@ class FakeRedisServer:
             return listening.stopListening()
 
 
-class RecoveryTests(RedisTestCase):
+class RecoveryIntegrationTests(RedisTestCase):
     call_timeout = 0.5
 
     def setUp(self):
@@ -361,7 +361,7 @@ class RecoveryTests(RedisTestCase):
         self.assertEqual(result, {"ok": True, "data": "before"})
 
 
-class AuthRecoveryTests(RedisTestCase):
+class AuthRecoveryIntegrationTests(RedisTestCase):
     call_timeout = 0.5
 
     def setUp(self):

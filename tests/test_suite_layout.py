@@ -1,6 +1,7 @@
 """
-The suite's own rule (tests/README.md): a test class that runs a real gateway
-is an integration test and says so in its name.
+The suite's own rule (tests/README.md): a test class that runs real parts (a
+gateway, a browser, PostgreSQL, Redis) is an integration test and says so in
+its name.
 """
 
 import importlib
@@ -15,6 +16,18 @@ from tests.support.harness import GatewayTestCase
 
 # The bases of tests on a real gateway (real cargo, real workers); subclasses are integration tests.
 REAL_GATEWAY_BASES = (GatewayTestCase, HardeningTestCase)
+# The same, defined in the test module that uses them: a browser, PostgreSQL, Redis.
+REAL_PART_BASES = (
+    ("test_admin_ui", "AdminUITestCase"),
+    ("test_services_postgres", "PostgresTestCase"),
+    ("test_services_redis", "RedisTestCase"),
+)
+
+
+def real_bases():
+    """Every base class of tests on real parts."""
+    found = [getattr(importlib.import_module("tests." + module), name) for module, name in REAL_PART_BASES]
+    return REAL_GATEWAY_BASES + tuple(found)
 
 
 def test_classes():
@@ -31,11 +44,12 @@ def test_classes():
 class LayoutTests(unittest.SynchronousTestCase):
     """Unit and integration tests are told apart by name."""
 
-    def test_real_gateway_tests_are_named_integration(self):
-        """Every test class on a real gateway (harness or hardening base) is named ``...IntegrationTests``."""
+    def test_real_part_tests_are_named_integration(self):
+        """Every test class on a real gateway, browser, PostgreSQL or Redis base is named ``...IntegrationTests``."""
+        bases = real_bases()
         misnamed = [
             f"{module}.{name}"
             for module, name, cls in test_classes()
-            if issubclass(cls, REAL_GATEWAY_BASES) and not name.endswith("IntegrationTests")
+            if issubclass(cls, bases) and cls not in bases and not name.endswith("IntegrationTests")
         ]
         self.assertEqual(misnamed, [])

@@ -11,6 +11,7 @@ schema only for the rules a schema cannot say, listed in ``PYTHON_ONLY``.
 """
 
 import json
+import os
 import re
 from typing import Any
 
@@ -18,11 +19,14 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
+from edgegw_tx.admin import schemadocs
 from edgegw_tx.admin.errors import BadRequest
 from edgegw_tx.admin.openapi import DOCUMENT_JSON
+from edgegw_tx.admin.schema import MAX_CODE, MAX_DESCRIPTION, MAX_NAME
 from edgegw_tx.admin.validation import SchemaValidator, ecma_regex, endpoint_fields
 
 PUBLISHED = json.loads(DOCUMENT_JSON)["components"]["schemas"]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Python's regex syntax that ECMA-262 does not have (or reads otherwise).
 NOT_ECMA = re.compile(r"\\[AZz]|\(\?P|\(\?<[=!]|\(\?[aiLmsux]|\(\?#")
@@ -226,3 +230,22 @@ class AgreementTests(unittest.SynchronousTestCase):
         name, (change, body) = case
         self.cases["outside"] += 1
         self.agree(name, body, change)
+
+
+class DocsTests(unittest.SynchronousTestCase):
+    """The field tables of docs/api.md are what ``admin/schemadocs.py`` renders from the schema."""
+
+    def test_tables_match_the_schema(self) -> None:
+        """docs/api.md's marked tables are current (run tools/gen-api-docs when this fails)."""
+        path = os.path.join(ROOT, "docs", "api.md")
+        with open(path, encoding="utf-8") as f:
+            document = f.read()
+        self.assertEqual(set(re.findall(r"<!-- schema:([a-z-]+) -->", document)), set(schemadocs.TABLES))
+        self.assertEqual(schemadocs.render(document), document)
+
+    def test_a_changed_limit_shows_in_the_table(self) -> None:
+        """A table row's type column carries the schema's limit, so a changed limit changes the document."""
+        rendered = schemadocs.render_table("endpoint")
+        self.assertIn(f"| `name` | string, 1–{MAX_NAME} characters | required |", rendered)
+        self.assertIn(f"| `code` | string, at most {MAX_CODE:,} characters |", rendered)
+        self.assertIn(f"| `description` | string, at most {MAX_DESCRIPTION:,} characters |", rendered)

@@ -1,0 +1,167 @@
+"""
+The field tables of ``docs/api.md``, derived from ``admin/schema.py``.
+
+A table sits between ``<!-- schema:NAME -->`` and ``<!-- /schema -->``, NAME
+one of ``TABLES``. Its ``field``, ``type`` and ``default`` columns come from
+the schema (the type column carries every limit, so the docs cannot drift
+from the checks); the ``notes`` column is prose, kept from the document row of
+the same field (a new field's notes start as its schema ``description``).
+``tools/gen-api-docs`` rewrites the tables; ``tests/test_admin_schema.py``
+fails when the document differs from what this module renders.
+"""
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from edgegw_tx.admin import schema
+from edgegw_tx.admin.schema import Schema
+
+TABLES: dict[str, Schema] = {
+    "endpoint": schema.endpoint_input(create=True),
+    "collection": schema.COLLECTION_CREATE,
+    "test-request": schema.TEST_REQUEST_INPUT,
+}
+"""A table's name in its marker -> the body schema it describes."""
+
+# The defaults the server fills in that a schema does not carry itself.
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "endpoint": {
+        "domain": "*",
+        "collection_id": None,
+        "description": "",
+        "code": "",
+        "enabled": True,
+        **{f"settings.{name}": value for name, value in schema.DEFAULT_SETTINGS.items() if name != "limits"},
+        **{f"settings.limits.{name}": value for name, value in schema.DEFAULT_LIMITS.items()},
+        "settings.max_instances": "4 (or `min_instances` when that is higher)",
+    },
+    "collection": {"domain_id": None, "base_path": "", "description": ""},
+    "test-request": {"headers": {}, "body": ""},
+}
+
+_BEGIN = re.compile(r"^<!-- schema:([a-z-]+) -->\n", re.M)
+_END = "<!-- /schema -->\n"
+_HEADER = "| field | type | default | notes |\n| --- | --- | --- | --- |\n"
+
+
+def _number(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _is_blank_refused(field: Schema) -> bool:
+    """Whether a string schema refuses blank text (its ``\\S`` pattern)."""
+    return any(part.get("pattern") == schema.NOT_BLANK for part in [field, *field.get("allOf", ())])
+
+
+def type_words(field: Schema) -> str:
+    """A field's type and limits, in the words of the docs' ``type`` column."""
+    kind = field.get("type")
+    if isinstance(kind, list):
+        return " or ".join(type_words(dict(field, type=one)) if one != "null" else "null" for one in kind)
+    if "oneOf" in field or ("anyOf" in field and kind is None):
+        alternatives = [type_words(part) for part in field.get("oneOf", field.get("anyOf", []))]
+        return ", ".join(alternatives[:-1]) + " or " + alternatives[-1]
+    if "enum" in field:
+        values = [f"`{v}`" if kind == "string" and "default" in field else f'`"{v}"`' for v in field["enum"]]
+        return ", ".join(values)
+    if kind == "string":
+        low = 1 if _is_blank_refused(field) else field.get("minLength", 0)
+        if "maxLength" in field:
+            span = f"{low}–{field['maxLength']:,}" if low else f"at most {field['maxLength']:,}"
+            return f"string, {span} characters"
+        return "string" if not low else "string, not empty"
+    if kind == "integer":
+        if "anyOf" in field:
+            rng = field["anyOf"][1]
+            return f"int, 0 or {rng['minimum']}–{rng['maximum']}"
+        return f"int {field.get('minimum', '')}–{field.get('maximum', '')}".rstrip("–")
+    if kind == "number":
+        words = ["seconds" if "seconds" in str(field.get("description", "")) + str(field.get("x-error", "")) else "number"]
+        if "exclusiveMinimum" in field:
+            words.append(f"> {_number(field['exclusiveMinimum'])}")
+        if "maximum" in field:
+            words.append(f"≤ {_number(field['maximum'])}")
+        return ", ".join(words)
+    if kind == "boolean":
+        return "bool"
+    if kind == "array":
+        items = field["items"]
+        low, high = field.get("minItems", 0), field.get("maxItems")
+        count = f"{low}–{high} " if high else ""
+        if items.get("type") == "string":
+            longest = f" of at most {items['maxLength']:,} characters" if "maxLength" in items else ""
+            return f"a list of {count}strings{longest}"
+        return f"a list of {count}{type_words(items)}"
+    if kind == "object":
+        values = field.get("additionalProperties")
+        most = f", at most {field['maxProperties']} entries" if "maxProperties" in field else ""
+        if isinstance(values, dict) and values.get("type") == "string":
+            longest = f" of at most {values['maxLength']:,} characters" if "maxLength" in values else ""
+            return f"object of strings{longest}{most}"
+        return f"object{most}"
+    return "any"
+
+
+def rows(name: str) -> Iterator[tuple[str, str, str]]:
+    """``(field, type, default)`` of each field of table ``name``, in the schema's order."""
+    body = TABLES[name]
+    defaults = _DEFAULTS.get(name, {})
+    required = set(body.get("required", ()))
+    settings = set(body["properties"].get("settings", {}).get("properties", ()))
+
+    def walk(properties: dict[str, Schema], prefix: str) -> Iterator[tuple[str, str, str]]:
+        for key, field in properties.items():
+            path = prefix + key
+            if "type" not in field and "oneOf" not in field and "anyOf" not in field:
+                continue  # a read-only field of the record: accepted and ignored
+            if not prefix and key in settings:
+                continue  # a setting at the top level: the settings.* rows say it
+            if field.get("type") == "object" and field.get("properties"):
+                yield from walk(field["properties"], path + ".")
+                continue
+            if path in required:
+                default = "required"
+            elif "default" in field or path in defaults:
+                value = field["default"] if "default" in field else defaults[path]
+                if isinstance(value, float) and value.is_integer():
+                    value = int(value)
+                default = value if isinstance(value, str) and "`" in value else f"`{json.dumps(value)}`"
+            else:
+                default = ""
+            yield f"`{path}`", type_words(field), default
+
+    yield from walk(body["properties"], "")
+
+
+def _notes(table: str) -> dict[str, str]:
+    """The notes column of a rendered table's rows, by field."""
+    notes = {}
+    for line in table.splitlines()[2:]:
+        cells = [cell.strip() for cell in line.strip()[1:-1].split("|")]
+        if len(cells) >= 4:
+            notes[cells[0]] = "|".join(cells[3:]).strip()
+    return notes
+
+
+def render_table(name: str, old: str = "") -> str:
+    """Table ``name`` as markdown, the notes of ``old`` (the table it replaces) kept."""
+    notes = _notes(old)
+    lines = [_HEADER]
+    for field, kind, default in rows(name):
+        cells = (field, kind, default, notes.get(field, ""))
+        lines.append("|" + "|".join(f" {cell} " if cell else " " for cell in cells) + "|\n")
+    return "".join(lines)
+
+
+def render(document: str) -> str:
+    """``document`` with every marked table rendered from the schema."""
+    out, at = [], 0
+    for begin in _BEGIN.finditer(document):
+        end = document.index(_END, begin.end())
+        out.append(document[at : begin.end()])
+        out.append(render_table(begin.group(1), document[begin.end() : end]))
+        at = end
+    out.append(document[at:])
+    return "".join(out)

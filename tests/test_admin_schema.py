@@ -249,3 +249,20 @@ class DocsTests(unittest.SynchronousTestCase):
         self.assertIn(f"| `name` | string, 1–{MAX_NAME} characters | required |", rendered)
         self.assertIn(f"| `code` | string, at most {MAX_CODE:,} characters |", rendered)
         self.assertIn(f"| `description` | string, at most {MAX_DESCRIPTION:,} characters |", rendered)
+
+
+class UILimitsTests(unittest.SynchronousTestCase):
+    """The Admin UI's input limits are the schema's (``admin_ui/js/limits.js``, generated)."""
+
+    def test_limits_file_is_current(self) -> None:
+        """admin_ui/js/limits.js is what schemadocs renders (run tools/gen-api-docs when this fails)."""
+        with open(os.path.join(ROOT, "admin_ui", "js", "limits.js"), encoding="utf-8") as f:
+            self.assertEqual(f.read(), schemadocs.render_ui_limits())
+
+    def test_no_limit_is_written_in_the_ui(self) -> None:
+        """No page bounds an input with a number of its own: every maxlength reads LIMITS."""
+        pages = os.path.join(ROOT, "admin_ui", "js")
+        for directory, _, names in os.walk(pages):
+            for name in names:
+                with open(os.path.join(directory, name), encoding="utf-8") as f:
+                    self.assertNotRegex(f.read(), r"maxlength:\s*\d", name)

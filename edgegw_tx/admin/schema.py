@@ -113,9 +113,11 @@ HOST_NAME = rf"{_LABEL}(\.{_LABEL})*"
 """A host name in any letter case, unanchored; ``MAX_HOST`` bounds its length."""
 HOST_PATTERN = rf"^\s*(\*|{HOST_NAME})\s*$"
 """A routing host as sent: ``*`` or a host name, with white space around (stripped)."""
-SERVICE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+MAX_SERVICE_NAME = 64
+SERVICE_NAME = rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_SERVICE_NAME - 1}}}$"
 """A service's name."""
-POOL_ID = r"^[A-Za-z0-9_-]{1,64}$"
+MAX_POOL_ID = 64
+POOL_ID = rf"^[A-Za-z0-9_-]{{1,{MAX_POOL_ID}}}$"
 """A binding's name, as the handler asks for its service."""
 
 

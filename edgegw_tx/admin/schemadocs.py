@@ -1,5 +1,6 @@
 """
-The field tables of ``docs/api.md``, derived from ``admin/schema.py``.
+The field tables of ``docs/api.md`` and the Admin UI's input limits
+(``admin_ui/js/limits.js``), derived from ``admin/schema.py``.
 
 A table sits between ``<!-- schema:NAME -->`` and ``<!-- /schema -->``, NAME
 one of ``TABLES``. Its ``field``, ``type`` and ``default`` columns come from
@@ -165,3 +166,24 @@ def render(document: str) -> str:
         at = end
     out.append(document[at:])
     return "".join(out)
+
+
+UI_LIMITS = {
+    "endpointName": schema.MAX_NAME,
+    "collectionName": schema.MAX_NAME,
+    "keyName": schema.MAX_KEY_NAME,
+    "description": schema.MAX_DESCRIPTION,
+    "code": schema.MAX_CODE,
+    "serviceName": schema.MAX_SERVICE_NAME,
+    "poolId": schema.MAX_POOL_ID,
+}
+"""What the Admin UI's inputs bound (``maxlength``), by its name in ``LIMITS``."""
+
+
+def render_ui_limits() -> str:
+    """``admin_ui/js/limits.js``: the schema's limits as an ES module."""
+    return (
+        "// The management API's input limits, for the Admin UI's inputs. Generated from\n"
+        "// edgegw_tx/admin/schema.py by tools/gen-api-docs: do not edit.\n"
+        f"export const LIMITS = Object.freeze({json.dumps(UI_LIMITS, indent=2)});\n"
+    )

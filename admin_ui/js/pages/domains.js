@@ -1,6 +1,7 @@
 // Domains and collections: where endpoints are served.
 import { api, listAll } from "../api.js";
 import { button, field, h, replace, safeId, select, table } from "../dom.js";
+import { LIMITS } from "../limits.js";
 import * as notify from "../notify.js";
 
 export function render(main) {
@@ -94,7 +95,7 @@ export function render(main) {
 
   function drawCollections() {
     const byDomain = new Map(domains.map((d) => [d.id, d]));
-    const name = h("input", { type: "text", maxlength: 200, "data-testid": "collection-name" });
+    const name = h("input", { type: "text", maxlength: LIMITS.collectionName, "data-testid": "collection-name" });
     const domainSelect = select([["", "No domain (each endpoint's own)"], ...domains.map((d) => [d.id, d.host])], "");
     const basePath = h("input", { type: "text", spellcheck: "false", placeholder: "/v1" });
     const description = h("input", { type: "text" });

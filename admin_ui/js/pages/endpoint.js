@@ -8,6 +8,7 @@ import {
   badge, button, field, formatClock, formatNumber, formatTime, h, replace, safeId, select, setEnabled, table,
 } from "../dom.js";
 import * as notify from "../notify.js";
+import { LIMITS } from "../limits.js";
 import { HELLO_WORLD } from "../template.js";
 import { TestConsole } from "../testconsole.js";
 
@@ -136,7 +137,7 @@ class EndpointPage {
     this.lastError = h("p", { class: "form-error", role: "alert", hidden: true, "data-testid": "last-error" });
 
     // definition
-    this.nameInput = h("input", { type: "text", required: true, maxlength: 200, "data-testid": "name" });
+    this.nameInput = h("input", { type: "text", required: true, maxlength: LIMITS.endpointName, "data-testid": "name" });
     this.methodSelect = select(METHODS, "GET", { "data-testid": "method" });
     this.pathInput = h("input", { type: "text", required: true, spellcheck: "false", placeholder: "/users/{id}", "data-testid": "path" });
     this.domainSelect = h("select", { "data-testid": "domain" });
@@ -639,7 +640,7 @@ class EndpointPage {
           }
         }, { class: "btn btn-small" })];
     });
-    const poolInput = h("input", { type: "text", value: "main", maxlength: 64, spellcheck: "false", pattern: "[A-Za-z0-9_-]+" });
+    const poolInput = h("input", { type: "text", value: "main", maxlength: LIMITS.poolId, spellcheck: "false", pattern: "[A-Za-z0-9_-]+" });
     const serviceSelect = select(this.services.map((s) => [s.id, `${s.name} (${s.service_type})`]), undefined, { "aria-label": "Service" });
     const bind = button("Bind", async () => {
       try {

@@ -1,12 +1,13 @@
 // API keys: create (the key is shown once, with a copy button) and revoke.
 import { api, listAll } from "../api.js";
 import { ago, button, field, formatTime, h, replace, safeId, select, table } from "../dom.js";
+import { LIMITS } from "../limits.js";
 import * as notify from "../notify.js";
 
 export function render(main) {
   const fresh = h("div", { "data-testid": "new-key" });
   const list = h("section", { class: "panel", "data-testid": "keys" });
-  const name = h("input", { type: "text", maxlength: 100, placeholder: "ci-deploy", "data-testid": "key-name" });
+  const name = h("input", { type: "text", maxlength: LIMITS.keyName, placeholder: "ci-deploy", "data-testid": "key-name" });
   const scope = select([["read", "read (GET only)"], ["admin", "admin (everything)"]], "read", { "data-testid": "key-scope" });
   const problem = h("p", { class: "form-error", role: "alert", hidden: true });
   const create = button("Create key", async () => {

@@ -2,6 +2,7 @@
 // test the connection, delete, and bind to endpoints.
 import { api, listAll } from "../api.js";
 import { button, field, formatTime, h, replace, safeId, select, table } from "../dom.js";
+import { LIMITS } from "../limits.js";
 import * as notify from "../notify.js";
 
 const MASK = "********";
@@ -78,7 +79,7 @@ export function render(main) {
   function edit(service) {
     const isNew = !service;
     const typeSelect = select(Object.keys(TYPES), isNew ? "sqlite" : service.service_type, { disabled: !isNew, "data-testid": "service-type" });
-    const name = h("input", { type: "text", value: isNew ? "" : service.name, maxlength: 64, spellcheck: "false", required: true, "data-testid": "service-name" });
+    const name = h("input", { type: "text", value: isNew ? "" : service.name, maxlength: LIMITS.serviceName, spellcheck: "false", required: true, "data-testid": "service-name" });
     const configBox = h("div", { class: "form-grid" });
     const problem = h("p", { class: "form-error", role: "alert", hidden: true });
     const result = h("p", { role: "status", "data-testid": "service-test-result" });
@@ -176,7 +177,7 @@ export function render(main) {
     let bindSection = null;
     if (!isNew) {
       const endpointSelect = select(endpoints.map((e) => [e.id, `${e.name} (${e.route})`]), undefined, { "aria-label": "Endpoint" });
-      const pool = h("input", { type: "text", value: "main", maxlength: 64, spellcheck: "false" });
+      const pool = h("input", { type: "text", value: "main", maxlength: LIMITS.poolId, spellcheck: "false" });
       const bound = bindingsOf(service.id);
       bindSection = h("div", null,
         h("h3", null, "Bindings"),

@@ -29,11 +29,13 @@ What the document promises, beyond the shapes:
 """
 
 import json
+from collections.abc import Iterable
 
 from edgegw_tx import __version__
 from edgegw_tx.admin import history as _history
 from edgegw_tx.admin.limits import IMPORT_MAX_BODY, MAX_BODY
 from edgegw_tx.admin.schema import (
+    Schema,
     BOOLEAN,
     HOST,
     ID,
@@ -64,7 +66,7 @@ from edgegw_tx.admin.schema import (
 EMPTY = string(max_length=0)
 
 
-def flag_parameter(name, description):
+def flag_parameter(name: str, description: str) -> Schema:
     """A ``true``/``false`` query parameter (empty: absent); anything else is a 400."""
     return {
         "name": name,
@@ -74,8 +76,9 @@ def flag_parameter(name, description):
     }
 
 
-def query_parameter(name, description=None, schema=None):
-    parameter = {"name": name, "in": "query", "schema": schema or string()}
+def query_parameter(name: str, description: str | None = None, schema: Schema | None = None) -> Schema:
+    """A query parameter (a string unless ``schema`` says otherwise)."""
+    parameter: Schema = {"name": name, "in": "query", "schema": schema or string()}
     if description:
         parameter["description"] = description
     return parameter
@@ -91,7 +94,7 @@ QUERY_PAGE = [
 _FLAG_VALUES = string(enum=["true", "false", "1", "0", ""])
 
 
-def bundle_query():
+def bundle_query() -> list[Schema]:
     """The query of an import bundle call; any other parameter is a 400."""
     return [
         query_parameter("domain", "the host to serve on (empty: *)", {"anyOf": [HOST, EMPTY]}),
@@ -116,13 +119,16 @@ BUNDLE_CONTENT = {
 
 
 
-def json_content(schema):
+def json_content(schema: Schema) -> Schema:
+    """A JSON body of ``schema``."""
     return {"application/json": {"schema": schema}}
 
 
-def answer(description, data, links=None):
+def answer(
+    description: str, data: Schema, links: dict[str, tuple[str, dict[str, str]]] | None = None
+) -> Schema:
     """A success answer; ``links`` maps a link name to (operationId, {parameter: expression})."""
-    response = {"description": description, "content": json_content(envelope(data))}
+    response: Schema = {"description": description, "content": json_content(envelope(data))}
     if links:
         response["links"] = {
             name: {"operationId": operation_id, "parameters": parameters}
@@ -131,7 +137,7 @@ def answer(description, data, links=None):
     return response
 
 
-def links_to(operation_ids, **parameters):
+def links_to(operation_ids: Iterable[str], **parameters: str) -> dict[str, tuple[str, dict[str, str]]]:
     """Links to each of ``operation_ids`` with the same parameters, named after them."""
     return {operation_id: (operation_id, parameters) for operation_id in operation_ids}
 
@@ -164,8 +170,9 @@ ERROR_HEADERS = {
 }
 
 
-def error_responses():
-    responses = {}
+def error_responses() -> Schema:
+    """``components/responses``: one per error status."""
+    responses: Schema = {}
     for status, (name, what) in ERRORS.items():
         responses[name] = {"description": what, "content": json_content(ref("Error"))}
         if status in ERROR_HEADERS:
@@ -176,7 +183,8 @@ def error_responses():
 # -- operations ------------------------------------------------------------------
 
 
-def path_parameter(name, description):
+def path_parameter(name: str, description: str) -> Schema:
+    """A path parameter: a non-empty string."""
     return {
         "name": name,
         "in": "path",
@@ -187,26 +195,26 @@ def path_parameter(name, description):
 
 
 def operation(
-    method,
-    operation_id,
-    summary,
-    tag,
-    responses,
-    errors=(),
-    body=None,
-    content=None,
-    query=(),
-    public=False,
-    description=None,
-    body_limit=MAX_BODY,
-):
+    method: str,
+    operation_id: str,
+    summary: str,
+    tag: str,
+    responses: dict[int, Schema],
+    errors: Iterable[int] = (),
+    body: Schema | None = None,
+    content: Schema | None = None,
+    query: Iterable[Schema] = (),
+    public: bool = False,
+    description: str | None = None,
+    body_limit: int = MAX_BODY,
+) -> tuple[str, Schema]:
     """
     One operation: ``(method, operation object)``. ``responses`` maps success
     statuses to answers; ``errors`` lists the error statuses besides those
     that come with a key (401 and 429, and 403 on all but GET) and with a body
     (400 and 413). ``body`` is a JSON body's schema, ``content`` any other body.
     """
-    op = {"operationId": operation_id, "summary": summary, "tags": [tag]}
+    op: Schema = {"operationId": operation_id, "summary": summary, "tags": [tag]}
     if description:
         op["description"] = description
     if query:
@@ -233,25 +241,26 @@ def operation(
     return method, op
 
 
-def path_item(*operations, parameters=()):
-    item = dict(operations)
+def path_item(*operations: tuple[str, Schema], parameters: Iterable[Schema] = ()) -> Schema:
+    """A path item of ``operations``, with parameters common to them."""
+    item: Schema = dict(operations)
     if parameters:
         item["parameters"] = list(parameters)
     return item
 
 
 def crud(
-    noun,
-    tag,
-    schema,
-    input_schemas,
-    parameter,
-    links,
-    list_query=(),
-    errors=None,
-    delete=None,
-    descriptions=None,
-):
+    noun: str,
+    tag: str,
+    schema: Schema,
+    input_schemas: tuple[Schema, Schema],
+    parameter: Schema,
+    links: Iterable[str],
+    list_query: Iterable[Schema] = (),
+    errors: dict[str, tuple[int, ...]] | None = None,
+    delete: tuple[Schema, Iterable[Schema]] | None = None,
+    descriptions: dict[str, str] | None = None,
+) -> dict[str, Schema]:
     """
     ``/api/<noun>s`` (list, create) and ``/api/<noun>s/{<noun>_id}`` (read,
     update, delete) of one kind of record, as ``{path: path item}``.
@@ -346,7 +355,8 @@ DOMAIN_OPERATIONS = ("getDomain", "updateDomain", "domainCollections", "deleteDo
 COLLECTION_OPERATIONS = ("getCollection", "updateCollection", "collectionEndpoints", "deleteCollection")
 
 
-def endpoint_paths():
+def endpoint_paths() -> dict[str, Schema]:
+    """The operations on endpoints, their lifecycle, versions, logs and bindings."""
     paths = crud(
         "endpoint",
         "endpoints",
@@ -500,7 +510,8 @@ def endpoint_paths():
     return paths
 
 
-def domain_paths():
+def domain_paths() -> dict[str, Schema]:
+    """The operations on domains and collections."""
     cascade = [flag_parameter("cascade", "true: delete what is in the way with it")]
     paths = crud(
         "domain",
@@ -566,7 +577,8 @@ def domain_paths():
     return paths
 
 
-def service_paths():
+def service_paths() -> dict[str, Schema]:
+    """The operations on services."""
     paths = crud(
         "service",
         "services",
@@ -598,7 +610,8 @@ def service_paths():
     return paths
 
 
-def key_paths():
+def key_paths() -> dict[str, Schema]:
+    """The operations on API keys."""
     listed = record(dict(KEY_PROPERTIES, current=dict(BOOLEAN, description="the key making this request")))
     created = record(dict(KEY_PROPERTIES, key=string(description="the key itself, shown this once")))
     revoked = record(dict(KEY_PROPERTIES, deleted={"const": True}))
@@ -643,7 +656,8 @@ def key_paths():
     }
 
 
-def import_paths():
+def import_paths() -> dict[str, Schema]:
+    """The imports of an OpenAPI spec and of a bundle."""
     return {
         "/api/import/openapi": path_item(
             operation(
@@ -683,7 +697,8 @@ def import_paths():
     }
 
 
-def system_paths():
+def system_paths() -> dict[str, Schema]:
+    """Health, the document itself, stats and test requests."""
     return {
         "/api/health": path_item(
             operation(
@@ -768,7 +783,8 @@ def system_paths():
 TAGS = ("system", "endpoints", "bindings", "services", "domains", "collections", "keys", "imports")
 
 
-def build_document():
+def build_document() -> Schema:
+    """The whole document."""
     paths = {}
     for part in (system_paths, endpoint_paths, domain_paths, service_paths, key_paths, import_paths):
         paths.update(part())

@@ -18,6 +18,7 @@ final newline in Python, so a pattern that must refuse one says so with
 
 import functools
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from edgegw_tx.admin import probe as _probe
@@ -162,12 +163,22 @@ KEY_SCOPES = ("read", "admin")
 # -- schema building blocks -----------------------------------------------------
 
 
-def ref(name):
+def keywords(schema: dict[str, Any]) -> dict[str, Any]:
+    """Schema keywords that are not Python names (``not``, ``x-error``), to spread into a builder's."""
+    return schema
+
+
+
+def ref(name: str) -> Schema:
+    """A reference to the named schema of the document."""
     return {"$ref": "#/components/schemas/" + name}
 
 
-def string(max_length=None, pattern=None, min_length=None, **extra):
-    schema = {"type": "string"}
+def string(
+    max_length: int | None = None, pattern: str | None = None, min_length: int | None = None, **extra: Any
+) -> Schema:
+    """A string, with the limits given."""
+    schema: Schema = {"type": "string"}
     if min_length is not None:
         schema["minLength"] = min_length
     if max_length is not None:
@@ -178,8 +189,9 @@ def string(max_length=None, pattern=None, min_length=None, **extra):
     return schema
 
 
-def integer(minimum=None, maximum=None, **extra):
-    schema = {"type": "integer"}
+def integer(minimum: int | None = None, maximum: int | None = None, **extra: Any) -> Schema:
+    """An integer, in the range given."""
+    schema: Schema = {"type": "integer"}
     if minimum is not None:
         schema["minimum"] = minimum
     if maximum is not None:
@@ -191,7 +203,7 @@ def integer(minimum=None, maximum=None, **extra):
 BOOLEAN = {"type": "boolean"}
 
 
-def nullable(schema):
+def nullable(schema: Schema) -> Schema:
     """``schema`` or null (3.1 spells it as a type list)."""
     schema = dict(schema)
     schema["type"] = [schema["type"], "null"]
@@ -200,34 +212,38 @@ def nullable(schema):
     return schema
 
 
-def obj(properties, required=(), closed=True, **extra):
-    schema = {"type": "object", "properties": properties}
+def obj(properties: dict[str, Schema], required: Iterable[str] = (), closed: bool = True, **extra: Any) -> Schema:
+    """An object of ``properties``; ``closed``: any other field is refused."""
+    schema: Schema = {"type": "object", "properties": properties}
+    required = list(required)
     if required:
-        schema["required"] = list(required)
+        schema["required"] = required
     if closed:
         schema["additionalProperties"] = False
     schema.update(extra)
     return schema
 
 
-def record(properties):
+def record(properties: dict[str, Schema]) -> Schema:
     """An answered record: every property present, no other."""
     return obj(properties, required=tuple(properties))
 
 
-def map_of(values, keys=None, **extra):
-    schema = {"type": "object", "additionalProperties": values}
+def map_of(values: Schema, keys: Schema | None = None, **extra: Any) -> Schema:
+    """An object used as a map: any keys (of ``keys``), values of ``values``."""
+    schema: Schema = {"type": "object", "additionalProperties": values}
     if keys is not None:
         schema["propertyNames"] = keys
     schema.update(extra)
     return schema
 
 
-def array(items, **extra):
+def array(items: Schema, **extra: Any) -> Schema:
+    """A list of ``items``."""
     return dict({"type": "array", "items": items}, **extra)
 
 
-def any_case(word):
+def any_case(word: str) -> str:
     """A regex matching ``word`` in any letter case (JSON Schema regexes have no flags)."""
     return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in word)
 
@@ -261,7 +277,7 @@ HOST = string(
     MAX_HOST,
     HOST_PATTERN,
     description="a host name (any case, stored lower-case), or * for any host",
-    **{"x-error": "must be '*' or a host name such as api.example.com"},
+    **keywords({"x-error": "must be '*' or a host name such as api.example.com"}),
 )
 
 METHOD_PATTERN = "^(" + "|".join(any_case(m) for m in sorted(METHODS)) + ")$"
@@ -283,7 +299,7 @@ ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _SDK_CRATE_ANY = "".join("[-_]" if c in "-_" else any_case(c) for c in SDK_CRATE)
 CRATE_NAME = string(
     pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$",
-    **{"not": {"pattern": f"^{_SDK_CRATE_ANY}$"}},
+    **keywords({"not": {"pattern": f"^{_SDK_CRATE_ANY}$"}}),
 )
 # A cargo version requirement: at most 64 of these characters, one a digit or ``*``.
 VERSION_REQ = string(
@@ -317,7 +333,7 @@ def seconds(maximum: float, description: str) -> Schema:
     }
 
 
-def limit(key, what):
+def limit(key: str, what: str) -> Schema:
     """One of ``settings.limits``: 0 or an integer in its range."""
     low, high = LIMIT_RANGES[key]
     return {
@@ -328,7 +344,7 @@ def limit(key, what):
     }
 
 
-def settings_properties(output=False):
+def settings_properties(output: bool = False) -> dict[str, Schema]:
     """
     The endpoint settings, accepted under ``settings`` and at the top level;
     ``instances`` is input only (shorthand for min_instances = max_instances).
@@ -353,7 +369,7 @@ def settings_properties(output=False):
             0,
             MAX_REQUESTS,
             description="requests a worker serves before it is replaced; 0: no limit (default)",
-            **{"x-error": f"must be 0 (no limit) or an integer from 1 to {MAX_REQUESTS}"},
+            **keywords({"x-error": f"must be 0 (no limit) or an integer from 1 to {MAX_REQUESTS}"}),
         ),
         "idle_timeout": seconds(
             MAX_IDLE_TIMEOUT, "seconds a worker above min_instances may idle before it stops (default 60)"
@@ -363,7 +379,7 @@ def settings_properties(output=False):
             {"type": "string"},
             keys={"pattern": ENV_NAME},
             description="the workers' whole environment",
-            **{"x-error": "must map variable names (letters, digits, _) to strings"},
+            **keywords({"x-error": "must map variable names (letters, digits, _) to strings"}),
         ),
         "pipeline": integer(1, MAX_PIPELINE, description="requests written to one worker ahead"),
         "limits": obj(
@@ -376,13 +392,13 @@ def settings_properties(output=False):
             },
             required=tuple(DEFAULT_LIMITS) if output else (),
             description="resource limits of each worker process (docs/isolation.md); on input, the limits given replace those stored",
-            **{"x-error": "must be an object of limits: " + ", ".join(DEFAULT_LIMITS)},
+            **keywords({"x-error": "must be an object of limits: " + ", ".join(DEFAULT_LIMITS)}),
         ),
         "network": {
             "oneOf": [
                 string(enum=list(_network.POLICIES)),
                 array(
-                    string(_network.MAX_ENTRY, _network.ALLOW_ENTRY_PATTERN),
+                    string(_network.MAX_ENTRY, _network.ALLOW_ENTRY_PATTERN, title="host:port"),
                     minItems=1,
                     maxItems=_network.MAX_ALLOWED,
                 ),
@@ -437,13 +453,20 @@ ROLLBACK_INPUT = obj(
             64,
             "^[0-9A-Fa-f]{7,64}$",
             description="a version's digest, or its first 7 or more hex digits",
+            **keywords(
+                {
+                    "x-error": "must be a version's digest (7 to 64 hex digits; "
+                    "GET /api/endpoints/{id}/versions lists them)"
+                }
+            ),
         )
     },
     required=("version",),
 )
 
 
-def endpoint_input(create):
+def endpoint_input(create: bool) -> Schema:
+    """An endpoint as created (name, path and method required) or changed."""
     properties = {
         "name": NAME,
         "path": string(MAX_PATH, PATH_PATTERN, description="a path pattern such as /users/{id}"),
@@ -462,7 +485,8 @@ def endpoint_input(create):
     return obj(properties, required=("name", "path", "method") if create else ())
 
 
-def endpoint_properties():
+def endpoint_properties() -> dict[str, Schema]:
+    """The fields of an endpoint record as answered."""
     return {
         "id": ID,
         "name": string(),
@@ -560,7 +584,7 @@ def collection_input(create: bool) -> Schema:
         "base_path": string(
             pattern=BASE_PATH_PATTERN,
             description="'' or a path prefix such as /v1 or /shops/{shop}, no trailing /",
-            **{"x-error": "must be '' (none) or a path prefix such as /v1 or /shops/{shop}, without a trailing '/'"},
+            **keywords({"x-error": "must be '' (none) or a path prefix such as /v1 or /shops/{shop}, without a trailing '/'"}),
         ),
         "description": DESCRIPTION,
     }
@@ -682,7 +706,7 @@ POOL_SIZE = integer(1, MAX_POOL_SIZE)
 SECRET = nullable(string(pattern=rf"^{_NO_CONTROL}*$", description=f'"{MASK}" in answers'))
 
 
-def service_config(service_type, output):
+def service_config(service_type: str, output: bool) -> Schema:
     """The ``config`` of ``service_type``: as sent (``output`` False) or as answered."""
     fields = {
         "sqlite": {"path": RELATIVE_PATH, "create_if_missing": BOOLEAN},
@@ -714,7 +738,7 @@ def service_config(service_type, output):
     return obj(fields, required=required)
 
 
-def service_variants(output):
+def service_variants(output: bool) -> Schema:
     """One schema per service type, as answered or as created; ``service_type`` says which."""
     variants = []
     for service_type in SERVICE_TYPES:
@@ -732,7 +756,7 @@ def service_variants(output):
     return {"oneOf": variants}
 
 
-def service_update():
+def service_update() -> Schema:
     """A PUT: ``config`` must be of the stored service's type, which a schema cannot know."""
     properties = {
         "name": string(pattern=SERVICE_NAME),
@@ -803,10 +827,10 @@ IMPORT_OPENAPI = obj(
     },
     required=("spec",),
     # create_collection true and a collection_id: a 400.
-    **{
+    **keywords({
         "if": {"properties": {"create_collection": {"const": True}}, "required": ["create_collection"]},
         "then": {"properties": {"collection_id": {"type": "null"}}},
-    },
+    }),
 )
 
 BUNDLE_ERROR = obj(
@@ -836,7 +860,8 @@ IMPORTED_BUNDLE = record(
 # -- envelopes, errors ------------------------------------------------------------
 
 
-def page_of(item):
+def page_of(item: Schema) -> Schema:
+    """A page of a list answer."""
     return record(
         {
             "items": array(item),
@@ -848,7 +873,8 @@ def page_of(item):
     )
 
 
-def envelope(data):
+def envelope(data: Schema) -> Schema:
+    """A success answer around ``data``."""
     return obj({"ok": {"const": True}, "data": data}, required=("ok", "data"))
 
 

@@ -62,11 +62,12 @@ def type_words(field: Schema) -> str:
     if isinstance(kind, list):
         return " or ".join(type_words(dict(field, type=one)) if one != "null" else "null" for one in kind)
     if "oneOf" in field or ("anyOf" in field and kind is None):
-        alternatives = [type_words(part) for part in field.get("oneOf", field.get("anyOf", []))]
+        parts: list[Schema] = field.get("oneOf") or field.get("anyOf") or []
+        alternatives = [type_words(part) for part in parts]
         return ", ".join(alternatives[:-1]) + " or " + alternatives[-1]
     if "enum" in field:
-        values = [f"`{v}`" if kind == "string" and "default" in field else f'`"{v}"`' for v in field["enum"]]
-        return ", ".join(values)
+        names = [f"`{v}`" if kind == "string" and "default" in field else f'`"{v}"`' for v in field["enum"]]
+        return ", ".join(names)
     if kind == "string":
         low = 1 if _is_blank_refused(field) else field.get("minLength", 0)
         if "maxLength" in field:
@@ -91,6 +92,8 @@ def type_words(field: Schema) -> str:
         items = field["items"]
         low, high = field.get("minItems", 0), field.get("maxItems")
         count = f"{low}–{high} " if high else ""
+        if "title" in items:
+            return f'a list of {count}`"{items["title"]}"`'
         if items.get("type") == "string":
             longest = f" of at most {items['maxLength']:,} characters" if "maxLength" in items else ""
             return f"a list of {count}strings{longest}"

@@ -36,7 +36,6 @@ from edgegw_tx.workers.network import PolicyError, check_policy
 # replaces its pool (new workers ready, route switched, old ones drained).
 POOL_SETTINGS = tuple(name for name in DEFAULT_SETTINGS if name != "dependencies")
 _SETTING_NAMES = tuple(DEFAULT_SETTINGS) + ("instances",)
-_DIGEST_PREFIX = re.compile(r"^[0-9a-f]{7,64}\Z")
 READ_ONLY = set(_schema.ENDPOINT_READ_ONLY)
 HOST = re.compile(_schema.HOST_PATTERN)
 """A routing host as sent (``schema.HOST_PATTERN``): ``*`` or a host name, any case, white space around."""
@@ -63,7 +62,7 @@ def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterat
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-SchemaValidator = validators.extend(Draft202012Validator, {"pattern": _pattern})
+SchemaValidator: Any = validators.extend(Draft202012Validator, {"pattern": _pattern})  # type: ignore[no-untyped-call]  # jsonschema leaves extend unannotated
 """JSON Schema 2020-12 with ECMA-262's ``$``: how the server and its tests read ``schema``."""
 _validators: dict[int, Any] = {}
 
@@ -104,43 +103,45 @@ def _problem(error: ValidationError, prefix: list[object]) -> tuple[str, str]:
     """(field, message) for one schema error; the field is a JSON path after ``prefix``."""
     where = [*prefix, *error.absolute_path]
     field = field_path(where)
-    schema = error.schema if isinstance(error.schema, dict) else {}
+    schema: Any = error.schema if isinstance(error.schema, dict) else {}
     keyword = error.validator
+    value: Any = error.validator_value
+    instance: Any = error.instance
     if keyword == "additionalProperties":
         known = set(schema.get("properties", ()))
-        extra = sorted(set(error.instance) - known)[0]
+        extra = sorted(set(instance) - known)[0]
         field = field_path([*where, extra])
         # An unknown setting has always been named by its container.
         return (field_path(where) if where == ["settings"] else field), f"unknown field '{field}'"
     if keyword == "required":
-        missing = [name for name in error.validator_value if name not in error.instance][0]
+        missing = [name for name in value if name not in instance][0]
         field = field_path([*where, missing])
         return field, f"missing field '{field}'"
     if keyword == "propertyNames":
-        return field, f"a key of field '{field}' is not allowed: {error.instance!r}"
+        return field, f"a key of field '{field}' is not allowed: {instance!r}"
     if "x-error" in schema:
         return field, f"field '{field}' {schema['x-error']}"
     if keyword in ("anyOf", "oneOf") and error.context:
         return _problem(best_match(error.context), prefix)
     if keyword == "type":
-        types = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        types = value if isinstance(value, list) else [value]
         return field, f"field '{field}' must be " + " or ".join(_TYPE_WORDS[t] for t in types)
     if keyword == "maxLength":
-        return field, f"field '{field}' is longer than {error.validator_value} characters"
+        return field, f"field '{field}' is longer than {value} characters"
     if keyword == "minLength":
         return field, f"field '{field}' must not be empty"
     if keyword in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         return field, f"field '{field}' must be {_range_words(schema)}"
     if keyword == "enum":
-        return field, f"field '{field}' must be one of: " + ", ".join(map(str, error.validator_value))
+        return field, f"field '{field}' must be one of: " + ", ".join(map(str, value))
     if keyword == "const":
-        return field, f"field '{field}' must be {error.validator_value!r}"
+        return field, f"field '{field}' must be {value!r}"
     if keyword in ("maxItems", "maxProperties"):
-        return field, f"field '{field}' may have at most {error.validator_value} entries"
+        return field, f"field '{field}' may have at most {value} entries"
     if keyword in ("minItems", "minProperties"):
-        return field, f"field '{field}' must have at least {error.validator_value} entries"
+        return field, f"field '{field}' must have at least {value} entries"
     if keyword == "pattern":
-        return field, f"field '{field}' must match {error.validator_value}"
+        return field, f"field '{field}' must match {value}"
     return field, f"field '{field}' is not valid: {error.message}"
 
 
@@ -187,7 +188,7 @@ def check_host(payload: dict[str, Any], field: str) -> str:
     return str(payload[field]).strip().lower()
 
 
-def whole_number(value):
+def whole_number(value: Any) -> Any:
     """
     ``value`` as an int if it is an integer, or a float without a fraction
     (JSON has one number type: ``2.0`` is the integer 2, as JSON Schema says);
@@ -198,18 +199,6 @@ def whole_number(value):
     if type(value) is float and value.is_integer():
         return int(value)
     return None
-
-
-def string_field(payload, field, max_length, allow_empty=False):
-    """``payload[field]`` as a string of at most ``max_length``; BadRequest naming the field."""
-    value = payload[field]
-    if not isinstance(value, str):
-        raise BadRequest(f"field '{field}' must be a string", field=field)
-    if not allow_empty and not value.strip():
-        raise BadRequest(f"field '{field}' must not be empty", field=field)
-    if len(value) > max_length:
-        raise BadRequest(f"field '{field}' is longer than {max_length} characters", field=field)
-    return value
 
 
 UNSAFE_IN_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
@@ -299,7 +288,7 @@ def _settings(payload: dict[str, Any], current: dict[str, Any], creating: bool) 
     return settings
 
 
-def effective_settings(stored):
+def effective_settings(stored: dict[str, Any]) -> dict[str, Any]:
     """
     A record's settings as the gateway applies them: a record written before
     min/max_instances (``instances: N``) reads as min = max = N, and settings
@@ -318,32 +307,20 @@ def effective_settings(stored):
     return settings
 
 
-def pool_settings_changed(before, after):
+def pool_settings_changed(before: dict[str, Any], after: dict[str, Any]) -> bool:
     """Whether two stored settings differ in a setting of the running workers."""
     before, after = effective_settings(before), effective_settings(after)
     return any(before[name] != after[name] for name in POOL_SETTINGS)
 
 
-def rollback_version(payload):
+def rollback_version(payload: Any) -> str:
     """
-    The body of ``POST /api/endpoints/{id}/rollback``, ``{"version": digest}``:
-    the digest (or an unambiguous prefix of at least 7 hex digits), lower-cased.
+    The body of ``POST /api/endpoints/{id}/rollback``, ``{"version": digest}``
+    (``schema.ROLLBACK_INPUT``): the digest, or an unambiguous prefix of at
+    least 7 hex digits, lower-cased.
     """
-    if not isinstance(payload, dict):
-        raise BadRequest("the request body must be a JSON object")
-    unknown = set(payload) - {"version"}
-    if unknown:
-        raise BadRequest("unknown field '{}'".format(sorted(unknown)[0]), field=sorted(unknown)[0])
-    if "version" not in payload:
-        raise BadRequest("missing field 'version'", field="version")
-    value = payload["version"]
-    if not isinstance(value, str) or not _DIGEST_PREFIX.match(value.lower()):
-        raise BadRequest(
-            "field 'version' must be a version's digest (7 to 64 hex digits; "
-            "GET /api/endpoints/{id}/versions lists them)",
-            field="version",
-        )
-    return value.lower()
+    check_schema(_schema.ROLLBACK_INPUT, payload)
+    return str(payload["version"]).lower()
 
 
 _ENDPOINT_CREATE = _schema.endpoint_input(create=True)

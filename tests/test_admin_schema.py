@@ -22,6 +22,7 @@ from twisted.trial import unittest
 from edgegw_tx.admin import schemadocs
 from edgegw_tx.admin.errors import BadRequest
 from edgegw_tx.admin.openapi import DOCUMENT_JSON
+from edgegw_tx.admin.probe import check_test_request
 from edgegw_tx.admin.schema import MAX_CODE, MAX_DESCRIPTION, MAX_NAME
 from edgegw_tx.admin.validation import SchemaValidator, ecma_regex, endpoint_fields
 
@@ -156,6 +157,8 @@ def values(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
 
 WRONG_TYPES = (None, True, 1.5, 7, "x", [], {})
 EXAMPLES = 300
+BODIES = ["EndpointCreate", "EndpointUpdate", "TestRequestInput"]
+"""The request bodies the agreement tests feed to the server's checks."""
 # A body that disagrees is reported as found: shrinking bodies this size through
 # the filters above takes minutes.
 NO_SHRINKING = (Phase.explicit, Phase.reuse, Phase.generate)
@@ -198,9 +201,12 @@ class AgreementTests(unittest.SynchronousTestCase):
 
     def server_accepts(self, name: str, body: Any) -> bool:
         """Whether the server takes ``body`` as the body of ``name`` (a 400 is False)."""
-        current = None if name == "EndpointCreate" else endpoint_fields({"name": "x", "path": "/x", "method": "GET"})
         try:
-            endpoint_fields(body, current)
+            if name == "TestRequestInput":
+                check_test_request(body)
+            else:
+                current = None if name == "EndpointCreate" else endpoint_fields({"name": "x", "path": "/x", "method": "GET"})
+                endpoint_fields(body, current)
         except BadRequest as e:
             if any(words in e.message for words in PYTHON_ONLY):
                 return schema_accepts(name, body)  # a rule the schema cannot say: not a disagreement
@@ -215,7 +221,7 @@ class AgreementTests(unittest.SynchronousTestCase):
         self.assertEqual(schema, server, f"{where}: schema {schema}, server {server}: {body!r}")
 
     @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), phases=NO_SHRINKING)
-    @given(st.sampled_from(["EndpointCreate", "EndpointUpdate"]).flatmap(lambda n: st.tuples(st.just(n), values(PUBLISHED[n]))))
+    @given(st.sampled_from(BODIES).flatmap(lambda n: st.tuples(st.just(n), values(PUBLISHED[n]))))
     def test_bodies_of_the_schema_are_accepted(self, case: tuple[str, Any]) -> None:
         """Every body generated from the published schema is accepted by the server."""
         name, body = case
@@ -224,7 +230,7 @@ class AgreementTests(unittest.SynchronousTestCase):
         self.assertTrue(schema_accepts(name, body), body)
 
     @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), phases=NO_SHRINKING)
-    @given(st.sampled_from(["EndpointCreate", "EndpointUpdate"]).flatmap(lambda n: st.tuples(st.just(n), just_outside(n))))
+    @given(st.sampled_from(BODIES).flatmap(lambda n: st.tuples(st.just(n), just_outside(n))))
     def test_bodies_just_outside_are_refused(self, case: tuple[str, tuple[str, Any]]) -> None:
         """A body one step outside the schema is refused by the server whenever the schema refuses it."""
         name, (change, body) = case

@@ -16,7 +16,6 @@ so) and the time (``timeout``, 30 s by default, at most 120 s).
 """
 
 import base64
-import re
 import time
 
 from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks, returnValue, succeed
@@ -29,31 +28,17 @@ from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
 from zope.interface import implementer
 
 from edgegw_tx.admin.errors import ApiError, BadRequest
-from edgegw_tx.paths import METHODS
+from edgegw_tx.admin.schema import PROBE_DEFAULT_TIMEOUT, PROBE_MAX_RESPONSE_BODY, TEST_REQUEST_INPUT
+from edgegw_tx.admin.validation import check_schema
 
-MAX_REQUEST_BODY = 1024 * 1024  # characters
-MAX_RESPONSE_BODY = 1024 * 1024  # bytes kept of the answer
-MAX_HEADERS = 50
-MAX_HEADER_VALUE = 8192
-MAX_HEADER_NAME = 256
-MAX_PATH = 8192
-DEFAULT_TIMEOUT = 30.0
-MAX_TIMEOUT = 120.0
-# The request target: visible ASCII, from "/", no "#" (a fragment is never sent).
-PATH_PATTERN = r'^/[!"$-~]*$'
-HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
-# Tab, visible ASCII and Latin-1 (what a header value can carry), no line breaks.
-HEADER_VALUE_PATTERN = "^[\\t\\x20-\\x7e\\x80-\\xff]*$"
+# The limits of a test request are the schema's (admin/schema.py).
+MAX_RESPONSE_BODY = PROBE_MAX_RESPONSE_BODY
+DEFAULT_TIMEOUT = PROBE_DEFAULT_TIMEOUT
 # Set by the HTTP client from the request itself; sent ones are ignored.
 IGNORED_HEADERS = frozenset(
     ("content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer",
      "proxy-connection")
 )
-_FIELDS = ("method", "path", "headers", "body", "timeout")
-_PATH = re.compile(r'^/[!"$-~]*\Z')
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
-_HEADER_VALUE = re.compile("^[\\t\\x20-\\x7e\\x80-\\xff]*\\Z")
-
 
 class DataPlaneUnreachable(ApiError):
     """The data plane refused or dropped the connection: 502, like any upstream failure."""
@@ -67,58 +52,22 @@ class DataPlaneTimeout(ApiError):
     status = 504
 
 
+def _headers_as_a_whole(path: list[object]) -> None:
+    """A bad header is a 400 about the field ``headers`` (as it has always been named)."""
+    if path[:1] == ["headers"]:
+        raise BadRequest(f"field 'headers' {TEST_REQUEST_INPUT['properties']['headers']['x-error']}", field="headers")
+
+
 def check_test_request(payload):
     """
     The checked fields of a test request: ``(method, path, [(name, value)],
     body bytes or None, timeout)``; 400 naming the field otherwise.
     """
-    if not isinstance(payload, dict):
-        raise BadRequest("the request body must be a JSON object")
-    unknown = sorted(set(payload) - set(_FIELDS))
-    if unknown:
-        raise BadRequest(f"unknown field '{unknown[0]}'", field=unknown[0])
-    method = payload.get("method", "GET")
-    if not isinstance(method, str) or method not in METHODS:
-        raise BadRequest(
-            "field 'method' must be one of " + ", ".join(sorted(METHODS)), field="method"
-        )
-    if "path" not in payload:
-        raise BadRequest("missing field 'path'", field="path")
-    path = payload["path"]
-    if not isinstance(path, str) or len(path) > MAX_PATH or not _PATH.match(path):
-        raise BadRequest(
-            "field 'path' must start with / and hold only visible ASCII characters (no '#');"
-            f" percent-encode others; at most {MAX_PATH} characters",
-            field="path",
-        )
-    headers = payload.get("headers", {})
-    if not isinstance(headers, dict):
-        raise BadRequest("field 'headers' must be an object of header names to values", field="headers")
-    if len(headers) > MAX_HEADERS:
-        raise BadRequest(f"field 'headers' may hold at most {MAX_HEADERS} headers", field="headers")
-    pairs = []
-    for name, value in headers.items():
-        if len(name) > MAX_HEADER_NAME or not _HEADER_NAME.match(name):
-            raise BadRequest(f"header name {name!r} is not a valid HTTP field name", field="headers")
-        if not isinstance(value, str) or len(value) > MAX_HEADER_VALUE or not _HEADER_VALUE.match(value):
-            raise BadRequest(
-                f"the value of header {name!r} must be a string of at most {MAX_HEADER_VALUE}"
-                " Latin-1 characters without line breaks",
-                field="headers",
-            )
-        if name.lower() not in IGNORED_HEADERS:
-            pairs.append((name, value))
-    body = payload.get("body", "")
-    if not isinstance(body, str):
-        raise BadRequest("field 'body' must be a string", field="body")
-    if len(body) > MAX_REQUEST_BODY:
-        raise BadRequest(f"field 'body' may hold at most {MAX_REQUEST_BODY} characters", field="body")
+    check_schema(TEST_REQUEST_INPUT, payload, _headers_as_a_whole)
+    method, path = payload.get("method", "GET"), payload["path"]
+    headers, body = payload.get("headers", {}), payload.get("body", "")
     timeout = payload.get("timeout", DEFAULT_TIMEOUT)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= MAX_TIMEOUT:
-        raise BadRequest(
-            f"field 'timeout' must be a number of seconds above 0 and at most {MAX_TIMEOUT:g}",
-            field="timeout",
-        )
+    pairs = [(name, value) for name, value in headers.items() if name.lower() not in IGNORED_HEADERS]
     data = body.encode("utf-8")
     if not data and method not in ("POST", "PUT", "PATCH"):
         data = None

@@ -21,7 +21,6 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from edgegw_tx.admin import probe as _probe
 from edgegw_tx.build.project import MAX_DEPENDENCIES, MAX_FEATURES, SDK_CRATE
 from edgegw_tx.paths import METHODS
 from edgegw_tx.workers import isolation as _isolation
@@ -106,6 +105,23 @@ ENDPOINT_READ_ONLY = (
     "version",
     "workers",
 )
+
+# A test request (``POST /api/test-request``, admin/probe.py).
+PROBE_MAX_BODY = 1024 * 1024
+"""Characters of a test request's body."""
+PROBE_MAX_RESPONSE_BODY = 1024 * 1024
+"""Bytes of the data plane's answer kept in a test request's answer."""
+PROBE_MAX_HEADERS = 50
+PROBE_MAX_HEADER_VALUE = 8192
+PROBE_MAX_HEADER_NAME = 256
+PROBE_MAX_PATH = 8192
+PROBE_DEFAULT_TIMEOUT = 30.0
+PROBE_MAX_TIMEOUT = 120.0
+# The request target: visible ASCII, from "/", no "#" (a fragment is never sent).
+PROBE_PATH_PATTERN = r'^/[!"$-~]*$'
+PROBE_HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+# Tab, visible ASCII and Latin-1 (what a header value can carry), no line breaks.
+PROBE_HEADER_VALUE_PATTERN = "^[\\t\\x20-\\x7e\\x80-\\xff]*$"
 
 # -- patterns -----------------------------------------------------------------------
 
@@ -649,25 +665,33 @@ TEST_REQUEST_INPUT = obj(
     {
         "method": string(enum=sorted(METHODS), default="GET"),
         "path": string(
-            _probe.MAX_PATH,
-            _probe.PATH_PATTERN,
+            PROBE_MAX_PATH,
+            PROBE_PATH_PATTERN,
             description="the request target: path and query, visible ASCII (percent-encode the rest), no fragment",
+            **keywords(
+                {
+                    "x-error": "must start with / and hold only visible ASCII characters (no '#');"
+                    f" percent-encode others; at most {PROBE_MAX_PATH} characters"
+                }
+            ),
         ),
         "headers": map_of(
-            string(_probe.MAX_HEADER_VALUE, _probe.HEADER_VALUE_PATTERN),
-            keys=string(_probe.MAX_HEADER_NAME, _probe.HEADER_NAME_PATTERN),
-            maxProperties=_probe.MAX_HEADERS,
+            string(PROBE_MAX_HEADER_VALUE, PROBE_HEADER_VALUE_PATTERN),
+            keys=string(PROBE_MAX_HEADER_NAME, PROBE_HEADER_NAME_PATTERN),
+            maxProperties=PROBE_MAX_HEADERS,
             description="header fields; Host picks the domain; Content-Length, Transfer-Encoding, "
             "Connection and the other hop-by-hop fields are set by the gateway and ignored",
+            **keywords(
+                {
+                    "x-error": f"must map at most {PROBE_MAX_HEADERS} HTTP field names to values of at most "
+                    f"{PROBE_MAX_HEADER_VALUE} Latin-1 characters without line breaks"
+                }
+            ),
         ),
-        "body": string(_probe.MAX_REQUEST_BODY, description="sent as UTF-8"),
-        "timeout": {
-            "type": "number",
-            "exclusiveMinimum": 0,
-            "maximum": _probe.MAX_TIMEOUT,
-            "default": _probe.DEFAULT_TIMEOUT,
-            "description": "seconds; beyond: 504",
-        },
+        "body": string(PROBE_MAX_BODY, description="sent as UTF-8"),
+        "timeout": dict(
+            seconds(PROBE_MAX_TIMEOUT, "seconds; beyond: 504"), default=PROBE_DEFAULT_TIMEOUT
+        ),
     },
     required=("path",),
 )
@@ -679,7 +703,7 @@ TEST_REQUEST_ANSWER = record(
         "body": string(description="the body as text, or base64 (body_encoding)"),
         "body_encoding": string(enum=["utf-8", "base64"]),
         "body_bytes": integer(0),
-        "truncated": dict(BOOLEAN, description=f"only the first {_probe.MAX_RESPONSE_BODY} bytes are in body"),
+        "truncated": dict(BOOLEAN, description=f"only the first {PROBE_MAX_RESPONSE_BODY} bytes are in body"),
         "elapsed_ms": {"type": "number", "minimum": 0},
         "url": string(),
     }

@@ -796,7 +796,12 @@ def service_update() -> Schema:
 
 
 BINDING_INPUT = obj(
-    {"service_id": string(), "pool_id": string(pattern=POOL_ID)},
+    {
+        "service_id": string(),
+        "pool_id": string(
+            pattern=POOL_ID, **keywords({"x-error": f"must be 1 to {MAX_POOL_ID} letters, digits, '_' or '-'"})
+        ),
+    },
     required=("service_id", "pool_id"),
 )
 

@@ -25,15 +25,14 @@ from twisted.logger import Logger
 from edgegw_tx.admin import schema
 from edgegw_tx.admin.errors import ApiError, BadRequest, Conflict, NotFound
 from edgegw_tx.admin.schema import ecma_regex
+from edgegw_tx.admin.validation import check_schema
 from edgegw_tx.store import Conflict as StoreConflict
 from edgegw_tx.store import Missing, ServiceInUse
 
-POOL_ID = ecma_regex(schema.POOL_ID)
 SERVICE_NAME = ecma_regex(schema.SERVICE_NAME)
 
 _WRITABLE = {"name", "service_type", "config"}
 _READ_ONLY = {"id", "created_at", "updated_at"}
-_BINDING_FIELDS = {"service_id", "pool_id"}
 
 
 class ServiceTestFailed(ApiError):
@@ -73,7 +72,7 @@ def _name(payload):
         payload,
         "name",
         SERVICE_NAME,
-        "1 to 64 letters, digits, '_', '-' or '.', starting with a letter or digit",
+        f"1 to {schema.MAX_SERVICE_NAME} letters, digits, '_', '-' or '.', starting with a letter or digit",
     )
 
 
@@ -223,17 +222,8 @@ class ServiceManager:
     @inlineCallbacks
     def _bind(self, endpoint_id, payload):
         """Fire with ``(binding, replaced service id or None)``."""
-        if not isinstance(payload, dict):
-            raise BadRequest("the request body must be a JSON object")
-        unknown = sorted(set(payload) - _BINDING_FIELDS)
-        if unknown:
-            raise BadRequest(f"unknown field '{unknown[0]}'", field=unknown[0])
-        for field in ("service_id", "pool_id"):
-            if field not in payload:
-                raise BadRequest(f"missing field '{field}'", field=field)
-        if not isinstance(payload["service_id"], str):
-            raise BadRequest("field 'service_id' must be a string", field="service_id")
-        pool_id = _string(payload, "pool_id", POOL_ID, "1 to 64 letters, digits, '_' or '-'")
+        check_schema(schema.BINDING_INPUT, payload)
+        pool_id = payload["pool_id"]
         service_id = payload["service_id"]
         now = _now()
         binding = {

@@ -35,9 +35,11 @@ Decisions, so a re-import is predictable:
 import functools
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import accumulate
 from email import message_from_bytes
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
@@ -49,15 +51,14 @@ from edgegw_tx.admin.bundles import read_bundle
 from edgegw_tx.admin.domains import join_path
 from edgegw_tx.admin.errors import ApiError, BadRequest, NotFound, PayloadTooLarge, Unprocessable
 from edgegw_tx.admin.stubs import is_untouched_stub, stub_code
-from edgegw_tx.admin.schema import HOST, MAX_CODE, MAX_DESCRIPTION, MAX_NAME
-from edgegw_tx.admin.validation import UNSAFE_IN_NAME, schema_errors
+from edgegw_tx.admin.schema import HOST, IMPORT_OPENAPI, MAX_CODE, MAX_DESCRIPTION, MAX_NAME
+from edgegw_tx.admin.validation import UNSAFE_IN_NAME, check_schema, schema_errors
 from edgegw_tx.paths import PatternError, parse_pattern
 
 MAX_OPERATIONS = 1000
 MAX_SPEC_CHARS = 16 * 1024 * 1024
 MAX_FLOW_DEPTH = 256
 MAX_BLOCK_COLUMNS = 1000
-OPENAPI_FIELDS = ("spec", "domain", "collection_id", "create_collection")
 BUNDLE_PARAMETERS = ("domain", "collection_id", "create_collection", "compile", "start")
 ZIP_TYPES = (
     "application/zip",
@@ -406,33 +407,27 @@ def openapi_options(payload):
     """The checked body of ``POST /api/import/openapi``."""
     if not isinstance(payload, dict):
         raise BadRequest("the request body must be a JSON object with a 'spec' field")
-    for field in payload:
-        if field not in OPENAPI_FIELDS:
-            raise BadRequest(f"unknown field '{field}'", field=field)
-    if "spec" not in payload:
-        raise BadRequest("missing field 'spec'", field="spec")
-    spec = payload["spec"]
-    if not isinstance(spec, str):
-        raise BadRequest("field 'spec' must be a string holding the spec's YAML or JSON text", field="spec")
-    if not spec.strip():
-        raise BadRequest("field 'spec' must not be empty", field="spec")
-    options = {"spec": spec, "domain": None, "collection_id": None, "create_collection": False}
-    if payload.get("domain") is not None:
-        options["domain"] = _domain(payload["domain"], "domain")
-    collection_id = payload.get("collection_id")
-    if collection_id is not None and (not isinstance(collection_id, str) or not collection_id):
-        raise BadRequest("field 'collection_id' must be a collection's id or null", field="collection_id")
-    options["collection_id"] = collection_id
-    create = payload.get("create_collection", False)
-    if not isinstance(create, bool):
-        raise BadRequest("field 'create_collection' must be true or false", field="create_collection")
-    options["create_collection"] = create
-    if create and collection_id is not None:
-        raise BadRequest(
-            "field 'create_collection' cannot be true when 'collection_id' names a collection",
-            field="create_collection",
-        )
-    return options
+    check_schema(IMPORT_OPENAPI, payload, _collection_or_create(payload))
+    domain = payload.get("domain")
+    return {
+        "spec": payload["spec"],
+        "domain": None if domain is None else domain.strip().lower(),
+        "collection_id": payload.get("collection_id"),
+        "create_collection": payload.get("create_collection", False),
+    }
+
+
+def _collection_or_create(payload: dict[str, Any]) -> Callable[[list[object]], None]:
+    """For ``check_schema``: a collection_id with create_collection true is a 400 about the latter."""
+
+    def refine(path: list[object]) -> None:
+        if path == ["collection_id"] and payload.get("create_collection") is True and payload.get("collection_id"):
+            raise BadRequest(
+                "field 'create_collection' cannot be true when 'collection_id' names a collection",
+                field="create_collection",
+            )
+
+    return refine
 
 
 def bundle_options(request):

@@ -849,9 +849,19 @@ IMPORTED = {
 
 IMPORT_OPENAPI = obj(
     {
-        "spec": string(pattern=NOT_BLANK, description="the OpenAPI 3.0 or 3.1 spec's YAML or JSON text"),
+        "spec": string(
+            pattern=NOT_BLANK,
+            description="the OpenAPI 3.0 or 3.1 spec's YAML or JSON text",
+            **keywords({"x-error": "must be a string holding the spec's YAML or JSON text, not empty"}),
+        ),
         "domain": nullable(dict(HOST, description="the host to serve on (a domain record is made)")),
-        "collection_id": nullable(string(min_length=1, description="a collection's id (400 when there is none)")),
+        "collection_id": nullable(
+            string(
+                min_length=1,
+                description="a collection's id (400 when there is none)",
+                **keywords({"x-error": "must be a collection's id or null"}),
+            )
+        ),
         "create_collection": dict(BOOLEAN, default=False),
     },
     required=("spec",),

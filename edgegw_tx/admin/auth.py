@@ -30,12 +30,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from edgegw_tx.admin.errors import BadRequest, Conflict, NotFound
+from edgegw_tx.admin.schema import MAX_KEY_NAME
 from edgegw_tx.store import LastAdminKey, Missing
 from edgegw_tx.store.interface import IKeyStore, Record
 
 SCOPES = ("read", "admin")
 KEY_PREFIX = "egw_"
-MAX_NAME = 100
+MAX_NAME = MAX_KEY_NAME
 FLUSH_INTERVAL = 60.0
 _FIELDS = ("name", "scope")
 

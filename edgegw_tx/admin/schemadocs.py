@@ -23,6 +23,7 @@ TABLES: dict[str, Schema] = {
     "endpoint": schema.endpoint_input(create=True),
     "collection": schema.COLLECTION_CREATE,
     "test-request": schema.TEST_REQUEST_INPUT,
+    "key": schema.NEW_KEY,
 }
 """A table's name in its marker -> the body schema it describes."""
 

@@ -393,7 +393,7 @@ def settings_properties(output: bool = False) -> dict[str, Schema]:
         "timeout": seconds(MAX_TIMEOUT, "seconds per request"),
         "env": map_of(
             {"type": "string"},
-            keys={"pattern": ENV_NAME},
+            keys={"pattern": ENV_NAME, "x-error": "must map variable names (letters, digits, _) to strings"},
             description="the workers' whole environment",
             **keywords({"x-error": "must map variable names (letters, digits, _) to strings"}),
         ),
@@ -485,8 +485,23 @@ def endpoint_input(create: bool) -> Schema:
     """An endpoint as created (name, path and method required) or changed."""
     properties = {
         "name": NAME,
-        "path": string(MAX_PATH, PATH_PATTERN, description="a path pattern such as /users/{id}"),
-        "method": string(MAX_METHOD, METHOD_PATTERN, description="any letter case"),
+        "path": string(
+            MAX_PATH,
+            PATH_PATTERN,
+            description="a path pattern such as /users/{id}",
+            **keywords(
+                {
+                    "x-error": "must be a path pattern such as /users/{id}: '/' and segments of URL "
+                    "characters, percent-escapes or {name} parameters, none empty"
+                }
+            ),
+        ),
+        "method": string(
+            MAX_METHOD,
+            METHOD_PATTERN,
+            description="any letter case",
+            **keywords({"x-error": "must be one of " + ", ".join(sorted(METHODS)) + " (any letter case)"}),
+        ),
         "domain": dict(
             HOST, description="* (the default) or the host of a domain record (400 otherwise)"
         ),

@@ -502,7 +502,8 @@ class UidAllocator:
     from the gateway's range, recorded in the store (so it survives
     restarts), freed when the endpoint is deleted.  A uid an account, a group
     or a running process has is skipped: a process of a deleted endpoint not
-    yet gone, or a worker of another gateway on this host.
+    yet gone, or a worker of another gateway on this host.  There is nothing
+    to free: the store drops the uid with the endpoint's record.
     """
 
     def __init__(self, store: Any, isolation: Isolation):
@@ -519,7 +520,3 @@ class UidAllocator:
         return self._store.allocate_worker_uid(
             endpoint_id, first, last, lambda: busy_uids(first, last)
         )
-
-    def free(self, endpoint_id: str) -> Any:
-        """A Deferred firing once the endpoint's uid is free again."""
-        return self._store.free_worker_uid(endpoint_id)

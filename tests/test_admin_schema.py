@@ -22,11 +22,22 @@ from twisted.trial import unittest
 from edgegw_tx.admin import schemadocs
 from edgegw_tx.admin.errors import BadRequest
 from edgegw_tx.admin.openapi import DOCUMENT_JSON
+from edgegw_tx.admin.imports import openapi_options
 from edgegw_tx.admin.probe import check_test_request
 from edgegw_tx.admin.schema import MAX_CODE, MAX_DESCRIPTION, MAX_NAME
-from edgegw_tx.admin.validation import SchemaValidator, ecma_regex, endpoint_fields
+from edgegw_tx.admin.validation import SchemaValidator, ecma_regex, endpoint_fields, rollback_version
 
-PUBLISHED = json.loads(DOCUMENT_JSON)["components"]["schemas"]
+_DOCUMENT = json.loads(DOCUMENT_JSON)
+PUBLISHED = dict(_DOCUMENT["components"]["schemas"])
+# The bodies written inline in their operation, named by its operationId.
+PUBLISHED.update(
+    (operation["operationId"], operation["requestBody"]["content"]["application/json"]["schema"])
+    for item in _DOCUMENT["paths"].values()
+    for operation in item.values()
+    if isinstance(operation, dict)
+    and "application/json" in operation.get("requestBody", {}).get("content", {})
+    and "$ref" not in operation["requestBody"]["content"]["application/json"]["schema"]
+)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Python's regex syntax that ECMA-262 does not have (or reads otherwise).
@@ -148,16 +159,19 @@ def values(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
             keys = _strings(dict(schema.get("propertyNames", {}), type="string"))
             return st.dictionaries(keys, values(schema["additionalProperties"]), max_size=min(schema.get("maxProperties", 3), 3))
         writable = {k: v for k, v in properties.items() if "type" in v or "oneOf" in v or "anyOf" in v}
-        return st.fixed_dictionaries(
+        bodies = st.fixed_dictionaries(
             {k: values(writable[k]) for k in required},
             optional={k: values(v) for k, v in writable.items() if k not in required},
         )
+        if "if" in schema:  # a rule across fields: keep the bodies that keep it
+            return bodies.filter(lambda body: not list(SchemaValidator(schema).iter_errors(body)))
+        return bodies
     raise AssertionError(f"no strategy for {schema}")
 
 
 WRONG_TYPES = (None, True, 1.5, 7, "x", [], {})
-EXAMPLES = 300
-BODIES = ["EndpointCreate", "EndpointUpdate", "TestRequestInput"]
+EXAMPLES = 500
+BODIES = ["EndpointCreate", "EndpointUpdate", "TestRequestInput", "RollbackInput", "importOpenapi"]
 """The request bodies the agreement tests feed to the server's checks."""
 # A body that disagrees is reported as found: shrinking bodies this size through
 # the filters above takes minutes.
@@ -204,6 +218,10 @@ class AgreementTests(unittest.SynchronousTestCase):
         try:
             if name == "TestRequestInput":
                 check_test_request(body)
+            elif name == "RollbackInput":
+                rollback_version(body)
+            elif name == "importOpenapi":
+                openapi_options(body)
             else:
                 current = None if name == "EndpointCreate" else endpoint_fields({"name": "x", "path": "/x", "method": "GET"})
                 endpoint_fields(body, current)

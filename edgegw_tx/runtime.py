@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_HTTP", "GatewayRuntime", "pool_options"]
 
 
-def pool_options(settings: Mapping[str, Any]) -> dict[str, Any]:
+def pool_options(settings: dict[str, Any]) -> dict[str, Any]:
     """An endpoint's stored settings as ``WorkerPool`` keyword arguments."""
     settings = effective_settings(settings)
     return {
@@ -196,12 +196,14 @@ class GatewayRuntime(MultiService):
                 build_user=build_user,
             )
         self.builder = builder
+        # The workers' stderr lines by endpoint (GET /api/endpoints/{id}/logs).
+        self.logbook = LogBook(reactor)
         self.manager = EndpointManager(
             self.store,
             self.builder,
             self.routes,
             pool_factory if pool_factory is not None else self._make_pool,
-            LogBook(reactor),
+            self.logbook,
             services=self.service_manager,
             keep_versions=keep_versions,
             uids=UidAllocator(self.store, self.isolation),

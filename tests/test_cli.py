@@ -21,14 +21,11 @@ from twisted.trial import unittest
 from twisted.web.resource import Resource
 
 from edgegw_tx.cli import commands as cli
-from edgegw_tx.admin.api import AdminAPI
 from edgegw_tx.admin.auth import KeyRing
-from edgegw_tx.admin.logs import LogBook
-from edgegw_tx.admin.manager import EndpointManager
-from edgegw_tx.gateway.routes import RouteTable
 from tests.support.fakes import SynchronousReactor, make_store
 from tests.support.handlers import HELLO
-from tests.support.fakes import FakeBuilder, FakePool
+from tests.support.fakes import FakePool
+from tests.support.fakes import fake_runtime
 
 GOODBYE = HELLO.replace("Hello, World!", "Goodbye!")
 BROKEN = "fn handle() {}\n"
@@ -139,18 +136,17 @@ class GatewayTestCase(CLITestCase):
 
     def setUp(self):
         super().setUp()
-        FakePool.instances = []
         store = make_store(self, self.reactor)
         # The key ring's own clock, so its last-used timers are not the CLI's delayed calls.
         self.keys = KeyRing(store, reactor=SynchronousReactor())
         self.successResultOf(self.keys.load())
         _, self.key = self.successResultOf(self.keys.create("test", "admin"))
-        self.builder = FakeBuilder()
-        self.logbook = LogBook(self.reactor)
-        self.manager = EndpointManager(
-            store, self.builder, RouteTable(), self.pool_factory, self.logbook
-        )
-        self.http = StubTreq(AdminAPI(self.manager, self.keys, self.reactor).resource())
+        runtime = fake_runtime(self, store=store, keys=self.keys, reactor=self.reactor, pool_factory=self.pool_factory)
+        self.builder, self.manager = runtime.builder, runtime.manager
+        self.logbook = runtime.logbook
+        # The gateway knows the domain the tests deploy to.
+        self.successResultOf(runtime.domains.create({"host": "api.example.com"}))
+        self.http = StubTreq(runtime.api.resource())
 
     def endpoints(self):
         return sorted(self.successResultOf(self.manager.list()), key=lambda r: r["name"])

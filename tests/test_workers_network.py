@@ -26,13 +26,10 @@ import tempfile
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, gatherResults, inlineCallbacks, succeed
-from twisted.internet.interfaces import IHostnameResolver
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
-from zope.interface import implementer
 
 from edgegw_tx.workers import network
 from tests.support.fakes import StubResolver

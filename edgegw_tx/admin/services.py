@@ -15,11 +15,17 @@ service it deletes, nor two updates leave the registry out of step with the
 store. Tests of a service's connection do not take the lock.
 """
 
+from __future__ import annotations
+
+import builtins
 import re
 import uuid
+from collections.abc import Generator
 from datetime import datetime, timezone
+from types import ModuleType
+from typing import Any, NoReturn, Protocol
 
-from twisted.internet.defer import DeferredLock, inlineCallbacks, returnValue
+from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks, succeed
 from twisted.logger import Logger
 
 from edgegw_tx.admin import schema
@@ -28,11 +34,37 @@ from edgegw_tx.admin.schema import ecma_regex
 from edgegw_tx.admin.validation import check_schema
 from edgegw_tx.store import Conflict as StoreConflict
 from edgegw_tx.store import Missing, ServiceInUse
+from edgegw_tx.store.interface import IStore, Record
 
 SERVICE_NAME = ecma_regex(schema.SERVICE_NAME)
 
 _WRITABLE = {"name", "service_type", "config"}
 _READ_ONLY = {"id", "created_at", "updated_at"}
+
+
+class Registry(Protocol):
+    """
+    What this module asks of the service plane's ``ServiceRegistry`` (or of
+    ``processes.MirroredRegistry``, whose writes return a Deferred).
+    """
+
+    def configure(self, service: dict[str, Any]) -> Deferred[None] | None:
+        """Make (or remake) the connector of ``service``."""
+
+    def remove(self, service_id: Any) -> Deferred[None]:
+        """Close and forget the connector of ``service_id``."""
+
+    def bind(self, endpoint_id: Any, pool_id: str, service_id: Any) -> Deferred[None] | None:
+        """Let ``endpoint_id``'s calls to ``pool_id`` reach ``service_id``."""
+
+    def unbind(self, endpoint_id: Any, pool_id: str) -> Deferred[None] | None:
+        """Forget the binding ``pool_id`` of ``endpoint_id``."""
+
+    def bindings(self, endpoint_id: Any) -> dict[str, Any]:
+        """The registry's own bindings of ``endpoint_id``: ``{pool_id: service_id}``."""
+
+    def test(self, service: dict[str, Any]) -> Deferred[dict[str, float]]:
+        """Connect to ``service``'s backend once; fire with the latency."""
 
 
 class ServiceTestFailed(ApiError):
@@ -41,11 +73,13 @@ class ServiceTestFailed(ApiError):
     status = 502
 
 
-def _now():
+def _now() -> str:
+    """The time stamp of record writes."""
     return datetime.now(timezone.utc).isoformat()
 
 
-def _config_module():
+def _config_module() -> ModuleType:
+    """``edgegw_tx.services.config``, imported when first needed."""
     # Imported on use: the admin plane works (endpoints, keys) even where the
     # service plane's optional drivers are missing.
     from edgegw_tx.services import config
@@ -53,12 +87,18 @@ def _config_module():
     return config
 
 
-def _connector(record):
+def _settled(result: Deferred[None] | None) -> Deferred[None]:
+    """A registry write's Deferred, or a fired one where the write was done at once."""
+    return result if result is not None else succeed(None)
+
+
+def _connector(record: Record) -> dict[str, Any]:
     """What the registry is told about a service: exactly its documented keys."""
     return {k: record[k] for k in ("id", "name", "service_type", "config")}
 
 
-def _string(payload, field, pattern, rule):
+def _string(payload: dict[str, Any], field: str, pattern: re.Pattern[str], rule: str) -> str:
+    """``payload[field]`` if it is a string matching ``pattern``; else the 400 saying ``rule``."""
     value = payload[field]
     if not isinstance(value, str):
         raise BadRequest(f"field '{field}' must be a string", field=field)
@@ -67,7 +107,8 @@ def _string(payload, field, pattern, rule):
     return value
 
 
-def _name(payload):
+def _name(payload: dict[str, Any]) -> str:
+    """The service name in ``payload``, or the 400 naming its rule."""
     return _string(
         payload,
         "name",
@@ -77,9 +118,11 @@ def _name(payload):
 
 
 class ServiceManager:
+    """Service records and bindings, kept in step between the store and the registry."""
+
     log = Logger()
 
-    def __init__(self, store, registry):
+    def __init__(self, store: IStore, registry: Registry) -> None:
         """
         ``registry`` is the service plane's ``ServiceRegistry`` (or a fake);
         where its ``configure``, ``bind`` and ``unbind`` return a Deferred
@@ -92,37 +135,42 @@ class ServiceManager:
 
     # reading
 
-    def view(self, record):
+    def view(self, record: Record) -> Record:
         """The public shape of a service record: its config with secrets masked."""
         public = dict(record)
         public["config"] = _config_module().mask(record["service_type"], record["config"])
         return public
 
     @inlineCallbacks
-    def get(self, service_id):
-        record = yield self._store.get_service(service_id)
+    def get(self, service_id: str) -> Generator[Deferred[Any], Any, Record]:
+        """The service record; 404 when there is none."""
+        record: Record | None = yield self._store.get_service(service_id)
         if record is None:
             raise NotFound(f"no service with id '{service_id}'")
-        returnValue(record)
+        return record
 
-    def list(self):
-        return self._store.list_services()
+    def list(self) -> Deferred[builtins.list[Record]]:
+        """Every service record (secrets unmasked: ``view`` each before answering)."""
+        services: Deferred[builtins.list[Record]] = self._store.list_services()
+        return services
 
     @inlineCallbacks
-    def bindings(self, endpoint_id):
+    def bindings(self, endpoint_id: str) -> Generator[Deferred[Any], Any, dict[str, str]]:
         """The endpoint's bindings ``{pool_id: service_id}``; 404 for an unknown endpoint."""
-        endpoint = yield self._store.get_endpoint(endpoint_id)
+        endpoint: Record | None = yield self._store.get_endpoint(endpoint_id)
         if endpoint is None:
             raise NotFound(f"no endpoint with id '{endpoint_id}'")
-        returnValue(endpoint["services"])
+        bound: dict[str, str] = endpoint["services"]
+        return bound
 
     # writing services
 
-    def create(self, payload):
+    def create(self, payload: Any) -> Deferred[Record]:
+        """Fire with the new service record, made from ``payload`` (a POST body)."""
         return self._lock.run(self._create, payload)
 
     @inlineCallbacks
-    def _create(self, payload):
+    def _create(self, payload: Any) -> Generator[Deferred[Any], Any, Record]:
         config = _config_module()
         self._check_fields(payload)
         for field in ("name", "service_type"):
@@ -149,18 +197,19 @@ class ServiceManager:
             "updated_at": now,
         }
         try:
-            stored = yield self._store.create_service(record)
+            stored: Record = yield self._store.create_service(record)
         except StoreConflict:
             raise self._name_taken(name)
-        yield self._registry.configure(_connector(stored))
-        returnValue(stored)
+        yield _settled(self._registry.configure(_connector(stored)))
+        return stored
 
-    def update(self, service_id, payload):
+    def update(self, service_id: str, payload: Any) -> Deferred[Record]:
+        """Fire with the record after ``payload`` (a PUT body) changed it."""
         return self._lock.run(self._update, service_id, payload)
 
     @inlineCallbacks
-    def _update(self, service_id, payload):
-        current = yield self.get(service_id)
+    def _update(self, service_id: str, payload: Any) -> Generator[Deferred[Any], Any, Record]:
+        current: Record = yield self.get(service_id)
         self._check_fields(payload)
         service_type = current["service_type"]
         if "service_type" in payload and payload["service_type"] != service_type:
@@ -169,7 +218,7 @@ class ServiceManager:
                 "create a new service instead",
                 field="service_type",
             )
-        fields = {}
+        fields: dict[str, Any] = {}
         name = current["name"]
         if "name" in payload:
             name = fields["name"] = _name(payload)
@@ -181,21 +230,22 @@ class ServiceManager:
         # A record PUT back unchanged keeps its connector (and its open connections).
         fields = {k: v for k, v in fields.items() if v != current[k]}
         if not fields:
-            returnValue(current)
+            return current
         fields["updated_at"] = _now()
         try:
-            record = yield self._store.update_service(service_id, fields)
+            record: Record = yield self._store.update_service(service_id, fields)
         except StoreConflict:
             raise self._name_taken(name)
-        yield self._registry.configure(_connector(record))
-        returnValue(record)
+        yield _settled(self._registry.configure(_connector(record)))
+        return record
 
-    def delete(self, service_id):
+    def delete(self, service_id: str) -> Deferred[Record]:
+        """Fire with the deleted record; 409 while an endpoint is bound to it."""
         return self._lock.run(self._delete, service_id)
 
     @inlineCallbacks
-    def _delete(self, service_id):
-        record = yield self.get(service_id)
+    def _delete(self, service_id: str) -> Generator[Deferred[Any], Any, Record]:
+        record: Record = yield self.get(service_id)
         try:
             yield self._store.delete_service(service_id)
         except ServiceInUse as e:
@@ -212,15 +262,16 @@ class ServiceManager:
         except Exception as e:
             # The record is gone; a connector that closed badly is only worth a log line.
             self.log.error("Closing service {name} failed: {e}", name=record["name"], e=e)
-        returnValue(record)
+        return record
 
     # bindings
 
-    def bind(self, endpoint_id, payload):
+    def bind(self, endpoint_id: str, payload: Any) -> Deferred[tuple[Record, str | None]]:
+        """Bind a service to the endpoint under ``payload['pool_id']``."""
         return self._lock.run(self._bind, endpoint_id, payload)
 
     @inlineCallbacks
-    def _bind(self, endpoint_id, payload):
+    def _bind(self, endpoint_id: str, payload: Any) -> Generator[Deferred[Any], Any, tuple[Record, str | None]]:
         """Fire with ``(binding, replaced service id or None)``."""
         check_schema(schema.BINDING_INPUT, payload)
         pool_id = payload["pool_id"]
@@ -236,14 +287,15 @@ class ServiceManager:
             replaced = yield self._store.bind(endpoint_id, pool_id, service_id, now)
         except Missing as e:
             raise NotFound(f"no {e.what} with id '{e.record_id}'")
-        yield self._registry.bind(endpoint_id, pool_id, service_id)
-        returnValue((binding, replaced))
+        yield _settled(self._registry.bind(endpoint_id, pool_id, service_id))
+        return (binding, replaced)
 
-    def unbind(self, endpoint_id, pool_id):
+    def unbind(self, endpoint_id: str, pool_id: str) -> Deferred[Record]:
+        """Remove the endpoint's binding named ``pool_id``."""
         return self._lock.run(self._unbind, endpoint_id, pool_id)
 
     @inlineCallbacks
-    def _unbind(self, endpoint_id, pool_id):
+    def _unbind(self, endpoint_id: str, pool_id: str) -> Generator[Deferred[Any], Any, Record]:
         """Fire with the binding removed."""
         bound = yield self.bindings(endpoint_id)
         if pool_id not in bound:
@@ -257,10 +309,10 @@ class ServiceManager:
                 )
             raise NotFound(f"endpoint '{endpoint_id}' has no service bound as '{pool_id}'{hint}")
         service_id = yield self._store.unbind(endpoint_id, pool_id)
-        yield self._registry.unbind(endpoint_id, pool_id)
-        returnValue({"endpoint_id": endpoint_id, "pool_id": pool_id, "service_id": service_id})
+        yield _settled(self._registry.unbind(endpoint_id, pool_id))
+        return {"endpoint_id": endpoint_id, "pool_id": pool_id, "service_id": service_id}
 
-    def endpoint_deleted(self, endpoint_id):
+    def endpoint_deleted(self, endpoint_id: str) -> None:
         """
         The endpoint is gone from the store (with its bindings): forget them in
         the registry too. Reads the registry's own view, so a binding made while
@@ -272,7 +324,7 @@ class ServiceManager:
     # gateway start
 
     @inlineCallbacks
-    def load(self):
+    def load(self) -> Generator[Deferred[Any], Any, tuple[int, int]]:
         """
         Give the registry every stored service, then every binding. One service
         whose connector cannot be made is logged and skipped: the others, and
@@ -292,40 +344,44 @@ class ServiceManager:
         bindings = yield self._store.list_bindings()
         for binding in bindings:
             self._registry.bind(binding["endpoint_id"], binding["pool_id"], binding["service_id"])
-        returnValue((len(services), len(bindings)))
+        return (len(services), len(bindings))
 
     # test
 
     @inlineCallbacks
-    def test(self, service_id):
+    def test(self, service_id: str) -> Generator[Deferred[Any], Any, dict[str, float]]:
         """Fire with ``{"latency_ms": ...}``, or fail with a 502 carrying the backend's message."""
         from edgegw_tx.services.errors import ServiceError
 
         record = yield self.get(service_id)
         try:
-            result = yield self._registry.test(_connector(record))
+            result: dict[str, float] = yield self._registry.test(_connector(record))
         except ServiceError as e:
             raise ServiceTestFailed(e.message, kind=e.kind)
-        returnValue(result)
+        return result
 
     # internals
 
-    def _check_fields(self, payload):
+    def _check_fields(self, payload: Any) -> None:
+        """400 unless ``payload`` is an object of writable or read-only fields."""
         if not isinstance(payload, dict):
             raise BadRequest("the request body must be a JSON object")
         unknown = sorted(set(payload) - _WRITABLE - _READ_ONLY)
         if unknown:
             raise BadRequest(f"unknown field '{unknown[0]}'", field=unknown[0])
 
-    def _validate(self, service_type, given, name):
+    def _validate(self, service_type: str, given: Any, name: str) -> dict[str, Any]:
+        """The normalised config, or the 400 naming its first bad field."""
         config = _config_module()
         if not isinstance(given, dict):
             raise BadRequest("field 'config' must be an object", field="config")
         try:
-            return config.validate_config(service_type, given, name=name)
+            valid: dict[str, Any] = config.validate_config(service_type, given, name=name)
+            return valid
         except config.ConfigError as e:
             field = e.field or "config"
             raise BadRequest(f"field '{field}': {e.message}", field=field)
 
-    def _name_taken(self, name):
+    def _name_taken(self, name: str) -> Conflict:
+        """The 409 of a name another service has."""
         return Conflict(f"a service named '{name}' already exists (names ignore case)")

@@ -15,21 +15,31 @@ to 8 KiB), the answer's body (the first 1 MiB is kept, ``truncated`` says
 so) and the time (``timeout``, 30 s by default, at most 120 s).
 """
 
+from __future__ import annotations
+
 import base64
 import time
+from typing import TYPE_CHECKING, Any, Callable, Generator, Optional, Protocol as Structural, Union, cast
 
-from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks, returnValue, succeed
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks, succeed
 from twisted.internet.error import TimeoutError as ConnectTimeout
-from twisted.internet.protocol import Protocol
+from twisted.internet.interfaces import IConsumer, IPushProducer, IStreamClientEndpoint
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
-from twisted.web.client import Agent, HTTPConnectionPool, PotentialDataLoss, ResponseDone
+from twisted.python.failure import Failure
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone, URI
+from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
+from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer, IResponse
 from zope.interface import implementer
 
 from edgegw_tx.admin.errors import ApiError, BadRequest
 from edgegw_tx.admin.schema import PROBE_DEFAULT_TIMEOUT, PROBE_MAX_RESPONSE_BODY, TEST_REQUEST_INPUT
 from edgegw_tx.admin.validation import check_schema
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
 
 # The limits of a test request are the schema's (admin/schema.py).
 MAX_RESPONSE_BODY = PROBE_MAX_RESPONSE_BODY
@@ -39,6 +49,20 @@ IGNORED_HEADERS = frozenset(
     ("content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer",
      "proxy-connection")
 )
+
+# Where a data plane listens: what its listening port's ``getHost()`` gives.
+Address = Union[IPv4Address, IPv6Address, UNIXAddress]
+# A checked test request: method, path, header pairs, body (None: send none), timeout.
+TestRequest = tuple[str, str, list[tuple[str, str]], Optional[bytes], float]
+
+
+class BoundPort(Structural):
+    """What the probe needs of the data plane's listening port: where it listens."""
+
+    def getHost(self) -> Address:
+        """The address the port is bound to."""
+        ...
+
 
 class DataPlaneUnreachable(ApiError):
     """The data plane refused or dropped the connection: 502, like any upstream failure."""
@@ -58,7 +82,7 @@ def _headers_as_a_whole(path: list[object]) -> None:
         raise BadRequest(f"field 'headers' {TEST_REQUEST_INPUT['properties']['headers']['x-error']}", field="headers")
 
 
-def check_test_request(payload):
+def check_test_request(payload: Any) -> TestRequest:
     """
     The checked fields of a test request: ``(method, path, [(name, value)],
     body bytes or None, timeout)``; 400 naming the field otherwise.
@@ -74,7 +98,7 @@ def check_test_request(payload):
     return method, path, pairs, data, float(timeout)
 
 
-def client_endpoint(reactor, listen, address):
+def client_endpoint(reactor: Any, listen: str, address: Address) -> IStreamClientEndpoint:
     """
     A client endpoint that reaches the data plane listening as ``listen`` (its
     server endpoint string) at ``address`` (its port's ``getHost()``):
@@ -101,7 +125,7 @@ def client_endpoint(reactor, listen, address):
     return TCP4ClientEndpoint(reactor, host, address.port)
 
 
-def display_address(address):
+def display_address(address: Address) -> str:
     """``host:port`` (``[v6]:port``, ``unix:path``) of the data plane as it is reached."""
     if _is_unix(address):
         return "unix:" + str(address.name)
@@ -109,11 +133,12 @@ def display_address(address):
     return f"[{host}]:{address.port}" if ":" in host else f"{host}:{address.port}"
 
 
-def _is_unix(address):
+def _is_unix(address: Address) -> TypeIs[UNIXAddress]:
+    """A UNIX socket's address: a name and no port (told apart by shape, as any address with them is one)."""
     return getattr(address, "name", None) is not None and not hasattr(address, "port")
 
 
-def _loopback(host):
+def _loopback(host: str) -> str:
     """A wildcard interface is reached on loopback."""
     if host in ("0.0.0.0", ""):
         return "127.0.0.1"
@@ -126,10 +151,12 @@ def _loopback(host):
 class _OwnDataPlane:
     """Every URL leads to the data plane's own listener."""
 
-    def __init__(self, endpoint):
+    def __init__(self, endpoint: IStreamClientEndpoint) -> None:
+        """``endpoint`` reaches the data plane's listener."""
         self._endpoint = endpoint
 
-    def endpointForURI(self, uri):
+    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
+        """The data plane's endpoint, whatever ``uri`` names: the probe reaches nothing else."""
         return self._endpoint
 
 
@@ -137,40 +164,49 @@ class _OwnDataPlane:
 class _Bytes:
     """A request body known in advance, written at once."""
 
-    def __init__(self, data):
+    def __init__(self, data: bytes) -> None:
+        """``data`` is the whole body; its length goes in ``Content-Length``."""
         self._data = data
         self.length = len(data)
 
-    def startProducing(self, consumer):
+    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
+        """Write the whole body at once: it is at most 1 MiB and already in memory."""
         consumer.write(self._data)
         return succeed(None)
 
-    def pauseProducing(self):
-        pass
+    def pauseProducing(self) -> None:
+        """Nothing to pause: the body was written in one go."""
 
-    def resumeProducing(self):
-        pass
+    def resumeProducing(self) -> None:
+        """Nothing to resume: the body was written in one go."""
 
-    def stopProducing(self):
-        pass
+    def stopProducing(self) -> None:
+        """Nothing to stop: the body was written in one go."""
 
 
 class _CappedBody(Protocol):
     """Collects an answer's body up to ``limit`` bytes, then stops reading it."""
 
-    def __init__(self, limit):
+    def __init__(self, limit: int) -> None:
+        """Keep at most ``limit`` bytes; ``done`` fires with them."""
         self.limit = limit
-        self.chunks = []
+        self.chunks: list[bytes] = []
         self.size = 0
         self.received = 0
         self.truncated = False
-        self.done = Deferred(self._cancel)
+        self.done: Deferred[bytes] = Deferred(self._cancel)
 
-    def _cancel(self, _):
+    def _producer(self) -> IPushProducer:
+        """The body's transport: ``Agent`` delivers a body through a producer (``TransportProxyProducer``)."""
+        return cast(IPushProducer, self.transport)
+
+    def _cancel(self, _: Deferred[bytes]) -> None:
+        """A cancelled exchange (the timeout) stops reading the body."""
         if self.transport is not None:
-            self.transport.stopProducing()
+            self._producer().stopProducing()
 
-    def dataReceived(self, data):
+    def dataReceived(self, data: bytes) -> None:
+        """Count every byte, keep those that fit, stop reading at the first that does not."""
         self.received += len(data)
         if self.truncated:
             return
@@ -179,13 +215,14 @@ class _CappedBody(Protocol):
             self.chunks.append(data[:room])
             self.size = self.limit
             self.truncated = True
-            self.transport.stopProducing()
+            self._producer().stopProducing()
             self.done.callback(b"".join(self.chunks))
             return
         self.chunks.append(data)
         self.size += len(data)
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """The body ended: fire ``done`` with what was kept, unless cut short by an error."""
         if self.done.called:
             return
         if reason.check(ResponseDone, PotentialDataLoss):
@@ -199,7 +236,14 @@ class DataPlaneProbe:
 
     log = Logger()
 
-    def __init__(self, reactor, listen, data_plane_port, agent=None, now=time.perf_counter):
+    def __init__(
+        self,
+        reactor: Any,
+        listen: str,
+        data_plane_port: Callable[[], Deferred[BoundPort]],
+        agent: Optional[IAgent] = None,
+        now: Callable[[], float] = time.perf_counter,
+    ) -> None:
         """
         ``listen`` is the data plane's server endpoint string (``--listen``),
         ``data_plane_port()`` -> Deferred firing with its listening port once
@@ -210,15 +254,16 @@ class DataPlaneProbe:
         self._listen = listen
         self._data_plane_port = data_plane_port
         self._agent = agent
-        self._address = None
+        self._address: Optional[str] = None
         self._now = now
-        self._pool = None
+        self._pool: Optional[HTTPConnectionPool] = None
 
     @inlineCallbacks
-    def _agent_and_base(self):
+    def _agent_and_base(self) -> Generator[Deferred[Any], Any, tuple[IAgent, str]]:
+        """The HTTP client and the base URL of the data plane, once its port is bound."""
         if self._agent is not None:
-            returnValue((self._agent, "http://data-plane"))
-        port = yield self._data_plane_port()
+            return (self._agent, "http://data-plane")
+        port: BoundPort = yield self._data_plane_port()
         address = port.getHost()
         if self._pool is None:
             self._pool = HTTPConnectionPool(self._reactor, persistent=False)
@@ -226,10 +271,10 @@ class DataPlaneProbe:
         agent = Agent.usingEndpointFactory(self._reactor, _OwnDataPlane(endpoint), pool=self._pool)
         self._address = display_address(address)
         host = self._address if not self._address.startswith("unix:") else "localhost"
-        returnValue((agent, "http://" + host))
+        return (agent, "http://" + host)
 
     @inlineCallbacks
-    def send(self, payload):
+    def send(self, payload: Any) -> Generator[Deferred[Any], Any, dict[str, Any]]:
         """
         Check ``payload`` (``check_test_request``), send it, answer
         ``{status, reason, headers, body, body_encoding, body_bytes,
@@ -237,6 +282,8 @@ class DataPlaneProbe:
         reached, 504 when it does not answer within ``timeout``.
         """
         method, path, pairs, data, timeout = check_test_request(payload)
+        agent: IAgent
+        base: str
         agent, base = yield self._agent_and_base()
         url = base + path
         headers = Headers()
@@ -244,14 +291,17 @@ class DataPlaneProbe:
             headers.addRawHeader(name.encode("ascii"), value.encode("latin-1"))
         started = self._now()
         exchange = self._exchange(agent, method, url, headers, data)
-        timed_out = []
+        timed_out: list[bool] = []
 
-        def on_timeout(result, timeout_):
+        def on_timeout(result: Any, timeout_: float) -> Any:
             timed_out.append(True)
             return result
 
         exchange.addTimeout(timeout, self._reactor, onTimeoutCancel=on_timeout)
         try:
+            response: IResponse
+            body: bytes
+            protocol: _CappedBody
             response, body, protocol = yield exchange
         except (CancelledError, ConnectTimeout) as e:
             if timed_out or isinstance(e, ConnectTimeout):
@@ -266,35 +316,36 @@ class DataPlaneProbe:
             text, encoding = body.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
             text, encoding = base64.b64encode(body).decode("ascii"), "base64"
-        returnValue(
-            {
-                "status": response.code,
-                "reason": response.phrase.decode("latin-1") if response.phrase else "",
-                "headers": [
-                    [name.decode("latin-1"), value.decode("latin-1")]
-                    for name, values in response.headers.getAllRawHeaders()
-                    for value in values
-                ],
-                "body": text,
-                "body_encoding": encoding,
-                "body_bytes": protocol.received,
-                "truncated": protocol.truncated,
-                "elapsed_ms": round(elapsed, 3),
-                "url": url,
-            }
-        )
+        return {
+            "status": response.code,
+            "reason": response.phrase.decode("latin-1") if response.phrase else "",
+            "headers": [
+                [name.decode("latin-1"), value.decode("latin-1")]
+                for name, values in response.headers.getAllRawHeaders()
+                for value in values
+            ],
+            "body": text,
+            "body_encoding": encoding,
+            "body_bytes": protocol.received,
+            "truncated": protocol.truncated,
+            "elapsed_ms": round(elapsed, 3),
+            "url": url,
+        }
 
     @inlineCallbacks
-    def _exchange(self, agent, method, url, headers, data):
+    def _exchange(
+        self, agent: IAgent, method: str, url: str, headers: Headers, data: Optional[bytes]
+    ) -> Generator[Deferred[Any], Any, tuple[IResponse, bytes, _CappedBody]]:
+        """One request and its capped answer: ``(response, kept body, the body's protocol)``."""
         producer = _Bytes(data) if data is not None else None
         response = yield agent.request(method.encode("ascii"), url.encode("ascii"), headers, producer)
         protocol = _CappedBody(MAX_RESPONSE_BODY)
         response.deliverBody(protocol)
         body = yield protocol.done
-        returnValue((response, body, protocol))
+        return (response, body, protocol)
 
 
-def _reason(error):
+def _reason(error: BaseException) -> str:
     """A short, human reason of a client-side failure (ResponseFailed wraps the real ones)."""
     reasons = getattr(error, "reasons", None)
     if reasons:

@@ -10,9 +10,9 @@ Stop: close the listeners, drain every endpoint's workers, close the service
 connectors, close the store.
 
 With ``processes`` > 1 the data plane runs in that many processes
-(L{edgegw_tx.processes}): this one keeps the store, the management API, the
+(``edgegw_tx.processes``): this one keeps the store, the management API, the
 builder and the keys, binds the public socket for them and serves no public
-traffic itself; its managers get the stand-ins of L{edgegw_tx.processes.proxies}
+traffic itself; its managers get the stand-ins of ``edgegw_tx.processes.proxies``
 in place of the route table, the service registry and the worker pools.
 """
 
@@ -75,6 +75,8 @@ def pool_options(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 class GatewayRuntime(MultiService):
+    """Every plane of one gateway as one service tree, so ``twistd`` starts and stops them in order."""
+
     log = Logger()
 
     def __init__(
@@ -112,8 +114,8 @@ class GatewayRuntime(MultiService):
         ``registry`` replaces the service plane's ``ServiceRegistry`` (tests pass
         a fake); ``keep_versions`` is how many compiled versions of an endpoint
         are kept (``--keep-versions``); ``http`` is the data plane's HTTP layer
-        (``--http``): ``"httptools"`` (L{edgegw_tx.gateway.http}) or
-        ``"twisted"`` (the twisted.web resource of L{edgegw_tx.gateway.web});
+        (``--http``): ``"httptools"`` (``edgegw_tx.gateway.http``) or
+        ``"twisted"`` (the twisted.web resource of ``edgegw_tx.gateway.web``);
         ``processes`` is how many data-plane processes serve ``listen``
         (``--processes``; 1: this one), ``process_environ`` the environment
         they start from (this process's by default); as root, each endpoint's
@@ -121,17 +123,17 @@ class GatewayRuntime(MultiService):
         (``--worker-uids``, ``"FIRST-LAST"`` or a pair), unless ``worker_user``
         names one user all share (``--worker-user``: a name, ``uid`` or
         ``uid:gid``), see docs/isolation.md.
-        Raises L{edgegw_tx.workers.isolation.IsolationError} when util-linux's
+        Raises ``edgegw_tx.workers.isolation.IsolationError`` when util-linux's
         setsid, prlimit or setpriv or (as root) bubblewrap is missing, the user
         is unknown or the range malformed.  ``build_user`` (``--build-user``)
         is who cargo and rustc run as in the build sandbox when root;
-        L{edgegw_tx.build.sandbox.SandboxError} when that sandbox's tools are missing.
+        ``edgegw_tx.build.sandbox.SandboxError`` when that sandbox's tools are missing.
         ``http_limits`` are the data plane's limits (``--max-body``,
-        ``--header-timeout`` ...: L{edgegw_tx.gateway.front.data_plane_factory}),
+        ``--header-timeout`` ...: ``edgegw_tx.gateway.front.data_plane_factory``),
         ``admin_max_body`` the management API's body cap and
         ``admin_header_timeout`` and ``admin_body_timeout`` the seconds its
         request heads and bodies may take; docs/limits.md.
-        ``data_dir_lock`` is the L{DataDirLock} of ``data_dir`` when the
+        ``data_dir_lock`` is the ``DataDirLock`` of ``data_dir`` when the
         caller took it already (``twistd``, so that a second gateway is
         refused before it daemonises); otherwise start takes it first thing.
         The collaborators are built from the options above unless given (a
@@ -265,6 +267,7 @@ class GatewayRuntime(MultiService):
     def _make_pool(
         self, record: Mapping[str, Any], binary: str, log: Callable[[str, str], None], version: str | None = None
     ) -> Pool:
+        """The default ``pool_factory``: an endpoint's workers under its isolation and network policy."""
         sandbox = os.path.join(self.data_dir, "sandbox", record["id"])
         # The manager puts the endpoint's own uid in the record (UidAllocator).
         identity = self.isolation.identity(record.get("worker_uid"))
@@ -309,6 +312,7 @@ class GatewayRuntime(MultiService):
         return pool
 
     def startService(self) -> "Deferred[None]":
+        """Load the store, keys, services and domains, open the listeners, restore the endpoints."""
         # The listeners may be bound already (twistd's privilegedStartService):
         # until the keys and endpoints are loaded the API says it is starting.
         self.api.starting = True
@@ -344,10 +348,12 @@ class GatewayRuntime(MultiService):
             self.routes.restoring = restoring
 
     def _started(self, _: object) -> None:
+        """Everything is loaded: the API and the route table stop answering "starting"."""
         self.api.starting = False
         self._restoring(False)
 
     def _failed_to_start(self, failure: Failure) -> None:
+        """Log why and stop the reactor: a gateway half started serves nothing right."""
         if failure.check(StoreRefused):
             # A store it cannot use (a failed migration ...): the operator's one line, no traceback.
             self.log.error("edgegw could not start: {reason}", reason=str(failure.value))
@@ -356,6 +362,7 @@ class GatewayRuntime(MultiService):
         self._reactor.stop()
 
     def stopService(self) -> "Deferred[None]":
+        """Close the listeners, drain the workers, then close connectors, keys, store and lock."""
         d: Deferred[Any] = MultiService.stopService(self)
         d.addCallback(lambda _: gatherResults([self.manager.stop_all(), self._close_connections()]))
         d.addBoth(lambda result: self.network.close().addBoth(lambda _: result))

@@ -6,15 +6,21 @@ Every answer is the envelope of spec/API.md, ``{"ok": true, "data": ...}`` or
 with a generic message and the traceback goes to the log only.
 """
 
+from __future__ import annotations
+
 import json
 import math
-from typing import Callable
+from typing import TYPE_CHECKING, Any, cast, Callable, Generator, Mapping, Optional, Sequence
 from urllib.parse import unquote_to_bytes
 
 from klein import Klein
-from twisted.internet.defer import inlineCallbacks, returnValue, succeed
+from twisted.internet.defer import Deferred, inlineCallbacks, returnValue, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.web.resource import Resource
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Request
 from werkzeug.exceptions import MethodNotAllowed as RoutingMethodNotAllowed
 from werkzeug.exceptions import NotFound as RoutingNotFound
 
@@ -38,18 +44,28 @@ from edgegw_tx.admin.jsonbody import parse_json_body
 from edgegw_tx.admin.limits import IMPORT_MAX_BODY, MAX_BODY
 from edgegw_tx.admin.throttle import AuthThrottle
 from edgegw_tx.admin.ui import default_ui, is_ui_path
+from edgegw_tx.store.interface import Record
+
+if TYPE_CHECKING:
+    from edgegw_tx.admin.auth import KeyRing
+    from edgegw_tx.admin.domains import CollectionManager, DomainManager
+    from edgegw_tx.admin.manager import EndpointManager
+    from edgegw_tx.admin.probe import DataPlaneProbe
+    from edgegw_tx.admin.services import ServiceManager
 
 _READ_METHODS = (b"GET", b"HEAD")
 
 
-def _json(request, status, document):
+def _json(request: IRequest, status: int, document: Mapping[str, Any]) -> bytes:
+    """``document`` as the JSON answer with ``status``; never cached, it may hold secrets."""
     request.setResponseCode(status)
     request.setHeader(b"content-type", b"application/json")
     request.setHeader(b"cache-control", b"no-store")
     return json.dumps(document).encode("utf-8")
 
 
-def ok(request, data, status=200):
+def ok(request: IRequest, data: Any, status: int = 200) -> bytes:
+    """The success envelope ``{"ok": true, "data": ...}``."""
     return _json(request, status, {"ok": True, "data": data})
 
 
@@ -61,18 +77,18 @@ class AdminAPI:
 
     def __init__(
         self,
-        manager,
-        keys,
-        clock,
-        services=None,
-        domains=None,
-        collections=None,
-        refresh=None,
-        probe=None,
-        history=None,
-        ui=None,
-        isolation=None,
-    ):
+        manager: EndpointManager,
+        keys: KeyRing,
+        clock: IReactorTime,
+        services: Optional[ServiceManager] = None,
+        domains: Optional[DomainManager] = None,
+        collections: Optional[CollectionManager] = None,
+        refresh: Optional[Callable[[], "Deferred[Any]"]] = None,
+        probe: Optional[DataPlaneProbe] = None,
+        history: Optional[StatsHistory] = None,
+        ui: Optional[IResource] = None,
+        isolation: Optional[dict[str, Any]] = None,
+    ) -> None:
         """
         ``services`` is the ``ServiceManager``, ``domains`` and ``collections``
         the ``DomainManager`` and ``CollectionManager`` (admin/domains.py);
@@ -103,13 +119,13 @@ class AdminAPI:
         self._throttle = AuthThrottle(clock)
         self._started = clock.seconds()
 
-    def resource(self):
+    def resource(self) -> Resource:
         """The control plane's root: the API under ``/api/``, the Admin UI under ``/admin/``."""
         return _Utf8Paths(self.app.resource(), self._ui if self._ui is not None else default_ui())
 
     # plumbing
 
-    def _authorize(self, request):
+    def _authorize(self, request: Request) -> Record:
         """
         The key record of the request, or 401/403/429. The key is checked
         first, so a valid key always gets in, even from an address that others
@@ -145,7 +161,7 @@ class AdminAPI:
             raise Forbidden(f"the key '{record['name']}' has scope '{record['scope']}' and may only read")
         return record
 
-    def _endpoint_view(self, key: dict) -> Callable[[dict], dict]:
+    def _endpoint_view(self, key: Record) -> Callable[[Record], Record]:
         """
         How ``key`` sees endpoints: with an admin key as they are; with a read
         key every set ``settings.env`` value is shown as the services' mask
@@ -156,7 +172,8 @@ class AdminAPI:
         # Imported on use, like admin/services.py: the service plane's drivers may be missing.
         from edgegw_tx.services.config import MASK
 
-        def masked(record: dict) -> dict:
+        def masked(record: Record) -> Record:
+            """The endpoint's view with every set env value replaced by the mask."""
             view = self._manager.view(record)
             env = view["settings"].get("env") or {}
             view["settings"] = dict(view["settings"], env={k: MASK if v else v for k, v in env.items()})
@@ -164,42 +181,50 @@ class AdminAPI:
 
         return masked
 
-    def _service_manager(self):
+    def _service_manager(self) -> ServiceManager:
+        """The ``ServiceManager``, or 404 in a gateway without the service plane."""
         if self._services is None:
             raise NotFound("services are not available in this gateway")
         return self._services
 
-    def _body(self, request, limit=None):
+    def _body(self, request: Request, limit: Optional[int] = None) -> Any:
+        """The request's JSON body, at most ``limit`` bytes (413 beyond it, 400 when not JSON)."""
         if limit is None:
             # The cap of the site (--admin-max-body), which has refused larger bodies already.
             limit = getattr(getattr(request.channel, "site", None), "max_body", MAX_BODY)
+        # Twisted sets ``content`` before it renders, so it is never None here.
+        assert request.content is not None
         data = request.content.read(limit + 1)
         if len(data) > limit:
             raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
         return parse_json_body(data)
 
     @app.handle_errors(ApiError)
-    def _api_error(self, request, failure):
-        error = failure.value
+    def _api_error(self, request: IRequest, failure: Failure) -> bytes:
+        """An ``ApiError`` as its status and envelope, with its extra fields (``retry_after`` ...)."""
+        error = cast(ApiError, failure.value)
         document = {"ok": False, "error": error.message}
         document.update(error.extra)
         return _json(request, error.status, document)
 
     @app.handle_errors(RoutingNotFound)
-    def _not_found(self, request, failure):
+    def _not_found(self, request: IRequest, failure: Failure) -> bytes:
+        """No route has this path: 404 in the envelope, naming the path."""
         path = request.path.decode("utf-8", "replace")
         return _json(request, 404, {"ok": False, "error": f"no such API route: {path}"})
 
     @app.handle_errors(RoutingMethodNotAllowed)
-    def _method_not_allowed(self, request, failure):
-        allowed = sorted(failure.value.valid_methods or ())
+    def _method_not_allowed(self, request: IRequest, failure: Failure) -> bytes:
+        """A route has this path but not this method: 405 with ``Allow``."""
+        allowed = sorted(cast(RoutingMethodNotAllowed, failure.value).valid_methods or ())
         request.setHeader(b"allow", ", ".join(allowed).encode("ascii"))
         method = request.method.decode("ascii", "replace")
         path = request.path.decode("utf-8", "replace")
         return _json(request, 405, {"ok": False, "error": f"{method} is not allowed on {path}"})
 
     @app.handle_errors(Exception)
-    def _bug(self, request, failure):
+    def _bug(self, request: IRequest, failure: Failure) -> bytes:
+        """Anything else is a bug: 500 with a generic message, the traceback to the log only."""
         self.log.failure("Unhandled error in {path}", failure, path=request.path)
         return _json(request, 500, {"ok": False, "error": "internal error; see the gateway log"})
 
@@ -210,18 +235,19 @@ class AdminAPI:
     starting = False
 
     @app.route("/api/health", methods=["GET"])
-    def health(self, request):
+    def health(self, request: IRequest) -> bytes:
+        """Up, or 503 while starting; no key needed (a load balancer's probe)."""
         if self.starting:
             request.setHeader(b"retry-after", b"1")
             return _json(request, 503, {"ok": False, "data": {"status": "starting", "version": __version__},
                                         "error": "the gateway is starting"})
-        health = {"status": "healthy", "version": __version__}
+        health: dict[str, Any] = {"status": "healthy", "version": __version__}
         if self._isolation is not None:
             health["isolation"] = self._isolation
         return ok(request, health)
 
     @app.route("/api/openapi.json", methods=["GET"])
-    def openapi_document(self, request):
+    def openapi_document(self, request: IRequest) -> bytes:
         """The OpenAPI 3.1 document of this API (``openapi.py``), bare; like health, no key needed."""
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
@@ -229,7 +255,8 @@ class AdminAPI:
 
     @app.route("/api/endpoints", methods=["GET"])
     @inlineCallbacks
-    def list_endpoints(self, request):
+    def list_endpoints(self, request: Request) -> Generator["Deferred[Any]", Any, bytes]:
+        """One page of endpoints, filtered by ``domain``, ``collection_id`` and ``enabled``; env masked for read keys."""
         key = self._authorize(request)
         records = yield self._manager.list()
         args = _query(request)
@@ -248,14 +275,16 @@ class AdminAPI:
 
     @app.route("/api/endpoints", methods=["POST"])
     @inlineCallbacks
-    def create_endpoint(self, request):
+    def create_endpoint(self, request: Request) -> Generator["Deferred[Any]", Any, bytes]:
+        """A new endpoint from its JSON body (201); it is compiled and started by its own calls."""
         self._authorize(request)
         record = yield self._manager.create(self._body(request))
         returnValue(ok(request, self._manager.view(record), status=201))
 
     @app.route("/api/endpoints/<endpoint_id>", methods=["GET"])
     @inlineCallbacks
-    def get_endpoint(self, request, endpoint_id):
+    def get_endpoint(self, request: Request, endpoint_id: str) -> Generator["Deferred[Any]", Any, bytes]:
+        """One endpoint with its live workers; env masked for read keys."""
         key = self._authorize(request)
         record = yield self._manager.get(endpoint_id)
         yield self._refresh()
@@ -263,7 +292,8 @@ class AdminAPI:
 
     @app.route("/api/endpoints/<endpoint_id>", methods=["PUT"])
     @inlineCallbacks
-    def update_endpoint(self, request, endpoint_id):
+    def update_endpoint(self, request: Request, endpoint_id: str) -> Generator["Deferred[Any]", Any, bytes]:
+        """Change an endpoint; a running one follows the change (admin/manager.py)."""
         self._authorize(request)
         record = yield self._manager.update(endpoint_id, self._body(request))
         yield self._refresh()
@@ -271,14 +301,16 @@ class AdminAPI:
 
     @app.route("/api/endpoints/<endpoint_id>", methods=["DELETE"])
     @inlineCallbacks
-    def delete_endpoint(self, request, endpoint_id):
+    def delete_endpoint(self, request: Request, endpoint_id: str) -> Generator["Deferred[Any]", Any, bytes]:
+        """Stop and forget an endpoint, its bindings and the binaries no other endpoint uses."""
         self._authorize(request)
         record = yield self._manager.delete(endpoint_id)
         returnValue(ok(request, {"id": record["id"], "deleted": True}))
 
     @app.route("/api/endpoints/<endpoint_id>/compile", methods=["POST"])
     @inlineCallbacks
-    def compile_endpoint(self, request, endpoint_id):
+    def compile_endpoint(self, request: Request, endpoint_id: str) -> Generator["Deferred[Any]", Any, bytes]:
+        """Build the endpoint's code with cargo and answer the record with the build's digest and time."""
         self._authorize(request)
         record, build = yield self._manager.compile(endpoint_id)
         yield self._refresh()
@@ -293,7 +325,7 @@ class AdminAPI:
 
     @app.route("/api/endpoints/<endpoint_id>/<any(start, stop, restart):action>", methods=["POST"])
     @inlineCallbacks
-    def endpoint_lifecycle(self, request, endpoint_id, action):
+    def endpoint_lifecycle(self, request: Request, endpoint_id: str, action: str) -> Generator["Deferred[Any]", Any, bytes]:
         """start, stop and restart: each answers the record with its status and pids."""
         self._authorize(request)
         change = {
@@ -307,7 +339,7 @@ class AdminAPI:
 
     @app.route("/api/endpoints/<endpoint_id>/versions", methods=["GET"])
     @inlineCallbacks
-    def endpoint_versions(self, request, endpoint_id):
+    def endpoint_versions(self, request: Request, endpoint_id: str) -> Generator["Deferred[Any]", Any, bytes]:
         """Its compiled versions, newest first, with ``live`` and ``current`` flags."""
         self._authorize(request)
         versions = yield self._manager.versions(endpoint_id)
@@ -315,7 +347,7 @@ class AdminAPI:
 
     @app.route("/api/endpoints/<endpoint_id>/rollback", methods=["POST"])
     @inlineCallbacks
-    def rollback_endpoint(self, request, endpoint_id):
+    def rollback_endpoint(self, request: Request, endpoint_id: str) -> Generator["Deferred[Any]", Any, bytes]:
         """Serve an earlier version, ``{"version": digest}``, without compiling."""
         self._authorize(request)
         record = yield self._manager.rollback(endpoint_id, self._body(request))
@@ -324,7 +356,8 @@ class AdminAPI:
 
     @app.route("/api/endpoints/<endpoint_id>/logs", methods=["GET"])
     @inlineCallbacks
-    def endpoint_logs(self, request, endpoint_id):
+    def endpoint_logs(self, request: Request, endpoint_id: str) -> Generator["Deferred[Any]", Any, bytes]:
+        """The workers' stderr lines, those after ``?since=`` (seconds since the epoch) when given."""
         self._authorize(request)
         yield self._manager.get(endpoint_id)
         since = None
@@ -340,19 +373,22 @@ class AdminAPI:
 
     # domains, collections and stats (admin/domains.py)
 
-    def _domain_manager(self):
+    def _domain_manager(self) -> DomainManager:
+        """The ``DomainManager``, or 404 in a gateway without one."""
         if self._domains is None:
             raise NotFound("domains are not available in this gateway")
         return self._domains
 
-    def _collection_manager(self):
+    def _collection_manager(self) -> CollectionManager:
+        """The ``CollectionManager``, or 404 in a gateway without one."""
         if self._collections is None:
             raise NotFound("collections are not available in this gateway")
         return self._collections
 
     @app.route("/api/stats", methods=["GET"])
     @inlineCallbacks
-    def stats(self, request):
+    def stats(self, request: Request) -> Generator["Deferred[Any]", Any, bytes]:
+        """Endpoints by status, request counters and workers over the running pools (``gateway_stats``)."""
         self._authorize(request)
         records = yield self._manager.list()
         uptime = self._clock.seconds() - self._started
@@ -361,7 +397,7 @@ class AdminAPI:
 
     @app.route("/api/stats/history", methods=["GET"])
     @inlineCallbacks
-    def stats_history(self, request):
+    def stats_history(self, request: Request) -> Generator["Deferred[Any]", Any, bytes]:
         """The last minutes of request counts and latencies, per endpoint and in all (admin/history.py)."""
         self._authorize(request)
         args = _query(request)
@@ -379,7 +415,7 @@ class AdminAPI:
 
     @app.route("/api/test-request", methods=["POST"])
     @inlineCallbacks
-    def test_request(self, request):
+    def test_request(self, request: Request) -> Generator["Deferred[Any]", Any, bytes]:
         """Send a request to this gateway's data plane and answer what it answered (admin/probe.py)."""
         self._authorize(request)
         if self._probe is None:
@@ -389,35 +425,39 @@ class AdminAPI:
 
     @app.route("/api/domains", methods=["GET"])
     @inlineCallbacks
-    def list_domains(self, request):
+    def list_domains(self, request: Request) -> Generator["Deferred[Any]", Any, bytes]:
+        """One page of domains."""
         self._authorize(request)
         records = yield self._domain_manager().list()
         returnValue(ok(request, _paged(_query(request), records, dict)))
 
     @app.route("/api/domains", methods=["POST"])
     @inlineCallbacks
-    def create_domain(self, request):
+    def create_domain(self, request: Request) -> Generator["Deferred[Any]", Any, bytes]:
+        """A new domain (201)."""
         self._authorize(request)
         record = yield self._domain_manager().create(self._body(request))
         returnValue(ok(request, record, status=201))
 
     @app.route("/api/domains/<domain_id>", methods=["GET"])
     @inlineCallbacks
-    def get_domain(self, request, domain_id):
+    def get_domain(self, request: Request, domain_id: str) -> Generator["Deferred[Any]", Any, bytes]:
+        """One domain."""
         self._authorize(request)
         record = yield self._domain_manager().get(domain_id)
         returnValue(ok(request, record))
 
     @app.route("/api/domains/<domain_id>", methods=["PUT"])
     @inlineCallbacks
-    def update_domain(self, request, domain_id):
+    def update_domain(self, request: Request, domain_id: str) -> Generator["Deferred[Any]", Any, bytes]:
+        """Change a domain; its endpoints' routes follow."""
         self._authorize(request)
         record = yield self._domain_manager().update(domain_id, self._body(request))
         returnValue(ok(request, record))
 
     @app.route("/api/domains/<domain_id>", methods=["DELETE"])
     @inlineCallbacks
-    def delete_domain(self, request, domain_id):
+    def delete_domain(self, request: Request, domain_id: str) -> Generator["Deferred[Any]", Any, bytes]:
         """409 while it has endpoints or collections, unless ``?cascade=true``."""
         self._authorize(request)
         cascade = _flag(_query(request), "cascade")
@@ -426,7 +466,8 @@ class AdminAPI:
 
     @app.route("/api/domains/<domain_id>/collections", methods=["GET"])
     @inlineCallbacks
-    def domain_collections(self, request, domain_id):
+    def domain_collections(self, request: Request, domain_id: str) -> Generator["Deferred[Any]", Any, bytes]:
+        """One page of a domain's collections (404 for an unknown domain)."""
         self._authorize(request)
         yield self._domain_manager().get(domain_id)
         records = yield self._collection_manager().list(domain_id)
@@ -434,35 +475,39 @@ class AdminAPI:
 
     @app.route("/api/collections", methods=["GET"])
     @inlineCallbacks
-    def list_collections(self, request):
+    def list_collections(self, request: Request) -> Generator["Deferred[Any]", Any, bytes]:
+        """One page of collections, those of ``?domain_id=`` when given."""
         self._authorize(request)
         records = yield self._collection_manager().list(_query(request).get("domain_id") or None)
         returnValue(ok(request, _paged(_query(request), records, dict)))
 
     @app.route("/api/collections", methods=["POST"])
     @inlineCallbacks
-    def create_collection(self, request):
+    def create_collection(self, request: Request) -> Generator["Deferred[Any]", Any, bytes]:
+        """A new collection (201)."""
         self._authorize(request)
         record = yield self._collection_manager().create(self._body(request))
         returnValue(ok(request, record, status=201))
 
     @app.route("/api/collections/<collection_id>", methods=["GET"])
     @inlineCallbacks
-    def get_collection(self, request, collection_id):
+    def get_collection(self, request: Request, collection_id: str) -> Generator["Deferred[Any]", Any, bytes]:
+        """One collection."""
         self._authorize(request)
         record = yield self._collection_manager().get(collection_id)
         returnValue(ok(request, record))
 
     @app.route("/api/collections/<collection_id>", methods=["PUT"])
     @inlineCallbacks
-    def update_collection(self, request, collection_id):
+    def update_collection(self, request: Request, collection_id: str) -> Generator["Deferred[Any]", Any, bytes]:
+        """Change a collection; its endpoints' routes follow."""
         self._authorize(request)
         record = yield self._collection_manager().update(collection_id, self._body(request))
         returnValue(ok(request, record))
 
     @app.route("/api/collections/<collection_id>", methods=["DELETE"])
     @inlineCallbacks
-    def delete_collection(self, request, collection_id):
+    def delete_collection(self, request: Request, collection_id: str) -> Generator["Deferred[Any]", Any, bytes]:
         """409 while it has endpoints, unless ``?cascade=true``."""
         self._authorize(request)
         cascade = _flag(_query(request), "cascade")
@@ -471,7 +516,8 @@ class AdminAPI:
 
     @app.route("/api/collections/<collection_id>/endpoints", methods=["GET"])
     @inlineCallbacks
-    def collection_endpoints(self, request, collection_id):
+    def collection_endpoints(self, request: Request, collection_id: str) -> Generator["Deferred[Any]", Any, bytes]:
+        """One page of a collection's endpoints; env masked for read keys."""
         key = self._authorize(request)
         records = yield self._collection_manager().endpoints(collection_id)
         yield self._refresh()
@@ -481,14 +527,15 @@ class AdminAPI:
 
     @app.route("/api/endpoints/<endpoint_id>/services", methods=["GET"])
     @inlineCallbacks
-    def endpoint_services(self, request, endpoint_id):
+    def endpoint_services(self, request: Request, endpoint_id: str) -> Generator["Deferred[Any]", Any, bytes]:
+        """The names under which the endpoint's handlers reach services."""
         self._authorize(request)
         bindings = yield self._service_manager().bindings(endpoint_id)
         returnValue(ok(request, bindings))
 
     @app.route("/api/endpoints/<endpoint_id>/services", methods=["POST"])
     @inlineCallbacks
-    def bind_service(self, request, endpoint_id):
+    def bind_service(self, request: Request, endpoint_id: str) -> Generator["Deferred[Any]", Any, bytes]:
         """201 for a new name, 200 when the name was bound and now points elsewhere."""
         self._authorize(request)
         services = self._service_manager()
@@ -498,7 +545,7 @@ class AdminAPI:
 
     @app.route("/api/endpoints/<endpoint_id>/services/<pool_id>", methods=["DELETE"])
     @inlineCallbacks
-    def unbind_service(self, request, endpoint_id, pool_id):
+    def unbind_service(self, request: Request, endpoint_id: str, pool_id: str) -> Generator["Deferred[Any]", Any, bytes]:
         """By the binding's name, not the service id: one service may be bound under two names."""
         self._authorize(request)
         binding = yield self._service_manager().unbind(endpoint_id, pool_id)
@@ -507,14 +554,16 @@ class AdminAPI:
     # API keys: the plaintext is in the POST answer only; lists never show it
 
     @app.route("/api/keys", methods=["GET"])
-    def list_keys(self, request):
+    def list_keys(self, request: Request) -> bytes:
+        """One page of API keys without their secrets; ``current`` marks the caller's own."""
         current = self._authorize(request)
         items = [dict(view, current=view["id"] == current["id"]) for view in self._keys.list()]
         return ok(request, _paged(_query(request), items, lambda item: item))
 
     @app.route("/api/keys", methods=["POST"])
     @inlineCallbacks
-    def create_key(self, request):
+    def create_key(self, request: Request) -> Generator["Deferred[Any]", Any, bytes]:
+        """A new key (201): its plaintext is in this answer only."""
         self._authorize(request)
         name, scope = check_new_key(self._body(request))
         record, plaintext = yield self._keys.create(name, scope)
@@ -522,7 +571,7 @@ class AdminAPI:
 
     @app.route("/api/keys/<key_id>", methods=["DELETE"])
     @inlineCallbacks
-    def delete_key(self, request, key_id):
+    def delete_key(self, request: Request, key_id: str) -> Generator["Deferred[Any]", Any, bytes]:
         """The key is refused from the next request on; never the last admin key (409)."""
         self._authorize(request)
         view = yield self._keys.revoke(key_id)
@@ -532,7 +581,8 @@ class AdminAPI:
 
     @app.route("/api/services", methods=["GET"])
     @inlineCallbacks
-    def list_services(self, request):
+    def list_services(self, request: Request) -> Generator["Deferred[Any]", Any, bytes]:
+        """One page of services, those of ``?service_type=`` when given; secrets masked."""
         self._authorize(request)
         services = self._service_manager()
         records = yield services.list()
@@ -543,7 +593,8 @@ class AdminAPI:
 
     @app.route("/api/services", methods=["POST"])
     @inlineCallbacks
-    def create_service(self, request):
+    def create_service(self, request: Request) -> Generator["Deferred[Any]", Any, bytes]:
+        """A new service (201); secrets masked in the answer."""
         self._authorize(request)
         services = self._service_manager()
         record = yield services.create(self._body(request))
@@ -551,7 +602,8 @@ class AdminAPI:
 
     @app.route("/api/services/<service_id>", methods=["GET"])
     @inlineCallbacks
-    def get_service(self, request, service_id):
+    def get_service(self, request: Request, service_id: str) -> Generator["Deferred[Any]", Any, bytes]:
+        """One service; secrets masked."""
         self._authorize(request)
         services = self._service_manager()
         record = yield services.get(service_id)
@@ -559,7 +611,8 @@ class AdminAPI:
 
     @app.route("/api/services/<service_id>", methods=["PUT"])
     @inlineCallbacks
-    def update_service(self, request, service_id):
+    def update_service(self, request: Request, service_id: str) -> Generator["Deferred[Any]", Any, bytes]:
+        """Change a service (never its ``service_type``); its connector is configured anew."""
         self._authorize(request)
         services = self._service_manager()
         record = yield services.update(service_id, self._body(request))
@@ -567,14 +620,15 @@ class AdminAPI:
 
     @app.route("/api/services/<service_id>", methods=["DELETE"])
     @inlineCallbacks
-    def delete_service(self, request, service_id):
+    def delete_service(self, request: Request, service_id: str) -> Generator["Deferred[Any]", Any, bytes]:
+        """Forget a service (409 while it is bound)."""
         self._authorize(request)
         record = yield self._service_manager().delete(service_id)
         returnValue(ok(request, {"id": record["id"], "deleted": True}))
 
     @app.route("/api/services/<service_id>/test", methods=["POST"])
     @inlineCallbacks
-    def test_service(self, request, service_id):
+    def test_service(self, request: Request, service_id: str) -> Generator["Deferred[Any]", Any, bytes]:
         """200 with ``latency_ms``, or 502 with the backend's message (and its ``kind``)."""
         self._authorize(request)
         result = yield self._service_manager().test(service_id)
@@ -582,7 +636,7 @@ class AdminAPI:
 
     # imports (admin/imports.py): bodies up to IMPORT_MAX_BODY
 
-    def _importer(self):
+    def _importer(self) -> Importer:
         """One ``Importer`` per API, made on first use: its lock serialises imports."""
         importer = self.__dict__.get("_imports")
         if importer is None:
@@ -593,14 +647,16 @@ class AdminAPI:
 
     @app.route("/api/import/openapi", methods=["POST"])
     @inlineCallbacks
-    def import_openapi(self, request):
+    def import_openapi(self, request: Request) -> Generator["Deferred[Any]", Any, bytes]:
+        """Endpoints from an OpenAPI document (admin/imports.py), bodies up to ``IMPORT_MAX_BODY``."""
         self._authorize(request)
         result = yield self._importer().openapi(self._body(request, IMPORT_MAX_BODY))
         returnValue(ok(request, result))
 
     @app.route("/api/import/bundle", methods=["POST"])
     @inlineCallbacks
-    def import_bundle(self, request):
+    def import_bundle(self, request: Request) -> Generator["Deferred[Any]", Any, bytes]:
+        """Endpoints from a zip bundle of a spec and Rust handlers (admin/imports.py)."""
         self._authorize(request)
         options = bundle_options(request)
         data = bundle_bytes(request, IMPORT_MAX_BODY)
@@ -608,12 +664,12 @@ class AdminAPI:
         returnValue(ok(request, result))
 
 
-def _client_address(request):
+def _client_address(request: Request) -> str:
     """The peer's IP (never a forwarded header: it is the client's to forge); one bucket for UNIX sockets."""
     return getattr(request.getClientAddress(), "host", None) or "local"
 
 
-def _bearer_token(request):
+def _bearer_token(request: Request) -> str:
     """The key of ``Authorization: Bearer <key>``, trimmed; 401 when there is none."""
     header = request.getHeader(b"authorization") or ""
     if isinstance(header, bytes):
@@ -632,7 +688,7 @@ def _bearer_token(request):
     return token
 
 
-def _flag(args, name):
+def _flag(args: Mapping[str, str], name: str) -> bool:
     """A ``true``/``false`` query parameter (absent: false); 400 for anything else."""
     value = args.get(name, "false") or "false"
     if value not in ("true", "false"):
@@ -640,12 +696,13 @@ def _flag(args, name):
     return value == "true"
 
 
-def _query(request):
+def _query(request: Request) -> dict[str, str]:
+    """The query's last value of each name, as text."""
     # Names too may be any bytes (?%ff=1): replaced, never a 500.
     return {k.decode("utf-8", "replace"): v[-1].decode("utf-8", "replace") for k, v in request.args.items()}
 
 
-def _cross_site(request):
+def _cross_site(request: Request) -> Optional[str]:
     """
     Why a browser sent this request from another site, or None: a
     ``Sec-Fetch-Site`` other than same-origin/none, or an ``Origin`` that is
@@ -663,7 +720,7 @@ def _cross_site(request):
     return None
 
 
-def _paged(args, records, view):
+def _paged(args: Mapping[str, str], records: Sequence[Any], view: Callable[[Any], Any]) -> dict[str, Any]:
     """One page of ``records`` as ``{items, total, page, limit, pages}``."""
     page = _positive_int(args, "page", 1)
     limit = _positive_int(args, "limit", 100)
@@ -678,7 +735,8 @@ def _paged(args, records, view):
     }
 
 
-def _positive_int(args, name, default):
+def _positive_int(args: Mapping[str, str], name: str, default: int) -> int:
+    """A query parameter that must be a whole number >= 1 (absent: ``default``); 400 otherwise."""
     if not args.get(name):
         return default
     try:
@@ -699,16 +757,21 @@ class _Utf8Paths(Resource):
 
     isLeaf = True
 
-    def __init__(self, api_resource, ui=None):
-        super().__init__()
+    def __init__(self, api_resource: IResource, ui: Optional[IResource] = None) -> None:
+        """``api_resource`` is Klein's, ``ui`` the Admin UI's (None: no UI)."""
+        Resource.__init__(self)
         self._api = api_resource
         self._ui = ui
 
-    def render(self, request):
+    def render(self, request: Request) -> bytes | int:
+        """The API's or the UI's answer, or the envelope's 400 for a path that is not UTF-8."""
         try:
             unquote_to_bytes(request.path).decode("utf-8")
         except UnicodeDecodeError:
             return _json(request, 400, {"ok": False, "error": "the request path is not UTF-8"})
         if self._ui is not None and is_ui_path(request.path):
-            return self._ui.render(request)
-        return self._api.render(request)
+            answer: bytes | int = self._ui.render(request)
+        else:
+            # ``NOT_DONE_YET`` (an int) from Klein when a route answers later.
+            answer = self._api.render(request)
+        return answer

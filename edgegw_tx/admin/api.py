@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, cast, Callable, Generator, Mapping, Optio
 from urllib.parse import unquote_to_bytes
 
 from klein import Klein
-from twisted.internet.defer import Deferred, inlineCallbacks, returnValue, succeed
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -271,7 +271,7 @@ class AdminAPI:
             wanted = args["enabled"] == "true"
             records = [r for r in records if r["enabled"] == wanted]
         yield self._refresh()
-        returnValue(ok(request, _paged(args, records, self._endpoint_view(key))))
+        return ok(request, _paged(args, records, self._endpoint_view(key)))
 
     @app.route("/api/endpoints", methods=["POST"])
     @inlineCallbacks
@@ -279,7 +279,7 @@ class AdminAPI:
         """A new endpoint from its JSON body (201); it is compiled and started by its own calls."""
         self._authorize(request)
         record = yield self._manager.create(self._body(request))
-        returnValue(ok(request, self._manager.view(record), status=201))
+        return ok(request, self._manager.view(record), status=201)
 
     @app.route("/api/endpoints/<endpoint_id>", methods=["GET"])
     @inlineCallbacks
@@ -288,7 +288,7 @@ class AdminAPI:
         key = self._authorize(request)
         record = yield self._manager.get(endpoint_id)
         yield self._refresh()
-        returnValue(ok(request, self._endpoint_view(key)(record)))
+        return ok(request, self._endpoint_view(key)(record))
 
     @app.route("/api/endpoints/<endpoint_id>", methods=["PUT"])
     @inlineCallbacks
@@ -297,7 +297,7 @@ class AdminAPI:
         self._authorize(request)
         record = yield self._manager.update(endpoint_id, self._body(request))
         yield self._refresh()
-        returnValue(ok(request, self._manager.view(record)))
+        return ok(request, self._manager.view(record))
 
     @app.route("/api/endpoints/<endpoint_id>", methods=["DELETE"])
     @inlineCallbacks
@@ -305,7 +305,7 @@ class AdminAPI:
         """Stop and forget an endpoint, its bindings and the binaries no other endpoint uses."""
         self._authorize(request)
         record = yield self._manager.delete(endpoint_id)
-        returnValue(ok(request, {"id": record["id"], "deleted": True}))
+        return ok(request, {"id": record["id"], "deleted": True})
 
     @app.route("/api/endpoints/<endpoint_id>/compile", methods=["POST"])
     @inlineCallbacks
@@ -321,7 +321,7 @@ class AdminAPI:
             "seconds": round(build.seconds, 3),
             "dependencies": list(build.dependencies),
         }
-        returnValue(ok(request, data))
+        return ok(request, data)
 
     @app.route("/api/endpoints/<endpoint_id>/<any(start, stop, restart):action>", methods=["POST"])
     @inlineCallbacks
@@ -335,7 +335,7 @@ class AdminAPI:
         }[action]
         record = yield change(endpoint_id)
         yield self._refresh()
-        returnValue(ok(request, self._manager.view(record)))
+        return ok(request, self._manager.view(record))
 
     @app.route("/api/endpoints/<endpoint_id>/versions", methods=["GET"])
     @inlineCallbacks
@@ -343,7 +343,7 @@ class AdminAPI:
         """Its compiled versions, newest first, with ``live`` and ``current`` flags."""
         self._authorize(request)
         versions = yield self._manager.versions(endpoint_id)
-        returnValue(ok(request, _paged(_query(request), versions, dict)))
+        return ok(request, _paged(_query(request), versions, dict))
 
     @app.route("/api/endpoints/<endpoint_id>/rollback", methods=["POST"])
     @inlineCallbacks
@@ -352,7 +352,7 @@ class AdminAPI:
         self._authorize(request)
         record = yield self._manager.rollback(endpoint_id, self._body(request))
         yield self._refresh()
-        returnValue(ok(request, self._manager.view(record)))
+        return ok(request, self._manager.view(record))
 
     @app.route("/api/endpoints/<endpoint_id>/logs", methods=["GET"])
     @inlineCallbacks
@@ -369,7 +369,7 @@ class AdminAPI:
                 raise BadRequest("query parameter 'since' must be a time in seconds since the epoch")
             if not math.isfinite(since):
                 raise BadRequest("query parameter 'since' must be a finite number")
-        returnValue(ok(request, {"lines": self._manager.logs(endpoint_id, since)}))
+        return ok(request, {"lines": self._manager.logs(endpoint_id, since)})
 
     # domains, collections and stats (admin/domains.py)
 
@@ -393,7 +393,7 @@ class AdminAPI:
         records = yield self._manager.list()
         uptime = self._clock.seconds() - self._started
         yield self._refresh()
-        returnValue(ok(request, gateway_stats(records, self._manager.pool_stats(), uptime)))
+        return ok(request, gateway_stats(records, self._manager.pool_stats(), uptime))
 
     @app.route("/api/stats/history", methods=["GET"])
     @inlineCallbacks
@@ -411,7 +411,7 @@ class AdminAPI:
             wanted = [args["endpoint_id"]]
             if wanted[0] not in names:
                 raise NotFound(f"no endpoint with id '{wanted[0]}'")
-        returnValue(ok(request, self.history.view(names, wanted, top)))
+        return ok(request, self.history.view(names, wanted, top))
 
     @app.route("/api/test-request", methods=["POST"])
     @inlineCallbacks
@@ -421,7 +421,7 @@ class AdminAPI:
         if self._probe is None:
             raise NotFound("test requests are not available in this gateway")
         result = yield self._probe.send(self._body(request))
-        returnValue(ok(request, result))
+        return ok(request, result)
 
     @app.route("/api/domains", methods=["GET"])
     @inlineCallbacks
@@ -429,7 +429,7 @@ class AdminAPI:
         """One page of domains."""
         self._authorize(request)
         records = yield self._domain_manager().list()
-        returnValue(ok(request, _paged(_query(request), records, dict)))
+        return ok(request, _paged(_query(request), records, dict))
 
     @app.route("/api/domains", methods=["POST"])
     @inlineCallbacks
@@ -437,7 +437,7 @@ class AdminAPI:
         """A new domain (201)."""
         self._authorize(request)
         record = yield self._domain_manager().create(self._body(request))
-        returnValue(ok(request, record, status=201))
+        return ok(request, record, status=201)
 
     @app.route("/api/domains/<domain_id>", methods=["GET"])
     @inlineCallbacks
@@ -445,7 +445,7 @@ class AdminAPI:
         """One domain."""
         self._authorize(request)
         record = yield self._domain_manager().get(domain_id)
-        returnValue(ok(request, record))
+        return ok(request, record)
 
     @app.route("/api/domains/<domain_id>", methods=["PUT"])
     @inlineCallbacks
@@ -453,7 +453,7 @@ class AdminAPI:
         """Change a domain; its endpoints' routes follow."""
         self._authorize(request)
         record = yield self._domain_manager().update(domain_id, self._body(request))
-        returnValue(ok(request, record))
+        return ok(request, record)
 
     @app.route("/api/domains/<domain_id>", methods=["DELETE"])
     @inlineCallbacks
@@ -462,7 +462,7 @@ class AdminAPI:
         self._authorize(request)
         cascade = _flag(_query(request), "cascade")
         record = yield self._domain_manager().delete(domain_id, cascade=cascade)
-        returnValue(ok(request, {"id": record["id"], "deleted": True, "cascaded": record["cascaded"]}))
+        return ok(request, {"id": record["id"], "deleted": True, "cascaded": record["cascaded"]})
 
     @app.route("/api/domains/<domain_id>/collections", methods=["GET"])
     @inlineCallbacks
@@ -471,7 +471,7 @@ class AdminAPI:
         self._authorize(request)
         yield self._domain_manager().get(domain_id)
         records = yield self._collection_manager().list(domain_id)
-        returnValue(ok(request, _paged(_query(request), records, dict)))
+        return ok(request, _paged(_query(request), records, dict))
 
     @app.route("/api/collections", methods=["GET"])
     @inlineCallbacks
@@ -479,7 +479,7 @@ class AdminAPI:
         """One page of collections, those of ``?domain_id=`` when given."""
         self._authorize(request)
         records = yield self._collection_manager().list(_query(request).get("domain_id") or None)
-        returnValue(ok(request, _paged(_query(request), records, dict)))
+        return ok(request, _paged(_query(request), records, dict))
 
     @app.route("/api/collections", methods=["POST"])
     @inlineCallbacks
@@ -487,7 +487,7 @@ class AdminAPI:
         """A new collection (201)."""
         self._authorize(request)
         record = yield self._collection_manager().create(self._body(request))
-        returnValue(ok(request, record, status=201))
+        return ok(request, record, status=201)
 
     @app.route("/api/collections/<collection_id>", methods=["GET"])
     @inlineCallbacks
@@ -495,7 +495,7 @@ class AdminAPI:
         """One collection."""
         self._authorize(request)
         record = yield self._collection_manager().get(collection_id)
-        returnValue(ok(request, record))
+        return ok(request, record)
 
     @app.route("/api/collections/<collection_id>", methods=["PUT"])
     @inlineCallbacks
@@ -503,7 +503,7 @@ class AdminAPI:
         """Change a collection; its endpoints' routes follow."""
         self._authorize(request)
         record = yield self._collection_manager().update(collection_id, self._body(request))
-        returnValue(ok(request, record))
+        return ok(request, record)
 
     @app.route("/api/collections/<collection_id>", methods=["DELETE"])
     @inlineCallbacks
@@ -512,7 +512,7 @@ class AdminAPI:
         self._authorize(request)
         cascade = _flag(_query(request), "cascade")
         record = yield self._collection_manager().delete(collection_id, cascade=cascade)
-        returnValue(ok(request, {"id": record["id"], "deleted": True, "cascaded": record["cascaded"]}))
+        return ok(request, {"id": record["id"], "deleted": True, "cascaded": record["cascaded"]})
 
     @app.route("/api/collections/<collection_id>/endpoints", methods=["GET"])
     @inlineCallbacks
@@ -521,7 +521,7 @@ class AdminAPI:
         key = self._authorize(request)
         records = yield self._collection_manager().endpoints(collection_id)
         yield self._refresh()
-        returnValue(ok(request, _paged(_query(request), records, self._endpoint_view(key))))
+        return ok(request, _paged(_query(request), records, self._endpoint_view(key)))
 
     # bindings: the names under which an endpoint's handlers reach services
 
@@ -531,7 +531,7 @@ class AdminAPI:
         """The names under which the endpoint's handlers reach services."""
         self._authorize(request)
         bindings = yield self._service_manager().bindings(endpoint_id)
-        returnValue(ok(request, bindings))
+        return ok(request, bindings)
 
     @app.route("/api/endpoints/<endpoint_id>/services", methods=["POST"])
     @inlineCallbacks
@@ -541,7 +541,7 @@ class AdminAPI:
         services = self._service_manager()
         binding, replaced = yield services.bind(endpoint_id, self._body(request))
         data = dict(binding, replaced=replaced)
-        returnValue(ok(request, data, status=200 if replaced is not None else 201))
+        return ok(request, data, status=200 if replaced is not None else 201)
 
     @app.route("/api/endpoints/<endpoint_id>/services/<pool_id>", methods=["DELETE"])
     @inlineCallbacks
@@ -549,7 +549,7 @@ class AdminAPI:
         """By the binding's name, not the service id: one service may be bound under two names."""
         self._authorize(request)
         binding = yield self._service_manager().unbind(endpoint_id, pool_id)
-        returnValue(ok(request, dict(binding, deleted=True)))
+        return ok(request, dict(binding, deleted=True))
 
     # API keys: the plaintext is in the POST answer only; lists never show it
 
@@ -567,7 +567,7 @@ class AdminAPI:
         self._authorize(request)
         name, scope = check_new_key(self._body(request))
         record, plaintext = yield self._keys.create(name, scope)
-        returnValue(ok(request, dict(self._keys.view(record), key=plaintext), status=201))
+        return ok(request, dict(self._keys.view(record), key=plaintext), status=201)
 
     @app.route("/api/keys/<key_id>", methods=["DELETE"])
     @inlineCallbacks
@@ -575,7 +575,7 @@ class AdminAPI:
         """The key is refused from the next request on; never the last admin key (409)."""
         self._authorize(request)
         view = yield self._keys.revoke(key_id)
-        returnValue(ok(request, dict(view, deleted=True)))
+        return ok(request, dict(view, deleted=True))
 
     # services
 
@@ -589,7 +589,7 @@ class AdminAPI:
         args = _query(request)
         if args.get("service_type"):
             records = [r for r in records if r["service_type"] == args["service_type"]]
-        returnValue(ok(request, _paged(args, records, services.view)))
+        return ok(request, _paged(args, records, services.view))
 
     @app.route("/api/services", methods=["POST"])
     @inlineCallbacks
@@ -598,7 +598,7 @@ class AdminAPI:
         self._authorize(request)
         services = self._service_manager()
         record = yield services.create(self._body(request))
-        returnValue(ok(request, services.view(record), status=201))
+        return ok(request, services.view(record), status=201)
 
     @app.route("/api/services/<service_id>", methods=["GET"])
     @inlineCallbacks
@@ -607,7 +607,7 @@ class AdminAPI:
         self._authorize(request)
         services = self._service_manager()
         record = yield services.get(service_id)
-        returnValue(ok(request, services.view(record)))
+        return ok(request, services.view(record))
 
     @app.route("/api/services/<service_id>", methods=["PUT"])
     @inlineCallbacks
@@ -616,7 +616,7 @@ class AdminAPI:
         self._authorize(request)
         services = self._service_manager()
         record = yield services.update(service_id, self._body(request))
-        returnValue(ok(request, services.view(record)))
+        return ok(request, services.view(record))
 
     @app.route("/api/services/<service_id>", methods=["DELETE"])
     @inlineCallbacks
@@ -624,7 +624,7 @@ class AdminAPI:
         """Forget a service (409 while it is bound)."""
         self._authorize(request)
         record = yield self._service_manager().delete(service_id)
-        returnValue(ok(request, {"id": record["id"], "deleted": True}))
+        return ok(request, {"id": record["id"], "deleted": True})
 
     @app.route("/api/services/<service_id>/test", methods=["POST"])
     @inlineCallbacks
@@ -632,7 +632,7 @@ class AdminAPI:
         """200 with ``latency_ms``, or 502 with the backend's message (and its ``kind``)."""
         self._authorize(request)
         result = yield self._service_manager().test(service_id)
-        returnValue(ok(request, result))
+        return ok(request, result)
 
     # imports (admin/imports.py): bodies up to IMPORT_MAX_BODY
 
@@ -651,7 +651,7 @@ class AdminAPI:
         """Endpoints from an OpenAPI document (admin/imports.py), bodies up to ``IMPORT_MAX_BODY``."""
         self._authorize(request)
         result = yield self._importer().openapi(self._body(request, IMPORT_MAX_BODY))
-        returnValue(ok(request, result))
+        return ok(request, result)
 
     @app.route("/api/import/bundle", methods=["POST"])
     @inlineCallbacks
@@ -661,7 +661,7 @@ class AdminAPI:
         options = bundle_options(request)
         data = bundle_bytes(request, IMPORT_MAX_BODY)
         result = yield self._importer().bundle(data, options)
-        returnValue(ok(request, result))
+        return ok(request, result)
 
 
 def _client_address(request: Request) -> str:

@@ -32,28 +32,67 @@ Decisions, so a re-import is predictable:
   YAML aliases are refused (a few aliases can expand into gigabytes).
 """
 
+from __future__ import annotations
+
 import functools
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from email import message_from_bytes
-from typing import Any
+from email.message import Message
+from typing import IO, TYPE_CHECKING, Any, Generator, Optional, TypedDict, TypeVar, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 from referencing.exceptions import Unresolvable
-from twisted.internet.defer import DeferredLock, inlineCallbacks, returnValue
+from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks
 from twisted.internet.threads import deferToThreadPool
+from twisted.web.iweb import IRequest
 
-from edgegw_tx.admin.bundles import read_bundle
-from edgegw_tx.admin.domains import join_path
+from edgegw_tx.admin.bundles import Bundle, read_bundle
+from edgegw_tx.admin.domains import CollectionManager, DomainManager, join_path
 from edgegw_tx.admin.errors import ApiError, BadRequest, NotFound, PayloadTooLarge, Unprocessable
 from edgegw_tx.admin.stubs import is_untouched_stub, stub_code
 from edgegw_tx.admin.schema import HOST, IMPORT_OPENAPI, MAX_CODE, MAX_DESCRIPTION, MAX_NAME
 from edgegw_tx.admin.validation import UNSAFE_IN_NAME, check_schema, schema_errors
 from edgegw_tx.paths import PatternError, parse_pattern
+from edgegw_tx.store.interface import Record
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
+    from openapi_spec_validator.validation.validators import SpecValidator
+
+    from edgegw_tx.admin.manager import EndpointManager
+
+_T = TypeVar("_T")
+# A parsed spec: the JSON value of its text (an object at the top).
+Spec = dict[str, Any]
+# What an import answers (created, updated, … endpoints): a JSON object.
+Result = dict[str, Any]
+
+
+class TargetOptions(TypedDict):
+    """Where an import puts its endpoints: the domain, and the collection (named or created)."""
+
+    domain: Optional[str]
+    collection_id: Optional[str]
+    create_collection: bool
+
+
+class OpenAPIOptions(TargetOptions):
+    """The checked body of ``POST /api/import/openapi``: the target and the spec's text."""
+
+    spec: str
+
+
+class BundleOptions(TargetOptions):
+    """The checked query of ``POST /api/import/bundle``: the target, and whether to compile and start."""
+
+    compile: bool
+    start: bool
+
 
 MAX_OPERATIONS = 1000
 MAX_SPEC_CHARS = 16 * 1024 * 1024
@@ -73,11 +112,15 @@ _METHODS = ("get", "put", "post", "delete", "options", "head", "patch")
 # parsing and validating a spec (runs in a thread)
 
 
-def _loader_base():
-    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+if TYPE_CHECKING:
+    # For the checker: libyaml's loader has the same constructor and resolver.
+    _LoaderBase = yaml.SafeLoader
+else:
+    # libyaml's loader when PyYAML was built with it (it parses about 10x faster).
+    _LoaderBase = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _SpecLoader(_loader_base()):
+class _SpecLoader(_LoaderBase):
     """
     YAML 1.1 safe loading, less three surprises for a spec: dates stay
     strings, mapping keys are strings (``200:`` is the status ``"200"``), and
@@ -86,10 +129,11 @@ class _SpecLoader(_loader_base()):
 
     yaml_implicit_resolvers = {
         first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-        for first, resolvers in _loader_base().yaml_implicit_resolvers.items()
+        for first, resolvers in _LoaderBase.yaml_implicit_resolvers.items()
     }
 
-    def construct_object(self, node, deep=False):
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """A node constructed twice is an alias (or a merge key): refused, it could expand without end."""
         if node in self.constructed_objects or node in self.recursive_objects:
             raise SpecError(
                 "the spec uses YAML aliases or merge keys (*name, <<), which are not supported; "
@@ -98,12 +142,14 @@ class _SpecLoader(_loader_base()):
             )
         return super().construct_object(node, deep)
 
-    def construct_mapping(self, node, deep=False):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        """A mapping whose keys are strings, as JSON's are (``200:`` is ``"200"``)."""
         mapping = super().construct_mapping(node, deep)
         return {_key(k): v for k, v in mapping.items()}
 
 
-def _key(key):
+def _key(key: object) -> str:
+    """A YAML mapping key as JSON would write it."""
     if isinstance(key, bool):
         return "true" if key else "false"
     if key is None:
@@ -114,7 +160,8 @@ def _key(key):
 class SpecError(Exception):
     """The spec cannot be imported; ``message`` says why, ``path`` where (a JSON pointer)."""
 
-    def __init__(self, message, mark=None, path=None):
+    def __init__(self, message: str, mark: Optional[yaml.Mark] = None, path: Optional[str] = None) -> None:
+        """``mark`` (where the YAML parser stopped) adds the line and column to ``message``."""
         if mark is not None:
             message += f" (line {mark.line + 1}, column {mark.column + 1})"
         super().__init__(message)
@@ -122,16 +169,21 @@ class SpecError(Exception):
         self.path = path
 
 
-def _pointer(parts):
+def _pointer(parts: Iterable[object]) -> str:
+    """The JSON pointer (``#/a/b~1c``) of a path into the spec."""
     return "#/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
-def _validator(base):
-    class Local(base):
-        # No handlers: no $ref may reach a URL or a file.
-        resolver_handlers = {}
+def _validator(base: type[SpecValidator]) -> type[SpecValidator]:
+    """``base`` (one OpenAPI version's validator) that resolves only references inside the spec."""
 
-        def iter_errors(self):
+    # A class made from whichever validator is given; the checker needs a static base.
+    class Local(base):  # type: ignore[valid-type,misc]
+        # No handlers: no $ref may reach a URL or a file.
+        resolver_handlers: dict[str, Any] = {}
+
+        def iter_errors(self) -> Iterator[ValidationError]:
+            """The spec's errors, first one first."""
             # The library's iter_errors is an lru_cache keyed by the validator,
             # which would keep every imported spec alive: the same steps, uncached.
             yield from self.schema_validator.iter_errors(self.schema)
@@ -141,7 +193,7 @@ def _validator(base):
 
 
 @functools.cache
-def _validators():
+def _validators() -> dict[str, type[SpecValidator]]:
     """
     The OpenAPI validators, imported on the first import of a spec: the
     library and what it pulls in (jsonschema, pydantic) weigh about 30 MB of
@@ -158,7 +210,7 @@ _BRACKETS = re.compile(r"[\[\]{}]")
 _DEEP_BLOCK = re.compile(r"^[ \t?:-]{%d}" % MAX_BLOCK_COLUMNS, re.MULTILINE)
 
 
-def check_nesting(text):
+def check_nesting(text: str) -> None:
     """
     ``SpecError`` when YAML ``text`` could nest deeper than libyaml handles
     safely: its composer recurses on the C stack (a few ten thousand levels
@@ -175,12 +227,13 @@ def check_nesting(text):
         raise SpecError(f"the spec indents or nests a line more than {MAX_BLOCK_COLUMNS} columns deep")
 
 
-def _yaml(text):
+def _yaml(text: str) -> Any:
+    """The YAML document of ``text``, refused first when it nests too deeply for libyaml."""
     check_nesting(text)
     return yaml.load(text, Loader=_SpecLoader)
 
 
-def parse_text(text):
+def parse_text(text: str) -> Spec:
     """The spec text (JSON or YAML) as a dict; ``SpecError`` when it is neither, or not an object."""
     try:
         stripped = text.lstrip()
@@ -207,7 +260,7 @@ def parse_text(text):
     return document
 
 
-def validate_spec(spec):
+def validate_spec(spec: Spec) -> None:
     """``SpecError`` with the validator's first error and its location, unless ``spec`` is valid 3.0 or 3.1."""
     version = spec.get("openapi")
     if not isinstance(version, str):
@@ -248,23 +301,24 @@ class Operation:
     description: str
 
     @property
-    def key(self):
+    def key(self) -> str:
         """What the operation is known by: its operationId, else its generated name."""
         return self.operation_id or self.name
 
 
-def _text(value):
+def _text(value: object) -> str:
     """Spec text fit for the store: a string, lone surrogates (valid JSON, not UTF-8) replaced."""
     if not isinstance(value, str):
         return ""
     return value.encode("utf-8", "replace").decode("utf-8")
 
 
-def _slug(path):
+def _slug(path: str) -> str:
+    """A path as a name's part: ``/pets/{id}`` → ``pets_id``."""
     return re.sub(r"[^a-z0-9]+", "_", path.lower()).strip("_") or "root"
 
 
-def _resolve(spec, item):
+def _resolve(spec: Spec, item: Any) -> Any:
     """A path item, following one local ``$ref`` (``#/components/pathItems/...``)."""
     ref = item.get("$ref") if isinstance(item, dict) else None
     if not isinstance(ref, str) or not ref.startswith("#/"):
@@ -278,10 +332,10 @@ def _resolve(spec, item):
     return node if isinstance(node, dict) else {}
 
 
-def operations(spec):
+def operations(spec: Spec) -> list[Operation]:
     """The spec's operations in order; ``SpecError`` naming a path the gateway cannot route."""
-    found = []
-    routes = {}
+    found: list[Operation] = []
+    routes: dict[tuple[str, str], Operation] = {}
     for raw_path, item in (spec.get("paths") or {}).items():
         item = _resolve(spec, item)
         if not isinstance(item, dict):
@@ -322,14 +376,14 @@ def operations(spec):
     return found
 
 
-def load_spec(text):
+def load_spec(text: str) -> tuple[Spec, list[Operation]]:
     """Parse, validate and list the operations of spec ``text``: ``(spec, operations)``."""
     spec = parse_text(text)
     validate_spec(spec)
     return spec, operations(spec)
 
 
-def base_path(spec):
+def base_path(spec: Spec) -> str:
     """The path of the first server URL (server variables at their defaults), no trailing ``/``."""
     servers = spec.get("servers")
     if not isinstance(servers, list) or not servers or not isinstance(servers[0], dict):
@@ -339,7 +393,8 @@ def base_path(spec):
         return ""
     variables = servers[0].get("variables") or {}
 
-    def default(match):
+    def default(match: re.Match[str]) -> str:
+        """A server variable's default, or nothing."""
         variable = variables.get(match.group(1))
         return str(variable.get("default", "")) if isinstance(variable, dict) else ""
 
@@ -353,24 +408,24 @@ def base_path(spec):
 # matching bundle files to operations
 
 
-def snake_case(name):
+def snake_case(name: str) -> str:
     """``getPetById`` → ``get_pet_by_id``; ``HTTPStatus`` → ``http_status``."""
     name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
     name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
     return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower()
 
 
-def match_handlers(ops, files):
+def match_handlers(ops: Sequence[Operation], files: Mapping[str, bytes]) -> tuple[dict[str, str], list[str]]:
     """
     ``({operation key: file name}, [unmatched file names])``. A file matches
     by its stem, ``<operationId>.rs`` or ``<snake_case>.rs``, at the bundle's
     root or in ``handlers/``; the exact operationId before the snake case and
     ``handlers/`` before the root. Each file serves one operation at most.
     """
-    taken = set()
-    matched = {}
+    taken: set[str] = set()
+    matched: dict[str, str] = {}
     for op in ops:
-        stems = []
+        stems: list[str] = []
         for stem in (op.key, snake_case(op.key)):
             if stem and stem not in stems:
                 stems.append(stem)
@@ -387,7 +442,8 @@ def match_handlers(ops, files):
 # the request side
 
 
-def _flag(value, name):
+def _flag(value: str, name: str) -> bool:
+    """A boolean query parameter: ``true``/``1``, ``false``/``0``/empty; 400 otherwise."""
     if value in ("true", "1"):
         return True
     if value in ("false", "0", ""):
@@ -395,7 +451,8 @@ def _flag(value, name):
     raise BadRequest(f"query parameter '{name}' must be true or false", field=name)
 
 
-def _domain(value, name, where="field"):
+def _domain(value: object, name: str, where: str = "field") -> str:
+    """A host to import into, normalised; 400 naming ``name`` when it is no host."""
     if not isinstance(value, str):
         raise BadRequest(f"{where} '{name}' must be a string", field=name)
     if schema_errors(HOST, value):
@@ -403,7 +460,7 @@ def _domain(value, name, where="field"):
     return value.strip().lower()
 
 
-def openapi_options(payload):
+def openapi_options(payload: Any) -> OpenAPIOptions:
     """The checked body of ``POST /api/import/openapi``."""
     if not isinstance(payload, dict):
         raise BadRequest("the request body must be a JSON object with a 'spec' field")
@@ -430,7 +487,7 @@ def _collection_or_create(payload: dict[str, Any]) -> Callable[[list[object]], N
     return refine
 
 
-def bundle_options(request):
+def bundle_options(request: IRequest) -> BundleOptions:
     """
     The query of ``POST /api/import/bundle``, read from the URI itself: Twisted
     merges multipart form fields into ``request.args``.
@@ -440,7 +497,9 @@ def bundle_options(request):
         args = parse_qs(query.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
         raise BadRequest("the query string is not UTF-8")
-    options = {"domain": None, "collection_id": None, "create_collection": False, "compile": False, "start": False}
+    options: BundleOptions = {
+        "domain": None, "collection_id": None, "create_collection": False, "compile": False, "start": False
+    }
     for name, values in args.items():
         if name not in BUNDLE_PARAMETERS:
             raise BadRequest(f"unknown query parameter '{name}'", field=name)
@@ -449,8 +508,12 @@ def bundle_options(request):
             options["domain"] = _domain(value, name, "query parameter") if value else None
         elif name == "collection_id":
             options["collection_id"] = value or None
+        elif name == "create_collection":
+            options["create_collection"] = _flag(value, name)
+        elif name == "compile":
+            options["compile"] = _flag(value, name)
         else:
-            options[name] = _flag(value, name)
+            options["start"] = _flag(value, name)
     if options["create_collection"] and options["collection_id"]:
         raise BadRequest(
             "query parameter 'create_collection' cannot be true when 'collection_id' names a collection",
@@ -459,7 +522,8 @@ def bundle_options(request):
     return options
 
 
-def _content_size(content):
+def _content_size(content: IO[bytes]) -> int:
+    """The size of a request body, without reading it (the read position is kept)."""
     position = content.tell()
     content.seek(0, 2)
     size = content.tell()
@@ -467,20 +531,23 @@ def _content_size(content):
     return size
 
 
-def form_field(body, content_type, name):
+def form_field(body: bytes, content_type: str, name: str) -> list[bytes]:
     """The values of field ``name`` of a multipart/form-data ``body``; 400 when it is no such form."""
     head = b"MIME-Version: 1.0\r\nContent-Type: " + content_type.encode("latin-1") + b"\r\n\r\n"
     message = message_from_bytes(head + body)
     if not message.is_multipart():
         raise BadRequest("the body is not a multipart/form-data form with parts", field="bundle")
+    # A multipart message's payload is the list of its parts; a part's decoded
+    # payload is its bytes (None when the part is itself multipart).
+    parts = cast("list[Message]", message.get_payload())
     return [
-        part.get_payload(decode=True) or b""
-        for part in message.get_payload()
+        cast(Optional[bytes], part.get_payload(decode=True)) or b""
+        for part in parts
         if part.get_param("name", header="content-disposition") == name
     ]
 
 
-def bundle_bytes(request, limit):
+def bundle_bytes(request: IRequest, limit: int) -> bytes:
     """
     The zip of ``POST /api/import/bundle``: the multipart form field ``bundle``,
     or the raw body. The form is read here, not by Twisted (the admin site
@@ -514,19 +581,22 @@ def bundle_bytes(request, limit):
     return data
 
 
-def _spec_error(e, field="spec"):
+def _spec_error(e: SpecError, field: str = "spec") -> BadRequest:
+    """The 400 of a spec that cannot be imported, naming the request's field and the spec's path."""
     extra = {"field": field}
     if e.path:
         extra["path"] = e.path
     return BadRequest(e.message, **extra)
 
 
-def _check_size(text, what):
+def _check_size(text: str, what: str) -> None:
+    """413 for a spec longer than ``MAX_SPEC_CHARS``: parsing it would hold the thread too long."""
     if len(text) > MAX_SPEC_CHARS:
         raise PayloadTooLarge(f"{what} is longer than {MAX_SPEC_CHARS // (1024 * 1024)} MiB")
 
 
-def _parse_spec(text):
+def _parse_spec(text: str) -> tuple[Spec, list[Operation]]:
+    """The spec of ``POST /api/import/openapi`` and its operations (in a thread); 400 or 413 otherwise."""
     _check_size(text, "field 'spec'")
     try:
         return load_spec(text)
@@ -534,7 +604,8 @@ def _parse_spec(text):
         raise _spec_error(e)
 
 
-def _parse_bundle(data):
+def _parse_bundle(data: bytes) -> tuple[Bundle, Spec, list[Operation]]:
+    """The bundle, its spec and operations (in a thread); the 400 of a bad spec names its entry."""
     bundle = read_bundle(data)
     _check_size(bundle.spec_text, f"the spec '{bundle.spec_name}'")
     try:
@@ -550,7 +621,13 @@ def _parse_bundle(data):
 class Importer:
     """Turns specs and bundles into endpoints through the ``EndpointManager``."""
 
-    def __init__(self, manager, domains=None, collections=None, reactor=None):
+    def __init__(
+        self,
+        manager: EndpointManager,
+        domains: Optional[DomainManager] = None,
+        collections: Optional[CollectionManager] = None,
+        reactor: Any = None,
+    ) -> None:
         """
         ``domains`` (``DomainManager``) and ``collections`` (``CollectionManager``)
         are needed only by imports that name a collection or create one.
@@ -564,28 +641,34 @@ class Importer:
         # One import writes at a time: two re-imports of one spec cannot both create.
         self._lock = DeferredLock()
 
-    def _in_thread(self, f, *args):
+    def _in_thread(self, f: Callable[..., _T], *args: Any) -> Deferred[_T]:
+        """``f(*args)`` in the reactor's thread pool: parsing is CPU work that grows with the spec."""
         return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), f, *args)
 
     @inlineCallbacks
-    def openapi(self, payload):
+    def openapi(self, payload: Any) -> Generator[Deferred[Any], Any, Result]:
         """``POST /api/import/openapi`` with its JSON body."""
         options = openapi_options(payload)
         spec, ops = yield self._in_thread(_parse_spec, options["spec"])
+        result: Result
         result, _ = yield self._lock.run(self._import, spec, ops, {}, options)
-        returnValue(result)
+        return result
 
     @inlineCallbacks
-    def bundle(self, data, options):
+    def bundle(self, data: bytes, options: BundleOptions) -> Generator[Deferred[Any], Any, Result]:
         """``POST /api/import/bundle`` with the zip's bytes and ``bundle_options``."""
+        bundle: Bundle
+        spec: Spec
+        ops: list[Operation]
         bundle, spec, ops = yield self._in_thread(_parse_bundle, data)
         matched, unmatched = match_handlers(ops, bundle.handlers)
-        errors = []
-        codes = {}
+        errors: list[dict[str, str]] = []
+        codes: dict[str, str] = {}
         for op in ops:
             name = matched.get(op.key)
             if name is None:
                 continue
+            problem: Optional[str]
             try:
                 code = bundle.handlers[name].decode("utf-8-sig")
             except UnicodeDecodeError as e:
@@ -597,22 +680,33 @@ class Importer:
                 errors.append({"operation": op.key, "file": name, "stage": "read", "message": f"{name} is {problem}"})
             else:
                 codes[op.key] = code
+        result: Result
+        records: dict[str, Record]
         result, records = yield self._lock.run(self._import, spec, ops, codes, options)
         result.update(matched=matched, unmatched_files=unmatched, compiled=[], started=[], errors=errors)
         if options["compile"] or options["start"]:
             yield self._deploy(ops, matched, records, result, options["start"])
-        returnValue(result)
+        return result
 
     # writing endpoints
 
     @inlineCallbacks
-    def _import(self, spec, ops, codes, options):
+    def _import(
+        self, spec: Spec, ops: Sequence[Operation], codes: Mapping[str, str], options: TargetOptions
+    ) -> Generator[Deferred[Any], Any, tuple[Result, dict[str, Record]]]:
+        """
+        Create or update the endpoint of each operation (module docstring),
+        under the import lock: ``(result, {operation key: record})``.
+        """
+        domain: str
+        collection: Optional[Record]
+        base: str
         domain, collection, base = yield self._target(spec, options)
         collection_id = collection["id"] if collection else None
-        existing = yield self._manager.list()
+        existing: list[Record] = yield self._manager.list()
         routes = {(r["domain"], r["method"], r["path_shape"]): r for r in existing}
-        result = {"created": [], "updated": [], "unchanged": [], "collection": collection_id, "endpoints": []}
-        records = {}
+        result: Result = {"created": [], "updated": [], "unchanged": [], "collection": collection_id, "endpoints": []}
+        records: dict[str, Record] = {}
         for op in ops:
             shape = parse_pattern(join_path(base, op.path)).shape
             record = routes.get((domain, op.method, shape))
@@ -630,7 +724,7 @@ class Importer:
                 record = yield self._manager.create(payload)
                 result["created"].append(record["name"])
             else:
-                changes = {}
+                changes: dict[str, Any] = {}
                 if record["description"] != op.description:
                     changes["description"] = op.description
                 if code is None and is_untouched_stub(record["code"]):
@@ -651,12 +745,19 @@ class Importer:
             result["endpoints"].append(
                 {"id": record["id"], "name": record["name"], "method": record["method"], "path": record["path"]}
             )
-        returnValue((result, records))
+        return (result, records)
 
     @inlineCallbacks
-    def _deploy(self, ops, matched, records, result, start):
+    def _deploy(
+        self,
+        ops: Sequence[Operation],
+        matched: Mapping[str, str],
+        records: Mapping[str, Record],
+        result: Result,
+        start: bool,
+    ) -> Generator[Deferred[Any], Any, None]:
         """Compile each endpoint that got a bundle file, then start (or restart) those that compiled."""
-        compiled = []
+        compiled: list[tuple[dict[str, str], Record]] = []
         for op in ops:
             name = matched.get(op.key)
             if name is None:
@@ -690,17 +791,19 @@ class Importer:
     # where the endpoints go
 
     @inlineCallbacks
-    def _target(self, spec, options):
+    def _target(
+        self, spec: Spec, options: TargetOptions
+    ) -> Generator[Deferred[Any], Any, tuple[str, Optional[Record], str]]:
         """
         ``(effective domain, collection record or None, its base path)``: the
         collection's domain wins when it has one (another ``domain`` is a 400);
         a host no domain record has yet gets one.
         """
         domain = options["domain"]
-        collection = None
+        collection: Optional[Record] = None
         if options["collection_id"] is not None:
             collection = yield self._collection(options["collection_id"])
-            host = yield self._host_of(collection)
+            host: Optional[str] = yield self._host_of(collection)
             if host is not None:
                 if domain is not None and domain != host:
                     raise BadRequest(
@@ -714,16 +817,19 @@ class Importer:
         if options["create_collection"]:
             collection = yield self._collection_for(spec, domain)
         base = collection.get("base_path") or "" if collection else ""
-        returnValue((domain or "*", collection, base))
+        return (domain or "*", collection, base)
 
-    def _need(self, manager, field):
+    def _need(self, manager: Optional[CollectionManager], field: str) -> CollectionManager:
+        """The collections, or a 400 about ``field`` in a gateway built without them."""
         if manager is None:
             raise BadRequest(f"field '{field}': collections are not available in this gateway", field=field)
         return manager
 
     @inlineCallbacks
-    def _collection(self, collection_id):
+    def _collection(self, collection_id: str) -> Generator[Deferred[Any], Any, Record]:
+        """The collection an import names; 400 (not 404: it is a field of the body) when there is none."""
         collections = self._need(self._collections, "collection_id")
+        collection: Optional[Record]
         try:
             collection = yield collections.get(collection_id)
         except NotFound:
@@ -732,50 +838,52 @@ class Importer:
             raise BadRequest(
                 f"field 'collection_id': no collection with id '{collection_id}'", field="collection_id"
             )
-        returnValue(collection)
+        return collection
 
     @inlineCallbacks
-    def _host_of(self, collection):
+    def _host_of(self, collection: Record) -> Generator[Deferred[Any], Any, Optional[str]]:
+        """The host of the collection's domain; None when it has none (it serves on every host)."""
         domain_id = collection.get("domain_id")
         if domain_id is None or self._domains is None:
-            returnValue(None)
+            return None
+        domain: Optional[Record]
         try:
             domain = yield self._domains.get(domain_id)
         except NotFound:
             domain = None
-        returnValue(domain["host"] if domain else None)
+        return domain["host"] if domain else None
 
     @inlineCallbacks
-    def _domain_record(self, host):
+    def _domain_record(self, host: str) -> Generator[Deferred[Any], Any, Optional[Record]]:
         """The domain record of ``host``, created when missing; None for ``*`` without one."""
         if self._domains is None:
-            returnValue(None)
-        domain = yield self._domains.by_host(host)
+            return None
+        domain: Optional[Record] = yield self._domains.by_host(host)
         if domain is None and host != "*":
             domain = yield self._domains.create({"host": host})
-        returnValue(domain)
+        return domain
 
     @inlineCallbacks
-    def _collection_for(self, spec, host):
+    def _collection_for(self, spec: Spec, host: Optional[str]) -> Generator[Deferred[Any], Any, Record]:
         """The collection named after ``info.title`` on ``host``'s domain: found, updated or created."""
         collections = self._need(self._collections, "create_collection")
         domain_id = None
         if host is not None:
-            domain = yield self._domain_record(host)
+            domain: Optional[Record] = yield self._domain_record(host)
             domain_id = domain["id"] if domain else None
         info = spec.get("info") or {}
         name = _text(info.get("title")).strip()[:MAX_NAME] or "Imported API"
         summary = _text(info.get("summary") or info.get("description")).strip()[:1000]
         fields = {"base_path": base_path(spec), "description": summary}
-        existing = yield collections.list(domain_id=domain_id)
+        existing: list[Record] = yield collections.list(domain_id=domain_id)
         for collection in existing:
             if collection.get("domain_id") == domain_id and collection.get("name") == name:
                 changes = {k: v for k, v in fields.items() if collection.get(k) != v}
                 if changes:
                     collection = yield collections.update(collection["id"], changes)
-                returnValue(collection)
+                return collection
         payload = dict(fields, name=name)
         if domain_id is not None:
             payload["domain_id"] = domain_id
-        collection = yield collections.create(payload)
-        returnValue(collection)
+        created: Record = yield collections.create(payload)
+        return created

@@ -290,3 +290,37 @@ class UILimitsTests(unittest.SynchronousTestCase):
             for name in names:
                 with open(os.path.join(directory, name), encoding="utf-8") as f:
                     self.assertNotRegex(f.read(), r"maxlength:\s*\d", name)
+
+
+class ServiceSchemaTests(unittest.SynchronousTestCase):
+    """The services' config schema is built from ``services.config.FIELDS``, its one source."""
+
+    def test_every_field_of_the_table_is_published(self) -> None:
+        """Each type's config in the document has the table's fields, required ones, ranges and choices."""
+        from edgegw_tx.services.config import FIELDS
+
+        variants = {v["properties"]["service_type"]["const"]: v for v in PUBLISHED["ServiceCreate"]["oneOf"]}
+        self.assertEqual(set(variants), set(FIELDS))
+        for service_type, table in FIELDS.items():
+            config = variants[service_type]["properties"]["config"]
+            self.assertEqual(list(config["properties"]), list(table), service_type)
+            self.assertEqual(
+                config.get("required", []), [n for n, f in table.items() if f.required], service_type
+            )
+            for name, field in table.items():
+                published = config["properties"][name]
+                if field.kind == "integer":
+                    self.assertEqual((published["minimum"], published["maximum"]), (field.low, field.high))
+                if field.kind == "choice":
+                    self.assertEqual([c for c in published["enum"] if c], list(field.choices))
+
+    def test_a_field_added_to_the_table_is_published(self) -> None:
+        """A field added to FIELDS shows in the schema with no other change (nothing is copied)."""
+        from edgegw_tx.admin import schema
+        from edgegw_tx.services import config
+
+        table = dict(config.FIELDS["redis"], timeout=config.Field("integer", 5, 1, 60))
+        self.patch(config, "FIELDS", dict(config.FIELDS, redis=table))
+        published = schema.service_config("redis", output=False)["properties"]["timeout"]
+        self.assertEqual((published["minimum"], published["maximum"]), (1, 60))
+        self.assertIn("timeout", schema.service_config("redis", output=True)["required"])

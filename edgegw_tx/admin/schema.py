@@ -23,6 +23,7 @@ from typing import Any
 
 from edgegw_tx.build.project import MAX_DEPENDENCIES, MAX_FEATURES, SDK_CRATE
 from edgegw_tx.paths import METHODS
+from edgegw_tx.services import config as _service_config
 from edgegw_tx.workers import isolation as _isolation
 from edgegw_tx.workers import network as _network
 
@@ -163,14 +164,11 @@ def ecma_regex(pattern: str) -> "re.Pattern[str]":
     return re.compile("".join(out))
 
 
-# The service plane's config rules (``edgegw_tx.services.config``), copied:
-# importing that package loads the database drivers, which the admin plane
-# keeps optional (see ``services._config_module``). tests/test_openapi.py
-# checks that the copies match.
-SERVICE_TYPES = ("sqlite", "postgres", "redis", "storage")
-SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-MAX_POOL_SIZE = 100
-MASK = "********"
+# The service plane's config rules: ``services.config.FIELDS`` is their one source.
+SERVICE_TYPES = _service_config.SERVICE_TYPES
+SSL_MODES = _service_config.SSL_MODES
+MAX_POOL_SIZE = _service_config.MAX_POOL_SIZE
+MASK = _service_config.MASK
 
 ENDPOINT_STATUSES = ("created", "compiled", "running", "stopped", "error")
 KEY_SCOPES = ("read", "admin")
@@ -727,52 +725,54 @@ TEST_REQUEST_ANSWER = record(
 
 # -- services and bindings ------------------------------------------------------
 
-_SERVICE_HOST = string(253, r"^[A-Za-z0-9._:\-\[\]%]+$")
+_SERVICE_HOST = string(_service_config.MAX_HOST, _service_config.HOST_PATTERN)
 _TEXT = string(min_length=1, pattern=rf"^{_NO_CONTROL}*$")
 _OPTIONAL_TEXT = nullable(string(pattern=rf"^{_NO_CONTROL}*$"))
 # ``services.config.check_relative_path``: relative (no leading ``/`` or
 # ``~``), no backslash or control character, no empty, ``.`` or ``..``
-# segment, segments of at most 240 UTF-8 bytes: 240 ASCII characters, or 60
-# of any (a regex cannot count bytes).
-_SEGMENT = r"(?!\.\.?(/|$))([\x20-\x2e\x30-\x5b\x5d-\x7e]{1,240}|[^/\\\x00-\x1f\x7f]{1,60})"
-RELATIVE_PATH = string(
-    1024,
-    rf"^(?!~)({_SEGMENT})(/{_SEGMENT})*$",
-    description="relative to <data-dir>/services/; segments of at most 240 bytes",
+# segment, segments of at most MAX_SEGMENT_BYTES UTF-8 bytes: that many ASCII
+# characters, or a quarter as many of any (a regex cannot count bytes).
+_SEGMENT_BYTES = _service_config.MAX_SEGMENT_BYTES
+_SEGMENT = (
+    rf"(?!\.\.?(/|$))([\x20-\x2e\x30-\x5b\x5d-\x7e]{{1,{_SEGMENT_BYTES}}}"
+    rf"|[^/\\\x00-\x1f\x7f]{{1,{_SEGMENT_BYTES // 4}}})"
 )
-PORT = integer(1, 65535)
-POOL_SIZE = integer(1, MAX_POOL_SIZE)
+RELATIVE_PATH = string(
+    _service_config.MAX_PATH,
+    rf"^(?!~)({_SEGMENT})(/{_SEGMENT})*$",
+    description=f"relative to <data-dir>/services/; segments of at most {_SEGMENT_BYTES} bytes",
+)
 SECRET = nullable(string(pattern=rf"^{_NO_CONTROL}*$", description=f'"{MASK}" in answers'))
+
+
+def service_field(field: _service_config.Field, output: bool) -> Schema:
+    """The schema of one config field (``services.config.Field``), as answered or as sent."""
+    if field.kind == "host":
+        return _SERVICE_HOST
+    if field.kind == "text":
+        return _TEXT
+    if field.kind == "optional_text":
+        return _OPTIONAL_TEXT
+    if field.kind == "secret":
+        return SECRET
+    if field.kind == "integer":
+        return integer(field.low, field.high)
+    if field.kind == "boolean":
+        return BOOLEAN
+    if field.kind == "path":
+        return RELATIVE_PATH
+    # A choice; as sent, "" is its default.
+    return string(enum=list(field.choices) + ([] if output else [""]))
 
 
 def service_config(service_type: str, output: bool) -> Schema:
     """The ``config`` of ``service_type``: as sent (``output`` False) or as answered."""
-    fields = {
-        "sqlite": {"path": RELATIVE_PATH, "create_if_missing": BOOLEAN},
-        "postgres": {
-            "host": _SERVICE_HOST,
-            "port": PORT,
-            "database": _TEXT,
-            "username": _TEXT,
-            "password": SECRET,
-            "ssl_mode": string(enum=list(SSL_MODES) + ([] if output else [""])),
-            "pool_size": POOL_SIZE,
-        },
-        "redis": {
-            "host": _SERVICE_HOST,
-            "port": PORT,
-            "password": SECRET,
-            "username": _OPTIONAL_TEXT,
-            "database": integer(0, 2**31 - 1),
-            "use_tls": BOOLEAN,
-            "pool_size": POOL_SIZE,
-        },
-        "storage": {"path": RELATIVE_PATH},
-    }[service_type]
+    table = _service_config.FIELDS[service_type]
+    fields = {name: service_field(field, output) for name, field in table.items()}
     if output:
         return record(fields)
     # As sent, null is as good as absent: the default, or "is required".
-    required = {"postgres": ("host", "database", "username"), "redis": ("host",)}.get(service_type, ())
+    required = tuple(name for name, field in table.items() if field.required)
     fields = {k: (v if k in required or "null" in v["type"] else nullable(v)) for k, v in fields.items()}
     return obj(fields, required=required)
 

@@ -13,19 +13,12 @@ The public face (the management API and the store code against it)::
 ``validate_config`` returns a new, normalised dict holding every field of the
 type, defaults filled in, and raises ``ConfigError`` naming the first bad field.
 It is idempotent: a normalised config validates to itself.  Unknown fields are
-refused.  The fields (spec/API.md):
-
-======== ================================================================
-sqlite   ``path`` (``"<name>.sqlite3"``), ``create_if_missing`` (true)
-postgres ``host``, ``port`` (5432), ``database``, ``username``, ``password``
-         (null), ``ssl_mode`` (``"prefer"``), ``pool_size`` (10)
-redis    ``host``, ``port`` (6379), ``password`` (null), ``username`` (null),
-         ``database`` (0), ``use_tls`` (false), ``pool_size`` (10)
-storage  ``path`` (``"<name>"``)
-======== ================================================================
-
-``host``, ``database`` and ``username`` of postgres and ``host`` of redis are
-required.  Types are strict: a port is a JSON integer, not ``"5432"``.
+refused.  Each type's fields, their defaults and limits are the table
+``FIELDS`` (one ``Field`` each), the one place they are written: the
+management API publishes its schema from it (``admin/schema.py``) and
+docs/api.md's table of service fields is generated from that.  Types are
+strict: a port is a JSON integer (or a float without a fraction), not
+``"5432"``; null is as good as absent.
 
 The ``path`` of sqlite and storage is relative to ``<data_dir>/services/``: it
 must be relative, made of non-empty ``/``-separated segments, none of them
@@ -47,13 +40,16 @@ equal to ``"********"`` takes the stored value.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
     "MASK",
     "SECRET_FIELDS",
     "SERVICE_TYPES",
+    "FIELDS",
     "ConfigError",
+    "Field",
     "check_relative_path",
     "mask",
     "merge_secrets",
@@ -64,21 +60,100 @@ SERVICE_TYPES = ("sqlite", "postgres", "redis", "storage")
 
 MASK = "********"
 
-SECRET_FIELDS: dict[str, tuple[str, ...]] = {
-    "sqlite": (),
-    "postgres": ("password",),
-    "redis": ("password",),
-    "storage": ("access_key", "secret_key"),
-}
-
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 S3_FIELDS = ("endpoint", "bucket", "access_key", "secret_key", "region")
+# The S3 secrets: never stored (S3 is refused), but masked if a record had them.
+_S3_SECRETS = ("access_key", "secret_key")
 
 MAX_POOL_SIZE = 100
+MAX_PORT = 65535
+MAX_REDIS_DATABASE = 2**31 - 1
+MAX_HOST = 253
+MAX_PATH = 1024
+"""A ``path``'s length, in characters."""
+MAX_SEGMENT_BYTES = 240
+"""A ``path`` segment's length, in UTF-8 bytes."""
+HOST_PATTERN = r"^[A-Za-z0-9._:\-\[\]%]+$"
+"""A ``host``: a name or an IP address (IPv6 in ``[]`` or bare, with a ``%zone``)."""
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_HOST = re.compile(r"[A-Za-z0-9._:\-\[\]%]+\Z")
+_HOST = re.compile(HOST_PATTERN[:-1] + r"\Z")
+
+
+@dataclass(frozen=True)
+class Field:
+    """
+    One config field of a service type: the one place its rule is written
+    (``validate_config`` applies it, ``admin/schema.py`` publishes it).
+
+    :ivar kind: ``"host"``, ``"text"`` (a non-empty string), ``"optional_text"``
+        (a string or null), ``"secret"`` (a string; masked in answers),
+        ``"integer"``, ``"boolean"``, ``"choice"`` (one of ``choices``; ``""``
+        means the default) or ``"path"`` (``check_relative_path``).
+    :ivar default: the value when absent or null; ``REQUIRED`` when there is
+        none. A ``path``'s default is a template of the service's ``{name}``.
+    :ivar low: an integer's lowest value.
+    :ivar high: an integer's highest value.
+    :ivar choices: a ``choice``'s values.
+    """
+
+    kind: str
+    default: Any = None
+    low: int = 0
+    high: int = 0
+    choices: tuple[str, ...] = ()
+
+    @property
+    def required(self) -> bool:
+        """Whether the field has no default (absent or null: "is required")."""
+        return self.default is REQUIRED
+
+
+class _Required:
+    """The default of a field that has none."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+_PORT = 1, MAX_PORT
+_POOL = 1, MAX_POOL_SIZE
+
+FIELDS: dict[str, dict[str, Field]] = {
+    "sqlite": {
+        "path": Field("path", "{name}.sqlite3"),
+        "create_if_missing": Field("boolean", True),
+    },
+    "postgres": {
+        "host": Field("host", REQUIRED),
+        "port": Field("integer", 5432, *_PORT),
+        "database": Field("text", REQUIRED),
+        "username": Field("text", REQUIRED),
+        "password": Field("secret"),
+        "ssl_mode": Field("choice", "prefer", choices=SSL_MODES),
+        "pool_size": Field("integer", 10, *_POOL),
+    },
+    "redis": {
+        "host": Field("host", REQUIRED),
+        "port": Field("integer", 6379, *_PORT),
+        "password": Field("secret"),
+        "username": Field("optional_text"),
+        "database": Field("integer", 0, 0, MAX_REDIS_DATABASE),
+        "use_tls": Field("boolean", False),
+        "pool_size": Field("integer", 10, *_POOL),
+    },
+    "storage": {"path": Field("path", "{name}")},
+}
+"""Each service type's config fields, in the order a config is answered."""
+
+SECRET_FIELDS: dict[str, tuple[str, ...]] = {
+    service_type: tuple(name for name, field in fields.items() if field.kind == "secret")
+    + (_S3_SECRETS if service_type == "storage" else ())
+    for service_type, fields in FIELDS.items()
+}
 
 
 class ConfigError(ValueError):
@@ -127,8 +202,8 @@ def check_relative_path(path: object, field: str = "config.path") -> str:
         raise ConfigError(field, f"must be a string, not {_type_name(path)}")
     if not path:
         raise ConfigError(field, "must not be empty")
-    if len(path) > 1024:
-        raise ConfigError(field, "must be at most 1024 characters")
+    if len(path) > MAX_PATH:
+        raise ConfigError(field, f"must be at most {MAX_PATH} characters")
     if path.startswith("/") or path.startswith("~"):
         raise ConfigError(
             field, f"{path!r} must be relative to the data dir's services folder"
@@ -144,8 +219,8 @@ def check_relative_path(path: object, field: str = "config.path") -> str:
             raise ConfigError(
                 field, f"{path!r} must not contain '{segment}' segments"
             )
-        if len(segment.encode("utf-8")) > 240:
-            raise ConfigError(field, f"{path!r} has a segment longer than 240 bytes")
+        if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
+            raise ConfigError(field, f"{path!r} has a segment longer than {MAX_SEGMENT_BYTES} bytes")
     return path
 
 
@@ -206,7 +281,7 @@ class _Fields:
 
     def host(self, name: str = "host") -> str:
         value: str = self.string(name)
-        if len(value) > 253 or not _HOST.match(value):
+        if len(value) > MAX_HOST or not _HOST.match(value):
             raise ConfigError(
                 f"config.{name}", f"{value!r} is not a host name or IP address"
             )
@@ -247,53 +322,26 @@ def _default_path(fields: _Fields, default: str) -> str:
     return check_relative_path(value)
 
 
-def _sqlite(fields: _Fields, name: str) -> dict[str, Any]:
-    return {
-        "path": _default_path(fields, f"{name}.sqlite3"),
-        "create_if_missing": fields.boolean("create_if_missing", True),
-    }
-
-
-def _postgres(fields: _Fields, name: str) -> dict[str, Any]:
-    ssl_mode = fields.string("ssl_mode", "prefer")
-    if ssl_mode not in SSL_MODES:
-        raise ConfigError(
-            "config.ssl_mode",
-            f"{ssl_mode!r} is not one of {', '.join(SSL_MODES)}",
-        )
-    return {
-        "host": fields.host(),
-        "port": fields.integer("port", 5432, 1, 65535),
-        "database": fields.string("database"),
-        "username": fields.string("username"),
-        "password": fields.secret("password"),
-        "ssl_mode": ssl_mode,
-        "pool_size": fields.integer("pool_size", 10, 1, MAX_POOL_SIZE),
-    }
-
-
-def _redis(fields: _Fields, name: str) -> dict[str, Any]:
-    return {
-        "host": fields.host(),
-        "port": fields.integer("port", 6379, 1, 65535),
-        "password": fields.secret("password"),
-        "username": fields.string("username", None),
-        "database": fields.integer("database", 0, 0, 2**31 - 1),
-        "use_tls": fields.boolean("use_tls", False),
-        "pool_size": fields.integer("pool_size", 10, 1, MAX_POOL_SIZE),
-    }
-
-
-def _storage(fields: _Fields, name: str) -> dict[str, Any]:
-    return {"path": _default_path(fields, name)}
-
-
-_VALIDATORS = {
-    "sqlite": _sqlite,
-    "postgres": _postgres,
-    "redis": _redis,
-    "storage": _storage,
-}
+def _value(fields: _Fields, name: str, field: Field, service_name: str) -> Any:
+    """The checked value of the config field ``name`` (``field`` says its rule)."""
+    if field.kind == "path":
+        return _default_path(fields, field.default.format(name=service_name))
+    if field.kind == "host":
+        return fields.host(name)
+    if field.kind == "integer":
+        return fields.integer(name, field.default, field.low, field.high)
+    if field.kind == "boolean":
+        return fields.boolean(name, field.default)
+    if field.kind == "secret":
+        return fields.secret(name)
+    if field.kind == "text":
+        return fields.string(name)
+    if field.kind == "optional_text":
+        return fields.string(name, None)
+    value = fields.string(name, field.default)  # a choice
+    if value not in field.choices:
+        raise ConfigError(f"config.{name}", f"{value!r} is not one of {', '.join(field.choices)}")
+    return value
 
 
 def _check_type(service_type: object) -> str:
@@ -318,7 +366,7 @@ def validate_config(service_type: object, config: object, *, name: str) -> dict[
     if not isinstance(config, dict):
         raise ConfigError("config", f"must be an object, not {_type_name(config)}")
     fields = _Fields(config)
-    result = _VALIDATORS[service_type](fields, name)
+    result = {key: _value(fields, key, field, name) for key, field in FIELDS[service_type].items()}
     fields.reject_unknown(service_type)
     return result
 

@@ -1,6 +1,6 @@
 """
 Persistence of what the control plane manages: the interface every store
-provides (L{IStore}), what stores fail with, and the SQLite store.
+provides (``IStore``), what stores fail with, and the SQLite store.
 """
 
 from edgegw_tx.store.errors import (

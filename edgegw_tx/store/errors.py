@@ -1,11 +1,11 @@
 """
 What a store fails with, whichever database is behind it.
 
-These are part of the store's contract (L{edgegw_tx.store.interface.IStore}):
+These are part of the store's contract (``edgegw_tx.store.interface.IStore``):
 the management API turns them into 404s, 409s and 503s, so every store
 raises these, never its driver's own errors.  The last three are about the
 store as a whole: one the gateway cannot use refuses to start
-(L{StoreRefused}), with one line for the operator.
+(``StoreRefused``), with one line for the operator.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class Missing(LookupError):
 class StoreRefused(Exception):
     """
     The gateway cannot use this store; ``str()`` is one line for the operator
-    (C{twistd} prints it and exits, no traceback).
+    (``twistd`` prints it and exits, no traceback).
     """
 
 

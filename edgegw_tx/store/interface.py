@@ -1,13 +1,13 @@
 """
-What the control plane persists, as one interface: L{IStore}.
+What the control plane persists, as one interface: ``IStore``.
 
 The management API, the key ring and the worker-uid allocator talk to a store
 only through these methods, so another database (PostgreSQL, for several
-nodes) is another class that provides L{IStore}, with nothing else to change.
-It is a C{zope.interface} interface rather than a C{typing.Protocol} so that
-tests can check a store (or a fake of one) with C{verifyObject}, which compares
+nodes) is another class that provides ``IStore``, with nothing else to change.
+It is a ``zope.interface`` interface rather than a ``typing.Protocol`` so that
+tests can check a store (or a fake of one) with ``verifyObject``, which compares
 method names and signatures at run time, while mypy (with the mypy-zope
-plugin) checks the C{@implementer} classes statically.
+plugin) checks the ``@implementer`` classes statically.
 
 What every store promises:
 
@@ -18,16 +18,16 @@ What every store promises:
     ``dependencies``) come back decoded, booleans as booleans, and the
     caller never sees the database's types.  Times are ISO 8601 strings
     written by the caller.
-  - Failures are the exceptions of L{edgegw_tx.store.errors}, never a
-    driver's: L{Conflict} for a broken uniqueness rule, L{Missing} for a
+  - Failures are the exceptions of ``edgegw_tx.store.errors``, never a
+    driver's: ``Conflict`` for a broken uniqueness rule, ``Missing`` for a
     reference to a record that does not exist, and the others named below.
   - ``open`` brings the schema up to date with numbered migrations
-    (L{edgegw_tx.store.migrations}) and fails with L{StoreTooNew} for a
+    (``edgegw_tx.store.migrations``) and fails with ``StoreTooNew`` for a
     store a newer edgegw wrote.
 
 The methods are grouped by record kind, one interface each (endpoints,
 worker uids, versions, services, bindings, domains, collections, API keys),
-and L{IStore} is all of them plus the store's own life (open, close). A part
+and ``IStore`` is all of them plus the store's own life (open, close). A part
 of the control plane that needs one kind may ask for just that interface, and
 a test's fake of that part of the store is checked against it.
 """
@@ -55,7 +55,7 @@ class IEndpointStore(Interface):
 
     def create_endpoint(record: Record) -> Deferred[Record]:
         """
-        Insert an endpoint; fires with it as read back. L{Conflict} when
+        Insert an endpoint; fires with it as read back. ``Conflict`` when
         another endpoint has the same (domain, method, path_shape).
         """
 
@@ -68,7 +68,7 @@ class IEndpointStore(Interface):
     def update_endpoint(endpoint_id: str, fields: Record) -> Deferred[Record | None]:
         """
         Change the given columns only; fires with the new record (None if there
-        is no such endpoint). L{Conflict} when it would take another's route;
+        is no such endpoint). ``Conflict`` when it would take another's route;
         raises ValueError at once for a column endpoints do not have.
         """
 
@@ -91,8 +91,8 @@ class IWorkerUidStore(Interface):
         """
         The endpoint's uid: the one it has, else the lowest of first..last
         that no endpoint has and ``busy()`` (if given; called where the store
-        does its work, off the reactor) does not name, now recorded. L{NoFreeUid} when
-        none is left, L{Missing} for an unknown endpoint.
+        does its work, off the reactor) does not name, now recorded. ``NoFreeUid`` when
+        none is left, ``Missing`` for an unknown endpoint.
         """
 
     def worker_uids() -> Deferred[dict[str, int]]:
@@ -123,7 +123,7 @@ class IVersionStore(Interface):
         Keep the ``keep`` newest versions of the endpoint and those whose digest
         is its ``deployed`` or ``artifact`` or in ``protected``; delete the
         others. Fires with the deleted digests nothing uses any more (see
-        L{unused_digests}): the artifacts that may go.
+        ``unused_digests``): the artifacts that may go.
         """
 
     def unused_digests(digests: Iterable[str], protected: Iterable[str] = ()) -> Deferred[list[str]]:
@@ -140,7 +140,7 @@ class IServiceStore(Interface):
     """
 
     def create_service(record: Record) -> Deferred[Record]:
-        """Insert a service; L{Conflict} when its name is taken (ignoring case)."""
+        """Insert a service; ``Conflict`` when its name is taken (ignoring case)."""
 
     def get_service(service_id: str) -> Deferred[Record | None]:
         """The service (``config`` decoded, secrets in clear), or None."""
@@ -149,11 +149,11 @@ class IServiceStore(Interface):
         """Every service, oldest first."""
 
     def update_service(service_id: str, fields: Record) -> Deferred[Record | None]:
-        """Like L{update_endpoint}, for a service (L{Conflict} on a taken name)."""
+        """Like ``update_endpoint``, for a service (``Conflict`` on a taken name)."""
 
     def delete_service(service_id: str) -> Deferred[bool]:
         """
-        Fires with whether there was one; L{ServiceInUse} (naming each
+        Fires with whether there was one; ``ServiceInUse`` (naming each
         binding) while endpoints are bound to it.
         """
 
@@ -168,7 +168,7 @@ class IBindingStore(Interface):
         """
         Bind the service to the endpoint under ``pool_id``, replacing what that
         name was bound to; fires with the service id it replaced, or None.
-        L{Missing} when the endpoint or the service does not exist.
+        ``Missing`` when the endpoint or the service does not exist.
         """
 
     def unbind(endpoint_id: str, pool_id: str) -> Deferred[str | None]:
@@ -187,7 +187,7 @@ class IDomainStore(Interface):
     """
 
     def create_domain(record: Record) -> Deferred[Record]:
-        """Insert a domain; L{Conflict} when its host is taken."""
+        """Insert a domain; ``Conflict`` when its host is taken."""
 
     def get_domain(domain_id: str) -> Deferred[Record | None]:
         """The domain, or None."""
@@ -201,22 +201,22 @@ class IDomainStore(Interface):
     def update_domain(domain_id: str, fields: Record, moves: Sequence[Move] = ()) -> Deferred[Record | None]:
         """
         Change some columns and apply ``moves``, all or nothing; fires with the
-        new record. L{Conflict} when the host is taken, L{RouteClash} when a
+        new record. ``Conflict`` when the host is taken, ``RouteClash`` when a
         move lands on another endpoint's route.
         """
 
     def delete_domain(domain_id: str) -> Deferred[bool]:
-        """Fires with whether there was one; L{InUse} while endpoints or collections use it."""
+        """Fires with whether there was one; ``InUse`` while endpoints or collections use it."""
 
 
 class ICollectionStore(Interface):
     """
     Collections: a base path and a domain for their endpoints (``moves`` as
-    for L{IDomainStore}).
+    for ``IDomainStore``).
     """
 
     def create_collection(record: Record) -> Deferred[Record]:
-        """Insert a collection; L{Missing} when its ``domain_id`` names no domain."""
+        """Insert a collection; ``Missing`` when its ``domain_id`` names no domain."""
 
     def get_collection(collection_id: str) -> Deferred[Record | None]:
         """The collection, or None."""
@@ -227,10 +227,10 @@ class ICollectionStore(Interface):
     def update_collection(
         collection_id: str, fields: Record, moves: Sequence[Move] = ()
     ) -> Deferred[Record | None]:
-        """Like L{update_domain}; also L{Missing} when a new ``domain_id`` names no domain."""
+        """Like ``update_domain``; also ``Missing`` when a new ``domain_id`` names no domain."""
 
     def delete_collection(collection_id: str) -> Deferred[bool]:
-        """Fires with whether there was one; L{InUse} while endpoints are in it."""
+        """Fires with whether there was one; ``InUse`` while endpoints are in it."""
 
 
 class IKeyStore(Interface):
@@ -239,7 +239,7 @@ class IKeyStore(Interface):
     """
 
     def add_key(record: Record) -> Deferred[None]:
-        """Insert a key (id, name, scope, key_hash, created_at); L{Conflict} on a taken id or hash."""
+        """Insert a key (id, name, scope, key_hash, created_at); ``Conflict`` on a taken id or hash."""
 
     def list_keys() -> Deferred[list[Record]]:
         """Every key, oldest first, with ``last_used_at`` (None when never used)."""
@@ -249,8 +249,8 @@ class IKeyStore(Interface):
 
     def delete_key(key_id: str) -> Deferred[Record]:
         """
-        Delete a key; fires with its record. L{Missing} when there is none,
-        L{LastAdminKey} when it is the only ``admin`` key (checked atomically,
+        Delete a key; fires with its record. ``Missing`` when there is none,
+        ``LastAdminKey`` when it is the only ``admin`` key (checked atomically,
         so two concurrent deletes cannot both pass).
         """
 
@@ -277,8 +277,8 @@ class IStore(
         """
         Make the store usable: create it, or bring an existing one up to this
         code's schema (all pending migrations in one transaction). Fails with
-        L{StoreTooNew} when the store has migrations this code does not know,
-        L{MigrationFailed} when one fails (nothing changed).
+        ``StoreTooNew`` when the store has migrations this code does not know,
+        ``MigrationFailed`` when one fails (nothing changed).
         """
 
     def close() -> None:

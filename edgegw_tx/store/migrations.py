@@ -7,11 +7,11 @@ written once.  A store keeps the numbers it has applied (a
 ``schema_migrations`` table: version, name, applied_at) and at start runs the
 ones it lacks, in order, all in one transaction.  A store that has a number
 the code does not know was written by a newer edgegw and is refused
-(L{StoreTooNew}); one with a hole in its numbers is refused too, since the
+(``StoreTooNew``); one with a hole in its numbers is refused too, since the
 later migrations were written for a schema that had the earlier ones.
 
 This module is the part every store shares: the list's rules and the plan.
-The statements themselves are each database's own (L{edgegw_tx.store.sqlite_schema}).
+The statements themselves are each database's own (``edgegw_tx.store.sqlite_schema``).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def numbered(*functions: Callable[[Any], None]) -> tuple[Migration, ...]:
 def plan(where: str, applied: Iterable[int], migrations: Sequence[Migration]) -> list[Migration]:
     """
     Those of ``migrations`` a store that has ``applied`` still needs, in order.
-    L{StoreTooNew} when it has one the code does not know; L{StoreRefused} when
+    ``StoreTooNew`` when it has one the code does not know; ``StoreRefused`` when
     it lacks one older than another it has.
     """
     done = set(applied)

@@ -1,16 +1,16 @@
 """
 The gateway's own configuration store on SQLite, through ``adbapi``: the
-L{IStore} of a single gateway, in one file.
+``IStore`` of a single gateway, in one file.
 
 Every call runs on the pool's single worker thread, so the reactor never waits
 on the disk and statements run in the order they were issued. Records are plain
 dicts; JSON-valued columns (``settings``, ``config``, ``dependencies``) are
 decoded here so callers never see SQL types, and sqlite3's integrity errors
-become L{Conflict}.
+become ``Conflict``.
 
-The schema is the numbered migrations of L{edgegw_tx.store.sqlite_schema},
-run by L{SQLiteStore.open}; what is SQLite's own (rowids for the order of
-versions, C{INSERT OR REPLACE}, C{COLLATE NOCASE}) stays in this module and
+The schema is the numbered migrations of ``edgegw_tx.store.sqlite_schema``,
+run by ``SQLiteStore.open``; what is SQLite's own (rowids for the order of
+versions, ``INSERT OR REPLACE``, ``COLLATE NOCASE``) stays in this module and
 that one.
 """
 
@@ -232,7 +232,7 @@ class SQLiteStore:
 
     def open(self) -> Deferred[None]:
         """
-        Create the file or bring it up to date (L{sqlite_schema.migrate}: all
+        Create the file or bring it up to date (``sqlite_schema.migrate``: all
         pending migrations in one transaction); fires when the store is usable.
         """
         directory = os.path.dirname(os.path.abspath(self.path))
@@ -816,6 +816,6 @@ def _move_endpoints(cursor: Cursor, moves: Sequence[Move]) -> None:
 
 
 def _translate_integrity_error(failure: Failure) -> None:
-    """sqlite3's broken UNIQUE or foreign key, as the store's L{Conflict}."""
+    """sqlite3's broken UNIQUE or foreign key, as the store's ``Conflict``."""
     failure.trap(sqlite3.IntegrityError)
     raise Conflict(str(failure.value))

@@ -1,9 +1,9 @@
 """
-The SQLite store's schema, as numbered migrations (L{edgegw_tx.store.migrations}).
+The SQLite store's schema, as numbered migrations (``edgegw_tx.store.migrations``).
 
 Each ``m<NNNN>_<name>`` function is one release's change to the schema; a
-new change is a new function at the end of L{MIGRATIONS}, never an edit of
-an old one (stores out there have run it).  L{migrate} runs what a store
+new change is a new function at the end of ``MIGRATIONS``, never an edit of
+an old one (stores out there have run it).  ``migrate`` runs what a store
 lacks inside one transaction (``BEGIN IMMEDIATE``: SQLite's DDL is
 transactional, so a failure leaves the file as it was) and records each in
 ``schema_migrations``.
@@ -205,8 +205,8 @@ def migrate(
     Bring the store of ``cursor`` up to the last of ``migrations``, in one
     transaction that the caller commits (adbapi's ``runInteraction``: it rolls
     back when this raises).  Returns the migrations it ran, in order.
-    L{StoreTooNew} before anything changes when the store is newer than the
-    code; L{MigrationFailed} naming the migration when one fails.
+    ``StoreTooNew`` before anything changes when the store is newer than the
+    code; ``MigrationFailed`` naming the migration when one fails.
     """
     cursor.execute("BEGIN IMMEDIATE")
     done, legacy = _applied(cursor, where)
@@ -238,7 +238,7 @@ def migrate(
 def check_file(path: str, migrations: Sequence[Migration] = MIGRATIONS) -> None:
     """
     Refuse, before the gateway starts, a store file this code cannot use
-    (L{StoreTooNew}, or L{StoreRefused} when it cannot be read). Reads only;
+    (``StoreTooNew``, or ``StoreRefused`` when it cannot be read). Reads only;
     no file is no store yet, which is fine. Blocking: for ``twistd``'s
     ``makeService``, before the reactor runs.
     """

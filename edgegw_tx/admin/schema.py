@@ -730,17 +730,21 @@ _TEXT = string(min_length=1, pattern=rf"^{_NO_CONTROL}*$")
 _OPTIONAL_TEXT = nullable(string(pattern=rf"^{_NO_CONTROL}*$"))
 # ``services.config.check_relative_path``: relative (no leading ``/`` or
 # ``~``), no backslash or control character, no empty, ``.`` or ``..``
-# segment, segments of at most MAX_SEGMENT_BYTES UTF-8 bytes: that many ASCII
-# characters, or a quarter as many of any (a regex cannot count bytes).
+# segment, segments of at most MAX_SEGMENT_BYTES UTF-8 bytes. A regex cannot
+# count bytes: the pattern bounds a segment's characters by that number, and
+# the server refuses a longer one in bytes (a rule only Python says).
 _SEGMENT_BYTES = _service_config.MAX_SEGMENT_BYTES
-_SEGMENT = (
-    rf"(?!\.\.?(/|$))([\x20-\x2e\x30-\x5b\x5d-\x7e]{{1,{_SEGMENT_BYTES}}}"
-    rf"|[^/\\\x00-\x1f\x7f]{{1,{_SEGMENT_BYTES // 4}}})"
-)
+_SEGMENT = rf"(?!\.\.?(/|$))[^/\\\x00-\x1f\x7f]{{1,{_SEGMENT_BYTES}}}"
 RELATIVE_PATH = string(
     _service_config.MAX_PATH,
-    rf"^(?!~)({_SEGMENT})(/{_SEGMENT})*$",
-    description=f"relative to <data-dir>/services/; segments of at most {_SEGMENT_BYTES} bytes",
+    rf"^(?!~){_SEGMENT}(/{_SEGMENT})*$",
+    description=f"relative to <data-dir>/services/; segments of at most {_SEGMENT_BYTES} bytes (UTF-8)",
+    **keywords(
+        {
+            "x-error": "must be a relative path: '/'-separated segments of 1 to "
+            f"{_SEGMENT_BYTES} bytes, none '.' or '..', no backslash or control character, not starting with '~'"
+        }
+    ),
 )
 SECRET = nullable(string(pattern=rf"^{_NO_CONTROL}*$", description=f'"{MASK}" in answers'))
 
@@ -777,13 +781,44 @@ def service_config(service_type: str, output: bool) -> Schema:
     return obj(fields, required=required)
 
 
+SERVICE_CONFIG_INPUT = {t: service_config(t, output=False) for t in SERVICE_TYPES}
+"""Each type's ``config`` as sent: what the server checks a body's config against."""
+
+SERVICE_NAME_INPUT = string(
+    pattern=SERVICE_NAME,
+    **keywords(
+        {
+            "x-error": f"must be 1 to {MAX_SERVICE_NAME} letters, digits, '_', '-' or '.',"
+            " starting with a letter or digit"
+        }
+    ),
+)
+
+
+def service_input(create: bool) -> Schema:
+    """
+    A service body's fields but ``config``'s own (the server checks it next,
+    against ``SERVICE_CONFIG_INPUT`` of the body's, or the stored, type).
+    """
+    properties = {
+        "name": SERVICE_NAME_INPUT,
+        "service_type": string(enum=list(SERVICE_TYPES)),
+        "config": {"type": "object"},
+    }
+    return obj(dict(properties, **READ_ONLY), required=("name", "service_type") if create else ())
+
+
+SERVICE_CREATE_FIELDS = service_input(create=True)
+SERVICE_UPDATE_FIELDS = service_input(create=False)
+
+
 def service_variants(output: bool) -> Schema:
     """One schema per service type, as answered or as created; ``service_type`` says which."""
     variants = []
     for service_type in SERVICE_TYPES:
-        config = service_config(service_type, output)
+        config = service_config(service_type, output) if output else SERVICE_CONFIG_INPUT[service_type]
         properties = {
-            "name": string(pattern=SERVICE_NAME),
+            "name": string(pattern=SERVICE_NAME) if output else SERVICE_NAME_INPUT,
             "service_type": {"const": service_type},
             "config": config,
         }
@@ -798,13 +833,13 @@ def service_variants(output: bool) -> Schema:
 def service_update() -> Schema:
     """A PUT: ``config`` must be of the stored service's type, which a schema cannot know."""
     properties = {
-        "name": string(pattern=SERVICE_NAME),
+        "name": SERVICE_NAME_INPUT,
         "service_type": string(
             enum=list(SERVICE_TYPES), description="the service's own (400 otherwise: it cannot change)"
         ),
         "config": {
             "description": "the fields of the service's type (400 for another type's); replaces the whole config",
-            "anyOf": [service_config(t, False) for t in SERVICE_TYPES],
+            "anyOf": [SERVICE_CONFIG_INPUT[t] for t in SERVICE_TYPES],
         },
     }
     return obj(dict(properties, **READ_ONLY))

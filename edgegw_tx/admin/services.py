@@ -18,28 +18,21 @@ store. Tests of a service's connection do not take the lock.
 from __future__ import annotations
 
 import builtins
-import re
 import uuid
 from collections.abc import Generator
 from datetime import datetime, timezone
-from types import ModuleType
-from typing import Any, NoReturn, Protocol
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks, succeed
 from twisted.logger import Logger
 
 from edgegw_tx.admin import schema
 from edgegw_tx.admin.errors import ApiError, BadRequest, Conflict, NotFound
-from edgegw_tx.admin.schema import ecma_regex
 from edgegw_tx.admin.validation import check_schema
+from edgegw_tx.services import config
 from edgegw_tx.store import Conflict as StoreConflict
 from edgegw_tx.store import Missing, ServiceInUse
 from edgegw_tx.store.interface import IStore, Record
-
-SERVICE_NAME = ecma_regex(schema.SERVICE_NAME)
-
-_WRITABLE = {"name", "service_type", "config"}
-_READ_ONLY = {"id", "created_at", "updated_at"}
 
 
 class Registry(Protocol):
@@ -78,15 +71,6 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
-def _config_module() -> ModuleType:
-    """``edgegw_tx.services.config``, imported when first needed."""
-    # Imported on use: the admin plane works (endpoints, keys) even where the
-    # service plane's optional drivers are missing.
-    from edgegw_tx.services import config
-
-    return config
-
-
 def _settled(result: Deferred[None] | None) -> Deferred[None]:
     """A registry write's Deferred, or a fired one where the write was done at once."""
     return result if result is not None else succeed(None)
@@ -97,24 +81,37 @@ def _connector(record: Record) -> dict[str, Any]:
     return {k: record[k] for k in ("id", "name", "service_type", "config")}
 
 
-def _string(payload: dict[str, Any], field: str, pattern: re.Pattern[str], rule: str) -> str:
-    """``payload[field]`` if it is a string matching ``pattern``; else the 400 saying ``rule``."""
-    value = payload[field]
-    if not isinstance(value, str):
-        raise BadRequest(f"field '{field}' must be a string", field=field)
-    if not pattern.match(value):
-        raise BadRequest(f"field '{field}' must be {rule}", field=field)
-    return value
+def _config(service_type: str, given: dict[str, Any], stored: dict[str, Any], name: str) -> dict[str, Any]:
+    """
+    The config of a create or an update, normalised (defaults filled in): checked
+    against the schema of its type (``schema.SERVICE_CONFIG_INPUT``, from
+    ``services.config.FIELDS``), then by ``validate_config``, which adds the rules
+    a schema cannot say (a segment's length in bytes, the default path a name
+    gives). A secret sent as the mask takes its ``stored`` value.
+    """
+    try:
+        check_schema(schema.SERVICE_CONFIG_INPUT[service_type], given, prefix="config")
+    except BadRequest as refused:
+        # The service plane's words, where it refuses the same field ("'/etc'
+        # must be relative ...", "S3 ... is not supported yet" say more).
+        try:
+            config.validate_config(service_type, given, name=name)
+        except config.ConfigError as e:
+            if e.field == refused.extra.get("field"):
+                raise _bad_config(e)
+        raise
+    try:
+        return config.validate_config(
+            service_type, config.merge_secrets(service_type, given, stored), name=name
+        )
+    except config.ConfigError as e:
+        raise _bad_config(e)
 
 
-def _name(payload: dict[str, Any]) -> str:
-    """The service name in ``payload``, or the 400 naming its rule."""
-    return _string(
-        payload,
-        "name",
-        SERVICE_NAME,
-        f"1 to {schema.MAX_SERVICE_NAME} letters, digits, '_', '-' or '.', starting with a letter or digit",
-    )
+def _bad_config(e: config.ConfigError) -> BadRequest:
+    """The 400 of a ``ConfigError``, naming its field."""
+    field = e.field or "config"
+    return BadRequest(f"field '{field}': {e.message}", field=field)
 
 
 class ServiceManager:
@@ -138,7 +135,7 @@ class ServiceManager:
     def view(self, record: Record) -> Record:
         """The public shape of a service record: its config with secrets masked."""
         public = dict(record)
-        public["config"] = _config_module().mask(record["service_type"], record["config"])
+        public["config"] = config.mask(record["service_type"], record["config"])
         return public
 
     @inlineCallbacks
@@ -171,28 +168,17 @@ class ServiceManager:
 
     @inlineCallbacks
     def _create(self, payload: Any) -> Generator[Deferred[Any], Any, Record]:
-        config = _config_module()
-        self._check_fields(payload)
-        for field in ("name", "service_type"):
-            if field not in payload:
-                raise BadRequest(f"missing field '{field}'", field=field)
-        name = _name(payload)
-        service_type = payload["service_type"]
-        if service_type not in config.SERVICE_TYPES:
-            raise BadRequest(
-                "field 'service_type' must be one of: " + ", ".join(config.SERVICE_TYPES),
-                field="service_type",
-            )
-        given = payload.get("config", {})
-        if isinstance(given, dict):
-            # A secret sent as the mask (a record copied from a GET) counts as not given.
-            given = config.merge_secrets(service_type, given, {})
+        check_schema(schema.SERVICE_CREATE_FIELDS, payload)
+        name: str = payload["name"]
+        service_type: str = payload["service_type"]
+        # A secret sent as the mask (a record copied from a GET) counts as not given.
+        service_config = _config(service_type, payload.get("config", {}), {}, name)
         now = _now()
         record = {
             "id": uuid.uuid4().hex,
             "name": name,
             "service_type": service_type,
-            "config": self._validate(service_type, given, name),
+            "config": service_config,
             "created_at": now,
             "updated_at": now,
         }
@@ -210,7 +196,7 @@ class ServiceManager:
     @inlineCallbacks
     def _update(self, service_id: str, payload: Any) -> Generator[Deferred[Any], Any, Record]:
         current: Record = yield self.get(service_id)
-        self._check_fields(payload)
+        check_schema(schema.SERVICE_UPDATE_FIELDS, payload)
         service_type = current["service_type"]
         if "service_type" in payload and payload["service_type"] != service_type:
             raise BadRequest(
@@ -221,12 +207,9 @@ class ServiceManager:
         fields: dict[str, Any] = {}
         name = current["name"]
         if "name" in payload:
-            name = fields["name"] = _name(payload)
+            name = fields["name"] = payload["name"]
         if "config" in payload:
-            given = payload["config"]
-            if isinstance(given, dict):
-                given = _config_module().merge_secrets(service_type, given, current["config"])
-            fields["config"] = self._validate(service_type, given, name)
+            fields["config"] = _config(service_type, payload["config"], current["config"], name)
         # A record PUT back unchanged keeps its connector (and its open connections).
         fields = {k: v for k, v in fields.items() if v != current[k]}
         if not fields:
@@ -361,26 +344,6 @@ class ServiceManager:
         return result
 
     # internals
-
-    def _check_fields(self, payload: Any) -> None:
-        """400 unless ``payload`` is an object of writable or read-only fields."""
-        if not isinstance(payload, dict):
-            raise BadRequest("the request body must be a JSON object")
-        unknown = sorted(set(payload) - _WRITABLE - _READ_ONLY)
-        if unknown:
-            raise BadRequest(f"unknown field '{unknown[0]}'", field=unknown[0])
-
-    def _validate(self, service_type: str, given: Any, name: str) -> dict[str, Any]:
-        """The normalised config, or the 400 naming its first bad field."""
-        config = _config_module()
-        if not isinstance(given, dict):
-            raise BadRequest("field 'config' must be an object", field="config")
-        try:
-            valid: dict[str, Any] = config.validate_config(service_type, given, name=name)
-            return valid
-        except config.ConfigError as e:
-            field = e.field or "config"
-            raise BadRequest(f"field '{field}': {e.message}", field=field)
 
     def _name_taken(self, name: str) -> Conflict:
         """The 409 of a name another service has."""

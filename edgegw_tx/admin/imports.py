@@ -179,6 +179,8 @@ def _validator(base: type[SpecValidator]) -> type[SpecValidator]:
 
     # A class made from whichever validator is given; the checker needs a static base.
     class Local(base):  # type: ignore[valid-type,misc]
+        """The validator of one import: local references only, nothing cached."""
+
         # No handlers: no $ref may reach a URL or a file.
         resolver_handlers: dict[str, Any] = {}
 
@@ -478,6 +480,7 @@ def _collection_or_create(payload: dict[str, Any]) -> Callable[[list[object]], N
     """For ``check_schema``: a collection_id with create_collection true is a 400 about the latter."""
 
     def refine(path: list[object]) -> None:
+        """The schema's 400 about ``collection_id``, told as the conflict it is when both are sent."""
         if path == ["collection_id"] and payload.get("create_collection") is True and payload.get("collection_id"):
             raise BadRequest(
                 "field 'create_collection' cannot be true when 'collection_id' names a collection",

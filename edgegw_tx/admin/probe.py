@@ -294,6 +294,7 @@ class DataPlaneProbe:
         timed_out: list[bool] = []
 
         def on_timeout(result: Any, timeout_: float) -> Any:
+            """Remember that the timeout, not the client, cancelled the exchange: a 504, not a 502."""
             timed_out.append(True)
             return result
 

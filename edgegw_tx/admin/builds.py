@@ -20,8 +20,7 @@ from edgegw_tx.admin.errors import BuildUnavailable, Unprocessable
 from edgegw_tx.admin.ledger import ArtifactLedger
 from edgegw_tx.admin.records import EndpointRecords, build_inputs, now
 from edgegw_tx.build import BuildError, CompileFailed
-
-Record = dict[str, Any]
+from edgegw_tx.store.interface import Record
 
 
 class BuildResult(Protocol):

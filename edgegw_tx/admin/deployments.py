@@ -32,9 +32,7 @@ from edgegw_tx.admin.ledger import ArtifactLedger
 from edgegw_tx.admin.records import now
 from edgegw_tx.admin.views import Live, short
 from edgegw_tx.paths import parse_pattern
-from edgegw_tx.store.interface import IEndpointStore
-
-Record = dict[str, Any]
+from edgegw_tx.store.interface import IEndpointStore, Record
 
 
 class Pool(Protocol):

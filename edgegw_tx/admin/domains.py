@@ -47,12 +47,10 @@ from edgegw_tx.admin.validation import check_schema
 from edgegw_tx.paths import PatternError, parse_pattern
 from edgegw_tx.store import Conflict as StoreConflict
 from edgegw_tx.store import InUse, Missing, RouteClash
-from edgegw_tx.store.interface import IStore
+from edgegw_tx.store.interface import IStore, Record
 
 if TYPE_CHECKING:
     from edgegw_tx.admin.manager import EndpointManager
-
-Record = dict[str, Any]
 
 
 STATUSES = ("created", "compiled", "running", "stopped", "error")

@@ -45,11 +45,10 @@ from edgegw_tx.admin.errors import BadRequest, Conflict, NotFound, WorkersFailed
 from edgegw_tx.admin.ledger import ArtifactLedger
 from edgegw_tx.admin.records import ROUTE_COLUMNS, EndpointRecords, Placement, Uids
 from edgegw_tx.admin.views import SHORT_DIGEST, effective_settings, endpoint_view, short, version_views
-from edgegw_tx.store.interface import IStore
+from edgegw_tx.store.interface import IStore, Record
 
 __all__ = ["EndpointManager", "SHORT_DIGEST", "short"]
 
-Record = dict[str, Any]
 
 # Typed here while validation.py is not: whether a settings change needs new
 # workers, and the version a rollback body names.

@@ -28,9 +28,8 @@ from edgegw_tx.admin import validation
 from edgegw_tx.paths import parse_pattern
 from edgegw_tx.store import Conflict as StoreConflict
 from edgegw_tx.store import NoFreeUid
-from edgegw_tx.store.interface import IEndpointStore
+from edgegw_tx.store.interface import IEndpointStore, Record
 
-Record = dict[str, Any]
 
 # The checked fields of a create or update body (typed here while validation.py is not).
 endpoint_fields: Callable[..., dict[str, Any]] = validation.endpoint_fields

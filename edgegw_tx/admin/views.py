@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from edgegw_tx.admin import validation
+from edgegw_tx.store.interface import Record
 
 # The settings with their defaults filled in, typed here while validation.py is not.
 effective_settings: Callable[[dict[str, Any]], dict[str, Any]] = validation.effective_settings
@@ -20,8 +21,6 @@ effective_settings: Callable[[dict[str, Any]], dict[str, Any]] = validation.effe
 # Record columns that are the store's business, never shown.
 _HIDDEN = ("path_shape",)
 SHORT_DIGEST = 12
-
-Record = dict[str, Any]
 
 
 def short(digest: Optional[str]) -> Optional[str]:

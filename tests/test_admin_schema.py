@@ -17,6 +17,8 @@ from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from twisted.internet.defer import Deferred, succeed
+from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from edgegw_tx.admin import schemadocs
@@ -24,8 +26,10 @@ from edgegw_tx.admin.errors import BadRequest
 from edgegw_tx.admin.openapi import DOCUMENT_JSON
 from edgegw_tx.admin.imports import openapi_options
 from edgegw_tx.admin.probe import check_test_request
-from edgegw_tx.admin.schema import MAX_CODE, MAX_DESCRIPTION, MAX_NAME
+from edgegw_tx.admin.schema import MAX_CODE, MAX_DESCRIPTION, MAX_NAME, SERVICE_CONFIG_INPUT, SERVICE_TYPES
+from edgegw_tx.admin.services import ServiceManager
 from edgegw_tx.admin.validation import SchemaValidator, ecma_regex, endpoint_fields, rollback_version
+from edgegw_tx.services.config import validate_config
 
 _DOCUMENT = json.loads(DOCUMENT_JSON)
 PUBLISHED = dict(_DOCUMENT["components"]["schemas"])
@@ -48,6 +52,7 @@ PYTHON_ONLY = (
     "is not a valid path pattern",  # the path's grammar: a parameter named twice, bad percent-escapes
     "must not be above max_instances",  # min_instances <= max_instances
     "is not an IPv6 address",  # a network entry's [address]: the pattern only approximates IPv6's grammar
+    "has a segment longer than",  # a service path's segment, in UTF-8 bytes (the pattern counts characters)
 )
 
 
@@ -158,12 +163,12 @@ def values(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
         if not properties:  # a map
             keys = _strings(dict(schema.get("propertyNames", {}), type="string"))
             return st.dictionaries(keys, values(schema["additionalProperties"]), max_size=min(schema.get("maxProperties", 3), 3))
-        writable = {k: v for k, v in properties.items() if "type" in v or "oneOf" in v or "anyOf" in v}
+        writable = {k: v for k, v in properties.items() if {"type", "oneOf", "anyOf", "const"} & set(v)}
         bodies = st.fixed_dictionaries(
             {k: values(writable[k]) for k in required},
             optional={k: values(v) for k, v in writable.items() if k not in required},
         )
-        if "if" in schema:  # a rule across fields: keep the bodies that keep it
+        if "if" in schema or "allOf" in schema:  # a rule across fields: keep the bodies that keep it
             return bodies.filter(lambda body: not list(SchemaValidator(schema).iter_errors(body)))
         return bodies
     raise AssertionError(f"no strategy for {schema}")
@@ -171,7 +176,15 @@ def values(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
 
 WRONG_TYPES = (None, True, 1.5, 7, "x", [], {})
 EXAMPLES = 500
-BODIES = ["EndpointCreate", "EndpointUpdate", "TestRequestInput", "RollbackInput", "importOpenapi"]
+BODIES = [
+    "EndpointCreate",
+    "EndpointUpdate",
+    "TestRequestInput",
+    "RollbackInput",
+    "importOpenapi",
+    "ServiceCreate",
+    "ServiceUpdate",
+]
 """The request bodies the agreement tests feed to the server's checks."""
 # A body that disagrees is reported as found: shrinking bodies this size through
 # the filters above takes minutes.
@@ -182,10 +195,26 @@ NO_SHRINKING = (Phase.explicit, Phase.reuse, Phase.generate)
 def just_outside(draw: st.DrawFn, name: str) -> tuple[str, dict[str, Any]]:
     """A body of ``name`` with one change that takes it outside the schema: (what was done, the body)."""
     schema = PUBLISHED[name]
+    if "oneOf" in schema:  # a body per service type: one of them
+        schema = draw(st.sampled_from(schema["oneOf"]))
     body = dict(draw(values(schema)))
+    config = schema["properties"].get("config", {})
+    if "properties" in config and draw(st.booleans()):  # a service's config: the change inside it
+        body["config"] = dict(body.get("config", {}))
+        return draw(_one_change(config, body["config"], "config."))
+    return draw(_one_change(schema, body, ""))
+
+
+@st.composite
+def _one_change(draw: st.DrawFn, schema: dict[str, Any], body: dict[str, Any], prefix: str) -> tuple[str, Any]:
+    """One change to ``body`` (of the object ``schema``, changed in place) that takes it outside."""
     properties = schema["properties"]
     typed = sorted(k for k, v in properties.items() if "type" in v)
-    kind = draw(st.sampled_from(["longer", "type", "unknown", "missing", "pattern"]))
+    kinds = ["type", "unknown"]
+    kinds += ["longer"] if any("maxLength" in properties[k] for k in typed) else []
+    kinds += ["missing"] if schema.get("required") else []
+    kinds += ["pattern"] if any("pattern" in properties[k] for k in typed) else []
+    kind = draw(st.sampled_from(kinds))
     if kind == "longer":
         field = draw(st.sampled_from(sorted(k for k in typed if "maxLength" in properties[k])))
         body[field] = "a" * (properties[field]["maxLength"] + 1)
@@ -195,14 +224,79 @@ def just_outside(draw: st.DrawFn, name: str) -> tuple[str, dict[str, Any]]:
     elif kind == "unknown":
         field = draw(st.text(min_size=1, max_size=10).filter(lambda k: k not in properties))
         body[field] = draw(st.sampled_from(WRONG_TYPES))
-    elif kind == "missing" and schema.get("required"):
+    elif kind == "missing":
         field = draw(st.sampled_from(schema["required"]))
         body.pop(field, None)
     else:
         field = draw(st.sampled_from(sorted(k for k in typed if "pattern" in properties[k])))
         pattern = ecma_regex(properties[field]["pattern"])
         body[field] = draw(st.text(max_size=20).filter(lambda s: not pattern.search(s)))
-    return f"{kind} {field}", body
+    return f"{kind} {prefix}{field}", body
+
+
+class _ServiceStore:
+    """The part of a store a service create or update touches, answering at once."""
+
+    def __init__(self, current: dict[str, Any]) -> None:
+        self.current = current
+
+    def get_service(self, service_id: str) -> Deferred[dict[str, Any]]:
+        return succeed(self.current)
+
+    def create_service(self, record: dict[str, Any]) -> Deferred[dict[str, Any]]:
+        return succeed(record)
+
+    def update_service(self, service_id: str, fields: dict[str, Any]) -> Deferred[dict[str, Any]]:
+        return succeed(dict(self.current, **fields))
+
+
+class _Registry:
+    """A registry that takes every connector."""
+
+    def configure(self, service: dict[str, Any]) -> None:
+        pass
+
+
+def _stored_type(body: Any) -> str:
+    """
+    The type of the service a PUT body is for (a schema cannot know the stored
+    one): its ``service_type``, else the type whose config schema takes its config.
+    """
+    if isinstance(body, dict) and body.get("service_type") in SERVICE_TYPES:
+        return str(body["service_type"])
+    config = body.get("config") if isinstance(body, dict) else None
+    for service_type in SERVICE_TYPES:
+        if not list(SchemaValidator(SERVICE_CONFIG_INPUT[service_type]).iter_errors(config)):
+            return service_type
+    return "sqlite"
+
+
+_MINIMAL: dict[str, dict[str, Any]] = {
+    "sqlite": {},
+    "postgres": {"host": "db", "database": "d", "username": "u"},
+    "redis": {"host": "db"},
+    "storage": {},
+}
+"""A stored service's config of each type, before defaults."""
+
+
+def service_body(name: str, body: Any) -> None:
+    """Run ``body`` through the server's create (or update) of a service; raise its 400."""
+    service_type = _stored_type(body)
+    stored = {
+        "id": "s1",
+        "name": "stored",
+        "service_type": service_type,
+        "config": validate_config(service_type, _MINIMAL[service_type], name="stored"),
+        "created_at": "t",
+        "updated_at": "t",
+    }
+    manager = ServiceManager(_ServiceStore(stored), _Registry())
+    done = manager.create(body) if name == "ServiceCreate" else manager.update("s1", body)
+    failures: list[Failure] = []
+    done.addErrback(failures.append)
+    if failures:
+        failures[0].raiseException()
 
 
 class AgreementTests(unittest.SynchronousTestCase):
@@ -222,6 +316,8 @@ class AgreementTests(unittest.SynchronousTestCase):
                 rollback_version(body)
             elif name == "importOpenapi":
                 openapi_options(body)
+            elif name in ("ServiceCreate", "ServiceUpdate"):
+                service_body(name, body)
             else:
                 current = None if name == "EndpointCreate" else endpoint_fields({"name": "x", "path": "/x", "method": "GET"})
                 endpoint_fields(body, current)
@@ -324,3 +420,23 @@ class ServiceSchemaTests(unittest.SynchronousTestCase):
         published = schema.service_config("redis", output=False)["properties"]["timeout"]
         self.assertEqual((published["minimum"], published["maximum"]), (1, 60))
         self.assertIn("timeout", schema.service_config("redis", output=True)["required"])
+
+    def test_non_ascii_path_segments_agree(self) -> None:
+        """A segment of 100 two-byte characters (200 bytes) is a path for the server and the schema alike."""
+        body = {"name": "files", "service_type": "storage", "config": {"path": "data/" + "é" * 100}}
+        service_body("ServiceCreate", body)
+        self.assertTrue(schema_accepts("ServiceCreate", body))
+
+    def test_a_segment_over_its_bytes_is_refused_in_words(self) -> None:
+        """A segment of 121 two-byte characters (242 bytes) is a 400 that says bytes, naming config.path."""
+        body = {"name": "files", "service_type": "storage", "config": {"path": "é" * 121}}
+        e = self.assertRaises(BadRequest, service_body, "ServiceCreate", body)
+        self.assertEqual(e.extra["field"], "config.path")
+        self.assertIn("longer than 240 bytes", e.message)
+
+    def test_a_put_naming_its_type_holds_a_config_of_it(self) -> None:
+        """The published PUT body refuses a config of another type than the service_type it names, as the server does."""
+        body = {"service_type": "postgres", "config": {"host": "db"}}  # a redis config
+        self.assertRaises(BadRequest, service_body, "ServiceUpdate", body)
+        self.assertFalse(schema_accepts("ServiceUpdate", body))
+        self.assertTrue(schema_accepts("ServiceUpdate", {"config": {"host": "db"}}))

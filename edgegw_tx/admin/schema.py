@@ -842,7 +842,15 @@ def service_update() -> Schema:
             "anyOf": [SERVICE_CONFIG_INPUT[t] for t in SERVICE_TYPES],
         },
     }
-    return obj(dict(properties, **READ_ONLY))
+    # A body that names the type holds a config of that type.
+    of_its_type = [
+        {
+            "if": {"properties": {"service_type": {"const": t}}, "required": ["service_type"]},
+            "then": {"properties": {"config": SERVICE_CONFIG_INPUT[t]}},
+        }
+        for t in SERVICE_TYPES
+    ]
+    return obj(dict(properties, **READ_ONLY), allOf=of_its_type)
 
 
 BINDING_INPUT = obj(

@@ -440,3 +440,15 @@ class ServiceSchemaTests(unittest.SynchronousTestCase):
         self.assertRaises(BadRequest, service_body, "ServiceUpdate", body)
         self.assertFalse(schema_accepts("ServiceUpdate", body))
         self.assertTrue(schema_accepts("ServiceUpdate", {"config": {"host": "db"}}))
+
+    def test_the_docs_tables_are_the_tables(self) -> None:
+        """docs/api.md's service config tables come from FIELDS: each field, its range and default."""
+        from edgegw_tx.services.config import FIELDS, MAX_POOL_SIZE
+
+        for service_type, table in FIELDS.items():
+            rendered = schemadocs.render_table(f"service-{service_type}")
+            self.assertEqual(re.findall(r"^\| `([a-z_]+)` \|", rendered, re.M), list(table), service_type)
+        postgres = schemadocs.render_table("service-postgres")
+        self.assertIn(f"| `pool_size` | int 1–{MAX_POOL_SIZE} or null | `10` |", postgres)
+        self.assertIn("| `host` | string, at most 253 characters | required |", postgres)
+        self.assertIn("| `path` | string, at most 1,024 characters or null | `<name>.sqlite3` |", schemadocs.render_table("service-sqlite"))

@@ -769,6 +769,11 @@ def service_field(field: _service_config.Field, output: bool) -> Schema:
     return string(enum=list(field.choices) + ([] if output else [""]))
 
 
+def service_fields(service_type: str) -> dict[str, _service_config.Field]:
+    """The config fields of ``service_type`` (``services.config.FIELDS``), for the docs' tables."""
+    return _service_config.FIELDS[service_type]
+
+
 def service_config(service_type: str, output: bool) -> Schema:
     """The ``config`` of ``service_type``: as sent (``output`` False) or as answered."""
     table = _service_config.FIELDS[service_type]

@@ -24,6 +24,8 @@ TABLES: dict[str, Schema] = {
     "collection": schema.COLLECTION_CREATE,
     "test-request": schema.TEST_REQUEST_INPUT,
     "key": schema.NEW_KEY,
+    "service": schema.SERVICE_CREATE_FIELDS,
+    **{f"service-{t}": schema.SERVICE_CONFIG_INPUT[t] for t in schema.SERVICE_TYPES},
 }
 """A table's name in its marker -> the body schema it describes."""
 
@@ -41,6 +43,16 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "collection": {"domain_id": None, "base_path": "", "description": ""},
     "test-request": {"headers": {}, "body": ""},
+    "service": {"config": {}},
+    # A service's config: the defaults of services.config.FIELDS (a path's is made from the name).
+    **{
+        f"service-{t}": {
+            name: f"`{field.default.format(name='<name>')}`" if field.kind == "path" else field.default
+            for name, field in schema.service_fields(t).items()
+            if not field.required
+        }
+        for t in schema.SERVICE_TYPES
+    },
 }
 
 _BEGIN = re.compile(r"^<!-- schema:([a-z-]+) -->\n", re.M)
@@ -61,6 +73,8 @@ def type_words(field: Schema) -> str:
     """A field's type and limits, in the words of the docs' ``type`` column."""
     kind = field.get("type")
     if isinstance(kind, list):
+        if "enum" in field:  # null is said once, as a type
+            field = dict(field, enum=[v for v in field["enum"] if v is not None])
         return " or ".join(type_words(dict(field, type=one)) if one != "null" else "null" for one in kind)
     if "oneOf" in field or ("anyOf" in field and kind is None):
         parts: list[Schema] = field.get("oneOf") or field.get("anyOf") or []

@@ -790,7 +790,9 @@ SERVICE_CONFIG_INPUT = {t: service_config(t, output=False) for t in SERVICE_TYPE
 """Each type's ``config`` as sent: what the server checks a body's config against."""
 
 SERVICE_NAME_INPUT = string(
-    pattern=SERVICE_NAME,
+    MAX_SERVICE_NAME,
+    SERVICE_NAME,
+    min_length=1,
     **keywords(
         {
             "x-error": f"must be 1 to {MAX_SERVICE_NAME} letters, digits, '_', '-' or '.',"

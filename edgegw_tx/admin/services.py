@@ -6,6 +6,13 @@ plane) holds the live connectors and resolves a worker's ``call`` to a
 connector by the endpoint's binding name (``pool_id``) at call time, so every
 change here takes effect at once, without restarting workers.
 
+A body is checked against its schema (``admin/schema.py``: the fields of a
+create or an update, then ``config`` against its type's, which is built from
+``services.config.FIELDS``); ``services.config.validate_config`` then fills in
+the defaults and adds the rules a schema cannot say (a path segment's length in
+bytes, the default path a name gives), in its own words where it refuses the
+same field as the schema.
+
 Services hold secrets (passwords, keys). They leave this module only through
 ``view``, which masks them; a client that PUTs back what it read sends the mask,
 and ``merge_secrets`` puts the stored secret back in its place.

@@ -452,3 +452,15 @@ class ServiceSchemaTests(unittest.SynchronousTestCase):
         self.assertIn(f"| `pool_size` | int 1–{MAX_POOL_SIZE} or null | `10` |", postgres)
         self.assertIn("| `host` | string, at most 253 characters | required |", postgres)
         self.assertIn("| `path` | string, at most 1,024 characters or null | `<name>.sqlite3` |", schemadocs.render_table("service-sqlite"))
+
+    def test_the_ui_form_is_the_table(self) -> None:
+        """The Admin UI's service form reads each type's fields from limits.js (FIELDS), writing none itself."""
+        from edgegw_tx.services.config import FIELDS
+
+        form = schemadocs.ui_service_fields()
+        self.assertEqual({t: [row[0] for row in rows] for t, rows in form.items()}, {t: list(f) for t, f in FIELDS.items()})
+        self.assertIn(["pool_size", "int", 10, "1 to 100"], form["postgres"])
+        with open(os.path.join(ROOT, "admin_ui", "js", "pages", "services.js"), encoding="utf-8") as f:
+            page = f.read()
+        self.assertNotRegex(page, r'\["(port|pool_size|ssl_mode|host)"')
+        self.assertNotIn('"********"', page)

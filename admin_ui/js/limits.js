@@ -9,3 +9,119 @@ export const LIMITS = Object.freeze({
   "serviceName": 64,
   "poolId": 64
 });
+// What the API shows for a secret that is set (a service's password).
+export const MASK = "********";
+// The config fields of each service type: [name, kind, default or options, hint].
+export const SERVICE_FIELDS = Object.freeze({
+  "sqlite": [
+    [
+      "path",
+      "text",
+      "",
+      "relative to <data-dir>/services/; default <name>.sqlite3"
+    ],
+    [
+      "create_if_missing",
+      "bool",
+      true
+    ]
+  ],
+  "postgres": [
+    [
+      "host",
+      "text",
+      "",
+      "required"
+    ],
+    [
+      "port",
+      "int",
+      5432,
+      "1 to 65535"
+    ],
+    [
+      "database",
+      "text",
+      "",
+      "required"
+    ],
+    [
+      "username",
+      "text",
+      "",
+      "required"
+    ],
+    [
+      "password",
+      "secret",
+      null
+    ],
+    [
+      "ssl_mode",
+      "choice",
+      [
+        "prefer",
+        "disable",
+        "allow",
+        "require",
+        "verify-ca",
+        "verify-full"
+      ]
+    ],
+    [
+      "pool_size",
+      "int",
+      10,
+      "1 to 100"
+    ]
+  ],
+  "redis": [
+    [
+      "host",
+      "text",
+      "",
+      "required"
+    ],
+    [
+      "port",
+      "int",
+      6379,
+      "1 to 65535"
+    ],
+    [
+      "password",
+      "secret",
+      null
+    ],
+    [
+      "username",
+      "text",
+      null
+    ],
+    [
+      "database",
+      "int",
+      0,
+      "0 to 2147483647"
+    ],
+    [
+      "use_tls",
+      "bool",
+      false
+    ],
+    [
+      "pool_size",
+      "int",
+      10,
+      "1 to 100"
+    ]
+  ],
+  "storage": [
+    [
+      "path",
+      "text",
+      "",
+      "relative to <data-dir>/services/; default <name>"
+    ]
+  ]
+});

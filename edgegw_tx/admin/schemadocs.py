@@ -198,10 +198,46 @@ UI_LIMITS = {
 """What the Admin UI's inputs bound (``maxlength``), by its name in ``LIMITS``."""
 
 
+_UI_KINDS = {"integer": "int", "boolean": "bool", "secret": "secret", "choice": "choice"}
+
+
+def ui_service_fields() -> dict[str, list[list[Any]]]:
+    """
+    Each service type's config fields for the Admin UI's form, from
+    ``services.config.FIELDS``: ``[name, kind, default (a choice: its
+    options, the default first), hint]``.
+    """
+    out: dict[str, list[list[Any]]] = {}
+    for service_type in schema.SERVICE_TYPES:
+        rows = out[service_type] = []
+        for name, field in schema.service_fields(service_type).items():
+            kind = _UI_KINDS.get(field.kind, "text")
+            if field.kind == "choice":
+                initial: Any = [field.default, *(c for c in field.choices if c != field.default)]
+            elif field.kind in ("integer", "boolean", "secret", "optional_text"):
+                initial = field.default
+            else:
+                initial = ""
+            if field.required:
+                hint = "required"
+            elif field.kind == "path":
+                hint = "relative to <data-dir>/services/; default " + field.default.format(name="<name>")
+            elif field.kind == "integer":
+                hint = f"{field.low} to {field.high}"
+            else:
+                hint = ""
+            rows.append([name, kind, initial, hint] if hint else [name, kind, initial])
+    return out
+
+
 def render_ui_limits() -> str:
     """``admin_ui/js/limits.js``: the schema's limits as an ES module."""
     return (
         "// The management API's input limits, for the Admin UI's inputs. Generated from\n"
         "// edgegw_tx/admin/schema.py by tools/gen-api-docs: do not edit.\n"
         f"export const LIMITS = Object.freeze({json.dumps(UI_LIMITS, indent=2)});\n"
+        "// What the API shows for a secret that is set (a service's password).\n"
+        f"export const MASK = {json.dumps(schema.MASK)};\n"
+        "// The config fields of each service type: [name, kind, default or options, hint].\n"
+        f"export const SERVICE_FIELDS = Object.freeze({json.dumps(ui_service_fields(), indent=2)});\n"
     )

@@ -2,36 +2,11 @@
 // test the connection, delete, and bind to endpoints.
 import { api, listAll } from "../api.js";
 import { button, field, formatTime, h, replace, safeId, select, table } from "../dom.js";
-import { LIMITS } from "../limits.js";
+import { LIMITS, MASK, SERVICE_FIELDS } from "../limits.js";
 import * as notify from "../notify.js";
 
-const MASK = "********";
-// The config fields of each type (docs/api.md, "Services"): [name, kind, default or options, hint].
-const TYPES = {
-  sqlite: [
-    ["path", "text", "", "relative to <data-dir>/services/; default <name>.sqlite3"],
-    ["create_if_missing", "bool", true],
-  ],
-  postgres: [
-    ["host", "text", "", "required"],
-    ["port", "int", 5432],
-    ["database", "text", "", "required"],
-    ["username", "text", "", "required"],
-    ["password", "secret", null],
-    ["ssl_mode", "choice", ["prefer", "disable", "allow", "require", "verify-ca", "verify-full"]],
-    ["pool_size", "int", 10, "at most 100"],
-  ],
-  redis: [
-    ["host", "text", "", "required"],
-    ["port", "int", 6379],
-    ["username", "text", null],
-    ["password", "secret", null],
-    ["database", "int", 0],
-    ["use_tls", "bool", false],
-    ["pool_size", "int", 10, "at most 100"],
-  ],
-  storage: [["path", "text", "", "a folder relative to <data-dir>/services/; default <name>"]],
-};
+// The config fields of each type (docs/api.md, "Services"), generated from the server's table.
+const TYPES = SERVICE_FIELDS;
 
 export function render(main) {
   const list = h("div", { "data-testid": "services-list" });

@@ -464,3 +464,11 @@ class ServiceSchemaTests(unittest.SynchronousTestCase):
             page = f.read()
         self.assertNotRegex(page, r'\["(port|pool_size|ssl_mode|host)"')
         self.assertNotIn('"********"', page)
+
+    def test_each_service_page_has_its_generated_table(self) -> None:
+        """docs/services/<type>.md carries its type's config table, current (run tools/gen-api-docs when this fails)."""
+        for service_type in SERVICE_TYPES:
+            with open(os.path.join(ROOT, "docs", "services", f"{service_type}.md"), encoding="utf-8") as f:
+                page = f.read()
+            self.assertEqual(re.findall(r"<!-- schema:([a-z-]+) -->", page), [f"service-{service_type}"])
+            self.assertEqual(schemadocs.render(page), page, service_type)

@@ -45,6 +45,7 @@ from edgegw_tx.admin.limits import IMPORT_MAX_BODY, MAX_BODY
 from edgegw_tx.admin.throttle import AuthThrottle
 from edgegw_tx.admin.ui import default_ui, is_ui_path
 from edgegw_tx.store.interface import Record
+from edgegw_tx.services.config import MASK
 
 if TYPE_CHECKING:
     from edgegw_tx.admin.auth import KeyRing
@@ -169,9 +170,6 @@ class AdminAPI:
         """
         if key["scope"] == "admin":
             return self._manager.view
-        # Imported on use, like admin/services.py: the service plane's drivers may be missing.
-        from edgegw_tx.services.config import MASK
-
         def masked(record: Record) -> Record:
             """The endpoint's view with every set env value replaced by the mask."""
             view = self._manager.view(record)

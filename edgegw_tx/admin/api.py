@@ -44,8 +44,8 @@ from edgegw_tx.admin.jsonbody import parse_json_body
 from edgegw_tx.admin.limits import IMPORT_MAX_BODY, MAX_BODY
 from edgegw_tx.admin.throttle import AuthThrottle
 from edgegw_tx.admin.ui import default_ui, is_ui_path
-from edgegw_tx.store.interface import Record
 from edgegw_tx.services.config import MASK
+from edgegw_tx.store.interface import Record
 
 if TYPE_CHECKING:
     from edgegw_tx.admin.auth import KeyRing

@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial import unittest
 
 from edgegw_tx.datadir_lock import LOCK_NAME, DataDirInUse, DataDirLock
-from tests.support.harness import ROOT, _Collect
+from tests.support.harness import ROOT, _Collect, run_twistd_until_it_ends
 
 
 class DataDirLockTests(unittest.TestCase):
@@ -163,25 +163,12 @@ class TwoGatewaysIntegrationTests(unittest.TestCase):
     def test_second_twistd_refuses_naming_the_first(self):
         """The second twistd exits 1 with one line naming the first one's pid and no
         traceback, before it listens; the first keeps serving."""
-        from tests.support.hardening import TwistdGateway, _twistd
+        from tests.support.hardening import TwistdGateway
 
         data_dir = os.path.abspath(self.mktemp())
         first = TwistdGateway(self, data_dir)
         yield first.start()
-        ended = Deferred()
-        collector = _Collect(ended)
-        twistd = _twistd()
-        reactor.spawnProcess(
-            collector,
-            twistd,
-            [twistd, "-n", "--pidfile=", "edgegw", "--data-dir", data_dir,
-             "--listen", "tcp:0:interface=127.0.0.1", "--admin-listen", "tcp:0:interface=127.0.0.1",
-             "--cargo", "/bin/false"],
-            env=dict(os.environ),
-            path=ROOT,
-        )
-        status = yield ended
-        output = collector.output.decode(errors="replace")
+        status, output = yield run_twistd_until_it_ends(data_dir)
         self.assertEqual(status, (1, None), output)
         self.assertEqual(
             output.strip(),

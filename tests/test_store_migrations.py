@@ -10,14 +10,11 @@ from __future__ import annotations
 import io
 import os
 import sqlite3
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.protocol import ProcessProtocol
-from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from edgegw_tx.store import MigrationFailed, SQLiteStore, StoreRefused, StoreTooNew
@@ -25,6 +22,7 @@ from edgegw_tx.store.migrations import Migration, numbered, plan
 from edgegw_tx.store.sqlite import SCHEMA_VERSION
 from edgegw_tx.store.sqlite_schema import MIGRATIONS, check_file
 from tests.support.fakes import SynchronousReactor
+from tests.support.harness import run_twistd_until_it_ends
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -548,20 +546,6 @@ class ResetAdminFutureStoreTests(unittest.TestCase):
         self.assertEqual((shape(path), read(path, "SELECT * FROM schema_migrations")), before)
 
 
-class _Collect(ProcessProtocol):
-    """A child's output (both streams) and its exit status."""
-
-    def __init__(self, ended: Deferred[tuple[int | None, int | None]]) -> None:
-        self.ended = ended
-        self.output = b""
-
-    def childDataReceived(self, fd: int, data: bytes) -> None:
-        self.output += data
-
-    def processEnded(self, reason: Failure) -> None:
-        self.ended.callback((reason.value.exitCode, reason.value.signal))
-
-
 class TwistdFutureStoreTests(unittest.TestCase):
     """A real ``twistd edgegw`` on a store from the future."""
 
@@ -572,19 +556,6 @@ class TwistdFutureStoreTests(unittest.TestCase):
         """twistd exits 1 printing only the line naming both schema versions, no traceback, before it listens."""
         path = future_store(self)
         data_dir = os.path.dirname(path)
-        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
-        ended: Deferred[tuple[int | None, int | None]] = Deferred()
-        collector = _Collect(ended)
-        reactor.spawnProcess(
-            collector,
-            twistd,
-            [twistd, "-n", "--pidfile=", "edgegw", "--data-dir", data_dir,
-             "--listen", "tcp:0:interface=127.0.0.1", "--admin-listen", "tcp:0:interface=127.0.0.1",
-             "--cargo", "/bin/false"],
-            env=dict(os.environ),
-            path=ROOT,
-        )
-        status = yield ended
-        output = collector.output.decode(errors="replace")
+        status, output = yield run_twistd_until_it_ends(data_dir)
         self.assertEqual(status, (1, None), output)
         self.assertEqual(output.strip(), str(StoreTooNew(path, 6, 5)))

@@ -11,11 +11,12 @@ import fcntl
 import json
 import os
 import socket
+import sys
 import tempfile
 
 import treq
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks, returnValue
+from twisted.internet.defer import Deferred, inlineCallbacks, returnValue
 from twisted.internet.protocol import ProcessProtocol
 from twisted.trial import unittest
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -169,6 +170,8 @@ class GatewayTestCase(unittest.TestCase):
 
 
 class _Collect(ProcessProtocol):
+    """A child's output (both streams) and its exit status."""
+
     def __init__(self, ended):
         self.ended = ended
         self.output = b""
@@ -178,6 +181,29 @@ class _Collect(ProcessProtocol):
 
     def processEnded(self, reason):
         self.ended.callback((reason.value.exitCode, reason.value.signal))
+
+
+@inlineCallbacks
+def run_twistd_until_it_ends(data_dir):
+    """
+    Start a real ``twistd -n edgegw`` on ``data_dir`` (loopback ports, no
+    cargo) and wait for it to end, for tests of what refuses to start:
+    fires with ``((exit code, signal), output of both streams as text)``.
+    """
+    twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+    ended = Deferred()
+    collector = _Collect(ended)
+    reactor.spawnProcess(
+        collector,
+        twistd,
+        [twistd, "-n", "--pidfile=", "edgegw", "--data-dir", data_dir,
+         "--listen", "tcp:0:interface=127.0.0.1", "--admin-listen", "tcp:0:interface=127.0.0.1",
+         "--cargo", "/bin/false"],
+        env=dict(os.environ),
+        path=ROOT,
+    )
+    status = yield ended
+    returnValue((status, collector.output.decode(errors="replace")))
 
 
 def _free_port():

@@ -62,6 +62,32 @@ class RouteClash(Conflict):
         self.other_name = other_name
 
 
+class Stale(Exception):
+    """
+    A write conditional on a record's revision (``If-Match``) found it changed
+    since: someone else wrote it first. ``current`` is its revision now.
+    """
+
+    def __init__(self, what: str, record_id: str, current: int) -> None:
+        super().__init__(f"{what} {record_id} is at revision {current} now")
+        self.what = what
+        self.record_id = record_id
+        self.current = current
+
+
+class StoreUnavailable(Exception):
+    """
+    The store cannot be reached (its database is down, the connection was
+    cut, or a node serves its last-known configuration offline); ``str()``
+    names the store. The management API answers 503 with it.
+    """
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"the store {where} is unavailable: {reason}")
+        self.where = where
+        self.reason = reason
+
+
 class NoFreeUid(Exception):
     """Every uid of the workers' range is taken (``--worker-uids``)."""
 

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
 #: One record: column name to value, JSON-valued columns decoded.
 Record = dict[str, Any]
@@ -65,17 +65,19 @@ class IEndpointStore(Interface):
     def list_endpoints() -> Deferred[list[Record]]:
         """Every endpoint with its ``services``, oldest first (by created_at, then id)."""
 
-    def update_endpoint(endpoint_id: str, fields: Record) -> Deferred[Record | None]:
+    def update_endpoint(endpoint_id: str, fields: Record, revision: int | None = None) -> Deferred[Record | None]:
         """
         Change the given columns only; fires with the new record (None if there
         is no such endpoint). ``Conflict`` when it would take another's route;
         raises ValueError at once for a column endpoints do not have.
+        ``revision`` (an ``If-Match``): change it only if the record is still
+        at that revision, else ``Stale`` and nothing changes.
         """
 
-    def delete_endpoint(endpoint_id: str) -> Deferred[bool]:
+    def delete_endpoint(endpoint_id: str, revision: int | None = None) -> Deferred[bool]:
         """
         Delete the endpoint with its bindings, versions and worker uid; fires
-        with whether there was one.
+        with whether there was one. ``revision`` as for ``update_endpoint``.
         """
 
 
@@ -148,13 +150,13 @@ class IServiceStore(Interface):
     def list_services() -> Deferred[list[Record]]:
         """Every service, oldest first."""
 
-    def update_service(service_id: str, fields: Record) -> Deferred[Record | None]:
+    def update_service(service_id: str, fields: Record, revision: int | None = None) -> Deferred[Record | None]:
         """Like ``update_endpoint``, for a service (``Conflict`` on a taken name)."""
 
-    def delete_service(service_id: str) -> Deferred[bool]:
+    def delete_service(service_id: str, revision: int | None = None) -> Deferred[bool]:
         """
         Fires with whether there was one; ``ServiceInUse`` (naming each
-        binding) while endpoints are bound to it.
+        binding) while endpoints are bound to it; ``Stale`` as for ``update_endpoint``.
         """
 
 
@@ -198,15 +200,17 @@ class IDomainStore(Interface):
     def list_domains() -> Deferred[list[Record]]:
         """Every domain, oldest first."""
 
-    def update_domain(domain_id: str, fields: Record, moves: Sequence[Move] = ()) -> Deferred[Record | None]:
+    def update_domain(
+        domain_id: str, fields: Record, moves: Sequence[Move] = (), revision: int | None = None
+    ) -> Deferred[Record | None]:
         """
         Change some columns and apply ``moves``, all or nothing; fires with the
         new record. ``Conflict`` when the host is taken, ``RouteClash`` when a
-        move lands on another endpoint's route.
+        move lands on another endpoint's route; ``Stale`` as for ``update_endpoint``.
         """
 
-    def delete_domain(domain_id: str) -> Deferred[bool]:
-        """Fires with whether there was one; ``InUse`` while endpoints or collections use it."""
+    def delete_domain(domain_id: str, revision: int | None = None) -> Deferred[bool]:
+        """Fires with whether there was one; ``InUse`` while endpoints or collections use it; ``Stale``."""
 
 
 class ICollectionStore(Interface):
@@ -225,12 +229,12 @@ class ICollectionStore(Interface):
         """Every collection (of ``domain_id`` only, when given), oldest first."""
 
     def update_collection(
-        collection_id: str, fields: Record, moves: Sequence[Move] = ()
+        collection_id: str, fields: Record, moves: Sequence[Move] = (), revision: int | None = None
     ) -> Deferred[Record | None]:
         """Like ``update_domain``; also ``Missing`` when a new ``domain_id`` names no domain."""
 
-    def delete_collection(collection_id: str) -> Deferred[bool]:
-        """Fires with whether there was one; ``InUse`` while endpoints are in it."""
+    def delete_collection(collection_id: str, revision: int | None = None) -> Deferred[bool]:
+        """Fires with whether there was one; ``InUse`` while endpoints are in it; ``Stale``."""
 
 
 class IKeyStore(Interface):
@@ -247,15 +251,93 @@ class IKeyStore(Interface):
     def get_key(key_id: str) -> Deferred[Record | None]:
         """The key, or None."""
 
-    def delete_key(key_id: str) -> Deferred[Record]:
+    def add_first_key(record: Record) -> Deferred[bool]:
+        """
+        Insert ``record`` only if the store has no key at all, atomically (two
+        nodes starting at once: one wins); fires with whether it was inserted.
+        """
+
+    def delete_key(key_id: str, revision: int | None = None) -> Deferred[Record]:
         """
         Delete a key; fires with its record. ``Missing`` when there is none,
         ``LastAdminKey`` when it is the only ``admin`` key (checked atomically,
-        so two concurrent deletes cannot both pass).
+        so two concurrent deletes cannot both pass); ``Stale`` as for ``update_endpoint``.
         """
 
     def touch_keys(last_used: Mapping[str, str]) -> Deferred[None]:
         """Record ``{key_id: last_used_at}``; ids of deleted keys are ignored."""
+
+
+class IChangeLog(Interface):
+    """
+    Every change of the configuration, one row each, numbered by a revision
+    that only grows (in commit order): how the nodes of a cluster learn what
+    another node changed. The store writes the rows itself (triggers), in the
+    transaction of the change, for endpoints, services, bindings, domains,
+    collections and API keys; each such record carries the revision of its
+    last change as ``revision`` (an API ``ETag``).
+    """
+
+    def changes_since(revision: int) -> Deferred[Record]:
+        """
+        ``{"revision": newest, "changes": [{"revision", "kind", "record_id"}, ...],
+        "complete": bool}``: the changes after ``revision``, oldest first;
+        ``complete`` is False when some of them were pruned (the caller then
+        reloads everything). ``kind`` is ``endpoint``, ``service``,
+        ``binding`` (``record_id``: the endpoint's), ``domain``,
+        ``collection`` or ``key``.
+        """
+
+    def prune_changes(keep: int) -> Deferred[int]:
+        """Delete all but the ``keep`` newest change rows; fires with how many went."""
+
+
+class INodeStore(Interface):
+    """The nodes of a cluster, each writing its own row (a heartbeat)."""
+
+    def heartbeat(node: Record) -> Deferred[None]:
+        """
+        Insert or update the node's row: ``name``, ``address``,
+        ``admin_address``, ``version``, ``started_at``, ``workers``
+        (``{endpoint_id: count}``). ``last_seen`` is the store's own clock,
+        so the nodes' clocks need not agree.
+        """
+
+    def list_nodes() -> Deferred[list[Record]]:
+        """Every node's row, by name, with ``last_seen`` and ``seconds_since_seen`` (by the store's clock)."""
+
+    def remove_node(name: str) -> Deferred[bool]:
+        """Forget a node; fires with whether there was one."""
+
+
+class IArtifactStore(Interface):
+    """
+    Compiled binaries shared by the nodes of a cluster, by digest, and the
+    claims that make one node compile a digest while the others wait.
+    """
+
+    def put_artifact(digest: str, data: bytes, metadata: Record, node: str) -> Deferred[None]:
+        """Store a binary (its sha256 with it); storing a digest already there changes nothing."""
+
+    def get_artifact(digest: str) -> Deferred[Record | None]:
+        """``{"digest", "sha256", "size", "data" (bytes), "metadata", "node", "created_at"}``, or None."""
+
+    def has_artifact(digest: str) -> Deferred[bool]:
+        """Whether the binary of ``digest`` is stored."""
+
+    def delete_artifacts(digests: Iterable[str]) -> Deferred[None]:
+        """Delete the stored binaries of ``digests`` (those there)."""
+
+    def claim_build(digest: str, node: str, stale_after: float) -> Deferred[str | None]:
+        """
+        Claim the compile of ``digest`` for ``node``: fires with None when
+        ``node`` holds the claim now, else with the name of the node that
+        does. A claim older than ``stale_after`` seconds (its node died) is
+        taken over.
+        """
+
+    def release_build(digest: str, node: str) -> Deferred[None]:
+        """Give up ``node``'s claim on ``digest`` (if it holds it)."""
 
 
 class IStore(
@@ -267,11 +349,20 @@ class IStore(
     IDomainStore,
     ICollectionStore,
     IKeyStore,
+    IChangeLog,
+    INodeStore,
+    IArtifactStore,
 ):
     """
     The gateway's configuration as a whole: every record kind above, and
     the store's own life.
     """
+
+    shared = Attribute(
+        "True when several gateways may use the store at once (PostgreSQL): the"
+        " cluster machinery (change log follower, heartbeats, shared binaries) runs."
+    )
+    where = Attribute("The store, for messages: a path or a URI without its password.")
 
     def open() -> Deferred[None]:
         """
@@ -283,3 +374,23 @@ class IStore(
 
     def close() -> None:
         """Release the store's connections; no call may follow."""
+
+
+class IClusterStore(IStore):
+    """
+    A store several gateways share (PostgreSQL). It may be offline: a node
+    that starts while the database is unreachable serves the configuration it
+    last saw (``save_snapshot``), and writes fail with ``StoreUnavailable``
+    until the database answers again.
+    """
+
+    online = Attribute("False while the database is unreachable and reads come from the last-known snapshot.")
+
+    def save_snapshot(path: str) -> Deferred[int]:
+        """
+        Write the configuration as it is now (one consistent read) to ``path``
+        (a SQLite file, replaced atomically); fires with its revision.
+        """
+
+    def snapshot_revision() -> int | None:
+        """While offline, the revision of the snapshot being served; else None."""

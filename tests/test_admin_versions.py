@@ -794,11 +794,24 @@ class StoreAndOptionsTests(unittest.TestCase):
 
     def test_a_schema_3_file_is_upgraded(self):
         """Opening a store written at schema 3 (no versions table) adds the table and says the current schema."""
-        store = make_store(self)
+        import os
+
+        from edgegw_tx.store import SQLiteStore
+        from edgegw_tx.store.sqlite_schema import MIGRATIONS
+        from tests.support.fakes import SynchronousReactor
+
+        reactor = SynchronousReactor()
+        store = SQLiteStore(
+            os.path.join(self.mktemp(), "store.sqlite3"),
+            reactor=reactor,
+            threadpool=reactor.getThreadPool(),
+            migrations=MIGRATIONS[:3],
+        )
+        self.addCleanup(store.close)
+        self.successResultOf(store.open())
+        store._migrations = MIGRATIONS
         # Schema 3 as its release wrote it: no versions or worker_uids, its level in meta.
         for statement in (
-            "DROP TABLE versions",
-            "DROP TABLE worker_uids",
             "DROP TABLE schema_migrations",
             "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
             "INSERT INTO meta (key, value) VALUES ('schema', '3')",

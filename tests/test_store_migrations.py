@@ -187,12 +187,12 @@ def broken(cursor: sqlite3.Cursor) -> None:
     cursor.execute("INSERT INTO no_such_table VALUES (1)")
 
 
-def m0006_later(cursor: sqlite3.Cursor) -> None:
+def m0007_later(cursor: sqlite3.Cursor) -> None:
     """A migration of a release after this one."""
     cursor.execute("CREATE TABLE policies (id TEXT PRIMARY KEY)")
 
 
-def m0006_broken(cursor: sqlite3.Cursor) -> None:
+def m0007_broken(cursor: sqlite3.Cursor) -> None:
     broken(cursor)
 
 
@@ -221,7 +221,7 @@ class MigrationListTests(unittest.TestCase):
             self.assertRaises(ValueError, numbered, *functions)
 
     def test_schema_version_is_the_last_migration(self) -> None:
-        """SCHEMA_VERSION is the number of the last migration, and the SQLite store's migrations are 1..5 by name."""
+        """SCHEMA_VERSION is the number of the last migration, and the SQLite store's migrations are 1..6 by name."""
         self.assertEqual(SCHEMA_VERSION, MIGRATIONS[-1].version)
         self.assertEqual(
             [(m.version, m.name) for m in MIGRATIONS],
@@ -231,16 +231,17 @@ class MigrationListTests(unittest.TestCase):
                 (3, "domains_collections_key_use"),
                 (4, "versions"),
                 (5, "worker_uids"),
+                (6, "cluster"),
             ],
         )
 
     def test_plan(self) -> None:
         """The plan is what is missing, in order; an unknown number is StoreTooNew, a hole StoreRefused."""
-        self.assertEqual([m.version for m in plan("f", [], MIGRATIONS)], [1, 2, 3, 4, 5])
-        self.assertEqual([m.version for m in plan("f", [1, 2, 3], MIGRATIONS)], [4, 5])
-        self.assertEqual(plan("f", [1, 2, 3, 4, 5], MIGRATIONS), [])
+        self.assertEqual([m.version for m in plan("f", [], MIGRATIONS)], [1, 2, 3, 4, 5, 6])
+        self.assertEqual([m.version for m in plan("f", [1, 2, 3], MIGRATIONS)], [4, 5, 6])
+        self.assertEqual(plan("f", [1, 2, 3, 4, 5, 6], MIGRATIONS), [])
         error = self.assertRaises(StoreTooNew, plan, "f", [1, 2, 3, 4, 5, 6, 7], MIGRATIONS)
-        self.assertEqual((error.stored, error.known), (7, 5))
+        self.assertEqual((error.stored, error.known), (7, 6))
         error = self.assertRaises(StoreRefused, plan, "f", [1, 2, 4], MIGRATIONS)
         self.assertEqual(str(error), "the store f has migration 4 but not 3: it was not written by edgegw's migrations")
 
@@ -249,7 +250,7 @@ class FreshStoreTests(unittest.TestCase):
     """A new file gets every migration, in order, recorded once."""
 
     def test_a_fresh_store_applies_all_in_order(self) -> None:
-        """open() runs migrations 1..5 in order, records each with its name and time, and leaves no meta table."""
+        """open() runs migrations 1..6 in order, records each with its name and time, and leaves no meta table."""
         ran: list[int] = []
 
         def recording(migration: Migration) -> Migration:
@@ -264,7 +265,7 @@ class FreshStoreTests(unittest.TestCase):
         clock.advance(1_800_000_000)
         store, opened = store_at(self, path, [recording(m) for m in MIGRATIONS], clock)
         self.successResultOf(opened)
-        self.assertEqual(ran, [1, 2, 3, 4, 5])
+        self.assertEqual(ran, [1, 2, 3, 4, 5, 6])
         self.assertEqual(
             self.successResultOf(store._pool.runQuery("SELECT * FROM schema_migrations ORDER BY version")),
             [(m.version, m.name, "2027-01-15T08:00:00+00:00") for m in MIGRATIONS],
@@ -273,7 +274,8 @@ class FreshStoreTests(unittest.TestCase):
         self.assertEqual(
             tables(path),
             {"schema_migrations", "endpoints", "api_keys", "services", "bindings", "domains",
-             "collections", "versions", "worker_uids"},
+             "collections", "versions", "worker_uids", "changes", "sqlite_sequence", "nodes", "artifacts",
+             "build_claims"},
         )
 
     def test_opening_again_runs_nothing(self) -> None:
@@ -358,7 +360,7 @@ class LegacyStoreTests(unittest.TestCase):
         self.check_level(4)
 
     def test_level_5_is_adopted(self) -> None:
-        """A level-5 store needs no migration: it is only recorded as having 1..5, uids kept."""
+        """A level-5 store is recorded as having 1..5 and gets migration 6, uids kept."""
         self.check_level(5)
 
     def test_a_level_from_the_future_is_refused(self) -> None:
@@ -367,7 +369,7 @@ class LegacyStoreTests(unittest.TestCase):
         legacy_file(path, 5, schema="9")
         _, opened = store_at(self, path)
         failure = self.failureResultOf(opened, StoreTooNew)
-        self.assertEqual((failure.value.stored, failure.value.known), (9, 5))
+        self.assertEqual((failure.value.stored, failure.value.known), (9, 6))
         self.assertEqual(read(path, "SELECT value FROM meta"), [("9",)])
         self.assertNotIn("schema_migrations", tables(path))
 
@@ -384,23 +386,23 @@ class RollbackTests(unittest.TestCase):
     """A migration that fails leaves the store exactly as it was: all run in one transaction."""
 
     def test_a_failed_migration_on_a_new_file_leaves_nothing(self) -> None:
-        """When migration 6 fails, neither its table nor migrations 1..5 nor their records remain."""
+        """When migration 7 fails, neither its table nor migrations 1..6 nor their records remain."""
         path = os.path.join(self.mktemp(), "store.sqlite3")
-        _, opened = store_at(self, path, MIGRATIONS + numbered_after(m0006_broken))
+        _, opened = store_at(self, path, MIGRATIONS + numbered_after(m0007_broken))
         failure = self.failureResultOf(opened, MigrationFailed)
-        self.assertEqual((failure.value.version, failure.value.name), (6, "broken"))
+        self.assertEqual((failure.value.version, failure.value.name), (7, "broken"))
         self.assertEqual(
             str(failure.value),
-            f"migration 0006_broken of the store {path} failed, nothing was changed: no such table: no_such_table",
+            f"migration 0007_broken of the store {path} failed, nothing was changed: no such table: no_such_table",
         )
         self.assertEqual(tables(path), set())
 
     def test_a_failed_migration_on_an_old_file_keeps_it_as_it_was(self) -> None:
-        """A level-3 store whose migration 6 fails keeps its meta level, tables and data; no migration stays."""
+        """A level-3 store whose migration 7 fails keeps its meta level, tables and data; no migration stays."""
         path = os.path.join(self.mktemp(), "old.sqlite3")
         legacy_file(path, 3)
         before = shape(path)
-        _, opened = store_at(self, path, MIGRATIONS + numbered_after(m0006_broken))
+        _, opened = store_at(self, path, MIGRATIONS + numbered_after(m0007_broken))
         self.failureResultOf(opened, MigrationFailed)
         self.assertEqual(shape(path), before)
         self.assertEqual(read(path, "SELECT value FROM meta WHERE key = 'schema'"), [("3",)])
@@ -420,9 +422,9 @@ def numbered_after(*functions: Callable[[Any], None]) -> tuple[Migration, ...]:
 
 
 def future_store(test: unittest.TestCase) -> str:
-    """A gateway's store file (in a data dir of its own) that a release with a migration 6 wrote."""
+    """A gateway's store file (in a data dir of its own) that a release with a migration 7 wrote."""
     path = os.path.abspath(os.path.join(test.mktemp(), "edgegw.sqlite3"))
-    store, opened = store_at(test, path, MIGRATIONS + numbered_after(m0006_later))
+    store, opened = store_at(test, path, MIGRATIONS + numbered_after(m0007_later))
     test.successResultOf(opened)
     store.close()
     return path
@@ -439,7 +441,7 @@ class FutureStoreTests(unittest.TestCase):
         failure = self.failureResultOf(opened, StoreTooNew)
         self.assertEqual(
             str(failure.value),
-            f"the store {path} is at schema version 6, newer than this edgegw's 5:"
+            f"the store {path} is at schema version 7, newer than this edgegw's 6:"
             " run the edgegw that wrote it (or a newer one)",
         )
         self.assertEqual((shape(path), read(path, "SELECT * FROM schema_migrations")), before)
@@ -456,7 +458,7 @@ class FutureStoreTests(unittest.TestCase):
         check_file(current)
         future = future_store(self)
         error = self.assertRaises(StoreTooNew, check_file, future)
-        self.assertEqual((error.stored, error.known), (6, 5))
+        self.assertEqual((error.stored, error.known), (7, 6))
         garbage = os.path.join(self.mktemp(), "garbage.sqlite3")
         os.makedirs(os.path.dirname(garbage))
         with open(garbage, "wb") as f:
@@ -476,7 +478,7 @@ class FutureStoreTests(unittest.TestCase):
         options = tap.Options()
         options.parseOptions(["--data-dir", data_dir])
         error = self.assertRaises(SystemExit, tap.makeService, options)
-        self.assertEqual(str(error.code), str(StoreTooNew(path, 6, 5)))
+        self.assertEqual(str(error.code), str(StoreTooNew(path, 7, 6)))
         self.assertEqual(made, [])
         lock = DataDirLock(data_dir)
         lock.acquire()
@@ -496,7 +498,7 @@ class RuntimeStartTests(unittest.TestCase):
         clock = SynchronousReactor()
         path = os.path.join(self.mktemp(), "edgegw.sqlite3")
         store = SQLiteStore(
-            path, reactor=clock, threadpool=clock.getThreadPool(), migrations=MIGRATIONS + numbered_after(m0006_broken)
+            path, reactor=clock, threadpool=clock.getThreadPool(), migrations=MIGRATIONS + numbered_after(m0007_broken)
         )
         self.addCleanup(store.close)
         runtime = fake_runtime(self, store=store, reactor=clock, keys=KeyRing(store, reactor=clock))
@@ -509,7 +511,7 @@ class RuntimeStartTests(unittest.TestCase):
         self.assertNotIn("log_failure", error)
         self.assertEqual(
             formatEvent(error),
-            f"edgegw could not start: migration 0006_broken of the store {path} failed, nothing was changed:"
+            f"edgegw could not start: migration 0007_broken of the store {path} failed, nothing was changed:"
             " no such table: no_such_table",
         )
 
@@ -541,7 +543,7 @@ class ResetAdminFutureStoreTests(unittest.TestCase):
             ["keys", "reset-admin", "--data-dir", data_dir], reactor=reactor, environ={}, stdout=out, stderr=err
         )
         self.assertEqual((code, out.getvalue()), (1, ""))
-        self.assertEqual(err.getvalue(), f"error: {StoreTooNew(path, 6, 5)}\n")
+        self.assertEqual(err.getvalue(), f"error: {StoreTooNew(path, 7, 6)}\n")
         self.assertFalse(os.path.exists(os.path.join(data_dir, "admin.key")))
         self.assertEqual((shape(path), read(path, "SELECT * FROM schema_migrations")), before)
 
@@ -558,4 +560,4 @@ class TwistdFutureStoreTests(unittest.TestCase):
         data_dir = os.path.dirname(path)
         status, output = yield run_twistd_until_it_ends(data_dir)
         self.assertEqual(status, (1, None), output)
-        self.assertEqual(output.strip(), str(StoreTooNew(path, 6, 5)))
+        self.assertEqual(output.strip(), str(StoreTooNew(path, 7, 6)))

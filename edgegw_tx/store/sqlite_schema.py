@@ -165,12 +165,113 @@ def m0005_worker_uids(cursor: sqlite3.Cursor) -> None:
     )
 
 
+#: The tables whose records carry a revision, and the kind their changes have.
+REVISIONED = (
+    ("endpoints", "endpoint"),
+    ("services", "service"),
+    ("domains", "domain"),
+    ("collections", "collection"),
+    ("api_keys", "key"),
+)
+
+#: The columns of an API key whose change is a change of the configuration (``last_used_at`` is not).
+KEY_DEFINITION = ("id", "name", "scope", "key_hash", "created_at")
+
+_AT = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')"
+
+
+def _change(kind: str, record_id: str, table: str | None = None) -> str:
+    """A trigger's body: append a change row, and (``table``) give the record its revision."""
+    body = f"INSERT INTO changes (kind, record_id, at) VALUES ('{kind}', {record_id}, {_AT});"
+    if table is not None:
+        body += f" UPDATE {table} SET revision = (SELECT max(revision) FROM changes) WHERE id = {record_id};"
+    return body
+
+
+def m0006_cluster(cursor: sqlite3.Cursor) -> None:
+    """
+    What a cluster of gateways needs (the same schema as PostgreSQL's, where
+    it is used): a revision on every record an ``If-Match`` may name, the
+    change log that triggers write (no write path can forget it; records of
+    before have revision 0), the nodes, the shared binaries and the claims on
+    their compiles.  Times of nodes and claims are the database's clock, in
+    seconds since the epoch.  SQLite's triggers run AFTER the write: they do
+    not fire themselves again (recursive triggers are off), and an update
+    trigger fires only for a write that leaves ``revision`` alone, so the
+    triggers' own UPDATE of ``revision`` makes no second change.
+    """
+    for table, _ in REVISIONED:
+        cursor.execute(f"ALTER TABLE {table} ADD COLUMN revision INTEGER NOT NULL DEFAULT 0")
+    cursor.execute(
+        """
+        CREATE TABLE changes (
+            revision INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            record_id TEXT NOT NULL,
+            at TEXT NOT NULL
+        )
+        """
+    )
+    for table, kind in REVISIONED:
+        cursor.execute(
+            f"CREATE TRIGGER {table}_inserted AFTER INSERT ON {table} BEGIN {_change(kind, 'NEW.id', table)} END"
+        )
+        columns = f" OF {', '.join(KEY_DEFINITION)}" if table == "api_keys" else ""
+        cursor.execute(
+            f"CREATE TRIGGER {table}_updated AFTER UPDATE{columns} ON {table}"
+            " WHEN NEW.revision = OLD.revision"
+            f" BEGIN {_change(kind, 'NEW.id', table)} END"
+        )
+        cursor.execute(f"CREATE TRIGGER {table}_deleted AFTER DELETE ON {table} BEGIN {_change(kind, 'OLD.id')} END")
+    for event, row in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")):
+        cursor.execute(
+            f"CREATE TRIGGER bindings_{event.lower().rstrip('e')}ed AFTER {event} ON bindings"
+            f" BEGIN {_change('binding', row + '.endpoint_id')} END"
+        )
+    cursor.execute(
+        """
+        CREATE TABLE nodes (
+            name TEXT PRIMARY KEY,
+            address TEXT,
+            admin_address TEXT,
+            version TEXT,
+            started_at TEXT,
+            last_seen REAL NOT NULL,
+            workers TEXT NOT NULL DEFAULT '{}'
+        )
+        """
+    )
+    cursor.execute(
+        """
+        CREATE TABLE artifacts (
+            digest TEXT PRIMARY KEY,
+            sha256 TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            metadata TEXT NOT NULL DEFAULT '{}',
+            node TEXT,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+    cursor.execute(
+        """
+        CREATE TABLE build_claims (
+            digest TEXT PRIMARY KEY,
+            node TEXT NOT NULL,
+            claimed_at REAL NOT NULL
+        )
+        """
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = numbered(
     m0001_endpoints_and_keys,
     m0002_services_and_bindings,
     m0003_domains_collections_key_use,
     m0004_versions,
     m0005_worker_uids,
+    m0006_cluster,
 )
 
 

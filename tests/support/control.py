@@ -138,7 +138,7 @@ class RecordStore:
         record = self.records.get(endpoint_id)
         return succeed(dict(record) if record is not None else None)
 
-    def update_endpoint(self, endpoint_id: str, fields: Record) -> "Deferred[Record]":
+    def update_endpoint(self, endpoint_id: str, fields: Record, revision: Optional[int] = None) -> "Deferred[Record]":
         """Merge the fields in."""
         self.records[endpoint_id].update(fields)
         return succeed(dict(self.records[endpoint_id]))

@@ -415,3 +415,277 @@ class AdminAPITests(AdminAPITestCase):
         )
         self.assertEqual(code, 400)
         self.assertIn("settings.env", document["error"])
+
+
+class ConditionalWriteTests(AdminAPITestCase):
+    """
+    ``ETag`` and ``If-Match`` (issue 16): the API's side, with the managers'
+    writes replaced where the test needs a revision or a ``Stale`` of its own;
+    ``EndToEndRevisionTests`` runs them over the real store.
+    """
+
+    def revised_get(self, manager, revision):
+        """Make ``manager.get`` answer its record with ``revision``."""
+        get = manager.get
+        self.patch(manager, "get", lambda *a, **k: get(*a, **k).addCallback(lambda r: dict(r, revision=revision)))
+
+    def recording(self, manager, name, answer=None):
+        """Replace ``manager.<name>`` by a fake that records its ``revision`` keyword; the list of them."""
+        seen = []
+        original = getattr(manager, name)
+
+        def fake(*args, revision=None, **kwargs):
+            seen.append(revision)
+            if answer is not None:
+                return answer(*args, **kwargs)
+            return original(*args, **kwargs)
+
+        self.patch(manager, name, fake)
+        return seen
+
+    def test_get_answers_the_revision_as_etag(self):
+        """GET of one endpoint answers ``ETag: "<revision>"``, and the record shows ``revision``."""
+        endpoint = self.create_hello()
+        self.revised_get(self.manager, 7)
+        code, headers, document = self.exchange("GET", "/api/endpoints/" + endpoint["id"])
+        self.assertEqual(code, 200)
+        self.assertEqual(headers.getRawHeaders("etag"), ['"7"'])
+        self.assertEqual(document["data"]["revision"], 7)
+
+    def test_no_revision_no_etag(self):
+        """A record without a revision (a store before them) answers no ETag rather than a wrong one."""
+        endpoint = self.create_hello()
+        self.patch(self.manager, "get", lambda endpoint_id: self.store.get_endpoint(endpoint_id).addCallback(
+            lambda r: {k: v for k, v in r.items() if k != "revision"}))
+        code, headers, _ = self.exchange("GET", "/api/endpoints/" + endpoint["id"])
+        self.assertEqual((code, headers.getRawHeaders("etag")), (200, None))
+
+    def test_if_match_forms_pass_their_revision(self):
+        """``"3"`` and ``W/"3"`` ask for revision 3; ``*`` and no If-Match ask for none (the last write wins)."""
+        endpoint = self.create_hello()
+        seen = self.recording(self.manager, "update")
+        path = "/api/endpoints/" + endpoint["id"]
+        for value in ('"3"', 'W/"3"', "*", None):
+            headers = {"If-Match": value} if value is not None else {}
+            code, _, document = self.exchange("PUT", path, {"description": "x"}, headers=headers)
+            self.assertEqual(code, 200, document)
+        self.assertEqual(seen, [3, 3, None, None])
+
+    def test_malformed_if_match_is_400_naming_the_header(self):
+        """An If-Match that is not one quoted revision is a 400 naming the header; nothing is written."""
+        endpoint = self.create_hello()
+        seen = self.recording(self.manager, "update")
+        for value in ("3", '"x"', '"3", "4"', '"-1"', '"03"'):
+            code, _, document = self.exchange(
+                "PUT", "/api/endpoints/" + endpoint["id"], {"description": "x"}, headers={"If-Match": value}
+            )
+            self.assertEqual(code, 400, value)
+            self.assertIn("If-Match", document["error"])
+            self.assertEqual(document["field"], "If-Match")
+        self.assertEqual(seen, [])
+
+    def test_stale_is_412_with_the_revision_now(self):
+        """A write the store finds ``Stale`` answers 412 saying who moved and to which revision."""
+        from edgegw_tx.store.errors import Stale
+
+        endpoint = self.create_hello()
+        self.recording(self.manager, "update", answer=lambda endpoint_id, body: fail(Stale("endpoint", endpoint_id, 9)))
+        code, _, document = self.exchange(
+            "PUT", "/api/endpoints/" + endpoint["id"], {"description": "x"}, headers={"If-Match": '"8"'}
+        )
+        self.assertEqual(code, 412)
+        self.assertEqual(
+            document["error"],
+            f"endpoint '{endpoint['id']}' was changed by someone else (now at revision 9); GET it again and retry",
+        )
+        self.assertEqual(document["revision"], 9)
+
+    def test_every_conditional_write_passes_its_revision(self):
+        """PUT and DELETE of endpoints, domains, collections and services, and DELETE of keys, pass If-Match on."""
+        domain = self.created("/api/domains", {"host": "api.example.com"})
+        collection = self.created("/api/collections", {"name": "c"})
+        service = self.created("/api/services", {"name": "db", "service_type": "sqlite"})
+        endpoint = self.create_hello()
+        _, key = self.successResultOf(self.keys.create("spare", "read"))
+        key_id = next(k["id"] for k in self.keys.list() if k["name"] == "spare")
+        services = self.runtime.service_manager
+        calls = [
+            (self.manager, "update", "PUT", "/api/endpoints/" + endpoint["id"], {"description": "x"}),
+            (self.domains, "update", "PUT", "/api/domains/" + domain["id"], {"description": "x"}),
+            (self.collections, "update", "PUT", "/api/collections/" + collection["id"], {"description": "x"}),
+            (services, "update", "PUT", "/api/services/" + service["id"], {"name": "db2"}),
+            (self.manager, "delete", "DELETE", "/api/endpoints/" + endpoint["id"], None),
+            (self.collections, "delete", "DELETE", "/api/collections/" + collection["id"], None),
+            (self.domains, "delete", "DELETE", "/api/domains/" + domain["id"], None),
+            (services, "delete", "DELETE", "/api/services/" + service["id"], None),
+            (self.keys, "revoke", "DELETE", "/api/keys/" + key_id, None),
+        ]
+        for revision, (manager, name, method, path, body) in enumerate(calls, start=1):
+            seen = self.recording(manager, name)
+            code, _, document = self.exchange(method, path, body, headers={"If-Match": f'"{revision}"'})
+            self.assertEqual((code, seen), (200, [revision]), (method, path, document))
+
+    def test_writes_answer_the_new_etag(self):
+        """A create, a PUT and a lifecycle call answer the ETag of the record as they left it."""
+        self.patch(self.manager, "view", lambda record, view=self.manager.view: dict(view(record), revision=5))
+        endpoint = self.create_hello()
+        for method, path, body in [
+            ("PUT", "/api/endpoints/" + endpoint["id"], {"description": "x"}),
+            ("POST", "/api/endpoints/" + endpoint["id"] + "/compile", None),
+            ("POST", "/api/endpoints/" + endpoint["id"] + "/stop", None),
+        ]:
+            code, headers, _ = self.exchange(method, path, body)
+            self.assertEqual((code, headers.getRawHeaders("etag")), (200, ['"5"']), (method, path))
+
+
+class StoreUnavailableTests(AdminAPITestCase):
+    """The store unreachable (a PostgreSQL store's database down): 503 naming it, never a 500."""
+
+    def test_unreachable_store_is_503_with_retry_after(self):
+        """Any call whose store call fails with ``StoreUnavailable`` answers 503, its message and Retry-After: 5."""
+        from edgegw_tx.store.errors import StoreUnavailable
+
+        down = StoreUnavailable("postgresql://edgegw@db:5432/edgegw", "connection refused")
+        self.patch(self.manager, "list", lambda: fail(down))
+        self.patch(self.manager, "create", lambda body: fail(down))
+        for method, path, body in [
+            ("GET", "/api/endpoints", None),
+            ("POST", "/api/endpoints", {"name": "x", "path": "/x", "method": "GET"}),
+        ]:
+            code, headers, document = self.exchange(method, path, body)
+            self.assertEqual(code, 503, (method, path))
+            self.assertEqual(headers.getRawHeaders("retry-after"), ["5"])
+            self.assertEqual(document["error"], str(down))
+            self.assertIn("postgresql://edgegw@db:5432/edgegw", document["error"])
+            self.assertEqual(document["retry_after"], 5)
+
+
+class FakeNodes:
+    """A ``NodeDirectory`` (cluster/nodes.py) of fixed nodes; ``down`` makes ``list`` fail as a lost store would."""
+
+    name = "n1"
+
+    def __init__(self, nodes):
+        self.nodes = nodes
+        self.down = None
+
+    def list(self):
+        from twisted.internet.defer import succeed
+
+        return fail(self.down) if self.down is not None else succeed([dict(n) for n in self.nodes])
+
+
+class NodesTests(AdminAPITestCase):
+    """``GET /api/nodes`` and the endpoints' workers per node."""
+
+    def setUp(self):
+        super().setUp()
+        from treq.testing import StubTreq
+
+        from edgegw_tx.admin.api import AdminAPI
+
+        self.directory = FakeNodes(
+            [
+                {"name": "n1", "address": "127.0.0.1:8080", "state": "up", "workers": 0, "endpoints": {}, "self": True},
+                {"name": "n2", "address": "127.0.0.1:8081", "state": "up", "workers": 3,
+                 "endpoints": {"e-2": 3}, "self": False},
+                {"name": "n3", "address": "127.0.0.1:8082", "state": "down", "workers": 1,
+                 "endpoints": {"e-2": 1}, "self": False},
+            ]
+        )
+        self.api = AdminAPI(
+            self.manager, self.keys, self.reactor, services=self.runtime.service_manager,
+            domains=self.domains, collections=self.collections, nodes=self.directory,
+        )
+        self.client = StubTreq(self.api.resource())
+
+    def test_nodes_are_listed_a_page_at_a_time(self):
+        """GET /api/nodes (a read key will do) answers the directory's nodes as a page."""
+        code, document = self.call("GET", "/api/nodes", key="read")
+        self.assertEqual(code, 200)
+        self.assertEqual([n["name"] for n in document["data"]["items"]], ["n1", "n2", "n3"])
+        self.assertEqual(document["data"]["total"], 3)
+        self.assertEqual(document["data"]["items"][1]["endpoints"], {"e-2": 3})
+
+    def test_without_a_directory_nodes_are_404(self):
+        """A gateway built without a node directory answers 404 for /api/nodes, and endpoints show no nodes."""
+        self.build()
+        code, document = self.call("GET", "/api/nodes")
+        self.assertEqual(code, 404)
+        self.assertIn("nodes", document["error"])
+        self.assertNotIn("nodes", self.create_hello())
+
+    def test_endpoint_shows_workers_per_node_that_is_up(self):
+        """An endpoint's ``nodes``: every node up from its heartbeat, this one from its live pool."""
+        endpoint = self.create_hello()
+        self.directory.nodes[1]["endpoints"] = {endpoint["id"]: 3}
+        self.directory.nodes[2]["endpoints"] = {endpoint["id"]: 1}
+        self.call("POST", "/api/endpoints/%s/compile" % endpoint["id"])
+        code, document = self.call("POST", "/api/endpoints/%s/start" % endpoint["id"])
+        self.assertEqual(code, 200, document)
+        live = len(document["data"]["pids"])
+        self.assertGreater(live, 0)
+        self.assertEqual(document["data"]["nodes"], {"n1": live, "n2": 3})
+        code, document = self.call("GET", "/api/endpoints")
+        self.assertEqual(document["data"]["items"][0]["nodes"], {"n1": live, "n2": 3})
+
+    def test_store_down_nodes_503_endpoints_still_shown(self):
+        """With the store unreachable /api/nodes is a 503, while an endpoint still shows with this node's count."""
+        from edgegw_tx.store.errors import StoreUnavailable
+
+        endpoint = self.create_hello()
+        self.directory.down = StoreUnavailable("postgresql://edgegw@db:5432/edgegw", "connection refused")
+        code, document = self.call("GET", "/api/nodes")
+        self.assertEqual(code, 503)
+        code, document = self.call("GET", "/api/endpoints/" + endpoint["id"])
+        self.assertEqual((code, document["data"]["nodes"]), (200, {"n1": 0}))
+
+
+class EndToEndRevisionTests(AdminAPITestCase):
+    """``If-Match`` through the real managers and store: the second of two writers from one revision gets 412."""
+
+    def etag(self, path):
+        """The ETag GET answers for ``path``."""
+        code, headers, document = self.exchange("GET", path)
+        self.assertEqual(code, 200, document)
+        [etag] = headers.getRawHeaders("etag")
+        self.assertEqual(etag, '"%d"' % document["data"]["revision"])
+        return etag
+
+    def assert_second_writer_loses(self, path, body):
+        """Two PUTs with the same If-Match: the first is a 200 with a new ETag, the second a 412; DELETE too."""
+        first = self.etag(path)
+        code, headers, document = self.exchange("PUT", path, body, headers={"If-Match": first})
+        self.assertEqual(code, 200, document)
+        [now] = headers.getRawHeaders("etag")
+        self.assertNotEqual(now, first)
+        self.assertEqual(self.etag(path), now)
+        code, _, document = self.exchange("PUT", path, body, headers={"If-Match": first})
+        self.assertEqual(code, 412, document)
+        self.assertIn("was changed by someone else (now at revision %s)" % now.strip('"'), document["error"])
+        code, _, document = self.exchange("DELETE", path, headers={"If-Match": first})
+        self.assertEqual(code, 412, document)
+        code, _, document = self.exchange("DELETE", path, headers={"If-Match": now})
+        self.assertEqual(code, 200, document)
+
+    def test_endpoint(self):
+        """An endpoint changed since the If-Match's revision is neither changed nor deleted (412)."""
+        endpoint = self.create_hello()
+        self.assert_second_writer_loses("/api/endpoints/" + endpoint["id"], {"description": "mine"})
+
+    def test_domain_collection_service(self):
+        """Domains, collections and services: the same rule."""
+        domain = self.created("/api/domains", {"host": "api.example.com"})
+        collection = self.created("/api/collections", {"name": "c"})
+        service = self.created("/api/services", {"name": "db", "service_type": "sqlite"})
+        self.assert_second_writer_loses("/api/collections/" + collection["id"], {"description": "mine"})
+        self.assert_second_writer_loses("/api/domains/" + domain["id"], {"description": "mine"})
+        self.assert_second_writer_loses("/api/services/" + service["id"], {"name": "db2"})
+
+    def test_without_if_match_the_last_write_wins(self):
+        """No If-Match: both writers succeed, as before revisions."""
+        endpoint = self.create_hello()
+        for description in ("a", "b"):
+            code, document = self.call("PUT", "/api/endpoints/" + endpoint["id"], {"description": description})
+            self.assertEqual(code, 200, document)
+        self.assertEqual(self.call("GET", "/api/endpoints/" + endpoint["id"])[1]["data"]["description"], "b")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-from typing import TYPE_CHECKING, Any, cast, Callable, Generator, Mapping, Optional, Sequence
+import re
+from typing import TYPE_CHECKING, Any, cast, Callable, Generator, Mapping, Optional, Protocol, Sequence
 from urllib.parse import unquote_to_bytes
 
 from klein import Klein
@@ -34,7 +35,9 @@ from edgegw_tx.admin.errors import (
     Forbidden,
     NotFound,
     PayloadTooLarge,
+    PreconditionFailed,
     Starting,
+    StoreDown,
     TooManyRequests,
     Unauthorized,
 )
@@ -44,7 +47,9 @@ from edgegw_tx.admin.jsonbody import parse_json_body
 from edgegw_tx.admin.limits import IMPORT_MAX_BODY, MAX_BODY
 from edgegw_tx.admin.throttle import AuthThrottle
 from edgegw_tx.admin.ui import default_ui, is_ui_path
+from edgegw_tx.admin.views import node_workers
 from edgegw_tx.services.config import MASK
+from edgegw_tx.store.errors import Stale, StoreUnavailable
 from edgegw_tx.store.interface import Record
 
 if TYPE_CHECKING:
@@ -56,6 +61,23 @@ if TYPE_CHECKING:
 
 _READ_METHODS = (b"GET", b"HEAD")
 
+# An ETag as GET answers it, ``"<revision>"`` (weak ``W/"<revision>"`` too).
+_ETAG = re.compile(r'^(?:W/)?"(0|[1-9][0-9]{0,17})"$')
+
+# How long a client should wait before retrying a call the store could not serve.
+STORE_RETRY_AFTER = 5
+
+
+class Nodes(Protocol):
+    """The cluster's nodes as the API shows them (``cluster/nodes.py``'s ``NodeDirectory``)."""
+
+    @property
+    def name(self) -> str:
+        """This node's name."""
+
+    def list(self) -> "Deferred[list[dict[str, Any]]]":
+        """Every node: name, address, version, started_at, last_seen, state, workers, endpoints, self."""
+
 
 def _json(request: IRequest, status: int, document: Mapping[str, Any]) -> bytes:
     """``document`` as the JSON answer with ``status``; never cached, it may hold secrets."""
@@ -63,6 +85,13 @@ def _json(request: IRequest, status: int, document: Mapping[str, Any]) -> bytes:
     request.setHeader(b"content-type", b"application/json")
     request.setHeader(b"cache-control", b"no-store")
     return json.dumps(document).encode("utf-8")
+
+
+def _error_answer(request: IRequest, error: ApiError) -> bytes:
+    """``error`` as its status and envelope, with its extra fields (``retry_after`` ...)."""
+    document = {"ok": False, "error": error.message}
+    document.update(error.extra)
+    return _json(request, error.status, document)
 
 
 def ok(request: IRequest, data: Any, status: int = 200) -> bytes:
@@ -89,6 +118,7 @@ class AdminAPI:
         history: Optional[StatsHistory] = None,
         ui: Optional[IResource] = None,
         isolation: Optional[dict[str, Any]] = None,
+        nodes: Optional[Nodes] = None,
     ) -> None:
         """
         ``services`` is the ``ServiceManager``, ``domains`` and ``collections``
@@ -104,8 +134,12 @@ class AdminAPI:
         samples are the caller's to take), ``ui`` the resource of the Admin
         UI at ``/admin/`` (admin/ui.py; ``admin_ui/`` by default).
         ``isolation`` is the workers' isolation mode that ``GET /api/health``
-        shows (``Isolation.health()``, workers/isolation.py).
+        shows (``Isolation.health()``, workers/isolation.py). ``nodes`` lists
+        the cluster's nodes for ``GET /api/nodes`` and the endpoints' ``nodes``
+        (workers per node); without it that route answers 404 and an endpoint
+        shows no ``nodes``.
         """
+        self._nodes = nodes
         self._isolation = isolation
         self._manager = manager
         self._probe = probe
@@ -179,6 +213,39 @@ class AdminAPI:
 
         return masked
 
+    @inlineCallbacks
+    def _endpoint_views(
+        self, key: Optional[Record] = None
+    ) -> Generator["Deferred[Any]", Any, Callable[[Record], Record]]:
+        """
+        How the caller sees endpoints (``_endpoint_view``; no ``key``: as an
+        admin does), with ``nodes``, their workers per node, when this gateway
+        knows its nodes: one look at the nodes for a whole page of endpoints.
+        """
+        base = self._endpoint_view(key) if key is not None else self._manager.view
+        if self._nodes is None:
+            return base
+        nodes = yield self._node_list()
+        own = self._nodes.name
+
+        def view(record: Record) -> Record:
+            """The endpoint's view with ``nodes``; this node's count is its live one."""
+            public = base(record)
+            public["nodes"] = node_workers(record["id"], nodes, own, len(public["pids"]))
+            return public
+
+        return view
+
+    @inlineCallbacks
+    def _node_list(self) -> Generator["Deferred[Any]", Any, list[dict[str, Any]]]:
+        """The nodes, or none while the store is unreachable: an endpoint's view must not need them."""
+        assert self._nodes is not None
+        try:
+            nodes = yield self._nodes.list()
+        except StoreUnavailable:
+            return []
+        return cast(list[dict[str, Any]], nodes)
+
     def _service_manager(self) -> ServiceManager:
         """The ``ServiceManager``, or 404 in a gateway without the service plane."""
         if self._services is None:
@@ -200,10 +267,7 @@ class AdminAPI:
     @app.handle_errors(ApiError)
     def _api_error(self, request: IRequest, failure: Failure) -> bytes:
         """An ``ApiError`` as its status and envelope, with its extra fields (``retry_after`` ...)."""
-        error = cast(ApiError, failure.value)
-        document = {"ok": False, "error": error.message}
-        document.update(error.extra)
-        return _json(request, error.status, document)
+        return _error_answer(request, cast(ApiError, failure.value))
 
     @app.handle_errors(RoutingNotFound)
     def _not_found(self, request: IRequest, failure: Failure) -> bytes:
@@ -219,6 +283,24 @@ class AdminAPI:
         method = request.method.decode("ascii", "replace")
         path = request.path.decode("utf-8", "replace")
         return _json(request, 405, {"ok": False, "error": f"{method} is not allowed on {path}"})
+
+    @app.handle_errors(Stale)
+    def _stale(self, request: IRequest, failure: Failure) -> bytes:
+        """A write whose ``If-Match`` no longer held: 412 with the record's revision now."""
+        stale = cast(Stale, failure.value)
+        error = PreconditionFailed(
+            f"{stale.what} '{stale.record_id}' was changed by someone else (now at revision {stale.current});"
+            " GET it again and retry",
+            revision=stale.current,
+        )
+        return _error_answer(request, error)
+
+    @app.handle_errors(StoreUnavailable)
+    def _store_unavailable(self, request: IRequest, failure: Failure) -> bytes:
+        """The store cannot be reached: 503 naming it, with ``Retry-After``; the data plane is not affected."""
+        request.setHeader(b"retry-after", str(STORE_RETRY_AFTER).encode("ascii"))
+        error = StoreDown(str(failure.value), retry_after=STORE_RETRY_AFTER)
+        return _error_answer(request, error)
 
     @app.handle_errors(Exception)
     def _bug(self, request: IRequest, failure: Failure) -> bytes:
@@ -269,7 +351,8 @@ class AdminAPI:
             wanted = args["enabled"] == "true"
             records = [r for r in records if r["enabled"] == wanted]
         yield self._refresh()
-        return ok(request, _paged(args, records, self._endpoint_view(key)))
+        view = yield self._endpoint_views(key)
+        return ok(request, _paged(args, records, view))
 
     @app.route("/api/endpoints", methods=["POST"])
     @inlineCallbacks
@@ -277,7 +360,8 @@ class AdminAPI:
         """A new endpoint from its JSON body (201); it is compiled and started by its own calls."""
         self._authorize(request)
         record = yield self._manager.create(self._body(request))
-        return ok(request, self._manager.view(record), status=201)
+        view = yield self._endpoint_views()
+        return tagged(request, view(record), status=201)
 
     @app.route("/api/endpoints/<endpoint_id>", methods=["GET"])
     @inlineCallbacks
@@ -286,23 +370,26 @@ class AdminAPI:
         key = self._authorize(request)
         record = yield self._manager.get(endpoint_id)
         yield self._refresh()
-        return ok(request, self._endpoint_view(key)(record))
+        view = yield self._endpoint_views(key)
+        return tagged(request, view(record))
 
     @app.route("/api/endpoints/<endpoint_id>", methods=["PUT"])
     @inlineCallbacks
     def update_endpoint(self, request: Request, endpoint_id: str) -> Generator["Deferred[Any]", Any, bytes]:
         """Change an endpoint; a running one follows the change (admin/manager.py)."""
         self._authorize(request)
-        record = yield self._manager.update(endpoint_id, self._body(request))
+        revision = if_match(request)
+        record = yield self._manager.update(endpoint_id, self._body(request), revision=revision)
         yield self._refresh()
-        return ok(request, self._manager.view(record))
+        view = yield self._endpoint_views()
+        return tagged(request, view(record))
 
     @app.route("/api/endpoints/<endpoint_id>", methods=["DELETE"])
     @inlineCallbacks
     def delete_endpoint(self, request: Request, endpoint_id: str) -> Generator["Deferred[Any]", Any, bytes]:
         """Stop and forget an endpoint, its bindings and the binaries no other endpoint uses."""
         self._authorize(request)
-        record = yield self._manager.delete(endpoint_id)
+        record = yield self._manager.delete(endpoint_id, revision=if_match(request))
         return ok(request, {"id": record["id"], "deleted": True})
 
     @app.route("/api/endpoints/<endpoint_id>/compile", methods=["POST"])
@@ -312,14 +399,15 @@ class AdminAPI:
         self._authorize(request)
         record, build = yield self._manager.compile(endpoint_id)
         yield self._refresh()
-        data = self._manager.view(record)
+        view = yield self._endpoint_views()
+        data = view(record)
         data["build"] = {
             "digest": build.digest,
             "cached": build.cached,
             "seconds": round(build.seconds, 3),
             "dependencies": list(build.dependencies),
         }
-        return ok(request, data)
+        return tagged(request, data)
 
     @app.route("/api/endpoints/<endpoint_id>/<any(start, stop, restart):action>", methods=["POST"])
     @inlineCallbacks
@@ -333,7 +421,8 @@ class AdminAPI:
         }[action]
         record = yield change(endpoint_id)
         yield self._refresh()
-        return ok(request, self._manager.view(record))
+        view = yield self._endpoint_views()
+        return tagged(request, view(record))
 
     @app.route("/api/endpoints/<endpoint_id>/versions", methods=["GET"])
     @inlineCallbacks
@@ -350,7 +439,8 @@ class AdminAPI:
         self._authorize(request)
         record = yield self._manager.rollback(endpoint_id, self._body(request))
         yield self._refresh()
-        return ok(request, self._manager.view(record))
+        view = yield self._endpoint_views()
+        return tagged(request, view(record))
 
     @app.route("/api/endpoints/<endpoint_id>/logs", methods=["GET"])
     @inlineCallbacks
@@ -392,6 +482,20 @@ class AdminAPI:
         uptime = self._clock.seconds() - self._started
         yield self._refresh()
         return ok(request, gateway_stats(records, self._manager.pool_stats(), uptime))
+
+    @app.route("/api/nodes", methods=["GET"])
+    @inlineCallbacks
+    def list_nodes(self, request: Request) -> Generator["Deferred[Any]", Any, bytes]:
+        """
+        One page of the cluster's nodes from their heartbeats (``cluster/nodes.py``):
+        up or down, their workers per endpoint, ``self`` for this one. With a
+        store of one node, this node alone. 503 while the store is unreachable.
+        """
+        self._authorize(request)
+        if self._nodes is None:
+            raise NotFound("nodes are not available in this gateway")
+        nodes = yield self._nodes.list()
+        return ok(request, _paged(_query(request), nodes, dict))
 
     @app.route("/api/stats/history", methods=["GET"])
     @inlineCallbacks
@@ -435,7 +539,7 @@ class AdminAPI:
         """A new domain (201)."""
         self._authorize(request)
         record = yield self._domain_manager().create(self._body(request))
-        return ok(request, record, status=201)
+        return tagged(request, record, status=201)
 
     @app.route("/api/domains/<domain_id>", methods=["GET"])
     @inlineCallbacks
@@ -443,15 +547,16 @@ class AdminAPI:
         """One domain."""
         self._authorize(request)
         record = yield self._domain_manager().get(domain_id)
-        return ok(request, record)
+        return tagged(request, record)
 
     @app.route("/api/domains/<domain_id>", methods=["PUT"])
     @inlineCallbacks
     def update_domain(self, request: Request, domain_id: str) -> Generator["Deferred[Any]", Any, bytes]:
         """Change a domain; its endpoints' routes follow."""
         self._authorize(request)
-        record = yield self._domain_manager().update(domain_id, self._body(request))
-        return ok(request, record)
+        revision = if_match(request)
+        record = yield self._domain_manager().update(domain_id, self._body(request), revision=revision)
+        return tagged(request, record)
 
     @app.route("/api/domains/<domain_id>", methods=["DELETE"])
     @inlineCallbacks
@@ -459,7 +564,7 @@ class AdminAPI:
         """409 while it has endpoints or collections, unless ``?cascade=true``."""
         self._authorize(request)
         cascade = _flag(_query(request), "cascade")
-        record = yield self._domain_manager().delete(domain_id, cascade=cascade)
+        record = yield self._domain_manager().delete(domain_id, cascade=cascade, revision=if_match(request))
         return ok(request, {"id": record["id"], "deleted": True, "cascaded": record["cascaded"]})
 
     @app.route("/api/domains/<domain_id>/collections", methods=["GET"])
@@ -485,7 +590,7 @@ class AdminAPI:
         """A new collection (201)."""
         self._authorize(request)
         record = yield self._collection_manager().create(self._body(request))
-        return ok(request, record, status=201)
+        return tagged(request, record, status=201)
 
     @app.route("/api/collections/<collection_id>", methods=["GET"])
     @inlineCallbacks
@@ -493,15 +598,16 @@ class AdminAPI:
         """One collection."""
         self._authorize(request)
         record = yield self._collection_manager().get(collection_id)
-        return ok(request, record)
+        return tagged(request, record)
 
     @app.route("/api/collections/<collection_id>", methods=["PUT"])
     @inlineCallbacks
     def update_collection(self, request: Request, collection_id: str) -> Generator["Deferred[Any]", Any, bytes]:
         """Change a collection; its endpoints' routes follow."""
         self._authorize(request)
-        record = yield self._collection_manager().update(collection_id, self._body(request))
-        return ok(request, record)
+        revision = if_match(request)
+        record = yield self._collection_manager().update(collection_id, self._body(request), revision=revision)
+        return tagged(request, record)
 
     @app.route("/api/collections/<collection_id>", methods=["DELETE"])
     @inlineCallbacks
@@ -509,7 +615,7 @@ class AdminAPI:
         """409 while it has endpoints, unless ``?cascade=true``."""
         self._authorize(request)
         cascade = _flag(_query(request), "cascade")
-        record = yield self._collection_manager().delete(collection_id, cascade=cascade)
+        record = yield self._collection_manager().delete(collection_id, cascade=cascade, revision=if_match(request))
         return ok(request, {"id": record["id"], "deleted": True, "cascaded": record["cascaded"]})
 
     @app.route("/api/collections/<collection_id>/endpoints", methods=["GET"])
@@ -519,7 +625,8 @@ class AdminAPI:
         key = self._authorize(request)
         records = yield self._collection_manager().endpoints(collection_id)
         yield self._refresh()
-        return ok(request, _paged(_query(request), records, self._endpoint_view(key)))
+        view = yield self._endpoint_views(key)
+        return ok(request, _paged(_query(request), records, view))
 
     # bindings: the names under which an endpoint's handlers reach services
 
@@ -565,14 +672,14 @@ class AdminAPI:
         self._authorize(request)
         name, scope = check_new_key(self._body(request))
         record, plaintext = yield self._keys.create(name, scope)
-        return ok(request, dict(self._keys.view(record), key=plaintext), status=201)
+        return tagged(request, dict(self._keys.view(record), key=plaintext), status=201)
 
     @app.route("/api/keys/<key_id>", methods=["DELETE"])
     @inlineCallbacks
     def delete_key(self, request: Request, key_id: str) -> Generator["Deferred[Any]", Any, bytes]:
         """The key is refused from the next request on; never the last admin key (409)."""
         self._authorize(request)
-        view = yield self._keys.revoke(key_id)
+        view = yield self._keys.revoke(key_id, revision=if_match(request))
         return ok(request, dict(view, deleted=True))
 
     # services
@@ -596,7 +703,7 @@ class AdminAPI:
         self._authorize(request)
         services = self._service_manager()
         record = yield services.create(self._body(request))
-        return ok(request, services.view(record), status=201)
+        return tagged(request, services.view(record), status=201)
 
     @app.route("/api/services/<service_id>", methods=["GET"])
     @inlineCallbacks
@@ -605,7 +712,7 @@ class AdminAPI:
         self._authorize(request)
         services = self._service_manager()
         record = yield services.get(service_id)
-        return ok(request, services.view(record))
+        return tagged(request, services.view(record))
 
     @app.route("/api/services/<service_id>", methods=["PUT"])
     @inlineCallbacks
@@ -613,15 +720,16 @@ class AdminAPI:
         """Change a service (never its ``service_type``); its connector is configured anew."""
         self._authorize(request)
         services = self._service_manager()
-        record = yield services.update(service_id, self._body(request))
-        return ok(request, services.view(record))
+        revision = if_match(request)
+        record = yield services.update(service_id, self._body(request), revision=revision)
+        return tagged(request, services.view(record))
 
     @app.route("/api/services/<service_id>", methods=["DELETE"])
     @inlineCallbacks
     def delete_service(self, request: Request, service_id: str) -> Generator["Deferred[Any]", Any, bytes]:
         """Forget a service (409 while it is bound)."""
         self._authorize(request)
-        record = yield self._service_manager().delete(service_id)
+        record = yield self._service_manager().delete(service_id, revision=if_match(request))
         return ok(request, {"id": record["id"], "deleted": True})
 
     @app.route("/api/services/<service_id>/test", methods=["POST"])
@@ -660,6 +768,40 @@ class AdminAPI:
         data = bundle_bytes(request, IMPORT_MAX_BODY)
         result = yield self._importer().bundle(data, options)
         return ok(request, result)
+
+
+def tagged(request: IRequest, data: Record, status: int = 200) -> bytes:
+    """
+    The success envelope of one record, with ``ETag: "<revision>"`` when it
+    has a revision: the ``If-Match`` that changes it only if nobody else did first.
+    """
+    revision = data.get("revision")
+    if isinstance(revision, int) and not isinstance(revision, bool):
+        request.setHeader(b"etag", f'"{revision}"'.encode("ascii"))
+    return ok(request, data, status)
+
+
+def if_match(request: IRequest) -> Optional[int]:
+    """
+    The revision an ``If-Match`` asks for (``"3"`` or ``W/"3"``), or None
+    without one or with ``*`` (any: the record must only exist, which every
+    write checks anyway): a PUT or DELETE then wins whatever it finds. 400
+    for anything else, a list of several ETags included.
+    """
+    raw = request.getHeader(b"if-match")
+    if raw is None:
+        return None
+    text = (raw.decode("latin-1") if isinstance(raw, bytes) else raw).strip()
+    if text == "*":
+        return None
+    match = _ETAG.match(text)
+    if match is None:
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise BadRequest(
+            f'header If-Match must be one ETag as GET answers it (e.g. "3") or *, not {shown!r}',
+            field="If-Match",
+        )
+    return int(match.group(1))
 
 
 def _client_address(request: Request) -> str:

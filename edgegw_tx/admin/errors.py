@@ -69,3 +69,15 @@ class Starting(ApiError):
     """The gateway is still loading its store and restarting its endpoints."""
 
     status = 503
+
+
+class PreconditionFailed(ApiError):
+    """An ``If-Match`` that no longer matches: someone else changed the record first."""
+
+    status = 412
+
+
+class StoreDown(ApiError):
+    """The store cannot be reached; ``Retry-After`` says when to try again."""
+
+    status = 503

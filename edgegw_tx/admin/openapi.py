@@ -57,6 +57,7 @@ from edgegw_tx.admin.schema import (
     page_of,
     record,
     ref,
+    revised,
     schemas,
     string,
 )
@@ -149,11 +150,21 @@ ERRORS = {
     403: ("Forbidden", "a `read` key used for anything but GET, or a browser request from another site (`Sec-Fetch-Site`, `Origin`) that would change something"),
     404: ("NotFound", "no such record"),
     409: ("Conflict", "the change conflicts with the current state"),
+    412: (
+        "PreconditionFailed",
+        "the `If-Match` no longer matches: someone else changed the record first; `revision` is its revision "
+        "now (GET it again, then retry with its ETag)",
+    ),
     413: ("PayloadTooLarge", "the body, or an uploaded bundle once inflated, is over its cap"),
     422: ("CompileFailed", "the code did not compile; `diagnostics` says why"),
     429: ("TooManyRequests", "too many failed authentications from this address; the key is not looked at"),
     502: ("BadGateway", "the upstream failed: workers that died before they were ready, or a backend"),
-    503: ("BuildUnavailable", "the build plane cannot run (no cargo, no SDK); or, with `Retry-After: 1`, the gateway is still starting (any call)"),
+    503: (
+        "Unavailable",
+        "the build plane cannot run (no cargo, no SDK); or, with `Retry-After: 1`, the gateway is still "
+        "starting (any call); or, with `Retry-After: 5`, the store (its database) cannot be reached, "
+        "named in `error` (any call that reads or writes it; the data plane keeps serving)",
+    ),
     504: ("GatewayTimeout", "the upstream did not answer in time (a test request's `timeout`)"),
 }
 
@@ -167,6 +178,28 @@ ERROR_HEADERS = {
             "description": "whole seconds",
         }
     },
+    503: {"Retry-After": {"schema": string(pattern="^[1-9][0-9]*$"), "description": "whole seconds, when retrying may help"}},
+}
+
+# A record's ETag, ``"<revision>"``: what an If-Match sends back.
+ETAG_HEADER = {
+    "ETag": {
+        "schema": string(pattern='^"(0|[1-9][0-9]*)"$'),
+        "description": 'the record\'s revision, quoted (`"3"`): send it as If-Match to change the record '
+        "only if nobody else did first",
+    }
+}
+
+# A conditional PUT or DELETE.
+IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "description": (
+        'the ETag of the record as last read (`"3"`, or weak `W/"3"`): the change is made only if the '
+        "record is still at that revision, else 412. `*` or no If-Match: the last write wins. Anything "
+        "else is a 400."
+    ),
+    "schema": string(pattern='^(\\*|(W/)?"(0|[1-9][0-9]{0,17})")$'),
 }
 
 
@@ -207,19 +240,27 @@ def operation(
     public: bool = False,
     description: str | None = None,
     body_limit: int = MAX_BODY,
+    conditional: bool = False,
+    etag: Iterable[int] = (),
 ) -> tuple[str, Schema]:
     """
     One operation: ``(method, operation object)``. ``responses`` maps success
     statuses to answers; ``errors`` lists the error statuses besides those
     that come with a key (401 and 429, and 403 on all but GET) and with a body
     (400 and 413). ``body`` is a JSON body's schema, ``content`` any other body.
+    ``conditional``: it takes an ``If-Match`` (400 when malformed, 412 when it
+    no longer matches); ``etag``: the success statuses whose answer has an ``ETag``.
     """
     op: Schema = {"operationId": operation_id, "summary": summary, "tags": [tag]}
     if description:
         op["description"] = description
-    if query:
-        op["parameters"] = list(query)
+    parameters = list(query)
     statuses = set(errors)
+    if conditional:
+        parameters.append(IF_MATCH)
+        statuses.update((400, 412))
+    if parameters:
+        op["parameters"] = parameters
     if body is not None:
         content = json_content(body)
     if content is not None:
@@ -235,7 +276,10 @@ def operation(
         statuses.update((401, 429))
         if method != "get":
             statuses.add(403)
-    op["responses"] = {str(status): response for status, response in responses.items()}
+    op["responses"] = {
+        str(status): dict(response, headers=ETAG_HEADER) if status in etag else response
+        for status, response in responses.items()
+    }
     for status in sorted(statuses):
         op["responses"][str(status)] = {"$ref": "#/components/responses/" + ERRORS[status][0]}
     return method, op
@@ -290,6 +334,7 @@ def crud(
             tag,
             {201: answer("the new record", schema, links_to(links, **{parameter["name"]: "$response.body#/data/id"}))},
             errors=errors.get("create", ()),
+            etag=(201,),
             body=create_input,
             description=descriptions.get("create"),
         ),
@@ -302,6 +347,7 @@ def crud(
             tag,
             {200: answer("the record", schema)},
             errors=(404,),
+            etag=(200,),
         ),
         operation(
             "put",
@@ -312,6 +358,8 @@ def crud(
             errors=(404,) + errors.get("update", ()),
             body=update_input,
             description=descriptions.get("update"),
+            conditional=True,
+            etag=(200,),
         ),
         operation(
             "delete",
@@ -322,6 +370,7 @@ def crud(
             errors=(404,) + errors.get("delete", ()),
             query=delete_query,
             description=descriptions.get("delete"),
+            conditional=True,
         ),
         parameters=[parameter],
     )
@@ -400,6 +449,7 @@ def endpoint_paths() -> dict[str, Schema]:
                 "endpoints",
                 {200: answer("the record", ref("Endpoint"))},
                 errors=errors,
+                etag=(200,),
             ),
             parameters=[ENDPOINT_ID],
         )
@@ -418,6 +468,7 @@ def endpoint_paths() -> dict[str, Schema]:
                     "endpoints",
                     {200: answer("compiled: the record and the build", ref("CompiledEndpoint"))},
                     errors=(404, 422, 503),
+                    etag=(200,),
                 ),
                 parameters=[ENDPOINT_ID],
             ),
@@ -442,6 +493,7 @@ def endpoint_paths() -> dict[str, Schema]:
                     {200: answer("the record, running that version", ref("Endpoint"))},
                     errors=(404, 409, 502),
                     body=ref("RollbackInput"),
+                    etag=(200,),
                     description=(
                         "A running endpoint switches as a restart does (new workers ready, route "
                         "switched, old ones drained; 502 and the old ones keep serving when the new "
@@ -612,9 +664,9 @@ def service_paths() -> dict[str, Schema]:
 
 def key_paths() -> dict[str, Schema]:
     """The operations on API keys."""
-    listed = record(dict(KEY_PROPERTIES, current=dict(BOOLEAN, description="the key making this request")))
-    created = record(dict(KEY_PROPERTIES, key=string(description="the key itself, shown this once")))
-    revoked = record(dict(KEY_PROPERTIES, deleted={"const": True}))
+    listed = revised(dict(KEY_PROPERTIES, current=dict(BOOLEAN, description="the key making this request")))
+    created = revised(dict(KEY_PROPERTIES, key=string(description="the key itself, shown this once")))
+    revoked = revised(dict(KEY_PROPERTIES, deleted={"const": True}))
     return {
         "/api/keys": path_item(
             operation(
@@ -639,6 +691,7 @@ def key_paths() -> dict[str, Schema]:
                     )
                 },
                 body=NEW_KEY,
+                etag=(201,),
             ),
         ),
         "/api/keys/{key_id}": path_item(
@@ -650,6 +703,7 @@ def key_paths() -> dict[str, Schema]:
                 {200: answer("revoked: the next request with it is a 401", revoked)},
                 errors=(404, 409),
                 description="409 for the last `admin` key: create another first.",
+                conditional=True,
             ),
             parameters=[KEY_ID],
         ),
@@ -733,6 +787,23 @@ def system_paths() -> dict[str, Schema]:
                 "Endpoint counts by status, requests handled, workers, uptime",
                 "system",
                 {200: answer("the numbers", ref("Stats"))},
+            )
+        ),
+        "/api/nodes": path_item(
+            operation(
+                "get",
+                "listNodes",
+                "The cluster's nodes: up or down, their workers",
+                "system",
+                {200: answer("a page of nodes", page_of(ref("Node")))},
+                errors=(400, 404, 503),
+                query=QUERY_PAGE,
+                description=(
+                    "Every node that has sent a heartbeat to the shared store (every 2 s), this one "
+                    "marked `self`; a node is `down` once it missed 3. With a store of one node "
+                    "(SQLite), this node alone. 503 while the store cannot be reached; 404 in a "
+                    "gateway built without a node directory."
+                ),
             )
         ),
         "/api/stats/history": path_item(

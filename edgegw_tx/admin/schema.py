@@ -97,8 +97,10 @@ ENDPOINT_READ_ONLY = (
     "deployed",
     "id",
     "last_error",
+    "nodes",
     "pids",
     "queue",
+    "revision",
     "route",
     "services",
     "status",
@@ -265,7 +267,17 @@ def any_case(word: str) -> str:
 TIMESTAMP = string(format="date-time", description="ISO 8601, UTC")
 ID = string(description="a record id")
 ANY = {"description": "a read-only field: accepted and ignored"}
-READ_ONLY = {"id": ANY, "created_at": ANY, "updated_at": ANY}
+READ_ONLY = {"id": ANY, "created_at": ANY, "updated_at": ANY, "revision": ANY}
+REVISION = integer(
+    0,
+    description="the revision of its last change, cluster-wide; GET answers it as the ETag "
+    '(`"<revision>"`) that a PUT or DELETE sends as If-Match',
+)
+
+
+def revised(properties: dict[str, Schema]) -> Schema:
+    """An answered record of ``properties`` plus its ``revision`` (a store before revisions has none)."""
+    return obj(dict(properties, revision=REVISION), required=tuple(properties))
 DESCRIPTION = string(MAX_DESCRIPTION)
 
 # Not blank: the server strips a name and refuses what is left empty.
@@ -542,6 +554,21 @@ def endpoint_properties() -> dict[str, Schema]:
     }
 
 
+# What an endpoint's answer has beside its record's fields, not always.
+ENDPOINT_EXTRA = {
+    "revision": REVISION,
+    "nodes": map_of(
+        integer(0),
+        description="in a cluster, the workers each node that is up runs for it: {node name: workers}",
+    ),
+}
+
+
+def endpoint_record(properties: dict[str, Schema]) -> Schema:
+    """An endpoint as answered: every field of ``properties`` and maybe ``revision`` and ``nodes``."""
+    return obj(dict(properties, **ENDPOINT_EXTRA), required=tuple(properties))
+
+
 BUILD = record(
     {
         "digest": string(),
@@ -575,7 +602,7 @@ LOG_LINE = record(
 
 # -- domains, collections, stats ------------------------------------------------
 
-DOMAIN = record(
+DOMAIN = revised(
     {
         "id": ID,
         "host": string(),
@@ -592,7 +619,7 @@ def domain_input(create: bool) -> Schema:
     return obj(properties, required=("host",) if create else ())
 
 
-COLLECTION = record(
+COLLECTION = revised(
     {
         "id": ID,
         "name": string(),
@@ -830,7 +857,7 @@ def service_variants(output: bool) -> Schema:
             "config": config,
         }
         if output:
-            variants.append(record(dict(id=ID, **properties, created_at=TIMESTAMP, updated_at=TIMESTAMP)))
+            variants.append(revised(dict(id=ID, **properties, created_at=TIMESTAMP, updated_at=TIMESTAMP)))
         else:
             required = ("name", "service_type") + (("config",) if config.get("required") else ())
             variants.append(obj(dict(properties, **READ_ONLY), required=required))
@@ -993,7 +1020,8 @@ ERROR = obj(
             description="a service still bound (409)",
         ),
         "kind": string(description="a 502's error kind (docs/ipc.md), e.g. ServiceUnavailable"),
-        "retry_after": integer(1, description="a 429's Retry-After, in seconds"),
+        "retry_after": integer(1, description="a 429's or a 503's Retry-After, in seconds"),
+        "revision": integer(0, description="a 412's: the record's revision now"),
         "endpoint_id": ID,
         "conflicts_with": string(description="the id of the endpoint already serving the route (409)"),
         "endpoints": integer(0, description="a 409's count of endpoints still in the way"),
@@ -1005,6 +1033,24 @@ ERROR = obj(
 )
 
 DELETED = record({"id": ID, "deleted": {"const": True}})
+
+# A node of the cluster as GET /api/nodes lists it (cluster/nodes.py).
+NODE = obj(
+    {
+        "name": string(description="--node-name"),
+        "address": nullable(string(description="its data plane's host:port")),
+        "admin_address": nullable(string(description="its management API's host:port")),
+        "version": nullable(string(description="the edgegw it runs")),
+        "started_at": nullable(string(description="when it started (ISO 8601, UTC)")),
+        "last_seen": nullable(string(description="its last heartbeat (ISO 8601, UTC)")),
+        "state": string(enum=["up", "down"], description="down after it missed 3 heartbeats"),
+        "workers": integer(0, description="the workers it runs, all endpoints together"),
+        "endpoints": map_of(integer(0), description="its workers per endpoint: {endpoint_id: workers}"),
+        "self": dict(BOOLEAN, description="the node answering this call"),
+    },
+    required=("name", "state", "workers", "endpoints", "self"),
+    closed=False,
+)
 
 HEALTH = obj(
     {
@@ -1032,11 +1078,12 @@ def schemas() -> dict[str, Schema]:
         "TestRequestInput": TEST_REQUEST_INPUT,
         "TestRequestAnswer": TEST_REQUEST_ANSWER,
         "Deleted": DELETED,
+        "Node": NODE,
         "CascadeDeleted": CASCADE_DELETED,
-        "Endpoint": record(endpoint),
+        "Endpoint": endpoint_record(endpoint),
         "EndpointCreate": endpoint_input(create=True),
         "EndpointUpdate": endpoint_input(create=False),
-        "CompiledEndpoint": record(dict(endpoint, build=ref("Build"))),
+        "CompiledEndpoint": endpoint_record(dict(endpoint, build=ref("Build"))),
         "Build": BUILD,
         "Version": VERSION,
         "RollbackInput": ROLLBACK_INPUT,

@@ -10,7 +10,7 @@ collections. Keeping them here lets the API's shapes be tested without pools.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from edgegw_tx.admin import validation
 from edgegw_tx.store.interface import Record
@@ -51,6 +51,24 @@ def endpoint_view(record: Record, live: Live, full_path: str) -> Record:
     public["workers"] = list(live.workers)
     public["queue"] = live.queue
     return public
+
+
+def node_workers(endpoint_id: str, nodes: Sequence[Record], own: Optional[str], own_count: int) -> dict[str, int]:
+    """
+    ``{node name: workers}`` of one endpoint across the cluster, for its view:
+    every node that is up, from its last heartbeat (``nodes`` as
+    ``NodeDirectory.list()`` answers them; a node that is down runs nothing
+    anyone can reach), and this node, ``own``, from ``own_count``, its live
+    count, which is newer than any heartbeat.
+    """
+    counts = {
+        node["name"]: int((node.get("endpoints") or {}).get(endpoint_id, 0))
+        for node in nodes
+        if node.get("state") == "up"
+    }
+    if own is not None:
+        counts[own] = own_count
+    return dict(sorted(counts.items()))
 
 
 def version_views(

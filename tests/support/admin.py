@@ -34,7 +34,12 @@ class AdminAPITestCase(unittest.TestCase):
 
     def call(self, method, path, body=None, key="admin", raw=None):
         """(status, decoded JSON) of one call; ``key`` is ``admin``, ``read``, a key itself or None."""
-        headers = {}
+        code, _, document = self.exchange(method, path, body, key, raw)
+        return code, document
+
+    def exchange(self, method, path, body=None, key="admin", raw=None, headers=None):
+        """(status, response headers, decoded JSON) of one call sending ``headers`` too; as ``call``."""
+        headers = dict(headers or {})
         if key is not None:
             headers["Authorization"] = "Bearer " + (
                 {"admin": self.admin_key, "read": self.read_key}.get(key, key)
@@ -45,7 +50,7 @@ class AdminAPITestCase(unittest.TestCase):
         response = self.successResultOf(d)
         content = self.successResultOf(response.content())
         self.assertEqual(response.headers.getRawHeaders("content-type"), ["application/json"])
-        return response.code, json.loads(content)
+        return response.code, response.headers, json.loads(content)
 
     def created(self, path, body):
         """POST ``body`` to ``path``: the record, asserting a 201."""

@@ -246,7 +246,7 @@ class _ServiceStore:
     def create_service(self, record: dict[str, Any]) -> Deferred[dict[str, Any]]:
         return succeed(record)
 
-    def update_service(self, service_id: str, fields: dict[str, Any]) -> Deferred[dict[str, Any]]:
+    def update_service(self, service_id: str, fields: dict[str, Any], revision: int | None = None) -> Deferred[dict[str, Any]]:
         return succeed(dict(self.current, **fields))
 
 

@@ -190,3 +190,44 @@ class DeploymentsTests(unittest.TestCase):
         """The pool's record carries the endpoint's worker uid from the records' seam."""
         self.successResultOf(self.deployments.start(self.stored(), "a"))
         self.assertEqual((self.uids, self.pools[0].record["worker_uid"]), (["e1"], 61001))
+
+    def test_without_persist_start_replace_and_stop_write_nothing(self) -> None:
+        """``persist=False`` (a cluster's reconciliation) starts, switches and stops pools without a store write."""
+        stored = self.stored()
+        before = dict(stored)
+        rec = self.successResultOf(self.deployments.start(stored, "a", persist=False))
+        self.assertEqual(rec["status"], "compiled")
+        self.successResultOf(self.deployments.replace(stored, "b", persist=False))
+        self.assertEqual(self.deployments.digest("e1"), "b")
+        self.successResultOf(self.deployments.stop({"id": "e1"}, persist=False))
+        self.assertFalse(self.deployments.serving("e1"))
+        self.assertEqual(self.store.records["e1"], before)
+
+    def test_a_failed_start_without_persist_is_raised_not_written(self) -> None:
+        """A failed start with ``persist=False`` raises ``WorkersFailed`` and leaves the record as it was."""
+        stored = self.stored()
+        self.next_fail = RuntimeError("no exec")
+        failure = self.failureResultOf(self.deployments.start(stored, "a", persist=False), WorkersFailed)
+        self.assertIn("no exec", failure.value.message)
+        self.assertEqual(self.store.records["e1"], stored)
+        self.assertEqual(self.ledger.in_use(), set())
+
+    def test_what_a_pool_started_with_and_is_routed_at_is_remembered(self) -> None:
+        """The settings a pool started with and the route it has are kept until it stops."""
+        self.successResultOf(self.deployments.start(self.stored(settings={"instances": 2}), "a"))
+        self.assertEqual(self.deployments.started_settings("e1"), {"instances": 2})
+        self.assertEqual(self.deployments.routed("e1"), ("*", "GET", "/e1"))
+        self.successResultOf(self.deployments.reroute([record("e1", path="/moved")]))
+        self.assertEqual(self.deployments.routed("e1"), ("*", "GET", "/moved"))
+        self.assertEqual(self.deployments.workers_by_endpoint(), {"e1": 1})
+        self.successResultOf(self.deployments.stop(self.store.records["e1"]))
+        self.assertEqual((self.deployments.started_settings("e1"), self.deployments.routed("e1")), (None, None))
+
+    def test_reroute_untangles_two_endpoints_that_swapped_routes(self) -> None:
+        """Two routes exchanged in one batch (a clash either way round) both end up where their records say."""
+        self.successResultOf(self.deployments.start(self.stored("e1"), "a"))
+        self.successResultOf(self.deployments.start(self.stored("e2"), "b"))
+        first, second = self.pools
+        self.successResultOf(self.deployments.reroute([record("e1", path="/e2"), record("e2", path="/e1")]))
+        self.assertIs(self.target("/e2"), first)
+        self.assertIs(self.target("/e1"), second)

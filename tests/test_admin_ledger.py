@@ -52,6 +52,24 @@ class LedgerTests(unittest.TestCase):
         self.assertIsNone(self.successResultOf(self.ledger.claim("zz")))
         self.assertEqual(self.ledger.in_use(), set())
 
+    def test_claim_of_a_binary_another_node_compiled_fetches_it(self) -> None:
+        """A digest missing here is fetched from the shared store (``Binaries.fetch``), then claimed."""
+        self.binaries.shared.add("zz")
+        self.assertEqual(self.successResultOf(self.ledger.claim("zz")), "/artifacts/zz/handler")
+        self.assertEqual(self.binaries.fetched, ["zz"])
+        self.assertEqual(self.ledger.in_use(), {"zz"})
+
+    def test_claim_fetches_only_what_is_missing(self) -> None:
+        """A binary stored here is claimed without asking the shared store."""
+        self.successResultOf(self.ledger.claim("a"))
+        self.assertEqual(self.binaries.fetched, [])
+
+    def test_claim_of_a_binary_nobody_has_tries_a_fetch_then_counts_nothing(self) -> None:
+        """A digest neither here nor in the shared store fires None after one fetch attempt."""
+        self.assertIsNone(self.successResultOf(self.ledger.claim("zz")))
+        self.assertEqual(self.binaries.fetched, ["zz"])
+        self.assertEqual(self.ledger.in_use(), set())
+
     def test_forget_spares_claimed_and_named_binaries(self) -> None:
         """``forget`` deletes only binaries no pool claims and no record names."""
         self.successResultOf(self.ledger.claim("a"))

@@ -78,6 +78,9 @@ class SeamTests(unittest.TestCase):
             def remove(self, digest: str) -> None:
                 """Not remove_artifact."""
 
+            def fetch(self, digest: str) -> None:
+                """As the Protocol has it."""
+
         self.assertEqual(len(problems(Binaries, Drifted)), 2)
 
     def test_binaries(self) -> None:

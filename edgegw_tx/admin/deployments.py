@@ -12,6 +12,13 @@ Each pool holds a claim on its digest in the artifact ledger
 (admin/ledger.py) from the moment it is started until it has stopped or been
 drained, so its binary is never pruned under it.
 
+A deployment remembers what each running pool was started with (its
+settings) and routed at, so reconciling with the cluster's desired state
+(``EndpointManager.reconcile``) can tell what changed. ``persist=False``
+(reconciliation, a shared store's restore) writes nothing to the store: the
+record is the cluster's desired state, which one node's local failure must
+not overwrite; such a failure is logged and raised.
+
 This part owns no lock. Its callers (``EndpointManager``) hold the endpoint's
 lifecycle lock around ``start``, ``replace`` and ``stop``; the moment a started
 pool takes its route runs as a routing write (``serialise``, the records'
@@ -70,6 +77,9 @@ class Routes(Protocol):
 PoolFactory = Callable[..., Pool]
 Serialise = Callable[..., "Deferred[Any]"]
 
+#: Where a pool is routed: ``(domain, method, served path)``.
+Route = tuple[str, str, str]
+
 
 class Deployments:
     """Running pools, their digests, pools being drained and the switch; see the module docstring."""
@@ -109,6 +119,10 @@ class Deployments:
         self._digests: dict[str, str] = {}
         # endpoint id -> [(pool, digest)] being drained after a switch
         self._draining: dict[str, list[tuple[Pool, str]]] = {}
+        # endpoint id -> the settings its running pool was started with
+        self._settings: dict[str, dict[str, Any]] = {}
+        # endpoint id -> (domain, method, path) its running pool is routed at
+        self._routed: dict[str, Route] = {}
         # The last route switch: {endpoint_id, digest, ready_to_switch_ms}.
         self.last_switch: Optional[dict[str, Any]] = None
 
@@ -147,37 +161,69 @@ class Deployments:
         """How many endpoints have a running pool."""
         return len(self._pools)
 
+    def serving_ids(self) -> list[str]:
+        """The ids of the endpoints that have a running pool."""
+        return list(self._pools)
+
+    def workers_by_endpoint(self) -> dict[str, int]:
+        """``{endpoint_id: live workers}`` of every running pool (a node's heartbeat)."""
+        return {endpoint_id: len(list(pool.pids)) for endpoint_id, pool in self._pools.items()}
+
+    def started_settings(self, endpoint_id: str) -> Optional[dict[str, Any]]:
+        """The settings the endpoint's running pool was started with, or None."""
+        return self._settings.get(endpoint_id)
+
+    def routed(self, endpoint_id: str) -> Optional[Route]:
+        """Where the endpoint's running pool is routed, or None."""
+        return self._routed.get(endpoint_id)
+
+    def route_of(self, record: Record) -> Route:
+        """Where ``record`` (as stored) should be routed."""
+        return (record["domain"], record["method"], self._full_path(record))
+
     # starting, switching, stopping (under the endpoint's lifecycle lock)
 
     @inlineCallbacks
-    def replace(self, record: Record, digest: Optional[str]) -> Generator["Deferred[Any]", Any, Record]:
+    def replace(
+        self, record: Record, digest: Optional[str], persist: bool = True
+    ) -> Generator["Deferred[Any]", Any, Record]:
         """
         Serve ``digest``: new pool started and ready, then the route switched to
         it, then the old pool (if any) drained. When the new pool fails to
-        start, the old one was never touched and keeps serving.
+        start, the old one was never touched and keeps serving. ``persist``
+        as for ``start``.
         """
         endpoint_id = record["id"]
         # The old pool stays registered until the new one takes its place
         # (_register), so a domain or collection change meanwhile moves its route.
         old = self._pools.get(endpoint_id)
         old_digest = self._digests.get(endpoint_id)
-        record = yield self.start(record, digest)
+        record = yield self.start(record, digest, persist)
         if old is not None and old_digest is not None:
             yield self._drain(endpoint_id, old, old_digest)
         return record
 
     @inlineCallbacks
-    def start(self, record: Record, digest: Optional[str]) -> Generator["Deferred[Any]", Any, Record]:
+    def start(
+        self, record: Record, digest: Optional[str], persist: bool = True
+    ) -> Generator["Deferred[Any]", Any, Record]:
         """
         Start a pool on ``digest`` and, once it is ready, give it the route
         (replacing the endpoint's running pool there, which the caller drains).
         When it fails to start, a running pool keeps the route: the record
-        keeps status ``running`` and says why in ``last_error``.
+        keeps status ``running`` and says why in ``last_error``. Without
+        ``persist`` nothing is written: a failure is logged and raised, and
+        it fires with ``record`` as given (plus its ``worker_uid``).
         """
         endpoint_id = record["id"]
         if not record["enabled"]:
             raise Conflict(f"endpoint '{record['name']}' is disabled; enable it before starting")
         binary = (yield self._ledger.claim(digest)) if digest else None
+        if binary is None and digest is not None and not persist:
+            raise Conflict(
+                f"the binary of version {short(digest)} of endpoint '{record['name']}' is not on "
+                "this node and could not be fetched from the store"
+            )
         if binary is None or digest is None:
             raise Conflict(
                 f"endpoint '{record['name']}' is not compiled; "
@@ -196,6 +242,17 @@ class Deployments:
         except Exception as e:
             try:
                 yield pool.stop()
+                if not persist:
+                    self.log.error(
+                        "The workers of endpoint {name} (version {version}) failed to start here: {e}",
+                        name=record["name"],
+                        version=short(digest),
+                        e=e,
+                    )
+                    raise WorkersFailed(
+                        f"the workers of version {short(digest)} of endpoint '{record['name']}' "
+                        f"failed to start on this node: {e}; see GET /api/endpoints/{endpoint_id}/logs"
+                    )
                 if serving is None:
                     yield self._store.update_endpoint(
                         endpoint_id,
@@ -232,10 +289,11 @@ class Deployments:
             version=short(digest),
             ms=self.last_switch["ready_to_switch_ms"],
         )
-        record = yield self._store.update_endpoint(
-            endpoint_id,
-            {"status": "running", "deployed": digest, "last_error": None, "updated_at": now()},
-        )
+        if persist:
+            record = yield self._store.update_endpoint(
+                endpoint_id,
+                {"status": "running", "deployed": digest, "last_error": None, "updated_at": now()},
+            )
         return record
 
     @inlineCallbacks
@@ -250,6 +308,7 @@ class Deployments:
         fresh = yield self._store.get_endpoint(endpoint_id)
         self._pools[endpoint_id] = pool
         self._digests[endpoint_id] = digest
+        self._settings[endpoint_id] = record["settings"]
         placed = self.route(fresh or record)
         if placed is not None:
             yield placed
@@ -272,16 +331,24 @@ class Deployments:
             self._ledger.release(digest)
 
     @inlineCallbacks
-    def stop(self, record: Record) -> Generator["Deferred[Any]", Any, Record]:
-        """Take the endpoint's route away and stop its pool; the record says ``stopped`` (if it ran)."""
+    def stop(self, record: Record, persist: bool = True) -> Generator["Deferred[Any]", Any, Record]:
+        """
+        Take the endpoint's route away and stop its pool; the record says
+        ``stopped`` (if it ran). Without ``persist`` nothing is written (only
+        ``record["id"]`` is read) and ``record`` fires as given.
+        """
         endpoint_id = record["id"]
         pool = self._pools.pop(endpoint_id, None)
         digest = self._digests.pop(endpoint_id, None)
+        self._settings.pop(endpoint_id, None)
+        self._routed.pop(endpoint_id, None)
         if digest is not None:
             self._ledger.release(digest)
         self._routes.remove(endpoint_id)
         if pool is not None:
             yield pool.stop()
+        if not persist:
+            return record
         status = "stopped" if record["deployed"] else record["status"]
         if record["status"] == "running" or pool is not None:
             record = yield self._store.update_endpoint(endpoint_id, {"status": status, "updated_at": now()})
@@ -303,6 +370,8 @@ class Deployments:
             self._ledger.release(digest)
         self._pools.clear()
         self._digests.clear()
+        self._settings.clear()
+        self._routed.clear()
         for pool in pools:
             try:
                 yield pool.stop()
@@ -319,24 +388,27 @@ class Deployments:
         route is in place everywhere (the mirrored table of several
         data-plane processes, processes/proxies.py), which callers wait for.
         """
-        return self._routes.add(
-            record["id"],
-            record["domain"],
-            record["method"],
-            parse_pattern(self._full_path(record)),
-            self._pools[record["id"]],
+        route = self.route_of(record)
+        placed = self._routes.add(
+            record["id"], route[0], route[1], parse_pattern(route[2]), self._pools[record["id"]]
         )
+        self._routed[record["id"]] = route
+        return placed
 
     def reroute(self, records: Iterable[Record]) -> "Deferred[None]":
         """
         Move the routes of those endpoint ``records`` (as now stored) that run,
         each atomically. Call as a routing write. A batch may move one
         endpoint onto the route another is leaving, so a clash is retried
-        after the others. Fires once every moved route is in place (at once
-        with one process).
+        after the others; when only clashes are left (endpoints that swapped
+        routes, which another node of a cluster may have done in one batch of
+        changes) their old routes are taken away first, then they are placed
+        again. Fires once every moved route is in place (at once with one
+        process).
         """
         placed = []
         pending = [r for r in records if r["id"] in self._pools]
+        unrouted = False
         while pending:
             left = []
             for record in pending:
@@ -345,6 +417,12 @@ class Deployments:
                 except ValueError:  # the route table's RouteConflict
                     left.append(record)
             if len(left) == len(pending):
+                if not unrouted:
+                    unrouted = True
+                    for record in left:
+                        self._routes.remove(record["id"])
+                        self._routed.pop(record["id"], None)
+                    continue
                 for record in left:
                     self.log.error("Could not move the route of endpoint {id}", id=record["id"])
                 break

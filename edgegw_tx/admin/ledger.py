@@ -11,6 +11,11 @@ only when nothing counts on it:
 * no stored endpoint names it as a version, its ``artifact`` or its
   ``deployed`` one (the store answers that).
 
+A node of a cluster may lack a binary another node compiled: ``claim``
+then asks the builder to fetch it from the shared store (``Binaries.fetch``),
+outside the lock (a download should not hold up the other claims), and
+claims it once it is there.
+
 The ledger owns one lock. Taking a digest into use (``claim``, ``record``) and
 deleting binaries (``forget``, and the pruning at the end of ``record``) run
 under it, so a binary cannot be deleted between the check that it exists and
@@ -31,10 +36,17 @@ T = TypeVar("T")
 
 
 class Binaries(Protocol):
-    """What the ledger needs of the builder: where a digest's binary is, and deleting one."""
+    """What the ledger needs of the builder: where a digest's binary is, fetching and deleting one."""
 
     def artifact(self, digest: str) -> Optional[str]:
         """The path of the digest's binary, or None when it is not stored."""
+
+    def fetch(self, digest: str) -> "Deferred[Optional[str]]":
+        """
+        Fetch the digest's binary from the cluster's shared store into the
+        local artifacts; fires with its path, or None when the store does not
+        have it (or is not shared).
+        """
 
     def remove_artifact(self, digest: str) -> "Deferred[Any]":
         """Delete the digest's binary."""
@@ -66,12 +78,22 @@ class ArtifactLedger:
         """Digests some pool counts on: their binaries stay whatever the store says."""
         return set(self._claims)
 
-    def claim(self, digest: str) -> "Deferred[Optional[str]]":
+    @inlineCallbacks
+    def claim(self, digest: str) -> Generator["Deferred[Any]", Any, Optional[str]]:
         """
         Fire with the digest's binary, counted as in use until ``release``; or
-        with None (and nothing counted) when the binary is gone.
+        with None (and nothing counted) when the binary is gone here and the
+        builder could not fetch it from the shared store.
         """
-        return self._lock.run(self._claim, digest)
+        binary: Optional[str] = yield self._lock.run(self._claim, digest)
+        if binary is not None:
+            return binary
+        fetched = yield self._binaries.fetch(digest)
+        if fetched is None:
+            return None
+        self.log.info("Fetched the binary {digest} from the store", digest=digest)
+        binary = yield self._lock.run(self._claim, digest)
+        return binary
 
     def _claim(self, digest: str) -> Optional[str]:
         binary = self._binaries.artifact(digest)

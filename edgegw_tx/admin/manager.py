@@ -15,6 +15,12 @@ five parts, each owning its own state:
   ledger; no lock;
 * the views (admin/views.py): what the API shows of a record and its pool.
 
+In a cluster (several nodes sharing one store) an endpoint's record is the
+desired state of every node: ``reconcile`` brings this node's pool of an
+endpoint in step with it (started, replaced with the zero-drop switch,
+re-routed, stopped) without writing to the store, since one node's local
+failure must not change what every node should run.
+
 This module owns the *lifecycle locks*, one per endpoint: start, stop,
 restart, rollback, update and delete of one endpoint are serialised, so two
 operators clicking at once cannot leave two pools behind one route. The store
@@ -45,6 +51,7 @@ from edgegw_tx.admin.errors import BadRequest, Conflict, NotFound, WorkersFailed
 from edgegw_tx.admin.ledger import ArtifactLedger
 from edgegw_tx.admin.records import ROUTE_COLUMNS, EndpointRecords, Placement, Uids
 from edgegw_tx.admin.views import SHORT_DIGEST, effective_settings, endpoint_view, short, version_views
+from edgegw_tx.store.errors import Stale
 from edgegw_tx.store.interface import IStore, Record
 
 __all__ = ["EndpointManager", "SHORT_DIGEST", "short"]
@@ -170,12 +177,17 @@ class EndpointManager:
         """A new endpoint record (status ``created``)."""
         return self.records.create(payload)
 
-    def update(self, endpoint_id: str, payload: Any) -> "Deferred[Record]":
-        """Change an endpoint; see ``_update``."""
-        return self._locked(endpoint_id, self._update, endpoint_id, payload)
+    def update(self, endpoint_id: str, payload: Any, revision: Optional[int] = None) -> "Deferred[Record]":
+        """
+        Change an endpoint; see ``_update``. With ``revision`` (an ``If-Match``)
+        only if the record is still at that revision, else ``Stale``.
+        """
+        return self._locked(endpoint_id, self._update, endpoint_id, payload, revision)
 
     @inlineCallbacks
-    def _update(self, endpoint_id: str, payload: Any) -> Generator["Deferred[Any]", Any, Record]:
+    def _update(
+        self, endpoint_id: str, payload: Any, revision: Optional[int] = None
+    ) -> Generator["Deferred[Any]", Any, Record]:
         """
         Store the change (as a routing write), then, when it changed a
         setting of the workers of a running endpoint, replace its pool with
@@ -185,7 +197,7 @@ class EndpointManager:
         back to what they were (the rest of the change stays): 502.
         """
         before = yield self.get(endpoint_id)
-        record = yield self.records.update(endpoint_id, payload, self._follow)
+        record = yield self.records.update(endpoint_id, payload, self._follow, revision)
         if self.deployments.serving(endpoint_id) and pool_settings_changed(before["settings"], record["settings"]):
             try:
                 record = yield self.deployments.replace(record, self.deployments.digest(endpoint_id))
@@ -213,26 +225,48 @@ class EndpointManager:
         followed: Record = record
         return followed
 
-    def delete(self, endpoint_id: str) -> "Deferred[Record]":
-        """Stop and delete an endpoint, and the binaries only it used."""
-        d = self._locked(endpoint_id, self._delete, endpoint_id)
+    def delete(self, endpoint_id: str, revision: Optional[int] = None) -> "Deferred[Record]":
+        """
+        Stop and delete an endpoint, and the binaries only it used. With
+        ``revision`` only if the record is still at that revision, else
+        ``Stale`` (and it keeps running).
+        """
+        d = self._locked(endpoint_id, self._delete, endpoint_id, revision)
         d.addBoth(self._forget_lock, endpoint_id)
         return d
 
     @inlineCallbacks
-    def _delete(self, endpoint_id: str) -> Generator["Deferred[Any]", Any, Record]:
+    def _delete(self, endpoint_id: str, revision: Optional[int] = None) -> Generator["Deferred[Any]", Any, Record]:
         record = yield self.get(endpoint_id)
-        if self.deployments.serving(endpoint_id):
-            yield self.deployments.stop(record)
+        if revision is not None and record.get("revision") != revision:
+            raise Stale("endpoint", endpoint_id, record.get("revision", 0))
+        serving = self.deployments.digest(endpoint_id)
+        if serving is not None:
+            # Nothing written: the record goes (and a written status would change its revision).
+            yield self.deployments.stop(record, persist=False)
         versions = yield self.ledger.versions(endpoint_id)
-        yield self.records.delete(endpoint_id)
-        if self._services is not None:
-            self._services.endpoint_deleted(endpoint_id)
-        self._logbook.forget(endpoint_id)
+        try:
+            yield self.records.delete(endpoint_id, revision)
+        except Exception:
+            # Not deleted (changed elsewhere since it was read: Stale; the store
+            # unreachable): it stays, and so does its pool.
+            if serving is not None:
+                try:
+                    yield self.deployments.start(record, serving, persist=False)
+                except Exception as e:
+                    self.log.error("Could not restart endpoint {id}: {error}", id=endpoint_id, error=e)
+            raise
+        self._forget_local(endpoint_id)
         # Its binaries go too, but only those no other endpoint uses.
         yield self.ledger.forget([v["digest"] for v in versions] + [record["artifact"], record["deployed"]])
         deleted: Record = record
         return deleted
+
+    def _forget_local(self, endpoint_id: str) -> None:
+        """The endpoint is gone from the store: forget its log lines and its bindings in the registry."""
+        if self._services is not None:
+            self._services.endpoint_deleted(endpoint_id)
+        self._logbook.forget(endpoint_id)
 
     def _forget_lock(self, result: Any, endpoint_id: str) -> Any:
         lock = self._locks.get(endpoint_id)
@@ -318,23 +352,122 @@ class EndpointManager:
         rolled: Record = record
         return rolled
 
+    # the cluster's desired state
+
+    def reconcile(self, endpoint_id: str) -> "Deferred[str]":
+        """
+        Bring this node's pool of the endpoint in step with its stored record
+        (the cluster's desired state), writing nothing to the store; see
+        ``_reconcile``. Fires with what it did: ``started``, ``replaced``,
+        ``rerouted``, ``stopped``, ``gone`` or ``unchanged``; fails as the
+        start or switch failed (the old pool, if any, still serving).
+        """
+        d = self._locked(endpoint_id, self._reconcile, endpoint_id)
+        d.addBoth(self._forget_lock, endpoint_id)
+        return d
+
+    @inlineCallbacks
+    def _reconcile(self, endpoint_id: str) -> Generator["Deferred[Any]", Any, str]:
+        """
+        It should run when its record exists, is enabled, says ``running``
+        and has a ``deployed`` version. Then: started when not running here;
+        replaced (new pool ready, route switched, old drained) when it runs
+        another version or its workers' settings changed; re-routed when its
+        route moved. Otherwise it is stopped if running here, and a record
+        gone also takes its log lines, registry bindings and the binaries
+        nothing else uses here.
+        """
+        record: Optional[Record] = yield self.records.find(endpoint_id)
+        digest = self.deployments.digest(endpoint_id)
+        wanted = (
+            record is not None and record["enabled"] and record["status"] == "running" and bool(record["deployed"])
+        )
+        if record is None or not wanted:
+            if digest is not None:
+                yield self.deployments.stop(record or {"id": endpoint_id}, persist=False)
+            if record is None:
+                self._forget_local(endpoint_id)
+                if digest is not None:
+                    yield self.ledger.forget([digest])
+                return "gone"
+            return "stopped" if digest is not None else "unchanged"
+        if digest is None:
+            yield self.deployments.start(record, record["deployed"], persist=False)
+            return "started"
+        started = self.deployments.started_settings(endpoint_id) or {}
+        if digest != record["deployed"] or pool_settings_changed(started, record["settings"]):
+            yield self.deployments.replace(record, record["deployed"], persist=False)
+            return "replaced"
+        if self.deployments.routed(endpoint_id) != self.deployments.route_of(record):
+            yield self.records.routing_write(self._reroute_drifted, endpoint_id)
+            return "rerouted"
+        return "unchanged"
+
+    @inlineCallbacks
+    def _reroute_drifted(self, endpoint_id: str) -> Generator["Deferred[Any]", Any, None]:
+        """
+        As a routing write: move every running route that is not where its
+        record (as stored now) says, in one batch (two endpoints that swapped
+        routes move together); fails when ``endpoint_id``'s could not move.
+        """
+        records = yield self.records.list()
+        drifted = [
+            r
+            for r in records
+            if self.deployments.serving(r["id"]) and self.deployments.routed(r["id"]) != self.deployments.route_of(r)
+        ]
+        yield self.deployments.reroute(drifted)
+        for record in drifted:
+            if record["id"] == endpoint_id and self.deployments.routed(endpoint_id) != self.deployments.route_of(
+                record
+            ):
+                raise Conflict(f"the route of endpoint '{record['name']}' could not move: another endpoint has it here")
+
+    @inlineCallbacks
+    def reconcile_all(self) -> Generator["Deferred[Any]", Any, dict[str, str]]:
+        """
+        ``reconcile`` every stored endpoint and every one running here (a
+        full catch-up, or after a domain or collection change). A failure is
+        logged, not raised: the others go on. Fires with ``{endpoint_id:
+        outcome}``, ``failed`` for those that failed.
+        """
+        records = yield self.records.list()
+        ids = [r["id"] for r in records]
+        ids += [i for i in self.deployments.serving_ids() if i not in set(ids)]
+        outcomes: dict[str, str] = {}
+        for endpoint_id in ids:
+            try:
+                outcomes[endpoint_id] = yield self.reconcile(endpoint_id)
+            except Exception as e:
+                self.log.error("Could not reconcile endpoint {id}: {error}", id=endpoint_id, error=e)
+                outcomes[endpoint_id] = "failed"
+        return outcomes
+
+    def workers_by_endpoint(self) -> dict[str, int]:
+        """``{endpoint_id: live workers}`` of every endpoint running here (a node's heartbeat)."""
+        return self.deployments.workers_by_endpoint()
+
     # gateway start and stop
 
     @inlineCallbacks
-    def restore(self) -> Generator["Deferred[Any]", Any, None]:
-        """Start every endpoint that was running when the gateway stopped."""
+    def restore(self, persist: bool = True) -> Generator["Deferred[Any]", Any, None]:
+        """
+        Start every endpoint that was running when the gateway stopped.
+        ``persist=False`` (a shared store: the records are the cluster's
+        desired state) writes nothing, not even a failure.
+        """
         records = yield self.records.list()
         for record in records:
             if record["status"] != "running" or not record["deployed"]:
                 continue
             try:
-                yield self.start_deployed(record)
+                yield self.start_deployed(record, persist)
             except Exception as e:
                 self.log.error("Could not restore endpoint {id}: {error}", id=record["id"], error=e)
 
-    def start_deployed(self, record: Record) -> "Deferred[Record]":
-        """Start the endpoint's ``deployed`` version (at gateway start)."""
-        return self._locked(record["id"], self.deployments.start, record, record["deployed"])
+    def start_deployed(self, record: Record, persist: bool = True) -> "Deferred[Record]":
+        """Start the endpoint's ``deployed`` version (at gateway start); ``persist`` as for ``restore``."""
+        return self._locked(record["id"], self.deployments.start, record, record["deployed"], persist)
 
     def stop_all(self) -> "Deferred[None]":
         """Stop all workers without changing what the store says should run (see ``Deployments.stop_all``)."""

@@ -28,6 +28,7 @@ from edgegw_tx.admin import validation
 from edgegw_tx.paths import parse_pattern
 from edgegw_tx.store import Conflict as StoreConflict
 from edgegw_tx.store import NoFreeUid
+from edgegw_tx.store.errors import Stale
 from edgegw_tx.store.interface import IEndpointStore, Record
 
 
@@ -107,6 +108,10 @@ class EndpointRecords:
         found: Record = record
         return found
 
+    def find(self, endpoint_id: str) -> "Deferred[Optional[Record]]":
+        """The endpoint's record, or None when there is none."""
+        return self._store.get_endpoint(endpoint_id)
+
     def list(self) -> "Deferred[builtins.list[Record]]":
         """Every endpoint record."""
         return self._store.list_endpoints()
@@ -165,6 +170,7 @@ class EndpointRecords:
         endpoint_id: str,
         payload: Any,
         moved: Callable[[Record, Record], "Deferred[Record]"],
+        revision: Optional[int] = None,
     ) -> "Deferred[Record]":
         """
         Validate, place and store a change; then, still as the same routing
@@ -172,8 +178,10 @@ class EndpointRecords:
         stored record (stops a disabled endpoint, moves a changed route) and
         fires with the record. A change of the code or dependencies drops
         the compiled ``artifact`` (and status ``created`` unless it runs).
+        With ``revision`` (an ``If-Match``) only if the record is still at
+        it, else the store's ``Stale`` and nothing changes.
         """
-        return self.routing_write(self._update, endpoint_id, payload, moved)
+        return self.routing_write(self._update, endpoint_id, payload, moved, revision)
 
     @inlineCallbacks
     def _update(
@@ -181,8 +189,11 @@ class EndpointRecords:
         endpoint_id: str,
         payload: Any,
         moved: Callable[[Record, Record], "Deferred[Record]"],
+        revision: Optional[int] = None,
     ) -> Generator["Deferred[Any]", Any, Record]:
         current = yield self.get(endpoint_id)
+        if revision is not None and current.get("revision") != revision:
+            raise Stale("endpoint", endpoint_id, current.get("revision", 0))
         fields = endpoint_fields(payload, current)
         merged = dict(current, **fields)
         if "path" in fields:
@@ -198,10 +209,12 @@ class EndpointRecords:
                 fields["status"] = "created"
         fields["updated_at"] = now()
         try:
-            record = yield self._store.update_endpoint(endpoint_id, fields)
+            record = yield self._store.update_endpoint(endpoint_id, fields, revision=revision)
         except StoreConflict:
             error = yield self._route_taken(merged)
             raise error
+        if record is None:
+            raise NotFound(f"no endpoint with id '{endpoint_id}'")
         record = yield moved(current, record)
         updated: Record = record
         return updated
@@ -210,9 +223,12 @@ class EndpointRecords:
         """Change some columns of the record, stamping ``updated_at``; fires with the new record (None if gone)."""
         return self._store.update_endpoint(endpoint_id, dict(fields, updated_at=now()))
 
-    def delete(self, endpoint_id: str) -> "Deferred[bool]":
-        """Delete the record, its versions, bindings and worker uid (the caller stopped its pool)."""
-        return self._store.delete_endpoint(endpoint_id)
+    def delete(self, endpoint_id: str, revision: Optional[int] = None) -> "Deferred[bool]":
+        """
+        Delete the record, its versions, bindings and worker uid (the caller
+        stopped its pool); with ``revision`` only if it is still at it, else ``Stale``.
+        """
+        return self._store.delete_endpoint(endpoint_id, revision=revision)
 
     @inlineCallbacks
     def _route_taken(self, record: Record) -> Generator["Deferred[Any]", Any, Conflict]:

@@ -17,17 +17,31 @@ Record = dict[str, Any]
 
 
 class FakeBinaries:
-    """Stored binaries by digest; ``gate`` (a Deferred) holds the next removal until fired."""
+    """
+    Stored binaries by digest; ``gate`` (a Deferred) holds the next removal
+    until fired; ``shared`` are the digests the cluster's store has (``fetch``
+    copies one into ``stored``), ``fetched`` logs the fetches.
+    """
 
     def __init__(self, *digests: str) -> None:
         self.stored = set(digests)
         self.removed: list[str] = []
         self.gate: Optional[Deferred[None]] = None
         self.broken: set[str] = set()
+        self.shared: set[str] = set()
+        self.fetched: list[str] = []
 
     def artifact(self, digest: str) -> Optional[str]:
         """The binary's path when stored."""
         return f"/artifacts/{digest}/handler" if digest in self.stored else None
+
+    def fetch(self, digest: str) -> "Deferred[Optional[str]]":
+        """Copy a ``shared`` binary into ``stored``; fire with its path (None when not shared)."""
+        self.fetched.append(digest)
+        if digest not in self.shared:
+            return succeed(None)
+        self.stored.add(digest)
+        return succeed(self.artifact(digest))
 
     def remove_artifact(self, digest: str) -> "Deferred[Any]":
         """Delete, at once or when ``gate`` fires; a digest in ``broken`` fails."""
@@ -142,3 +156,29 @@ class RecordStore:
         """Merge the fields in."""
         self.records[endpoint_id].update(fields)
         return succeed(dict(self.records[endpoint_id]))
+
+
+class DesiredRecords(RecordStore, FakeVersionStore):
+    """
+    The store seams of a whole ``EndpointManager`` (records, versions) over
+    dicts, for reconciliation: a test writes ``records`` as another node of
+    the cluster would; ``writes`` logs every ``update_endpoint`` made here.
+    """
+
+    def __init__(self) -> None:
+        RecordStore.__init__(self)
+        FakeVersionStore.__init__(self)
+        self.writes: list[tuple[str, Record]] = []
+
+    def list_endpoints(self) -> "Deferred[list[Record]]":
+        """Copies of every record, in insertion order."""
+        return succeed([dict(r) for r in self.records.values()])
+
+    def list_versions(self, endpoint_id: str) -> "Deferred[list[Record]]":
+        """The endpoint's version rows, newest first."""
+        return succeed([{"endpoint_id": endpoint_id, "digest": d} for d in reversed(self.rows.get(endpoint_id, []))])
+
+    def update_endpoint(self, endpoint_id: str, fields: Record, revision: Optional[int] = None) -> "Deferred[Record]":
+        """Log the write, then merge it in."""
+        self.writes.append((endpoint_id, dict(fields)))
+        return super().update_endpoint(endpoint_id, fields)

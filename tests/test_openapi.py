@@ -45,6 +45,8 @@ say and schemathesis's generic checks would misread:
   runs for services, domains and keys;
 * 413 counts as refusing a request: a body over 8 MiB, which a string within
   its ``maxLength`` can make once JSON escapes it;
+* 412 counts as refusing a request: a well-formed ``If-Match`` names a
+  revision, and whether the record is still at it is the store's to say;
 * ``POST /api/services/{id}/test`` may answer 502: the backend failed, which
   is the documented outcome of testing a service whose backend is down.
 * ``POST /api/test-request`` may answer 502 or 504: the data plane refused the
@@ -94,14 +96,14 @@ max-steps = 40
 expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx"]
 
 [checks.positive_data_acceptance]
-expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "413", "429", "5xx"]
+expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "412", "413", "429", "5xx"]
 
 [[operations]]
 include-operation-id = [
   "createEndpoint", "updateEndpoint", "createCollection", "updateCollection",
   "updateService", "importOpenapi", "importBundle",
 ]
-checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "413", "429"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "412", "413", "429"]
 
 [[operations]]
 include-operation-id = "compileEndpoint"

@@ -99,8 +99,9 @@ class Node:
         self.store_uri = store_uri  # None: the node's own SQLite file
         self.data_dir = os.path.join(cluster.root, name)
         os.makedirs(os.path.join(self.data_dir, "build"))
-        # The suite's shared cargo target (see the module's docstring).
-        os.symlink(SHARED_TARGET, os.path.join(self.data_dir, "build", "target"))
+        if cluster.shared_target:
+            # The suite's shared cargo target (see the module's docstring).
+            os.symlink(SHARED_TARGET, os.path.join(self.data_dir, "build", "target"))
         self.port = _free_port()
         self.admin_port = _free_port()
         self.base = "http://127.0.0.1:%d" % self.port
@@ -317,10 +318,15 @@ class Cluster:
     ``TCPProxy``) instead of the server's, so a test can cut their store.
     ``shared=False`` runs each node on its own SQLite file (no ``--store``):
     only for checking the harness itself on an edgegw without cluster mode.
+    ``shared_target=False`` gives each node a cargo target of its own (cold
+    builds, as on a new machine: the bench's compile time).
     """
 
-    def __init__(self, size=2, shared=True, proxy_port=None, proxied=(), cargo=None, extra=(), database=None):
+    def __init__(
+        self, size=2, shared=True, proxy_port=None, proxied=(), cargo=None, extra=(), database=None, shared_target=True
+    ):
         self.size = size
+        self.shared_target = shared_target
         self.shared = shared
         self.proxy_port = proxy_port
         self.proxied = set(proxied)
@@ -341,12 +347,12 @@ class Cluster:
         return self.nodes[index]
 
     def _make(self):
-        os.makedirs(SHARED_TARGET, exist_ok=True)
-        # A node re-owns its target directory for the build user, but through
-        # the link it re-owns only the link: give the build user the real one.
-        from edgegw_tx.build.sandbox import BuildSandbox
+        if self.shared_target:
+            # A node re-owns its target directory for the build user, but through
+            # the link it re-owns only the link: give the build user the real one.
+            from edgegw_tx.build.sandbox import BuildSandbox
 
-        BuildSandbox.for_gateway().prepare([SHARED_TARGET])
+            BuildSandbox.for_gateway().prepare([SHARED_TARGET])
         if self.shared and self.uri is None:
             self.uri = pg.create_database()
             self.own_database = True

@@ -65,3 +65,90 @@ class KeyRingTests(unittest.TestCase):
         self.assertFalse(os.path.islink(path))
         self.assertFalse(os.path.exists(target))
         self.assertEqual(sorted(os.listdir(folder)), ["admin.key"])
+
+
+class SharedKeyRingTests(unittest.TestCase):
+    """Two key rings on one store: two nodes of a cluster sharing their keys."""
+
+    def setUp(self):
+        from edgegw_tx.admin.auth import FLUSH_INTERVAL
+
+        self.interval = FLUSH_INTERVAL
+        self.reactor = SynchronousReactor()
+        self.reactor.advance(1_800_000_000)
+        self.store = make_store(self, self.reactor)
+        self.here = KeyRing(self.store, reactor=self.reactor)
+        self.there = KeyRing(self.store, reactor=self.reactor)
+        self.successResultOf(self.here.load())
+        self.successResultOf(self.there.load())
+
+    def test_bootstrap_when_another_node_made_the_first_key(self):
+        """Both nodes saw no key; only one mints it: the other writes no file, loads and accepts that key."""
+        first = os.path.join(self.mktemp(), "admin.key")
+        second = os.path.join(self.mktemp(), "admin.key")
+        self.assertEqual(self.successResultOf(self.there.bootstrap(first)), first)
+        self.assertIsNone(self.successResultOf(self.here.bootstrap(second)))
+        self.assertFalse(os.path.exists(second))
+        with open(first) as f:
+            plaintext = f.read().strip()
+        self.assertEqual(self.here.authenticate(plaintext)["name"], "bootstrap")
+        self.assertEqual(len(self.successResultOf(self.store.list_keys())), 1)
+
+    def test_load_follows_keys_made_and_revoked_elsewhere(self):
+        """A reload replaces the keys: one revoked on the other node stops working here, a new one works."""
+        revoked, old = self.successResultOf(self.there.create("old", "admin"))
+        self.successResultOf(self.there.create("keeper", "admin"))
+        self.successResultOf(self.here.load())
+        self.assertIsNotNone(self.here.authenticate(old))
+        self.successResultOf(self.there.revoke(revoked["id"]))
+        _, new = self.successResultOf(self.there.create("new", "read"))
+        self.successResultOf(self.here.load())
+        self.assertIsNone(self.here.authenticate(old))
+        self.assertEqual(self.here.authenticate(new)["name"], "new")
+
+    def test_load_keeps_a_use_not_written_yet(self):
+        """A held-back ``last_used_at`` is still written after a reload, with the newest time."""
+        record, plaintext = self.successResultOf(self.here.create("ci", "admin"))
+        self.here.authenticate(plaintext)
+        self.reactor.advance(5)
+        self.here.authenticate(plaintext)
+        self.successResultOf(self.here.load())
+        self.reactor.advance(self.interval)
+        stored = self.successResultOf(self.store.get_key(record["id"]))
+        self.assertEqual(stored["last_used_at"], self.here.view(record)["last_used_at"])
+        self.assertTrue(stored["last_used_at"].startswith("2027-01-15T08:00:05"))
+
+    def test_load_drops_the_pending_use_of_a_key_deleted_elsewhere(self):
+        """A key revoked on another node leaves no write due here."""
+        record, plaintext = self.successResultOf(self.here.create("ci", "admin"))
+        self.successResultOf(self.here.create("keeper", "admin"))
+        self.here.authenticate(plaintext)
+        self.reactor.advance(5)
+        self.here.authenticate(plaintext)
+        self.assertEqual(len(self.reactor.getDelayedCalls()), 1)
+        self.successResultOf(self.there.revoke(record["id"]))
+        self.successResultOf(self.here.load())
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_view_shows_the_newer_use_of_the_two_nodes(self):
+        """A key used later on another node shows that time here after a reload."""
+        record, plaintext = self.successResultOf(self.here.create("ci", "admin"))
+        self.successResultOf(self.there.load())
+        self.here.authenticate(plaintext)
+        self.reactor.advance(30)
+        self.there.authenticate(plaintext)
+        self.successResultOf(self.here.load())
+        [listed] = self.here.list()
+        self.assertTrue(listed["last_used_at"].startswith("2027-01-15T08:00:30"))
+
+    def test_revoke_with_a_stale_revision_keeps_the_key(self):
+        """``revoke(revision=)`` of a key changed since: the store's ``Stale``, and the key still works."""
+        from edgegw_tx.store.errors import Stale
+
+        record, plaintext = self.successResultOf(self.here.create("ci", "admin"))
+        self.successResultOf(self.here.create("keeper", "admin"))
+        current = self.successResultOf(self.store.get_key(record["id"]))["revision"]
+        self.failureResultOf(self.here.revoke(record["id"], revision=current + 1000), Stale)
+        self.assertIsNotNone(self.here.authenticate(plaintext))
+        self.successResultOf(self.here.revoke(record["id"], revision=current))
+        self.assertIsNone(self.here.authenticate(plaintext))

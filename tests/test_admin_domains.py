@@ -486,3 +486,54 @@ class DomainsAPITests(AdminAPITestCase):
         self.assertEqual(data["workers"], 4)
         self.assertEqual(data["uptime_seconds"], 12.5)
         self.assertTrue(data["version"])
+
+    # a cluster: If-Match revisions, and changes another node made
+
+    def test_domain_writes_at_a_stale_revision_change_nothing(self):
+        """``revision=`` of an update or a (cascading) delete that is not the domain's: Stale, nothing deleted."""
+        from edgegw_tx.store.errors import Stale
+
+        data = self.domain()
+        member = self.endpoint(domain="api.example.com")
+        failure = self.failureResultOf(self.domains.update(data["id"], {"description": "x"}, revision=-1), Stale)
+        self.assertEqual(failure.value.current, data["revision"])
+        self.failureResultOf(self.domains.delete(data["id"], cascade=True, revision=-1), Stale)
+        self.assertEqual(self.call("GET", "/api/endpoints/" + member["id"])[0], 200)
+        updated = self.successResultOf(self.domains.update(data["id"], {"description": "x"}, revision=data["revision"]))
+        self.successResultOf(self.domains.delete(data["id"], cascade=True, revision=updated["revision"]))
+        self.assertEqual(self.call("GET", "/api/endpoints/" + member["id"])[0], 404)
+
+    def test_collection_writes_at_a_stale_revision_change_nothing(self):
+        """The same for a collection's update and delete."""
+        from edgegw_tx.store.errors import Stale
+
+        data = self.collection(base_path="/v1")
+        self.failureResultOf(self.collections.update(data["id"], {"base_path": "/v2"}, revision=-1), Stale)
+        self.failureResultOf(self.collections.delete(data["id"], revision=-1), Stale)
+        self.assertEqual(self.successResultOf(self.collections.get(data["id"]))["base_path"], "/v1")
+        self.successResultOf(self.collections.update(data["id"], {"base_path": "/v2"}, revision=data["revision"]))
+
+    def test_endpoint_delete_at_a_stale_revision_keeps_it_running(self):
+        """A delete whose revision is not the endpoint's is Stale before its pool is touched."""
+        from edgegw_tx.store.errors import Stale
+
+        data = self.running()
+        self.failureResultOf(self.manager.delete(data["id"], revision=data["revision"] + 1000), Stale)
+        self.failureResultOf(self.manager.update(data["id"], {"name": "x"}, revision=data["revision"] + 1000), Stale)
+        self.assertServes("any.host", "GET", "/users/7", data["id"])
+        current = self.successResultOf(self.manager.get(data["id"]))
+        self.successResultOf(self.manager.delete(data["id"], revision=current["revision"]))
+        self.assertNoRoute("any.host", "GET", "/users/7")
+
+    def test_a_base_path_changed_elsewhere_moves_the_route_after_a_reload(self):
+        """Another node's collection change: ``collections.load`` then ``reconcile_all`` reroutes the pool here."""
+        collection = self.collection(base_path="/v1")
+        data = self.running(collection_id=collection["id"])
+        self.assertServes("any.host", "GET", "/v1/users/7", data["id"])
+        self.successResultOf(
+            self.store.update_collection(collection["id"], {"base_path": "/v2"}, [(data["id"], "*", "/v2/users/{}")])
+        )
+        self.successResultOf(self.collections.load())
+        self.assertEqual(self.successResultOf(self.manager.reconcile_all()), {data["id"]: "rerouted"})
+        self.assertServes("any.host", "GET", "/v2/users/7", data["id"])
+        self.assertNoRoute("any.host", "GET", "/v1/users/7")

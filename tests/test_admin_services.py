@@ -529,6 +529,131 @@ class ServiceLoadTests(unittest.TestCase):
         self.assertEqual(list(registry.configured), [good["id"]])
 
 
+class ServiceSyncTests(unittest.TestCase):
+    """
+    ``ServiceManager.sync``: another node (a second manager on the same store,
+    with its own registry) changes services and bindings; this node's registry
+    follows by difference.
+    """
+
+    def setUp(self):
+        reactor = SynchronousReactor()
+        self.store = make_store(self, reactor)
+        self.other = ServiceManager(self.store, FakeRegistry())
+        self.endpoints = EndpointManager(self.store, FakeBuilder(), RouteTable(), FakePool, LogBook(reactor))
+        self.registry = FakeRegistry()
+        self.here = ServiceManager(self.store, self.registry)
+        self.successResultOf(self.here.load())
+
+    def service(self, name="main-db", **config):
+        """A service made by the other node."""
+        return self.successResultOf(
+            self.other.create({"name": name, "service_type": "postgres", "config": dict(POSTGRES, **config)})
+        )
+
+    def endpoint(self, name="hello"):
+        """An endpoint (of the shared store)."""
+        return self.successResultOf(
+            self.endpoints.create({"name": name, "path": "/" + name, "method": "GET", "code": HELLO})
+        )
+
+    def sync(self):
+        """Sync this node; fire with what it did, the registry's events from here on cleared."""
+        del self.registry.events[:]
+        return self.successResultOf(self.here.sync())
+
+    def test_new_services_and_bindings_are_configured_and_bound(self):
+        """A service and a binding made elsewhere reach this node's registry."""
+        service = self.service()
+        endpoint = self.endpoint()
+        self.successResultOf(self.other.bind(endpoint["id"], {"service_id": service["id"], "pool_id": "main"}))
+        self.assertEqual(self.sync(), {"configured": 1, "removed": 0, "bound": 1, "unbound": 0})
+        self.assertEqual(
+            self.registry.events,
+            [("configure", service["id"]), ("bind", endpoint["id"], "main", service["id"])],
+        )
+        self.assertEqual(self.registry.configured[service["id"]]["config"]["password"], SECRET)
+
+    def test_only_a_changed_service_is_configured_again(self):
+        """A config change remakes that connector; an unchanged service keeps its own (and its connections)."""
+        changed = self.service("one")
+        self.service("two")
+        self.sync()
+        self.successResultOf(self.other.update(changed["id"], {"config": dict(POSTGRES, database="other")}))
+        self.assertEqual(self.sync(), {"configured": 1, "removed": 0, "bound": 0, "unbound": 0})
+        self.assertEqual(self.registry.events, [("configure", changed["id"])])
+        self.assertEqual(self.registry.configured[changed["id"]]["config"]["database"], "other")
+
+    def test_nothing_changed_does_nothing(self):
+        """A sync with the registry already in step tells it nothing."""
+        service = self.service()
+        endpoint = self.endpoint()
+        self.successResultOf(self.other.bind(endpoint["id"], {"service_id": service["id"], "pool_id": "main"}))
+        self.sync()
+        self.assertEqual(self.sync(), {"configured": 0, "removed": 0, "bound": 0, "unbound": 0})
+        self.assertEqual(self.registry.events, [])
+
+    def test_a_rebound_name_and_a_removed_binding_follow(self):
+        """A binding pointed at another service is bound again; one removed elsewhere is unbound here."""
+        first, second = self.service("one"), self.service("two")
+        endpoint = self.endpoint()
+        for pool_id in ("main", "cache"):
+            self.successResultOf(self.other.bind(endpoint["id"], {"service_id": first["id"], "pool_id": pool_id}))
+        self.sync()
+        self.successResultOf(self.other.bind(endpoint["id"], {"service_id": second["id"], "pool_id": "main"}))
+        self.successResultOf(self.other.unbind(endpoint["id"], "cache"))
+        self.assertEqual(self.sync(), {"configured": 0, "removed": 0, "bound": 1, "unbound": 1})
+        self.assertEqual(self.registry.bindings(endpoint["id"]), {"main": second["id"]})
+
+    def test_a_deleted_service_is_removed(self):
+        """A service deleted elsewhere is closed and forgotten here; the others stay."""
+        doomed, kept = self.service("one"), self.service("two")
+        self.sync()
+        self.successResultOf(self.other.delete(doomed["id"]))
+        self.assertEqual(self.sync(), {"configured": 0, "removed": 1, "bound": 0, "unbound": 0})
+        self.assertEqual(self.registry.events, [("remove", doomed["id"])])
+        self.assertEqual(list(self.registry.configured), [kept["id"]])
+
+    def test_the_bindings_of_a_deleted_endpoint_are_unbound(self):
+        """An endpoint deleted elsewhere (its bindings with it) leaves no binding in this registry."""
+        service = self.service()
+        endpoint = self.endpoint()
+        self.successResultOf(self.other.bind(endpoint["id"], {"service_id": service["id"], "pool_id": "main"}))
+        self.sync()
+        self.successResultOf(self.endpoints.delete(endpoint["id"]))
+        self.assertEqual(self.sync()["unbound"], 1)
+        self.assertEqual(self.registry.bindings(endpoint["id"]), {})
+
+
+class RevisionTests(unittest.TestCase):
+    """``revision=`` (an If-Match) on the service writes: passed to the store, ``Stale`` unchanged."""
+
+    def setUp(self):
+        self.store = make_store(self)
+        self.services = ServiceManager(self.store, FakeRegistry())
+        self.record = self.successResultOf(self.services.create({"name": "db", "service_type": "sqlite"}))
+
+    def test_an_update_at_the_current_revision_is_applied(self):
+        """The revision read is the one the record has: the change is made (and the revision moves on)."""
+        updated = self.successResultOf(
+            self.services.update(self.record["id"], {"name": "db2"}, revision=self.record["revision"])
+        )
+        self.assertEqual(updated["name"], "db2")
+        self.assertNotEqual(updated["revision"], self.record["revision"])
+
+    def test_a_stale_revision_changes_nothing(self):
+        """Someone else wrote the record first: ``Stale`` naming its revision now, for update and delete."""
+        from edgegw_tx.store.errors import Stale
+
+        now = self.successResultOf(self.services.update(self.record["id"], {"name": "db2"}))
+        failure = self.failureResultOf(
+            self.services.update(self.record["id"], {"name": "db3"}, revision=self.record["revision"]), Stale
+        )
+        self.assertEqual(failure.value.current, now["revision"])
+        self.failureResultOf(self.services.delete(self.record["id"], revision=self.record["revision"]), Stale)
+        self.assertEqual(self.successResultOf(self.services.get(self.record["id"]))["name"], "db2")
+
+
 class RuntimeWiringTests(unittest.TestCase):
     """GatewayRuntime with a fake registry, a memory reactor and a real store file."""
 

@@ -9,7 +9,12 @@ timing says nothing about which key, or how much of one, matched.
 ``last_used_at`` is kept in memory on every successful check and written to the
 store at most once per ``FLUSH_INTERVAL`` per key (the first use at once, later
 ones coalesced into one write when the interval is over), and on ``flush``
-(shut-down). Readers (``list``) see the in-memory value.
+(shut-down). Readers (``list``) see the newer of the in-memory and the
+stored value (another node of a cluster may have used the key since).
+
+In a cluster the keys are shared: ``load`` is a full reload (after another
+node made or revoked a key), and the first admin key is made once per
+cluster (``bootstrap`` through the store's ``add_first_key``).
 """
 
 from __future__ import annotations
@@ -43,6 +48,13 @@ _FIELDS = ("name", "scope")
 
 def _iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, timezone.utc).isoformat()
+
+
+def _newer(first: str | None, second: str | None) -> str | None:
+    """The later of two ISO 8601 UTC stamps (either may be None)."""
+    if first is None or second is None:
+        return first or second
+    return max(first, second, key=lambda stamp: datetime.fromisoformat(stamp))
 
 
 def check_new_key(payload: object) -> tuple[str, str]:
@@ -125,12 +137,27 @@ class KeyRing:
         self._timers: dict[str, IDelayedCall] = {}  # key id -> DelayedCall of its next write
 
     def load(self) -> Deferred[list[Record]]:
-        """Read every key from the store into memory; fires with them."""
+        """
+        Read every key from the store into memory, replacing what was there
+        (a key revoked on another node stops working here); fires with them.
+        Uses not written yet stay due for the keys still there.
+        """
         return self._store.list_keys().addCallback(self._loaded)
 
     def _loaded(self, keys: list[Record]) -> list[Record]:
         self._keys = keys
+        present = {k["id"] for k in keys}
+        for key_id in [k for k in self._used if k not in present]:
+            self._forget(key_id)
         return keys
+
+    def _forget(self, key_id: str) -> None:
+        """Drop what is held of a deleted key's use (a write due for it is cancelled)."""
+        timer = self._timers.pop(key_id, None)
+        if timer is not None:
+            timer.cancel()
+        self._written.pop(key_id, None)
+        self._used.pop(key_id, None)
 
     def authenticate(self, token: str | None) -> Record | None:
         """The key record matching ``token``, or None."""
@@ -190,29 +217,26 @@ class KeyRing:
             "name": record["name"],
             "scope": record["scope"],
             "created_at": record["created_at"],
-            "last_used_at": self._used.get(record["id"], record.get("last_used_at")),
+            "last_used_at": _newer(self._used.get(record["id"]), record.get("last_used_at")),
         }
 
     def list(self) -> list[dict[str, Any]]:
         """Every key's view, oldest first."""
         return [self.view(record) for record in self._keys]
 
-    def revoke(self, key_id: str) -> Deferred[dict[str, Any]]:
+    def revoke(self, key_id: str, revision: int | None = None) -> Deferred[dict[str, Any]]:
         """
         Delete a key; fire with its view once the in-memory list no longer has
         it, so the very next request with it is refused. ``NotFound`` for an
-        unknown id, ``Conflict`` for the last admin key.
+        unknown id, ``Conflict`` for the last admin key; with ``revision`` (an
+        ``If-Match``) only if the key is still at it, else the store's ``Stale``.
         """
-        d = self._store.delete_key(key_id)
+        d = self._store.delete_key(key_id, revision=revision)
 
         def deleted(record: Record) -> dict[str, Any]:
             self._keys = [k for k in self._keys if k["id"] != key_id]
-            timer = self._timers.pop(key_id, None)
-            if timer is not None:
-                timer.cancel()
-            self._written.pop(key_id, None)
             view = self.view(record)
-            self._used.pop(key_id, None)
+            self._forget(key_id)
             return view
 
         def refused(failure: Failure) -> NoReturn:
@@ -228,6 +252,13 @@ class KeyRing:
 
     def create(self, name: str, scope: str) -> Deferred[tuple[Record, str]]:
         """Fire with ``(record, plaintext)``; the plaintext is never stored."""
+        record, plaintext = self._new_record(name, scope)
+        d = self._store.add_key(record).addCallback(lambda _: self.load())
+        return d.addCallback(lambda _: (record, plaintext))
+
+    @staticmethod
+    def _new_record(name: str, scope: str) -> tuple[Record, str]:
+        """A new key's record and plaintext (the plaintext is never stored)."""
         if scope not in SCOPES:
             raise ValueError("scope must be one of: " + ", ".join(SCOPES))
         plaintext = generate_key()
@@ -238,27 +269,36 @@ class KeyRing:
             "key_hash": hash_key(plaintext),
             "created_at": datetime.now(timezone.utc).isoformat(),
         }
-        d = self._store.add_key(record).addCallback(lambda _: self.load())
-        return d.addCallback(lambda _: (record, plaintext))
+        return record, plaintext
 
     def bootstrap(self, key_path: str) -> Deferred[str | None]:
         """
         On first start (no key at all) create an admin key and write it to
         ``key_path`` with mode 0600. Fires with the path written, or None.
+        The store inserts it only if it still has no key (``add_first_key``):
+        of the nodes of a cluster starting at once, one makes the cluster's
+        first key; the others load it, write no file and say so.
         """
         if self._keys:
             return self._noop()
-        d = self.create("bootstrap", "admin")
+        record, plaintext = self._new_record("bootstrap", "admin")
+        d = self._store.add_first_key(record)
 
-        def write(result: tuple[Record, str]) -> Deferred[str]:
-            _, plaintext = result
-            return write_key_file(self._reactor, key_path, plaintext)
+        def inserted(first: bool) -> Deferred[str | None]:
+            loaded = self.load()
+            if not first:
+                self.log.info(
+                    "The cluster's first admin API key was made by another node; no key file is written here"
+                )
+                return loaded.addCallback(lambda _: None)
+            loaded.addCallback(lambda _: write_key_file(self._reactor, key_path, plaintext))
+            return loaded.addCallback(logged)
 
         def logged(_: object) -> str | None:
             self.log.info("Created the first admin API key; it is in {path}", path=key_path)
             return key_path
 
-        return d.addCallback(write).addCallback(logged)
+        return d.addCallback(inserted)
 
     @staticmethod
     def _noop() -> Deferred[str | None]:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import builtins
 import uuid
+from functools import partial
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Generator, Iterable, Optional
 
@@ -47,6 +48,7 @@ from edgegw_tx.admin.validation import check_schema
 from edgegw_tx.paths import PatternError, parse_pattern
 from edgegw_tx.store import Conflict as StoreConflict
 from edgegw_tx.store import InUse, Missing, RouteClash
+from edgegw_tx.store.errors import Stale
 from edgegw_tx.store.interface import IStore, Record
 
 if TYPE_CHECKING:
@@ -161,14 +163,17 @@ class DomainManager:
             raise self._host_taken(record["host"])
         return stored
 
-    def update(self, domain_id: str, payload: Any) -> "Deferred[Record]":
-        """Change a domain; see ``_update``."""
-        return self._serialise(self._update, domain_id, payload)
+    def update(self, domain_id: str, payload: Any, revision: Optional[int] = None) -> "Deferred[Record]":
+        """Change a domain; see ``_update``. ``revision``: an ``If-Match`` (else ``Stale``)."""
+        return self._serialise(self._update, domain_id, payload, revision)
 
     @inlineCallbacks
-    def _update(self, domain_id: str, payload: Any) -> Generator["Deferred[Any]", Any, Record]:
+    def _update(
+        self, domain_id: str, payload: Any, revision: Optional[int] = None
+    ) -> Generator["Deferred[Any]", Any, Record]:
         """A new host moves every endpoint on the old one, running ones at once."""
         current: Record = yield self.get(domain_id)
+        _check_revision("domain", current, revision)
         given = _fields(payload, schema.DOMAIN_UPDATE, _DOMAIN_FIELDS)
         fields = {}
         if "host" in given:
@@ -185,7 +190,7 @@ class DomainManager:
             moved = [dict(e, domain=fields["host"]) for e in endpoints if e["domain"] == current["host"]]
         try:
             record: Record = yield self._store.update_domain(
-                domain_id, fields, [(e["id"], e["domain"], e["path_shape"]) for e in moved]
+                domain_id, fields, [(e["id"], e["domain"], e["path_shape"]) for e in moved], revision=revision
             )
         except RouteClash as e:
             raise _clash(e, moved, self._collections)
@@ -195,14 +200,19 @@ class DomainManager:
         return record
 
     @inlineCallbacks
-    def delete(self, domain_id: str, cascade: bool = False) -> Generator["Deferred[Any]", Any, Record]:
+    def delete(
+        self, domain_id: str, cascade: bool = False, revision: Optional[int] = None
+    ) -> Generator["Deferred[Any]", Any, Record]:
         """
         Refused (409 with the counts) while endpoints use the host or collections
         belong to the domain, unless ``cascade``: then its collections and their
         endpoints, and the endpoints on its host, are deleted first (running
         ones stopped). Fires with the record plus ``cascaded``, the counts deleted.
+        ``revision`` (an ``If-Match``): ``Stale``, before anything is deleted,
+        when the domain is no longer at it.
         """
         record, endpoints, collections = yield self.usage(domain_id)
+        _check_revision("domain", record, revision)
         cascaded = {"endpoints": 0, "collections": 0}
         if cascade:
             for collection in collections:
@@ -211,7 +221,7 @@ class DomainManager:
                 cascaded["collections"] += 1
             cascaded["endpoints"] += yield _delete_endpoints(self._endpoints, endpoints)
         try:
-            yield self._serialise(self._store.delete_domain, domain_id)
+            yield self._serialise(partial(self._store.delete_domain, domain_id, revision=revision))
         except InUse as e:
             raise Conflict(
                 "domain '{}' still has {} endpoint(s) and {} collection(s); delete or move them, "
@@ -234,15 +244,18 @@ class DomainManager:
         added = []
         for host in sorted({e["domain"] for e in endpoints} - known - {"*"}):
             now = _now()
-            yield self._store.create_domain(
-                {
-                    "id": uuid.uuid4().hex,
-                    "host": host,
-                    "description": "created at startup for the endpoints already using this host",
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
+            try:
+                yield self._store.create_domain(
+                    {
+                        "id": uuid.uuid4().hex,
+                        "host": host,
+                        "description": "created at startup for the endpoints already using this host",
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+            except StoreConflict:
+                continue  # another node of the cluster, starting at the same time, made it
             added.append(host)
         return added
 
@@ -319,14 +332,17 @@ class CollectionManager:
         self._base_paths[stored["id"]] = stored["base_path"]
         return stored
 
-    def update(self, collection_id: str, payload: Any) -> "Deferred[Record]":
-        """Change a collection; see ``_update``."""
-        return self._serialise(self._update, collection_id, payload)
+    def update(self, collection_id: str, payload: Any, revision: Optional[int] = None) -> "Deferred[Record]":
+        """Change a collection; see ``_update``. ``revision``: an ``If-Match`` (else ``Stale``)."""
+        return self._serialise(self._update, collection_id, payload, revision)
 
     @inlineCallbacks
-    def _update(self, collection_id: str, payload: Any) -> Generator["Deferred[Any]", Any, Record]:
+    def _update(
+        self, collection_id: str, payload: Any, revision: Optional[int] = None
+    ) -> Generator["Deferred[Any]", Any, Record]:
         """A new base path or domain moves the collection's endpoints, running ones at once."""
         current: Record = yield self.get(collection_id)
+        _check_revision("collection", current, revision)
         fields = self._check(_fields(payload, schema.COLLECTION_UPDATE, _COLLECTION_FIELDS))
         fields = {k: v for k, v in fields.items() if v != current[k]}
         if not fields:
@@ -356,7 +372,7 @@ class CollectionManager:
                 moved.append(dict(endpoint, domain=host or endpoint["domain"], path_shape=shape))
         try:
             record: Record = yield self._store.update_collection(
-                collection_id, fields, [(e["id"], e["domain"], e["path_shape"]) for e in moved]
+                collection_id, fields, [(e["id"], e["domain"], e["path_shape"]) for e in moved], revision=revision
             )
         except Missing as e:
             raise _no_domain(e)
@@ -368,19 +384,24 @@ class CollectionManager:
         return record
 
     @inlineCallbacks
-    def delete(self, collection_id: str, cascade: bool = False) -> Generator["Deferred[Any]", Any, Record]:
+    def delete(
+        self, collection_id: str, cascade: bool = False, revision: Optional[int] = None
+    ) -> Generator["Deferred[Any]", Any, Record]:
         """
         Refused (409 with the count) while endpoints are in it, unless
         ``cascade``: then they are deleted first (running ones stopped). Fires
-        with the record plus ``cascaded``, the counts deleted.
+        with the record plus ``cascaded``, the counts deleted. ``revision``
+        (an ``If-Match``): ``Stale``, before anything is deleted, when the
+        collection is no longer at it.
         """
         members = yield self.endpoints(collection_id)
         record = yield self.get(collection_id)
+        _check_revision("collection", record, revision)
         cascaded = {"endpoints": 0, "collections": 0}
         if cascade:
             cascaded["endpoints"] = yield _delete_endpoints(self._endpoints, members)
         try:
-            yield self._serialise(self._store.delete_collection, collection_id)
+            yield self._serialise(partial(self._store.delete_collection, collection_id, revision=revision))
         except InUse as e:
             raise Conflict(
                 "collection '{}' still has {} endpoint(s); delete or move them, "
@@ -392,14 +413,22 @@ class CollectionManager:
         self._base_paths.pop(collection_id, None)
         return dict(record, cascaded=cascaded)
 
+    def load(self) -> "Deferred[builtins.list[str]]":
+        """
+        At startup, before endpoints are restored, and in a cluster after
+        another node changed a collection or domain (then
+        ``EndpointManager.reconcile_all`` moves the routes): learn every base
+        path anew, and make a collection record (no domain, no base path,
+        named by its id) for every ``collection_id`` endpoints name that has
+        none (endpoints made before collections existed). A routing write, so
+        the base paths cannot be read between a local collection write and
+        its store. Fires with the ids added.
+        """
+        loaded: Deferred[builtins.list[str]] = self._serialise(self._load)
+        return loaded
+
     @inlineCallbacks
-    def load(self) -> Generator["Deferred[Any]", Any, builtins.list[str]]:
-        """
-        At startup, before endpoints are restored: learn every base path, and
-        make a collection record (no domain, no base path, named by its id) for
-        every ``collection_id`` endpoints name that has none (endpoints made
-        before collections existed). Fires with the ids added.
-        """
+    def _load(self) -> Generator["Deferred[Any]", Any, builtins.list[str]]:
         collections = yield self._store.list_collections()
         self._base_paths = {c["id"]: c["base_path"] for c in collections}
         endpoints = yield self._endpoints.list()
@@ -408,17 +437,20 @@ class CollectionManager:
             if collection_id in self._base_paths:
                 continue
             now = _now()
-            yield self._store.create_collection(
-                {
-                    "id": collection_id,
-                    "name": collection_id,
-                    "domain_id": None,
-                    "base_path": "",
-                    "description": "created at startup for the endpoints already naming this id",
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
+            try:
+                yield self._store.create_collection(
+                    {
+                        "id": collection_id,
+                        "name": collection_id,
+                        "domain_id": None,
+                        "base_path": "",
+                        "description": "created at startup for the endpoints already naming this id",
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+            except StoreConflict:
+                pass  # another node of the cluster, starting at the same time, made it
             self._base_paths[collection_id] = ""
             added.append(collection_id)
         return added
@@ -516,6 +548,12 @@ class CollectionManager:
         if "description" in given:
             fields["description"] = given["description"]
         return fields
+
+
+def _check_revision(what: str, record: Record, revision: Optional[int]) -> None:
+    """``Stale`` when an ``If-Match`` ``revision`` is not the record's (checked again by the store's write)."""
+    if revision is not None and record.get("revision") != revision:
+        raise Stale(what, record["id"], record.get("revision", 0))
 
 
 @inlineCallbacks

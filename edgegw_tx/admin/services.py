@@ -20,6 +20,12 @@ and ``merge_secrets`` puts the stored secret back in its place.
 Writes are serialised by one lock, so a delete can never race a binding to the
 service it deletes, nor two updates leave the registry out of step with the
 store. Tests of a service's connection do not take the lock.
+
+The manager remembers what it gave the registry (each service's connector,
+each endpoint's bindings), so ``sync`` can bring the registry in step with
+the store by difference: at start, and in a cluster whenever another node
+changed a service or a binding. A connector is remade only when its service
+changed, so the others keep their open connections.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from edgegw_tx.admin.validation import check_schema
 from edgegw_tx.services import config
 from edgegw_tx.store import Conflict as StoreConflict
 from edgegw_tx.store import Missing, ServiceInUse
+from edgegw_tx.store.errors import Stale
 from edgegw_tx.store.interface import IStore, Record
 
 
@@ -121,6 +128,12 @@ def _bad_config(e: config.ConfigError) -> BadRequest:
     return BadRequest(f"field '{field}': {e.message}", field=field)
 
 
+def _check_revision(record: Record, revision: int | None) -> None:
+    """``Stale`` when an ``If-Match`` ``revision`` is not the service's (the store's write checks it again)."""
+    if revision is not None and record.get("revision") != revision:
+        raise Stale("service", record["id"], record.get("revision", 0))
+
+
 class ServiceManager:
     """Service records and bindings, kept in step between the store and the registry."""
 
@@ -136,6 +149,10 @@ class ServiceManager:
         self._store = store
         self._registry = registry
         self._lock = DeferredLock()
+        # service id -> the connector the registry was given
+        self._configured: dict[str, dict[str, Any]] = {}
+        # endpoints this manager gave the registry bindings of
+        self._bound: set[str] = set()
 
     # reading
 
@@ -193,16 +210,20 @@ class ServiceManager:
             stored: Record = yield self._store.create_service(record)
         except StoreConflict:
             raise self._name_taken(name)
-        yield _settled(self._registry.configure(_connector(stored)))
+        yield self._configure(stored)
         return stored
 
-    def update(self, service_id: str, payload: Any) -> Deferred[Record]:
-        """Fire with the record after ``payload`` (a PUT body) changed it."""
-        return self._lock.run(self._update, service_id, payload)
+    def update(self, service_id: str, payload: Any, revision: int | None = None) -> Deferred[Record]:
+        """
+        Fire with the record after ``payload`` (a PUT body) changed it; with
+        ``revision`` (an ``If-Match``) only if it is still at it, else ``Stale``.
+        """
+        return self._lock.run(self._update, service_id, payload, revision)
 
     @inlineCallbacks
-    def _update(self, service_id: str, payload: Any) -> Generator[Deferred[Any], Any, Record]:
+    def _update(self, service_id: str, payload: Any, revision: int | None = None) -> Generator[Deferred[Any], Any, Record]:
         current: Record = yield self.get(service_id)
+        _check_revision(current, revision)
         check_schema(schema.SERVICE_UPDATE_FIELDS, payload)
         service_type = current["service_type"]
         if "service_type" in payload and payload["service_type"] != service_type:
@@ -223,21 +244,27 @@ class ServiceManager:
             return current
         fields["updated_at"] = _now()
         try:
-            record: Record = yield self._store.update_service(service_id, fields)
+            record: Record | None = yield self._store.update_service(service_id, fields, revision=revision)
         except StoreConflict:
             raise self._name_taken(name)
-        yield _settled(self._registry.configure(_connector(record)))
+        if record is None:
+            raise NotFound(f"no service with id '{service_id}'")
+        yield self._configure(record)
         return record
 
-    def delete(self, service_id: str) -> Deferred[Record]:
-        """Fire with the deleted record; 409 while an endpoint is bound to it."""
-        return self._lock.run(self._delete, service_id)
+    def delete(self, service_id: str, revision: int | None = None) -> Deferred[Record]:
+        """
+        Fire with the deleted record; 409 while an endpoint is bound to it;
+        with ``revision`` (an ``If-Match``) only if it is still at it, else ``Stale``.
+        """
+        return self._lock.run(self._delete, service_id, revision)
 
     @inlineCallbacks
-    def _delete(self, service_id: str) -> Generator[Deferred[Any], Any, Record]:
+    def _delete(self, service_id: str, revision: int | None = None) -> Generator[Deferred[Any], Any, Record]:
         record: Record = yield self.get(service_id)
+        _check_revision(record, revision)
         try:
-            yield self._store.delete_service(service_id)
+            yield self._store.delete_service(service_id, revision=revision)
         except ServiceInUse as e:
             names = ", ".join(
                 "'{}' as '{}'".format(b["endpoint_name"], b["pool_id"]) for b in e.bindings
@@ -247,11 +274,7 @@ class ServiceManager:
                 "(DELETE /api/endpoints/{id}/services/{pool_id}) before deleting it",
                 bindings=e.bindings,
             )
-        try:
-            yield self._registry.remove(service_id)
-        except Exception as e:
-            # The record is gone; a connector that closed badly is only worth a log line.
-            self.log.error("Closing service {name} failed: {e}", name=record["name"], e=e)
+        yield self._remove(service_id, record["name"])
         return record
 
     # bindings
@@ -277,6 +300,7 @@ class ServiceManager:
             replaced = yield self._store.bind(endpoint_id, pool_id, service_id, now)
         except Missing as e:
             raise NotFound(f"no {e.what} with id '{e.record_id}'")
+        self._bound.add(endpoint_id)
         yield _settled(self._registry.bind(endpoint_id, pool_id, service_id))
         return (binding, replaced)
 
@@ -310,31 +334,62 @@ class ServiceManager:
         """
         for pool_id in list(self._registry.bindings(endpoint_id)):
             self._registry.unbind(endpoint_id, pool_id)
+        self._bound.discard(endpoint_id)
 
-    # gateway start
+    # gateway start, and the cluster's changes
 
     @inlineCallbacks
     def load(self) -> Generator[Deferred[Any], Any, tuple[int, int]]:
         """
-        Give the registry every stored service, then every binding. One service
-        whose connector cannot be made is logged and skipped: the others, and
-        the endpoints, still start (its calls answer ``ServiceUnavailable``).
+        At start: give the registry every stored service, then every binding
+        (``sync``). Fires with ``(services, bindings)`` stored.
         """
+        yield self.sync()
         services = yield self._store.list_services()
-        for record in services:
-            try:
-                self._registry.configure(_connector(record))
-            except Exception as e:
-                self.log.error(
-                    "Could not configure service {name} ({id}): {error}",
-                    name=record["name"],
-                    id=record["id"],
-                    error=e,
-                )
         bindings = yield self._store.list_bindings()
-        for binding in bindings:
-            self._registry.bind(binding["endpoint_id"], binding["pool_id"], binding["service_id"])
         return (len(services), len(bindings))
+
+    def sync(self) -> Deferred[dict[str, int]]:
+        """
+        Bring the registry in step with the store: configure the services that
+        are new or changed (type, name or config), remove those gone, then
+        unbind the bindings gone and bind the new or re-pointed ones. One
+        service whose connector cannot be made (or binding refused) is logged
+        and skipped: the others, and the endpoints, go on (its calls answer
+        ``ServiceUnavailable``). Fires with how many of each were done:
+        ``{"configured", "removed", "bound", "unbound"}``.
+        """
+        return self._lock.run(self._sync)
+
+    @inlineCallbacks
+    def _sync(self) -> Generator[Deferred[Any], Any, dict[str, int]]:
+        services = yield self._store.list_services()
+        rows = yield self._store.list_bindings()
+        done = {"configured": 0, "removed": 0, "bound": 0, "unbound": 0}
+        stored = {record["id"]: record for record in services}
+        for record in services:
+            if self._configured.get(record["id"]) != _connector(record):
+                configured = yield self._configure(record, quiet=True)
+                done["configured"] += configured
+        for service_id in [i for i in self._configured if i not in stored]:
+            yield self._remove(service_id, self._configured[service_id]["name"])
+            done["removed"] += 1
+        wanted: dict[str, dict[str, str]] = {}
+        for row in rows:
+            wanted.setdefault(row["endpoint_id"], {})[row["pool_id"]] = row["service_id"]
+        for endpoint_id in sorted(self._bound | set(wanted)):
+            have = self._registry.bindings(endpoint_id)
+            want = wanted.get(endpoint_id, {})
+            for pool_id in sorted(set(have) - set(want)):
+                done["unbound"] += yield self._registry_write(self._registry.unbind, endpoint_id, pool_id)
+            for pool_id, service_id in sorted(want.items()):
+                if have.get(pool_id) != service_id:
+                    done["bound"] += yield self._registry_write(self._registry.bind, endpoint_id, pool_id, service_id)
+            if want:
+                self._bound.add(endpoint_id)
+            else:
+                self._bound.discard(endpoint_id)
+        return done
 
     # test
 
@@ -351,6 +406,44 @@ class ServiceManager:
         return result
 
     # internals
+
+    @inlineCallbacks
+    def _configure(self, record: Record, quiet: bool = False) -> Generator[Deferred[Any], Any, int]:
+        """
+        Give the registry the service's connector and remember it. ``quiet``
+        (a load or sync): a failure is logged and fires 0, else it is raised.
+        """
+        connector = _connector(record)
+        try:
+            yield _settled(self._registry.configure(connector))
+        except Exception as e:
+            if not quiet:
+                raise
+            self.log.error(
+                "Could not configure service {name} ({id}): {error}", name=record["name"], id=record["id"], error=e
+            )
+            return 0
+        self._configured[record["id"]] = connector
+        return 1
+
+    @inlineCallbacks
+    def _remove(self, service_id: str, name: str) -> Generator[Deferred[Any], Any, None]:
+        """Close and forget the service's connector; a failure is only worth a log line (the record is gone)."""
+        self._configured.pop(service_id, None)
+        try:
+            yield self._registry.remove(service_id)
+        except Exception as e:
+            self.log.error("Closing service {name} failed: {e}", name=name, e=e)
+
+    @inlineCallbacks
+    def _registry_write(self, write: Any, *args: Any) -> Generator[Deferred[Any], Any, int]:
+        """A ``bind`` or ``unbind`` of ``sync``: fires 1 once done, or 0 when it failed (logged)."""
+        try:
+            yield _settled(write(*args))
+        except Exception as e:
+            self.log.error("Could not update the binding {args} of the service registry: {error}", args=args, error=e)
+            return 0
+        return 1
 
     def _name_taken(self, name: str) -> Conflict:
         """The 409 of a name another service has."""

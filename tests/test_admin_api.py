@@ -461,21 +461,21 @@ class ConditionalWriteTests(AdminAPITestCase):
         self.assertEqual((code, headers.getRawHeaders("etag")), (200, None))
 
     def test_if_match_forms_pass_their_revision(self):
-        """``"3"`` and ``W/"3"`` ask for revision 3; ``*`` and no If-Match ask for none (the last write wins)."""
+        """``"3"``, ``W/"3"`` and a bare ``3`` ask for revision 3; ``*`` and no If-Match ask for none (the last write wins)."""
         endpoint = self.create_hello()
         seen = self.recording(self.manager, "update")
         path = "/api/endpoints/" + endpoint["id"]
-        for value in ('"3"', 'W/"3"', "*", None):
+        for value in ('"3"', 'W/"3"', "3", "*", None):
             headers = {"If-Match": value} if value is not None else {}
             code, _, document = self.exchange("PUT", path, {"description": "x"}, headers=headers)
             self.assertEqual(code, 200, document)
-        self.assertEqual(seen, [3, 3, None, None])
+        self.assertEqual(seen, [3, 3, 3, None, None])
 
     def test_malformed_if_match_is_400_naming_the_header(self):
         """An If-Match that is not one quoted revision is a 400 naming the header; nothing is written."""
         endpoint = self.create_hello()
         seen = self.recording(self.manager, "update")
-        for value in ("3", '"x"', '"3", "4"', '"-1"', '"03"'):
+        for value in ("three", '"x"', '"3", "4"', '"-1"', '"03"', '3"'):
             code, _, document = self.exchange(
                 "PUT", "/api/endpoints/" + endpoint["id"], {"description": "x"}, headers={"If-Match": value}
             )

@@ -374,3 +374,71 @@ class EscapingIntegrationTests(AdminUITestCase):
             self.assertEqual(s.dialogs, [])
 
         yield self.in_browser(steps)
+
+
+class _Directory:
+    """A node directory (``cluster/nodes.py``) of fixed nodes; ``down`` makes it fail as a lost store does."""
+
+    name = "node-a"
+
+    def __init__(self, nodes):
+        self.nodes = nodes
+        self.down = None
+
+    def list(self):
+        from twisted.internet.defer import fail, succeed
+
+        return fail(self.down) if self.down is not None else succeed([dict(n) for n in self.nodes])
+
+
+class NodesPanelIntegrationTests(AdminUITestCase):
+
+    def test_dashboard_shows_the_nodes(self):
+        """
+        The dashboard's Nodes panel lists each node's name (this one marked),
+        address, version, state, workers and last heartbeat, names as text;
+        with the store unreachable it says why instead, and the rest of the
+        dashboard still shows.
+        """
+        from datetime import datetime, timedelta, timezone
+
+        from edgegw_tx.store.errors import StoreUnavailable
+
+        now = datetime.now(timezone.utc)
+        directory = _Directory(
+            [
+                {"name": "node-a", "address": "127.0.0.1:8080", "admin_address": "127.0.0.1:9081",
+                 "version": "1.2.3", "started_at": (now - timedelta(hours=1)).isoformat(),
+                 "last_seen": (now - timedelta(seconds=1)).isoformat(), "state": "up", "workers": 2,
+                 "endpoints": {"e1": 2}, "self": True},
+                {"name": "<b>node-b</b>", "address": "127.0.0.1:8082", "admin_address": "127.0.0.1:9082",
+                 "version": "1.2.3", "started_at": (now - timedelta(hours=2)).isoformat(),
+                 "last_seen": (now - timedelta(seconds=30)).isoformat(), "state": "down", "workers": 1,
+                 "endpoints": {"e1": 1}, "self": False},
+            ]
+        )
+        self.gateway.runtime.api.nodes = directory
+
+        def steps(s):
+            page = s.page
+            s.sign_in(self.gateway.key)
+            rows = page.locator("[data-testid=nodes-table] tbody tr")
+            rows.first.wait_for()
+            self.assertEqual(rows.count(), 2)
+            first = [c.strip() for c in rows.nth(0).locator("td").all_inner_texts()]
+            self.assertEqual(first[:5], ["node-a (this node)", "127.0.0.1:8080", "1.2.3", "up", "2"])
+            self.assertRegex(first[5], r"^\d+ s ago$")
+            second = [c.strip() for c in rows.nth(1).locator("td").all_inner_texts()]
+            self.assertEqual(second[:5], ["<b>node-b</b>", "127.0.0.1:8082", "1.2.3", "down", "1"])
+            self.assertEqual(page.locator("[data-testid=nodes] b").count(), 0)
+            self.assertEqual(page.inner_text("[data-testid=nodes-summary]"), "1 of 2 up, from their heartbeats")
+            s.shot("dashboard-nodes")
+
+            directory.down = StoreUnavailable("postgresql://edgegw@db:5432/edgegw", "connection refused")
+            page.reload()
+            page.wait_for_selector("[data-testid=nodes-error]")
+            self.assertIn("postgresql://edgegw@db:5432/edgegw", page.inner_text("[data-testid=nodes-error]"))
+            page.wait_for_selector("[data-testid=card-endpoints]")
+            s.shot("dashboard-nodes-store-down")
+
+        return self.in_browser(steps)

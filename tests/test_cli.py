@@ -15,7 +15,7 @@ import os
 import sys
 
 from treq.testing import StubTreq
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionRefusedError
 from twisted.trial import unittest
 from twisted.web.resource import Resource
@@ -146,6 +146,7 @@ class GatewayTestCase(CLITestCase):
         self.logbook = runtime.logbook
         # The gateway knows the domain the tests deploy to.
         self.successResultOf(runtime.domains.create({"host": "api.example.com"}))
+        self.api = runtime.api
         self.http = StubTreq(runtime.api.resource())
 
     def endpoints(self):
@@ -377,6 +378,46 @@ class ListTests(GatewayTestCase):
     def test_ls_with_no_endpoints(self):
         """An empty gateway says so instead of printing a bare header."""
         self.assertEqual(self.cli("ls"), (0, "no endpoints\n", ""))
+
+
+class _Nodes:
+    """A node directory (cluster/nodes.py) of fixed nodes."""
+
+    name = "n1"
+
+    def __init__(self, nodes):
+        self.nodes = nodes
+
+    def list(self):
+        return succeed([dict(n) for n in self.nodes])
+
+
+class NodesTests(GatewayTestCase):
+    def test_nodes_prints_a_table(self):
+        """nodes shows each node's name (this one marked), address, version, state, workers and last heartbeat."""
+        self.api.nodes = _Nodes(
+            [
+                {"name": "n1", "address": "10.0.0.1:8080", "version": "1.0", "state": "up", "workers": 3,
+                 "last_seen": "2026-12-07T19:00:00+00:00", "endpoints": {}, "self": True},
+                {"name": "n2", "address": "10.0.0.2:8080", "version": "1.0", "state": "down", "workers": 0,
+                 "last_seen": "2026-12-07T18:59:00+00:00", "endpoints": {}, "self": False},
+            ]
+        )
+        code, out, err = self.cli("nodes")
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual(
+            out,
+            "NAME            ADDRESS        VERSION  STATE  WORKERS  LAST SEEN\n"
+            "n1 (this node)  10.0.0.1:8080  1.0      up     3        2026-12-07T19:00:00+00:00\n"
+            "n2              10.0.0.2:8080  1.0      down   0        2026-12-07T18:59:00+00:00\n",
+        )
+
+    def test_nodes_of_a_gateway_without_them(self):
+        """A gateway without a node directory: the API's 404 message, exit status not 0."""
+        self.api.nodes = None
+        code, out, err = self.cli("nodes")
+        self.assertNotEqual(code, 0)
+        self.assertIn("nodes are not available in this gateway", err)
 
 
 class LogsTests(GatewayTestCase):

@@ -61,8 +61,9 @@ if TYPE_CHECKING:
 
 _READ_METHODS = (b"GET", b"HEAD")
 
-# An ETag as GET answers it, ``"<revision>"`` (weak ``W/"<revision>"`` too).
-_ETAG = re.compile(r'^(?:W/)?"(0|[1-9][0-9]{0,17})"$')
+# An ETag as GET answers it, ``"<revision>"`` (weak ``W/"<revision>"`` too; the
+# bare number, a common slip, is taken as well).
+_ETAG = re.compile(r'^(?:(?:W/)?"(0|[1-9][0-9]{0,17})"|(0|[1-9][0-9]{0,17}))$')
 
 # How long a client should wait before retrying a call the store could not serve.
 STORE_RETRY_AFTER = 5
@@ -139,7 +140,8 @@ class AdminAPI:
         (workers per node); without it that route answers 404 and an endpoint
         shows no ``nodes``.
         """
-        self._nodes = nodes
+        # Public: the runtime may set it once its node directory exists.
+        self.nodes = nodes
         self._isolation = isolation
         self._manager = manager
         self._probe = probe
@@ -223,10 +225,10 @@ class AdminAPI:
         knows its nodes: one look at the nodes for a whole page of endpoints.
         """
         base = self._endpoint_view(key) if key is not None else self._manager.view
-        if self._nodes is None:
+        if self.nodes is None:
             return base
         nodes = yield self._node_list()
-        own = self._nodes.name
+        own = self.nodes.name
 
         def view(record: Record) -> Record:
             """The endpoint's view with ``nodes``; this node's count is its live one."""
@@ -239,9 +241,9 @@ class AdminAPI:
     @inlineCallbacks
     def _node_list(self) -> Generator["Deferred[Any]", Any, list[dict[str, Any]]]:
         """The nodes, or none while the store is unreachable: an endpoint's view must not need them."""
-        assert self._nodes is not None
+        assert self.nodes is not None
         try:
-            nodes = yield self._nodes.list()
+            nodes = yield self.nodes.list()
         except StoreUnavailable:
             return []
         return cast(list[dict[str, Any]], nodes)
@@ -492,9 +494,9 @@ class AdminAPI:
         store of one node, this node alone. 503 while the store is unreachable.
         """
         self._authorize(request)
-        if self._nodes is None:
+        if self.nodes is None:
             raise NotFound("nodes are not available in this gateway")
-        nodes = yield self._nodes.list()
+        nodes = yield self.nodes.list()
         return ok(request, _paged(_query(request), nodes, dict))
 
     @app.route("/api/stats/history", methods=["GET"])
@@ -783,7 +785,7 @@ def tagged(request: IRequest, data: Record, status: int = 200) -> bytes:
 
 def if_match(request: IRequest) -> Optional[int]:
     """
-    The revision an ``If-Match`` asks for (``"3"`` or ``W/"3"``), or None
+    The revision an ``If-Match`` asks for (``"3"``, ``W/"3"`` or ``3``), or None
     without one or with ``*`` (any: the record must only exist, which every
     write checks anyway): a PUT or DELETE then wins whatever it finds. 400
     for anything else, a list of several ETags included.
@@ -801,7 +803,7 @@ def if_match(request: IRequest) -> Optional[int]:
             f'header If-Match must be one ETag as GET answers it (e.g. "3") or *, not {shown!r}',
             field="If-Match",
         )
-    return int(match.group(1))
+    return int(match.group(1) or match.group(2))
 
 
 def _client_address(request: Request) -> str:

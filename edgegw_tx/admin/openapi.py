@@ -195,11 +195,11 @@ IF_MATCH = {
     "name": "If-Match",
     "in": "header",
     "description": (
-        'the ETag of the record as last read (`"3"`, or weak `W/"3"`): the change is made only if the '
+        'the ETag of the record as last read (`"3"`, or weak `W/"3"`, or bare `3`): the change is made only if the '
         "record is still at that revision, else 412. `*` or no If-Match: the last write wins. Anything "
         "else is a 400."
     ),
-    "schema": string(pattern='^(\\*|(W/)?"(0|[1-9][0-9]{0,17})")$'),
+    "schema": string(pattern='^([*]|(W/)?"(0|[1-9][0-9]{0,17})"|0|[1-9][0-9]{0,17})$'),
 }
 
 

@@ -352,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--timeout", type=_positive_seconds, help="per-request timeout, seconds")
 
     commands.add_parser("ls", parents=[common], help="list endpoints")
+    commands.add_parser("nodes", parents=[common], help="list the cluster's nodes (up or down, their workers)")
 
     logs = commands.add_parser("logs", parents=[common], help="print an endpoint's worker logs")
     logs.add_argument("name", metavar="NAME", help="endpoint name (or id)")
@@ -526,6 +527,25 @@ def _ls(gateway: Gateway, context: Context) -> Generator[Deferred[Any], Any, int
         pids = ",".join(str(p) for p in e.get("pids") or []) or "-"
         rows.append(
             (e.get("name"), e.get("method"), e.get("path"), e.get("domain"), e.get("status"), pids)
+        )
+    _table(context.console, rows)
+    return OK
+
+
+def _prepare_nodes(options: argparse.Namespace) -> Work:
+    return _nodes
+
+
+@inlineCallbacks
+def _nodes(gateway: Gateway, context: Context) -> Generator[Deferred[Any], Any, int]:
+    """The nodes sharing the gateway's store, as GET /api/nodes lists them; the one answering marked."""
+    nodes = yield gateway.all_pages("/api/nodes")
+    rows: list[Sequence[object]] = [("NAME", "ADDRESS", "VERSION", "STATE", "WORKERS", "LAST SEEN")]
+    for n in nodes:
+        name = f"{n.get('name')} (this node)" if n.get("self") else n.get("name")
+        rows.append(
+            (name, n.get("address") or "-", n.get("version") or "-", n.get("state"), n.get("workers"),
+             n.get("last_seen") or "never")
         )
     _table(context.console, rows)
     return OK
@@ -724,6 +744,7 @@ def _keys_revoke(gateway: Gateway, context: Context) -> Generator[Deferred[Any],
 _COMMANDS: dict[str, Callable[[argparse.Namespace], Work]] = {
     "deploy": _prepare_deploy,
     "ls": _prepare_ls,
+    "nodes": _prepare_nodes,
     "logs": _prepare_logs,
     "import": _prepare_import,
     "keys": _prepare_keys,

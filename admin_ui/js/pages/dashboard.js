@@ -1,8 +1,9 @@
-// Dashboard: endpoint counts by status, requests handled, and per-endpoint
-// request rate and latency over the last minutes (GET /api/stats/history).
-import { api } from "../api.js";
+// Dashboard: endpoint counts by status, requests handled, per-endpoint
+// request rate and latency over the last minutes (GET /api/stats/history),
+// and the cluster's nodes (GET /api/nodes).
+import { api, ApiError } from "../api.js";
 import { sparkline } from "../charts.js";
-import { badge, formatDuration, formatMs, formatNumber, h, replace, safeId, table } from "../dom.js";
+import { badge, formatDuration, formatMs, formatNumber, formatTime, h, replace, safeId, table } from "../dom.js";
 import * as notify from "../notify.js";
 
 const STATUSES = ["created", "compiled", "running", "stopped", "error"];
@@ -12,22 +13,25 @@ export function render(main) {
   const cards = h("div", { class: "cards", "data-testid": "stats-cards" });
   const totals = h("section", { class: "panel" });
   const perEndpoint = h("section", { class: "panel" });
+  const nodes = h("section", { class: "panel", "data-testid": "nodes", hidden: true });
   const quick = h("div");
   main.append(
     h("div", { class: "page-head" }, h("h1", null, "Dashboard"), h("span", { class: "spacer" }),
       h("a", { class: "btn btn-primary", href: "#/endpoints/new" }, "New endpoint")),
-    quick, cards, totals, perEndpoint);
+    quick, cards, totals, nodes, perEndpoint);
   let failed = false;
   let timer = null;
   let stopped = false;
 
   async function load() {
     try {
-      const [stats, history] = await Promise.all([api("GET", "/stats"), api("GET", "/stats/history?top=20")]);
+      const [stats, history, cluster] = await Promise.all([
+        api("GET", "/stats"), api("GET", "/stats/history?top=20"), loadNodes()]);
       if (stopped) return;
       failed = false;
       drawCards(cards, stats);
       drawTotals(totals, history);
+      drawNodes(nodes, cluster);
       drawEndpoints(perEndpoint, history);
       replace(quick, stats.endpoints.total === 0 ? quickStart() : null);
     } catch (error) {
@@ -88,6 +92,58 @@ function drawTotals(el, history) {
       h("div", null,
         h("div", { class: "chart-cell" }, h("strong", null, "Median latency"), h("span", { class: "spacer" }), h("span", { class: "chart-value" }, formatMs(last(p50)))),
         sparkline(p50, { width: 600, height: 90, fill: true, alt: true, slots: n, label: "median latency in ms", format: formatMs }))));
+}
+
+// The nodes, or why they cannot be shown; null when this gateway has no node
+// directory (404): the panel stays hidden. A failure here (the store down: 503)
+// is said in the panel, and does not stop the rest of the dashboard.
+async function loadNodes() {
+  try {
+    return { nodes: (await api("GET", "/nodes?limit=100")).items };
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return null;
+    return { error: error.message || String(error) };
+  }
+}
+
+function seen(value) {
+  if (!value) return "never";
+  const seconds = (Date.now() - new Date(value).getTime()) / 1000;
+  if (!Number.isFinite(seconds)) return String(value);
+  if (seconds < 120) return `${Math.max(0, Math.round(seconds))} s ago`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min ago`;
+  return formatTime(value);
+}
+
+function stateBadge(state) {
+  const known = state === "up" || state === "down";
+  return h("span", { class: ["badge", state === "up" ? "badge-running" : known ? "badge-error" : "badge-plain"], dataset: { state: String(state) } }, String(state));
+}
+
+function drawNodes(el, cluster) {
+  el.hidden = cluster === null;
+  if (cluster === null) return;
+  if (cluster.error) {
+    replace(el, nodesHead("the gateways sharing this configuration"), h("p", { class: "empty", "data-testid": "nodes-error" }, "The nodes cannot be read: " + cluster.error));
+    return;
+  }
+  const up = cluster.nodes.filter((n) => n.state === "up").length;
+  const columns = [["Node"], ["Address"], ["Version"], ["State"], ["Workers", "num"], ["Last seen"]];
+  const rows = cluster.nodes.map((n) => [
+    h("span", null, String(n.name), n.self ? h("span", { class: "muted small" }, " (this node)") : null),
+    n.address ? h("code", null, String(n.address)) : "–",
+    n.version || "–",
+    stateBadge(n.state),
+    formatNumber(n.workers),
+    h("span", { title: formatTime(n.last_seen) }, seen(n.last_seen)),
+  ]);
+  replace(el, nodesHead(`${up} of ${cluster.nodes.length} up, from their heartbeats`),
+    table(columns, rows, { "data-testid": "nodes-table" }));
+}
+
+function nodesHead(summary) {
+  return h("div", { class: "panel-head" }, h("h2", null, "Nodes"),
+    h("span", { class: "muted small", "data-testid": "nodes-summary" }, summary));
 }
 
 function drawEndpoints(el, history) {

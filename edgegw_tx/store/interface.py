@@ -394,3 +394,10 @@ class IClusterStore(IStore):
 
     def snapshot_revision() -> int | None:
         """While offline, the revision of the snapshot being served; else None."""
+
+    def when_online(callback: Callable[[], object]) -> None:
+        """
+        Call ``callback()`` each time the store, offline, reaches its database
+        again (then it is ``online``, migrated and serving writes): the node
+        catches up from ``snapshot_revision`` to the database's revision.
+        """

@@ -99,3 +99,21 @@ def fresh_database(test_case):
     uri = create_database()
     test_case.addCleanup(drop_database, uri)
     return uri
+
+
+def postgres_store(test_case, uri=None, reactor=None, **options):
+    """
+    A ``PostgresStore`` on ``uri`` (a fresh database by default), opened,
+    running synchronously on a ``SynchronousReactor`` like ``make_store``'s
+    SQLite stores (every call has fired when it returns); closed at the end of
+    the test. ``options`` go to ``PostgresStore``.
+    """
+    from edgegw_tx.store.postgres import PostgresStore
+    from tests.support.fakes import SynchronousReactor
+
+    uri = uri or fresh_database(test_case)
+    reactor = reactor or SynchronousReactor()
+    store = PostgresStore(uri, reactor=reactor, threadpool=reactor.getThreadPool(), **options)
+    test_case.addCleanup(store.close)
+    test_case.successResultOf(store.open())
+    return store

@@ -121,7 +121,14 @@ class Builder:
         timeout: float = 600.0,
         sandbox: BuildSandbox | bool = True,
         build_user: str = DEFAULT_BUILD_USER,
+        shared: Any = None,
     ):
+        """
+        ``shared`` (a ``cluster.artifacts.SharedArtifacts``, with a store
+        several nodes share) makes a digest compile once in the cluster: a
+        local cache miss fetches the binary another node stored, or compiles
+        under the cluster's claim and stores it for the others.
+        """
         if reactor is None:
             from twisted.internet import reactor
         self._reactor = reactor
@@ -144,12 +151,37 @@ class Builder:
         self._toolchain_pending: _Shared | None = None
         self._inflight: dict[str, _Shared] = {}
         self._locks: dict[str, DeferredLock] = {}
+        self.shared = shared
+        self._fetching: dict[str, _Shared] = {}
 
     # -- public ---------------------------------------------------------------
 
     def artifact(self, digest: str) -> str | None:
         """Path of the stored binary for ``digest``, or None."""
         return self.artifacts.path(digest)
+
+    def fetch(self, digest: str) -> Deferred[str | None]:
+        """
+        The local binary of ``digest``, fetched from the cluster's store when
+        this node does not have it; None when neither has it (or the store is
+        not shared). Concurrent fetches of one digest share one copy.
+        """
+        binary = self.artifacts.path(digest)
+        if binary is not None:
+            return succeed(binary)
+        if self.shared is None:
+            return succeed(None)
+        pending = self._fetching.get(digest)
+        if pending is None:
+            pending = self._fetching[digest] = _Shared()
+
+            def done(result: Any) -> None:
+                del self._fetching[digest]
+                pending.fire(result)
+
+            self.shared.fetch(digest, self.artifacts).addBoth(done)
+        result: Deferred[str | None] = pending.new()
+        return result
 
     def remove_artifact(self, digest: str) -> Deferred[bool]:
         """Delete the stored binary of ``digest`` in a thread; fires with True when there was one."""
@@ -274,9 +306,34 @@ class Builder:
             # One project directory per endpoint: builds of different code for
             # the same endpoint take turns.
             lock = self._locks.setdefault(endpoint_id, DeferredLock())
-            running = lock.run(self._compile, endpoint_id, package, code, deps, digest, started)
+
+            def compile() -> Deferred[BuildResult]:
+                return lock.run(self._compile, endpoint_id, package, code, deps, digest, started)
+
+            if self.shared is None:
+                running = compile()
+            else:
+                running = self.shared.obtain(digest, self.artifacts, compile, self.timeout)
+                running.addCallback(self._obtained, digest, deps, started)
             running.addBoth(self._finished, endpoint_id, digest, shared)
         return shared.new()
+
+    def _obtained(
+        self, outcome: tuple[str | None, Any], digest: str, deps: list[Dependency], started: float
+    ) -> BuildResult:
+        """A shared build's outcome: compiled here (its result) or fetched (cached, no compiler ran here)."""
+        fetched, result = outcome
+        if fetched is None:
+            assert isinstance(result, BuildResult)
+            return result
+        return BuildResult(
+            digest,
+            fetched,
+            True,
+            self._reactor.seconds() - started,
+            dependency_names(deps),
+            self.artifacts.metadata(digest).get("warnings", []),
+        )
 
     def _finished(self, result: Any, endpoint_id: str, digest: str, shared: _Shared) -> None:
         if self._inflight.get(digest) is shared:

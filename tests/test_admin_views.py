@@ -7,7 +7,7 @@ from typing import Any
 
 from twisted.trial import unittest
 
-from edgegw_tx.admin.views import Live, endpoint_view, short, version_views
+from edgegw_tx.admin.views import Live, endpoint_view, node_workers, short, version_views
 from tests.support.fakes import endpoint
 
 A = "a" * 64
@@ -51,3 +51,23 @@ class EndpointViewTests(unittest.TestCase):
         self.assertEqual(flags, [(B[:12], False, True, False), (A[:12], True, False, True)])
         live_b = version_views(rows, record, B, lambda digest: True)
         self.assertEqual([v["live"] for v in live_b], [True, False])
+
+
+class NodeWorkersTests(unittest.TestCase):
+    """``node_workers``: an endpoint's workers per node, for its view."""
+
+    NODES = [
+        {"name": "b", "state": "up", "endpoints": {"e1": 2, "e2": 5}},
+        {"name": "a", "state": "up", "endpoints": {"e1": 9}},
+        {"name": "c", "state": "down", "endpoints": {"e1": 4}},
+        {"name": "d", "state": "up", "endpoints": {}},
+    ]
+
+    def test_nodes_up_with_own_live_count(self) -> None:
+        """Every node up (0 where it runs none), a down one left out, this node's live count over its heartbeat."""
+        self.assertEqual(node_workers("e1", self.NODES, "a", 3), {"a": 3, "b": 2, "d": 0})
+
+    def test_own_node_not_yet_listed(self) -> None:
+        """This node shows before its first heartbeat reached the store."""
+        self.assertEqual(node_workers("e2", self.NODES[:1], "z", 1), {"b": 5, "z": 1})
+        self.assertEqual(node_workers("e2", [], "z", 0), {"z": 0})

@@ -275,9 +275,9 @@ REVISION = integer(
 )
 
 
-def revised(properties: dict[str, Schema]) -> Schema:
-    """An answered record of ``properties`` plus its ``revision`` (a store before revisions has none)."""
-    return obj(dict(properties, revision=REVISION), required=tuple(properties))
+def revised(properties: dict[str, Schema], required: bool = True) -> Schema:
+    """An answered record of ``properties`` plus its ``revision`` (``required``: always there)."""
+    return obj(dict(properties, revision=REVISION), required=tuple(properties) + (("revision",) if required else ()))
 DESCRIPTION = string(MAX_DESCRIPTION)
 
 # Not blank: the server strips a name and refuses what is left empty.
@@ -554,7 +554,8 @@ def endpoint_properties() -> dict[str, Schema]:
     }
 
 
-# What an endpoint's answer has beside its record's fields, not always.
+# What an endpoint's answer has beside its record's fields: its revision, and
+# in a gateway that knows its nodes, its workers on each.
 ENDPOINT_EXTRA = {
     "revision": REVISION,
     "nodes": map_of(
@@ -565,8 +566,8 @@ ENDPOINT_EXTRA = {
 
 
 def endpoint_record(properties: dict[str, Schema]) -> Schema:
-    """An endpoint as answered: every field of ``properties`` and maybe ``revision`` and ``nodes``."""
-    return obj(dict(properties, **ENDPOINT_EXTRA), required=tuple(properties))
+    """An endpoint as answered: every field of ``properties``, ``revision``, and maybe ``nodes``."""
+    return obj(dict(properties, **ENDPOINT_EXTRA), required=tuple(properties) + ("revision",))
 
 
 BUILD = record(

@@ -128,3 +128,11 @@ class LedgerTests(unittest.TestCase):
         self.binaries.broken.add("a")
         self.successResultOf(self.ledger.forget(["a", "b"]))
         self.assertEqual(self.binaries.removed, ["b"])
+
+    def test_available_is_here_or_fetchable(self) -> None:
+        """A binary is available when stored here or in the shared store (then fetched); else not."""
+        self.binaries.shared.add("zz")
+        self.assertTrue(self.successResultOf(self.ledger.available("a")))
+        self.assertTrue(self.successResultOf(self.ledger.available("zz")))
+        self.assertFalse(self.successResultOf(self.ledger.available("nowhere")))
+        self.assertEqual(self.binaries.fetched, ["zz", "nowhere"])

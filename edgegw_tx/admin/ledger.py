@@ -70,6 +70,14 @@ class ArtifactLedger:
         """Whether the digest's binary is still there (a rollback can use it)."""
         return self._binaries.artifact(digest) is not None
 
+    @inlineCallbacks
+    def available(self, digest: str) -> Generator["Deferred[Any]", Any, bool]:
+        """Whether the digest's binary is here, or could be fetched from the cluster's shared store."""
+        if self.stored(digest):
+            return True
+        fetched = yield self._binaries.fetch(digest)
+        return fetched is not None
+
     def versions(self, endpoint_id: str) -> "Deferred[list[dict[str, Any]]]":
         """The endpoint's version rows, newest first."""
         return self._store.list_versions(endpoint_id)

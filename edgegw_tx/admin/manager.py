@@ -342,7 +342,8 @@ class EndpointManager:
                 field="version",
             )
         [digest] = found
-        if not self.ledger.stored(digest):
+        available = yield self.ledger.available(digest)
+        if not available:
             raise Conflict(
                 f"the binary of version {short(digest)} of endpoint '{record['name']}' was pruned; "
                 "to serve it again, PUT its code (GET .../versions shows it), compile and restart"

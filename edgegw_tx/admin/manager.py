@@ -32,7 +32,11 @@ ledger lock; a lock is never taken while one later in that order is held.
 Domains and collections (admin/domains.py) take the routing lock through
 ``routing_write`` and delete endpoints (taking their lifecycle locks) before
 it, never inside it. Compiles take only the ledger lock; the routing and
-ledger locks are never held together.
+ledger locks are never held together. ``reconcile`` holds the endpoint's
+lifecycle lock and takes the routing lock inside it (a route switch or
+move), as a start does; ``CollectionManager.load`` is a routing write of
+its own, so a cluster's follower calls it before ``reconcile_all``, never
+inside a routing write.
 """
 
 from __future__ import annotations

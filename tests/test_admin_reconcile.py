@@ -251,3 +251,13 @@ class ReconcileTests(unittest.TestCase):
         self.next_fail = RuntimeError("boom")
         self.successResultOf(self.manager.restore())
         self.assertEqual(self.store.records["e1"]["status"], "error")
+
+    def test_reconcile_all_raises_a_lost_store(self) -> None:
+        """The store unreachable midway: ``StoreUnavailable`` is raised (the follower retries), not logged away."""
+        from twisted.internet.defer import fail
+
+        from edgegw_tx.store.errors import StoreUnavailable
+
+        self.put(endpoint_id="e1")
+        self.store.get_endpoint = lambda endpoint_id: fail(StoreUnavailable("db", "connection lost"))  # type: ignore[method-assign]
+        self.failureResultOf(self.manager.reconcile_all(), StoreUnavailable)

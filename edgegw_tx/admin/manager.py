@@ -55,7 +55,7 @@ from edgegw_tx.admin.errors import BadRequest, Conflict, NotFound, WorkersFailed
 from edgegw_tx.admin.ledger import ArtifactLedger
 from edgegw_tx.admin.records import ROUTE_COLUMNS, EndpointRecords, Placement, Uids
 from edgegw_tx.admin.views import SHORT_DIGEST, effective_settings, endpoint_view, short, version_views
-from edgegw_tx.store.errors import Stale
+from edgegw_tx.store.errors import Stale, StoreUnavailable
 from edgegw_tx.store.interface import IStore, Record
 
 __all__ = ["EndpointManager", "SHORT_DIGEST", "short"]
@@ -434,7 +434,8 @@ class EndpointManager:
         ``reconcile`` every stored endpoint and every one running here (a
         full catch-up, or after a domain or collection change). A failure is
         logged, not raised: the others go on. Fires with ``{endpoint_id:
-        outcome}``, ``failed`` for those that failed.
+        outcome}``, ``failed`` for those that failed. ``StoreUnavailable``
+        is raised at once, so the caller tries the whole catch-up again.
         """
         records = yield self.records.list()
         ids = [r["id"] for r in records]
@@ -443,6 +444,8 @@ class EndpointManager:
         for endpoint_id in ids:
             try:
                 outcomes[endpoint_id] = yield self.reconcile(endpoint_id)
+            except StoreUnavailable:
+                raise
             except Exception as e:
                 self.log.error("Could not reconcile endpoint {id}: {error}", id=endpoint_id, error=e)
                 outcomes[endpoint_id] = "failed"

@@ -607,9 +607,19 @@ class NodesTests(AdminAPITestCase):
         self.assertEqual(document["data"]["total"], 3)
         self.assertEqual(document["data"]["items"][1]["endpoints"], {"e-2": 3})
 
+    def test_a_gateway_of_one_node_lists_itself(self):
+        """The runtime's own directory on a SQLite store: this node alone, up, marked ``self``."""
+        self.build()
+        code, document = self.call("GET", "/api/nodes")
+        self.assertEqual(code, 200, document)
+        [node] = document["data"]["items"]
+        self.assertEqual((node["state"], node["self"], node["name"]), ("up", True, self.api.nodes.name))
+        self.assertEqual(self.create_hello()["nodes"], {node["name"]: 0})
+
     def test_without_a_directory_nodes_are_404(self):
         """A gateway built without a node directory answers 404 for /api/nodes, and endpoints show no nodes."""
         self.build()
+        self.api.nodes = None
         code, document = self.call("GET", "/api/nodes")
         self.assertEqual(code, 404)
         self.assertIn("nodes", document["error"])
@@ -689,3 +699,45 @@ class EndToEndRevisionTests(AdminAPITestCase):
             code, document = self.call("PUT", "/api/endpoints/" + endpoint["id"], {"description": description})
             self.assertEqual(code, 200, document)
         self.assertEqual(self.call("GET", "/api/endpoints/" + endpoint["id"])[1]["data"]["description"], "b")
+
+
+class PostgresRevisionIntegrationTests(EndToEndRevisionTests):
+    """
+    The same over a real PostgreSQL store (a database of the test's own), and
+    what the API answers when the store's connections are cut.
+    """
+
+    def setUp(self):
+        from edgegw_tx.admin.auth import KeyRing
+        from tests.support.fakes import SynchronousReactor
+        from tests.support.pg import postgres_store
+
+        self.reactor = SynchronousReactor()
+        self.reactor.advance(1_000_000)
+        self.store = postgres_store(self, reactor=self.reactor)
+        self.keys = KeyRing(self.store, reactor=self.reactor)
+        self.successResultOf(self.keys.load())
+        _, self.admin_key = self.successResultOf(self.keys.create("test", "admin"))
+        _, self.read_key = self.successResultOf(self.keys.create("viewer", "read"))
+        self.build()
+
+    def test_cut_connections_503_then_recovery(self):
+        """
+        With the store's connections cut, a write answers 503 naming the store
+        (no password) with Retry-After, a read still answers (it retries once
+        on a fresh connection), and the write succeeds when sent again.
+        """
+        from tests.support.pg import terminate_connections
+
+        self.create_hello()
+        self.assertGreater(terminate_connections(self.store.where), 0)
+        code, headers, document = self.exchange("POST", "/api/keys", {"name": "ci", "scope": "read"})
+        self.assertEqual(code, 503, document)
+        self.assertIn(self.store.where, document["error"])
+        self.assertEqual(headers.getRawHeaders("retry-after"), ["5"])
+        code, document = self.call("GET", "/api/endpoints")
+        self.assertEqual((code, document["data"]["total"]), (200, 1))
+        code, document = self.call("POST", "/api/keys", {"name": "ci", "scope": "read"})
+        self.assertEqual(code, 201, document)
+        # adbapi logs the rollback it could not make on the cut connection.
+        self.flushLoggedErrors()

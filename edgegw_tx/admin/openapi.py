@@ -25,7 +25,11 @@ What the document promises, beyond the shapes:
   needs a key, 403 on every call but a GET (a ``read`` key), 400 and 413 on
   every call with a body, 404 wherever an id is in the path. 405 (a known path
   with a method it does not have, with ``Allow``) and 500 (a bug) belong to no
-  operation and are not listed.
+  operation and are not listed, nor is the 503 of a store that cannot be
+  reached (any call, ``Retry-After: 5``; said in the ``Unavailable`` answer);
+* the PUT and DELETE of one record take ``If-Match`` (400 when malformed, 412
+  when the record changed since), and every answer of one record that has a
+  revision carries it as ``ETag``.
 """
 
 import json

@@ -1,6 +1,8 @@
 """
 Persistence of what the control plane manages: the interface every store
-provides (``IStore``), what stores fail with, and the SQLite store.
+provides (``IStore``; ``IClusterStore`` for a shared one), what stores fail
+with, and the SQLite store (the PostgreSQL one is ``edgegw_tx.store.postgres``;
+``edgegw_tx.store.uri`` picks one from ``--store``).
 """
 
 from edgegw_tx.store.errors import (
@@ -12,14 +14,17 @@ from edgegw_tx.store.errors import (
     NoFreeUid,
     RouteClash,
     ServiceInUse,
+    Stale,
     StoreRefused,
     StoreTooNew,
+    StoreUnavailable,
 )
-from edgegw_tx.store.interface import IStore
+from edgegw_tx.store.interface import IClusterStore, IStore
 from edgegw_tx.store.sqlite import SQLiteStore
 
 __all__ = [
     "Conflict",
+    "IClusterStore",
     "IStore",
     "InUse",
     "LastAdminKey",
@@ -29,6 +34,8 @@ __all__ = [
     "RouteClash",
     "SQLiteStore",
     "ServiceInUse",
+    "Stale",
     "StoreRefused",
     "StoreTooNew",
+    "StoreUnavailable",
 ]

@@ -25,10 +25,10 @@ from typing import Any
 
 from edgegw_tx.store.errors import MigrationFailed
 from edgegw_tx.store.migrations import Migration, numbered, plan
+from edgegw_tx.store.sql import CHANGES_LOCK
 
-#: Advisory lock keys (``pg_advisory_xact_lock``): the migrations, the change log's revisions.
+#: Advisory lock keys (``pg_advisory_xact_lock``): the migrations (the change log's revisions: ``CHANGES_LOCK``).
 MIGRATIONS_LOCK = 0x6564_6700
-CHANGES_LOCK = 0x6564_6702
 
 #: The channel of ``NOTIFY`` on every change; the payload is the revision.
 CHANNEL = "edgegw_changes"

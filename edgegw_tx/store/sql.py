@@ -101,8 +101,10 @@ REVISIONED = {
 #: What a path shape is while its endpoint moves (no route's shape starts so: they start with ``/``).
 _MOVING = "#moving:"
 
-#: Advisory lock keys of PostgreSQL (no-ops on SQLite): the first key.
+#: Advisory lock keys of PostgreSQL (no-ops on SQLite): the first key; the change log
+#: (the same key as its triggers', ``postgres_schema.CHANGES_LOCK``).
 FIRST_KEY_LOCK = 0x6564_6701
+CHANGES_LOCK = 0x6564_6702
 
 
 class Dialect:
@@ -412,6 +414,23 @@ class SQLStore:
     def _write(
         self, work: Callable[Concatenate[Tx, _P], _T], *args: _P.args, **kwargs: _P.kwargs
     ) -> Deferred[_T]:
+        """
+        A change of the configuration (the change log's triggers fire): it
+        first takes the change log's lock (PostgreSQL), so that no two such
+        transactions can each hold a row the other waits for while one holds
+        that lock.
+        """
+
+        def change(tx: Tx) -> _T:
+            tx.dialect.lock(tx, CHANGES_LOCK)
+            return work(tx, *args, **kwargs)
+
+        return self._run(True, change)
+
+    def _keep(
+        self, work: Callable[Concatenate[Tx, _P], _T], *args: _P.args, **kwargs: _P.kwargs
+    ) -> Deferred[_T]:
+        """A write of the store's bookkeeping (versions, uids, key use, nodes, binaries, claims): no change logged."""
         return self._run(True, work, *args, **kwargs)
 
     def _now(self) -> str:
@@ -503,7 +522,7 @@ class SQLStore:
                     return uid
             raise NoFreeUid(f"no free worker uid left in {first}-{last} (--worker-uids)")
 
-        return self._write(allocate)
+        return self._keep(allocate)
 
     def worker_uids(self) -> Deferred[dict[str, int]]:
         def uids(tx: Tx) -> dict[str, int]:
@@ -536,7 +555,7 @@ class SQLStore:
                 tuple(values[c] for c in VERSION_COLUMNS),
             )
 
-        return self._write(record_)
+        return self._keep(record_)
 
     def list_versions(self, endpoint_id: str) -> Deferred[list[Record]]:
         """The endpoint's versions, newest first (``dependencies`` decoded)."""
@@ -574,7 +593,7 @@ class SQLStore:
             )
             return _unused(tx, doomed, protected)
 
-        return self._write(prune)
+        return self._keep(prune)
 
     def unused_digests(self, digests: Iterable[str], protected: Iterable[str] = ()) -> Deferred[list[str]]:
         return self._read(_unused, list(digests), frozenset(protected))
@@ -853,7 +872,7 @@ class SQLStore:
                 [(value, key_id) for key_id, value in sorted(last_used.items())],
             )
 
-        return self._write(touch)
+        return self._keep(touch)
 
     # the change log (migration 6; the database's triggers write it)
 
@@ -879,7 +898,7 @@ class SQLStore:
             )
             return tx.rowcount
 
-        return self._write(prune)
+        return self._keep(prune)
 
     # nodes (migration 6)
 
@@ -901,7 +920,7 @@ class SQLStore:
                     (node["name"],) + values,
                 )
 
-        return self._write(beat)
+        return self._keep(beat)
 
     def list_nodes(self) -> Deferred[list[Record]]:
         def list_(tx: Tx) -> list[Record]:
@@ -926,7 +945,7 @@ class SQLStore:
             tx.execute("DELETE FROM nodes WHERE name = ?", (name,))
             return tx.rowcount > 0
 
-        return self._write(remove)
+        return self._keep(remove)
 
     # shared binaries and build claims (migration 6)
 
@@ -946,7 +965,7 @@ class SQLStore:
         def put(tx: Tx) -> None:
             tx.execute(tx.dialect.insert_ignore("artifacts", ARTIFACT_COLUMNS), values)
 
-        return self._write(put)
+        return self._keep(put)
 
     def get_artifact(self, digest: str) -> Deferred[Record | None]:
         def get(tx: Tx) -> Record | None:
@@ -972,7 +991,7 @@ class SQLStore:
         def delete(tx: Tx) -> None:
             tx.executemany("DELETE FROM artifacts WHERE digest = ?", rows)
 
-        return self._write(delete)
+        return self._keep(delete)
 
     def claim_build(self, digest: str, node: str, stale_after: float) -> Deferred[str | None]:
         """None when ``node`` holds the claim now (a new one, its own refreshed, or a stale one taken over)."""
@@ -996,13 +1015,13 @@ class SQLStore:
             other: str = holder[0]
             return other
 
-        return self._write(claim)
+        return self._keep(claim)
 
     def release_build(self, digest: str, node: str) -> Deferred[None]:
         def release(tx: Tx) -> None:
             tx.execute("DELETE FROM build_claims WHERE digest = ? AND node = ?", (digest, node))
 
-        return self._write(release)
+        return self._keep(release)
 
 
 def _columns(table: str, all_columns: Sequence[str], fields: Record) -> list[str]:

@@ -393,11 +393,13 @@ class _Directory:
 
 class NodesPanelIntegrationTests(AdminUITestCase):
 
+    @inlineCallbacks
     def test_dashboard_shows_the_nodes(self):
         """
         The dashboard's Nodes panel lists each node's name (this one marked),
         address, version, state, workers and last heartbeat, names as text;
-        with the store unreachable it says why instead, and the rest of the
+        an endpoint's page gives its workers on each node that is up; with the
+        store unreachable the panel says why instead, and the rest of the
         dashboard still shows.
         """
         from datetime import datetime, timedelta, timezone
@@ -415,30 +417,46 @@ class NodesPanelIntegrationTests(AdminUITestCase):
                  "version": "1.2.3", "started_at": (now - timedelta(hours=2)).isoformat(),
                  "last_seen": (now - timedelta(seconds=30)).isoformat(), "state": "down", "workers": 1,
                  "endpoints": {"e1": 1}, "self": False},
+                {"name": "node-c", "address": "127.0.0.1:8084", "admin_address": "127.0.0.1:9084",
+                 "version": "1.2.3", "started_at": (now - timedelta(hours=2)).isoformat(),
+                 "last_seen": (now - timedelta(seconds=1)).isoformat(), "state": "up", "workers": 0,
+                 "endpoints": {}, "self": False},
             ]
         )
         self.gateway.runtime.api.nodes = directory
+        code, document = yield self.gateway.call("POST", "/endpoints", {"name": "spread", "path": "/spread", "method": "GET"})
+        self.assertEqual(code, 201, document)
+        endpoint_id = document["data"]["id"]
+        directory.nodes[2]["endpoints"] = {endpoint_id: 2}
 
         def steps(s):
             page = s.page
             s.sign_in(self.gateway.key)
             rows = page.locator("[data-testid=nodes-table] tbody tr")
             rows.first.wait_for()
-            self.assertEqual(rows.count(), 2)
+            self.assertEqual(rows.count(), 3)
             first = [c.strip() for c in rows.nth(0).locator("td").all_inner_texts()]
             self.assertEqual(first[:5], ["node-a (this node)", "127.0.0.1:8080", "1.2.3", "up", "2"])
             self.assertRegex(first[5], r"^\d+ s ago$")
             second = [c.strip() for c in rows.nth(1).locator("td").all_inner_texts()]
             self.assertEqual(second[:5], ["<b>node-b</b>", "127.0.0.1:8082", "1.2.3", "down", "1"])
             self.assertEqual(page.locator("[data-testid=nodes] b").count(), 0)
-            self.assertEqual(page.inner_text("[data-testid=nodes-summary]"), "1 of 2 up, from their heartbeats")
+            self.assertEqual(page.inner_text("[data-testid=nodes-summary]"), "2 of 3 up, from their heartbeats")
             s.shot("dashboard-nodes")
 
+            s.goto("#/endpoints/" + endpoint_id)
+            page.wait_for_selector("[data-testid=workers-per-node]")
+            self.assertEqual(
+                page.inner_text("[data-testid=workers-per-node]"),
+                "Workers per node: node-a 0 · node-c 2 (this node's below)",
+            )
+            s.shot("endpoint-workers-per-node")
+
             directory.down = StoreUnavailable("postgresql://edgegw@db:5432/edgegw", "connection refused")
-            page.reload()
+            s.goto("#/dashboard")
             page.wait_for_selector("[data-testid=nodes-error]")
             self.assertIn("postgresql://edgegw@db:5432/edgegw", page.inner_text("[data-testid=nodes-error]"))
             page.wait_for_selector("[data-testid=card-endpoints]")
             s.shot("dashboard-nodes-store-down")
 
-        return self.in_browser(steps)
+        yield self.in_browser(steps)

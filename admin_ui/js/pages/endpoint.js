@@ -489,8 +489,14 @@ class EndpointPage {
       if (anyProcess) cells.push(String(w.process ?? ""));
       return cells;
     });
+    // In a cluster, every node's count; the table lists this node's workers.
+    const nodes = Object.entries(record.nodes || {});
     replace(this.workers,
       h("p", { class: "muted small" }, `Queue: ${record.queue || 0} waiting · status ${record.status}` + (record.version ? ` · serving ${record.version}` : "")),
+      nodes.length > 1
+        ? h("p", { class: "muted small", "data-testid": "workers-per-node" },
+          "Workers per node: " + nodes.map(([name, count]) => `${name} ${count}`).join(" · ") + " (this node's below)")
+        : null,
       rows.length ? table(columns, rows, { "data-testid": "workers-table" }) : h("p", { class: "empty" }, record.status === "running" ? "No worker at the moment (min instances 0: one starts on the next request)." : "No workers: the endpoint is not running."));
   }
 

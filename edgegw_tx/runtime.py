@@ -9,6 +9,15 @@ calls find their bindings from the first request on).
 Stop: close the listeners, drain every endpoint's workers, close the service
 connectors, close the store.
 
+With a store several gateways share (``--store postgresql://...``, see
+docs/cluster.md) this gateway is one node of a cluster: the endpoints' status
+and live version are the cluster's desired state, which start restores
+without writing it back; once started, the node follows the store's change
+log (woken by ``LISTEN``, and every 2 s anyway) and reconciles its own planes
+to it, sends a heartbeat, and shares the binaries it compiles. A node whose
+database cannot be reached at start serves its last-known configuration
+(``<data-dir>/last-known.sqlite3``) and catches up when the database answers.
+
 With ``processes`` > 1 the data plane runs in that many processes
 (``edgegw_tx.processes``): this one keeps the store, the management API, the
 builder and the keys, binds the public socket for them and serves no public
@@ -42,12 +51,17 @@ from edgegw_tx.admin.services import ServiceManager
 from edgegw_tx.admin.validation import effective_settings
 from edgegw_tx.build.builder import Builder
 from edgegw_tx.build.sandbox import DEFAULT_BUILD_USER
+from edgegw_tx.cluster.artifacts import SharedArtifacts
+from edgegw_tx.cluster.follower import Follower, current_revision
+from edgegw_tx.cluster.nodes import NodeDirectory, address_of, default_node_name
+from edgegw_tx.cluster.notify import ChangeListener
+from edgegw_tx.cluster.sync import ChangeApplier
 from edgegw_tx.datadir_lock import DataDirLock
 from edgegw_tx.gateway.front import DEFAULT_HTTP, HTTP_LAYERS, data_plane_factory
 from edgegw_tx.gateway.listening import DrainingServerService
 from edgegw_tx.gateway.routes import RouteTable
-from edgegw_tx.store import IStore, SQLiteStore, StoreRefused
-from edgegw_tx.store.sqlite import FILE_NAME as STORE_FILE
+from edgegw_tx.store import IStore, StoreRefused
+from edgegw_tx.store.uri import StoreSpec, default_store, open_store
 from edgegw_tx.workers.isolation import DEFAULT_WORKER_UIDS, Isolation, UidAllocator
 from edgegw_tx.workers.isolation import environment as worker_environment
 from edgegw_tx.workers.network import NetworkNamespaces, PoolInNamespace, gateway_tag
@@ -56,7 +70,15 @@ from edgegw_tx.workers.pool import WorkerPool
 if TYPE_CHECKING:
     from edgegw_tx.processes import MirroredRoutes
 
-__all__ = ["DEFAULT_HTTP", "GatewayRuntime", "pool_options"]
+__all__ = ["DEFAULT_HTTP", "GatewayRuntime", "pool_options", "snapshot_path"]
+
+#: A node's last-known configuration in its data dir (a shared store's snapshot).
+SNAPSHOT_FILE = "last-known.sqlite3"
+
+
+def snapshot_path(data_dir: str) -> str:
+    """Where a node keeps the last-known configuration of its shared store."""
+    return os.path.join(os.path.abspath(data_dir), SNAPSHOT_FILE)
 
 
 def pool_options(settings: dict[str, Any]) -> dict[str, Any]:
@@ -109,6 +131,9 @@ class GatewayRuntime(MultiService):
         isolation: Isolation | None = None,
         network: NetworkNamespaces | None = None,
         pool_factory: PoolFactory | None = None,
+        store_spec: StoreSpec | None = None,
+        node_name: str | None = None,
+        follow_interval: float = 2.0,
     ) -> None:
         """
         ``registry`` replaces the service plane's ``ServiceRegistry`` (tests pass
@@ -142,6 +167,12 @@ class GatewayRuntime(MultiService):
         ``isolation`` (an ``Isolation``), ``network`` (the endpoints'
         ``NetworkNamespaces``) and ``pool_factory`` (``(record, binary, log,
         version=None)`` to an unstarted worker pool, for the endpoint manager).
+        ``store_spec`` is the store to open when no ``store`` is given
+        (``--store``, ``store.uri.parse_store``; default: the SQLite file of
+        the data dir); ``node_name`` this node's name in a cluster
+        (``--node-name``; default ``<host name>:<data-plane port>``);
+        ``follow_interval`` the seconds between the periodic checks of the
+        change log and between heartbeats.
         """
         if processes < 1:
             raise ValueError("processes must be at least 1")
@@ -159,9 +190,19 @@ class GatewayRuntime(MultiService):
             # The endpoints' network namespaces (settings.network), named after this data dir.
             network = NetworkNamespaces(gateway_tag(self.data_dir), reactor)
         self.network = network
+        self.snapshot_path = snapshot_path(self.data_dir)
+        #: The store's ``--store`` (None when a ``store`` object was given).
+        self.store_spec: StoreSpec | None = None
         if store is None:
-            store = SQLiteStore(os.path.join(self.data_dir, STORE_FILE), reactor=reactor)
+            self.store_spec = store_spec or default_store(self.data_dir)
+            store = open_store(self.store_spec, reactor, snapshot_path=self.snapshot_path)
+        else:
+            self.store_spec = store_spec
         self.store = store
+        #: Whether this gateway is one node of a cluster (its store is shared).
+        self.shared = bool(getattr(store, "shared", False))
+        self.node_name = node_name or default_node_name(listen)
+        self._follow_interval = follow_interval
         self.keys = keys if keys is not None else KeyRing(self.store, reactor=reactor)
         if registry is None:
             from edgegw_tx.services.registry import ServiceRegistry
@@ -196,6 +237,8 @@ class GatewayRuntime(MultiService):
                 target_dir=build_target_dir,
                 reactor=reactor,
                 build_user=build_user,
+                # Compile once in a cluster: the binaries go through the shared store.
+                shared=SharedArtifacts(self.store, self.node_name, reactor) if self.shared else None,
             )
         self.builder = builder
         # The workers' stderr lines by endpoint (GET /api/endpoints/{id}/logs).
@@ -214,6 +257,20 @@ class GatewayRuntime(MultiService):
         # Not ``services``/``namedServices`` either: plain names MultiService does not use.
         self.collections = CollectionManager(self.store, self.manager)
         self.domains = DomainManager(self.store, self.manager, self.collections)
+        # This node, and with a shared store the others (GET /api/nodes); heartbeats once started.
+        self.nodes = NodeDirectory(
+            self.store,
+            self.node_name,
+            self.manager.workers_by_endpoint,
+            reactor,
+            self.shared,
+            interval=follow_interval,
+            where=str(getattr(self.store, "where", "the store")),
+        )
+        # With a shared store, once started: the change log follower and its LISTEN wake-up.
+        self.follower: Follower | None = None
+        self.listener: ChangeListener | None = None
+        self._start_revision = 0
         self.api = AdminAPI(
             self.manager,
             self.keys,
@@ -225,6 +282,7 @@ class GatewayRuntime(MultiService):
             # The Admin UI's test console (POST /api/test-request) calls the data plane's own socket.
             probe=DataPlaneProbe(reactor, listen, lambda: self.ports().addCallback(lambda ports: ports[0])),
             isolation=self.isolation.health(),
+            nodes=self.nodes,
         )
         # The dashboard's charts (GET /api/stats/history): a sample every 5 s.
         history = TimerService(self.api.history.interval, self.api.history.sample)
@@ -328,6 +386,9 @@ class GatewayRuntime(MultiService):
         d.addCallback(lambda _: self.store.open())
         # A new store file is created with the umask's mode: the workers' user must not read it.
         d.addCallback(lambda _: self.isolation.protect_files(self.data_dir))
+        if self.shared:
+            # Before anything is loaded, so that no change made meanwhile is missed.
+            d.addCallback(lambda _: self._join_cluster())
         d.addCallback(lambda _: self.keys.load())
         d.addCallback(lambda _: self.keys.bootstrap(os.path.join(self.data_dir, "admin.key")))
         d.addCallback(lambda _: self.service_manager.load())
@@ -337,10 +398,91 @@ class GatewayRuntime(MultiService):
         d.addCallback(lambda _: MultiService.startService(self))
         # What a crashed run left of the endpoints' network namespaces.
         d.addCallback(lambda _: self.network.clear_leftovers())
-        d.addCallback(lambda _: self.manager.restore())
+        # A shared store's statuses are the cluster's desired state: this node starts its pools, writes nothing.
+        if self.shared:
+            d.addCallback(lambda _: self.manager.restore(persist=False))
+        else:
+            d.addCallback(lambda _: self.manager.restore())
         d.addCallback(self._started)
+        if self.shared:
+            d.addCallback(lambda _: self._follow())
         d.addErrback(self._failed_to_start)
         return d
+
+    def _join_cluster(self) -> "Deferred[None]":
+        """Learn the revision this node starts from; offline, say so and catch up when the store answers."""
+        d = current_revision(self.store)
+
+        def known(revision: int) -> None:
+            self._start_revision = revision
+            where = getattr(self.store, "where", "the store")
+            if getattr(self.store, "online", True):
+                self.log.info(
+                    "Node {name} joins the cluster of {where} at revision {revision}",
+                    name=self.node_name,
+                    where=where,
+                    revision=revision,
+                )
+                return
+            self.log.warn(
+                "Node {name}: {where} cannot be reached; starting from the last-known configuration"
+                " (revision {revision}) in {path}, and catching up when it answers",
+                name=self.node_name,
+                where=where,
+                revision=revision,
+                path=self.snapshot_path,
+            )
+            self.store.when_online(self._back_online)  # type: ignore[attr-defined]  # IClusterStore's
+
+        return d.addCallback(known)
+
+    def _follow(self) -> None:
+        """Started: follow the change log, listen for its notifications, send heartbeats, save the snapshot."""
+        where = str(getattr(self.store, "where", "the store"))
+        applier = ChangeApplier(self.keys, self.service_manager, self.collections, self.manager)
+        self.follower = Follower(
+            self.store,
+            applier.apply,
+            self._reactor,
+            self._start_revision,
+            interval=self._follow_interval,
+            snapshot=lambda: self.store.save_snapshot(self.snapshot_path),  # type: ignore[attr-defined]
+            where=where,
+        )
+        self.follower.start()
+        uri = self.store_spec.uri if self.store_spec is not None else getattr(self.store, "uri", "")
+        if uri:
+            self.listener = ChangeListener(uri, self.follower.wake, self._reactor, where=where)
+            self.listener.start()
+        if getattr(self.store, "online", True):
+            # So that a restart while the database is down has this configuration to serve.
+            self.follower.save_snapshot()
+        self.ports().addCallbacks(self._heartbeats, lambda f: self.log.failure("No listening ports", f))
+
+    def _heartbeats(self, ports: list[Any]) -> None:
+        """The node's addresses are its bound ports: then its heartbeats start."""
+        try:
+            self.nodes.address = address_of(ports[0])
+            self.nodes.admin_address = address_of(ports[-1])
+        except Exception:
+            self.log.failure("Cannot tell this node's addresses")
+        self.nodes.start()
+
+    def _back_online(self) -> None:
+        """The shared store answers again: catch up on what changed meanwhile."""
+        if self.follower is not None:
+            self.follower.wake()
+
+    def _leave_cluster(self) -> "Deferred[None]":
+        """Stop following, listening and heartbeats (waiting for a batch being applied)."""
+        waiting = [self.nodes.stop()]
+        if self.listener is not None:
+            waiting.append(self.listener.stop())
+        if self.follower is not None:
+            waiting.append(self.follower.stop())
+        d = gatherResults(waiting)
+        d.addErrback(lambda f: self.log.failure("Leaving the cluster failed", f))
+        return d.addCallback(lambda _: None)
 
     def _restoring(self, restoring: bool) -> None:
         """This process's route table answers "starting" while endpoints are restored (the data-plane processes have their own)."""
@@ -363,7 +505,8 @@ class GatewayRuntime(MultiService):
 
     def stopService(self) -> "Deferred[None]":
         """Close the listeners, drain the workers, then close connectors, keys, store and lock."""
-        d: Deferred[Any] = MultiService.stopService(self)
+        d: Deferred[Any] = self._leave_cluster()
+        d.addCallback(lambda _: MultiService.stopService(self))
         d.addCallback(lambda _: gatherResults([self.manager.stop_all(), self._close_connections()]))
         d.addBoth(lambda result: self.network.close().addBoth(lambda _: result))
         d.addBoth(self._close_registry)

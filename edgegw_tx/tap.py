@@ -1,6 +1,7 @@
 """``twistd edgegw``: command-line options and the service they make."""
 
 import os
+import sys
 
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
@@ -12,10 +13,9 @@ from edgegw_tx.build.sandbox import DEFAULT_BUILD_USER, BuildSandbox, SandboxErr
 from edgegw_tx.datadir_lock import DataDirInUse, DataDirLock
 from edgegw_tx.gateway.http import BODY_TIMEOUT
 from edgegw_tx.processes import NotSharable, check_sharable
-from edgegw_tx.runtime import DEFAULT_HTTP, GatewayRuntime
+from edgegw_tx.runtime import DEFAULT_HTTP, GatewayRuntime, snapshot_path
 from edgegw_tx.store import StoreRefused
-from edgegw_tx.store.sqlite import FILE_NAME as STORE_FILE
-from edgegw_tx.store.sqlite_schema import check_file
+from edgegw_tx.store.uri import check_store, parse_store
 from edgegw_tx.workers.isolation import (
     DEFAULT_WORKER_UIDS,
     Isolation,
@@ -40,6 +40,20 @@ LIMITS = (
 class Options(usage.Options):
     optParameters = [
         ["data-dir", "d", "./var", "Directory for the store, builds, artifacts and the admin key."],
+        [
+            "store",
+            None,
+            None,
+            "Where the configuration lives: sqlite:PATH (default: edgegw.sqlite3 in the data dir) or"
+            " postgresql://user:password@host:port/database, shared by every node of a cluster."
+            " See docs/cluster.md.",
+        ],
+        [
+            "node-name",
+            None,
+            None,
+            "This node's name in a cluster (default: the host name and the data plane's port).",
+        ],
         ["listen", "l", "tcp:9080", "Endpoint string for public traffic (data plane)."],
         [
             "admin-listen",
@@ -118,6 +132,17 @@ class Options(usage.Options):
                     f"--{option} {self[option]!r} is not a server endpoint string"
                     f" such as tcp:9080:interface=127.0.0.1 ({e})"
                 )
+        try:
+            self["store-spec"] = parse_store(self["store"], self["data-dir"])
+        except ValueError as e:
+            raise usage.UsageError(str(e))
+        if self["node-name"] is not None:
+            name = self["node-name"].strip()
+            if not name or len(name) > 200 or not name.isprintable():
+                raise usage.UsageError(
+                    f"--node-name {self['node-name']!r} must be 1 to 200 printable characters"
+                )
+            self["node-name"] = name
         if self["http"] not in HTTP_LAYERS:
             raise usage.UsageError("--http must be one of: " + ", ".join(HTTP_LAYERS))
         if self["crates"] not in CRATE_SOURCES:
@@ -202,7 +227,10 @@ def makeService(config: Options) -> GatewayRuntime:
     The gateway, holding its data dir's lock: a second gateway on the same
     data dir ends here, before it daemonises, with one line naming the pid
     that holds it (SystemExit: twistd prints it, no traceback); so does one
-    whose store a newer edgegw wrote, naming both schema versions.
+    whose store a newer edgegw wrote, naming both schema versions, and one
+    whose PostgreSQL store refuses the login, names no database it has, or
+    cannot be reached (unless the node has its last-known configuration:
+    then it says so and starts from it).
     """
     lock = DataDirLock(config["data-dir"])
     try:
@@ -212,10 +240,13 @@ def makeService(config: Options) -> GatewayRuntime:
     except OSError as e:
         raise SystemExit(f"cannot lock the data dir {config['data-dir']}: {e.strerror or e} ({lock.path})")
     try:
-        check_file(os.path.join(config["data-dir"], STORE_FILE))
+        notice = check_store(config["store-spec"], snapshot_path(config["data-dir"]))
     except StoreRefused as e:
         lock.release()
         raise SystemExit(str(e))
+    if notice is not None:
+        # The database is down, the node has its last-known configuration: it starts from that.
+        print(notice, file=sys.stderr)
     return GatewayRuntime(
         data_dir=config["data-dir"],
         listen=config["listen"],
@@ -235,4 +266,6 @@ def makeService(config: Options) -> GatewayRuntime:
         admin_header_timeout=config["admin-header-timeout"],
         admin_body_timeout=config["admin-body-timeout"],
         data_dir_lock=lock,
+        store_spec=config["store-spec"],
+        node_name=config["node-name"],
     )

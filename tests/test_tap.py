@@ -140,3 +140,100 @@ class OptionsTests(unittest.TestCase):
         ):
             error = self.assertRaises(UsageError, Options().parseOptions, argv)
             self.assertIn(message, str(error))
+
+
+class StoreOptionTests(unittest.TestCase):
+    """``--store`` and ``--node-name``: the cluster's options (docs/cluster.md)."""
+
+    def made(self, args):
+        """The runtime keywords makeService would use for ``args`` (the lock released at cleanup)."""
+        from edgegw_tx import tap
+
+        made = []
+        self.patch(tap, "GatewayRuntime", lambda **kwargs: made.append(kwargs))
+        options = Options()
+        options.parseOptions(args)
+        tap.makeService(options)
+        self.addCleanup(made[0]["data_dir_lock"].release)
+        return made[0]
+
+    def test_default_store_is_the_data_dirs_sqlite_file(self):
+        """Without --store the store is edgegw.sqlite3 in the data dir, and the node has no name given."""
+        import os
+
+        data_dir = self.mktemp()
+        made = self.made(["--data-dir", data_dir])
+        self.assertEqual(made["store_spec"].kind, "sqlite")
+        self.assertEqual(made["store_spec"].path, os.path.abspath(os.path.join(data_dir, "edgegw.sqlite3")))
+        self.assertIsNone(made["node_name"])
+
+    def test_postgresql_store_and_node_name(self):
+        """A postgresql:// URI and --node-name reach the runtime (the server is checked first)."""
+        from edgegw_tx import tap
+
+        checked = []
+        self.patch(tap, "check_store", lambda spec, snapshot: checked.append((spec, snapshot)))
+        data_dir = self.mktemp()
+        made = self.made(["--data-dir", data_dir, "--store", "postgresql://gw:secret@db:5432/edgegw",
+                          "--node-name", " n1 "])
+        self.assertEqual(made["store_spec"].kind, "postgresql")
+        self.assertEqual(made["store_spec"].uri, "postgresql://gw:secret@db:5432/edgegw")
+        self.assertEqual(made["node_name"], "n1")
+        self.assertEqual(checked[0][1][-len("last-known.sqlite3"):], "last-known.sqlite3")
+
+    def test_bad_store_is_a_usage_error(self):
+        """A --store that is neither sqlite:PATH nor a PostgreSQL URI is a usage error naming it."""
+        for value in ("mysql://x@h/db", "nonsense", "postgresql://h"):
+            error = self.assertRaises(UsageError, Options().parseOptions, ["--store", value])
+            self.assertIn("--store", str(error))
+
+    def test_bad_node_name(self):
+        """An empty or unprintable --node-name is a usage error."""
+        for value in ("", "   ", "a\nb", "x" * 201):
+            error = self.assertRaises(UsageError, Options().parseOptions, ["--node-name", value])
+            self.assertIn("--node-name", str(error))
+
+    def test_unreachable_store_stops_twistd_with_one_line(self):
+        """
+        An unreachable PostgreSQL server and no last-known configuration: makeService
+        exits with one line naming the store (no password), and frees the data dir.
+        """
+        from edgegw_tx import tap
+        from edgegw_tx.datadir_lock import DataDirLock
+
+        options = Options()
+        data_dir = self.mktemp()
+        # Port 1 on loopback: nothing listens, the connection is refused at once.
+        options.parseOptions(["--data-dir", data_dir, "--store", "postgresql://gw:secret@127.0.0.1:1/edgegw"])
+        error = self.assertRaises(SystemExit, tap.makeService, options)
+        message = str(error)
+        self.assertIn("postgresql://gw@127.0.0.1:1/edgegw", message)
+        self.assertNotIn("secret", message)
+        self.assertNotIn("\n", message)
+        lock = DataDirLock(data_dir)
+        lock.acquire()
+        lock.release()
+
+    def test_unreachable_store_with_snapshot_starts(self):
+        """With a last-known configuration in the data dir, an unreachable store is a notice, not an exit."""
+        import os
+
+        from edgegw_tx import tap
+
+        data_dir = self.mktemp()
+        os.makedirs(data_dir)
+        with open(os.path.join(data_dir, "last-known.sqlite3"), "wb"):
+            pass
+        made = []
+        self.patch(tap, "GatewayRuntime", lambda **kwargs: made.append(kwargs))
+        options = Options()
+        options.parseOptions(["--data-dir", data_dir, "--store", "postgresql://gw@127.0.0.1:1/edgegw"])
+        import io
+        import sys
+
+        said = io.StringIO()
+        self.patch(sys, "stderr", said)
+        tap.makeService(options)
+        self.addCleanup(made[0]["data_dir_lock"].release)
+        self.assertEqual(made[0]["store_spec"].where, "postgresql://gw@127.0.0.1:1/edgegw")
+        self.assertIn("starting from the last-known configuration", said.getvalue())

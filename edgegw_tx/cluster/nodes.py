@@ -51,7 +51,8 @@ def address_of(port: Any, host: str | None = None) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    """Now, as the store writes times (ISO 8601, UTC, to the second)."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 class NodeDirectory:

@@ -56,3 +56,165 @@ class ListenFailureTests(unittest.TestCase):
         runtime = fake_runtime(self, reactor=BusyPortReactor())
         self.assertRaises(CannotListenError, runtime.privilegedStartService)
         self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class SharedStore:
+    """
+    A real SQLite store (its change log, node rows) standing in for a shared
+    one: ``shared``, ``online``, ``when_online``, and ``save_snapshot`` counted.
+    """
+
+    shared = True
+
+    def __init__(self, store, online=True, snapshot_revision=None):
+        self._store = store
+        self.where = "postgresql://gw@db:5432/edgegw"
+        self.online = online
+        self._snapshot_revision = snapshot_revision
+        self.callbacks = []
+        self.snapshots = []
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def when_online(self, callback):
+        self.callbacks.append(callback)
+
+    def snapshot_revision(self):
+        return None if self.online else self._snapshot_revision
+
+    def save_snapshot(self, path):
+        from twisted.internet.defer import succeed
+
+        self.snapshots.append(path)
+        return succeed(0)
+
+
+class FakeListener:
+    """Stands in for ``cluster.notify.ChangeListener``: records what it was made with, started and stopped."""
+
+    made = []
+
+    def __init__(self, dsn, wake, reactor, where=""):
+        self.dsn, self.wake, self.where = dsn, wake, where
+        self.running = False
+        FakeListener.made.append(self)
+
+    def start(self):
+        self.running = True
+
+    def stop(self):
+        from twisted.internet.defer import succeed
+
+        self.running = False
+        return succeed(None)
+
+
+class ClusterNodeTests(unittest.TestCase):
+    """With a shared store the runtime is a node: it follows the change log, beats, and restores without writing."""
+
+    def setUp(self):
+        from edgegw_tx import runtime as runtime_module
+        from edgegw_tx.admin.auth import KeyRing
+        from edgegw_tx.store.uri import StoreSpec
+        from tests.support.fakes import keyed_store
+
+        keyed_store(self)
+        FakeListener.made = []
+        self.patch(runtime_module, "ChangeListener", FakeListener)
+        self.shared = SharedStore(self.store)
+        self.spec = StoreSpec("postgresql", uri="postgresql://gw:pw@db:5432/edgegw", where=self.shared.where)
+        self.keys = KeyRing(self.shared, reactor=self.reactor)
+
+    def runtime(self, **options):
+        return fake_runtime(self, store=self.shared, reactor=self.reactor, keys=self.keys, store_spec=self.spec,
+                            node_name="n1", **options)
+
+    def test_started_node_follows_and_beats(self):
+        """
+        Started: the follower reads the change log every 2 s (a key added
+        elsewhere is known within one check), the LISTEN connection uses the
+        store's URI, the node's heartbeat carries its bound addresses, and the
+        last-known configuration is saved.
+        """
+        runtime = self.runtime()
+        self.successResultOf(runtime.startService())
+        (listener,) = FakeListener.made
+        self.assertEqual(listener.dsn, "postgresql://gw:pw@db:5432/edgegw")
+        self.assertTrue(listener.running)
+        self.assertEqual(self.shared.snapshots, [runtime.snapshot_path])
+        (node,) = self.successResultOf(self.store.list_nodes())
+        self.assertEqual(node["name"], "n1")
+        from edgegw_tx.cluster.nodes import address_of
+
+        ports = self.successResultOf(runtime.ports())
+        self.assertEqual((node["address"], node["admin_address"]), (address_of(ports[0]), address_of(ports[1])))
+        from edgegw_tx.admin.auth import KeyRing
+
+        other_node = KeyRing(self.store, reactor=self.reactor)
+        self.successResultOf(other_node.load())
+        self.successResultOf(other_node.create("made-elsewhere", "read"))
+        known = self.store.list_keys
+        reads = []
+        self.patch(self.store, "list_keys", lambda: reads.append(1) or known())
+        self.reactor.advance(2.0)
+        self.assertEqual(reads, [1])
+        self.assertGreater(runtime.follower.revision, 0)
+        self.successResultOf(runtime.stopService())
+        self.assertFalse(listener.running)
+
+    def test_restore_writes_nothing(self):
+        """A node restores the endpoints with ``persist=False``: their status is the cluster's, not its own."""
+        runtime = self.runtime()
+        calls = []
+        from twisted.internet.defer import succeed
+
+        self.patch(runtime.manager, "restore", lambda **kw: calls.append(kw) or succeed(None))
+        self.successResultOf(runtime.startService())
+        self.assertEqual(calls, [{"persist": False}])
+        self.successResultOf(runtime.stopService())
+
+    def test_stop_leaves_no_timer(self):
+        """After stopping, no follower check, heartbeat or snapshot is left pending."""
+        runtime = self.runtime()
+        self.successResultOf(runtime.startService())
+        self.successResultOf(runtime.stopService())
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_offline_start(self):
+        """
+        Started while the database is down: the node says it starts from the
+        last-known configuration and its revision, saves no snapshot over it,
+        and catches up from the change log when the store calls it back.
+        """
+        from twisted.logger import globalLogPublisher
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.shared.online = False
+        self.shared._snapshot_revision = 7
+        runtime = self.runtime()
+        self.successResultOf(runtime.startService())
+        self.assertEqual(self.shared.snapshots, [])
+        (callback,) = self.shared.callbacks
+        said = [e for e in events if "last-known configuration" in e.get("log_format", "")]
+        self.assertEqual(len(said), 1)
+        reads = []
+        original = self.store.changes_since
+        self.patch(self.store, "changes_since", lambda revision: reads.append(revision) or original(revision))
+        self.shared.online = True
+        callback()
+        self.assertEqual(len(reads), 1)
+        self.successResultOf(runtime.stopService())
+
+    def test_sqlite_is_one_node(self):
+        """With a store that is not shared there is no follower, listener or heartbeat; the node list is this node."""
+        runtime = fake_runtime(self, node_name="solo")
+        self.successResultOf(runtime.startService())
+        self.assertIsNone(runtime.follower)
+        self.assertEqual(FakeListener.made, [])
+        self.assertEqual(self.successResultOf(self.store.list_nodes()), [])
+        (node,) = self.successResultOf(runtime.nodes.list())
+        self.assertEqual((node["name"], node["self"]), ("solo", True))
+        self.successResultOf(runtime.stopService())

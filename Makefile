@@ -9,6 +9,11 @@ DATA_DIR ?= ./var
 LISTEN ?= tcp:9080
 ADMIN_LISTEN ?= tcp:9081:interface=127.0.0.1
 PROCESSES ?= 1
+# Cluster mode (docs/cluster.md): STORE=postgresql://user:password@host:port/database
+# makes this gateway a node of the cluster sharing that database; NODE names it
+# (default: host name and data-plane port). Empty: the SQLite file in DATA_DIR.
+STORE ?=
+NODE ?=
 CARGO ?= $(shell command -v cargo 2>/dev/null || ls $$HOME/.cargo/bin/cargo 2>/dev/null)
 
 .PHONY: setup run test bench clean
@@ -33,10 +38,13 @@ sandbox:
 
 .PHONY: sandbox
 
+# A second node on the same machine: its own DATA_DIR and ports, e.g.
+#   make run STORE=postgresql://... NODE=n2 DATA_DIR=./var2 LISTEN=tcp:9180 ADMIN_LISTEN=tcp:9181:interface=127.0.0.1
 run: setup
 	$(BIN)/twistd -n --pidfile= edgegw --data-dir "$(DATA_DIR)" \
 		--listen "$(LISTEN)" --admin-listen "$(ADMIN_LISTEN)" --cargo "$(CARGO)" \
-		--processes "$(PROCESSES)"
+		--processes "$(PROCESSES)" \
+		$(if $(STORE),--store "$(STORE)") $(if $(NODE),--node-name "$(NODE)")
 
 test: setup browser
 	CARGO="$(CARGO)" $(BIN)/python tools/run-tests

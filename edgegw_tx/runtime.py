@@ -72,6 +72,9 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_HTTP", "GatewayRuntime", "pool_options", "snapshot_path"]
 
+#: How many change rows the log keeps (a node further behind reloads everything).
+CHANGES_KEPT = 10_000
+
 #: A node's last-known configuration in its data dir (a shared store's snapshot).
 SNAPSHOT_FILE = "last-known.sqlite3"
 
@@ -448,6 +451,7 @@ class GatewayRuntime(MultiService):
             interval=self._follow_interval,
             snapshot=lambda: self.store.save_snapshot(self.snapshot_path),  # type: ignore[attr-defined]
             where=where,
+            keep=CHANGES_KEPT,
         )
         self.follower.start()
         uri = self.store_spec.uri if self.store_spec is not None else getattr(self.store, "uri", "")

@@ -28,6 +28,11 @@ class FakeChangeLog:
         self.pruned = 0
         self.reads: list[int] = []
         self.hold: Deferred[None] | None = None
+        self.pruned_to: list[int] = []
+
+    def prune_changes(self, keep: int) -> "Deferred[int]":
+        self.pruned_to.append(keep)
+        return succeed(0)
 
     def changes_since(self, revision: int) -> "Deferred[dict[str, Any]]":
         self.reads.append(revision)
@@ -204,6 +209,18 @@ class FollowerTests(TestCase):
         self.successResultOf(follower.wake())  # nothing new: no snapshot
         self.clock.advance(5.0)
         self.assertEqual(self.snapshots, 2)
+
+    def test_prunes_the_log(self) -> None:
+        """Given ``keep``, the follower cuts the log to that many rows every ``prune_every`` seconds."""
+        follower = Follower(self.log, self.apply, self.clock, 0, keep=100, prune_every=600.0)
+        self.addCleanup(follower.stop)
+        follower.start()
+        self.clock.advance(599.0)
+        self.assertEqual(self.log.pruned_to, [])
+        self.clock.advance(1.0)
+        self.assertEqual(self.log.pruned_to, [100])
+        self.successResultOf(follower.stop())
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_stop_ends_checks(self) -> None:
         """After ``stop`` nothing is read any more and no call is left pending."""

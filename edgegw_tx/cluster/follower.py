@@ -15,7 +15,9 @@ moves when a batch was applied.
 
 After a batch the configuration is saved as the last-known snapshot (at
 most once per ``snapshot_every`` seconds), from which a node starts when
-PostgreSQL is down.
+PostgreSQL is down. Every ``prune_every`` seconds the log is cut to its
+``keep`` newest rows (any node may; a node further behind than that reloads
+everything).
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class Follower:
         snapshot: Callable[[], "Deferred[Any]"] | None = None,
         snapshot_every: float = 1.0,
         where: str = "the store",
+        keep: int | None = None,
+        prune_every: float = 600.0,
     ) -> None:
         self._store = store
         self._apply = apply
@@ -73,6 +77,9 @@ class Follower:
         self._snapshot_call: IDelayedCall | None = None
         self._snapshotting: Deferred[Any] | None = None
         self._stopped = False
+        self._keep = keep
+        self._prune_every = prune_every
+        self._pruner: LoopingCall | None = None
 
     def start(self) -> None:
         """Check the log now and every ``interval`` seconds."""
@@ -80,6 +87,21 @@ class Follower:
         loop = self._loop = LoopingCall(self.wake)
         loop.clock = self._clock
         loop.start(self._interval, now=True)
+        if self._keep is not None:
+            pruner = self._pruner = LoopingCall(self._prune)
+            pruner.clock = self._clock
+            pruner.start(self._prune_every, now=False)
+
+    def _prune(self) -> "Deferred[None]":
+        """Cut the change log to its ``keep`` newest rows (errors logged: it is only housekeeping)."""
+        assert self._keep is not None
+        d = self._store.prune_changes(self._keep)
+
+        def failed(failure: Any) -> None:
+            if not failure.check(StoreUnavailable):
+                self.log.failure("Pruning the change log failed", failure)
+
+        return d.addCallbacks(lambda _: None, failed)
 
     def stop(self) -> "Deferred[None]":
         """No more checks; fires when the batch (and snapshot) in progress are done."""
@@ -87,6 +109,9 @@ class Follower:
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
+        if self._pruner is not None and self._pruner.running:
+            self._pruner.stop()
+        self._pruner = None
         if self._snapshot_call is not None and self._snapshot_call.active():
             self._snapshot_call.cancel()
         self._snapshot_call = None

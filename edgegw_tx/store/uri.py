@@ -115,11 +115,11 @@ def check_store(spec: StoreSpec, snapshot_path: str | None = None) -> str | None
     import psycopg2
 
     from edgegw_tx.store.migrations import plan
-    from edgegw_tx.store.postgres import first_line, refused
+    from edgegw_tx.store.postgres import CONNECTION_OPTIONS, first_line, refused
     from edgegw_tx.store.postgres_schema import MIGRATIONS, applied
 
     try:
-        connection = psycopg2.connect(spec.uri, connect_timeout=5)
+        connection = psycopg2.connect(spec.uri, **CONNECTION_OPTIONS)
     except psycopg2.Error as e:
         if refused(e):
             raise StoreRefused(f"the store {spec.where} refused the connection: {first_line(e)}") from None

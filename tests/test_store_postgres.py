@@ -142,6 +142,17 @@ class ConnectionPostgresIntegrationTests(unittest.TestCase):
         self.assertEqual(self.successResultOf(store.update_endpoint("e1", {"status": "running"}))["status"], "running")
         self.flushLoggedErrors()
 
+    def test_a_server_gone_while_running(self):
+        """Reads and writes on a server that went away fail with StoreUnavailable (no traceback of the driver's)."""
+        store = postgres_store(self)
+        self.successResultOf(store.create_endpoint(endpoint()))
+        store._pool.connargs = (NOWHERE,)  # the server is not at its address any more
+        terminate_connections(store.uri)
+        failure = self.failureResultOf(store.get_endpoint("e1"), StoreUnavailable)
+        self.assertIn("Connection refused", failure.value.reason)
+        self.failureResultOf(store.create_endpoint(endpoint(id="e2")), StoreUnavailable)
+        self.flushLoggedErrors()
+
     def test_an_absent_server_without_a_snapshot_is_refused(self):
         """open() on a server that is not there, with no last-known configuration: StoreRefused, one line, no password."""
         clock = SynchronousReactor()

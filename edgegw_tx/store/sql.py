@@ -883,6 +883,8 @@ class SQLStore:
                 return {"revision": 0, "changes": [], "complete": revision <= 0}
             tx.execute("SELECT revision, kind, record_id FROM changes WHERE revision > ? ORDER BY revision", (revision,))
             changes = [{"revision": r, "kind": k, "record_id": i} for r, k, i in tx.fetchall()]
+            # Rows committed between the two queries (PostgreSQL's READ COMMITTED) are in ``changes``.
+            newest = max([newest] + [c["revision"] for c in changes[-1:]])
             return {"revision": newest, "changes": changes, "complete": revision >= oldest - 1}
 
         return self._read(since)

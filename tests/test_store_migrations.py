@@ -561,3 +561,34 @@ class TwistdFutureStoreTests(unittest.TestCase):
         status, output = yield run_twistd_until_it_ends(data_dir)
         self.assertEqual(status, (1, None), output)
         self.assertEqual(output.strip(), str(StoreTooNew(path, 7, 6)))
+
+
+class ClusterMigrationTests(unittest.TestCase):
+    """Migration 6 (the cluster's) on a store of the schema before it."""
+
+    def test_a_store_at_5_gets_revisions_and_the_change_log(self) -> None:
+        """Records of before read back at revision 0 with an empty change log; a write after it is logged and revised."""
+        path = os.path.join(self.mktemp(), "store.sqlite3")
+        old, opened = store_at(self, path, MIGRATIONS[:5])
+        self.successResultOf(opened)
+        old.close()
+        connection = sqlite3.connect(path)
+        for n in (1, 2, 3):
+            for statement in LEGACY_DATA[n]:
+                connection.execute(statement)
+        connection.commit()
+        connection.close()
+        store, opened = store_at(self, path)
+        self.successResultOf(opened)
+        self.assertEqual(self.successResultOf(store.get_endpoint("e1"))["revision"], 0)
+        self.assertEqual(
+            [r["revision"] for r in self.successResultOf(store.list_services())]
+            + [r["revision"] for r in self.successResultOf(store.list_domains())]
+            + [r["revision"] for r in self.successResultOf(store.list_collections())]
+            + [r["revision"] for r in self.successResultOf(store.list_keys())],
+            [0, 0, 0, 0],
+        )
+        self.assertEqual(self.successResultOf(store.changes_since(0)), {"revision": 0, "changes": [], "complete": True})
+        updated = self.successResultOf(store.update_endpoint("e1", {"status": "running"}, revision=0))
+        log = self.successResultOf(store.changes_since(0))
+        self.assertEqual(log["changes"], [{"revision": updated["revision"], "kind": "endpoint", "record_id": "e1"}])

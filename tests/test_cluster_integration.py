@@ -10,7 +10,9 @@ test has endpoints of its own); the fault tests change their cluster's life
 
 import json
 import os
+import sqlite3
 import uuid
+from contextlib import closing
 
 from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.trial import unittest
@@ -307,7 +309,16 @@ class ClusterFaultIntegrationTests(unittest.TestCase):
         and catches up with n1's change once the store is back.
         """
         snapshot = os.path.join(self.n2.data_dir, "last-known.sqlite3")
-        yield wait_for(lambda: os.path.exists(snapshot), PROPAGATION, message="n2's snapshot " + snapshot)
+
+        def saved():
+            """Whether n2's snapshot has the endpoint running (it is saved a moment after a change)."""
+            if not os.path.exists(snapshot):
+                return False
+            with closing(sqlite3.connect("file:%s?mode=ro" % snapshot, uri=True)) as db:
+                rows = db.execute("SELECT status, deployed FROM endpoints WHERE id = ?", (self.endpoint_id,)).fetchall()
+            return bool(rows) and rows[0][0] == "running" and rows[0][1] is not None
+
+        yield wait_for(saved, PROPAGATION, interval=0.1, message="n2's snapshot %s to have the endpoint running" % snapshot)
         self.n2.kill()
         yield self.proxy.cut()
         yield self.n2.start()

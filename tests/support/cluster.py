@@ -274,15 +274,26 @@ class Node:
         except ValueError:
             returnValue((code, None))
 
+    @inlineCallbacks
     def wait_answer(self, path, predicate, timeout=30, message=None):
-        """Poll a data-plane GET until ``predicate(status, body)``; fires with ``(status, body)``."""
+        """
+        Poll a data-plane GET until ``predicate(status, body)``; fires with
+        ``(status, body)``. On time-out the failure has the last answer and
+        the end of the node's output.
+        """
+        last = []
 
         @inlineCallbacks
         def check():
             got = yield self.answer(path)
+            last[:] = [got]
             returnValue(got if predicate(*got) else None)
 
-        return wait_for(check, timeout, interval=0.05, message=message or "%s to answer %s as expected" % (self.name, path))
+        try:
+            got = yield wait_for(check, timeout, interval=0.05, message=message or "%s to answer %s as expected" % (self.name, path))
+        except AssertionError as e:
+            raise self._failed("%s; last answer %r" % (e, last[0] if last else None))
+        returnValue(got)
 
     @inlineCallbacks
     def create(self, name, path, code, method="GET", **settings):

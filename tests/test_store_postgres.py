@@ -129,7 +129,11 @@ class ConnectionPostgresIntegrationTests(unittest.TestCase):
     """A connection the server ends (pg_terminate_backend) or a server that is not there."""
 
     def test_a_lost_connection(self):
-        """A read after the server ended the connection is retried on a new one; a write fails with StoreUnavailable naming the store, and the next works."""
+        """
+        A read after the server ended the connection is retried on a new one;
+        a write fails with StoreUnavailable naming the store, and the next
+        works; the pool logs no traceback of it.
+        """
         store = postgres_store(self)
         self.successResultOf(store.create_endpoint(endpoint()))
         self.assertGreater(terminate_connections(store.uri), 0)
@@ -140,7 +144,7 @@ class ConnectionPostgresIntegrationTests(unittest.TestCase):
         self.assertIn(f"the store {redact(store.uri)} is unavailable", str(failure.value))
         self.assertEqual(self.successResultOf(store.get_endpoint("e1"))["status"], "created")
         self.assertEqual(self.successResultOf(store.update_endpoint("e1", {"status": "running"}))["status"], "running")
-        self.flushLoggedErrors()
+        self.assertEqual(self.flushLoggedErrors(), [], "the pool logged the lost connection")
 
     def test_a_server_gone_while_running(self):
         """Reads and writes on a server that went away fail with StoreUnavailable (no traceback of the driver's)."""
@@ -151,7 +155,7 @@ class ConnectionPostgresIntegrationTests(unittest.TestCase):
         failure = self.failureResultOf(store.get_endpoint("e1"), StoreUnavailable)
         self.assertIn("Connection refused", failure.value.reason)
         self.failureResultOf(store.create_endpoint(endpoint(id="e2")), StoreUnavailable)
-        self.flushLoggedErrors()
+        self.assertEqual(self.flushLoggedErrors(), [], "the pool logged the lost connection")
 
     def test_an_absent_server_without_a_snapshot_is_refused(self):
         """open() on a server that is not there, with no last-known configuration: StoreRefused, one line, no password."""

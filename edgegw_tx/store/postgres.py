@@ -17,7 +17,6 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
-from twisted.enterprise import adbapi
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -30,7 +29,7 @@ from edgegw_tx.store.errors import StoreRefused, StoreUnavailable
 from edgegw_tx.store.interface import IClusterStore
 from edgegw_tx.store.migrations import Migration
 from edgegw_tx.store.postgres_schema import MIGRATIONS, migrate
-from edgegw_tx.store.sql import Dialect, SQLStore, Tx, iso
+from edgegw_tx.store.sql import Dialect, SQLStore, Tx, iso, make_pool
 from edgegw_tx.store.sqlite import SQLiteStore
 
 _P = ParamSpec("_P")
@@ -164,7 +163,7 @@ class PostgresStore(SQLStore):
         self._retry: Any = None
         self._callbacks: list[Callable[[], object]] = []
         self._closed = False
-        pool = adbapi.ConnectionPool(
+        pool = make_pool(
             "psycopg2",
             uri,
             cp_min=1,

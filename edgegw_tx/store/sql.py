@@ -343,6 +343,37 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0].strip() if text else type(error).__name__
 
 
+class Pool(adbapi.ConnectionPool):
+    """
+    adbapi's pool, with a transaction of its own: when a failed transaction
+    cannot even be rolled back (the server ended the connection), the
+    connection is dropped quietly, so the next one connects anew, and the
+    failure is the caller's to report (as ``StoreUnavailable``) rather than a
+    logged traceback of the pool's.
+    """
+
+    def _runInteraction(self, interaction: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        connection = self.connect()  # type: ignore[no-untyped-call]  # adbapi is not annotated
+        try:
+            cursor = connection.cursor()
+            result = interaction(cursor, *args, **kwargs)
+            cursor.close()
+            connection.commit()
+            return result
+        except BaseException:
+            try:
+                connection.rollback()
+            except Exception:
+                self.disconnect(connection)  # type: ignore[no-untyped-call]  # adbapi is not annotated
+            raise
+
+
+def make_pool(*args: Any, **kwargs: Any) -> Any:
+    """A ``Pool`` (adbapi's arguments; it is not annotated, so neither is what it makes)."""
+    factory: Any = Pool
+    return factory(*args, **kwargs)
+
+
 class SQLStore:
     """
     The store's logic over a DB-API pool (``adbapi``) and a ``Dialect``;

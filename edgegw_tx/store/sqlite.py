@@ -16,7 +16,6 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from twisted.enterprise import adbapi
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
@@ -35,7 +34,7 @@ from edgegw_tx.store.errors import (
 )
 from edgegw_tx.store.interface import IStore
 from edgegw_tx.store.migrations import Migration
-from edgegw_tx.store.sql import Dialect, SQLStore, Tx, iso
+from edgegw_tx.store.sql import Dialect, SQLStore, Tx, iso, make_pool
 from edgegw_tx.store.sqlite_schema import MIGRATIONS, migrate
 
 __all__ = [
@@ -96,7 +95,7 @@ class SQLiteStore(SQLStore):
         self.path = path
         self.where = path
         self._migrations = migrations
-        pool = adbapi.ConnectionPool(
+        pool = make_pool(
             "sqlite3",
             path,
             check_same_thread=False,

@@ -808,6 +808,20 @@ class ManagerUidTests(unittest.TestCase):
         self.successResultOf(self.manager.delete(first["id"]))
         self.assertEqual(self.successResultOf(self.store.worker_uids()), {second["id"]: 70001})
 
+    def test_recorded_uid_is_read_not_written(self):
+        """
+        An endpoint that has its uid gets it by a read alone, so a cluster node
+        serving its last-known configuration (writes refused) can start it.
+        """
+        from twisted.internet.defer import fail
+
+        from edgegw_tx.store.errors import StoreUnavailable
+
+        record = self.successResultOf(self.create("one"))
+        allocator = isolation.UidAllocator(self.store, Isolation(isolation.PER_ENDPOINT, {}, uids=(70000, 70001), euid=0))
+        self.patch(self.store, "allocate_worker_uid", lambda *a, **kw: fail(StoreUnavailable("db", "offline")))
+        self.assertEqual(self.successResultOf(allocator.allocate(record["id"])), 70000)
+
     def test_no_uid_left_is_409_and_no_endpoint(self):
         """When the range is used up, create answers 409 naming --worker-uids and stores nothing."""
         from edgegw_tx.admin.errors import Conflict

@@ -517,6 +517,12 @@ class UidAllocator:
         if self._isolation.mode != PER_ENDPOINT:
             return succeed(None)
         first, last = self._isolation.uids
-        return self._store.allocate_worker_uid(
-            endpoint_id, first, last, lambda: busy_uids(first, last)
-        )
+
+        def recorded(uids: dict[str, int]) -> Any:
+            # A read first: a cluster node serving its last-known configuration
+            # (the store offline, writes refused) still starts its endpoints.
+            if endpoint_id in uids:
+                return uids[endpoint_id]
+            return self._store.allocate_worker_uid(endpoint_id, first, last, lambda: busy_uids(first, last))
+
+        return self._store.worker_uids().addCallback(recorded)

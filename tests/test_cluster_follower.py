@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
@@ -265,6 +265,8 @@ class FakePlanes:
 
 
 class Keys(FakePlanes):
+    """The key ring, named apart in the calls."""
+
     def load(self) -> "Deferred[None]":
         self.calls.append("keys.load")
         return succeed(None)
@@ -321,3 +323,53 @@ class ChangeApplierTests(TestCase):
         """``StoreUnavailable`` fails the batch (so the follower applies it again)."""
         self.planes.unreachable.add("e1")
         self.failureResultOf(self.applier.apply([change("endpoint", "e1")], True), StoreUnavailable)
+
+
+class FollowerIntegrationTests(TestCase):
+    """The follower woken by the LISTEN connection when a change is committed in the real PostgreSQL."""
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        from twisted.internet import reactor
+
+        from edgegw_tx.cluster.notify import ChangeListener
+        from tests.support.pg import postgres_store
+
+        self.store = postgres_store(self)
+        self.waiting: list[Deferred[None]] = []
+        self.batches: list[tuple[list[str], bool]] = []
+        # No periodic check (not started): only a notification can wake it.
+        self.follower = Follower(self.store, self.apply, reactor, 0)
+        self.listener = ChangeListener(self.store.uri, self.follower.wake, reactor, first=0.05)
+        self.addCleanup(self.follower.stop)
+        self.addCleanup(self.listener.stop)
+
+    def apply(self, changes: list[dict[str, Any]], complete: bool) -> "Deferred[None]":
+        self.batches.append(([c["kind"] for c in changes], complete))
+        waiting, self.waiting = self.waiting, []
+        for d in waiting:
+            d.callback(None)
+        return succeed(None)
+
+    def next_batch(self) -> "Deferred[None]":
+        d: Deferred[None] = Deferred()
+        self.waiting.append(d)
+        return d
+
+    @inlineCallbacks
+    def test_committed_change_wakes_the_follower(self) -> Any:
+        """A key added through the store is applied by a follower that only NOTIFY wakes."""
+        from twisted.internet import reactor
+        from twisted.internet.task import deferLater
+
+        self.listener.start()
+        while not self.listener.connected:
+            yield deferLater(reactor, 0.01, lambda: None)
+        batch = self.next_batch()
+        self.store.add_key({"id": "k1", "name": "ops", "scope": "admin", "key_hash": "h" * 64,
+                            "created_at": "2026-12-07T00:00:00+00:00"})
+        yield batch
+        self.assertEqual(self.batches, [(["key"], True)])
+        yield self.follower.wake()
+        self.assertEqual(self.follower.revision, 1)

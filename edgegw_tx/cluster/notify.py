@@ -32,7 +32,11 @@ def _connect(dsn: str, channel: str, timeout: int) -> Any:
     """A new autocommit connection listening on ``channel`` (blocking: runs in a thread)."""
     import psycopg2
 
-    conn = psycopg2.connect(dsn, connect_timeout=timeout)
+    # TCP keepalives: a connection whose peer vanished without a word (a
+    # network cut) is noticed within about half a minute, not hours.
+    conn = psycopg2.connect(
+        dsn, connect_timeout=timeout, keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3
+    )
     try:
         conn.autocommit = True
         with conn.cursor() as cursor:

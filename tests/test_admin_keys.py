@@ -101,7 +101,7 @@ class KeysAPITests(_KeysAPICase):
         data = self.create({"name": "ci", "scope": "admin"})
         self.assertTrue(data["key"].startswith("egw_"))
         self.assertEqual(
-            sorted(data), ["created_at", "id", "key", "last_used_at", "name", "scope"]
+            sorted(data), ["created_at", "id", "key", "last_used_at", "name", "revision", "scope"]
         )
         self.assertEqual((data["name"], data["scope"], data["last_used_at"]), ("ci", "admin", None))
         code, document = self.call("GET", "/api/keys")
@@ -111,7 +111,7 @@ class KeysAPITests(_KeysAPICase):
         self.assertNotIn(self.stored("ci")["key_hash"], text)
         for item in document["data"]["items"]:
             self.assertEqual(
-                sorted(item), ["created_at", "current", "id", "last_used_at", "name", "scope"]
+                sorted(item), ["created_at", "current", "id", "last_used_at", "name", "revision", "scope"]
             )
         self.assertEqual(document["data"]["total"], 3)
 

@@ -218,6 +218,8 @@ class KeyRing:
             "scope": record["scope"],
             "created_at": record["created_at"],
             "last_used_at": _newer(self._used.get(record["id"]), record.get("last_used_at")),
+            # The If-Match of a DELETE /api/keys/{id}.
+            "revision": record.get("revision", 0),
         }
 
     def list(self) -> list[dict[str, Any]]:

@@ -668,9 +668,9 @@ def service_paths() -> dict[str, Schema]:
 
 def key_paths() -> dict[str, Schema]:
     """The operations on API keys."""
-    listed = revised(dict(KEY_PROPERTIES, current=dict(BOOLEAN, description="the key making this request")), False)
-    created = revised(dict(KEY_PROPERTIES, key=string(description="the key itself, shown this once")), False)
-    revoked = revised(dict(KEY_PROPERTIES, deleted={"const": True}), False)
+    listed = revised(dict(KEY_PROPERTIES, current=dict(BOOLEAN, description="the key making this request")))
+    created = revised(dict(KEY_PROPERTIES, key=string(description="the key itself, shown this once")))
+    revoked = revised(dict(KEY_PROPERTIES, deleted={"const": True}))
     return {
         "/api/keys": path_item(
             operation(

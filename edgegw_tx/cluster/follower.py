@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generator
 
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -118,8 +118,6 @@ class Follower:
         pending = [d for d in (self._running, self._snapshotting) if d is not None]
         if not pending:
             return succeed(None)
-        from twisted.internet.defer import gatherResults
-
         waiting: Deferred[None] = Deferred()
         gatherResults([_settled(d) for d in pending]).addBoth(lambda _: waiting.callback(None))
         return waiting

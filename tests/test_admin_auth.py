@@ -152,3 +152,47 @@ class SharedKeyRingTests(unittest.TestCase):
         self.assertIsNotNone(self.here.authenticate(plaintext))
         self.successResultOf(self.here.revoke(record["id"], revision=current))
         self.assertIsNone(self.here.authenticate(plaintext))
+
+
+class UnreachableStoreTests(unittest.TestCase):
+    """Recording key uses while the store cannot be reached (a cluster's database is down)."""
+
+    def test_an_outage_is_said_once_without_a_traceback(self):
+        """
+        Failed writes of ``last_used_at`` for StoreUnavailable log one warning
+        per outage and no error; after a write succeeds, the next outage is
+        said again. Any other failure is still logged as an error.
+        """
+        from twisted.internet.defer import fail, succeed
+        from twisted.logger import globalLogPublisher
+
+        from edgegw_tx.store import StoreUnavailable
+
+        class Store:
+            def __init__(self):
+                self.answer = None
+
+            def touch_keys(self, last_used):
+                return self.answer()
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        store = Store()
+        keys = KeyRing(store, reactor=SynchronousReactor())
+        keys._used = {"k": "2026-12-07T00:00:00+00:00"}
+        down = lambda: fail(StoreUnavailable("postgresql://u@h/db", "connection refused"))  # noqa: E731
+        store.answer = down
+        self.successResultOf(keys._write(["k"]))
+        self.successResultOf(keys._write(["k"]))
+        warnings = [e for e in events if e.get("log_format", "").startswith("Could not record")]
+        self.assertEqual(len(warnings), 1)
+        self.assertFalse([e for e in events if e.get("log_failure") is not None])
+        store.answer = lambda: succeed(None)
+        self.successResultOf(keys._write(["k"]))
+        store.answer = down
+        self.successResultOf(keys._write(["k"]))
+        self.assertEqual(len([e for e in events if e.get("log_format", "").startswith("Could not record")]), 2)
+        store.answer = lambda: fail(RuntimeError("a bug"))
+        self.successResultOf(keys._write(["k"]))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)

@@ -66,6 +66,13 @@ class FakeArtifactStore:
             return succeed(None)
         return succeed(holder[0])
 
+    def delete_artifacts(self, digests: Any) -> "Deferred[None]":
+        if self.down:
+            return fail(StoreUnavailable("postgresql://u@h/db", "connection refused"))
+        for digest in digests:
+            self.artifacts.pop(digest, None)
+        return succeed(None)
+
     def release_build(self, digest: str, node: str) -> "Deferred[None]":
         if self.claims.get(digest, ("",))[0] == node:
             del self.claims[digest]
@@ -132,6 +139,31 @@ class SharedBuildTests(SynchronousTestCase):
         self.assertTrue(fetched.binary.startswith(str(self.base / "b")))
         self.assertEqual(Path(fetched.binary).read_bytes(), b"\x7fELF handler")
         self.assertEqual(fetched.dependencies, built.dependencies)
+
+    def test_removing_a_binary_deletes_the_stored_copy(self) -> None:
+        """
+        ``remove_artifact`` (the ledger found no endpoint of the cluster using
+        the digest) deletes the local binary and the store's copy; an
+        unreachable store leaves the stored copy and still removes the local one.
+        """
+        d = self.start(self.a)
+        (child,) = self.cargo_runs()
+        self.finish_cargo(self.a, child)
+        built = self.successResultOf(d)
+        self.assertTrue(self.successResultOf(self.a.remove_artifact(built.digest)))
+        self.assertIsNone(self.a.artifact(built.digest))
+        self.assertNotIn(built.digest, self.store.artifacts)
+
+        d = self.start(self.b)
+        runs = self.cargo_runs()
+        self.assertEqual(len(runs), 2)  # gone from the store: compiled again
+        self.finish_cargo(self.b, runs[1])
+        fetched = self.successResultOf(d)
+        self.store.down = True
+        self.assertTrue(self.successResultOf(self.b.remove_artifact(fetched.digest)))
+        self.assertIsNone(self.b.artifact(fetched.digest))
+        self.assertIn(fetched.digest, self.store.artifacts)
+        self.flushLoggedErrors()
 
     def test_two_nodes_at_once_one_cargo_run(self) -> None:
         """Asked at once, one node compiles under the claim; the other waits and fetches its binary."""

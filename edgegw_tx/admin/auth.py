@@ -36,7 +36,7 @@ from twisted.python.failure import Failure
 
 from edgegw_tx.admin.errors import BadRequest, Conflict, NotFound
 from edgegw_tx.admin.schema import MAX_KEY_NAME
-from edgegw_tx.store import LastAdminKey, Missing
+from edgegw_tx.store import LastAdminKey, Missing, StoreUnavailable
 from edgegw_tx.store.interface import IKeyStore, Record
 
 SCOPES = ("read", "admin")
@@ -135,6 +135,7 @@ class KeyRing:
         self._used: dict[str, str] = {}  # key id -> last_used_at, newest (maybe not written yet)
         self._written: dict[str, float] = {}  # key id -> reactor time of its last write
         self._timers: dict[str, IDelayedCall] = {}  # key id -> DelayedCall of its next write
+        self._unrecorded = False  # the store refused the last write (said once per outage)
 
     def load(self) -> Deferred[list[Record]]:
         """
@@ -196,8 +197,25 @@ class KeyRing:
         for key_id in key_ids:
             self._written[key_id] = now
         d = self._store.touch_keys({key_id: self._used[key_id] for key_id in key_ids})
-        d.addErrback(lambda f: self.log.failure("Recording when API keys were used failed", f))
+        d.addCallback(self._recorded)
+        d.addErrback(self._not_recorded)
         return d
+
+    def _recorded(self, _: object) -> None:
+        self._unrecorded = False
+
+    def _not_recorded(self, failure: Failure) -> None:
+        """
+        A store that cannot be reached is said once per outage, without a
+        traceback (the times stay in memory and the next use writes them);
+        anything else is a bug, logged in full.
+        """
+        if failure.check(StoreUnavailable):
+            if not self._unrecorded:
+                self._unrecorded = True
+                self.log.warn("Could not record when API keys were used: {error}", error=failure.value)
+            return
+        self.log.failure("Recording when API keys were used failed", failure)
 
     def flush(self) -> Deferred[None]:
         """Write every ``last_used_at`` still held back (on shut-down); fires when written."""

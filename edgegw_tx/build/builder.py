@@ -184,10 +184,18 @@ class Builder:
         return result
 
     def remove_artifact(self, digest: str) -> Deferred[bool]:
-        """Delete the stored binary of ``digest`` in a thread; fires with True when there was one."""
-        return deferToThreadPool(
+        """
+        Delete the stored binary of ``digest`` in a thread; fires with True
+        when there was one here. In a cluster the store's copy goes too: the
+        ledger asks only for digests no endpoint of the cluster uses.
+        """
+        d: Deferred[bool] = deferToThreadPool(
             self._reactor, self._reactor.getThreadPool(), self.artifacts.remove, digest
         )
+        if self.shared is not None:
+            shared = self.shared
+            d.addCallback(lambda removed: shared.forget(digest).addCallback(lambda _: removed))
+        return d
 
     def toolchain(self) -> Deferred[str]:
         """

@@ -23,6 +23,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from edgegw_tx.build.artifacts import ArtifactStore
 from edgegw_tx.build.cargo import BuildError
@@ -86,6 +87,20 @@ class SharedArtifacts:
         """Store the local ``binary`` of ``digest`` for the other nodes."""
         data = yield self._thread(_read, binary)
         yield self._store.put_artifact(digest, data, metadata, self.node)
+
+    def forget(self, digest: str) -> "Deferred[None]":
+        """
+        Delete the store's copy of ``digest``: the ledger found that no
+        endpoint of the cluster uses it any more. A failure is logged; the
+        next prune of that digest, or the endpoint's delete, tries again.
+        """
+        d: Deferred[None] = self._store.delete_artifacts([digest])
+
+        def failed(failure: Failure) -> None:
+            self.log.warn("Could not delete the stored binary {digest}: {error}",
+                          digest=digest[:12], error=failure.value)
+
+        return d.addErrback(failed)
 
     @inlineCallbacks
     def obtain(

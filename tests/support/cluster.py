@@ -275,7 +275,7 @@ class Node:
             returnValue((code, None))
 
     @inlineCallbacks
-    def wait_answer(self, path, predicate, timeout=30, message=None):
+    def wait_answer(self, path, predicate, timeout=30, message=None, interval=0.05):
         """
         Poll a data-plane GET until ``predicate(status, body)``; fires with
         ``(status, body)``. On time-out the failure has the last answer and
@@ -290,7 +290,7 @@ class Node:
             returnValue(got if predicate(*got) else None)
 
         try:
-            got = yield wait_for(check, timeout, interval=0.05, message=message or "%s to answer %s as expected" % (self.name, path))
+            got = yield wait_for(check, timeout, interval=interval, message=message or "%s to answer %s as expected" % (self.name, path))
         except AssertionError as e:
             raise self._failed("%s; last answer %r" % (e, last[0] if last else None))
         returnValue(got)

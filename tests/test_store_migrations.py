@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial import unittest
 
 from edgegw_tx.store import MigrationFailed, SQLiteStore, StoreRefused, StoreTooNew
-from edgegw_tx.store.migrations import Migration, numbered, plan
+from edgegw_tx.store.migrations import Migration, defined_in, numbered, plan
 from edgegw_tx.store.sqlite import SCHEMA_VERSION
 from edgegw_tx.store.sqlite_schema import MIGRATIONS, check_file
 from tests.support.fakes import SynchronousReactor
@@ -196,29 +196,40 @@ def m0007_broken(cursor: sqlite3.Cursor) -> None:
     broken(cursor)
 
 
+def m0001_a(cursor: Any) -> None:
+    pass
+
+
+def m0002_b(cursor: Any) -> None:
+    pass
+
+
+def m0003_c(cursor: Any) -> None:
+    pass
+
+
+def create_things(cursor: Any) -> None:
+    pass
+
+
 class MigrationListTests(unittest.TestCase):
     """The list's rules: numbers read from names, no holes; the plan of what a store lacks."""
 
     def test_numbers_are_read_from_names_and_follow_on(self) -> None:
         """numbered() takes m0001_x, m0002_y in order and refuses a hole, a wrong order or another name."""
-
-        def m0001_a(cursor: Any) -> None:
-            pass
-
-        def m0002_b(cursor: Any) -> None:
-            pass
-
-        def m0003_c(cursor: Any) -> None:
-            pass
-
-        def create_things(cursor: Any) -> None:
-            pass
-
         self.assertEqual(
             [(m.version, m.name) for m in numbered(m0001_a, m0002_b)], [(1, "a"), (2, "b")]
         )
         for functions in ((m0001_a, m0003_c), (m0002_b, m0001_a), (m0001_a, create_things)):
             self.assertRaises(ValueError, numbered, *functions)
+
+    def test_a_modules_migrations_are_its_numbered_functions(self) -> None:
+        """defined_in() gathers a namespace's m<NNNN>_ functions in number order, and only those; a hole is refused."""
+        namespace = {"m0002_b": m0002_b, "create_things": create_things, "m0001_a": m0001_a, "m0003_not_a_function": 3}
+        self.assertEqual(
+            [(m.version, m.name, m.apply) for m in defined_in(namespace)], [(1, "a", m0001_a), (2, "b", m0002_b)]
+        )
+        self.assertRaises(ValueError, defined_in, {"m0001_a": m0001_a, "m0003_c": m0003_c})
 
     def test_schema_version_is_the_last_migration(self) -> None:
         """SCHEMA_VERSION is the number of the last migration, and the SQLite store's migrations are 1..6 by name."""

@@ -164,6 +164,7 @@ class PostgresStore(SQLStore):
         self._callbacks: list[Callable[[], object]] = []
         self._closed = False
         pool = make_pool(
+            threadpool,
             "psycopg2",
             uri,
             cp_min=1,
@@ -173,8 +174,6 @@ class PostgresStore(SQLStore):
             cp_reactor=reactor,
             **CONNECTION_OPTIONS,
         )
-        if threadpool is not None:
-            pool.threadpool = threadpool
         super().__init__(pool, PostgresDialect(), reactor)
 
     # life

@@ -1,7 +1,8 @@
 """
 The PostgreSQL store's schema: the same numbered migrations as SQLite's
-(``edgegw_tx.store.sqlite_schema``), same numbers and names, in PostgreSQL's
-words.
+(``edgegw_tx.store.sqlite_schema``), same numbers and names, their tables
+written once for both (``edgegw_tx.store.schema_ddl``) and said here in
+PostgreSQL's ``WORDS``.
 
 ``migrate`` runs what the database lacks in one transaction that first takes
 an advisory lock (``MIGRATIONS_LOCK``): when several nodes start at once, the
@@ -23,8 +24,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from edgegw_tx.store.errors import MigrationFailed
-from edgegw_tx.store.migrations import Migration, numbered, plan
+from edgegw_tx.store import schema_ddl as ddl
+from edgegw_tx.store.migrations import CREATE_SCHEMA_MIGRATIONS, Migration, apply, defined_in, plan
 from edgegw_tx.store.sql import CHANGES_LOCK
 
 #: Advisory lock keys (``pg_advisory_xact_lock``): the migrations (the change log's revisions: ``CHANGES_LOCK``).
@@ -33,143 +34,46 @@ MIGRATIONS_LOCK = 0x6564_6700
 #: The channel of ``NOTIFY`` on every change; the payload is the revision.
 CHANNEL = "edgegw_changes"
 
+#: What PostgreSQL calls the shared tables' types: versions ordered by a ``seq``
+#: column; names unique ignoring case through an index (``SERVICES_NAME_UNIQUE``).
+WORDS = ddl.Words(
+    big="BIGINT",
+    double="DOUBLE PRECISION",
+    binary="BYTEA",
+    counter_key="BIGSERIAL PRIMARY KEY",
+    unique_ignoring_case="",
+    versions_order="seq BIGSERIAL NOT NULL, ",
+)
+
+SERVICES_NAME_UNIQUE = "CREATE UNIQUE INDEX services_name_unique ON services (lower(name))"
+
 
 def m0001_endpoints_and_keys(cursor: Any) -> None:
     """Endpoints (one row per route) and API keys (hashes only)."""
-    cursor.execute(
-        """
-        CREATE TABLE endpoints (
-            id TEXT PRIMARY KEY,
-            name TEXT NOT NULL,
-            path TEXT NOT NULL,
-            path_shape TEXT NOT NULL,
-            method TEXT NOT NULL,
-            domain TEXT NOT NULL,
-            collection_id TEXT,
-            description TEXT NOT NULL DEFAULT '',
-            code TEXT NOT NULL DEFAULT '',
-            enabled INTEGER NOT NULL DEFAULT 1,
-            settings TEXT NOT NULL DEFAULT '{}',
-            status TEXT NOT NULL,
-            artifact TEXT,
-            deployed TEXT,
-            last_error TEXT,
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL,
-            UNIQUE (domain, method, path_shape)
-        )
-        """
-    )
-    cursor.execute(
-        """
-        CREATE TABLE api_keys (
-            id TEXT PRIMARY KEY,
-            name TEXT NOT NULL,
-            scope TEXT NOT NULL,
-            key_hash TEXT NOT NULL UNIQUE,
-            created_at TEXT NOT NULL
-        )
-        """
-    )
+    ddl.run(cursor, WORDS, ddl.ENDPOINTS, ddl.API_KEYS)
 
 
 def m0002_services_and_bindings(cursor: Any) -> None:
     """Services (names unique ignoring case) and bindings."""
-    cursor.execute(
-        """
-        CREATE TABLE services (
-            id TEXT PRIMARY KEY,
-            name TEXT NOT NULL,
-            service_type TEXT NOT NULL,
-            config TEXT NOT NULL DEFAULT '{}',
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL
-        )
-        """
-    )
-    cursor.execute("CREATE UNIQUE INDEX services_name_unique ON services (lower(name))")
-    cursor.execute(
-        """
-        CREATE TABLE bindings (
-            endpoint_id TEXT NOT NULL REFERENCES endpoints (id) ON DELETE CASCADE,
-            pool_id TEXT NOT NULL,
-            service_id TEXT NOT NULL REFERENCES services (id) ON DELETE RESTRICT,
-            created_at TEXT NOT NULL,
-            PRIMARY KEY (endpoint_id, pool_id)
-        )
-        """
-    )
-    cursor.execute("CREATE INDEX bindings_by_service ON bindings (service_id)")
+    ddl.run(cursor, WORDS, ddl.SERVICES)
+    cursor.execute(SERVICES_NAME_UNIQUE)
+    ddl.run(cursor, WORDS, ddl.BINDINGS, ddl.BINDINGS_BY_SERVICE)
 
 
 def m0003_domains_collections_key_use(cursor: Any) -> None:
     """Domains, collections, and when each API key was last used."""
-    cursor.execute(
-        """
-        CREATE TABLE domains (
-            id TEXT PRIMARY KEY,
-            host TEXT NOT NULL UNIQUE,
-            description TEXT NOT NULL DEFAULT '',
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL
-        )
-        """
-    )
-    cursor.execute(
-        """
-        CREATE TABLE collections (
-            id TEXT PRIMARY KEY,
-            name TEXT NOT NULL,
-            domain_id TEXT REFERENCES domains (id),
-            base_path TEXT NOT NULL DEFAULT '',
-            description TEXT NOT NULL DEFAULT '',
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL
-        )
-        """
-    )
-    cursor.execute("ALTER TABLE api_keys ADD COLUMN last_used_at TEXT")
+    ddl.run(cursor, WORDS, ddl.DOMAINS, ddl.COLLECTIONS, ddl.KEY_LAST_USED)
 
 
 def m0004_versions(cursor: Any) -> None:
     """Every successful compile of an endpoint; ``seq`` orders them (recording one again draws a new one)."""
-    cursor.execute(
-        """
-        CREATE TABLE versions (
-            seq BIGSERIAL NOT NULL,
-            endpoint_id TEXT NOT NULL REFERENCES endpoints (id) ON DELETE CASCADE,
-            digest TEXT NOT NULL,
-            code TEXT NOT NULL,
-            dependencies TEXT NOT NULL DEFAULT '{}',
-            compile_seconds DOUBLE PRECISION NOT NULL DEFAULT 0,
-            created_at TEXT NOT NULL,
-            UNIQUE (endpoint_id, digest)
-        )
-        """
-    )
-    cursor.execute("CREATE INDEX versions_by_digest ON versions (digest)")
+    ddl.run(cursor, WORDS, ddl.VERSIONS, ddl.VERSIONS_BY_DIGEST)
 
 
 def m0005_worker_uids(cursor: Any) -> None:
     """The uid an endpoint's workers run as, drawn once."""
-    cursor.execute(
-        """
-        CREATE TABLE worker_uids (
-            endpoint_id TEXT PRIMARY KEY REFERENCES endpoints (id) ON DELETE CASCADE,
-            uid INTEGER NOT NULL UNIQUE
-        )
-        """
-    )
+    ddl.run(cursor, WORDS, ddl.WORKER_UIDS)
 
-
-#: The tables whose records carry a revision, and the kind of their changes.
-REVISIONED = (
-    ("endpoints", "endpoint"),
-    ("services", "service"),
-    ("domains", "domain"),
-    ("collections", "collection"),
-    ("api_keys", "key"),
-)
 
 _CHANGE_FUNCTION = f"""
 CREATE FUNCTION edgegw_change() RETURNS trigger LANGUAGE plpgsql AS $body$
@@ -207,30 +111,19 @@ def m0006_cluster(cursor: Any) -> None:
     row its revision; an API key's change of ``last_used_at`` alone is no
     change), the nodes, the shared binaries and the claims on compiles.
     """
-    for table, _ in REVISIONED:
-        cursor.execute(f"ALTER TABLE {table} ADD COLUMN revision BIGINT NOT NULL DEFAULT 0")
-    cursor.execute(
-        """
-        CREATE TABLE changes (
-            revision BIGSERIAL PRIMARY KEY,
-            kind TEXT NOT NULL,
-            record_id TEXT NOT NULL,
-            at TEXT NOT NULL
-        )
-        """
-    )
+    for table, _ in ddl.REVISIONED:
+        ddl.run(cursor, WORDS, ddl.REVISION, table=table)
+    ddl.run(cursor, WORDS, ddl.CHANGES)
     cursor.execute(_CHANGE_FUNCTION)
-    for table, kind in REVISIONED:
+    for table, kind in ddl.REVISIONED:
         cursor.execute(
             f"CREATE TRIGGER {table}_inserted BEFORE INSERT ON {table}"
             f" FOR EACH ROW EXECUTE FUNCTION edgegw_change('{kind}', 'id')"
         )
         when = ""
         if table == "api_keys":
-            when = (
-                " WHEN ((OLD.id, OLD.name, OLD.scope, OLD.key_hash, OLD.created_at)"
-                " IS DISTINCT FROM (NEW.id, NEW.name, NEW.scope, NEW.key_hash, NEW.created_at))"
-            )
+            old, new = (", ".join(f"{row}.{column}" for column in ddl.KEY_DEFINITION) for row in ("OLD", "NEW"))
+            when = f" WHEN (({old}) IS DISTINCT FROM ({new}))"
         cursor.execute(
             f"CREATE TRIGGER {table}_updated BEFORE UPDATE ON {table}"
             f" FOR EACH ROW{when} EXECUTE FUNCTION edgegw_change('{kind}', 'id')"
@@ -243,51 +136,11 @@ def m0006_cluster(cursor: Any) -> None:
         "CREATE TRIGGER bindings_changed AFTER INSERT OR UPDATE OR DELETE ON bindings"
         " FOR EACH ROW EXECUTE FUNCTION edgegw_change('binding', 'endpoint_id')"
     )
-    cursor.execute(
-        """
-        CREATE TABLE nodes (
-            name TEXT PRIMARY KEY,
-            address TEXT,
-            admin_address TEXT,
-            version TEXT,
-            started_at TEXT,
-            last_seen DOUBLE PRECISION NOT NULL,
-            workers TEXT NOT NULL DEFAULT '{}'
-        )
-        """
-    )
-    cursor.execute(
-        """
-        CREATE TABLE artifacts (
-            digest TEXT PRIMARY KEY,
-            sha256 TEXT NOT NULL,
-            size BIGINT NOT NULL,
-            data BYTEA NOT NULL,
-            metadata TEXT NOT NULL DEFAULT '{}',
-            node TEXT,
-            created_at TEXT NOT NULL
-        )
-        """
-    )
-    cursor.execute(
-        """
-        CREATE TABLE build_claims (
-            digest TEXT PRIMARY KEY,
-            node TEXT NOT NULL,
-            claimed_at DOUBLE PRECISION NOT NULL
-        )
-        """
-    )
+    ddl.run(cursor, WORDS, ddl.NODES, ddl.ARTIFACTS, ddl.BUILD_CLAIMS)
 
 
-MIGRATIONS: tuple[Migration, ...] = numbered(
-    m0001_endpoints_and_keys,
-    m0002_services_and_bindings,
-    m0003_domains_collections_key_use,
-    m0004_versions,
-    m0005_worker_uids,
-    m0006_cluster,
-)
+#: This module's ``m<NNNN>_`` functions, in their order.
+MIGRATIONS = defined_in(globals())
 
 
 def applied(cursor: Any) -> list[int]:
@@ -307,17 +160,6 @@ def migrate(cursor: Any, where: str, applied_at: str, migrations: Sequence[Migra
     """
     cursor.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATIONS_LOCK,))
     todo = plan(where, applied(cursor), migrations)
-    cursor.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-    )
-    for migration in todo:
-        try:
-            migration.apply(cursor)
-        except Exception as e:
-            raise MigrationFailed(where, migration.version, migration.name, e) from e
-        cursor.execute(
-            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (%s, %s, %s)",
-            (migration.version, migration.name, applied_at),
-        )
+    cursor.execute(CREATE_SCHEMA_MIGRATIONS)
+    apply(cursor, where, todo, applied_at, "%s")
     return todo

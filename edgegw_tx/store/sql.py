@@ -26,7 +26,9 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from twisted.enterprise import adbapi
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
 
+from edgegw_tx.store import schema_ddl
 from edgegw_tx.store.errors import (
     Conflict,
     InUse,
@@ -90,13 +92,7 @@ NODE_COLUMNS = ("name", "address", "admin_address", "version", "started_at", "wo
 ARTIFACT_COLUMNS = ("digest", "sha256", "size", "data", "metadata", "node", "created_at")
 
 #: The record kinds with a ``revision`` (migration 6): table, and the name a ``Stale`` gives.
-REVISIONED = {
-    "endpoints": "endpoint",
-    "services": "service",
-    "domains": "domain",
-    "collections": "collection",
-    "api_keys": "key",
-}
+REVISIONED = dict(schema_ddl.REVISIONED)
 
 #: What a path shape is while its endpoint moves (no route's shape starts so: they start with ``/``).
 _MOVING = "#moving:"
@@ -368,10 +364,17 @@ class Pool(adbapi.ConnectionPool):
             raise
 
 
-def make_pool(*args: Any, **kwargs: Any) -> Any:
-    """A ``Pool`` (adbapi's arguments; it is not annotated, so neither is what it makes)."""
+def make_pool(threadpool: ThreadPool | None, *args: Any, **kwargs: Any) -> Any:
+    """
+    A ``Pool`` (adbapi's arguments; it is not annotated, so neither is what it
+    makes), running on ``threadpool`` when one is given instead of its own
+    (tests pass a synchronous one).
+    """
     factory: Any = Pool
-    return factory(*args, **kwargs)
+    pool = factory(*args, **kwargs)
+    if threadpool is not None:
+        pool.threadpool = threadpool
+    return pool
 
 
 class SQLStore:

@@ -21,36 +21,12 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from edgegw_tx.store.errors import (
-    Conflict,
-    InUse,
-    LastAdminKey,
-    Missing,
-    NoFreeUid,
-    RouteClash,
-    ServiceInUse,
-    StoreRefused,
-    StoreTooNew,
-)
 from edgegw_tx.store.interface import IStore
 from edgegw_tx.store.migrations import Migration
 from edgegw_tx.store.sql import Dialect, SQLStore, Tx, iso, make_pool
 from edgegw_tx.store.sqlite_schema import MIGRATIONS, migrate
 
-__all__ = [
-    "Conflict",
-    "InUse",
-    "LastAdminKey",
-    "Missing",
-    "NoFreeUid",
-    "RouteClash",
-    "SCHEMA_VERSION",
-    "SQLiteDialect",
-    "SQLiteStore",
-    "ServiceInUse",
-    "StoreRefused",
-    "StoreTooNew",
-]
+__all__ = ["FILE_NAME", "SCHEMA_VERSION", "SQLiteDialect", "SQLiteStore"]
 
 #: The schema this code writes: the number of its last migration.
 SCHEMA_VERSION = MIGRATIONS[-1].version
@@ -96,6 +72,7 @@ class SQLiteStore(SQLStore):
         self.where = path
         self._migrations = migrations
         pool = make_pool(
+            threadpool,
             "sqlite3",
             path,
             check_same_thread=False,
@@ -104,8 +81,6 @@ class SQLiteStore(SQLStore):
             cp_openfun=_connect,
             cp_reactor=reactor,
         )
-        if threadpool is not None:
-            pool.threadpool = threadpool
         super().__init__(pool, SQLiteDialect(), reactor)
 
     def open(self) -> Deferred[None]:

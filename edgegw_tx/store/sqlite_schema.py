@@ -2,11 +2,13 @@
 The SQLite store's schema, as numbered migrations (``edgegw_tx.store.migrations``).
 
 Each ``m<NNNN>_<name>`` function is one release's change to the schema; a
-new change is a new function at the end of ``MIGRATIONS``, never an edit of
-an old one (stores out there have run it).  ``migrate`` runs what a store
+new change is a new function with the next number (``MIGRATIONS`` gathers
+them), never an edit of an old one (stores out there have run it).  ``migrate`` runs what a store
 lacks inside one transaction (``BEGIN IMMEDIATE``: SQLite's DDL is
 transactional, so a failure leaves the file as it was) and records each in
-``schema_migrations``.
+``schema_migrations``.  The tables' statements are written once for SQLite
+and PostgreSQL (``edgegw_tx.store.schema_ddl``), in SQLite's ``WORDS``;
+SQLite's own (its triggers) are here.
 
 Stores written before numbered migrations kept their level in a ``meta`` table
 (key ``'schema'``, 1 to 5), and each level had exactly the tables of the
@@ -22,47 +24,25 @@ import sqlite3
 from collections.abc import Sequence
 from urllib.parse import quote
 
-from edgegw_tx.store.errors import MigrationFailed, StoreRefused
-from edgegw_tx.store.migrations import Migration, numbered, plan
+from edgegw_tx.store import schema_ddl as ddl
+from edgegw_tx.store.errors import StoreRefused
+from edgegw_tx.store.migrations import CREATE_SCHEMA_MIGRATIONS, Migration, apply, defined_in, plan, record
+
+#: What SQLite calls the shared tables' types: names unique ignoring case by
+#: ``COLLATE NOCASE``, versions in rowid order.
+WORDS = ddl.Words(
+    big="INTEGER",
+    double="REAL",
+    binary="BLOB",
+    counter_key="INTEGER PRIMARY KEY AUTOINCREMENT",
+    unique_ignoring_case=" UNIQUE COLLATE NOCASE",
+    versions_order="",
+)
 
 
 def m0001_endpoints_and_keys(cursor: sqlite3.Cursor) -> None:
     """Endpoints (one row per route: domain, method and path shape unique) and API keys (hashes only)."""
-    cursor.execute(
-        """
-        CREATE TABLE endpoints (
-            id TEXT PRIMARY KEY,
-            name TEXT NOT NULL,
-            path TEXT NOT NULL,
-            path_shape TEXT NOT NULL,
-            method TEXT NOT NULL,
-            domain TEXT NOT NULL,
-            collection_id TEXT,
-            description TEXT NOT NULL DEFAULT '',
-            code TEXT NOT NULL DEFAULT '',
-            enabled INTEGER NOT NULL DEFAULT 1,
-            settings TEXT NOT NULL DEFAULT '{}',
-            status TEXT NOT NULL,
-            artifact TEXT,
-            deployed TEXT,
-            last_error TEXT,
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL,
-            UNIQUE (domain, method, path_shape)
-        )
-        """
-    )
-    cursor.execute(
-        """
-        CREATE TABLE api_keys (
-            id TEXT PRIMARY KEY,
-            name TEXT NOT NULL,
-            scope TEXT NOT NULL,
-            key_hash TEXT NOT NULL UNIQUE,
-            created_at TEXT NOT NULL
-        )
-        """
-    )
+    ddl.run(cursor, WORDS, ddl.ENDPOINTS, ddl.API_KEYS)
 
 
 def m0002_services_and_bindings(cursor: sqlite3.Cursor) -> None:
@@ -71,59 +51,12 @@ def m0002_services_and_bindings(cursor: sqlite3.Cursor) -> None:
     handlers reach a service.  Deleting the endpoint deletes its bindings; a
     bound service cannot be deleted (the store checks first and says by whom).
     """
-    cursor.execute(
-        """
-        CREATE TABLE services (
-            id TEXT PRIMARY KEY,
-            name TEXT NOT NULL UNIQUE COLLATE NOCASE,
-            service_type TEXT NOT NULL,
-            config TEXT NOT NULL DEFAULT '{}',
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL
-        )
-        """
-    )
-    cursor.execute(
-        """
-        CREATE TABLE bindings (
-            endpoint_id TEXT NOT NULL REFERENCES endpoints (id) ON DELETE CASCADE,
-            pool_id TEXT NOT NULL,
-            service_id TEXT NOT NULL REFERENCES services (id) ON DELETE RESTRICT,
-            created_at TEXT NOT NULL,
-            PRIMARY KEY (endpoint_id, pool_id)
-        )
-        """
-    )
-    cursor.execute("CREATE INDEX bindings_by_service ON bindings (service_id)")
+    ddl.run(cursor, WORDS, ddl.SERVICES, ddl.BINDINGS, ddl.BINDINGS_BY_SERVICE)
 
 
 def m0003_domains_collections_key_use(cursor: sqlite3.Cursor) -> None:
     """Domains, collections (a base path and a domain for their endpoints), and when each API key was last used."""
-    cursor.execute(
-        """
-        CREATE TABLE domains (
-            id TEXT PRIMARY KEY,
-            host TEXT NOT NULL UNIQUE,
-            description TEXT NOT NULL DEFAULT '',
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL
-        )
-        """
-    )
-    cursor.execute(
-        """
-        CREATE TABLE collections (
-            id TEXT PRIMARY KEY,
-            name TEXT NOT NULL,
-            domain_id TEXT REFERENCES domains (id),
-            base_path TEXT NOT NULL DEFAULT '',
-            description TEXT NOT NULL DEFAULT '',
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL
-        )
-        """
-    )
-    cursor.execute("ALTER TABLE api_keys ADD COLUMN last_used_at TEXT")
+    ddl.run(cursor, WORDS, ddl.DOMAINS, ddl.COLLECTIONS, ddl.KEY_LAST_USED)
 
 
 def m0004_versions(cursor: sqlite3.Cursor) -> None:
@@ -134,20 +67,7 @@ def m0004_versions(cursor: sqlite3.Cursor) -> None:
     Endpoint settings written before this (with ``instances``) are read as they
     are and upgraded by the admin plane (``validation.effective_settings``).
     """
-    cursor.execute(
-        """
-        CREATE TABLE versions (
-            endpoint_id TEXT NOT NULL REFERENCES endpoints (id) ON DELETE CASCADE,
-            digest TEXT NOT NULL,
-            code TEXT NOT NULL,
-            dependencies TEXT NOT NULL DEFAULT '{}',
-            compile_seconds REAL NOT NULL DEFAULT 0,
-            created_at TEXT NOT NULL,
-            UNIQUE (endpoint_id, digest)
-        )
-        """
-    )
-    cursor.execute("CREATE INDEX versions_by_digest ON versions (digest)")
+    ddl.run(cursor, WORDS, ddl.VERSIONS, ddl.VERSIONS_BY_DIGEST)
 
 
 def m0005_worker_uids(cursor: sqlite3.Cursor) -> None:
@@ -155,27 +75,8 @@ def m0005_worker_uids(cursor: sqlite3.Cursor) -> None:
     The uid an endpoint's workers run as (workers/isolation.py), drawn once;
     the row goes with the endpoint, which frees the uid.
     """
-    cursor.execute(
-        """
-        CREATE TABLE worker_uids (
-            endpoint_id TEXT PRIMARY KEY REFERENCES endpoints (id) ON DELETE CASCADE,
-            uid INTEGER NOT NULL UNIQUE
-        )
-        """
-    )
+    ddl.run(cursor, WORDS, ddl.WORKER_UIDS)
 
-
-#: The tables whose records carry a revision, and the kind their changes have.
-REVISIONED = (
-    ("endpoints", "endpoint"),
-    ("services", "service"),
-    ("domains", "domain"),
-    ("collections", "collection"),
-    ("api_keys", "key"),
-)
-
-#: The columns of an API key whose change is a change of the configuration (``last_used_at`` is not).
-KEY_DEFINITION = ("id", "name", "scope", "key_hash", "created_at")
 
 _AT = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')"
 
@@ -200,23 +101,14 @@ def m0006_cluster(cursor: sqlite3.Cursor) -> None:
     trigger fires only for a write that leaves ``revision`` alone, so the
     triggers' own UPDATE of ``revision`` makes no second change.
     """
-    for table, _ in REVISIONED:
-        cursor.execute(f"ALTER TABLE {table} ADD COLUMN revision INTEGER NOT NULL DEFAULT 0")
-    cursor.execute(
-        """
-        CREATE TABLE changes (
-            revision INTEGER PRIMARY KEY AUTOINCREMENT,
-            kind TEXT NOT NULL,
-            record_id TEXT NOT NULL,
-            at TEXT NOT NULL
-        )
-        """
-    )
-    for table, kind in REVISIONED:
+    for table, _ in ddl.REVISIONED:
+        ddl.run(cursor, WORDS, ddl.REVISION, table=table)
+    ddl.run(cursor, WORDS, ddl.CHANGES)
+    for table, kind in ddl.REVISIONED:
         cursor.execute(
             f"CREATE TRIGGER {table}_inserted AFTER INSERT ON {table} BEGIN {_change(kind, 'NEW.id', table)} END"
         )
-        columns = f" OF {', '.join(KEY_DEFINITION)}" if table == "api_keys" else ""
+        columns = f" OF {', '.join(ddl.KEY_DEFINITION)}" if table == "api_keys" else ""
         cursor.execute(
             f"CREATE TRIGGER {table}_updated AFTER UPDATE{columns} ON {table}"
             " WHEN NEW.revision = OLD.revision"
@@ -228,51 +120,11 @@ def m0006_cluster(cursor: sqlite3.Cursor) -> None:
             f"CREATE TRIGGER bindings_{event.lower().rstrip('e')}ed AFTER {event} ON bindings"
             f" BEGIN {_change('binding', row + '.endpoint_id')} END"
         )
-    cursor.execute(
-        """
-        CREATE TABLE nodes (
-            name TEXT PRIMARY KEY,
-            address TEXT,
-            admin_address TEXT,
-            version TEXT,
-            started_at TEXT,
-            last_seen REAL NOT NULL,
-            workers TEXT NOT NULL DEFAULT '{}'
-        )
-        """
-    )
-    cursor.execute(
-        """
-        CREATE TABLE artifacts (
-            digest TEXT PRIMARY KEY,
-            sha256 TEXT NOT NULL,
-            size INTEGER NOT NULL,
-            data BLOB NOT NULL,
-            metadata TEXT NOT NULL DEFAULT '{}',
-            node TEXT,
-            created_at TEXT NOT NULL
-        )
-        """
-    )
-    cursor.execute(
-        """
-        CREATE TABLE build_claims (
-            digest TEXT PRIMARY KEY,
-            node TEXT NOT NULL,
-            claimed_at REAL NOT NULL
-        )
-        """
-    )
+    ddl.run(cursor, WORDS, ddl.NODES, ddl.ARTIFACTS, ddl.BUILD_CLAIMS)
 
 
-MIGRATIONS: tuple[Migration, ...] = numbered(
-    m0001_endpoints_and_keys,
-    m0002_services_and_bindings,
-    m0003_domains_collections_key_use,
-    m0004_versions,
-    m0005_worker_uids,
-    m0006_cluster,
-)
+#: This module's ``m<NNNN>_`` functions, in their order.
+MIGRATIONS = defined_in(globals())
 
 
 def _has_table(cursor: sqlite3.Cursor, name: str) -> bool:
@@ -312,27 +164,12 @@ def migrate(
     cursor.execute("BEGIN IMMEDIATE")
     done, legacy = _applied(cursor, where)
     todo = plan(where, done, migrations)
-    if not _has_table(cursor, "schema_migrations"):
-        cursor.execute(
-            "CREATE TABLE schema_migrations ("
-            " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-        )
+    cursor.execute(CREATE_SCHEMA_MIGRATIONS)
     if legacy:
         # Adopted: the old level, as the migrations that made it (same numbers).
-        cursor.executemany(
-            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-            [(m.version, m.name, applied_at) for m in migrations if m.version in done],
-        )
+        record(cursor, [m for m in migrations if m.version in done], applied_at, "?")
         cursor.execute("DROP TABLE meta")
-    for migration in todo:
-        try:
-            migration.apply(cursor)
-        except Exception as e:
-            raise MigrationFailed(where, migration.version, migration.name, e) from e
-        cursor.execute(
-            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-            (migration.version, migration.name, applied_at),
-        )
+    apply(cursor, where, todo, applied_at, "?")
     return todo
 
 

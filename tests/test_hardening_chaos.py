@@ -174,9 +174,10 @@ class RestartUnderLoadIntegrationTests(HardeningTestCase):
         items = items["items"] if isinstance(items, dict) else items
         state = {"endpoints": {}}
         for endpoint in items:
-            # A restart restores a running endpoint: that (re)writes its updated_at.
-            volatile = ("pids", "workers", "queue") + (
-                ("updated_at",) if endpoint["status"] == "running" else ()
+            # A restart restores a running endpoint: that (re)writes its updated_at
+            # and so its revision; workers per node are this run's (the node's name has its port).
+            volatile = ("pids", "workers", "queue", "nodes") + (
+                ("updated_at", "revision") if endpoint["status"] == "running" else ()
             )
             record = {k: v for k, v in endpoint.items() if k not in volatile}
             _, versions = yield api("GET", "/endpoints/%s/versions" % endpoint["id"])

@@ -52,9 +52,9 @@ from edgegw_tx.admin.validation import effective_settings
 from edgegw_tx.build.builder import Builder
 from edgegw_tx.build.sandbox import DEFAULT_BUILD_USER
 from edgegw_tx.cluster.artifacts import SharedArtifacts
-from edgegw_tx.cluster.follower import Follower, current_revision
-from edgegw_tx.cluster.nodes import NodeDirectory, address_of, default_node_name
-from edgegw_tx.cluster.notify import ChangeListener
+from edgegw_tx.cluster.follower import Follower
+from edgegw_tx.cluster.membership import Membership
+from edgegw_tx.cluster.nodes import NodeDirectory, default_node_name
 from edgegw_tx.cluster.sync import ChangeApplier
 from edgegw_tx.datadir_lock import DataDirLock
 from edgegw_tx.gateway.front import DEFAULT_HTTP, HTTP_LAYERS, data_plane_factory
@@ -71,9 +71,6 @@ if TYPE_CHECKING:
     from edgegw_tx.processes import MirroredRoutes
 
 __all__ = ["DEFAULT_HTTP", "GatewayRuntime", "pool_options", "snapshot_path"]
-
-#: How many change rows the log keeps (a node further behind reloads everything).
-CHANGES_KEPT = 10_000
 
 #: A node's last-known configuration in its data dir (a shared store's snapshot).
 SNAPSHOT_FILE = "last-known.sqlite3"
@@ -205,7 +202,6 @@ class GatewayRuntime(MultiService):
         #: Whether this gateway is one node of a cluster (its store is shared).
         self.shared = bool(getattr(store, "shared", False))
         self.node_name = node_name or default_node_name(listen)
-        self._follow_interval = follow_interval
         self.keys = keys if keys is not None else KeyRing(self.store, reactor=reactor)
         if registry is None:
             from edgegw_tx.services.registry import ServiceRegistry
@@ -270,10 +266,18 @@ class GatewayRuntime(MultiService):
             interval=follow_interval,
             where=str(getattr(self.store, "where", "the store")),
         )
-        # With a shared store, once started: the change log follower and its LISTEN wake-up.
-        self.follower: Follower | None = None
-        self.listener: ChangeListener | None = None
-        self._start_revision = 0
+        # With a shared store: joining at its revision, then following its change log.
+        self.membership: Membership | None = None
+        if self.shared:
+            self.membership = Membership(
+                self.store,
+                self.nodes,
+                ChangeApplier(self.keys, self.service_manager, self.collections, self.manager).apply,
+                reactor,
+                self.store_spec.uri if self.store_spec is not None else str(getattr(self.store, "uri", "")),
+                self.snapshot_path,
+                interval=follow_interval,
+            )
         self.api = AdminAPI(
             self.manager,
             self.keys,
@@ -389,9 +393,10 @@ class GatewayRuntime(MultiService):
         d.addCallback(lambda _: self.store.open())
         # A new store file is created with the umask's mode: the workers' user must not read it.
         d.addCallback(lambda _: self.isolation.protect_files(self.data_dir))
-        if self.shared:
+        membership = self.membership
+        if membership is not None:
             # Before anything is loaded, so that no change made meanwhile is missed.
-            d.addCallback(lambda _: self._join_cluster())
+            d.addCallback(lambda _: membership.join())
         d.addCallback(lambda _: self.keys.load())
         d.addCallback(lambda _: self.keys.bootstrap(os.path.join(self.data_dir, "admin.key")))
         d.addCallback(lambda _: self.service_manager.load())
@@ -407,86 +412,21 @@ class GatewayRuntime(MultiService):
         else:
             d.addCallback(lambda _: self.manager.restore())
         d.addCallback(self._started)
-        if self.shared:
-            d.addCallback(lambda _: self._follow())
+        if membership is not None:
+            d.addCallback(lambda _: membership.follow(self.ports()))
         d.addErrback(self._failed_to_start)
         return d
 
-    def _join_cluster(self) -> "Deferred[None]":
-        """Learn the revision this node starts from; offline, say so and catch up when the store answers."""
-        d = current_revision(self.store)
-
-        def known(revision: int) -> None:
-            self._start_revision = revision
-            where = getattr(self.store, "where", "the store")
-            if getattr(self.store, "online", True):
-                self.log.info(
-                    "Node {name} joins the cluster of {where} at revision {revision}",
-                    name=self.node_name,
-                    where=where,
-                    revision=revision,
-                )
-                return
-            self.log.warn(
-                "Node {name}: {where} cannot be reached; starting from the last-known configuration"
-                " (revision {revision}) in {path}, and catching up when it answers",
-                name=self.node_name,
-                where=where,
-                revision=revision,
-                path=self.snapshot_path,
-            )
-            self.store.when_online(self._back_online)  # type: ignore[attr-defined]  # IClusterStore's
-
-        return d.addCallback(known)
-
-    def _follow(self) -> None:
-        """Started: follow the change log, listen for its notifications, send heartbeats, save the snapshot."""
-        where = str(getattr(self.store, "where", "the store"))
-        applier = ChangeApplier(self.keys, self.service_manager, self.collections, self.manager)
-        self.follower = Follower(
-            self.store,
-            applier.apply,
-            self._reactor,
-            self._start_revision,
-            interval=self._follow_interval,
-            snapshot=lambda: self.store.save_snapshot(self.snapshot_path),  # type: ignore[attr-defined]
-            where=where,
-            keep=CHANGES_KEPT,
-        )
-        self.follower.start()
-        uri = self.store_spec.uri if self.store_spec is not None else getattr(self.store, "uri", "")
-        if uri:
-            self.listener = ChangeListener(uri, self.follower.wake, self._reactor, where=where)
-            self.listener.start()
-        if getattr(self.store, "online", True):
-            # So that a restart while the database is down has this configuration to serve.
-            self.follower.save_snapshot()
-        self.ports().addCallbacks(self._heartbeats, lambda f: self.log.failure("No listening ports", f))
-
-    def _heartbeats(self, ports: list[Any]) -> None:
-        """The node's addresses are its bound ports: then its heartbeats start."""
-        try:
-            self.nodes.address = address_of(ports[0])
-            self.nodes.admin_address = address_of(ports[-1])
-        except Exception:
-            self.log.failure("Cannot tell this node's addresses")
-        self.nodes.start()
-
-    def _back_online(self) -> None:
-        """The shared store answers again: catch up on what changed meanwhile."""
-        if self.follower is not None:
-            self.follower.wake()
+    @property
+    def follower(self) -> Follower | None:
+        """The change log's follower of a node of a cluster, once started (None otherwise)."""
+        return self.membership.follower if self.membership is not None else None
 
     def _leave_cluster(self) -> "Deferred[None]":
-        """Stop following, listening and heartbeats (waiting for a batch being applied)."""
-        waiting = [self.nodes.stop()]
-        if self.listener is not None:
-            waiting.append(self.listener.stop())
-        if self.follower is not None:
-            waiting.append(self.follower.stop())
-        d = gatherResults(waiting)
-        d.addErrback(lambda f: self.log.failure("Leaving the cluster failed", f))
-        return d.addCallback(lambda _: None)
+        """A node of a cluster stops following, listening and beating first."""
+        if self.membership is None:
+            return succeed(None)
+        return self.membership.leave()
 
     def _restoring(self, restoring: bool) -> None:
         """This process's route table answers "starting" while endpoints are restored (the data-plane processes have their own)."""

@@ -114,14 +114,14 @@ class ClusterNodeTests(unittest.TestCase):
     """With a shared store the runtime is a node: it follows the change log, beats, and restores without writing."""
 
     def setUp(self):
-        from edgegw_tx import runtime as runtime_module
+        from edgegw_tx.cluster import membership as membership_module
         from edgegw_tx.admin.auth import KeyRing
         from edgegw_tx.store.uri import StoreSpec
         from tests.support.fakes import keyed_store
 
         keyed_store(self)
         FakeListener.made = []
-        self.patch(runtime_module, "ChangeListener", FakeListener)
+        self.patch(membership_module, "ChangeListener", FakeListener)
         self.shared = SharedStore(self.store)
         self.spec = StoreSpec("postgresql", uri="postgresql://gw:pw@db:5432/edgegw", where=self.shared.where)
         self.keys = KeyRing(self.shared, reactor=self.reactor)

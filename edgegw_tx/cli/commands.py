@@ -400,13 +400,21 @@ def build_parser() -> argparse.ArgumentParser:
     key_commands.add_parser("ls", parents=[common], help="list keys (never their values)")
     revoke = key_commands.add_parser("revoke", parents=[common], help="delete a key")
     revoke.add_argument("id", metavar="ID")
-    key_commands.add_parser(
+    reset = key_commands.add_parser(
         "reset-admin",
         parents=[common],
-        help="lost admin.key: mint a new admin key from the data dir (gateway stopped)",
-        description="Works on the data directory, not through the API (no key needed): run it "
-        "as the gateway's user (root) with the gateway stopped. Writes a new admin key to "
-        "<data-dir>/admin.key (mode 0600) and revokes every other admin key; read keys stay.",
+        help="lost admin.key: mint a new admin key from the store itself (no key needed)",
+        description="Works on the store, not through the API (no key needed). With the data "
+        "dir's SQLite store (the default): run it as the gateway's user (root) with the gateway "
+        "stopped. With a cluster's PostgreSQL store (--store): nodes may run; they take the change "
+        "within seconds. Writes a new admin key to <data-dir>/admin.key (mode 0600) and revokes "
+        "every other admin key; read keys stay.",
+    )
+    reset.add_argument(
+        "--store",
+        metavar="URI",
+        help="the store, as for twistd edgegw --store: sqlite:PATH or "
+        "postgresql://user:password@host:port/database (default: <data-dir>/edgegw.sqlite3)",
     )
     return parser
 
@@ -789,7 +797,7 @@ def run(
         )
         if options.command == "keys" and options.keys_command == "reset-admin":
             # The one command that needs no key: it is how a lost one is replaced.
-            return _reset_admin(data_dir, reactor, console)
+            return _reset_admin(data_dir, options.store, reactor, console)
         key = find_key(getattr(options, "key", None), environ, data_dir)
         work = _COMMANDS[options.command](options)
     except CommandError as e:
@@ -817,8 +825,8 @@ def run(
     return d
 
 
-def _reset_admin(data_dir: str, reactor: Any, console: Console) -> Deferred[int]:
-    """``keys reset-admin`` on the data directory itself (cli/reset_admin.py); fires with the exit code."""
+def _reset_admin(data_dir: str, store: str | None, reactor: Any, console: Console) -> Deferred[int]:
+    """``keys reset-admin`` on the store itself (cli/reset_admin.py); fires with the exit code."""
     from edgegw_tx.cli.reset_admin import ResetRefused, reset_admin
 
     if reactor is None:
@@ -831,7 +839,7 @@ def _reset_admin(data_dir: str, reactor: Any, console: Console) -> Deferred[int]
         console.err(f"error: {error.message}")
         return USAGE if error.usage else FAILED
 
-    d = reset_admin(data_dir, reactor, console.out).addCallbacks(lambda _: OK, refused)
+    d = reset_admin(data_dir, reactor, console.out, store).addCallbacks(lambda _: OK, refused)
     return d.addErrback(_exit_code, console, False)
 
 

@@ -18,7 +18,7 @@ from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.trial import unittest
 
 from tests.support import pg
-from tests.support.cluster import Cluster, Load, SharedClusterMixin, wait_for
+from tests.support.cluster import Cluster, Load, SharedClusterMixin, query, wait_for
 from tests.support.handlers import HELLO
 from tests.support.harness import _cargo_or_skip
 from tests.support.tcpproxy import TCPProxy
@@ -351,3 +351,48 @@ class ClusterStartIntegrationTests(unittest.TestCase):
         for node in cluster.nodes:
             code, document, _ = yield node.call("GET", "/endpoints")
             self.assertEqual(code, 200, (node.name, document))
+
+
+class ClusterUpgradeIntegrationTests(unittest.TestCase):
+    """A gateway's PostgreSQL database from before cluster mode."""
+
+    timeout = 300
+
+    @inlineCallbacks
+    def test_nodes_on_a_database_of_the_previous_schema_upgrade_it_and_serve_its_endpoints(self):
+        """
+        Two nodes started on a database at migration 5 holding a key and an
+        endpoint bring it to 6; the old endpoint reads at revision 0 (ETag
+        "0"), the old key works on both, and the endpoint compiled and
+        started through n1 is served by n2.
+        """
+        from edgegw_tx.admin.auth import hash_key
+        from edgegw_tx.store.postgres_schema import MIGRATIONS
+
+        cargo = _cargo_or_skip()
+        uri = pg.fresh_database(self)
+        pg.postgres_store(self, uri=uri, migrations=MIGRATIONS[:5]).close()
+        key = "before-the-cluster-" + uuid.uuid4().hex
+        query(
+            uri,
+            "INSERT INTO api_keys (id, name, scope, key_hash, created_at) VALUES (%s, 'old', 'admin', %s, 't0')",
+            uuid.uuid4().hex, hash_key(key),
+        )
+        endpoint_id = uuid.uuid4().hex
+        query(
+            uri,
+            "INSERT INTO endpoints (id, name, path, path_shape, method, domain, code, settings, status, created_at,"
+            " updated_at) VALUES (%s, 'old', '/old', '/old', 'GET', '*', %s, '{}', 'created', 't0', 't0')",
+            endpoint_id, HELLO,
+        )
+        cluster = Cluster(2, cargo=cargo, database=uri, key=key)
+        self.addCleanup(cluster.close)
+        yield cluster.start()
+        n1, n2 = cluster[0], cluster[1]
+        self.assertEqual(cluster.query("SELECT max(version) FROM schema_migrations"), [(6,)])
+        self.assertFalse(os.path.exists(os.path.join(n1.data_dir, "admin.key")), "the database had a key already")
+        code, document, headers = yield n2.call("GET", "/endpoints/%s" % endpoint_id)
+        self.assertEqual((code, headers.getRawHeaders("etag")), (200, ['"0"']), document)
+        yield n1.ok("POST", "/endpoints/%s/compile" % endpoint_id)
+        yield n1.ok("POST", "/endpoints/%s/start" % endpoint_id)
+        yield n2.wait_answer("/old", lambda status, body: status == 200, timeout=PROPAGATION)

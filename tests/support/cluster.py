@@ -86,6 +86,21 @@ def _http():
     return treq.client.HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
 
 
+def query(uri, sql, *params):
+    """Run one statement on the database of ``uri`` and commit (blocking, short); its rows, or None."""
+    import psycopg2
+
+    connection = psycopg2.connect(uri, connect_timeout=5)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall() if cursor.description else None
+        connection.commit()
+        return rows
+    finally:
+        connection.close()
+
+
 class Node:
     """
     One ``twistd edgegw`` of a cluster. ``base`` is its data plane's URL,
@@ -330,11 +345,14 @@ class Cluster:
     ``shared=False`` runs each node on its own SQLite file (no ``--store``):
     only for checking the harness itself on an edgegw without cluster mode.
     ``shared_target=False`` gives each node a cargo target of its own (cold
-    builds, as on a new machine: the bench's compile time).
+    builds, as on a new machine: the bench's compile time). ``database``: an
+    existing database's URI (the caller drops it); ``key``: an admin key it
+    holds already (no node mints one then).
     """
 
     def __init__(
-        self, size=2, shared=True, proxy_port=None, proxied=(), cargo=None, extra=(), database=None, shared_target=True
+        self, size=2, shared=True, proxy_port=None, proxied=(), cargo=None, extra=(), database=None, shared_target=True,
+        key=None,
     ):
         self.size = size
         self.shared_target = shared_target
@@ -352,7 +370,7 @@ class Cluster:
         self.own_database = False
         self.root = None
         self.nodes = []
-        self.key = None
+        self.key = key  # given: the database has keys already, so no node writes admin.key
 
     def __getitem__(self, index):
         return self.nodes[index]
@@ -387,7 +405,8 @@ class Cluster:
 
     def _keys(self):
         """The first node mints the cluster's key; without a shared store each node has its own."""
-        self.key = self._read_key(self.nodes[0])
+        if self.key is None:
+            self.key = self._read_key(self.nodes[0])
         for node in self.nodes:
             node.key = self.key if self.shared else self._read_key(node)
 
@@ -433,7 +452,8 @@ class Cluster:
                 yield node.wait_healthy(timeout)
         if together:
             keys = [n for n in self.nodes if os.path.exists(os.path.join(n.data_dir, "admin.key"))]
-            self.key = self._read_key(keys[0]) if keys else None
+            if self.key is None:
+                self.key = self._read_key(keys[0]) if keys else None
             for node in self.nodes:
                 node.key = self.key
         else:
@@ -471,15 +491,7 @@ class Cluster:
 
     def query(self, sql, *params):
         """Rows of a query on the cluster's database (blocking, short: psycopg2 straight)."""
-        import psycopg2
-
-        connection = psycopg2.connect(self.uri, connect_timeout=5)
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                return cursor.fetchall()
-        finally:
-            connection.close()
+        return query(self.uri, sql, *params)
 
 
 class SharedClusterMixin:

@@ -271,6 +271,38 @@ class ResetAdminPostgresIntegrationTests(unittest.TestCase):
             self.assertEqual(f.read().strip(), self.lost)
 
     @inlineCallbacks
+    def test_a_store_without_the_current_schema_is_not_migrated(self):
+        """
+        The command never migrates a shared store under its running nodes,
+        nor gives an empty database a schema: an empty database and one at an
+        older schema are refused in one line, and left as they were.
+        """
+        empty = fresh_database(self)
+        code, out, err = yield self.cli("keys", "reset-admin", "--data-dir", self.node_dir, "--store", empty)
+        self.assertEqual((code, out), (1, ""))
+        self.assertEqual(err.splitlines(), [f"error: the store {redact(empty)} has no edgegw schema: start a node on it first"])
+        connection = psycopg2.connect(empty)
+        try:
+            with connection, connection.cursor() as cursor:
+                cursor.execute("SELECT to_regclass('schema_migrations') IS NULL")
+                self.assertTrue(cursor.fetchone()[0])
+        finally:
+            connection.close()
+        connection = psycopg2.connect(self.uri)
+        try:
+            with connection, connection.cursor() as cursor:
+                cursor.execute("DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)")
+        finally:
+            connection.close()
+        code, out, err = yield self.cli("keys", "reset-admin", "--data-dir", self.node_dir, "--store", self.uri)
+        self.assertEqual((code, out), (1, ""))
+        self.assertEqual(len(err.splitlines()), 1, err)
+        self.assertIn("older than this edgegw's", err)
+        self.assertIn("start a node of this edgegw on it first", err)
+        with open(os.path.join(self.node_dir, "admin.key")) as f:
+            self.assertEqual(f.read().strip(), self.lost)
+
+    @inlineCallbacks
     def test_malformed_store_is_a_usage_error(self):
         """A --store that is no store URI: exit 2 naming the problem."""
         code, out, err = yield self.cli("keys", "reset-admin", "--store", "mysql://db/x")

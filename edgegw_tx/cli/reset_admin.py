@@ -35,7 +35,7 @@ from edgegw_tx.datadir_lock import DataDirInUse, DataDirLock
 from edgegw_tx.store import StoreRefused, StoreUnavailable
 from edgegw_tx.store.interface import IStore
 from edgegw_tx.store.sqlite import FILE_NAME as STORE_NAME
-from edgegw_tx.store.uri import StoreSpec, open_store, parse_store
+from edgegw_tx.store.uri import StoreSpec, check_store, open_store, parse_store
 
 KEY_NAME = "admin.key"
 
@@ -111,8 +111,11 @@ def reset_admin(
     lock = None if spec.shared or not os.path.isdir(data_dir) else _lock(data_dir)
     opened: IStore | None = None
     try:
-        opened = open_store(spec, reactor=reactor)
         try:
+            if spec.shared:
+                # A tool must not migrate a schema under the cluster's running nodes.
+                yield deferToThreadPool(reactor, reactor.getThreadPool(), check_store, spec, None, True)
+            opened = open_store(spec, reactor=reactor)
             yield opened.open()
         except (StoreRefused, StoreUnavailable) as e:  # unreachable, refused, too new: one line already
             raise ResetRefused(str(e)) from None

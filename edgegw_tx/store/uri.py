@@ -98,7 +98,7 @@ def open_store(spec: StoreSpec, reactor: Any = None, snapshot_path: str | None =
     return PostgresStore(spec.uri, reactor=reactor, snapshot_path=snapshot_path)
 
 
-def check_store(spec: StoreSpec, snapshot_path: str | None = None) -> str | None:
+def check_store(spec: StoreSpec, snapshot_path: str | None = None, current: bool = False) -> str | None:
     """
     Blocking (``twistd``'s ``makeService``, before the reactor runs): refuse
     with ``StoreRefused`` (one line) a store this gateway cannot use. SQLite:
@@ -106,6 +106,9 @@ def check_store(spec: StoreSpec, snapshot_path: str | None = None) -> str | None
     an unknown database, a schema a newer edgegw wrote; an unreachable server
     too, unless the node has its last-known configuration (``snapshot_path``):
     then a one-line notice saying it starts from it. None when all is well.
+    ``current``: also refuse a PostgreSQL store that lacks some of this code's
+    migrations (a tool that must not migrate a cluster's schema under its
+    running nodes, nor give an empty database a schema by mistake).
     """
     if spec.kind == "sqlite":
         from edgegw_tx.store.sqlite_schema import check_file
@@ -136,5 +139,12 @@ def check_store(spec: StoreSpec, snapshot_path: str | None = None) -> str | None
         raise StoreRefused(f"cannot read the store {spec.where}: {first_line(e)}") from None
     finally:
         connection.close()
-    plan(spec.where, done, MIGRATIONS)
+    todo = plan(spec.where, done, MIGRATIONS)
+    if current and todo:
+        if not done:
+            raise StoreRefused(f"the store {spec.where} has no edgegw schema: start a node on it first")
+        raise StoreRefused(
+            f"the store {spec.where} is at schema version {max(done)}, older than this edgegw's"
+            f" {MIGRATIONS[-1].version}: start a node of this edgegw on it first (it migrates the store)"
+        )
     return None

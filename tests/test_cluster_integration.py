@@ -33,6 +33,16 @@ fn handle(_req: Request) -> Response {
 handler_loop!(handle);
 """
 
+SQL = """use rust_edge_gateway_sdk::prelude::*;
+
+fn handle(_req: Request) -> Result<Response, HandlerError> {
+    let result = DbPool::new("db").query("SELECT 41 + 1 AS n", &[])?;
+    Ok(Response::ok(json!({"rows": result.rows})))
+}
+
+handler_loop_result!(handle);
+"""
+
 # Generous bounds: a change reaches the other nodes in well under a second
 # (NOTIFY), or within the 2 s fallback poll; starting workers adds a little.
 PROPAGATION = 20
@@ -99,6 +109,33 @@ class ClusterIntegrationTests(SharedClusterMixin, unittest.TestCase):
             yield load.stop()
         self.assertEqual(load.failures, [], load.summary())
         self.assertEqual(set(load.bodies), {"v1", "v2"}, load.summary())
+
+    @inlineCallbacks
+    def test_a_service_bound_on_one_node_serves_the_endpoint_on_the_other(self):
+        """A service created and bound to an endpoint through n1 is reached by that endpoint's workers on n2."""
+        service = yield self.n1.ok(
+            "POST", "/services", {"name": "db-" + uuid.uuid4().hex[:6], "service_type": "sqlite", "config": {}}, expect=(201,)
+        )
+        endpoint_id = yield self.n1.create("sql", "/sql", SQL)
+        yield self.n1.ok("POST", "/endpoints/%s/services" % endpoint_id, {"service_id": service["id"], "pool_id": "db"})
+        yield self.n1.ok("POST", "/endpoints/%s/compile" % endpoint_id)
+        yield self.n1.ok("POST", "/endpoints/%s/start" % endpoint_id)
+        status, body = yield self.n2.wait_answer("/sql", lambda status, body: status == 200, timeout=PROPAGATION)
+        self.assertEqual(body, {"rows": [{"n": 42}]})
+
+    @inlineCallbacks
+    def test_a_collections_new_base_path_moves_the_route_on_the_other_node(self):
+        """An endpoint of a collection whose base path n1 changes answers on n2 at the new path, and not at the old one."""
+        collection = yield self.n1.ok("POST", "/collections", {"name": "moving", "base_path": "/moving-a"}, expect=(201,))
+        endpoint_id = yield self.n1.create("moved", "/hello", HELLO)
+        yield self.n1.ok("PUT", "/endpoints/%s" % endpoint_id, {"collection_id": collection["id"]})
+        yield self.n1.ok("POST", "/endpoints/%s/compile" % endpoint_id)
+        yield self.n1.ok("POST", "/endpoints/%s/start" % endpoint_id)
+        yield self.n2.wait_answer("/moving-a/hello", lambda status, body: status == 200, timeout=PROPAGATION)
+        yield self.n1.ok("PUT", "/collections/%s" % collection["id"], {"base_path": "/moving-b"})
+        yield self.n2.wait_answer("/moving-b/hello", lambda status, body: status == 200, timeout=PROPAGATION)
+        status, _ = yield self.n2.answer("/moving-a/hello")
+        self.assertEqual(status, 404)
 
     @inlineCallbacks
     def test_a_key_revoked_on_one_node_is_refused_by_the_other(self):

@@ -16,7 +16,7 @@ STORE ?=
 NODE ?=
 CARGO ?= $(shell command -v cargo 2>/dev/null || ls $$HOME/.cargo/bin/cargo 2>/dev/null)
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench bench-cluster clean
 
 setup: $(VENV)/.installed crates sandbox
 
@@ -58,6 +58,11 @@ browser:
 bench: setup $(VENV)/.bench-installed
 	@tools/setup-bench
 	CARGO="$(CARGO)" $(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Cluster mode's numbers (docs/cluster.md): nodes on a new PostgreSQL database, haproxy in front.
+bench-cluster: setup $(VENV)/.bench-installed
+	@tools/setup-bench
+	CARGO="$(CARGO)" $(BIN)/python bench/cluster.py $(BENCH_ARGS)
 
 # the `bench` extra (matplotlib, for the PNG chart), pinned in constraints.txt
 $(VENV)/.bench-installed: $(VENV)/.installed

@@ -27,7 +27,8 @@ bench/results/cluster-<timestamp>.json.
 
     .venv/bin/python bench/cluster.py [--changes 50] [--duration 10] [--loss 10] [--only propagation,fetch,...]
 
-Needs wrk and haproxy (Debian: apt-get install wrk haproxy) for ``rps``.
+Needs wrk and haproxy for ``rps``: ``make bench-cluster`` installs them
+(tools/setup-bench) and runs this with ``BENCH_ARGS``.
 """
 
 import argparse

@@ -162,6 +162,8 @@ class ClusterNodeTests(unittest.TestCase):
         self.assertGreater(runtime.follower.revision, 0)
         self.successResultOf(runtime.stopService())
         self.assertFalse(listener.running)
+        # Stopped on purpose: gone from the node list (one that dies turns "down").
+        self.assertEqual(self.successResultOf(self.store.list_nodes()), [])
 
     def test_restore_writes_nothing(self):
         """A node restores the endpoints with ``persist=False``: their status is the cluster's, not its own."""

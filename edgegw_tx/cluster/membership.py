@@ -19,10 +19,12 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from edgegw_tx.cluster.follower import Apply, Follower, current_revision
 from edgegw_tx.cluster.nodes import NodeDirectory, address_of
 from edgegw_tx.cluster.notify import ChangeListener
+from edgegw_tx.store.errors import StoreUnavailable
 
 #: How many change rows the log keeps (a node further behind reloads everything).
 CHANGES_KEPT = 10_000
@@ -131,12 +133,24 @@ class Membership:
             self.follower.wake()
 
     def leave(self) -> "Deferred[None]":
-        """Stop following, listening and heartbeats (waiting for a batch being applied)."""
+        """
+        Stop following, listening and heartbeats (waiting for a batch being
+        applied), then take the node's row out of the node list: a node
+        stopped on purpose is gone, not "down" (that is for one that died).
+        A store that cannot be reached leaves the row, which turns "down".
+        """
         waiting = [self.nodes.stop()]
         if self.listener is not None:
             waiting.append(self.listener.stop())
         if self.follower is not None:
             waiting.append(self.follower.stop())
         d = gatherResults(waiting)
-        d.addErrback(lambda f: self.log.failure("Leaving the cluster failed", f))
+        d.addCallback(lambda _: self._store.remove_node(self.nodes.name))
+        d.addErrback(self._not_left)
         return d.addCallback(lambda _: None)
+
+    def _not_left(self, failure: Failure) -> None:
+        if failure.check(StoreUnavailable):
+            self.log.warn("Node {name} leaves while {error}", name=self.nodes.name, error=failure.value)
+            return
+        self.log.failure("Leaving the cluster failed", failure)

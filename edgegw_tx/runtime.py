@@ -272,7 +272,7 @@ class GatewayRuntime(MultiService):
             self.membership = Membership(
                 self.store,
                 self.nodes,
-                ChangeApplier(self.keys, self.service_manager, self.collections, self.manager).apply,
+                ChangeApplier(self.keys, self.service_manager, self.collections, self.manager, reactor),
                 reactor,
                 self.store_spec.uri if self.store_spec is not None else str(getattr(self.store, "uri", "")),
                 self.snapshot_path,

@@ -242,6 +242,8 @@ class FakePlanes:
         self.calls: list[Any] = []
         self.unreachable: set[str] = set()
         self.broken: set[str] = set()
+        #: The endpoints ``reconcile_all`` goes through.
+        self.known: list[str] = []
 
     def load(self) -> "Deferred[None]":
         self.calls.append("load")
@@ -259,9 +261,9 @@ class FakePlanes:
             return fail(RuntimeError("cannot start"))
         return succeed("started")
 
-    def reconcile_all(self) -> "Deferred[None]":
+    def reconcile_all(self) -> "Deferred[dict[str, str]]":
         self.calls.append("reconcile_all")
-        return succeed(None)
+        return succeed({i: "failed" if i in self.broken else "unchanged" for i in self.known})
 
 
 class Keys(FakePlanes):
@@ -283,7 +285,8 @@ class ChangeApplierTests(TestCase):
         self.planes = FakePlanes()
         self.keys = Keys()
         self.keys.calls = self.planes.calls
-        self.applier = ChangeApplier(self.keys, self.planes, self.planes, self.planes)
+        self.clock = Clock()
+        self.applier = ChangeApplier(self.keys, self.planes, self.planes, self.planes, self.clock)
 
     def apply(self, changes: list[dict[str, Any]], complete: bool = True) -> None:
         self.successResultOf(self.applier.apply(changes, complete))
@@ -318,6 +321,60 @@ class ChangeApplierTests(TestCase):
         self.planes.broken.add("e1")
         self.apply([change("endpoint", "e1"), change("endpoint", "e2")])
         self.assertEqual(self.planes.calls, [("reconcile", "e1"), ("reconcile", "e2")])
+
+    def test_a_failed_endpoint_is_retried_until_it_is_in_line(self) -> None:
+        """
+        An endpoint that could not be reconciled is tried again after 5 s,
+        then 10 s, 20 s (doubling, a minute at most), and no more once it
+        succeeded; the others of the batch are not retried.
+        """
+        self.planes.broken.add("e1")
+        self.apply([change("endpoint", "e1"), change("endpoint", "e2")])
+        self.flushLoggedErrors()
+        del self.planes.calls[:]
+        self.clock.advance(4.9)
+        self.assertEqual(self.planes.calls, [])
+        self.clock.advance(0.1)
+        self.assertEqual(self.planes.calls, [("reconcile", "e1")])
+        self.clock.advance(9.9)
+        self.assertEqual(len(self.planes.calls), 1)
+        self.clock.advance(0.1)
+        self.assertEqual(len(self.planes.calls), 2)
+        for _ in range(6):
+            self.clock.advance(60)
+        (pending,) = self.clock.getDelayedCalls()
+        self.assertLessEqual(pending.getTime() - self.clock.seconds(), 60)
+        self.planes.broken.clear()
+        self.clock.advance(60)
+        done = len(self.planes.calls)
+        self.assertEqual(self.planes.calls[-1], ("reconcile", "e1"))
+        self.clock.advance(600)
+        self.assertEqual(len(self.planes.calls), done)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_a_newer_change_that_succeeds_ends_the_retries(self) -> None:
+        """A later batch reconciling the endpoint successfully cancels its pending retry."""
+        self.planes.broken.add("e1")
+        self.apply([change("endpoint", "e1")])
+        self.planes.broken.clear()
+        self.apply([change("endpoint", "e1", 2)])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_failed_endpoints_of_a_full_reconcile_are_retried(self) -> None:
+        """The endpoints ``reconcile_all`` reports ``failed`` are retried one by one later."""
+        self.planes.known = ["e1", "e2"]
+        self.planes.broken.add("e2")
+        self.apply([change("domain", "d1")])
+        del self.planes.calls[:]
+        self.clock.advance(5)
+        self.assertEqual(self.planes.calls, [("reconcile", "e2")])
+
+    def test_stop_cancels_the_retries(self) -> None:
+        """Once stopped (the node leaves), no retry is pending."""
+        self.planes.broken.add("e1")
+        self.apply([change("endpoint", "e1")])
+        self.applier.stop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_unavailable_store_fails_the_batch(self) -> None:
         """``StoreUnavailable`` fails the batch (so the follower applies it again)."""

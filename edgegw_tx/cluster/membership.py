@@ -21,9 +21,10 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from edgegw_tx.cluster.follower import Apply, Follower, current_revision
+from edgegw_tx.cluster.follower import Follower, current_revision
 from edgegw_tx.cluster.nodes import NodeDirectory, address_of
 from edgegw_tx.cluster.notify import ChangeListener
+from edgegw_tx.cluster.sync import ChangeApplier
 from edgegw_tx.store.errors import StoreUnavailable
 
 #: How many change rows the log keeps (a node further behind reloads everything).
@@ -39,7 +40,7 @@ class Membership:
         self,
         store: Any,
         nodes: NodeDirectory,
-        apply: Apply,
+        applier: ChangeApplier,
         reactor: Any,
         uri: str,
         snapshot_path: str,
@@ -47,16 +48,15 @@ class Membership:
         listener: Callable[..., ChangeListener] | None = None,
     ) -> None:
         """
-        ``store`` is an ``IClusterStore``; ``apply(changes, complete)``
-        applies a batch of the change log to this node's planes
-        (``cluster.sync.ChangeApplier``); ``uri`` is the database's, for the
+        ``store`` is an ``IClusterStore``; ``applier`` applies each batch of
+        the change log to this node's planes; ``uri`` is the database's, for the
         ``LISTEN`` connection (``listener`` makes it: a ``ChangeListener`` unless
         given); ``snapshot_path`` is
         where the last-known configuration is saved.
         """
         self._store = store
         self.nodes = nodes
-        self._apply = apply
+        self._applier = applier
         self._reactor = reactor
         self._uri = uri
         self.snapshot_path = snapshot_path
@@ -101,7 +101,7 @@ class Membership:
         """
         self.follower = Follower(
             self._store,
-            self._apply,
+            self._applier.apply,
             self._reactor,
             self.revision,
             interval=self._interval,
@@ -145,6 +145,7 @@ class Membership:
         if self.follower is not None:
             waiting.append(self.follower.stop())
         d = gatherResults(waiting)
+        d.addCallback(lambda _: self._applier.stop())
         d.addCallback(lambda _: self._store.remove_node(self.nodes.name))
         d.addErrback(self._not_left)
         return d.addCallback(lambda _: None)

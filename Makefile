@@ -46,7 +46,7 @@ run: setup
 		--processes "$(PROCESSES)" \
 		$(if $(STORE),--store "$(STORE)") $(if $(NODE),--node-name "$(NODE)")
 
-test: setup browser
+test: setup browser prometheus
 	CARGO="$(CARGO)" $(BIN)/python tools/run-tests
 
 # Debian's Chromium for the Admin UI's browser tests (tests/test_admin_ui.py)
@@ -54,6 +54,13 @@ browser:
 	@tools/setup-browser
 
 .PHONY: browser
+
+# Debian's prometheus (server and promtool) for the end-to-end metrics test
+# (tests/test_observability_integration.py)
+prometheus:
+	@tools/setup-prometheus
+
+.PHONY: prometheus
 
 bench: setup $(VENV)/.bench-installed
 	@tools/setup-bench

@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics, the access log and trace context (issue 17)."""

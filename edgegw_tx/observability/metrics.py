@@ -1,0 +1,155 @@
+"""The data plane's request counters and the Prometheus collectors that read them.
+
+The request path must stay cheap (issue 17: metrics cost at most 5 % of the
+gateway's CPU per request), so nothing here calls prometheus_client per
+request: an answered request bumps plain ints in a preallocated
+:class:`EndpointSeries`, and the collectors turn those ints into metric
+families only when Prometheus scrapes. The same counters feed the Admin UI's
+charts (admin/history.py), so there is one bookkeeping, not two.
+
+With ``--processes N`` every data-plane process keeps its own
+:class:`RequestMetrics`; the main process asks each for :meth:`snapshot` over
+the control channel and adds them up with :func:`merge_snapshots`.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import Any, Iterable
+
+#: Upper bounds (seconds) of the request duration histogram: 0.1 ms … 30 s.
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)
+
+#: Upper bounds (bytes) of the request and response size histograms.
+SIZE_BUCKETS: tuple[float, ...] = (
+    0, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216,
+)
+
+#: The methods counted under their own name; any other is counted as "OTHER"
+#: so a client cannot grow the label set.
+METHODS: tuple[str, ...] = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+
+_METHOD_LABEL: dict[bytes | str, str] = {}
+for _name in METHODS:
+    _METHOD_LABEL[_name] = _name
+    _METHOD_LABEL[_name.encode("ascii")] = _name
+del _name
+
+
+class EndpointSeries:
+    """One endpoint's request counters: plain ints bumped once per answered request.
+
+    ``inflight`` is a public int the HTTP layer adds 1 to when a request
+    starts and takes 1 from when it ends; :meth:`record` is called once per
+    answer (including the gateway's own 404/405/413/431/503).
+    """
+
+    __slots__ = (
+        "name", "inflight", "counts",
+        "duration_buckets", "duration_sum",
+        "request_size_buckets", "request_size_sum",
+        "response_size_buckets", "response_size_sum",
+    )
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.inflight = 0
+        # (method label, status) -> answered requests
+        self.counts: dict[tuple[str, int], int] = {}
+        # per-bucket (not cumulative) counts; the last slot is +Inf
+        self.duration_buckets = [0] * (len(DURATION_BUCKETS) + 1)
+        self.duration_sum = 0.0
+        self.request_size_buckets = [0] * (len(SIZE_BUCKETS) + 1)
+        self.request_size_sum = 0
+        self.response_size_buckets = [0] * (len(SIZE_BUCKETS) + 1)
+        self.response_size_sum = 0
+
+    def record(self, method: bytes | str, status: int, bytes_in: int, bytes_out: int, seconds: float) -> None:
+        """Count one answered request (its method, status, sizes and duration)."""
+        key = (_METHOD_LABEL.get(method, "OTHER"), status)
+        counts = self.counts
+        counts[key] = counts.get(key, 0) + 1
+        self.duration_buckets[bisect_left(DURATION_BUCKETS, seconds)] += 1
+        self.duration_sum += seconds
+        self.request_size_buckets[bisect_left(SIZE_BUCKETS, bytes_in)] += 1
+        self.request_size_sum += bytes_in
+        self.response_size_buckets[bisect_left(SIZE_BUCKETS, bytes_out)] += 1
+        self.response_size_sum += bytes_out
+
+    @property
+    def requests(self) -> int:
+        """Every request answered so far (all methods and statuses)."""
+        return sum(self.duration_buckets)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The counters as plain JSON-able data (for the control channel and history)."""
+        return {
+            "inflight": self.inflight,
+            "counts": [[method, status, n] for (method, status), n in self.counts.items()],
+            "duration": [list(self.duration_buckets), self.duration_sum],
+            "request_size": [list(self.request_size_buckets), self.request_size_sum],
+            "response_size": [list(self.response_size_buckets), self.response_size_sum],
+        }
+
+
+class RequestMetrics:
+    """Every endpoint's :class:`EndpointSeries`, by endpoint name ("" = no route)."""
+
+    def __init__(self) -> None:
+        self._series: dict[str, EndpointSeries] = {}
+
+    def series(self, endpoint_name: str) -> EndpointSeries:
+        """The endpoint's series, made on first use and the same object after."""
+        found = self._series.get(endpoint_name)
+        if found is None:
+            found = self._series[endpoint_name] = EndpointSeries(endpoint_name)
+        return found
+
+    def all(self) -> Iterable[EndpointSeries]:
+        """Every series made so far."""
+        return list(self._series.values())
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Every endpoint's counters as plain data, keyed by endpoint name."""
+        return {name: series.snapshot() for name, series in list(self._series.items())}
+
+
+def empty_snapshot() -> dict[str, Any]:
+    """An endpoint snapshot with nothing counted (the start of a sum)."""
+    return EndpointSeries("").snapshot()
+
+
+def _add_histogram(into: list[Any], other: list[Any]) -> None:
+    buckets, total = other
+    into[0] = [a + b for a, b in zip(into[0], buckets)]
+    into[1] += total
+
+
+def merge_snapshots(snapshots: Iterable[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Add up :meth:`RequestMetrics.snapshot` results of several processes.
+
+    Counters, histogram buckets and sums add; so does ``inflight`` (a gauge
+    whose total over the processes is what the node has in flight).
+    """
+    merged: dict[str, dict[str, Any]] = {}
+    for snapshot in snapshots:
+        for name, series in snapshot.items():
+            into = merged.get(name)
+            if into is None:
+                into = merged[name] = empty_snapshot()
+            into["inflight"] += series["inflight"]
+            into["counts"] = _add_counts(into["counts"], series["counts"])
+            for histogram in ("duration", "request_size", "response_size"):
+                _add_histogram(into[histogram], series[histogram])
+    return merged
+
+
+def _add_counts(left: list[list[Any]], right: list[list[Any]]) -> list[list[Any]]:
+    totals: dict[tuple[str, int], int] = {}
+    for method, status, n in list(left) + list(right):
+        key = (method, status)
+        totals[key] = totals.get(key, 0) + n
+    return [[method, status, n] for (method, status), n in totals.items()]

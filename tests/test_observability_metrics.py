@@ -84,3 +84,156 @@ class MergeSnapshotsTests(unittest.TestCase):
         self.assertEqual(a["request_size"][1], 4)
         self.assertEqual(a["response_size"][1], 6)
         self.assertEqual(merged["b"]["counts"], [["GET", 404, 1]])
+
+
+def scrape(metrics):
+    """``{(sample name, sorted labels): value}`` of one ``Metrics.scrape``, parsed back from the text format."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    results = []
+    metrics.scrape().addCallback(results.append)
+    text = results[0].decode("utf-8")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def pool_stats(name="hello", **numbers):
+    """One pool's ``stats()`` with the keys the collector reads."""
+    stats = {"name": name, "queued": 0, "workers": 0, "starting": 0, "busy": 0, "draining": 0}
+    stats.update(numbers)
+    return stats
+
+
+class ExpositionTests(unittest.TestCase):
+    def setUp(self):
+        from edgegw_tx.observability.exposition import Metrics, local_planes
+        from edgegw_tx.observability.metrics import compile_timings, plane_snapshot, service_call_timings
+
+        self.requests = RequestMetrics()
+        self.calls = service_call_timings()
+        self.compiles = compile_timings()
+        self.front = type("Front", (), {"connections": set()})()
+        self.pools = {}
+        self.metrics = Metrics(
+            local_planes(lambda: plane_snapshot(self.requests, self.calls, self.front)),
+            lambda: self.pools,
+            compiles=self.compiles,
+        )
+
+    def test_one_request_changes_exactly_its_samples(self):
+        """A recorded request adds 1 to its counter and its buckets, its sizes and time to the sums, nothing else."""
+        before = scrape(self.metrics)
+        self.requests.series("hello").record(b"POST", 201, 100, 5, 0.003)
+        after = scrape(self.metrics)
+        changed = {
+            key: after[key] - before.get(key, 0)
+            for key in after
+            if key[0].startswith("edgegw_") and after[key] != before.get(key, 0)
+        }
+        hello = (("endpoint", "hello"),)
+        expected = {
+            ("edgegw_http_requests_total", (("code", "201"), ("endpoint", "hello"), ("method", "POST"))): 1,
+            ("edgegw_http_request_duration_seconds_count", hello): 1,
+            ("edgegw_http_request_duration_seconds_sum", hello): 0.003,
+            ("edgegw_http_request_size_bytes_count", hello): 1,
+            ("edgegw_http_request_size_bytes_sum", hello): 100,
+            ("edgegw_http_response_size_bytes_count", hello): 1,
+            ("edgegw_http_response_size_bytes_sum", hello): 5,
+        }
+        for bound in DURATION_BUCKETS:
+            if bound >= 0.003:
+                expected[("edgegw_http_request_duration_seconds_bucket", (("endpoint", "hello"), ("le", repr(bound))))] = 1
+        expected[("edgegw_http_request_duration_seconds_bucket", (("endpoint", "hello"), ("le", "+Inf")))] = 1
+        for bound in SIZE_BUCKETS:
+            le = (("endpoint", "hello"), ("le", repr(float(bound))))
+            if bound >= 100:
+                expected[("edgegw_http_request_size_bytes_bucket", le)] = 1
+            if bound >= 5:
+                expected[("edgegw_http_response_size_bytes_bucket", le)] = 1
+        for histogram in ("request_size_bytes", "response_size_bytes"):
+            expected[(f"edgegw_http_{histogram}_bucket", (("endpoint", "hello"), ("le", "+Inf")))] = 1
+        self.assertEqual(set(changed), set(expected))
+        for key, value in expected.items():
+            self.assertAlmostEqual(changed[key], value, msg=str(key))
+
+    def test_unrouted_requests_have_an_empty_endpoint(self):
+        """The gateway's own 404 is counted under ``endpoint=""``."""
+        self.requests.series("").record(b"GET", 404, 0, 20, 0.0001)
+        samples = scrape(self.metrics)
+        key = ("edgegw_http_requests_total", (("code", "404"), ("endpoint", ""), ("method", "GET")))
+        self.assertEqual(samples[key], 1)
+
+    def test_inflight_and_connections(self):
+        """``inflight`` and the factory's open connections are gauges read at scrape time."""
+        self.requests.series("hello").inflight = 3
+        self.front.connections.update({object(), object()})
+        samples = scrape(self.metrics)
+        self.assertEqual(samples[("edgegw_inflight_requests", (("endpoint", "hello"),))], 3)
+        self.assertEqual(samples[("edgegw_http_connections", ())], 2)
+
+    def test_pools_by_endpoint_name(self):
+        """Queue depth, workers by state and restarts by reason come from the pools, labelled by endpoint name."""
+        self.pools = {
+            "id-1": pool_stats(
+                queued=4, workers=5, starting=1, busy=2, draining=1,
+                crashed=2, timed_out=1, recycled=3, out_of_memory=1,
+            )
+        }
+        samples = scrape(self.metrics)
+        hello = ("endpoint", "hello")
+        self.assertEqual(samples[("edgegw_queue_depth", (hello,))], 4)
+        workers = {s: samples[("edgegw_workers", (hello, ("state", s)))] for s in ("starting", "ready", "busy", "draining")}
+        self.assertEqual(workers, {"starting": 1, "ready": 1, "busy": 2, "draining": 1})
+        restarts = {
+            r: samples[("edgegw_worker_restarts_total", (hello, ("reason", r)))]
+            for r in ("crash", "timeout", "recycle", "memory")
+        }
+        self.assertEqual(restarts, {"crash": 2, "timeout": 1, "recycle": 3, "memory": 1})
+        self.assertNotIn("id-1", repr(samples))
+
+    def test_service_calls_and_compiles(self):
+        """A service call and a compile each add one to their counter and their histogram."""
+        self.calls.observe(("main-db", "db", "ok"), 0.002)
+        self.compiles.observe(("failed",), 4.0)
+        samples = scrape(self.metrics)
+        call = (("kind", "db"), ("outcome", "ok"), ("service", "main-db"))
+        self.assertEqual(samples[("edgegw_service_calls_total", call)], 1)
+        self.assertEqual(samples[("edgegw_service_call_duration_seconds_count", (("kind", "db"), ("service", "main-db")))], 1)
+        self.assertEqual(samples[("edgegw_compiles_total", (("outcome", "failed"),))], 1)
+        self.assertEqual(samples[("edgegw_compile_duration_seconds_count", ())], 1)
+        self.assertEqual(samples[("edgegw_compile_duration_seconds_sum", ())], 4.0)
+
+    def test_build_info_drops_and_process(self):
+        """``build_info`` carries the version; dropped access-log lines are counted; process metrics are there."""
+        from edgegw_tx import __version__
+
+        self.requests.drop_lines(3)
+        samples = scrape(self.metrics)
+        self.assertEqual(samples[("edgegw_build_info", (("version", __version__),))], 1)
+        self.assertEqual(samples[("edgegw_access_log_dropped_lines_total", ())], 3)
+        self.assertIn(("process_resident_memory_bytes", ()), samples)
+
+    def test_processes_add_up(self):
+        """With several data planes the scrape shows their sum (``--processes N``)."""
+        from edgegw_tx.observability.exposition import Metrics
+        from edgegw_tx.observability.metrics import plane_snapshot
+
+        one, two = RequestMetrics(), RequestMetrics()
+        one.series("hello").record(b"GET", 200, 0, 5, 0.001)
+        two.series("hello").record(b"GET", 200, 0, 5, 0.001)
+        two.series("hello").record(b"GET", 500, 0, 5, 0.001)
+        two.series("hello").inflight = 1
+        front = type("Front", (), {"connections": 2})()
+        planes = [plane_snapshot(one, None, front), plane_snapshot(two, None, front)]
+        from twisted.internet.defer import succeed
+
+        samples = scrape(Metrics(lambda: succeed(planes), dict, process_metrics=False))
+        labels = (("code", "200"), ("endpoint", "hello"), ("method", "GET"))
+        self.assertEqual(samples[("edgegw_http_requests_total", labels)], 2)
+        self.assertEqual(samples[("edgegw_http_request_duration_seconds_count", (("endpoint", "hello"),))], 3)
+        self.assertEqual(samples[("edgegw_inflight_requests", (("endpoint", "hello"),))], 1)
+        self.assertEqual(samples[("edgegw_http_connections", ())], 4)
+        self.assertNotIn(("process_resident_memory_bytes", ()), samples)

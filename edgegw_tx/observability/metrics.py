@@ -100,6 +100,12 @@ class RequestMetrics:
 
     def __init__(self) -> None:
         self._series: dict[str, EndpointSeries] = {}
+        #: Access-log lines dropped (full disk, unwritable file): :meth:`drop_lines` counts them.
+        self.access_log_dropped = 0
+
+    def drop_lines(self, count: int) -> None:
+        """The access log's ``on_drop``: ``count`` lines could not be written."""
+        self.access_log_dropped += count
 
     def series(self, endpoint_name: str) -> EndpointSeries:
         """The endpoint's series, made on first use and the same object after."""
@@ -153,3 +159,104 @@ def _add_counts(left: list[list[Any]], right: list[list[Any]]) -> list[list[Any]
         key = (method, status)
         totals[key] = totals.get(key, 0) + n
     return [[method, status, n] for (method, status), n in totals.items()]
+
+
+#: Upper bounds (seconds) of the compile duration histogram: cargo takes seconds to minutes.
+COMPILE_BUCKETS: tuple[float, ...] = (0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+
+
+class Timings:
+    """
+    Events counted by a tuple of labels, timed in a histogram by the first
+    ``histogram_labels`` of them: service calls by (service, kind, outcome)
+    timed by (service, kind); compiles by (outcome,) timed as one. Plain
+    ints, bumped once per event like :class:`EndpointSeries`.
+    """
+
+    def __init__(self, buckets: tuple[float, ...], histogram_labels: int) -> None:
+        self.buckets = buckets
+        self.histogram_labels = histogram_labels
+        self.counts: dict[tuple[str, ...], int] = {}
+        # histogram labels -> [per-bucket counts (last: +Inf), sum]
+        self.histograms: dict[tuple[str, ...], list[Any]] = {}
+
+    def observe(self, labels: tuple[str, ...], seconds: float) -> None:
+        """Count one event with ``labels`` that took ``seconds``."""
+        counts = self.counts
+        counts[labels] = counts.get(labels, 0) + 1
+        key = labels[: self.histogram_labels]
+        histogram = self.histograms.get(key)
+        if histogram is None:
+            histogram = self.histograms[key] = [[0] * (len(self.buckets) + 1), 0.0]
+        histogram[0][bisect_left(self.buckets, seconds)] += 1
+        histogram[1] += seconds
+
+    def snapshot(self) -> dict[str, Any]:
+        """The counts and histograms as plain JSON-able data."""
+        return {
+            "counts": [[*labels, n] for labels, n in self.counts.items()],
+            "histograms": [[*labels, list(h[0]), h[1]] for labels, h in self.histograms.items()],
+        }
+
+    @staticmethod
+    def merge(snapshots: Iterable[dict[str, Any]]) -> dict[str, Any]:
+        """Add up :meth:`snapshot` results of several processes."""
+        counts: dict[tuple[Any, ...], int] = {}
+        histograms: dict[tuple[Any, ...], list[Any]] = {}
+        for snapshot in snapshots:
+            for *labels, n in snapshot.get("counts", ()):
+                key = tuple(labels)
+                counts[key] = counts.get(key, 0) + n
+            for *labels, buckets, total in snapshot.get("histograms", ()):
+                key = tuple(labels)
+                into = histograms.get(key)
+                if into is None:
+                    histograms[key] = [list(buckets), total]
+                else:
+                    into[0] = [a + b for a, b in zip(into[0], buckets)]
+                    into[1] += total
+        return {
+            "counts": [[*labels, n] for labels, n in counts.items()],
+            "histograms": [[*labels, h[0], h[1]] for labels, h in histograms.items()],
+        }
+
+
+def service_call_timings() -> Timings:
+    """The service registry's calls: counted by (service, kind, outcome), timed by (service, kind)."""
+    return Timings(DURATION_BUCKETS, 2)
+
+
+def compile_timings() -> Timings:
+    """The builds: counted by (outcome,), timed as one."""
+    return Timings(COMPILE_BUCKETS, 0)
+
+
+def open_connections(front: Any) -> int:
+    """The data-plane factory's open connections (its ``connections`` set; 0 when it keeps none)."""
+    connections = getattr(front, "connections", None)
+    if connections is None:
+        return 0
+    if isinstance(connections, int):
+        return connections
+    return len(connections)
+
+
+def plane_snapshot(requests: RequestMetrics, service_calls: Timings | None, front: Any) -> dict[str, Any]:
+    """What one data plane counted: its requests, access-log drops, service calls and open connections."""
+    return {
+        "requests": requests.snapshot(),
+        "access_log_dropped": requests.access_log_dropped,
+        "service_calls": service_calls.snapshot() if service_calls is not None else {},
+        "connections": open_connections(front),
+    }
+
+
+def merge_planes(planes: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The sum of several data planes' :func:`plane_snapshot` (``--processes N``)."""
+    planes = [p for p in planes if isinstance(p, dict)]
+    return {
+        "requests": merge_snapshots(p.get("requests", {}) for p in planes),
+        "access_log_dropped": sum(p.get("access_log_dropped", 0) for p in planes),
+        "service_calls": Timings.merge(p.get("service_calls", {}) for p in planes),
+        "connections": sum(p.get("connections", 0) for p in planes),
+    }

@@ -80,3 +80,17 @@ def render(document: str, source: _Collects) -> str:
     if match is None:
         raise ValueError(f"no {BEGIN.strip()} ... {END.strip()} pair in the document")
     return document[: match.start(1)] + render_table(source) + document[match.end(1) :]
+
+
+def gateway_metrics() -> _Collects:
+    """A gateway's whole registry (edgegw's families and the process's), on empty counters."""
+    from edgegw_tx.observability.exposition import Metrics, local_planes
+    from edgegw_tx.observability.metrics import RequestMetrics, compile_timings, plane_snapshot
+
+    requests = RequestMetrics()
+    metrics = Metrics(
+        local_planes(lambda: plane_snapshot(requests, None, None)),
+        dict,
+        compiles=compile_timings(),
+    )
+    return metrics.registry

@@ -1056,3 +1056,53 @@ class PolicyTests(PoolTestCase):
             {"idle_timeout": -1},
         ):
             self.assertRaises(ValueError, self.pool, **kwargs)
+
+
+class EndReasonTests(PoolTestCase):
+    """Why workers ended unasked, counted for ``edgegw_worker_restarts_total{reason}``."""
+
+    def reasons(self, pool):
+        stats = pool.stats()
+        return {key: stats[key] for key in ("crashed", "timed_out", "recycled", "out_of_memory")}
+
+    def test_crash(self):
+        """A worker dying of a signal while running is one crash, nothing else."""
+        pool = self.started()
+        self.reactor.processes[-1].exit(signal=11)
+        self.assertEqual(self.reasons(pool), {"crashed": 1, "timed_out": 0, "recycled": 0, "out_of_memory": 0})
+
+    def test_timeout_kill_is_not_a_crash(self):
+        """A worker the pool killed for a timeout is counted once, as a timeout."""
+        pool = self.started(timeout=5)
+        process = self.reactor.processes[-1]
+        d = pool.request({"path": "/slow"})
+        self.reactor.advance(5)
+        self.failureResultOf(d, RequestTimedOut)
+        self.assertEqual(process.signals, ["KILL"])
+        process.exit(signal=9)
+        self.assertEqual(self.reasons(pool), {"crashed": 0, "timed_out": 1, "recycled": 0, "out_of_memory": 0})
+
+    def test_recycle(self):
+        """A worker retired after its ``max_requests`` is counted as recycled, and its exit as nothing more."""
+        pool = self.started(max_requests=1)
+        process = self.reactor.processes[-1]
+        pool.request({"path": "/a"})
+        self.respond(process)
+        process.exit(0)
+        self.assertEqual(self.reasons(pool), {"crashed": 0, "timed_out": 0, "recycled": 1, "out_of_memory": 0})
+
+    def test_out_of_memory(self):
+        """A worker that aborts after Rust's failed-allocation line is counted as memory."""
+        pool = self.started()
+        process = self.reactor.processes[-1]
+        process.stderr(b"memory allocation of 1073741824 bytes failed\n")
+        process.exit(signal=6)
+        self.assertEqual(self.reasons(pool), {"crashed": 0, "timed_out": 0, "recycled": 0, "out_of_memory": 1})
+
+    def test_stopped_workers_are_not_counted(self):
+        """Workers the pool stops (scale-down, pool stop) end without a reason."""
+        pool = self.started()
+        pool.stop()
+        for process in self.reactor.processes:
+            process.exit(0)
+        self.assertEqual(self.reasons(pool), {"crashed": 0, "timed_out": 0, "recycled": 0, "out_of_memory": 0})

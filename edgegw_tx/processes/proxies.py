@@ -56,6 +56,9 @@ _SUMMED = (
     "restarts",
     "recycled",
     "scaled_down",
+    "crashed",
+    "timed_out",
+    "out_of_memory",
 )
 
 _NEW, _STARTING, _RUNNING, _STOPPING, _STOPPED = "new", "starting", "running", "stopping", "stopped"

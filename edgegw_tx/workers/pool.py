@@ -142,6 +142,8 @@ class _Worker:
         (``_RECYCLING``, ``_IDLE``).
     :ivar stopped: the pool asked it to exit, so its end is no failure.
     :ivar idle_since: when its last request was answered (or it got ready).
+    :ivar killed_for: why the pool killed it (``"timeout"``), so its end is
+        counted once, under that reason.
     """
 
     __slots__ = (
@@ -155,6 +157,7 @@ class _Worker:
         "draining",
         "stopped",
         "idle_since",
+        "killed_for",
     )
 
     def __init__(self, process: WorkerProcess, version: str | None, limit: int):
@@ -168,6 +171,7 @@ class _Worker:
         self.draining: str | None = None
         self.stopped = False
         self.idle_since = 0.0
+        self.killed_for: str | None = None
 
 
 class WorkerPool:
@@ -329,6 +333,10 @@ class WorkerPool:
         self.restarts = 0
         self.recycled = 0
         self.scaled_down = 0
+        # Workers that ended unasked, by why (edgegw_worker_restarts_total{reason}).
+        self.crashed = 0
+        self.timed_out = 0
+        self.out_of_memory = 0
 
     # -- public face -------------------------------------------------------
 
@@ -383,6 +391,9 @@ class WorkerPool:
             "restarts": self.restarts,
             "recycled": self.recycled,
             "scaled_down": self.scaled_down,
+            "crashed": self.crashed,
+            "timed_out": self.timed_out,
+            "out_of_memory": self.out_of_memory,
         }
 
     def start(self) -> Deferred[list[int]]:
@@ -570,6 +581,8 @@ class WorkerPool:
             )
             self._log("gateway", error.message)
             self._settle(head, Failure(error))
+            worker.killed_for = "timeout"
+            self.timed_out += 1
             worker.process.kill(error)
             return
         for job in jobs:
@@ -898,8 +911,20 @@ class WorkerPool:
             self._drain()
             return
         if not worker.stopped:
+            self._count_end(worker)
             self._backoff(worker)
         self._scale()
+
+    def _count_end(self, worker: _Worker) -> None:
+        """A worker ended unasked: count why (a timeout kill was counted when it was killed)."""
+        if worker.killed_for is not None:
+            return
+        # Past its memory limit (RLIMIT_AS) a Rust worker's allocation fails:
+        # the runtime prints this line and aborts.
+        if any("memory allocation of" in line for line in worker.process.stderr_tail):
+            self.out_of_memory += 1
+        else:
+            self.crashed += 1
 
     def _backoff(self, worker: _Worker) -> None:
         """A worker ended without being asked to: hold the next spawn back."""

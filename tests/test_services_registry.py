@@ -370,3 +370,33 @@ class TestTests(RegistryTestCase):
         failure = self.failureResultOf(self.registry.test(REDIS), ServiceError)
         self.assertEqual(failure.value.kind, "Internal")
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+
+class CallMetricsTests(RegistryTestCase):
+    """``registry.calls``: each answered call counted once by (service, kind, outcome) and timed."""
+
+    def setUp(self):
+        super().setUp()
+        self.registry.configure(SQLITE)
+        self.handler = self.registry.call_handler("e1")
+
+    def test_ok_call_counted_and_timed(self):
+        """A call answered after 0.25 s adds 1 to (notes, db, ok) and 0.25 s to (notes, db)."""
+        self.registry.bind("e1", "main", "s1")
+        d = self.handler(frame())
+        self.clock.advance(0.25)
+        self.connector("s1").pending[0].callback({"rows": []})
+        self.successResultOf(d)
+        self.assertEqual(self.registry.calls.counts, {("notes", "db", "ok"): 1})
+        [(labels, (buckets, seconds))] = self.registry.calls.histograms.items()
+        self.assertEqual((labels, sum(buckets), seconds), (("notes", "db"), 1, 0.25))
+
+    def test_errors_by_kind_with_bounded_labels(self):
+        """A failed call counts under its error kind; a pool or kind that names nothing is ``""``."""
+        self.answer(self.handler, frame(pool="no-such-pool"))
+        self.answer(self.handler, frame(service="made-up"))
+        self.answer(self.handler, "not a frame")
+        self.assertEqual(
+            self.registry.calls.counts,
+            {("", "db", "ServiceUnavailable"): 1, ("", "", "BadRequest"): 2},
+        )

@@ -70,6 +70,7 @@ from twisted.internet.defer import (
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ..observability.metrics import service_call_timings
 from .config import validate_config
 from .errors import (
     BAD_REQUEST,
@@ -131,6 +132,8 @@ class ServiceRegistry:
         self._services: dict[Any, _Service] = {}
         self._bindings: dict[Any, dict[str, Any]] = {}
         self._closing: set[Deferred[Any]] = set()
+        #: Calls by (service name, kind, outcome), timed by (service name, kind): edgegw_service_calls_total.
+        self.calls = service_call_timings()
 
     # -- services ---------------------------------------------------------
 
@@ -223,15 +226,37 @@ class ServiceRegistry:
     def call(self, endpoint_id: Any, frame: dict[str, Any]) -> Deferred[dict[str, Any]]:
         """Answer one ``call`` frame of ``endpoint_id``'s workers (never fails)."""
         if not isinstance(frame, dict):
-            return succeed(_error(BAD_REQUEST, "a call frame must be an object"))
+            answer = _error(BAD_REQUEST, "a call frame must be an object")
+            self.calls.observe(("", "", BAD_REQUEST), 0.0)
+            return succeed(answer)
+        started = self._reactor.seconds()
         try:
             d = self._dispatch(endpoint_id, frame)
         except ServiceError as e:
-            return succeed({"ok": False, "error": e.as_error()})
+            d = succeed({"ok": False, "error": e.as_error()})
         except Exception:
-            d = fail()
-        d.addCallbacks(self._ok, self._failed, errbackArgs=(frame,))
+            d = fail().addCallbacks(self._ok, self._failed, errbackArgs=(frame,))
+        else:
+            d.addCallbacks(self._ok, self._failed, errbackArgs=(frame,))
+        d.addCallback(self._count, self._call_labels(endpoint_id, frame), started)
         return d
+
+    def _call_labels(self, endpoint_id: Any, frame: dict[str, Any]) -> tuple[str, str]:
+        """(service name, kind) of a call, "" where the call named none that exists (bounded labels)."""
+        kind = frame.get("service")
+        pool = frame.get("pool")
+        service_id = self._bindings.get(endpoint_id, {}).get(pool) if isinstance(pool, str) else None
+        service = self._services.get(service_id) if service_id is not None else None
+        return (
+            service.name if service is not None else "",
+            kind if isinstance(kind, str) and kind in ACTIONS else "",
+        )
+
+    def _count(self, answer: dict[str, Any], labels: tuple[str, str], started: float) -> dict[str, Any]:
+        """Count one answered call: ``ok`` or its error kind (docs/ipc.md)."""
+        outcome = "ok" if answer.get("ok") else str(answer.get("error", {}).get("kind", INTERNAL))
+        self.calls.observe((*labels, outcome), self._reactor.seconds() - started)
+        return answer
 
     @staticmethod
     def _ok(data: Any) -> dict[str, Any]:

@@ -385,6 +385,43 @@ impl Request {
             .ok_or_else(|| HandlerError::BadRequest(format!("missing header '{name}'")))
     }
 
+    /// The W3C `traceparent` the gateway sent with this request
+    /// (`00-<trace id>-<span id>-<flags>`): the caller's trace with the
+    /// gateway's span, or a trace the gateway started. The gateway also
+    /// returns it on the response and writes it in its access log. `None`
+    /// when the header is missing or not a valid `traceparent`.
+    ///
+    /// ```
+    /// # use rust_edge_gateway_sdk::Request;
+    /// let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    /// let req = Request::new("GET", "/").with_header("traceparent", tp);
+    /// assert_eq!(req.traceparent(), Some(tp));
+    /// assert_eq!(Request::new("GET", "/").traceparent(), None);
+    /// ```
+    pub fn traceparent(&self) -> Option<&str> {
+        let value = self.header("traceparent")?.as_str();
+        parse_traceparent(value).map(|_| value)
+    }
+
+    /// The trace id of this request: 32 lower-case hex digits from its
+    /// [`traceparent`](Self::traceparent), the id that ties the gateway's
+    /// access log, the endpoint's log lines and the caller's tracing
+    /// together. Put it in your own log lines (`eprintln!`) to find them by
+    /// trace. `None` when there is no valid `traceparent` (a request built
+    /// in a test without one).
+    ///
+    /// ```
+    /// # use rust_edge_gateway_sdk::Request;
+    /// let req = Request::new("GET", "/")
+    ///     .with_header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    /// assert_eq!(req.trace_id(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+    /// let bad = Request::new("GET", "/").with_header("traceparent", "garbage");
+    /// assert_eq!(bad.trace_id(), None);
+    /// ```
+    pub fn trace_id(&self) -> Option<&str> {
+        parse_traceparent(self.header("traceparent")?.as_str())
+    }
+
     /// Whether the method is `method` (case-insensitive).
     ///
     /// ```
@@ -447,6 +484,31 @@ impl Request {
 /// serde_path_to_error tracked): "invalid JSON body at 'items[2].qty': ...".
 /// Syntax errors and problems with the top-level value name no path.
 #[cold]
+/// The trace id of a valid W3C `traceparent` (version `00` layout, lower-case
+/// hex, version not `ff`, ids not all zero; a higher version may carry more
+/// fields after a dash).
+fn parse_traceparent(value: &str) -> Option<&str> {
+    let bytes = value.as_bytes();
+    if bytes.len() < 55 || (bytes.len() > 55 && bytes[55] != b'-') {
+        return None;
+    }
+    let hex = |range: std::ops::Range<usize>| {
+        bytes[range].iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+    };
+    let dashes = bytes[2] == b'-' && bytes[35] == b'-' && bytes[52] == b'-';
+    if !dashes || !hex(0..2) || !hex(3..35) || !hex(36..52) || !hex(53..55) {
+        return None;
+    }
+    let (version, trace, parent) = (&value[0..2], &value[3..35], &value[36..52]);
+    if version == "ff" || (version == "00" && bytes.len() != 55) {
+        return None;
+    }
+    if trace.bytes().all(|b| b == b'0') || parent.bytes().all(|b| b == b'0') {
+        return None;
+    }
+    Some(trace)
+}
+
 fn json_error(e: &serde_json::Error, path: Option<&serde_path_to_error::Path>) -> HandlerError {
     let at = match path {
         Some(path) if e.classify() == serde_json::error::Category::Data => {
@@ -962,6 +1024,40 @@ Content-Type: application/octet-stream\r\n\r\n"
             assert_eq!(req.is_json(), json, "{ct}");
             assert_eq!(req.is_multipart(), multipart, "{ct}");
         }
+    }
+
+    #[test]
+    fn trace_context() {
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let parent = "00f067aa0ba902b7";
+        let valid = format!("00-{trace}-{parent}-01");
+        let req = Request::new("GET", "/").with_header("Traceparent", &valid);
+        assert_eq!(req.trace_id(), Some(trace));
+        assert_eq!(req.traceparent(), Some(valid.as_str()));
+        let future = format!("cc-{trace}-{parent}-01-more");
+        assert_eq!(Request::new("GET", "/").with_header("traceparent", &future).trace_id(), Some(trace));
+        let zeros32 = "0".repeat(32);
+        let zeros16 = "0".repeat(16);
+        let upper = trace.to_uppercase();
+        for bad in [
+            format!("ff-{trace}-{parent}-01"),
+            format!("00-{zeros32}-{parent}-01"),
+            format!("00-{trace}-{zeros16}-01"),
+            format!("00-{}-{parent}-01", &trace[1..]),
+            format!("00-{trace}-{parent}-01-extra"),
+            format!("00-{upper}-{parent}-01"),
+            format!("00-{trace}-{parent}-1"),
+            format!("00_{trace}_{parent}_01"),
+            format!("cc-{trace}-{parent}-01x"),
+            format!("00-{trace}-{parent}-0\u{e9}"),
+            "garbage".to_string(),
+            String::new(),
+        ] {
+            let req = Request::new("GET", "/").with_header("traceparent", &bad);
+            assert_eq!(req.trace_id(), None, "{bad}");
+            assert_eq!(req.traceparent(), None, "{bad}");
+        }
+        assert_eq!(Request::new("GET", "/").trace_id(), None);
     }
 
     #[test]

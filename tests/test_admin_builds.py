@@ -123,3 +123,32 @@ class BuildsTests(unittest.TestCase):
         self.builder.vanish = True
         failure = self.failureResultOf(self.builds.compile(self.endpoint["id"]), BuildUnavailable)
         self.assertIn("vanished twice", failure.value.message)
+
+
+class CompileMetricsTests(unittest.TestCase):
+    """``Builds.compiles``: every build counted once by outcome and timed (edgegw_compiles_total)."""
+
+    def setUp(self) -> None:
+        BuildsTests.setUp(self)  # type: ignore[arg-type]  # the same fixtures, not its tests
+        self.now = [100.0]
+        self.builds = Builds(
+            self.records, self.ledger, self.builder, lambda e: e in self.running, clock=lambda: self.now[0]
+        )
+
+    def test_outcomes_counted_and_timed(self) -> None:
+        """A compile held 3 s, a compile error and a build-plane failure add one each under their outcome."""
+        self.builder.hold = Deferred()
+        compiling = self.builds.compile(self.endpoint["id"])
+        self.now[0] += 3.0
+        self.builder.hold.callback(None)
+        self.successResultOf(compiling)
+        self.builder.hold = None
+        self.builder.error = CompileFailed([{"level": "error", "message": "error: x", "line": 1}])
+        self.failureResultOf(self.builds.compile(self.endpoint["id"]), Unprocessable)
+        self.builder.error = BuildError("cargo not found")
+        self.failureResultOf(self.builds.compile(self.endpoint["id"]), BuildUnavailable)
+        self.assertEqual(
+            self.builds.compiles.counts, {("compiled",): 1, ("failed",): 1, ("error",): 1}
+        )
+        [(buckets, seconds)] = self.builds.compiles.histograms.values()
+        self.assertEqual((sum(buckets), seconds), (3, 3.0))

@@ -12,6 +12,7 @@ is noticed (the build is then not the endpoint's and is not recorded).
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Generator, Iterable, Optional, Protocol
 
 from twisted.internet.defer import Deferred, inlineCallbacks
@@ -20,6 +21,7 @@ from edgegw_tx.admin.errors import BuildUnavailable, Unprocessable
 from edgegw_tx.admin.ledger import ArtifactLedger
 from edgegw_tx.admin.records import EndpointRecords, build_inputs, now
 from edgegw_tx.build import BuildError, CompileFailed
+from edgegw_tx.observability.metrics import compile_timings
 from edgegw_tx.store.interface import Record
 
 
@@ -65,12 +67,20 @@ class Builds:
         ledger: ArtifactLedger,
         builder: Builder,
         serving: Callable[[str], bool],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``serving(endpoint_id)``: whether the endpoint runs (its status stays ``running`` then)."""
+        """
+        ``serving(endpoint_id)``: whether the endpoint runs (its status stays
+        ``running`` then); ``clock()`` times the builds for ``compiles``.
+        """
         self._records = records
         self._ledger = ledger
         self._builder = builder
         self._serving = serving
+        self._clock = clock
+        #: Builds by outcome (``compiled``, ``cached``, ``failed``: a compile
+        #: error, ``error``: the build plane failed), timed: edgegw_compiles_total.
+        self.compiles = compile_timings()
 
     @inlineCallbacks
     def compile(self, endpoint_id: str) -> Generator["Deferred[Any]", Any, tuple[Record, Any]]:
@@ -131,9 +141,11 @@ class Builds:
     ) -> Generator["Deferred[Any]", Any, BuildResult]:
         """Run cargo; a compile error is recorded on the endpoint (if its code is still the same) and a 422."""
         code, extra = inputs
+        started = self._clock()
         try:
             result = yield self._builder.build(endpoint_id, code, extra_dependencies=extra)
         except CompileFailed as failure:
+            self.compiles.observe(("failed",), self._clock() - started)
             latest = yield self._records.get(endpoint_id)
             if build_inputs(latest) == inputs:
                 yield self._records.write(
@@ -148,6 +160,8 @@ class Builds:
                 "compilation failed: " + summary(failure.diagnostics), diagnostics=failure.diagnostics
             )
         except BuildError as e:
+            self.compiles.observe(("error",), self._clock() - started)
             raise BuildUnavailable(f"cannot compile: {e}")
         built: BuildResult = result
+        self.compiles.observe(("cached" if built.cached else "compiled",), self._clock() - started)
         return built

@@ -286,3 +286,22 @@ class BalancedAcceptTests(unittest.TestCase):
         self.factory.balance(port)
         self.assertEqual(port.doRead(), "plain")
         self.assertNotIn("doRead", vars(port))
+
+
+class DataPlaneMetricsTests(unittest.TestCase):
+    def test_metrics_command(self):
+        """``metrics`` answers the process's request counters, service calls and open connections."""
+        from edgegw_tx.observability.metrics import RequestMetrics, service_call_timings
+
+        requests = RequestMetrics()
+        requests.series("hello").record(b"GET", 200, 0, 5, 0.001)
+        registry = FakeRegistry()
+        registry.calls = service_call_timings()
+        registry.calls.observe(("db1", "db", "ok"), 0.01)
+        front = FakeFront()
+        front.connections = {object()}
+        plane = DataPlane(RouteTable(), front, registry, reactor=MemoryReactorClock(), request_metrics=requests)
+        answer = plane.responders()["metrics"]()
+        self.assertEqual(answer["requests"]["hello"]["counts"], [["GET", 200, 1]])
+        self.assertEqual(answer["service_calls"]["counts"], [["db1", "db", "ok", 1]])
+        self.assertEqual(answer["connections"], 1)

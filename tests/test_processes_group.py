@@ -435,3 +435,32 @@ class PrivilegedStartTests(GroupTestCase):
         self.start()
         self.assertEqual(len(self.reactor.ports), 1)
         self.assertEqual(len(self.reactor.processes), 2)
+
+
+class MetricsTests(GroupTestCase):
+    """``ProcessGroup.metrics``: every data-plane process's counters, for ``GET /metrics`` to add up."""
+
+    def test_two_processes_sum(self):
+        """Requests counted in two processes come back as two snapshots that add up to the sum."""
+        from edgegw_tx.observability.metrics import merge_planes
+
+        self.start()
+        first, second = (process.plane.request_metrics for process in self.reactor.processes)
+        first.series("hello").record(b"GET", 200, 0, 5, 0.001)
+        second.series("hello").record(b"GET", 200, 0, 5, 0.001)
+        second.series("hello").record(b"GET", 200, 0, 5, 0.001)
+        planes = self.successResultOf(self.group.metrics())
+        self.assertEqual(len(planes), 2)
+        merged = merge_planes(planes)
+        self.assertEqual(merged["requests"]["hello"]["counts"], [["GET", 200, 3]])
+
+    def test_a_process_that_does_not_answer_is_left_out(self):
+        """A process silent for ``refresh_timeout`` is left out; the others' counters still come back."""
+        self.start()
+        self.reactor.processes[1].channel._responders["metrics"] = lambda: Deferred()
+        self.reactor.processes[0].plane.request_metrics.series("hello").record(b"GET", 200, 0, 5, 0.001)
+        d = self.group.metrics()
+        self.assertNoResult(d)
+        self.reactor.advance(self.group.refresh_timeout)
+        [plane] = self.successResultOf(d)
+        self.assertEqual(plane["requests"]["hello"]["counts"], [["GET", 200, 1]])

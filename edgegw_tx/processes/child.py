@@ -68,10 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     from edgegw_tx.gateway.front import data_plane_factory
     from edgegw_tx.gateway.routes import RouteTable
     from edgegw_tx.processes.channel import ControlChannel
+    from edgegw_tx.observability.metrics import RequestMetrics
     from edgegw_tx.processes.dataplane import DataPlane
     from edgegw_tx.services.registry import ServiceRegistry
 
     routes = RouteTable()
+    # This process's request counters: the front bumps them, GET /metrics adds every process's up.
+    request_metrics = RequestMetrics()
     plane = DataPlane(
         routes,
         data_plane_factory(args.http, routes, reactor, args.http_limits),
@@ -80,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         family=FAMILIES[args.family],
         index=args.index,
         reactor=reactor,
+        request_metrics=request_metrics,
     )
 
     def closed(reason: object) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.logger import Logger
 
+from edgegw_tx.observability.metrics import RequestMetrics, plane_snapshot
 from edgegw_tx.processes.accept import BalancedAccept
 from edgegw_tx.workers.pool import WorkerPool
 
@@ -54,6 +55,7 @@ class DataPlane:
         index: int = 1,
         pool_factory: Callable[..., Any] | None = None,
         reactor: Any = None,
+        request_metrics: RequestMetrics | None = None,
     ):
         """
         :param routes: the route table (``edgegw_tx.gateway.routes.RouteTable``)
@@ -64,6 +66,8 @@ class DataPlane:
         :param listen_fd: the inherited listening socket, adopted on ``listen``.
         :param family: its address family.
         :param pool_factory: makes worker pools (``WorkerPool``'s signature).
+        :param request_metrics: the counters ``front`` bumps per request
+            (observability/metrics.py), for the ``metrics`` command.
         """
         if reactor is None:
             from twisted.internet import reactor
@@ -75,6 +79,7 @@ class DataPlane:
         self._family = family
         self.index = index
         self._pool_factory = pool_factory or WorkerPool
+        self.request_metrics = request_metrics if request_metrics is not None else RequestMetrics()
         self._pools: dict[int, Any] = {}
         self._port: Any = None
         self._notify: Callable[..., object] = lambda command, **args: None
@@ -96,6 +101,7 @@ class DataPlane:
             "route": self.route,
             "unroute": self.unroute,
             "snapshot": self.snapshot,
+            "metrics": self.metrics,
             "listen": self.listen,
         }
 
@@ -173,6 +179,10 @@ class DataPlane:
     def snapshot(self) -> list[dict[str, Any]]:
         """The ``view`` of every pool."""
         return [self.view(n, p) for n, p in self._pools.items()]
+
+    def metrics(self) -> dict[str, Any]:
+        """This process's counters for ``GET /metrics`` (``plane_snapshot``); the control process adds them up."""
+        return plane_snapshot(self.request_metrics, getattr(self._registry, "calls", None), self._front)
 
     # -- serving ---------------------------------------------------------------
 

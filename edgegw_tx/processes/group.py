@@ -519,6 +519,25 @@ class ProcessGroup(Service):
         DeferredList(asks).addCallback(self._refreshed)
         return waiter
 
+    def metrics(self) -> Deferred[list[dict[str, Any]]]:
+        """
+        Every process's counters for ``GET /metrics`` (``DataPlane.metrics``):
+        a process that does not answer within ``refresh_timeout`` (or is down)
+        is left out of the sum.
+        """
+        asks = []
+        for process in self.processes():
+            if not process.up:
+                continue
+            d = process.channel.call("metrics")
+            d.addTimeout(self.refresh_timeout, self._reactor)
+            asks.append(d)
+
+        def answered(results: list[tuple[bool, Any]]) -> list[dict[str, Any]]:
+            return [answer for ok, answer in results if ok and isinstance(answer, dict)]
+
+        return DeferredList(asks, consumeErrors=True).addCallback(answered)
+
     def _snapshot(self, views: list[dict[str, Any]], index: int) -> None:
         # A process answers in the order it was asked, so this is newer than
         # any view of it given before; a pool it does not have yet (asked

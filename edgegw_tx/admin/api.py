@@ -41,7 +41,7 @@ from edgegw_tx.admin.errors import (
     TooManyRequests,
     Unauthorized,
 )
-from edgegw_tx.admin.history import DEFAULT_TOP, MAX_TOP, StatsHistory
+from edgegw_tx.admin.history import DEFAULT_TOP, MAX_TOP, StatsHistory, running_endpoints
 from edgegw_tx.admin.imports import Importer, bundle_bytes, bundle_options
 from edgegw_tx.admin.jsonbody import parse_json_body
 from edgegw_tx.admin.limits import IMPORT_MAX_BODY, MAX_BODY
@@ -131,8 +131,9 @@ class AdminAPI:
         with one, the pools are here and nothing is needed. ``probe`` is the
         ``DataPlaneProbe`` of ``POST /api/test-request`` (admin/probe.py;
         without one that route answers 404), ``history`` the ``StatsHistory``
-        of ``GET /api/stats/history`` (one is made when none is given; its
-        samples are the caller's to take), ``ui`` the resource of the Admin
+        of ``GET /api/stats/history`` (the runtime's reads its
+        ``RequestMetrics``; without one, one that lists the running endpoints
+        and counts nothing; its samples are the caller's to take), ``ui`` the resource of the Admin
         UI at ``/admin/`` (admin/ui.py; ``admin_ui/`` by default).
         ``isolation`` is the workers' isolation mode that ``GET /api/health``
         shows (``Isolation.health()``, workers/isolation.py). ``nodes`` lists
@@ -145,7 +146,9 @@ class AdminAPI:
         self._isolation = isolation
         self._manager = manager
         self._probe = probe
-        self.history = history or StatsHistory(lambda: manager.pool_stats_by_endpoint(), clock, refresh=refresh)
+        self.history = history or StatsHistory(
+            list, lambda: running_endpoints(manager.pool_stats_by_endpoint()), clock, refresh=refresh
+        )
         self._ui = ui
         self._refresh = refresh or (lambda: succeed(None))
         self._services = services

@@ -827,10 +827,11 @@ def system_paths() -> dict[str, Schema]:
                     ),
                 ],
                 description=(
-                    f"One sample every {_history.DEFAULT_INTERVAL:g} s of the running endpoints' worker "
-                    f"pools, the last {_history.DEFAULT_WINDOW / 60:g} minutes, in memory. Each series "
-                    "has one value per `times` entry; an endpoint's values are null where it was not "
-                    "running. `p50_ms` is estimated from latency buckets."
+                    f"One sample every {_history.DEFAULT_INTERVAL:g} s of the data plane's request "
+                    f"counters (those of `/metrics`), the last {_history.DEFAULT_WINDOW / 60:g} minutes, "
+                    "kept across a restart. Each series has one value per `times` entry; an endpoint's "
+                    "values are null where it was not running. `failed` counts 5xx answers. `p50_ms` is "
+                    "estimated from the duration histogram's buckets."
                 ),
             )
         ),

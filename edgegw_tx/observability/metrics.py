@@ -14,6 +14,7 @@ the control channel and adds them up with :func:`merge_snapshots`.
 
 from __future__ import annotations
 
+import os
 from bisect import bisect_left
 from typing import Any, Iterable
 
@@ -242,8 +243,13 @@ def open_connections(front: Any) -> int:
 
 
 def plane_snapshot(requests: RequestMetrics, service_calls: Timings | None, front: Any) -> dict[str, Any]:
-    """What one data plane counted: its requests, access-log drops, service calls and open connections."""
+    """
+    What one data plane counted: its requests, access-log drops, service
+    calls and open connections; ``pid`` tells the process (and a respawned
+    one from the one before) to the stats history (admin/history.py).
+    """
     return {
+        "pid": os.getpid(),
         "requests": requests.snapshot(),
         "access_log_dropped": requests.access_log_dropped,
         "service_calls": service_calls.snapshot() if service_calls is not None else {},

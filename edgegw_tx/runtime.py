@@ -46,6 +46,7 @@ from edgegw_tx.admin.limits import HEADER_TIMEOUT as ADMIN_HEADER_TIMEOUT
 from edgegw_tx.admin.limits import MAX_BODY as ADMIN_MAX_BODY
 from edgegw_tx.admin.limits import admin_site as admin_site_for
 from edgegw_tx.admin.manager import EndpointManager
+from edgegw_tx.admin.metrics_page import metrics_root
 from edgegw_tx.admin.probe import DataPlaneProbe
 from edgegw_tx.admin.services import ServiceManager
 from edgegw_tx.admin.validation import effective_settings
@@ -60,6 +61,8 @@ from edgegw_tx.datadir_lock import DataDirLock
 from edgegw_tx.gateway.front import DEFAULT_HTTP, HTTP_LAYERS, data_plane_factory
 from edgegw_tx.gateway.listening import DrainingServerService
 from edgegw_tx.gateway.routes import RouteTable
+from edgegw_tx.observability.exposition import Metrics, local_planes
+from edgegw_tx.observability.metrics import RequestMetrics, plane_snapshot
 from edgegw_tx.store import IStore, StoreRefused
 from edgegw_tx.store.uri import StoreSpec, default_store, open_store
 from edgegw_tx.workers.isolation import DEFAULT_WORKER_UIDS, Isolation, UidAllocator
@@ -134,6 +137,7 @@ class GatewayRuntime(MultiService):
         store_spec: StoreSpec | None = None,
         node_name: str | None = None,
         follow_interval: float = 2.0,
+        metrics_listen: str | None = None,
     ) -> None:
         """
         ``registry`` replaces the service plane's ``ServiceRegistry`` (tests pass
@@ -172,7 +176,9 @@ class GatewayRuntime(MultiService):
         the data dir); ``node_name`` this node's name in a cluster
         (``--node-name``; default ``<host name>:<data-plane port>``);
         ``follow_interval`` the seconds between the periodic checks of the
-        change log and between heartbeats.
+        change log and between heartbeats. ``metrics_listen`` is an endpoint
+        serving ``GET /metrics`` without a key (``--metrics-listen``); the
+        admin listener serves it with one.
         """
         if processes < 1:
             raise ValueError("processes must be at least 1")
@@ -225,6 +231,9 @@ class GatewayRuntime(MultiService):
             registry = MirroredRegistry(registry, self.processes)
             self.routes = MirroredRoutes(self.processes, self.routes)
         self.registry = registry
+        #: The data plane's per-request counters when this process serves it
+        #: (each data-plane process keeps its own with ``processes`` > 1).
+        self.request_metrics = RequestMetrics()
         # Not ``services``: MultiService keeps its children there.
         self.service_manager = ServiceManager(self.store, self.registry)
         if builder is None:
@@ -278,6 +287,14 @@ class GatewayRuntime(MultiService):
                 self.snapshot_path,
                 interval=follow_interval,
             )
+        # GET /metrics: the data planes' counters (this process's, or every
+        # data-plane process's added up), the pools', the builds'.
+        self.metrics = Metrics(
+            self.processes.metrics if self.processes is not None else local_planes(self._plane_snapshot),
+            self.manager.pool_stats_by_endpoint,
+            compiles=self.manager.builds.compiles,
+            refresh=self.processes.refresh if self.processes is not None else None,
+        )
         self.api = AdminAPI(
             self.manager,
             self.keys,
@@ -290,6 +307,7 @@ class GatewayRuntime(MultiService):
             probe=DataPlaneProbe(reactor, listen, lambda: self.ports().addCallback(lambda ports: ports[0])),
             isolation=self.isolation.health(),
             nodes=self.nodes,
+            metrics=self.metrics,
         )
         # The dashboard's charts (GET /api/stats/history): a sample every 5 s.
         history = TimerService(self.api.history.interval, self.api.history.sample)
@@ -314,6 +332,8 @@ class GatewayRuntime(MultiService):
             if http not in (None,) + HTTP_LAYERS:  # here, not in N data-plane processes
                 raise ValueError(f"unknown HTTP layer {http!r}: httptools or twisted")
             sites = [(admin_listen, admin_site)]
+        if metrics_listen is not None:
+            sites.append((metrics_listen, admin_site_for(metrics_root(self.metrics), reactor)))
         self.listeners = []
         for description, site in sites:
             # Stopping accepts what the kernel queued before closing (gateway/listening.py).
@@ -321,6 +341,10 @@ class GatewayRuntime(MultiService):
             service = DrainingServerService(serverFromString(reactor, description), site)
             Service.setServiceParent(service, self)
             self.listeners.append(service)
+
+    def _plane_snapshot(self) -> dict[str, Any]:
+        """This process's data-plane counters (when it serves the data plane itself)."""
+        return plane_snapshot(self.request_metrics, getattr(self.registry, "calls", None), self._data_site)
 
     def ports(self) -> "Deferred[list[Any]]":
         """Fire with the listening ports (data plane, control plane) once bound."""

@@ -61,6 +61,13 @@ class Options(usage.Options):
             "tcp:9081:interface=127.0.0.1",
             "Endpoint string for the management API and Admin UI.",
         ],
+        [
+            "metrics-listen",
+            None,
+            None,
+            "Endpoint string serving GET /metrics without an API key (default: none; the admin"
+            " listener serves it with one). See docs/observability.md.",
+        ],
         ["cargo", None, None, "Path of the cargo binary (default: PATH, then ~/.cargo/bin)."],
         ["sdk", None, DEFAULT_SDK, "Directory of the rust-edge-gateway-sdk crate."],
         ["crates", None, "auto", "Where crates come from: auto, debian or crates-io."],
@@ -123,7 +130,9 @@ class Options(usage.Options):
     ]
 
     def postOptions(self) -> None:
-        for option in ("listen", "admin-listen"):
+        for option in ("listen", "admin-listen", "metrics-listen"):
+            if self[option] is None:
+                continue
             try:
                 # Parsing needs no reactor until the endpoint listens.
                 serverFromString(None, self[option])
@@ -268,4 +277,5 @@ def makeService(config: Options) -> GatewayRuntime:
         data_dir_lock=lock,
         store_spec=config["store-spec"],
         node_name=config["node-name"],
+        metrics_listen=config["metrics-listen"],
     )

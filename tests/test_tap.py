@@ -23,6 +23,17 @@ class OptionsTests(unittest.TestCase):
         error = self.assertRaises(UsageError, Options().parseOptions, ["--admin-listen", "tcp:abc"])
         self.assertIn("--admin-listen", str(error))
 
+    def test_metrics_listen(self):
+        """``--metrics-listen`` is off by default, takes an endpoint string, and refuses one that is not."""
+        options = Options()
+        options.parseOptions([])
+        self.assertIsNone(options["metrics-listen"])
+        options = Options()
+        options.parseOptions(["--metrics-listen", "tcp:9090:interface=127.0.0.1"])
+        self.assertEqual(options["metrics-listen"], "tcp:9090:interface=127.0.0.1")
+        error = self.assertRaises(UsageError, Options().parseOptions, ["--metrics-listen", "tcp:abc"])
+        self.assertIn("--metrics-listen 'tcp:abc' is not a server endpoint string", str(error))
+
     def test_bad_crate_source(self):
         """Only auto, debian and crates-io are crate sources."""
         error = self.assertRaises(UsageError, Options().parseOptions, ["--crates", "npm"])

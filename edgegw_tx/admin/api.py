@@ -45,6 +45,7 @@ from edgegw_tx.admin.history import DEFAULT_TOP, MAX_TOP, StatsHistory, running_
 from edgegw_tx.admin.imports import Importer, bundle_bytes, bundle_options
 from edgegw_tx.admin.jsonbody import parse_json_body
 from edgegw_tx.admin.limits import IMPORT_MAX_BODY, MAX_BODY
+from edgegw_tx.admin.metrics_page import MetricsPage
 from edgegw_tx.admin.throttle import AuthThrottle
 from edgegw_tx.admin.ui import default_ui, is_ui_path
 from edgegw_tx.admin.views import node_workers
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
     from edgegw_tx.admin.manager import EndpointManager
     from edgegw_tx.admin.probe import DataPlaneProbe
     from edgegw_tx.admin.services import ServiceManager
+    from edgegw_tx.observability.exposition import Metrics
 
 _READ_METHODS = (b"GET", b"HEAD")
 
@@ -120,6 +122,7 @@ class AdminAPI:
         ui: Optional[IResource] = None,
         isolation: Optional[dict[str, Any]] = None,
         nodes: Optional[Nodes] = None,
+        metrics: Optional[Metrics] = None,
     ) -> None:
         """
         ``services`` is the ``ServiceManager``, ``domains`` and ``collections``
@@ -139,7 +142,8 @@ class AdminAPI:
         shows (``Isolation.health()``, workers/isolation.py). ``nodes`` lists
         the cluster's nodes for ``GET /api/nodes`` and the endpoints' ``nodes``
         (workers per node); without it that route answers 404 and an endpoint
-        shows no ``nodes``.
+        shows no ``nodes``. ``metrics`` is what ``GET /metrics`` renders
+        (observability/exposition.py; any key may read it); without it, 404.
         """
         # Public: the runtime may set it once its node directory exists.
         self.nodes = nodes
@@ -158,12 +162,23 @@ class AdminAPI:
         self._clock = clock
         self._throttle = AuthThrottle(clock)
         self._started = clock.seconds()
+        self._metrics_page = MetricsPage(metrics, self._metrics_authorized) if metrics is not None else None
 
     def resource(self) -> Resource:
         """The control plane's root: the API under ``/api/``, the Admin UI under ``/admin/``."""
-        return _Utf8Paths(self.app.resource(), self._ui if self._ui is not None else default_ui())
+        return _Utf8Paths(
+            self.app.resource(), self._ui if self._ui is not None else default_ui(), metrics=self._metrics_page
+        )
 
     # plumbing
+
+    def _metrics_authorized(self, request: Request) -> Optional[bytes]:
+        """``GET /metrics`` is read like the API: None for a valid key of any scope, else the refusal."""
+        try:
+            self._authorize(request)
+        except ApiError as error:
+            return _error_answer(request, error)
+        return None
 
     def _authorize(self, request: Request) -> Record:
         """
@@ -902,11 +917,14 @@ class _Utf8Paths(Resource):
 
     isLeaf = True
 
-    def __init__(self, api_resource: IResource, ui: Optional[IResource] = None) -> None:
-        """``api_resource`` is Klein's, ``ui`` the Admin UI's (None: no UI)."""
+    def __init__(
+        self, api_resource: IResource, ui: Optional[IResource] = None, metrics: Optional[IResource] = None
+    ) -> None:
+        """``api_resource`` is Klein's, ``ui`` the Admin UI's (None: no UI), ``metrics`` that of ``/metrics``."""
         Resource.__init__(self)
         self._api = api_resource
         self._ui = ui
+        self._metrics = metrics
 
     def render(self, request: Request) -> bytes | int:
         """The API's or the UI's answer, or the envelope's 400 for a path that is not UTF-8."""
@@ -914,8 +932,10 @@ class _Utf8Paths(Resource):
             unquote_to_bytes(request.path).decode("utf-8")
         except UnicodeDecodeError:
             return _json(request, 400, {"ok": False, "error": "the request path is not UTF-8"})
-        if self._ui is not None and is_ui_path(request.path):
-            answer: bytes | int = self._ui.render(request)
+        if self._metrics is not None and request.path == b"/metrics":
+            answer: bytes | int = self._metrics.render(request)
+        elif self._ui is not None and is_ui_path(request.path):
+            answer = self._ui.render(request)
         else:
             # ``NOT_DONE_YET`` (an int) from Klein when a route answers later.
             answer = self._api.render(request)

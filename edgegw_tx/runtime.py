@@ -29,7 +29,6 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.endpoints import serverFromString
@@ -40,6 +39,7 @@ from edgegw_tx.admin.api import AdminAPI
 from edgegw_tx.admin.auth import KeyRing
 from edgegw_tx.admin.deployments import Pool, PoolFactory
 from edgegw_tx.admin.domains import CollectionManager, DomainManager
+from edgegw_tx.admin.history import HISTORY_FILE, HistoryService, StatsHistory, running_endpoints
 from edgegw_tx.admin.logs import LogBook
 from edgegw_tx.admin.limits import BODY_TIMEOUT as ADMIN_BODY_TIMEOUT
 from edgegw_tx.admin.limits import HEADER_TIMEOUT as ADMIN_HEADER_TIMEOUT
@@ -295,6 +295,14 @@ class GatewayRuntime(MultiService):
             compiles=self.manager.builds.compiles,
             refresh=self.processes.refresh if self.processes is not None else None,
         )
+        # The dashboard's charts (GET /api/stats/history): samples of the same
+        # counters as /metrics, with the running endpoints' names (admin/history.py).
+        history = StatsHistory(
+            self.processes.metrics if self.processes is not None else local_planes(self._plane_snapshot),
+            lambda: running_endpoints(self.manager.pool_stats_by_endpoint()),
+            reactor,
+            refresh=self.processes.refresh if self.processes is not None else None,
+        )
         self.api = AdminAPI(
             self.manager,
             self.keys,
@@ -308,11 +316,8 @@ class GatewayRuntime(MultiService):
             isolation=self.isolation.health(),
             nodes=self.nodes,
             metrics=self.metrics,
+            history=history,
         )
-        # The dashboard's charts (GET /api/stats/history): a sample every 5 s.
-        history = TimerService(self.api.history.interval, self.api.history.sample)
-        history.clock = reactor
-        history.setServiceParent(self)
 
         admin_site = admin_site_for(
             self.api.resource(),
@@ -341,6 +346,11 @@ class GatewayRuntime(MultiService):
             service = DrainingServerService(serverFromString(reactor, description), site)
             Service.setServiceParent(service, self)
             self.listeners.append(service)
+        # A sample every 5 s, kept in <data-dir>/stats-history.json across a
+        # restart. Added last so it stops first: its last sample is taken
+        # while the data plane still answers.
+        self.history = HistoryService(history, os.path.join(self.data_dir, HISTORY_FILE), reactor)
+        Service.setServiceParent(self.history, self)
 
     def _plane_snapshot(self) -> dict[str, Any]:
         """This process's data-plane counters (when it serves the data plane itself)."""

@@ -414,3 +414,40 @@ class RouteTests(unittest.TestCase):
         self.successResultOf(api.history.sample())
         [e1] = api.history.view()["endpoints"]
         self.assertEqual((e1["id"], e1["requests"]), ("e1", [0]))
+
+
+class RuntimeHistoryTests(unittest.TestCase):
+    """The runtime's history: its own data plane's counters, kept in the data dir across a restart."""
+
+    def started(self, data_dir):
+        from tests.support.fakes import fake_runtime
+
+        runtime = fake_runtime(self, data_dir=data_dir)
+        self.successResultOf(runtime.startService())
+        return runtime
+
+    def test_charts_count_the_data_plane_and_survive_a_restart(self):
+        """
+        A sample counts what the data plane's RequestMetrics recorded; stopped,
+        the runtime writes <data-dir>/stats-history.json, and the next runtime
+        on that data dir answers the same samples.
+        """
+        from tests.support.handlers import HELLO
+
+        data_dir = os.path.abspath(self.mktemp())
+        runtime = self.started(data_dir)
+        created = self.successResultOf(
+            runtime.manager.create({"name": "hello", "path": "/hello", "method": "GET", "code": HELLO})
+        )
+        self.successResultOf(runtime.manager.compile(created["id"]))
+        self.successResultOf(runtime.manager.start(created["id"]))
+        record(runtime.request_metrics, "hello", 3, 0.001)
+        self.reactor.advance(5)
+        self.successResultOf(runtime.stopService())
+        before = runtime.api.history.view({created["id"]: "hello"})
+        self.assertEqual(before["endpoints"][0]["requests"][0], 3)
+        self.assertTrue(os.path.exists(os.path.join(data_dir, HISTORY_FILE)))
+
+        again = self.started(data_dir)
+        self.assertEqual(again.api.history.view({created["id"]: "hello"}), before)
+        self.successResultOf(again.stopService())

@@ -160,7 +160,7 @@ class StatsHistory:
 
     def __init__(
         self,
-        planes: Callable[[], Sequence[Plane] | Deferred[Sequence[Plane]]],
+        planes: Callable[[], Sequence[Plane] | Deferred[Any]],
         running: Callable[[], Mapping[str, str]],
         clock: IReactorTime,
         refresh: Callable[[], object] | None = None,

@@ -8,7 +8,8 @@ characters, dropping the oldest lines first, and a line longer than
 endpoint's log costs at most about ``max_chars`` characters of memory however
 much its workers write (a 10 MB burst on stderr leaves its last lines).  Each
 line gets a timestamp from the injected clock so tests can pin ``since``
-filtering on a ``Clock``.
+filtering on a ``Clock``, and the trace id the pool gave it (the request in
+flight on the worker that wrote it, see ``WorkerPool``), or None.
 """
 
 from collections import deque
@@ -29,7 +30,7 @@ class _Ring:
     __slots__ = ("entries", "chars")
 
     def __init__(self) -> None:
-        self.entries: deque[tuple[float, str, str]] = deque()  # (time, stream, line)
+        self.entries: deque[tuple[float, str, str, str | None]] = deque()  # (time, stream, line, trace id)
         self.chars = 0
 
 
@@ -51,18 +52,18 @@ class LogBook:
         self._max_line = max_line
         self._rings: dict[str, _Ring] = {}
 
-    def writer(self, endpoint_id: str) -> Callable[[str, str], None]:
-        """A ``log(stream, line)`` callable that records under ``endpoint_id``."""
+    def writer(self, endpoint_id: str) -> Callable[[str, str, str | None], None]:
+        """A ``log(stream, line, trace_id=None)`` callable that records under ``endpoint_id``."""
         ring = self._rings.get(endpoint_id)
         if ring is None:
             ring = self._rings[endpoint_id] = _Ring()
         entries = ring.entries
         max_lines, max_chars, max_line = self._max_lines, self._max_chars, self._max_line
 
-        def log(stream: str, line: str) -> None:
+        def log(stream: str, line: str, trace_id: str | None = None) -> None:
             if len(line) > max_line:
                 line = "%s [... %d more characters]" % (line[:max_line], len(line) - max_line)
-            entries.append((self._clock.seconds(), stream, line))
+            entries.append((self._clock.seconds(), stream, line, trace_id))
             ring.chars += len(line)
             while len(entries) > max_lines or ring.chars > max_chars:
                 ring.chars -= len(entries.popleft()[2])
@@ -78,8 +79,9 @@ class LogBook:
                 "timestamp": datetime.fromtimestamp(when, timezone.utc).isoformat(),
                 "stream": stream,
                 "line": line,
+                "trace_id": trace_id,
             }
-            for when, stream, line in (ring.entries if ring is not None else ())
+            for when, stream, line, trace_id in (ring.entries if ring is not None else ())
             if since is None or when > since
         ]
 

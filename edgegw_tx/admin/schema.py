@@ -597,6 +597,12 @@ LOG_LINE = record(
         "timestamp": TIMESTAMP,
         "stream": string(),
         "line": string(),
+        "trace_id": nullable(
+            string(
+                pattern="^[0-9a-f]{32}$",
+                description="the W3C trace id of the request the worker was serving when it wrote the line (docs/sdk/request.md)",
+            )
+        ),
     }
 )
 

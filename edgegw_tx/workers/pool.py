@@ -53,12 +53,13 @@ timeout fails without harming anyone.  So a client waits at most about twice
 
 from __future__ import annotations
 
+import inspect
 import os
 import random as _random
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
@@ -70,6 +71,7 @@ from ..errors import (
     PoolStopped,
     RequestTimedOut,
 )
+from ..observability.trace import trace_id_of
 from .framing import DEFAULT_MAX_FRAME
 from .process import (
     READY,
@@ -107,6 +109,30 @@ LATENCY_BOUNDS = (
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
     0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0,
 )
+
+
+TracedLog = Callable[[str, str, "str | None"], object]
+"""``log(stream, line, trace_id)``: a ``LogCallback`` that also takes the trace
+id of the request a worker's stderr line is attributed to (None for none)."""
+
+
+def traced_log(log: LogCallback) -> TracedLog:
+    """
+    ``log`` as a ``TracedLog``: itself when it takes a third argument (the
+    LogBook's writers), else a wrapper that drops the trace id, so two-argument
+    callbacks keep working.  Checked once, when a pool is made.
+    """
+    try:
+        inspect.signature(log).bind("stderr", "line", None)
+    except (TypeError, ValueError):
+        return lambda stream, line, trace_id: log(stream, line)
+    return cast(TracedLog, log)
+
+
+def _trace_of(frame: Any) -> str | None:
+    """The trace id in a request frame's ``traceparent`` header, if it has a valid one."""
+    headers = frame.get("headers") if isinstance(frame, dict) else None
+    return trace_id_of(headers.get("traceparent")) if isinstance(headers, dict) else None
 
 
 class _Job:
@@ -228,7 +254,9 @@ class WorkerPool:
         :param min_instances: workers kept alive, 0 to scale to zero.
         :param max_instances: most workers starting or serving at once.
         :param env: the worker's whole environment (nothing is inherited).
-        :param log: ``log(stream, line)``, see ``LogCallback``.
+        :param log: ``log(stream, line)``, see ``LogCallback``; one that
+            takes a third argument also gets the trace id of a worker's stderr
+            lines (see ``_worker_log``).
         :param max_queue: most requests waiting in the pool's queue (not
             counting those written to workers); beyond, ``Overloaded``.
         :param max_requests: requests sent to a worker before it is recycled,
@@ -301,6 +329,7 @@ class WorkerPool:
         self.version = version
         self._random = random if random is not None else _random.Random()
         self._log = log or twisted_log
+        self._traced_log = traced_log(self._log)
         self._reactor = reactor
 
         self._state = _NEW
@@ -806,10 +835,27 @@ class WorkerPool:
 
     # -- worker lifecycle --------------------------------------------------
 
+    def _worker_log(self, holder: list[_Worker]) -> LogCallback:
+        """
+        The log of one worker's process: its stderr lines get the trace id of
+        the oldest request sent to it and not yet answered, the one it serves
+        (it serves one at a time).  A best guess: stderr and the answers come
+        through separate pipes, so a line read after its request's answer goes
+        with the next request, or none (docs/sdk/request.md).
+        """
+        traced = self._traced_log
+
+        def log(stream: str, line: str) -> object:
+            jobs = holder[0].jobs if holder and stream == "stderr" else None
+            return traced(stream, line, _trace_of(jobs[0].frame) if jobs else None)
+
+        return log
+
     def _spawn(self) -> _Worker:
+        holder: list[_Worker] = []
         process = WorkerProcess(
             self.name,
-            log=self._log,
+            log=self._worker_log(holder),
             call_handler=self.call_handler,
             max_frame=self.max_frame,
             start_timeout=self.start_timeout,
@@ -824,6 +870,7 @@ class WorkerPool:
                 self.max_requests, int(self.max_requests * 1.25)
             )
         worker = _Worker(process, self.version, limit)
+        holder.append(worker)
         self._workers[process] = worker
         self.spawned += 1
         if self._debt:

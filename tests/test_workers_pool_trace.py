@@ -5,8 +5,11 @@ from twisted.trial import unittest
 
 from edgegw_tx.admin.logs import LogBook
 from edgegw_tx.workers.pool import traced_log
+from edgegw_tx.processes.group import ProcessGroup
+from edgegw_tx.processes.proxies import PoolProxy
 from tests.support.admin import AdminAPITestCase
 from tests.support.fakes import FakePool
+from tests.support.processes import LoopbackReactor
 from tests.support.workers import PoolTestCase
 
 TRACE_A = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -153,3 +156,44 @@ class EndpointLogsAPITests(AdminAPITestCase):
             [(line["line"], line["trace_id"]) for line in document["data"]["lines"]],
             [("worker up", None), ("handled", TRACE_A)],
         )
+
+
+class ProcessesTraceTests(unittest.TestCase):
+    """With ``--processes``, a line's trace id crosses the control channel to the pool's log."""
+
+    def setUp(self):
+        self.reactor = LoopbackReactor()
+        self.group = ProcessGroup(
+            1,
+            "tcp:9080:interface=127.0.0.1",
+            "/data",
+            http="httptools",
+            environ={"PATH": "/usr/bin"},
+            executable="/venv/bin/python",
+            reactor=self.reactor,
+        )
+        self.group.startService()
+        self.addCleanup(lambda: self.group.stopService() if self.group.running else None)
+        for process in self.reactor.processes:
+            process.boot()
+
+    def start_pool(self, log):
+        pool = PoolProxy(self.group, "hello", ["/artifacts/d1/handler"], endpoint_id="e1", log=log, min_instances=1)
+        self.successResultOf(pool.start())
+        [plane_pool] = self.reactor.processes[0].pools
+        return plane_pool
+
+    def test_trace_id_reaches_the_log(self):
+        """A traced line in a data-plane process arrives with its trace id; an untraced one with None."""
+        lines = []
+        plane_pool = self.start_pool(lambda stream, line, trace_id=None: lines.append((stream, line, trace_id)))
+        plane_pool.log("stderr", "traced", TRACE_A)
+        plane_pool.log("stderr", "plain")
+        self.assertEqual(lines[-2:], [("stderr", "traced", TRACE_A), ("stderr", "plain", None)])
+
+    def test_two_argument_log(self):
+        """A two-argument log on the control side still gets traced lines, without the id."""
+        lines = []
+        plane_pool = self.start_pool(lambda stream, line: lines.append((stream, line)))
+        plane_pool.log("stderr", "traced", TRACE_A)
+        self.assertEqual(lines[-1], ("stderr", "traced"))

@@ -138,8 +138,11 @@ class DataPlane:
         if pool in self._pools:
             raise ValueError(f"pool {pool} exists already")
 
-        def log(stream: str, line: str) -> None:
-            self._notify("log", pool=pool, stream=stream, line=line)
+        def log(stream: str, line: str, trace_id: str | None = None) -> None:
+            if trace_id is None:
+                self._notify("log", pool=pool, stream=stream, line=line)
+            else:
+                self._notify("log", pool=pool, stream=stream, line=line, trace_id=trace_id)
 
         worker_pool = self._pool_factory(
             name,

@@ -487,11 +487,12 @@ class ProcessGroup(Service):
         if self._pools.get(pool.number) is pool:
             del self._pools[pool.number]
 
-    def worker_log(self, pool: int, stream: str, line: str) -> None:
-        """The ``log`` note: a line about a worker of pool number ``pool``."""
+    def worker_log(self, pool: int, stream: str, line: str, trace_id: str | None = None) -> None:
+        """The ``log`` note: a line about a worker of pool number ``pool`` (with
+        the trace id of the request it was serving, see ``WorkerPool``)."""
         target = self._pools.get(pool)
         if target is not None:
-            target.log(stream, line)
+            target.traced_log(stream, line, trace_id)
 
     def refresh(self) -> Deferred[None]:
         """

@@ -34,6 +34,7 @@ from twisted.python.failure import Failure
 
 from edgegw_tx.errors import PoolStopped
 from edgegw_tx.processes.channel import ChannelClosed
+from edgegw_tx.workers.pool import traced_log
 from edgegw_tx.workers.process import twisted_log
 
 if TYPE_CHECKING:
@@ -99,6 +100,7 @@ class PoolProxy:
 
     :ivar number: the pool's number in the data planes' commands.
     :ivar log: ``log(stream, line)`` for the workers' lines from every process.
+    :ivar traced_log: ``log`` taking the trace id of a line too (``traced_log``).
     """
 
     def __init__(
@@ -124,6 +126,7 @@ class PoolProxy:
         self.options = options
         self.version = options.get("version")
         self.log = log or twisted_log
+        self.traced_log = traced_log(self.log)
         self.number = group.new_pool_number()
         self._state = _NEW
         # index of a data-plane process -> its pool's {stats, workers}

@@ -294,6 +294,7 @@ class GatewayRuntime(MultiService):
             self.manager.pool_stats_by_endpoint,
             compiles=self.manager.builds.compiles,
             refresh=self.processes.refresh if self.processes is not None else None,
+            reactor=reactor,
         )
         # The dashboard's charts (GET /api/stats/history): samples of the same
         # counters as /metrics, with the running endpoints' names (admin/history.py).

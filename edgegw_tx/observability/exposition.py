@@ -6,7 +6,10 @@ builds') into metric families when scraped, and the text it answers.
 Nothing is computed per request here: :meth:`Metrics.scrape` gathers the data
 planes' snapshots (this process's, or with ``--processes N`` every data-plane
 process's over the control channel, added up), refreshes the pools' views,
-then renders the registry once.
+reads the pools' stats, then renders the registry once. The rendering (tens
+of thousands of lines with 1,000 endpoints) runs in the reactor's thread pool
+when a reactor is given, on copies taken on the reactor thread, one scrape at
+a time.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.defer import Deferred, DeferredLock, gatherResults, succeed
+from twisted.internet.threads import deferToThreadPool
 
 from edgegw_tx import __version__
 from edgegw_tx.observability.metrics import (
@@ -84,7 +88,8 @@ class Metrics:
     here, or one per data-plane process); ``pools()`` is the endpoints'
     pool stats by endpoint id (``EndpointManager.pool_stats_by_endpoint``),
     brought up to date by ``refresh()`` first when given (the data-plane
-    processes' views); ``compiles`` the builds' timings.
+    processes' views); ``compiles`` the builds' timings. With a ``reactor``
+    the text is rendered in its thread pool, otherwise inline.
     """
 
     def __init__(
@@ -96,14 +101,20 @@ class Metrics:
         refresh: Callable[[], "Deferred[Any]"] | None = None,
         version: str = __version__,
         process_metrics: bool = True,
+        reactor: Any = None,
     ) -> None:
         self._planes = planes
         self._pools = pools
         self._refresh = refresh
+        self._reactor = reactor
         self.compiles = compiles
         self.version = version
         self.registry = CollectorRegistry(auto_describe=False)
+        # What the collector renders: copies taken on the reactor thread before rendering.
         self._plane: dict[str, Any] = merge_planes([])
+        self._pool_stats: dict[str, dict[str, float]] = {}
+        self._compiles: dict[str, Any] = {"counts": [], "histograms": []}
+        self._lock = DeferredLock()
         self.registry.register(_GatewayCollector(self))
         if process_metrics:
             ProcessCollector(registry=self.registry)
@@ -111,23 +122,38 @@ class Metrics:
 
     def scrape(self) -> "Deferred[bytes]":
         """Gather the data planes' counters and the pools' views, then render the text format."""
+        return self._lock.run(self._scrape)
+
+    def _scrape(self) -> "Deferred[bytes]":
         waits: list[Deferred[Any]] = [self._planes()]
         if self._refresh is not None:
             waits.append(self._refresh())
         d = gatherResults(waits, consumeErrors=True)
 
-        def rendered(results: list[Any]) -> bytes:
-            return self.render(results[0])
+        def rendered(results: list[Any]) -> "Deferred[bytes]":
+            self._take(results[0])
+            if self._reactor is None:
+                return succeed(generate_latest(self.registry))
+            rendering: Deferred[bytes] = deferToThreadPool(
+                self._reactor, self._reactor.getThreadPool(), generate_latest, self.registry
+            )
+            return rendering
 
         return d.addCallback(rendered)
 
     def render(self, planes: list[dict[str, Any]]) -> bytes:
-        """The text format of the registry with ``planes`` (their sum) as the data planes' counters."""
-        self._plane = merge_planes(planes)
+        """The text format of the registry with ``planes`` (their sum) as the data planes' counters, inline."""
+        self._take(planes)
         return generate_latest(self.registry)
 
+    def _take(self, planes: list[dict[str, Any]]) -> None:
+        """On the reactor thread: what the next rendering shows (sums and copies, nothing shared)."""
+        self._plane = merge_planes(planes)
+        self._pool_stats = _by_name(self._pools())
+        self._compiles = self.compiles.snapshot() if self.compiles is not None else {"counts": [], "histograms": []}
+
     def families(self) -> Iterator[Metric]:
-        """Every edgegw metric family, from the last gathered planes and the pools as they are now."""
+        """Every edgegw metric family, from what the last scrape took (``_take``)."""
         plane = self._plane
         requests: dict[str, dict[str, Any]] = plane["requests"]
 
@@ -171,7 +197,7 @@ class Metrics:
             "Workers that ended and were replaced, by why (since the endpoint's pool started)",
             labels=["endpoint", "reason"],
         )
-        for name, stats in sorted(_by_name(self._pools()).items()):
+        for name, stats in sorted(self._pool_stats.items()):
             queue.add_metric([name], stats["queued"])
             ready = stats["workers"] - stats["starting"] - stats["busy"] - stats["draining"]
             for state, value in zip(
@@ -197,12 +223,10 @@ class Metrics:
 
         compiles = CounterMetricFamily("edgegw_compiles", "Compiles of endpoints by outcome", labels=["outcome"])
         compile_duration = HistogramMetricFamily("edgegw_compile_duration_seconds", "Time a compile took")
-        if self.compiles is not None:
-            snapshot = self.compiles.snapshot()
-            for outcome, n in sorted(snapshot["counts"]):
-                compiles.add_metric([outcome], n)
-            for counts, seconds in snapshot["histograms"]:
-                compile_duration.add_metric([], _buckets(COMPILE_BUCKETS, counts), seconds)
+        for outcome, n in sorted(self._compiles["counts"]):
+            compiles.add_metric([outcome], n)
+        for counts, seconds in self._compiles["histograms"]:
+            compile_duration.add_metric([], _buckets(COMPILE_BUCKETS, counts), seconds)
         yield from (compiles, compile_duration)
 
         yield GaugeMetricFamily(

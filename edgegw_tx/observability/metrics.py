@@ -24,10 +24,9 @@ DURATION_BUCKETS: tuple[float, ...] = (
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )
 
-#: Upper bounds (bytes) of the request and response size histograms.
-SIZE_BUCKETS: tuple[float, ...] = (
-    0, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216,
-)
+#: Upper bounds (bytes) of the request and response size histograms: 0 (no
+#: body), then ×16 steps to 16 MiB; few, as a scrape carries them per endpoint.
+SIZE_BUCKETS: tuple[float, ...] = (0, 256, 4096, 65536, 1048576, 16777216)
 
 #: The methods counted under their own name; any other is counted as "OTHER"
 #: so a client cannot grow the label set.

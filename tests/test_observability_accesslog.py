@@ -344,6 +344,31 @@ class FileTests(unittest.TestCase):
         self.assertEqual([e["request_id"] for e in self.read(self.path + ".old")], ["r0"])
         self.assertEqual([e["request_id"] for e in self.read(self.path)], ["r1"])
 
+    def test_copytruncate(self):
+        """After the file is truncated under the log (copytruncate), lines go to its new start, not past zeros."""
+        log = self.log()
+        log.write(line(0))
+        log.flush()
+        self.writer.run()
+        os.truncate(self.path, 0)
+        log.write(line(1))
+        log.flush()
+        self.writer.run()
+        with open(self.path, "rb") as f:
+            data = f.read()
+        self.assertNotIn(b"\0", data)
+        self.assertEqual([json.loads(text)["request_id"] for text in data.splitlines()], ["r1"])
+
+    def test_two_logs_share_a_file(self):
+        """Two access logs on one file (two processes) append; neither writes over the other's lines."""
+        first, second = self.log(), self.log()
+        for n in range(6):
+            (first if n % 2 else second).write(line(n))
+            first.flush()
+            second.flush()
+            self.writer.run()
+        self.assertEqual(sorted(e["request_id"] for e in self.read(self.path)), [f"r{n}" for n in range(6)])
+
     def test_unwritable_path(self):
         """A path that cannot be a file (under a regular file) drops lines and counts them, never raising."""
         blocker = os.path.join(self.dir, "file")

@@ -108,6 +108,25 @@ class _StdoutSink:
         pass
 
 
+class AppendLogFile(LogFile):
+    """
+    A ``LogFile`` opened in append mode (``O_APPEND``): each batch lands at the
+    file's current end, so a file truncated under it (``logrotate``'s
+    ``copytruncate``) is not refilled with zeros up to the old offset, and
+    processes sharing one file (``--processes``) do not write over each
+    other's lines.
+    """
+
+    def __init__(self, path: str, max_bytes: int | None) -> None:
+        full = os.path.abspath(path)
+        LogFile.__init__(self, os.path.basename(full), os.path.dirname(full), max_bytes or 0)
+
+    def _openFile(self) -> None:
+        self.closed = False
+        self._file = open(self.path, "ab", 0)
+        self.size = self._file.tell()
+
+
 def open_sink(path: str, max_bytes: int | None) -> Sink:
     """
     The sink for ``path``: standard output for ``-``, else a ``LogFile``
@@ -116,8 +135,7 @@ def open_sink(path: str, max_bytes: int | None) -> Sink:
     """
     if path == STDOUT:
         return _StdoutSink()
-    full = os.path.abspath(path)
-    return LogFile(os.path.basename(full), os.path.dirname(full), rotateLength=max_bytes or 0)
+    return AppendLogFile(path, max_bytes)
 
 
 class ThreadWriter:

@@ -66,6 +66,7 @@ from edgegw_tx.gateway.target import BadPath, normal_path
 
 __all__ = [
     "Dispatcher",
+    "add_header_field",
     "GatewayRequest",
     "GatewayResponse",
     "InvalidResponse",
@@ -78,15 +79,17 @@ class GatewayRequest:
     One HTTP request as the HTTP layer saw it.
 
     ``path`` is the raw path (percent-encoded, no query); the dispatcher
-    brings it to its normal form.  Header names and
-    values may be ``bytes`` (as parsers produce them) or ``str``.
+    brings it to its normal form.  ``headers`` are the fields as received,
+    names and values ``bytes`` (as parsers produce them) or ``str``; or,
+    from an HTTP layer that builds it while parsing, a ``dict`` already in
+    the request frame's form (see ``add_header_field``).
     """
 
     method: str
     host: str | None
     path: str
     query_string: bytes | str
-    headers: Sequence[tuple[bytes | str, bytes | str]]
+    headers: Sequence[tuple[bytes | str, bytes | str]] | dict[str, str]
     body: bytes
     client_ip: str | None
 
@@ -141,6 +144,19 @@ def _new_request_id() -> str:
     return (_bits(128) & _V4_CLEAR | _V4_SET).to_bytes(16).hex()
 
 
+def add_header_field(headers: dict[str, str], name: str, value: str) -> None:
+    """
+    Add one request header field to the frame's ``headers``: ``name`` in
+    lower case; a repeated name's values joined with ``, `` (``cookie``
+    with ``; ``).
+    """
+    previous = headers.get(name)
+    if previous is None:
+        headers[name] = value
+    else:
+        headers[name] = previous + ("; " if name == "cookie" else ", ") + value
+
+
 def _header_map(raw: Sequence[tuple[bytes | str, bytes | str]]) -> dict[str, str]:
     headers: dict[str, str] = {}
     for name, value in raw:
@@ -148,12 +164,7 @@ def _header_map(raw: Sequence[tuple[bytes | str, bytes | str]]) -> dict[str, str
             name = name.decode("latin-1")
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
-        name = name.lower()
-        previous = headers.get(name)
-        if previous is None:
-            headers[name] = value
-        else:
-            headers[name] = previous + ("; " if name == "cookie" else ", ") + value
+        add_header_field(headers, name.lower(), value)
     return headers
 
 
@@ -327,7 +338,10 @@ class Dispatcher:
         returns), once; in the unexpected case of a target that both answers
         and raises, a second time, which the caller ignores.
         """
-        headers = _header_map(request.headers)
+        raw = request.headers
+        # The httptools layer hands a dict it built while parsing (one walk
+        # over the fields instead of two).
+        headers = raw if raw.__class__ is dict else _header_map(raw)  # type: ignore[arg-type]
         request_id = headers.get("x-request-id")
         if request_id is None or not _REQUEST_ID(request_id):
             request_id = self._new_id()

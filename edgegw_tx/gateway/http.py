@@ -84,7 +84,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from edgegw_tx.gateway.dispatch import Dispatcher, GatewayRequest, GatewayResponse
+from edgegw_tx.gateway.dispatch import (
+    Dispatcher,
+    GatewayRequest,
+    GatewayResponse,
+    add_header_field,
+)
 from edgegw_tx.gateway.target import valid_host
 
 __all__ = ["BODY_TIMEOUT", "GatewayHTTPFactory", "GatewayHTTPProtocol"]
@@ -186,7 +191,8 @@ class GatewayHTTPProtocol(Protocol):
         self._slots: deque[_Slot] = deque()
         self._current: _Slot | None = None
         self._url = b""
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._headers: dict[str, str] = {}  # in the request frame's form
+        self._fields = 0  # header fields received
         self._head_size = 0
         self._raw_head = 0
         self._body: list[bytes] = []
@@ -369,7 +375,8 @@ class GatewayHTTPProtocol(Protocol):
         self._begun = True
         self._head_since = self._seconds()
         self._url = b""
-        self._headers = []
+        self._headers = {}
+        self._fields = 0
         self._head_size = 0
         self._raw_head = 0
         self._body = []
@@ -385,10 +392,9 @@ class GatewayHTTPProtocol(Protocol):
             raise _Reject(414, "request URI too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        headers = self._headers
-        headers.append((name, value))
+        self._fields += 1
         self._head_size += len(name) + len(value) + 4
-        if len(headers) > self._factory.max_headers:
+        if self._fields > self._factory.max_headers:
             raise _Reject(431, "too many request header fields")
         if self._head_size > self._factory.max_head:
             raise _Reject(431, "request header fields too large")
@@ -409,6 +415,12 @@ class GatewayHTTPProtocol(Protocol):
             # llhttp has checked the digits and refused a second one.
             if int(value) > self._factory.max_body:
                 raise _Reject(413, "request body too large")
+        # The dispatcher's form, built here so the fields are walked once
+        # (llhttp accepts only token characters in a name: ASCII, so the bytes'
+        # lower() is the str's).
+        add_header_field(
+            self._headers, lower.decode("latin-1"), value.decode("utf-8", "replace")
+        )
 
     def _check_host(self, value: bytes) -> None:
         """Refuse a Host value that is not ``host [":" port]``; remember a good one."""
@@ -470,8 +482,7 @@ class GatewayHTTPProtocol(Protocol):
             path, query = url, b""
         else:
             path, query, host = self._absolute_form(url)
-            headers = [(n, v) for n, v in headers if n.lower() != b"host"]
-            headers.append((b"host", host))
+            headers["host"] = host.decode("utf-8", "replace")
         self._in_head = True
         self._raw_head = 0
         # on_headers_complete made this request's slot (on_message_complete follows it).

@@ -471,6 +471,8 @@ class EndpointPage {
       fragment.append(h("div", { class: ["log-line", "log-" + stream], title: entry.timestamp },
         h("span", { class: "log-time" }, formatClock(entry.time)),
         h("span", { class: "log-stream" }, entry.stream),
+        // The request the worker was serving (docs/sdk/request.md): its trace id, short.
+        entry.trace_id ? h("span", { class: "log-trace", title: "trace " + entry.trace_id }, entry.trace_id.slice(0, 8)) : null,
         entry.line));
     }
     box.append(fragment);

@@ -373,7 +373,7 @@ class GatewayHTTPProtocol(Protocol):
 
     def on_message_begin(self) -> None:
         self._begun = True
-        self._head_since = self._seconds()
+        self._head_since = self._last  # llhttp calls this from dataReceived: just read
         self._url = b""
         self._headers = {}
         self._fields = 0
@@ -544,12 +544,20 @@ class GatewayHTTPProtocol(Protocol):
     def _render(self, response: GatewayResponse, slot: _Slot) -> None:
         status = response.status
         body = response.body
-        parts = [_status_line(status), self._factory.dates.line(self._seconds())]
+        lines = ""
         server = False
         for name, value in response.headers:
             if name == "server":
                 server = True
-            parts.append(b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("utf-8")))
+            lines += name + ": " + value + "\r\n"
+        # One encode for all the fields (0.1 us less than one per field for
+        # hello's two): names are ASCII tokens (checked by the dispatcher),
+        # values UTF-8.
+        parts = [
+            _status_line(status),
+            self._factory.dates.line(self._seconds()),
+            lines.encode("utf-8"),
+        ]
         if not server:
             parts.append(b"server: edgegw\r\n")
         if status >= 200 and status not in _NO_BODY:

@@ -216,7 +216,9 @@ def _cmdline(pid):
         return b""
 
 
-class ProcessesIntegrationTests(unittest.TestCase):
+class TwistdProcessesTestCase(unittest.TestCase):
+    """A fresh ``twistd edgegw --processes 2`` per test, and helpers to deploy and load it (no tests)."""
+
     timeout = 600
 
     @inlineCallbacks
@@ -256,6 +258,8 @@ class ProcessesIntegrationTests(unittest.TestCase):
                 returnValue(served)
         self.fail("one process served everything: %r" % (served,))
 
+
+class ProcessesIntegrationTests(TwistdProcessesTestCase):
     @inlineCallbacks
     def test_both_processes_serve_and_stop_leaves_nothing(self):
         """A deployed endpoint has workers under both data-plane processes, both answer, and SIGTERM ends every process."""

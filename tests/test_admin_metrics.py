@@ -43,6 +43,12 @@ class MetricsPageTests(AdminAPITestCase):
         code, _, _ = self.get(self.client, {"Authorization": "Bearer not-a-key"})
         self.assertEqual(code, 401)
 
+    def test_starting_503(self):
+        """While the gateway starts, ``/metrics`` answers 503 like the API."""
+        self.api.starting = True
+        code, _, _ = self.get(self.client, {"Authorization": "Bearer " + self.read_key})
+        self.assertEqual(code, 503)
+
     def test_a_read_key_gets_the_text_format(self):
         """A ``read`` key as bearer token: 200, the text format's content type, the requests the data plane counted."""
         self.runtime.request_metrics.series("hello").record(b"GET", 200, 0, 12, 0.002)

@@ -237,3 +237,47 @@ class ExpositionTests(unittest.TestCase):
         self.assertEqual(samples[("edgegw_inflight_requests", (("endpoint", "hello"),))], 1)
         self.assertEqual(samples[("edgegw_http_connections", ())], 4)
         self.assertNotIn(("process_resident_memory_bytes", ()), samples)
+
+
+class ScrapeOrderTests(unittest.TestCase):
+    def test_one_scrape_at_a_time(self):
+        """A scrape asked while one gathers waits for it: the data planes are asked once at a time."""
+        from twisted.internet.defer import Deferred
+
+        from edgegw_tx.observability.exposition import Metrics
+
+        asked = []
+
+        def planes():
+            asked.append(Deferred())
+            return asked[-1]
+
+        metrics = Metrics(planes, dict, process_metrics=False)
+        first, second = metrics.scrape(), metrics.scrape()
+        self.assertEqual(len(asked), 1)
+        asked[0].callback([])
+        self.assertIn(b"edgegw_build_info", self.successResultOf(first))
+        self.assertEqual(len(asked), 2)
+        asked[1].callback([])
+        self.successResultOf(second)
+
+    def test_rendered_in_the_thread_pool(self):
+        """With a reactor the text is rendered through its thread pool, not inline."""
+        from twisted.internet.defer import succeed
+
+        from edgegw_tx.observability.exposition import Metrics
+        from tests.support.fakes import SynchronousReactor
+
+        reactor = SynchronousReactor()
+        ran = []
+        pool = reactor.getThreadPool()
+        original = pool.callInThreadWithCallback
+
+        def recording(*args, **kwargs):
+            ran.append(args[1])
+            return original(*args, **kwargs)
+
+        pool.callInThreadWithCallback = recording
+        metrics = Metrics(lambda: succeed([]), dict, process_metrics=False, reactor=reactor)
+        self.assertIn(b"edgegw_build_info", self.successResultOf(metrics.scrape()))
+        self.assertEqual(len(ran), 1)

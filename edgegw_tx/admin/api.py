@@ -912,7 +912,8 @@ class _Utf8Paths(Resource):
     """
     Klein answers a path that is not UTF-8 once percent-decoded (``/api/x/%ff``)
     with a bare HTML 400 before any route runs; answer it in the API's envelope.
-    ``/``, ``/admin`` and ``/admin/...`` go to the Admin UI (admin/ui.py).
+    ``/``, ``/admin`` and ``/admin/...`` go to the Admin UI (admin/ui.py),
+    ``/metrics`` to the Prometheus page (admin/metrics_page.py).
     """
 
     isLeaf = True

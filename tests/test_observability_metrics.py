@@ -236,6 +236,12 @@ class ExpositionTests(unittest.TestCase):
         self.assertEqual(samples[("edgegw_http_request_duration_seconds_count", (("endpoint", "hello"),))], 3)
         self.assertEqual(samples[("edgegw_inflight_requests", (("endpoint", "hello"),))], 1)
         self.assertEqual(samples[("edgegw_http_connections", ())], 4)
+        self.assertEqual(samples[("edgegw_data_plane_processes", ())], 2)
+        self.assertEqual(
+            samples[("edgegw_data_plane_resident_memory_bytes", ())],
+            planes[0]["resident_bytes"] + planes[1]["resident_bytes"],
+        )
+        self.assertGreater(samples[("edgegw_data_plane_cpu_seconds_total", ())], 0)
         self.assertNotIn(("process_resident_memory_bytes", ()), samples)
 
 

@@ -232,6 +232,21 @@ class Metrics:
         yield GaugeMetricFamily(
             "edgegw_http_connections", "Open data-plane HTTP connections", value=plane["connections"]
         )
+        yield GaugeMetricFamily(
+            "edgegw_data_plane_processes",
+            "Data-plane processes whose counters this scrape added up (--processes N; 1: this process)",
+            value=plane["processes"],
+        )
+        yield CounterMetricFamily(
+            "edgegw_data_plane_cpu_seconds",
+            "CPU seconds (user and system) of the data-plane processes, summed",
+            value=plane["cpu_seconds"],
+        )
+        yield GaugeMetricFamily(
+            "edgegw_data_plane_resident_memory_bytes",
+            "Resident memory of the data-plane processes, summed (their workers not included)",
+            value=plane["resident_bytes"],
+        )
         yield CounterMetricFamily(
             "edgegw_access_log_dropped_lines",
             "Access-log lines dropped because they could not be written",

@@ -253,7 +253,20 @@ def plane_snapshot(requests: RequestMetrics, service_calls: Timings | None, fron
         "access_log_dropped": requests.access_log_dropped,
         "service_calls": service_calls.snapshot() if service_calls is not None else {},
         "connections": open_connections(front),
+        **process_usage(),
     }
+
+
+def process_usage() -> dict[str, float]:
+    """This process's CPU seconds (user + system) and resident memory, for the data planes' sums."""
+    times = os.times()
+    resident = 0
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            resident = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        pass  # not Linux: no resident size
+    return {"cpu_seconds": times.user + times.system, "resident_bytes": resident}
 
 
 def merge_planes(planes: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -264,4 +277,7 @@ def merge_planes(planes: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "access_log_dropped": sum(p.get("access_log_dropped", 0) for p in planes),
         "service_calls": Timings.merge(p.get("service_calls", {}) for p in planes),
         "connections": sum(p.get("connections", 0) for p in planes),
+        "processes": len(planes),
+        "cpu_seconds": sum(p.get("cpu_seconds", 0.0) for p in planes),
+        "resident_bytes": sum(p.get("resident_bytes", 0) for p in planes),
     }

@@ -13,9 +13,14 @@ Servers, each measured in alternating rounds (wrk -t1 -c32, 2 s warm-up, then
              frames -> back, nothing else (what moving frames alone costs)
   ceiling    bench/httptools_baseline.py: httptools answering a constant
   twisted    bench/baseline.py --no-access-log: a bare twisted.web resource
+  before     with --before REV: a second ``twistd edgegw`` running the
+             ``edgegw_tx`` of git revision REV (extracted to a temporary
+             directory, first on PYTHONPATH), to compare a change in
+             alternating rounds of one run
 
     .venv/bin/python bench/cpu.py [--scenario hello|echo-16k] [--rounds 3]
                                   [--duration 5] [--servers edgegw,minimal,...]
+                                  [--before REV]
 
 The CPU per request of the gateway's workers (and the minimal path's worker)
 and of wrk itself are reported too: on two cores, what wrk and the worker
@@ -26,6 +31,7 @@ import argparse
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,6 +46,34 @@ SCENARIOS = {
     "echo-16k": ("POST", "/echo", harness.ECHO, os.path.join(harness.HERE, "echo16k.lua")),
 }
 SERVERS = ("edgegw", "minimal", "ceiling", "twisted")
+
+
+def start_before(revision, data_dir, tree, port, admin_port):
+    """``twistd edgegw`` running ``edgegw_tx`` as of ``revision`` (extracted to ``tree``)."""
+    archive = subprocess.run(
+        ["git", "archive", revision, "edgegw_tx"], cwd=harness.ROOT, check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
+    env = dict(os.environ, PYTHONPATH=tree)
+    return subprocess.Popen(
+        [
+            os.path.join(harness.BIN, "twistd"), "-n", "--pidfile=", "--logfile", os.path.join(data_dir, "twistd.log"),
+            "edgegw", "--data-dir", data_dir,
+            "--listen", f"tcp:{port}:interface=127.0.0.1",
+            "--admin-listen", f"tcp:{admin_port}:interface=127.0.0.1",
+            # the SDK is found beside the package, which is in the temporary tree
+            "--sdk", os.path.join(harness.ROOT, "rust_sdk"),
+        ],
+        cwd=harness.ROOT,
+        env=env,
+    )
+
+
+def start_endpoint(admin_port, key, path, method, code):
+    """Create, compile and start the scenario's endpoint; its artifact digest."""
+    endpoint = harness.api(admin_port, key, "POST", "/endpoints", {"name": "bench", "path": path, "method": method, "code": code})["id"]
+    harness.api(admin_port, key, "POST", f"/endpoints/{endpoint}/compile")
+    return harness.api(admin_port, key, "POST", f"/endpoints/{endpoint}/start")["artifact"]
 
 
 def cpu_seconds(pid):
@@ -73,17 +107,21 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--before", metavar="REV", help="also run edgegw_tx of this git revision")
     args = parser.parse_args()
     servers = args.servers.split(",")
-    unknown = set(servers) - set(SERVERS)
+    if args.before:
+        servers.insert(0, "before")
+    unknown = set(servers) - set(SERVERS) - {"before"}
     if unknown:
         parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
     method, path, code, script = SCENARIOS[args.scenario]
 
     data_dir = tempfile.mkdtemp(prefix="edgegw-cpu-")
-    ports = {name: harness.free_port() for name in SERVERS}
+    ports = {name: harness.free_port() for name in SERVERS + ("before",)}
     admin_port = harness.free_port()
     processes = []
+    cleanup = []
     pids = {}
     try:
         gateway = harness.start_gateway(data_dir, ports["edgegw"], admin_port)
@@ -91,10 +129,18 @@ def main():
         pids["edgegw"] = gateway.pid
         harness.wait_for(f"http://127.0.0.1:{admin_port}/api/health")
         key = harness.admin_key(data_dir)
-        endpoint = harness.api(admin_port, key, "POST", "/endpoints", {"name": "bench", "path": path, "method": method, "code": code})["id"]
-        harness.api(admin_port, key, "POST", f"/endpoints/{endpoint}/compile")
-        digest = harness.api(admin_port, key, "POST", f"/endpoints/{endpoint}/start")["artifact"]
+        digest = start_endpoint(admin_port, key, path, method, code)
         binary = os.path.join(data_dir, "artifacts", digest, "handler")
+        if args.before:
+            before_dir = tempfile.mkdtemp(prefix="edgegw-cpu-before-")
+            tree = tempfile.mkdtemp(prefix="edgegw-cpu-tree-")
+            cleanup += [before_dir, tree]
+            before_admin = harness.free_port()
+            before = start_before(args.before, before_dir, tree, ports["before"], before_admin)
+            processes.append(before)
+            pids["before"] = before.pid
+            harness.wait_for(f"http://127.0.0.1:{before_admin}/api/health")
+            start_endpoint(before_admin, harness.admin_key(before_dir), path, method, code)
         for name, argv in (
             ("minimal", ["minimal_path.py", str(ports["minimal"]), binary]),
             ("ceiling", ["httptools_baseline.py", str(ports["ceiling"])]),
@@ -142,6 +188,8 @@ def main():
             )
     finally:
         harness.stop(processes)
+        for folder in cleanup:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -94,7 +94,9 @@ class GatewayHarness:
             **self.runtime_options,
         )
         yield self.runtime.startService()
-        data, admin = yield self.runtime.ports()
+        ports = yield self.runtime.ports()
+        data, admin = ports[:2]  # then --metrics-listen's, when given
+        self.ports = ports
         self.base = "http://127.0.0.1:%d" % data.getHost().port
         self.api = "http://127.0.0.1:%d/api" % admin.getHost().port
         with open(os.path.join(self.data_dir, "admin.key")) as f:

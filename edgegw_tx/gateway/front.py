@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgegw_tx.gateway.dispatch import Dispatcher
+from edgegw_tx.gateway.observe import Observer
 
 DEFAULT_HTTP = "httptools"
 """The data plane's HTTP layer unless ``--http`` says otherwise."""
@@ -17,7 +18,11 @@ HTTP_LAYERS = ("httptools", "twisted")
 
 
 def data_plane_factory(
-    http: str | None, routes: Any, reactor: Any, limits: dict[str, Any] | None = None
+    http: str | None,
+    routes: Any,
+    reactor: Any,
+    limits: dict[str, Any] | None = None,
+    observer: Observer | None = None,
 ) -> Any:
     """
     The server factory answering public traffic from the route table
@@ -28,7 +33,8 @@ def data_plane_factory(
     ``max_headers``, ``max_head``, ``header_timeout``, ``body_timeout``,
     ``idle_timeout``: the
     ``--max-body`` ... options, docs/limits.md); the twisted.web front keeps
-    twisted.web's own.
+    twisted.web's own.  ``observer`` records every answer (metrics, access
+    log, trace context, health path: gateway/observe.py).
 
     :raises ValueError: an unknown HTTP layer.
     """
@@ -37,13 +43,13 @@ def data_plane_factory(
     if http == "httptools":
         from edgegw_tx.gateway.http import GatewayHTTPFactory
 
-        return GatewayHTTPFactory(Dispatcher(routes), reactor=reactor, **(limits or {}))
+        return GatewayHTTPFactory(Dispatcher(routes, observer=observer), reactor=reactor, **(limits or {}))
     if http == "twisted":
         from twisted.web.server import Site
 
         from edgegw_tx.gateway.web import GatewayResource
 
-        site = Site(GatewayResource(Dispatcher(routes)), reactor=reactor)
+        site = Site(GatewayResource(Dispatcher(routes, observer=observer)), reactor=reactor)
         site.displayTracebacks = False
         site.noisy = False
         # No access log line per request on the data plane: it is the hot path.

@@ -58,6 +58,9 @@ Behaviour:
   request is on its way) gets a grace to send it.  Once the grace is over, a
   request still being received is answered 503.  So no client whose
   connection was accepted sees it closed without an answer.
+* Observed (the dispatcher's ``Observer``, gateway/observe.py): an answer this
+  layer gives itself (400, 408, 413, 414, 431, 505, 503) is counted under
+  endpoint ``""`` and logged like the dispatcher's, with an ``x-request-id``.
 """
 
 from __future__ import annotations
@@ -581,12 +584,15 @@ class GatewayHTTPProtocol(Protocol):
             self._error_bytes(slot, 500, _INTERNAL)
             self._flush()
 
-    def _error_bytes(self, slot: _Slot, status: int, body: bytes) -> None:
+    def _error_bytes(
+        self, slot: _Slot, status: int, body: bytes, request_id: str | None = None
+    ) -> None:
         slot.data = b"".join(
             [
                 _status_line(status),
                 self._factory.dates.line(self._seconds()),
                 b"content-type: application/json\r\nserver: edgegw\r\n",
+                b"x-request-id: %s\r\n" % request_id.encode("ascii") if request_id else b"",
                 b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body),
                 body,
             ]
@@ -658,6 +664,7 @@ class GatewayHTTPProtocol(Protocol):
             # after Connection: close"): what follows is not answered.
             return
         self._stopped = True
+        since = self._head_since if self._head_since is not None else self._body_since
         self._body_since = None
         slot = self._current
         if slot is None:
@@ -667,7 +674,25 @@ class GatewayHTTPProtocol(Protocol):
         slot.expect = False
         slot.close = True
         body = b'{"error": "%s"}' % message.replace('"', "'").encode("ascii", "replace")
-        self._error_bytes(slot, status, body)
+        dispatcher = self._factory.dispatcher
+        observer = dispatcher.observer
+        if observer is None:
+            self._error_bytes(slot, status, body)
+        else:
+            request_id = dispatcher.new_request_id()
+            self._error_bytes(slot, status, body, request_id)
+            observer.rejected(
+                request_id,
+                self._client_ip,
+                # llhttp knows the method once the target began.
+                self._parser.get_method().decode("latin-1") if self._url else "",
+                self._url.partition(b"?")[0].decode("utf-8", "replace"),
+                status,
+                self._body_size,
+                len(body),
+                self._seconds() - since if since is not None else 0.0,
+                self._headers.get("user-agent"),
+            )
         self._flush()
 
     def _stop_after_current(self) -> None:

@@ -21,6 +21,10 @@ Notes:
   two ``Host`` fields, none on HTTP/1.1 or an invalid one are a 400; an absolute-form target
   is routed by its authority.  (twisted.web itself refuses HTTP versions
   other than 1.0/1.1 and transfer codings other than chunked.)
+* Observed (the dispatcher's ``Observer``, gateway/observe.py): this layer's
+  own 400s are counted under endpoint ``""`` and logged, with an
+  ``x-request-id``; what twisted.web refuses before ``render`` (a malformed
+  request line) never reaches this resource and is not.
 """
 
 from __future__ import annotations
@@ -51,12 +55,31 @@ def _phrase(status: int) -> bytes:
         return b"Unknown"
 
 
-def _refuse(request: Request, message: str) -> bytes:
+def _refuse(request: Request, message: str, dispatcher: Dispatcher) -> bytes:
     """Answer a request the front will not dispatch with 400 and ``message``."""
     request.setResponseCode(400, _phrase(400))
-    request.responseHeaders.setRawHeaders(b"content-type", [b"application/json"])
-    request.responseHeaders.setRawHeaders(b"server", _SERVER)
-    return b'{"error": "%s"}' % message.encode("ascii")
+    headers = request.responseHeaders
+    headers.setRawHeaders(b"content-type", [b"application/json"])
+    headers.setRawHeaders(b"server", _SERVER)
+    body = b'{"error": "%s"}' % message.encode("ascii")
+    observer = dispatcher.observer
+    if observer is not None:
+        request_id = dispatcher.new_request_id()
+        headers.setRawHeaders(b"x-request-id", [request_id.encode("ascii")])
+        agent = request.requestHeaders.getRawHeaders(b"user-agent")
+        content = request.content
+        observer.rejected(
+            request_id,
+            getattr(request.getClientAddress(), "host", None),
+            request.method.decode("latin-1"),
+            request.path.decode("utf-8", "replace"),
+            400,
+            content.seek(0, 2) if content is not None else 0,  # its size
+            len(body),
+            0.0,
+            agent[0].decode("utf-8", "replace") if agent else None,
+        )
+    return body
 
 
 class GatewayResource(Resource):
@@ -67,6 +90,7 @@ class GatewayResource(Resource):
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         Resource.__init__(self)
+        self._dispatcher = dispatcher
         self._dispatch = dispatcher.dispatch
 
     def render(self, request: Request) -> object:
@@ -76,14 +100,14 @@ class GatewayResource(Resource):
         hosts = request.requestHeaders.getRawHeaders(b"host")
         if hosts is None:
             if request.clientproto == b"HTTP/1.1":
-                return _refuse(request, "an HTTP/1.1 request needs a Host header field")
+                return _refuse(request, "an HTTP/1.1 request needs a Host header field", self._dispatcher)
             host = None
         elif len(hosts) > 1:
-            return _refuse(request, "more than one Host header field")
+            return _refuse(request, "more than one Host header field", self._dispatcher)
         else:
             host = hosts[0]
             if not valid_host(host):
-                return _refuse(request, "the Host header field is not a host name or address with a port")
+                return _refuse(request, "the Host header field is not a host name or address with a port", self._dispatcher)
         path = request.path
         headers = [
             (name, value)
@@ -94,9 +118,9 @@ class GatewayResource(Resource):
             # Absolute form: its authority is the host (RFC 9112 §3.2.2).
             target = urlsplit(uri)
             if target.scheme.lower() not in (b"http", b"https") or not target.hostname:
-                return _refuse(request, "the request target is neither a path nor an http(s) URL")
+                return _refuse(request, "the request target is neither a path nor an http(s) URL", self._dispatcher)
             if target.username is not None:
-                return _refuse(request, "the request target has a userinfo part")
+                return _refuse(request, "the request target has a userinfo part", self._dispatcher)
             host, path = target.netloc, target.path or b"/"
             headers = [(n, v) for n, v in headers if n.lower() != b"host"] + [(b"host", host)]
         address = request.getClientAddress()

@@ -25,9 +25,7 @@ from edgegw_tx.admin.history import (
     running_endpoints,
 )
 from edgegw_tx.observability.metrics import DURATION_BUCKETS, RequestMetrics, plane_snapshot
-from edgegw_tx.workers.pool import LATENCY_BOUNDS
 
-from tests.support.workers import PoolTestCase
 
 
 def buckets(**counts):
@@ -334,22 +332,6 @@ class PersistenceTests(unittest.TestCase):
         os.rmdir(self.directory)
         self.stop(service)
         self.assertEqual(len(self.flushLoggedErrors(FileNotFoundError)), 1)
-
-
-class PoolLatencyTests(PoolTestCase):
-    def test_served_requests_are_timed(self):
-        """A pool times each served request, from acceptance to answer, into its buckets."""
-        pool = self.started()
-        [process] = self.reactor.processes
-        d = pool.request({"method": "GET", "path": "/a"})
-        self.reactor.advance(0.004)
-        self.respond(process)
-        self.successResultOf(d)
-        stats = pool.stats()
-        self.assertAlmostEqual(stats["latency_seconds"], 0.004)
-        self.assertEqual(len(stats["latency_buckets"]), len(LATENCY_BOUNDS) + 1)
-        self.assertEqual(stats["latency_buckets"][LATENCY_BOUNDS.index(0.005)], 1)
-        self.assertEqual(sum(stats["latency_buckets"]), 1)
 
 
 class FakeManager:

@@ -50,7 +50,6 @@ _SUMMED = (
     "draining",
     "queued",
     "served",
-    "latency_seconds",
     "failed",
     "rejected",
     "spawned",
@@ -208,9 +207,6 @@ class PoolProxy:
         }
         for key in _SUMMED:
             stats[key] = sum(s.get(key, 0) for s in views)
-        # Bucket by bucket (WorkerPool.stats(): one count per LATENCY_BOUNDS bucket).
-        buckets = [s["latency_buckets"] for s in views if isinstance(s.get("latency_buckets"), list)]
-        stats["latency_buckets"] = [sum(column) for column in zip(*buckets)] if buckets else []
         return stats
 
     # -- from the group ------------------------------------------------------

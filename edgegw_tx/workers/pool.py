@@ -56,7 +56,6 @@ from __future__ import annotations
 import inspect
 import os
 import random as _random
-from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -100,15 +99,6 @@ _RECYCLING, _IDLE = "recycling", "idle"
 
 # Float slack when a lazy timer re-checks the deadline it was armed for.
 _EPSILON = 1e-9
-
-# Upper bounds (seconds) of the buckets counting how long served requests took,
-# from acceptance by the pool to the answer; one more bucket holds the rest.
-# Cumulative like the other counters: the admin's stats history takes the
-# difference of two readings for the p50 of the requests in between.
-LATENCY_BOUNDS = (
-    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
-    0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0,
-)
 
 
 TracedLog = Callable[[str, str, "str | None"], object]
@@ -354,8 +344,6 @@ class WorkerPool:
         self._drain_deadline = 0.0
 
         self.served = 0
-        self.latency_seconds = 0.0  # summed over the served requests
-        self.latency_buckets = [0] * (len(LATENCY_BOUNDS) + 1)
         self.failed = 0
         self.rejected = 0
         self.spawned = 0
@@ -394,9 +382,9 @@ class WorkerPool:
 
     def stats(self) -> dict[str, Any]:
         """
-        Counters and gauges for the admin API. ``latency_seconds`` sums the
-        time of the served requests (from acceptance to answer) and
-        ``latency_buckets`` counts them per bucket of ``LATENCY_BOUNDS``.
+        Counters and gauges for the admin API. How long requests took is the
+        data plane's to count (``observability.metrics.RequestMetrics``, from
+        the request's head to its answer), once, for /metrics and the charts.
         """
         states = [self._worker_state(w) for w in self._workers.values()]
         return {
@@ -412,8 +400,6 @@ class WorkerPool:
             "draining": states.count("draining"),
             "queued": len(self._queue),
             "served": self.served,
-            "latency_seconds": self.latency_seconds,
-            "latency_buckets": list(self.latency_buckets),
             "failed": self.failed,
             "rejected": self.rejected,
             "spawned": self.spawned,
@@ -673,9 +659,6 @@ class WorkerPool:
             self.failed += 1
         else:
             self.served += 1
-            elapsed = self._reactor.seconds() - job.since
-            self.latency_seconds += elapsed
-            self.latency_buckets[bisect_left(LATENCY_BOUNDS, elapsed)] += 1
         try:
             job.answer(result)
         except Exception:

@@ -395,3 +395,43 @@ class ProcessesIntegrationTests(TwistdProcessesTestCase):
         yield self.gateway.wait_for(
             lambda: not any(alive(pid) for pid in everything), "the data planes and workers to exit"
         )
+
+
+class MetricsProcessesIntegrationTests(TwistdProcessesTestCase):
+    """``GET /metrics`` of ``twistd edgegw --processes 2``: the control process adds up both data planes."""
+
+    @inlineCallbacks
+    def scrape(self):
+        """``{(name, sorted labels): value}`` of ``/metrics`` on the admin listener, with the key."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        response = yield self.gateway.http.get(
+            "http://127.0.0.1:%d/metrics" % self.gateway.admin,
+            headers={"Authorization": "Bearer " + self.gateway.key},
+        )
+        self.assertEqual(response.code, 200)
+        text = yield response.text()
+        returnValue({
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        })
+
+    @inlineCallbacks
+    def test_requests_and_workers_summed_over_processes(self):
+        """
+        After requests served by both data-plane processes, ``/metrics`` counts
+        exactly the requests sent to hello (both processes' counters added) and
+        the two workers, one per process.
+        """
+        started = yield self.deploy(min_instances=1, max_instances=1)
+        before = yield self.served_per_process(started["id"])
+        served = yield self.both_serve(started["id"])
+        sent = sum(served.values()) - sum(before.values())
+        samples = yield self.scrape()
+        hello = (("code", "200"), ("endpoint", "hello"), ("method", "GET"))
+        self.assertEqual(samples[("edgegw_http_requests_total", hello)], sent)
+        ready = samples[("edgegw_workers", (("endpoint", "hello"), ("state", "ready")))]
+        busy = samples[("edgegw_workers", (("endpoint", "hello"), ("state", "busy")))]
+        self.assertEqual(ready + busy, 2)
+        self.assertIn(("edgegw_build_info", (("version", __import__("edgegw_tx").__version__),)), samples)

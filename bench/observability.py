@@ -34,6 +34,7 @@ import argparse
 import concurrent.futures
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -285,6 +286,8 @@ def main():
                 print(f"| {label} | {wall:.1f} | {cpu_ms:.1f} | {size:,} | {series:,} |")
     finally:
         harness.stop([g["process"] for g in gateways.values()])
+        for gateway in gateways.values():
+            shutil.rmtree(gateway["data_dir"], ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -116,6 +116,18 @@ class ObservabilityDocTests(unittest.TestCase):
         }
         self.assertEqual({name: rows.get(name) for name in wanted}, wanted)
 
+    def test_queries_use_metrics_that_exist(self):
+        """Every metric the example queries and the alert name is in the metric table (a histogram by its series)."""
+        table = re.search(r"<!-- metrics -->\n(.*?)<!-- /metrics -->", document(), re.S).group(1)
+        metrics = set(re.findall(r"^\| `([a-z_]+)` \|", table, re.M))
+        texts = fenced("promql") + [block for block in fenced("yaml") if block.startswith("groups:")]
+        named = set()
+        for text in texts:
+            named.update(re.findall(r"\b(edgegw_[a-z_]+)", text))
+        self.assertTrue(named)
+        series = lambda name: re.sub(r"_(bucket|sum|count)$", "", name)  # noqa: E731
+        self.assertEqual({name for name in named if name not in metrics and series(name) not in metrics}, set())
+
     def test_access_log_fields(self):
         """The access-log field table lists exactly ``accesslog.FIELDS``, in their order."""
         table = re.search(

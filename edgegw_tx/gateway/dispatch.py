@@ -408,7 +408,10 @@ class Dispatcher:
 
         target = found.target
         if exchange is not None:
-            exchange.routed(target)
+            # In flight for its endpoint until answered (inlined: per request).
+            exchange.target = target
+            series = exchange.series = observer.series_of(target)  # type: ignore[union-attr]
+            series.inflight += 1
 
         def answer(result: dict[str, Any] | Failure) -> None:
             # One callback for both outcomes.
@@ -532,12 +535,6 @@ class _Exchange:
         self.series = observer.unrouted
         self.target: object = None
         self.done = False
-
-    def routed(self, target: object) -> None:
-        """The request goes to ``target``: counted in flight for its endpoint."""
-        self.target = target
-        series = self.series = self.observer.metrics.series(getattr(target, "name", None) or "")
-        series.inflight += 1
 
     def respond(self, response: GatewayResponse) -> None:
         """Record ``response`` once, then hand it on."""

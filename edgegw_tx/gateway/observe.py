@@ -84,6 +84,10 @@ class Observer:
         #: The series of answers that matched no route (endpoint ``""``).
         self.unrouted: EndpointSeries = metrics.series("")
 
+    def series_of(self, target: object) -> EndpointSeries:
+        """The series of the endpoint ``target`` (a worker pool) serves, by its ``name``."""
+        return self.metrics.series(getattr(target, "name", None) or "")
+
     def health(self) -> tuple[int, list[tuple[str, str]], bytes]:
         """The health path's status, header fields and body right now."""
         if self.draining:

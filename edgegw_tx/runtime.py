@@ -26,6 +26,7 @@ in place of the route table, the service registry and the worker pools.
 """
 
 import os
+import signal
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +61,9 @@ from edgegw_tx.cluster.sync import ChangeApplier
 from edgegw_tx.datadir_lock import DataDirLock
 from edgegw_tx.gateway.front import DEFAULT_HTTP, HTTP_LAYERS, data_plane_factory
 from edgegw_tx.gateway.listening import DrainingServerService
+from edgegw_tx.gateway.observe import DEFAULT_HEALTH_PATH, Observer
 from edgegw_tx.gateway.routes import RouteTable
+from edgegw_tx.observability.accesslog import AccessLog
 from edgegw_tx.observability.exposition import Metrics, local_planes
 from edgegw_tx.observability.metrics import RequestMetrics, plane_snapshot
 from edgegw_tx.store import IStore, StoreRefused
@@ -138,6 +141,9 @@ class GatewayRuntime(MultiService):
         node_name: str | None = None,
         follow_interval: float = 2.0,
         metrics_listen: str | None = None,
+        access_log: str | None = None,
+        access_log_max_bytes: int | None = None,
+        health_path: str | None = DEFAULT_HEALTH_PATH,
     ) -> None:
         """
         ``registry`` replaces the service plane's ``ServiceRegistry`` (tests pass
@@ -178,7 +184,13 @@ class GatewayRuntime(MultiService):
         ``follow_interval`` the seconds between the periodic checks of the
         change log and between heartbeats. ``metrics_listen`` is an endpoint
         serving ``GET /metrics`` without a key (``--metrics-listen``); the
-        admin listener serves it with one.
+        admin listener serves it with one. ``access_log`` is the data plane's
+        access log (``--access-log``: a path, ``-`` for stdout; None: off),
+        rotated at ``access_log_max_bytes`` (``--access-log-max-bytes``) and
+        reopened on SIGHUP; with ``processes`` > 1 each data-plane process
+        writes its own, ``PATH.N`` when rotated by size (a rotation is one
+        process's). ``health_path`` is answered by the data plane before
+        routing (``--health-path``; None: none), gateway/observe.py.
         """
         if processes < 1:
             raise ValueError("processes must be at least 1")
@@ -225,6 +237,11 @@ class GatewayRuntime(MultiService):
                 self.data_dir,
                 http=http,
                 http_limits=http_limits,
+                observe={
+                    "access_log": access_log,
+                    "access_log_max_bytes": access_log_max_bytes,
+                    "health_path": health_path,
+                },
                 environ=process_environ,
                 reactor=reactor,
             )
@@ -234,6 +251,18 @@ class GatewayRuntime(MultiService):
         #: The data plane's per-request counters when this process serves it
         #: (each data-plane process keeps its own with ``processes`` > 1).
         self.request_metrics = RequestMetrics()
+        #: What the data plane records of each answer when this process serves
+        #: it (metrics, access log once started, trace context, health path).
+        self.observer = Observer(
+            self.request_metrics,
+            reactor.seconds,
+            health_path=health_path,
+            restoring=lambda: bool(getattr(self.routes, "restoring", False)),
+        )
+        self._access_log_path = access_log
+        self._access_log_max_bytes = access_log_max_bytes
+        self._previous_hup: Any = None
+        self._hup_installed = False
         # Not ``services``: MultiService keeps its children there.
         self.service_manager = ServiceManager(self.store, self.registry)
         if builder is None:
@@ -330,7 +359,7 @@ class GatewayRuntime(MultiService):
         # The data plane's factory when this process serves it (for its shutdown).
         self._data_site = None
         if self.processes is None:
-            data_site = self._data_site = data_plane_factory(http, self.routes, reactor, http_limits)
+            data_site = self._data_site = data_plane_factory(http, self.routes, reactor, http_limits, self.observer)
             sites = [(listen, data_site), (admin_listen, admin_site)]
         else:
             # The data-plane processes' socket is bound by the group, which starts first.
@@ -417,6 +446,7 @@ class GatewayRuntime(MultiService):
         # until the keys and endpoints are loaded the API says it is starting.
         self.api.starting = True
         self._restoring(True)
+        self._open_access_log()
         self.log.info("{isolation}", isolation=self.isolation.describe())
         if self.builder.sandbox is not None:
             self.log.info("{sandbox}", sandbox=self.builder.sandbox.describe())
@@ -484,15 +514,67 @@ class GatewayRuntime(MultiService):
 
     def stopService(self) -> "Deferred[None]":
         """Close the listeners, drain the workers, then close connectors, keys, store and lock."""
+        # Load balancers see the health path answer 503 from now on.
+        self.observer.draining = True
         d: Deferred[Any] = self._leave_cluster()
         d.addCallback(lambda _: MultiService.stopService(self))
         d.addCallback(lambda _: gatherResults([self.manager.stop_all(), self._close_connections()]))
+        d.addBoth(self._close_access_log)
         d.addBoth(lambda result: self.network.close().addBoth(lambda _: result))
         d.addBoth(self._close_registry)
         # The keys' held-back last_used_at times (auth.py); errors are logged there.
         d.addBoth(lambda _: self.keys.flush())
         d.addBoth(lambda _: self.store.close())
         d.addBoth(lambda _: self.data_dir_lock.release())
+        return d
+
+    def _open_access_log(self) -> None:
+        """
+        Start the access log (its writer thread starts here, after twistd
+        daemonised) and reopen it on SIGHUP; with several data-plane
+        processes, SIGHUP is passed on to them (each writes its own).
+        """
+        if self._access_log_path is None:
+            return
+        if self.processes is None and self.observer.access_log is None:
+            self.observer.access_log = AccessLog(
+                self._access_log_path,
+                self._reactor,
+                self._access_log_max_bytes,
+                self.request_metrics.drop_lines,
+            )
+        if not self._hup_installed and hasattr(signal, "SIGHUP"):
+            self._previous_hup = signal.signal(signal.SIGHUP, self._hangup)
+            self._hup_installed = True
+
+    def _hangup(self, number: int, frame: Any) -> None:
+        """SIGHUP: reopen the access log on the reactor's next turn; the previous handler too."""
+        self._reactor.callFromThread(self.reopen_access_log)
+        previous = self._previous_hup
+        if callable(previous):
+            previous(number, frame)
+
+    def reopen_access_log(self) -> None:
+        """Reopen the access log under its path (logrotate moved it): this process's or the data planes'."""
+        if self.observer.access_log is not None:
+            self.observer.access_log.reopen()
+        if self.processes is not None:
+            self.processes.signal_all("HUP")
+
+    def _close_access_log(self, result: object) -> "Deferred[object]":
+        """After the last answer: write what waits, close the file, end its thread, give SIGHUP back."""
+        if self._hup_installed:
+            self._hup_installed = False
+            # None: a handler not installed from Python, which cannot be put back.
+            if self._previous_hup is not None:
+                signal.signal(signal.SIGHUP, self._previous_hup)
+            self._previous_hup = None
+        access_log, self.observer.access_log = self.observer.access_log, None
+        if access_log is None:
+            return succeed(result)
+        d: Deferred[Any] = access_log.close()
+        d.addErrback(lambda f: self.log.failure("Closing the access log failed", f))
+        d.addCallback(lambda _: result)
         return d
 
     def _close_connections(self) -> "Deferred[None]":

@@ -12,6 +12,7 @@ from edgegw_tx.admin.limits import MAX_BODY as ADMIN_MAX_BODY
 from edgegw_tx.build.sandbox import DEFAULT_BUILD_USER, BuildSandbox, SandboxError
 from edgegw_tx.datadir_lock import DataDirInUse, DataDirLock
 from edgegw_tx.gateway.http import BODY_TIMEOUT
+from edgegw_tx.gateway.observe import health_path_option
 from edgegw_tx.processes import NotSharable, check_sharable
 from edgegw_tx.runtime import DEFAULT_HTTP, GatewayRuntime, snapshot_path
 from edgegw_tx.store import StoreRefused
@@ -67,6 +68,27 @@ class Options(usage.Options):
             None,
             "Endpoint string serving GET /metrics without an API key (default: none; the admin"
             " listener serves it with one). See docs/observability.md.",
+        ],
+        [
+            "access-log",
+            None,
+            None,
+            "Write one JSON line per data-plane request to this file, or - for standard output"
+            " (default: off). Reopened on SIGHUP. See docs/observability.md.",
+        ],
+        [
+            "access-log-max-bytes",
+            None,
+            None,
+            "Rotate the access log when it reaches this many bytes (default: never; use logrotate"
+            " and SIGHUP). With --processes N each process writes PATH.N.",
+        ],
+        [
+            "health-path",
+            None,
+            "/healthz",
+            "Path the data plane answers itself, before routing: 200 serving, 503 starting or"
+            " draining; none to disable. It wins over a user route of the same path.",
         ],
         ["cargo", None, None, "Path of the cargo binary (default: PATH, then ~/.cargo/bin)."],
         ["sdk", None, DEFAULT_SDK, "Directory of the rust-edge-gateway-sdk crate."],
@@ -193,6 +215,7 @@ class Options(usage.Options):
         for name, _, _, keyword in LIMITS:
             self["http-limits"][keyword] = self._positive(name, float if "timeout" in name else int)
         self["admin-max-body"] = self._positive("admin-max-body", int)
+        self._observability_options()
         self["admin-header-timeout"] = self._positive("admin-header-timeout", float)
         self["admin-body-timeout"] = self._positive("admin-body-timeout", float)
         try:
@@ -219,6 +242,27 @@ class Options(usage.Options):
                     + (f" and --worker-user ({shared})" if shared is not None else "")
                 )
 
+
+    def _observability_options(self) -> None:
+        """Check --access-log, --access-log-max-bytes and --health-path."""
+        path = self["access-log"]
+        if path is not None and path != "-":
+            path = self["access-log"] = os.path.abspath(path)
+            folder = os.path.dirname(path)
+            if not os.path.isdir(folder):
+                raise usage.UsageError(f"--access-log {path}: the directory {folder} does not exist")
+            if os.path.isdir(path):
+                raise usage.UsageError(f"--access-log {path} is a directory, not a file")
+        if self["access-log-max-bytes"] is not None:
+            if path is None:
+                raise usage.UsageError("--access-log-max-bytes needs --access-log")
+            if path == "-":
+                raise usage.UsageError("--access-log-max-bytes needs a file, not - (standard output)")
+            self["access-log-max-bytes"] = int(self._positive("access-log-max-bytes", int))
+        try:
+            self["health-path"] = health_path_option(self["health-path"])
+        except ValueError as e:
+            raise usage.UsageError(str(e))
 
     def _positive(self, name: str, kind: type[int] | type[float]) -> float:
         unit = "seconds" if kind is float else "a whole number"
@@ -278,4 +322,7 @@ def makeService(config: Options) -> GatewayRuntime:
         store_spec=config["store-spec"],
         node_name=config["node-name"],
         metrics_listen=config["metrics-listen"],
+        access_log=config["access-log"],
+        access_log_max_bytes=config["access-log-max-bytes"],
+        health_path=config["health-path"],
     )

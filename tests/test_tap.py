@@ -248,3 +248,38 @@ class StoreOptionTests(unittest.TestCase):
         self.addCleanup(made[0]["data_dir_lock"].release)
         self.assertEqual(made[0]["store_spec"].where, "postgresql://gw@127.0.0.1:1/edgegw")
         self.assertIn("starting from the last-known configuration", said.getvalue())
+
+    def test_access_log_and_health_path(self):
+        """``--access-log`` is off by default and made absolute; ``--health-path`` is /healthz, or none."""
+        options = Options()
+        options.parseOptions([])
+        self.assertIsNone(options["access-log"])
+        self.assertIsNone(options["access-log-max-bytes"])
+        self.assertEqual(options["health-path"], "/healthz")
+        folder = self.mktemp()
+        import os
+
+        os.mkdir(folder)
+        options = Options()
+        options.parseOptions(
+            ["--access-log", os.path.join(folder, "a.log"), "--access-log-max-bytes", "1000", "--health-path", "none"]
+        )
+        self.assertEqual(options["access-log"], os.path.abspath(os.path.join(folder, "a.log")))
+        self.assertEqual(options["access-log-max-bytes"], 1000)
+        self.assertIsNone(options["health-path"])
+        options = Options()
+        options.parseOptions(["--access-log", "-"])
+        self.assertEqual(options["access-log"], "-")
+
+    def test_bad_access_log_and_health_path(self):
+        """Each bad value is a usage error naming its option."""
+        cases = [
+            (["--access-log", "/nonexistent/dir/a.log"], "the directory /nonexistent/dir does not exist"),
+            (["--access-log-max-bytes", "100"], "--access-log-max-bytes needs --access-log"),
+            (["--access-log", "-", "--access-log-max-bytes", "100"], "needs a file"),
+            (["--access-log", "-", "--access-log-max-bytes", "-1"], "--access-log-max-bytes"),
+            (["--health-path", "healthz"], "--health-path must be an absolute path"),
+        ]
+        for argv, message in cases:
+            error = self.assertRaises(UsageError, Options().parseOptions, argv)
+            self.assertIn(message, str(error))

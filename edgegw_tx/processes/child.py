@@ -24,6 +24,7 @@ import os
 import signal
 import socket
 import sys
+from typing import Any
 
 FAMILIES = {"inet": socket.AF_INET, "inet6": socket.AF_INET6}
 
@@ -33,6 +34,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--http", default=None)
     parser.add_argument("--http-limits", type=json.loads, default=None, help="JSON object: the front's limits")
+    parser.add_argument(
+        "--observe",
+        type=json.loads,
+        default=None,
+        help="JSON object: access_log, access_log_max_bytes, health_path (gateway/observe.py)",
+    )
     parser.add_argument("--listen-fd", type=int, default=3)
     parser.add_argument("--family", choices=sorted(FAMILIES), default="inet")
     parser.add_argument("--index", type=int, default=1)
@@ -51,6 +58,44 @@ def _log_to_stderr() -> None:
         sys.stderr.flush()
 
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+
+def _observer(args: argparse.Namespace, request_metrics: Any, reactor: Any) -> Any:
+    """
+    This process's ``Observer`` (gateway/observe.py) from ``--observe``: its
+    own access log, ``PATH.N`` when rotated by size (one writer per file),
+    reopened on SIGHUP (the control process passes its SIGHUP on).
+    """
+    from edgegw_tx.gateway.observe import DEFAULT_HEALTH_PATH, Observer
+    from edgegw_tx.observability.accesslog import STDOUT, AccessLog
+
+    options = args.observe or {}
+    observer = Observer(
+        request_metrics,
+        reactor.seconds,
+        health_path=options.get("health_path", DEFAULT_HEALTH_PATH),
+    )
+    path = options.get("access_log")
+    if path:
+        max_bytes = options.get("access_log_max_bytes")
+        if max_bytes and path != STDOUT:
+            path = f"{path}.{args.index}"
+        observer.access_log = AccessLog(path, reactor, max_bytes, request_metrics.drop_lines)
+        access_log = observer.access_log
+        signal.signal(signal.SIGHUP, lambda number, frame: reactor.callFromThread(access_log.reopen))
+    return observer
+
+
+def _observe_shutdown(observer: Any, reactor: Any) -> None:
+    """Draining from the shutdown's start (health 503); the access log closed at its end."""
+
+    def draining() -> None:
+        observer.draining = True
+
+    reactor.addSystemEventTrigger("before", "shutdown", draining)
+    if observer.access_log is not None:
+        # "during": after the before-phase drain, and waited for (the writer thread flushes).
+        reactor.addSystemEventTrigger("during", "shutdown", observer.access_log.close)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,9 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     routes = RouteTable()
     # This process's request counters: the front bumps them, GET /metrics adds every process's up.
     request_metrics = RequestMetrics()
+    observer = _observer(args, request_metrics, reactor)
     plane = DataPlane(
         routes,
-        data_plane_factory(args.http, routes, reactor, args.http_limits),
+        data_plane_factory(args.http, routes, reactor, args.http_limits, observer),
         ServiceRegistry(args.data_dir, reactor=reactor),
         listen_fd=args.listen_fd,
         family=FAMILIES[args.family],
@@ -96,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     channel = ControlChannel(plane.responders(), on_close=closed)
     plane.attach(channel.notify)
     reactor.addSystemEventTrigger("before", "shutdown", plane.shutdown)
+    _observe_shutdown(observer, reactor)
     # mypy reads stdio's Windows branch; the POSIX StandardIO takes stdin and stdout.
     StandardIO(channel, stdin=0, stdout=control_out, reactor=reactor)  # type: ignore[call-arg]
     channel.notify("hello", pid=os.getpid())

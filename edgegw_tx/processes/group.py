@@ -199,6 +199,7 @@ class ProcessGroup(Service):
         *,
         http: str | None = None,
         http_limits: dict[str, Any] | None = None,
+        observe: dict[str, Any] | None = None,
         environ: dict[str, str] | None = None,
         executable: str = sys.executable,
         min_restart_delay: float = 0.1,
@@ -216,6 +217,8 @@ class ProcessGroup(Service):
         :param data_dir: the gateway's data directory (services' files).
         :param http: the data plane's HTTP layer (``--http``).
         :param http_limits: its limits (``edgegw_tx.gateway.front.data_plane_factory``).
+        :param observe: what each process records (``access_log``,
+            ``access_log_max_bytes``, ``health_path``: ``child.py``'s ``--observe``).
         :param environ: the environment the processes start from (the
             control process's by default); ``PYTHONPATH`` gets this source tree
             first, so they run the same code.
@@ -235,6 +238,7 @@ class ProcessGroup(Service):
         self.data_dir = data_dir
         self.http = http
         self.http_limits = dict(http_limits or {})
+        self.observe = dict(observe or {})
         self._environ = dict(os.environ if environ is None else environ)
         self.executable = executable
         self.min_restart_delay = min_restart_delay
@@ -324,7 +328,19 @@ class ProcessGroup(Service):
             argv += ["--http", self.http]
         if self.http_limits:
             argv += ["--http-limits", json.dumps(self.http_limits, sort_keys=True)]
+        if self.observe:
+            argv += ["--observe", json.dumps(self.observe, sort_keys=True)]
         return argv
+
+    def signal_all(self, name: str) -> None:
+        """Send every running data-plane process the signal ``name`` (``HUP``: reopen its access log)."""
+        for process in list(self._children.values()):
+            transport = process.transport
+            if transport is not None and not process._ended:
+                try:
+                    transport.signalProcess(name)
+                except ProcessExitedAlready:
+                    pass
 
     def environment(self) -> dict[str, str]:
         """The processes' environment: the given one, this source tree first on ``PYTHONPATH``."""

@@ -13,6 +13,8 @@ PROCESSES ?= 1
 # makes this gateway a node of the cluster sharing that database; NODE names it
 # (default: host name and data-plane port). Empty: the SQLite file in DATA_DIR.
 STORE ?=
+# More `twistd edgegw` options, passed through as they are: OPTS='--access-log -'.
+OPTS ?=
 NODE ?=
 CARGO ?= $(shell command -v cargo 2>/dev/null || ls $$HOME/.cargo/bin/cargo 2>/dev/null)
 
@@ -44,7 +46,7 @@ run: setup
 	$(BIN)/twistd -n --pidfile= edgegw --data-dir "$(DATA_DIR)" \
 		--listen "$(LISTEN)" --admin-listen "$(ADMIN_LISTEN)" --cargo "$(CARGO)" \
 		--processes "$(PROCESSES)" \
-		$(if $(STORE),--store "$(STORE)") $(if $(NODE),--node-name "$(NODE)")
+		$(if $(STORE),--store "$(STORE)") $(if $(NODE),--node-name "$(NODE)") $(OPTS)
 
 test: setup browser prometheus
 	CARGO="$(CARGO)" $(BIN)/python tools/run-tests

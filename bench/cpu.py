@@ -20,7 +20,11 @@ Servers, each measured in alternating rounds (wrk -t1 -c32, 2 s warm-up, then
 
     .venv/bin/python bench/cpu.py [--scenario hello|echo-16k] [--rounds 3]
                                   [--duration 5] [--servers edgegw,minimal,...]
-                                  [--before REV]
+                                  [--before REV] [--gateway-options '...']
+
+--gateway-options adds options to the ``twistd edgegw`` command line of the
+edgegw server (e.g. ``--gateway-options '--access-log /tmp/access.log'`` to
+measure the access log's cost).
 
 The CPU per request of the gateway's workers (and the minimal path's worker)
 and of wrk itself are reported too: on two cores, what wrk and the worker
@@ -31,6 +35,7 @@ import argparse
 import os
 import re
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
@@ -108,6 +113,7 @@ def main():
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--before", metavar="REV", help="also run edgegw_tx of this git revision")
+    parser.add_argument("--gateway-options", default="", help="extra twistd edgegw options of the edgegw server")
     args = parser.parse_args()
     servers = args.servers.split(",")
     if args.before:
@@ -124,7 +130,9 @@ def main():
     cleanup = []
     pids = {}
     try:
-        gateway = harness.start_gateway(data_dir, ports["edgegw"], admin_port)
+        gateway = harness.start_gateway(
+            data_dir, ports["edgegw"], admin_port, shlex.split(args.gateway_options)
+        )
         processes.append(gateway)
         pids["edgegw"] = gateway.pid
         harness.wait_for(f"http://127.0.0.1:{admin_port}/api/health")

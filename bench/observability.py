@@ -4,9 +4,13 @@ one run:
 
   metrics      ``twistd edgegw`` as shipped: metrics always on, no access log
   no-metrics   the same with ``EndpointSeries.record`` replaced by a no-op
-               before twistd starts (this script re-runs itself as a twistd
-               wrapper): the build "with the metrics calls removed"
+               before twistd starts: the build "with the metrics calls removed"
   access-log   as shipped, with ``--access-log`` to a file in its data dir
+
+All three run through this script re-run as a twistd wrapper (the patch is
+the only difference) with one hash seed; ``--variants metrics,metrics#2,...``
+adds a second gateway alike, which shows how far two equal gateways differ
+on this machine (a difference below that is noise).
 
 Each serves the hello handler; they are measured in alternating rounds
 (the order rotates each round), wrk -t1 -c32, 2 s warm-up, then --duration
@@ -27,7 +31,7 @@ Then the time of one ``GET /metrics`` scrape with 1,000 endpoints:
                and a pool each: snapshot + render, median of --scrapes
 
     .venv/bin/python bench/observability.py [--rounds 5] [--duration 5]
-        [--variants metrics,no-metrics,access-log] [--scrapes 20] [--no-scrape]
+        [--variants metrics,metrics#2,no-metrics,access-log] [--scrapes 20] [--no-scrape]
 """
 
 import argparse
@@ -41,21 +45,27 @@ import tempfile
 import time
 import urllib.request
 
-WITHOUT_METRICS = "--twistd-without-metrics"
+AS_TWISTD = "--as-twistd"
+WITHOUT_METRICS = "--without-metrics"
 
 
 def _no_record(self, method, status, bytes_in, bytes_out, seconds):
     """``EndpointSeries.record`` with the counting taken out."""
 
 
-if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == WITHOUT_METRICS:
-    # The wrapper: patch, then be twistd with the rest of the arguments.
-    from edgegw_tx.observability import metrics as _metrics
+if __name__ == "__main__" and sys.argv[1:2] == [AS_TWISTD]:
+    # The wrapper every variant runs through (so they differ only in what
+    # they measure): patch when asked, then be twistd with the rest.
+    del sys.path[0]  # bench/: none of its modules may shadow what twistd imports
+    arguments = sys.argv[2:]
+    if arguments[:1] == [WITHOUT_METRICS]:
+        from edgegw_tx.observability import metrics as _metrics
 
-    _metrics.EndpointSeries.record = _no_record
+        _metrics.EndpointSeries.record = _no_record
+        arguments = arguments[1:]
     from twisted.scripts.twistd import run as _twistd
 
-    sys.argv = ["twistd"] + sys.argv[2:]
+    sys.argv = ["twistd"] + arguments
     _twistd()
     sys.exit(0)
 
@@ -68,18 +78,26 @@ ENDPOINTS = 1000
 
 
 def start(variant, data_dir, port, admin_port):
-    """One gateway of ``variant`` on a fresh data dir (its log in the data dir)."""
-    extra = ["--access-log", os.path.join(data_dir, "access.log")] if variant == "access-log" else []
-    if variant != "no-metrics":
-        return harness.start_gateway(data_dir, port, admin_port, extra)
-    argv = [
-        sys.executable, os.path.abspath(__file__), WITHOUT_METRICS,
+    """
+    One gateway of ``variant`` on a fresh data dir (its log in the data dir).
+    Every variant runs through this script's twistd wrapper, with the same
+    hash seed: two gateways of the same variant differ by less then.
+    """
+    kind = variant.split("#")[0]
+    argv = [sys.executable, os.path.abspath(__file__), AS_TWISTD]
+    if kind == "no-metrics":
+        argv.append(WITHOUT_METRICS)
+    argv += [
         "-n", "--pidfile=", "--logfile", os.path.join(data_dir, "twistd.log"),
         "edgegw", "--data-dir", data_dir,
         "--listen", f"tcp:{port}:interface=127.0.0.1",
         "--admin-listen", f"tcp:{admin_port}:interface=127.0.0.1",
-    ] + (["--cargo", os.environ["CARGO"]] if os.environ.get("CARGO") else [])
-    return subprocess.Popen(argv, cwd=harness.ROOT)
+    ]
+    if kind == "access-log":
+        argv += ["--access-log", os.path.join(data_dir, "access.log")]
+    if os.environ.get("CARGO"):
+        argv += ["--cargo", os.environ["CARGO"]]
+    return subprocess.Popen(argv, cwd=harness.ROOT, env=dict(os.environ, PYTHONHASHSEED="0"))
 
 
 def reactor_cpu_seconds(pid):
@@ -210,12 +228,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=int, default=5)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS),
+        help="comma-separated; NAME#2 is a second gateway of NAME (how far two alike differ)",
+    )
     parser.add_argument("--scrapes", type=int, default=20)
     parser.add_argument("--no-scrape", action="store_true", help="skip the scrape-time measurements")
     args = parser.parse_args()
     variants = args.variants.split(",")
-    unknown = set(variants) - set(VARIANTS)
+    unknown = {v.split("#")[0] for v in variants} - set(VARIANTS)
     if unknown:
         parser.error(f"unknown variants: {', '.join(sorted(unknown))}")
 
@@ -249,10 +270,10 @@ def main():
                 checks.append(f"{variant}: no /metrics ({e})")
             else:
                 checks.append(f"{variant}: /metrics counts {hello_requests(body):,.0f} hello requests")
-            if variant == "access-log":
+            if variant.split("#")[0] == "access-log":
                 with open(os.path.join(gateway["data_dir"], "access.log"), "rb") as f:
                     lines = sum(1 for _ in f)
-                checks.append(f"access-log: {lines:,} lines written")
+                checks.append(f"{variant}: {lines:,} lines written")
 
         print(f"hello, wrk -t1 -c32 -d{args.duration}s, median of {args.rounds} alternating rounds")
         print("| gateway | req/s | CPU µs per request: gateway process | its reactor thread |")

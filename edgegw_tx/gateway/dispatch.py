@@ -362,30 +362,35 @@ class Dispatcher:
             request_id = self._new_id()
 
         observer = self.observer
-        exchange = None
         if observer is not None:
+            start = observer.seconds()
             given = headers.get("traceparent")
             # An HTTP layer's dict is the frame's: the handler sees the gateway's.
-            traceparent = headers["traceparent"] = observer.for_request(
-                given.encode("latin-1", "replace") if given else None
-            )[1]
-            exchange = _Exchange(observer, request, headers, request_id, traceparent, respond)
-            respond = exchange.respond
+            traceparent = headers["traceparent"] = observer.traceparent(given)
             if request.path == observer.health_path:
                 status, extra, text = observer.health()
                 extra.append(("x-request-id", request_id))
-                respond(GatewayResponse(status, extra, text))
+                _Recorder(observer, request, headers, request_id, traceparent, respond, start)(
+                    GatewayResponse(status, extra, text)
+                )
                 return
 
         method = request.method
+        response: GatewayResponse | None
         try:
             path = normal_path(request.path)
         except BadPath as e:
-            respond(_error(400, request_id, {"error": str(e)}))
-            return
-        found = self._match(request.host, method, path)
-        if found.__class__ is not Match:
-            respond(self._unrouted(found, request_id, method, path))
+            response = _error(400, request_id, {"error": str(e)})
+        else:
+            found = self._match(request.host, method, path)
+            if found.__class__ is Match:
+                response = None
+            else:
+                response = self._unrouted(found, request_id, method, path)
+        if response is not None:
+            if observer is not None:
+                respond = _Recorder(observer, request, headers, request_id, traceparent, respond, start)
+            respond(response)
             return
 
         frame = {
@@ -394,7 +399,7 @@ class Dispatcher:
             "path": path,
             "query": _query_map(request.query_string),
             "headers": headers,
-            "params": found.params,
+            "params": found.params,  # type: ignore[union-attr]
             "body": None,
             "client_ip": request.client_ip,
             "request_id": request_id,
@@ -406,15 +411,23 @@ class Dispatcher:
             except UnicodeDecodeError:
                 frame["body_base64"] = b64encode(body).decode("ascii")
 
-        target = found.target
-        if exchange is not None:
-            # In flight for its endpoint until answered (inlined: per request).
-            exchange.target = target
-            series = exchange.series = observer.series_of(target)  # type: ignore[union-attr]
+        target = found.target  # type: ignore[union-attr]
+        if observer is not None:
+            # In flight for its endpoint until answered; the answer is
+            # recorded in ``answer`` (no per-request object: this is the
+            # hot path). The series is remembered on the target.
+            try:
+                owner, series = target._edgegw_series
+                if owner is not observer:
+                    raise AttributeError
+            except AttributeError:
+                series = observer.series_of(target)
             series.inflight += 1
+            recorded = False
 
         def answer(result: dict[str, Any] | Failure) -> None:
             # One callback for both outcomes.
+            nonlocal recorded
             if not isinstance(result, Failure):
                 try:
                     response = _translate(result, request_id)
@@ -422,6 +435,21 @@ class Dispatcher:
                     response = self._failed(Failure(), request_id, target, request)
             else:
                 response = self._failed(result, request_id, target, request)
+            if observer is not None and not recorded:
+                recorded = True
+                response.headers.append(("traceparent", traceparent))
+                now = observer.seconds()
+                seconds = now - start
+                bytes_in = len(request.body)
+                bytes_out = len(response.body)
+                series.inflight -= 1
+                series.record(request.method, response.status, bytes_in, bytes_out, seconds)
+                if observer.access_log is not None:
+                    observer.log_line(
+                        now, request_id, request, response.status, series.name,
+                        getattr(target, "version", None), bytes_in, bytes_out, seconds,
+                        headers.get("user-agent"), traceparent,
+                    )
             respond(response)
 
         try:
@@ -435,7 +463,7 @@ class Dispatcher:
                 else:
                     answer(d)
         except Exception:
-            respond(self._failed(Failure(), request_id, target, request))
+            answer(Failure())
 
     def _unrouted(
         self, found: object, request_id: str, method: str, path: str
@@ -504,17 +532,15 @@ class Dispatcher:
         return _error(status, request_id, payload, extra)
 
 
-class _Exchange:
+class _Recorder:
     """
-    One observed request on its way through the dispatcher: records its
-    answer (metrics, access log) and adds the gateway's ``traceparent``
-    before handing the answer to the HTTP layer.
+    Records an answer the dispatcher gives without a route (health path, 400,
+    404, 405, 503) under endpoint ``""``, adds the gateway's ``traceparent``
+    and hands it on; a routed answer is recorded in ``Dispatcher.serve``'s
+    ``answer`` instead (no object per request on the hot path).
     """
 
-    __slots__ = (
-        "observer", "request", "headers", "request_id", "traceparent", "deliver",
-        "start", "series", "target", "done",
-    )
+    __slots__ = ("observer", "request", "headers", "request_id", "traceparent", "deliver", "start")
 
     def __init__(
         self,
@@ -524,6 +550,7 @@ class _Exchange:
         request_id: str,
         traceparent: str,
         deliver: Callable[[GatewayResponse], object],
+        start: float,
     ) -> None:
         self.observer = observer
         self.request = request
@@ -531,49 +558,22 @@ class _Exchange:
         self.request_id = request_id
         self.traceparent = traceparent
         self.deliver = deliver
-        self.start = observer.seconds()
-        self.series = observer.unrouted
-        self.target: object = None
-        self.done = False
+        self.start = start
 
-    def respond(self, response: GatewayResponse) -> None:
-        """Record ``response`` once, then hand it on."""
-        if self.done:
-            self.deliver(response)  # a target's second answer: the HTTP layer ignores it
-            return
-        self.done = True
+    def __call__(self, response: GatewayResponse) -> None:
+        """Record ``response``, then hand it on."""
         response.headers.append(("traceparent", self.traceparent))
         observer = self.observer
         now = observer.seconds()
         seconds = now - self.start
         request = self.request
-        series = self.series
+        series = observer.unrouted
         bytes_in = len(request.body)
         bytes_out = len(response.body)
-        if self.target is not None:
-            series.inflight -= 1
         series.record(request.method, response.status, bytes_in, bytes_out, seconds)
-        access_log = observer.access_log
-        if access_log is not None:
-            # The line built here rather than through Observer.log: one call
-            # fewer per request (accesslog.FIELDS order).
-            version = getattr(self.target, "version", None)
-            access_log.write(
-                {
-                    "time": now,
-                    "request_id": self.request_id,
-                    "client": request.client_ip,
-                    "method": request.method,
-                    "path": request.path,
-                    "status": response.status,
-                    "endpoint": series.name,
-                    "version": version[:12] if version else None,
-                    "bytes_in": bytes_in,
-                    "bytes_out": bytes_out,
-                    "duration_ms": round(seconds * 1000.0, 3),
-                    "user_agent": self.headers.get("user-agent"),
-                    "traceparent": self.traceparent,
-                }
+        if observer.access_log is not None:
+            observer.log_line(
+                now, self.request_id, request, response.status, "", None, bytes_in, bytes_out,
+                seconds, self.headers.get("user-agent"), self.traceparent,
             )
         self.deliver(response)
-

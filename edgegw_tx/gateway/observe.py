@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 from edgegw_tx.observability.accesslog import AccessLog
 from edgegw_tx.observability.metrics import EndpointSeries, RequestMetrics
@@ -77,7 +78,10 @@ class Observer:
         self.metrics = metrics
         self.seconds = seconds
         self.access_log = access_log
-        self.for_request = (trace if trace is not None else TraceContext()).for_request
+        trace = trace if trace is not None else TraceContext()
+        self.for_request = trace.for_request
+        #: ``traceparent(header or None) -> str``: the outgoing traceparent.
+        self.traceparent = trace.traceparent
         self.health_path = health_path
         self.restoring = restoring
         self.draining = False
@@ -85,8 +89,38 @@ class Observer:
         self.unrouted: EndpointSeries = metrics.series("")
 
     def series_of(self, target: object) -> EndpointSeries:
-        """The series of the endpoint ``target`` (a worker pool) serves, by its ``name``."""
-        return self.metrics.series(getattr(target, "name", None) or "")
+        """
+        The series of the endpoint ``target`` (a worker pool) serves, by its
+        ``name``; remembered on the target as ``_edgegw_series`` (this
+        observer, the series) so the dispatcher finds it with one attribute
+        read per request.
+        """
+        series = self.metrics.series(getattr(target, "name", None) or "")
+        try:
+            target._edgegw_series = (self, series)  # type: ignore[attr-defined]
+        except (AttributeError, TypeError):
+            pass  # a target with __slots__: looked up by name each time
+        return series
+
+    def log_line(
+        self,
+        now: float,
+        request_id: str,
+        request: Any,
+        status: int,
+        endpoint: str,
+        version: str | None,
+        bytes_in: int,
+        bytes_out: int,
+        seconds: float,
+        user_agent: str | None,
+        traceparent: str | None,
+    ) -> None:
+        """The access-log line of a dispatched ``request`` (a ``GatewayRequest``)."""
+        self.log(
+            now, request_id, request.client_ip, request.method, request.path, status, endpoint,
+            version, bytes_in, bytes_out, seconds, user_agent, traceparent,
+        )
 
     def health(self) -> tuple[int, list[tuple[str, str]], bytes]:
         """The health path's status, header fields and body right now."""

@@ -141,6 +141,27 @@ class TraceContext:
         return trace_id, f"00-{trace_id}-{span}-01"
 
 
+    def traceparent(self, given: str | None) -> str:
+        """
+        The outgoing ``traceparent`` of a request whose header is ``given``
+        (a ``str`` as the request frame carries it; None: none): as
+        ``for_request(...)[1]``, for the dispatcher, which needs no more.
+        """
+        if given:
+            return self.for_request(given.encode("latin-1", "replace"))[1]
+        at = self._at
+        end = at + _TRACE_CHARS + _SPAN_CHARS
+        both = self._hex[at:end]
+        if (
+            len(both) == _TRACE_CHARS + _SPAN_CHARS
+            and both[:_TRACE_CHARS] != _ZERO_TRACE_STR
+            and both[_TRACE_CHARS:] != _ZERO_SPAN_STR
+        ):
+            self._at = end
+            return f"00-{both[:_TRACE_CHARS]}-{both[_TRACE_CHARS:]}-01"
+        return self.for_request(None)[1]
+
+
 def trace_id_of(traceparent: str | bytes | None) -> str | None:
     """
     The trace id in a ``traceparent`` the gateway wrote, for readers off the

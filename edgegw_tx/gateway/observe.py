@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
 
 from edgegw_tx.observability.accesslog import AccessLog
 from edgegw_tx.observability.metrics import EndpointSeries, RequestMetrics
@@ -101,26 +100,6 @@ class Observer:
         except (AttributeError, TypeError):
             pass  # a target with __slots__: looked up by name each time
         return series
-
-    def log_line(
-        self,
-        now: float,
-        request_id: str,
-        request: Any,
-        status: int,
-        endpoint: str,
-        version: str | None,
-        bytes_in: int,
-        bytes_out: int,
-        seconds: float,
-        user_agent: str | None,
-        traceparent: str | None,
-    ) -> None:
-        """The access-log line of a dispatched ``request`` (a ``GatewayRequest``)."""
-        self.log(
-            now, request_id, request.client_ip, request.method, request.path, status, endpoint,
-            version, bytes_in, bytes_out, seconds, user_agent, traceparent,
-        )
 
     def health(self) -> tuple[int, list[tuple[str, str]], bytes]:
         """The health path's status, header fields and body right now."""

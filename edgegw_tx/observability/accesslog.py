@@ -173,20 +173,28 @@ class ThreadWriter:
 
 class _Clock:
     """Epoch seconds to RFC 3339 UTC times with milliseconds, the formatting of
-    the whole second done once per second (most lines share it)."""
+    the whole second done once per second and the whole text once per
+    millisecond (under load, lines in a row share both)."""
 
-    __slots__ = ("second", "prefix")
+    __slots__ = ("second", "prefix", "milli", "text")
 
     def __init__(self) -> None:
         self.second = -1
         self.prefix = ""
+        self.milli = -1
+        self.text = ""
 
     def format(self, seconds: float) -> str:
-        whole = int(seconds)
+        milli = int(seconds * 1000)
+        if milli == self.milli:
+            return self.text
+        whole = milli // 1000
         if whole != self.second:
             self.second = whole
             self.prefix = datetime.fromtimestamp(whole, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-        return "%s.%03dZ" % (self.prefix, int((seconds - whole) * 1000))
+        self.milli = milli
+        text = self.text = "%s.%03dZ" % (self.prefix, milli - whole * 1000)
+        return text
 
 
 def encode(lines: list[Line], clock: _Clock | None = None) -> tuple[bytes, int]:

@@ -232,6 +232,53 @@ class HealthTests(SynchronousTestCase):
             self.assertIn("--health-path", str(caught.exception))
 
 
+class _AnswersThenRaises:
+    """A pool-like target that answers and then raises (a bug the dispatcher survives)."""
+
+    name = "twice"
+
+    def submit(self, frame, answer):
+        answer({"status": 200, "headers": {}, "body": "ok"})
+        raise RuntimeError("after answering")
+
+
+class DispatcherRecordingTests(SynchronousTestCase):
+    """The dispatcher records each routed answer once, in its own observer's series."""
+
+    def dispatcher(self, target):
+        from edgegw_tx.gateway.dispatch import GatewayRequest
+        from edgegw_tx.gateway.routes import RouteTable
+        from edgegw_tx.paths import parse_pattern
+
+        routes = RouteTable()
+        routes.add(("GET", "/t"), "*", "GET", parse_pattern("/t"), target)
+        metrics = RequestMetrics()
+        dispatcher = Dispatcher(routes, observer=Observer(metrics, Clock().seconds))
+        request = GatewayRequest("GET", "x", "/t", b"", [], b"", "192.0.2.9")
+        return dispatcher, metrics, request
+
+    def test_answer_then_raise_counted_once(self):
+        """A target that answers and then raises is counted once, and nothing stays in flight."""
+        dispatcher, metrics, request = self.dispatcher(_AnswersThenRaises())
+        answers = []
+        dispatcher.serve(request, answers.append)
+        self.assertEqual([r.status for r in answers], [200, 500])
+        series = metrics.series("twice")
+        self.assertEqual((series.counts, series.inflight), ({("GET", 200): 1}, 0))
+        self.assertEqual(self.flushLoggedErrors(RuntimeError)[0].value.args, ("after answering",))
+
+    def test_target_served_by_two_observers(self):
+        """The series remembered on a target is its own observer's: a second observer counts in its own metrics."""
+        target = _AnswersThenRaises()
+        target.submit = lambda frame, answer: answer({"status": 200, "headers": {}, "body": "ok"})
+        first, first_metrics, request = self.dispatcher(target)
+        second, second_metrics, _ = self.dispatcher(target)
+        for dispatcher in (first, second, second):
+            dispatcher.serve(request, lambda response: None)
+        self.assertEqual(first_metrics.series("twice").counts, {("GET", 200): 1})
+        self.assertEqual(second_metrics.series("twice").counts, {("GET", 200): 2})
+
+
 class TwistedWebLayerTests(SynchronousTestCase):
     """The twisted.web layer records through the same dispatcher."""
 

@@ -6,10 +6,10 @@ real cargo, real workers.
 
 The nodes are plain child processes (``subprocess.Popen``, their output in
 ``<data-dir>/twistd.out``), not the reactor's: a test class can keep one
-cluster for all its tests (``setUpClass``/``tearDownClass``, blocking calls
-before and after the reactor runs) without leaving the reactor dirty between
-tests. What happens while a test runs (API calls, load, polling) goes through
-the reactor: every wait is bounded, nothing sleeps.
+cluster for all its tests (``SharedClusterMixin``) without leaving the
+reactor dirty between tests. Starting, the API calls, load and polling go
+through the reactor: every wait is bounded, nothing sleeps. Only stopping
+blocks (``close_blocking``, at process exit), waiting for the nodes to end.
 
 Each node's cargo target directory is a link to the suite's shared one
 (``.cache/test-target``, as ``GatewayHarness`` uses), so a cluster pays no
@@ -26,8 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 
 import treq
@@ -172,23 +170,6 @@ class Node:
 
     def _failed(self, why):
         return NodeFailed("%s (%s): %s\n---- its output:\n%s" % (self.name, self.base, why, self.output()))
-
-    def _health_blocking(self):
-        try:
-            with urllib.request.urlopen(self.api + "/health", timeout=2) as response:
-                return response.status == 200
-        except (OSError, urllib.error.URLError):
-            return False
-
-    def wait_healthy_blocking(self, timeout=90):
-        """Block until ``/api/health`` answers 200 (before the reactor runs: setUpClass, the bench)."""
-        deadline = time.monotonic() + timeout
-        while not self._health_blocking():
-            if not self.running():
-                raise self._failed("ended with status %r before serving" % self.process.returncode)
-            if time.monotonic() > deadline:
-                raise self._failed("no healthy /api/health within %gs" % timeout)
-            time.sleep(0.1)
 
     @inlineCallbacks
     def healthy(self):
@@ -410,33 +391,13 @@ class Cluster:
         for node in self.nodes:
             node.key = self.key if self.shared else self._read_key(node)
 
-    def start_blocking(self, timeout=90):
-        """
-        Make the database and data dirs, start the first node (it applies the
-        migrations and mints the key), then the others together; block until
-        every one is healthy. For ``setUpClass`` and scripts, before the reactor runs.
-        """
-        self._make()
-        try:
-            first, *others = self.nodes
-            first.spawn()
-            first.wait_healthy_blocking(timeout)
-            for node in others:
-                node.spawn()
-            for node in others:
-                node.wait_healthy_blocking(timeout)
-            self._keys()
-        except BaseException:
-            self.close_blocking()
-            raise
-        return self
-
     @inlineCallbacks
     def start(self, timeout=90, together=False):
         """
-        ``start_blocking`` through the reactor, for a cluster per test.
-        ``together``: spawn every node at once (two nodes racing for the
-        migrations and the bootstrap key).
+        Make the database and data dirs, start the first node (it applies the
+        migrations and mints the key), then the others together; fires once
+        every one is healthy. ``together``: spawn every node at once (two
+        nodes racing for the migrations and the bootstrap key).
         """
         self._make()
         if together:

@@ -13,7 +13,6 @@ from twisted.trial import unittest
 from edgegw_tx.observability.accesslog import (
     AccessLog,
     ThreadWriter,
-    encode,
     open_sink,
 )
 
@@ -283,14 +282,6 @@ class AccessLogTests(unittest.TestCase):
         self.assertRaises(ValueError, AccessLog, "", self.clock, None, print, writer=self.writer)
         self.assertRaises(ValueError, AccessLog, "x", self.clock, -1, print, writer=self.writer)
         self.assertRaises(ValueError, AccessLog, "x", self.clock, None, print, writer=self.writer, batch_lines=0)
-
-
-class EncodeTests(unittest.TestCase):
-    def test_encode(self):
-        """A batch encodes to newline-terminated JSON lines; an empty batch to nothing."""
-        self.assertEqual(encode([{"a": 1}, {"b": "c"}]), (b'{"a":1}\n{"b":"c"}\n', 0))
-        self.assertEqual(encode([]), (b"", 0))
-        self.assertEqual(encode([{"a": object()}]), (b"", 1))
 
 
 class FileTests(unittest.TestCase):

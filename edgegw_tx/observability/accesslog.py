@@ -197,28 +197,6 @@ class _Clock:
         return text
 
 
-def encode(lines: list[Line], clock: _Clock | None = None) -> tuple[bytes, int]:
-    """
-    A batch as JSON lines, and how many lines could not be encoded (dropped).
-    A numeric ``time`` is replaced in its dict (the caller gave it up).
-    """
-    clock = clock or _Clock()
-    out = []
-    bad = 0
-    dumps = orjson.dumps
-    for line in lines:
-        when = line.get("time")
-        if when.__class__ is float or when.__class__ is int:
-            line["time"] = clock.format(when)
-        try:
-            out.append(dumps(line))
-        except (TypeError, ValueError, OverflowError):
-            bad += 1
-    if out:
-        out.append(b"")
-    return b"\n".join(out), bad
-
-
 class AccessLog:
     """
     The access log of one data-plane process (see the module docstring).

@@ -31,10 +31,10 @@ from collections import Counter
 import treq
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredList, inlineCallbacks, returnValue
-from twisted.internet.task import deferLater
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from tests.support import pg
+from tests.support.hardening import pause, wait_for
 from tests.support.harness import ROOT, SDK, SHARED_TARGET, _free_port, test_worker_uids
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
@@ -48,35 +48,6 @@ def _die_with_the_test():
 
 class NodeFailed(AssertionError):
     """A node ended, or did not come up in time; the message has the end of its output."""
-
-
-def pause(seconds):
-    """A Deferred firing after ``seconds`` on the reactor (a poll's interval, never a test's wait)."""
-    return deferLater(reactor, seconds, lambda: None)
-
-
-@inlineCallbacks
-def wait_for(predicate, timeout, interval=0.05, message="condition"):
-    """
-    Poll ``predicate`` (it may return a Deferred) until it is true; fail
-    after ``timeout`` seconds naming ``message``. Fires with its last value.
-    """
-    deadline = reactor.seconds() + timeout
-    while True:
-        value = yield predicate()
-        if value:
-            returnValue(value)
-        if reactor.seconds() > deadline:
-            raise AssertionError("timed out after %gs waiting for %s" % (timeout, message))
-        yield pause(interval)
-
-
-def store_option_supported():
-    """Whether this edgegw's ``twistd edgegw`` has ``--store`` (cluster mode)."""
-    out = subprocess.run(
-        [TWISTD, "edgegw", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=60
-    ).stdout
-    return "--store" in out
 
 
 def _http():

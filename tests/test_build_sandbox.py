@@ -262,6 +262,29 @@ class PrepareTests(SynchronousTestCase):
         self.assertEqual(stat.S_IMODE((self.base / "home").stat().st_mode), 0o700)
         self.assertEqual(stat.S_IMODE(target.stat().st_mode), 0o700)
 
+    def test_a_file_deleted_during_the_walk_is_skipped(self):
+        """
+        A file another build deletes between the directory listing and its
+        re-owning (a target dir shared by two gateways) is skipped, and the
+        rest is still handed over.
+        """
+        target = self.base / "target"
+        (target / "release").mkdir(parents=True)
+        gone = target / "release" / "gone.d"
+        gone.write_bytes(b"x")
+        (target / "release" / "kept").write_bytes(b"x")
+        real_walk = os.walk
+
+        def walk_then_delete(top, *args, **kwargs):
+            for root, dirs, names in real_walk(top, *args, **kwargs):
+                if gone.exists() and gone.name in names:
+                    gone.unlink()
+                yield root, dirs, names
+
+        self.patch(os, "walk", walk_then_delete)
+        BuildSandbox(TOOLS, USER).prepare([str(target)])
+        self.assertEqual((target / "release" / "kept").lstat().st_uid, 61000)
+
     def test_lock_file(self):
         """Cargo.lock is created for the build user; a link planted in its place is not followed."""
         lock = self.base / "Cargo.lock"

@@ -265,6 +265,14 @@ class BuildSandbox:
 
 
 def _chown(path: str, owner: tuple[int, int]) -> None:
-    st = os.lstat(path)
+    """
+    Give ``path`` to ``owner``. A file gone meanwhile needs no owner: another
+    build sharing the target dir (a cluster's nodes, the test suite) deletes
+    its outputs while this one walks the directory.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
     if (st.st_uid, st.st_gid) != owner:
         os.lchown(path, *owner)

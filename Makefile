@@ -20,13 +20,20 @@ CARGO ?= $(shell command -v cargo 2>/dev/null || ls $$HOME/.cargo/bin/cargo 2>/d
 
 .PHONY: setup run test bench bench-cluster clean
 
-setup: $(VENV)/.installed crates sandbox
+setup: $(VENV)/.installed crates sandbox compiled
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt \
 		--config-settings editable_mode=compat -e '.[test]'
 	touch $@
+
+# The request path's modules compiled with mypyc (edgegw_tx/compiled.py lists
+# them); quick when their sources did not change. EDGEGW_PURE_PYTHON=1 skips it.
+compiled: $(VENV)/.installed
+	@$(BIN)/python tools/compile-hot-path
+
+.PHONY: compiled
 
 crates:
 	@tools/setup-crates
@@ -80,4 +87,5 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 	touch $@
 
 clean:
+	test ! -x $(BIN)/python || $(BIN)/python tools/compile-hot-path --clean
 	rm -rf $(VENV) _trial_temp .cache

@@ -36,6 +36,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from edgegw_tx import compiled
 from edgegw_tx.admin.api import AdminAPI
 from edgegw_tx.admin.auth import KeyRing
 from edgegw_tx.admin.deployments import Pool, PoolFactory
@@ -448,6 +449,7 @@ class GatewayRuntime(MultiService):
         self._restoring(True)
         self._open_access_log()
         self.log.info("{isolation}", isolation=self.isolation.describe())
+        self.log.info("request path: {state}", state=compiled.state)
         if self.builder.sandbox is not None:
             self.log.info("{sandbox}", sandbox=self.builder.sandbox.describe())
         # One gateway per data dir (datadir_lock.py): before anything touches the store.

@@ -48,3 +48,9 @@ class PoolStopped(GatewayError):
     """The endpoint's workers are stopping or stopped."""
 
     status = 503
+
+
+class InvalidResponse(GatewayError):
+    """The handler's ``response`` frame could not be turned into HTTP."""
+
+    status = 502

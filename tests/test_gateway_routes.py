@@ -198,12 +198,17 @@ class MatchHostTests(SynchronousTestCase):
         self.assertEqual(routes.match("[::1]:9080", "GET", "/x").key, "v6")
 
     def test_bad_domains(self):
-        """Domains with a port, spaces, a path, or empty are rejected."""
+        """Domains with a port, spaces, a path, empty or not a string are rejected."""
         routes = RouteTable()
-        for domain in ["example.com:80", "", "a b", "a/b", "*.example.com", None]:
+        for domain in ["example.com:80", "", "a b", "a/b", "*.example.com"]:
             self.assertRaises(
                 ValueError, routes.add, "k", domain, "GET", parse_pattern("/"), "t"
             )
+        # Not a string at all: a TypeError (the compiled table checks the type
+        # on the call), or the ValueError of the pure-Python one.
+        self.assertRaises(
+            (ValueError, TypeError), routes.add, "k", None, "GET", parse_pattern("/"), "t"
+        )
         self.assertEqual(len(routes), 0)
 
 

@@ -976,15 +976,13 @@ class BodyTimeoutOptionTests(SynchronousTestCase):
     def test_default_is_the_factorys_and_documented(self):
         """The option's default is L{BODY_TIMEOUT}, the factory's default, and
         docs/limits.md shows that number in the option's row."""
-        import inspect
-
         from edgegw_tx.gateway.http import BODY_TIMEOUT
         from edgegw_tx.tap import LIMITS
 
         [default] = [default for name, default, _, _ in LIMITS if name == "body-timeout"]
         self.assertEqual(float(default), BODY_TIMEOUT)
-        parameter = inspect.signature(GatewayHTTPFactory).parameters["body_timeout"]
-        self.assertEqual(parameter.default, BODY_TIMEOUT)
+        # (A compiled factory has no inspectable signature: ask an instance.)
+        self.assertEqual(GatewayHTTPFactory(Dispatcher(RouteTable())).body_timeout, BODY_TIMEOUT)
         docs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "limits.md")
         with open(docs) as f:
             [row] = [line for line in f if "`--body-timeout SECONDS`" in line]

@@ -67,7 +67,9 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from edgegw_tx.errors import GatewayError
+# InvalidResponse lives with the other errors (a class attribute of an error
+# class defined in a compiled module is lost: edgegw_tx/compiled.py).
+from edgegw_tx.errors import GatewayError, InvalidResponse
 from edgegw_tx.gateway.observe import Observer
 from edgegw_tx.gateway.routes import Match, MethodNotAllowed, RouteTable
 from edgegw_tx.gateway.target import BadPath, normal_path
@@ -109,12 +111,6 @@ class GatewayResponse:
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
-
-
-class InvalidResponse(GatewayError):
-    """The handler's ``response`` frame could not be turned into HTTP."""
-
-    status = 502
 
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z").match
@@ -425,8 +421,9 @@ class Dispatcher:
             series.inflight += 1
             recorded = False
 
-        def answer(result: dict[str, Any] | Failure) -> None:
-            # One callback for both outcomes.
+        def answer(result: Any) -> None:
+            # One callback for both outcomes: the response frame (any JSON
+            # value: _translate checks it) or a Failure.
             nonlocal recorded
             if not isinstance(result, Failure):
                 try:

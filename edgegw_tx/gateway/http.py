@@ -67,6 +67,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
@@ -508,7 +509,8 @@ class GatewayHTTPProtocol(Protocol):
             self._client_ip,
         )
         self._body = []
-        self._serve(request, lambda response: self._answer(response, slot))
+        # (A partial, not a lambda: mypyc cannot compile a closure here.)
+        self._serve(request, partial(self._answer, slot=slot))
 
     @staticmethod
     def _absolute_form(url: bytes) -> tuple[bytes, bytes, bytes]:
@@ -517,20 +519,25 @@ class GatewayHTTPProtocol(Protocol):
         is the request's host (RFC 9112 §3.2.2), whatever ``Host`` says.
         """
         try:
-            parsed = parse_url(url)
+            # Any: httptools' stub says bytes where a missing part is None.
+            parsed: Any = parse_url(url)
         except HttpParserError:
             raise _Reject(400, "malformed request target") from None
-        schema = parsed.schema
+        schema: bytes | None = parsed.schema
         if schema is None or schema.lower() not in (b"http", b"https") or not parsed.host:
             raise _Reject(400, "the request target is neither a path nor an http(s) URL")
-        if parsed.userinfo is not None:
+        userinfo: bytes | None = parsed.userinfo
+        if userinfo is not None:
             raise _Reject(400, "the request target has a userinfo part")
-        host = parsed.host
+        host: bytes = parsed.host
         if b":" in host:
             host = b"[%s]" % host
-        if parsed.port is not None:
-            host += b":%d" % parsed.port
-        return parsed.path or b"/", parsed.query or b"", host
+        port: int | None = parsed.port
+        if port is not None:
+            host += b":%d" % port
+        path: bytes | None = parsed.path
+        query: bytes | None = parsed.query
+        return path or b"/", query or b"", host
 
     # -- writing --------------------------------------------------------------
 
@@ -605,10 +612,14 @@ class GatewayHTTPProtocol(Protocol):
             return
         ready: list[bytes] = []
         while slots:
-            data = slots[0].data
+            # Through a name, not slots[0].data again: mypy narrowed that
+            # expression to bytes above, and the compiled code would then
+            # refuse a later slot's None.
+            slot = slots[0]
+            data = slot.data
             if data is None:
                 break
-            slot = slots.popleft()
+            slots.popleft()
             ready.append(data)
             if slot.close:
                 slots.clear()
@@ -757,7 +768,7 @@ class GatewayHTTPFactory(ServerFactory):
         self.connections: set[GatewayHTTPProtocol] = set()
         self.closing = False
         self._closed_waiters: list[Deferred[None]] = []
-        self._grace_call = None
+        self._grace_call: IDelayedCall | None = None
 
     def close_connections(self, grace: float = 1.0) -> Deferred[None]:
         """

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from edgegw_tx.observability.accesslog import AccessLog
+from edgegw_tx.observability.accesslog import LineWriter
 from edgegw_tx.observability.metrics import EndpointSeries, RequestMetrics
 from edgegw_tx.observability.trace import TraceContext
 
@@ -69,7 +69,7 @@ class Observer:
         metrics: RequestMetrics,
         seconds: Callable[[], float],
         *,
-        access_log: AccessLog | None = None,
+        access_log: LineWriter | None = None,
         trace: TraceContext | None = None,
         health_path: str | None = DEFAULT_HEALTH_PATH,
         restoring: Callable[[], bool] = lambda: False,

@@ -79,6 +79,19 @@ class Sink(Protocol):
         """Close it for good."""
 
 
+class LineWriter(Protocol):
+    """What the data plane needs of an access log: an ``AccessLog``, or a test's stand-in."""
+
+    def write(self, line: Line) -> None:
+        """Take one line; never raises, never blocks."""
+
+    def reopen(self) -> None:
+        """Open the file again under its path (SIGHUP, after logrotate)."""
+
+    def close(self) -> "Deferred[None]":
+        """Write what is pending and close; fires when done."""
+
+
 class Writer(Protocol):
     """Runs the blocking work in order on one thread other than the reactor's."""
 
@@ -148,8 +161,8 @@ class ThreadWriter:
     def __init__(self, reactor: Any, name: str = "edgegw-accesslog") -> None:
         self._reactor = reactor
         self._queue: "queue.SimpleQueue[Callable[[], object] | None]" = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._writer_thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._writer_thread.start()
 
     def submit(self, work: Callable[[], object]) -> None:
         self._queue.put(work)

@@ -443,13 +443,17 @@ class WorkerPool:
             queued request; a dispatched one runs on and its answer is
             discarded.
         """
-        job = None
+        job: _Job | None = None
 
         def answer(result: Any) -> None:
             if not d.called:
                 d.callback(result)  # a Failure runs the errbacks
 
-        d: Deferred[dict[str, Any]] = Deferred(lambda _: job and self._cancel(job))
+        def cancel(_: Deferred[dict[str, Any]]) -> None:
+            if job is not None:
+                self._cancel(job)
+
+        d: Deferred[dict[str, Any]] = Deferred(cancel)
         job = self._accept(frame, answer)
         return d
 

@@ -6,6 +6,10 @@ build and process planes are the fakes of tests/test_admin_api.py.
 
 import uuid
 
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import succeed
+from twisted.internet.testing import StringTransport
 
 from edgegw_tx.gateway.routes import Match, MethodNotAllowed, NoRoute
 from tests.support.handlers import HELLO
@@ -468,7 +472,7 @@ class DomainsAPITests(AdminAPITestCase):
     # stats
 
     def test_stats(self):
-        """GET /api/stats counts endpoints by status and sums the running pools' counters."""
+        """GET /api/stats counts endpoints by status, requests from the data plane's counters, workers from the pools."""
         self.running(name="a", path="/a")
         self.running(name="b", path="/b")
         stopped = self.running(name="c", path="/c")
@@ -482,10 +486,73 @@ class DomainsAPITests(AdminAPITestCase):
             data["endpoints"],
             {"total": 4, "by_status": {"created": 1, "compiled": 0, "running": 2, "stopped": 1, "error": 0}},
         )
-        self.assertEqual(data["requests"], {"served": 10, "failed": 2, "rejected": 4})
+        self.assertEqual(
+            data["requests"],
+            {
+                "served": 0,
+                "failed": 0,
+                "rejected": 4,
+                "mean_ms": None,
+                "p50_ms": None,
+                # The gateway's own answers' series, there from the start (as on /metrics).
+                "by_endpoint": [
+                    {"endpoint": "", "id": None, "served": 0, "failed": 0, "mean_ms": None, "p50_ms": None}
+                ],
+            },
+        )
         self.assertEqual(data["workers"], 4)
         self.assertEqual(data["uptime_seconds"], 12.5)
         self.assertTrue(data["version"])
+
+    def send(self, request):
+        """``request`` (raw HTTP/1.1) on a new connection to the runtime's data plane; what it answered."""
+        protocol = self.runtime.listeners[0].factory.buildProtocol(None)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.7", 40000))
+        protocol.makeConnection(transport)
+        protocol.dataReceived(request)
+        return transport.value()
+
+    def test_stats_requests_are_the_metrics_counters(self):
+        """
+        After answers of two endpoints (200, 500) and the gateway's own 404
+        (endpoint ""), sent through the data plane, /api/stats's served and
+        failed equal the sum of its per-endpoint counts and of
+        edgegw_http_requests_total on /metrics, not the pools' own counters.
+        """
+        a = self.running(name="a", path="/a")
+        self.running(name="b", path="/b")
+        statuses = {"a": 200, "b": 500}
+        for pool in FakePool.instances:
+            pool.request = lambda frame, status=statuses[pool.name]: succeed(
+                {"status": status, "headers": {}, "body": "x"}
+            )
+        for raw, status in (
+            (b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n", 200),
+            (b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n", 200),
+            (b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n", 500),
+            (b"GET /nothing HTTP/1.1\r\nHost: h\r\n\r\n", 404),
+        ):
+            self.assertIn(b" %d " % status, self.send(raw))
+        requests = self.call("GET", "/api/stats")[1]["data"]["requests"]
+        by_endpoint = {e["endpoint"]: (e["id"], e["served"], e["failed"]) for e in requests["by_endpoint"]}
+        self.assertEqual(by_endpoint, {"": (None, 1, 0), "a": (a["id"], 2, 0), "b": (by_endpoint["b"][0], 1, 1)})
+        self.assertEqual((requests["served"], requests["failed"]), (4, 1))
+        self.assertEqual(requests["served"], sum(e["served"] for e in requests["by_endpoint"]))
+        self.assertEqual(requests["rejected"], 4)  # the pools' own (CountingPool), in no request count
+        self.assertIsNotNone(requests["p50_ms"])
+
+        d = self.client.request("GET", "http://admin/metrics", headers={"Authorization": "Bearer " + self.read_key})
+        self.client.flush()
+        text = self.successResultOf(self.successResultOf(d).content()).decode("utf-8")
+        answered = [
+            (s.labels["endpoint"], int(s.labels["code"]), s.value)
+            for family in text_string_to_metric_families(text)
+            if family.name == "edgegw_http_requests"
+            for s in family.samples
+        ]
+        self.assertEqual(requests["served"], sum(n for _, _, n in answered))
+        self.assertEqual(requests["failed"], sum(n for _, code, n in answered if code >= 500))
+        self.assertIn(("", 404, 1), answered)
 
     # a cluster: If-Match revisions, and changes another node made
 

@@ -14,6 +14,7 @@ from treq.testing import StubTreq
 from twisted.trial import unittest
 
 from edgegw_tx.admin.api import AdminAPI
+from edgegw_tx.admin.history import StatsHistory, running_endpoints
 from edgegw_tx.admin.logs import LogBook
 from edgegw_tx.admin.manager import EndpointManager
 from edgegw_tx.admin.services import ServiceManager
@@ -54,8 +55,20 @@ class TwoProcessTestCase(unittest.TestCase):
             services=self.service_manager,
             reactor=reactor,
         )
+        # The stats read the processes' request counters, as the runtime's do (``ProcessGroup.metrics``).
+        history = StatsHistory(
+            self.group.metrics,
+            lambda: running_endpoints(self.manager.pool_stats_by_endpoint()),
+            reactor,
+            refresh=self.group.refresh,
+        )
         self.api = AdminAPI(
-            self.manager, self.keys, reactor, services=self.service_manager, refresh=self.group.refresh
+            self.manager,
+            self.keys,
+            reactor,
+            services=self.service_manager,
+            refresh=self.group.refresh,
+            history=history,
         )
         self.client = StubTreq(self.api.resource())
 
@@ -111,14 +124,23 @@ class TwoProcessAPITests(TwoProcessTestCase):
             self.assertEqual(pool.options["min_instances"], 2)
 
     def test_views_and_stats_are_read_from_the_processes(self):
-        """GET of an endpoint and /api/stats show the processes' counters as they are now."""
+        """
+        GET of an endpoint and /api/stats show the processes' counters as they
+        are now: the workers from their pools, the requests from their request
+        counters (those of /metrics) added up.
+        """
         started = self.deploy()
         for process in self.reactor.processes:
             self.served_by(process).served = 3
+            series = process.plane.request_metrics.series("hello")
+            for status in (200, 200, 502):
+                series.record(b"GET", status, 0, 5, 0.001)
         record = self.ok("GET", "/endpoints/" + started["id"])
         self.assertEqual([w["served"] for w in record["workers"]], [3, 3])
         stats = self.ok("GET", "/stats")
-        self.assertEqual((stats["workers"], stats["requests"]["served"]), (2, 6))
+        self.assertEqual((stats["workers"], stats["requests"]["served"], stats["requests"]["failed"]), (2, 6, 2))
+        [hello] = [e for e in stats["requests"]["by_endpoint"] if e["endpoint"] == "hello"]
+        self.assertEqual((hello["id"], hello["served"], hello["failed"]), (started["id"], 6, 2))
         listed = self.ok("GET", "/endpoints")["items"]
         self.assertEqual(len(listed[0]["workers"]), 2)
 

@@ -496,12 +496,16 @@ class AdminAPI:
     @app.route("/api/stats", methods=["GET"])
     @inlineCallbacks
     def stats(self, request: Request) -> Generator["Deferred[Any]", Any, bytes]:
-        """Endpoints by status, request counters and workers over the running pools (``gateway_stats``)."""
+        """
+        Endpoints by status, the data planes' request counters (those of
+        ``/metrics``, read now) and the running pools' workers (``gateway_stats``).
+        """
         self._authorize(request)
         records = yield self._manager.list()
         uptime = self._clock.seconds() - self._started
         yield self._refresh()
-        return ok(request, gateway_stats(records, self._manager.pool_stats(), uptime))
+        planes = yield self.history.planes()
+        return ok(request, gateway_stats(records, self._manager.pool_stats(), planes, uptime))
 
     @app.route("/api/nodes", methods=["GET"])
     @inlineCallbacks

@@ -37,12 +37,13 @@ import builtins
 import uuid
 from functools import partial
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Generator, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Generator, Iterable, Mapping, Optional
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 
 from edgegw_tx import __version__
 from edgegw_tx.admin.errors import BadRequest, Conflict, NotFound
+from edgegw_tx.admin.history import request_totals
 from edgegw_tx.admin import schema
 from edgegw_tx.admin.validation import check_schema
 from edgegw_tx.paths import PatternError, parse_pattern
@@ -597,19 +598,32 @@ def _clash(
 
 
 def gateway_stats(
-    records: list[Record], pool_stats: Iterable[dict[str, Any]], uptime_seconds: float
+    records: list[Record],
+    pool_stats: Iterable[dict[str, Any]],
+    planes: Iterable[Mapping[str, Any]],
+    uptime_seconds: float,
 ) -> Record:
     """
-    ``GET /api/stats``: endpoint counts by status (over the store), request
-    counters and worker count summed over the running pools (a pool's counters
-    start at zero when it starts, so a restart or stop drops its share).
+    ``GET /api/stats``: endpoint counts by status (over the store); the
+    request numbers from the data planes' counters, the ones ``/metrics``
+    exposes (``request_totals``: every answer, the gateway's own included);
+    ``rejected`` and ``workers`` from the running pools, which alone know them.
     """
     by_status = dict.fromkeys(STATUSES, 0)
     for record in records:
         by_status[record["status"]] = by_status.get(record["status"], 0) + 1
+    pool_stats = list(pool_stats)
+    requests = request_totals(planes, {r["name"]: r["id"] for r in records})
     return {
         "endpoints": {"total": len(records), "by_status": by_status},
-        "requests": {k: sum(s.get(k, 0) for s in pool_stats) for k in ("served", "failed", "rejected")},
+        "requests": {
+            "served": requests["served"],
+            "failed": requests["failed"],
+            "rejected": sum(s.get("rejected", 0) for s in pool_stats),
+            "mean_ms": requests["mean_ms"],
+            "p50_ms": requests["p50_ms"],
+            "by_endpoint": requests["by_endpoint"],
+        },
         "workers": sum(s.get("workers", 0) for s in pool_stats),
         "uptime_seconds": round(uptime_seconds, 3),
         "version": __version__,

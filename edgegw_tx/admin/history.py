@@ -41,7 +41,7 @@ from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from edgegw_tx.observability.metrics import DURATION_BUCKETS
+from edgegw_tx.observability.metrics import DURATION_BUCKETS, merge_snapshots
 
 DEFAULT_INTERVAL = 5.0
 DEFAULT_WINDOW = 900.0
@@ -107,6 +107,37 @@ def _add(one: Reading, other: Reading) -> Reading:
     """Two readings (or deltas) added up."""
     buckets = [x + y for x, y in zip(one[3], other[3])] if len(one[3]) == len(other[3]) else one[3]
     return one[0] + other[0], one[1] + other[1], one[2] + other[2], buckets
+
+
+def _numbers(counted: Reading) -> dict[str, Any]:
+    """``served``, ``failed`` (5xx), ``mean_ms`` and ``p50_ms`` of a cumulative reading."""
+    requests, failed, seconds, buckets = counted
+    return {
+        "served": requests,
+        "failed": failed,
+        "mean_ms": round(seconds / requests * 1000.0, 3) if requests else None,
+        "p50_ms": median_ms(buckets) if requests else None,
+    }
+
+
+def request_totals(planes: Iterable[Plane], ids: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """
+    The request numbers of ``GET /api/stats``: every data plane's counters
+    added up as ``/metrics`` adds them (``merge_snapshots``), so ``served``
+    is the sum of ``edgegw_http_requests_total`` and of ``by_endpoint``'s
+    ``served``, the gateway's own answers (endpoint ``""``) included.
+    ``by_endpoint`` has one entry per endpoint name counted, by name, with
+    the endpoint's id from ``ids`` (``{name: id}``; null when none).
+    """
+    ids = ids or {}
+    merged = merge_snapshots(plane.get("requests") or {} for plane in planes)
+    total: Reading = (0, 0, 0.0, [0] * (len(DURATION_BUCKETS) + 1))
+    by_endpoint = []
+    for name, series in sorted(merged.items()):
+        counted = reading(series)
+        total = _add(total, counted)
+        by_endpoint.append({"endpoint": name, "id": ids.get(name) if name else None, **_numbers(counted)})
+    return {**_numbers(total), "by_endpoint": by_endpoint}
 
 
 def _plane_keys(planes: Sequence[Plane]) -> list[str]:
@@ -220,6 +251,11 @@ class StatsHistory:
         self._samples.append((now, _point(*total, seconds), points))
         self._last_time = now
         return now
+
+    def planes(self) -> Deferred[Sequence[Plane]]:
+        """Every data plane's ``plane_snapshot()`` now, as a sample reads them (``GET /api/stats``)."""
+        d: Deferred[Any] = succeed(None)  # _planes may answer a list or a Deferred of one
+        return d.addCallback(lambda _: self._planes())
 
     def samples(self) -> list[Sample]:
         """The samples kept, oldest first (each one is never changed once taken)."""

@@ -791,6 +791,13 @@ def system_paths() -> dict[str, Schema]:
                 "Endpoint counts by status, requests handled, workers, uptime",
                 "system",
                 {200: answer("the numbers", ref("Stats"))},
+                description=(
+                    "`requests` are read, when asked, from the data plane's request counters, the ones "
+                    "`/metrics` exposes (`edgegw_http_requests_total`, `edgegw_http_request_duration_seconds`), "
+                    "summed over the data-plane processes: `served` is every answer, the gateway's own (404, "
+                    "405, 503, ...; endpoint `\"\"`) included, and equals the sum of `by_endpoint`. They count "
+                    "since the data-plane process started. `rejected` and `workers` are the running pools' own."
+                ),
             )
         ),
         "/api/nodes": path_item(

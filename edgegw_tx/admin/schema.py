@@ -665,6 +665,9 @@ COUNTS = record({"endpoints": integer(0), "collections": integer(0)})
 
 CASCADE_DELETED = record({"id": ID, "deleted": {"const": True}, "cascaded": COUNTS})
 
+#: A time in milliseconds (GET /api/stats).
+_MS: Schema = {"type": "number", "minimum": 0}
+
 STATS = record(
     {
         "endpoints": record(
@@ -675,7 +678,30 @@ STATS = record(
                 ),
             }
         ),
-        "requests": record({"served": integer(0), "failed": integer(0), "rejected": integer(0)}),
+        "requests": record(
+            {
+                "served": integer(0, description="every data-plane answer, the gateway's own (404, 503, ...) included"),
+                "failed": integer(0, description="those answered with a 5xx status"),
+                "rejected": integer(
+                    0, description="refused by a running pool, queue full or stopping (in served and failed too)"
+                ),
+                "mean_ms": nullable(dict(_MS, description="mean time to answer; null before any")),
+                "p50_ms": nullable(dict(_MS, description="median time to answer, estimated from the histogram")),
+                "by_endpoint": array(
+                    record(
+                        {
+                            "endpoint": string(description="the endpoint's name; empty for the gateway's own answers"),
+                            "id": nullable(string(description="the endpoint's id; null for \"\" or an unknown name")),
+                            "served": integer(0),
+                            "failed": integer(0),
+                            "mean_ms": nullable(_MS),
+                            "p50_ms": nullable(_MS),
+                        }
+                    ),
+                    description="the same per endpoint name (the endpoint label of /metrics); adds up to the totals",
+                ),
+            }
+        ),
         "workers": integer(0),
         "uptime_seconds": {"type": "number", "minimum": 0},
         "version": string(),

@@ -1,4 +1,5 @@
-// Dashboard: endpoint counts by status, requests handled, per-endpoint
+// Dashboard: endpoint counts by status, requests handled (GET /api/stats,
+// from the same counters as /metrics), per-endpoint
 // request rate and latency over the last minutes (GET /api/stats/history),
 // and the cluster's nodes (GET /api/nodes).
 import { api, ApiError } from "../api.js";
@@ -56,9 +57,15 @@ function drawCards(el, stats) {
   for (const status of STATUSES) {
     nodes.push(card(badge(status), formatNumber(stats.endpoints.by_status[status] || 0), null, "card-" + status));
   }
+  // The data plane's counters, those of /metrics: "served" is every answer,
+  // the gateway's own (endpoint "": no route, 503 while starting ...) included.
+  const own = (stats.requests.by_endpoint || []).find((e) => e.endpoint === "");
+  const ownText = own && own.served
+    ? h("div", { class: "card-label", "data-testid": "card-served-own" }, `${formatNumber(own.served)} answered by the gateway itself (no endpoint)`)
+    : null;
   nodes.push(
-    card("Requests served", formatNumber(stats.requests.served), null, "card-served"),
-    card("Failed", formatNumber(stats.requests.failed), null, "card-failed"),
+    card("Requests served", formatNumber(stats.requests.served), ownText, "card-served"),
+    card("Failed (5xx)", formatNumber(stats.requests.failed), null, "card-failed"),
     card("Rejected", formatNumber(stats.requests.rejected), null, "card-rejected"),
     card("Workers", formatNumber(stats.workers), null, "card-workers"),
     card("Uptime", formatDuration(stats.uptime_seconds), h("div", { class: "card-label" }, "version " + stats.version)),

@@ -6,8 +6,10 @@ Start: open the store, load the API keys (creating the first one if there is
 none), give the service registry every stored service and binding, open the
 listeners, then restart the endpoints that were running (their workers' service
 calls find their bindings from the first request on).
-Stop: close the listeners, drain every endpoint's workers, close the service
-connectors, close the store.
+Stop: the health path answers 503 at once, the data plane serves on for
+``--shutdown-delay`` seconds (a load balancer notices meanwhile), then close
+the listeners, drain every endpoint's workers, close the service connectors,
+close the store.
 
 With a store several gateways share (``--store postgresql://...``, see
 docs/cluster.md) this gateway is one node of a cluster: the endpoints' status
@@ -33,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -62,7 +65,7 @@ from edgegw_tx.cluster.sync import ChangeApplier
 from edgegw_tx.datadir_lock import DataDirLock
 from edgegw_tx.gateway.front import DEFAULT_HTTP, HTTP_LAYERS, data_plane_factory
 from edgegw_tx.gateway.listening import DrainingServerService
-from edgegw_tx.gateway.observe import DEFAULT_HEALTH_PATH, Observer
+from edgegw_tx.gateway.observe import DEFAULT_HEALTH_PATH, DEFAULT_SHUTDOWN_DELAY, Observer
 from edgegw_tx.gateway.routes import RouteTable
 from edgegw_tx.observability.accesslog import AccessLog
 from edgegw_tx.observability.exposition import Metrics, local_planes
@@ -145,6 +148,7 @@ class GatewayRuntime(MultiService):
         access_log: str | None = None,
         access_log_max_bytes: int | None = None,
         health_path: str | None = DEFAULT_HEALTH_PATH,
+        shutdown_delay: float = DEFAULT_SHUTDOWN_DELAY,
     ) -> None:
         """
         ``registry`` replaces the service plane's ``ServiceRegistry`` (tests pass
@@ -191,7 +195,10 @@ class GatewayRuntime(MultiService):
         reopened on SIGHUP; with ``processes`` > 1 each data-plane process
         writes its own, ``PATH.N`` when rotated by size (a rotation is one
         process's). ``health_path`` is answered by the data plane before
-        routing (``--health-path``; None: none), gateway/observe.py.
+        routing (``--health-path``; None: none), gateway/observe.py;
+        ``shutdown_delay`` the seconds the data plane serves on once a stop
+        began, the health path answering 503, before the listeners close
+        (``--shutdown-delay``; in every data-plane process too).
         """
         if processes < 1:
             raise ValueError("processes must be at least 1")
@@ -242,6 +249,7 @@ class GatewayRuntime(MultiService):
                     "access_log": access_log,
                     "access_log_max_bytes": access_log_max_bytes,
                     "health_path": health_path,
+                    "shutdown_delay": shutdown_delay,
                 },
                 environ=process_environ,
                 reactor=reactor,
@@ -260,6 +268,7 @@ class GatewayRuntime(MultiService):
             health_path=health_path,
             restoring=lambda: bool(getattr(self.routes, "restoring", False)),
         )
+        self.shutdown_delay = shutdown_delay
         self._access_log_path = access_log
         self._access_log_max_bytes = access_log_max_bytes
         self._previous_hup: Any = None
@@ -496,9 +505,8 @@ class GatewayRuntime(MultiService):
         return self.membership.leave()
 
     def _restoring(self, restoring: bool) -> None:
-        """This process's route table answers "starting" while endpoints are restored (the data-plane processes have their own)."""
-        if isinstance(self.routes, RouteTable):
-            self.routes.restoring = restoring
+        """The route table answers "starting" while endpoints are restored (``MirroredRoutes``: in every data-plane process)."""
+        self.routes.restoring = restoring
 
     def _started(self, _: object) -> None:
         """Everything is loaded: the API and the route table stop answering "starting"."""
@@ -515,10 +523,16 @@ class GatewayRuntime(MultiService):
         self._reactor.stop()
 
     def stopService(self) -> "Deferred[None]":
-        """Close the listeners, drain the workers, then close connectors, keys, store and lock."""
+        """
+        Drain (health 503) and serve on for the shutdown delay; then close the
+        listeners, drain the workers, close connectors, keys, store and lock.
+        """
         # Load balancers see the health path answer 503 from now on.
         self.observer.draining = True
-        d: Deferred[Any] = self._leave_cluster()
+        if self.processes is not None:
+            self.processes.drain()
+        d: Deferred[Any] = self._serve_on()
+        d.addCallback(lambda _: self._leave_cluster())
         d.addCallback(lambda _: MultiService.stopService(self))
         d.addCallback(lambda _: gatherResults([self.manager.stop_all(), self._close_connections()]))
         d.addBoth(self._close_access_log)
@@ -529,6 +543,16 @@ class GatewayRuntime(MultiService):
         d.addBoth(lambda _: self.store.close())
         d.addBoth(lambda _: self.data_dir_lock.release())
         return d
+
+    def _serve_on(self) -> "Deferred[None]":
+        """Fires after ``shutdown_delay`` seconds (at once for 0): the data plane serves as before meanwhile."""
+        if self.shutdown_delay <= 0:
+            return succeed(None)
+        self.log.info(
+            "stopping: the health path answers 503; serving {seconds:g} s more before closing the listeners",
+            seconds=self.shutdown_delay,
+        )
+        return deferLater(self._reactor, self.shutdown_delay, lambda: None)
 
     def _open_access_log(self) -> None:
         """

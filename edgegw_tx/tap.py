@@ -12,7 +12,7 @@ from edgegw_tx.admin.limits import MAX_BODY as ADMIN_MAX_BODY
 from edgegw_tx.build.sandbox import DEFAULT_BUILD_USER, BuildSandbox, SandboxError
 from edgegw_tx.datadir_lock import DataDirInUse, DataDirLock
 from edgegw_tx.gateway.http import BODY_TIMEOUT
-from edgegw_tx.gateway.observe import health_path_option
+from edgegw_tx.gateway.observe import DEFAULT_SHUTDOWN_DELAY, health_path_option, shutdown_delay_option
 from edgegw_tx.processes import NotSharable, check_sharable
 from edgegw_tx.runtime import DEFAULT_HTTP, GatewayRuntime, snapshot_path
 from edgegw_tx.store import StoreRefused
@@ -89,6 +89,14 @@ class Options(usage.Options):
             "/healthz",
             "Path the data plane answers itself, before routing: 200 serving, 503 starting or"
             " draining; none to disable. It wins over a user route of the same path.",
+        ],
+        [
+            "shutdown-delay",
+            None,
+            f"{DEFAULT_SHUTDOWN_DELAY:g}",
+            "Seconds the data plane goes on serving after a stop begins, the health path answering"
+            " 503, before the listeners close (give a load balancer time to take the node out)."
+            " See docs/observability.md.",
         ],
         ["cargo", None, None, "Path of the cargo binary (default: PATH, then ~/.cargo/bin)."],
         ["sdk", None, DEFAULT_SDK, "Directory of the rust-edge-gateway-sdk crate."],
@@ -244,7 +252,7 @@ class Options(usage.Options):
 
 
     def _observability_options(self) -> None:
-        """Check --access-log, --access-log-max-bytes and --health-path."""
+        """Check --access-log, --access-log-max-bytes, --health-path and --shutdown-delay."""
         path = self["access-log"]
         if path is not None and path != "-":
             path = self["access-log"] = os.path.abspath(path)
@@ -261,6 +269,7 @@ class Options(usage.Options):
             self["access-log-max-bytes"] = int(self._positive("access-log-max-bytes", int))
         try:
             self["health-path"] = health_path_option(self["health-path"])
+            self["shutdown-delay"] = shutdown_delay_option(self["shutdown-delay"])
         except ValueError as e:
             raise usage.UsageError(str(e))
 
@@ -325,4 +334,5 @@ def makeService(config: Options) -> GatewayRuntime:
         access_log=config["access-log"],
         access_log_max_bytes=config["access-log-max-bytes"],
         health_path=config["health-path"],
+        shutdown_delay=config["shutdown-delay"],
     )

@@ -260,15 +260,19 @@ class RuntimeWiringTests(unittest.TestCase):
     """GatewayRuntime(processes=2): what it builds and how it starts and stops."""
 
     def setUp(self):
+        self.reactor = LoopbackReactor()
+        self.runtime = self.make()
+
+    def make(self, **options):
+        """A runtime with two data-plane processes on this test's reactor, with more ``options``."""
         from edgegw_tx.runtime import GatewayRuntime
 
-        self.reactor = LoopbackReactor()
         data_dir = os.path.abspath(self.mktemp())
         # adbapi's own thread pool would need a running reactor; run the store inline.
         store = SQLiteStore(
             os.path.join(data_dir, "edgegw.sqlite3"), reactor=self.reactor, threadpool=self.reactor.getThreadPool()
         )
-        self.runtime = GatewayRuntime(
+        return GatewayRuntime(
             data_dir,
             "tcp:9080:interface=127.0.0.1",
             "tcp:9081:interface=127.0.0.1",
@@ -277,6 +281,7 @@ class RuntimeWiringTests(unittest.TestCase):
             processes=2,
             process_environ={"PATH": "/usr/bin"},
             store=store,
+            **options,
         )
 
     def test_one_process_is_the_default_and_spawns_nothing(self):
@@ -311,6 +316,34 @@ class RuntimeWiringTests(unittest.TestCase):
         self.successResultOf(self.runtime.stopService())
         self.assertEqual(self.reactor.live(), [])
         self.assertFalse(data.listening)
+
+    def test_the_processes_say_starting_until_the_endpoints_are_restored(self):
+        """Every data-plane process is told restoring before anything else at start, and no longer once restored."""
+        self.successResultOf(self.runtime.startService())
+        self.addCleanup(self.runtime.stopService)
+        for process in self.reactor.processes:
+            self.assertEqual(process.commands[0], ("restoring", {"restoring": True}))
+            self.assertEqual(process.commands[-1], ("restoring", {"restoring": False}))
+            self.assertFalse(process.routes.restoring)
+
+    def test_shutdown_delay_drains_every_process_then_stops_them(self):
+        """
+        With a shutdown delay, stop tells every process to drain at once,
+        leaves them serving for the delay, then stops them; the delay reaches
+        each process too (its own SIGTERM waits it).
+        """
+        self.runtime = self.make(shutdown_delay=3)
+        self.assertEqual(self.runtime.processes.observe["shutdown_delay"], 3)
+        self.successResultOf(self.runtime.startService())
+        d = self.runtime.stopService()
+        for process in self.reactor.processes:
+            self.assertEqual(process.plane.draining_since, self.reactor.seconds())
+        self.reactor.advance(2.9)
+        self.assertNoResult(d)
+        self.assertEqual(len(self.reactor.live()), 2)
+        self.reactor.advance(0.1)
+        self.successResultOf(d)
+        self.assertEqual(self.reactor.live(), [])
 
     def test_pools_are_proxies_and_the_registry_is_mirrored(self):
         """The manager's pools are PoolProxy objects with the endpoint's settings; services go to the group."""

@@ -2,9 +2,11 @@
 A data-plane process's side (edgegw_tx/processes/dataplane.py and
 accept.py): the commands of the control process on a route table, fake
 worker pools and a fake registry; adopting the inherited socket; draining
-on shutdown; accepting so that connections spread over the processes.
+on shutdown (after the shutdown delay); the health path following the
+control process; accepting so that connections spread over the processes.
 """
 
+import json
 import os
 import socket
 
@@ -15,6 +17,8 @@ from twisted.trial import unittest
 from edgegw_tx.gateway.routes import Match, NoRoute, RouteTable
 from edgegw_tx.processes.accept import ACCEPT_PAUSE_MAX, ACCEPT_PAUSE_STEP, BalancedAccept
 from edgegw_tx.processes.dataplane import DataPlane
+from tests.support.http import parse_responses
+from tests.support.observe import ObservedFront
 from tests.support.processes import FakeRegistry, FakeWorkerPool
 
 
@@ -305,3 +309,89 @@ class DataPlaneMetricsTests(unittest.TestCase):
         self.assertEqual(answer["requests"]["hello"]["counts"], [["GET", 200, 1]])
         self.assertEqual(answer["service_calls"]["counts"], [["db1", "db", "ok", 1]])
         self.assertEqual(answer["connections"], 1)
+
+
+class DataPlaneHealthTests(unittest.TestCase):
+    """
+    The health path and unrouted answers of a data-plane process follow the
+    control process (``restoring``, ``drain``), and ``shutdown`` serves on
+    for the shutdown delay, on a Clock.
+    """
+
+    def setUp(self):
+        self.front = ObservedFront()
+        self.registry = FakeRegistry()
+        self.pools = []
+        self.plane = DataPlane(
+            self.front.routes,
+            self.front.factory,
+            self.registry,
+            pool_factory=self._pool,
+            reactor=self.front.clock,
+            observer=self.front.observer,
+            shutdown_delay=5,
+        )
+        self.commands = self.plane.responders()
+
+    def _pool(self, *args, **kwargs):
+        pool = FakeWorkerPool(*args, **kwargs)
+        self.pools.append(pool)
+        return pool
+
+    def get(self, path):
+        """The status and body of GET ``path`` through this process's front (the body decoded when JSON)."""
+        raw = self.front.exchange(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        [(status, _headers, body)] = [(r[0], r[1], r[2]) for r in parse_responses(raw)]
+        return status, (json.loads(body) if body.startswith(b"{") else body)
+
+    def test_restoring_answers_503_until_the_control_process_restored(self):
+        """While ``restoring``: the health path says starting and an unrouted request gets the starting 503; then 200 and 404."""
+        self.commands["restoring"](restoring=True)
+        self.assertEqual(self.get("/healthz"), (503, {"status": "starting"}))
+        status, body = self.get("/no/such")
+        self.assertEqual((status, body["error"]), (503, "the gateway is starting; retry in a moment"))
+        self.assertEqual(self.get("/a")[0], 200)
+        self.commands["restoring"](restoring=False)
+        self.assertEqual(self.get("/healthz"), (200, {"status": "serving"}))
+        self.assertEqual(self.get("/no/such")[0], 404)
+
+    def test_drain_turns_health_to_503_and_requests_go_on(self):
+        """``drain``: the health path says draining at once; a routed request is still served."""
+        self.commands["drain"]()
+        self.assertEqual(self.get("/healthz"), (503, {"status": "draining"}))
+        self.assertEqual(self.get("/a")[0], 200)
+
+    def test_shutdown_serves_on_for_the_delay(self):
+        """shutdown drains at once but stops the pools and registry only after the delay."""
+        self.successResultOf(self.commands["start_pool"](pool=1, endpoint_id="e1", name="hello", argv=["/h"], options={}))
+        d = self.plane.shutdown()
+        self.assertEqual(self.get("/healthz")[0], 503)
+        self.front.clock.advance(4.9)
+        self.assertNoResult(d)
+        self.assertEqual([p.state for p in self.pools], ["running"])
+        self.assertFalse(self.registry.closed)
+        self.assertEqual(self.get("/a")[0], 200)
+        self.front.clock.advance(0.1)
+        self.successResultOf(d)
+        self.assertEqual([p.state for p in self.pools], ["stopped"])
+        self.assertTrue(self.registry.closed)
+
+    def test_shutdown_after_drain_waits_only_what_is_left(self):
+        """After ``drain`` (the control process waited meanwhile), shutdown waits the rest of the delay only."""
+        self.commands["drain"]()
+        self.front.clock.advance(4)
+        d = self.plane.shutdown()
+        self.front.clock.advance(0.5)
+        self.assertNoResult(d)
+        self.front.clock.advance(0.5)
+        self.successResultOf(d)
+        self.front.clock.advance(60)
+        d = self.plane.shutdown()
+        self.successResultOf(d)
+
+    def test_no_delay_stops_at_once(self):
+        """With a delay of 0 (the default) shutdown does not wait for the clock."""
+        plane = DataPlane(self.front.routes, self.front.factory, FakeRegistry(), reactor=self.front.clock,
+                          observer=self.front.observer)
+        self.successResultOf(plane.shutdown())
+        self.assertTrue(self.front.observer.draining)

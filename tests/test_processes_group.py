@@ -216,6 +216,17 @@ class PlaneStateTests(unittest.TestCase):
         state.apply("remove_service", {"service_id": "s1"})
         self.assertEqual(state.replay(), [])
 
+    def test_health_comes_first_and_only_when_not_serving(self):
+        """drain and restoring are replayed before everything else; restoring ended leaves nothing."""
+        state = PlaneState()
+        state.apply("restoring", {"restoring": True})
+        state.apply("start_pool", {"pool": 1})
+        self.assertEqual(state.replay(), [("restoring", {"restoring": True}), ("start_pool", {"pool": 1})])
+        state.apply("restoring", {"restoring": False})
+        self.assertEqual(state.replay(), [("start_pool", {"pool": 1})])
+        state.apply("drain", {})
+        self.assertEqual(state.replay(), [("drain", {}), ("start_pool", {"pool": 1})])
+
     def test_queries_are_not_state(self):
         """A command that changes nothing (snapshot, listen) is refused."""
         self.assertRaises(ValueError, PlaneState().apply, "snapshot", {})
@@ -250,6 +261,27 @@ class RespawnTests(GroupTestCase):
         self.assertEqual(type(third.routes.match("any", "GET", "/hello")).__name__, "Match")
         self.assertEqual(sorted(w["process"] for w in pool.workers()), [1, 2])
         self.assertEqual([p.index for p in self.group.processes()], [1, 2])
+
+    def test_a_respawn_while_restoring_or_draining_says_so_first(self):
+        """A process respawned while the control process restores, or drains, is told before it listens."""
+        self.start()
+        self.successResultOf(self.group.change("restoring", restoring=True))
+        first, second = self.reactor.processes
+        self.assertTrue(first.routes.restoring)
+        first.exit(signal=9)
+        self.reactor.advance(self.group.min_restart_delay)
+        third = self.reactor.processes[2]
+        self.assertEqual(third.command_names(), ["restoring", "listen"])
+        self.assertTrue(third.routes.restoring)
+        self.successResultOf(self.group.change("restoring", restoring=False))
+        self.successResultOf(self.group.drain())
+        self.assertEqual([p.plane.draining_since for p in (second, third)], [self.reactor.seconds()] * 2)
+        third.exit(signal=9)
+        self.reactor.advance(self.group.max_restart_delay)  # a second crash of place 1: a longer delay
+        fourth = self.reactor.processes[3]
+        self.assertEqual(fourth.command_names(), ["drain", "listen"])
+        self.assertFalse(fourth.routes.restoring)
+        self.assertIsNotNone(fourth.plane.draining_since)
 
     def test_the_dead_process_workers_disappear_from_the_views(self):
         """The workers of a process that ended are no longer shown."""

@@ -51,3 +51,13 @@ class ObserveOptionsTests(unittest.TestCase):
         observer = child._observer(child.parse_args(["--data-dir", "/d"]), RequestMetrics(), Clock())
         self.assertIsNone(observer.access_log)
         self.assertEqual(observer.health_path, "/healthz")
+
+    def test_health_follows_the_route_tables_restoring(self):
+        """A data-plane process's health path says starting while its route table is restoring."""
+        restoring = [True]
+        observer = child._observer(
+            child.parse_args(["--data-dir", "/d"]), RequestMetrics(), Clock(), lambda: restoring[0]
+        )
+        self.assertEqual(observer.health()[0], 503)
+        restoring[0] = False
+        self.assertEqual(observer.health()[0], 200)

@@ -149,6 +149,16 @@ class MirroredRoutesTests(ProxyTestCase):
             self.assertIs(found.target, self.plane_pool(process, proxy))
             self.assertEqual(found.params, {"id": "7"})
 
+    def test_restoring_is_set_here_and_in_every_process(self):
+        """Setting restoring sets the local table's and every process's (503 for unrouted requests there)."""
+        self.routes.restoring = True
+        self.assertTrue(self.table.restoring)
+        self.assertTrue(self.routes.restoring)
+        self.assertEqual([p.routes.restoring for p in self.reactor.processes], [True, True])
+        self.routes.restoring = False
+        self.assertFalse(self.routes.restoring)
+        self.assertEqual([p.routes.restoring for p in self.reactor.processes], [False, False])
+
     def test_a_conflict_raises_here_and_sends_nothing(self):
         """A route clash raises RouteConflict at once; no process hears of it."""
         first, second = self.pool(), self.pool("other")

@@ -1,7 +1,8 @@
 """
 The runtime's wiring of the data plane's bookkeeping: the observer its data
 plane answers through, the access log opened at start and closed at stop,
-SIGHUP reopening it, the health path draining from the start of shutdown.
+SIGHUP reopening it, the health path draining from the start of shutdown
+and the data plane serving on for --shutdown-delay before its listeners close.
 """
 
 import os
@@ -53,6 +54,29 @@ class RuntimeObserverTests(unittest.TestCase):
         self.successResultOf(runtime.stopService())
         self.assertEqual(observer.health()[0], 503)
         self.assertIn(b"draining", observer.health()[2])
+
+    def test_shutdown_delay_serves_on_before_the_listeners_close(self):
+        """
+        --shutdown-delay: on stop the health path answers 503 at once, the
+        listeners stay open and the workers run for the delay; then they close.
+        """
+        runtime = fake_runtime(self, shutdown_delay=3)
+        self.successResultOf(runtime.startService())
+        d = runtime.stopService()
+        self.assertEqual(runtime.observer.health()[0], 503)
+        self.reactor.advance(2.9)
+        self.assertNoResult(d)
+        self.assertEqual([service.running for service in runtime.listeners], [True, True])
+        self.reactor.advance(0.1)
+        self.successResultOf(d)
+        self.assertEqual([service.running for service in runtime.listeners], [False, False])
+
+    def test_no_shutdown_delay_closes_at_once(self):
+        """Without --shutdown-delay (0) stop closes the listeners without waiting for the clock."""
+        runtime = fake_runtime(self)
+        self.successResultOf(runtime.startService())
+        self.successResultOf(runtime.stopService())
+        self.assertEqual([service.running for service in runtime.listeners], [False, False])
 
     def test_access_log_sighup_and_close(self):
         """

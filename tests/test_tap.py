@@ -283,3 +283,28 @@ class StoreOptionTests(unittest.TestCase):
         for argv, message in cases:
             error = self.assertRaises(UsageError, Options().parseOptions, argv)
             self.assertIn(message, str(error))
+
+    def test_shutdown_delay(self):
+        """``--shutdown-delay`` is 0 by default, seconds as a float, and reaches the runtime."""
+        options = Options()
+        options.parseOptions([])
+        self.assertEqual(options["shutdown-delay"], 0.0)
+        options = Options()
+        options.parseOptions(["--shutdown-delay", "12.5"])
+        self.assertEqual(options["shutdown-delay"], 12.5)
+        from edgegw_tx import tap
+
+        made = []
+        self.patch(tap, "GatewayRuntime", lambda **kwargs: made.append(kwargs))
+        self.patch(tap, "check_store", lambda spec, snapshot: None)
+        options = Options()
+        options.parseOptions(["--data-dir", self.mktemp(), "--shutdown-delay", "7"])
+        tap.makeService(options)
+        self.addCleanup(made[0]["data_dir_lock"].release)
+        self.assertEqual(made[0]["shutdown_delay"], 7.0)
+
+    def test_bad_shutdown_delay(self):
+        """A negative, infinite or non-numeric --shutdown-delay is a usage error naming the option."""
+        for bad in ("-1", "soon", "inf", "nan", ""):
+            error = self.assertRaises(UsageError, Options().parseOptions, ["--shutdown-delay", bad])
+            self.assertIn("--shutdown-delay must be a number of seconds, 0 or more", str(error))

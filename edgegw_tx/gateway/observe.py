@@ -13,7 +13,10 @@ log's writer thread.
 The health path (``--health-path``, default ``/healthz``) is answered before
 routing, so it wins over a user route of the same path: 200 while the node
 serves, 503 while its routes are being restored (starting) or once shutdown
-has begun (draining), so a load balancer takes the node out first.
+has begun (draining), so a load balancer takes the node out first. With
+``--shutdown-delay SECONDS`` the data plane goes on serving requests for that
+long after draining begins, so the balancer has time to notice the 503s
+before the listeners close.
 """
 
 from __future__ import annotations
@@ -25,10 +28,19 @@ from edgegw_tx.observability.accesslog import LineWriter
 from edgegw_tx.observability.metrics import EndpointSeries, RequestMetrics
 from edgegw_tx.observability.trace import TraceContext
 
-__all__ = ["DEFAULT_HEALTH_PATH", "Observer", "health_path_option"]
+__all__ = [
+    "DEFAULT_HEALTH_PATH",
+    "DEFAULT_SHUTDOWN_DELAY",
+    "Observer",
+    "health_path_option",
+    "shutdown_delay_option",
+]
 
 DEFAULT_HEALTH_PATH = "/healthz"
 """The data plane's health path unless ``--health-path`` says otherwise."""
+
+DEFAULT_SHUTDOWN_DELAY = 0.0
+"""Seconds the data plane serves on after draining begins unless ``--shutdown-delay`` says otherwise."""
 
 _JSON = ("content-type", "application/json")
 
@@ -47,6 +59,21 @@ def health_path_option(value: str) -> str | None:
             f"--health-path must be an absolute path such as /healthz, or none; got {value!r}"
         )
     return value
+
+
+def shutdown_delay_option(value: str) -> float:
+    """
+    The ``--shutdown-delay`` value in seconds: a finite number, 0 or more.
+
+    :raises ValueError: anything else, naming the option.
+    """
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"--shutdown-delay must be a number of seconds, 0 or more; got {value!r}")
+    return seconds
 
 
 class Observer:

@@ -24,6 +24,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 FAMILIES = {"inet": socket.AF_INET, "inet6": socket.AF_INET6}
@@ -38,7 +39,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--observe",
         type=json.loads,
         default=None,
-        help="JSON object: access_log, access_log_max_bytes, health_path (gateway/observe.py)",
+        help="JSON object: access_log, access_log_max_bytes, health_path, shutdown_delay (gateway/observe.py)",
     )
     parser.add_argument("--listen-fd", type=int, default=3)
     parser.add_argument("--family", choices=sorted(FAMILIES), default="inet")
@@ -60,11 +61,18 @@ def _log_to_stderr() -> None:
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 
 
-def _observer(args: argparse.Namespace, request_metrics: Any, reactor: Any) -> Any:
+def _observer(
+    args: argparse.Namespace,
+    request_metrics: Any,
+    reactor: Any,
+    restoring: Callable[[], bool] = lambda: False,
+) -> Any:
     """
     This process's ``Observer`` (gateway/observe.py) from ``--observe``: its
     own access log, ``PATH.N`` when rotated by size (one writer per file),
-    reopened on SIGHUP (the control process passes its SIGHUP on).
+    reopened on SIGHUP (the control process passes its SIGHUP on); its health
+    path says "starting" while ``restoring()`` (the route table's flag, set
+    by the control process's ``restoring`` command).
     """
     from edgegw_tx.gateway.observe import DEFAULT_HEALTH_PATH, Observer
     from edgegw_tx.observability.accesslog import STDOUT, AccessLog
@@ -74,6 +82,7 @@ def _observer(args: argparse.Namespace, request_metrics: Any, reactor: Any) -> A
         request_metrics,
         reactor.seconds,
         health_path=options.get("health_path", DEFAULT_HEALTH_PATH),
+        restoring=restoring,
     )
     path = options.get("access_log")
     if path:
@@ -87,12 +96,7 @@ def _observer(args: argparse.Namespace, request_metrics: Any, reactor: Any) -> A
 
 
 def _observe_shutdown(observer: Any, reactor: Any) -> None:
-    """Draining from the shutdown's start (health 503); the access log closed at its end."""
-
-    def draining() -> None:
-        observer.draining = True
-
-    reactor.addSystemEventTrigger("before", "shutdown", draining)
+    """The access log closed at the shutdown's end (draining is ``DataPlane.shutdown``'s first step)."""
     if observer.access_log is not None:
         # "during": after the before-phase drain, and waited for (the writer thread flushes).
         reactor.addSystemEventTrigger("during", "shutdown", observer.access_log.close)
@@ -111,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     from twisted.internet.stdio import StandardIO
 
     from edgegw_tx.gateway.front import data_plane_factory
+    from edgegw_tx.gateway.observe import DEFAULT_SHUTDOWN_DELAY
     from edgegw_tx.gateway.routes import RouteTable
     from edgegw_tx.processes.channel import ControlChannel
     from edgegw_tx.observability.metrics import RequestMetrics
@@ -120,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     routes = RouteTable()
     # This process's request counters: the front bumps them, GET /metrics adds every process's up.
     request_metrics = RequestMetrics()
-    observer = _observer(args, request_metrics, reactor)
+    observer = _observer(args, request_metrics, reactor, lambda: routes.restoring)
     plane = DataPlane(
         routes,
         data_plane_factory(args.http, routes, reactor, args.http_limits, observer),
@@ -130,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         index=args.index,
         reactor=reactor,
         request_metrics=request_metrics,
+        observer=observer,
+        shutdown_delay=float((args.observe or {}).get("shutdown_delay", DEFAULT_SHUTDOWN_DELAY)),
     )
 
     def closed(reason: object) -> None:

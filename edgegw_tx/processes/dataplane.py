@@ -15,9 +15,17 @@ kernel spreads the connections over every data-plane process accepting on it.
 The control process sends ``listen`` once this process has its pools started,
 so a respawned process does not take connections it cannot serve yet.
 
-When the control channel closes (the control process stopped or died),
-``DataPlane.shutdown`` stops accepting, drains every pool and closes the
-service connectors; the process then exits.
+Its health path follows the control process: 503 "starting" while the
+control process restores its endpoints at start (``restoring``), 503
+"draining" once a stop has begun (``drain``, sent when the control process
+starts stopping, before its ``--shutdown-delay``).
+
+When the control channel closes (the control process stopped or died), or on
+SIGTERM, ``DataPlane.shutdown`` drains (health 503), goes on serving what is
+left of ``shutdown_delay`` since draining began (the control process waited
+it already when it closed the channel; a SIGTERM of the process alone waits
+it all), then stops accepting, drains every pool and closes the service
+connectors; the process then exits.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from edgegw_tx.observability.metrics import RequestMetrics, plane_snapshot
@@ -56,6 +65,8 @@ class DataPlane:
         pool_factory: Callable[..., Any] | None = None,
         reactor: Any = None,
         request_metrics: RequestMetrics | None = None,
+        observer: Any = None,
+        shutdown_delay: float = 0.0,
     ):
         """
         :param routes: the route table (``edgegw_tx.gateway.routes.RouteTable``)
@@ -68,6 +79,10 @@ class DataPlane:
         :param pool_factory: makes worker pools (``WorkerPool``'s signature).
         :param request_metrics: the counters ``front`` bumps per request
             (observability/metrics.py), for the ``metrics`` command.
+        :param observer: the front's ``Observer`` (gateway/observe.py), whose
+            health path ``drain`` turns to 503; None: none.
+        :param shutdown_delay: seconds to go on serving once draining began
+            before ``shutdown`` stops accepting (``--shutdown-delay``).
         """
         if reactor is None:
             from twisted.internet import reactor
@@ -84,6 +99,10 @@ class DataPlane:
         self._port: Any = None
         self._notify: Callable[..., object] = lambda command, **args: None
         self._shutdown_d: Any = None
+        self._observer = observer
+        self._shutdown_delay = shutdown_delay
+        #: When draining began (``reactor.seconds()``); None: not draining.
+        self.draining_since: float | None = None
 
     def attach(self, notify: Callable[..., object]) -> None:
         """Send notes (the workers' log lines) with ``notify(command, **args)``."""
@@ -103,7 +122,22 @@ class DataPlane:
             "snapshot": self.snapshot,
             "metrics": self.metrics,
             "listen": self.listen,
+            "restoring": self.restoring,
+            "drain": self.drain,
         }
+
+    # -- health ----------------------------------------------------------------
+
+    def restoring(self, restoring: bool) -> None:
+        """The control process is (or no longer is) restoring its endpoints: health and unrouted answers 503."""
+        self._routes.restoring = bool(restoring)
+
+    def drain(self) -> None:
+        """A stop has begun: the health path answers 503 from now on (the first call counts)."""
+        if self.draining_since is None:
+            self.draining_since = self._reactor.seconds()
+        if self._observer is not None:
+            self._observer.draining = True
 
     # -- services ------------------------------------------------------------
 
@@ -203,11 +237,18 @@ class DataPlane:
 
     def shutdown(self) -> Any:
         """
-        Stop accepting, drain every pool, close the service connectors; fires
-        (never fails) when done. Every call waits for the same one shutdown.
+        Drain (health 503) and serve on for what is left of the shutdown
+        delay, then stop accepting, drain every pool, close the service
+        connectors; fires (never fails) when done. Every call waits for the
+        same one shutdown.
         """
         if self._shutdown_d is None:
-            self._shutdown_d = self._stop_everything()
+            now = self._reactor.seconds()
+            self.drain()
+            since = self.draining_since if self.draining_since is not None else now
+            left = self._shutdown_delay - (now - since)
+            d = deferLater(self._reactor, left, lambda: None) if left > 0 else succeed(None)
+            self._shutdown_d = d.addCallback(lambda _: self._stop_everything())
         waiter: Deferred[None] = Deferred()
 
         def done(result: Any) -> Any:

@@ -218,7 +218,8 @@ class ProcessGroup(Service):
         :param http: the data plane's HTTP layer (``--http``).
         :param http_limits: its limits (``edgegw_tx.gateway.front.data_plane_factory``).
         :param observe: what each process records (``access_log``,
-            ``access_log_max_bytes``, ``health_path``: ``child.py``'s ``--observe``).
+            ``access_log_max_bytes``, ``health_path``, ``shutdown_delay``:
+            ``child.py``'s ``--observe``).
         :param environ: the environment the processes start from (the
             control process's by default); ``PYTHONPATH`` gets this source tree
             first, so they run the same code.
@@ -487,6 +488,13 @@ class ProcessGroup(Service):
             command=command,
             error=failure.getErrorMessage(),
         )
+
+    def drain(self) -> Deferred[None]:
+        """
+        A stop has begun: every process's health path answers 503 from now on
+        (a respawn too), while it goes on serving until ``stopService``.
+        """
+        return self.change("drain")
 
     # -- pools ---------------------------------------------------------------
 

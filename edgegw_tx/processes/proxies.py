@@ -10,9 +10,9 @@ objects, which live (once per process) in the data planes:
   version in every data-plane process, and what it tells of its workers is
   summed over them (each worker tagged with its ``process``, 1..N), as of
   the last ``ProcessGroup.refresh`` or start.
-* ``MirroredRoutes`` has ``RouteTable``'s ``add`` and ``remove``: a local table
-  decides conflicts, and each change is sent to every process; ``add``
-  returns a Deferred firing once every process has the route.
+* ``MirroredRoutes`` has ``RouteTable``'s ``add``, ``remove`` and ``restoring``:
+  a local table decides conflicts, and each change is sent to every process;
+  ``add`` returns a Deferred firing once every process has the route.
 * ``MirroredRegistry`` has ``ServiceRegistry``'s face for the service manager:
   a local registry validates configs and runs the connection tests, and
   every service and binding is sent to every process, whose own registry
@@ -232,6 +232,17 @@ class MirroredRoutes:
         """
         self._group = group
         self._table = table
+
+    @property
+    def restoring(self) -> bool:
+        """The local table's ``restoring``: unrouted requests and the health path answer 503."""
+        return self._table.restoring
+
+    @restoring.setter
+    def restoring(self, restoring: bool) -> None:
+        """Set here and in every data-plane process (the ``restoring`` command, replayed to a respawn)."""
+        self._table.restoring = restoring
+        self._group.change("restoring", restoring=restoring)
 
     def add(
         self, key: Any, domain: str, method: str, pattern: Any, target: PoolProxy

@@ -7,6 +7,9 @@ every command applied so far, so a data-plane process that starts late (a
 respawn) gets the same state with ``PlaneState.replay``: services, then
 bindings, then pools, then routes, each in the order they were made (a route
 names a pool, a pool's calls name bindings, a binding names a service).
+Before those it gets the node's health: ``restoring`` while the control
+process restores its endpoints at start, ``drain`` once a stop has begun, so
+the process's health path answers 503 as the control process would.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ COMMANDS = frozenset(
         "stop_pool",
         "route",
         "unroute",
+        "restoring",
+        "drain",
     }
 )
 """The commands that change the state (``snapshot``, ``listen`` only ask or act)."""
@@ -39,6 +44,10 @@ class PlaneState:
         self.bindings: dict[tuple[Any, str], Any] = {}
         self.pools: dict[int, dict[str, Any]] = {}
         self.routes: dict[Any, dict[str, Any]] = {}
+        #: The control process is restoring its endpoints (health: starting).
+        self.restoring = False
+        #: A stop has begun (health: draining); never undone.
+        self.draining = False
 
     def apply(self, command: str, args: dict[str, Any]) -> None:
         """Record ``command``; a command that changes nothing here raises ``ValueError``."""
@@ -63,12 +72,20 @@ class PlaneState:
             self.routes[args["key"]] = dict(args)
         elif command == "unroute":
             self.routes.pop(args["key"], None)
+        elif command == "restoring":
+            self.restoring = bool(args["restoring"])
+        elif command == "drain":
+            self.draining = True
         else:
             raise ValueError(f"{command!r} does not change a data plane's state")
 
     def replay(self) -> list[Command]:
         """The commands that give a fresh data-plane process this state."""
         commands: list[Command] = []
+        if self.draining:
+            commands.append(("drain", {}))
+        if self.restoring:
+            commands.append(("restoring", {"restoring": True}))
         commands.extend(("configure_service", {"service": s}) for s in self.services.values())
         commands.extend(
             ("bind", {"endpoint_id": e, "pool_id": p, "service_id": s})

@@ -1,12 +1,20 @@
 """Tests for ``edgegw_tx.observability.metrics``: the per-request counters and the collectors reading them."""
 
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
 from twisted.trial import unittest
 
+from edgegw_tx.gateway.front import data_plane_factory
+from edgegw_tx.gateway.routes import RouteTable
+from edgegw_tx.observability.exposition import Metrics
 from edgegw_tx.observability.metrics import (
     DURATION_BUCKETS,
     SIZE_BUCKETS,
     RequestMetrics,
     merge_snapshots,
+    plane_snapshot,
 )
 
 
@@ -291,3 +299,35 @@ class ScrapeOrderTests(unittest.TestCase):
         metrics = Metrics(lambda: succeed([]), dict, process_metrics=False, reactor=reactor)
         self.assertIn(b"edgegw_build_info", self.successResultOf(metrics.scrape()))
         self.assertEqual(len(ran), 1)
+
+
+class OpenConnectionsTests(unittest.SynchronousTestCase):
+    """``edgegw_http_connections`` is the data plane's open connections, whichever HTTP front (``--http``)."""
+
+    def opened_then_one_closed(self, http):
+        """The gauge on a scrape of ``http``'s front with two connections open, then after one closed."""
+        front = data_plane_factory(http, RouteTable(), MemoryReactorClock())
+        metrics = Metrics(lambda: None, dict, process_metrics=False)
+
+        def gauge():
+            text = metrics.render([plane_snapshot(RequestMetrics(), None, front)]).decode()
+            [line] = [line for line in text.splitlines() if line.startswith("edgegw_http_connections ")]
+            return float(line.split()[1])
+
+        protocols = []
+        for port in (40000, 40001):
+            address = IPv4Address("TCP", "192.0.2.7", port)
+            protocol = front.buildProtocol(address)
+            protocol.makeConnection(StringTransport(peerAddress=address))
+            protocols.append(protocol)
+        opened = gauge()
+        protocols[0].connectionLost(Failure(ConnectionDone()))
+        return opened, gauge()
+
+    def test_httptools_front(self):
+        """The httptools front: two connections open count 2, one closed leaves 1."""
+        self.assertEqual(self.opened_then_one_closed("httptools"), (2, 1))
+
+    def test_twisted_front(self):
+        """The twisted.web front (``--http twisted``): two connections open count 2, one closed leaves 1."""
+        self.assertEqual(self.opened_then_one_closed("twisted"), (2, 1))

@@ -45,11 +45,9 @@ def data_plane_factory(
 
         return GatewayHTTPFactory(Dispatcher(routes, observer=observer), reactor=reactor, **(limits or {}))
     if http == "twisted":
-        from twisted.web.server import Site
+        from edgegw_tx.gateway.web import GatewayResource, GatewaySite
 
-        from edgegw_tx.gateway.web import GatewayResource
-
-        site = Site(GatewayResource(Dispatcher(routes, observer=observer)), reactor=reactor)
+        site = GatewaySite(GatewayResource(Dispatcher(routes, observer=observer)), reactor=reactor)
         site.displayTracebacks = False
         site.noisy = False
         # No access log line per request on the data plane: it is the hot path.

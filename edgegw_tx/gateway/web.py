@@ -24,7 +24,9 @@ Notes:
 * Observed (the dispatcher's ``Observer``, gateway/observe.py): this layer's
   own 400s are counted under endpoint ``""`` and logged, with an
   ``x-request-id``; what twisted.web refuses before ``render`` (a malformed
-  request line) never reaches this resource and is not.
+  request line) never reaches this resource and is not.  ``GatewaySite``
+  keeps its open connections in ``connections``, as the httptools front
+  does, for ``edgegw_http_connections``.
 """
 
 from __future__ import annotations
@@ -32,15 +34,19 @@ from __future__ import annotations
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
+from typing import Any
+
+from twisted.internet.interfaces import ITransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from edgegw_tx.gateway.dispatch import Dispatcher, GatewayRequest, GatewayResponse
 from edgegw_tx.gateway.target import valid_host
 
-__all__ = ["GatewayResource"]
+__all__ = ["GatewayResource", "GatewaySite"]
 
 _SERVER = [b"edgegw"]
 _NO_LENGTH = frozenset({204, 304})
@@ -173,3 +179,47 @@ class GatewayResource(Resource):
             headers.setRawHeaders(b"content-length", [b"%d" % len(_INTERNAL)])
             request.write(_INTERNAL)
         request.finish()
+
+
+class _CountedChannel(_GenericHTTPChannelProtocol):
+    """
+    twisted.web's channel (the proxy ``Site`` builds by default, which would
+    switch to HTTP/2 after ALPN) that is in its site's ``connections`` from
+    ``makeConnection`` to ``connectionLost``: counted on the proxy, not on
+    the HTTP/1.1 channel behind it, so a connection counts once whatever
+    protocol it ends up speaking.
+    """
+
+    def __init__(self, connections: set[_CountedChannel]) -> None:
+        super().__init__(HTTPChannel())
+        self._connections = connections
+
+    def makeConnection(self, transport: ITransport) -> None:
+        """Counted from here on."""
+        self._connections.add(self)
+        super().makeConnection(transport)
+
+    def connectionLost(self, reason: Failure) -> None:
+        """Counted no more."""
+        self._connections.discard(self)
+        super().connectionLost(reason)
+
+
+def _counted_channel(site: GatewaySite) -> _CountedChannel:
+    """``GatewaySite.protocol``: what ``Factory.buildProtocol`` calls (as ``Site``'s default is called)."""
+    return _CountedChannel(site.connections)
+
+
+class GatewaySite(Site):
+    """
+    The twisted.web front's ``Site``: ``connections`` is the set of its open
+    connections, read by ``edgegw_http_connections`` as the httptools
+    front's ``GatewayHTTPFactory.connections`` is. Everything else is
+    ``Site``'s own (its ``buildProtocol`` sets up each channel).
+    """
+
+    protocol = _counted_channel  # a factory function, as Site's own default
+
+    def __init__(self, resource: Resource, reactor: Any = None) -> None:
+        Site.__init__(self, resource, reactor=reactor)
+        self.connections: set[_CountedChannel] = set()

@@ -46,6 +46,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from mypy_extensions import mypyc_attr
+
 from edgegw_tx.paths import Literal, Param, PathPattern, parse_pattern, validate_method
 
 __all__ = [
@@ -188,6 +190,8 @@ def _walk(node: _Node, segments: Sequence[str], index: int, values: list[str]) -
     return None
 
 
+# Compiled (edgegw_tx/compiled.py); tests subclass it to record what it is told.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class RouteTable:
     """Domain → method → segment trie.  Use from the reactor thread only."""
 

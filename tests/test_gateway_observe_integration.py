@@ -1,15 +1,20 @@
 """
 The access log and trace context of a real gateway: a handler compiled by
-real cargo, real HTTP, ``--access-log`` to a real file.
+real cargo, real HTTP, ``--access-log`` to a real file; and the health path
+of a real ``twistd edgegw --processes 2 --shutdown-delay 2`` on SIGTERM.
 """
 
 import json
 import os
+import signal
 
+from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 
 from edgegw_tx.observability.accesslog import FIELDS
 from edgegw_tx.observability.trace import parse_traceparent
+from tests.support.handlers import HELLO
+from tests.support.hardening import HardeningTestCase, TwistdGateway, reachable_data_dir, wait_for
 from tests.support.harness import GatewayTestCase
 
 TRACED = r"""use rust_edge_gateway_sdk::prelude::*;
@@ -68,3 +73,49 @@ class AccessLogIntegrationTests(GatewayTestCase):
         self.assertIsNotNone(lines[0]["version"])
         series = self.gateway.runtime.request_metrics.series("traced")
         self.assertEqual(series.counts, {("GET", 200): 2})
+
+
+class ShutdownDelayIntegrationTests(HardeningTestCase):
+    """--shutdown-delay on a real twistd with two data-plane processes: SIGTERM, then draining while serving."""
+
+    DELAY = 2
+
+    @inlineCallbacks
+    def status(self, gateway, path):
+        """The status of GET ``path`` on ``gateway``'s data plane (a new connection each time)."""
+        response, _ = yield gateway.request("GET", path)
+        return response.code
+
+    @inlineCallbacks
+    def test_sigterm_health_503_while_routes_serve_for_the_delay(self):
+        """
+        After SIGTERM the health path answers 503 while /hello still answers
+        200 and the gateway runs on; it ends cleanly no sooner than the delay.
+        """
+        data_dir = reachable_data_dir(self)
+        # hello compiled by a gateway in this process; twistd serves it, compiling nothing.
+        harness = yield self.start_gateway(data_dir)
+        yield harness.deploy("hello", "/hello", HELLO)
+        yield harness.stop_once()
+        twistd = TwistdGateway(self, data_dir, extra=["--processes", "2", "--shutdown-delay", str(self.DELAY)])
+        yield twistd.start()
+        gateway = twistd.harness
+        for path in ("/hello", "/healthz"):
+            yield wait_for(
+                lambda: self.status(gateway, path).addCallback(lambda code: code == 200),
+                30,
+                message=f"GET {path} to answer 200",
+            )
+
+        sent = reactor.seconds()
+        twistd.process.signalProcess("TERM")
+        yield wait_for(
+            lambda: self.status(gateway, "/healthz").addCallback(lambda code: code == 503),
+            self.DELAY / 2,
+            message="the health path to answer 503 after SIGTERM",
+        )
+        self.assertEqual((yield self.status(gateway, "/hello")), 200)
+        self.assertEqual(twistd.exit, [])
+        status = yield twistd.ended
+        self.assertGreaterEqual(reactor.seconds() - sent, self.DELAY)
+        self.assertIn(status, ((0, None), (None, signal.SIGTERM)), twistd.output())

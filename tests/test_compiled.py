@@ -119,3 +119,30 @@ class ThisProcessTests(SynchronousTestCase):
         self.assertEqual(compiled.state, "compiled")
 
 
+
+
+class DefaultReactorTests(SynchronousTestCase):
+    """
+    Built without a reactor, the request path's classes take the global one
+    (compiled, an import inside a function once left the parameter None).
+    """
+
+    def test_http_factory(self):
+        """GatewayHTTPFactory's clock and timers are the global reactor's."""
+        from twisted.internet import reactor
+
+        from edgegw_tx.gateway.dispatch import Dispatcher
+        from edgegw_tx.gateway.http import GatewayHTTPFactory
+        from edgegw_tx.gateway.routes import RouteTable
+
+        self.assertIs(GatewayHTTPFactory(Dispatcher(RouteTable())).reactor, reactor)
+
+    def test_worker_pool_and_process(self):
+        """WorkerPool spawns on, and WorkerProcess times with, the global reactor."""
+        from twisted.internet import reactor
+
+        from edgegw_tx.workers.pool import WorkerPool
+        from edgegw_tx.workers.process import WorkerProcess
+
+        self.assertIs(WorkerPool("p", ["/bin/true"])._reactor, reactor)
+        self.assertIs(WorkerProcess("p")._clock, reactor)

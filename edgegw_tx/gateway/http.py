@@ -752,7 +752,11 @@ class GatewayHTTPFactory(ServerFactory):
         body_timeout: float = BODY_TIMEOUT,
     ) -> None:
         if reactor is None:
-            from twisted.internet import reactor
+            # Imported under another name: compiled (edgegw_tx/compiled.py), an import
+            # inside a function binds a module global, not the parameter.
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
         self.dispatcher = dispatcher
         self.reactor = reactor
         self.max_body = max_body

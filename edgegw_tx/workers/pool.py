@@ -277,7 +277,11 @@ class WorkerPool:
         :param reactor: spawns the processes and provides the clock.
         """
         if reactor is None:
-            from twisted.internet import reactor
+            # Imported under another name: compiled (edgegw_tx/compiled.py), an import
+            # inside a function binds a module global, not the parameter.
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
         if min_instances < 0:
             raise ValueError("min_instances must not be negative")
         if max_instances < 1:

@@ -154,7 +154,11 @@ class WorkerProcess(ProcessProtocol):
         :param reactor: provides the clock (``callLater``, ``seconds``).
         """
         if reactor is None:
-            from twisted.internet import reactor
+            # Imported under another name: compiled (edgegw_tx/compiled.py), an import
+            # inside a function binds a module global, not the parameter.
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
         self.name = name
         self._clock = reactor
         self._log = log or twisted_log

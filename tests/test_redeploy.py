@@ -125,16 +125,22 @@ class RedeployIntegrationTests(unittest.TestCase):
     def record_switches(self):
         """Log (time, digest) each time the route table points a route at a pool."""
         switches = []
-        routes = self.gateway.runtime.routes
-        add = routes.add
+        deployments = self.gateway.runtime.manager.deployments
+        routes = deployments._routes
 
-        def logged(key, domain, method, pattern, target):
-            result = add(key, domain, method, pattern, target)
-            switches.append((reactor.seconds(), target.version))
-            return result
+        class LoggedRoutes:
+            """The route table, with each ``add`` logged (the compiled table's methods cannot be replaced)."""
 
-        routes.add = logged
-        self.addCleanup(setattr, routes, "add", add)
+            def __getattr__(self, name):
+                return getattr(routes, name)
+
+            def add(self, key, domain, method, pattern, target):
+                result = routes.add(key, domain, method, pattern, target)
+                switches.append((reactor.seconds(), target.version))
+                return result
+
+        deployments._routes = LoggedRoutes()
+        self.addCleanup(setattr, deployments, "_routes", routes)
         return switches
 
     @inlineCallbacks

@@ -257,12 +257,13 @@ class BalancedAcceptTests(unittest.TestCase):
         self.assertTrue(self.port.reading)
 
     def test_closed_connections_are_not_held(self):
-        """Only connections still open count; with none held there is no pause."""
+        """Only connections still open count, and closed ones are forgotten."""
         self.port.pending = 3
         self.port.doRead()
         self.clock.advance(ACCEPT_PAUSE_STEP)
         self.port.transports[0].connected = False
         self.assertEqual(self.factory.held, 0)
+        self.assertEqual(self.factory._held, set())
 
     def test_a_closed_port_is_not_read_again(self):
         """A port closed during a pause stays closed; doStop cancels the pause."""

@@ -17,7 +17,6 @@ connections (``Connection: close``) as fast as without the pause.
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 from twisted.internet.interfaces import ILoggingContext, IProtocolFactory
@@ -41,14 +40,21 @@ class BalancedAccept:
         """
         self.factory = factory
         self._reactor = reactor
-        # The protocols of the connections accepted here, as long as they live.
-        self._held: weakref.WeakSet[Any] = weakref.WeakSet()
+        # The protocols of the connections accepted here, until seen closed.
+        # (Not a WeakSet: the compiled HTTP front's protocols take no weak
+        # references.)
+        self._held: set[Any] = set()
         self._resume: Any = None
 
     @property
     def held(self) -> int:
-        """Connections open now (a closed one's protocol may live on: its transport says)."""
-        return sum(1 for p in self._held if getattr(p.transport, "connected", False))
+        """Connections open now; closed ones are forgotten (their transport says)."""
+        closed = [
+            p for p in self._held
+            if not getattr(getattr(p, "transport", None), "connected", False)
+        ]
+        self._held.difference_update(closed)
+        return len(self._held)
 
     # -- IProtocolFactory, as the port uses it -------------------------------
 

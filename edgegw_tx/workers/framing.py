@@ -18,7 +18,6 @@ from typing import Any
 
 import orjson
 from twisted.internet.interfaces import ITransport
-from twisted.internet.protocol import Protocol
 
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 """The default cap on a frame's length prefix, in bytes."""
@@ -97,21 +96,27 @@ def _json_kind(value: object) -> str:
     return "number"
 
 
-class FrameProtocol(Protocol):
+class FrameProtocol:
     """
     Turns a byte stream into frame dicts.
 
-    It works as a protocol on a transport, or as a plain parser fed through
-    ``dataReceived`` (how ``WorkerProcess`` feeds it a child's stdout).
+    A parser fed through ``dataReceived`` (how ``WorkerProcess`` feeds it a
+    child's stdout); given a transport (``makeConnection``), ``sendFrame``
+    writes to it.  No Twisted ``Protocol`` base: compiled
+    (edgegw_tx/compiled.py), a class without a Python base is a native one.
 
     :ivar max_frame: the cap on a frame's length prefix, in bytes.
     :ivar broken: True once a violation was reported or ``stop`` was called;
         from then on input is ignored.
     """
 
-    # Only sendFrame reads it, which needs the protocol connected; as a plain
+    # Only sendFrame reads it, which needs makeConnection first; as a plain
     # parser nothing does.
     transport: ITransport
+
+    def makeConnection(self, transport: ITransport) -> None:
+        """Frames sent from now on go to ``transport``."""
+        self.transport = transport
 
     def __init__(
         self,

@@ -21,7 +21,6 @@ from typing import Protocol as Structural
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.error import ProcessExitedAlready
-from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -89,22 +88,32 @@ def _is_id(value: object) -> TypeGuard[int]:
 
 
 class _Child(Structural):
-    """What a worker needs of its process transport (Twisted's Process, or a test's fake)."""
+    """
+    What a worker needs of its process transport (Twisted's Process, or a
+    test's fake).  What the methods return is ignored (``object``: compiled,
+    a declared ``None`` would be checked).
+    """
 
     pid: int | None
     pipes: dict[int, object]
 
-    def write(self, data: bytes) -> None: ...
-    def writeToChild(self, childFD: int, data: bytes) -> None: ...
-    def closeStdin(self) -> None: ...
-    def closeChildFD(self, descriptor: int) -> None: ...
-    def signalProcess(self, signalID: str | int) -> None: ...
-    def loseConnection(self) -> None: ...
+    def write(self, data: bytes) -> object: ...
+    def writeToChild(self, childFD: int, data: bytes) -> object: ...
+    def closeStdin(self) -> object: ...
+    def closeChildFD(self, descriptor: int) -> object: ...
+    def signalProcess(self, signalID: str | int) -> object: ...
+    def loseConnection(self) -> object: ...
 
 
-class WorkerProcess(ProcessProtocol):
+class WorkerProcess:
     """
     The protocol of one worker child.
+
+    A process protocol to the reactor (``makeConnection``,
+    ``childDataReceived``, ``childConnectionLost``, ``processExited``,
+    ``processEnded``) without Twisted's ``ProcessProtocol`` as its base:
+    compiled (edgegw_tx/compiled.py), a class without a Python base is a
+    native one, whose attributes are fields rather than dict entries.
 
     :ivar state: one of ``STARTING`` (spawned, no ``ready`` yet), ``READY``
         (accepts requests), ``STOPPING`` (stdin closed or about to be),
@@ -114,9 +123,8 @@ class WorkerProcess(ProcessProtocol):
     :ivar stderr_tail: the last lines it wrote to stderr.
     """
 
-    # ProcessProtocol says Optional[IProcessTransport]: the reactor sets it
-    # (makeConnection) before any method below runs.
-    transport: _Child  # type: ignore[assignment]
+    # The reactor sets it (makeConnection) before any method below runs.
+    transport: _Child
 
     stderr_tail_lines = 20
 
@@ -342,7 +350,12 @@ class WorkerProcess(ProcessProtocol):
                 return f"exited with status {code} (128 + signal {code - 128}, {signame})"
         return f"exited with status {code}"
 
-    # -- ProcessProtocol ---------------------------------------------------
+    # -- the process protocol ----------------------------------------------
+
+    def makeConnection(self, transport: _Child) -> None:
+        """The child is spawned and its pipes open (as ``ProcessProtocol.makeConnection``)."""
+        self.transport = transport
+        self.connectionMade()
 
     def connectionMade(self) -> None:
         self.pid = self.transport.pid

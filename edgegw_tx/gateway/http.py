@@ -82,7 +82,6 @@ from httptools import (
 )
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer
-from twisted.internet.protocol import ServerFactory
 from twisted.internet.tcp import Server as TCPServer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -735,9 +734,14 @@ class GatewayHTTPProtocol:
             self._close()
 
 
-class GatewayHTTPFactory(ServerFactory):
+class GatewayHTTPFactory:
     """
     Builds ``GatewayHTTPProtocol``s for one ``Dispatcher``.
+
+    A protocol factory to the ports (``doStart``, ``doStop``,
+    ``buildProtocol``, ``logPrefix``) without Twisted's ``ServerFactory`` as
+    its base: compiled, a native class, so the limits every request reads are
+    fields rather than dict entries.
 
     :param reactor: the reactor for the idle timers and the clock of ``Date``.
     :param max_body: the largest request body, in bytes (413 above).
@@ -752,8 +756,6 @@ class GatewayHTTPFactory(ServerFactory):
     :param body_timeout: seconds from the end of a request's header fields to
         the end of its body (408 and close above).
     """
-
-    noisy = False
 
     def __init__(
         self,
@@ -828,6 +830,16 @@ class GatewayHTTPFactory(ServerFactory):
         for d in waiters:
             d.callback(None)
 
-    # A protocol to the transports, not a Protocol subclass (see GatewayHTTPProtocol).
-    def buildProtocol(self, addr: IAddress | None) -> GatewayHTTPProtocol:  # type: ignore[override]
+    def doStart(self) -> None:
+        """A port begins listening with this factory: nothing to prepare."""
+
+    def doStop(self) -> None:
+        """A port stopped listening with this factory: nothing to release."""
+
+    def logPrefix(self) -> str:
+        """What the port's log lines are prefixed with."""
+        return "GatewayHTTPFactory"
+
+    def buildProtocol(self, addr: IAddress | None) -> GatewayHTTPProtocol:
+        """The protocol of one accepted connection."""
         return GatewayHTTPProtocol(self)

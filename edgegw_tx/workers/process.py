@@ -263,7 +263,7 @@ class WorkerProcess:
             if not d.called:
                 d.callback(result)  # a Failure runs the errbacks
 
-        self.send(frame, answer)
+        self.send(dict(frame), answer)  # the caller's frame stays as it was
         return d
 
     def send(
@@ -272,18 +272,21 @@ class WorkerProcess:
         """
         ``request`` without a Deferred, for the pool's hot path: ``answer`` is
         called exactly once, with the ``response`` frame or a ``Failure``
-        (possibly before this returns).
+        (possibly before this returns).  ``frame`` is not copied: its
+        ``type`` and ``id`` are set in place.
         """
         if not self.accepting:
             state = "without stdout" if self.state == READY else self.state
             answer(Failure(WorkerCrashed(f"worker {self.pid} of {self.name} is {state}")))
             return
         request_id = next(self._ids)
-        out = dict(frame)
-        out["type"] = "request"
-        out["id"] = request_id
+        # In place, not on a copy: the caller hands the frame over, and a
+        # frame sent again (to another worker, after this one died) gets
+        # that worker's id the same way.
+        frame["type"] = "request"
+        frame["id"] = request_id
         try:
-            data = encode_frame(out)
+            data = encode_frame(frame)
         except (TypeError, ValueError) as e:
             answer(Failure(e))
             return

@@ -146,3 +146,20 @@ class DefaultReactorTests(SynchronousTestCase):
 
         self.assertIs(WorkerPool("p", ["/bin/true"])._reactor, reactor)
         self.assertIs(WorkerProcess("p")._clock, reactor)
+
+
+class RememberedSeriesTests(SynchronousTestCase):
+    """The observer's per-endpoint counters are found on a pool with one attribute read."""
+
+    def test_a_worker_pool_remembers_its_series(self):
+        """series_of leaves (observer, series) on a WorkerPool, compiled or not, and finds the same series by name."""
+        from edgegw_tx.gateway.observe import Observer
+        from edgegw_tx.observability.metrics import RequestMetrics
+        from edgegw_tx.workers.pool import WorkerPool
+
+        metrics = RequestMetrics()
+        observer = Observer(metrics, lambda: 0.0)
+        pool = WorkerPool("hello", ["/bin/true"])
+        series = observer.series_of(pool)
+        self.assertIs(series, metrics.series("hello"))
+        self.assertEqual(pool._edgegw_series, (observer, series))

@@ -412,11 +412,10 @@ class Dispatcher:
             # In flight for its endpoint until answered; the answer is
             # recorded in ``answer`` (no per-request object: this is the
             # hot path). The series is remembered on the target.
-            try:
-                owner, series = target._edgegw_series
-                if owner is not observer:
-                    raise AttributeError
-            except AttributeError:
+            remembered = getattr(target, "_edgegw_series", None)
+            if remembered is not None and remembered[0] is observer:
+                series = remembered[1]
+            else:
                 series = observer.series_of(target)
             series.inflight += 1
             recorded = False

@@ -353,6 +353,10 @@ class WorkerPool:
         self.spawned = 0
         self.restarts = 0
         self.recycled = 0
+        # Where the data plane's observer remembers this endpoint's request
+        # counters (gateway/observe.py): declared, as a compiled pool takes
+        # no attribute it does not declare.
+        self._edgegw_series: tuple[object, object] | None = None
         self.scaled_down = 0
         # Workers that ended unasked, by why (edgegw_worker_restarts_total{reason}).
         self.crashed = 0

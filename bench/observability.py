@@ -3,12 +3,14 @@ What observability costs (issue 17's closing numbers), on this machine, in
 one run:
 
   metrics      ``twistd edgegw`` as shipped: metrics always on, no access log
-  no-metrics   the same with ``EndpointSeries.record`` replaced by a no-op
-               before twistd starts: the build "with the metrics calls removed"
+  no-metrics   the same from a copy of ``edgegw_tx`` whose
+               ``EndpointSeries.record`` counts nothing, compiled like the
+               checkout (tools/compile-hot-path): the build "with the metrics
+               calls removed"
   access-log   as shipped, with ``--access-log`` to a file in its data dir
 
-All three run through this script re-run as a twistd wrapper (the patch is
-the only difference) with one hash seed; ``--variants metrics,metrics#2,...``
+All three run through this script re-run as a twistd wrapper with one hash
+seed; ``--variants metrics,metrics#2,...``
 adds a second gateway alike, which shows how far two equal gateways differ
 on this machine (a difference below that is noise).
 
@@ -46,23 +48,12 @@ import time
 import urllib.request
 
 AS_TWISTD = "--as-twistd"
-WITHOUT_METRICS = "--without-metrics"
-
-
-def _no_record(self, method, status, bytes_in, bytes_out, seconds):
-    """``EndpointSeries.record`` with the counting taken out."""
-
 
 if __name__ == "__main__" and sys.argv[1:2] == [AS_TWISTD]:
-    # The wrapper every variant runs through (so they differ only in what
-    # they measure): patch when asked, then be twistd with the rest.
+    # The wrapper every variant runs through (so they start alike): twistd
+    # with the rest of the arguments.
     del sys.path[0]  # bench/: none of its modules may shadow what twistd imports
     arguments = sys.argv[2:]
-    if arguments[:1] == [WITHOUT_METRICS]:
-        from edgegw_tx.observability import metrics as _metrics
-
-        _metrics.EndpointSeries.record = _no_record
-        arguments = arguments[1:]
     from twisted.scripts.twistd import run as _twistd
 
     sys.argv = ["twistd"] + arguments
@@ -77,27 +68,68 @@ VARIANTS = ("metrics", "no-metrics", "access-log")
 ENDPOINTS = 1000
 
 
-def start(variant, data_dir, port, admin_port):
+_RECORD_BODY = re.compile(
+    r'(    def record\(self[^\n]*\n        """[^\n]*"""\n).*?(?=\n\n    )', re.S
+)
+
+
+def tree_without_metrics():
+    """
+    A directory holding a copy of the checkout's ``edgegw_tx`` whose
+    ``EndpointSeries.record`` counts nothing, compiled with
+    tools/compile-hot-path when the checkout's is (a compiled module's
+    methods cannot be replaced at run time, so the copy is the way).
+    """
+    from edgegw_tx import compiled
+
+    tree = tempfile.mkdtemp(prefix="edgegw-no-metrics-")
+    shutil.copytree(
+        os.path.join(harness.ROOT, "edgegw_tx"),
+        os.path.join(tree, "edgegw_tx"),
+        ignore=shutil.ignore_patterns("*.so", compiled.MANIFEST, "__pycache__"),
+    )
+    os.makedirs(os.path.join(tree, "tools"))
+    shutil.copy(os.path.join(harness.ROOT, "tools", "compile-hot-path"), os.path.join(tree, "tools"))
+    shutil.copy(os.path.join(harness.ROOT, "pyproject.toml"), tree)
+    path = os.path.join(tree, "edgegw_tx", "observability", "metrics.py")
+    with open(path) as f:
+        source, found = _RECORD_BODY.subn(r"\1        return", f.read())
+    if found != 1:
+        raise SystemExit("bench/observability.py: EndpointSeries.record not found in metrics.py")
+    with open(path, "w") as f:
+        f.write(source)
+    if compiled.state == "compiled":
+        subprocess.run([sys.executable, os.path.join(tree, "tools", "compile-hot-path")], cwd=tree, check=True)
+    return tree
+
+
+def start(variant, data_dir, port, admin_port, trees):
     """
     One gateway of ``variant`` on a fresh data dir (its log in the data dir).
     Every variant runs through this script's twistd wrapper, with the same
     hash seed: two gateways of the same variant differ by less then.
+    ``trees``: the no-metrics copy, made on first use.
     """
     kind = variant.split("#")[0]
-    argv = [sys.executable, os.path.abspath(__file__), AS_TWISTD]
+    env = dict(os.environ, PYTHONHASHSEED="0")
     if kind == "no-metrics":
-        argv.append(WITHOUT_METRICS)
+        if "no-metrics" not in trees:
+            trees["no-metrics"] = tree_without_metrics()
+        env["PYTHONPATH"] = trees["no-metrics"]
+    argv = [sys.executable, os.path.abspath(__file__), AS_TWISTD]
     argv += [
         "-n", "--pidfile=", "--logfile", os.path.join(data_dir, "twistd.log"),
         "edgegw", "--data-dir", data_dir,
         "--listen", f"tcp:{port}:interface=127.0.0.1",
         "--admin-listen", f"tcp:{admin_port}:interface=127.0.0.1",
+        # (found beside the package otherwise, and the no-metrics copy has none)
+        "--sdk", os.path.join(harness.ROOT, "rust_sdk"),
     ]
     if kind == "access-log":
         argv += ["--access-log", os.path.join(data_dir, "access.log")]
     if os.environ.get("CARGO"):
         argv += ["--cargo", os.environ["CARGO"]]
-    return subprocess.Popen(argv, cwd=harness.ROOT, env=dict(os.environ, PYTHONHASHSEED="0"))
+    return subprocess.Popen(argv, cwd=harness.ROOT, env=env)
 
 
 def reactor_cpu_seconds(pid):
@@ -241,12 +273,13 @@ def main():
         parser.error(f"unknown variants: {', '.join(sorted(unknown))}")
 
     gateways = {}
+    trees = {}
     try:
         for variant in variants:
             data_dir = tempfile.mkdtemp(prefix=f"edgegw-obs-{variant}-")
             port, admin_port = harness.free_port(), harness.free_port()
             gateways[variant] = {
-                "process": start(variant, data_dir, port, admin_port),
+                "process": start(variant, data_dir, port, admin_port, trees),
                 "port": port, "admin_port": admin_port, "data_dir": data_dir,
             }
         for variant, gateway in gateways.items():
@@ -309,6 +342,8 @@ def main():
         harness.stop([g["process"] for g in gateways.values()])
         for gateway in gateways.values():
             shutil.rmtree(gateway["data_dir"], ignore_errors=True)
+        for tree in trees.values():
+            shutil.rmtree(tree, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -5,12 +5,15 @@ import json
 import os
 import threading
 
+import orjson
+
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from edgegw_tx.observability.accesslog import (
+    duration_ms,
     AccessLog,
     ThreadWriter,
     open_sink,
@@ -440,3 +443,14 @@ class ThreadWriterTests(unittest.TestCase):
             self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
         return d.addCallback(check)
+
+
+class DurationTests(unittest.TestCase):
+    def test_milliseconds_rounded_to_the_microsecond(self):
+        """duration_ms gives milliseconds with at most three decimals, rounded half up."""
+        self.assertEqual(duration_ms(0.000123), 0.123)
+        self.assertEqual(duration_ms(0.0001234), 0.123)
+        self.assertEqual(duration_ms(0.0001236), 0.124)
+        self.assertEqual(duration_ms(1.5), 1500.0)
+        self.assertEqual(duration_ms(0.0), 0.0)
+        self.assertEqual(orjson.dumps(duration_ms(0.0421)), b"42.1")

@@ -73,6 +73,7 @@ from edgegw_tx.errors import GatewayError, InvalidResponse
 from edgegw_tx.gateway.observe import Observer
 from edgegw_tx.gateway.routes import Match, MethodNotAllowed, RouteTable
 from edgegw_tx.gateway.target import BadPath, normal_path
+from edgegw_tx.observability.accesslog import duration_ms
 
 __all__ = [
     "Dispatcher",
@@ -456,7 +457,7 @@ class Dispatcher:
                             "version": version[:12] if version else None,
                             "bytes_in": bytes_in,
                             "bytes_out": bytes_out,
-                            "duration_ms": round(seconds * 1000.0, 3),
+                            "duration_ms": duration_ms(seconds),
                             "user_agent": headers.get("user-agent"),
                             "traceparent": traceparent,
                         }

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from edgegw_tx.observability.accesslog import LineWriter
+from edgegw_tx.observability.accesslog import LineWriter, duration_ms
 from edgegw_tx.observability.metrics import EndpointSeries, RequestMetrics
 from edgegw_tx.observability.trace import TraceContext
 
@@ -172,7 +172,7 @@ class Observer:
                     "version": version[:12] if version else None,
                     "bytes_in": bytes_in,
                     "bytes_out": bytes_out,
-                    "duration_ms": round(seconds * 1000.0, 3),
+                    "duration_ms": duration_ms(seconds),
                     "user_agent": user_agent,
                     "traceparent": traceparent,
                 }

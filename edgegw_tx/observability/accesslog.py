@@ -60,6 +60,14 @@ thread turns it into an RFC 3339 UTC time with milliseconds
 
 STDOUT = "-"
 
+
+def duration_ms(seconds: float) -> float:
+    """
+    A duration as the access log's ``duration_ms``: milliseconds rounded to
+    the microsecond (integer arithmetic: ``round(x, 3)`` cost 0.2 µs a line).
+    """
+    return int(seconds * 1_000_000.0 + 0.5) / 1000
+
 Line = dict[str, Any]
 
 
@@ -241,7 +249,7 @@ class AccessLog:
         on_drop: Callable[[int], None],
         *,
         interval: float = 0.2,
-        batch_lines: int = 256,
+        batch_lines: int = 1024,
         max_backlog: int = 100_000,
         writer: Writer | None = None,
         open_sink: Callable[[str, int | None], Sink] = open_sink,

@@ -55,10 +55,13 @@ SERVERS = ("edgegw", "minimal", "ceiling", "twisted")
 
 def start_before(revision, data_dir, tree, port, admin_port):
     """``twistd edgegw`` running ``edgegw_tx`` as of ``revision`` (extracted to ``tree``)."""
-    archive = subprocess.run(
-        ["git", "archive", revision, "edgegw_tx"], cwd=harness.ROOT, check=True, capture_output=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
+    if os.path.isdir(os.path.join(revision, "edgegw_tx")):
+        tree = revision  # a directory holding an edgegw_tx package (e.g. a compiled one)
+    else:
+        archive = subprocess.run(
+            ["git", "archive", revision, "edgegw_tx"], cwd=harness.ROOT, check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
     env = dict(os.environ, PYTHONPATH=tree)
     return subprocess.Popen(
         [
@@ -112,7 +115,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--servers", default=",".join(SERVERS))
-    parser.add_argument("--before", metavar="REV", help="also run edgegw_tx of this git revision")
+    parser.add_argument("--before", metavar="REV", help="also run edgegw_tx of this git revision (or of this directory holding an edgegw_tx package)")
     parser.add_argument("--gateway-options", default="", help="extra twistd edgegw options of the edgegw server")
     args = parser.parse_args()
     servers = args.servers.split(",")

@@ -67,24 +67,32 @@
 #![warn(missing_docs)]
 
 mod channel;
+#[cfg(feature = "async")]
+mod concurrent;
 mod error;
 pub mod frame;
 mod macros;
 pub mod multipart;
+pub mod params;
 mod protocol;
 mod request;
 mod response;
 mod runtime;
 mod services;
+#[cfg(feature = "async")]
+mod services_async;
 
 pub use error::HandlerError;
 pub use multipart::{MultipartData, MultipartFile};
+pub use params::{Params, ToParam};
 pub use protocol::{PROTOCOL_VERSION, SDK_VERSION};
 pub use request::Request;
 pub use response::Response;
 pub use runtime::{run, run_result, serve};
 #[cfg(feature = "async")]
-pub use runtime::{run_async, run_async_result};
+pub use concurrent::ASYNC_CONCURRENCY;
+#[cfg(feature = "async")]
+pub use runtime::{run_async, run_async_result, serve_async};
 pub use services::{DbPool, DbResult, ExecResult, ObjectInfo, RedisPool, Storage, StoredObject};
 
 /// `tokio` (feature `async`), re-exported so a handler can name it as
@@ -106,7 +114,8 @@ pub use serde_json;
 /// [`Request`], [`Response`], [`HandlerError`], [`MultipartData`],
 /// [`MultipartFile`], the service handles [`DbPool`], [`RedisPool`] and
 /// [`Storage`] with their result types ([`DbResult`], [`ExecResult`],
-/// [`StoredObject`], [`ObjectInfo`]), the [`json!`](serde_json::json) macro,
+/// [`StoredObject`], [`ObjectInfo`]), SQL parameter lists ([`Params`],
+/// [`ToParam`], [`params!`]), the [`json!`](serde_json::json) macro,
 /// [`JsonValue`](crate::prelude::JsonValue), serde's `Serialize` and
 /// `Deserialize` (traits and derives), `HashMap`, and the four loop macros
 /// (the async ones need the `async` feature).
@@ -122,6 +131,7 @@ pub use serde_json;
 pub mod prelude {
     pub use crate::{handler_loop, handler_loop_result};
     pub use crate::{handler_loop_async, handler_loop_async_result};
+    pub use crate::{params, Params, ToParam};
     pub use crate::{DbPool, DbResult, ExecResult, ObjectInfo, RedisPool, Storage, StoredObject};
     pub use crate::{HandlerError, MultipartData, MultipartFile, Request, Response};
     pub use serde::{Deserialize, Serialize};

@@ -1,11 +1,13 @@
 //! Service handles: [`DbPool`], [`RedisPool`], [`Storage`].
 //!
 //! Each method is one `call` frame to the gateway (docs/ipc.md, "Service
-//! calls") and blocks until its `result`. The methods are not generic
-//! (except the `*_as` row helpers), so they are compiled once in the SDK.
+//! calls") and blocks until its `result`. The SQL methods are generic only
+//! in their parameter list, which they turn into JSON values at once and
+//! hand to one non-generic function, so little is compiled per handler.
 
 use crate::channel;
 use crate::error::HandlerError;
+use crate::params::Params;
 use crate::protocol::BASE64;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -121,7 +123,11 @@ impl DbPool {
     ///     Ok(result.rows)
     /// }
     /// ```
-    pub fn query(&self, sql: &str, params: &[Value]) -> Result<DbResult, HandlerError> {
+    pub fn query<P: Params>(&self, sql: &str, params: P) -> Result<DbResult, HandlerError> {
+        self.query_values(sql, params.into_values())
+    }
+
+    fn query_values(&self, sql: &str, params: Vec<Value>) -> Result<DbResult, HandlerError> {
         let mut data = self.call("query", sql, params)?;
         let columns = data.get("columns").and_then(Value::as_array).and_then(|c| {
             c.iter()
@@ -158,8 +164,10 @@ impl DbPool {
     ///     }
     /// }
     /// ```
-    pub fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, HandlerError> {
-        Ok(self.execute_details(sql, params)?.rows_affected)
+    pub fn execute<P: Params>(&self, sql: &str, params: P) -> Result<u64, HandlerError> {
+        Ok(self
+            .execute_values(sql, params.into_values())?
+            .rows_affected)
     }
 
     /// Like [`execute`](Self::execute), returning the whole answer: rows
@@ -173,7 +181,15 @@ impl DbPool {
     ///     Ok(Response::created(json!({ "id": done.last_insert_id, "inserted": done.rows_affected })))
     /// }
     /// ```
-    pub fn execute_details(&self, sql: &str, params: &[Value]) -> Result<ExecResult, HandlerError> {
+    pub fn execute_details<P: Params>(
+        &self,
+        sql: &str,
+        params: P,
+    ) -> Result<ExecResult, HandlerError> {
+        self.execute_values(sql, params.into_values())
+    }
+
+    fn execute_values(&self, sql: &str, params: Vec<Value>) -> Result<ExecResult, HandlerError> {
         let data = self.call("execute", sql, params)?;
         let rows_affected = data.get("rows_affected").and_then(Value::as_u64);
         let last_insert_id = match data.get("last_insert_id") {
@@ -205,11 +221,13 @@ impl DbPool {
     ///     db.insert("INSERT INTO notes (body) VALUES (?)", &[json!(body)])
     /// }
     /// ```
-    pub fn insert(&self, sql: &str, params: &[Value]) -> Result<Option<i64>, HandlerError> {
-        Ok(self.execute_details(sql, params)?.last_insert_id)
+    pub fn insert<P: Params>(&self, sql: &str, params: P) -> Result<Option<i64>, HandlerError> {
+        Ok(self
+            .execute_values(sql, params.into_values())?
+            .last_insert_id)
     }
 
-    fn call(&self, action: &str, sql: &str, params: &[Value]) -> Result<Value, HandlerError> {
+    fn call(&self, action: &str, sql: &str, params: Vec<Value>) -> Result<Value, HandlerError> {
         channel::call(
             "db",
             &self.pool_id,

@@ -5,6 +5,7 @@
 use super::*;
 use crate::channel::OUTSIDE_A_REQUEST;
 use crate::frame::{encode_frame, read_frame, FrameError, MAX_FRAME_LEN};
+use crate::params;
 use crate::request::Request;
 use crate::response::Response;
 use crate::runtime::serve_dyn;
@@ -161,6 +162,48 @@ fn action_cases() -> Vec<(
             json!({"sql": "INSERT INTO t (a) VALUES (?)", "params": [1.5]}),
             json!({"rows_affected": 1, "last_insert_id": 42}),
             json!([1, 42]),
+        ),
+        (
+            || {
+                Ok(json!(db().execute(
+                    "INSERT INTO pets (name, status) VALUES (?, ?)",
+                    &["Rex", "sold"]
+                )?))
+            },
+            "db",
+            "main",
+            "execute",
+            json!({"sql": "INSERT INTO pets (name, status) VALUES (?, ?)", "params": ["Rex", "sold"]}),
+            json!({"rows_affected": 1, "last_insert_id": 1}),
+            json!(1),
+        ),
+        (
+            || {
+                let names = vec![String::from("Rex"), String::from("Tom")];
+                let r = db().query("SELECT * FROM pets WHERE name IN (?, ?)", &names[..])?;
+                Ok(json!(r.len()))
+            },
+            "db",
+            "main",
+            "query",
+            json!({"sql": "SELECT * FROM pets WHERE name IN (?, ?)", "params": ["Rex", "Tom"]}),
+            json!({"columns": [], "rows": []}),
+            json!(0),
+        ),
+        (
+            || {
+                let r = db().execute_details(
+                    "UPDATE t SET a = ?, b = ?, c = ?, d = ? WHERE e = ?",
+                    params![7, 2.5, true, None, "x"],
+                )?;
+                Ok(json!(r.rows_affected))
+            },
+            "db",
+            "main",
+            "execute",
+            json!({"sql": "UPDATE t SET a = ?, b = ?, c = ?, d = ? WHERE e = ?", "params": [7, 2.5, true, null, "x"]}),
+            json!({"rows_affected": 2, "last_insert_id": null}),
+            json!(2),
         ),
         (
             || Ok(json!(db().insert("INSERT INTO t DEFAULT VALUES", &[])?)),

@@ -2,9 +2,9 @@
 The data plane's access log: one JSON object per request, written off the
 reactor thread.
 
-Per request the reactor encodes the caller's dict and appends the bytes to a
-list (``AccessLog.write``).  Every ``interval`` seconds, or as soon as
-``batch_lines`` lines are waiting, the list is handed whole to one writer
+Per request the reactor encodes the caller's dict and appends the bytes to
+one buffer (``AccessLog.write``).  Every ``interval`` seconds, or as soon as
+``batch_lines`` lines are waiting, the buffer is handed whole to one writer
 thread, which writes the batch with one ``write`` and rotates the file by size
 with ``twisted.python.logfile.LogFile``.  (``write`` turns each line into
 JSON at once, with orjson: see ``AccessLog.write`` for why.)

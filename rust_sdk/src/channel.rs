@@ -231,8 +231,17 @@ pub(crate) fn call(
     action: &str,
     args: &Value,
 ) -> Result<Value, HandlerError> {
+    #[cfg(feature = "async")]
+    if let Some(answer) = crate::services_async::intercept(service, pool, action, args) {
+        return answer;
+    }
     // Taken out while in use, so there is never a second `&mut` to it.
     let Some(mut ptr) = CURRENT.with(Cell::take) else {
+        #[cfg(feature = "async")]
+        if crate::concurrent::active() {
+            // An async handler's blocking call: the concurrent loop carries it.
+            return crate::concurrent::call_blocking(service, pool, action, args);
+        }
         return Err(HandlerError::IpcError(OUTSIDE_A_REQUEST.into()));
     };
     let _restore = Restore(Some(ptr));
@@ -246,10 +255,10 @@ pub(crate) fn call(
 }
 
 /// `db call 'main' query`, for messages.
-struct CallName<'a> {
-    service: &'a str,
-    pool: &'a str,
-    action: &'a str,
+pub(crate) struct CallName<'a> {
+    pub(crate) service: &'a str,
+    pub(crate) pool: &'a str,
+    pub(crate) action: &'a str,
 }
 
 impl std::fmt::Display for CallName<'_> {
@@ -266,7 +275,7 @@ fn ipc(message: String) -> HandlerError {
 /// carrying `error.message` as it is; `BadRequest`, `Internal` and kinds
 /// this SDK does not know become `IpcError` (docs/ipc.md, "Service calls").
 #[cold]
-fn error_for(e: CallError) -> HandlerError {
+pub(crate) fn error_for(e: CallError) -> HandlerError {
     match e.kind.as_str() {
         "DatabaseError" => HandlerError::DatabaseError(e.message),
         "RedisError" => HandlerError::RedisError(e.message),

@@ -23,13 +23,18 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// ```
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// `{"type": "ready", "protocol": 1, "sdk": "0.1.0"}`
+/// `{"type": "ready", "protocol": 1, "sdk": "0.1.0"}`, plus
+/// `"concurrency": n` from a worker that serves up to `n` requests at once
+/// (async handlers); without it the gateway takes the worker as serving
+/// one at a time.
 #[derive(Serialize)]
 pub(crate) struct Ready {
     #[serde(rename = "type")]
     kind: &'static str,
     protocol: u32,
     sdk: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    concurrency: Option<u32>,
 }
 
 pub(crate) fn ready() -> Ready {
@@ -37,6 +42,16 @@ pub(crate) fn ready() -> Ready {
         kind: "ready",
         protocol: PROTOCOL_VERSION,
         sdk: SDK_VERSION,
+        concurrency: None,
+    }
+}
+
+/// The `ready` of a worker serving up to `concurrency` requests at once.
+#[cfg(feature = "async")]
+pub(crate) fn ready_concurrent(concurrency: u32) -> Ready {
+    Ready {
+        concurrency: Some(concurrency),
+        ..ready()
     }
 }
 

@@ -66,13 +66,18 @@ pub fn run_result<F: Fn(Request) -> Result<Response, HandlerError>>(handler: F) 
 }
 
 /// Runs an `async` handler: like [`run`], with one Tokio current-thread
-/// runtime built at start and kept for the worker's life; each request is
-/// served with `block_on(handler(request))`. Needs the `async` feature.
-/// Usually called through [`handler_loop_async!`](crate::handler_loop_async).
+/// runtime built at start and kept for the worker's life, on which every
+/// request is a task of its own: while one awaits (a timer, an awaited
+/// service call such as [`DbPool::query_async`](crate::DbPool::query_async)),
+/// the others run, and answers go back as they finish. The worker announces
+/// that it takes many requests at once (`concurrency` in its `ready`); the
+/// endpoint's `settings.concurrency` caps how many the gateway sends it.
+/// Needs the `async` feature. Usually called through
+/// [`handler_loop_async!`](crate::handler_loop_async).
 ///
-/// Tasks the handler `tokio::spawn`s run only while a request is being
-/// served (the runtime has no thread of its own); await what must finish.
-/// If the runtime cannot be built the worker prints why and exits 2.
+/// A panic in one request's task answers that request 500 (as in [`run`]);
+/// the others go on. If the runtime cannot be built the worker prints why
+/// and exits 2.
 ///
 /// ```no_run
 /// use rust_edge_gateway_sdk::prelude::*;
@@ -90,10 +95,9 @@ pub fn run_result<F: Fn(Request) -> Result<Response, HandlerError>>(handler: F) 
 pub fn run_async<F, Fut>(handler: F)
 where
     F: Fn(Request) -> Fut,
-    Fut: std::future::Future<Output = Response>,
+    Fut: std::future::Future<Output = Response> + 'static,
 {
-    let rt = async_runtime();
-    run_dyn(&|req| rt.block_on(handler(req)))
+    run_concurrent(&|req| Box::pin(handler(req)))
 }
 
 /// Like [`run_async`] for an `async` handler returning `Result`; an `Err`
@@ -116,21 +120,70 @@ where
 pub fn run_async_result<F, Fut>(handler: F)
 where
     F: Fn(Request) -> Fut,
-    Fut: std::future::Future<Output = Result<Response, HandlerError>>,
+    Fut: std::future::Future<Output = Result<Response, HandlerError>> + 'static,
 {
-    let rt = async_runtime();
-    run_dyn(&|req| rt.block_on(handler(req)).unwrap_or_else(Response::from))
+    run_concurrent(&|req| {
+        let served = handler(req);
+        Box::pin(async move { served.await.unwrap_or_else(Response::from) })
+    })
 }
 
-/// The worker's one Tokio runtime: current-thread, with every driver the
-/// enabled Tokio features provide (time; I/O when a handler's own Tokio
-/// dependency turns on `net`).
+/// Like [`serve`] for an `async` handler, served concurrently as
+/// [`run_async`] does: `input` is read on a thread of its own (so it must be
+/// `Send`), frames are written to `output`. Returns once the input ended
+/// and every request was answered. For tests, tools and benchmarks.
+///
+/// ```
+/// use rust_edge_gateway_sdk::frame::{read_frame, write_frame, MAX_FRAME_LEN};
+/// use rust_edge_gateway_sdk::prelude::*;
+/// use std::{cell::RefCell, rc::Rc};
+///
+/// let mut input = Vec::new();
+/// write_frame(&mut input, &json!({"type": "request", "id": 1, "method": "GET", "path": "/x"})).unwrap();
+/// let output = Rc::new(RefCell::new(Vec::new()));
+/// rust_edge_gateway_sdk::serve_async(std::io::Cursor::new(input), output.clone(), |req: Request| async move {
+///     Response::text(200, req.path)
+/// })
+/// .unwrap();
+///
+/// let output = output.borrow();
+/// let mut frames = &output[..];
+/// let ready = read_frame(&mut frames, MAX_FRAME_LEN).unwrap().unwrap();
+/// assert_eq!((ready["type"].as_str(), ready["concurrency"].as_u64()), (Some("ready"), Some(1024)));
+/// let answer = read_frame(&mut frames, MAX_FRAME_LEN).unwrap().unwrap();
+/// assert_eq!((answer["id"].as_u64(), answer["body"].as_str()), (Some(1), Some("/x")));
+/// ```
 #[cfg(feature = "async")]
-fn async_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| fail(&format!("cannot start the Tokio runtime: {e}")))
+pub fn serve_async<R, W, F, Fut>(
+    input: R,
+    output: std::rc::Rc<std::cell::RefCell<W>>,
+    handler: F,
+) -> Result<(), FrameError>
+where
+    R: Read + Send + 'static,
+    W: Write + 'static,
+    F: Fn(Request) -> Fut,
+    Fut: std::future::Future<Output = Response> + 'static,
+{
+    crate::concurrent::serve_concurrent(
+        Box::new(input),
+        output,
+        &|req| Box::pin(handler(req)),
+        MAX_FRAME_LEN,
+    )
+}
+
+#[cfg(feature = "async")]
+fn run_concurrent(handler: &dyn Fn(Request) -> crate::concurrent::HandlerFuture) {
+    let (input, output) = match take_frame_channel() {
+        Ok(channel) => channel,
+        Err(e) => fail(&format!("cannot set up the frame channel: {e}")),
+    };
+    let input = Box::new(BufReader::new(input));
+    let output = std::rc::Rc::new(std::cell::RefCell::new(output));
+    if let Err(e) = crate::concurrent::serve_concurrent(input, output, handler, MAX_FRAME_LEN) {
+        fail(&e.to_string());
+    }
 }
 
 /// Runs the worker protocol over `input` and `output` instead of the
@@ -249,17 +302,22 @@ fn call_handler(handler: &dyn Fn(Request) -> Response, request: Request) -> Resp
         Err(payload) => {
             // The panic hook has printed the message and location too
             // (unless the handler replaced the hook).
-            let message = payload
-                .downcast_ref::<&str>()
-                .copied()
-                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-                .unwrap_or("(no message)");
+            let message = panic_message(&*payload);
             eprintln!(
                 "rust-edge-gateway-sdk: handler panicked serving request '{request_id}': {message}; answered 500"
             );
             panic_response(&request_id)
         }
     }
+}
+
+/// The message a panic was raised with.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// The answer to a request whose handler panicked.
@@ -270,7 +328,7 @@ pub(crate) fn panic_response(request_id: &str) -> Response {
     )
 }
 
-fn send_response(
+pub(crate) fn send_response(
     output: &mut dyn Write,
     id: u64,
     response: &Response,
@@ -591,6 +649,10 @@ mod tests {
         use super::*;
         use std::time::{Duration, Instant};
 
+        thread_local! {
+            static GATE: std::rc::Rc<tokio::sync::Notify> = std::rc::Rc::new(tokio::sync::Notify::new());
+        }
+
         async fn handler(req: Request) -> Result<Response, HandlerError> {
             match req.path.as_str() {
                 "/sleep" => {
@@ -613,14 +675,27 @@ mod tests {
                     Ok(Response::ok(json!({ "n": a * b })))
                 }
                 "/err" => Err(HandlerError::Conflict("taken".into())),
+                "/wait" => {
+                    // Answers once a later request released it: only possible
+                    // when requests are served at the same time.
+                    let gate = GATE.with(std::rc::Rc::clone);
+                    match tokio::time::timeout(Duration::from_secs(5), gate.notified()).await {
+                        Ok(()) => Ok(Response::text(200, "released")),
+                        Err(_) => Ok(Response::text(504, "never released")),
+                    }
+                }
+                "/release" => {
+                    GATE.with(|g| g.notify_one());
+                    Ok(Response::text(200, "releasing"))
+                }
                 _ => Ok(Response::ok(json!({ "path": req.path }))),
             }
         }
 
         #[test]
-        fn serves_awaits_and_survives_panics() {
-            let rt = async_runtime();
-            let adapter = |req: Request| rt.block_on(handler(req)).unwrap_or_else(Response::from);
+        fn serves_concurrently_and_survives_panics() {
+            // Every request is a task: the two 20 ms sleeps answer last, the
+            // panics answer 500 for their own requests only.
             let input = wire(&[
                 request(1, "/sleep"),
                 request(2, "/panic"),
@@ -629,36 +704,57 @@ mod tests {
                 request(5, "/panic"),
                 request(6, "/sleep"),
             ]);
-            let mut out = Vec::new();
-            let mut reader = &input[..];
-            let start = Instant::now();
-            for id in 1..=6 {
-                let step = one(&mut reader, &mut out, &adapter, MAX_FRAME_LEN).unwrap();
-                assert_eq!(step, Step::Served(id));
-            }
-            assert!(start.elapsed() >= Duration::from_millis(40));
-            assert_eq!(
-                one(&mut reader, &mut out, &adapter, MAX_FRAME_LEN).unwrap(),
-                Step::Eof
-            );
-            let frames = frames_of(&out);
-            let statuses: Vec<u64> = frames
-                .iter()
-                .map(|f| f["status"].as_u64().unwrap())
-                .collect();
+            let out = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+            crate::serve_async(std::io::Cursor::new(input), out.clone(), |req: Request| async move {
+                handler(req).await.unwrap_or_else(Response::from)
+            })
+            .unwrap();
+            let frames = frames_of(&out.borrow());
+            assert_eq!(frames[0]["type"], "ready");
+            assert_eq!(frames[0]["concurrency"], crate::ASYNC_CONCURRENCY);
+            let by_id = |id: u64| frames[1..].iter().find(|f| f["id"] == id).unwrap().clone();
+            let statuses: Vec<u64> = (1..=6).map(|id| by_id(id)["status"].as_u64().unwrap()).collect();
             assert_eq!(statuses, [200, 500, 200, 409, 500, 200]);
-            assert_eq!(frames[0]["body"], "slept");
+            assert_eq!(by_id(1)["body"], "slept");
             assert_eq!(
-                body_of(&frames[1]),
+                body_of(&by_id(2)),
                 json!({"error": "handler panicked", "request_id": "r2"})
             );
-            assert_eq!(body_of(&frames[2]), json!({"n": 42}));
-            assert_eq!(body_of(&frames[3]), json!({"error": "Conflict: taken"}));
-            assert_eq!(
-                body_of(&frames[4]),
-                json!({"error": "handler panicked", "request_id": "r5"})
-            );
-            assert_eq!(frames[5]["body"], "slept");
+            assert_eq!(body_of(&by_id(3)), json!({"n": 42}));
+            assert_eq!(body_of(&by_id(4)), json!({"error": "Conflict: taken"}));
+        }
+
+        #[test]
+        fn a_waiting_request_does_not_hold_up_the_next() {
+            // Request 1 waits until request 2 releases it: served one at a
+            // time, 1 would wait out its 5 s and answer 504.
+            let input = wire(&[request(1, "/wait"), request(2, "/release")]);
+            let out = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+            crate::serve_async(std::io::Cursor::new(input), out.clone(), |req: Request| async move {
+                handler(req).await.unwrap_or_else(Response::from)
+            })
+            .unwrap();
+            let frames = frames_of(&out.borrow());
+            let answers: Vec<(u64, &str)> = frames[1..]
+                .iter()
+                .map(|f| (f["id"].as_u64().unwrap(), f["body"].as_str().unwrap()))
+                .collect();
+            assert_eq!(answers, [(2, "releasing"), (1, "released")]);
+        }
+
+        #[test]
+        fn a_broken_input_is_an_error_after_the_answers() {
+            // Requests read before the broken frame are still answered.
+            let mut input = wire(&[request(1, "/sleep")]);
+            input.extend_from_slice(&[0, 0, 0, 9, b'{']);
+            let out = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+            let result = crate::serve_async(std::io::Cursor::new(input), out.clone(), |req: Request| async move {
+                handler(req).await.unwrap_or_else(Response::from)
+            });
+            assert!(result.is_err());
+            let frames = frames_of(&out.borrow());
+            assert_eq!(frames.len(), 2);
+            assert_eq!(frames[1]["body"], "slept");
         }
 
         #[test]

@@ -1,0 +1,171 @@
+//! Awaitable service calls for async handlers (feature `async`): each
+//! blocking method of [`DbPool`] and [`RedisPool`] has an `_async` twin
+//! (`db.query_async(sql, params).await`) that sends the same `call` frame
+//! and lets the worker's other requests run until the `result` comes.
+//!
+//! A twin runs its blocking method twice without blocking: once to
+//! *capture* the call it would make (service, binding, action, arguments),
+//! then, after the awaited answer came, once more to *replay* that answer
+//! into it, so the arguments and the reading of the answer are written once,
+//! in the blocking method, and cannot drift apart.
+
+use crate::error::HandlerError;
+use crate::params::Params;
+use crate::services::{DbPool, DbResult, ExecResult, RedisPool};
+use serde_json::Value;
+use std::cell::RefCell;
+
+/// A call taken by [`capture`]: (service, binding, action, args).
+type Captured = (String, String, String, Value);
+
+enum Intercept {
+    /// Record the next call instead of making it.
+    Capture(Option<Captured>),
+    /// Answer the next call with this instead of making it.
+    Replay(Option<Result<Value, HandlerError>>),
+}
+
+thread_local! {
+    static INTERCEPT: RefCell<Option<Intercept>> = const { RefCell::new(None) };
+}
+
+/// Called by every service call first: the captured or replayed answer
+/// while a twin is running its blocking method, else `None`.
+pub(crate) fn intercept(
+    service: &str,
+    pool: &str,
+    action: &str,
+    args: &Value,
+) -> Option<Result<Value, HandlerError>> {
+    INTERCEPT.with(|i| match &mut *i.borrow_mut() {
+        None => None,
+        Some(Intercept::Capture(slot)) => {
+            *slot = Some((service.into(), pool.into(), action.into(), args.clone()));
+            Some(Err(HandlerError::IpcError("captured".into())))
+        }
+        Some(Intercept::Replay(answer)) => answer.take(),
+    })
+}
+
+/// Runs `op` with `mode` installed; takes it out again, also on a panic.
+fn with_intercept<T>(mode: Intercept, op: impl FnOnce() -> T) -> (T, Option<Intercept>) {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            INTERCEPT.with(|i| i.borrow_mut().take());
+        }
+    }
+    INTERCEPT.with(|i| *i.borrow_mut() = Some(mode));
+    let reset = Reset;
+    let value = op();
+    let mode = INTERCEPT.with(|i| i.borrow_mut().take());
+    drop(reset);
+    (value, mode)
+}
+
+/// The twin of the blocking `op`: capture its call, await the answer,
+/// replay it into `op`.
+async fn twin<T>(op: impl Fn() -> Result<T, HandlerError>) -> Result<T, HandlerError> {
+    let (early, mode) = with_intercept(Intercept::Capture(None), &op);
+    let Some(Intercept::Capture(Some((service, pool, action, args)))) = mode else {
+        // `op` answered without a call (it refused its arguments).
+        return early;
+    };
+    let answer = crate::concurrent::call_async(&service, &pool, &action, &args).await;
+    with_intercept(Intercept::Replay(Some(answer)), &op).0
+}
+
+impl DbPool {
+    /// [`query`](Self::query) that awaits its answer: other requests of
+    /// the worker run meanwhile. `params` as for `query` (any [`Params`]).
+    ///
+    /// ```
+    /// use rust_edge_gateway_sdk::prelude::*;
+    ///
+    /// async fn handle(req: Request) -> Result<Response, HandlerError> {
+    ///     let id: i64 = req.require_path_param("id")?;
+    ///     let db = DbPool::new("main");
+    ///     let found = db.query_async("SELECT id, body FROM notes WHERE id = ?", &[id]).await?;
+    ///     Ok(Response::ok(json!({ "note": found.first() })))
+    /// }
+    /// ```
+    pub async fn query_async<P: Params>(&self, sql: &str, params: P) -> Result<DbResult, HandlerError> {
+        let params = params.into_values();
+        twin(|| self.query(sql, &params)).await
+    }
+
+    /// [`execute`](Self::execute) that awaits its answer.
+    pub async fn execute_async<P: Params>(&self, sql: &str, params: P) -> Result<u64, HandlerError> {
+        let params = params.into_values();
+        twin(|| self.execute(sql, &params)).await
+    }
+
+    /// [`execute_details`](Self::execute_details) that awaits its answer.
+    pub async fn execute_details_async<P: Params>(
+        &self,
+        sql: &str,
+        params: P,
+    ) -> Result<ExecResult, HandlerError> {
+        let params = params.into_values();
+        twin(|| self.execute_details(sql, &params)).await
+    }
+
+    /// [`insert`](Self::insert) that awaits its answer.
+    pub async fn insert_async<P: Params>(&self, sql: &str, params: P) -> Result<Option<i64>, HandlerError> {
+        let params = params.into_values();
+        twin(|| self.insert(sql, &params)).await
+    }
+}
+
+impl RedisPool {
+    /// [`get`](Self::get) that awaits its answer: other requests of the
+    /// worker run meanwhile.
+    ///
+    /// ```
+    /// use rust_edge_gateway_sdk::prelude::*;
+    ///
+    /// async fn handle(req: Request) -> Result<Response, HandlerError> {
+    ///     let cache = RedisPool::new("cache");
+    ///     let hit = cache.get_async(&format!("page:{}", req.path)).await?;
+    ///     Ok(Response::ok(json!({ "cached": hit })))
+    /// }
+    /// ```
+    pub async fn get_async(&self, key: &str) -> Result<Option<String>, HandlerError> {
+        twin(|| self.get(key)).await
+    }
+
+    /// [`set`](Self::set) that awaits its answer.
+    pub async fn set_async(&self, key: &str, value: &str) -> Result<(), HandlerError> {
+        twin(|| self.set(key, value)).await
+    }
+
+    /// [`del`](Self::del) that awaits its answer.
+    pub async fn del_async(&self, key: &str) -> Result<u64, HandlerError> {
+        twin(|| self.del(key)).await
+    }
+
+    /// [`del_many`](Self::del_many) that awaits its answer.
+    pub async fn del_many_async(&self, keys: &[&str]) -> Result<u64, HandlerError> {
+        twin(|| self.del_many(keys)).await
+    }
+
+    /// [`incr`](Self::incr) that awaits its answer.
+    pub async fn incr_async(&self, key: &str) -> Result<i64, HandlerError> {
+        twin(|| self.incr(key)).await
+    }
+
+    /// [`expire`](Self::expire) that awaits its answer.
+    pub async fn expire_async(&self, key: &str, seconds: u64) -> Result<bool, HandlerError> {
+        twin(|| self.expire(key, seconds)).await
+    }
+
+    /// [`exists`](Self::exists) that awaits its answer.
+    pub async fn exists_async(&self, key: &str) -> Result<bool, HandlerError> {
+        twin(|| self.exists(key)).await
+    }
+
+    /// [`command`](Self::command) that awaits its answer.
+    pub async fn command_async(&self, args: &[&str]) -> Result<Value, HandlerError> {
+        twin(|| self.command(args)).await
+    }
+}

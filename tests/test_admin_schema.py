@@ -401,8 +401,13 @@ class ServiceSchemaTests(unittest.SynchronousTestCase):
             config = variants[service_type]["properties"]["config"]
             self.assertEqual(list(config["properties"]), list(table), service_type)
             self.assertEqual(
-                config.get("required", []), [n for n, f in table.items() if f.required], service_type
+                config.get("required", []), [n for n, f in table.items() if f.required and not f.backend], service_type
             )
+            # A storage backend's required field is required when that backend is chosen.
+            for name, field in table.items():
+                if field.required and field.backend:
+                    rules = [r for r in config["allOf"] if r.get("if", {}).get("properties", {}).get("backend") == {"const": field.backend}]
+                    self.assertEqual([name in r["then"]["required"] for r in rules], [True], name)
             for name, field in table.items():
                 published = config["properties"][name]
                 if field.kind == "integer":

@@ -16,6 +16,8 @@ from edgegw_tx.services.config import (
 
 PG = {"host": "db.local", "database": "app", "username": "app"}
 REDIS = {"host": "127.0.0.1"}
+S3 = {"backend": "s3", "bucket": "files"}
+FS_STORAGE_NULLS = {name: None for name in ("endpoint", "bucket", "region", "access_key", "secret_key", "addressing_style")}
 
 
 class DefaultsTests(unittest.TestCase):
@@ -61,8 +63,19 @@ class DefaultsTests(unittest.TestCase):
         )
 
     def test_storage_defaults(self):
-        """storage: a folder named after the service."""
-        self.assertEqual(validate_config("storage", None, name="files"), {"path": "files"})
+        """storage: the filesystem backend, a folder named after the service; the S3 fields null."""
+        self.assertEqual(
+            validate_config("storage", None, name="files"),
+            dict(FS_STORAGE_NULLS, backend="filesystem", path="files"),
+        )
+
+    def test_s3_defaults(self):
+        """storage on S3: region us-east-1, path-style addressing, no endpoint (AWS), no path."""
+        self.assertEqual(
+            validate_config("storage", {"backend": "s3", "bucket": "my.bucket-1"}, name="files"),
+            {"backend": "s3", "path": None, "endpoint": None, "bucket": "my.bucket-1",
+             "region": "us-east-1", "access_key": None, "secret_key": None, "addressing_style": "path"},
+        )
 
     def test_idempotent(self):
         """A normalised config validates to itself."""
@@ -71,6 +84,7 @@ class DefaultsTests(unittest.TestCase):
             ("postgres", dict(PG, password="pw", port=6000)),
             ("redis", dict(REDIS, password="x", database=3, use_tls=True)),
             ("storage", {"path": "blobs"}),
+            ("storage", dict(S3, access_key="k", secret_key="s", addressing_style="virtual")),
         ):
             once = validate_config(service_type, config, name="x")
             self.assertEqual(validate_config(service_type, once, name="x"), once)
@@ -143,11 +157,41 @@ class ErrorTests(unittest.TestCase):
         self.assertEqual(e.field, "config.hots")
         self.assertIn("host", e.message)
 
-    def test_s3_not_supported(self):
-        """S3 fields on storage are refused as not supported yet."""
+    def test_s3_fields(self):
+        """Each bad S3 field is refused, named: missing bucket, bad bucket, endpoint, region, style, half a key pair, unknown."""
+        cases = {
+            "bucket": ({"backend": "s3"}, "is required"),
+            "endpoint": (dict(S3, endpoint="ftp://files.example"), "not an http:// or https:// URL"),
+            "region": (dict(S3, region="US East"), "not a region name"),
+            "addressing_style": (dict(S3, addressing_style="dns"), "'dns' is not one of path, virtual"),
+            "secret_key": (dict(S3, access_key="k"), "set together"),
+            "access_key": (dict(S3, secret_key="s"), "set together"),
+            "acl": (dict(S3, acl="public"), "unknown field for a storage service"),
+            "backend": (dict(S3, backend="gcs"), "'gcs' is not one of filesystem, s3"),
+        }
+        for field, (config, words) in cases.items():
+            e = self.error("storage", config)
+            self.assertEqual(e.field, "config." + field, config)
+            self.assertIn(words, e.message, config)
+        for endpoint in ("http://user:pw@host", "http://host/?q=1", "http://", "http://a b"):
+            self.assertEqual(self.error("storage", dict(S3, endpoint=endpoint)).field, "config.endpoint", endpoint)
+        for bucket in ("ab", "Upper", "-start", "end-", "a" * 64, "under_score"):
+            self.assertEqual(self.error("storage", dict(S3, bucket=bucket)).field, "config.bucket", bucket)
+        validate_config("storage", dict(S3, endpoint="https://s3.example.com:9000/base"), name="x")
+
+    def test_fields_of_the_other_backend(self):
+        """A field of one backend is refused under the other, saying which backend it needs; empty ones pass."""
         e = self.error("storage", {"bucket": "b"})
         self.assertEqual(e.field, "config.bucket")
-        self.assertIn("not supported yet", e.message)
+        self.assertIn("config.backend to 's3'", e.message)
+        e = self.error("storage", dict(S3, path="blobs"))
+        self.assertEqual(e.field, "config.path")
+        self.assertIn("config.backend to 'filesystem'", e.message)
+        # What a form sends for the fields it shows empty.
+        self.assertEqual(
+            validate_config("storage", {"bucket": "", "addressing_style": "path", "secret_key": None}, name="f"),
+            validate_config("storage", {}, name="f"),
+        )
 
     def test_paths(self):
         """Absolute paths, '..', '.', empty segments, backslashes and control characters are refused."""
@@ -157,8 +201,8 @@ class ErrorTests(unittest.TestCase):
                 e = self.error(service_type, {"path": bad})
                 self.assertEqual(e.field, "config.path", (service_type, bad))
         self.assertEqual(
-            validate_config("storage", {"path": "team/blobs"}, name="x"),
-            {"path": "team/blobs"},
+            validate_config("storage", {"path": "team/blobs"}, name="x")["path"],
+            "team/blobs",
         )
 
     def test_name_gives_bad_path(self):
@@ -185,6 +229,8 @@ class SecretTests(unittest.TestCase):
             {"access_key": MASK, "secret_key": MASK, "path": "p"},
         )
         self.assertEqual(mask("sqlite", {"path": "p"}), {"path": "p"})
+        s3 = validate_config("storage", dict(S3, access_key="AKIA1", secret_key="hush"), name="x")
+        self.assertEqual((mask("storage", s3)["access_key"], mask("storage", s3)["secret_key"]), (MASK, MASK))
 
     def test_merge_keeps_stored_secret(self):
         """A PUT sending the mask back keeps the stored secret."""

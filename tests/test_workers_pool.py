@@ -1106,3 +1106,102 @@ class EndReasonTests(PoolTestCase):
         for process in self.reactor.processes:
             process.exit(0)
         self.assertEqual(self.reasons(pool), {"crashed": 0, "timed_out": 0, "recycled": 0, "out_of_memory": 0})
+
+
+CONCURRENT_READY = dict(READY_FRAME, concurrency=1024)
+
+
+class ConcurrentWorkerTests(PoolTestCase):
+    """Workers whose ready announces a concurrency (async handlers)."""
+
+    def concurrent(self, **kwargs):
+        """A started pool of one worker that announced it serves 1024 requests at once."""
+        pool = self.pool(**kwargs)
+        d = pool.start()
+        [process] = self.reactor.processes
+        process.send(CONCURRENT_READY)
+        self.successResultOf(d)
+        return pool, process
+
+    def respond_to(self, process, request_id, status=200):
+        process.send({"type": "response", "id": request_id, "status": status,
+                      "headers": {}, "body": None})
+
+    def test_in_flight_is_capped_by_the_pools_concurrency(self):
+        """A concurrent worker gets min(its concurrency, the pool's) requests at once, not pipeline."""
+        pool, process = self.concurrent(pipeline=2, concurrency=5)
+        ds = [pool.request({"path": f"/{i}"}) for i in range(7)]
+        self.assertEqual(len(self.requests(process)), 5)
+        self.assertEqual(pool.stats()["queued"], 2)
+        self.assertIn(("gateway", "worker 100 is ready (protocol 1, sdk 0.1.0, 5 requests at once)"), self.lines)
+        self.respond_to(process, 3)
+        self.assertEqual(self.successResultOf(ds[2])["status"], 200)
+        self.assertEqual(len(self.requests(process)), 6)
+
+    def test_a_worker_without_concurrency_keeps_the_pipeline(self):
+        """A worker whose ready names no concurrency gets pipeline requests, as before."""
+        pool = self.started(pipeline=2, concurrency=5)
+        [process] = self.reactor.processes
+        for i in range(4):
+            pool.request({"path": f"/{i}"})
+        self.assertEqual(len(self.requests(process)), 2)
+
+    def test_answers_in_any_order(self):
+        """Answers of a concurrent worker settle their own requests, whatever their order."""
+        pool, process = self.concurrent(concurrency=8)
+        ds = [pool.request({"path": f"/{i}"}) for i in range(3)]
+        for request_id in (3, 1, 2):
+            self.respond_to(process, request_id, status=200 + request_id)
+        self.assertEqual([self.successResultOf(d)["status"] for d in ds], [201, 202, 203])
+        self.assertEqual(pool.stats()["served"], 3)
+
+    def test_each_request_is_timed_from_its_own_send(self):
+        """
+        A concurrent worker's request that overruns the timeout fails alone
+        (504) while the worker goes on answering the others; it is not killed.
+        """
+        pool, process = self.concurrent(concurrency=8, timeout=10)
+        slow = pool.request({"path": "/slow"})
+        self.reactor.advance(6)
+        later = pool.request({"path": "/later"})
+        quick = pool.request({"path": "/quick"})
+        self.reactor.advance(2)
+        self.respond_to(process, 3)
+        self.successResultOf(quick)
+        self.reactor.advance(2)
+        self.failureResultOf(slow, RequestTimedOut)
+        self.assertNoResult(later)
+        self.respond_to(process, 2)
+        self.assertEqual(self.successResultOf(later)["status"], 200)
+        self.assertEqual(process.signals, [])
+        self.respond_to(process, 1)  # the late answer is dropped
+        self.assertEqual(pool.stats()["failed"], 1)
+
+    def test_killed_when_it_answers_nothing_for_a_timeout(self):
+        """A concurrent worker holding an overdue request that answered nothing for a whole timeout is killed."""
+        pool, process = self.concurrent(concurrency=8, timeout=10)
+        first = pool.request({"path": "/a"})
+        self.reactor.advance(5)
+        second = pool.request({"path": "/b"})
+        self.reactor.advance(5)
+        self.failureResultOf(first, RequestTimedOut)
+        self.assertEqual(process.signals, ["KILL"])
+        f = self.failureResultOf(second, RequestTimedOut)
+        self.assertIn("answered nothing within 10s and was killed", f.value.message)
+        self.assertEqual(pool.stats()["timed_out"], 1)
+
+    def test_crash_fails_every_request_in_flight(self):
+        """When a concurrent worker dies, its requests fail (all had started): none is served again."""
+        pool, process = self.concurrent(concurrency=8)
+        ds = [pool.request({"path": f"/{i}"}) for i in range(3)]
+        process.exit(3)
+        for d in ds:
+            self.failureResultOf(d, WorkerCrashed)
+        self.reactor.advance(1)
+        replacement = self.reactor.processes[-1]
+        replacement.send(CONCURRENT_READY)
+        self.assertEqual(self.requests(replacement), [])
+
+    def test_concurrency_must_be_positive(self):
+        """concurrency below 1 is refused."""
+        self.assertRaises(ValueError, self.pool, concurrency=0)

@@ -57,6 +57,21 @@ class WorkerProcessTests(unittest.TestCase):
         self.assertTrue(self.worker.accepting)
         self.assertIs(self.successResultOf(self.worker.when_ready()), self.worker)
 
+    def test_ready_concurrency(self):
+        """A ready frame's concurrency is kept; without one the worker serves one request at a time."""
+        self.assertEqual(self.worker.concurrency, 1)
+        self.process.send(dict(READY_FRAME, concurrency=64))
+        self.assertEqual((self.worker.state, self.worker.concurrency), (READY, 64))
+
+    def test_ready_concurrency_must_be_a_positive_integer(self):
+        """A ready frame whose concurrency is not a positive integer is a protocol violation."""
+        for bad in (0, -1, "8", 2.5, True):
+            with self.subTest(concurrency=bad):
+                self.setUp()
+                self.process.send(dict(READY_FRAME, concurrency=bad))
+                self.assertEqual(self.process.signals, ["KILL"])
+                self.assertIn("positive integer", self.lines[-1][1])
+
     def test_request_before_ready(self):
         """No request is written before ready."""
         f = self.failureResultOf(self.worker.request({"method": "GET"}), WorkerCrashed)

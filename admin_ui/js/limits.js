@@ -118,10 +118,57 @@ export const SERVICE_FIELDS = Object.freeze({
   ],
   "storage": [
     [
+      "backend",
+      "choice",
+      [
+        "filesystem",
+        "s3"
+      ]
+    ],
+    [
       "path",
       "text",
       "",
-      "relative to <data-dir>/services/; default <name>"
+      "filesystem backend; relative to <data-dir>/services/; default <name>"
+    ],
+    [
+      "endpoint",
+      "text",
+      "",
+      "s3 backend"
+    ],
+    [
+      "bucket",
+      "text",
+      "",
+      "s3 backend; required"
+    ],
+    [
+      "region",
+      "text",
+      "",
+      "s3 backend"
+    ],
+    [
+      "access_key",
+      "secret",
+      null,
+      "s3 backend"
+    ],
+    [
+      "secret_key",
+      "secret",
+      null,
+      "s3 backend"
+    ],
+    [
+      "addressing_style",
+      "choice",
+      [
+        "path",
+        "virtual"
+      ],
+      "s3 backend"
     ]
   ]
 });

@@ -807,6 +807,18 @@ RELATIVE_PATH = string(
     ),
 )
 SECRET = nullable(string(pattern=rf"^{_NO_CONTROL}*$", description=f'"{MASK}" in answers'))
+# The S3 storage fields' patterns (``services.config``'s, the same words in x-error).
+_S3_STRINGS = {
+    "endpoint": nullable(
+        string(
+            _service_config.MAX_ENDPOINT,
+            _service_config.ENDPOINT_PATTERN,
+            **keywords({"x-error": _service_config.PATTERN_WORDS["endpoint"]}),
+        )
+    ),
+    "bucket": string(63, _service_config.BUCKET_PATTERN, **keywords({"x-error": _service_config.PATTERN_WORDS["bucket"]})),
+    "region": string(63, _service_config.REGION_PATTERN, **keywords({"x-error": _service_config.PATTERN_WORDS["region"]})),
+}
 
 
 def service_field(field: _service_config.Field, output: bool) -> Schema:
@@ -825,8 +837,15 @@ def service_field(field: _service_config.Field, output: bool) -> Schema:
         return BOOLEAN
     if field.kind == "path":
         return RELATIVE_PATH
+    if field.kind in _S3_STRINGS:
+        return _S3_STRINGS[field.kind]
     # A choice; as sent, "" is its default.
     return string(enum=list(field.choices) + ([] if output else [""]))
+
+
+def _any_of_other_backend(field_schema: Schema) -> Schema:
+    """A storage backend's field: its schema, or null (what it is under the other backend)."""
+    return field_schema if "null" in field_schema["type"] else nullable(field_schema)
 
 
 def service_fields(service_type: str) -> dict[str, _service_config.Field]:
@@ -838,12 +857,58 @@ def service_config(service_type: str, output: bool) -> Schema:
     """The ``config`` of ``service_type``: as sent (``output`` False) or as answered."""
     table = _service_config.FIELDS[service_type]
     fields = {name: service_field(field, output) for name, field in table.items()}
+    # A field of one storage backend is null under the other.
+    for name, field in table.items():
+        if field.backend:
+            fields[name] = _any_of_other_backend(fields[name])
     if output:
         return record(fields)
     # As sent, null is as good as absent: the default, or "is required".
-    required = tuple(name for name, field in table.items() if field.required)
+    required = tuple(name for name, field in table.items() if field.required and not field.backend)
     fields = {k: (v if k in required or "null" in v["type"] else nullable(v)) for k, v in fields.items()}
-    return obj(fields, required=required)
+    rules = _backend_rules(table) + _together_rules(service_type)
+    schema = obj(fields, required=required)
+    if rules:
+        schema["allOf"] = rules
+    return schema
+
+
+def _backend_rules(table: dict[str, _service_config.Field]) -> list[Schema]:
+    """
+    For each storage ``backend``: its required fields are given, and the other
+    backends' fields say nothing (null, ``""``, a choice's default), as
+    ``validate_config`` checks.
+    """
+    backend = table.get("backend")
+    if backend is None or not any(field.backend for field in table.values()):
+        return []
+    rules = []
+    for choice in backend.choices:
+        if choice == backend.default:
+            chosen: Schema = {"properties": {"backend": {"enum": [choice, "", None]}}}
+        else:
+            chosen = {"properties": {"backend": {"const": choice}}, "required": ["backend"]}
+        own = [name for name, field in table.items() if field.backend == choice and field.required]
+        quiet = {
+            name: {"enum": [None, ""] + ([field.default] if field.kind == "choice" else [])}
+            for name, field in table.items()
+            if field.backend and field.backend != choice
+        }
+        then: Schema = {"properties": dict(quiet, **{name: {"not": {"type": "null"}} for name in own})}
+        if own:
+            then["required"] = own
+        rules.append({"if": chosen, "then": then})
+    return rules
+
+
+def _together_rules(service_type: str) -> list[Schema]:
+    """``services.config.TOGETHER``: all of the fields set (non-empty), or none."""
+    together = _service_config.TOGETHER.get(service_type)
+    if not together:
+        return []
+    every = {"properties": {name: {"type": "string", "minLength": 1} for name in together}, "required": list(together)}
+    none = {"properties": {name: {"enum": [None, ""]} for name in together}}
+    return [{"anyOf": [every, none]}]
 
 
 SERVICE_CONFIG_INPUT = {t: service_config(t, output=False) for t in SERVICE_TYPES}

@@ -226,6 +226,8 @@ def ui_service_fields() -> dict[str, list[list[Any]]]:
                 hint = f"{field.low} to {field.high}"
             else:
                 hint = ""
+            if field.backend:  # a storage backend's own field
+                hint = f"{field.backend} backend" + (f"; {hint}" if hint else "")
             rows.append([name, kind, initial, hint] if hint else [name, kind, initial])
     return out
 

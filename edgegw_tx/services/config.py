@@ -27,9 +27,12 @@ folder (the connectors also check the resolved path at run time, so a symlink
 cannot lead out).  When absent it is derived from the service's name; a name
 that makes no valid path asks for an explicit ``path``.
 
-The S3-compatible storage fields (``endpoint``, ``bucket``, ``access_key``,
-``secret_key``, ``region``) are refused with "not supported yet": only the
-filesystem backend exists.
+A storage service has a ``backend``: ``filesystem`` (the default: a folder,
+``path``) or ``s3`` (a bucket of an S3-compatible server: ``endpoint``,
+``bucket``, ``region``, ``access_key``, ``secret_key``, ``addressing_style``).
+A field belongs to one backend (``Field.backend``): it is answered as null
+under the other, where it must be absent, null, empty or its default (what a
+form sends for a field it shows empty).
 
 Secrets are ``password`` (postgres, redis) and ``access_key``, ``secret_key``
 (storage).  ``mask`` replaces each one that is set with ``"********"``;
@@ -62,9 +65,16 @@ MASK = "********"
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
-S3_FIELDS = ("endpoint", "bucket", "access_key", "secret_key", "region")
-# The S3 secrets: never stored (S3 is refused), but masked if a record had them.
-_S3_SECRETS = ("access_key", "secret_key")
+STORAGE_BACKENDS = ("filesystem", "s3")
+ADDRESSING_STYLES = ("path", "virtual")
+"""How a bucket is named in a request: ``http://host/bucket/key`` or ``http://bucket.host/key``."""
+DEFAULT_REGION = "us-east-1"
+MAX_ENDPOINT = 2048
+ENDPOINT_PATTERN = r"^https?://[^\s/?#@]+(/[^\s?#]*)?$"
+"""An S3 ``endpoint``: an http or https URL with a host, no credentials, query or fragment."""
+BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"
+"""An S3 bucket name: 3 to 63 lower-case letters, digits, dots and hyphens."""
+REGION_PATTERN = r"^[a-z0-9][a-z0-9\-]{0,62}$"
 
 MAX_POOL_SIZE = 100
 MAX_PORT = 65535
@@ -79,6 +89,17 @@ HOST_PATTERN = r"^[A-Za-z0-9._:\-\[\]%]+$"
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _HOST = re.compile(HOST_PATTERN[:-1] + r"\Z")
+_PATTERNS = {
+    "endpoint": re.compile(ENDPOINT_PATTERN[:-1] + r"\Z"),
+    "bucket": re.compile(BUCKET_PATTERN[:-1] + r"\Z"),
+    "region": re.compile(REGION_PATTERN[:-1] + r"\Z"),
+}
+PATTERN_WORDS = {  # the words of a value the pattern refuses, by kind
+    "endpoint": "is not an http:// or https:// URL with a host (and no user, query or fragment)",
+    "bucket": "is not a bucket name: 3 to 63 lower-case letters, digits, '.' and '-',"
+    " starting and ending with a letter or digit",
+    "region": "is not a region name: lower-case letters, digits and '-'",
+}
 
 
 @dataclass(frozen=True)
@@ -90,12 +111,17 @@ class Field:
     :ivar kind: ``"host"``, ``"text"`` (a non-empty string), ``"optional_text"``
         (a string or null), ``"secret"`` (a string; masked in answers),
         ``"integer"``, ``"boolean"``, ``"choice"`` (one of ``choices``; ``""``
-        means the default) or ``"path"`` (``check_relative_path``).
+        means the default), ``"path"`` (``check_relative_path``), or
+        ``"endpoint"``, ``"bucket"``, ``"region"`` (strings matching
+        ``ENDPOINT_PATTERN``, ``BUCKET_PATTERN``, ``REGION_PATTERN``; an
+        endpoint may be null).
     :ivar default: the value when absent or null; ``REQUIRED`` when there is
         none. A ``path``'s default is a template of the service's ``{name}``.
     :ivar low: an integer's lowest value.
     :ivar high: an integer's highest value.
     :ivar choices: a ``choice``'s values.
+    :ivar backend: the storage ``backend`` the field belongs to (``""``: every
+        config of the type has it).
     """
 
     kind: str
@@ -103,6 +129,7 @@ class Field:
     low: int = 0
     high: int = 0
     choices: tuple[str, ...] = ()
+    backend: str = ""
 
     @property
     def required(self) -> bool:
@@ -145,13 +172,24 @@ FIELDS: dict[str, dict[str, Field]] = {
         "use_tls": Field("boolean", False),
         "pool_size": Field("integer", 10, *_POOL),
     },
-    "storage": {"path": Field("path", "{name}")},
+    "storage": {
+        "backend": Field("choice", "filesystem", choices=STORAGE_BACKENDS),
+        "path": Field("path", "{name}", backend="filesystem"),
+        "endpoint": Field("endpoint", None, backend="s3"),
+        "bucket": Field("bucket", REQUIRED, backend="s3"),
+        "region": Field("region", DEFAULT_REGION, backend="s3"),
+        "access_key": Field("secret", backend="s3"),
+        "secret_key": Field("secret", backend="s3"),
+        "addressing_style": Field("choice", "path", choices=ADDRESSING_STYLES, backend="s3"),
+    },
 }
 """Each service type's config fields, in the order a config is answered."""
 
+TOGETHER: dict[str, tuple[str, ...]] = {"storage": ("access_key", "secret_key")}
+"""Fields set together or not at all (an S3 key pair; neither: unsigned requests)."""
+
 SECRET_FIELDS: dict[str, tuple[str, ...]] = {
     service_type: tuple(name for name, field in fields.items() if field.kind == "secret")
-    + (_S3_SECRETS if service_type == "storage" else ())
     for service_type, fields in FIELDS.items()
 }
 
@@ -295,12 +333,6 @@ class _Fields:
         for name in sorted(self.config, key=str):
             if name in self.seen:
                 continue
-            if service_type == "storage" and name in S3_FIELDS:
-                raise ConfigError(
-                    f"config.{name}",
-                    "S3-compatible storage is not supported yet; only the"
-                    " filesystem backend (config.path) is",
-                )
             known = ", ".join(sorted(self.seen))
             raise ConfigError(
                 f"config.{name}",
@@ -336,6 +368,13 @@ def _value(fields: _Fields, name: str, field: Field, service_name: str) -> Any:
         return fields.secret(name)
     if field.kind == "text":
         return fields.string(name)
+    if field.kind in _PATTERNS:
+        value = fields.string(name, None if field.default is REQUIRED else field.default)
+        if value is None and field.default is REQUIRED:
+            raise ConfigError(f"config.{name}", "is required")
+        if value is not None and (len(value) > MAX_ENDPOINT or not _PATTERNS[field.kind].match(value)):
+            raise ConfigError(f"config.{name}", f"{value[:80]!r} {PATTERN_WORDS[field.kind]}")
+        return value
     if field.kind == "optional_text":
         return fields.string(name, None)
     value = fields.string(name, field.default)  # a choice
@@ -366,9 +405,34 @@ def validate_config(service_type: object, config: object, *, name: str) -> dict[
     if not isinstance(config, dict):
         raise ConfigError("config", f"must be an object, not {_type_name(config)}")
     fields = _Fields(config)
-    result = {key: _value(fields, key, field, name) for key, field in FIELDS[service_type].items()}
+    result: dict[str, Any] = {}
+    for key, field in FIELDS[service_type].items():
+        if field.backend and field.backend != result.get("backend"):
+            _check_other_backend(fields, key, field, result.get("backend"))
+            result[key] = None
+        else:
+            result[key] = _value(fields, key, field, name)
     fields.reject_unknown(service_type)
+    together = TOGETHER.get(service_type, ())
+    if any(result[name] for name in together) and not all(result[name] for name in together):
+        missing = next(name for name in together if not result[name])
+        raise ConfigError(f"config.{missing}", f"{' and '.join(together)} are set together (or none of them)")
     return result
+
+
+def _check_other_backend(fields: _Fields, name: str, field: Field, backend: object) -> None:
+    """
+    Check that ``name``, a field of another backend than ``backend``, says
+    nothing: absent, null, ``""`` or its default (a form's empty field).
+    """
+    value = fields.get(name)
+    if value in (None, "") or (value == field.default and field.kind == "choice"):
+        return
+    raise ConfigError(
+        f"config.{name}",
+        f"is a field of the {field.backend!r} backend, and config.backend is {backend!r}"
+        f" (set config.backend to {field.backend!r} to use it)",
+    )
 
 
 def mask(service_type: str, config: dict[str, Any]) -> dict[str, Any]:

@@ -46,8 +46,8 @@ serialises them: a SQLite service has one connection).
 
 ``test(service)`` validates the config (failing with ``ConfigError``), opens a
 fresh connection with it (a one-connection pool, a non-reconnecting Redis
-connection, the storage folder), runs ``SELECT 1`` / ``PING`` / a probe object
-put, get and delete within ``call_timeout``, closes it, and fires with
+connection, the storage folder or bucket), runs ``SELECT 1`` / ``PING`` / a probe
+object put, get and delete within ``call_timeout``, closes it, and fires with
 ``{"latency_ms": float}``, the duration of that ping without the connecting;
 it fails with ``ServiceError`` carrying the backend's message.
 """
@@ -80,6 +80,7 @@ from .errors import (
 )
 from .postgres import PostgresConnector
 from .redis import RedisConnector
+from .s3 import S3StorageConnector
 from .sqlite import SQLiteConnector
 from .storage import StorageConnector
 
@@ -95,6 +96,13 @@ ACTIONS = {
 }
 
 _log = Logger(namespace="edgegw.services")
+
+
+def storage_connector(config: dict[str, Any], **kwargs: Any) -> Any:
+    """The connector of a storage service: its ``backend``'s (a folder, or an S3 bucket)."""
+    if config.get("backend") == "s3":
+        return S3StorageConnector(config, **kwargs)
+    return StorageConnector(config, **kwargs)
 
 
 def _error(kind: str, message: str) -> dict[str, Any]:
@@ -119,9 +127,9 @@ class ServiceRegistry:
         "sqlite": SQLiteConnector,
         "postgres": PostgresConnector,
         "redis": RedisConnector,
-        "storage": StorageConnector,
+        "storage": storage_connector,
     }
-    """Connector class by service type; tests replace it on an instance."""
+    """Connector class (or factory) by service type; tests replace it on an instance."""
 
     def __init__(self, data_dir: str, *, call_timeout: float = 5.0, reactor: Any = None):
         if reactor is None:

@@ -43,6 +43,15 @@ Draining workers (recycling, idle-stopping, or stopped with the pool) count
 neither toward ``min_instances`` nor toward ``max_instances``: a pool of
 ``max_instances`` may briefly have more processes while old ones finish.
 
+Concurrent workers: a worker whose ``ready`` announces a ``concurrency`` above
+1 (an async handler, docs/sdk/async.md) serves every request it was sent at
+once and answers in any order.  It gets up to the smaller of that and the
+pool's ``concurrency`` in flight (instead of ``pipeline``); each request is
+timed from its own send and one that overruns ``timeout`` fails alone (504)
+while the others go on.  The worker is killed only when it also answered
+nothing for a whole ``timeout`` (a blocked runtime, or every task stuck); when
+it dies its requests fail (they had all started), none is served again.
+
 Timeouts: ``timeout`` bounds the wait for service (in the queue, including a
 worker's start, or behind other requests in a worker's pipe) and, separately,
 the handler's run from the moment the request becomes its worker's head.  Only
@@ -69,6 +78,7 @@ from ..errors import (
     Overloaded,
     PoolStopped,
     RequestTimedOut,
+    WorkerCrashed,
 )
 from ..observability.trace import trace_id_of
 from .framing import DEFAULT_MAX_FRAME
@@ -132,7 +142,7 @@ class _Job:
     ``done`` says it was.
     """
 
-    __slots__ = ("frame", "answer", "done", "timer", "worker", "since")
+    __slots__ = ("frame", "answer", "done", "timer", "worker", "since", "sent_at")
 
     def __init__(self, frame: dict[str, Any], answer: Answer, since: float):
         self.frame = frame
@@ -141,6 +151,7 @@ class _Job:
         self.timer: Any = None  # only while waiting in the pool's queue
         self.worker: _Worker | None = None
         self.since = since
+        self.sent_at = since  # when it was written to its worker
 
 
 class _Worker:
@@ -160,6 +171,11 @@ class _Worker:
     :ivar idle_since: when its last request was answered (or it got ready).
     :ivar killed_for: why the pool killed it (``"timeout"``), so its end is
         counted once, under that reason.
+    :ivar room: most requests in flight: the pool's ``pipeline``, or for a
+        concurrent worker its announced concurrency capped by the pool's.
+    :ivar concurrent: it serves all its requests at once (see the module
+        docstring); ``head_since`` is then when it last answered one (or
+        became busy).
     """
 
     __slots__ = (
@@ -174,9 +190,11 @@ class _Worker:
         "stopped",
         "idle_since",
         "killed_for",
+        "room",
+        "concurrent",
     )
 
-    def __init__(self, process: WorkerProcess, version: str | None, limit: int):
+    def __init__(self, process: WorkerProcess, version: str | None, limit: int, room: int):
         self.process = process
         self.version = version
         self.jobs: deque[_Job] = deque()
@@ -188,6 +206,8 @@ class _Worker:
         self.stopped = False
         self.idle_since = 0.0
         self.killed_for: str | None = None
+        self.room = room
+        self.concurrent = False
 
 
 class WorkerPool:
@@ -232,6 +252,7 @@ class WorkerPool:
         kill_time: float = 5.0,
         call_handler: CallHandler | None = None,
         pipeline: int = 1,
+        concurrency: int = 1,
         version: str | None = None,
         random: _random.Random | None = None,
         launcher: Sequence[str] = (),
@@ -261,6 +282,9 @@ class WorkerPool:
             answers ``ServiceUnavailable``.
         :param pipeline: most requests written to one worker ahead of its
             answers (1: strictly one at a time).
+        :param concurrency: most requests in flight on one worker that
+            serves many at once (its ``ready`` announces how many it takes;
+            the smaller of the two applies).
         :param version: an opaque label (a digest) reported with each worker.
         :param random: draws the recycling limits; a new ``random.Random()``
             by default.
@@ -292,6 +316,8 @@ class WorkerPool:
             raise ValueError("argv must name the binary")
         if pipeline < 1:
             raise ValueError("pipeline must be at least 1")
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
         if max_queue < 0:
             raise ValueError("max_queue must not be negative")
         if max_requests < 0:
@@ -316,6 +342,7 @@ class WorkerPool:
         self.kill_time = kill_time
         self.call_handler = call_handler
         self.pipeline = pipeline
+        self.concurrency = concurrency
         self.launcher = list(launcher)
         self.process_group = process_group
         in_fd, out_fd = frame_fds
@@ -547,11 +574,11 @@ class WorkerPool:
     def _least_busy(self) -> _Worker | None:
         """The ready worker with the fewest requests in flight, if one has room."""
         best = None
-        room = self.pipeline
+        least = 0
         for worker in self._ready:
             load = len(worker.jobs)
-            if load < room and worker.process.accepting:
-                best, room = worker, load
+            if load < worker.room and (best is None or load < least) and worker.process.accepting:
+                best, least = worker, load
                 if load == 0:
                     break
         return best
@@ -566,6 +593,8 @@ class WorkerPool:
         jobs.append(job)
         if len(jobs) == 1:
             worker.head_since = self._reactor.seconds()
+        if worker.concurrent:
+            job.sent_at = self._reactor.seconds()
         if worker.watchdog is None:
             self._watch(worker)
         worker.sent += 1
@@ -584,6 +613,14 @@ class WorkerPool:
         """Arm the watchdog for the earliest deadline among ``worker``'s requests, if any."""
         deadline = None
         jobs = worker.jobs
+        if worker.concurrent:
+            for job in jobs:
+                # A request that failed its timeout and is still running
+                # counts from the worker's last answer (the kill rule).
+                due = (job.sent_at if not job.done else worker.head_since) + self.timeout
+                if deadline is None or due < deadline:
+                    deadline = due
+            jobs = deque()
         for job in jobs:
             due = (worker.head_since if job is jobs[0] else job.since) + self.timeout
             if deadline is None or due < deadline:
@@ -599,6 +636,9 @@ class WorkerPool:
             return
         now = self._reactor.seconds()
         jobs = worker.jobs
+        if worker.concurrent:
+            self._watchdog_concurrent(worker, now)
+            return
         head = jobs[0]
         pid = worker.process.pid
         if now - worker.head_since >= self.timeout:
@@ -619,6 +659,39 @@ class WorkerPool:
                 self._settle(job, Failure(self._wait_expired()))
         self._watch(worker)
 
+    def _watchdog_concurrent(self, worker: _Worker, now: float) -> None:
+        """
+        Fail each request of a concurrent worker that overran ``timeout``
+        from its own send; kill the worker if it holds an overdue request
+        and answered nothing for a whole ``timeout``.
+        """
+        overdue = False
+        for job in worker.jobs:
+            if job.done:
+                overdue = True
+            elif now - job.sent_at >= self.timeout:
+                overdue = True
+                self._settle(
+                    job,
+                    Failure(
+                        RequestTimedOut(
+                            f"{self.name}: worker {worker.process.pid} gave no"
+                            f" response within {self.timeout:g}s"
+                        )
+                    ),
+                )
+        if overdue and now - worker.head_since >= self.timeout:
+            error = RequestTimedOut(
+                f"{self.name}: worker {worker.process.pid} answered nothing"
+                f" within {self.timeout:g}s and was killed"
+            )
+            self._log("gateway", error.message)
+            worker.killed_for = "timeout"
+            self.timed_out += 1
+            worker.process.kill(error)
+            return
+        self._watch(worker)
+
     def _wait_expired(self) -> RequestTimedOut:
         return RequestTimedOut(f"{self.name}: no worker was free within {self.timeout:g}s")
 
@@ -633,9 +706,11 @@ class WorkerPool:
             worker.head_since = self._reactor.seconds()
         elif job in jobs:
             jobs.remove(job)
+            if worker.concurrent:
+                worker.head_since = self._reactor.seconds()
         self._settle(job, result)
         if jobs:
-            if not worker.process.accepting:
+            if not worker.process.accepting and not worker.concurrent:
                 self._requeue(worker)
                 self._scale()
         elif worker.process.accepting:
@@ -653,6 +728,15 @@ class WorkerPool:
         worker.watchdog = None
         now = self._reactor.seconds()
         jobs = worker.jobs
+        if worker.concurrent:
+            # Every one had started: none may run twice.  The worker's end
+            # failed them already (WorkerProcess fails what is pending).
+            error = WorkerCrashed(f"worker {worker.process.pid} of {self.name} ended")
+            while jobs:
+                job = jobs.popleft()
+                job.worker = None
+                self._settle(job, Failure(error))
+            return
         while jobs:
             job = jobs.pop()
             job.worker = None
@@ -842,6 +926,8 @@ class WorkerPool:
 
         def log(stream: str, line: str) -> object:
             jobs = holder[0].jobs if holder and stream == "stderr" else None
+            if jobs and holder[0].concurrent and len(jobs) > 1:
+                jobs = None  # many requests run at once: no single one to name
             return traced(stream, line, _trace_of(jobs[0].frame) if jobs else None)
 
         return log
@@ -864,7 +950,7 @@ class WorkerPool:
             limit = self._random.randint(
                 self.max_requests, int(self.max_requests * 1.25)
             )
-        worker = _Worker(process, self.version, limit)
+        worker = _Worker(process, self.version, limit, self.pipeline)
         holder.append(worker)
         self._workers[process] = worker
         self.spawned += 1
@@ -903,10 +989,14 @@ class WorkerPool:
         worker = self._workers.get(process)
         if worker is None or not process.accepting or worker.draining is not None:
             return
+        if process.concurrency > 1:
+            worker.concurrent = True
+            worker.room = min(process.concurrency, self.concurrency)
+        concurrency = f", {worker.room} requests at once" if worker.concurrent else ""
         self._log(
             "gateway",
             f"worker {process.pid} is ready (protocol {process.protocol_version},"
-            f" sdk {process.sdk})",
+            f" sdk {process.sdk}{concurrency})",
         )
         self._ready.append(worker)
         self._dispatch()

@@ -188,6 +188,9 @@ class WorkerProcess:
         self.started_at: float | None = None
         self.protocol_version: int | None = None
         self.sdk: str | None = None
+        # Requests it serves at once, from its ready frame (async handlers
+        # announce it); 1 for a worker that serves one at a time.
+        self.concurrency = 1
         self.served = 0
         self.exit_code: int | None = None
         self.exit_signal: int | None = None
@@ -583,7 +586,12 @@ class WorkerProcess:
         if type(protocol) is not int or not isinstance(sdk, str):
             self._violation('ready needs an integer "protocol" and a string "sdk"')
             return
+        concurrency = frame.get("concurrency", 1)
+        if type(concurrency) is not int or concurrency < 1:
+            self._violation('ready\'s "concurrency" must be a positive integer')
+            return
         self.protocol_version, self.sdk = protocol, sdk
+        self.concurrency = concurrency
         self._cancel("_start_call")
         if self.state == STARTING:
             self.state = READY

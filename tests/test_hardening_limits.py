@@ -114,7 +114,7 @@ fn handle(_req: Request) -> Response {
     let files = Storage::new("files");
     let mut answers = Vec::new();
     for key in ["../escape", "/etc/edgegw-escape", "a\u{0}b", "ok/inside"] {
-        answers.push(match files.put(key, b"x", "text/plain") {
+        answers.push(match files.put_object(key, b"x", "text/plain") {
             Ok(()) => "stored".to_string(),
             Err(e) => e.to_string(),
         });

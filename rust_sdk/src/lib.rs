@@ -69,6 +69,8 @@
 mod channel;
 #[cfg(feature = "async")]
 mod concurrent;
+mod documents;
+mod env;
 mod error;
 pub mod frame;
 mod macros;
@@ -82,6 +84,7 @@ mod services;
 #[cfg(feature = "async")]
 mod services_async;
 
+pub use env::EnvVars;
 pub use error::HandlerError;
 pub use multipart::{MultipartData, MultipartFile};
 pub use params::{Params, ToParam};
@@ -93,7 +96,9 @@ pub use runtime::{run, run_result, serve};
 pub use concurrent::ASYNC_CONCURRENCY;
 #[cfg(feature = "async")]
 pub use runtime::{run_async, run_async_result, serve_async};
-pub use services::{DbPool, DbResult, ExecResult, ObjectInfo, RedisPool, Storage, StoredObject};
+pub use services::{
+    DbPool, DbResult, ExecResult, ObjectInfo, RedisPool, Storage, StorageType, StoredObject,
+};
 
 /// `tokio` (feature `async`), re-exported so a handler can name it as
 /// `rust_edge_gateway_sdk::tokio` without depending on it. The SDK enables
@@ -114,8 +119,9 @@ pub use serde_json;
 /// [`Request`], [`Response`], [`HandlerError`], [`MultipartData`],
 /// [`MultipartFile`], the service handles [`DbPool`], [`RedisPool`] and
 /// [`Storage`] with their result types ([`DbResult`], [`ExecResult`],
-/// [`StoredObject`], [`ObjectInfo`]), SQL parameter lists ([`Params`],
-/// [`ToParam`], [`params!`]), the [`json!`](serde_json::json) macro,
+/// [`StoredObject`], [`ObjectInfo`], [`StorageType`]), [`EnvVars`], SQL
+/// parameter lists ([`Params`], [`ToParam`], [`params!`]), the
+/// [`json!`](serde_json::json) macro,
 /// [`JsonValue`](crate::prelude::JsonValue), serde's `Serialize` and
 /// `Deserialize` (traits and derives), `HashMap`, and the four loop macros
 /// (the async ones need the `async` feature).
@@ -133,6 +139,7 @@ pub mod prelude {
     pub use crate::{handler_loop_async, handler_loop_async_result};
     pub use crate::{params, Params, ToParam};
     pub use crate::{DbPool, DbResult, ExecResult, ObjectInfo, RedisPool, Storage, StoredObject};
+    pub use crate::{EnvVars, StorageType};
     pub use crate::{HandlerError, MultipartData, MultipartFile, Request, Response};
     pub use serde::{Deserialize, Serialize};
     pub use serde_json::json;

@@ -1,4 +1,5 @@
-//! Service handles: [`DbPool`], [`RedisPool`], [`Storage`].
+//! Service handles: [`DbPool`], [`RedisPool`], [`Storage`] (its objects;
+//! its documents are in `documents.rs`).
 //!
 //! Each method is one `call` frame to the gateway (docs/ipc.md, "Service
 //! calls") and blocks until its `result`. The SQL methods are generic only
@@ -341,7 +342,7 @@ fn row_error(
 ///         return Ok(Response::html(200, hit));
 ///     }
 ///     let page = format!("<h1>{}</h1>", req.path);
-///     cache.setex(&key, 60, &page)?;
+///     cache.setex(&key, &page, 60)?;
 ///     Ok(Response::html(200, page))
 /// }
 /// ```
@@ -381,9 +382,17 @@ impl RedisPool {
             .map(drop)
     }
 
+    /// `SETEX`: sets `key` to `value`, expiring after `seconds` (at least
+    /// 1; 0 is refused by the gateway as a malformed call). The value comes
+    /// before the seconds, as in the original gateway's SDK;
+    /// [`set_with_ttl`](Self::set_with_ttl) takes them in Redis's order.
+    pub fn setex(&self, key: &str, value: &str, seconds: u64) -> Result<(), HandlerError> {
+        self.set_with_ttl(key, seconds, value)
+    }
+
     /// `SETEX key seconds value`: set with an expiry (`seconds` must be at
     /// least 1; 0 is refused by the gateway as a malformed call).
-    pub fn setex(&self, key: &str, seconds: u64, value: &str) -> Result<(), HandlerError> {
+    pub fn set_with_ttl(&self, key: &str, seconds: u64, value: &str) -> Result<(), HandlerError> {
         self.call(
             "setex",
             json!({ "key": key, "seconds": seconds, "value": value }),
@@ -483,19 +492,32 @@ impl RedisPool {
     }
 }
 
-/// Object storage bound to the endpoint, reached through the gateway:
-/// bytes with a content type under a key.
+/// Storage bound to the endpoint, reached through the gateway, in two
+/// layers.
 ///
-/// `pool_id` is the binding name. Keys are `/`-separated paths
+/// **Documents** (the original gateway's `Storage`): JSON records by id
+/// with [`get`](Storage::get), [`list`](Storage::list),
+/// [`create`](Storage::create), [`update`](Storage::update) and
+/// [`delete`](Storage::delete), kept in a table of a bound SQL service
+/// ([`Storage::database`]) or as one JSON object per id on a storage service
+/// ([`Storage::object_storage`], [`Storage::file_storage`]). See the
+/// `documents` methods below.
+///
+/// **Objects**: bytes with a content type under a key, on a storage service:
+/// [`put_object`](Storage::put_object), [`get_object`](Storage::get_object),
+/// [`delete_object`](Storage::delete_object),
+/// [`list_objects`](Storage::list_objects). Keys are `/`-separated paths
 /// (`avatars/7.png`). Failures: [`HandlerError::StorageError`] (the store
 /// failed, or refused the key: empty, starting with `/`, with `..` or
 /// control characters), [`HandlerError::ServiceUnavailable`] (not bound,
 /// unreachable, timed out; 503), [`HandlerError::IpcError`] (a malformed
-/// call or a gateway problem). A `put` sends the bytes
+/// call or a gateway problem). A `put_object` sends the bytes
 /// inside one frame as base64, so an object must stay under about 12 MiB
 /// (a frame is at most 16 MiB); a larger one fails with `IpcError` before
 /// anything is sent. Every method blocks and works only while a request is
 /// being served, as for [`DbPool`].
+///
+/// `pool_id` is the binding name.
 ///
 /// ```
 /// use rust_edge_gateway_sdk::prelude::*;
@@ -506,10 +528,10 @@ impl RedisPool {
 ///     let key = format!("uploads/{name}");
 ///     if req.is_method("PUT") {
 ///         let content_type = req.content_type().map_or("application/octet-stream", String::as_str);
-///         files.put(&key, &req.body_bytes(), content_type)?;
+///         files.put_object(&key, &req.body_bytes(), content_type)?;
 ///         return Ok(Response::no_content());
 ///     }
-///     match files.get(&key)? {
+///     match files.get_object(&key)? {
 ///         Some(object) => Ok(Response::binary(200, object.data, object.content_type)),
 ///         None => Err(HandlerError::NotFound),
 ///     }
@@ -517,11 +539,31 @@ impl RedisPool {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Storage {
-    /// The binding name of the storage service.
+    /// Where the documents live: a table of an SQL service, or objects on a
+    /// storage service.
+    pub storage_type: StorageType,
+    /// The binding name of the service.
     pub pool_id: String,
+    /// The key prefix of the documents' objects (object and file storage).
+    pub base_path: Option<String>,
+    /// The table of the documents (database storage).
+    pub table_name: Option<String>,
 }
 
-/// An object read with [`Storage::get`].
+/// Where a [`Storage`]'s documents live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StorageType {
+    /// A table of a bound SQL service (SQLite or PostgreSQL).
+    Database,
+    /// One JSON object per document on a bound storage service.
+    ObjectStorage,
+    /// The same as [`ObjectStorage`](StorageType::ObjectStorage): one JSON
+    /// object per document on a bound storage service (whose backend may be
+    /// a directory or S3).
+    FileStorage,
+}
+
+/// An object read with [`Storage::get_object`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StoredObject {
     /// The object's bytes.
@@ -530,7 +572,7 @@ pub struct StoredObject {
     pub content_type: String,
 }
 
-/// One entry of [`Storage::list`].
+/// One entry of [`Storage::list_objects`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct ObjectInfo {
     /// The object's key.
@@ -540,8 +582,10 @@ pub struct ObjectInfo {
 }
 
 impl Storage {
-    /// The handle for the storage service bound as `pool_id` (nothing is
-    /// checked until a method is called).
+    /// The handle for the storage service bound as `pool_id`, for objects
+    /// (and for documents at the top level of the store, as
+    /// [`object_storage`](Self::object_storage) with an empty base path).
+    /// Nothing is checked until a method is called.
     ///
     /// ```
     /// # use rust_edge_gateway_sdk::Storage;
@@ -549,14 +593,22 @@ impl Storage {
     /// ```
     pub fn new(pool_id: impl Into<String>) -> Self {
         Storage {
+            storage_type: StorageType::ObjectStorage,
             pool_id: pool_id.into(),
+            base_path: None,
+            table_name: None,
         }
     }
 
     /// Stores `data` under `key` with `content_type` (the gateway uses
     /// `application/octet-stream` when it is empty), replacing what was
     /// there.
-    pub fn put(&self, key: &str, data: &[u8], content_type: &str) -> Result<(), HandlerError> {
+    pub fn put_object(
+        &self,
+        key: &str,
+        data: &[u8],
+        content_type: &str,
+    ) -> Result<(), HandlerError> {
         let encoded = base64::encode_config(data, BASE64);
         self.call(
             "put",
@@ -566,7 +618,7 @@ impl Storage {
     }
 
     /// The object under `key`, `None` when there is none.
-    pub fn get(&self, key: &str) -> Result<Option<StoredObject>, HandlerError> {
+    pub fn get_object(&self, key: &str) -> Result<Option<StoredObject>, HandlerError> {
         let data = self.call("get", json!({ "key": key }))?;
         if data.is_null() {
             return Ok(None);
@@ -590,7 +642,7 @@ impl Storage {
     }
 
     /// Deletes the object under `key`: `true` when it existed.
-    pub fn delete(&self, key: &str) -> Result<bool, HandlerError> {
+    pub fn delete_object(&self, key: &str) -> Result<bool, HandlerError> {
         match self.call("delete", json!({ "key": key }))? {
             Value::Bool(b) => Ok(b),
             other => Err(self.unexpected("delete", "a boolean", &other)),
@@ -604,11 +656,11 @@ impl Storage {
     /// use rust_edge_gateway_sdk::prelude::*;
     ///
     /// fn usage(files: &Storage, user: u64) -> Result<u64, HandlerError> {
-    ///     let objects = files.list(&format!("users/{user}/"))?;
+    ///     let objects = files.list_objects(&format!("users/{user}/"))?;
     ///     Ok(objects.iter().map(|o| o.size).sum())
     /// }
     /// ```
-    pub fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, HandlerError> {
+    pub fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>, HandlerError> {
         let data = self.call("list", json!({ "prefix": prefix }))?;
         let entries = data.as_array().and_then(|entries| {
             entries

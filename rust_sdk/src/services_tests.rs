@@ -251,7 +251,16 @@ fn action_cases() -> Vec<(
             json!(null),
         ),
         (
-            || Ok(json!(redis().setex("k", 60, "v")?)),
+            || Ok(json!(redis().setex("k", "v", 60)?)),
+            "redis",
+            "cache",
+            "setex",
+            json!({"key": "k", "seconds": 60, "value": "v"}),
+            json!(true),
+            json!(null),
+        ),
+        (
+            || Ok(json!(redis().set_with_ttl("k", 60, "v")?)),
             "redis",
             "cache",
             "setex",
@@ -315,7 +324,7 @@ fn action_cases() -> Vec<(
         ),
         (
             || {
-                Ok(json!(files().put(
+                Ok(json!(files().put_object(
                     "a/b.bin",
                     &[0, 0xff, 1, 2],
                     "application/x-test"
@@ -329,7 +338,7 @@ fn action_cases() -> Vec<(
             json!(null),
         ),
         (
-            || Ok(json!(files().put("empty", b"", "")?)),
+            || Ok(json!(files().put_object("empty", b"", "")?)),
             "storage",
             "files",
             "put",
@@ -339,7 +348,7 @@ fn action_cases() -> Vec<(
         ),
         (
             || {
-                let o = files().get("a/b.bin")?.unwrap();
+                let o = files().get_object("a/b.bin")?.unwrap();
                 Ok(json!([o.data, o.content_type]))
             },
             "storage",
@@ -350,7 +359,7 @@ fn action_cases() -> Vec<(
             json!([[0, 255, 1, 2], "application/x-test"]),
         ),
         (
-            || Ok(json!(files().get("nope")?.is_none())),
+            || Ok(json!(files().get_object("nope")?.is_none())),
             "storage",
             "files",
             "get",
@@ -359,7 +368,7 @@ fn action_cases() -> Vec<(
             json!(true),
         ),
         (
-            || Ok(json!(files().delete("a/b.bin")?)),
+            || Ok(json!(files().delete_object("a/b.bin")?)),
             "storage",
             "files",
             "delete",
@@ -369,7 +378,7 @@ fn action_cases() -> Vec<(
         ),
         (
             || {
-                let l = files().list("a/")?;
+                let l = files().list_objects("a/")?;
                 Ok(l.iter().map(|o| json!([o.key, o.size])).collect())
             },
             "storage",
@@ -380,7 +389,7 @@ fn action_cases() -> Vec<(
             json!([["a/1", 0], ["a/2", 9]]),
         ),
         (
-            || Ok(json!(files().list("")?.len())),
+            || Ok(json!(files().list_objects("")?.len())),
             "storage",
             "files",
             "list",
@@ -434,14 +443,14 @@ fn result_data_of_the_wrong_shape_is_an_ipc_error() {
         (|| redis().exists("k").map(|_| Value::Null), json!(1), "redis exists on 'cache'"),
         (|| redis().expire("k", 1).map(|_| Value::Null), json!(null), "redis expire on 'cache'"),
         (
-            || files().get("k").map(|_| Value::Null),
+            || files().get_object("k").map(|_| Value::Null),
             json!({"data_base64": "not base64!", "content_type": "a/b"}),
             "storage get on 'files'",
         ),
-        (|| files().get("k").map(|_| Value::Null), json!({"data_base64": ""}), "storage get on 'files'"),
-        (|| files().delete("k").map(|_| Value::Null), json!("yes"), "storage delete on 'files'"),
-        (|| files().list("").map(|_| Value::Null), json!([{"key": "a"}]), "storage list on 'files'"),
-        (|| files().list("").map(|_| Value::Null), json!({}), "storage list on 'files'"),
+        (|| files().get_object("k").map(|_| Value::Null), json!({"data_base64": ""}), "storage get on 'files'"),
+        (|| files().delete_object("k").map(|_| Value::Null), json!("yes"), "storage delete on 'files'"),
+        (|| files().list_objects("").map(|_| Value::Null), json!([{"key": "a"}]), "storage list on 'files'"),
+        (|| files().list_objects("").map(|_| Value::Null), json!({}), "storage list on 'files'"),
     ];
     for (invoke, data, message) in cases {
         let (frames, end) = run(&[request(1, "/"), ok(1, data.clone())], &|_| {
@@ -507,7 +516,7 @@ fn error_kinds_map_to_variants() {
             request(1, "/"),
             json!({"type": "result", "id": 1, "ok": false}),
         ],
-        &|_| answer(files().delete("k").map(Value::Bool)),
+        &|_| answer(files().delete_object("k").map(Value::Bool)),
     );
     assert_eq!(
         status_and_body(&frames[1]),
@@ -710,7 +719,11 @@ fn a_broken_frame_while_waiting_fails_the_call_then_the_loop() {
 #[test]
 fn a_call_too_large_to_send_fails_alone() {
     let handler = |req: Request| match req.path.as_str() {
-        "/big" => answer(files().put("k", &vec![7; 2000], "a/b").map(|_| Value::Null)),
+        "/big" => answer(
+            files()
+                .put_object("k", &vec![7; 2000], "a/b")
+                .map(|_| Value::Null),
+        ),
         _ => calls_on_call(req),
     };
     let (frames, end) = run_bytes(
@@ -784,7 +797,7 @@ fn a_call_outside_a_request_is_an_ipc_error() {
     };
     outside(db().query("SELECT 1", &[]).map(|_| Value::Null));
     outside(redis().set("k", "v").map(|_| Value::Null));
-    outside(files().list("").map(|_| Value::Null));
+    outside(files().list_objects("").map(|_| Value::Null));
     assert_eq!(
         OUTSIDE_A_REQUEST,
         "service calls are only possible while serving a request"
@@ -932,4 +945,150 @@ fn public_serve_carries_calls() {
     let frames = frames_of(&out);
     assert_eq!(frames[1]["type"], "call");
     assert_eq!(status_and_body(&frames[2]), (200, json!({"value": "v"})));
+}
+
+/// The `call` frames' (action, args) a handler made, answering them with
+/// `answers` in order (`{"fail": kind}` fails the call); and the handler's
+/// response body with its `status` added.
+fn calls_answered(
+    answers: Vec<Value>,
+    handler: &dyn Fn(Request) -> Response,
+) -> (Vec<(Value, Value)>, Value) {
+    let mut input = vec![request(1, "/")];
+    for (i, answer) in answers.into_iter().enumerate() {
+        let id = i as u64 + 1;
+        input.push(match answer.get("fail") {
+            Some(kind) => failed(id, kind.as_str().unwrap(), "m"),
+            None => ok(id, answer),
+        });
+    }
+    let (frames, end) = run(&input, handler);
+    end.unwrap();
+    let (calls, response) = frames.split_at(frames.len() - 1);
+    let calls = calls
+        .iter()
+        .map(|f| (f["action"].clone(), f["args"].clone()))
+        .collect();
+    let (status, mut out) = status_and_body(&response[0]);
+    out["status"] = json!(status);
+    (calls, out)
+}
+
+#[test]
+fn a_database_document_store_creates_its_table_when_a_statement_fails() {
+    let (calls, out) = calls_answered(
+        vec![
+            json!({"fail": "DatabaseError"}),
+            json!({"rows_affected": 0, "last_insert_id": null}),
+            json!({"rows_affected": 0, "last_insert_id": null}),
+            json!({"rows_affected": 1, "last_insert_id": 1}),
+        ],
+        &|_| {
+            answer(
+                Storage::database("main", "pets")
+                    .create("7", &json!({"name": "Rex", "status": "sold"}))
+                    .map(|_| json!("made")),
+            )
+        },
+    );
+    assert_eq!(out["value"], "made", "{out}");
+    let sql: Vec<&str> = calls
+        .iter()
+        .map(|(_, args)| args["sql"].as_str().unwrap())
+        .collect();
+    assert!(
+        sql[0].starts_with("INSERT INTO pets (id, data, status, created_at, updated_at)"),
+        "{sql:?}"
+    );
+    assert!(
+        sql[1].starts_with(
+            "CREATE TABLE IF NOT EXISTS pets (id TEXT PRIMARY KEY, data TEXT NOT NULL"
+        ),
+        "{sql:?}"
+    );
+    assert_eq!(
+        sql[2],
+        "CREATE INDEX IF NOT EXISTS pets_status ON pets (status)"
+    );
+    assert_eq!(sql[3], sql[0]);
+    let params = calls[3].1["params"].as_array().unwrap();
+    assert_eq!((&params[0], &params[2]), (&json!("7"), &json!("sold")));
+    assert_eq!(
+        serde_json::from_str::<Value>(params[1].as_str().unwrap()).unwrap(),
+        json!({"name": "Rex", "status": "sold"})
+    );
+    assert_eq!(params[3], params[4]);
+}
+
+#[test]
+fn a_database_document_store_answers_conflict_not_found_and_documents() {
+    let pets = || Storage::database("main", "pets");
+    let none = json!({"rows_affected": 0, "last_insert_id": null});
+    let (_, out) = calls_answered(vec![none.clone()], &|_| {
+        answer(pets().create("7", &json!({})).map(|_| Value::Null))
+    });
+    assert_eq!(out["status"], 409, "{out}");
+    let (_, out) = calls_answered(vec![none], &|_| {
+        answer(pets().update("7", &json!({})).map(|_| Value::Null))
+    });
+    assert_eq!(out["status"], 404, "{out}");
+    let rows =
+        json!({"columns": ["id", "data"], "rows": [{"id": "1", "data": "{\"status\":\"sold\"}"}]});
+    let (calls, out) = calls_answered(vec![rows], &|_| {
+        answer(pets().list(Some("sold")).map(|l| json!(l)))
+    });
+    assert_eq!(out["value"], json!([{"status": "sold"}]));
+    assert_eq!(calls[0].1["params"], json!(["sold"]));
+    assert!(calls[0].1["sql"]
+        .as_str()
+        .unwrap()
+        .contains("WHERE status = ?"));
+}
+
+#[test]
+fn an_object_document_store_keeps_one_json_object_per_id() {
+    let pets = || Storage::object_storage("files", "pets");
+    let stored = |doc: Value| json!({"data_base64": base64::encode(doc.to_string()), "content_type": "application/json"});
+    let listing = json!([
+        {"key": "pets/1.json", "size": 1}, {"key": "pets/2.json", "size": 1},
+        {"key": "pets/deep/3.json", "size": 1}, {"key": "pets/notes.txt", "size": 1}
+    ]);
+    let (calls, out) = calls_answered(
+        vec![
+            listing,
+            stored(json!({"id": 1, "status": "sold"})),
+            stored(json!({"id": 2, "status": "available"})),
+        ],
+        &|_| answer(pets().list(Some("available")).map(|l| json!(l))),
+    );
+    assert_eq!(out["value"], json!([{"id": 2, "status": "available"}]));
+    assert_eq!(calls[0], (json!("list"), json!({"prefix": "pets/"})));
+    assert_eq!(calls[2], (json!("get"), json!({"key": "pets/2.json"})));
+
+    let (calls, out) = calls_answered(vec![json!([]), json!(true)], &|_| {
+        answer(pets().create("9", &json!({"a": 1})).map(|_| Value::Null))
+    });
+    assert_eq!(out, json!({"value": null, "status": 200}));
+    assert_eq!(calls[1].1["key"], "pets/9.json");
+    assert_eq!(calls[1].1["content_type"], "application/json");
+    let (_, out) = calls_answered(vec![json!([{"key": "pets/9.json", "size": 7}])], &|_| {
+        answer(pets().create("9", &json!({})).map(|_| Value::Null))
+    });
+    assert_eq!(out["status"], 409, "{out}");
+    let (_, out) = calls_answered(vec![json!([{"key": "pets/9.jsonx", "size": 7}])], &|_| {
+        answer(pets().update("9", &json!({})).map(|_| Value::Null))
+    });
+    assert_eq!(out["status"], 404, "{out}");
+    let (calls, out) = calls_answered(vec![json!(true)], &|_| {
+        answer(pets().delete("9").map(Value::Bool))
+    });
+    assert_eq!(
+        (calls[0].clone(), out),
+        (
+            (json!("delete"), json!({"key": "pets/9.json"})),
+            json!({"value": true, "status": 200})
+        )
+    );
+    let (calls, out) = calls_answered(vec![], &|_| answer(pets().get("a/b").map(|_| Value::Null)));
+    assert_eq!((calls.len(), out["status"].clone()), (0, json!(400)));
 }

@@ -118,7 +118,7 @@ fn handle_services(req: Request) -> Result<Response, HandlerError> {
             let n = redis.incr("hits")?;
             Ok(Response::ok(json!({ "hits": n })))
         }
-        "/file" => match Storage::new("files").get("a.bin")? {
+        "/file" => match Storage::new("files").get_object("a.bin")? {
             Some(o) => Ok(Response::binary(200, o.data, o.content_type)),
             None => Err(HandlerError::NotFound),
         },

@@ -37,7 +37,7 @@ fn handle(req: Request) -> Result<Response, HandlerError> {
     let product = load(&catalog, id)?
         .ok_or_else(|| HandlerError::NotFoundMessage(format!("no product {id}")))?;
     let state = if cached.is_some() {
-        cache.setex(&key, TTL_SECONDS, &product.to_string())?;
+        cache.setex(&key, &product.to_string(), TTL_SECONDS)?;
         "MISS"
     } else {
         "BYPASS"

@@ -14,21 +14,21 @@ fn handle(req: Request) -> Result<Response, HandlerError> {
                 .content_type()
                 .map(|value| value.to_string())
                 .unwrap_or_else(|| "application/octet-stream".to_string());
-            files.put(&name, &data, &content_type)?;
+            files.put_object(&name, &data, &content_type)?;
             Ok(Response::created(json!({"name": name, "size": data.len()})))
         }
-        ("GET", Some(name)) => match files.get(&name)? {
+        ("GET", Some(name)) => match files.get_object(&name)? {
             Some(object) => Ok(Response::binary(200, object.data, &object.content_type)),
             None => Err(HandlerError::NotFoundMessage(format!("no file '{name}'"))),
         },
-        ("DELETE", Some(name)) => match files.delete(&name)? {
+        ("DELETE", Some(name)) => match files.delete_object(&name)? {
             true => Ok(Response::no_content()),
             false => Err(HandlerError::NotFoundMessage(format!("no file '{name}'"))),
         },
         ("GET", None) => {
             let prefix = req.query_param("prefix").cloned().unwrap_or_default();
             let listing: Vec<JsonValue> = files
-                .list(&prefix)?
+                .list_objects(&prefix)?
                 .into_iter()
                 .map(|o| json!({"name": o.key, "size": o.size}))
                 .collect();

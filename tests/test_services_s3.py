@@ -112,6 +112,17 @@ class S3StorageTests(unittest.TestCase):
         """Every action on a bucket that does not exist answers a StorageError naming the bucket and NoSuchBucket."""
         return self.run_async(self._missing_bucket())
 
+    async def _wrong_secret(self):
+        await self._start(secret_key="not-the-secret")
+        answer = await self.call("put", key="a", data_base64=b64(b"x"))
+        self.assertEqual(answer["error"]["kind"], "StorageError")
+        self.assertIn("SignatureDoesNotMatch", answer["error"]["message"])
+        self.assertNotIn("not-the-secret", answer["error"]["message"])
+
+    def test_wrong_secret(self):
+        """A wrong secret key is refused by the server: a StorageError saying SignatureDoesNotMatch (and not the secret)."""
+        return self.run_async(self._wrong_secret())
+
     async def _unreachable(self):
         await self._start()
         await self.server.stop()

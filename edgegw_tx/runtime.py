@@ -103,6 +103,7 @@ def pool_options(settings: dict[str, Any]) -> dict[str, Any]:
         "idle_timeout": settings["idle_timeout"],
         "env": dict(settings["env"]),
         "pipeline": settings["pipeline"],
+        "concurrency": settings["concurrency"],
     }
 
 

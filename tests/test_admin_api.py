@@ -80,6 +80,7 @@ class AdminAPITests(AdminAPITestCase):
                 "idle_timeout": 60.0,
                 "env": {},
                 "pipeline": 16,
+                "concurrency": 64,
                 "limits": {
                     "memory_mb": 1024,
                     "cpu_seconds": 3600,

@@ -504,6 +504,7 @@ class SettingsTests(VersionsTestCase):
                 "idle_timeout": 60.0,
                 "env": {},
                 "pipeline": 16,
+                "concurrency": 64,
                 "limits": {
                     "memory_mb": 1024,
                     "cpu_seconds": 3600,
@@ -536,6 +537,8 @@ class SettingsTests(VersionsTestCase):
             ({"instances": 0}, "settings.instances"),
             ({"timeout": 0}, "settings.timeout"),
             ({"pipeline": 257}, "settings.pipeline"),
+            ({"concurrency": 0}, "settings.concurrency"),
+            ({"concurrency": 1025}, "settings.concurrency"),
             ({"max_instance": 2}, "settings"),
         ):
             status, document = self.call(
@@ -609,6 +612,7 @@ class SettingsTests(VersionsTestCase):
                 "idle_timeout": 60.0,
                 "env": {"A": "1"},
                 "pipeline": 4,
+                "concurrency": 64,
                 "limits": {
                     "memory_mb": 1024,
                     "cpu_seconds": 3600,
@@ -633,6 +637,7 @@ class SettingsTests(VersionsTestCase):
                 "idle_timeout": 60.0,
                 "env": {"A": "1"},
                 "pipeline": 4,
+                "concurrency": 64,
             },
         )
         # Reading it did not count as a change: no new pool.
@@ -716,6 +721,7 @@ class SettingsTests(VersionsTestCase):
                 "idle_timeout": 60.0,
                 "env": {},
                 "pipeline": 16,
+                "concurrency": 64,
             },
         )
 

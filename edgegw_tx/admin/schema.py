@@ -75,6 +75,9 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "idle_timeout": 60.0,
     "env": {},
     "pipeline": 16,
+    # ``concurrency``: most requests in flight on one worker whose handler
+    # serves many at once (async handlers, docs/sdk/async.md).
+    "concurrency": 64,
     "limits": DEFAULT_LIMITS,
     # ``network``: the workers' network policy (docs/isolation.md, "Network
     # policy"); its rule is ``edgegw_tx.workers.network.check_policy``.
@@ -88,6 +91,7 @@ MAX_QUEUE = 100_000
 MAX_REQUESTS = 1_000_000_000
 MAX_IDLE_TIMEOUT = 86_400.0
 MAX_PIPELINE = 256
+MAX_CONCURRENCY = 1024
 MAX_TIMEOUT = 3600.0
 
 # An endpoint record's fields that GET returns and a PUT of it ignores.
@@ -408,6 +412,11 @@ def settings_properties(output: bool = False) -> dict[str, Schema]:
             **keywords({"x-error": "must map variable names (letters, digits, _) to strings"}),
         ),
         "pipeline": integer(1, MAX_PIPELINE, description="requests written to one worker ahead"),
+        "concurrency": integer(
+            1,
+            MAX_CONCURRENCY,
+            description="most requests in flight on one worker of an async handler, served at once (default 64)",
+        ),
         "limits": obj(
             {
                 "memory_mb": limit("memory_mb", "address space of a worker process, MiB"),

@@ -24,6 +24,7 @@ const NUMBER_SETTINGS = [
   ["max_requests", "Max requests", "a worker is replaced after this many (0: never)"],
   ["idle_timeout", "Idle timeout (s)", "an extra worker idle this long stops"],
   ["pipeline", "Pipeline", "requests written to a worker ahead of its answers"],
+  ["concurrency", "Concurrency", "requests an async handler's worker serves at once"],
 ];
 
 export function render(main, params, context) {

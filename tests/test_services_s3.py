@@ -2,20 +2,27 @@
 Tests for L{edgegw_tx.services.s3}: the storage service's S3-compatible
 backend, through the broker (the ``call`` frames workers send) on the real
 reactor and its thread pool, against a real S3-compatible server (moto's
-server mode, L{tests.support.s3server}) on loopback, one bucket per test.
+server mode, L{tests.support.s3server}) on loopback, one bucket per test;
+then a whole gateway: the management API on an S3 service and a compiled
+handler (docs/examples/services/files.rs) storing its files in the bucket.
 """
 
 import base64
+import json
+import os
 
 from twisted.internet import reactor
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import ensureDeferred, inlineCallbacks, returnValue
 from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
+from edgegw_tx.services.config import MASK
 from edgegw_tx.services.errors import ServiceError
 from edgegw_tx.services.registry import ServiceRegistry
 from edgegw_tx.services.s3 import S3StorageConnector
 
+from tests.support.handlers import example
+from tests.support.harness import GatewayTestCase
 from tests.support.s3server import S3Server
 
 
@@ -169,3 +176,94 @@ class S3StorageTests(unittest.TestCase):
     def test_registry_test(self):
         """test() puts, reads and deletes a probe object (leaving none), and fails naming a missing bucket."""
         return self.run_async(self._test_probe())
+
+
+class S3GatewayTests(GatewayTestCase):
+    """A real gateway: the management API on an S3 storage service, and a compiled handler storing through it."""
+
+    @inlineCallbacks
+    def setUp(self):
+        yield super().setUp()
+        self.server = yield S3Server.start(self)
+        self.bucket = yield self.server.bucket()
+
+    @inlineCallbacks
+    def create(self, name, config):
+        code, document = yield self.gateway.call(
+            "POST", "/services", {"name": name, "service_type": "storage", "config": config}
+        )
+        returnValue((code, document))
+
+    @inlineCallbacks
+    def test_api(self):
+        """POST/GET mask both keys; a bad endpoint or a missing bucket is a 400 naming it; /test answers 200, or 502 naming the missing bucket."""
+        code, created = yield self.create("objects", self.server.config(self.bucket))
+        self.assertEqual(code, 201, created)
+        config = created["data"]["config"]
+        self.assertEqual((config["access_key"], config["secret_key"]), (MASK, MASK))
+        self.assertEqual((config["backend"], config["bucket"], config["path"]), ("s3", self.bucket, None))
+        code, got = yield self.gateway.call("GET", "/services/%s" % created["data"]["id"])
+        self.assertEqual((code, got["data"]["config"]["secret_key"]), (200, MASK))
+        self.assertNotIn(self.server.secret_key, json.dumps(got))
+
+        code, tested = yield self.gateway.call("POST", "/services/%s/test" % created["data"]["id"])
+        self.assertEqual(code, 200, tested)
+        self.assertIsInstance(tested["data"]["latency_ms"], float)
+
+        code, missing = yield self.create("gone", self.server.config("no-such-bucket"))
+        self.assertEqual(code, 201, missing)
+        code, failed = yield self.gateway.call("POST", "/services/%s/test" % missing["data"]["id"])
+        self.assertEqual((code, failed["kind"]), (502, "StorageError"), failed)
+        self.assertIn("'no-such-bucket': NoSuchBucket", failed["error"])
+
+        code, refused = yield self.create("bad", self.server.config(self.bucket, endpoint="ftp://example"))
+        self.assertEqual((code, refused["field"]), (400, "config.endpoint"), refused)
+        self.assertIn("not an http:// or https:// URL", refused["error"])
+        code, refused = yield self.create("bad", {"backend": "s3"})
+        self.assertEqual((code, refused["field"]), (400, "config.bucket"), refused)
+
+    @inlineCallbacks
+    def test_files_example(self):
+        """docs/examples/services/files.rs, compiled, stores, reads, lists and deletes its files in the bucket."""
+        code, service = yield self.create("files", self.server.config(self.bucket))
+        self.assertEqual(code, 201, service)
+        code_text = example("files")
+        for method, path in (("PUT", "/files/{name}"), ("GET", "/files/{name}"), ("GET", "/files"), ("DELETE", "/files/{name}")):
+            started = yield self.gateway.deploy(
+                "files-%s%s" % (method.lower(), path.replace("/", "-").replace("{", "").replace("}", "")),
+                path, code_text, method=method,
+            )
+            status, bound = yield self.gateway.call(
+                "POST", "/endpoints/%s/services" % started["id"],
+                {"service_id": service["data"]["id"], "pool_id": "files"},
+            )
+            self.assertIn(status, (200, 201), bound)
+
+        data = bytes(range(256)) * 8
+        response, created = yield self.json_request(
+            "PUT", "/files/blob.bin", data=data, headers={"Content-Type": "application/x-blob"}
+        )
+        self.assertEqual((response.code, created), (201, {"name": "blob.bin", "size": len(data)}))
+        response, content = yield self.gateway.request("GET", "/files/blob.bin")
+        self.assertEqual((response.code, content), (200, data))
+        self.assertEqual(response.headers.getRawHeaders("content-type"), ["application/x-blob"])
+        response, listing = yield self.json_request("GET", "/files")
+        self.assertEqual(listing, {"files": [{"name": "blob.bin", "size": len(data)}]})
+
+        # The object is in the bucket (where another node would read it), not under the data dir.
+        def read_back():
+            client = self.server.client()
+            try:
+                return client.get_object(Bucket=self.bucket, Key="blob.bin")["Body"].read()
+            finally:
+                client.close()
+
+        self.assertEqual((yield deferToThread(read_back)), data)
+        self.assertFalse(os.path.exists(os.path.join(self.gateway.data_dir, "services", "files")))
+
+        response, _ = yield self.json_request("DELETE", "/files/blob.bin")
+        self.assertEqual(response.code, 204)
+        response, body = yield self.json_request("GET", "/files/blob.bin")
+        self.assertEqual(response.code, 404, body)
+        response, body = yield self.json_request("DELETE", "/files/blob.bin")
+        self.assertEqual(response.code, 404, body)

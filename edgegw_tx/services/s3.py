@@ -11,8 +11,8 @@ Requests are made and signed (SigV4) by botocore, a maintained client, in the
 reactor's thread pool: the reactor never waits on the network.  The client is
 made on first use (botocore reads its service models then, a blocking step),
 in a pool thread.  Without ``access_key`` and ``secret_key`` requests are
-unsigned (a public bucket): the gateway host's own AWS credentials (its
-environment, ``~/.aws``) are never picked up.  botocore retries once at most
+unsigned (a public bucket): the gateway host's own AWS credentials and
+endpoints (its environment, ``~/.aws``) are never picked up.  botocore retries once at most
 and times out after the broker's ``call_timeout``, so a thread is not held
 much longer than the call it serves.
 
@@ -97,6 +97,9 @@ class S3StorageConnector(StorageConnector):
             retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
         )
         session = botocore.session.Session()
+        # The endpoint is the config's (or AWS's for the region), never one the
+        # host's environment or ~/.aws/config names (AWS_ENDPOINT_URL_S3).
+        session.set_config_variable("ignore_configured_endpoint_urls", True)
         return session.create_client(
             "s3",
             region_name=config["region"],

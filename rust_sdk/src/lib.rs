@@ -178,6 +178,12 @@ pub struct MultipartDoctests;
 #[doc = include_str!("../../docs/sdk/services.md")]
 pub struct ServicesDoctests;
 
+/// Runs the Rust examples of `docs/sdk/coming-from-rust-edge-gateway.md` as
+/// doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/sdk/coming-from-rust-edge-gateway.md")]
+pub struct ComingFromRustEdgeGatewayDoctests;
+
 /// Runs the Rust examples of `docs/sdk/async.md` as doctests (they need the
 /// `async` feature: `cargo test --features async`).
 #[cfg(all(doctest, feature = "async"))]

@@ -93,7 +93,7 @@ impl Storage {
         match self.storage_type {
             StorageType::Database => {
                 let sql = format!("SELECT data FROM {} WHERE id = ?", self.table()?);
-                let rows = self.with_table(|db| db.query(&sql, &[id]))?;
+                let rows = self.with_table(|db| db.query(&sql, [id]))?;
                 rows.first()
                     .map(|row| self.parse_text(id, &row["data"]))
                     .transpose()
@@ -128,7 +128,7 @@ impl Storage {
                         let sql = format!(
                             "SELECT id, data FROM {table} WHERE status = ? ORDER BY created_at, id"
                         );
-                        self.with_table(|db| db.query(&sql, &[status]))?
+                        self.with_table(|db| db.query(&sql, [status]))?
                     }
                     None => {
                         let sql = format!("SELECT id, data FROM {table} ORDER BY created_at, id");
@@ -157,7 +157,7 @@ impl Storage {
                         continue;
                     };
                     let document = self.parse_bytes(id, &stored.data)?;
-                    if filter.map_or(true, |status| status_of(&document) == Some(status)) {
+                    if filter.is_none_or(|status| status_of(&document) == Some(status)) {
                         documents.push(document);
                     }
                 }
@@ -245,7 +245,7 @@ impl Storage {
         match self.storage_type {
             StorageType::Database => {
                 let sql = format!("DELETE FROM {} WHERE id = ?", self.table()?);
-                Ok(self.with_table(|db| db.execute(&sql, &[id]))? > 0)
+                Ok(self.with_table(|db| db.execute(&sql, [id]))? > 0)
             }
             StorageType::ObjectStorage | StorageType::FileStorage => {
                 self.delete_object(&self.object_key(id)?)

@@ -98,7 +98,9 @@ fn files() -> Storage {
 }
 
 /// (what the handler does, service, pool, action, args sent, data the
-/// gateway answers, the decoded value as JSON)
+/// gateway answers, the decoded value as JSON). The SQL cases pin the
+/// parameter forms handlers write (`&[...]`, `&names[..]`), borrows included.
+#[allow(clippy::needless_borrows_for_generic_args, clippy::useless_vec)]
 fn action_cases() -> Vec<(
     Invoke,
     &'static str,

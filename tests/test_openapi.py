@@ -62,6 +62,7 @@ import json
 import os
 import re
 import sys
+from urllib.parse import urlsplit
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks, succeed
@@ -341,6 +342,20 @@ def _loopback_only(factory):
     return make
 
 
+def _s3_loopback_only(factory):
+    """Storage connectors, but an S3 one of a non-loopback endpoint (or AWS's: none) is unreachable."""
+
+    def make(config, **kwargs):
+        if config.get("backend") != "s3":
+            return factory(config, **kwargs)
+        host = urlsplit(config["endpoint"] or "https://s3.amazonaws.com").hostname or ""
+        if _loopback(host):
+            return factory(config, **kwargs)
+        return _Unreachable(host)
+
+    return make
+
+
 class SchemathesisHarness(GatewayHarness):
     """A GatewayHarness whose gateway reaches loopback hosts only and does not throttle."""
 
@@ -353,6 +368,7 @@ class SchemathesisHarness(GatewayHarness):
             registry.connector_types,
             postgres=_loopback_only(registry.connector_types["postgres"]),
             redis=_loopback_only(registry.connector_types["redis"]),
+            storage=_s3_loopback_only(registry.connector_types["storage"]),
         )
         self.runtime = GatewayRuntime(
             self.data_dir,

@@ -15,6 +15,11 @@ the per-process ceiling). Each scenario gets a 2 s warm-up then
   redis-get   one Redis GET per request via the service plane (skipped when
               nothing answers PING on 127.0.0.1:6379); the baselines answer
               the same bytes without asking Redis
+  redis-get-async     the same from an async handler (`get_async(..).await`:
+              one worker serves many requests at once); edgegw only
+  sqlite-query        one SQLite query per request (`SELECT ? AS value`) on a
+              bound SQLite service, sync handler; edgegw only
+  sqlite-query-async  the same from an async handler (`query_async`)
   rss-100-20  the gateway's RSS with 100 endpoints defined and 20 running
               (one worker each) after 5 s of hello at 32 connections
   processes-2 hello against a second gateway started with --processes 2
@@ -89,9 +94,48 @@ handler_loop_result!(handle);
 """
 REDIS_VALUE = "edgegw-bench-value"
 
+REDIS_GET_ASYNC = """use rust_edge_gateway_sdk::prelude::*;
+
+async fn handle(_req: Request) -> Result<Response, HandlerError> {
+    let value = RedisPool::new("cache").get_async("edgegw-bench-key").await?;
+    Ok(Response::ok(json!({"value": value})))
+}
+
+handler_loop_async_result!(handle);
+"""
+
+SQLITE_QUERY = """use rust_edge_gateway_sdk::prelude::*;
+
+fn handle(_req: Request) -> Result<Response, HandlerError> {
+    let rows = DbPool::new("db").query("SELECT ? AS value", &["edgegw-bench-value"])?;
+    Ok(Response::ok(json!({"value": rows.first().map(|r| r["value"].clone())})))
+}
+
+handler_loop_result!(handle);
+"""
+
+SQLITE_QUERY_ASYNC = """use rust_edge_gateway_sdk::prelude::*;
+
+async fn handle(_req: Request) -> Result<Response, HandlerError> {
+    let rows = DbPool::new("db").query_async("SELECT ? AS value", &["edgegw-bench-value"]).await?;
+    Ok(Response::ok(json!({"value": rows.first().map(|r| r["value"].clone())})))
+}
+
+handler_loop_async_result!(handle);
+"""
+# Scenarios with one service call per request: (name, path, code, service binding).
+SERVICE_SCENARIOS = (
+    ("redis-get-async", "/redis-async", REDIS_GET_ASYNC, "cache"),
+    ("sqlite-query", "/sqlite", SQLITE_QUERY, "db"),
+    ("sqlite-query-async", "/sqlite-async", SQLITE_QUERY_ASYNC, "db"),
+)
+
 # target names, in chart order
 TARGETS = ("edgegw", "twisted.web, no access log", "httptools Protocol", "twisted.web, default Site")
-SCENARIOS = ("hello", "hello-c1", "echo-16k", "path-params", "redis-get", "rss-100-20", "processes-2", "routes-1000")
+SCENARIOS = (
+    "hello", "hello-c1", "echo-16k", "path-params", "redis-get", "redis-get-async", "sqlite-query",
+    "sqlite-query-async", "rss-100-20", "processes-2", "routes-1000",
+)
 
 
 def free_port():
@@ -456,6 +500,22 @@ def main():
                 compile_(redis_id)
             else:
                 results["scenarios"]["redis-get"] = {"skipped": "nothing answered PING/SET on 127.0.0.1:6379"}
+        service_ids = {}
+        bound = {}
+        for name, path, code, binding in SERVICE_SCENARIOS:
+            if name not in wanted:
+                continue
+            if binding == "cache" and not redis_up():
+                results["scenarios"][name] = {"skipped": "nothing answered PING/SET on 127.0.0.1:6379"}
+                continue
+            if binding not in service_ids:
+                config = {"host": "127.0.0.1", "port": 6379} if binding == "cache" else {}
+                kind = "redis" if binding == "cache" else "sqlite"
+                service_ids[binding] = api(admin_port, key, "POST", "/services", {"name": f"bench-{binding}", "service_type": kind, "config": config})["id"]
+            eid = create(name, path, "GET", code)
+            api(admin_port, key, "POST", f"/endpoints/{eid}/services", {"service_id": service_ids[binding], "pool_id": binding})
+            compile_(eid)
+            bound[name] = (path, eid)
         api(admin_port, key, "POST", f"/endpoints/{hello}/start")
         for p in (site_port, bare_port, fast_port):
             wait_for(f"http://127.0.0.1:{p}/hello")
@@ -514,6 +574,8 @@ def main():
             measure("path-params", "/users/42/posts/hello-world", c, params)
         if redis_id:
             measure("redis-get", "/redis", c, redis_id)
+        for name, (path, eid) in bound.items():
+            measure(name, path, c, eid, targets=TARGETS[:1])
         if "rss-100-20" in wanted:
             print("-- rss-100-20", file=sys.stderr, flush=True)
             defined = api(admin_port, key, "GET", "/endpoints")["total"]
@@ -617,6 +679,15 @@ def main():
             )
         if redis_id:
             results["notes"].append("redis-get: the handler does one RedisPool GET per request; the baselines answer the same bytes without asking Redis")
+        hello_rps = results["scenarios"].get("hello", {}).get("targets", {}).get("edgegw", {}).get("requests_per_s")
+        calls = [n for n in ("redis-get", "redis-get-async", "sqlite-query", "sqlite-query-async")
+                 if "targets" in results["scenarios"].get(n, {})]
+        if hello_rps and calls:
+            results["notes"].append(
+                "one service call per request, ratio to hello's edgegw req/s: " + ", ".join(
+                    f"{n} {results['scenarios'][n]['targets']['edgegw']['requests_per_s'] / hello_rps:.2f}×" for n in calls
+                ) + " (the -async ones: async handlers, every request a task, up to `concurrency` 64 per worker)"
+            )
         results["memory"] = {
             "twistd_vmhwm_kib": vmhwm_kib(gateway.pid),
             "workers_vmhwm_kib_sum": max((s["memory"].get("workers_vmhwm_kib_sum", 0) for s in results["scenarios"].values() if "memory" in s), default=0),

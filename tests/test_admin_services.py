@@ -113,6 +113,15 @@ class ServiceAPITests(unittest.TestCase):
         self.assertEqual(answers[0][1]["data"]["config"]["password"], MASK)
         self.assertEqual(answers[1][1]["data"]["items"][0]["config"]["password"], MASK)
 
+    def test_a_record_stored_before_a_new_field_is_answered_normalised(self):
+        """A storage record stored as {"path"} (before backends) is answered with backend filesystem and the S3 fields null."""
+        view = ServiceManager(None, FakeRegistry()).view(
+            {"id": "s1", "name": "files", "service_type": "storage", "config": {"path": "files"}}
+        )
+        self.assertEqual(view["config"]["backend"], "filesystem")
+        self.assertEqual(view["config"]["path"], "files")
+        self.assertIsNone(view["config"]["bucket"])
+
     def test_list_pages_and_filters_by_type(self):
         """GET /api/services pages like the endpoint list and filters by service_type."""
         self.create_service()

@@ -157,9 +157,18 @@ class ServiceManager:
     # reading
 
     def view(self, record: Record) -> Record:
-        """The public shape of a service record: its config with secrets masked."""
+        """
+        The public shape of a service record: its config normalised (a record
+        stored before a field was added, such as storage's ``backend``, shows
+        it with its default) and with secrets masked.
+        """
         public = dict(record)
-        public["config"] = config.mask(record["service_type"], record["config"])
+        stored = record["config"]
+        try:
+            stored = config.validate_config(record["service_type"], stored, name=record.get("name") or "")
+        except config.ConfigError:
+            pass  # answered as stored: the registry reports it where it is configured
+        public["config"] = config.mask(record["service_type"], stored)
         return public
 
     @inlineCallbacks

@@ -56,6 +56,7 @@ from edgegw_tx.admin.probe import DataPlaneProbe
 from edgegw_tx.admin.services import ServiceManager
 from edgegw_tx.admin.validation import effective_settings
 from edgegw_tx.build.builder import Builder
+from edgegw_tx.build.locations import locating_log
 from edgegw_tx.build.sandbox import DEFAULT_BUILD_USER
 from edgegw_tx.cluster.artifacts import SharedArtifacts
 from edgegw_tx.cluster.follower import Follower
@@ -432,17 +433,19 @@ class GatewayRuntime(MultiService):
         )
         options["process_group"] = True
         options["frame_fds"] = self.isolation.frame_fds
+        # A panic's `src/main.rs:4:37` in the log as `<name>.rs:4:37` (build/locations.py).
+        located = locating_log(log, record["name"])
         if self.processes is not None:
             from edgegw_tx.processes import PoolProxy
 
             pool: Pool = PoolProxy(
-                self.processes, record["name"], [binary], endpoint_id=record["id"], log=log, **options
+                self.processes, record["name"], [binary], endpoint_id=record["id"], log=located, **options
             )
         else:
             pool = WorkerPool(
                 record["name"],
                 [binary],
-                log=log,
+                log=located,
                 call_handler=self.registry.call_handler(record["id"]),
                 reactor=self._reactor,
                 **options,

@@ -122,6 +122,20 @@ def dead_links(page: Path, root: Path = ROOT) -> list[str]:
     return dead
 
 
+def broken_tables(text: str) -> list[int]:
+    """Lines of table rows that follow a table and a blank line with no header of their own: a cut table."""
+    lines = _without_fences(text).split("\n")
+    return [
+        number + 1
+        for number, line in enumerate(lines)
+        if number >= 2
+        and line.startswith("|")
+        and not lines[number - 1].strip()
+        and lines[number - 2].startswith("|")
+        and not (number + 1 < len(lines) and re.match(r"^\|\s*:?-{3,}", lines[number + 1]))
+    ]
+
+
 def layout_paths(readme: str) -> list[str]:
     """The first column of the README's ``## Layout`` table: the paths it names."""
     section = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
@@ -189,6 +203,12 @@ class CheckTests(unittest.SynchronousTestCase):
         self.assertEqual(anchors("# A\n## A\n```\n# B\n```\n"), {"a", "a-1"})
 
 
+    def test_cut_table_found(self) -> None:
+        """A row after a blank line that ends a table is found; a new table with its own header is not."""
+        text = "| a | b |\n| --- | --- |\n| 1 | 2 |\n\n| 3 | 4 |\n\n| c | d |\n| --- | --- |\n| 5 | 6 |\n"
+        self.assertEqual(broken_tables(text), [5])
+
+
 class DocsTests(unittest.SynchronousTestCase):
     """README.md and docs/ link only to what exists."""
 
@@ -196,6 +216,15 @@ class DocsTests(unittest.SynchronousTestCase):
         """Every relative link and anchor in README.md and docs/**/*.md reaches a file and heading of the repository."""
         dead = [entry for page in PAGES for entry in dead_links(page)]
         self.assertEqual(dead, [], "dead links:\n" + "\n".join(dead))
+
+    def test_no_cut_tables(self) -> None:
+        """No table in README.md or docs/ is cut in two by a blank line (the rows after it would show as text)."""
+        cut = [
+            f"{page.relative_to(ROOT)}:{line}"
+            for page in PAGES
+            for line in broken_tables(page.read_text(encoding="utf-8"))
+        ]
+        self.assertEqual(cut, [])
 
     def test_layout_table_paths_exist(self) -> None:
         """Every path in the README's layout table exists (a directory where it ends in ``/``)."""

@@ -55,6 +55,10 @@ struct Calls {
 /// What the runtime's thread shares between the loop and its tasks.
 struct Shared {
     output: Rc<RefCell<dyn Write>>,
+    /// Frames written by tasks, sent together once the tasks that are
+    /// ready have run: one write for many answers and calls.
+    pending: RefCell<Vec<u8>>,
+    flush_scheduled: Cell<bool>,
     max_frame: usize,
     calls: Arc<Mutex<Calls>>,
     next_call: Cell<u64>,
@@ -87,12 +91,14 @@ pub(crate) fn active() -> bool {
 }
 
 impl Shared {
-    /// Registers a waiter and writes the `call` frame; the id of the call.
+    /// Registers a waiter and queues the `call` frame (sent at once for a
+    /// `blocking` call); the id of the call.
     fn start_call(
-        &self,
+        self: &Rc<Self>,
         waiter: Waiter,
         what: &CallName<'_>,
         args: &Value,
+        blocking: bool,
     ) -> Result<u64, HandlerError> {
         if self.output_error.borrow().is_some() {
             return Err(ipc(format!("{what}: the frame output failed earlier")));
@@ -125,14 +131,45 @@ impl Shared {
             calls.waiters.insert(id, waiter);
         }
         self.next_call.set(id + 1);
-        let written = frame::write_encoded(&mut *self.output.borrow_mut(), &encoded);
-        if let Err(e) = written {
+        self.pending.borrow_mut().extend_from_slice(&encoded);
+        if blocking {
+            // The thread waits for the answer: nothing else would send it.
+            self.flush();
+        } else {
+            self.schedule_flush();
+        }
+        if self.output_error.borrow().is_some() {
             lock(&self.calls).waiters.remove(&id);
-            let message = format!("{what}: cannot send the call: {e}");
-            self.fail_output(e);
-            return Err(ipc(message));
+            return Err(ipc(format!("{what}: cannot send the call")));
         }
         Ok(id)
+    }
+
+    /// Sends what tasks wrote once every task that is ready now has run.
+    fn schedule_flush(self: &Rc<Self>) {
+        if self.flush_scheduled.replace(true) {
+            return;
+        }
+        let shared = Rc::clone(self);
+        tokio::task::spawn_local(async move {
+            tokio::task::yield_now().await;
+            shared.flush();
+        });
+    }
+
+    /// Writes out the frames waiting in `pending`.
+    fn flush(&self) {
+        self.flush_scheduled.set(false);
+        let mut pending = self.pending.borrow_mut();
+        if pending.is_empty() {
+            return;
+        }
+        let written = frame::write_encoded(&mut *self.output.borrow_mut(), &pending);
+        pending.clear();
+        drop(pending);
+        if let Err(e) = written {
+            self.fail_output(e);
+        }
     }
 
     fn fail_output(&self, e: FrameError) {
@@ -140,12 +177,13 @@ impl Shared {
         self.idle.notify_one();
     }
 
-    /// Writes the answer to request `id`.
-    fn respond(&self, id: u64, response: &Response) {
+    /// Queues the answer to request `id` (see `schedule_flush`).
+    fn respond(self: &Rc<Self>, id: u64, response: &Response) {
         let _ = io::stdout().flush(); // what the handler `print!`ed, to the log
-        let written = send_response(&mut *self.output.borrow_mut(), id, response, self.max_frame);
-        if let Err(e) = written {
-            self.fail_output(e);
+        let written = send_response(&mut *self.pending.borrow_mut(), id, response, self.max_frame);
+        match written {
+            Ok(()) => self.schedule_flush(),
+            Err(e) => self.fail_output(e),
         }
     }
 }
@@ -174,7 +212,7 @@ pub(crate) async fn call_async(
     };
     if let Some(shared) = shared() {
         let (tx, rx) = oneshot::channel();
-        let id = shared.start_call(Waiter::Task(tx), &what, args)?;
+        let id = shared.start_call(Waiter::Task(tx), &what, args, false)?;
         drop(shared);
         return match rx.await {
             Ok(outcome) => outcome.map_err(error_for),
@@ -209,7 +247,7 @@ pub(crate) fn call_blocking(
         return Err(ipc(crate::channel::OUTSIDE_A_REQUEST.into()));
     }
     let (tx, rx) = std_mpsc::channel();
-    let id = shared.start_call(Waiter::Thread(tx), &what, args)?;
+    let id = shared.start_call(Waiter::Thread(tx), &what, args, true)?;
     match rx.recv() {
         Ok(outcome) => outcome.map_err(error_for),
         Err(_) => Err(ipc(format!(
@@ -308,6 +346,8 @@ pub(crate) fn serve_concurrent(
         .map_err(FrameError::Io)?;
     let shared = Rc::new(Shared {
         output,
+        pending: RefCell::new(Vec::new()),
+        flush_scheduled: Cell::new(false),
         max_frame,
         calls,
         next_call: Cell::new(1),
@@ -355,6 +395,7 @@ pub(crate) fn serve_concurrent(
         while shared.in_flight.get() > 0 && shared.output_error.borrow().is_none() {
             shared.idle.notified().await;
         }
+        shared.flush();
     });
     SHARED.with(|s| s.replace(previous));
     drop(requests);

@@ -647,7 +647,7 @@ mod tests {
     #[cfg(feature = "async")]
     mod async_loop {
         use super::*;
-        use std::time::{Duration, Instant};
+        use std::time::Duration;
 
         thread_local! {
             static GATE: std::rc::Rc<tokio::sync::Notify> = std::rc::Rc::new(tokio::sync::Notify::new());

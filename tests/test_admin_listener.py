@@ -5,7 +5,6 @@ every status goes out with its standard reason phrase.
 """
 
 import json
-from http import HTTPStatus
 
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
@@ -19,6 +18,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from edgegw_tx.admin.limits import BODY_TIMEOUT, HEADER_TIMEOUT, admin_site
+from edgegw_tx.reasons import reason_phrase
 from tests.support.http import WAIT, RawClient, parse_responses
 
 HEAD = b"GET /api/x HTTP/1.1\r\nHost: admin\r\n"
@@ -172,7 +172,7 @@ class HeaderTimeoutTests(TestCase):
 
 
 class ReasonPhraseTests(TestCase):
-    """Every status of the admin listener carries its standard reason phrase (Python's http.HTTPStatus)."""
+    """Every status of the admin listener carries its standard reason phrase (edgegw_tx.reasons)."""
 
     def test_statuses_twisted_does_not_name(self) -> None:
         """422 and 429 (and the other codes the API answers) go out with their phrase, never "Unknown Status"."""
@@ -183,7 +183,17 @@ class ReasonPhraseTests(TestCase):
             channel.makeConnection(transport)
             channel.dataReceived(b"GET /status/%d HTTP/1.1\r\nHost: admin\r\n\r\n" % code)
             status_line = transport.value().split(b"\r\n", 1)[0]
-            self.assertEqual(status_line, b"HTTP/1.1 %d %s" % (code, HTTPStatus(code).phrase.encode()))
+            self.assertEqual(status_line, b"HTTP/1.1 %d %s" % (code, reason_phrase(code)))
+            self.assertNotIn(b"Unknown", status_line)
+
+    def test_compile_failure_is_unprocessable_content(self) -> None:
+        """A compile failure's answer (422) says ``HTTP/1.1 422 Unprocessable Content``, RFC 9110's phrase."""
+        site = admin_site(_Slow(), MemoryReactorClock())
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(b"GET /status/422 HTTP/1.1\r\nHost: admin\r\n\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 422 Unprocessable Content\r\n"))
 
 
 class RealListenerTests(TestCase):

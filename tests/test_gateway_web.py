@@ -266,9 +266,9 @@ class RawRequestTests(SynchronousTestCase):
         self.assertEqual(frame["headers"]["host"], "a.example")
 
     def test_reason_phrases(self):
-        """422 and 429 from a handler carry their reason phrases, not
-        twisted.web's "Unknown Status"."""
-        for status, phrase in ((422, b"Unprocessable "), (429, b"Too Many Requests\r\n")):
+        """422 and 429 from a handler carry RFC 9110's reason phrases, not
+        twisted.web's "Unknown Status" (nor Python 3.11's older "Unprocessable Entity")."""
+        for status, phrase in ((422, b"Unprocessable Content\r\n"), (429, b"Too Many Requests\r\n")):
             transport = self.send(b"GET /x HTTP/1.1\r\nHost: a.example\r\n\r\n")
             self.a.deferreds[-1].callback({"status": status})
             self.assertTrue(transport.value().startswith(b"HTTP/1.1 %d %s" % (status, phrase)))

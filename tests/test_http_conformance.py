@@ -723,12 +723,12 @@ class HandlerStatusTests(_ServerCase):
 
     @inlineCallbacks
     def test_reason_phrases(self):
-        """422 and 429 carry their RFC reason phrases, not "Unknown"."""
+        """422 and 429 carry RFC 9110's reason phrases, not "Unknown Status" (nor the older "Unprocessable Entity")."""
         client = yield self.connect(
             b"GET /status/422 HTTP/1.1\r\nHost: a\r\n\r\nGET /status/429 HTTP/1.1\r\nHost: a\r\n\r\n"
         )
         raw = yield client.responses(2)
-        self.assertIn(b"HTTP/1.1 422 Unprocessable ", raw)
+        self.assertIn(b"HTTP/1.1 422 Unprocessable Content\r\n", raw)
         self.assertIn(b"HTTP/1.1 429 Too Many Requests\r\n", raw)
 
 

@@ -24,7 +24,6 @@ takes to answer (a compile) does not count.
 from __future__ import annotations
 
 import json
-from http import HTTPStatus
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall
@@ -32,6 +31,8 @@ from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
+
+from edgegw_tx.reasons import reason_phrase
 
 MAX_BODY = 8 * 1024 * 1024
 """The cap on a management API request body, in bytes."""
@@ -112,11 +113,11 @@ class CappedRequest(Request):
 
     def setResponseCode(self, code: int, message: bytes | None = None) -> None:
         """
-        The reason phrase from Python's ``http.HTTPStatus``, the one table: twisted.web's
+        The reason phrase from the gateway's one table (``edgegw_tx.reasons``): twisted.web's
         lacks 422 and 429 (among others) and would send "Unknown Status".
         """
         if message is None:
-            message = _reason(code)
+            message = reason_phrase(code)
         super().setResponseCode(code, message)
 
     def _refuse(self) -> None:
@@ -173,14 +174,6 @@ class AdminChannel(HTTPChannel):
         _refuse(self, 408, f"request {part} not received within {timeout:g} s")
 
 
-def _reason(code: int) -> bytes:
-    """The standard reason phrase of ``code``, or ``b"Unknown Status"`` for a code it has none for."""
-    try:
-        return HTTPStatus(code).phrase.encode("ascii")
-    except ValueError:
-        return b"Unknown Status"
-
-
 def _refuse(channel: HTTPChannel, code: int, message: str) -> None:
     """Answer ``code`` with the API's JSON error, read nothing more and close the connection."""
     body = json.dumps({"ok": False, "error": message}).encode("utf-8")
@@ -188,7 +181,7 @@ def _refuse(channel: HTTPChannel, code: int, message: str) -> None:
     assert transport is not None, "refused while connected"
     transport.write(
         b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
-        b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (code, _reason(code), len(body), body)
+        b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (code, reason_phrase(code), len(body), body)
     )
     channel.dataReceived = lambda data: None  # type: ignore[method-assign]  # this channel's only
     channel.loseConnection()

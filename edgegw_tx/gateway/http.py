@@ -69,7 +69,6 @@ from collections import deque
 from collections.abc import Callable
 from functools import partial
 from email.utils import formatdate
-from http import HTTPStatus
 from typing import Any, cast
 from typing import Protocol as Structural
 
@@ -93,6 +92,7 @@ from edgegw_tx.gateway.dispatch import (
     add_header_field,
 )
 from edgegw_tx.gateway.target import valid_host
+from edgegw_tx.reasons import reason_phrase
 
 __all__ = ["BODY_TIMEOUT", "GatewayHTTPFactory", "GatewayHTTPProtocol"]
 
@@ -113,11 +113,7 @@ _status_lines: dict[int, bytes] = {}
 def _status_line(status: int) -> bytes:
     line = _status_lines.get(status)
     if line is None:
-        try:
-            phrase = HTTPStatus(status).phrase
-        except ValueError:
-            phrase = "Unknown"
-        line = b"HTTP/1.1 %d %s\r\n" % (status, phrase.encode("ascii"))
+        line = b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status))
         _status_lines[status] = line
     return line
 

@@ -15,8 +15,8 @@ Notes:
   the target's Deferred is not cancelled (the pool owns its requests).
 * ``Server: edgegw`` replaces twisted.web's default unless the handler sets
   its own; twisted.web's default ``Content-Type: text/html`` is disabled.
-* Reason phrases come from Python's ``http.HTTPStatus`` (twisted.web's table
-  lacks 422 and 429, and would say "Unknown Status").
+* Reason phrases come from the gateway's one table, ``edgegw_tx.reasons``
+  (twisted.web's lacks 422 and 429, and would say "Unknown Status").
 * Routing ambiguity is refused as by the httptools front (RFC 9112 §3.2):
   two ``Host`` fields, none on HTTP/1.1 or an invalid one are a 400; an absolute-form target
   is routed by its authority.  (twisted.web itself refuses HTTP versions
@@ -31,7 +31,6 @@ Notes:
 
 from __future__ import annotations
 
-from http import HTTPStatus
 from urllib.parse import urlsplit
 
 from typing import Any
@@ -45,6 +44,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from edgegw_tx.gateway.dispatch import Dispatcher, GatewayRequest, GatewayResponse
 from edgegw_tx.gateway.target import valid_host
+from edgegw_tx.reasons import reason_phrase
 
 __all__ = ["GatewayResource", "GatewaySite"]
 
@@ -53,17 +53,9 @@ _NO_LENGTH = frozenset({204, 304})
 _INTERNAL = b'{"error": "internal error while writing the response"}'
 
 
-def _phrase(status: int) -> bytes:
-    """The reason phrase of ``status``, from ``HTTPStatus``; "Unknown" if it has none."""
-    try:
-        return HTTPStatus(status).phrase.encode("ascii")
-    except ValueError:
-        return b"Unknown"
-
-
 def _refuse(request: Request, message: str, dispatcher: Dispatcher) -> bytes:
     """Answer a request the front will not dispatch with 400 and ``message``."""
-    request.setResponseCode(400, _phrase(400))
+    request.setResponseCode(400, reason_phrase(400))
     headers = request.responseHeaders
     headers.setRawHeaders(b"content-type", [b"application/json"])
     headers.setRawHeaders(b"server", _SERVER)
@@ -154,7 +146,7 @@ class GatewayResource(Resource):
             return
         status = response.status
         body = response.body
-        request.setResponseCode(status, _phrase(status))
+        request.setResponseCode(status, reason_phrase(status))
         headers = request.responseHeaders
         headers.removeHeader(b"server")
         for name, value in response.headers:

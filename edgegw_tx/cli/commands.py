@@ -416,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the store, as for twistd edgegw --store: sqlite:PATH or "
         "postgresql://user:password@host:port/database (default: <data-dir>/edgegw.sqlite3)",
     )
+    from edgegw_tx.cli import backup  # imports this module: here, not at the top
+
+    backup.add_parsers(commands, common)
     return parser
 
 
@@ -798,6 +801,11 @@ def run(
         if options.command == "keys" and options.keys_command == "reset-admin":
             # The one command that needs no key: it is how a lost one is replaced.
             return _reset_admin(data_dir, options.store, reactor, console)
+        if options.command in ("backup", "restore"):
+            # On the data directory's files, not through the API (cli/backup.py).
+            from edgegw_tx.cli.backup import run_command
+
+            return run_command(options, data_dir, reactor, console)
         key = find_key(getattr(options, "key", None), environ, data_dir)
         work = _COMMANDS[options.command](options)
     except CommandError as e:

@@ -57,6 +57,7 @@ from edgegw_tx.admin.services import ServiceManager
 from edgegw_tx.admin.validation import effective_settings
 from edgegw_tx.build.builder import Builder
 from edgegw_tx.build.locations import locating_log
+from edgegw_tx.build.warmup import WarmUp
 from edgegw_tx.build.sandbox import DEFAULT_BUILD_USER
 from edgegw_tx.cluster.artifacts import SharedArtifacts
 from edgegw_tx.cluster.follower import Follower
@@ -151,6 +152,7 @@ class GatewayRuntime(MultiService):
         access_log_max_bytes: int | None = None,
         health_path: str | None = DEFAULT_HEALTH_PATH,
         shutdown_delay: float = DEFAULT_SHUTDOWN_DELAY,
+        warm_up: bool = True,
     ) -> None:
         """
         ``registry`` replaces the service plane's ``ServiceRegistry`` (tests pass
@@ -201,6 +203,8 @@ class GatewayRuntime(MultiService):
         ``shutdown_delay`` the seconds the data plane serves on once a stop
         began, the health path answering 503, before the listeners close
         (``--shutdown-delay``; in every data-plane process too).
+        ``warm_up`` builds the common crates into the shared cargo target in
+        the background at start (``edgegw_tx.build.warmup``).
         """
         if processes < 1:
             raise ValueError("processes must be at least 1")
@@ -290,6 +294,8 @@ class GatewayRuntime(MultiService):
                 shared=SharedArtifacts(self.store, self.node_name, reactor) if self.shared else None,
             )
         self.builder = builder
+        # A background build of the common crates at start, so the first compile is quick (build/warmup.py).
+        self.warm_up = WarmUp(builder, reactor) if warm_up and isinstance(builder, Builder) else None
         # The workers' stderr lines by endpoint (GET /api/endpoints/{id}/logs).
         self.logbook = LogBook(reactor)
         self.manager = EndpointManager(
@@ -470,6 +476,7 @@ class GatewayRuntime(MultiService):
         # Held since makeService, maybe by the process twistd forked: its pid now.
         d.addCallback(lambda _: self.data_dir_lock.record_pid())
         d.addCallback(lambda _: self.isolation.prepare_data_dir(self.data_dir))
+        d.addCallback(self._begin_warm_up)
         d.addCallback(lambda _: self.store.open())
         # A new store file is created with the umask's mode: the workers' user must not read it.
         d.addCallback(lambda _: self.isolation.protect_files(self.data_dir))
@@ -545,8 +552,14 @@ class GatewayRuntime(MultiService):
         # The keys' held-back last_used_at times (auth.py); errors are logged there.
         d.addBoth(lambda _: self.keys.flush())
         d.addBoth(lambda _: self.store.close())
+        d.addBoth(lambda _: self.warm_up.stop() if self.warm_up is not None else None)
         d.addBoth(lambda _: self.data_dir_lock.release())
         return d
+
+    def _begin_warm_up(self, _: object) -> None:
+        """Start warming the build target (the data dir is ours now); start does not wait for it."""
+        if self.warm_up is not None:
+            self.warm_up.start()
 
     def _serve_on(self) -> "Deferred[None]":
         """Fires after ``shutdown_delay`` seconds (at once for 0): the data plane serves as before meanwhile."""

@@ -1,0 +1,184 @@
+"""
+The warm-up of the shared cargo target at start (edgegw_tx/build/warmup.py):
+a background build of the common crates, at low priority, skipped when the
+target is warm already, ended when the gateway stops.
+"""
+
+import glob
+import os
+from pathlib import Path
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from twisted.trial import unittest
+
+from edgegw_tx.build.builder import Builder
+from edgegw_tx.build.warmup import MARKER_NAME, NICENESS, WARM_UP_PACKAGE, WarmUp
+from tests.support.handlers import HELLO
+from tests.support.harness import SDK, GatewayTestCase, _cargo_or_skip
+
+
+class FakeBuilder:
+    """What WarmUp uses of a Builder, unsandboxed, with a made-up toolchain."""
+
+    def __init__(self, root):
+        self.build_root = Path(root) / "build"
+        self.target_dir = Path(root) / "target"
+        self.target_dir.mkdir(parents=True)
+        self.sdk_path = SDK
+        self.crate_source = "crates-io"
+        self.sandbox = None
+
+    def toolchain(self):
+        return succeed("rustc 1.0.0 (fake)")
+
+    def _find_cargo(self):
+        return "/usr/bin/cargo"
+
+    def _env(self, cargo):
+        return {"PATH": "/usr/bin"}
+
+
+class FakeTransport:
+    """A spawned process that ends when the test says so."""
+
+    def __init__(self, proto):
+        self.proto = proto
+        self.signals = []
+
+    def closeStdin(self):
+        pass
+
+    def signalProcess(self, name):
+        self.signals.append(name)
+
+
+class ProcessClock(Clock):
+    """A Clock that records spawnProcess calls instead of running anything."""
+
+    def __init__(self):
+        super().__init__()
+        self.spawned = []
+
+    def spawnProcess(self, proto, executable, args, env=None, path=None):
+        transport = FakeTransport(proto)
+        self.spawned.append((args, transport))
+        proto.makeConnection(transport)
+        return transport
+
+
+def end(transport, code=0, signal=None):
+    """The fake process ends: with ``code``, or killed by ``signal``."""
+    if signal is None and code == 0:
+        reason = ProcessDone(0)
+    else:
+        reason = ProcessTerminated(code if signal is None else None, signal)
+    transport.proto.processEnded(Failure(reason))
+
+
+class WarmUpTests(unittest.TestCase):
+    """The warm-up's life on a fake reactor: no cargo runs."""
+
+    def setUp(self):
+        self.clock = ProcessClock()
+        self.builder = FakeBuilder(self.mktemp())
+        self.warm_up = WarmUp(self.builder, self.clock)
+
+    def test_start_returns_before_the_build_ends_and_runs_cargo_at_low_priority(self):
+        """start() fires only when cargo ends; cargo runs as `nice -n 19 cargo build --release` in the warm-up project."""
+        done = self.warm_up.start()
+        self.assertNoResult(done)
+        [(argv, transport)] = self.clock.spawned
+        self.assertEqual(argv[1:3], ["-n", str(NICENESS)])
+        self.assertTrue(argv[0].endswith("/nice"))
+        self.assertEqual(argv[3:6], ["/usr/bin/cargo", "build", "--release"])
+        self.assertIn(WARM_UP_PACKAGE, (self.builder.build_root / "warm-up" / "Cargo.toml").read_text())
+        end(transport)
+        self.assertEqual(self.successResultOf(done), "warmed")
+
+    def test_a_warm_target_is_not_built_again(self):
+        """After a finished warm-up (marker and binary in the target), the next one runs no cargo."""
+        done = self.warm_up.start()
+        end(self.clock.spawned[0][1])
+        self.successResultOf(done)
+        (self.builder.target_dir / "release").mkdir()
+        (self.builder.target_dir / "release" / WARM_UP_PACKAGE).write_bytes(b"binary")
+        again = WarmUp(self.builder, self.clock)
+        self.assertEqual(self.successResultOf(again.start()), "skipped")
+        self.assertEqual(len(self.clock.spawned), 1)
+
+    def test_an_emptied_target_is_warmed_again(self):
+        """A marker whose binary is gone (the target was emptied) does not count as warm."""
+        (self.builder.target_dir / MARKER_NAME).write_text(self.warm_up.key("rustc 1.0.0 (fake)"))
+        self.warm_up.start()
+        self.assertEqual(len(self.clock.spawned), 1)
+
+    def test_a_failed_build_is_logged_not_raised(self):
+        """cargo failing makes the outcome `failed`; the Deferred does not fail (start must not be hurt)."""
+        done = self.warm_up.start()
+        transport = self.clock.spawned[0][1]
+        transport.proto.errReceived(b"error: no matching package named `serde` found\n")
+        end(transport, code=101)
+        self.assertEqual(self.successResultOf(done), "failed")
+        self.assertFalse((self.builder.target_dir / MARKER_NAME).exists())
+        self.flushLoggedErrors()
+
+    def test_stop_kills_a_running_build_and_waits_for_it(self):
+        """stop() sends KILL to cargo and fires once the process has ended; the outcome is `stopped`."""
+        done = self.warm_up.start()
+        transport = self.clock.spawned[0][1]
+        stopped = self.warm_up.stop()
+        self.assertEqual(transport.signals, ["KILL"])
+        self.assertNoResult(stopped)
+        end(transport, signal=9)
+        self.successResultOf(stopped)
+        self.assertEqual(self.successResultOf(done), "stopped")
+
+    def test_stop_before_the_build_began_spawns_nothing(self):
+        """A warm-up stopped while the toolchain is still being asked never starts cargo."""
+        self._toolchain = Deferred()
+        self.builder.toolchain = lambda: self._toolchain
+        done = self.warm_up.start()
+        self.successResultOf(self.warm_up.stop())
+        self._toolchain.callback("rustc 1.0.0 (fake)")
+        self.assertEqual(self.successResultOf(done), "stopped")
+        self.assertEqual(self.clock.spawned, [])
+
+
+class RealWarmUpTests(unittest.TestCase):
+    """Real cargo into an empty target directory."""
+
+    timeout = 900
+
+    @inlineCallbacks
+    def test_warm_up_builds_the_common_crates_then_skips(self):
+        """A warm-up leaves the SDK and serde_json compiled in the target; a second one is skipped; a handler then builds."""
+        cargo = _cargo_or_skip()
+        root = os.path.abspath(self.mktemp())
+        builder = Builder(root, SDK, cargo=cargo, reactor=reactor, sandbox=False)
+        outcome = yield WarmUp(builder, reactor).start()
+        self.assertEqual(outcome, "warmed")
+        deps = os.path.join(builder.target_dir, "release", "deps")
+        for crate in ("rust_edge_gateway_sdk", "serde_json", "serde"):
+            self.assertTrue(glob.glob(os.path.join(deps, "lib%s-*.rlib" % crate)), crate)
+        outcome = yield WarmUp(builder, reactor).start()
+        self.assertEqual(outcome, "skipped")
+        built = yield builder.build("first", HELLO)
+        self.assertFalse(built.cached)
+
+
+class RuntimeWarmUpTests(GatewayTestCase):
+    """The gateway starts a warm-up of its builder's target."""
+
+    @inlineCallbacks
+    def test_the_gateway_warms_its_target_at_start(self):
+        """A started gateway has a warm-up of its own builder's target, which ends warm (or finds it warm)."""
+        warm_up = self.gateway.runtime.warm_up
+        self.assertIsNotNone(warm_up)
+        self.assertIsNotNone(warm_up.done, "startService began it")
+        outcome = yield warm_up.start()
+        self.assertIn(outcome, ("warmed", "skipped"))
+        self.assertTrue(os.path.exists(os.path.join(self.gateway.runtime.builder.target_dir, MARKER_NAME)))

@@ -95,6 +95,8 @@ pub use runtime::{run, run_result, serve};
 #[cfg(feature = "async")]
 pub use concurrent::ASYNC_CONCURRENCY;
 #[cfg(feature = "async")]
+pub use services_async::Awaited;
+#[cfg(feature = "async")]
 pub use runtime::{run_async, run_async_result, serve_async};
 pub use services::{
     DbPool, DbResult, ExecResult, ObjectInfo, RedisPool, Storage, StorageType, StoredObject,

@@ -14,8 +14,15 @@ use crate::params::Params;
 use crate::services::{DbPool, DbResult, ExecResult, RedisPool};
 use serde_json::Value;
 use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
 
-/// A call taken by [`capture`]: (service, binding, action, args).
+/// The future of an awaitable SQL call. Boxed, so that it does not hold on
+/// to the parameter list (taken in full before it is returned): `&[id]`
+/// written in the call works inside `tokio::join!` too.
+pub type Awaited<'a, T> = Pin<Box<dyn Future<Output = Result<T, HandlerError>> + 'a>>;
+
+/// A call taken by capturing: (service, binding, action, args).
 type Captured = (String, String, String, Value);
 
 enum Intercept {
@@ -89,31 +96,43 @@ impl DbPool {
     ///     Ok(Response::ok(json!({ "note": found.first() })))
     /// }
     /// ```
-    pub async fn query_async<P: Params>(&self, sql: &str, params: P) -> Result<DbResult, HandlerError> {
+    pub fn query_async<'a, P: Params>(
+        &'a self,
+        sql: &'a str,
+        params: P,
+    ) -> Awaited<'a, DbResult> {
         let params = params.into_values();
-        twin(|| self.query(sql, &params)).await
+        Box::pin(async move { twin(|| self.query(sql, &params)).await })
     }
 
     /// [`execute`](Self::execute) that awaits its answer.
-    pub async fn execute_async<P: Params>(&self, sql: &str, params: P) -> Result<u64, HandlerError> {
+    pub fn execute_async<'a, P: Params>(
+        &'a self,
+        sql: &'a str,
+        params: P,
+    ) -> Awaited<'a, u64> {
         let params = params.into_values();
-        twin(|| self.execute(sql, &params)).await
+        Box::pin(async move { twin(|| self.execute(sql, &params)).await })
     }
 
     /// [`execute_details`](Self::execute_details) that awaits its answer.
-    pub async fn execute_details_async<P: Params>(
-        &self,
-        sql: &str,
+    pub fn execute_details_async<'a, P: Params>(
+        &'a self,
+        sql: &'a str,
         params: P,
-    ) -> Result<ExecResult, HandlerError> {
+    ) -> Awaited<'a, ExecResult> {
         let params = params.into_values();
-        twin(|| self.execute_details(sql, &params)).await
+        Box::pin(async move { twin(|| self.execute_details(sql, &params)).await })
     }
 
     /// [`insert`](Self::insert) that awaits its answer.
-    pub async fn insert_async<P: Params>(&self, sql: &str, params: P) -> Result<Option<i64>, HandlerError> {
+    pub fn insert_async<'a, P: Params>(
+        &'a self,
+        sql: &'a str,
+        params: P,
+    ) -> Awaited<'a, Option<i64>> {
         let params = params.into_values();
-        twin(|| self.insert(sql, &params)).await
+        Box::pin(async move { twin(|| self.insert(sql, &params)).await })
     }
 }
 

@@ -234,14 +234,16 @@ class DeployTests(GatewayTestCase):
         self.assertEqual(self.endpoints(), [])
 
     def test_compile_failure_prints_rendered_diagnostics(self):
-        """A 422 from compile prints each diagnostic's rendered text and cargo's summary to stderr, exit 1, nothing started."""
+        """A 422 from compile prints each diagnostic's rendered text, cargo's summary and how to remove the created endpoint to stderr, exit 1, nothing started."""
         path = self.write("broken.rs", BROKEN)
         code, out, err = self.cli("deploy", path, "--path", "/b")
         self.assertEqual((code, out), (1, ""))
         self.assertEqual(
             err,
             "error[E0601]: `main` function not found\n\n"
-            "error: could not compile `broken` due to 1 previous error\n",
+            "error: could not compile `broken` due to 1 previous error\n"
+            f"note: the endpoint 'broken' was created (status error): fix {path} and deploy it "
+            "again, or `edgegw rm broken` removes it\n",
         )
         self.assertEqual(FakePool.instances, [])
         self.assertEqual(self.endpoints()[0]["status"], "error")
@@ -327,7 +329,9 @@ class DiagnosticsTests(CLITestCase):
             f"warning: unused variable: `x`\n --> {path}:4:9\n\n"
             f"error[E0308]: mismatched types\n --> {path}:4:18\n\n"
             "error: no rendering\n --> line 9, column 2\n\n"
-            "error: could not compile `calc` due to 2 previous errors\n",
+            "error: could not compile `calc` due to 2 previous errors\n"
+            f"note: the endpoint 'calc' was created (status error): fix {path} and deploy it "
+            "again, or `edgegw rm calc` removes it\n",
         )
         self.assertEqual(
             [(r["method"], r["path"]) for r in self.api.requests],
@@ -341,7 +345,7 @@ class DiagnosticsTests(CLITestCase):
 
 class ListTests(GatewayTestCase):
     def test_ls_prints_a_table(self):
-        """ls shows name, method, path, domain, status and pids in aligned columns, sorted by name."""
+        """ls shows name, id, method, path, domain, status, version and pids in aligned columns, sorted by name."""
         self.cli("deploy", self.write("hello.rs", HELLO), "--path", "/hello")
         self.successResultOf(
             self.manager.create(
@@ -355,11 +359,12 @@ class ListTests(GatewayTestCase):
         )
         code, out, err = self.cli("ls")
         self.assertEqual((code, err), (0, ""))
+        ids = {e["name"]: e["id"] for e in self.endpoints()}
         self.assertEqual(
             out,
-            "NAME      METHOD  PATH    DOMAIN           STATUS   PIDS\n"
-            "add-user  POST    /users  api.example.com  created  -\n"
-            "hello     GET     /hello  *                running  4242\n",
+            f"NAME      ID{' ' * 32}METHOD  PATH    DOMAIN           STATUS   VERSION  PIDS\n"
+            f"add-user  {ids['add-user']}  POST    /users  api.example.com  created  -        -\n"
+            f"hello     {ids['hello']}  GET     /hello  *                running  d1       4242\n",
         )
 
     def test_ls_reads_every_page(self):
@@ -874,3 +879,354 @@ class EntryPointTests(unittest.TestCase):
         with self.assertRaises(SystemExit) as raised:
             edgegw_tx.cli.main([])
         self.assertEqual((raised.exception.code, stderr.getvalue()), (130, "interrupted\n"))
+
+
+# --- the commands that manage what is deployed (cli/manage.py) -----------------
+
+
+class ManageTestCase(GatewayTestCase):
+    """Against the real management API: helpers to deploy and find endpoints."""
+
+    def deploy(self, name="hello", code=HELLO, path=None):
+        """Deploy ``code`` as ``name`` with the CLI; the endpoint's record."""
+        result = self.cli("deploy", self.write(f"{name}.rs", code), "--path", path or f"/{name}")
+        self.assertEqual(result[0], 0, result)
+        return self.record(name)
+
+    def record(self, name):
+        return next(e for e in self.endpoints() if e["name"] == name)
+
+
+class RemoveTests(ManageTestCase):
+    def test_rm_by_name_deletes_the_endpoint(self):
+        """rm NAME deletes the endpoint, stopping its workers, and says which one it removed."""
+        endpoint_id = self.deploy()["id"]
+        code, out, err = self.cli("rm", "hello")
+        self.assertEqual((code, out, err), (0, f"removed hello (id {endpoint_id})\n", ""))
+        self.assertEqual(self.endpoints(), [])
+        self.assertTrue(FakePool.instances[0].stopped)
+
+    def test_rm_by_id_and_several_at_once(self):
+        """rm takes ids as well as names, and several of them."""
+        first, second = self.deploy("a")["id"], self.deploy("b")["id"]
+        code, out, _ = self.cli("rm", first, "b")
+        self.assertEqual(out, f"removed a (id {first})\nremoved b (id {second})\n")
+        self.assertEqual((code, self.endpoints()), (0, []))
+
+    def test_a_create_that_failed_to_compile_can_be_removed(self):
+        """The endpoint a failed first deploy leaves in 'error' is removed by rm."""
+        self.assertEqual(self.cli("deploy", self.write("broken.rs", BROKEN), "--path", "/b")[0], 1)
+        self.assertEqual(self.record("broken")["status"], "error")
+        self.assertEqual(self.cli("rm", "broken")[0], 0)
+        self.assertEqual(self.endpoints(), [])
+
+    def test_rm_of_an_unknown_name(self):
+        """rm of a name nobody has is exit 1 with a pointer to ls."""
+        code, out, err = self.cli("rm", "nope")
+        self.assertEqual((code, out), (1, ""))
+        self.assertEqual(err, "error: no endpoint named 'nope'; `edgegw ls` lists them\n")
+
+
+class LifecycleTests(ManageTestCase):
+    def test_stop_start_restart(self):
+        """stop, start and restart each change the endpoint and print its status and pids."""
+        self.deploy()
+        self.assertEqual(self.cli("stop", "hello"), (0, "hello: stopped\n", ""))
+        self.assertEqual(self.record("hello")["status"], "stopped")
+        self.assertEqual(self.cli("start", "hello"), (0, "hello: running (pids 4242)\n", ""))
+        self.assertEqual(self.cli("restart", "hello"), (0, "hello: running (pids 4242)\n", ""))
+        self.assertEqual(len(FakePool.instances), 3)
+
+    def test_start_of_an_endpoint_never_compiled_is_refused(self):
+        """Starting an endpoint with no compiled code is the gateway's 409, exit 1, one line."""
+        self.successResultOf(self.manager.create({"name": "raw", "path": "/raw", "method": "GET"}))
+        code, out, err = self.cli("start", "raw")
+        self.assertEqual((code, out), (1, ""))
+        self.assertTrue(err.startswith("error: ") and err.count("\n") == 1, err)
+        self.assertIn("compile", err)
+
+
+class VersionTests(ManageTestCase):
+    def setUp(self):
+        super().setUp()
+        build = self.builder.build
+
+        def hex_build(*args, **kwargs):
+            # Digests the rollback call takes: 64 hex digits, "d1000..." for the first build.
+            def widen(result):
+                result.digest = result.digest.ljust(64, "0")
+                return result
+
+            return build(*args, **kwargs).addCallback(widen)
+
+        self.builder.build = hex_build
+
+    def test_versions_lists_newest_first_with_live_and_current(self):
+        """versions prints one row per compiled version, newest first, the live and current one marked."""
+        self.deploy()
+        self.deploy(code=GOODBYE)
+        code, out, err = self.cli("versions", "hello")
+        self.assertEqual((code, err), (0, ""))
+        lines = out.splitlines()
+        self.assertEqual(lines[0].split(), ["VERSION", "CREATED", "COMPILE", "LIVE", "CURRENT", "BINARY"])
+        self.assertEqual([line.split()[0] for line in lines[1:]], ["d20000000000", "d10000000000"])
+        self.assertIn("live", lines[1].split())
+        self.assertIn("current", lines[1].split())
+        self.assertNotIn("live", lines[2].split())
+
+    def test_versions_code_prints_that_versions_source(self):
+        """versions --code VERSION prints the source of that version alone."""
+        self.deploy()
+        self.deploy(code=GOODBYE)
+        self.assertEqual(self.cli("versions", "hello", "--code", "d1"), (0, HELLO, ""))
+        code, _, err = self.cli("versions", "hello", "--code", "d")
+        self.assertEqual((code, err), (1, "error: 2 versions of 'hello' start with 'd'\n"))
+
+    def test_rollback_serves_the_earlier_version(self):
+        """rollback NAME VERSION makes that version live again and says so."""
+        self.deploy()
+        self.deploy(code=GOODBYE)
+        code, out, err = self.cli("rollback", "hello", "d100000")
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual(out, "hello: running (serving version d10000000000; pids 4242)\n")
+        self.assertEqual(self.record("hello")["deployed"], "d1".ljust(64, "0"))
+
+    def test_rollback_to_an_unknown_version(self):
+        """A version the endpoint never had is the gateway's 404, exit 1."""
+        self.deploy()
+        code, _, err = self.cli("rollback", "hello", "fffffff")
+        self.assertEqual(code, 1)
+        self.assertTrue(err.startswith("error: "), err)
+
+
+class SettingsTests(ManageTestCase):
+    def test_settings_shows_every_setting_flattened(self):
+        """settings NAME prints one dotted KEY = JSON value line per setting."""
+        self.deploy()
+        code, out, _ = self.cli("settings", "hello")
+        self.assertEqual(code, 0)
+        self.assertIn("timeout = 30.0\n", out)
+        self.assertIn("limits.memory_mb = 1024\n", out)
+        self.assertIn('network = "none"\n', out)
+
+    def test_settings_key_shows_one(self):
+        """settings NAME KEY prints that setting alone; an unknown key is exit 1."""
+        self.deploy()
+        self.assertEqual(self.cli("settings", "hello", "max_queue"), (0, "max_queue = 1000\n", ""))
+        code, _, err = self.cli("settings", "hello", "nope")
+        self.assertEqual(code, 1)
+        self.assertIn("no setting nope", err)
+
+    def test_settings_assignments_change_the_endpoint(self):
+        """KEY=VALUE changes top-level and nested settings, keeping the other nested ones, and prints what changed."""
+        self.deploy()
+        self.successResultOf(
+            self.manager.update(self.record("hello")["id"], {"settings": {"env": {"KEEP": "1"}}})
+        )
+        code, out, err = self.cli(
+            "settings", "hello", "timeout=5", "limits.memory_mb=256", "env.TOKEN=123"
+        )
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual(
+            out, 'env.TOKEN = "123"\nlimits.memory_mb = 256\ntimeout = 5.0\n'
+        )
+        settings = self.record("hello")["settings"]
+        self.assertEqual(settings["env"], {"KEEP": "1", "TOKEN": "123"})
+        self.assertEqual((settings["timeout"], settings["limits"]["memory_mb"]), (5.0, 256))
+        self.assertEqual(settings["limits"]["open_files"], 256)
+
+    def test_unset_drops_an_env_variable(self):
+        """--unset env.KEY removes that variable and leaves the others."""
+        self.deploy()
+        self.cli("settings", "hello", "env.A=1", "env.B=2")
+        self.assertEqual(self.cli("settings", "hello", "--unset", "env.A"), (0, "env.A = (unset)\n", ""))
+        self.assertEqual(self.record("hello")["settings"]["env"], {"B": "2"})
+
+    def test_a_bad_value_is_the_gateways_400(self):
+        """A value the gateway refuses is exit 1 with its message naming the field."""
+        self.deploy()
+        code, _, err = self.cli("settings", "hello", "timeout=-1")
+        self.assertEqual(code, 1)
+        self.assertIn("timeout", err)
+
+    def test_show_and_change_at_once_is_a_usage_error(self):
+        """Mixing KEY and KEY=VALUE is refused before anything is sent, exit 2."""
+        self.deploy()
+        self.assertEqual(self.cli("settings", "hello", "timeout", "max_queue=5")[0], 2)
+
+
+class ServiceTests(ManageTestCase):
+    def test_create_ls_test_rm(self):
+        """services create, ls, test and rm work on a service named by its name."""
+        code, out, err = self.cli("services", "create", "notes-db", "sqlite", "path=notes.sqlite3")
+        self.assertEqual((code, err), (0, ""))
+        self.assertTrue(out.startswith("created sqlite service notes-db (id "), out)
+        code, out, _ = self.cli("services", "ls")
+        self.assertEqual(out.splitlines()[0].split(), ["ID", "NAME", "TYPE", "WHERE"])
+        self.assertIn("notes-db", out.splitlines()[1].split())
+        self.assertEqual(self.cli("services", "test", "notes-db"), (0, "notes-db: ok (1.5 ms)\n", ""))
+        code, out, _ = self.cli("services", "rm", "notes-db")
+        self.assertTrue(out.startswith("removed service notes-db"), out)
+        self.assertEqual(self.cli("services", "ls")[1], "no services\n")
+
+    def test_config_values_are_typed(self):
+        """Numbers and booleans in KEY=VALUE are sent as JSON numbers and booleans."""
+        code, _, err = self.cli(
+            "services", "create", "cache", "redis", "host=127.0.0.1", "port=6380", "use_tls=false"
+        )
+        self.assertEqual((code, err), (0, ""))
+        code, out, _ = self.cli("services", "ls", "--json")
+        config = json.loads(out)[0]["config"]
+        self.assertEqual((config["port"], config["use_tls"]), (6380, False))
+
+    def test_unknown_type_is_a_usage_error(self):
+        """A service type that does not exist is argparse's usage error, exit 2."""
+        self.assertEqual(self.cli("services", "create", "x", "mongodb")[0], 2)
+
+
+class BindingTests(ManageTestCase):
+    def setUp(self):
+        super().setUp()
+        self.deploy("notes")
+        self.cli("services", "create", "notes-db", "sqlite")
+
+    def test_bind_under_the_services_name_then_unbind(self):
+        """bind without --pool binds under the service's name; unbind removes it."""
+        code, out, err = self.cli("bind", "notes", "notes-db")
+        self.assertEqual((code, out, err), (0, "bound notes-db to notes as 'notes-db'\n", ""))
+        self.assertEqual(list(self.record("notes")["services"]), ["notes-db"])
+        self.assertEqual(self.cli("unbind", "notes", "notes-db"), (0, "unbound 'notes-db' from notes\n", ""))
+        self.assertEqual(self.record("notes")["services"], {})
+
+    def test_bind_with_a_pool_id(self):
+        """--pool names the binding as the handler's pool_id."""
+        self.assertEqual(self.cli("bind", "notes", "notes-db", "--pool", "main")[0], 0)
+        self.assertEqual(list(self.record("notes")["services"]), ["main"])
+
+    def test_a_pool_id_that_cannot_be_one(self):
+        """A pool id outside [A-Za-z0-9_-] is refused before anything is sent, exit 2."""
+        code, _, err = self.cli("bind", "notes", "notes-db", "--pool", "a.b")
+        self.assertEqual(code, 2)
+        self.assertIn("cannot be a pool id", err)
+
+
+class DomainAndCollectionTests(ManageTestCase):
+    def test_domains_create_ls_rm(self):
+        """domains create, ls and rm by host."""
+        code, out, _ = self.cli("domains", "create", "shop.example.com", "--description", "shop")
+        self.assertTrue(out.startswith("created domain shop.example.com (id "), out)
+        rows = [line.split()[1] for line in self.cli("domains", "ls")[1].splitlines()]
+        self.assertEqual(rows, ["HOST", "api.example.com", "shop.example.com"])
+        self.assertEqual(self.cli("domains", "rm", "shop.example.com"), (0, "removed domain shop.example.com\n", ""))
+
+    def test_rm_of_a_domain_in_use_needs_cascade(self):
+        """A domain with endpoints is refused (exit 1) until --cascade, which deletes them too."""
+        self.cli("deploy", self.write("u.rs", HELLO), "--path", "/u", "--domain", "api.example.com")
+        code, _, err = self.cli("domains", "rm", "api.example.com")
+        self.assertEqual(code, 1)
+        self.assertIn("still has 1 endpoint", err)
+        code, out, _ = self.cli("domains", "rm", "api.example.com", "--cascade")
+        self.assertEqual((code, out), (0, "removed domain api.example.com with 1 endpoints\n"))
+        self.assertEqual(self.endpoints(), [])
+
+    def test_collections_create_ls_rm(self):
+        """collections create with a domain host and base path, ls shows them, rm by name."""
+        code, out, err = self.cli(
+            "collections", "create", "shop", "--domain", "api.example.com", "--base-path", "/v1"
+        )
+        self.assertEqual((code, err), (0, ""))
+        lines = self.cli("collections", "ls")[1].splitlines()
+        self.assertEqual(lines[1].split()[1:], ["shop", "api.example.com", "/v1"])
+        self.assertEqual(self.cli("collections", "rm", "shop"), (0, "removed collection shop\n", ""))
+        self.assertEqual(self.cli("collections", "ls")[1], "no collections\n")
+
+    def test_collection_on_an_unknown_domain(self):
+        """--domain naming no domain is exit 1 with a pointer to domains ls."""
+        code, _, err = self.cli("collections", "create", "shop", "--domain", "nope.example.com")
+        self.assertEqual(code, 1)
+        self.assertIn("`edgegw domains ls`", err)
+
+
+class OutputTests(ManageTestCase):
+    def run_on(self, argv, stdout, stderr, environ=None):
+        """Run with the given streams; the exit code."""
+        environ = dict(environ or {}, EDGEGW_KEY=self.key)
+        d = cli.run(argv, reactor=self.reactor, http=self.http, environ=environ, stdout=stdout, stderr=stderr)
+        self.flush()
+        return self.successResultOf(d)
+
+    def test_ls_json_is_the_records(self):
+        """ls --json prints the endpoint records as a JSON list, ids and status included."""
+        endpoint_id = self.deploy()["id"]
+        code, out, _ = self.cli("ls", "--json")
+        records = json.loads(out)
+        self.assertEqual((code, [(r["id"], r["status"]) for r in records]), (0, [(endpoint_id, "running")]))
+
+    def test_json_before_the_command_and_of_a_deploy(self):
+        """--json may come before the command; a deploy's JSON is the record with its build."""
+        code, out, _ = self.cli("--json", "deploy", self.write("hello.rs", HELLO), "--path", "/hello")
+        record = json.loads(out)
+        self.assertEqual((code, record["status"], record["build"]["digest"]), (0, "running", "d1"))
+
+    def test_colours_on_a_terminal_only(self):
+        """On a terminal the status and the error prefix are coloured; NO_COLOR or a pipe gives plain text."""
+
+        class Terminal(io.StringIO):
+            def isatty(self):
+                return True
+
+        self.deploy()
+        out, err = Terminal(), Terminal()
+        self.run_on(["ls"], out, err)
+        self.assertIn("\033[32mrunning", out.getvalue())
+        self.run_on(["rm", "nope"], out, err)
+        self.assertEqual(err.getvalue(), "\033[1;31merror:\033[0m no endpoint named 'nope'; `edgegw ls` lists them\n")
+        for streams, environ in (((Terminal(), Terminal()), {"NO_COLOR": "1"}), ((io.StringIO(), io.StringIO()), {})):
+            self.run_on(["ls"], *streams, environ=environ)
+            self.run_on(["rm", "nope"], *streams, environ=environ)
+            self.assertNotIn("\033", streams[0].getvalue() + streams[1].getvalue())
+
+    def test_warnings_of_a_successful_compile_are_shown(self):
+        """A deploy whose compile warned prints the warnings, naming the user's file, and still succeeds."""
+        build = self.builder.build
+
+        def warning_build(*args, **kwargs):
+            def warn(result):
+                result.warnings = [
+                    {"level": "warning", "message": "unused variable: `x`",
+                     "rendered": "warning: unused variable: `x`\n --> src/main.rs:3:9\n"}
+                ]
+                return result
+
+            return build(*args, **kwargs).addCallback(warn)
+
+        self.builder.build = warning_build
+        path = self.write("hello.rs", HELLO)
+        code, out, err = self.cli("deploy", path, "--path", "/hello")
+        self.assertEqual(code, 0)
+        self.assertTrue(out.startswith("deployed hello"), out)
+        self.assertEqual(
+            err,
+            f"warning: unused variable: `x`\n --> {path}:3:9\n\n"
+            "warning: `hello` compiled with 1 warning\n",
+        )
+
+    def test_every_command_has_an_example_in_its_help(self):
+        """Each command's and action's --help ends with an example of it."""
+        parser = cli.build_parser()
+
+        def walk(parser, prefix):
+            for action in parser._actions:
+                if hasattr(action, "choices") and isinstance(action.choices, dict):
+                    for name, sub in action.choices.items():
+                        yield prefix + name, sub
+                        yield from walk(sub, prefix + name + " ")
+
+        commands = dict(walk(parser, ""))
+        for name in ("rm", "stop", "versions", "rollback", "settings", "services create", "bind", "domains rm"):
+            self.assertIn(name, commands)
+        for name, sub in commands.items():
+            self.assertIn("example:\n  edgegw " + name.split()[0], sub.format_help(), name)
+        code, out, _ = self.cli("rm", "--help")
+        self.assertEqual(code, 0)
+        self.assertIn("example:\n  edgegw rm hello\n", out)

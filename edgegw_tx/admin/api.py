@@ -426,6 +426,8 @@ class AdminAPI:
             "cached": build.cached,
             "seconds": round(build.seconds, 3),
             "dependencies": list(build.dependencies),
+            # cargo's warnings about the handler's own code, rendered as cargo prints them
+            "warnings": list(getattr(build, "warnings", [])),
         }
         return tagged(request, data)
 

@@ -79,12 +79,47 @@ class Unreachable(CommandError):
         super().__init__(f"cannot reach the gateway at {url}: {reason}", USAGE)
 
 
+# ANSI styles; used only on a terminal and without NO_COLOR (``wants_colour``).
+STYLES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "error": "1;31", "warning": "1;33"}
+# How a status (an endpoint's, a node's) is coloured in tables and status lines.
+STATUS_STYLES = {
+    "running": "green",
+    "up": "green",
+    "compiled": "yellow",
+    "created": "yellow",
+    "stopped": "dim",
+    "error": "red",
+    "down": "red",
+}
+
+
+def wants_colour(stream: TextIO, environ: Mapping[str, str]) -> bool:
+    """
+    Colour on a terminal only: never when ``NO_COLOR`` is set to anything
+    (no-color.org), ``TERM`` is ``dumb``, or the stream is a pipe or file.
+    """
+    if environ.get("NO_COLOR", "") != "" or environ.get("TERM") == "dumb":
+        return False
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
 class Console:
     """Where the commands write: ``out`` for results, ``err`` for errors and warnings."""
 
-    def __init__(self, stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         self.stdout = stdout if stdout is not None else sys.stdout
         self.stderr = stderr if stderr is not None else sys.stderr
+        environ = {} if environ is None else environ
+        self.colour_out = wants_colour(self.stdout, environ)
+        self.colour_err = wants_colour(self.stderr, environ)
 
     def out(self, text: str = "") -> None:
         """A line of results."""
@@ -95,6 +130,20 @@ class Console:
         """A line of errors or warnings."""
         self.stderr.write(text + "\n")
         self.stderr.flush()
+
+    def paint(self, text: str, style: str | None, err: bool = False) -> str:
+        """``text`` in ``style`` (a key of STYLES) when that stream is a colour terminal."""
+        if style is None or not (self.colour_err if err else self.colour_out):
+            return text
+        return f"\033[{STYLES[style]}m{text}\033[0m"
+
+    def error(self, message: str) -> None:
+        """``error: <message>`` on stderr, the prefix in red on a terminal."""
+        self.err(f"{self.paint('error:', 'error', err=True)} {message}")
+
+    def warning(self, message: str) -> None:
+        """``warning: <message>`` on stderr, the prefix in yellow on a terminal."""
+        self.err(f"{self.paint('warning:', 'warning', err=True)} {message}")
 
 
 # --- the management API ---------------------------------------------------
@@ -306,6 +355,67 @@ def _method(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line, each command's ``--help`` ending with its example."""
+    parser = _build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            _add_examples(action)
+    return parser
+
+
+# One example per command (and per action of the commands that have them),
+# shown at the end of its ``--help``.
+EXAMPLES: dict[str, str] = {
+    "deploy": "edgegw deploy hello.rs --path /hello --method GET",
+    "ls": "edgegw ls --json | jq -r '.[] | select(.status == \"error\") | .name'",
+    "nodes": "edgegw nodes",
+    "logs": "edgegw logs hello --since 60 --follow",
+    "import": "edgegw import petstore.zip --create-collection --compile --start",
+    "keys": "edgegw keys create ci --scope read",
+    "keys create": "edgegw keys create ci --scope read",
+    "keys ls": "edgegw keys ls",
+    "keys revoke": "edgegw keys revoke bcebe2e699264034971c493221842d35",
+    "keys reset-admin": "edgegw keys reset-admin --data-dir ./var",
+    "rm": "edgegw rm hello",
+    "stop": "edgegw stop hello",
+    "start": "edgegw start hello",
+    "restart": "edgegw restart hello",
+    "versions": "edgegw versions hello",
+    "rollback": "edgegw rollback hello 3f9a2c1",
+    "settings": "edgegw settings hello timeout=5 limits.memory_mb=256 env.TOKEN=s3cret",
+    "services": "edgegw services create notes-db sqlite path=notes.sqlite3",
+    "services ls": "edgegw services ls",
+    "services create": "edgegw services create cache redis host=127.0.0.1 port=6379",
+    "services test": "edgegw services test cache",
+    "services rm": "edgegw services rm cache",
+    "bind": "edgegw bind notes notes-db --pool main",
+    "unbind": "edgegw unbind notes main",
+    "domains": "edgegw domains create api.example.com",
+    "domains ls": "edgegw domains ls",
+    "domains create": "edgegw domains create api.example.com --description 'public API'",
+    "domains rm": "edgegw domains rm api.example.com --cascade",
+    "collections": "edgegw collections create shop --domain api.example.com --base-path /v1",
+    "collections ls": "edgegw collections ls",
+    "collections create": "edgegw collections create shop --domain api.example.com --base-path /v1",
+    "collections rm": "edgegw collections rm shop",
+    "backup": "edgegw backup edgegw-backup.tar --data-dir /var/lib/edgegw",
+    "restore": "edgegw restore edgegw-backup.tar --data-dir /var/lib/edgegw",
+}
+
+
+def _add_examples(commands: Any, prefix: str = "") -> None:
+    """Put each command's example (EXAMPLES) at the end of its ``--help``."""
+    for name, parser in commands.choices.items():
+        example = EXAMPLES.get(prefix + name)
+        if example is not None and not parser.epilog:
+            parser.epilog = "example:\n  " + example
+            parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _add_examples(action, prefix + name + " ")
+
+
+def _build_parser() -> argparse.ArgumentParser:
     """The whole command line: the commands, their arguments and the connection options."""
     # The connection options are accepted before and after the command
     # (``edgegw --url U ls`` and ``edgegw ls --url U``); SUPPRESS keeps a
@@ -328,10 +438,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="the gateway's data directory, for admin.key "
         f"(env EDGEGW_DATA_DIR, default {DEFAULT_DATA_DIR})",
     )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print the gateway's answer as JSON (for scripts) instead of text",
+    )
 
     parser = argparse.ArgumentParser(
         prog="edgegw",
         description="Deploy Rust handlers to an edgegw gateway and manage it.",
+        epilog="examples:\n  edgegw deploy hello.rs --path /hello\n  edgegw ls\n"
+        "  edgegw COMMAND --help      (each command's options and an example)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -366,6 +485,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="only lines of the last SECONDS_AGO seconds",
     )
     logs.add_argument("--domain", help="pick among several endpoints of that name")
+
+    from edgegw_tx.cli.manage import add_commands  # imports this module: here, not at the top
+
+    add_commands(commands, common)
 
     imports = commands.add_parser(
         "import",
@@ -436,6 +559,15 @@ class Context:
         self.console = console
         self.options = options
 
+    @property
+    def json(self) -> bool:
+        """``--json``: the command prints the gateway's answer as JSON instead of text."""
+        return bool(getattr(self.options, "json", False))
+
+    def emit(self, data: Any) -> None:
+        """Print ``data`` as JSON on stdout (``--json``)."""
+        self.console.out(json.dumps(data, indent=2, sort_keys=True))
+
 
 def _prepare_deploy(options: argparse.Namespace) -> Work:
     name = options.name or _stem(options.file)
@@ -474,8 +606,16 @@ def _deploy(gateway: Gateway, context: Context, name: str, code: str) -> Generat
     except GatewayError as e:
         if e.status != 422:
             raise
+        if context.json:
+            context.emit(e.document)
         _print_diagnostics(context.console, e.document, name, options.file)
+        if existing is None:
+            context.console.err(
+                f"note: the endpoint '{name}' was created (status error): fix {options.file} and "
+                f"deploy it again, or `edgegw rm {name}` removes it"
+            )
         return FAILED
+    _print_warnings(context.console, compiled.get("build") or {}, name, options.file)
     running = compiled.get("status") == "running" or bool(compiled.get("pids"))
     action = "restart" if running else "start"
     try:
@@ -485,35 +625,63 @@ def _deploy(gateway: Gateway, context: Context, name: str, code: str) -> Generat
             raise
         # The workers died before they were ready: what they said is in the log.
         raise CommandError(f"{e.message}\nhint: `edgegw logs {name}` shows what the workers wrote")
-    context.console.out(_deployed_line(started))
+    if context.json:
+        context.emit(dict(started, build=compiled.get("build")))
+    else:
+        context.console.out(_deployed_line(context.console, started))
     return OK
 
 
-def _deployed_line(record: Mapping[str, Any]) -> str:
+def _deployed_line(console: Console, record: Mapping[str, Any]) -> str:
     where = "" if record.get("domain") in (None, "*") else f" on {record['domain']}"
     pids = ", ".join(str(p) for p in record.get("pids") or []) or "none"
+    status = record.get("status")
     return (
         f"deployed {record.get('name')}: {record.get('method')} {record.get('path')}{where} "
-        f"({record.get('status')}, pids {pids})"
+        f"({console.paint(str(status), STATUS_STYLES.get(str(status)))}, pids {pids})"
     )
+
+
+def status_line(console: Console, record: Mapping[str, Any], note: str | None = None) -> str:
+    """``name: status (pids ...)``, the one line a start, stop or rollback prints."""
+    status = str(record.get("status"))
+    pids = ", ".join(str(p) for p in record.get("pids") or [])
+    text = f"{record.get('name')}: {console.paint(status, STATUS_STYLES.get(status))}"
+    details = [d for d in (note, f"pids {pids}" if pids else None) if d]
+    return text + (f" ({'; '.join(details)})" if details else "")
+
+
+def _rendered(d: Mapping[str, Any], source: str) -> str:
+    """A diagnostic as cargo prints it, its location naming the user's file."""
+    text = str(d.get("rendered") or _plain_diagnostic(d))
+    # The handler *is* src/main.rs of the gateway's cargo project: name the
+    # user's file instead, so the location is one an editor can open.
+    for arrow in ("--> ", "::: "):
+        text = text.replace(f"{arrow}src/main.rs:", f"{arrow}{source}:")
+    return text.rstrip("\n") + "\n"
 
 
 def _print_diagnostics(console: Console, document: Any, name: str, source: str) -> None:
     """A compile failure as cargo shows it: each diagnostic's rendered text, then a summary."""
     diagnostics = (document or {}).get("diagnostics") or []
     for d in diagnostics:
-        text = d.get("rendered") or _plain_diagnostic(d)
-        # The handler *is* src/main.rs of the gateway's cargo project: name the
-        # user's file instead, so the location is one an editor can open.
-        for arrow in ("--> ", "::: "):
-            text = text.replace(f"{arrow}src/main.rs:", f"{arrow}{source}:")
-        console.err(text.rstrip("\n") + "\n")
+        console.err(_rendered(d, source))
     errors = sum(1 for d in diagnostics if d.get("level") == "error")
     if errors:
         plural = "" if errors == 1 else "s"
-        console.err(f"error: could not compile `{name}` due to {errors} previous error{plural}")
+        console.error(f"could not compile `{name}` due to {errors} previous error{plural}")
     else:
-        console.err(f"error: {(document or {}).get('error') or 'compilation failed'}")
+        console.error(str((document or {}).get("error") or "compilation failed"))
+
+
+def _print_warnings(console: Console, build: Mapping[str, Any], name: str, source: str) -> None:
+    """A successful compile's warnings, as cargo shows them, on stderr."""
+    warnings = build.get("warnings") or []
+    for d in warnings:
+        console.err(_rendered(d, source))
+    if warnings:
+        plural = "" if len(warnings) == 1 else "s"
+        console.warning(f"`{name}` compiled with {len(warnings)} warning{plural}")
 
 
 def _plain_diagnostic(d: Mapping[str, Any]) -> str:
@@ -530,16 +698,21 @@ def _prepare_ls(options: argparse.Namespace) -> Work:
 @inlineCallbacks
 def _ls(gateway: Gateway, context: Context) -> Generator[Deferred[Any], Any, int]:
     endpoints = yield gateway.all_pages("/api/endpoints")
+    ordered = sorted(endpoints, key=lambda e: (str(e.get("name")), str(e.get("domain"))))
+    if context.json:
+        context.emit(ordered)
+        return OK
     if not endpoints:
         context.console.out("no endpoints")
         return OK
-    rows: list[Sequence[object]] = [("NAME", "METHOD", "PATH", "DOMAIN", "STATUS", "PIDS")]
-    for e in sorted(endpoints, key=lambda e: (str(e.get("name")), str(e.get("domain")))):
+    rows: list[Sequence[object]] = [("NAME", "ID", "METHOD", "PATH", "DOMAIN", "STATUS", "VERSION", "PIDS")]
+    for e in ordered:
         pids = ",".join(str(p) for p in e.get("pids") or []) or "-"
         rows.append(
-            (e.get("name"), e.get("method"), e.get("path"), e.get("domain"), e.get("status"), pids)
+            (e.get("name"), e.get("id"), e.get("method"), e.get("path"), e.get("domain"),
+             e.get("status"), e.get("version") or "-", pids)
         )
-    _table(context.console, rows)
+    table(context.console, rows)
     return OK
 
 
@@ -551,6 +724,9 @@ def _prepare_nodes(options: argparse.Namespace) -> Work:
 def _nodes(gateway: Gateway, context: Context) -> Generator[Deferred[Any], Any, int]:
     """The nodes sharing the gateway's store, as GET /api/nodes lists them; the one answering marked."""
     nodes = yield gateway.all_pages("/api/nodes")
+    if context.json:
+        context.emit(nodes)
+        return OK
     rows: list[Sequence[object]] = [("NAME", "ADDRESS", "VERSION", "STATE", "WORKERS", "LAST SEEN")]
     for n in nodes:
         name = f"{n.get('name')} (this node)" if n.get("self") else n.get("name")
@@ -558,15 +734,26 @@ def _nodes(gateway: Gateway, context: Context) -> Generator[Deferred[Any], Any, 
             (name, n.get("address") or "-", n.get("version") or "-", n.get("state"), n.get("workers"),
              n.get("last_seen") or "never")
         )
-    _table(context.console, rows)
+    table(context.console, rows)
     return OK
 
 
-def _table(console: Console, rows: Sequence[Sequence[object]]) -> None:
+def table(console: Console, rows: Sequence[Sequence[object]]) -> None:
+    """
+    ``rows`` (the first the headings) in aligned columns; on a terminal the
+    headings in bold and a STATUS or STATE column coloured by STATUS_STYLES.
+    """
     cells = [[("" if cell is None else str(cell)) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
-    for row in cells:
-        console.out("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    coloured = {i for i, heading in enumerate(cells[0]) if heading in ("STATUS", "STATE")}
+    for number, row in enumerate(cells):
+        line = []
+        for i, (cell, width) in enumerate(zip(row, widths)):
+            padded = cell.ljust(width) if i < len(row) - 1 else cell
+            style = "bold" if number == 0 else STATUS_STYLES.get(cell) if i in coloured else None
+            # Painted after padding: the escapes take no room in the column.
+            line.append(console.paint(padded, style) if cell else padded)
+        console.out("  ".join(line).rstrip())
 
 
 def _prepare_logs(options: argparse.Namespace) -> Work:
@@ -584,8 +771,12 @@ def _logs(gateway: Gateway, context: Context) -> Generator[Deferred[Any], Any, i
             params = None if since is None else {"since": repr(since)}
             data = yield gateway.call("GET", path, params=params)
             for entry in data.get("lines") or []:
-                text = f"{entry.get('timestamp')} {entry.get('stream')} {entry.get('line')}"
-                context.console.out(text)
+                if context.json:
+                    # One object a line (JSON Lines), so ``--follow --json`` streams.
+                    context.console.out(json.dumps(entry, sort_keys=True))
+                else:
+                    text = f"{entry.get('timestamp')} {entry.get('stream')} {entry.get('line')}"
+                    context.console.out(text)
                 if entry.get("time") is not None:
                     since = entry["time"]
             if not options.follow:
@@ -722,8 +913,8 @@ def _keys_create(gateway: Gateway, context: Context) -> Generator[Deferred[Any],
     name, scope = data.get("name", options.name), data.get("scope", options.scope)
     context.console.err(f"created key '{name}' (id {data.get('id')}, scope {scope}):")
     context.console.out(key)
-    context.console.err(
-        "warning: this is the only time the key is shown; store it now, it cannot be read again"
+    context.console.warning(
+        "this is the only time the key is shown; store it now, it cannot be read again"
     )
     return OK
 
@@ -731,6 +922,9 @@ def _keys_create(gateway: Gateway, context: Context) -> Generator[Deferred[Any],
 @inlineCallbacks
 def _keys_ls(gateway: Gateway, context: Context) -> Generator[Deferred[Any], Any, int]:
     keys = yield gateway.all_pages("/api/keys")
+    if context.json:
+        context.emit(keys)
+        return OK
     if not keys:
         context.console.out("no keys")
         return OK
@@ -740,7 +934,7 @@ def _keys_ls(gateway: Gateway, context: Context) -> Generator[Deferred[Any], Any
         name = f"{k.get('name')} (this key)" if k.get("current") else k.get("name")
         last_used = k.get("last_used_at") or "never"
         rows.append((k.get("id"), name, k.get("scope"), k.get("created_at"), last_used))
-    _table(context.console, rows)
+    table(context.console, rows)
     return OK
 
 
@@ -760,6 +954,13 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], Work]] = {
     "import": _prepare_import,
     "keys": _prepare_keys,
 }
+
+
+def _command(name: str) -> Callable[[argparse.Namespace], Work]:
+    """The prepare function of command ``name``: this module's or cli/manage.py's."""
+    from edgegw_tx.cli.manage import COMMANDS
+
+    return _COMMANDS.get(name) or COMMANDS[name]
 
 
 # --- running ------------------------------------------------------------------
@@ -782,7 +983,7 @@ def run(
     by default one over ``Agent(reactor)``.
     """
     environ = os.environ if environ is None else environ
-    console = Console(stdout, stderr)
+    console = Console(stdout, stderr, environ)
     debug = bool(environ.get("EDGEGW_DEBUG"))
     # argparse prints to sys.stdout/sys.stderr and exits; point it at the console.
     try:
@@ -807,9 +1008,9 @@ def run(
 
             return run_command(options, data_dir, reactor, console)
         key = find_key(getattr(options, "key", None), environ, data_dir)
-        work = _COMMANDS[options.command](options)
+        work = _command(options.command)(options)
     except CommandError as e:
-        console.err(f"error: {e.message}")
+        console.error(e.message)
         return succeed(e.code)
 
     if reactor is None:
@@ -828,9 +1029,22 @@ def run(
             d.cancel()
 
     if hasattr(reactor, "addSystemEventTrigger"):
-        reactor.addSystemEventTrigger("before", "shutdown", interrupted)
+        trigger = reactor.addSystemEventTrigger("before", "shutdown", interrupted)
+        if trigger is not None:
+            # A reactor that goes on running (a test's, a program's) keeps no trigger of ours.
+            d.addBoth(_passing(lambda: reactor.removeSystemEventTrigger(trigger)))
     d.addErrback(_exit_code, console, debug)
     return d
+
+
+def _passing(action: Callable[[], object]) -> Callable[[Any], Any]:
+    """A callback that runs ``action`` and passes the result (or failure) on."""
+
+    def callback(result: Any) -> Any:
+        action()
+        return result
+
+    return callback
 
 
 def _reset_admin(data_dir: str, store: str | None, reactor: Any, console: Console) -> Deferred[int]:
@@ -844,7 +1058,7 @@ def _reset_admin(data_dir: str, store: str | None, reactor: Any, console: Consol
         failure.trap(ResetRefused)
         error = failure.value
         assert isinstance(error, ResetRefused), "trapped above"
-        console.err(f"error: {error.message}")
+        console.error(error.message)
         return USAGE if error.usage else FAILED
 
     d = reset_admin(data_dir, reactor, console.out, store).addCallbacks(lambda _: OK, refused)
@@ -855,7 +1069,7 @@ def _exit_code(failure: Failure, console: Console, debug: bool) -> int:
     """The exit code of a failed command, told on the console."""
     error = failure.value
     if isinstance(error, CommandError):
-        console.err(f"error: {error.message}")
+        console.error(error.message)
         return error.code
     if failure.check(CancelledError):
         console.err("interrupted")
@@ -867,7 +1081,7 @@ def _exit_code(failure: Failure, console: Console, debug: bool) -> int:
         if debug:
             console.err(failure.getTraceback())
         name = type(error).__name__
-        console.err(f"error: unexpected {name}: {failure.value} (EDGEGW_DEBUG=1 shows where)")
+        console.error(f"unexpected {name}: {failure.value} (EDGEGW_DEBUG=1 shows where)")
     except OSError:
         pass
     return FAILED

@@ -15,7 +15,8 @@ import os
 import sys
 
 from treq.testing import StubTreq
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.internet.error import ConnectionRefusedError
 from twisted.trial import unittest
 from twisted.web.resource import Resource
@@ -26,6 +27,7 @@ from tests.support.fakes import SynchronousReactor, make_store
 from tests.support.handlers import HELLO
 from tests.support.fakes import FakePool
 from tests.support.fakes import fake_runtime
+from tests.support import harness
 
 GOODBYE = HELLO.replace("Hello, World!", "Goodbye!")
 BROKEN = "fn handle() {}\n"
@@ -1230,3 +1232,66 @@ class OutputTests(ManageTestCase):
         code, out, _ = self.cli("rm", "--help")
         self.assertEqual(code, 0)
         self.assertIn("example:\n  edgegw rm hello\n", out)
+
+
+class RealGatewayTests(harness.GatewayTestCase):
+    """The commands in sequence against a real gateway: real cargo, real workers, real HTTP."""
+
+    @inlineCallbacks
+    def edgegw(self, *argv):
+        """Run one command line against the gateway; (exit code, stdout, stderr)."""
+        out, err = io.StringIO(), io.StringIO()
+        environ = {"EDGEGW_KEY": self.gateway.key, "EDGEGW_URL": self.gateway.api[: -len("/api")]}
+        code = yield cli.run(
+            list(argv), reactor=reactor, http=self.gateway.http, environ=environ, stdout=out, stderr=err
+        )
+        return code, out.getvalue(), err.getvalue()
+
+    @inlineCallbacks
+    def test_a_session_of_commands(self):
+        """deploy, ls --json, settings, stop/start, a second deploy, versions, rollback, services, bind/unbind and rm, each doing what it says on a live gateway."""
+        work = self.mktemp()
+        os.makedirs(work)
+        hello = os.path.join(work, "hello.rs")
+        with open(hello, "w") as f:
+            f.write(HELLO)
+        code, out, err = yield self.edgegw("deploy", hello, "--path", "/hello")
+        self.assertEqual(code, 0, err)
+        response, body = yield self.gateway.get("/hello")
+        self.assertIn(b"Hello, World!", body)
+
+        code, out, _ = yield self.edgegw("ls", "--json")
+        (record,) = json.loads(out)
+        self.assertEqual((record["name"], record["status"]), ("hello", "running"))
+        first = record["deployed"]
+
+        self.assertEqual((yield self.edgegw("settings", "hello", "timeout=5"))[:2], (0, "timeout = 5.0\n"))
+        self.assertEqual((yield self.edgegw("stop", record["id"]))[:2], (0, "hello: stopped\n"))
+        response, _ = yield self.gateway.get("/hello")
+        self.assertEqual(response.code, 404)
+        code, out, _ = yield self.edgegw("start", "hello")
+        self.assertTrue(out.startswith("hello: running (pids "), out)
+
+        with open(hello, "w") as f:
+            f.write(GOODBYE)
+        self.assertEqual((yield self.edgegw("deploy", hello))[0], 0)
+        _, body = yield self.gateway.get("/hello")
+        self.assertIn(b"Goodbye!", body)
+        code, out, _ = yield self.edgegw("versions", "hello")
+        self.assertEqual(len(out.splitlines()), 3, out)
+        self.assertEqual((yield self.edgegw("rollback", "hello", first[:12]))[0], 0)
+        _, body = yield self.gateway.get("/hello")
+        self.assertIn(b"Hello, World!", body)
+
+        self.assertEqual((yield self.edgegw("services", "create", "notes-db", "sqlite"))[0], 0)
+        self.assertEqual((yield self.edgegw("services", "test", "notes-db"))[0], 0)
+        self.assertEqual((yield self.edgegw("bind", "hello", "notes-db", "--pool", "main"))[0], 0)
+        code, _, err = yield self.edgegw("services", "rm", "notes-db")
+        self.assertEqual(code, 1, "a bound service is not deleted")
+        self.assertEqual((yield self.edgegw("unbind", "hello", "main"))[0], 0)
+        self.assertEqual((yield self.edgegw("services", "rm", "notes-db"))[0], 0)
+
+        self.assertEqual((yield self.edgegw("rm", "hello"))[0], 0)
+        self.assertEqual((yield self.edgegw("ls")), (0, "no endpoints\n", ""))
+        response, _ = yield self.gateway.get("/hello")
+        self.assertEqual(response.code, 404)

@@ -18,7 +18,7 @@ from twisted.trial import unittest
 from edgegw_tx.build.builder import Builder
 from edgegw_tx.build.warmup import MARKER_NAME, NICENESS, WARM_UP_PACKAGE, WarmUp
 from tests.support.handlers import HELLO
-from tests.support.harness import SDK, GatewayTestCase, _cargo_or_skip
+from tests.support.harness import SDK, SHARED_TARGET, GatewayTestCase, _cargo_or_skip
 
 
 class FakeBuilder:
@@ -34,6 +34,9 @@ class FakeBuilder:
 
     def toolchain(self):
         return succeed("rustc 1.0.0 (fake)")
+
+    def before_compile(self, hook):
+        self.hook = hook
 
     def _find_cargo(self):
         return "/usr/bin/cargo"
@@ -137,6 +140,17 @@ class WarmUpTests(unittest.TestCase):
         self.successResultOf(stopped)
         self.assertEqual(self.successResultOf(done), "stopped")
 
+    def test_a_compile_ends_the_warm_up_first(self):
+        """The hook a warm-up gives its builder kills the running warm-up build and fires once it ended."""
+        done = self.warm_up.start()
+        transport = self.clock.spawned[0][1]
+        yielded = self.builder.hook()
+        self.assertEqual(transport.signals, ["KILL"])
+        self.assertNoResult(yielded)
+        end(transport, signal=9)
+        self.successResultOf(yielded)
+        self.assertEqual(self.successResultOf(done), "stopped")
+
     def test_stop_before_the_build_began_spawns_nothing(self):
         """A warm-up stopped while the toolchain is still being asked never starts cargo."""
         self._toolchain = Deferred()
@@ -168,6 +182,29 @@ class RealWarmUpTests(unittest.TestCase):
         self.assertEqual(outcome, "skipped")
         built = yield builder.build("first", HELLO)
         self.assertFalse(built.cached)
+
+
+class BeforeCompileTests(unittest.TestCase):
+    """Builder.before_compile: a compile runs cargo only after its hooks fired."""
+
+    timeout = 300
+
+    @inlineCallbacks
+    def test_compile_waits_for_the_hook(self):
+        """While a hook's Deferred is pending the endpoint's project is not even written; once it fires the build completes."""
+        cargo = _cargo_or_skip()
+        os.makedirs(SHARED_TARGET, exist_ok=True)
+        builder = Builder(os.path.abspath(self.mktemp()), SDK, cargo=cargo, reactor=reactor, sandbox=False,
+                          target_dir=SHARED_TARGET)
+        gate = Deferred()
+        builder.before_compile(lambda: gate)
+        built = builder.build("gated", HELLO)
+        yield builder.toolchain()
+        self.assertNoResult(built)
+        self.assertFalse((builder.build_root / "endpoints" / "gated").exists())
+        gate.callback(None)
+        result = yield built
+        self.assertFalse(result.cached)
 
 
 class RuntimeWarmUpTests(GatewayTestCase):

@@ -8,9 +8,9 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from twisted.internet.defer import Deferred, DeferredLock, fail, succeed
+from twisted.internet.defer import Deferred, DeferredLock, fail, gatherResults, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 
@@ -153,8 +153,17 @@ class Builder:
         self._locks: dict[str, DeferredLock] = {}
         self.shared = shared
         self._fetching: dict[str, _Shared] = {}
+        self._before_compile: list[Callable[[], Deferred[None]]] = []
 
     # -- public ---------------------------------------------------------------
+
+    def before_compile(self, hook: Callable[[], Deferred[None]]) -> None:
+        """
+        Have every compile wait for ``hook()`` before it runs cargo: the
+        start-up warm-up (warmup.py) ends its own build there, so a compile
+        does not queue behind a low-priority cargo on the target's lock.
+        """
+        self._before_compile.append(hook)
 
     def artifact(self, digest: str) -> str | None:
         """Path of the stored binary for ``digest``, or None."""
@@ -352,6 +361,20 @@ class Builder:
         shared.fire(result)
 
     def _compile(
+        self,
+        endpoint_id: str,
+        package: str,
+        code: str,
+        deps: list[Dependency],
+        digest: str,
+        started: float,
+    ) -> Deferred[BuildResult]:
+        if not self._before_compile:
+            return self._cargo_build(endpoint_id, package, code, deps, digest, started)
+        waited = gatherResults([hook() for hook in self._before_compile], consumeErrors=True)
+        return waited.addCallback(lambda _: self._cargo_build(endpoint_id, package, code, deps, digest, started))
+
+    def _cargo_build(
         self,
         endpoint_id: str,
         package: str,

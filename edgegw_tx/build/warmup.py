@@ -5,9 +5,11 @@ The first handler compiled into an empty target directory builds the crates
 every handler uses (the SDK, serde, serde_json: 10-13 s on two cores); later
 ones reuse them and take under a second.  ``WarmUp`` builds a trivial handler
 with those crates in the background, at the lowest CPU priority, so that a
-newcomer's first compile is as quick as the rest.  Cargo itself makes a compile
-asked for meanwhile wait for the warm-up (they share the target's lock), and
-the warm-up is building exactly the crates that compile needs.  A marker in
+newcomer's first compile is as quick as the rest.  A compile asked for
+meanwhile ends the warm-up's build first (``Builder.before_compile``) and runs
+at normal priority, keeping every crate the warm-up finished: waiting on the
+target's lock behind a build at the lowest priority would be slow on a busy
+machine.  A marker in
 the target directory remembers a finished warm-up for this toolchain, SDK and
 crate source, so later starts (of this data dir or another sharing the target)
 skip it without running cargo; emptying the target removes the marker too.
@@ -88,6 +90,7 @@ class WarmUp:
         self.seconds: float | None = None
         self.done: Deferred[str] | None = None
         self._stopped = False
+        builder.before_compile(self.yield_to_compile)
 
     def start(self) -> Deferred[str]:
         """Begin the warm-up (once); fires with its ``outcome``, never fails."""
@@ -105,6 +108,12 @@ class WarmUp:
 
         self.done.addCallback(hand_on)
         return result
+
+    def yield_to_compile(self) -> Deferred[None]:
+        """A compile is about to run cargo: end the warm-up (it keeps what it built) and let it go first."""
+        if self.done is not None and self.outcome is None and not self._stopped:
+            self.log.info("a compile was asked for: the warm-up build ends, the compile builds the rest")
+        return self.stop()
 
     def stop(self) -> Deferred[None]:
         """Kill a warm-up build that still runs and wait for it to end (the gateway stops)."""

@@ -585,6 +585,7 @@ BUILD = record(
         "cached": BOOLEAN,
         "seconds": {"type": "number", "minimum": 0},
         "dependencies": array(string()),
+        "warnings": array(ref("Diagnostic"), description="cargo's warnings about the handler's code"),
     }
 )
 

@@ -1128,7 +1128,7 @@ class DomainAndCollectionTests(ManageTestCase):
         self.assertEqual(code, 1)
         self.assertIn("still has 1 endpoint", err)
         code, out, _ = self.cli("domains", "rm", "api.example.com", "--cascade")
-        self.assertEqual((code, out), (0, "removed domain api.example.com with 1 endpoints\n"))
+        self.assertEqual((code, out), (0, "removed domain api.example.com with 1 endpoint\n"))
         self.assertEqual(self.endpoints(), [])
 
     def test_collections_create_ls_rm(self):

@@ -539,7 +539,7 @@ def _delete(gateway: Gateway, path: str, cascade: bool) -> Deferred[Any]:
 
 def _cascaded(answer: Mapping[str, Any]) -> str:
     cascaded = answer.get("cascaded") or {}
-    parts = [f"{n} {what}" for what, n in cascaded.items() if n]
+    parts = [f"{n} {what[:-1] if n == 1 else what}" for what, n in cascaded.items() if n]
     return f" with {' and '.join(parts)}" if parts else ""
 
 

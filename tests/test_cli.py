@@ -1249,7 +1249,7 @@ class RealGatewayTests(harness.GatewayTestCase):
 
     @inlineCallbacks
     def test_a_session_of_commands(self):
-        """deploy, ls --json, settings, stop/start, a second deploy, versions, rollback, services, bind/unbind and rm, each doing what it says on a live gateway."""
+        """deploy, ls --json, settings, stop/start, a second deploy (its cargo warning shown, naming the file), versions, rollback, services, bind/unbind and rm, each doing what it says on a live gateway."""
         work = self.mktemp()
         os.makedirs(work)
         hello = os.path.join(work, "hello.rs")
@@ -1273,8 +1273,11 @@ class RealGatewayTests(harness.GatewayTestCase):
         self.assertTrue(out.startswith("hello: running (pids "), out)
 
         with open(hello, "w") as f:
-            f.write(GOODBYE)
-        self.assertEqual((yield self.edgegw("deploy", hello))[0], 0)
+            f.write(GOODBYE.replace("fn handle(req: Request) -> Response {\n", "fn handle(req: Request) -> Response {\n    let unused = 1;\n"))
+        code, _, err = yield self.edgegw("deploy", hello)
+        self.assertEqual(code, 0, err)
+        self.assertIn(f"--> {hello}:4:9", err)
+        self.assertTrue(err.endswith("warning: `hello` compiled with 1 warning\n"), err)
         _, body = yield self.gateway.get("/hello")
         self.assertIn(b"Goodbye!", body)
         code, out, _ = yield self.edgegw("versions", "hello")

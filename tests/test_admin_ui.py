@@ -211,8 +211,15 @@ class QuickStartIntegrationTests(AdminUITestCase):
             self.assertIn("ce-line-error", marked.get_attribute("class"))
             self.assertIn("greting", marked.inner_text())
             self.assertEqual(page.locator(".ce-gutter .ce-mark-error").first.get_attribute("data-line"), str(BROKEN_LINE))
-            self.assertIn("Compile failed", page.inner_text("[data-testid=compile-status]"))
             page.wait_for_selector("[data-testid=endpoint-status]:has-text('error')")
+            # The failure is said once: how many errors and the first at its line, under the editor;
+            # not the API's "compilation failed: ..." after it, nor again at the top or in a notice.
+            status = page.inner_text("[data-testid=compile-status]")
+            self.assertTrue(status.startswith(f"Compile failed: 1 error; line {BROKEN_LINE}: "), status)
+            self.assertEqual(status.count("greting"), 1, status)
+            self.assertNotIn("compilation failed", status)
+            self.assertTrue(page.locator("[data-testid=last-error]").is_hidden())
+            self.assertEqual(page.locator(".notice-error").count(), 0)
             s.shot("compile-error")
 
             # The jump from the list puts the caret on that line.
@@ -239,6 +246,22 @@ class QuickStartIntegrationTests(AdminUITestCase):
             page.wait_for_selector("[data-testid=endpoint-status]:has-text('compiled')")
             s.shot("compiled")
 
+            # The editor takes the page's width: a 120-character line shows whole, no sideways scroll.
+            widths = page.evaluate(
+                "() => [document.querySelector('[data-testid=code-editor]').getBoundingClientRect().width,"
+                " document.querySelector('main').clientWidth]"
+            )
+            self.assertGreater(widths[0], 0.9 * widths[1] - 40, f"editor {widths[0]} px of main's {widths[1]} px")
+            page.focus("[data-testid=code-input]")
+            page.keyboard.press("Control+End")
+            page.keyboard.insert_text("\n// " + "x" * 117)
+            overflow = page.evaluate(
+                "() => { const t = document.querySelector('[data-testid=code-input]'); return t.scrollWidth - t.clientWidth; }"
+            )
+            self.assertLessEqual(overflow, 0, "a 120-character line is cut off")
+            s.shot("long-line")
+            page.fill("[data-testid=code-input]", FIXED)
+
             page.click("[data-testid=start]")
             page.wait_for_selector("[data-testid=endpoint-status]:has-text('running')", timeout=SLOW * 1000)
             page.wait_for_selector("[data-testid=workers-table]")
@@ -264,6 +287,8 @@ class QuickStartIntegrationTests(AdminUITestCase):
             row = page.locator("[data-testid=endpoint-charts] tbody tr", has_text="hello-ui")
             row.wait_for(timeout=30_000)
             self.assertEqual(row.locator("svg[role=img]").count(), 2)
+            # Its "Served" is the count the "Requests served" card sums: the one test-console request.
+            self.assertEqual(row.locator("[data-testid=endpoint-served]").inner_text(), "1")
             s.shot("dashboard-running")
             page.goto(endpoint_page)
             page.wait_for_selector("[data-testid=endpoint-status]:has-text('running')")

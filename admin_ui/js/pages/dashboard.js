@@ -33,7 +33,7 @@ export function render(main) {
       drawCards(cards, stats);
       drawTotals(totals, history);
       drawNodes(nodes, cluster);
-      drawEndpoints(perEndpoint, history);
+      drawEndpoints(perEndpoint, history, stats);
       replace(quick, stats.endpoints.total === 0 ? quickStart() : null);
     } catch (error) {
       if (!failed && !stopped) notify.error(error, "The dashboard could not be loaded:");
@@ -153,18 +153,24 @@ function nodesHead(summary) {
     h("span", { class: "muted small", "data-testid": "nodes-summary" }, summary));
 }
 
-function drawEndpoints(el, history) {
-  const columns = [["Endpoint"], ["Requests", "num"], ["Requests per second"], ["Median latency (p50)"], ["Mean", "num"]];
+// "Served" comes from the same counters as the "Requests served" card (since
+// the data plane started), so the rows and the card agree; the window's own
+// count is labelled as such.
+function drawEndpoints(el, history, stats) {
+  const minutes = Math.round(history.window / 60);
+  const columns = [["Endpoint"], ["Served", "num"], [`Last ${minutes} min`, "num"], ["Requests per second"], ["Median latency (p50)"], ["Mean", "num"]];
+  const served = new Map((stats.requests.by_endpoint || []).filter((e) => e.id).map((e) => [e.id, e.served]));
   const n = slots(history);
   const rows = history.endpoints.map((e) => [
     h("a", { class: "row-link", href: "#/endpoints/" + safeId(e.id) }, e.name === null ? e.id : e.name),
+    h("span", { "data-testid": "endpoint-served" }, formatNumber(served.get(e.id) || 0)),
     formatNumber(e.window_requests),
     h("div", { class: "chart-cell" }, sparkline(e.rate, { slots: n, label: "requests per second" }), h("span", { class: "chart-value" }, formatNumber(last(e.rate), 2))),
     h("div", { class: "chart-cell" }, sparkline(e.p50_ms, { alt: true, slots: n, label: "median latency", format: formatMs }), h("span", { class: "chart-value" }, formatMs(last(e.p50_ms)))),
     formatMs(last(e.mean_ms)),
   ]);
   replace(el,
-    h("div", { class: "panel-head" }, h("h2", null, "Per endpoint"), h("span", { class: "muted small" }, "the busiest running endpoints, " + windowText(history))),
+    h("div", { class: "panel-head" }, h("h2", null, "Per endpoint"), h("span", { class: "muted small" }, "the busiest running endpoints; served since the gateway started, as the cards count; charts of the " + windowText(history))),
     rows.length
       ? table(columns, rows, { "data-testid": "endpoint-charts" })
       : h("p", { class: "empty" }, "No endpoint ran in this window. Start one, then send it requests (its page has a test console)."));

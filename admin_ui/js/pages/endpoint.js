@@ -193,10 +193,11 @@ class EndpointPage {
       this.settings = h("div");
       this.versions = h("div", { "data-testid": "versions" });
       this.bindings = h("div", { "data-testid": "bindings" });
+      // The code takes the page's whole width (long lines are not cut off at
+      // half of it); the test console and the logs sit side by side below.
       replace(this.main, head, this.lastError,
-        h("div", { class: "grid-editor" },
-          h("div", { class: "stack" }, definition, code),
-          h("div", { class: "stack" }, this.console.root, logsPanel)),
+        h("div", { class: "stack" }, definition, code),
+        h("div", { class: "grid-2 section-gap" }, this.console.root, logsPanel),
         h("div", { class: "grid-2 section-gap" },
           h("div", { class: "stack" },
             h("section", { class: "panel", "aria-labelledby": "workers-title" }, h("div", { class: "panel-head" }, h("h2", { id: "workers-title" }, "Workers")), this.workers),
@@ -288,7 +289,8 @@ class EndpointPage {
     setEnabled(this.startButton, !running && record.enabled !== false);
     setEnabled(this.stopButton, running);
     setEnabled(this.restartButton, running);
-    this.lastError.hidden = !record.last_error;
+    // A compile failure shown under the editor is not said again at the top.
+    this.lastError.hidden = !record.last_error || this.compileStatus.classList.contains("err");
     this.lastError.textContent = record.last_error ? `Last error: ${record.last_error}` : "";
     this.drawWorkers(record);
   }
@@ -361,15 +363,13 @@ class EndpointPage {
         (data.status === "running" ? " Restart to serve it." : " Start it to serve it.");
       this.loadVersions();
     } catch (error) {
+      this.compileStatus.className = "compile-status err";
       if (error.status === 422 && Array.isArray(error.body.diagnostics)) {
         this.showDiagnostics(error.body.diagnostics);
-        const errors = error.body.diagnostics.filter((d) => d.level === "error").length;
-        this.compileStatus.className = "compile-status err";
-        this.compileStatus.textContent = `Compile failed: ${errors || error.body.diagnostics.length} error${errors === 1 ? "" : "s"}. ${error.message}`;
+        this.compileStatus.textContent = compileFailure(error.body.diagnostics);
       } else {
-        this.compileStatus.className = "compile-status err";
+        // Said here only, under the editor: no notice repeating it.
         this.compileStatus.textContent = `Compile failed: ${error.message}`;
-        notify.error(error, "Compile failed:");
       }
       this.refresh();
     }
@@ -688,3 +688,14 @@ function examplePath(path) {
   return path.replace(/\{[A-Za-z_][A-Za-z0-9_]*\}/g, "1");
 }
 
+
+/** A failed compile, said once: how many errors, and the first with its line (the list below has them all). */
+function compileFailure(diagnostics) {
+  const errors = diagnostics.filter((d) => d.level !== "warning");
+  const count = errors.length || diagnostics.length;
+  const first = errors[0] || diagnostics[0];
+  const head = `Compile failed: ${count} error${count === 1 ? "" : "s"}`;
+  if (!first) return head + ".";
+  const message = String(first.message || "").split("\n")[0];
+  return `${head}; ${first.line ? `line ${first.line}: ` : ""}${message}`;
+}

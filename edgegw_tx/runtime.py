@@ -152,7 +152,7 @@ class GatewayRuntime(MultiService):
         access_log_max_bytes: int | None = None,
         health_path: str | None = DEFAULT_HEALTH_PATH,
         shutdown_delay: float = DEFAULT_SHUTDOWN_DELAY,
-        warm_up: bool = True,
+        warm_up: bool = False,
     ) -> None:
         """
         ``registry`` replaces the service plane's ``ServiceRegistry`` (tests pass
@@ -204,7 +204,8 @@ class GatewayRuntime(MultiService):
         began, the health path answering 503, before the listeners close
         (``--shutdown-delay``; in every data-plane process too).
         ``warm_up`` builds the common crates into the shared cargo target in
-        the background at start (``edgegw_tx.build.warmup``).
+        the background at start (``edgegw_tx.build.warmup``; ``twistd edgegw``
+        turns it on; off by default so a test's gateway runs no cargo unasked).
         """
         if processes < 1:
             raise ValueError("processes must be at least 1")

@@ -335,4 +335,6 @@ def makeService(config: Options) -> GatewayRuntime:
         access_log_max_bytes=config["access-log-max-bytes"],
         health_path=config["health-path"],
         shutdown_delay=config["shutdown-delay"],
+        # The first compile as quick as the rest: the common crates built in the background.
+        warm_up=True,
     )

@@ -16,6 +16,7 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from edgegw_tx.build.builder import Builder
+from edgegw_tx.build.cargo import BuildError
 from edgegw_tx.build.warmup import MARKER_NAME, NICENESS, WARM_UP_PACKAGE, WarmUp
 from tests.support.handlers import HELLO
 from tests.support.harness import SDK, SHARED_TARGET, GatewayTestCase, _cargo_or_skip
@@ -151,6 +152,16 @@ class WarmUpTests(unittest.TestCase):
         self.successResultOf(yielded)
         self.assertEqual(self.successResultOf(done), "stopped")
 
+    def test_a_toolchain_that_raises_is_a_failed_warm_up(self):
+        """A toolchain check raising at once (no cargo) makes the outcome `failed`, never an exception at start."""
+
+        def no_cargo():
+            raise BuildError("cargo was not found")
+
+        self.builder.toolchain = no_cargo
+        self.assertEqual(self.successResultOf(self.warm_up.start()), "failed")
+        self.flushLoggedErrors()
+
     def test_stop_before_the_build_began_spawns_nothing(self):
         """A warm-up stopped while the toolchain is still being asked never starts cargo."""
         self._toolchain = Deferred()
@@ -208,7 +219,9 @@ class BeforeCompileTests(unittest.TestCase):
 
 
 class RuntimeWarmUpTests(GatewayTestCase):
-    """The gateway starts a warm-up of its builder's target."""
+    """The gateway (with ``warm_up``, as ``twistd edgegw`` makes it) starts a warm-up of its builder's target."""
+
+    runtime_options = {"warm_up": True}
 
     @inlineCallbacks
     def test_the_gateway_warms_its_target_at_start(self):
@@ -219,3 +232,19 @@ class RuntimeWarmUpTests(GatewayTestCase):
         outcome = yield warm_up.start()
         self.assertIn(outcome, ("warmed", "skipped"))
         self.assertTrue(os.path.exists(os.path.join(self.gateway.runtime.builder.target_dir, MARKER_NAME)))
+
+
+class TapWarmUpTests(unittest.TestCase):
+    """`twistd edgegw` turns the warm-up on."""
+
+    def test_make_service_asks_for_the_warm_up(self):
+        """makeService gives the runtime warm_up=True (GatewayRuntime's own default is off)."""
+        from edgegw_tx import tap
+
+        made = []
+        self.patch(tap, "GatewayRuntime", lambda **kwargs: made.append(kwargs))
+        options = tap.Options()
+        options.parseOptions(["--data-dir", self.mktemp()])
+        tap.makeService(options)
+        self.addCleanup(made[0]["data_dir_lock"].release)
+        self.assertIs(made[0]["warm_up"], True)

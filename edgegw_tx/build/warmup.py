@@ -22,7 +22,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -94,19 +94,19 @@ class WarmUp:
 
     def start(self) -> Deferred[str]:
         """Begin the warm-up (once); fires with its ``outcome``, never fails."""
-        if self.done is None:
+        done = self.done
+        if done is None:
             started = self._reactor.seconds()
-            d = self._builder.toolchain().addCallback(self._run)
-            d.addErrback(self._failed)
-            d.addCallback(self._finished, started)
-            self.done = d
+            toolchain: Deferred[str] = maybeDeferred(self._builder.toolchain)
+            ran: Deferred[str] = toolchain.addCallback(self._run)
+            done = self.done = ran.addErrback(self._failed).addCallback(self._finished, started)
         result: Deferred[str] = Deferred()
 
         def hand_on(outcome: str) -> str:
             result.callback(outcome)
             return outcome
 
-        self.done.addCallback(hand_on)
+        done.addCallback(hand_on)
         return result
 
     def yield_to_compile(self) -> Deferred[None]:

@@ -39,6 +39,14 @@ LIMITS = (
 
 
 class Options(usage.Options):
+    optFlags = [
+        [
+            "no-warm-up",
+            None,
+            "Do not build the crates every handler needs into the build target at start"
+            " (in the background, so that the first compile takes about a second; see README.md).",
+        ],
+    ]
     optParameters = [
         ["data-dir", "d", "./var", "Directory for the store, builds, artifacts and the admin key."],
         [
@@ -336,5 +344,5 @@ def makeService(config: Options) -> GatewayRuntime:
         health_path=config["health-path"],
         shutdown_delay=config["shutdown-delay"],
         # The first compile as quick as the rest: the common crates built in the background.
-        warm_up=True,
+        warm_up=not config["no-warm-up"],
     )

@@ -248,3 +248,15 @@ class TapWarmUpTests(unittest.TestCase):
         tap.makeService(options)
         self.addCleanup(made[0]["data_dir_lock"].release)
         self.assertIs(made[0]["warm_up"], True)
+
+    def test_no_warm_up_turns_it_off(self):
+        """--no-warm-up gives the runtime warm_up=False."""
+        from edgegw_tx import tap
+
+        made = []
+        self.patch(tap, "GatewayRuntime", lambda **kwargs: made.append(kwargs))
+        options = tap.Options()
+        options.parseOptions(["--no-warm-up", "--data-dir", self.mktemp()])
+        tap.makeService(options)
+        self.addCleanup(made[0]["data_dir_lock"].release)
+        self.assertIs(made[0]["warm_up"], False)

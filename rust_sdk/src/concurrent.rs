@@ -529,4 +529,49 @@ mod tests {
         assert_eq!((&answer["id"], &answer["status"]), (&json!(1), &json!(500)));
         worker.join().unwrap().unwrap();
     }
+
+    async fn twins(_req: Request) -> Response {
+        let db = DbPool::new("main");
+        let files = Storage::new("files");
+        let rows = db.query_async("SELECT ? AS v", &["x"]).await;
+        let stored = files.get_object_async("a.txt").await;
+        match (rows, stored) {
+            (Ok(rows), Ok(Some(object))) => Response::ok(json!({
+                "v": rows.first().map(|r| r["v"].clone()),
+                "object": String::from_utf8_lossy(&object.data),
+            })),
+            (rows, stored) => Response::text(500, format!("{rows:?} {stored:?}")),
+        }
+    }
+
+    #[test]
+    fn the_twins_send_the_blocking_calls_frames_and_read_their_answers() {
+        // query_async and get_object_async send what query and get_object
+        // send, and read the answers the same way.
+        let (to_worker, worker_in) = channel();
+        let (worker_out, from_worker) = channel();
+        let worker = std::thread::spawn(move || {
+            let output = Rc::new(RefCell::new(Sink(worker_out)));
+            crate::serve_async(Pipe(worker_in, Vec::new()), output, twins)
+        });
+        let mut frames = Pipe(from_worker, Vec::new());
+        let mut next = || -> Object { read_frame(&mut frames, MAX_FRAME_LEN).unwrap().unwrap() };
+        next();
+        send(&to_worker, request(1, "/"));
+        let query = next();
+        assert_eq!(
+            (&query["service"], &query["action"], &query["args"]),
+            (&json!("db"), &json!("query"), &json!({"sql": "SELECT ? AS v", "params": ["x"]}))
+        );
+        send(&to_worker, json!({"type": "result", "id": query["id"], "ok": true,
+                                 "data": {"columns": ["v"], "rows": [{"v": "x"}]}}));
+        let get = next();
+        assert_eq!((&get["service"], &get["action"], &get["args"]), (&json!("storage"), &json!("get"), &json!({"key": "a.txt"})));
+        send(&to_worker, json!({"type": "result", "id": get["id"], "ok": true,
+                                 "data": {"data_base64": "aGk=", "content_type": "text/plain", "size": 2}}));
+        let answer = next();
+        assert_eq!(answer["body"], r#"{"object":"hi","v":"x"}"#);
+        drop(to_worker);
+        worker.join().unwrap().unwrap();
+    }
 }

@@ -1,5 +1,6 @@
 //! Awaitable service calls for async handlers (feature `async`): each
-//! blocking method of [`DbPool`] and [`RedisPool`] has an `_async` twin
+//! blocking method of [`DbPool`], [`RedisPool`] and the object calls of
+//! [`Storage`] has an `_async` twin
 //! (`db.query_async(sql, params).await`) that sends the same `call` frame
 //! and lets the worker's other requests run until the `result` comes.
 //!
@@ -11,7 +12,7 @@
 
 use crate::error::HandlerError;
 use crate::params::Params;
-use crate::services::{DbPool, DbResult, ExecResult, RedisPool};
+use crate::services::{DbPool, DbResult, ExecResult, ObjectInfo, RedisPool, Storage, StoredObject};
 use serde_json::Value;
 use std::cell::RefCell;
 use std::future::Future;
@@ -158,6 +159,16 @@ impl RedisPool {
         twin(|| self.set(key, value)).await
     }
 
+    /// [`setex`](Self::setex) that awaits its answer.
+    pub async fn setex_async(&self, key: &str, value: &str, seconds: u64) -> Result<(), HandlerError> {
+        twin(|| self.setex(key, value, seconds)).await
+    }
+
+    /// [`set_with_ttl`](Self::set_with_ttl) that awaits its answer.
+    pub async fn set_with_ttl_async(&self, key: &str, seconds: u64, value: &str) -> Result<(), HandlerError> {
+        twin(|| self.set_with_ttl(key, seconds, value)).await
+    }
+
     /// [`del`](Self::del) that awaits its answer.
     pub async fn del_async(&self, key: &str) -> Result<u64, HandlerError> {
         twin(|| self.del(key)).await
@@ -186,5 +197,32 @@ impl RedisPool {
     /// [`command`](Self::command) that awaits its answer.
     pub async fn command_async(&self, args: &[&str]) -> Result<Value, HandlerError> {
         twin(|| self.command(args)).await
+    }
+}
+
+impl Storage {
+    /// [`put_object`](Self::put_object) that awaits its answer.
+    pub async fn put_object_async(
+        &self,
+        key: &str,
+        data: &[u8],
+        content_type: &str,
+    ) -> Result<(), HandlerError> {
+        twin(|| self.put_object(key, data, content_type)).await
+    }
+
+    /// [`get_object`](Self::get_object) that awaits its answer.
+    pub async fn get_object_async(&self, key: &str) -> Result<Option<StoredObject>, HandlerError> {
+        twin(|| self.get_object(key)).await
+    }
+
+    /// [`delete_object`](Self::delete_object) that awaits its answer.
+    pub async fn delete_object_async(&self, key: &str) -> Result<bool, HandlerError> {
+        twin(|| self.delete_object(key)).await
+    }
+
+    /// [`list_objects`](Self::list_objects) that awaits its answer.
+    pub async fn list_objects_async(&self, prefix: &str) -> Result<Vec<ObjectInfo>, HandlerError> {
+        twin(|| self.list_objects(prefix)).await
     }
 }

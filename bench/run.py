@@ -315,6 +315,8 @@ def start_gateway(data_dir, port, admin_port, extra=()):
             "edgegw", "--data-dir", data_dir,
             "--listen", f"tcp:{port}:interface=127.0.0.1",
             "--admin-listen", f"tcp:{admin_port}:interface=127.0.0.1",
+            # compile_cold_s is the first compile into an empty target, with no warm-up ahead of it.
+            "--no-warm-up",
             *extra,
         ]
         + (["--cargo", os.environ["CARGO"]] if os.environ.get("CARGO") else []),

@@ -106,6 +106,9 @@ class Node:
             "--admin-listen", "tcp:%d:interface=127.0.0.1" % self.admin_port,
             "--sdk", SDK, "--cargo", self.cluster.cargo,
             "--worker-uids", "%d-%d" % (low, high),
+            # No background build of the common crates: a cold compile stays cold (bench/cluster.py)
+            # and a node that only fetches builds nothing.
+            "--no-warm-up",
         ]
         if self.store_uri is not None:
             argv += ["--store", self.store_uri, "--node-name", self.name]

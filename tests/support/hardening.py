@@ -594,7 +594,7 @@ class TwistdGateway:
                 twistd, "-n", "--pidfile=", "edgegw", "--data-dir", self.data_dir,
                 "--listen", "tcp:%d:interface=127.0.0.1" % self.port,
                 "--admin-listen", "tcp:%d:interface=127.0.0.1" % self.admin_port,
-                "--cargo", "/bin/false", "--sdk", SDK,
+                "--cargo", "/bin/false", "--sdk", SDK, "--no-warm-up",
                 *self.extra,
             ],
             env=dict(os.environ),

@@ -49,11 +49,20 @@ sandbox:
 
 # A second node on the same machine: its own DATA_DIR and ports, e.g.
 #   make run STORE=postgresql://... NODE=n2 DATA_DIR=./var2 LISTEN=tcp:9180 ADMIN_LISTEN=tcp:9181:interface=127.0.0.1
+#
+# Ctrl+C (SIGINT) or SIGTERM stops the gateway cleanly; twistd then ends by
+# that signal (exit 130 or 143), which is how it is meant to stop, not an
+# error of make's: the shell waits for it (the trap keeps the shell alive
+# while twistd shuts down; twistd gets the signals' default handling) and
+# turns those two into success.
 run: setup
+	@trap : INT TERM; \
 	$(BIN)/twistd -n --pidfile= edgegw --data-dir "$(DATA_DIR)" \
 		--listen "$(LISTEN)" --admin-listen "$(ADMIN_LISTEN)" --cargo "$(CARGO)" \
 		--processes "$(PROCESSES)" \
-		$(if $(STORE),--store "$(STORE)") $(if $(NODE),--node-name "$(NODE)") $(OPTS)
+		$(if $(STORE),--store "$(STORE)") $(if $(NODE),--node-name "$(NODE)") $(OPTS); \
+	status=$$?; \
+	case $$status in 130|143) echo "edgegw stopped"; exit 0;; *) exit $$status;; esac
 
 test: setup browser prometheus
 	CARGO="$(CARGO)" $(BIN)/python tools/run-tests

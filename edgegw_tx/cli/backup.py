@@ -547,7 +547,7 @@ def run_command(options: argparse.Namespace, data_dir: str, reactor: Any, consol
         failure.trap(BackupFailed)
         error = failure.value
         assert isinstance(error, BackupFailed), "trapped above"
-        console.err(f"error: {error.message}")
+        console.error(error.message)
         return USAGE if error.usage else FAILED
 
     return d.addErrback(failed)
@@ -561,7 +561,7 @@ def _told_backup(summary: Summary, console: Console) -> int:
         f" {_size(summary.size)} in {summary.seconds:.1f} s"
     )
     for name in summary.skipped:
-        console.err(f"warning: {name} was deleted during the backup and is not in it")
+        console.warning(f"{name} was deleted during the backup and is not in it")
     return OK
 
 

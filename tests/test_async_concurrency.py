@@ -34,7 +34,7 @@ handler_loop_async_result!(handle);
 """
 
 
-class AsyncConcurrencyTests(GatewayTestCase):
+class AsyncConcurrencyIntegrationTests(GatewayTestCase):
 
     @inlineCallbacks
     def test_one_worker_overlaps_requests(self):

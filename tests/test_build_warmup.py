@@ -218,7 +218,7 @@ class BeforeCompileTests(unittest.TestCase):
         self.assertFalse(result.cached)
 
 
-class RuntimeWarmUpTests(GatewayTestCase):
+class RuntimeWarmUpIntegrationTests(GatewayTestCase):
     """The gateway (with ``warm_up``, as ``twistd edgegw`` makes it) starts a warm-up of its builder's target."""
 
     runtime_options = {"warm_up": True}

@@ -1234,7 +1234,7 @@ class OutputTests(ManageTestCase):
         self.assertIn("example:\n  edgegw rm hello\n", out)
 
 
-class RealGatewayTests(harness.GatewayTestCase):
+class RealGatewayIntegrationTests(harness.GatewayTestCase):
     """The commands in sequence against a real gateway: real cargo, real workers, real HTTP."""
 
     @inlineCallbacks

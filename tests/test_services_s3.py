@@ -178,7 +178,7 @@ class S3StorageTests(unittest.TestCase):
         return self.run_async(self._test_probe())
 
 
-class S3GatewayTests(GatewayTestCase):
+class S3GatewayIntegrationTests(GatewayTestCase):
     """A real gateway: the management API on an S3 storage service, and a compiled handler storing through it."""
 
     @inlineCallbacks

@@ -130,6 +130,16 @@ class WarmUpTests(unittest.TestCase):
         self.assertFalse((self.builder.target_dir / MARKER_NAME).exists())
         self.flushLoggedErrors()
 
+    def test_cargo_interrupted_by_ctrl_c_is_a_stop_not_a_failure(self):
+        """cargo ended by SIGINT or SIGTERM (Ctrl+C reached its process group): outcome `stopped`, no warning."""
+        for signum in (2, 15):
+            warm_up = WarmUp(self.builder, self.clock)
+            done = warm_up.start()
+            transport = self.clock.spawned[-1][1]
+            end(transport, signal=signum)
+            self.assertEqual(self.successResultOf(done), "stopped")
+        self.assertEqual(self.flushLoggedErrors(), [])
+
     def test_stop_kills_a_running_build_and_waits_for_it(self):
         """stop() sends KILL to cargo and fires once the process has ended; the outcome is `stopped`."""
         done = self.warm_up.start()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,14 @@ NICENESS = 19
 """The warm-up's ``nice`` value: it yields the CPU to requests and to everything else."""
 
 MARKER_NAME = "edgegw-warm-up.key"
+
+
+_INTERRUPTED = (signal.SIGINT, signal.SIGTERM)
+"""Signals that end cargo because the gateway is being stopped, not because the build failed."""
+
+
+class _Interrupted(Exception):
+    """cargo was stopped by SIGINT or SIGTERM: a stop, not a failure worth a warning."""
 
 
 class _Output(ProcessProtocol):
@@ -188,6 +197,9 @@ class WarmUp:
         def ended(result: tuple[int | None, int | None, bytes]) -> None:
             self._transport = None
             code, signal, stderr = result
+            if signal in _INTERRUPTED:
+                # Ctrl+C or a stop reached cargo's process group first.
+                raise _Interrupted()
             if code != 0 or signal is not None:
                 raise BuildError(stderr_diagnostic(stderr, code, signal)["message"])
 
@@ -198,7 +210,7 @@ class WarmUp:
         return "warmed"
 
     def _failed(self, failure: Failure) -> str:
-        if self._stopped:
+        if self._stopped or failure.check(_Interrupted):
             return "stopped"
         # No cargo, a broken toolchain, a crate source without the crates: the
         # first compile will say so to the user; the log says it here.

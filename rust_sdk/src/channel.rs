@@ -151,15 +151,7 @@ impl<'a> Channel<'a> {
             action,
             args,
         };
-        let encoded = match frame::encode_frame(&call, self.max_frame) {
-            Ok(encoded) => encoded,
-            Err(FrameError::TooLarge { len, max }) => {
-                return Err(ipc(format!(
-                    "{what}: the call is too large to send ({len} bytes, the limit is {max})"
-                )))
-            }
-            Err(e) => return Err(ipc(format!("{what}: cannot encode the call: {e}"))),
-        };
+        let encoded = encode_call(&call, self.max_frame, &what)?;
         self.next_call += 1;
         if let Err(e) = frame::write_encoded(self.output, &encoded) {
             let message = format!("{what}: cannot send the call: {e}");
@@ -267,8 +259,24 @@ impl std::fmt::Display for CallName<'_> {
     }
 }
 
-fn ipc(message: String) -> HandlerError {
+pub(crate) fn ipc(message: String) -> HandlerError {
     HandlerError::IpcError(message)
+}
+
+/// `call` encoded as a frame, or the error its caller sees, named by `what`
+/// (for the blocking calls here and the awaited ones of `concurrent`).
+pub(crate) fn encode_call(
+    call: &protocol::Call<'_>,
+    max_frame: usize,
+    what: &CallName<'_>,
+) -> Result<Vec<u8>, HandlerError> {
+    match frame::encode_frame(call, max_frame) {
+        Ok(encoded) => Ok(encoded),
+        Err(FrameError::TooLarge { len, max }) => Err(ipc(format!(
+            "{what}: the call is too large to send ({len} bytes, the limit is {max})"
+        ))),
+        Err(e) => Err(ipc(format!("{what}: cannot encode the call: {e}"))),
+    }
 }
 
 /// The `HandlerError` for a failed result: the variant `error.kind` names,

@@ -9,7 +9,7 @@
 //! still gets its answer. Everything written (responses, `call` frames) is
 //! written from the runtime's thread.
 
-use crate::channel::{error_for, CallName};
+use crate::channel::{encode_call, error_for, ipc, CallName};
 use crate::error::HandlerError;
 use crate::frame::{self, FrameError};
 use crate::protocol::{self, CallError, Incoming};
@@ -114,15 +114,7 @@ impl Shared {
             action: what.action,
             args,
         };
-        let encoded = match frame::encode_frame(&call, self.max_frame) {
-            Ok(encoded) => encoded,
-            Err(FrameError::TooLarge { len, max }) => {
-                return Err(ipc(format!(
-                    "{what}: the call is too large to send ({len} bytes, the limit is {max})"
-                )))
-            }
-            Err(e) => return Err(ipc(format!("{what}: cannot encode the call: {e}"))),
-        };
+        let encoded = encode_call(&call, self.max_frame, what)?;
         {
             let mut calls = lock(&self.calls);
             if let Some(why) = calls.ended {
@@ -191,10 +183,6 @@ impl Shared {
 fn lock(calls: &Mutex<Calls>) -> std::sync::MutexGuard<'_, Calls> {
     // A panic never happens while the lock is held; recover anyway.
     calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn ipc(message: String) -> HandlerError {
-    HandlerError::IpcError(message)
 }
 
 /// An awaited service call: sends `call`, and the task waits (other tasks

@@ -104,7 +104,9 @@ impl Shared {
             return Err(ipc(format!("{what}: the frame output failed earlier")));
         }
         let id = self.next_call.get();
-        let request = REQUEST_ID.try_with(Rc::clone).unwrap_or_else(|_| Rc::from(""));
+        let request = REQUEST_ID
+            .try_with(Rc::clone)
+            .unwrap_or_else(|_| Rc::from(""));
         let call = protocol::Call {
             kind: "call",
             id,
@@ -172,7 +174,12 @@ impl Shared {
     /// Queues the answer to request `id` (see `schedule_flush`).
     fn respond(self: &Rc<Self>, id: u64, response: &Response) {
         let _ = io::stdout().flush(); // what the handler `print!`ed, to the log
-        let written = send_response(&mut *self.pending.borrow_mut(), id, response, self.max_frame);
+        let written = send_response(
+            &mut *self.pending.borrow_mut(),
+            id,
+            response,
+            self.max_frame,
+        );
         match written {
             Ok(()) => self.schedule_flush(),
             Err(e) => self.fail_output(e),
@@ -182,7 +189,9 @@ impl Shared {
 
 fn lock(calls: &Mutex<Calls>) -> std::sync::MutexGuard<'_, Calls> {
     // A panic never happens while the lock is held; recover anyway.
-    calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    calls
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// An awaited service call: sends `call`, and the task waits (other tasks
@@ -324,7 +333,12 @@ pub(crate) fn serve_concurrent(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| FrameError::Io(io::Error::new(e.kind(), format!("cannot start the Tokio runtime: {e}"))))?;
+        .map_err(|e| {
+            FrameError::Io(io::Error::new(
+                e.kind(),
+                format!("cannot start the Tokio runtime: {e}"),
+            ))
+        })?;
     let calls = Arc::new(Mutex::new(Calls::default()));
     let (requests_tx, mut requests) = mpsc::unbounded_channel();
     let reader_calls = Arc::clone(&calls);
@@ -392,8 +406,7 @@ pub(crate) fn serve_concurrent(
     }
     match reader.join() {
         Ok(result) => result,
-        Err(_) => Err(FrameError::Io(io::Error::new(
-            io::ErrorKind::Other,
+        Err(_) => Err(FrameError::Io(io::Error::other(
             "the frame reader thread panicked",
         ))),
     }
@@ -478,21 +491,42 @@ mod tests {
         send(&to_worker, request(1, "/a"));
         send(&to_worker, request(2, "/b"));
         let (call_a, call_b) = (next(), next());
-        assert_eq!((&call_a["request"], &call_a["args"]["key"]), (&json!("r1"), &json!("/a")));
-        assert_eq!((&call_b["request"], &call_b["args"]["key"]), (&json!("r2"), &json!("/b")));
-        send(&to_worker, json!({"type": "result", "id": call_b["id"], "ok": true, "data": "B"}));
+        assert_eq!(
+            (&call_a["request"], &call_a["args"]["key"]),
+            (&json!("r1"), &json!("/a"))
+        );
+        assert_eq!(
+            (&call_b["request"], &call_b["args"]["key"]),
+            (&json!("r2"), &json!("/b"))
+        );
+        send(
+            &to_worker,
+            json!({"type": "result", "id": call_b["id"], "ok": true, "data": "B"}),
+        );
         let first = next();
-        assert_eq!((&first["id"], &first["body"]), (&json!(2), &json!(r#"{"value":"B"}"#)));
-        send(&to_worker, json!({"type": "result", "id": call_a["id"], "ok": false,
-                                 "error": {"kind": "RedisError", "message": "down"}}));
+        assert_eq!(
+            (&first["id"], &first["body"]),
+            (&json!(2), &json!(r#"{"value":"B"}"#))
+        );
+        send(
+            &to_worker,
+            json!({"type": "result", "id": call_a["id"], "ok": false,
+                                 "error": {"kind": "RedisError", "message": "down"}}),
+        );
         let second = next();
         assert_eq!((&second["id"], &second["status"]), (&json!(1), &json!(500)));
         send(&to_worker, request(3, "/blocking"));
         let call_c = next();
         assert_eq!(call_c["request"], "r3");
-        send(&to_worker, json!({"type": "result", "id": call_c["id"], "ok": true, "data": null}));
+        send(
+            &to_worker,
+            json!({"type": "result", "id": call_c["id"], "ok": true, "data": null}),
+        );
         let third = next();
-        assert_eq!((&third["id"], &third["body"]), (&json!(3), &json!(r#"{"value":null}"#)));
+        assert_eq!(
+            (&third["id"], &third["body"]),
+            (&json!(3), &json!(r#"{"value":null}"#))
+        );
         drop(to_worker);
         worker.join().unwrap().unwrap();
     }
@@ -549,14 +583,27 @@ mod tests {
         let query = next();
         assert_eq!(
             (&query["service"], &query["action"], &query["args"]),
-            (&json!("db"), &json!("query"), &json!({"sql": "SELECT ? AS v", "params": ["x"]}))
+            (
+                &json!("db"),
+                &json!("query"),
+                &json!({"sql": "SELECT ? AS v", "params": ["x"]})
+            )
         );
-        send(&to_worker, json!({"type": "result", "id": query["id"], "ok": true,
-                                 "data": {"columns": ["v"], "rows": [{"v": "x"}]}}));
+        send(
+            &to_worker,
+            json!({"type": "result", "id": query["id"], "ok": true,
+                                 "data": {"columns": ["v"], "rows": [{"v": "x"}]}}),
+        );
         let get = next();
-        assert_eq!((&get["service"], &get["action"], &get["args"]), (&json!("storage"), &json!("get"), &json!({"key": "a.txt"})));
-        send(&to_worker, json!({"type": "result", "id": get["id"], "ok": true,
-                                 "data": {"data_base64": "aGk=", "content_type": "text/plain", "size": 2}}));
+        assert_eq!(
+            (&get["service"], &get["action"], &get["args"]),
+            (&json!("storage"), &json!("get"), &json!({"key": "a.txt"}))
+        );
+        send(
+            &to_worker,
+            json!({"type": "result", "id": get["id"], "ok": true,
+                                 "data": {"data_base64": "aGk=", "content_type": "text/plain", "size": 2}}),
+        );
         let answer = next();
         assert_eq!(answer["body"], r#"{"object":"hi","v":"x"}"#);
         drop(to_worker);

@@ -84,6 +84,8 @@ mod services;
 #[cfg(feature = "async")]
 mod services_async;
 
+#[cfg(feature = "async")]
+pub use concurrent::ASYNC_CONCURRENCY;
 pub use env::EnvVars;
 pub use error::HandlerError;
 pub use multipart::{MultipartData, MultipartFile};
@@ -93,14 +95,12 @@ pub use request::Request;
 pub use response::Response;
 pub use runtime::{run, run_result, serve};
 #[cfg(feature = "async")]
-pub use concurrent::ASYNC_CONCURRENCY;
-#[cfg(feature = "async")]
-pub use services_async::Awaited;
-#[cfg(feature = "async")]
 pub use runtime::{run_async, run_async_result, serve_async};
 pub use services::{
     DbPool, DbResult, ExecResult, ObjectInfo, RedisPool, Storage, StorageType, StoredObject,
 };
+#[cfg(feature = "async")]
+pub use services_async::Awaited;
 
 /// `tokio` (feature `async`), re-exported so a handler can name it as
 /// `rust_edge_gateway_sdk::tokio` without depending on it. The SDK enables

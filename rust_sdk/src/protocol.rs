@@ -67,7 +67,11 @@ pub(crate) struct ResponseFrame<'a> {
 }
 
 pub(crate) fn response(id: u64, resp: &Response) -> ResponseFrame<'_> {
-    ResponseFrame { id, resp, with_body: true }
+    ResponseFrame {
+        id,
+        resp,
+        with_body: true,
+    }
 }
 
 /// The `response` frame of `resp`, length prefix included, as
@@ -86,7 +90,11 @@ pub(crate) fn encode_response(
         _ => return frame::encode_frame(&response(id, resp), max_len),
     };
     debug_assert!(response_problem(resp).is_none());
-    let head = ResponseFrame { id, resp, with_body: false };
+    let head = ResponseFrame {
+        id,
+        resp,
+        with_body: false,
+    };
     let mut buf = frame::encode_frame(&head, u32::MAX as usize)?;
     buf.pop(); // the object's closing brace
     buf.reserve(body.len() + 18);
@@ -468,7 +476,12 @@ mod tests {
             .with_header("X-A", "b\"c")
             .with_cookie("k=v");
         let text = Response::text(200, "caf\u{e9} \"quoted\"\n");
-        for resp in [binary, text, Response::no_content(), Response::binary(200, b"", "x/y")] {
+        for resp in [
+            binary,
+            text,
+            Response::no_content(),
+            Response::binary(200, b"", "x/y"),
+        ] {
             let ours = encode_response(7, &resp, 1 << 20).unwrap();
             let serde = frame::encode_frame(&response(7, &resp), 1 << 20).unwrap();
             assert_eq!(ours[..4], (ours.len() as u32 - 4).to_be_bytes());

@@ -493,7 +493,9 @@ fn parse_traceparent(value: &str) -> Option<&str> {
         return None;
     }
     let hex = |range: std::ops::Range<usize>| {
-        bytes[range].iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+        bytes[range]
+            .iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
     };
     let dashes = bytes[2] == b'-' && bytes[35] == b'-' && bytes[52] == b'-';
     if !dashes || !hex(0..2) || !hex(3..35) || !hex(36..52) || !hex(53..55) {
@@ -1035,7 +1037,12 @@ Content-Type: application/octet-stream\r\n\r\n"
         assert_eq!(req.trace_id(), Some(trace));
         assert_eq!(req.traceparent(), Some(valid.as_str()));
         let future = format!("cc-{trace}-{parent}-01-more");
-        assert_eq!(Request::new("GET", "/").with_header("traceparent", &future).trace_id(), Some(trace));
+        assert_eq!(
+            Request::new("GET", "/")
+                .with_header("traceparent", &future)
+                .trace_id(),
+            Some(trace)
+        );
         let zeros32 = "0".repeat(32);
         let zeros16 = "0".repeat(16);
         let upper = trace.to_uppercase();

@@ -705,15 +705,19 @@ mod tests {
                 request(6, "/sleep"),
             ]);
             let out = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-            crate::serve_async(std::io::Cursor::new(input), out.clone(), |req: Request| async move {
-                handler(req).await.unwrap_or_else(Response::from)
-            })
+            crate::serve_async(
+                std::io::Cursor::new(input),
+                out.clone(),
+                |req: Request| async move { handler(req).await.unwrap_or_else(Response::from) },
+            )
             .unwrap();
             let frames = frames_of(&out.borrow());
             assert_eq!(frames[0]["type"], "ready");
             assert_eq!(frames[0]["concurrency"], crate::ASYNC_CONCURRENCY);
             let by_id = |id: u64| frames[1..].iter().find(|f| f["id"] == id).unwrap().clone();
-            let statuses: Vec<u64> = (1..=6).map(|id| by_id(id)["status"].as_u64().unwrap()).collect();
+            let statuses: Vec<u64> = (1..=6)
+                .map(|id| by_id(id)["status"].as_u64().unwrap())
+                .collect();
             assert_eq!(statuses, [200, 500, 200, 409, 500, 200]);
             assert_eq!(by_id(1)["body"], "slept");
             assert_eq!(
@@ -730,9 +734,11 @@ mod tests {
             // time, 1 would wait out its 5 s and answer 504.
             let input = wire(&[request(1, "/wait"), request(2, "/release")]);
             let out = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-            crate::serve_async(std::io::Cursor::new(input), out.clone(), |req: Request| async move {
-                handler(req).await.unwrap_or_else(Response::from)
-            })
+            crate::serve_async(
+                std::io::Cursor::new(input),
+                out.clone(),
+                |req: Request| async move { handler(req).await.unwrap_or_else(Response::from) },
+            )
             .unwrap();
             let frames = frames_of(&out.borrow());
             let answers: Vec<(u64, &str)> = frames[1..]
@@ -748,9 +754,11 @@ mod tests {
             let mut input = wire(&[request(1, "/sleep")]);
             input.extend_from_slice(&[0, 0, 0, 9, b'{']);
             let out = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-            let result = crate::serve_async(std::io::Cursor::new(input), out.clone(), |req: Request| async move {
-                handler(req).await.unwrap_or_else(Response::from)
-            });
+            let result = crate::serve_async(
+                std::io::Cursor::new(input),
+                out.clone(),
+                |req: Request| async move { handler(req).await.unwrap_or_else(Response::from) },
+            );
             assert!(result.is_err());
             let frames = frames_of(&out.borrow());
             assert_eq!(frames.len(), 2);

@@ -97,21 +97,13 @@ impl DbPool {
     ///     Ok(Response::ok(json!({ "note": found.first() })))
     /// }
     /// ```
-    pub fn query_async<'a, P: Params>(
-        &'a self,
-        sql: &'a str,
-        params: P,
-    ) -> Awaited<'a, DbResult> {
+    pub fn query_async<'a, P: Params>(&'a self, sql: &'a str, params: P) -> Awaited<'a, DbResult> {
         let params = params.into_values();
         Box::pin(async move { twin(|| self.query(sql, &params)).await })
     }
 
     /// [`execute`](Self::execute) that awaits its answer.
-    pub fn execute_async<'a, P: Params>(
-        &'a self,
-        sql: &'a str,
-        params: P,
-    ) -> Awaited<'a, u64> {
+    pub fn execute_async<'a, P: Params>(&'a self, sql: &'a str, params: P) -> Awaited<'a, u64> {
         let params = params.into_values();
         Box::pin(async move { twin(|| self.execute(sql, &params)).await })
     }
@@ -160,12 +152,22 @@ impl RedisPool {
     }
 
     /// [`setex`](Self::setex) that awaits its answer.
-    pub async fn setex_async(&self, key: &str, value: &str, seconds: u64) -> Result<(), HandlerError> {
+    pub async fn setex_async(
+        &self,
+        key: &str,
+        value: &str,
+        seconds: u64,
+    ) -> Result<(), HandlerError> {
         twin(|| self.setex(key, value, seconds)).await
     }
 
     /// [`set_with_ttl`](Self::set_with_ttl) that awaits its answer.
-    pub async fn set_with_ttl_async(&self, key: &str, seconds: u64, value: &str) -> Result<(), HandlerError> {
+    pub async fn set_with_ttl_async(
+        &self,
+        key: &str,
+        seconds: u64,
+        value: &str,
+    ) -> Result<(), HandlerError> {
         twin(|| self.set_with_ttl(key, seconds, value)).await
     }
 

@@ -568,6 +568,13 @@ class Context:
         """Print ``data`` as JSON on stdout (``--json``)."""
         self.console.out(json.dumps(data, indent=2, sort_keys=True))
 
+    def report(self, data: Any, text: str) -> None:
+        """What a command did: ``data`` as JSON with ``--json``, else ``text``."""
+        if self.json:
+            self.emit(data)
+        else:
+            self.console.out(text)
+
 
 def _prepare_deploy(options: argparse.Namespace) -> Work:
     name = options.name or _stem(options.file)

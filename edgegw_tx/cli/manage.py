@@ -208,10 +208,7 @@ def _lifecycle(action: str) -> Callable[[Gateway, Context], Deferred[int]]:
     def work(gateway: Gateway, context: Context) -> Generator[Deferred[Any], Any, int]:
         endpoint = yield _endpoint(gateway, context)
         record = yield gateway.call("POST", f"/api/endpoints/{_quoted(endpoint['id'])}/{action}")
-        if context.json:
-            context.emit(record)
-        else:
-            context.console.out(status_line(context.console, record))
+        context.report(record, status_line(context.console, record))
         return OK
 
     return work
@@ -436,10 +433,7 @@ def _services_test(gateway: Gateway, context: Context) -> Generator[Deferred[Any
 def _services_rm(gateway: Gateway, context: Context) -> Generator[Deferred[Any], Any, int]:
     service = yield _service(gateway, context.options.name)
     answer = yield gateway.call("DELETE", "/api/services/" + _quoted(service["id"]))
-    if context.json:
-        context.emit(answer)
-    else:
-        context.console.out(f"removed service {service.get('name')} (id {service['id']})")
+    context.report(answer, f"removed service {service.get('name')} (id {service['id']})")
     return OK
 
 
@@ -477,10 +471,7 @@ def _unbind(gateway: Gateway, context: Context) -> Generator[Deferred[Any], Any,
     answer = yield gateway.call(
         "DELETE", f"/api/endpoints/{_quoted(endpoint['id'])}/services/{_quoted(pool)}"
     )
-    if context.json:
-        context.emit(answer)
-    else:
-        context.console.out(f"unbound '{pool}' from {endpoint.get('name')}")
+    context.report(answer, f"unbound '{pool}' from {endpoint.get('name')}")
     return OK
 
 
@@ -513,10 +504,7 @@ def _domains_create(gateway: Gateway, context: Context) -> Generator[Deferred[An
     if context.options.description is not None:
         body["description"] = context.options.description
     record = yield gateway.call("POST", "/api/domains", body)
-    if context.json:
-        context.emit(record)
-    else:
-        context.console.out(f"created domain {record.get('host')} (id {record.get('id')})")
+    context.report(record, f"created domain {record.get('host')} (id {record.get('id')})")
     return OK
 
 
@@ -526,10 +514,7 @@ def _domains_rm(gateway: Gateway, context: Context) -> Generator[Deferred[Any], 
         gateway, "/api/domains", "host", context.options.host, "domain", "edgegw domains ls"
     )
     answer = yield _delete(gateway, "/api/domains/" + _quoted(domain["id"]), context.options.cascade)
-    if context.json:
-        context.emit(answer)
-    else:
-        context.console.out(f"removed domain {domain.get('host')}{_cascaded(answer)}")
+    context.report(answer, f"removed domain {domain.get('host')}{_cascaded(answer)}")
     return OK
 
 
@@ -584,10 +569,7 @@ def _collections_create(gateway: Gateway, context: Context) -> Generator[Deferre
     if options.description is not None:
         body["description"] = options.description
     record = yield gateway.call("POST", "/api/collections", body)
-    if context.json:
-        context.emit(record)
-    else:
-        context.console.out(f"created collection {record.get('name')} (id {record.get('id')})")
+    context.report(record, f"created collection {record.get('name')} (id {record.get('id')})")
     return OK
 
 
@@ -598,10 +580,7 @@ def _collections_rm(gateway: Gateway, context: Context) -> Generator[Deferred[An
     )
     path = "/api/collections/" + _quoted(collection["id"])
     answer = yield _delete(gateway, path, context.options.cascade)
-    if context.json:
-        context.emit(answer)
-    else:
-        context.console.out(f"removed collection {collection.get('name')}{_cascaded(answer)}")
+    context.report(answer, f"removed collection {collection.get('name')}{_cascaded(answer)}")
     return OK
 
 

@@ -12,7 +12,7 @@ import os
 import socket
 
 import psycopg2
-from twisted.internet.defer import inlineCallbacks, returnValue
+from twisted.internet.defer import inlineCallbacks
 from twisted.trial import unittest
 
 from tests.support import pg
@@ -45,30 +45,6 @@ def _reachable(port):
 
 
 class OriginalSDKIntegrationTests(GatewayTestCase):
-
-    @inlineCallbacks
-    def service(self, name, service_type, config):
-        """Create a service; its record."""
-        code, document = yield self.gateway.call(
-            "POST", "/services", {"name": name, "service_type": service_type, "config": config}
-        )
-        self.assertEqual(code, 201, document)
-        returnValue(document["data"])
-
-    @inlineCallbacks
-    def deploy_routes(self, name, code, routes, bindings, env):
-        """Deploy ``code`` under each (method, path) with the same bindings and env."""
-        for method, path in routes:
-            started = yield self.gateway.deploy(
-                "%s-%s" % (name, method.lower() + path.replace("/", "-").replace("{", "").replace("}", "")),
-                path, code, method=method, env=env,
-            )
-            for pool_id, service_id in bindings.items():
-                status, bound = yield self.gateway.call(
-                    "POST", "/endpoints/%s/services" % started["id"],
-                    {"service_id": service_id, "pool_id": pool_id},
-                )
-                self.assertIn(status, (200, 201), bound)
 
     @inlineCallbacks
     def check_petstore(self, prefix, kind):

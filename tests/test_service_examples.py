@@ -9,7 +9,7 @@ import socket
 import sqlite3
 import uuid
 
-from twisted.internet.defer import inlineCallbacks, returnValue
+from twisted.internet.defer import inlineCallbacks
 from twisted.trial import unittest
 
 from tests.support.harness import GatewayTestCase
@@ -40,37 +40,6 @@ def _free_port():
 
 
 class ServiceExampleIntegrationTests(GatewayTestCase):
-
-    @inlineCallbacks
-    def service(self, name, service_type, config):
-        code, document = yield self.gateway.call(
-            "POST", "/services", {"name": name, "service_type": service_type, "config": config}
-        )
-        self.assertEqual(code, 201, document)
-        returnValue(document["data"])
-
-    @inlineCallbacks
-    def deploy_routes(self, name, code, routes, bindings, env=None):
-        """Deploy ``code`` under each (method, path) with the same bindings."""
-        ids = []
-        for method, path in routes:
-            started = yield self.gateway.deploy(
-                "%s-%s" % (name, method.lower() + path.replace("/", "-")),
-                path,
-                code,
-                method=method,
-                env=env or {},
-            )
-            for pool_id, service_id in bindings.items():
-                status, bound = yield self.gateway.call(
-                    "POST",
-                    "/endpoints/%s/services" % started["id"],
-                    {"service_id": service_id, "pool_id": pool_id},
-                )
-                self.assertIn(status, (200, 201), bound)
-            ids.append(started["id"])
-        returnValue(ids)
-
 
     def test_every_example_is_tested(self):
         """Each .rs file in docs/examples/services has a test here."""

@@ -170,6 +170,37 @@ class GatewayTestCase(unittest.TestCase):
         response, content = yield self.gateway.request(method, path, **kwargs)
         returnValue((response, json.loads(content) if content else None))
 
+    @inlineCallbacks
+    def service(self, name, service_type, config):
+        """Create a service through the API; its record."""
+        code, document = yield self.gateway.call(
+            "POST", "/services", {"name": name, "service_type": service_type, "config": config}
+        )
+        self.assertEqual(code, 201, document)
+        returnValue(document["data"])
+
+    @inlineCallbacks
+    def deploy_routes(self, name, code, routes, bindings, env=None):
+        """
+        Deploy ``code`` as one endpoint per (method, path), each with the same
+        service ``bindings`` ({pool id: service id}) and ``env``; their ids.
+        """
+        ids = []
+        for method, path in routes:
+            suffix = method.lower() + path.replace("/", "-").replace("{", "").replace("}", "")
+            started = yield self.gateway.deploy(
+                "%s-%s" % (name, suffix), path, code, method=method, env=env or {}
+            )
+            for pool_id, service_id in bindings.items():
+                status, bound = yield self.gateway.call(
+                    "POST",
+                    "/endpoints/%s/services" % started["id"],
+                    {"service_id": service_id, "pool_id": pool_id},
+                )
+                self.assertIn(status, (200, 201), bound)
+            ids.append(started["id"])
+        returnValue(ids)
+
 
 class _Collect(ProcessProtocol):
     """A child's output (both streams) and its exit status."""

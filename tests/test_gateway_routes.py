@@ -429,3 +429,74 @@ class MatchCacheTests(SynchronousTestCase):
         self.assertEqual(routes._matches, {})
         routes.match("h", "GET", "/u/short")
         self.assertEqual(len(routes._matches), 1)
+
+
+class MultiRouteTests(SynchronousTestCase):
+    """One key holding several routes to one target (a multi-route endpoint)."""
+
+    CRUD = (
+        ("*", "GET", "/notes"),
+        ("*", "POST", "/notes"),
+        ("*", "GET", "/notes/{id}"),
+        ("*", "DELETE", "/notes/{id}"),
+    )
+
+    def test_several_routes_one_key(self):
+        """Every route of a placed set reaches the key's one target, with its own parameters."""
+        routes = RouteTable()
+        routes.place("notes", self.CRUD, "pool")
+        self.assertEqual(len(routes), 1)
+        for method, path, params in (
+            ("GET", "/notes", {}),
+            ("POST", "/notes", {}),
+            ("GET", "/notes/7", {"id": "7"}),
+            ("DELETE", "/notes/7", {"id": "7"}),
+        ):
+            found = routes.match("h", method, path)
+            self.assertEqual((found.key, found.target, found.params), ("notes", "pool", params))
+        self.assertEqual(routes.match("h", "PUT", "/notes/7"), MethodNotAllowed(["DELETE", "GET", "HEAD"]))
+
+    def test_replace_is_whole(self):
+        """Placing a new set replaces the old one: kept routes get the new target, dropped ones go."""
+        routes = RouteTable()
+        routes.place("notes", self.CRUD, "v1")
+        routes.place("notes", (("*", "GET", "/notes"), ("*", "PUT", "/notes/{id}")), "v2")
+        self.assertEqual(routes.match("h", "GET", "/notes").target, "v2")
+        self.assertEqual(routes.match("h", "PUT", "/notes/1").target, "v2")
+        self.assertIs(routes.match("h", "POST", "/notes").__class__, MethodNotAllowed)
+        self.assertEqual(routes.match("h", "DELETE", "/notes/1"), MethodNotAllowed(["PUT"]))
+        self.assertEqual(routes.routes("notes"), [("*", "GET", "/notes"), ("*", "PUT", "/notes/{id}")])
+
+    def test_conflict_refuses_all(self):
+        """One route of the set taken by another key refuses the whole set; the table is unchanged."""
+        routes = RouteTable()
+        routes.add("other", "*", "DELETE", "/notes/{note}", "t-other")
+        routes.place("notes", self.CRUD[:1], "v1")
+        error = self.assertRaises(RouteConflict, routes.place, "notes", self.CRUD, "v2")
+        self.assertEqual(error.existing_key, "other")
+        self.assertIn("DELETE /notes/{id}", str(error))
+        self.assertEqual(routes.routes("notes"), [("*", "GET", "/notes")])
+        self.assertEqual(routes.match("h", "GET", "/notes").target, "v1")
+        self.assertEqual(routes.match("h", "POST", "/notes"), MethodNotAllowed(["GET", "HEAD"]))
+
+    def test_same_route_twice_refused(self):
+        """A set naming one (domain, method, shape) twice is refused before any change."""
+        routes = RouteTable()
+        error = self.assertRaises(
+            RouteConflict, routes.place, "notes", (("*", "GET", "/n/{a}"), ("*", "GET", "/n/{b}")), "t"
+        )
+        self.assertIn("given twice", str(error))
+        self.assertNotIn("notes", routes)
+
+    def test_remove_removes_all(self):
+        """Removing the key takes every one of its routes away and prunes the trie."""
+        routes = RouteTable()
+        routes.place("notes", self.CRUD, "pool")
+        self.assertTrue(routes.remove("notes"))
+        for method, path in (("GET", "/notes"), ("POST", "/notes"), ("DELETE", "/notes/1")):
+            self.assertIs(routes.match("h", method, path), NO_ROUTE)
+        self.assertEqual(routes._domains, {})
+
+    def test_no_route_refused(self):
+        """An empty set is a ValueError, not a key with no routes."""
+        self.assertRaises(ValueError, RouteTable().place, "k", (), "t")

@@ -33,9 +33,13 @@ for a path seen before costs one dict lookup, however many routes there are.
 Only short keys are remembered (``MATCH_KEY_MAX`` characters of host and path),
 so hostile long URLs cannot make the memory grow past a few MB.
 
-Mutations happen on the reactor thread, so each ``add``/``remove`` is atomic
-with respect to requests; ``add`` of an existing key swaps the leaf in one
-assignment, so a route being replaced (redeploy) is never missing.
+A key (an endpoint) holds one or several routes to one target: ``place``
+gives a key its whole set at once, ``add`` a set of one, ``remove`` takes the
+set away.  Mutations happen on the reactor thread, so each is atomic with
+respect to requests: every route of the new set is checked for conflicts
+before anything changes (one conflict refuses the whole set), a route kept
+swaps its leaf in one assignment, and a route being replaced (redeploy) or
+moved is never missing.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ __all__ = [
     "NO_ROUTE",
     "NoRoute",
     "RouteConflict",
+    "RouteSpec",
     "RouteTable",
 ]
 
@@ -67,6 +72,10 @@ MATCH_KEY_MAX = 256
 """The longest host plus path, in characters, whose match is remembered."""
 
 _DOMAIN = re.compile(r"(?:[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?|\[[0-9a-f:.]+\])\Z")
+
+
+#: One route of a key: ``(domain, method, pattern)``.
+RouteSpec = tuple[str, str, PathPattern | str]
 
 
 class RouteConflict(ValueError):
@@ -197,7 +206,8 @@ class RouteTable:
 
     def __init__(self) -> None:
         self._domains: dict[str, dict[str, _Node]] = {}
-        self._entries: dict[Hashable, _Entry] = {}
+        # key -> its routes' entries, in the order placed.
+        self._entries: dict[Hashable, list[_Entry]] = {}
         self._matches: dict[tuple[str | None, str, str], Match] = {}
         # True while the gateway restores its running endpoints at start: a
         # request no route matches may be for one not back yet (503, not 404).
@@ -217,39 +227,61 @@ class RouteTable:
         pattern: PathPattern | str,
         target: Any,
     ) -> None:
+        """Give ``key`` the one route (domain, method, pattern) to ``target``: ``place`` with one route."""
+        self.place(key, ((domain, method, pattern),), target)
+
+    def place(self, key: Hashable, routes: Sequence[RouteSpec], target: Any) -> None:
         """
-        Route (domain, method, pattern) to ``target`` under ``key``.
+        Give ``key`` exactly ``routes``, all to ``target``, replacing what it
+        had in one step: routes it keeps are swapped in place, new ones added
+        before the ones it no longer has are removed, so no request sees a gap.
 
-        Re-adding an existing key replaces its route in place (same location)
-        or adds the new one before removing the old (moved), so no request sees
-        a gap.
-
-        :param domain: a host name, or ``*`` for any host.
-        :raises RouteConflict: another key serves the same domain, method and
-            pattern shape; the table is unchanged.
-        :raises ValueError: bad domain, method or pattern.
+        :param routes: ``(domain, method, pattern)`` each; ``domain`` a host
+            name, or ``*`` for any host.  At least one.
+        :raises RouteConflict: another key (or another of ``routes``) serves
+            the same domain, method and pattern shape; the table is unchanged.
+        :raises ValueError: no route, or a bad domain, method or pattern.
         """
-        if isinstance(pattern, str):
-            pattern = parse_pattern(pattern)
-        domain = self._domain(domain)
-        method = validate_method(method)
-        segments = pattern.segments
-
-        existing = self._leaf(domain, method, segments)
-        if existing is not None and existing.entry is not None:
-            if existing.entry.key != key:
+        if not routes:
+            raise ValueError("a key needs at least one route")
+        entries: list[_Entry] = []
+        shapes: dict[tuple[str, str, str], _Entry] = {}
+        for domain, method, pattern in routes:
+            if isinstance(pattern, str):
+                pattern = parse_pattern(pattern)
+            domain = self._domain(domain)
+            method = validate_method(method)
+            entry = _Entry(key, target, pattern.param_names, domain, method, pattern)
+            same = shapes.get((domain, method, pattern.shape))
+            if same is not None:
+                raise RouteConflict(
+                    f"{method} {pattern.text} on {domain} is given twice "
+                    f"(as {same.pattern.text})",
+                    key,
+                )
+            existing = self._leaf(domain, method, pattern.segments)
+            if existing is not None and existing.entry is not None and existing.entry.key != key:
                 raise RouteConflict(
                     f"{method} {pattern.text} on {domain} conflicts with "
                     f"{existing.entry.pattern.text} (route {existing.entry.key!r})",
                     existing.entry.key,
                 )
+            shapes[(domain, method, pattern.shape)] = entry
+            entries.append(entry)
 
-        entry = _Entry(
-            key, target, pattern.param_names, domain, method, pattern
-        )
-        old = self._entries.get(key)
-        node = self._domains.setdefault(domain, {}).setdefault(method, _Node())
-        for segment in segments:
+        for entry in entries:
+            self._link(entry)
+        old = self._entries.get(key, [])
+        self._entries[key] = entries
+        self._matches.clear()
+        for entry in old:
+            # A leaf the new set took over no longer holds ``entry``: left alone.
+            self._unlink(entry)
+
+    def _link(self, entry: _Entry) -> None:
+        """Put ``entry`` at its leaf (made as needed), replacing what was there."""
+        node = self._domains.setdefault(entry.domain, {}).setdefault(entry.method, _Node())
+        for segment in entry.pattern.segments:
             if isinstance(segment, Param):
                 if node.param is None:
                     node.param = _Node()
@@ -260,19 +292,18 @@ class RouteTable:
                     child = node.literals[segment.text] = _Node()
                 node = child
         node.entry = entry
-        self._entries[key] = entry
-        self._matches.clear()
-        if old is not None and node is not self._leaf(
-            old.domain, old.method, old.pattern.segments
-        ):
-            self._unlink(old)
+
+    def routes(self, key: Hashable) -> list[tuple[str, str, str]]:
+        """``key``'s routes as ``(domain, method, pattern text)``, in the order placed."""
+        return [(e.domain, e.method, e.pattern.text) for e in self._entries.get(key, [])]
 
     def remove(self, key: Hashable) -> bool:
-        """Remove the route under ``key``; False if there was none."""
-        entry = self._entries.pop(key, None)
-        if entry is None:
+        """Remove every route under ``key``; False if there was none."""
+        entries = self._entries.pop(key, None)
+        if entries is None:
             return False
-        self._unlink(entry)
+        for entry in entries:
+            self._unlink(entry)
         self._matches.clear()
         return True
 

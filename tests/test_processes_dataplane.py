@@ -118,7 +118,7 @@ class DataPlaneTests(unittest.TestCase):
     def test_route_points_at_the_local_pool(self):
         """route adds (domain, method, pattern) to the pool of that number; unroute removes it."""
         self.successResultOf(self.start())
-        self.commands["route"](key="e1", domain="*", method="GET", pattern="/users/{id}", pool=1)
+        self.commands["route"](key="e1", routes=[["*", "GET", "/users/{id}"]], pool=1)
         found = self.routes.match("example.com", "GET", "/users/9")
         self.assertIsInstance(found, Match)
         self.assertIs(found.target, self.pools[0])
@@ -127,7 +127,7 @@ class DataPlaneTests(unittest.TestCase):
 
     def test_route_to_an_unknown_pool_fails(self):
         """A route naming a pool this process does not have fails and changes nothing."""
-        self.assertRaises(KeyError, self.commands["route"], key="e1", domain="*", method="GET", pattern="/a", pool=9)
+        self.assertRaises(KeyError, self.commands["route"], key="e1", routes=[["*", "GET", "/a"]], pool=9)
         self.assertIsInstance(self.routes.match("x", "GET", "/a"), NoRoute)
 
     def test_stop_pool_drains_and_forgets_it(self):

@@ -151,7 +151,7 @@ class ChangeTests(GroupTestCase):
         """A process that cannot apply a change is logged; the change still completes."""
         events = logged(self)
         self.start()
-        d = self.group.change("route", key="e1", domain="*", method="GET", pattern="/x", pool=99)
+        d = self.group.change("route", key="e1", routes=[["*", "GET", "/x"]], pool=99)
         self.assertIsNone(self.successResultOf(d))
         self.assertTrue(any("data plane 1: route failed" in e and "no pool 99" in e for e in events), events)
         # The data planes log the traceback of a command they could not run.
@@ -185,12 +185,12 @@ class PlaneStateTests(unittest.TestCase):
     def test_replay_orders_services_bindings_pools_routes(self):
         """Replay gives services, then bindings, then pools, then routes, each as last set."""
         state = PlaneState()
-        state.apply("route", {"key": "e1", "domain": "*", "method": "GET", "pattern": "/a", "pool": 1})
+        state.apply("route", {"key": "e1", "routes": [["*", "GET", "/a"]], "pool": 1})
         state.apply("start_pool", {"pool": 1, "name": "a"})
         state.apply("bind", {"endpoint_id": "e1", "pool_id": "db", "service_id": "s1"})
         state.apply("configure_service", {"service": {"id": "s1", "config": {"path": "a"}}})
         state.apply("start_pool", {"pool": 2, "name": "a"})
-        state.apply("route", {"key": "e1", "domain": "*", "method": "GET", "pattern": "/a", "pool": 2})
+        state.apply("route", {"key": "e1", "routes": [["*", "GET", "/a"]], "pool": 2})
         state.apply("stop_pool", {"pool": 1})
         state.apply("configure_service", {"service": {"id": "s1", "config": {"path": "b"}}})
         self.assertEqual(
@@ -199,7 +199,7 @@ class PlaneStateTests(unittest.TestCase):
                 ("configure_service", {"service": {"id": "s1", "config": {"path": "b"}}}),
                 ("bind", {"endpoint_id": "e1", "pool_id": "db", "service_id": "s1"}),
                 ("start_pool", {"pool": 2, "name": "a"}),
-                ("route", {"key": "e1", "domain": "*", "method": "GET", "pattern": "/a", "pool": 2}),
+                ("route", {"key": "e1", "routes": [["*", "GET", "/a"]], "pool": 2}),
             ],
         )
 
@@ -241,7 +241,7 @@ class RespawnTests(GroupTestCase):
         pool = self.pool()
         self.successResultOf(pool.start())
         self.successResultOf(
-            self.group.change("route", key="e1", domain="*", method="GET", pattern="/hello", pool=pool.number)
+            self.group.change("route", key="e1", routes=[["*", "GET", "/hello"]], pool=pool.number)
         )
         return pool
 

@@ -198,12 +198,12 @@ class DataPlane:
             return None
         return worker_pool.stop().addCallback(lambda _: None)
 
-    def route(self, key: Any, domain: str, method: str, pattern: str, pool: int) -> None:
-        """Route (domain, method, pattern) to pool ``pool``, replacing ``key``'s route at once."""
+    def route(self, key: Any, routes: list[list[str]], pool: int) -> None:
+        """Route ``routes`` (``[domain, method, pattern]`` each) to pool ``pool``, replacing ``key``'s at once."""
         worker_pool = self._pools.get(pool)
         if worker_pool is None:
             raise KeyError(f"no pool {pool} in data-plane process {self.index}")
-        self._routes.add(key, domain, method, pattern, worker_pool)
+        self._routes.place(key, [(d, m, p) for d, m, p in routes], worker_pool)
 
     def unroute(self, key: Any) -> None:
         self._routes.remove(key)

@@ -26,7 +26,7 @@ process, as with one process.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, DeferredList, fail, gatherResults, succeed
@@ -38,7 +38,7 @@ from edgegw_tx.workers.pool import traced_log
 from edgegw_tx.workers.process import twisted_log
 
 if TYPE_CHECKING:
-    from edgegw_tx.gateway.routes import RouteTable
+    from edgegw_tx.gateway.routes import RouteSpec, RouteTable
     from edgegw_tx.processes.group import ProcessGroup
     from edgegw_tx.services.registry import ServiceRegistry
 
@@ -247,16 +247,18 @@ class MirroredRoutes:
     def add(
         self, key: Any, domain: str, method: str, pattern: Any, target: PoolProxy
     ) -> Deferred[None]:
+        """``place`` with the one route (domain, method, pattern)."""
+        return self.place(key, ((domain, method, pattern),), target)
+
+    def place(self, key: Any, routes: Sequence[RouteSpec], target: PoolProxy) -> Deferred[None]:
         """
-        ``RouteTable.add`` (raising its ``RouteConflict`` or ``ValueError`` at
-        once, changing nothing), then the same route to ``target``'s pool in
-        every process; fires once every process has it.
+        ``RouteTable.place`` (raising its ``RouteConflict`` or ``ValueError`` at
+        once, changing nothing), then the same routes to ``target``'s pool in
+        every process, as one command; fires once every process has them.
         """
-        self._table.add(key, domain, method, pattern, target)
-        text = pattern if isinstance(pattern, str) else pattern.text
-        return self._group.change(
-            "route", key=key, domain=domain, method=method, pattern=text, pool=target.number
-        )
+        self._table.place(key, routes, target)
+        texts = [[d, m, p if isinstance(p, str) else p.text] for d, m, p in routes]
+        return self._group.change("route", key=key, routes=texts, pool=target.number)
 
     def remove(self, key: Any) -> bool:
         """``RouteTable.remove``; the processes drop the route before any later command."""

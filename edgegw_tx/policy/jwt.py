@@ -147,6 +147,7 @@ PROPERTIES: dict[str, Any] = {
         "type": "string",
         "minLength": MIN_SECRET_BYTES,
         "maxLength": MAX_SECRET,
+        "x-error": f"must be a string of {MIN_SECRET_BYTES} to {MAX_SECRET} characters",
         "description": f"jwt: the HMAC secret of HS256, HS384 and HS512, at least {MIN_SECRET_BYTES} characters; masked in answers.",
     },
     "leeway_seconds": {

@@ -7,7 +7,9 @@ short-circuit and Deferred chaining (on fake parts).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,10 +17,12 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
+from edgegw_tx.admin import schemadocs
 from edgegw_tx.policy import model
 from edgegw_tx.policy.part import PolicyContext, PolicyRequest, Verdict
 from edgegw_tx.services.config import MASK
 
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "policies.md"
 CONTEXT = PolicyContext(seconds=Clock().seconds)
 SPLIT = {"versions": [{"version": "a1b2c3d", "weight": 90}, {"version": "e4f5a6b", "weight": 10}]}
 
@@ -401,3 +405,21 @@ class CompileTests(unittest.TestCase):
         compiled = model.compile(model.effective(policy, None, None), PolicyContext(seconds=Clock().seconds, consumers={}))
         assert compiled is not None
         self.assertEqual(len(compiled.checks), 5)
+
+
+class DocsTests(unittest.TestCase):
+    """docs/policies.md says what the schemas say."""
+
+    def test_part_tables_match_schemas(self) -> None:
+        """Each table marked ``<!-- schema:policy-<part> -->`` has the fields, types and defaults of that part's SCHEMA."""
+        document = DOCS.read_text(encoding="utf-8")
+        self.assertIn("policy-limits", re.findall(r"<!-- schema:([a-z_-]+) -->", document))
+        tables = {f"policy-{name}": module.SCHEMA for name, module in model.PARTS.items()}
+        self.patch(schemadocs, "TABLES", {**schemadocs.TABLES, **tables})
+        self.assertEqual(schemadocs.render(document), document)
+
+    def test_check_order_documented(self) -> None:
+        """The order table of docs/policies.md lists the parts in CHECK_ORDER."""
+        document = DOCS.read_text(encoding="utf-8")
+        listed = re.findall(r"^\| \d \| `([a-z_]+)` \|", document, re.M)
+        self.assertEqual(tuple(listed), model.CHECK_ORDER)

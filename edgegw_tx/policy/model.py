@@ -3,7 +3,7 @@ A traffic policy as a whole: its parts, its schema on each level, inheritance,
 masking, and the one check a route runs.
 
 The parts are independent modules (``part.py`` says what each provides);
-this module only composes them, so adding a part is one line of ``PARTS``.
+this module only composes them, so adding a part is an import and a line of ``PARTS``.
 
 Inheritance is per part: the effective policy of a request takes each part
 whole from the endpoint's policy, or where that part is null or left out from
@@ -20,7 +20,6 @@ in ``CHECK_ORDER`` and stops at the first early answer.
 from __future__ import annotations
 
 import functools
-import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -28,6 +27,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
+from edgegw_tx.policy import auth, cors, ipfilter, limits, ratelimit, split
 from edgegw_tx.policy.part import Check, PolicyContext, PolicyRequest, Verdict
 from edgegw_tx.services.config import MASK
 
@@ -53,33 +53,14 @@ LEVELS = ("endpoint", "collection", "domain")
 ENDPOINT_ONLY = ("traffic_split",)
 """Parts an endpoint's policy may have and a collection's or a domain's may not."""
 
-# part name -> its module in this package
-_MODULES = {
-    "cors": "cors",
-    "ip": "ipfilter",
-    "auth": "auth",
-    "rate_limit": "ratelimit",
-    "limits": "limits",
-    "traffic_split": "split",
+PARTS: dict[str, ModuleType] = {
+    "cors": cors,
+    "ip": ipfilter,
+    "auth": auth,
+    "rate_limit": ratelimit,
+    "limits": limits,
+    "traffic_split": split,
 }
-
-
-def _load() -> dict[str, ModuleType]:
-    parts = {}
-    for name, module in _MODULES.items():
-        qualified = f"edgegw_tx.policy.{module}"
-        try:
-            loaded = importlib.import_module(qualified)
-        except ModuleNotFoundError as e:
-            if e.name != qualified:
-                raise
-            continue
-        if hasattr(loaded, "SCHEMA"):
-            parts[name] = loaded
-    return parts
-
-
-PARTS: dict[str, ModuleType] = _load()
 """Part name → its module (``SCHEMA``, ``problems``, ``SECRETS``, ``build``), in the order of the docs."""
 
 CHECK_ORDER = ("cors", "ip", "auth", "rate_limit", "limits")
@@ -186,7 +167,7 @@ def effective(
     levels = (endpoint_policy or {}, collection_policy or {}, domain_policy or {})
     parts: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    for name in _MODULES:
+    for name in PARTS:
         for level, policy in zip(LEVELS, levels):
             if level != "endpoint" and name in ENDPOINT_ONLY:
                 break

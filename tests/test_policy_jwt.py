@@ -149,6 +149,13 @@ class JwtCheckTests(unittest.TestCase):
         verdict, _ = self.run_check(config, sign(key, "RS256", claims()))
         self.assertIsNone(verdict)
 
+    def test_one_key_token_without_kid(self) -> None:
+        """A token naming no kid is verified by the set's only key, even one with a kid; with two keys it is refused."""
+        config = rs256_config(algorithms=["RS256"], jwks={"keys": [public(rsa_key())]})
+        verdict, _ = self.run_check(config, sign(rsa_key(), "RS256", claims()))
+        self.assertIsNone(verdict)
+        self.refused(rs256_config(), sign(rsa_key(), "RS256", claims()), "key id (kid) names no key")
+
     def test_no_sub(self) -> None:
         """A valid token without sub sets only the claims (no subject, no consumer)."""
         verdict, req = self.run_check(rs256_config(), sign(rsa_key(), "RS256", claims(sub=None), kid="rsa-1"))

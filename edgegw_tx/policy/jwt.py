@@ -220,6 +220,8 @@ class Verifier:
     def __init__(self, keys: dict[str | None, Key], algorithms: frozenset[str], claims: JWTClaimsRegistry) -> None:
         #: key id → key; the one key of a set without ``kid`` (or the secret) is under None
         self.keys = keys
+        #: the key of a token that names no ``kid``: the only key, when there is one
+        self.only = next(iter(keys.values())) if len(keys) == 1 else None
         self.algorithms = algorithms
         #: one registry per algorithm: joserfc then accepts exactly the token's checked ``alg``
         self.registries = {alg: JWSRegistry(algorithms=[alg]) for alg in algorithms}
@@ -236,9 +238,10 @@ class Verifier:
         if not isinstance(alg, str) or alg not in self.algorithms:
             return "the token's algorithm is not one this API accepts", None
         kid = header.get("kid")
-        key = self.keys.get(kid) if isinstance(kid, str) else None
-        if key is None:
-            key = self.keys.get(None)
+        if isinstance(kid, str):
+            key = self.keys.get(kid) or self.keys.get(None)
+        else:
+            key = self.only
         if key is None:
             return "the token's key id (kid) names no key this API knows", None
         if not _fits(key, alg):

@@ -173,12 +173,13 @@ class NodeLimitTests(unittest.SynchronousTestCase):
         self.assertEqual(fields(extra)["ratelimit-remaining"], 4)
 
     def test_retry_after_at_least_one_second(self):
-        """Retry-After is a whole number of seconds, at least 1, even when the wait is shorter."""
+        """Retry-After is whole seconds, at least 1, even for a shorter wait; the message says "1 second"."""
         check = self.limiter(requests=100, per_seconds=1)
         for _ in range(100):
             check.check(request(), [])
-        status, headers, _ = check.check(request(), [])
+        status, headers, body = check.check(request(), [])
         self.assertEqual((status, dict(headers)["retry-after"]), (429, "1"))
+        self.assertEqual(json.loads(body)["error"], "rate limit exceeded: 100 requests per 1 second")
 
     def test_ip_keys_count_apart(self):
         """With ``key: ip`` each client address has its own budget."""
@@ -227,7 +228,7 @@ class NodeLimitTests(unittest.SynchronousTestCase):
         self.assertNotEqual(key_a, rule.of(request(**{"x-tenant": long_b})))
 
     def test_tracked_keys_bounded(self):
-        """Rotating addresses cannot grow memory: beyond MAX_TRACKED_KEYS the least recently seen key goes, not a refused one."""
+        """Rotating addresses cannot grow memory: beyond MAX_TRACKED_KEYS the least recently seen key goes."""
         check = self.limiter(requests=1)
         check.check(request("10.0.0.0"), [])
         for n in range(1, MAX_TRACKED_KEYS + 10):

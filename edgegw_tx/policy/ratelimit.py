@@ -215,6 +215,11 @@ def _bounded(key: str) -> str:
     return "#" + hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
+def _count(number: int, noun: str) -> str:
+    """``1 request``, ``5 requests``."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _seconds(micros: int) -> int:
     """``micros`` rounded up to whole seconds."""
     return -(-micros // _MICROS)
@@ -242,9 +247,8 @@ class _Limit:
 
     def refused(self, retry: int) -> Early:
         """The 429, with ``Retry-After`` (``retry`` in microseconds) in whole seconds, at least 1."""
-        body = json.dumps(
-            {"error": f"rate limit exceeded: {self.requests} requests per {self.per_seconds} seconds"}
-        )
+        limit = f"{_count(self.requests, 'request')} per {_count(self.per_seconds, 'second')}"
+        body = json.dumps({"error": f"rate limit exceeded: {limit}"})
         return 429, [_JSON, ("retry-after", str(max(1, _seconds(retry))))], body.encode()
 
 

@@ -37,6 +37,7 @@ decides whether deleting a bound service is allowed.
    postgres, ``redis``, ``storage``), else ``BadRequest``;
 4. the connector runs the action; the call is cancelled after ``call_timeout``
    seconds → ``ServiceUnavailable`` (a backend that is slow or unreachable).
+   The calls in flight share one timer (``Deadlines``), not one each.
 
 It fires with ``{"ok": True, "data": ...}`` or ``{"ok": False, "error":
 {"kind", "message"}}`` and never fails: an unexpected exception is logged and
@@ -72,6 +73,7 @@ from twisted.python.failure import Failure
 
 from ..observability.metrics import service_call_timings
 from .config import validate_config
+from .deadlines import Deadlines
 from .errors import (
     BAD_REQUEST,
     INTERNAL,
@@ -120,6 +122,19 @@ class _Service:
         self.connector = connector
 
 
+class _Call:
+    """One call in flight: what its answer is counted under, and its deadline's token."""
+
+    __slots__ = ("frame", "kind", "service", "started", "token")
+
+    def __init__(self, service: _Service, kind: str, frame: dict[str, Any], started: float):
+        self.service = service
+        self.kind = kind
+        self.frame = frame
+        self.started = started
+        self.token = 0
+
+
 class ServiceRegistry:
     """Connectors by service id, bindings by endpoint, and the call broker."""
 
@@ -142,6 +157,8 @@ class ServiceRegistry:
         self._closing: set[Deferred[Any]] = set()
         #: Calls by (service name, kind, outcome), timed by (service name, kind): edgegw_service_calls_total.
         self.calls = service_call_timings()
+        #: The calls not answered yet, cancelled at their deadline.
+        self._in_flight = Deadlines(reactor)
 
     # -- services ---------------------------------------------------------
 
@@ -239,15 +256,31 @@ class ServiceRegistry:
             return succeed(answer)
         started = self._reactor.seconds()
         try:
-            d = self._dispatch(endpoint_id, frame)
-        except ServiceError as e:
-            d = succeed({"ok": False, "error": e.as_error()})
+            service, kind = self._route(endpoint_id, frame)
+            d: Deferred[Any] = service.connector.call(frame["action"], frame.get("args") or {})
         except Exception:
-            d = fail().addCallbacks(self._ok, self._failed, errbackArgs=(frame,))
-        else:
-            d.addCallbacks(self._ok, self._failed, errbackArgs=(frame,))
-        d.addCallback(self._count, self._call_labels(endpoint_id, frame), started)
-        return d
+            answer = self._failed(Failure(), frame)
+            return succeed(self._count(answer, self._call_labels(endpoint_id, frame), started))
+        call = _Call(service, kind, frame, started)
+        call.token = self._in_flight.add(d, started + self.call_timeout)
+        answered: Deferred[dict[str, Any]] = d.addCallbacks(
+            self._answered, self._answered_failure, callbackArgs=(call,), errbackArgs=(call,)
+        )
+        return answered
+
+    def _answered(self, data: Any, call: _Call) -> dict[str, Any]:
+        """The success path: the answer, counted and timed, its deadline dropped."""
+        self._in_flight.discard(call.token)
+        self.calls.observe((call.service.name, call.kind, "ok"), self._reactor.seconds() - call.started)
+        return {"ok": True, "data": data}
+
+    def _answered_failure(self, failure: Failure, call: _Call) -> dict[str, Any]:
+        self._in_flight.discard(call.token)
+        if failure.check(TimeoutError, CancelledError):
+            failure = Failure(self._late(call.service, "did not answer"))
+        return self._count(
+            self._failed(failure, call.frame), (call.service.name, call.kind), call.started
+        )
 
     def _call_labels(self, endpoint_id: Any, frame: dict[str, Any]) -> tuple[str, str]:
         """(service name, kind) of a call, "" where the call named none that exists (bounded labels)."""
@@ -266,10 +299,6 @@ class ServiceRegistry:
         self.calls.observe((*labels, outcome), self._reactor.seconds() - started)
         return answer
 
-    @staticmethod
-    def _ok(data: Any) -> dict[str, Any]:
-        return {"ok": True, "data": data}
-
     def _failed(self, failure: Failure, frame: dict[str, Any]) -> dict[str, Any]:
         error = failure.value
         if isinstance(error, ServiceError):
@@ -283,13 +312,15 @@ class ServiceRegistry:
         )
         return _error(INTERNAL, f"the gateway failed to run the call: {failure.getErrorMessage()}")
 
-    def _dispatch(self, endpoint_id: Any, frame: dict[str, Any]) -> Deferred[Any]:
+    def _route(self, endpoint_id: Any, frame: dict[str, Any]) -> tuple[_Service, str]:
+        """The service a call goes to, and its kind; ``ServiceError`` when it goes nowhere."""
         kind = frame.get("service")
         action = frame.get("action")
         pool = frame.get("pool")
         if kind not in ACTIONS:
             expected = ", ".join(sorted(ACTIONS))
             raise ServiceError(BAD_REQUEST, f"unknown service {kind!r} (expected one of {expected})")
+        assert isinstance(kind, str), "one of ACTIONS"
         if action not in ACTIONS[kind]:
             expected = ", ".join(ACTIONS[kind])
             raise ServiceError(
@@ -315,26 +346,24 @@ class ServiceRegistry:
                 f"{pool!r} is a {service.service_type} service, called as {kind!r}"
                 f" (use {KIND_OF[service.service_type]!r})",
             )
-        d = service.connector.call(action, args or {})
-        return self._deadline(d, service, "did not answer")
+        return service, kind
+
+    def _late(self, service: _Service, what: str) -> ServiceError:
+        """The ``ServiceUnavailable`` of a call past ``call_timeout``, with the connector's last connection error."""
+        message = f"the {service.service_type} service {service.name!r} {what} within {self.call_timeout:g}s"
+        reason = getattr(service.connector, "unavailable_reason", None)
+        detail = reason() if reason is not None else None
+        if detail:
+            message += f" ({detail})"
+        return ServiceError(SERVICE_UNAVAILABLE, message)
 
     def _deadline(self, d: Deferred[Any], service: _Service, what: str) -> Deferred[Any]:
-        timeout = self.call_timeout
-
         def timed_out(failure: Failure) -> Failure:
             if failure.check(TimeoutError, CancelledError):
-                message = (
-                    f"the {service.service_type} service {service.name!r} {what}"
-                    f" within {timeout:g}s"
-                )
-                reason = getattr(service.connector, "unavailable_reason", None)
-                detail = reason() if reason is not None else None
-                if detail:
-                    message += f" ({detail})"
-                return Failure(ServiceError(SERVICE_UNAVAILABLE, message))
+                return Failure(self._late(service, what))
             return failure
 
-        d.addTimeout(timeout, self._reactor)
+        d.addTimeout(self.call_timeout, self._reactor)
         return d.addErrback(timed_out)
 
     # -- test and shutdown ------------------------------------------------
@@ -387,6 +416,7 @@ class ServiceRegistry:
     def close(self) -> Deferred[None]:
         """Close every connector (gateway shutdown); fires when all are closed."""
         services, self._services = self._services, {}
+        self._in_flight.stop()
         for service in services.values():
             self._close_in_background(service.connector)
         closing = list(self._closing)

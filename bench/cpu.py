@@ -18,9 +18,13 @@ Servers, each measured in alternating rounds (wrk -t1 -c32, 2 s warm-up, then
              directory, first on PYTHONPATH), to compare a change in
              alternating rounds of one run
 
-    .venv/bin/python bench/cpu.py [--scenario hello|echo-16k] [--rounds 3]
+    .venv/bin/python bench/cpu.py [--scenario hello|echo-16k|redis-get-async] [--rounds 3]
                                   [--duration 5] [--servers edgegw,minimal,...]
                                   [--before REV] [--gateway-options '...']
+
+redis-get-async binds the endpoint to the Redis at 127.0.0.1:6379 (one GET
+per request from an async handler); the minimal path is left out of it (it
+has no service plane), the baselines answer without asking Redis.
 
 --gateway-options adds options to the ``twistd edgegw`` command line of the
 edgegw server (e.g. ``--gateway-options '--access-log /tmp/access.log'`` to
@@ -49,7 +53,10 @@ import run as harness  # noqa: E402
 SCENARIOS = {
     "hello": ("GET", "/hello", harness.HELLO, None),
     "echo-16k": ("POST", "/echo", harness.ECHO, os.path.join(harness.HERE, "echo16k.lua")),
+    "redis-get-async": ("GET", "/redis-async", harness.REDIS_GET_ASYNC, None),
 }
+BINDINGS = {"redis-get-async": ("cache", "redis", {"host": "127.0.0.1", "port": 6379})}
+"""Scenarios whose handler calls a service: (binding, service type, config); the minimal path has none."""
 SERVERS = ("edgegw", "minimal", "ceiling", "twisted")
 
 
@@ -77,9 +84,13 @@ def start_before(revision, data_dir, tree, port, admin_port):
     )
 
 
-def start_endpoint(admin_port, key, path, method, code):
-    """Create, compile and start the scenario's endpoint; its artifact digest."""
+def start_endpoint(admin_port, key, path, method, code, binding=None):
+    """Create, compile and start the scenario's endpoint (bound to its service, if any); its artifact digest."""
     endpoint = harness.api(admin_port, key, "POST", "/endpoints", {"name": "bench", "path": path, "method": method, "code": code})["id"]
+    if binding is not None:
+        pool, kind, config = binding
+        service = harness.api(admin_port, key, "POST", "/services", {"name": f"bench-{pool}", "service_type": kind, "config": config})
+        harness.api(admin_port, key, "POST", f"/endpoints/{endpoint}/services", {"service_id": service["id"], "pool_id": pool})
     harness.api(admin_port, key, "POST", f"/endpoints/{endpoint}/compile")
     return harness.api(admin_port, key, "POST", f"/endpoints/{endpoint}/start")["artifact"]
 
@@ -125,6 +136,12 @@ def main():
     if unknown:
         parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
     method, path, code, script = SCENARIOS[args.scenario]
+    binding = BINDINGS.get(args.scenario)
+    if binding is not None:
+        if "minimal" in servers:
+            servers.remove("minimal")  # it has no service plane
+        if binding[1] == "redis" and not harness.redis_up():
+            raise SystemExit("nothing answered PING/SET on 127.0.0.1:6379")
 
     data_dir = tempfile.mkdtemp(prefix="edgegw-cpu-")
     ports = {name: harness.free_port() for name in SERVERS + ("before",)}
@@ -140,7 +157,7 @@ def main():
         pids["edgegw"] = gateway.pid
         harness.wait_for(f"http://127.0.0.1:{admin_port}/api/health")
         key = harness.admin_key(data_dir)
-        digest = start_endpoint(admin_port, key, path, method, code)
+        digest = start_endpoint(admin_port, key, path, method, code, binding)
         binary = os.path.join(data_dir, "artifacts", digest, "handler")
         if args.before:
             before_dir = tempfile.mkdtemp(prefix="edgegw-cpu-before-")
@@ -151,7 +168,7 @@ def main():
             processes.append(before)
             pids["before"] = before.pid
             harness.wait_for(f"http://127.0.0.1:{before_admin}/api/health")
-            start_endpoint(before_admin, harness.admin_key(before_dir), path, method, code)
+            start_endpoint(before_admin, harness.admin_key(before_dir), path, method, code, binding)
         for name, argv in (
             ("minimal", ["minimal_path.py", str(ports["minimal"]), binary]),
             ("ceiling", ["httptools_baseline.py", str(ports["ceiling"])]),

@@ -5,12 +5,12 @@ What the service broker adds to a Redis GET.
 
 Runs GET of one key, one call at a time, two ways on the same reactor:
 
-* direct: a txredisapi lazy connection pool (``execute_command("GET", key)``);
+* direct: the Redis connector alone (``RedisConnector.call("get", ...)``);
 * broker: ``ServiceRegistry.call_handler(endpoint)(call_frame)``, the path a
   worker's ``call`` frame takes once it is decoded (bindings, argument checks,
   the per-call timeout, error mapping, the result dict), minus the framing.
 
-Both use ten connections and no number conversion.  The two ways alternate
+Both use ten connections.  The two ways alternate
 in blocks of 100 calls after a warm-up, so drift hits both alike.  Prints
 p50/p99/mean per way and the difference, then one JSON line.
 """
@@ -26,10 +26,11 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import txredisapi  # noqa: E402
 from twisted.internet import reactor  # noqa: E402
 from twisted.internet.defer import ensureDeferred  # noqa: E402
 
+from edgegw_tx.services.config import validate_config  # noqa: E402
+from edgegw_tx.services.redis import RedisConnector  # noqa: E402
 from edgegw_tx.services.registry import ServiceRegistry  # noqa: E402
 
 
@@ -49,8 +50,8 @@ def summary(samples):
 
 async def main(options):
     key = f"edgegw:bench:{uuid.uuid4().hex}"
-    direct = txredisapi.lazyConnectionPool(options.host, options.port, poolsize=10,
-                                           convertNumbers=False)
+    config = validate_config("redis", {"host": options.host, "port": options.port}, name="bench")
+    direct = RedisConnector(config, name="bench", call_timeout=5.0, reactor=reactor)
     registry = ServiceRegistry(tempfile.mkdtemp(prefix="edgegw-bench-"), reactor=reactor)
     registry.configure({"id": "r", "name": "cache", "service_type": "redis",
                         "config": {"host": options.host, "port": options.port}})
@@ -59,11 +60,11 @@ async def main(options):
     frame = {"type": "call", "id": 1, "request": "bench", "service": "redis",
              "pool": "cache", "action": "get", "args": {"key": key}}
     try:
-        await direct.execute_command("SET", key, "x" * 32)
+        await direct.call("set", {"key": key, "value": "x" * 32})
 
         async def one_direct():
             start = time.perf_counter()
-            value = await direct.execute_command("GET", key)
+            value = await direct.call("get", {"key": key})
             elapsed = time.perf_counter() - start
             assert value == "x" * 32, value
             return elapsed
@@ -97,8 +98,8 @@ async def main(options):
                   f"   mean {row['mean_us']:7.1f} us")
         print(json.dumps(result))
     finally:
-        await direct.execute_command("DEL", key)
-        await direct.disconnect()
+        await direct.call("del", {"keys": [key]})
+        await direct.close()
         await registry.close()
 
 

@@ -5,7 +5,8 @@ every key under a prefix of the test's own, deleted in cleanup; and a tiny
 fake Redis server on 127.0.0.1 port 0 that the tests stop and restart to
 watch the connector fail fast and recover.
 
-txredisapi runs on the global reactor, so these tests do too.
+The connector runs on the reactor it is given; these tests give it the
+global one (real sockets).
 """
 
 import socket
@@ -377,8 +378,8 @@ class AuthRecoveryIntegrationTests(RedisTestCase):
     def test_refused_then_accepted(self):
         """
         Refused credentials answer ServiceUnavailable with the server's
-        message; txredisapi gives up on them, and the connector starts a fresh
-        pool on a later call, which succeeds once the server accepts them.
+        message; the connections keep retrying, and calls succeed once the
+        server accepts them.
         """
         error = yield self.error("get", key="k")
         self.assertEqual(error["kind"], "ServiceUnavailable")

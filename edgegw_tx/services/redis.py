@@ -1,12 +1,14 @@
 """
-The Redis connector, on txredisapi.
+The Redis connector: a small Twisted protocol whose replies are parsed by
+hiredis (a C parser), commands pipelined, writes coalesced.
 
-A lazy txredisapi pool (its ``RedisFactory``, with ``isLazy=True``) of
-``pool_size`` connections (default 10) is created on the first call; commands
-are pipelined over those connections (txredisapi's "peek" mode), so many
-calls are in flight at once.  Values are strings: txredisapi's number
-conversion is off (``GET`` of ``"12"`` is ``"12"``), bulk strings are decoded as
-UTF-8 (invalid bytes become U+FFFD).
+A pool of ``pool_size`` connections (default 10) is opened on the first call;
+calls go round-robin over the connections that are up, pipelined (many
+commands in flight on each; Redis answers in order).  The commands of one
+reactor turn leave in one write per connection, sent straight to the socket
+when its buffer is empty (no add/remove of a writer in the reactor per
+command).  Values are strings: ``GET`` of ``"12"`` is ``"12"``; bulk strings
+are decoded as UTF-8 (invalid bytes become U+FFFD).
 
 Actions (docs/ipc.md): ``get``, ``set``, ``setex``, ``del``, ``incr``, ``expire``,
 ``exists`` and ``command`` (any command as a list of strings; the reply as JSON:
@@ -17,37 +19,38 @@ pub/sub, ``MONITOR``, transactions (``MULTI``, ``WATCH``, ...), ``SELECT``,
 ``AUTH``, ``HELLO``, ``RESET``, ``QUIT``, ``CLIENT REPLY``/``TRACKING``/``CACHING``,
 replication commands.
 
+Each connection sends ``AUTH`` (with ``username`` and ``password``) and
+``SELECT`` (``database``) when configured, before any call.
+
 Failures: an error reply → ``RedisError`` with Redis's message; a connection
 lost under a command → ``ServiceUnavailable``.  While Redis is unreachable a
 call waits for a connection and the broker's timeout answers
 ``ServiceUnavailable`` (the connector remembers the last connection error for
-that message).  txredisapi keeps reconnecting, with a delay growing from 0.1 s
-to ``RedisConnector.retry_max_delay`` (2 s), so calls succeed again soon after
-Redis is back, without touching the gateway.  If the server refuses the
-credentials or the database, txredisapi stops for good; the connector then
-starts a fresh pool on a later call (at most every ``retry_max_delay``).
+that message).  Each connection reconnects by itself, after a delay growing
+from 0.1 s to ``RedisConnector.retry_max_delay`` (2 s), so calls succeed again
+soon after Redis is back, without touching the gateway.  While the server
+refuses the credentials or the database, calls answer ``ServiceUnavailable``
+with its message at once, and the connections keep retrying at that pace.
 
-The reactor: txredisapi schedules its timers and reconnections on the global
-reactor (it imports it at module level and has no parameter for another).
-The connector passes its own reactor to the connection endpoint, so the two
-must be the same real reactor; the broker's per-call timeout uses the
-injected one.  ``use_tls`` verifies the server's certificate against the
-system's roots for ``host`` (``optionsForClientTLS``).
+Everything runs on the injected reactor.  ``use_tls`` verifies the server's
+certificate against the system's roots for ``host`` (``optionsForClientTLS``).
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
-import txredisapi
-from twisted.internet.defer import Deferred, gatherResults, succeed
+import hiredis
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import optionsForClientTLS
-from twisted.logger import Logger
+from twisted.internet.tcp import Connection
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from .args import Args
 from .errors import (
@@ -76,9 +79,20 @@ REFUSED_COMMANDS = frozenset(
     }
 )  # fmt: skip
 
-_log = Logger(namespace="edgegw.services.redis")
-
 REFUSED_CLIENT = frozenset({"REPLY", "TRACKING", "CACHING"})
+
+INITIAL_DELAY = 0.1
+"""Seconds before the first reconnection attempt; doubled after each failure."""
+
+Post = Callable[[Any], Any]
+"""Turns a (non-error) reply into the call's data."""
+
+
+def _pack(argv: tuple[str, ...]) -> bytes:
+    """One command in RESP, as hiredis writes it."""
+    # hiredis's stub types the tuple as having one item
+    packed: bytes = hiredis.pack_command(argv)  # type: ignore[arg-type]
+    return packed
 
 
 def _text(value: bytes | bytearray) -> str:
@@ -86,7 +100,7 @@ def _text(value: bytes | bytearray) -> str:
 
 
 def convert_reply(reply: Any) -> Any:
-    """A txredisapi reply as a JSON value."""
+    """A reply as a JSON value."""
     if reply is None or isinstance(reply, (str, bool, int)):
         return reply
     if isinstance(reply, (bytes, bytearray)):
@@ -100,8 +114,20 @@ def convert_reply(reply: Any) -> Any:
     return str(reply)
 
 
-def _string(value: Any) -> Any:
-    return _text(value) if isinstance(value, (bytes, bytearray)) else value
+def _same(reply: Any) -> Any:
+    return reply
+
+
+def _true(reply: Any) -> bool:
+    return True
+
+
+def _is_one(reply: Any) -> bool:
+    return bool(reply == 1)
+
+
+def _positive(reply: Any) -> bool:
+    return bool(reply > 0)
 
 
 def _check_command(a: Args, argv: list[str]) -> None:
@@ -118,38 +144,225 @@ def _check_command(a: Args, argv: list[str]) -> None:
         )
 
 
-@implementer(IStreamClientEndpoint)
-class _WatchedEndpoint:
-    """Remembers the last connection failure for the unavailable message."""
+class _Connection(Protocol):
+    """
+    One connection: the handshake, then pipelined commands answered in order.
 
-    def __init__(self, endpoint: Any, connector: RedisConnector):
-        self._endpoint = endpoint
-        self._connector = connector
+    ``_replies`` holds, per command sent, the Deferred to fire and the
+    function turning the reply into its data; a handshake step has no
+    Deferred and its name instead.
+    """
 
-    def connect(self, factory: Any) -> Deferred[Any]:
-        def connected(protocol: Any) -> Any:
-            self._connector.last_error = None
-            return protocol
+    def __init__(self, slot: _Slot) -> None:
+        self._slot = slot
+        self._reader = hiredis.Reader(encoding="utf-8", errors="replace")
+        self._replies: deque[tuple[Deferred[Any] | None, Any]] = deque()
+        self._out: list[bytes] = []
+        self._flush_call: IDelayedCall | None = None
+        self._handshaking = 0
+        self.up = False
 
-        def failed(failure: Failure) -> Failure:
-            self._connector.last_error = one_line(failure.getErrorMessage())
-            return failure
+    def connectionMade(self) -> None:
+        config = self._slot.connector.config
+        if config["password"] is not None:
+            auth = ["AUTH", config["password"]]
+            if config["username"] is not None:
+                auth.insert(1, config["username"])
+            self._handshake(auth, "could not auth")
+        if config["database"]:
+            database = config["database"]
+            self._handshake(["SELECT", str(database)], f"could not set dbid={database}")
+        if not self._handshaking:
+            self._ready()
 
-        connecting: Deferred[Any] = self._endpoint.connect(factory).addCallbacks(connected, failed)
-        return connecting
+    def _handshake(self, argv: list[str], what: str) -> None:
+        self._handshaking += 1
+        self._replies.append((None, what))
+        self._out.append(_pack(tuple(argv)))
+        self._schedule_flush()
+
+    def _ready(self) -> None:
+        self.up = True
+        self._slot.ready(self)
+
+    def send(self, packed: bytes, d: Deferred[Any], post: Post) -> None:
+        """Queue one command (``hiredis.pack_command``'s bytes) for this turn's write."""
+        self._replies.append((d, post))
+        self._out.append(packed)
+        if self._flush_call is None:
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if self._flush_call is None:
+            self._flush_call = self._slot.connector.reactor.callLater(0, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_call = None
+        out = self._out
+        if not out:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        transport = self.transport
+        if (
+            isinstance(transport, Connection)
+            and not transport.dataBuffer
+            and not transport._tempDataBuffer
+            and transport.connected
+            and not transport.disconnecting
+        ):
+            sent = transport.writeSomeData(data)
+            if isinstance(sent, int):
+                if sent == len(data):
+                    return
+                data = data[sent:]
+        assert transport is not None, "connected"
+        transport.write(data)
+
+    def dataReceived(self, data: bytes) -> None:
+        reader = self._reader
+        reader.feed(data)
+        replies = self._replies
+        while True:
+            try:
+                reply = reader.gets()
+            except hiredis.ProtocolError as e:
+                self._slot.connector.last_error = f"bad reply from redis: {e}"
+                assert self.transport is not None, "connected"
+                self.transport.loseConnection()
+                return
+            if reply is False:
+                return
+            if not replies:
+                self._slot.connector.last_error = "redis sent a reply nobody asked for"
+                assert self.transport is not None, "connected"
+                self.transport.loseConnection()
+                return
+            d, post = replies.popleft()
+            if d is None:
+                self._handshake_reply(reply, post)
+            elif isinstance(reply, hiredis.ReplyError):
+                d.errback(ServiceError(REDIS_ERROR, one_line(str(reply))))
+            else:
+                try:
+                    data = post(reply)
+                except Exception:
+                    d.errback()
+                else:
+                    d.callback(data)
+
+    def _handshake_reply(self, reply: Any, what: str) -> None:
+        if isinstance(reply, hiredis.ReplyError):
+            self._handshaking = -1
+            self._slot.refused(f"{what}: {one_line(str(reply))}")
+            assert self.transport is not None, "connected"
+            self.transport.loseConnection()
+            return
+        if self._handshaking > 0:
+            self._handshaking -= 1
+            if not self._handshaking:
+                self._ready()
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+        if self._flush_call is not None:
+            self._flush_call.cancel()
+            self._flush_call = None
+        self._out.clear()
+        self.up = False
+        replies, self._replies = self._replies, deque()
+        connector = self._slot.connector
+        if replies:
+            error = ServiceError(
+                SERVICE_UNAVAILABLE,
+                f"redis at {connector.where()}: connection lost"
+                f" ({one_line(reason.getErrorMessage())})",
+            )
+            for d, _ in replies:
+                if d is not None:
+                    d.errback(error)
+        self._slot.lost(self, reason)
 
 
-class _Factory(txredisapi.RedisFactory):  # type: ignore[misc]  # txredisapi is unannotated
-    """txredisapi's factory with the gateway's reconnection delays."""
+class _Slot:
+    """One of the pool's connections: connects, and reconnects after a delay growing to the connector's cap."""
 
-    initialDelay = 0.1
-    maxDelay = 2.0
-    connector: RedisConnector | None = None
+    def __init__(self, connector: RedisConnector, reconnect: bool) -> None:
+        self.connector = connector
+        self._reconnect = reconnect
+        self.connection: _Connection | None = None
+        self._delay = INITIAL_DELAY
+        self._retry: IDelayedCall | None = None
+        self._connecting: Deferred[Any] | None = None
+        self._stopped = False
+        self._gone: Deferred[None] | None = None
+        self.failed: Deferred[None] | None = None
+        """For a probe: fires with the first connection that is up, or fails."""
 
-    def connectionError(self, why: str) -> None:
-        if self.connector is not None:
-            self.connector.last_error = why.removeprefix("Redis error: ")
-        super().connectionError(why)
+    def start(self) -> None:
+        self._retry = None
+        if self._stopped:
+            return
+        factory = Factory.forProtocol(lambda: _Connection(self))
+        connecting: Deferred[Any] = self.connector.endpoint().connect(factory)
+        self._connecting = connecting
+        connecting.addCallbacks(self._connected, self._failed)
+
+    def _connected(self, connection: _Connection) -> None:
+        self._connecting = None
+        self.connection = connection
+
+    def _failed(self, failure: Failure) -> None:
+        self._connecting = None
+        if self._stopped:
+            return
+        message = one_line(failure.getErrorMessage())
+        self.connector.last_error = message
+        self.connector.slot_failed(self, message)
+        self._again()
+
+    def _again(self) -> None:
+        if self._stopped or not self._reconnect:
+            return
+        delay, self._delay = self._delay, min(self._delay * 2, self.connector.retry_max_delay)
+        self._retry = self.connector.reactor.callLater(
+            min(delay, self.connector.retry_max_delay), self.start
+        )
+
+    def ready(self, connection: _Connection) -> None:
+        self._delay = INITIAL_DELAY
+        self.connector.connection_ready(connection)
+
+    def refused(self, message: str) -> None:
+        self.connector.last_error = message
+        self.connector.refused(self, message)
+
+    def lost(self, connection: _Connection, reason: Failure) -> None:
+        self.connection = None
+        self.connector.connection_lost(connection)
+        gone, self._gone = self._gone, None
+        if gone is not None:
+            gone.callback(None)
+        if not self._stopped:
+            if connection.up:
+                self.connector.last_error = one_line(reason.getErrorMessage())
+            self._again()
+
+    def stop(self) -> Deferred[None]:
+        """No more reconnecting; close the connection; fires once it is closed."""
+        self._stopped = True
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        if self._connecting is not None:
+            self._connecting.cancel()
+        connection = self.connection
+        if connection is None or connection.transport is None:
+            d: Deferred[None] = Deferred()
+            d.callback(None)
+            return d
+        self._gone = Deferred()
+        connection.transport.loseConnection()
+        return self._gone
 
 
 class RedisConnector:
@@ -176,12 +389,14 @@ class RedisConnector:
         self.config = config
         self.name = name
         self.call_timeout = call_timeout
-        self._reactor = reactor
+        self.reactor = reactor
         self._probe = probe
-        self._factory: _Factory | None = None
-        self._ready: Deferred[Any] | None = None
-        self._created_at = 0.0
-        self._closing: set[Deferred[Any]] = set()
+        self._slots: list[_Slot] = []
+        self._up: list[_Connection] = []
+        self._next = 0
+        self._waiting: deque[tuple[bytes, Deferred[Any], Post]] = deque()
+        self._refused: str | None = None
+        self._probe_ready: Deferred[_Connection] | None = None
         self._closed = False
         self.last_error: str | None = None
 
@@ -190,169 +405,152 @@ class RedisConnector:
     def call(self, action: str, args: object) -> Deferred[Any]:
         a = Args(f"redis {action}", args)
         if action == "get":
-            return self._command(["GET", a.string("key")], _string)
+            return self._command(("GET", a.string("key")), _same)
         if action == "set":
             key, value = a.string("key"), a.string("value")
-            return self._command(["SET", key, value], lambda r: True)
+            return self._command(("SET", key, value), _true)
         if action == "setex":
             key = a.string("key")
             seconds = a.integer("seconds", minimum=1)
             value = a.string("value")
-            return self._command(["SETEX", key, str(seconds), value], lambda r: True)
+            return self._command(("SETEX", key, str(seconds), value), _true)
         if action == "del":
             keys = a.strings("keys", nonempty=True)
-            return self._command(["DEL", *keys], int)
+            return self._command(("DEL", *keys), int)
         if action == "incr":
-            return self._command(["INCR", a.string("key")], int)
+            return self._command(("INCR", a.string("key")), int)
         if action == "expire":
             key, seconds = a.string("key"), a.integer("seconds")
-            return self._command(["EXPIRE", key, str(seconds)], lambda r: r == 1)
+            return self._command(("EXPIRE", key, str(seconds)), _is_one)
         if action == "exists":
-            return self._command(["EXISTS", a.string("key")], lambda r: r > 0)
+            return self._command(("EXISTS", a.string("key")), _positive)
         if action == "command":
             argv = a.strings("args", nonempty=True)
             _check_command(a, argv)
-            return self._command(argv, convert_reply)
+            return self._command(tuple(argv), convert_reply)
         raise bad_request(
             f"unknown redis action {action!r} (expected one of {', '.join(ACTIONS)})"
         )
 
     def ping(self) -> Deferred[float]:
-        """``PING``; fires with its round trip in milliseconds (connecting excluded)."""
-        ready = self._connect()
+        """``PING`` on a fresh connection; fires with its round trip in milliseconds (connecting excluded)."""
+        ready: Deferred[_Connection] = Deferred()
+        self._probe_ready = ready
+        self._start()
 
-        def ping(handler: Any) -> Deferred[float]:
+        def ping(connection: _Connection) -> Deferred[float]:
             start = time.perf_counter()
-            d: Deferred[Any] = handler.execute_command("PING")
+            d: Deferred[Any] = Deferred()
+            connection.send(_pack(("PING",)), d, _same)
             return d.addCallback(lambda _: (time.perf_counter() - start) * 1000.0)
 
-        return ready.addCallback(ping).addErrback(self._translate)
+        return ready.addCallback(ping)
 
     def unavailable_reason(self) -> str | None:
         """The last connection error, for the broker's timeout message."""
         return self.last_error
 
     def close(self) -> Deferred[None]:
-        """Stop reconnecting and close every connection."""
+        """Stop reconnecting and close every connection; fires once all are closed."""
         self._closed = True
-        self._drop()
-        d: Deferred[None] = Deferred()
-        gathered = gatherResults(list(self._closing), consumeErrors=True)
+        closing = [slot.stop() for slot in self._slots]
+        self._slots = []
+        self._fail_waiting("the redis service is closed")
+        done: Deferred[None] = Deferred()
+        gatherResults(closing, consumeErrors=True).addBoth(lambda _: done.callback(None))
+        return done
 
-        def settle(_: Any) -> None:
-            # txredisapi finishes some bookkeeping one reactor turn later
-            self._reactor.callLater(0, d.callback, None)
+    # -- the pool ------------------------------------------------------------
 
-        gathered.addBoth(settle)
-        return d
+    def where(self) -> str:
+        """``host:port``, for messages."""
+        return f"{self.config['host']}:{self.config['port']}"
 
-    # -- internals ----------------------------------------------------------
-
-    def _endpoint(self) -> Any:
+    def endpoint(self) -> Any:
+        """Where a connection connects to (TLS-wrapped when asked for)."""
         host, port = self.config["host"], self.config["port"]
         endpoint: Any = HostnameEndpoint(
-            self._reactor, host, port, timeout=max(1, int(round(self.call_timeout)))
+            self.reactor, host, port, timeout=max(1, int(round(self.call_timeout)))
         )
         if self.config["use_tls"]:
             endpoint = wrapClientTLS(optionsForClientTLS(host), endpoint)
-        return _WatchedEndpoint(endpoint, self)
+        return endpoint
 
     def _start(self) -> None:
-        config = self.config
-        factory = _Factory(
-            f"{config['host']}:{config['port']}",
-            config["database"] or None,
-            1 if self._probe else config["pool_size"],
-            isLazy=not self._probe,
-            handler=txredisapi.ConnectionHandler,
-            charset="utf-8",
-            password=config["password"],
-            convertNumbers=False,
-            username=config["username"],
-        )
-        factory.connector = self
-        factory.maxDelay = self.retry_max_delay
-        factory.reconnect = not self._probe
-        self._factory = factory
-        self._created_at = time.monotonic()
-        if self._probe:
-            self._ready = factory.deferred
-        else:
-            # a lazy pool reports through calls; nobody waits on this one
-            factory.deferred.addErrback(lambda failure: None)
-        factory.startConnecting(self._endpoint())
+        size = 1 if self._probe else self.config["pool_size"]
+        self._slots = [_Slot(self, reconnect=not self._probe) for _ in range(size)]
+        for slot in self._slots:
+            slot.start()
 
-    def _drop(self) -> None:
-        """Forget the current pool, closing it in the background."""
-        factory, self._factory = self._factory, None
-        if factory is not None:
-            d = factory.disconnect()
-            self._closing.add(d)
-            d.addBoth(self._closed_one, d)
+    def connection_ready(self, connection: _Connection) -> None:
+        """A connection finished its handshake: it takes calls, first the waiting ones."""
+        self._refused = None
+        self.last_error = None
+        probe, self._probe_ready = self._probe_ready, None
+        if probe is not None:
+            probe.callback(connection)
+            return
+        self._up.append(connection)
+        waiting, self._waiting = self._waiting, deque()
+        for packed, d, post in waiting:
+            if not d.called:
+                connection.send(packed, d, post)
 
-    def _closed_one(self, result: Any, d: Deferred[Any]) -> None:
-        self._closing.discard(d)
-        if isinstance(result, Failure):
-            _log.failure("closing a redis pool failed", result)
+    def connection_lost(self, connection: _Connection) -> None:
+        """A connection closed: no more calls to it."""
+        if connection in self._up:
+            self._up.remove(connection)
 
-    def _connect(self) -> Deferred[Any]:
-        """Fires with the txredisapi handler (once connected, for a probe)."""
-        handler = self._handler()
-        if self._probe:
-            ready, self._ready = self._ready, None
-            if ready is not None:
-                return ready
-        return succeed(handler)
+    def slot_failed(self, slot: _Slot, message: str) -> None:
+        """A connection attempt failed (a probe reports it)."""
+        self._fail_probe(message)
 
-    def _handler(self) -> Any:
-        """The txredisapi handler of the current pool, started if need be."""
+    def refused(self, slot: _Slot, message: str) -> None:
+        """The server refused the credentials or the database: the waiting calls fail now."""
+        self._refused = message
+        self._fail_probe(message)
+        self._fail_waiting(message)
+
+    def _fail_probe(self, message: str) -> None:
+        probe, self._probe_ready = self._probe_ready, None
+        if probe is not None:
+            probe.errback(ServiceError(SERVICE_UNAVAILABLE, f"redis at {self.where()}: {message}"))
+
+    def _fail_waiting(self, message: str) -> None:
+        waiting, self._waiting = self._waiting, deque()
+        if waiting:
+            error = ServiceError(SERVICE_UNAVAILABLE, f"redis at {self.where()}: {message}")
+            for _, d, _ in waiting:
+                if not d.called:
+                    d.errback(error)
+
+    def _command(self, argv: tuple[str, ...], post: Post) -> Deferred[Any]:
+        packed = _pack(argv)
+        up = self._up
+        if up:
+            d: Deferred[Any] = Deferred()
+            index = self._next
+            if index >= len(up):
+                index = 0
+            self._next = index + 1
+            up[index].send(packed, d, post)
+            return d
         if self._closed:
             raise ServiceError(SERVICE_UNAVAILABLE, "the redis service is closed")
-        factory = self._factory
-        if factory is not None and factory.stopped and not factory.size:
-            # txredisapi gave up (credentials or database refused)
-            if time.monotonic() - self._created_at < self.retry_max_delay:
-                raise ServiceError(
-                    SERVICE_UNAVAILABLE,
-                    f"redis at {self._where()}: {self.last_error or 'not connected'}",
-                )
-            self._drop()
-            factory = None
-        if factory is None:
+        if self._refused is not None:
+            raise ServiceError(SERVICE_UNAVAILABLE, f"redis at {self.where()}: {self._refused}")
+        if not self._slots:
             self._start()
-            factory = self._factory
-            assert factory is not None, "_start made one"
-        return factory.handler
+        waiting = self._waiting
+        entry: tuple[bytes, Deferred[Any], Post]
 
-    def _command(self, argv: list[str], post: Any) -> Deferred[Any]:
-        if self._probe:
-            d = self._connect().addCallback(lambda h: h.execute_command(*argv))
-        else:
-            d = self._handler().execute_command(*argv)
-        return d.addCallbacks(post, self._translate).addErrback(self._translate)
+        def forget(d: Deferred[Any]) -> None:
+            try:
+                waiting.remove(entry)
+            except ValueError:
+                pass  # already sent, or the queue was replaced
 
-    def _where(self) -> str:
-        return f"{self.config['host']}:{self.config['port']}"
-
-    def _translate(self, failure: Failure) -> Failure:
-        error = failure.value
-        if isinstance(error, ServiceError):
-            return failure
-        if isinstance(error, txredisapi.ConnectionError):
-            detail = self.last_error if str(error) == "Not connected" else None
-            return Failure(
-                ServiceError(
-                    SERVICE_UNAVAILABLE,
-                    f"redis at {self._where()}: {detail or one_line(str(error))}",
-                )
-            )
-        if isinstance(error, txredisapi.InvalidData):
-            return Failure(bad_request(one_line(str(error))))
-        if isinstance(error, txredisapi.RedisError):
-            return Failure(ServiceError(REDIS_ERROR, one_line(str(error))))
-        if isinstance(error, ValueError) and str(error).startswith("Redis error:"):
-            # the probe's connection failed
-            return Failure(
-                ServiceError(SERVICE_UNAVAILABLE, str(error).removeprefix("Redis error: "))
-            )
-        return failure
+        d = Deferred(forget)
+        entry = (packed, d, post)
+        waiting.append(entry)
+        return d

@@ -248,7 +248,15 @@ class CompiledPolicy:
 
     def check(self, request: PolicyRequest, extra: list[tuple[str, str]]) -> Verdict | Deferred[Verdict]:
         """The first early answer of the parts, or None: go on to the worker (a Deferred if a part waits)."""
-        return self._run(0, request, extra)
+        index = 0
+        for part in self.checks:
+            index += 1
+            verdict = part.check(request, extra)
+            if verdict is not None:
+                if isinstance(verdict, Deferred):
+                    return verdict.addCallback(self._resume, index, request, extra)
+                return verdict
+        return None
 
     def _run(self, start: int, request: PolicyRequest, extra: list[tuple[str, str]]) -> Verdict | Deferred[Verdict]:
         checks = self.checks

@@ -217,6 +217,30 @@ class JwtCheckTests(unittest.TestCase):
         verdict = built.check(PolicyRequest("GET", "/", {"authorization": "Bearer " + token}, None), [])
         self.assertRefused(verdict, "expired", token)
 
+    def test_verified_tokens_remembered_and_bounded(self) -> None:
+        """A verified token is remembered (checked again it is the same entry); at most cache_size, the oldest forgotten."""
+        config = {"type": "jwt", "algorithms": ["HS256"], "secret": SECRET}
+        verifier = jwt.build(config, self.clock.seconds, cache_size=2)
+        tokens = [sign(SECRET, "HS256", claims(sub=f"user{i}")) for i in range(3)]
+        _, first = verifier.verify(tokens[0])
+        self.assertIs(verifier.verify(tokens[0])[1], first)
+        for token in tokens[1:]:
+            self.assertIsNotNone(verifier.verify(token)[1])
+        self.assertEqual(list(verifier.cache), tokens[1:])
+        self.assertEqual(verifier.verify("garbage")[1], None)
+        self.assertEqual(list(verifier.cache), tokens[1:])
+
+    def test_remembered_token_rechecked_on_the_clock(self) -> None:
+        """A remembered token past exp and the leeway is refused as expired and forgotten."""
+        verifier = jwt.build({"type": "jwt", "algorithms": ["HS256"], "secret": SECRET}, self.clock.seconds)
+        token = sign(SECRET, "HS256", claims(exp=NOW + 10))
+        self.assertIsNotNone(verifier.verify(token)[1])
+        self.clock.advance(10 + jwt.DEFAULT_LEEWAY - 1)
+        self.assertIsNotNone(verifier.verify(token)[1])
+        self.clock.advance(1)
+        self.assertEqual(verifier.verify(token), ("the token has expired", None))
+        self.assertEqual(verifier.cache, {})
+
     def test_no_exp(self) -> None:
         """A token without exp is refused (a token valid for ever is not accepted)."""
         self.refused(rs256_config(), sign(rsa_key(), "RS256", claims(exp=None), kid="rsa-1"), "no 'exp' claim")

@@ -178,14 +178,13 @@ class JwtCheck:
             scheme, _, token = token.partition(" ")
             if scheme.lower() != "bearer":
                 return self.refuse(f"the {self.name} header must be 'Bearer <token>'")
-        problem, claims = self.verifier.verify(token.strip())
-        if claims is None:
+        problem, verified = self.verifier.verify(token.strip())
+        if verified is None:
             return self.refuse(problem)
-        subject = claims.get("sub")
-        if isinstance(subject, str):
-            request.headers[SUBJECT_HEADER] = subject
-            request.headers[CONSUMER_HEADER] = subject
-        request.headers[CLAIMS_HEADER] = json.dumps(claims, separators=(",", ":"), ensure_ascii=True)
+        if verified.subject is not None:
+            request.headers[SUBJECT_HEADER] = verified.subject
+            request.headers[CONSUMER_HEADER] = verified.subject
+        request.headers[CLAIMS_HEADER] = verified.claims
         return None
 
 

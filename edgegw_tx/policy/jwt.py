@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from joserfc.errors import (
@@ -41,6 +42,8 @@ __all__ = [
     "MAX_LEEWAY",
     "MAX_SECRET",
     "MIN_SECRET_BYTES",
+    "TOKEN_CACHE_SIZE",
+    "Verified",
     "Verifier",
     "build",
     "problems",
@@ -70,6 +73,8 @@ DEFAULT_LEEWAY = 30
 """Seconds of clock skew allowed on ``exp``, ``nbf`` and ``iat`` unless ``leeway_seconds`` says otherwise."""
 MAX_LEEWAY = 3600
 """The greatest ``leeway_seconds``."""
+TOKEN_CACHE_SIZE = 4096
+"""The most verified tokens a route's check remembers (``Verifier``)."""
 _PUBLIC_MEMBERS = ("kty", "kid", "use", "alg", "key_ops", "n", "e", "crv", "x", "y", "x5c", "x5t", "x5t#S256", "x5u")
 _PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 
@@ -214,10 +219,54 @@ def _fits(key: Key, alg: str) -> bool:
     return key.key_type == KEY_TYPES[alg] and (key.alg is None or key.alg == alg)
 
 
-class Verifier:
-    """Tokens verified against the keys parsed at build, on the injected clock."""
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """What a valid token tells the handler, and the times it stays valid in."""
 
-    def __init__(self, keys: dict[str | None, Key], algorithms: frozenset[str], claims: JWTClaimsRegistry) -> None:
+    #: the ``sub`` claim, when it is a string
+    subject: str | None
+    #: every claim, as JSON (ASCII)
+    claims: str
+    #: valid while the clock (whole seconds) is below this: ``exp`` + leeway
+    until: float
+    #: and at or above this: the later of ``nbf`` and ``iat``, less the leeway
+    since: float
+
+
+def _verified(claims: dict[str, Any], leeway: int) -> Verified:
+    """The ``Verified`` of claims that passed the checks (``exp`` is required, so present)."""
+    subject = claims.get("sub")
+    starts = [value for value in (claims.get("nbf"), claims.get("iat")) if isinstance(value, (int, float))]
+    return Verified(
+        subject if isinstance(subject, str) else None,
+        json.dumps(claims, separators=(",", ":"), ensure_ascii=True),
+        float(claims["exp"]) + leeway,
+        (max(starts) - leeway) if starts else float("-inf"),
+    )
+
+
+class Verifier:
+    """
+    Tokens verified against the keys parsed at build, on the injected clock.
+
+    A client sends the same token on request after request, so a verified
+    token is remembered (up to ``TOKEN_CACHE_SIZE``, the oldest forgotten
+    first): the next request with the very same string pays a dict lookup
+    and a comparison of the clock with the times the token is valid in, not a
+    signature check.  Only a token that passed every check is remembered, so
+    a client cannot fill the cache without valid tokens, and any change to a
+    token makes another string, which is verified in full.
+    """
+
+    def __init__(
+        self,
+        keys: dict[str | None, Key],
+        algorithms: frozenset[str],
+        claims: JWTClaimsRegistry,
+        seconds: Callable[[], float],
+        leeway: int,
+        cache_size: int = TOKEN_CACHE_SIZE,
+    ) -> None:
         #: key id → key; the one key of a set without ``kid`` (or the secret) is under None
         self.keys = keys
         #: the key of a token that names no ``kid``: the only key, when there is one
@@ -226,9 +275,31 @@ class Verifier:
         #: one registry per algorithm: joserfc then accepts exactly the token's checked ``alg``
         self.registries = {alg: JWSRegistry(algorithms=[alg]) for alg in algorithms}
         self.claims = claims
+        self.seconds = seconds
+        self.leeway = leeway
+        self.cache_size = cache_size
+        #: token → what it verified to; insertion order is age
+        self.cache: dict[str, Verified] = {}
 
-    def verify(self, token: str) -> tuple[str, dict[str, Any] | None]:
-        """``("", claims)`` of a valid token, or ``(what is wrong, None)``; never the token in the words."""
+    def verify(self, token: str) -> tuple[str, Verified | None]:
+        """``("", verified)`` of a valid token, or ``(what is wrong, None)``; never the token in the words."""
+        known = self.cache.get(token)
+        if known is not None:
+            now = int(self.seconds())
+            if known.since <= now < known.until:
+                return "", known
+            del self.cache[token]
+        problem, claims = self.check(token)
+        if claims is None:
+            return problem, None
+        verified = _verified(claims, self.leeway)
+        if len(self.cache) >= self.cache_size:
+            del self.cache[next(iter(self.cache))]
+        self.cache[token] = verified
+        return "", verified
+
+    def check(self, token: str) -> tuple[str, dict[str, Any] | None]:
+        """``("", claims)`` of a token verified in full, or ``(what is wrong, None)``."""
         try:
             signed = extract_compact(token.encode("ascii"))
             header = signed.headers()
@@ -290,7 +361,7 @@ def _invalid_claim(error: InvalidClaimError) -> str:
     return _CLAIM_WORDS.get(_claim_names(error), "a claim of the token is not valid")
 
 
-def build(config: Mapping[str, Any], seconds: Callable[[], float]) -> Verifier:
+def build(config: Mapping[str, Any], seconds: Callable[[], float], cache_size: int = TOKEN_CACHE_SIZE) -> Verifier:
     """The verifier of a config that passed the schema and ``problems``; ``seconds`` is the clock."""
     keys: dict[str | None, Key] = {}
     if "secret" in config:
@@ -304,7 +375,6 @@ def build(config: Mapping[str, Any], seconds: Callable[[], float]) -> Verifier:
         options["iss"] = {"essential": True, "value": config["issuer"]}
     if "audience" in config:
         options["aud"] = {"essential": True, "value": config["audience"]}
-    claims = JWTClaimsRegistry(
-        now=lambda: int(seconds()), leeway=int(config.get("leeway_seconds", DEFAULT_LEEWAY)), **options
-    )
-    return Verifier(keys, frozenset(config["algorithms"]), claims)
+    leeway = int(config.get("leeway_seconds", DEFAULT_LEEWAY))
+    claims = JWTClaimsRegistry(now=lambda: int(seconds()), leeway=leeway, **options)
+    return Verifier(keys, frozenset(config["algorithms"]), claims, seconds, leeway, cache_size)

@@ -25,6 +25,12 @@ nodes' clocks need not agree; a store that fails or is slower than
 ``STORE_TIMEOUT`` lets the request through or answers 503, by
 ``on_store_error``, counted in ``STORE_ERRORS_METRIC``.
 
+The ``ip`` key is the TCP peer's address (``request.client_ip``, already in
+its normal form); ``X-Forwarded-For`` is not read, since this part has no
+trusted proxies of its own (the ``ip`` part's are not visible to it).
+``forwarded.client_address`` with no trusted proxy would give the same text
+at a few µs more per request.
+
 The answer headers follow draft-ietf-httpapi-ratelimit-headers-06
 (``RateLimit-Limit``, ``RateLimit-Remaining``, ``RateLimit-Reset``).
 User docs: docs/policies.md, "rate_limit".
@@ -119,6 +125,7 @@ SCHEMA: dict[str, Any] = {
             "x-error": "must be ip, consumer, global or header:<Name> with a header name",
         },
         "scope": {
+            "type": "string",
             "enum": ["node", "cluster"],
             "default": "node",
             "description": "`node`: counted in each gateway process's memory; `cluster`: counted in"
@@ -131,6 +138,7 @@ SCHEMA: dict[str, Any] = {
             "description": "the Redis service counting a `cluster` limit (required with it, refused with `node`)",
         },
         "on_store_error": {
+            "type": "string",
             "enum": ["allow", "deny"],
             "default": "allow",
             "description": "when the Redis of a `cluster` limit fails or is slow: `allow` the request,"
@@ -204,7 +212,7 @@ class KeyRule:
             value = request.headers.get(self.header)
             if value:
                 return _bounded("h:" + value)
-        # The client address as the TCP peer; forwarded.client_address (the ip part) replaces it when it lands.
+        # The TCP peer as the transport wrote it (see the module docstring).
         return _bounded("a:" + (request.client_ip or ""))
 
 
@@ -228,16 +236,17 @@ def _seconds(micros: int) -> int:
 class _Limit:
     """The numbers of one limit and the answers built from them."""
 
-    __slots__ = ("interval", "limit", "requests", "per_seconds", "tolerance")
+    __slots__ = ("body", "interval", "limit", "tolerance")
 
     def __init__(self, requests: int, per_seconds: int) -> None:
-        self.requests = requests
-        self.per_seconds = per_seconds
         #: microseconds between two requests at the steady rate
         self.interval = per_seconds * _MICROS // requests
         #: how far ahead of now a key's TAT may run: the whole budget
         self.tolerance = self.interval * requests
         self.limit = str(requests)
+        limit = f"{_count(requests, 'request')} per {_count(per_seconds, 'second')}"
+        #: the 429's body, written once
+        self.body = json.dumps({"error": f"rate limit exceeded: {limit}"}).encode()
 
     def headers(self, extra: list[tuple[str, str]], remaining: int, reset: int) -> None:
         """Append the RateLimit-* fields (``reset`` in microseconds)."""
@@ -247,9 +256,7 @@ class _Limit:
 
     def refused(self, retry: int) -> Early:
         """The 429, with ``Retry-After`` (``retry`` in microseconds) in whole seconds, at least 1."""
-        limit = f"{_count(self.requests, 'request')} per {_count(self.per_seconds, 'second')}"
-        body = json.dumps({"error": f"rate limit exceeded: {limit}"})
-        return 429, [_JSON, ("retry-after", str(max(1, _seconds(retry))))], body.encode()
+        return 429, [_JSON, ("retry-after", str(max(1, _seconds(retry))))], self.body
 
 
 class NodeRateLimit:

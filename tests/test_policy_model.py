@@ -413,7 +413,7 @@ class DocsTests(unittest.TestCase):
     def test_part_tables_match_schemas(self) -> None:
         """The limits and traffic_split tables have the fields, types and defaults of their SCHEMA."""
         document = DOCS.read_text(encoding="utf-8")
-        owned = {"policy-limits": model.PARTS["limits"].SCHEMA, "policy-traffic_split": model.PARTS["traffic_split"].SCHEMA}
+        owned = {"policy-limits": model.PARTS["limits"].SCHEMA, "policy-traffic-split": model.PARTS["traffic_split"].SCHEMA}
         self.assertLessEqual(set(owned), set(re.findall(r"<!-- schema:([a-z_-]+) -->", document)))
         self.patch(schemadocs, "TABLES", {**schemadocs.TABLES, **owned})
         for name in owned:

@@ -5,10 +5,11 @@ A policy (docs/policies.md) has parts: ``cors``, ``ip``, ``auth``,
 ``rate_limit``, ``limits`` and ``traffic_split``.  Each part is a module of
 this package with:
 
-* ``SCHEMA``: the part's JSON Schema (a closed object, plain dicts so this
-  package imports nothing of ``edgegw_tx.admin``); ``edgegw_tx.admin.schema``
-  composes the parts into the ``policy`` object, and validation, the OpenAPI
-  document and the docs tables derive from it.
+* ``SCHEMA``: the part's JSON Schema (a closed object, plain dicts so a part
+  imports nothing of ``edgegw_tx.admin``, which builds on them);
+  ``model.policy_schema`` composes the parts into the ``policy`` object of
+  each level, and validation, the OpenAPI document and the docs tables
+  derive from it.
 * ``problems(config) -> list[Problem]``: what the schema cannot say (a CIDR
   that does not parse, ``*`` origins with credentials, a JWK that is no key),
   each a ``(field, message)`` with ``field`` relative to the part
@@ -17,7 +18,8 @@ this package with:
 * ``SECRETS``: the part's field names whose values are masked in every answer
   of the management API.
 * ``build(config, context) -> Check``: the part compiled for the data plane,
-  once per route change, never per request.
+  once per route change, never per request.  ``traffic_split`` (``split.py``) has
+  none: the dispatcher serves it by choosing a pool, not by a check.
 
 A ``Check`` runs before the worker is involved.  ``check`` either answers the
 request itself (an ``Early`` answer: a preflight's 204, a 401, 403, 413 or

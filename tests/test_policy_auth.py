@@ -8,14 +8,19 @@ API keys of consumers (consumers.py), the identity header fields it sets and
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
+from edgegw_tx.admin import schemadocs
 from edgegw_tx.admin.auth import hash_key as admin_hash_key
-from edgegw_tx.policy import auth, model
+from edgegw_tx.policy import auth, jwt, model
 from edgegw_tx.policy.consumers import ConsumerKeys, ConsumerRecord, generate_key, hash_key
 from edgegw_tx.policy.part import PolicyContext, PolicyRequest
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "policies.md"
 
 
 def request(headers: dict[str, str]) -> PolicyRequest:
@@ -201,3 +206,21 @@ class StripIdentityTests(unittest.TestCase):
         auth.strip_identity(req.headers)
         self.assertIsNone(built.check(req, []))
         self.assertEqual(req.headers[auth.CONSUMER_HEADER], "shop")
+
+
+class DocsTests(unittest.TestCase):
+    """docs/policies.md says what auth.SCHEMA says."""
+
+    def test_table_matches_schema(self) -> None:
+        """The auth table has the fields, types and defaults of auth.SCHEMA (schemadocs renders it unchanged)."""
+        document = DOCS.read_text(encoding="utf-8")
+        self.patch(schemadocs, "TABLES", {**schemadocs.TABLES, "policy-auth": auth.SCHEMA})
+        begin = document.index("<!-- schema:policy-auth -->\n")
+        table = document[begin : document.index("<!-- /schema -->\n", begin) + len("<!-- /schema -->\n")]
+        self.assertEqual(schemadocs.render(table), table)
+
+    def test_algorithms_listed(self) -> None:
+        """The docs list the algorithms a policy may name, as jwt.ALGORITHMS has them."""
+        document = " ".join(DOCS.read_text(encoding="utf-8").split())
+        sentence = document[document.index("Each of `algorithms` is one of") :].split(" (RFC 9864")[0]
+        self.assertEqual(tuple(re.findall(r"`([A-Za-z0-9]+)`", sentence)[1:]), jwt.ALGORITHMS)

@@ -6,6 +6,7 @@ test_policy_ratelimit_redis).
 """
 
 import json
+from pathlib import Path
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
@@ -28,6 +29,8 @@ from edgegw_tx.policy.ratelimit import (
     build,
     problems,
 )
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "policies.md"
 
 
 def request(client_ip="192.0.2.1", **headers):
@@ -368,3 +371,36 @@ class ClusterLimitTests(unittest.SynchronousTestCase):
         """Building a cluster-scope limit without a reactor (for its timeout) is refused at build."""
         config = {"requests": 1, "per_seconds": 1, "scope": "cluster", "redis_service": "cache"}
         self.assertRaises(ValueError, build, config, PolicyContext(seconds=self.clock.seconds))
+
+
+class DocsTests(unittest.SynchronousTestCase):
+    """docs/policies.md's rate_limit section says what the module says."""
+
+    def section(self):
+        """The rate_limit section of docs/policies.md."""
+        document = DOCS.read_text(encoding="utf-8")
+        start = document.index("\n## rate_limit\n")
+        return document[start : document.index("\n## ", start + 1)]
+
+    def test_table_matches_schema(self):
+        """The field table has the fields, types and defaults of SCHEMA."""
+        from edgegw_tx.admin import schemadocs
+
+        section = self.section()
+        begin = section.index("<!-- schema:policy-rate-limit -->\n")
+        table = section[begin : section.index("<!-- /schema -->\n", begin) + len("<!-- /schema -->\n")]
+        self.patch(schemadocs, "TABLES", {**schemadocs.TABLES, "policy-rate-limit": SCHEMA})
+        self.assertEqual(schemadocs.render(table), table)
+
+    def test_constants_in_prose(self):
+        """The numbers the prose gives are the module's constants."""
+        section = self.section()
+        for said in (
+            f"at most {MAX_TRACKED_KEYS:,} keys",
+            f"longer than {MAX_KEY_LENGTH} characters",
+            f"within {STORE_TIMEOUT * 1000:g} ms",
+            f"`{STORE_ERRORS_METRIC}`",
+            f"`{ratelimit.REDIS_PREFIX}<16 hex digits",
+            "draft-ietf-httpapi-ratelimit-headers-06",
+        ):
+            self.assertIn(said, section.replace("\n", " "))

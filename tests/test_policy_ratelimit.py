@@ -175,6 +175,15 @@ class NodeLimitTests(unittest.SynchronousTestCase):
         self.assertIsNone(check.check(request(), extra))
         self.assertEqual(fields(extra)["ratelimit-remaining"], 4)
 
+    def test_most_in_one_period_after_idle(self):
+        """After an idle period a key gets the burst plus what it earns back: 2 * requests - 1 in one period."""
+        check = self.limiter(requests=100, per_seconds=60)
+        start, allowed = self.clock.seconds(), 0
+        while self.clock.seconds() < start + 60:
+            allowed += check.check(request(), []) is None
+            self.clock.advance(0.049)  # off the 0.6 s grid: no float ties
+        self.assertEqual(allowed, 199)
+
     def test_retry_after_at_least_one_second(self):
         """Retry-After is whole seconds, at least 1, even for a shorter wait; the message says "1 second"."""
         check = self.limiter(requests=100, per_seconds=1)

@@ -224,3 +224,8 @@ class DocsTests(unittest.TestCase):
         document = " ".join(DOCS.read_text(encoding="utf-8").split())
         sentence = document[document.index("Each of `algorithms` is one of") :].split(" (RFC 9864")[0]
         self.assertEqual(tuple(re.findall(r"`([A-Za-z0-9]+)`", sentence)[1:]), jwt.ALGORITHMS)
+
+    def test_token_cache_size_documented(self) -> None:
+        """The number of tokens a route remembers is the one jwt.TOKEN_CACHE_SIZE says."""
+        document = " ".join(DOCS.read_text(encoding="utf-8").split())
+        self.assertIn(f"remembers the tokens it verified (up to {jwt.TOKEN_CACHE_SIZE:,} per route,", document)

@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from joserfc import jwt as jose_jwt
-from joserfc.jwk import ECKey, Key, OctKey, RSAKey
+from joserfc.jwk import ECKey, Key, OctKey, OKPKey, RSAKey
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
@@ -139,6 +139,14 @@ class JwtCheckTests(unittest.TestCase):
         """A valid HS256 token signed with the configured secret goes on."""
         config = {"type": "jwt", "algorithms": ["HS256"], "secret": SECRET}
         verdict, req = self.run_check(config, sign(SECRET, "HS256", claims()))
+        self.assertIsNone(verdict)
+        self.assertEqual(req.headers[auth.SUBJECT_HEADER], "alice")
+
+    def test_good_ed25519(self) -> None:
+        """A valid token signed with an Ed25519 key (alg Ed25519, RFC 9864) goes on."""
+        key = OKPKey.generate_key("Ed25519", {"kid": "ed-1"})
+        config = {"type": "jwt", "algorithms": ["Ed25519"], "jwks": {"keys": [public(key)]}}
+        verdict, req = self.run_check(config, sign(key, "Ed25519", claims(), kid="ed-1"))
         self.assertIsNone(verdict)
         self.assertEqual(req.headers[auth.SUBJECT_HEADER], "alice")
 

@@ -3,15 +3,16 @@
 
 The configuration names the algorithms it accepts and one kind of key for
 all of them: a ``secret`` for the HMAC family (HS*), or an inline JWK set
-(``jwks``) of public keys for the signature families (RS*, PS*, ES*,
-EdDSA, Ed25519).  Never both, so a token cannot make the gateway use an RSA public key
-as an HMAC secret (the classic algorithm confusion).  At request time the
-token's ``alg`` must be one of ``algorithms`` and fit the key chosen by its
-``kid``; ``none`` is never in ``algorithms`` (the schema's enum leaves it
-out).  Keys are parsed once, in ``build``; a request does one signature
-check and one claims check, with the clock the gateway injects.
+(``jwks``) of public keys for the signature families (RS*, PS*, ES*, EdDSA,
+Ed25519).  Never both, so a token cannot make the gateway use an RSA public
+key as an HMAC secret (the classic algorithm confusion).  At request time
+the token's ``alg`` must be one of ``algorithms`` and fit the key chosen by
+its ``kid``; ``none`` is never in ``algorithms`` (the schema's enum leaves it
+out).  Keys are parsed once, in ``build``; a new token costs one signature
+check and one claims check on the clock the gateway injects, a token seen
+before a dict lookup (``Verifier``).  This module knows nothing of HTTP:
+``auth.py`` reads the header, answers the 401 and sets the identity.
 """
-
 from __future__ import annotations
 
 import json

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from edgegw_tx.policy.networks import IPAddress, Networks, parse_address
+from edgegw_tx.policy.networks import Address, Networks, address_text, read_address
 
 __all__ = ["UNKNOWN", "client_address", "client_ip"]
 
@@ -29,13 +29,13 @@ _NOBODY = Networks()
 
 def client_ip(
     peer: str | None, headers: Mapping[str, str], trusted: Networks = _NOBODY
-) -> IPAddress | None:
+) -> Address | None:
     """
     The client's address: ``peer`` (the TCP peer's address), or, when it is
     in ``trusted``, the first untrusted entry of ``X-Forwarded-For`` from the
-    right; None when it cannot be told.
+    right (``networks.Address``); None when it cannot be told.
     """
-    address = parse_address(peer)
+    address = read_address(peer)
     if address is None or address not in trusted:
         return address
     forwarded = headers.get("x-forwarded-for")
@@ -44,7 +44,7 @@ def client_ip(
     for entry in reversed(forwarded.split(",")):
         if not entry or entry.isspace():
             continue
-        hop = parse_address(entry)
+        hop = read_address(entry)
         if hop is None:
             return None
         if hop not in trusted:
@@ -56,4 +56,4 @@ def client_ip(
 def client_address(peer: str | None, headers: Mapping[str, str], trusted: Networks = _NOBODY) -> str:
     """``client_ip`` as text in its normal form (``192.0.2.1``, ``2001:db8::1``), or ``UNKNOWN``."""
     address = client_ip(peer, headers, trusted)
-    return UNKNOWN if address is None else str(address)
+    return UNKNOWN if address is None else address_text(address)

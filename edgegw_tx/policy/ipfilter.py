@@ -19,7 +19,7 @@ import json
 from typing import Any
 
 from edgegw_tx.policy.forwarded import client_ip
-from edgegw_tx.policy.networks import Networks, network_problem, parse_address
+from edgegw_tx.policy.networks import Networks, address_text, network_problem, read_address
 from edgegw_tx.policy.part import Early, PolicyContext, PolicyRequest, Problem
 
 __all__ = ["MAX_CIDRS", "MAX_CIDR_LENGTH", "NAME", "SCHEMA", "SECRETS", "IPFilter", "build", "problems"]
@@ -107,13 +107,13 @@ class IPFilter:
         if len(self._trusted):
             address = client_ip(request.client_ip, request.headers, self._trusted)
         else:
-            address = parse_address(request.client_ip)
+            address = read_address(request.client_ip)
         if address is None:
             return _refusal("the client's address could not be determined")
         if address in self._deny:
-            return _refusal(f"client address {address} is denied")
+            return _refusal(f"client address {address_text(address)} is denied")
         if self._allow is not None and address not in self._allow:
-            return _refusal(f"client address {address} is not allowed")
+            return _refusal(f"client address {address_text(address)} is not allowed")
         return None
 
 

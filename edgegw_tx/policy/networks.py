@@ -14,21 +14,35 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterable
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from socket import AF_INET, AF_INET6, inet_ntop, inet_pton
 
-__all__ = ["IPAddress", "IPNetwork", "Networks", "network_problem", "parse_address", "parse_network"]
+__all__ = [
+    "Address",
+    "IPNetwork",
+    "Networks",
+    "address_text",
+    "network_problem",
+    "parse_network",
+    "read_address",
+]
 
-IPAddress = IPv4Address | IPv6Address
+Address = tuple[int, int]
+"""An address as matched: ``(4 or 6, the address as a number)``."""
+
 IPNetwork = IPv4Network | IPv6Network
 
 _MAPPED = IPv6Network("::ffff:0:0/96")
+_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
 
 
-def parse_address(text: str | None) -> IPAddress | None:
+def read_address(text: str | None) -> Address | None:
     """
     ``text`` as an address, or None when it is none: white space, brackets
     around an IPv6 address and a port after either are allowed (what proxies
-    write in ``X-Forwarded-For``); IPv4-mapped IPv6 comes back as IPv4.
+    write in ``X-Forwarded-For``), an IPv6 zone is dropped; IPv4-mapped IPv6
+    comes back as IPv4.  ``inet_pton`` reads it: a tenth of what ``ipaddress``
+    costs, on every request an ``ip`` rule covers.
     """
     if not text:
         return None
@@ -43,12 +57,22 @@ def parse_address(text: str | None) -> IPAddress | None:
         if not port.isdigit():
             return None
     try:
-        address = ip_address(host)
-    except ValueError:
+        if ":" not in host:
+            return 4, int.from_bytes(inet_pton(AF_INET, host), "big")
+        packed = inet_pton(AF_INET6, host.partition("%")[0])
+    except (OSError, ValueError):  # not an address; ValueError: a NUL in it
         return None
-    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
+    if packed[:12] == _MAPPED_PREFIX:
+        return 4, int.from_bytes(packed[12:], "big")
+    return 6, int.from_bytes(packed, "big")
+
+
+def address_text(address: Address) -> str:
+    """``address`` in its normal form: ``192.0.2.1``, ``2001:db8::1``."""
+    version, number = address
+    if version == 4:
+        return inet_ntop(AF_INET, number.to_bytes(4, "big"))
+    return inet_ntop(AF_INET6, number.to_bytes(16, "big"))
 
 
 def _is_port_suffix(text: str) -> bool:
@@ -83,7 +107,7 @@ def network_problem(text: str) -> str | None:
 
 
 class Networks:
-    """A set of networks to test addresses against: ``address in networks``."""
+    """A set of networks to test addresses (``read_address``) against: ``address in networks``."""
 
     __slots__ = ("_starts", "_ends", "_count")
 
@@ -115,13 +139,10 @@ class Networks:
         """The networks written as ``texts`` (each checked by ``network_problem`` first)."""
         return cls(parse_network(text) for text in texts)
 
-    def __contains__(self, address: object) -> bool:
-        if not isinstance(address, (IPv4Address, IPv6Address)):
-            return False
-        starts = self._starts[address.version]
-        number = int(address)
-        i = bisect_right(starts, number) - 1
-        return i >= 0 and number <= self._ends[address.version][i]
+    def __contains__(self, address: Address) -> bool:
+        version, number = address
+        i = bisect_right(self._starts[version], number) - 1
+        return i >= 0 and number <= self._ends[version][i]
 
     def __len__(self) -> int:
         """How many networks were given (before merging)."""

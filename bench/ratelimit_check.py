@@ -2,17 +2,27 @@
 What a node-scope ``rate_limit`` costs a request, in-process (no network):
 the built check run on a request, best of 9 runs, in microseconds of CPU per
 request.  The rest of a request is what ``bench/cpu.py`` measures; this is
-what the limit adds to it.  (A cluster-scope limit adds one Redis round trip,
-which only a real gateway and Redis measure.)
+what the limit adds to it.
 
   allowed         one client under its limit (the common case)
   refused         one client over its limit: the 429 built
   new key, full   a new client address each time, the table at its cap (one evicted each time)
 
     .venv/bin/python bench/ratelimit_check.py
+
+With ``--cluster``: a cluster-scope limit against the local Redis
+(127.0.0.1:6379) over txredisapi, one check at a time: the wall time of each
+check, p50 and p99 in microseconds, beside a bare ``PING`` on the same
+connection (the round trip any Redis call pays).  Its keys are deleted at the
+end.
+
+    .venv/bin/python bench/ratelimit_check.py --cluster
 """
 
+import sys
+import time
 import timeit
+import uuid
 
 from edgegw_tx.policy.part import PolicyContext, PolicyRequest
 from edgegw_tx.policy.ratelimit import MAX_TRACKED_KEYS, build
@@ -36,7 +46,60 @@ def best(run):
     return min(timeit.repeat(run, number=ROUNDS, repeat=9)) / ROUNDS * 1e6
 
 
+def percentiles(samples):
+    """p50 and p99 of ``samples`` (seconds), in µs."""
+    ordered = sorted(samples)
+    return tuple(ordered[int(len(ordered) * q)] * 1e6 for q in (0.5, 0.99))
+
+
+def cluster(reactor, rounds=5_000):
+    """The cluster-scope check's wall time per request against the local Redis, beside a PING."""
+    import txredisapi
+    from twisted.internet.defer import ensureDeferred
+
+    from edgegw_tx.policy.ratelimit import REDIS_PREFIX, policy_hash
+
+    class Link:
+        def __init__(self, connection):
+            self.connection = connection
+
+        def command(self, args):
+            return self.connection.execute_command(*args)
+
+    async def run():
+        connection = await txredisapi.Connection("127.0.0.1", 6379, reconnect=False)
+        config = {"requests": 1_000_000, "per_seconds": 1, "scope": "cluster", "redis_service": "bench"}
+        context = PolicyContext(seconds=reactor.seconds, reactor=reactor, redis={"bench": Link(connection)}.get)
+        identity = f"bench-{uuid.uuid4()}"
+        check = build(config, context, identity)
+        timings = {"PING": [], "check": []}
+        try:
+            for n in range(rounds):
+                request = PolicyRequest("GET", "/hello", {}, f"10.0.{n >> 8 & 255}.{n & 255}")
+                started = time.perf_counter()
+                await connection.ping()
+                timings["PING"].append(time.perf_counter() - started)
+                started = time.perf_counter()
+                await check.check(request, [])
+                timings["check"].append(time.perf_counter() - started)
+            for name, samples in timings.items():
+                p50, p99 = percentiles(samples)
+                print(f"{name:6} p50 {p50:6.0f} µs   p99 {p99:6.0f} µs   ({rounds} sequential)")
+        finally:
+            mine = await connection.keys(REDIS_PREFIX + policy_hash(config, identity) + ":*")
+            if mine:
+                await connection.delete(*mine)
+            await connection.disconnect()
+
+    return ensureDeferred(run())
+
+
 def main():
+    if "--cluster" in sys.argv[1:]:
+        from twisted.internet import task
+
+        task.react(cluster)
+        return
     clock = Ticking()
     baseline = best(clock)
     request = PolicyRequest("GET", "/hello", {}, "192.0.2.1")

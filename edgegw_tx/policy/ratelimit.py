@@ -79,7 +79,7 @@ MAX_HEADER_NAME = 128
 MAX_SERVICE_NAME = 64
 """Longest ``redis_service`` (the management API's service names are no longer)."""
 MAX_TRACKED_KEYS = 50_000
-"""Keys one node-scope limit tracks at most (a few MB); beyond, the least recently counted is forgotten."""
+"""Keys one node-scope limit tracks at most (about 10 MB); beyond, the least recently seen is forgotten."""
 MAX_KEY_LENGTH = 128
 """A key longer than this (a long header value) is kept as its SHA-256, so no key costs more."""
 STORE_TIMEOUT = 0.25

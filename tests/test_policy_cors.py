@@ -8,16 +8,19 @@ origin only.  No gateway: checks are called directly.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from twisted.trial import unittest
 
+from edgegw_tx.admin import schemadocs
 from edgegw_tx.admin.errors import BadRequest
 from edgegw_tx.admin.validation import check_schema
 from edgegw_tx.policy import cors
 from edgegw_tx.policy.part import PolicyRequest
 
 APP = "https://app.example.com"
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "policies.md"
 
 
 def _refused(config: dict[str, Any]) -> tuple[str, str]:
@@ -298,3 +301,15 @@ class ActualRequestTests(unittest.TestCase):
         """Access-Control-Request-Method on a GET does not make it a preflight."""
         extra = _actual(self.config, method="GET", origin=APP, access_control_request_method="PUT")
         self.assertEqual(_cors_fields(extra)["access-control-allow-origin"], APP)
+
+
+class DocsTests(unittest.TestCase):
+    """docs/policies.md says what cors.SCHEMA says."""
+
+    def test_table_matches_schema(self) -> None:
+        """The cors table has the fields, types and defaults of cors.SCHEMA (schemadocs renders it unchanged)."""
+        document = DOCS.read_text(encoding="utf-8")
+        self.patch(schemadocs, "TABLES", {**schemadocs.TABLES, "policy-cors": cors.SCHEMA})
+        begin = document.index("<!-- schema:policy-cors -->\n")
+        table = document[begin : document.index("<!-- /schema -->\n", begin) + len("<!-- /schema -->\n")]
+        self.assertEqual(schemadocs.render(table), table)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 from ipaddress import IPv4Address, IPv6Address, ip_network
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
+from edgegw_tx.admin import schemadocs
 from edgegw_tx.admin.errors import BadRequest
 from edgegw_tx.admin.validation import check_schema
 from edgegw_tx.policy import ipfilter
@@ -24,6 +26,7 @@ from edgegw_tx.policy.networks import Networks, address_text, parse_network, rea
 from edgegw_tx.policy.part import PolicyRequest
 
 PROPERTIES = settings(max_examples=200, deadline=None, database=None)
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "policies.md"
 
 
 def _refused(config: dict[str, Any]) -> tuple[str, str]:
@@ -314,3 +317,15 @@ class CheckTests(unittest.TestCase):
             gap = f"10.{i // 256}.{i % 256}.128"
             self.assertIsNone(check.check(_request(inside), []), inside)
             self.assertIsNotNone(check.check(_request(gap), []), gap)
+
+
+class DocsTests(unittest.TestCase):
+    """docs/policies.md says what ipfilter.SCHEMA says."""
+
+    def test_table_matches_schema(self) -> None:
+        """The ip table has the fields, types and limits of ipfilter.SCHEMA (schemadocs renders it unchanged)."""
+        document = DOCS.read_text(encoding="utf-8")
+        self.patch(schemadocs, "TABLES", {**schemadocs.TABLES, "policy-ip": ipfilter.SCHEMA})
+        begin = document.index("<!-- schema:policy-ip -->\n")
+        table = document[begin : document.index("<!-- /schema -->\n", begin) + len("<!-- /schema -->\n")]
+        self.assertEqual(schemadocs.render(table), table)

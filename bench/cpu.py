@@ -18,13 +18,19 @@ Servers, each measured in alternating rounds (wrk -t1 -c32, 2 s warm-up, then
              directory, first on PYTHONPATH), to compare a change in
              alternating rounds of one run
 
-    .venv/bin/python bench/cpu.py [--scenario hello|echo-16k|redis-get-async] [--rounds 3]
+    .venv/bin/python bench/cpu.py [--scenario hello|echo-16k|redis-get-async|sqlite-query-async] [--rounds 3]
                                   [--duration 5] [--servers edgegw,minimal,...]
                                   [--before REV] [--gateway-options '...']
+                                  [--with-hello]
+
+--with-hello adds a server "hello": GET /hello of the same edgegw gateway
+(a second endpoint), measured in each round right after the scenario, and
+prints the scenario's req/s over hello's, per round.
 
 redis-get-async binds the endpoint to the Redis at 127.0.0.1:6379 (one GET
-per request from an async handler); the minimal path is left out of it (it
-has no service plane), the baselines answer without asking Redis.
+per request from an async handler), sqlite-query-async to a fresh SQLite
+service (one query); the minimal path is left out of them (it has no
+service plane), the baselines answer without asking the service.
 
 --gateway-options adds options to the ``twistd edgegw`` command line of the
 edgegw server (e.g. ``--gateway-options '--access-log /tmp/access.log'`` to
@@ -54,8 +60,12 @@ SCENARIOS = {
     "hello": ("GET", "/hello", harness.HELLO, None),
     "echo-16k": ("POST", "/echo", harness.ECHO, os.path.join(harness.HERE, "echo16k.lua")),
     "redis-get-async": ("GET", "/redis-async", harness.REDIS_GET_ASYNC, None),
+    "sqlite-query-async": ("GET", "/sqlite-async", harness.SQLITE_QUERY_ASYNC, None),
 }
-BINDINGS = {"redis-get-async": ("cache", "redis", {"host": "127.0.0.1", "port": 6379})}
+BINDINGS = {
+    "redis-get-async": ("cache", "redis", {"host": "127.0.0.1", "port": 6379}),
+    "sqlite-query-async": ("db", "sqlite", {}),
+}
 """Scenarios whose handler calls a service: (binding, service type, config); the minimal path has none."""
 SERVERS = ("edgegw", "minimal", "ceiling", "twisted")
 
@@ -128,11 +138,14 @@ def main():
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--before", metavar="REV", help="also run edgegw_tx of this git revision (or of this directory holding an edgegw_tx package)")
     parser.add_argument("--gateway-options", default="", help="extra twistd edgegw options of the edgegw server")
+    parser.add_argument("--with-hello", action="store_true", help="also measure GET /hello of the edgegw server in each round (a server named hello), for the scenario's ratio to hello's req/s")
     args = parser.parse_args()
     servers = args.servers.split(",")
     if args.before:
         servers.insert(0, "before")
-    unknown = set(servers) - set(SERVERS) - {"before"}
+    if args.with_hello:
+        servers.append("hello")
+    unknown = set(servers) - set(SERVERS) - {"before", "hello"}
     if unknown:
         parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
     method, path, code, script = SCENARIOS[args.scenario]
@@ -158,6 +171,13 @@ def main():
         harness.wait_for(f"http://127.0.0.1:{admin_port}/api/health")
         key = harness.admin_key(data_dir)
         digest = start_endpoint(admin_port, key, path, method, code, binding)
+        paths = {name: (method, path, script) for name in servers}
+        if "hello" in servers:
+            hello_method, hello_path, hello_code, hello_script = SCENARIOS["hello"]
+            if path != hello_path:
+                start_endpoint(admin_port, key, hello_path, hello_method, hello_code)
+            paths["hello"] = (hello_method, hello_path, hello_script)
+            ports["hello"], pids["hello"] = ports["edgegw"], gateway.pid
         binary = os.path.join(data_dir, "artifacts", digest, "handler")
         if args.before:
             before_dir = tempfile.mkdtemp(prefix="edgegw-cpu-before-")
@@ -180,7 +200,7 @@ def main():
                 processes.append(process)
                 pids[name] = process.pid
         for name in servers:
-            wait_until_served(f"http://127.0.0.1:{ports[name]}{path}", method)
+            wait_until_served(f"http://127.0.0.1:{ports[name]}{paths[name][1]}", paths[name][0])
 
         rates = {name: [] for name in servers}
         costs = {name: [] for name in servers}
@@ -188,6 +208,7 @@ def main():
         wrk_costs = {name: [] for name in servers}
         for round_ in range(args.rounds):
             for name in servers:
+                _, path, script = paths[name]
                 url = f"http://127.0.0.1:{ports[name]}{path}"
                 harness.wrk(url, 1, 32, 2, script=script)
                 workers = harness.workers(pids[name])
@@ -214,6 +235,10 @@ def main():
                 f"| {name} | {median(rates[name]):,.0f} | {median(costs[name]):.1f}"
                 f" | {worker} | {median(wrk_costs[name]):.1f} |"
             )
+        if "hello" in servers and args.scenario != "hello":
+            ratios = sorted(e / h for e, h in zip(rates["edgegw"], rates["hello"]))
+            print(f"{args.scenario} / hello req/s, per round: " + ", ".join(f"{r:.2f}" for r in ratios)
+                  + f" (median {ratios[len(ratios) // 2]:.2f})")
     finally:
         harness.stop(processes)
         for folder in cleanup:

@@ -3,11 +3,11 @@ The Redis connector: a small Twisted protocol whose replies are parsed by
 hiredis (a C parser), commands pipelined, writes coalesced.
 
 A pool of ``pool_size`` connections (default 10) is opened on the first call;
-calls go round-robin over the connections that are up, pipelined (many
-commands in flight on each; Redis answers in order).  The commands of one
-reactor turn leave in one write per connection, sent straight to the socket
-when its buffer is empty (no add/remove of a writer in the reactor per
-command).  Values are strings: ``GET`` of ``"12"`` is ``"12"``; bulk strings
+the calls of one reactor turn all go to one of the connections that are up,
+the next turn's to the next one (round-robin), pipelined (many commands in
+flight on each; Redis answers in order).  They leave in one write at the end
+of the turn, sent straight to the socket when its buffer is empty (no
+add/remove of a writer in the reactor per command).  Values are strings: ``GET`` of ``"12"`` is ``"12"``; bulk strings
 are decoded as UTF-8 (invalid bytes become U+FFFD).
 
 Actions (docs/ipc.md): ``get``, ``set``, ``setex``, ``del``, ``incr``, ``expire``,
@@ -47,7 +47,7 @@ import hiredis
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IDelayedCall
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.ssl import optionsForClientTLS
 from twisted.internet.tcp import Connection
 from twisted.python.failure import Failure
@@ -198,6 +198,7 @@ class _Connection(Protocol):
 
     def _flush(self) -> None:
         self._flush_call = None
+        self._slot.connector.flushed(self)
         out = self._out
         if not out:
             return
@@ -263,7 +264,7 @@ class _Connection(Protocol):
             if not self._handshaking:
                 self._ready()
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._flush_call is not None:
             self._flush_call.cancel()
             self._flush_call = None
@@ -345,6 +346,8 @@ class _Slot:
         if not self._stopped:
             if connection.up:
                 self.connector.last_error = one_line(reason.getErrorMessage())
+            else:
+                self.connector.slot_failed(self, one_line(reason.getErrorMessage()))
             self._again()
 
     def stop(self) -> Deferred[None]:
@@ -394,6 +397,7 @@ class RedisConnector:
         self._slots: list[_Slot] = []
         self._up: list[_Connection] = []
         self._next = 0
+        self._turn: _Connection | None = None
         self._waiting: deque[tuple[bytes, Deferred[Any], Post]] = deque()
         self._refused: str | None = None
         self._probe_ready: Deferred[_Connection] | None = None
@@ -453,6 +457,7 @@ class RedisConnector:
     def close(self) -> Deferred[None]:
         """Stop reconnecting and close every connection; fires once all are closed."""
         self._closed = True
+        self._up, self._turn = [], None
         closing = [slot.stop() for slot in self._slots]
         self._slots = []
         self._fail_waiting("the redis service is closed")
@@ -524,16 +529,31 @@ class RedisConnector:
                 if not d.called:
                     d.errback(error)
 
+    def _pick(self) -> _Connection | None:
+        """The next connection that is up (round-robin), which takes this turn's calls; None when none is."""
+        up = self._up
+        if not up:
+            return None
+        index = self._next
+        if index >= len(up):
+            index = 0
+        self._next = index + 1
+        self._turn = connection = up[index]
+        return connection
+
+    def flushed(self, connection: _Connection) -> None:
+        """``connection`` wrote this turn's calls: the next call starts a new turn on the next connection."""
+        if self._turn is connection:
+            self._turn = None
+
     def _command(self, argv: tuple[str, ...], post: Post) -> Deferred[Any]:
         packed = _pack(argv)
-        up = self._up
-        if up:
+        connection = self._turn
+        if connection is None or not connection.up:
+            connection = self._pick()
+        if connection is not None:
             d: Deferred[Any] = Deferred()
-            index = self._next
-            if index >= len(up):
-                index = 0
-            self._next = index + 1
-            up[index].send(packed, d, post)
+            connection.send(packed, d, post)
             return d
         if self._closed:
             raise ServiceError(SERVICE_UNAVAILABLE, "the redis service is closed")
@@ -541,6 +561,11 @@ class RedisConnector:
             raise ServiceError(SERVICE_UNAVAILABLE, f"redis at {self.where()}: {self._refused}")
         if not self._slots:
             self._start()
+            connection = self._pick()  # an endpoint may connect at once
+            if connection is not None:
+                d = Deferred()
+                connection.send(packed, d, post)
+                return d
         waiting = self._waiting
         entry: tuple[bytes, Deferred[Any], Post]
 

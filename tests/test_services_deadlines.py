@@ -61,3 +61,22 @@ class DeadlinesTests(unittest.TestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.clock.advance(2)
         self.assertNoResult(d)
+
+    def test_call_added_while_cancelling(self):
+        """A call added by a cancelled call's errback gets its deadline, on the one timer."""
+        late = Deferred()
+        added = []
+
+        def next_call(failure):
+            d = Deferred()
+            added.append(d)
+            self.deadlines.add(d, self.clock.seconds() + 1)
+
+        late.addErrback(next_call)
+        self.deadlines.add(late, 1.0)
+        self.clock.advance(1.0)
+        [timer] = self.clock.getDelayedCalls()
+        self.assertEqual(timer.getTime(), 2.0)
+        self.clock.advance(1.0)
+        self.failureResultOf(added[0], CancelledError)
+        self.assertEqual(self.clock.getDelayedCalls(), [])

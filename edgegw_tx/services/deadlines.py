@@ -28,6 +28,7 @@ class Deadlines:
         self._calls: dict[int, tuple[float, Deferred[Any]]] = {}
         self._last = 0
         self._timer: IDelayedCall | None = None
+        self._expiring = False
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -36,7 +37,7 @@ class Deadlines:
         """Cancel ``d`` at ``deadline`` (reactor seconds) unless discarded first; its token."""
         self._last = token = self._last + 1
         self._calls[token] = (deadline, d)
-        if self._timer is None:
+        if self._timer is None and not self._expiring:
             self._timer = self._reactor.callLater(
                 max(0.0, deadline - self._reactor.seconds()), self._expire
             )
@@ -50,14 +51,19 @@ class Deadlines:
         self._timer = None
         calls = self._calls
         now = self._reactor.seconds()
-        while calls:
-            token = next(iter(calls))
-            deadline, d = calls[token]
-            if deadline > now:
-                self._timer = self._reactor.callLater(deadline - now, self._expire)
-                return
-            del calls[token]
-            d.cancel()
+        # a cancelled call's callbacks may add calls: they wait for this loop's timer
+        self._expiring = True
+        try:
+            while calls:
+                token = next(iter(calls))
+                deadline, d = calls[token]
+                if deadline > now:
+                    self._timer = self._reactor.callLater(deadline - now, self._expire)
+                    return
+                del calls[token]
+                d.cancel()
+        finally:
+            self._expiring = False
 
     def stop(self) -> None:
         """Forget every deadline (shutdown)."""

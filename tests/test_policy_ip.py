@@ -234,6 +234,16 @@ class ClientAddressTests(unittest.TestCase):
         self.assertEqual(client_address("::ffff:10.0.0.1", headers, self.trusted), "203.0.113.7")
         self.assertEqual(client_address("::ffff:198.51.100.1", {}, self.trusted), "198.51.100.1")
 
+    @PROPERTIES
+    @given(st.lists(st.tuples(st.booleans(), st.integers(0, 2**24 - 1)), min_size=1, max_size=8))
+    def test_forged_entries_never_believed(self, hops: list[tuple[bool, int]]) -> None:
+        """For any chain, the client is the rightmost untrusted entry (the leftmost when all are trusted): nothing left of it counts."""
+        texts = [address_text((4, (10 << 24 if trusted else 203 << 24) | n)) for trusted, n in hops]
+        untrusted = [text for (trusted, _), text in zip(hops, texts) if not trusted]
+        expected = untrusted[-1] if untrusted else texts[0]
+        headers = {"x-forwarded-for": ", ".join(texts)}
+        self.assertEqual(client_address("10.0.0.1", headers, self.trusted), expected)
+
     def test_unreadable_entry_unknown(self) -> None:
         """An entry that is no address where the walk stops makes the client unknown."""
         headers = {"x-forwarded-for": "203.0.113.7, proxy-a"}

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from edgegw_tx.admin import schemadocs
@@ -144,12 +146,24 @@ class ProblemsTests(unittest.TestCase):
         self.assertEqual(found, [("allow_origins", '"*" must be the only origin when it is given')])
 
     def test_bad_host_and_port(self) -> None:
-        """A host that is no name, a port beyond 65535 and a bracketed non-IPv6 host are named by index."""
+        """A host that is no name, a port beyond 65535 and bracketed hosts that are no IPv6 address are named by index."""
         found = cors.problems(
-            {"allow_origins": ["https://a..example.com", "https://a.example.com:70000", "http://[x]"]}
+            {"allow_origins": ["https://a..example.com", "https://a.example.com:70000", "http://[x]", "http://[::1"]}
         )
-        self.assertEqual([field for field, _ in found], ["allow_origins[0]", "allow_origins[1]", "allow_origins[2]"])
+        self.assertEqual(
+            [field for field, _ in found],
+            ["allow_origins[0]", "allow_origins[1]", "allow_origins[2]", "allow_origins[3]"],
+        )
+        self.assertIn("IPv6", found[3][1])
         self.assertIn("port", found[1][1])
+
+    @settings(max_examples=300, deadline=None, database=None)
+    @given(st.one_of(st.text(max_size=40), st.from_regex(r"\A[a-z]{1,5}://[\x21-\x7e]{1,30}\Z")))
+    def test_any_text_a_problem_or_an_origin(self, text: str) -> None:
+        """Whatever a client sends as an origin, ``problems`` answers with problems (a 400), never an exception."""
+        found = cors.problems({"allow_origins": [text]})
+        if not found:
+            self.assertEqual(cors.normal_origin(cors.normal_origin(text)), cors.normal_origin(text))
 
     def test_normal_form(self) -> None:
         """Origins are lower-cased and lose their scheme's default port, as browsers write them."""

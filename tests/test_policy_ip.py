@@ -113,6 +113,24 @@ class ProblemsTests(unittest.TestCase):
         self.assertIn("not an IPv4 or IPv6 address or network", found[0][1])
 
 
+class AnyTextTests(unittest.TestCase):
+    """Whatever text arrives, the answer is a problem or an address, never an exception."""
+
+    @PROPERTIES
+    @given(st.text(alphabet="0123456789abcdefABCDEF:./[]% \x00", max_size=45))
+    def test_cidr_text(self, text: str) -> None:
+        """``problems`` on any CIDR-like text lists a problem (a 400) or none, and a CIDR with none builds."""
+        if not ipfilter.problems({"deny": [text]}):
+            ipfilter.build({"deny": [text]})
+
+    @PROPERTIES
+    @given(st.text(max_size=60))
+    def test_forwarded_text(self, text: str) -> None:
+        """Any X-Forwarded-For from a trusted proxy gives an address or UNKNOWN."""
+        result = client_address("10.0.0.1", {"x-forwarded-for": text}, Networks.parse(["10.0.0.0/8"]))
+        self.assertTrue(result == UNKNOWN or read_address(result) is not None, result)
+
+
 class NetworksTests(unittest.TestCase):
     """``Networks``: membership by binary search over merged ranges."""
 

@@ -150,9 +150,12 @@ def normal_origin(text: str) -> str:
     """
     if text == "*":
         return text
-    if not re.match(_ORIGIN, text) or text.endswith("\n"):
+    if not re.fullmatch(_ORIGIN, text):
         raise ValueError("is not an origin such as https://app.example.com (scheme://host[:port], no path)")
-    parts = urlsplit(text.lower())
+    try:
+        parts = urlsplit(text.lower())
+    except ValueError:  # an unclosed "[" or a "]" astray
+        raise ValueError("has a host in brackets that is not an IPv6 address") from None
     try:
         port = parts.port
     except ValueError:

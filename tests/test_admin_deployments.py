@@ -216,9 +216,9 @@ class DeploymentsTests(unittest.TestCase):
         """The settings a pool started with and the route it has are kept until it stops."""
         self.successResultOf(self.deployments.start(self.stored(settings={"instances": 2}), "a"))
         self.assertEqual(self.deployments.started_settings("e1"), {"instances": 2})
-        self.assertEqual(self.deployments.routed("e1"), ("*", "GET", "/e1"))
+        self.assertEqual(self.deployments.routed("e1"), (("*", "GET", "/e1"),))
         self.successResultOf(self.deployments.reroute([record("e1", path="/moved")]))
-        self.assertEqual(self.deployments.routed("e1"), ("*", "GET", "/moved"))
+        self.assertEqual(self.deployments.routed("e1"), (("*", "GET", "/moved"),))
         self.assertEqual(self.deployments.workers_by_endpoint(), {"e1": 1})
         self.successResultOf(self.deployments.stop(self.store.records["e1"]))
         self.assertEqual((self.deployments.started_settings("e1"), self.deployments.routed("e1")), (None, None))

@@ -598,7 +598,7 @@ class DomainsAPITests(AdminAPITestCase):
         data = self.running(collection_id=collection["id"])
         self.assertServes("any.host", "GET", "/v1/users/7", data["id"])
         self.successResultOf(
-            self.store.update_collection(collection["id"], {"base_path": "/v2"}, [(data["id"], "*", "/v2/users/{}")])
+            self.store.update_collection(collection["id"], {"base_path": "/v2"}, [(data["id"], "*", ("/v2/users/{}",))])
         )
         self.successResultOf(self.collections.load())
         self.assertEqual(self.successResultOf(self.manager.reconcile_all()), {data["id"]: "rerouted"})

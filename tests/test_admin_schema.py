@@ -53,6 +53,8 @@ PYTHON_ONLY = (
     "must not be above max_instances",  # min_instances <= max_instances
     "is not an IPv6 address",  # a network entry's [address]: the pattern only approximates IPv6's grammar
     "has a segment longer than",  # a service path's segment, in UTF-8 bytes (the pattern counts characters)
+    "is the one-route form of 'routes'",  # method/path beside routes must be its first route
+    "is the same route as",  # one method and path shape once among an endpoint's routes
 )
 
 
@@ -168,7 +170,7 @@ def values(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
             {k: values(writable[k]) for k in required},
             optional={k: values(v) for k, v in writable.items() if k not in required},
         )
-        if "if" in schema or "allOf" in schema:  # a rule across fields: keep the bodies that keep it
+        if "if" in schema or "allOf" in schema or "anyOf" in schema:  # a rule across fields: keep the bodies that keep it
             return bodies.filter(lambda body: not list(SchemaValidator(schema).iter_errors(body)))
         return bodies
     raise AssertionError(f"no strategy for {schema}")

@@ -85,9 +85,9 @@ class EventRoutes(RouteTable):
         super().__init__()
         self.events = events
 
-    def add(self, key, domain, method, pattern, target):
+    def place(self, key, routes, target):
         self.events.append(("route", target.version))
-        return super().add(key, domain, method, pattern, target)
+        return super().place(key, routes, target)
 
 
 class LoggingPool:

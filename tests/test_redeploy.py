@@ -129,13 +129,13 @@ class RedeployIntegrationTests(unittest.TestCase):
         routes = deployments._routes
 
         class LoggedRoutes:
-            """The route table, with each ``add`` logged (the compiled table's methods cannot be replaced)."""
+            """The route table, with each ``place`` logged (the compiled table's methods cannot be replaced)."""
 
             def __getattr__(self, name):
                 return getattr(routes, name)
 
-            def add(self, key, domain, method, pattern, target):
-                result = routes.add(key, domain, method, pattern, target)
+            def place(self, key, routes_, target):
+                result = routes.place(key, routes_, target)
                 switches.append((reactor.seconds(), target.version))
                 return result
 

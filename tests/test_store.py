@@ -111,6 +111,11 @@ class OnPostgres:
         return postgres_store(self, uri=self.store.uri)
 
 
+def route(method, path, shape=None):
+    """One stored route: method, path and its shape (the path unless given)."""
+    return {"method": method, "path": path, "path_shape": shape or path}
+
+
 class EndpointStoreMixin:
     def setUp(self):
         self.store = self.make()
@@ -156,6 +161,40 @@ class EndpointStoreMixin:
         self.failureResultOf(
             self.store.update_endpoint("e2", {"path": "/hello", "path_shape": "/hello"}), Conflict
         )
+
+    def test_routes_round_trip_in_order(self):
+        """An endpoint's several routes read back in order; its columns hold the first."""
+        routes = [route("GET", "/notes"), route("POST", "/notes"), route("GET", "/notes/{id}", "/notes/{}")]
+        created = self.successResultOf(self.store.create_endpoint(endpoint(routes=routes)))
+        self.assertEqual(created["routes"], routes)
+        self.assertEqual((created["method"], created["path"]), ("GET", "/notes"))
+        listed = self.successResultOf(self.store.list_endpoints())
+        self.assertEqual(listed[0]["routes"], routes)
+
+    def test_a_route_is_unique_across_endpoints(self):
+        """Any route of one endpoint taken by any route of another is a Conflict; nothing of the write stays."""
+        self.successResultOf(
+            self.store.create_endpoint(endpoint(routes=[route("GET", "/notes"), route("DELETE", "/notes/{id}", "/notes/{}")]))
+        )
+        taken = endpoint(id="e2", name="two", routes=[route("PUT", "/notes/{x}", "/notes/{}"), route("DELETE", "/notes/{n}", "/notes/{}")])
+        self.failureResultOf(self.store.create_endpoint(taken), Conflict)
+        self.assertEqual([e["id"] for e in self.successResultOf(self.store.list_endpoints())], ["e1"])
+        self.successResultOf(self.store.create_endpoint(endpoint(id="e2", name="two", routes=[route("PUT", "/notes/{x}", "/notes/{}")])))
+        self.failureResultOf(
+            self.store.update_endpoint("e2", {"routes": [route("PUT", "/notes/{x}", "/notes/{}"), route("GET", "/notes")]}),
+            Conflict,
+        )
+        self.assertEqual(self.successResultOf(self.store.get_endpoint("e2"))["routes"], [route("PUT", "/notes/{x}", "/notes/{}")])
+
+    def test_update_replaces_the_routes_and_delete_frees_them(self):
+        """An update with routes replaces the whole set (columns follow); a deleted endpoint's routes are free again."""
+        self.successResultOf(self.store.create_endpoint(endpoint(routes=[route("GET", "/a"), route("POST", "/a")])))
+        updated = self.successResultOf(self.store.update_endpoint("e1", {"routes": [route("POST", "/a"), route("PUT", "/b")]}))
+        self.assertEqual(updated["routes"], [route("POST", "/a"), route("PUT", "/b")])
+        self.assertEqual((updated["method"], updated["path"], updated["path_shape"]), ("POST", "/a", "/a"))
+        self.successResultOf(self.store.create_endpoint(endpoint(id="e2", name="two", routes=[route("GET", "/a")])))
+        self.assertTrue(self.successResultOf(self.store.delete_endpoint("e1")))
+        self.successResultOf(self.store.create_endpoint(endpoint(id="e3", name="three", routes=[route("PUT", "/b")])))
 
     def test_update_unknown_column_is_refused(self):
         """Only known columns can be written."""
@@ -313,7 +352,7 @@ class DomainStoreMixin:
         updated = self.successResultOf(
             self.store.update_domain(
                 "d1", {"host": "new.example.com"},
-                [("e1", "new.example.com", "/b"), ("e2", "new.example.com", "/hello")],
+                [("e1", "new.example.com", ("/b",)), ("e2", "new.example.com", ("/hello",))],
             )
         )
         self.assertEqual(updated["host"], "new.example.com")
@@ -326,7 +365,7 @@ class DomainStoreMixin:
         self.successResultOf(self.store.create_endpoint(endpoint(domain="new.example.com")))
         self.successResultOf(self.store.create_endpoint(endpoint(id="e2", name="two", domain="api.example.com")))
         failure = self.failureResultOf(
-            self.store.update_domain("d1", {"host": "new.example.com"}, [("e2", "new.example.com", "/hello")]),
+            self.store.update_domain("d1", {"host": "new.example.com"}, [("e2", "new.example.com", ("/hello",))]),
             RouteClash,
         )
         self.assertEqual((failure.value.endpoint_id, failure.value.other_id, failure.value.other_name), ("e2", "e1", "hello"))

@@ -17,7 +17,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial import unittest
 
-from edgegw_tx.store import MigrationFailed, SQLiteStore, StoreRefused, StoreTooNew
+from edgegw_tx.store import Conflict, MigrationFailed, SQLiteStore, StoreRefused, StoreTooNew
 from edgegw_tx.store.migrations import Migration, defined_in, numbered, plan
 from edgegw_tx.store.sqlite import SCHEMA_VERSION
 from edgegw_tx.store.sqlite_schema import MIGRATIONS, check_file
@@ -168,6 +168,9 @@ def shape(path: str) -> dict[str, Any]:
         connection.close()
 
 
+#: The number of this code's last migration.
+LAST = MIGRATIONS[-1].version
+
 def store_at(
     test: unittest.TestCase,
     path: str,
@@ -187,12 +190,12 @@ def broken(cursor: sqlite3.Cursor) -> None:
     cursor.execute("INSERT INTO no_such_table VALUES (1)")
 
 
-def m0007_later(cursor: sqlite3.Cursor) -> None:
+def mNEXT_later(cursor: sqlite3.Cursor) -> None:
     """A migration of a release after this one."""
     cursor.execute("CREATE TABLE policies (id TEXT PRIMARY KEY)")
 
 
-def m0007_broken(cursor: sqlite3.Cursor) -> None:
+def mNEXT_broken(cursor: sqlite3.Cursor) -> None:
     broken(cursor)
 
 
@@ -232,7 +235,7 @@ class MigrationListTests(unittest.TestCase):
         self.assertRaises(ValueError, defined_in, {"m0001_a": m0001_a, "m0003_c": m0003_c})
 
     def test_schema_version_is_the_last_migration(self) -> None:
-        """SCHEMA_VERSION is the number of the last migration, and the SQLite store's migrations are 1..6 by name."""
+        """SCHEMA_VERSION is the number of the last migration, and the SQLite store's migrations are 1..LAST by name."""
         self.assertEqual(SCHEMA_VERSION, MIGRATIONS[-1].version)
         self.assertEqual(
             [(m.version, m.name) for m in MIGRATIONS],
@@ -243,16 +246,17 @@ class MigrationListTests(unittest.TestCase):
                 (4, "versions"),
                 (5, "worker_uids"),
                 (6, "cluster"),
+                (7, "endpoint_routes"),
             ],
         )
 
     def test_plan(self) -> None:
         """The plan is what is missing, in order; an unknown number is StoreTooNew, a hole StoreRefused."""
-        self.assertEqual([m.version for m in plan("f", [], MIGRATIONS)], [1, 2, 3, 4, 5, 6])
-        self.assertEqual([m.version for m in plan("f", [1, 2, 3], MIGRATIONS)], [4, 5, 6])
-        self.assertEqual(plan("f", [1, 2, 3, 4, 5, 6], MIGRATIONS), [])
-        error = self.assertRaises(StoreTooNew, plan, "f", [1, 2, 3, 4, 5, 6, 7], MIGRATIONS)
-        self.assertEqual((error.stored, error.known), (7, 6))
+        self.assertEqual([m.version for m in plan("f", [], MIGRATIONS)], list(range(1, LAST + 1)))
+        self.assertEqual([m.version for m in plan("f", [1, 2, 3], MIGRATIONS)], list(range(4, LAST + 1)))
+        self.assertEqual(plan("f", list(range(1, LAST + 1)), MIGRATIONS), [])
+        error = self.assertRaises(StoreTooNew, plan, "f", list(range(1, LAST + 2)), MIGRATIONS)
+        self.assertEqual((error.stored, error.known), (LAST + 1, LAST))
         error = self.assertRaises(StoreRefused, plan, "f", [1, 2, 4], MIGRATIONS)
         self.assertEqual(str(error), "the store f has migration 4 but not 3: it was not written by edgegw's migrations")
 
@@ -261,7 +265,7 @@ class FreshStoreTests(unittest.TestCase):
     """A new file gets every migration, in order, recorded once."""
 
     def test_a_fresh_store_applies_all_in_order(self) -> None:
-        """open() runs migrations 1..6 in order, records each with its name and time, and leaves no meta table."""
+        """open() runs migrations 1..LAST in order, records each with its name and time, and leaves no meta table."""
         ran: list[int] = []
 
         def recording(migration: Migration) -> Migration:
@@ -276,7 +280,7 @@ class FreshStoreTests(unittest.TestCase):
         clock.advance(1_800_000_000)
         store, opened = store_at(self, path, [recording(m) for m in MIGRATIONS], clock)
         self.successResultOf(opened)
-        self.assertEqual(ran, [1, 2, 3, 4, 5, 6])
+        self.assertEqual(ran, list(range(1, LAST + 1)))
         self.assertEqual(
             self.successResultOf(store._pool.runQuery("SELECT * FROM schema_migrations ORDER BY version")),
             [(m.version, m.name, "2027-01-15T08:00:00+00:00") for m in MIGRATIONS],
@@ -286,7 +290,7 @@ class FreshStoreTests(unittest.TestCase):
             tables(path),
             {"schema_migrations", "endpoints", "api_keys", "services", "bindings", "domains",
              "collections", "versions", "worker_uids", "changes", "sqlite_sequence", "nodes", "artifacts",
-             "build_claims"},
+             "build_claims", "endpoint_routes"},
         )
 
     def test_opening_again_runs_nothing(self) -> None:
@@ -380,7 +384,7 @@ class LegacyStoreTests(unittest.TestCase):
         legacy_file(path, 5, schema="9")
         _, opened = store_at(self, path)
         failure = self.failureResultOf(opened, StoreTooNew)
-        self.assertEqual((failure.value.stored, failure.value.known), (9, 6))
+        self.assertEqual((failure.value.stored, failure.value.known), (9, LAST))
         self.assertEqual(read(path, "SELECT value FROM meta"), [("9",)])
         self.assertNotIn("schema_migrations", tables(path))
 
@@ -397,14 +401,14 @@ class RollbackTests(unittest.TestCase):
     """A migration that fails leaves the store exactly as it was: all run in one transaction."""
 
     def test_a_failed_migration_on_a_new_file_leaves_nothing(self) -> None:
-        """When migration 7 fails, neither its table nor migrations 1..6 nor their records remain."""
+        """When the migration after the last fails, neither its table nor migrations 1..LAST nor their records remain."""
         path = os.path.join(self.mktemp(), "store.sqlite3")
-        _, opened = store_at(self, path, MIGRATIONS + numbered_after(m0007_broken))
+        _, opened = store_at(self, path, MIGRATIONS + numbered_after(mNEXT_broken))
         failure = self.failureResultOf(opened, MigrationFailed)
-        self.assertEqual((failure.value.version, failure.value.name), (7, "broken"))
+        self.assertEqual((failure.value.version, failure.value.name), (LAST + 1, "broken"))
         self.assertEqual(
             str(failure.value),
-            f"migration 0007_broken of the store {path} failed, nothing was changed: no such table: no_such_table",
+            f"migration {LAST + 1:04d}_broken of the store {path} failed, nothing was changed: no such table: no_such_table",
         )
         self.assertEqual(tables(path), set())
 
@@ -413,7 +417,7 @@ class RollbackTests(unittest.TestCase):
         path = os.path.join(self.mktemp(), "old.sqlite3")
         legacy_file(path, 3)
         before = shape(path)
-        _, opened = store_at(self, path, MIGRATIONS + numbered_after(m0007_broken))
+        _, opened = store_at(self, path, MIGRATIONS + numbered_after(mNEXT_broken))
         self.failureResultOf(opened, MigrationFailed)
         self.assertEqual(shape(path), before)
         self.assertEqual(read(path, "SELECT value FROM meta WHERE key = 'schema'"), [("3",)])
@@ -435,7 +439,7 @@ def numbered_after(*functions: Callable[[Any], None]) -> tuple[Migration, ...]:
 def future_store(test: unittest.TestCase) -> str:
     """A gateway's store file (in a data dir of its own) that a release with a migration 7 wrote."""
     path = os.path.abspath(os.path.join(test.mktemp(), "edgegw.sqlite3"))
-    store, opened = store_at(test, path, MIGRATIONS + numbered_after(m0007_later))
+    store, opened = store_at(test, path, MIGRATIONS + numbered_after(mNEXT_later))
     test.successResultOf(opened)
     store.close()
     return path
@@ -452,7 +456,7 @@ class FutureStoreTests(unittest.TestCase):
         failure = self.failureResultOf(opened, StoreTooNew)
         self.assertEqual(
             str(failure.value),
-            f"the store {path} is at schema version 7, newer than this edgegw's 6:"
+            f"the store {path} is at schema version {LAST + 1}, newer than this edgegw's {LAST}:"
             " run the edgegw that wrote it (or a newer one)",
         )
         self.assertEqual((shape(path), read(path, "SELECT * FROM schema_migrations")), before)
@@ -469,7 +473,7 @@ class FutureStoreTests(unittest.TestCase):
         check_file(current)
         future = future_store(self)
         error = self.assertRaises(StoreTooNew, check_file, future)
-        self.assertEqual((error.stored, error.known), (7, 6))
+        self.assertEqual((error.stored, error.known), (LAST + 1, LAST))
         garbage = os.path.join(self.mktemp(), "garbage.sqlite3")
         os.makedirs(os.path.dirname(garbage))
         with open(garbage, "wb") as f:
@@ -489,7 +493,7 @@ class FutureStoreTests(unittest.TestCase):
         options = tap.Options()
         options.parseOptions(["--data-dir", data_dir])
         error = self.assertRaises(SystemExit, tap.makeService, options)
-        self.assertEqual(str(error.code), str(StoreTooNew(path, 7, 6)))
+        self.assertEqual(str(error.code), str(StoreTooNew(path, LAST + 1, LAST)))
         self.assertEqual(made, [])
         lock = DataDirLock(data_dir)
         lock.acquire()
@@ -509,7 +513,7 @@ class RuntimeStartTests(unittest.TestCase):
         clock = SynchronousReactor()
         path = os.path.join(self.mktemp(), "edgegw.sqlite3")
         store = SQLiteStore(
-            path, reactor=clock, threadpool=clock.getThreadPool(), migrations=MIGRATIONS + numbered_after(m0007_broken)
+            path, reactor=clock, threadpool=clock.getThreadPool(), migrations=MIGRATIONS + numbered_after(mNEXT_broken)
         )
         self.addCleanup(store.close)
         runtime = fake_runtime(self, store=store, reactor=clock, keys=KeyRing(store, reactor=clock))
@@ -522,7 +526,7 @@ class RuntimeStartTests(unittest.TestCase):
         self.assertNotIn("log_failure", error)
         self.assertEqual(
             formatEvent(error),
-            f"edgegw could not start: migration 0007_broken of the store {path} failed, nothing was changed:"
+            f"edgegw could not start: migration {LAST + 1:04d}_broken of the store {path} failed, nothing was changed:"
             " no such table: no_such_table",
         )
 
@@ -554,7 +558,7 @@ class ResetAdminFutureStoreTests(unittest.TestCase):
             ["keys", "reset-admin", "--data-dir", data_dir], reactor=reactor, environ={}, stdout=out, stderr=err
         )
         self.assertEqual((code, out.getvalue()), (1, ""))
-        self.assertEqual(err.getvalue(), f"error: {StoreTooNew(path, 7, 6)}\n")
+        self.assertEqual(err.getvalue(), f"error: {StoreTooNew(path, LAST + 1, LAST)}\n")
         self.assertFalse(os.path.exists(os.path.join(data_dir, "admin.key")))
         self.assertEqual((shape(path), read(path, "SELECT * FROM schema_migrations")), before)
 
@@ -571,7 +575,7 @@ class TwistdFutureStoreTests(unittest.TestCase):
         data_dir = os.path.dirname(path)
         status, output = yield run_twistd_until_it_ends(data_dir)
         self.assertEqual(status, (1, None), output)
-        self.assertEqual(output.strip(), str(StoreTooNew(path, 7, 6)))
+        self.assertEqual(output.strip(), str(StoreTooNew(path, LAST + 1, LAST)))
 
 
 class ClusterMigrationTests(unittest.TestCase):
@@ -603,3 +607,36 @@ class ClusterMigrationTests(unittest.TestCase):
         updated = self.successResultOf(store.update_endpoint("e1", {"status": "running"}, revision=0))
         log = self.successResultOf(store.changes_since(0))
         self.assertEqual(log["changes"], [{"revision": updated["revision"], "kind": "endpoint", "record_id": "e1"}])
+
+
+class EndpointRoutesMigrationTests(unittest.TestCase):
+    """Migration 7 (several routes per endpoint) on a store of the schema before it."""
+
+    def test_an_endpoint_of_before_keeps_its_one_route(self) -> None:
+        """An endpoint stored at 6 reads back with its route as its one ``routes`` entry, whose uniqueness holds."""
+        path = os.path.join(self.mktemp(), "store.sqlite3")
+        old, opened = store_at(self, path, MIGRATIONS[:6])
+        self.successResultOf(opened)
+        old.close()
+        connection = sqlite3.connect(path)
+        for statement in LEGACY_DATA[1]:
+            connection.execute(statement)
+        connection.commit()
+        connection.close()
+        store, opened = store_at(self, path)
+        self.successResultOf(opened)
+        endpoint = self.successResultOf(store.get_endpoint("e1"))
+        self.assertEqual(
+            (endpoint["method"], endpoint["path"], endpoint["routes"]),
+            ("GET", "/hello", [{"method": "GET", "path": "/hello", "path_shape": "/hello"}]),
+        )
+        # Its route is taken, even as another endpoint's second route.
+        other = {
+            "id": "e2", "name": "other", "domain": "*", "settings": {}, "status": "created",
+            "created_at": "t1", "updated_at": "t1",
+            "routes": [
+                {"method": "POST", "path": "/hello", "path_shape": "/hello"},
+                {"method": "GET", "path": "/hello", "path_shape": "/hello"},
+            ],
+        }
+        self.failureResultOf(store.create_endpoint(other), Conflict)

@@ -15,7 +15,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.trial import unittest
 
-from edgegw_tx.store.errors import MigrationFailed, StoreRefused, StoreTooNew, StoreUnavailable
+from edgegw_tx.store.errors import Conflict, MigrationFailed, StoreRefused, StoreTooNew, StoreUnavailable
 from edgegw_tx.store.migrations import Migration
 from edgegw_tx.store.postgres import PostgresStore, redact
 from edgegw_tx.store.postgres_schema import MIGRATIONS
@@ -51,11 +51,15 @@ def after(function):
     return Migration(MIGRATIONS[-1].version + 1, function.__name__.split("_", 1)[1], function)
 
 
+#: The number of this code's last migration.
+LAST = MIGRATIONS[-1].version
+
+
 class MigrationsPostgresIntegrationTests(unittest.TestCase):
     """The numbered migrations on PostgreSQL."""
 
     def test_an_empty_database_gets_every_migration(self):
-        """open() on an empty database records migrations 1..6 with the same names as SQLite's."""
+        """open() on an empty database records every migration with the same names as SQLite's."""
         from edgegw_tx.store.sqlite_schema import MIGRATIONS as SQLITE
 
         store = postgres_store(self)
@@ -81,7 +85,31 @@ class MigrationsPostgresIntegrationTests(unittest.TestCase):
         self.assertEqual(self.successResultOf(store.changes_since(0))["changes"], [])
         updated = self.successResultOf(store.update_endpoint("e1", {"status": "running"}, revision=0))
         self.assertEqual(self.successResultOf(store.changes_since(0))["revision"], updated["revision"])
-        self.assertEqual(query(uri, "SELECT max(version) FROM schema_migrations"), [(6,)])
+        self.assertEqual(query(uri, "SELECT max(version) FROM schema_migrations"), [(LAST,)])
+
+    def test_endpoints_of_before_get_their_route_rows(self):
+        """A database at migration 6 with an endpoint gets 7: the endpoint reads back with its one route, which stays unique."""
+        uri = fresh_database(self)
+        postgres_store(self, uri=uri, migrations=MIGRATIONS[:6]).close()
+        query(
+            uri,
+            "INSERT INTO endpoints (id, name, path, path_shape, method, domain, settings, status, created_at,"
+            " updated_at) VALUES ('e1', 'hello', '/hello/{n}', '/hello/{}', 'GET', '*', '{}', 'created', 't0', 't0')",
+        )
+        store = postgres_store(self, uri=uri)
+        self.assertEqual(
+            self.successResultOf(store.get_endpoint("e1"))["routes"],
+            [{"method": "GET", "path": "/hello/{n}", "path_shape": "/hello/{}"}],
+        )
+        other = {
+            "id": "e2", "name": "two", "domain": "*", "settings": {}, "status": "created",
+            "created_at": "t1", "updated_at": "t1",
+            "routes": [
+                {"method": "POST", "path": "/hello", "path_shape": "/hello"},
+                {"method": "GET", "path": "/hello/{x}", "path_shape": "/hello/{}"},
+            ],
+        }
+        self.failureResultOf(store.create_endpoint(other), Conflict)
 
     def test_a_newer_schema_is_refused(self):
         """A database with a migration this code does not know: open() and check_store fail with StoreTooNew."""
@@ -92,12 +120,12 @@ class MigrationsPostgresIntegrationTests(unittest.TestCase):
         store = PostgresStore(uri, reactor=SynchronousReactor(), threadpool=SynchronousReactor().getThreadPool())
         self.addCleanup(store.close)
         failure = self.failureResultOf(store.open(), StoreTooNew)
-        self.assertEqual((failure.value.stored, failure.value.known), (7, 6))
+        self.assertEqual((failure.value.stored, failure.value.known), (LAST + 1, LAST))
         self.assertIn(redact(uri), str(failure.value))
         self.assertRaises(StoreTooNew, check_store, StoreSpec("postgresql", uri=uri, where=redact(uri)))
 
     def test_a_failed_migration_changes_nothing(self):
-        """When migration 7 fails, the database keeps its 6 migrations and nothing of the 7th."""
+        """When the migration after the last fails, the database keeps its migrations and nothing of the new one."""
         uri = fresh_database(self)
         postgres_store(self, uri=uri).close()
         clock = SynchronousReactor()
@@ -106,8 +134,8 @@ class MigrationsPostgresIntegrationTests(unittest.TestCase):
         )
         self.addCleanup(store.close)
         failure = self.failureResultOf(store.open(), MigrationFailed)
-        self.assertEqual(failure.value.version, 7)
-        self.assertEqual(query(uri, "SELECT max(version) FROM schema_migrations"), [(6,)])
+        self.assertEqual(failure.value.version, LAST + 1)
+        self.assertEqual(query(uri, "SELECT max(version) FROM schema_migrations"), [(LAST,)])
         self.assertEqual(query(uri, "SELECT to_regclass('half_done') IS NULL"), [(True,)])
 
     @inlineCallbacks

@@ -28,7 +28,7 @@ routes of running endpoints (``reroute``, called inside such a write).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generator, Iterable, Optional, Protocol
+from typing import Any, Callable, Generator, Iterable, Optional, Protocol, Sequence
 
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
@@ -36,7 +36,7 @@ from twisted.logger import Logger
 
 from edgegw_tx.admin.errors import Conflict, WorkersFailed
 from edgegw_tx.admin.ledger import ArtifactLedger
-from edgegw_tx.admin.records import now
+from edgegw_tx.admin.records import now, routes_of
 from edgegw_tx.admin.views import Live, short
 from edgegw_tx.paths import parse_pattern
 from edgegw_tx.store.interface import IEndpointStore, Record
@@ -67,18 +67,18 @@ class Pool(Protocol):
 class Routes(Protocol):
     """The data plane's route table (gateway/routes.py, or its mirror in processes/proxies.py)."""
 
-    def add(self, key: str, domain: str, method: str, pattern: Any, target: Any) -> Optional["Deferred[Any]"]:
-        """Route to ``target``, replacing the key's route at once; None or a Deferred firing once in place."""
+    def place(self, key: str, routes: Sequence[tuple[str, str, Any]], target: Any) -> Optional["Deferred[Any]"]:
+        """Route ``(domain, method, pattern)`` each to ``target``, replacing the key's routes at once; None or a Deferred firing once in place."""
 
     def remove(self, key: str) -> Any:
-        """Remove the key's route."""
+        """Remove the key's routes."""
 
 
 PoolFactory = Callable[..., Pool]
 Serialise = Callable[..., "Deferred[Any]"]
 
-#: Where a pool is routed: ``(domain, method, served path)``.
-Route = tuple[str, str, str]
+#: Where a pool is routed: ``(domain, method, served path)`` for each route of its endpoint, in order.
+Route = tuple[tuple[str, str, str], ...]
 
 
 class Deployments:
@@ -121,7 +121,7 @@ class Deployments:
         self._draining: dict[str, list[tuple[Pool, str]]] = {}
         # endpoint id -> the settings its running pool was started with
         self._settings: dict[str, dict[str, Any]] = {}
-        # endpoint id -> (domain, method, path) its running pool is routed at
+        # endpoint id -> the (domain, method, path) routes its running pool is routed at
         self._routed: dict[str, Route] = {}
         # The last route switch: {endpoint_id, digest, ready_to_switch_ms}.
         self.last_switch: Optional[dict[str, Any]] = None
@@ -178,8 +178,11 @@ class Deployments:
         return self._routed.get(endpoint_id)
 
     def route_of(self, record: Record) -> Route:
-        """Where ``record`` (as stored) should be routed."""
-        return (record["domain"], record["method"], self._full_path(record))
+        """Where ``record`` (as stored) should be routed: each of its routes, its collection's base path applied."""
+        return tuple(
+            (record["domain"], route["method"], self._full_path(dict(record, path=route["path"])))
+            for route in routes_of(record)
+        )
 
     # starting, switching, stopping (under the endpoint's lifecycle lock)
 
@@ -382,15 +385,15 @@ class Deployments:
 
     def route(self, record: Record) -> Optional["Deferred[Any]"]:
         """
-        Route the endpoint to its running pool, at ``record``'s route (the
-        route table's ``add`` under the same key replaces the old route at
-        once). Answers what ``add`` does: None, or a Deferred firing once the
-        route is in place everywhere (the mirrored table of several
+        Route the endpoint to its running pool, at ``record``'s routes (the
+        route table's ``place`` under the same key replaces the old set at
+        once, or refuses the whole set). Answers what ``place`` does: None, or
+        a Deferred firing once the routes are in place everywhere (the mirrored table of several
         data-plane processes, processes/proxies.py), which callers wait for.
         """
         route = self.route_of(record)
-        placed = self._routes.add(
-            record["id"], route[0], route[1], parse_pattern(route[2]), self._pools[record["id"]]
+        placed = self._routes.place(
+            record["id"], [(d, m, parse_pattern(p)) for d, m, p in route], self._pools[record["id"]]
         )
         self._routed[record["id"]] = route
         return placed

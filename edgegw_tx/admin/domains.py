@@ -15,12 +15,13 @@ A *collection* groups endpoints under a ``base_path`` (``''``, ``/v1``,
 served at ``base_path + path`` (``path`` ``/`` adds nothing: ``/v1``), on the
 collection's domain when it has one, else on the endpoint's own ``domain``.
 The store keeps each endpoint's *effective* route: ``domain`` is the host it is
-served on (for a collection with a domain, that domain's host) and
-``path_shape`` the shape of ``base_path + path``, so the store's uniqueness rule
-is over what is really served. Everything that changes an effective route (a
-domain's host, a collection's base path or domain, an endpoint's path, method,
-domain or collection) recomputes those columns in one transaction and moves the
-routes of running endpoints at once (``RouteTable.add`` under the same key).
+served on (for a collection with a domain, that domain's host) and each of
+its routes has the ``path_shape`` of ``base_path + path``, so the store's
+uniqueness rule is over what is really served. Everything that changes an
+effective route (a domain's host, a collection's base path or domain, an
+endpoint's routes, domain or collection) recomputes those in one transaction
+and moves all the routes of running endpoints at once (``RouteTable.place``
+under the same key).
 
 All of these writes, and endpoint creates and updates, are *routing writes*:
 they run one at a time through the endpoint manager's ``routing_write`` (the
@@ -45,12 +46,13 @@ from edgegw_tx import __version__
 from edgegw_tx.admin.errors import BadRequest, Conflict, NotFound
 from edgegw_tx.admin.history import request_totals
 from edgegw_tx.admin import schema
-from edgegw_tx.admin.validation import check_schema
+from edgegw_tx.admin.records import shaped
+from edgegw_tx.admin.validation import check_schema, routes_of
 from edgegw_tx.paths import PatternError, parse_pattern
 from edgegw_tx.store import Conflict as StoreConflict
 from edgegw_tx.store import InUse, Missing, RouteClash
 from edgegw_tx.store.errors import Stale
-from edgegw_tx.store.interface import IStore, Record
+from edgegw_tx.store.interface import IStore, Move, Record
 
 if TYPE_CHECKING:
     from edgegw_tx.admin.manager import EndpointManager
@@ -191,7 +193,7 @@ class DomainManager:
             moved = [dict(e, domain=fields["host"]) for e in endpoints if e["domain"] == current["host"]]
         try:
             record: Record = yield self._store.update_domain(
-                domain_id, fields, [(e["id"], e["domain"], e["path_shape"]) for e in moved], revision=revision
+                domain_id, fields, [_move(e) for e in moved], revision=revision
             )
         except RouteClash as e:
             raise _clash(e, moved, self._collections)
@@ -360,20 +362,24 @@ class CollectionManager:
                 host = domain["host"]
             members = yield self.endpoints(collection_id)
             for endpoint in members:
-                path = join_path(merged["base_path"], endpoint["path"])
-                try:
-                    shape = parse_pattern(path).shape
-                except PatternError as e:
-                    raise Conflict(
-                        f"with base_path '{merged['base_path']}' endpoint '{endpoint['name']}' "
-                        f"would be served at {path}, which is not a valid pattern: {e}",
-                        field="base_path",
-                        endpoint_id=endpoint["id"],
-                    )
-                moved.append(dict(endpoint, domain=host or endpoint["domain"], path_shape=shape))
+                routes = []
+                for route in routes_of(endpoint):
+                    path = join_path(merged["base_path"], route["path"])
+                    try:
+                        routes.append(dict(route, path_shape=parse_pattern(path).shape))
+                    except PatternError as e:
+                        raise Conflict(
+                            f"with base_path '{merged['base_path']}' endpoint '{endpoint['name']}' "
+                            f"would be served at {path}, which is not a valid pattern: {e}",
+                            field="base_path",
+                            endpoint_id=endpoint["id"],
+                        )
+                moved.append(
+                    dict(endpoint, domain=host or endpoint["domain"], routes=routes, path_shape=routes[0]["path_shape"])
+                )
         try:
             record: Record = yield self._store.update_collection(
-                collection_id, fields, [(e["id"], e["domain"], e["path_shape"]) for e in moved], revision=revision
+                collection_id, fields, [_move(e) for e in moved], revision=revision
             )
         except Missing as e:
             raise _no_domain(e)
@@ -512,25 +518,29 @@ class CollectionManager:
                         field="domain",
                     )
         base_path = collection["base_path"] if collection is not None else ""
-        path = join_path(base_path, merged["path"])
-        try:
-            shape = parse_pattern(path).shape
-        except PatternError as e:
-            raise BadRequest(
-                f"field 'path': under the collection's base_path '{base_path}' it makes {path}, "
-                f"which is not a valid pattern: {e}",
-                field="path",
-            )
-        return {"domain": host, "path_shape": shape}
+        routes = routes_of(merged)
+        for i, route in enumerate(routes):
+            path = join_path(base_path, route["path"])
+            try:
+                parse_pattern(path)
+            except PatternError as e:
+                field = "path" if len(routes) == 1 and "routes" not in payload else f"routes[{i}].path"
+                raise BadRequest(
+                    f"field '{field}': under the collection's base_path '{base_path}' it makes {path}, "
+                    f"which is not a valid pattern: {e}",
+                    field=field,
+                )
+        routes = shaped(routes, lambda path: join_path(base_path, path))
+        return {"domain": host, "routes": routes, "path_shape": routes[0]["path_shape"]}
 
     @inlineCallbacks
     def holder(self, record: Record) -> Generator["Deferred[Any]", Any, Optional[Record]]:
         """The other endpoint serving ``record``'s effective route, or None."""
         others: builtins.list[Record] = yield self._endpoints.list()
+        mine = {(record["domain"], r["method"], r["path_shape"]) for r in routes_of(record)}
         for other in others:
-            if other["id"] != record.get("id") and (
-                (other["domain"], other["method"], other["path_shape"])
-                == (record["domain"], record["method"], record["path_shape"])
+            if other["id"] != record.get("id") and any(
+                (other["domain"], r["method"], r["path_shape"]) in mine for r in routes_of(other)
             ):
                 return other
         return None
@@ -570,6 +580,11 @@ def _delete_endpoints(manager: EndpointManager, records: Iterable[Record]) -> Ge
     return count
 
 
+def _move(endpoint: Record) -> Move:
+    """The store's ``Move`` of an endpoint record as it is to be: its domain and each route's shape."""
+    return (endpoint["id"], endpoint["domain"], tuple(r["path_shape"] for r in routes_of(endpoint)))
+
+
 def _no_domain(missing: Missing) -> BadRequest:
     """400 for a ``domain_id`` naming no domain."""
     return BadRequest(f"field 'domain_id': no domain with id '{missing.record_id}'", field="domain_id")
@@ -583,12 +598,14 @@ def _clash(
 ) -> Conflict:
     """409 for a ``RouteClash``: which endpoint would take whose route."""
     endpoint = next(e for e in moved if e["id"] == error.endpoint_id)
+    routes = routes_of(endpoint)
+    taken = routes[error.position] if error.position < len(routes) else routes[0]
     base_paths = base_paths or {}
     if endpoint.get("collection_id") in base_paths:
-        path = join_path(base_paths[endpoint["collection_id"]], endpoint["path"])
+        path = join_path(base_paths[endpoint["collection_id"]], taken["path"])
     else:
-        path = collections.full_path(endpoint)
-    route = route_text(endpoint["method"], endpoint["domain"], path)
+        path = collections.full_path(dict(endpoint, path=taken["path"]))
+    route = route_text(taken["method"], endpoint["domain"], path)
     return Conflict(
         f"endpoint '{endpoint['name']}' would be served at {route}, "
         f"which endpoint '{error.other_name}' already serves",

@@ -35,15 +35,23 @@ from edgegw_tx.store.interface import IEndpointStore, Record
 # The checked fields of a create or update body (typed here while validation.py is not).
 endpoint_fields: Callable[..., dict[str, Any]] = validation.endpoint_fields
 
+#: A record's routes, ``[{method, path, ...}]`` (validation.py's, said once).
+routes_of: Callable[[Record], list[Record]] = validation.routes_of
+
 # The columns that make an endpoint's route: a change of one moves a running route.
-ROUTE_COLUMNS = ("path", "method", "domain", "collection_id", "path_shape")
+ROUTE_COLUMNS = ("path", "method", "routes", "domain", "collection_id", "path_shape")
+
+
+def shaped(routes: list[Record], full_path: Callable[[str], str]) -> list[Record]:
+    """``routes`` each with the ``path_shape`` of its served path (``full_path(path)``), which the store keeps unique."""
+    return [dict(r, path_shape=parse_pattern(full_path(r["path"])).shape) for r in routes]
 
 
 class Placement(Protocol):
     """Where endpoints are served (admin/domains.py ``CollectionManager``)."""
 
     def place(self, payload: Any, fields: Record, current: Optional[Record]) -> "Deferred[Record]":
-        """Check a create or update; fire with its effective ``domain`` and ``path_shape``."""
+        """Check a create or update; fire with its effective ``domain``, ``routes`` (shaped) and first ``path_shape``."""
 
     def holder(self, record: Record) -> "Deferred[Optional[Record]]":
         """The other endpoint serving ``record``'s route, or None."""
@@ -125,12 +133,13 @@ class EndpointRecords:
     @inlineCallbacks
     def _create(self, payload: Any) -> Generator["Deferred[Any]", Any, Record]:
         fields = endpoint_fields(payload)
-        pattern = parse_pattern(fields["path"])
+        routes = shaped(fields["routes"], lambda path: path)
         stamp = now()
         record = dict(fields)
         record.update(
             id=uuid.uuid4().hex,
-            path_shape=pattern.shape,
+            routes=routes,
+            path_shape=routes[0]["path_shape"],
             status="created",
             created_at=stamp,
             updated_at=stamp,
@@ -196,9 +205,10 @@ class EndpointRecords:
             raise Stale("endpoint", endpoint_id, current.get("revision", 0))
         fields = endpoint_fields(payload, current)
         merged = dict(current, **fields)
-        if "path" in fields:
-            fields["path_shape"] = parse_pattern(fields["path"]).shape
-            merged["path_shape"] = fields["path_shape"]
+        if "routes" in fields:
+            fields["routes"] = shaped(fields["routes"], lambda path: path)
+            fields["path_shape"] = fields["routes"][0]["path_shape"]
+            merged.update(routes=fields["routes"], path_shape=fields["path_shape"])
         if self._placement is not None:
             placed = yield self._placement.place(payload, fields, current)
             fields.update(placed)
@@ -236,11 +246,19 @@ class EndpointRecords:
         other = None
         if self._placement is not None:
             other = yield self._placement.holder(record)
+        route = routes_of(record)[0]
+        if other is not None:
+            # The route of ``record`` that ``other`` holds.
+            theirs = {(r["method"], r.get("path_shape")) for r in routes_of(other)}
+            route = next(
+                (r for r in routes_of(record) if (r["method"], r.get("path_shape")) in theirs), route
+            )
         return Conflict(
             "another endpoint {}already serves {} {} on domain '{}'".format(
                 f"('{other['name']}', id {other['id']}) " if other else "",
-                record["method"],
-                self.full_path(record),
+                route["method"],
+                self.full_path(dict(record, path=route["path"])),
                 record["domain"],
-            )
+            ),
+            **({"conflicts_with": other["id"]} if other else {}),
         )

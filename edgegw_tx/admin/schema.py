@@ -38,6 +38,8 @@ MAX_CODE = 1_000_000
 """A handler's Rust source, in characters (also an imported bundle's .rs file)."""
 MAX_PATH = 2000
 MAX_METHOD = 20
+MAX_ROUTES = 32
+"""The routes one endpoint may serve (``routes``)."""
 MAX_HOST = 253
 MAX_KEY_NAME = 100
 
@@ -500,26 +502,48 @@ ROLLBACK_INPUT = obj(
 )
 
 
+def endpoint_route() -> Schema:
+    """One route of an endpoint: a method and a path pattern (under its collection's base path)."""
+    return obj(
+        {
+            "method": string(
+                MAX_METHOD,
+                METHOD_PATTERN,
+                description="any letter case",
+                **keywords({"x-error": "must be one of " + ", ".join(sorted(METHODS)) + " (any letter case)"}),
+            ),
+            "path": string(
+                MAX_PATH,
+                PATH_PATTERN,
+                description="a path pattern such as /users/{id}",
+                **keywords(
+                    {
+                        "x-error": "must be a path pattern such as /users/{id}: '/' and segments of URL "
+                        "characters, percent-escapes or {name} parameters, none empty"
+                    }
+                ),
+            ),
+        },
+        required=("method", "path"),
+    )
+
+
 def endpoint_input(create: bool) -> Schema:
-    """An endpoint as created (name, path and method required) or changed."""
+    """
+    An endpoint as created (name, and ``routes`` or ``method`` and ``path``,
+    required) or changed.  ``method``/``path`` are the one-route form of
+    ``routes``: given with ``routes`` they must be its first route.
+    """
+    route = endpoint_route()["properties"]
     properties = {
         "name": NAME,
-        "path": string(
-            MAX_PATH,
-            PATH_PATTERN,
-            description="a path pattern such as /users/{id}",
-            **keywords(
-                {
-                    "x-error": "must be a path pattern such as /users/{id}: '/' and segments of URL "
-                    "characters, percent-escapes or {name} parameters, none empty"
-                }
-            ),
-        ),
-        "method": string(
-            MAX_METHOD,
-            METHOD_PATTERN,
-            description="any letter case",
-            **keywords({"x-error": "must be one of " + ", ".join(sorted(METHODS)) + " (any letter case)"}),
+        "path": dict(route["path"], description="the one-route form: the path of the first route"),
+        "method": dict(route["method"], description="the one-route form: the method of the first route"),
+        "routes": array(
+            endpoint_route(),
+            minItems=1,
+            maxItems=MAX_ROUTES,
+            description=f"the routes the endpoint serves, 1 to {MAX_ROUTES}, all by its one handler",
         ),
         "domain": dict(
             HOST, description="* (the default) or the host of a domain record (400 otherwise)"
@@ -532,7 +556,10 @@ def endpoint_input(create: bool) -> Schema:
     }
     properties.update(settings_properties())
     properties.update({name: ANY for name in ENDPOINT_READ_ONLY})
-    return obj(properties, required=("name", "path", "method") if create else ())
+    if not create:
+        return obj(properties)
+    # Its routes in one form or the other (the first named when both are missing).
+    return obj(properties, required=("name",), anyOf=[{"required": ["method", "path"]}, {"required": ["routes"]}])
 
 
 def endpoint_properties() -> dict[str, Schema]:
@@ -540,8 +567,12 @@ def endpoint_properties() -> dict[str, Schema]:
     return {
         "id": ID,
         "name": string(),
-        "path": string(),
-        "method": string(enum=sorted(METHODS)),
+        "path": string(description="the path of its first route"),
+        "method": string(enum=sorted(METHODS), description="the method of its first route"),
+        "routes": array(
+            obj({"method": string(enum=sorted(METHODS)), "path": string()}, required=("method", "path")),
+            description="every route it serves, in order (the first is method and path)",
+        ),
         "domain": string(description="the host it is served on (its collection's, if that has one)"),
         "collection_id": nullable(string()),
         "description": string(),
@@ -554,7 +585,7 @@ def endpoint_properties() -> dict[str, Schema]:
         "last_error": nullable(string()),
         "pids": array(integer(1)),
         "services": map_of(ID, description="bindings: {pool_id: service_id}"),
-        "route": string(description="what the data plane matches: method, host and full path"),
+        "route": string(description="what the data plane matches for its first route: method, host and full path"),
         "version": nullable(string(description="the live version: the first 12 hex digits of its digest")),
         "workers": array(WORKER, description="the running workers, with those still draining after a switch"),
         "queue": integer(0, description="requests waiting for a worker"),

@@ -112,6 +112,8 @@ def type_words(field: Schema) -> str:
         if items.get("type") == "string":
             longest = f" of at most {items['maxLength']:,} characters" if "maxLength" in items else ""
             return f"a list of {count}strings{longest}"
+        if items.get("type") == "object" and items.get("properties"):
+            return f"a list of {count}objects `{{{', '.join(items['properties'])}}}`"
         return f"a list of {count}{type_words(items)}"
     if kind == "object":
         values = field.get("additionalProperties")

@@ -327,24 +327,78 @@ _ENDPOINT_CREATE = _schema.endpoint_input(create=True)
 _ENDPOINT_UPDATE = _schema.endpoint_input(create=False)
 
 
+def _route(method: Any, path: Any, field: str) -> dict[str, str]:
+    """One route, checked and normalised; 400 naming ``field`` (``routes[1]``, or the one-route form's own)."""
+    try:
+        pattern = parse_pattern(path)
+    except PatternError as e:
+        name = f"{field}.path" if field.startswith("routes") else "path"
+        raise BadRequest(f"field '{name}' is not a valid path pattern: {e}", field=name)
+    return {"method": validate_method(method), "path": pattern.text}
+
+
+def routes_of(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """A record's routes (``routes``; a record of before has only its one ``method`` and ``path``)."""
+    routes = record.get("routes")
+    return list(routes) if routes else [{"method": record["method"], "path": record["path"]}]
+
+
+def _routes(payload: dict[str, Any], current: dict[str, Any] | None) -> list[dict[str, str]] | None:
+    """
+    The routes after a create or update (None: unchanged).  ``routes`` is the
+    whole set; ``method``/``path`` alone are the one-route form (on an update,
+    a change of the first route); given together they must agree with the
+    first of ``routes``.  One method and path shape twice is a 400.
+    """
+    if "routes" in payload:
+        routes = [_route(r["method"], r["path"], f"routes[{i}]") for i, r in enumerate(payload["routes"])]
+        for name in ("method", "path"):
+            if name in payload and _route(
+                payload.get("method", routes[0]["method"]), payload.get("path", routes[0]["path"]), name
+            )[name] != routes[0][name]:
+                raise BadRequest(
+                    f"field '{name}' is the one-route form of 'routes' and must be the first route's "
+                    f"({routes[0][name]}), not {payload[name]}; send one form or make them agree",
+                    field=name,
+                )
+    elif "method" in payload or "path" in payload:
+        if current is None and not ("method" in payload and "path" in payload):
+            missing = "path" if "method" in payload else "method"
+            raise BadRequest(f"missing field '{missing}'", field=missing)
+        first = routes_of(current)[0] if current is not None else {}
+        route = _route(payload.get("method", first.get("method")), payload.get("path", first.get("path")), "path")
+        routes = [route] + (routes_of(current)[1:] if current is not None else [])
+    else:
+        return None  # an update leaving the routes as they are (a create without any failed its schema)
+    seen: dict[tuple[str, str], int] = {}
+    for i, route in enumerate(routes):
+        shape = (route["method"], parse_pattern(route["path"]).shape)
+        if shape in seen:
+            raise BadRequest(
+                f"field 'routes[{i}]': {route['method']} {route['path']} is the same route as "
+                f"routes[{seen[shape]}] (one method and path shape once)",
+                field=f"routes[{i}]",
+            )
+        seen[shape] = i
+    return routes
+
+
 def endpoint_fields(payload: Any, current: dict[str, Any] | None = None) -> dict[str, Any]:
     """
     Check a create (``current`` None) or update payload against its schema
     (``schema.endpoint_input``); return the fields to store, normalised, plus
     what a schema cannot say: the path parsed, min <= max.
     """
+    if current is None and isinstance(payload, dict) and not {"routes", "method", "path"} & set(payload):
+        raise BadRequest("missing field 'routes' (or its one-route form, 'method' and 'path')", field="routes")
     check_schema(_ENDPOINT_CREATE if current is None else _ENDPOINT_UPDATE, payload, _refine(payload))
     fields: dict[str, Any] = {}
     if "name" in payload:
         fields["name"] = payload["name"].strip()
-    if "path" in payload:
-        try:
-            pattern = parse_pattern(payload["path"])
-        except PatternError as e:
-            raise BadRequest(f"field 'path' is not a valid path pattern: {e}", field="path")
-        fields["path"] = pattern.text
-    if "method" in payload:
-        fields["method"] = validate_method(payload["method"])
+    routes = _routes(payload, current)
+    if routes is not None:
+        fields["routes"] = routes
+        fields["method"], fields["path"] = routes[0]["method"], routes[0]["path"]
     if "domain" in payload:
         fields["domain"] = payload["domain"].strip().lower()
     elif current is None:

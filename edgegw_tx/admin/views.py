@@ -17,6 +17,7 @@ from edgegw_tx.store.interface import Record
 
 # The settings with their defaults filled in, typed here while validation.py is not.
 effective_settings: Callable[[dict[str, Any]], dict[str, Any]] = validation.effective_settings
+routes_of: Callable[[Record], list[Record]] = validation.routes_of
 
 # Record columns that are the store's business, never shown.
 _HIDDEN = ("path_shape",)
@@ -46,6 +47,8 @@ def endpoint_view(record: Record, live: Live, full_path: str) -> Record:
     public["settings"] = effective_settings(record["settings"])
     public["pids"] = list(live.pids)
     public["route"] = "{} {}{}".format(record["method"], record["domain"], full_path)
+    # Every route as written (the first is ``method`` and ``path``); shapes are the store's.
+    public["routes"] = [{"method": r["method"], "path": r["path"]} for r in routes_of(record)]
     # The live version: what the running pool serves (else what last ran).
     public["version"] = short(live.digest or record["deployed"])
     public["workers"] = list(live.workers)

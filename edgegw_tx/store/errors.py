@@ -51,15 +51,18 @@ class InUse(Conflict):
 class RouteClash(Conflict):
     """
     Moving endpoints (a domain's new host, a collection's new base path or
-    domain) would give ``endpoint_id`` the route ``other_id`` (named
-    ``other_name``) already has; nothing was changed.
+    domain) would give ``endpoint_id`` a route (its ``position``-th) that
+    ``other_id`` (named ``other_name``) already has; nothing was changed.
     """
 
-    def __init__(self, endpoint_id: str, other_id: str | None, other_name: str | None) -> None:
+    def __init__(
+        self, endpoint_id: str, other_id: str | None, other_name: str | None, position: int = 0
+    ) -> None:
         super().__init__(f"endpoint {endpoint_id} would take the route of endpoint {other_id}")
         self.endpoint_id = endpoint_id
         self.other_id = other_id
         self.other_name = other_name
+        self.position = position
 
 
 class Stale(Exception):

@@ -43,8 +43,9 @@ from zope.interface import Attribute, Interface
 #: One record: column name to value, JSON-valued columns decoded.
 Record = dict[str, Any]
 
-#: An endpoint moved to another route: ``(endpoint_id, domain, path_shape)``.
-Move = tuple[str, str, str]
+#: An endpoint moved to other routes: ``(endpoint_id, domain, path shapes)``, a
+#: shape for each of its routes in their order (methods and paths stay).
+Move = tuple[str, str, tuple[str, ...]]
 
 
 class IEndpointStore(Interface):

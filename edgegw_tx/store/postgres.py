@@ -38,6 +38,7 @@ _T = TypeVar("_T")
 #: The tables a snapshot holds: the configuration a node serves.
 SNAPSHOT_TABLES = (
     "endpoints",
+    "endpoint_routes",
     "services",
     "bindings",
     "domains",

@@ -139,6 +139,16 @@ def m0006_cluster(cursor: Any) -> None:
     ddl.run(cursor, WORDS, ddl.NODES, ddl.ARTIFACTS, ddl.BUILD_CLAIMS)
 
 
+def m0007_endpoint_routes(cursor: Any) -> None:
+    """
+    Endpoints with several routes: one ``endpoint_routes`` row per route, in
+    order, with the uniqueness rule of routes (domain, method, path shape)
+    over all of them.  Every endpoint of before gets its one route from its
+    columns, which keep the first route (for readers of before).
+    """
+    ddl.run(cursor, WORDS, ddl.ENDPOINT_ROUTES, ddl.ENDPOINT_ROUTES_OF_BEFORE)
+
+
 #: This module's ``m<NNNN>_`` functions, in their order.
 MIGRATIONS = defined_in(globals())
 

@@ -239,3 +239,28 @@ BUILD_CLAIMS = Template(
         )
         """
 )
+
+# Migration 7: every route of an endpoint (one row each; domain, method and path shape unique over all).
+
+ENDPOINT_ROUTES = Template(
+    """
+        CREATE TABLE endpoint_routes (
+            endpoint_id TEXT NOT NULL REFERENCES endpoints (id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            method TEXT NOT NULL,
+            path TEXT NOT NULL,
+            domain TEXT NOT NULL,
+            path_shape TEXT NOT NULL,
+            PRIMARY KEY (endpoint_id, position),
+            UNIQUE (domain, method, path_shape)
+        )
+        """
+)
+
+#: The one route every endpoint of before has: its own columns.
+ENDPOINT_ROUTES_OF_BEFORE = Template(
+    """
+        INSERT INTO endpoint_routes (endpoint_id, position, method, path, domain, path_shape)
+        SELECT id, 0, method, path, domain, path_shape FROM endpoints
+        """
+)

@@ -262,12 +262,42 @@ def _services_of(tx: Tx, endpoint_id: str) -> dict[str, str]:
     return dict(tx.fetchall())
 
 
+def _routes_by_endpoint(tx: Tx, endpoint_id: str | None = None) -> dict[str, list[Record]]:
+    """Endpoints' routes as ``{endpoint_id: [{method, path, path_shape}]}`` in order (one endpoint's, or all)."""
+    where, args = (" WHERE endpoint_id = ?", (endpoint_id,)) if endpoint_id is not None else ("", ())
+    tx.execute(
+        "SELECT endpoint_id, method, path, path_shape FROM endpoint_routes" + where + " ORDER BY endpoint_id, position",
+        args,
+    )
+    routes: dict[str, list[Record]] = {}
+    for owner, method, path, path_shape in tx.fetchall():
+        routes.setdefault(owner, []).append({"method": method, "path": path, "path_shape": path_shape})
+    return routes
+
+
+def _write_routes(tx: Tx, endpoint_id: str, domain: str, routes: Sequence[Mapping[str, Any]]) -> None:
+    """Give the endpoint exactly ``routes`` (``{method, path, path_shape}`` each) on ``domain``; the first in its own columns too."""
+    tx.execute("DELETE FROM endpoint_routes WHERE endpoint_id = ?", (endpoint_id,))
+    tx.executemany(
+        "INSERT INTO endpoint_routes (endpoint_id, position, method, path, domain, path_shape) VALUES (?, ?, ?, ?, ?, ?)",
+        [(endpoint_id, i, r["method"], r["path"], domain, r["path_shape"]) for i, r in enumerate(routes)],
+    )
+
+
+def _routes_given(record: Record) -> list[Record]:
+    """The routes a write gives: ``routes``, or the one-route form's columns."""
+    if record.get("routes"):
+        return list(record["routes"])
+    return [{"method": record["method"], "path": record["path"], "path_shape": record["path_shape"]}]
+
+
 def _get_endpoint(tx: Tx, endpoint_id: str) -> Record | None:
     row = tx.one(_select("endpoints", ENDPOINT_COLUMNS) + " WHERE id = ?", (endpoint_id,))
     if row is None:
         return None
     record = _decode_endpoint(row)
     record["services"] = _services_of(tx, endpoint_id)
+    record["routes"] = _routes_by_endpoint(tx, endpoint_id).get(endpoint_id, [])
     return record
 
 
@@ -312,25 +342,37 @@ def _check_domain(tx: Tx, domain_id: str | None) -> None:
 
 def _move_endpoints(tx: Tx, moves: Sequence[Move]) -> None:
     """
-    Give endpoints a new (domain, path_shape), all or nothing. Two passes: the
-    moved rows first leave their routes (a placeholder shape no pattern can
-    have), so a move onto a route another moved endpoint is leaving is no
-    clash; a real clash raises ``RouteClash`` naming the endpoint in the way,
-    found by a query before the write (PostgreSQL would abort the whole
-    transaction on the broken UNIQUE rule).
+    Give endpoints a new domain and path shapes (one per route, in order), all
+    or nothing. Two passes: the moved rows first leave their routes (a
+    placeholder shape no pattern can have), so a move onto a route another
+    moved endpoint is leaving is no clash; a real clash raises ``RouteClash``
+    naming the endpoint in the way and the route, found by a query before the
+    write (PostgreSQL would abort the whole transaction on the broken UNIQUE
+    rule).
     """
     for endpoint_id, _, _ in moves:
         tx.execute("UPDATE endpoints SET path_shape = ? WHERE id = ?", (_MOVING + endpoint_id, endpoint_id))
-    for endpoint_id, domain, path_shape in moves:
-        row = tx.one(
-            "SELECT o.id, o.name FROM endpoints o JOIN endpoints e ON e.id = ? "
-            "WHERE o.domain = ? AND o.method = e.method AND o.path_shape = ? AND o.id != ?",
-            (endpoint_id, domain, path_shape, endpoint_id),
-        )
-        if row is not None:
-            raise RouteClash(endpoint_id, row[0], row[1])
         tx.execute(
-            "UPDATE endpoints SET domain = ?, path_shape = ? WHERE id = ?", (domain, path_shape, endpoint_id)
+            "UPDATE endpoint_routes SET path_shape = CAST(? AS TEXT) || CAST(position AS TEXT) WHERE endpoint_id = ?",
+            (_MOVING + endpoint_id + ":", endpoint_id),
+        )
+    for endpoint_id, domain, shapes in moves:
+        tx.execute("SELECT method FROM endpoint_routes WHERE endpoint_id = ? ORDER BY position", (endpoint_id,))
+        methods = [method for (method,) in tx.fetchall()]
+        for position, (method, path_shape) in enumerate(zip(methods, shapes)):
+            row = tx.one(
+                "SELECT e.id, e.name FROM endpoint_routes r JOIN endpoints e ON e.id = r.endpoint_id "
+                "WHERE r.domain = ? AND r.method = ? AND r.path_shape = ? AND r.endpoint_id != ?",
+                (domain, method, path_shape, endpoint_id),
+            )
+            if row is not None:
+                raise RouteClash(endpoint_id, row[0], row[1], position)
+            tx.execute(
+                "UPDATE endpoint_routes SET domain = ?, path_shape = ? WHERE endpoint_id = ? AND position = ?",
+                (domain, path_shape, endpoint_id, position),
+            )
+        tx.execute(
+            "UPDATE endpoints SET domain = ?, path_shape = ? WHERE id = ?", (domain, shapes[0], endpoint_id)
         )
 
 
@@ -474,8 +516,14 @@ class SQLStore:
     # endpoints
 
     def create_endpoint(self, record: Record) -> Deferred[Record]:
+        """Insert an endpoint with its ``routes`` (or its one route's columns); ``Conflict`` when another has one of them."""
+        routes = _routes_given(record)
+        row = {k: v for k, v in record.items() if k != "routes"}
+        row.update(method=routes[0]["method"], path=routes[0]["path"], path_shape=routes[0]["path_shape"])
+
         def create(tx: Tx) -> Record:
-            _insert_row(tx, "endpoints", ENDPOINT_COLUMNS, record)
+            _insert_row(tx, "endpoints", ENDPOINT_COLUMNS, row)
+            _write_routes(tx, record["id"], row["domain"], routes)
             return _present(_get_endpoint(tx, record["id"]))
 
         return self._write(create)
@@ -492,8 +540,10 @@ class SQLStore:
             services: dict[str, dict[str, str]] = {}
             for endpoint_id, pool_id, service_id in tx.fetchall():
                 services.setdefault(endpoint_id, {})[pool_id] = service_id
+            routes = _routes_by_endpoint(tx)
             for record in records:
                 record["services"] = services.get(record["id"], {})
+                record["routes"] = routes.get(record["id"], [])
             return records
 
         return self._read(list_)
@@ -501,13 +551,28 @@ class SQLStore:
     def update_endpoint(
         self, endpoint_id: str, fields: Record, revision: int | None = None
     ) -> Deferred[Record | None]:
-        """Change some columns; fires with the new record (None if gone)."""
+        """
+        Change some columns, and with ``routes`` all the routes (the first
+        in the columns too); fires with the new record (None if gone).
+        ``Conflict`` when another endpoint has one of the routes.
+        """
+        routes = fields.get("routes")
+        fields = {k: v for k, v in fields.items() if k != "routes"}
+        if routes:
+            fields.update(method=routes[0]["method"], path=routes[0]["path"], path_shape=routes[0]["path_shape"])
         columns = _columns("endpoints", ENDPOINT_COLUMNS, fields)
 
         def update(tx: Tx) -> Record | None:
             if not _check_revision(tx, "endpoints", endpoint_id, revision):
                 return None
             _update_row(tx, "endpoints", endpoint_id, columns, fields)
+            if routes or "domain" in fields or {"method", "path", "path_shape"} & set(fields):
+                current = _present(_get_endpoint(tx, endpoint_id))
+                given = list(routes) if routes else current["routes"]
+                if not routes:
+                    # The one-route form: the first route is the columns'.
+                    given[0] = {k: current[k] for k in ("method", "path", "path_shape")}
+                _write_routes(tx, endpoint_id, current["domain"], given)
             return _get_endpoint(tx, endpoint_id)
 
         return self._write(update)
@@ -521,6 +586,7 @@ class SQLStore:
             tx.execute("DELETE FROM bindings WHERE endpoint_id = ?", (endpoint_id,))
             tx.execute("DELETE FROM versions WHERE endpoint_id = ?", (endpoint_id,))
             tx.execute("DELETE FROM worker_uids WHERE endpoint_id = ?", (endpoint_id,))
+            tx.execute("DELETE FROM endpoint_routes WHERE endpoint_id = ?", (endpoint_id,))
             tx.execute("DELETE FROM endpoints WHERE id = ?", (endpoint_id,))
             return tx.rowcount > 0
 

@@ -135,10 +135,10 @@ class LoggedRoutes(RouteTable):
         super().__init__()
         self.events = events
 
-    def add(self, key: str, domain: str, method: str, pattern: Any, target: Any) -> Any:
+    def place(self, key: str, routes: Any, target: Any) -> Any:
         """Log, then route."""
         self.events.append(("route", target.version))
-        return super().add(key, domain, method, pattern, target)
+        return super().place(key, routes, target)
 
 
 class RecordStore:

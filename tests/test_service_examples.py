@@ -134,7 +134,7 @@ class ServiceExampleIntegrationTests(GatewayTestCase):
             conn.execute("CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT NOT NULL, price_cents INTEGER NOT NULL)")
             conn.execute("INSERT INTO products VALUES (1, 'teapot', 1899)")
         cache = yield self.service("cache", "redis", {"host": "127.0.0.1"})
-        [endpoint_id] = yield self.deploy_routes(
+        endpoint_id = yield self.deploy_routes(
             "products", example("cached_read"), [("GET", "/products/{id}")],
             {"cache": cache["id"], "catalog": catalog["id"]}, env={"CACHE_PREFIX": prefix},
         )

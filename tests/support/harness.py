@@ -130,12 +130,17 @@ class GatewayHarness:
         returnValue((response, content))
 
     @inlineCallbacks
-    def deploy(self, name, path, code, method="GET", **settings):
-        code_, created = yield self.call(
-            "POST",
-            "/endpoints",
-            {"name": name, "path": path, "method": method, "code": code, "settings": settings},
-        )
+    def deploy(self, name, path, code, method="GET", routes=None, **settings):
+        """
+        Create, compile and start an endpoint at ``method`` ``path``, or at
+        every (method, path) of ``routes``; its record once started.
+        """
+        body = {"name": name, "code": code, "settings": settings}
+        if routes is None:
+            body.update(path=path, method=method)
+        else:
+            body["routes"] = [{"method": m, "path": p} for m, p in routes]
+        code_, created = yield self.call("POST", "/endpoints", body)
         self.test_case.assertEqual(code_, 201, created)
         endpoint_id = created["data"]["id"]
         status, compiled = yield self.call("POST", "/endpoints/%s/compile" % endpoint_id)
@@ -180,26 +185,21 @@ class GatewayTestCase(unittest.TestCase):
         returnValue(document["data"])
 
     @inlineCallbacks
-    def deploy_routes(self, name, code, routes, bindings, env=None):
+    def deploy_routes(self, name, code, routes, bindings, env=None, **settings):
         """
-        Deploy ``code`` as one endpoint per (method, path), each with the same
-        service ``bindings`` ({pool id: service id}) and ``env``; their ids.
+        Deploy ``code`` as one endpoint serving every (method, path) of
+        ``routes``, with service ``bindings`` ({pool id: service id}), ``env``
+        and other ``settings``; its id.
         """
-        ids = []
-        for method, path in routes:
-            suffix = method.lower() + path.replace("/", "-").replace("{", "").replace("}", "")
-            started = yield self.gateway.deploy(
-                "%s-%s" % (name, suffix), path, code, method=method, env=env or {}
+        started = yield self.gateway.deploy(name, None, code, routes=routes, env=env or {}, **settings)
+        for pool_id, service_id in bindings.items():
+            status, bound = yield self.gateway.call(
+                "POST",
+                "/endpoints/%s/services" % started["id"],
+                {"service_id": service_id, "pool_id": pool_id},
             )
-            for pool_id, service_id in bindings.items():
-                status, bound = yield self.gateway.call(
-                    "POST",
-                    "/endpoints/%s/services" % started["id"],
-                    {"service_id": service_id, "pool_id": pool_id},
-                )
-                self.assertIn(status, (200, 201), bound)
-            ids.append(started["id"])
-        returnValue(ids)
+            self.assertIn(status, (200, 201), bound)
+        returnValue(started["id"])
 
 
 class _Collect(ProcessProtocol):

@@ -1,8 +1,8 @@
 // The notes CRUD API over PostgreSQL: notes_sqlite.rs with PostgreSQL's table
 // definition (BIGSERIAL, TIMESTAMPTZ). Same `?` placeholders: the gateway
 // translates them. The table name comes from the endpoint's environment
-// (settings.env NOTES_TABLE, default "notes"). Deploy under the same five
-// endpoints and bind a PostgreSQL service to each as "notes".
+// (settings.env NOTES_TABLE, default "notes"). Deploy as one endpoint with the
+// same five routes and bind a PostgreSQL service to it as "notes".
 use rust_edge_gateway_sdk::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 

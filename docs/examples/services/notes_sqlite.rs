@@ -1,6 +1,9 @@
-// A notes CRUD API over SQLite. Deploy this code under five endpoints (the same
-// code compiles once) and bind an SQLite service to each as "notes":
-//   GET /notes   POST /notes   GET /notes/{id}   PUT /notes/{id}   DELETE /notes/{id}
+// A notes CRUD API over SQLite: one endpoint serving five routes, with an
+// SQLite service bound to it as "notes":
+//   "routes": [{"method": "GET", "path": "/notes"}, {"method": "POST", "path": "/notes"},
+//              {"method": "GET", "path": "/notes/{id}"}, {"method": "PUT", "path": "/notes/{id}"},
+//              {"method": "DELETE", "path": "/notes/{id}"}]
+// `handle` dispatches on the method and on whether the path has an {id}.
 use rust_edge_gateway_sdk::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -245,6 +245,20 @@ class OpenAPIImportTests(ImportTestCase):
         self.assertEqual(self.endpoints()["listPets"]["description"], "Every pet")
         self.assertEqual(len(self.endpoints()), 4)
 
+    def test_a_multi_route_endpoint_is_matched_and_left_alone(self):
+        """An operation on any route of an endpoint serving several is that endpoint, unchanged; no second one is made."""
+        code, document = self.call(
+            "POST",
+            "/api/endpoints",
+            {"name": "pets", "code": HELLO, "routes": [{"method": "POST", "path": "/pets"}, {"method": "GET", "path": "/pets"}]},
+        )
+        self.assertEqual(code, 201, document)
+        data = self.imported({"spec": PETSTORE})
+        self.assertEqual(data["unchanged"], ["pets", "pets"])
+        self.assertEqual(len(data["created"]), 2)
+        endpoints = self.endpoints()
+        self.assertEqual((len(endpoints), endpoints["pets"]["code"]), (3, HELLO))
+
     def test_reimport_never_overwrites_user_code(self):
         """A renamed operationId refreshes untouched stubs only; code a person wrote stays."""
         data = self.imported({"spec": PETSTORE})

@@ -22,6 +22,10 @@ Decisions, so a re-import is predictable:
   while it still is an untouched stub (``stubs.is_untouched_stub``), never when
   a person changed it; a bundle's matched ``.rs`` file replaces it always (that
   is what the bundle is for). Its name, settings and enabled flag are left alone.
+  An endpoint serving several routes (``routes``) is one handler for all of
+  them, written by a person: an operation on any of its routes matches it and
+  leaves it as it is (reported ``unchanged``), so an import never writes one
+  operation's stub or description over a handler that serves others too.
 * Validation comes first: an invalid spec, or a path the gateway cannot route
   (``/a{b}``, ``{pet-id}``), answers 400 before any endpoint is written.
 * ``create_collection`` reuses the collection of the same name on the same domain
@@ -56,7 +60,7 @@ from edgegw_tx.admin.domains import CollectionManager, DomainManager, join_path
 from edgegw_tx.admin.errors import ApiError, BadRequest, NotFound, PayloadTooLarge, Unprocessable
 from edgegw_tx.admin.stubs import is_untouched_stub, stub_code
 from edgegw_tx.admin.schema import HOST, IMPORT_OPENAPI, MAX_CODE, MAX_DESCRIPTION, MAX_NAME
-from edgegw_tx.admin.validation import UNSAFE_IN_NAME, check_schema, schema_errors
+from edgegw_tx.admin.validation import UNSAFE_IN_NAME, check_schema, routes_of, schema_errors
 from edgegw_tx.paths import PatternError, parse_pattern
 from edgegw_tx.store.interface import Record
 
@@ -707,7 +711,7 @@ class Importer:
         domain, collection, base = yield self._target(spec, options)
         collection_id = collection["id"] if collection else None
         existing: list[Record] = yield self._manager.list()
-        routes = {(r["domain"], r["method"], r["path_shape"]): r for r in existing}
+        routes = {(r["domain"], route["method"], route["path_shape"]): r for r in existing for route in routes_of(r)}
         result: Result = {"created": [], "updated": [], "unchanged": [], "collection": collection_id, "endpoints": []}
         records: dict[str, Record] = {}
         for op in ops:
@@ -726,6 +730,8 @@ class Importer:
                 }
                 record = yield self._manager.create(payload)
                 result["created"].append(record["name"])
+            elif len(routes_of(record)) > 1:
+                result["unchanged"].append(record["name"])
             else:
                 changes: dict[str, Any] = {}
                 if record["description"] != op.description:

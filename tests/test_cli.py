@@ -225,13 +225,48 @@ class DeployTests(GatewayTestCase):
         # --instances N is the API's shorthand for min_instances = max_instances = N.
         self.assertEqual((settings["min_instances"], settings["max_instances"], settings["timeout"]), (3, 3, 2.5))
 
+    def test_deploy_with_routes_makes_one_endpoint_serving_them_all(self):
+        """Repeated --route gives one endpoint its whole set of routes; ls lists the others under the first."""
+        path = self.write("notes.rs", HELLO)
+        code, out, err = self.cli(
+            "deploy", path, "--route", "GET /notes", "--route", "post /notes", "--route", "GET /notes/{id}"
+        )
+        self.assertEqual(
+            (code, out, err),
+            (0, "deployed notes: GET /notes, POST /notes, GET /notes/{id} (running, pids 4242)\n", ""),
+        )
+        [record] = self.endpoints()
+        self.assertEqual(
+            [(r["method"], r["path"]) for r in record["routes"]],
+            [("GET", "/notes"), ("POST", "/notes"), ("GET", "/notes/{id}")],
+        )
+        self.assertEqual(len(FakePool.instances), 1)
+        code, out, _ = self.cli("ls")
+        self.assertEqual(
+            out,
+            f"NAME   ID{' ' * 32}METHOD  PATH         DOMAIN  STATUS   VERSION  PIDS\n"
+            f"notes  {record['id']}  GET     /notes       *       running  d1       4242\n"
+            f"{' ' * 41}POST    /notes\n"
+            f"{' ' * 41}GET     /notes/{{id}}\n",
+        )
+
+    def test_route_and_path_together_are_a_usage_error(self):
+        """--route with --path (or --method), or a --route that is no method and path, is exit 2 before anything is sent."""
+        path = self.write("notes.rs", HELLO)
+        code, out, err = self.cli("deploy", path, "--route", "GET /notes", "--path", "/x")
+        self.assertEqual((code, out, err), (2, "", "error: give --route, or --path and --method, not both\n"))
+        code, _, err = self.cli("deploy", path, "--route", "/notes")
+        self.assertEqual(code, 2)
+        self.assertIn('must be a method and a path, e.g. "GET /notes/{id}"', err)
+        self.assertEqual(self.endpoints(), [])
+
     def test_deploy_of_a_new_name_needs_a_path(self):
         """Creating needs a route: without --path the deploy stops with exit 2 before creating anything."""
         path = self.write("hello.rs", HELLO)
         code, out, err = self.cli("deploy", path)
         self.assertEqual((code, out), (2, ""))
         self.assertEqual(
-            err, "error: there is no endpoint named 'hello' yet: pass --path to create it\n"
+            err, "error: there is no endpoint named 'hello' yet: pass --path (or --route) to create it\n"
         )
         self.assertEqual(self.endpoints(), [])
 

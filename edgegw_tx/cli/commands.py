@@ -354,6 +354,15 @@ def _method(text: str) -> str:
     return method
 
 
+def _route(text: str) -> dict[str, str]:
+    """``--route "GET /notes/{id}"``: a method and a path, as one route of ``routes``."""
+    method, _, path = text.strip().partition(" ")
+    path = path.strip()
+    if not path.startswith("/"):
+        raise argparse.ArgumentTypeError('must be a method and a path, e.g. "GET /notes/{id}"')
+    return {"method": _method(method), "path": path}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line, each command's ``--help`` ending with its example."""
     parser = _build_parser()
@@ -366,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
 # One example per command (and per action of the commands that have them),
 # shown at the end of its ``--help``.
 EXAMPLES: dict[str, str] = {
-    "deploy": "edgegw deploy hello.rs --path /hello --method GET",
+    "deploy": 'edgegw deploy hello.rs --path /hello --method GET\n  edgegw deploy notes.rs --route "GET /notes" --route "POST /notes" --route "GET /notes/{id}"',
     "ls": "edgegw ls --json | jq -r '.[] | select(.status == \"error\") | .name'",
     "nodes": "edgegw nodes",
     "logs": "edgegw logs hello --since 60 --follow",
@@ -463,8 +472,17 @@ def _build_parser() -> argparse.ArgumentParser:
         "start it; a running endpoint is restarted so the new code serves.",
     )
     deploy.add_argument("file", metavar="FILE.rs", help="the handler's Rust source")
-    deploy.add_argument("--path", help="route path, e.g. /users/{id} (needed to create)")
+    deploy.add_argument("--path", help="route path, e.g. /users/{id} (needed to create, or --route)")
     deploy.add_argument("--method", type=_method, help="HTTP method (GET when creating)")
+    deploy.add_argument(
+        "--route",
+        dest="routes",
+        action="append",
+        type=_route,
+        metavar='"METHOD /PATH"',
+        help="one route of an endpoint serving several (repeat it; instead of --path and --method): "
+        'the whole set, e.g. --route "GET /notes" --route "POST /notes"',
+    )
     deploy.add_argument("--name", help="endpoint name (default: the file name without .rs)")
     deploy.add_argument("--domain", help="host name to serve on (default *: any)")
     deploy.add_argument("--instances", type=_instances, help="worker processes")
@@ -593,17 +611,20 @@ def _stem(path: str) -> str:
 def _deploy(gateway: Gateway, context: Context, name: str, code: str) -> Generator[Deferred[Any], Any, int]:
     options = context.options
     fields: dict[str, Any] = {"code": code}
-    for field in ("path", "method", "domain", "instances", "timeout"):
+    if options.routes and (options.path is not None or options.method is not None):
+        raise CommandError("give --route, or --path and --method, not both", USAGE)
+    for field in ("path", "method", "routes", "domain", "instances", "timeout"):
         value = getattr(options, field)
         if value is not None:
             fields[field] = value
     existing = yield gateway.find_endpoint(name, domain=options.domain, required=False)
     if existing is None:
-        if options.path is None:
+        if options.path is None and not options.routes:
             raise CommandError(
-                f"there is no endpoint named '{name}' yet: pass --path to create it", USAGE
+                f"there is no endpoint named '{name}' yet: pass --path (or --route) to create it", USAGE
             )
-        fields.setdefault("method", "GET")
+        if not options.routes:
+            fields.setdefault("method", "GET")
         record = yield gateway.call("POST", "/api/endpoints", dict(fields, name=name))
     else:
         record = yield gateway.call("PUT", f"/api/endpoints/{existing['id']}", fields)
@@ -644,9 +665,15 @@ def _deployed_line(console: Console, record: Mapping[str, Any]) -> str:
     pids = ", ".join(str(p) for p in record.get("pids") or []) or "none"
     status = record.get("status")
     return (
-        f"deployed {record.get('name')}: {record.get('method')} {record.get('path')}{where} "
+        f"deployed {record.get('name')}: {', '.join(_routes_text(record))}{where} "
         f"({console.paint(str(status), STATUS_STYLES.get(str(status)))}, pids {pids})"
     )
+
+
+def _routes_text(record: Mapping[str, Any]) -> list[str]:
+    """``METHOD /path`` of each of the record's routes (a record of before: its one)."""
+    routes = record.get("routes") or [{"method": record.get("method"), "path": record.get("path")}]
+    return [f"{r.get('method')} {r.get('path')}" for r in routes]
 
 
 def status_line(console: Console, record: Mapping[str, Any], note: str | None = None) -> str:
@@ -719,6 +746,9 @@ def _ls(gateway: Gateway, context: Context) -> Generator[Deferred[Any], Any, int
             (e.get("name"), e.get("id"), e.get("method"), e.get("path"), e.get("domain"),
              e.get("status"), e.get("version") or "-", pids)
         )
+        # Its other routes, one line each under the first.
+        for route in (e.get("routes") or [])[1:]:
+            rows.append(("", "", route.get("method"), route.get("path"), "", "", "", ""))
     table(context.console, rows)
     return OK
 

@@ -362,14 +362,22 @@ class JwtSchemaTests(unittest.TestCase):
             self.refused(rs256_config(leeway_seconds=value), "leeway_seconds", "leeway_seconds")
 
     def test_private_key_refused(self) -> None:
-        """A private JWK in jwks is refused naming its private member (jwks is not masked)."""
+        """A private JWK in jwks is refused naming one of its private members (jwks is not masked)."""
         key = dict(rsa_key().as_dict(private=True))
-        self.refused(rs256_config(jwks={"keys": [key]}), "jwks.keys[0].d", "private key")
+        error = self.assertRaises(model.PolicyError, model.validate, {"auth": rs256_config(jwks={"keys": [key]})}, "endpoint")
+        self.assertIn(error.field.removeprefix("policy.auth.jwks.keys[0]."), {"d", "p", "q", "dp", "dq", "qi"})
+        self.assertIn("give the public key only", error.message)
+
+    def test_unknown_key_member(self) -> None:
+        """A member no public JWK has is refused by name, with the members a key may have."""
+        key = dict(public(rsa_key()), kdi="rsa-1")
+        self.refused(rs256_config(jwks={"keys": [key]}), "jwks.keys[0].kdi", "kty, kid, use, alg")
+        self.assertEqual(set(jwt.JWK_SCHEMA["properties"]), set(jwt._PUBLIC_MEMBERS))
 
     def test_bad_keys(self) -> None:
         """An unparsable key, an oct key, many keys without kid, a repeated kid, an algorithm without key: refused."""
         self.refused(rs256_config(jwks={"keys": [{"kty": "RSA", "n": "AQAB"}]}), "jwks.keys[0]", "not a usable RSA key")
-        self.refused(rs256_config(jwks={"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}), "jwks.keys[0].kty", "must be one of")
+        self.refused(rs256_config(jwks={"keys": [{"kty": "oct"}]}), "jwks.keys[0].kty", "must be one of")
         no_kid = [public(RSAKey.generate_key(2048)), public(RSAKey.generate_key(2048))]
         self.refused(rs256_config(algorithms=["RS256"], jwks={"keys": no_kid}), "jwks.keys", "needs a 'kid'")
         twice = [public(rsa_key()), public(rsa_key())]

@@ -77,13 +77,16 @@ MAX_LEEWAY = 3600
 TOKEN_CACHE_SIZE = 4096
 """The most verified tokens a route's check remembers (``Verifier``)."""
 _PUBLIC_MEMBERS = ("kty", "kid", "use", "alg", "key_ops", "n", "e", "crv", "x", "y", "x5c", "x5t", "x5t#S256", "x5u")
-_PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 
 JWK_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "A public key as a JWK (RFC 7517): RSA, EC or OKP (Ed25519).",
     "required": ["kty"],
-    "additionalProperties": False,
+    # Any other member is refused, in words that cover a private key's too (d, p, q, ...).
+    "additionalProperties": {
+        "not": {},
+        "x-error": "is not a member of a public JWK: give the public key only, with " + ", ".join(_PUBLIC_MEMBERS),
+    },
     "properties": {
         "kty": {"type": "string", "enum": ["RSA", "EC", "OKP"], "description": "The key type."},
         "kid": {
@@ -104,17 +107,9 @@ JWK_SCHEMA: dict[str, Any] = {
             for name in ("n", "e", "crv", "x", "y", "x5t", "x5t#S256", "x5u")
         },
         "x5c": {"type": "array", "items": {"type": "string"}, "description": "The key's X.509 certificate chain."},
-        **{
-            name: {
-                "not": {},
-                "description": "Refused: a private key member.",
-                "x-error": "is a member of a private key: give the public key only",
-            }
-            for name in _PRIVATE_MEMBERS
-        },
     },
 }
-"""One key of ``jwks``: public members only (a private member is refused by name)."""
+"""One key of ``jwks``: public members only (a private member is refused like any other)."""
 
 JWKS_SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -86,6 +86,7 @@ def start_before(revision, data_dir, tree, port, admin_port):
             "edgegw", "--data-dir", data_dir,
             "--listen", f"tcp:{port}:interface=127.0.0.1",
             "--admin-listen", f"tcp:{admin_port}:interface=127.0.0.1",
+            "--no-warm-up",  # as the edgegw server (harness.start_gateway)
             # the SDK is found beside the package, which is in the temporary tree
             "--sdk", os.path.join(harness.ROOT, "rust_sdk"),
         ],

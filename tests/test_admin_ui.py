@@ -401,6 +401,52 @@ class EscapingIntegrationTests(AdminUITestCase):
         yield self.in_browser(steps)
 
 
+class RoutesFormIntegrationTests(AdminUITestCase):
+
+    @inlineCallbacks
+    def test_the_form_adds_and_removes_routes(self):
+        """
+        The endpoint form lists its routes: Add route gives a second row, Save
+        stores both as the endpoint's routes (the list shows the other one);
+        Remove takes one away again, and the last one cannot be removed.
+        """
+        code, created = yield self.gateway.call("POST", "/endpoints", {"name": "notes", "path": "/notes", "method": "GET"})
+        self.assertEqual(code, 201, created)
+        endpoint_id = created["data"]["id"]
+        key = self.gateway.key
+        saved = []
+
+        def steps(s):
+            page = s.page
+            s.sign_in(key)
+            s.goto("#/endpoints/" + endpoint_id)
+            page.wait_for_selector("[data-testid=path]")
+            self.assertTrue(page.is_disabled("[data-testid=remove-route]"), "the only route can be removed")
+            page.click("[data-testid=add-route]")
+            page.select_option("[data-testid=method-2]", "DELETE")
+            page.fill("[data-testid=path-2]", "/notes/{id}")
+            s.shot("two-routes")
+            page.click("[data-testid=save]")
+            page.wait_for_selector("[data-testid=save]:has-text('Saved')")
+            saved.append(True)
+            s.goto("#/endpoints")
+            page.wait_for_selector("[data-testid=more-routes]")
+            self.assertEqual(page.inner_text("[data-testid=more-routes]"), "also DELETE /notes/{id}")
+            s.goto("#/endpoints/" + endpoint_id)
+            page.wait_for_selector("[data-testid=path-2]")
+            self.assertEqual(page.input_value("[data-testid=path-2]"), "/notes/{id}")
+            page.click("[data-testid=remove-route]")
+            self.assertEqual(page.input_value("[data-testid=path]"), "/notes/{id}")
+            self.assertEqual(page.locator("[data-testid=path-2]").count(), 0)
+            page.click("[data-testid=save]")
+            page.wait_for_selector("[data-testid=save]:has-text('Saved')")
+
+        yield self.in_browser(steps)
+        self.assertEqual(saved, [True])
+        code, record = yield self.gateway.call("GET", "/endpoints/" + endpoint_id)
+        self.assertEqual(record["data"]["routes"], [{"method": "DELETE", "path": "/notes/{id}"}])
+
+
 class _Directory:
     """A node directory (``cluster/nodes.py``) of fixed nodes; ``down`` makes it fail as a lost store does."""
 

@@ -7,7 +7,8 @@ export const LIMITS = Object.freeze({
   "description": 10000,
   "code": 1000000,
   "serviceName": 64,
-  "poolId": 64
+  "poolId": 64,
+  "maxRoutes": 32
 });
 // What the API shows for a secret that is set (a service's password).
 export const MASK = "********";

@@ -196,8 +196,9 @@ UI_LIMITS = {
     "code": schema.MAX_CODE,
     "serviceName": schema.MAX_SERVICE_NAME,
     "poolId": schema.MAX_POOL_ID,
+    "maxRoutes": schema.MAX_ROUTES,
 }
-"""What the Admin UI's inputs bound (``maxlength``), by its name in ``LIMITS``."""
+"""What the Admin UI's inputs bound (``maxlength``, and how many routes a form has), by its name in ``LIMITS``."""
 
 
 _UI_KINDS = {"integer": "int", "boolean": "bool", "secret": "secret", "choice": "choice"}

@@ -15,7 +15,7 @@ import { TestConsole } from "../testconsole.js";
 const METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 const POLL_MS = 2000;
 const MAX_LOG_LINES = 1500;
-const DEFINITION = ["name", "method", "path", "domain", "collection_id", "description", "enabled", "code"];
+const DEFINITION = ["name", "routes", "domain", "collection_id", "description", "enabled", "code"];
 const NUMBER_SETTINGS = [
   ["min_instances", "Min instances", "workers kept alive (0: start on the first request)"],
   ["max_instances", "Max instances", "most workers under load"],
@@ -109,7 +109,8 @@ class EndpointPage {
     const suffix = () => (n === 1 ? "" : `-${n}`);
     while (names.has("hello" + suffix()) || paths.has("/hello" + suffix())) n++;
     return {
-      id: null, name: "hello" + suffix(), method: "GET", path: "/hello" + suffix(), domain: "*", collection_id: null,
+      id: null, name: "hello" + suffix(), method: "GET", path: "/hello" + suffix(),
+      routes: [{ method: "GET", path: "/hello" + suffix() }], domain: "*", collection_id: null,
       description: "", enabled: true, code: HELLO_WORLD, status: "new", settings: null, workers: [], route: "",
     };
   }
@@ -139,14 +140,15 @@ class EndpointPage {
 
     // definition
     this.nameInput = h("input", { type: "text", required: true, maxlength: LIMITS.endpointName, "data-testid": "name" });
-    this.methodSelect = select(METHODS, "GET", { "data-testid": "method" });
-    this.pathInput = h("input", { type: "text", required: true, spellcheck: "false", placeholder: "/users/{id}", "data-testid": "path" });
+    // The routes: a method and a path each, all served by this one handler.
+    this.routeRows = h("div", { class: "route-rows", "data-testid": "routes" });
+    this.addRouteButton = button("Add route", () => this.addRoute(), { class: "btn btn-small", "data-testid": "add-route", title: `At most ${LIMITS.maxRoutes} routes, all served by this handler` });
     this.domainSelect = h("select", { "data-testid": "domain" });
     this.collectionSelect = h("select", { "data-testid": "collection" });
     this.descriptionInput = h("input", { type: "text", "data-testid": "description" });
     this.enabledInput = h("input", { type: "checkbox", "data-testid": "enabled" });
     this.domainHint = h("span", { class: "field-hint" });
-    for (const control of [this.nameInput, this.methodSelect, this.pathInput, this.domainSelect, this.collectionSelect, this.descriptionInput, this.enabledInput]) {
+    for (const control of [this.nameInput, this.domainSelect, this.collectionSelect, this.descriptionInput, this.enabledInput]) {
       control.addEventListener("input", () => this.changed());
       control.addEventListener("change", () => this.changed());
     }
@@ -155,8 +157,9 @@ class EndpointPage {
       h("div", { class: "panel-head" }, h("h2", { id: "def-title" }, "Definition")),
       h("div", { class: "form-grid" },
         field("Name", this.nameInput),
-        field("Method", this.methodSelect),
-        field("Path", this.pathInput, "{name} captures a segment"),
+        h("div", { class: "field wide" }, h("span", null, "Routes"), this.routeRows,
+          h("div", { class: "btn-row" }, this.addRouteButton,
+            h("span", { class: "field-hint" }, "one handler serves them all: it tells them apart by req.method and its path parameters; {name} captures a segment"))),
         h("label", { class: "field" }, h("span", null, "Domain"), this.domainSelect, this.domainHint),
         field("Collection", this.collectionSelect),
         h("label", { class: "check" }, this.enabledInput, "Enabled"),
@@ -222,8 +225,7 @@ class EndpointPage {
 
   fillDefinition(record) {
     this.nameInput.value = record.name;
-    this.methodSelect.value = record.method;
-    this.pathInput.value = record.path;
+    this.fillRoutes(record.routes && record.routes.length ? record.routes : [{ method: record.method, path: record.path }]);
     const hosts = new Set(["*", ...this.domains.map((d) => d.host), record.domain]);
     replace(this.domainSelect, [...hosts].sort().map((host) => h("option", { value: host }, host === "*" ? "* (any host)" : host)));
     this.domainSelect.value = record.domain;
@@ -255,8 +257,7 @@ class EndpointPage {
   current() {
     return {
       name: this.nameInput.value,
-      method: this.methodSelect.value,
-      path: this.pathInput.value.trim(),
+      routes: this.routeInputs.map(([method, path]) => ({ method: method.value, path: path.value.trim() })),
       domain: this.domainSelect.value,
       collection_id: this.collectionSelect.value || null,
       description: this.descriptionInput.value,
@@ -268,7 +269,44 @@ class EndpointPage {
   dirty() {
     if (!this.saved || !this.editor) return false;
     const now = this.current();
-    return DEFINITION.some((k) => now[k] !== this.saved[k]);
+    return DEFINITION.some((k) => !same(now[k], this.saved[k]));
+  }
+
+  /** One row per route: its method, its path, and a button that removes it (not the last). */
+  fillRoutes(routes) {
+    this.routeInputs = [];
+    replace(this.routeRows, null);
+    for (const route of routes) this.addRoute(route, false);
+  }
+
+  addRoute(route = { method: "GET", path: "" }, focus = true) {
+    const i = this.routeInputs.length;
+    const suffix = i === 0 ? "" : `-${i + 1}`;
+    const method = select(METHODS, METHODS.includes(route.method) ? route.method : "GET", { "data-testid": "method" + suffix, "aria-label": `Method of route ${i + 1}` });
+    const path = h("input", { type: "text", required: true, spellcheck: "false", placeholder: "/users/{id}", value: route.path, "data-testid": "path" + suffix, "aria-label": `Path of route ${i + 1}` });
+    path.value = route.path;
+    const row = h("div", { class: "route-row" }, method, path,
+      button("Remove", () => this.removeRoute(row), { class: "btn btn-small", "data-testid": "remove-route" + suffix, title: "Stop serving this route" }));
+    for (const control of [method, path]) {
+      control.addEventListener("input", () => this.changed());
+      control.addEventListener("change", () => this.changed());
+    }
+    this.routeInputs.push([method, path, row]);
+    this.routeRows.append(row);
+    this.routesChanged();
+    if (focus) path.focus();
+  }
+
+  removeRoute(row) {
+    const kept = this.routeInputs.filter(([, , r]) => r !== row).map(([m, p]) => ({ method: m.value, path: p.value }));
+    this.fillRoutes(kept);
+  }
+
+  /** The last route cannot be removed, nor more than the limit added. */
+  routesChanged() {
+    for (const [, , row] of this.routeInputs) setEnabled(row.querySelector("button"), this.routeInputs.length > 1);
+    setEnabled(this.addRouteButton, this.routeInputs.length < LIMITS.maxRoutes);
+    this.changed();
   }
 
   changed() {
@@ -330,7 +368,7 @@ class EndpointPage {
 
   async save() {
     const now = this.current();
-    const changed = DEFINITION.filter((k) => now[k] !== this.saved[k]);
+    const changed = DEFINITION.filter((k) => !same(now[k], this.saved[k]));
     if (!changed.length) return true;
     try {
       const record = await api("PUT", `/endpoints/${safeId(this.record.id)}`, this.payload(changed));
@@ -681,6 +719,11 @@ function splitRoute(record) {
   const slash = target.indexOf("/");
   if (slash < 0) return ["*", record.path];
   return [target.slice(0, slash), target.slice(slash)];
+}
+
+/** Whether two definition values are the same (the routes compared as lists). */
+function same(a, b) {
+  return a === b || JSON.stringify(a) === JSON.stringify(b);
 }
 
 /** A path to try: {param} segments get an example value. */

@@ -53,7 +53,8 @@ export function render(main, params) {
     if (state.collection && state.collection !== "none" && e.collection_id !== state.collection) return false;
     if (state.q) {
       const q = state.q.toLowerCase();
-      const text = `${e.name}\n${e.path}\n${e.route}\n${e.description || ""}`.toLowerCase();
+      const paths = (e.routes || []).map((r) => `${r.method} ${r.path}`).join("\n");
+      const text = `${e.name}\n${e.path}\n${paths}\n${e.route}\n${e.description || ""}`.toLowerCase();
       if (!text.includes(q)) return false;
     }
     return true;
@@ -68,7 +69,10 @@ export function render(main, params) {
         h("td", null, h("a", { class: "row-link", href: "#/endpoints/" + safeId(e.id) }, e.name),
           collection ? h("div", { class: "muted small" }, collection.name) : null),
         h("td", null, methodBadge(e.method)),
-        h("td", null, h("code", null, e.route)),
+        h("td", null, h("code", null, e.route),
+          (e.routes || []).length > 1
+            ? h("div", { class: "muted small", "data-testid": "more-routes" }, "also " + e.routes.slice(1).map((r) => `${r.method} ${r.path}`).join(", "))
+            : null),
         h("td", null, badge(e.status), e.enabled ? null : h("span", { class: "badge badge-plain" }, "disabled")),
         h("td", null, h("code", null, e.version || "–")),
         h("td", { class: "num" }, String((e.workers || []).length)),

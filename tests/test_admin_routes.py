@@ -114,3 +114,34 @@ class RoutesAPITests(AdminAPITestCase):
         code, document = self.call("PUT", "/api/endpoints/" + record["id"], {"path": "/memos"})
         self.assertEqual(code, 200, document)
         self.assertEqual(document["data"]["routes"], [{"method": "GET", "path": "/memos"}] + CRUD[1:])
+
+
+class RoutesInCollectionsTests(AdminAPITestCase):
+    """A collection's base path and domain apply to every route of its endpoints, and move them together."""
+
+    def test_base_path_change_moves_every_route(self):
+        """A new base path moves all routes of a running endpoint at once; the old paths stop serving."""
+        collection = self.created("/api/collections", {"name": "c", "base_path": "/v1"})
+        record = self.created(
+            "/api/endpoints", {"name": "notes", "routes": CRUD, "code": HELLO, "collection_id": collection["id"]}
+        )
+        self.assertEqual(record["route"], "GET */v1/notes")
+        self.call("POST", "/api/endpoints/%s/compile" % record["id"])
+        self.call("POST", "/api/endpoints/%s/start" % record["id"])
+        self.assertIsInstance(self.routes.match("h", "DELETE", "/v1/notes/3"), Match)
+        code, document = self.call("PUT", "/api/collections/" + collection["id"], {"base_path": "/v2"})
+        self.assertEqual(code, 200, document)
+        for method, path in (("GET", "/notes"), ("POST", "/notes"), ("GET", "/notes/3"), ("DELETE", "/notes/3")):
+            self.assertIsInstance(self.routes.match("h", method, "/v2" + path), Match)
+            self.assertNotIsInstance(self.routes.match("h", method, "/v1" + path), Match)
+
+    def test_a_move_onto_another_endpoints_route_is_409_naming_it(self):
+        """A base path that would put any route onto another endpoint's is refused, naming that route and endpoint."""
+        collection = self.created("/api/collections", {"name": "c", "base_path": "/v1"})
+        self.created("/api/endpoints", {"name": "notes", "routes": CRUD, "code": HELLO, "collection_id": collection["id"]})
+        other = self.created("/api/endpoints", {"name": "old-delete", "method": "DELETE", "path": "/v2/notes/{n}"})
+        code, document = self.call("PUT", "/api/collections/" + collection["id"], {"base_path": "/v2"})
+        self.assertEqual(code, 409, document)
+        self.assertIn("DELETE */v2/notes/{id}", document["error"])
+        self.assertIn("'old-delete'", document["error"])
+        self.assertEqual(document["conflicts_with"], other["id"])

@@ -390,6 +390,20 @@ class CompileTests(unittest.TestCase):
         assert alone is not None
         self.assertEqual((alone.checks, alone.timeout), ((), None))
 
+    def test_rate_limit_built_with_its_owner(self) -> None:
+        """rate_limit is built with the name of the record it came from (its cluster budget); others without."""
+        calls: list[tuple[Any, dict[str, Any]]] = []
+
+        class Recording:
+            def build(self, config: Any, context: PolicyContext, **keywords: Any) -> FakePart:
+                calls.append((config, keywords))
+                return FakePart("x", [])
+
+        owners = {"endpoint": "endpoint:7", "collection": "collection:3", "domain": "domain:api.example.com"}
+        policy = model.effective({"limits": {}}, {"rate_limit": {"requests": 1}}, None)
+        model.compile(policy, CONTEXT, {"rate_limit": Recording(), "limits": Recording()}, owners)
+        self.assertEqual(calls, [({"requests": 1}, {"identity": "collection:3"}), ({}, {})])
+
     def test_real_parts_build(self) -> None:
         """A valid policy of every checking part compiles with the real modules, one check each."""
         policy = model.validate(

@@ -35,6 +35,7 @@ __all__ = [
     "CHECK_ORDER",
     "ENDPOINT_ONLY",
     "LEVELS",
+    "OWNED",
     "PARTS",
     "CompiledPolicy",
     "Effective",
@@ -278,24 +279,40 @@ class CompiledPolicy:
         return self._run(start, request, extra)
 
 
+OWNED = ("rate_limit",)
+"""Parts whose ``build`` takes ``identity``: the record the part belongs to (a cluster budget's name)."""
+
+
 def compile(
-    policy: Effective, context: PolicyContext, parts: Mapping[str, Any] | None = None
+    policy: Effective,
+    context: PolicyContext,
+    parts: Mapping[str, Any] | None = None,
+    owners: Mapping[str, str] | None = None,
 ) -> CompiledPolicy | None:
     """
     ``policy`` compiled for a route (once per route change), or None when no
-    part is set: a route without a policy pays nothing.  ``parts`` replaces
-    ``PARTS`` (tests).
+    part is set: a route without a policy pays nothing.  ``owners`` names the
+    record of each level (``{"endpoint": "endpoint:7", "domain": ...}``); a
+    part of ``OWNED`` is built with the name of the record it came from, so
+    two records' cluster rate limits never share a budget.  ``parts``
+    replaces ``PARTS`` (tests).
     """
     if not policy.parts:
         return None
     modules = PARTS if parts is None else parts
-    checks = tuple(
-        modules[name].build(policy.parts[name], context) for name in CHECK_ORDER if name in policy.parts
-    )
+    checks = []
+    for name in CHECK_ORDER:
+        if name not in policy.parts:
+            continue
+        build = modules[name].build
+        if name in OWNED and owners is not None:
+            checks.append(build(policy.parts[name], context, identity=owners[policy.sources[name]]))
+        else:
+            checks.append(build(policy.parts[name], context))
     limits = policy.parts.get("limits") or {}
     timeout = limits.get("timeout")
     return CompiledPolicy(
-        checks=checks,
+        checks=tuple(checks),
         timeout=None if timeout is None else float(timeout),
         split=policy.parts.get("traffic_split"),
     )

@@ -407,6 +407,10 @@ class RedisConnector:
     # -- the connector interface --------------------------------------------
 
     def call(self, action: str, args: object) -> Deferred[Any]:
+        if action == "get" and type(args) is dict:
+            key = args.get("key")
+            if type(key) is str:  # the usual call, without building an Args
+                return self._command(("GET", key), _same)
         a = Args(f"redis {action}", args)
         if action == "get":
             return self._command(("GET", a.string("key")), _same)

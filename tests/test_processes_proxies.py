@@ -149,6 +149,21 @@ class MirroredRoutesTests(ProxyTestCase):
             self.assertIs(found.target, self.plane_pool(process, proxy))
             self.assertEqual(found.params, {"id": "7"})
 
+    def test_place_sends_a_keys_routes_as_one_command(self):
+        """place() gives every process the key's whole set in one route command; a new set replaces it whole."""
+        proxy = self.pool()
+        self.successResultOf(proxy.start())
+        crud = [("*", "GET", "/notes"), ("*", "POST", "/notes"), ("*", "DELETE", parse_pattern("/notes/{id}"))]
+        self.successResultOf(self.routes.place("e1", crud, proxy))
+        for process in self.reactor.processes:
+            self.assertEqual(process.command_names().count("route"), 1)
+            for method, path in (("GET", "/notes"), ("POST", "/notes"), ("DELETE", "/notes/4")):
+                self.assertIs(process.routes.match("x", method, path).target, self.plane_pool(process, proxy))
+        self.successResultOf(self.routes.place("e1", crud[:1], proxy))
+        for process in self.reactor.processes:
+            self.assertNotIsInstance(process.routes.match("x", "DELETE", "/notes/4"), Match)
+            self.assertIsInstance(process.routes.match("x", "GET", "/notes"), Match)
+
     def test_restoring_is_set_here_and_in_every_process(self):
         """Setting restoring sets the local table's and every process's (503 for unrouted requests there)."""
         self.routes.restoring = True

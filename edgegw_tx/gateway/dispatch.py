@@ -41,6 +41,17 @@ layer frames the body and dates the answer; a handler's ``x-request-id`` is
 replaced by the gateway's.  A 204 or 304 has no body, whatever the handler
 gave.
 
+A route's traffic policy (``Match.policy``, a compiled
+``edgegw_tx.policy.model.CompiledPolicy``) is checked before the worker is
+involved: an early answer (a preflight's 204, 401, 403, 413, 429) is the
+gateway's own, with ``x-request-id`` and recorded as a worker's answer is; the
+header fields the checks add (CORS, ``RateLimit-*``) go on whichever answer
+the client gets.  A check that waits (a cluster rate limit) answers when it
+fires; a connection closed meanwhile gets nothing written (the HTTP layer).
+A route without a policy pays one attribute read.  Every request, with a
+policy or not, has the identity header fields (``x-edgegw-consumer`` ...)
+removed: only a policy's ``auth`` sets them.
+
 With an ``Observer`` (``edgegw_tx.gateway.observe``) every answer is counted
 in its ``RequestMetrics`` (endpoint ``""`` when no route matched) and written
 to its access log; the request frame's ``traceparent`` header is the
@@ -74,6 +85,8 @@ from edgegw_tx.gateway.observe import Observer
 from edgegw_tx.gateway.routes import Match, MethodNotAllowed, RouteTable
 from edgegw_tx.gateway.target import BadPath, normal_path
 from edgegw_tx.observability.accesslog import duration_ms
+from edgegw_tx.policy.auth import strip_identity
+from edgegw_tx.policy.part import PolicyRequest
 
 __all__ = [
     "Dispatcher",
@@ -359,6 +372,8 @@ class Dispatcher:
             request_id = self._new_id()
 
         observer = self.observer
+        start = 0.0
+        traceparent = ""
         if observer is not None:
             start = observer.seconds()
             given = headers.get("traceparent")
@@ -372,6 +387,8 @@ class Dispatcher:
                 )
                 return
 
+        # Only the gateway sets who the client is (edgegw_tx/policy/auth.py).
+        strip_identity(headers)
         method = request.method
         response: GatewayResponse | None
         try:
@@ -390,25 +407,75 @@ class Dispatcher:
             respond(response)
             return
 
-        frame = {
-            "type": "request",
-            "method": method,
-            "path": path,
-            "query": _query_map(request.query_string),
-            "headers": headers,
-            "params": found.params,  # type: ignore[union-attr]
-            "body": None,
-            "client_ip": request.client_ip,
-            "request_id": request_id,
-        }
-        body = request.body
-        if body:
-            try:
-                frame["body"] = body.decode("utf-8")
-            except UnicodeDecodeError:
-                frame["body_base64"] = b64encode(body).decode("ascii")
+        match: Match = found  # type: ignore[assignment]
+        policy = match.policy
+        if policy is None:
+            self._forward(request, headers, match, request_id, method, path, respond, start, traceparent, None, None)
+            return
+        added: list[tuple[str, str]] = []
+        checked = PolicyRequest(method, path, headers, request.client_ip, len(request.body))
+        try:
+            verdict = policy.check(checked, added)
+        except Exception:
+            verdict = self._check_failed(Failure(), request_id, request)
+        if isinstance(verdict, Deferred):
+            # A part waits (the cluster rate limit's round trip to Redis).
+            verdict.addErrback(self._check_failed, request_id, request)
+            verdict.addCallback(
+                self._checked, request, headers, match, request_id, method, path, respond, start, traceparent, added
+            )
+            return
+        self._forward(request, headers, match, request_id, method, path, respond, start, traceparent, added, verdict)
 
-        target = found.target  # type: ignore[union-attr]
+    def _checked(
+        self,
+        verdict: Any,
+        request: GatewayRequest,
+        headers: dict[str, str],
+        match: Match,
+        request_id: str,
+        method: str,
+        path: str,
+        respond: Callable[[GatewayResponse], object],
+        start: float,
+        traceparent: str,
+        extra: list[tuple[str, str]],
+    ) -> None:
+        """A policy's check that waited has decided: answer early or go on to the worker."""
+        self._forward(request, headers, match, request_id, method, path, respond, start, traceparent, extra, verdict)
+
+    def _check_failed(self, failure: Failure, request_id: str, request: GatewayRequest) -> Any:
+        """A policy check that raised: logged, and a 500 given in its place (never a traceback)."""
+        self._log.failure(
+            "{method} {path} (request {request_id}): the route's policy check failed",
+            failure,
+            method=request.method,
+            path=request.path,
+            request_id=request_id,
+        )
+        return (500, [], b'{"error": "internal error while checking the request"}')
+
+    def _forward(
+        self,
+        request: GatewayRequest,
+        headers: dict[str, str],
+        found: Match,
+        request_id: str,
+        method: str,
+        path: str,
+        respond: Callable[[GatewayResponse], object],
+        start: float,
+        traceparent: str,
+        extra: list[tuple[str, str]] | None,
+        early: Any,
+    ) -> None:
+        """
+        Hand the request to its route's target, or answer with ``early`` (a
+        policy's ``(status, headers, body)``) instead; either answer gets
+        ``extra`` (a policy's header fields) and is recorded.
+        """
+        target = found.target
+        observer = self.observer
         if observer is not None:
             # In flight for its endpoint until answered; the answer is
             # recorded in ``answer`` (no per-request object: this is the
@@ -423,15 +490,19 @@ class Dispatcher:
 
         def answer(result: Any) -> None:
             # One callback for both outcomes: the response frame (any JSON
-            # value: _translate checks it) or a Failure.
+            # value: _translate checks it) or a Failure; or the early answer.
             nonlocal recorded
-            if not isinstance(result, Failure):
+            if result.__class__ is GatewayResponse:
+                response = result
+            elif not isinstance(result, Failure):
                 try:
                     response = _translate(result, request_id)
                 except Exception:
                     response = self._failed(Failure(), request_id, target, request)
             else:
                 response = self._failed(result, request_id, target, request)
+            if extra:
+                response.headers.extend(extra)
             if observer is not None and not recorded:
                 recorded = True
                 response.headers.append(("traceparent", traceparent))
@@ -463,6 +534,29 @@ class Dispatcher:
                         }
                     )
             respond(response)
+
+        if early is not None:
+            status, fields, body = early
+            answer(GatewayResponse(status, [*fields, ("x-request-id", request_id)], body))
+            return
+
+        frame = {
+            "type": "request",
+            "method": method,
+            "path": path,
+            "query": _query_map(request.query_string),
+            "headers": headers,
+            "params": found.params,
+            "body": None,
+            "client_ip": request.client_ip,
+            "request_id": request_id,
+        }
+        body = request.body
+        if body:
+            try:
+                frame["body"] = body.decode("utf-8")
+            except UnicodeDecodeError:
+                frame["body_base64"] = b64encode(body).decode("ascii")
 
         try:
             submit = getattr(target, "submit", None)

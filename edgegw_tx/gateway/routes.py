@@ -33,7 +33,9 @@ for a path seen before costs one dict lookup, however many routes there are.
 Only short keys are remembered (``MATCH_KEY_MAX`` characters of host and path),
 so hostile long URLs cannot make the memory grow past a few MB.
 
-A key (an endpoint) holds one or several routes to one target: ``place``
+A key (an endpoint) holds one or several routes to one target and one
+traffic policy (``edgegw_tx.policy.model.CompiledPolicy``, or None: a route
+with none pays one attribute read in the dispatcher): ``place``
 gives a key its whole set at once, ``add`` a set of one, ``remove`` takes the
 set away.  Mutations happen on the reactor thread, so each is atomic with
 respect to requests: every route of the new set is checked for conflicts
@@ -93,6 +95,8 @@ class Match:
     key: Hashable
     target: Any
     params: dict[str, str]
+    #: the route's compiled traffic policy (``CompiledPolicy``), or None
+    policy: Any = None
 
 
 class NoRoute:
@@ -129,7 +133,7 @@ class _Node:
 class _Entry:
     """One registered route; never mutated, so swapping it is atomic."""
 
-    __slots__ = ("key", "target", "names", "domain", "method", "pattern")
+    __slots__ = ("key", "target", "names", "domain", "method", "pattern", "policy")
 
     def __init__(
         self,
@@ -139,6 +143,7 @@ class _Entry:
         domain: str,
         method: str,
         pattern: PathPattern,
+        policy: Any = None,
     ) -> None:
         self.key = key
         self.target = target
@@ -146,6 +151,7 @@ class _Entry:
         self.domain = domain
         self.method = method
         self.pattern = pattern
+        self.policy = policy
 
 
 def normalize_host(host: str | None) -> str:
@@ -226,15 +232,20 @@ class RouteTable:
         method: str,
         pattern: PathPattern | str,
         target: Any,
+        policy: Any = None,
     ) -> None:
         """Give ``key`` the one route (domain, method, pattern) to ``target``: ``place`` with one route."""
-        self.place(key, ((domain, method, pattern),), target)
+        self.place(key, ((domain, method, pattern),), target, policy)
 
-    def place(self, key: Hashable, routes: Sequence[RouteSpec], target: Any) -> None:
+    def place(
+        self, key: Hashable, routes: Sequence[RouteSpec], target: Any, policy: Any = None
+    ) -> None:
         """
-        Give ``key`` exactly ``routes``, all to ``target``, replacing what it
-        had in one step: routes it keeps are swapped in place, new ones added
-        before the ones it no longer has are removed, so no request sees a gap.
+        Give ``key`` exactly ``routes``, all to ``target`` under ``policy``
+        (a ``CompiledPolicy``, or None), replacing what it had in one step:
+        routes it keeps are swapped in place, new ones added before the ones
+        it no longer has are removed, so no request sees a gap, nor a request
+        matched under the old policy with the new target.
 
         :param routes: ``(domain, method, pattern)`` each; ``domain`` a host
             name, or ``*`` for any host.  At least one.
@@ -251,7 +262,7 @@ class RouteTable:
                 pattern = parse_pattern(pattern)
             domain = self._domain(domain)
             method = validate_method(method)
-            entry = _Entry(key, target, pattern.param_names, domain, method, pattern)
+            entry = _Entry(key, target, pattern.param_names, domain, method, pattern, policy)
             same = shapes.get((domain, method, pattern.shape))
             if same is not None:
                 raise RouteConflict(
@@ -297,6 +308,11 @@ class RouteTable:
         """``key``'s routes as ``(domain, method, pattern text)``, in the order placed."""
         return [(e.domain, e.method, e.pattern.text) for e in self._entries.get(key, [])]
 
+    def policy_of(self, key: Hashable) -> Any:
+        """The policy ``key``'s routes were placed with (None: none, or no such key)."""
+        entries = self._entries.get(key)
+        return entries[0].policy if entries else None
+
     def remove(self, key: Hashable) -> bool:
         """Remove every route under ``key``; False if there was none."""
         entries = self._entries.pop(key, None)
@@ -321,12 +337,12 @@ class RouteTable:
         known = self._matches.get(key)
         if known is not None:
             # A new Match with its own params: the caller may change them.
-            return Match(known.key, known.target, known.params.copy())
+            return Match(known.key, known.target, known.params.copy(), known.policy)
         found = self._match(host, method, path)
         if found.__class__ is Match and len(path) + len(host or "") <= MATCH_KEY_MAX:
             if len(self._matches) >= MATCH_CACHE:
                 self._matches.clear()
-            self._matches[key] = Match(found.key, found.target, found.params.copy())
+            self._matches[key] = Match(found.key, found.target, found.params.copy(), found.policy)
         return found
 
     def _match(
@@ -349,7 +365,10 @@ class RouteTable:
                         entry = _walk(root, segments, 0, values)
                         if entry is not None:
                             return Match(
-                                entry.key, entry.target, dict(zip(entry.names, values))
+                                entry.key,
+                                entry.target,
+                                dict(zip(entry.names, values)),
+                                entry.policy,
                             )
         allowed = set()
         for methods in (exact, wild):

@@ -357,3 +357,34 @@ class DocsTests(unittest.TestCase):
         begin = document.index("<!-- schema:policy-ip -->\n")
         table = document[begin : document.index("<!-- /schema -->\n", begin) + len("<!-- /schema -->\n")]
         self.assertEqual(schemadocs.render(table), table)
+
+
+class ResolvedClientTests(unittest.TestCase):
+    """The ``ip`` part hands the client it resolved to the parts after it."""
+
+    def test_client_behind_a_trusted_proxy_replaces_the_peer(self) -> None:
+        """Behind a trusted proxy, request.client_ip becomes X-Forwarded-For's client (in its normal form)."""
+        request = _request("10.0.0.1", "2001:DB8::7, 10.0.0.2")
+        self.assertIsNone(ipfilter.build({"trusted_proxies": ["10.0.0.0/8"]}).check(request, []))
+        self.assertEqual(request.client_ip, "2001:db8::7")
+
+    def test_without_trusted_proxies_the_peer_stays(self) -> None:
+        """Without trusted proxies the header is ignored and request.client_ip is left as it was."""
+        request = _request("10.0.0.1", "192.0.2.9")
+        self.assertIsNone(ipfilter.build({"deny": ["198.51.100.0/24"]}).check(request, []))
+        self.assertEqual(request.client_ip, "10.0.0.1")
+
+    def test_ratelimit_after_ip_counts_the_real_client(self) -> None:
+        """Compiled together, a rate limit keyed by ip counts the forwarded clients apart, not the proxy."""
+        from twisted.internet.task import Clock
+
+        from edgegw_tx.policy import model
+        from edgegw_tx.policy.part import PolicyContext
+
+        parts = {"ip": {"trusted_proxies": ["10.0.0.0/8"]}, "rate_limit": {"requests": 1, "per_seconds": 60}}
+        policy = model.compile(model.Effective(parts, {"ip": "endpoint", "rate_limit": "endpoint"}),
+                               PolicyContext(Clock().seconds))
+        assert policy is not None
+        self.assertIsNone(policy.check(_request("10.0.0.1", "192.0.2.1"), []))
+        self.assertIsNone(policy.check(_request("10.0.0.1", "192.0.2.2"), []))
+        self.assertEqual(policy.check(_request("10.0.0.1", "192.0.2.1"), [])[0], 429)  # type: ignore[index]

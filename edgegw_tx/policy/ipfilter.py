@@ -5,7 +5,9 @@ The ``ip`` part: which client addresses may reach a route.
 refused too.  Refused requests get 403 with a JSON body naming the address,
 before any worker is involved.  The client address is the TCP peer's, or,
 when the peer is one of ``trusted_proxies``, what ``X-Forwarded-For`` says
-(``forwarded.py``); ``X-Forwarded-For`` is never read otherwise.  A client
+(``forwarded.py``); ``X-Forwarded-For`` is never read otherwise.  The
+address so resolved replaces ``request.client_ip`` for the parts checked
+after this one (``rate_limit`` with ``key: ip`` counts the real client).  A client
 whose address cannot be told (a trusted proxy sent an entry that is no
 address) is refused: the rules cannot be applied to it.
 
@@ -105,6 +107,9 @@ class IPFilter:
         """None for an address the rules let through; a 403 naming it otherwise."""
         if len(self._trusted):
             address = client_ip(request.client_ip, request.headers, self._trusted)
+            if address is not None:
+                # The real client from here on: a rate limit's ``ip`` key counts it, not the proxy.
+                request.client_ip = address_text(address)
         else:
             address = read_address(request.client_ip)
         if address is None:

@@ -331,3 +331,21 @@ class OpenConnectionsTests(unittest.SynchronousTestCase):
     def test_twisted_front(self):
         """The twisted.web front (``--http twisted``): two connections open count 2, one closed leaves 1."""
         self.assertEqual(self.opened_then_one_closed("twisted"), (2, 1))
+
+
+class RateLimitStoreErrorsTests(unittest.TestCase):
+    """edgegw_ratelimit_store_errors_total: counted per process, added up over processes, exposed."""
+
+    def test_counted_summed_and_rendered(self):
+        """A policy's count() per plane, two planes added up by labels, rendered with service and on_store_error."""
+        from edgegw_tx.observability.exposition import Metrics
+        from edgegw_tx.observability.metrics import plane_snapshot
+        from edgegw_tx.policy.ratelimit import STORE_ERRORS_METRIC
+
+        planes = []
+        for _ in range(2):
+            metrics = RequestMetrics()
+            metrics.count(STORE_ERRORS_METRIC, {"service": "cache", "on_store_error": "allow"})
+            planes.append(plane_snapshot(metrics, None, None))
+        text = Metrics(lambda: None, lambda: {}, process_metrics=False).render(planes).decode()
+        self.assertIn('edgegw_ratelimit_store_errors_total{on_store_error="allow",service="cache"} 2.0', text)

@@ -221,6 +221,16 @@ class Metrics:
             call_duration.add_metric([service, kind], _buckets(DURATION_BUCKETS, counts), seconds)
         yield from (calls, call_duration)
 
+        store_errors = CounterMetricFamily(
+            "edgegw_ratelimit_store_errors",
+            "Cluster-scope rate-limit checks whose Redis failed or was too slow, so the request was let"
+            " through (on_store_error allow) or answered 503 (deny)",
+            labels=["service", "on_store_error"],
+        )
+        for service, on_error, n in plane.get("ratelimit_store_errors", ()):
+            store_errors.add_metric([service, on_error], n)
+        yield store_errors
+
         compiles = CounterMetricFamily("edgegw_compiles", "Compiles of endpoints by outcome", labels=["outcome"])
         compile_duration = HistogramMetricFamily("edgegw_compile_duration_seconds", "Time a compile took")
         for outcome, n in sorted(self._compiles["counts"]):

@@ -95,6 +95,10 @@ class EndpointSeries:
         }
 
 
+RATELIMIT_STORE_ERRORS = "edgegw_ratelimit_store_errors_total"
+"""The policies' one metric (``edgegw_tx.policy.ratelimit.STORE_ERRORS_METRIC`` names it too)."""
+
+
 class RequestMetrics:
     """Every endpoint's :class:`EndpointSeries`, by endpoint name ("" = no route)."""
 
@@ -102,6 +106,17 @@ class RequestMetrics:
         self._series: dict[str, EndpointSeries] = {}
         #: Access-log lines dropped (full disk, unwritable file): :meth:`drop_lines` counts them.
         self.access_log_dropped = 0
+        #: Cluster rate-limit checks whose Redis failed, by (service, on_store_error): :meth:`count`.
+        self.ratelimit_store_errors: dict[tuple[str, str], int] = {}
+
+    def count(self, metric: str, labels: dict[str, str]) -> None:
+        """
+        A traffic policy's event (``PolicyContext.count``): the one there is,
+        ``edgegw_ratelimit_store_errors_total`` by service and on_store_error.
+        """
+        if metric == RATELIMIT_STORE_ERRORS:
+            key = (labels.get("service", ""), labels.get("on_store_error", ""))
+            self.ratelimit_store_errors[key] = self.ratelimit_store_errors.get(key, 0) + 1
 
     def drop_lines(self, count: int) -> None:
         """The access log's ``on_drop``: ``count`` lines could not be written."""
@@ -251,10 +266,20 @@ def plane_snapshot(requests: RequestMetrics, service_calls: Timings | None, fron
         "pid": os.getpid(),
         "requests": requests.snapshot(),
         "access_log_dropped": requests.access_log_dropped,
+        "ratelimit_store_errors": [[s, o, n] for (s, o), n in sorted(requests.ratelimit_store_errors.items())],
         "service_calls": service_calls.snapshot() if service_calls is not None else {},
         "connections": open_connections(front),
         **process_usage(),
     }
+
+
+def _sum_store_errors(planes: list[dict[str, Any]]) -> list[list[Any]]:
+    """The planes' ``ratelimit_store_errors`` added up by (service, on_store_error)."""
+    total: dict[tuple[str, str], int] = {}
+    for plane in planes:
+        for service, on_error, n in plane.get("ratelimit_store_errors", ()):
+            total[(service, on_error)] = total.get((service, on_error), 0) + n
+    return [[s, o, n] for (s, o), n in sorted(total.items())]
 
 
 def process_usage() -> dict[str, float]:
@@ -275,6 +300,7 @@ def merge_planes(planes: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return {
         "requests": merge_snapshots(p.get("requests", {}) for p in planes),
         "access_log_dropped": sum(p.get("access_log_dropped", 0) for p in planes),
+        "ratelimit_store_errors": _sum_store_errors(planes),
         "service_calls": Timings.merge(p.get("service_calls", {}) for p in planes),
         "connections": sum(p.get("connections", 0) for p in planes),
         "processes": len(planes),

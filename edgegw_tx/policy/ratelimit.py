@@ -47,6 +47,7 @@ from typing import Any, Protocol
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from edgegw_tx.observability.metrics import RATELIMIT_STORE_ERRORS
 from edgegw_tx.policy.auth import CONSUMER_HEADER
 from edgegw_tx.policy.part import Check, Early, PolicyContext, PolicyRequest, Problem, Verdict
 
@@ -86,7 +87,7 @@ STORE_TIMEOUT = 0.25
 """Seconds a cluster-scope limit waits for Redis before ``on_store_error`` decides (requests wait far longer)."""
 REDIS_PREFIX = "edgegw:rl:"
 """Prefix of every Redis key a cluster-scope limit writes."""
-STORE_ERRORS_METRIC = "edgegw_ratelimit_store_errors_total"
+STORE_ERRORS_METRIC = RATELIMIT_STORE_ERRORS
 """Counter of cluster-scope checks whose Redis failed or was too slow (labels: service, on_store_error)."""
 
 KEY_PATTERN = rf"^(ip|consumer|global|header:[!#$%&'*+.^_`|~0-9A-Za-z-]{{1,{MAX_HEADER_NAME}}})$"

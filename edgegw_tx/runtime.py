@@ -72,6 +72,9 @@ from edgegw_tx.gateway.routes import RouteTable
 from edgegw_tx.observability.accesslog import AccessLog
 from edgegw_tx.observability.exposition import Metrics, local_planes
 from edgegw_tx.observability.metrics import RequestMetrics, plane_snapshot
+from edgegw_tx.policy.consumerload import ConsumerLoader
+from edgegw_tx.policy.consumers import ConsumerRecord
+from edgegw_tx.policy.placing import context_of
 from edgegw_tx.store import IStore, StoreRefused
 from edgegw_tx.store.uri import StoreSpec, default_store, open_store
 from edgegw_tx.workers.isolation import DEFAULT_WORKER_UIDS, Isolation, UidAllocator
@@ -310,6 +313,16 @@ class GatewayRuntime(MultiService):
             uids=UidAllocator(self.store, self.isolation),
             reactor=reactor,
         )
+        # Routes' traffic policies compile with this process's clock, consumers,
+        # Redis services and counters (each data-plane process has its own).
+        self.policy_context = context_of(reactor, registry, self.request_metrics.count)
+        self.manager.deployments.policy_context = self.policy_context
+        #: The consumers' keys (api_key policies): loaded at start, ``reload()`` after any consumer change.
+        self.consumers = ConsumerLoader(
+            self.policy_context.consumers,
+            getattr(self.store, "list_consumers", None),
+            None if self.processes is None else self._send_consumers,
+        )
         # Not ``services``/``namedServices`` either: plain names MultiService does not use.
         self.collections = CollectionManager(self.store, self.manager)
         self.domains = DomainManager(self.store, self.manager, self.collections)
@@ -401,6 +414,11 @@ class GatewayRuntime(MultiService):
         self.history = HistoryService(history, os.path.join(self.data_dir, HISTORY_FILE), reactor)
         Service.setServiceParent(self.history, self)
 
+    def _send_consumers(self, records: list[ConsumerRecord]) -> object:
+        """The consumers' key hashes to every data-plane process (replayed to a respawned one)."""
+        assert self.processes is not None, "only with data-plane processes"
+        return self.processes.change("consumers", records=records)
+
     def _plane_snapshot(self) -> dict[str, Any]:
         """This process's data-plane counters (when it serves the data plane itself)."""
         return plane_snapshot(self.request_metrics, getattr(self.registry, "calls", None), self._data_site)
@@ -488,6 +506,8 @@ class GatewayRuntime(MultiService):
         d.addCallback(lambda _: self.keys.load())
         d.addCallback(lambda _: self.keys.bootstrap(os.path.join(self.data_dir, "admin.key")))
         d.addCallback(lambda _: self.service_manager.load())
+        # Before restore: an api_key route checks the keys from its first request.
+        d.addCallback(lambda _: self.consumers.reload())
         # Before restore: routes of endpoints in collections need the base paths.
         d.addCallback(lambda _: self.collections.load())
         d.addCallback(lambda _: self.domains.load())

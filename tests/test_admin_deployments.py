@@ -231,3 +231,96 @@ class DeploymentsTests(unittest.TestCase):
         self.successResultOf(self.deployments.reroute([record("e1", path="/e2"), record("e2", path="/e1")]))
         self.assertIs(self.target("/e2"), first)
         self.assertIs(self.target("/e1"), second)
+
+
+class PolicyPlacementTests(unittest.TestCase):
+    """The deployments place an endpoint's effective policy with its routes (interface 3)."""
+
+    def setUp(self) -> None:
+        from edgegw_tx.policy import model
+
+        self.model = model
+        self.events: list[tuple[str, Optional[str]]] = []
+        self.store = RecordStore()
+        self.ledger = ArtifactLedger(FakeVersionStore(), FakeBinaries("a"), keep_versions=10)
+        self.routes = LoggedRoutes(self.events)
+        self.policies: dict[str, dict[str, Any]] = {}
+        self.pools: list[ScriptedPool] = []
+        self.deployments = Deployments(
+            self.store,
+            self.routes,
+            self.make_pool,
+            self.ledger,
+            lambda endpoint_id: None,
+            lambda rec: succeed(None),
+            lambda r: str(r["path"]),
+            DeferredLock().run,
+            Clock(),
+            policy_of=self.policy_of,
+        )
+
+    def make_pool(self, rec: Record, binary: str, log: Any, version: Optional[str] = None) -> ScriptedPool:
+        """A scripted pool with a settings timeout of 30 s, as a WorkerPool has."""
+        pool = ScriptedPool(self.events, rec, version)
+        pool.timeout = 30.0  # type: ignore[attr-defined]
+        self.pools.append(pool)
+        return pool
+
+    def policy_of(self, rec: Record) -> Any:
+        """The effective policy the test set for the endpoint, all from the endpoint."""
+        parts = self.policies.get(rec["id"], {})
+        return self.model.Effective(dict(parts), {name: "endpoint" for name in parts})
+
+    def start(self) -> None:
+        """Start endpoint e1 on version a."""
+        self.store.records["e1"] = record("e1")
+        self.successResultOf(self.deployments.start(dict(self.store.records["e1"]), "a"))
+
+    def placed(self) -> Any:
+        """The policy e1's routes carry in the table."""
+        return self.routes.policy_of("e1")
+
+    def test_no_policy_places_none(self) -> None:
+        """An endpoint without a policy is placed with None and routed as before (no policy in route_of)."""
+        self.start()
+        self.assertIsNone(self.placed())
+        self.assertEqual(self.deployments.routed("e1"), (("*", "GET", "/e1"),))
+
+    def test_policy_compiled_and_placed(self) -> None:
+        """An effective policy is compiled once and placed with the routes; the source travels with it."""
+        self.policies["e1"] = {"cors": {"allow_origins": ["https://a.example"]}}
+        self.start()
+        compiled = self.placed()
+        self.assertIsInstance(compiled, self.model.CompiledPolicy)
+        self.assertEqual(compiled.source["parts"], self.policies["e1"])
+        self.assertEqual(compiled.source["owners"]["endpoint"], "endpoint:e1")
+
+    def test_policy_change_is_a_drift(self) -> None:
+        """A changed policy makes route_of differ from routed (reconcile notices); reroute places the new one."""
+        self.start()
+        self.policies["e1"] = {"ip": {"deny": ["192.0.2.0/24"]}}
+        rec = self.store.records["e1"]
+        self.assertNotEqual(self.deployments.routed("e1"), self.deployments.route_of(rec))
+        self.successResultOf(self.deployments.reroute([rec]))
+        self.assertEqual(self.deployments.routed("e1"), self.deployments.route_of(rec))
+        self.assertIsNotNone(self.placed())
+
+    def test_limits_timeout_is_the_pools_while_it_holds(self) -> None:
+        """limits.timeout replaces the pool's timeout when placed; without it the settings' timeout is back."""
+        self.policies["e1"] = {"limits": {"timeout": 2.5}}
+        self.start()
+        self.assertEqual(self.pools[0].timeout, 2.5)  # type: ignore[attr-defined]
+        self.policies["e1"] = {}
+        self.successResultOf(self.deployments.reroute([self.store.records["e1"]]))
+        self.assertEqual(self.pools[0].timeout, 30.0)  # type: ignore[attr-defined]
+
+    def test_a_policy_that_cannot_be_built_refuses(self) -> None:
+        """An api_key policy without consumers here is placed as a 503 for every request, never as no policy."""
+        self.policies["e1"] = {"auth": {"type": "api_key"}}
+        self.start()
+        from edgegw_tx.policy.part import PolicyRequest
+
+        verdict = self.placed().check(PolicyRequest("GET", "/e1", {}, "192.0.2.1"), [])
+        self.assertEqual(verdict[0], 503)
+        self.assertIn(b"consumers", verdict[2])
+        self.flushLoggedErrors()

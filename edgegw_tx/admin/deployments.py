@@ -19,6 +19,13 @@ settings) and routed at, so reconciling with the cluster's desired state
 record is the cluster's desired state, which one node's local failure must
 not overwrite; such a failure is logged and raised.
 
+An endpoint's traffic policy (``policy_of(record)``, its effective policy) is
+compiled when its routes are placed and placed with them
+(edgegw_tx/policy/placing.py); it is part of where a pool is routed
+(``route_of``), so a policy change is a drift that reconciling and
+``reroute`` place again, as a move.  ``limits.timeout`` becomes the pool's
+``timeout`` while the policy holds (no cost per request).
+
 This part owns no lock. Its callers (``EndpointManager``) hold the endpoint's
 lifecycle lock around ``start``, ``replace`` and ``stop``; the moment a started
 pool takes its route runs as a routing write (``serialise``, the records'
@@ -39,6 +46,8 @@ from edgegw_tx.admin.ledger import ArtifactLedger
 from edgegw_tx.admin.records import now, routes_of
 from edgegw_tx.admin.views import Live, short
 from edgegw_tx.paths import parse_pattern
+from edgegw_tx.policy import model, placing
+from edgegw_tx.policy.part import PolicyContext
 from edgegw_tx.store.interface import IEndpointStore, Record
 
 
@@ -67,8 +76,14 @@ class Pool(Protocol):
 class Routes(Protocol):
     """The data plane's route table (gateway/routes.py, or its mirror in processes/proxies.py)."""
 
-    def place(self, key: str, routes: Sequence[tuple[str, str, Any]], target: Any) -> Optional["Deferred[Any]"]:
-        """Route ``(domain, method, pattern)`` each to ``target``, replacing the key's routes at once; None or a Deferred firing once in place."""
+    def place(
+        self, key: str, routes: Sequence[tuple[str, str, Any]], target: Any, policy: Any = None
+    ) -> Optional["Deferred[Any]"]:
+        """
+        Route ``(domain, method, pattern)`` each to ``target`` under ``policy``
+        (a ``CompiledPolicy`` or None), replacing the key's routes at once;
+        None or a Deferred firing once in place.
+        """
 
     def remove(self, key: str) -> Any:
         """Remove the key's routes."""
@@ -77,8 +92,9 @@ class Routes(Protocol):
 PoolFactory = Callable[..., Pool]
 Serialise = Callable[..., "Deferred[Any]"]
 
-#: Where a pool is routed: ``(domain, method, served path)`` for each route of its endpoint, in order.
-Route = tuple[tuple[str, str, str], ...]
+#: Where a pool is routed: ``(domain, method, served path)`` for each route of its endpoint, in order,
+#: then ``("policy", identity)`` when a policy applies (``placing.identity``).
+Route = tuple[tuple[str, ...], ...]
 
 
 class Deployments:
@@ -97,6 +113,8 @@ class Deployments:
         full_path: Callable[[Record], str],
         serialise: Serialise,
         clock: IReactorTime,
+        policy_of: Optional[Callable[[Record], model.Effective]] = None,
+        policy_context: Optional[PolicyContext] = None,
     ) -> None:
         """
         ``pool_factory(record, binary, log, version=digest)`` makes an unstarted
@@ -104,7 +122,14 @@ class Deployments:
         ``worker_uid(record)`` fires with the endpoint's worker uid;
         ``full_path(record)`` is its served path; ``serialise(work, *args)``
         runs ``work`` as a routing write; ``clock`` times the switch.
+        ``policy_of(record)`` is an endpoint's effective policy (None: no
+        endpoint has one), compiled with ``policy_context`` (this process's
+        clock, consumers, Redis services, metrics).
         """
+        #: record -> its effective policy; None: no policies (set by whoever wires them)
+        self.policy_of = policy_of
+        #: what policies are compiled with here (placing.py)
+        self.policy_context = policy_context if policy_context is not None else PolicyContext(clock.seconds, clock)
         self._store = store
         self._routes = routes
         self._pool_factory = pool_factory
@@ -123,6 +148,8 @@ class Deployments:
         self._settings: dict[str, dict[str, Any]] = {}
         # endpoint id -> the (domain, method, path) routes its running pool is routed at
         self._routed: dict[str, Route] = {}
+        # endpoint id -> its pool's timeout from its settings (a policy's limits.timeout replaces it)
+        self._timeouts: dict[str, Any] = {}
         # The last route switch: {endpoint_id, digest, ready_to_switch_ms}.
         self.last_switch: Optional[dict[str, Any]] = None
 
@@ -178,11 +205,28 @@ class Deployments:
         return self._routed.get(endpoint_id)
 
     def route_of(self, record: Record) -> Route:
-        """Where ``record`` (as stored) should be routed: each of its routes, its collection's base path applied."""
+        """
+        Where ``record`` (as stored) should be routed: each of its routes, its
+        collection's base path applied, and the policy it is placed with.
+        """
+        paths = self._paths_of(record)
+        policy = self._policy(record)
+        if not policy.parts:
+            return paths
+        return (*paths, ("policy", placing.identity(policy, placing.owners_of(record))))
+
+    def _paths_of(self, record: Record) -> tuple[tuple[str, str, str], ...]:
+        """``(domain, method, served path)`` of each of ``record``'s routes."""
         return tuple(
             (record["domain"], route["method"], self._full_path(dict(record, path=route["path"])))
             for route in routes_of(record)
         )
+
+    def _policy(self, record: Record) -> model.Effective:
+        """The endpoint's effective policy (empty when policies are not wired)."""
+        if self.policy_of is None:
+            return model.Effective()
+        return self.policy_of(record)
 
     # starting, switching, stopping (under the endpoint's lifecycle lock)
 
@@ -312,6 +356,7 @@ class Deployments:
         self._pools[endpoint_id] = pool
         self._digests[endpoint_id] = digest
         self._settings[endpoint_id] = record["settings"]
+        self._timeouts[endpoint_id] = getattr(pool, "timeout", None)
         placed = self.route(fresh or record)
         if placed is not None:
             yield placed
@@ -345,6 +390,7 @@ class Deployments:
         digest = self._digests.pop(endpoint_id, None)
         self._settings.pop(endpoint_id, None)
         self._routed.pop(endpoint_id, None)
+        self._timeouts.pop(endpoint_id, None)
         if digest is not None:
             self._ledger.release(digest)
         self._routes.remove(endpoint_id)
@@ -375,6 +421,7 @@ class Deployments:
         self._digests.clear()
         self._settings.clear()
         self._routed.clear()
+        self._timeouts.clear()
         for pool in pools:
             try:
                 yield pool.stop()
@@ -390,12 +437,28 @@ class Deployments:
         once, or refuses the whole set). Answers what ``place`` does: None, or
         a Deferred firing once the routes are in place everywhere (the mirrored table of several
         data-plane processes, processes/proxies.py), which callers wait for.
+        The routes carry the endpoint's policy, compiled here.
         """
-        route = self.route_of(record)
-        placed = self._routes.place(
-            record["id"], [(d, m, parse_pattern(p)) for d, m, p in route], self._pools[record["id"]]
+        endpoint_id = record["id"]
+        paths = self._paths_of(record)
+        effective = self._policy(record)
+        owners = placing.owners_of(record)
+        compiled = placing.placed(effective, self.policy_context, owners, f"endpoint {record.get('name', endpoint_id)}")
+        pool = self._pools[endpoint_id]
+        specs = [(d, m, parse_pattern(p)) for d, m, p in paths]
+        if compiled is None:
+            placed = self._routes.place(endpoint_id, specs, pool)
+        else:
+            placed = self._routes.place(endpoint_id, specs, pool, compiled)
+        # Placed: only now the pool's time per request follows the policy (limits.timeout).
+        base = self._timeouts.get(endpoint_id)
+        if base is not None:
+            timeout = compiled.timeout if compiled is not None else None
+            pool.timeout = timeout if timeout is not None else base  # type: ignore[attr-defined]
+        self._routed[endpoint_id] = paths if not effective.parts else (
+            *paths,
+            ("policy", placing.identity(effective, owners)),
         )
-        self._routed[record["id"]] = route
         return placed
 
     def reroute(self, records: Iterable[Record]) -> "Deferred[None]":

@@ -246,6 +246,8 @@ class CompiledPolicy:
     timeout: float | None = None
     #: the ``traffic_split`` part as configured, or None
     split: dict[str, Any] | None = None
+    #: what it was compiled from, as data-plane processes are sent it (``placing.wire``), or None
+    source: dict[str, Any] | None = None
 
     def check(self, request: PolicyRequest, extra: list[tuple[str, str]]) -> Verdict | Deferred[Verdict]:
         """The first early answer of the parts, or None: go on to the worker (a Deferred if a part waits)."""

@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgegw_tx.gateway.routes import RouteTable
     from edgegw_tx.processes.channel import ControlChannel
     from edgegw_tx.observability.metrics import RequestMetrics
+    from edgegw_tx.policy.placing import context_of
     from edgegw_tx.processes.dataplane import DataPlane
     from edgegw_tx.services.registry import ServiceRegistry
 
@@ -126,10 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     # This process's request counters: the front bumps them, GET /metrics adds every process's up.
     request_metrics = RequestMetrics()
     observer = _observer(args, request_metrics, reactor, lambda: routes.restoring)
+    registry = ServiceRegistry(args.data_dir, reactor=reactor)
     plane = DataPlane(
         routes,
         data_plane_factory(args.http, routes, reactor, args.http_limits, observer),
-        ServiceRegistry(args.data_dir, reactor=reactor),
+        registry,
         listen_fd=args.listen_fd,
         family=FAMILIES[args.family],
         index=args.index,
@@ -137,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         request_metrics=request_metrics,
         observer=observer,
         shutdown_delay=float((args.observe or {}).get("shutdown_delay", DEFAULT_SHUTDOWN_DELAY)),
+        # Its routes' policies count in its own memory, Redis connections and metrics.
+        policy_context=context_of(reactor, registry, request_metrics.count),
     )
 
     def closed(reason: object) -> None:

@@ -40,6 +40,9 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from edgegw_tx.observability.metrics import RequestMetrics, plane_snapshot
+from edgegw_tx.policy.consumers import ConsumerKeys, ConsumerRecord
+from edgegw_tx.policy.part import PolicyContext
+from edgegw_tx.policy.placing import from_wire
 from edgegw_tx.processes.accept import BalancedAccept
 from edgegw_tx.workers.pool import WorkerPool
 
@@ -67,6 +70,7 @@ class DataPlane:
         request_metrics: RequestMetrics | None = None,
         observer: Any = None,
         shutdown_delay: float = 0.0,
+        policy_context: PolicyContext | None = None,
     ):
         """
         :param routes: the route table (``edgegw_tx.gateway.routes.RouteTable``)
@@ -83,6 +87,9 @@ class DataPlane:
             health path ``drain`` turns to 503; None: none.
         :param shutdown_delay: seconds to go on serving once draining began
             before ``shutdown`` stops accepting (``--shutdown-delay``).
+        :param policy_context: what routes' policies are compiled with in
+            this process (its clock, its ``ConsumerKeys``, its Redis services,
+            its metrics); its ``consumers`` is reloaded by ``consumers``.
         """
         if reactor is None:
             from twisted.internet import reactor
@@ -103,6 +110,9 @@ class DataPlane:
         self._shutdown_delay = shutdown_delay
         #: When draining began (``reactor.seconds()``); None: not draining.
         self.draining_since: float | None = None
+        self.policy_context = policy_context or PolicyContext(reactor.seconds, reactor, consumers=ConsumerKeys())
+        # pool number -> its timeout from the endpoint's settings (a policy's limits.timeout replaces it)
+        self._timeouts: dict[int, Any] = {}
 
     def attach(self, notify: Callable[..., object]) -> None:
         """Send notes (the workers' log lines) with ``notify(command, **args)``."""
@@ -119,6 +129,7 @@ class DataPlane:
             "stop_pool": self.stop_pool,
             "route": self.route,
             "unroute": self.unroute,
+            "consumers": self.consumers,
             "snapshot": self.snapshot,
             "metrics": self.metrics,
             "listen": self.listen,
@@ -187,6 +198,7 @@ class DataPlane:
             **options,
         )
         self._pools[pool] = worker_pool
+        self._timeouts[pool] = getattr(worker_pool, "timeout", None)
         d = worker_pool.start()
         d.addCallback(lambda _: self.view(pool, worker_pool))
         return d
@@ -194,16 +206,34 @@ class DataPlane:
     def stop_pool(self, pool: int) -> Any:
         """Drain and stop pool number ``pool``; fires once its workers ended."""
         worker_pool = self._pools.pop(pool, None)
+        self._timeouts.pop(pool, None)
         if worker_pool is None:
             return None
         return worker_pool.stop().addCallback(lambda _: None)
 
-    def route(self, key: Any, routes: list[list[str]], pool: int) -> None:
-        """Route ``routes`` (``[domain, method, pattern]`` each) to pool ``pool``, replacing ``key``'s at once."""
+    def route(
+        self, key: Any, routes: list[list[str]], pool: int, policy: dict[str, Any] | None = None
+    ) -> None:
+        """
+        Route ``routes`` (``[domain, method, pattern]`` each) to pool ``pool``,
+        replacing ``key``'s at once, under ``policy`` (``placing.wire``'s form,
+        compiled here with this process's context; None: none).
+        """
         worker_pool = self._pools.get(pool)
         if worker_pool is None:
             raise KeyError(f"no pool {pool} in data-plane process {self.index}")
-        self._routes.place(key, [(d, m, p) for d, m, p in routes], worker_pool)
+        compiled = from_wire(policy, self.policy_context, f"endpoint {key}")
+        self._routes.place(key, [(d, m, p) for d, m, p in routes], worker_pool, compiled)
+        base = self._timeouts.get(pool)
+        if base is not None:
+            timeout = compiled.timeout if compiled is not None else None
+            worker_pool.timeout = timeout if timeout is not None else base
+
+    def consumers(self, records: list[ConsumerRecord]) -> None:
+        """Replace the consumers' keys (``ConsumerKeys.load``'s records: names, enabled, key hashes)."""
+        consumers = self.policy_context.consumers
+        if consumers is not None:
+            consumers.load(records)
 
     def unroute(self, key: Any) -> None:
         self._routes.remove(key)

@@ -245,20 +245,27 @@ class MirroredRoutes:
         self._group.change("restoring", restoring=restoring)
 
     def add(
-        self, key: Any, domain: str, method: str, pattern: Any, target: PoolProxy
+        self, key: Any, domain: str, method: str, pattern: Any, target: PoolProxy, policy: Any = None
     ) -> Deferred[None]:
         """``place`` with the one route (domain, method, pattern)."""
-        return self.place(key, ((domain, method, pattern),), target)
+        return self.place(key, ((domain, method, pattern),), target, policy)
 
-    def place(self, key: Any, routes: Sequence[RouteSpec], target: PoolProxy) -> Deferred[None]:
+    def place(
+        self, key: Any, routes: Sequence[RouteSpec], target: PoolProxy, policy: Any = None
+    ) -> Deferred[None]:
         """
         ``RouteTable.place`` (raising its ``RouteConflict`` or ``ValueError`` at
         once, changing nothing), then the same routes to ``target``'s pool in
         every process, as one command; fires once every process has them.
+        ``policy`` (a ``CompiledPolicy``) travels as what it was compiled from
+        (``placing.wire``): each process compiles it with its own context.
         """
-        self._table.place(key, routes, target)
+        self._table.place(key, routes, target, policy)
         texts = [[d, m, p if isinstance(p, str) else p.text] for d, m, p in routes]
-        return self._group.change("route", key=key, routes=texts, pool=target.number)
+        source = getattr(policy, "source", None)
+        if source is None:
+            return self._group.change("route", key=key, routes=texts, pool=target.number)
+        return self._group.change("route", key=key, routes=texts, pool=target.number, policy=source)
 
     def remove(self, key: Any) -> bool:
         """``RouteTable.remove``; the processes drop the route before any later command."""

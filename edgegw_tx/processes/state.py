@@ -5,7 +5,7 @@ The control process changes the data planes with commands (``configure_service``
 ``bind``, ``start_pool``, ``route``, ...). ``PlaneState`` keeps the net effect of
 every command applied so far, so a data-plane process that starts late (a
 respawn) gets the same state with ``PlaneState.replay``: services, then
-bindings, then pools, then routes, each in the order they were made (a route
+bindings, then pools, then routes (the consumers' keys before them all), each in the order they were made (a route
 names a pool, a pool's calls name bindings, a binding names a service).
 Before those it gets the node's health: ``restoring`` while the control
 process restores its endpoints at start, ``drain`` once a stop has begun, so
@@ -28,6 +28,7 @@ COMMANDS = frozenset(
         "stop_pool",
         "route",
         "unroute",
+        "consumers",
         "restoring",
         "drain",
     }
@@ -44,6 +45,8 @@ class PlaneState:
         self.bindings: dict[tuple[Any, str], Any] = {}
         self.pools: dict[int, dict[str, Any]] = {}
         self.routes: dict[Any, dict[str, Any]] = {}
+        #: The consumers' keys (``ConsumerKeys.load`` records), as last sent; None: never sent.
+        self.consumers: list[dict[str, Any]] | None = None
         #: The control process is restoring its endpoints (health: starting).
         self.restoring = False
         #: A stop has begun (health: draining); never undone.
@@ -72,6 +75,8 @@ class PlaneState:
             self.routes[args["key"]] = dict(args)
         elif command == "unroute":
             self.routes.pop(args["key"], None)
+        elif command == "consumers":
+            self.consumers = list(args["records"])
         elif command == "restoring":
             self.restoring = bool(args["restoring"])
         elif command == "drain":
@@ -86,6 +91,8 @@ class PlaneState:
             commands.append(("drain", {}))
         if self.restoring:
             commands.append(("restoring", {"restoring": True}))
+        if self.consumers is not None:
+            commands.append(("consumers", {"records": list(self.consumers)}))
         commands.extend(("configure_service", {"service": s}) for s in self.services.values())
         commands.extend(
             ("bind", {"endpoint_id": e, "pool_id": p, "service_id": s})

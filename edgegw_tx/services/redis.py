@@ -440,6 +440,14 @@ class RedisConnector:
             f"unknown redis action {action!r} (expected one of {', '.join(ACTIONS)})"
         )
 
+    def command(self, args: list[str]) -> Deferred[Any]:
+        """
+        One command the gateway sends itself (a cluster-scope rate limit's
+        script, edgegw_tx/policy/ratelimit.py), not a handler's: none of the
+        handlers' checks; fires with the raw reply, fails with Redis's error.
+        """
+        return self._command(tuple(args), _same)
+
     def ping(self) -> Deferred[float]:
         """``PING`` on a fresh connection; fires with its round trip in milliseconds (connecting excluded)."""
         ready: Deferred[_Connection] = Deferred()

@@ -195,6 +195,16 @@ class ServiceRegistry:
         if old is not None:
             self._close_in_background(old.connector)
 
+    def redis(self, name: str) -> Any:
+        """
+        The connector of the Redis service named ``name``, or None: what a
+        cluster-scope rate limit counts in (``PolicyContext.redis``).
+        """
+        for service in self._services.values():
+            if service.name == name and service.service_type == "redis":
+                return service.connector
+        return None
+
     def remove(self, service_id: Any) -> Deferred[None]:
         """Forget the service and close its connector."""
         service = self._services.pop(service_id, None)

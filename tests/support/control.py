@@ -135,10 +135,10 @@ class LoggedRoutes(RouteTable):
         super().__init__()
         self.events = events
 
-    def place(self, key: str, routes: Any, target: Any) -> Any:
+    def place(self, key: str, routes: Any, target: Any, policy: Any = None) -> Any:
         """Log, then route."""
         self.events.append(("route", target.version))
-        return super().place(key, routes, target)
+        return super().place(key, routes, target, policy)
 
 
 class RecordStore:

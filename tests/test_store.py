@@ -583,15 +583,99 @@ class ArtifactStoreMixin:
         self.assertEqual(self.successResultOf(self.store.claim_build("abc", "n1", 30)), "n2")
 
 
+class PolicyConsumerStoreMixin:
+    """Migration 8: a policy on domains, collections and endpoints; consumers and their key hashes."""
+
+    def setUp(self):
+        self.store = self.make()
+
+    def test_policy_round_trips_on_each_level(self):
+        """A policy written on a domain, a collection and an endpoint reads back decoded; none is {}."""
+        cors = {"cors": {"allow_origins": ["https://a.example"]}}
+        self.successResultOf(self.store.create_domain(domain()))
+        self.assertEqual(self.successResultOf(self.store.get_domain("d1"))["policy"], {})
+        self.successResultOf(self.store.update_domain("d1", {"policy": cors}))
+        self.assertEqual(self.successResultOf(self.store.get_domain("d1"))["policy"], cors)
+        c = self.successResultOf(self.store.create_collection(
+            {"id": "c1", "name": "c", "domain_id": "d1", "base_path": "/c", "created_at": "t0", "updated_at": "t0",
+             "policy": cors}
+        ))
+        self.assertEqual(c["policy"], cors)
+        self.assertEqual(self.successResultOf(self.store.list_collections())[0]["policy"], cors)
+        e = self.successResultOf(self.store.create_endpoint(endpoint()))
+        self.assertEqual(e["policy"], {})
+        limits = {"limits": {"timeout": 5}}
+        self.successResultOf(self.store.update_endpoint("e1", {"policy": limits}))
+        self.assertEqual(self.successResultOf(self.store.list_endpoints())[0]["policy"], limits)
+
+    def test_consumers_with_keys_round_trip(self):
+        """A consumer reads back with enabled as a boolean and its keys (id, hash, created_at) oldest first."""
+        created = self.successResultOf(self.store.create_consumer(consumer()))
+        self.assertEqual((created["name"], created["enabled"], created["keys"]), ("mobile", True, []))
+        self.assertGreater(created["revision"], 0)
+        self.successResultOf(self.store.add_consumer_key({"id": "ck1", "consumer_id": "u1", "key_hash": "h1", "created_at": "t1"}))
+        self.successResultOf(self.store.add_consumer_key({"id": "ck2", "consumer_id": "u1", "key_hash": "h2", "created_at": "t2"}))
+        got = self.successResultOf(self.store.get_consumer("u1"))
+        self.assertEqual(
+            got["keys"],
+            [{"id": "ck1", "key_hash": "h1", "created_at": "t1"}, {"id": "ck2", "key_hash": "h2", "created_at": "t2"}],
+        )
+        self.assertEqual([c["keys"] for c in self.successResultOf(self.store.list_consumers())], [got["keys"]])
+        self.assertIsNone(self.successResultOf(self.store.get_consumer("nope")))
+
+    def test_consumer_names_are_unique_ignoring_case_and_key_hashes_unique(self):
+        """A second consumer named the same in other case, or a key hash taken, is a Conflict; a key for no consumer is Missing."""
+        self.successResultOf(self.store.create_consumer(consumer()))
+        self.failureResultOf(self.store.create_consumer(consumer(id="u2", name="MOBILE")), Conflict)
+        self.successResultOf(self.store.add_consumer_key({"id": "ck1", "consumer_id": "u1", "key_hash": "h1", "created_at": "t1"}))
+        self.failureResultOf(
+            self.store.add_consumer_key({"id": "ck2", "consumer_id": "u1", "key_hash": "h1", "created_at": "t1"}), Conflict
+        )
+        self.failureResultOf(
+            self.store.add_consumer_key({"id": "ck3", "consumer_id": "zz", "key_hash": "h3", "created_at": "t1"}), Missing
+        )
+
+    def test_update_delete_and_the_change_log(self):
+        """Updates (Stale at an old revision), key adds/deletes and deletes (keys go too) are each a consumer change."""
+        start = self.successResultOf(self.store.changes_since(0))["revision"]
+        created = self.successResultOf(self.store.create_consumer(consumer()))
+        updated = self.successResultOf(self.store.update_consumer("u1", {"enabled": False}, revision=created["revision"]))
+        self.assertFalse(updated["enabled"])
+        self.assertEqual(
+            self.failureResultOf(self.store.update_consumer("u1", {"name": "x"}, revision=created["revision"]), Stale).value.what,
+            "consumer",
+        )
+        self.successResultOf(self.store.add_consumer_key({"id": "ck1", "consumer_id": "u1", "key_hash": "h1", "created_at": "t1"}))
+        self.assertFalse(self.successResultOf(self.store.delete_consumer_key("u1", "nope")))
+        self.assertTrue(self.successResultOf(self.store.delete_consumer_key("u1", "ck1")))
+        self.successResultOf(self.store.add_consumer_key({"id": "ck2", "consumer_id": "u1", "key_hash": "h2", "created_at": "t1"}))
+        self.assertTrue(self.successResultOf(self.store.delete_consumer("u1")))
+        self.assertFalse(self.successResultOf(self.store.delete_consumer("u1")))
+        # The key went with its consumer: its hash is free again.
+        self.successResultOf(self.store.create_consumer(consumer(id="u3", name="other")))
+        self.successResultOf(self.store.add_consumer_key({"id": "ck9", "consumer_id": "u3", "key_hash": "h2", "created_at": "t1"}))
+        log = self.successResultOf(self.store.changes_since(start))["changes"]
+        self.assertEqual({c["kind"] for c in log}, {"consumer"})
+        self.assertEqual({c["record_id"] for c in log}, {"u1", "u3"})
+        self.assertGreaterEqual(len([c for c in log if c["record_id"] == "u1"]), 6)
+
+
+def consumer(**overrides):
+    """A consumer record as the API writes it."""
+    record = {"id": "u1", "name": "mobile", "enabled": True, "created_at": "t0", "updated_at": "t0"}
+    record.update(overrides)
+    return record
+
+
 class StoreSQLiteTests(
     OnSQLite, EndpointStoreMixin, ServiceStoreMixin, DomainStoreMixin, RevisionMixin, KeyStoreMixin,
-    NodeStoreMixin, ArtifactStoreMixin, unittest.TestCase
+    NodeStoreMixin, ArtifactStoreMixin, PolicyConsumerStoreMixin, unittest.TestCase
 ):
     """The store's behaviours on SQLite."""
 
 
 class StorePostgresIntegrationTests(
     OnPostgres, EndpointStoreMixin, ServiceStoreMixin, DomainStoreMixin, RevisionMixin, KeyStoreMixin,
-    NodeStoreMixin, ArtifactStoreMixin, unittest.TestCase
+    NodeStoreMixin, ArtifactStoreMixin, PolicyConsumerStoreMixin, unittest.TestCase
 ):
     """The same behaviours on PostgreSQL."""

@@ -247,6 +247,7 @@ class MigrationListTests(unittest.TestCase):
                 (5, "worker_uids"),
                 (6, "cluster"),
                 (7, "endpoint_routes"),
+                (8, "policies_and_consumers"),
             ],
         )
 
@@ -290,7 +291,7 @@ class FreshStoreTests(unittest.TestCase):
             tables(path),
             {"schema_migrations", "endpoints", "api_keys", "services", "bindings", "domains",
              "collections", "versions", "worker_uids", "changes", "sqlite_sequence", "nodes", "artifacts",
-             "build_claims", "endpoint_routes"},
+             "build_claims", "endpoint_routes", "consumers", "consumer_keys"},
         )
 
     def test_opening_again_runs_nothing(self) -> None:
@@ -640,3 +641,32 @@ class EndpointRoutesMigrationTests(unittest.TestCase):
             ],
         }
         self.failureResultOf(store.create_endpoint(other), Conflict)
+
+
+class PoliciesMigrationTests(unittest.TestCase):
+    """Migration 8 (policies and consumers) on a store of the schema before it."""
+
+    def test_records_of_before_get_no_policy_and_consumers_start_empty(self) -> None:
+        """A domain, collection and endpoint stored at 7 read back with policy {}, can take one, and consumers are usable."""
+        path = os.path.join(self.mktemp(), "store.sqlite3")
+        old, opened = store_at(self, path, MIGRATIONS[:7])
+        self.successResultOf(opened)
+        old.close()
+        connection = sqlite3.connect(path)
+        for n in (1, 3):
+            for statement in LEGACY_DATA[n]:
+                connection.execute(statement)
+        connection.commit()
+        connection.close()
+        store, opened = store_at(self, path)
+        self.successResultOf(opened)
+        self.assertEqual(self.successResultOf(store.get_endpoint("e1"))["policy"], {})
+        self.assertEqual([d["policy"] for d in self.successResultOf(store.list_domains())], [{}])
+        self.assertEqual([c["policy"] for c in self.successResultOf(store.list_collections())], [{}])
+        updated = self.successResultOf(store.update_endpoint("e1", {"policy": {"limits": {"timeout": 3}}}))
+        self.assertEqual(updated["policy"], {"limits": {"timeout": 3}})
+        self.assertEqual(self.successResultOf(store.list_consumers()), [])
+        self.successResultOf(store.create_consumer(
+            {"id": "u1", "name": "app", "enabled": True, "created_at": "t0", "updated_at": "t0"}
+        ))
+        self.assertEqual(self.successResultOf(store.get_consumer("u1"))["keys"], [])

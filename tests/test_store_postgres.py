@@ -111,6 +111,24 @@ class MigrationsPostgresIntegrationTests(unittest.TestCase):
         }
         self.failureResultOf(store.create_endpoint(other), Conflict)
 
+    def test_records_of_before_get_an_empty_policy(self):
+        """A database at migration 7 with an endpoint gets 8: its policy is {}, it takes one, and consumers work."""
+        uri = fresh_database(self)
+        postgres_store(self, uri=uri, migrations=MIGRATIONS[:7]).close()
+        query(
+            uri,
+            "INSERT INTO endpoints (id, name, path, path_shape, method, domain, settings, status, created_at,"
+            " updated_at) VALUES ('e1', 'hello', '/hello', '/hello', 'GET', '*', '{}', 'created', 't0', 't0')",
+        )
+        store = postgres_store(self, uri=uri)
+        self.assertEqual(self.successResultOf(store.get_endpoint("e1"))["policy"], {})
+        updated = self.successResultOf(store.update_endpoint("e1", {"policy": {"limits": {"timeout": 3}}}))
+        self.assertEqual(updated["policy"], {"limits": {"timeout": 3}})
+        created = self.successResultOf(store.create_consumer(
+            {"id": "u1", "name": "app", "enabled": True, "created_at": "t0", "updated_at": "t0"}
+        ))
+        self.assertEqual((created["enabled"], created["keys"]), (True, []))
+
     def test_a_newer_schema_is_refused(self):
         """A database with a migration this code does not know: open() and check_store fail with StoreTooNew."""
         from edgegw_tx.store.uri import StoreSpec, check_store

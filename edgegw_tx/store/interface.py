@@ -26,7 +26,8 @@ What every store promises:
     store a newer edgegw wrote.
 
 The methods are grouped by record kind, one interface each (endpoints,
-worker uids, versions, services, bindings, domains, collections, API keys),
+worker uids, versions, services, bindings, domains, collections, API keys,
+consumers),
 and ``IStore`` is all of them plus the store's own life (open, close). A part
 of the control plane that needs one kind may ask for just that interface, and
 a test's fake of that part of the store is checked against it.
@@ -269,6 +270,38 @@ class IKeyStore(Interface):
         """Record ``{key_id: last_used_at}``; ids of deleted keys are ignored."""
 
 
+class IConsumerStore(Interface):
+    """
+    Consumers of the gateway's routes (an ``api_key`` policy): names unique
+    ignoring case, and their API keys, only their hashes stored.  A consumer
+    read back carries ``keys``: ``[{"id", "key_hash", "created_at"}]``, oldest first.
+    """
+
+    def create_consumer(record: Record) -> Deferred[Record]:
+        """Insert a consumer (id, name, enabled, created_at, updated_at); ``Conflict`` on a taken name."""
+
+    def get_consumer(consumer_id: str) -> Deferred[Record | None]:
+        """The consumer with its ``keys``, or None."""
+
+    def list_consumers() -> Deferred[list[Record]]:
+        """Every consumer with its ``keys``, oldest first."""
+
+    def update_consumer(consumer_id: str, fields: Record, revision: int | None = None) -> Deferred[Record | None]:
+        """Like ``update_endpoint``, for a consumer (``Conflict`` on a taken name)."""
+
+    def delete_consumer(consumer_id: str, revision: int | None = None) -> Deferred[bool]:
+        """Delete a consumer with its keys; fires with whether there was one; ``Stale``."""
+
+    def add_consumer_key(record: Record) -> Deferred[Record]:
+        """
+        Insert a key (id, consumer_id, key_hash, created_at); fires with it.
+        ``Missing`` for an unknown consumer, ``Conflict`` on a taken id or hash.
+        """
+
+    def delete_consumer_key(consumer_id: str, key_id: str) -> Deferred[bool]:
+        """Delete one of the consumer's keys; fires with whether it had it."""
+
+
 class IChangeLog(Interface):
     """
     Every change of the configuration, one row each, numbered by a revision
@@ -286,7 +319,8 @@ class IChangeLog(Interface):
         ``complete`` is False when some of them were pruned (the caller then
         reloads everything). ``kind`` is ``endpoint``, ``service``,
         ``binding`` (``record_id``: the endpoint's), ``domain``,
-        ``collection`` or ``key``.
+        ``collection``, ``key`` or ``consumer`` (a consumer's keys' changes
+        too, ``record_id``: the consumer's).
         """
 
     def prune_changes(keep: int) -> Deferred[int]:
@@ -350,6 +384,7 @@ class IStore(
     IDomainStore,
     ICollectionStore,
     IKeyStore,
+    IConsumerStore,
     IChangeLog,
     INodeStore,
     IArtifactStore,

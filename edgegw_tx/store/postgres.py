@@ -44,6 +44,8 @@ SNAPSHOT_TABLES = (
     "domains",
     "collections",
     "api_keys",
+    "consumers",
+    "consumer_keys",
     "versions",
     "worker_uids",
 )

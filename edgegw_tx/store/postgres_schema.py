@@ -149,6 +149,38 @@ def m0007_endpoint_routes(cursor: Any) -> None:
     ddl.run(cursor, WORDS, ddl.ENDPOINT_ROUTES, ddl.ENDPOINT_ROUTES_OF_BEFORE)
 
 
+CONSUMERS_NAME_UNIQUE = "CREATE UNIQUE INDEX consumers_name_unique ON consumers (lower(name))"
+
+
+def m0008_policies_and_consumers(cursor: Any) -> None:
+    """
+    A traffic policy (JSON, ``{}`` for none) on domains, collections and
+    endpoints; consumers (names unique ignoring case) and their API keys
+    (hashes only); a key's change is its consumer's change in the log.
+    """
+    for table in ddl.POLICY_TABLES:
+        ddl.run(cursor, WORDS, ddl.POLICY, table=table)
+    ddl.run(cursor, WORDS, ddl.CONSUMERS)
+    cursor.execute(CONSUMERS_NAME_UNIQUE)
+    ddl.run(cursor, WORDS, ddl.CONSUMER_KEYS, ddl.CONSUMER_KEYS_BY_CONSUMER)
+    cursor.execute(
+        "CREATE TRIGGER consumers_inserted BEFORE INSERT ON consumers"
+        " FOR EACH ROW EXECUTE FUNCTION edgegw_change('consumer', 'id')"
+    )
+    cursor.execute(
+        "CREATE TRIGGER consumers_updated BEFORE UPDATE ON consumers"
+        " FOR EACH ROW EXECUTE FUNCTION edgegw_change('consumer', 'id')"
+    )
+    cursor.execute(
+        "CREATE TRIGGER consumers_deleted AFTER DELETE ON consumers"
+        " FOR EACH ROW EXECUTE FUNCTION edgegw_change('consumer', 'id')"
+    )
+    cursor.execute(
+        "CREATE TRIGGER consumer_keys_changed AFTER INSERT OR UPDATE OR DELETE ON consumer_keys"
+        " FOR EACH ROW EXECUTE FUNCTION edgegw_change('consumer', 'consumer_id')"
+    )
+
+
 #: This module's ``m<NNNN>_`` functions, in their order.
 MIGRATIONS = defined_in(globals())
 

@@ -264,3 +264,36 @@ ENDPOINT_ROUTES_OF_BEFORE = Template(
         SELECT id, 0, method, path, domain, path_shape FROM endpoints
         """
 )
+
+# Migration 8: a traffic policy on domains, collections and endpoints; consumers and their API keys.
+
+#: The tables a ``policy`` (JSON text, ``{}``: none) is set on.
+POLICY_TABLES = ("domains", "collections", "endpoints")
+
+POLICY = Template("ALTER TABLE $table ADD COLUMN policy TEXT NOT NULL DEFAULT '{}'")
+
+CONSUMERS = Template(
+    """
+        CREATE TABLE consumers (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL$unique_ignoring_case,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            revision $big NOT NULL DEFAULT 0
+        )
+        """
+)
+
+CONSUMER_KEYS = Template(
+    """
+        CREATE TABLE consumer_keys (
+            id TEXT PRIMARY KEY,
+            consumer_id TEXT NOT NULL REFERENCES consumers (id) ON DELETE CASCADE,
+            key_hash TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL
+        )
+        """
+)
+
+CONSUMER_KEYS_BY_CONSUMER = Template("CREATE INDEX consumer_keys_by_consumer ON consumer_keys (consumer_id)")

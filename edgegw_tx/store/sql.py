@@ -65,6 +65,7 @@ ENDPOINT_COLUMNS = (
     "last_error",
     "created_at",
     "updated_at",
+    "policy",
 )
 
 KEY_COLUMNS = ("id", "name", "scope", "key_hash", "created_at", "last_used_at")
@@ -73,7 +74,7 @@ SERVICE_COLUMNS = ("id", "name", "service_type", "config", "created_at", "update
 
 BINDING_COLUMNS = ("endpoint_id", "pool_id", "service_id", "created_at")
 
-DOMAIN_COLUMNS = ("id", "host", "description", "created_at", "updated_at")
+DOMAIN_COLUMNS = ("id", "host", "description", "created_at", "updated_at", "policy")
 
 VERSION_COLUMNS = ("endpoint_id", "digest", "code", "dependencies", "compile_seconds", "created_at")
 
@@ -85,14 +86,20 @@ COLLECTION_COLUMNS = (
     "description",
     "created_at",
     "updated_at",
+    "policy",
 )
+
+#: A consumer (migration 8); its keys are ``CONSUMER_KEY_COLUMNS`` rows.
+CONSUMER_COLUMNS = ("id", "name", "enabled", "created_at", "updated_at")
+
+CONSUMER_KEY_COLUMNS = ("id", "consumer_id", "key_hash", "created_at")
 
 NODE_COLUMNS = ("name", "address", "admin_address", "version", "started_at", "workers")
 
 ARTIFACT_COLUMNS = ("digest", "sha256", "size", "data", "metadata", "node", "created_at")
 
 #: The record kinds with a ``revision`` (migration 6): table, and the name a ``Stale`` gives.
-REVISIONED = dict(schema_ddl.REVISIONED)
+REVISIONED = {**dict(schema_ddl.REVISIONED), "consumers": "consumer"}
 
 #: What a path shape is while its endpoint moves (no route's shape starts so: they start with ``/``).
 _MOVING = "#moving:"
@@ -184,6 +191,7 @@ def _decode_endpoint(row: Row) -> Record:
     record = dict(zip(ENDPOINT_COLUMNS + ("revision",), row))
     record["enabled"] = bool(record["enabled"])
     record["settings"] = json.loads(record["settings"])
+    record["policy"] = json.loads(record["policy"])
     return record
 
 
@@ -201,7 +209,12 @@ def _decode_service(row: Row) -> Record:
 
 def _plain(columns: Sequence[str]) -> Callable[[Row], Record]:
     def decode(row: Row) -> Record:
-        return dict(zip(tuple(columns) + ("revision",), row))
+        record = dict(zip(tuple(columns) + ("revision",), row))
+        if "policy" in record:
+            record["policy"] = json.loads(record["policy"])
+        if "enabled" in record:
+            record["enabled"] = bool(record["enabled"])
+        return record
 
     return decode
 
@@ -213,7 +226,7 @@ def _select(table: str, columns: Sequence[str]) -> str:
 
 def _encode(column: str, value: Any) -> Any:
     """A record's value as its column holds it: JSON text, 0/1 for flags."""
-    if column in ("settings", "config", "metadata", "workers"):
+    if column in ("settings", "config", "metadata", "workers", "policy"):
         return json.dumps(value, sort_keys=True)
     if column == "enabled":
         return int(bool(value))
@@ -974,6 +987,69 @@ class SQLStore:
 
         return self._keep(touch)
 
+    # consumers and their API keys (migration 8)
+
+    def create_consumer(self, record: Record) -> Deferred[Record]:
+        """Insert a consumer; ``Conflict`` when its name is taken (ignoring case)."""
+
+        def create(tx: Tx) -> Record:
+            _insert_row(tx, "consumers", CONSUMER_COLUMNS, record)
+            return _present(_get_consumer(tx, record["id"]))
+
+        return self._write(create)
+
+    def get_consumer(self, consumer_id: str) -> Deferred[Record | None]:
+        return self._read(_get_consumer, consumer_id)
+
+    def list_consumers(self) -> Deferred[list[Record]]:
+        def list_(tx: Tx) -> list[Record]:
+            tx.execute(_select("consumers", CONSUMER_COLUMNS) + " ORDER BY created_at, id")
+            consumers = [_plain(CONSUMER_COLUMNS)(r) for r in tx.fetchall()]
+            keys = _consumer_keys(tx)
+            for consumer in consumers:
+                consumer["keys"] = keys.get(consumer["id"], [])
+            return consumers
+
+        return self._read(list_)
+
+    def update_consumer(self, consumer_id: str, fields: Record, revision: int | None = None) -> Deferred[Record | None]:
+        columns = _columns("consumers", CONSUMER_COLUMNS, fields)
+
+        def update(tx: Tx) -> Record | None:
+            if not _check_revision(tx, "consumers", consumer_id, revision):
+                return None
+            _update_row(tx, "consumers", consumer_id, columns, fields)
+            return _get_consumer(tx, consumer_id)
+
+        return self._write(update)
+
+    def delete_consumer(self, consumer_id: str, revision: int | None = None) -> Deferred[bool]:
+        def delete(tx: Tx) -> bool:
+            if not _check_revision(tx, "consumers", consumer_id, revision):
+                return False
+            tx.execute("DELETE FROM consumers WHERE id = ?", (consumer_id,))
+            return tx.rowcount > 0
+
+        return self._write(delete)
+
+    def add_consumer_key(self, record: Record) -> Deferred[Record]:
+        """Insert a key (id, consumer_id, key_hash, created_at); ``Missing`` for an unknown consumer."""
+
+        def add(tx: Tx) -> Record:
+            if tx.one(f"SELECT 1 FROM consumers WHERE id = ?{tx.dialect.for_update}", (record["consumer_id"],)) is None:
+                raise Missing("consumer", record["consumer_id"])
+            _insert_row(tx, "consumer_keys", CONSUMER_KEY_COLUMNS, record)
+            return {c: record[c] for c in CONSUMER_KEY_COLUMNS}
+
+        return self._write(add)
+
+    def delete_consumer_key(self, consumer_id: str, key_id: str) -> Deferred[bool]:
+        def delete(tx: Tx) -> bool:
+            tx.execute("DELETE FROM consumer_keys WHERE id = ? AND consumer_id = ?", (key_id, consumer_id))
+            return tx.rowcount > 0
+
+        return self._write(delete)
+
     # the change log (migration 6; the database's triggers write it)
 
     def changes_since(self, revision: int) -> Deferred[Record]:
@@ -1124,6 +1200,30 @@ class SQLStore:
             tx.execute("DELETE FROM build_claims WHERE digest = ? AND node = ?", (digest, node))
 
         return self._keep(release)
+
+
+def _consumer_keys(tx: Tx, consumer_id: str | None = None) -> dict[str, list[Record]]:
+    """Consumer id → its keys (id, key_hash, created_at), oldest first."""
+    where = " WHERE consumer_id = ?" if consumer_id is not None else ""
+    tx.execute(
+        "SELECT {} FROM consumer_keys{} ORDER BY created_at, id".format(", ".join(CONSUMER_KEY_COLUMNS), where),
+        () if consumer_id is None else (consumer_id,),
+    )
+    keys: dict[str, list[Record]] = {}
+    for row in tx.fetchall():
+        key = dict(zip(CONSUMER_KEY_COLUMNS, row))
+        keys.setdefault(key.pop("consumer_id"), []).append(key)
+    return keys
+
+
+def _get_consumer(tx: Tx, consumer_id: str) -> Record | None:
+    """The consumer with its ``keys``, or None."""
+    row = _get_row(tx, "consumers", CONSUMER_COLUMNS, "id", consumer_id)
+    if row is None:
+        return None
+    consumer = _plain(CONSUMER_COLUMNS)(row)
+    consumer["keys"] = _consumer_keys(tx, consumer_id).get(consumer_id, [])
+    return consumer
 
 
 def _columns(table: str, all_columns: Sequence[str], fields: Record) -> list[str]:

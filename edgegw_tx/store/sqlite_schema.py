@@ -133,6 +133,35 @@ def m0007_endpoint_routes(cursor: sqlite3.Cursor) -> None:
     ddl.run(cursor, WORDS, ddl.ENDPOINT_ROUTES, ddl.ENDPOINT_ROUTES_OF_BEFORE)
 
 
+def m0008_policies_and_consumers(cursor: sqlite3.Cursor) -> None:
+    """
+    A traffic policy (JSON, ``{}`` for none) on every domain, collection and
+    endpoint, those of before with none; consumers (names unique ignoring
+    case) and their API keys, hashes only, going with their consumer.  A
+    consumer's change and any change of its keys is a ``consumer`` change of
+    the log (a key's naming its consumer), so other nodes reload them.
+    """
+    for table in ddl.POLICY_TABLES:
+        ddl.run(cursor, WORDS, ddl.POLICY, table=table)
+    ddl.run(cursor, WORDS, ddl.CONSUMERS, ddl.CONSUMER_KEYS, ddl.CONSUMER_KEYS_BY_CONSUMER)
+    cursor.execute(
+        "CREATE TRIGGER consumers_inserted AFTER INSERT ON consumers"
+        f" BEGIN {_change('consumer', 'NEW.id', 'consumers')} END"
+    )
+    cursor.execute(
+        "CREATE TRIGGER consumers_updated AFTER UPDATE ON consumers WHEN NEW.revision = OLD.revision"
+        f" BEGIN {_change('consumer', 'NEW.id', 'consumers')} END"
+    )
+    cursor.execute(
+        f"CREATE TRIGGER consumers_deleted AFTER DELETE ON consumers BEGIN {_change('consumer', 'OLD.id')} END"
+    )
+    for event, row in (("INSERT", "NEW"), ("DELETE", "OLD")):
+        cursor.execute(
+            f"CREATE TRIGGER consumer_keys_{event.lower().rstrip('e')}ed AFTER {event} ON consumer_keys"
+            f" BEGIN {_change('consumer', row + '.consumer_id')} END"
+        )
+
+
 #: This module's ``m<NNNN>_`` functions, in their order.
 MIGRATIONS = defined_in(globals())
 

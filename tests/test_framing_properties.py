@@ -195,7 +195,7 @@ class WorkerProcessProperties(unittest.TestCase):
         assume(not tail_frames)  # valid frames are the other tests' business
         clock = MemoryReactorClock()
         worker = WorkerProcess("prop", log=lambda stream, line: None, reactor=clock)
-        process = FakeProcess(worker)
+        process = FakeProcess(worker, reactor=clock)
         worker.makeConnection(process)
         process.send(READY_FRAME)
         results = [[] for _ in range(4)]

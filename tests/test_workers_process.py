@@ -8,6 +8,7 @@ import os
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone
+from twisted.internet.process import ProcessWriter
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.trial import unittest
@@ -37,7 +38,7 @@ class WorkerProcessTests(unittest.TestCase):
             max_line=16,
             reactor=self.clock,
         )
-        self.process = FakeProcess(self.worker)
+        self.process = FakeProcess(self.worker, reactor=self.clock)
         self.worker.makeConnection(self.process)
 
     def ready(self):
@@ -76,7 +77,7 @@ class WorkerProcessTests(unittest.TestCase):
         """No request is written before ready."""
         f = self.failureResultOf(self.worker.request({"method": "GET"}), WorkerCrashed)
         self.assertIn("starting", f.value.message)
-        self.assertEqual(self.process.written, b"")
+        self.assertEqual(self.process.stdin(), b"")
 
     def test_ids_correlate_out_of_order(self):
         """Each response fires the Deferred of its own id, whatever the order."""
@@ -200,7 +201,7 @@ class WorkerProcessTests(unittest.TestCase):
     def test_oversized_frame_kills(self):
         """A length prefix over the cap is a violation naming the size."""
         worker = WorkerProcess("hello", max_frame=100, reactor=self.clock, log=lambda *a: None)
-        process = FakeProcess(worker)
+        process = FakeProcess(worker, reactor=self.clock)
         worker.makeConnection(process)
         d = worker.when_ready()
         process.stdout(b"\x00\x10\x00\x00")
@@ -441,11 +442,162 @@ class RealPipeTests(unittest.TestCase):
         self.assertEqual(os.read(read, 8192), frame[5:])
 
 
+class CountingWriter(ProcessWriter):
+    """Twisted's writer of a child's stdin, counting the writes made to the pipe."""
+
+    def __init__(self, reactor, proc, name, fileno):
+        super().__init__(reactor, proc, name, fileno)
+        self.writes = []
+
+    def writeSomeData(self, data):
+        sent = super().writeSomeData(data)
+        self.writes.append((len(data), sent))
+        return sent
+
+
+class StdinWriteTests(unittest.TestCase):
+    """
+    Frames to a worker, on a real stdin pipe held by Twisted's own pipe
+    writer on a memory reactor: one write per reactor turn straight to the
+    pipe, and the writer's buffer only for what the pipe does not take.
+    """
+
+    def setUp(self):
+        self.clock = MemoryReactorClock()
+        self.read_fd, write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        self.addCleanup(os.close, self.read_fd)
+        self.addCleanup(os.close, write_fd)
+        self.calls = []
+        self.worker = WorkerProcess(
+            "hello", log=lambda *a: None, reactor=self.clock, call_handler=self.call
+        )
+        self.process = FakeProcess(self.worker, reactor=self.clock)
+        self.writer = CountingWriter(self.clock, self.process, 0, write_fd)
+        self.process.pipes = {0: self.writer}
+        self.worker.makeConnection(self.process)  # grows the pipe to PIPE_SIZE
+        self.process.send(READY_FRAME)
+
+    def call(self, frame):
+        self.calls.append(frame)
+        return {"ok": True, "data": frame["id"]}
+
+    def child_reads(self):
+        """Everything in the pipe now, as the child would read it."""
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(self.read_fd, PIPE_SIZE)
+            except BlockingIOError:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+    def fill_pipe(self):
+        """The child reads nothing for a while: the pipe is full."""
+        filler = b"-" * 65536
+        n = 0
+        while True:
+            try:
+                n += os.write(self.writer.fileno(), filler)
+            except BlockingIOError:
+                return n
+
+    def test_frames_of_one_turn_leave_in_one_write(self):
+        """
+        Two requests and a service call's result queued in one turn reach the
+        pipe in one write at the end of the turn, in order, and the writer
+        is never added to the reactor (no epoll_ctl).
+        """
+        first = self.worker.request({"path": "/a"})
+        self.process.send({"type": "call", "id": 7, "pool": "cache"})
+        second = self.worker.request({"path": "/b"})
+        self.assertEqual((self.child_reads(), self.writer.writes), (b"", []))
+        self.clock.advance(0)
+        expected = b"".join(
+            [
+                encode_frame({"path": "/a", "type": "request", "id": 1}),
+                encode_frame({"ok": True, "data": 7, "type": "result", "id": 7}),
+                encode_frame({"path": "/b", "type": "request", "id": 2}),
+            ]
+        )
+        self.assertEqual(self.child_reads(), expected)
+        self.assertEqual(self.writer.writes, [(len(expected), len(expected))])
+        self.assertEqual(self.clock.getWriters(), [])
+        self.assertIn(self.writer, self.clock.getReaders())  # its close watch stays
+        self.assertNoResult(first)
+        self.assertNoResult(second)
+
+    def test_a_full_pipe_hands_the_frames_to_the_writer(self):
+        """
+        A full pipe (EAGAIN) leaves the turn's frames in Twisted's writer; the
+        next turn's frames queue behind them, not past them, and all arrive
+        once the child reads and the reactor finds the pipe writable.
+        """
+        filler = self.fill_pipe()
+        self.worker.request({"path": "/a"})
+        self.clock.advance(0)
+        self.assertEqual(self.writer.writes[-1][1], 0)  # EAGAIN: nothing taken
+        self.assertEqual(self.clock.getWriters(), [self.writer])
+        self.worker.request({"path": "/b"})
+        self.clock.advance(0)
+        self.assertEqual(len(self.writer.writes), 1)  # not written past the buffer
+        self.assertEqual(len(self.child_reads()), filler)
+        self.writer.doWrite()  # what the reactor does once the pipe is writable
+        self.assertEqual(
+            self.child_reads(),
+            encode_frame({"path": "/a", "type": "request", "id": 1})
+            + encode_frame({"path": "/b", "type": "request", "id": 2}),
+        )
+        self.assertEqual(self.clock.getWriters(), [])
+
+    def test_a_partial_write_leaves_the_rest_to_the_writer(self):
+        """
+        A frame bigger than the room in the pipe goes in part; the rest is
+        written by Twisted's writer, every byte once and in order, and the
+        turn after the buffer emptied writes straight to the pipe again.
+        """
+        body = "x" * (PIPE_SIZE + 1000)
+        self.worker.request({"path": "/big", "body": body})
+        self.clock.advance(0)
+        frame = encode_frame({"path": "/big", "body": body, "type": "request", "id": 1})
+        [(size, sent)] = self.writer.writes
+        self.assertEqual((size, sent), (len(frame), PIPE_SIZE))
+        got = self.child_reads()
+        self.writer.doWrite()
+        got += self.child_reads()
+        self.assertEqual(got, frame)
+        self.assertEqual(self.clock.getWriters(), [])
+        self.worker.request({"path": "/small"})
+        self.clock.advance(0)
+        self.assertEqual(self.child_reads(), encode_frame({"path": "/small", "type": "request", "id": 2}))
+        self.assertEqual(len(self.writer.writes), 3)  # the big frame's two, the small one's
+        self.assertEqual(self.clock.getWriters(), [])
+
+    def test_stopping_sends_the_turns_frames_before_closing_stdin(self):
+        """A result queued in the turn a stop closes stdin is written before the close."""
+        d = self.worker.request({"path": "/a"})
+        self.clock.advance(0)
+        self.child_reads()
+        self.process.send({"type": "call", "id": 3, "pool": "cache"})
+        self.worker.stop(10)
+        self.process.send({"type": "response", "id": 1, "status": 200})
+        self.successResultOf(d)
+        self.assertTrue(self.process.stdin_closed)
+        self.assertEqual(self.child_reads(), encode_frame({"ok": True, "data": 3, "type": "result", "id": 3}))
+
+    def test_a_killed_worker_is_sent_nothing_more(self):
+        """What was queued for a worker killed in the same turn is dropped, not written to it."""
+        self.worker.request({"path": "/a"}).addErrback(lambda f: None)
+        self.worker.kill(WorkerCrashed("killed"))
+        self.clock.advance(0)
+        self.assertEqual((self.child_reads(), self.writer.writes), (b"", []))
+
+
 class MovedPipes(FakeProcess):
     """A L{FakeProcess} whose frame pipes are the child's descriptors 3 and 4 (isolation.FRAME_FDS)."""
 
-    def __init__(self, proto, null_fd):
-        super().__init__(proto)
+    def __init__(self, proto, null_fd, reactor):
+        super().__init__(proto, reactor=reactor)
         # /dev/null is no pipe: growing it fails quietly.
         self.pipes = {fd: _Pipe(null_fd) for fd in (2, 3, 4)}
         self.closed_fds = []
@@ -483,7 +635,7 @@ class MovedFramePipeTests(unittest.TestCase):
         )
         null = os.open(os.devnull, os.O_RDONLY)
         self.addCleanup(os.close, null)
-        self.process = MovedPipes(self.worker, null)
+        self.process = MovedPipes(self.worker, null, self.clock)
         self.worker.makeConnection(self.process)
 
     def test_frames_go_over_the_moved_pipes(self):
@@ -502,7 +654,7 @@ class MovedFramePipeTests(unittest.TestCase):
         self.worker.stop(10)
         self.assertEqual(self.process.closed_fds, [3])
         self.worker._write(b"late")  # the pipe is gone: no KeyError from Twisted
-        self.assertEqual(self.process.written, b"")
+        self.assertEqual(self.process.stdin(), b"")
 
     def test_closing_the_moved_stdout_is_noticed(self):
         """A worker that closes its frame output (4) and lives on is killed after the grace."""

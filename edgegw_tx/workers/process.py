@@ -21,6 +21,7 @@ from typing import Protocol as Structural
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.process import ProcessWriter
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -208,6 +209,9 @@ class WorkerProcess:
         self._pipes_call: Any = None
         self._stdout_call: Any = None
         self._reaped = False
+        # Frames for the child written this reactor turn, sent by _flush.
+        self._out: list[bytes] = []
+        self._flush_call: Any = None
 
     # -- what the pool uses ------------------------------------------------
 
@@ -323,6 +327,7 @@ class WorkerProcess:
         self.state = KILLED
         self._death = reason
         self._frames.stop()
+        self._drop_output()
         self._cancel("_start_call")
         self._cancel("_term_call")
         self._fail_pending(reason)
@@ -445,6 +450,7 @@ class WorkerProcess:
     def _ended(self) -> None:
         self.state = ENDED
         self._frames.stop()
+        self._drop_output()
         for name in ("_start_call", "_term_call", "_kill_call", "_pipes_call", "_stdout_call"):
             self._cancel(name)
         if self._pending:
@@ -523,13 +529,67 @@ class WorkerProcess:
         return True
 
     def _write(self, data: bytes) -> None:
-        if self._in_fd == 0:
+        """
+        Queue a frame for the child; the frames of one reactor turn leave
+        together at its end (``_flush``).
+        """
+        self._out.append(data)
+        if self._flush_call is None:
+            self._flush_call = self._clock.callLater(0, self._flush)
+
+    def _flush(self) -> None:
+        """
+        Write this turn's frames in one write.  Twisted's pipe writer adds
+        itself to the reactor as a writer and removes itself again for every
+        write (several epoll_ctl calls each time); with nothing already
+        waiting in its buffer the frames go straight to the pipe instead, and
+        only what the pipe does not take (full: EAGAIN, or a partial write)
+        is handed to the writer, behind nothing, so no byte is lost or
+        reordered and the reactor never blocks.
+        """
+        self._flush_call = None
+        out = self._out
+        if not out:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        pipes: dict[int, object] | None = getattr(self.transport, "pipes", None)
+        if pipes is None:  # a transport without pipes: its write is stdin's
+            if self._in_fd == 0:
+                self.transport.write(data)
+            return
+        writer = pipes.get(self._in_fd)
+        if writer is None:  # closed: the child reads no more
+            return
+        if isinstance(writer, ProcessWriter):
+            if (
+                not writer.dataBuffer
+                and not writer._tempDataBuffer
+                and writer.connected
+                and not writer.disconnecting
+            ):
+                sent = writer.writeSomeData(data)
+                if isinstance(sent, int):  # else an error: the writer meets it again
+                    if sent == len(data):
+                        return
+                    data = data[sent:]
+            writer.write(data)
+        elif self._in_fd == 0:
             self.transport.write(data)
-        elif self._in_fd in self.transport.pipes:  # writeToChild raises once it is closed
+        else:
             self.transport.writeToChild(self._in_fd, data)
+
+    def _drop_output(self) -> None:
+        """The child is being killed or is gone: what it has not been sent is dropped."""
+        self._cancel("_flush_call")
+        self._out.clear()
 
     def _close_stdin(self) -> None:
         if not self._stdin_closed:
+            # What this turn queued goes first; Twisted closes the pipe once
+            # its buffer is written.
+            self._cancel("_flush_call")
+            self._flush()
             self._stdin_closed = True
             if self._in_fd == 0:
                 self.transport.closeStdin()

@@ -24,8 +24,14 @@ class FakeProcess:
     ``exit``.
     """
 
-    def __init__(self, proto, pid=4242, argv=(), env=None, path=None, childFDs=None):
+    def __init__(self, proto, pid=4242, argv=(), env=None, path=None, childFDs=None, reactor=None):
+        """
+        :param reactor: the clock the worker writes on: what it writes reaches
+            the child at the end of the reactor turn, which ``frames`` and
+            ``stdin`` run first.
+        """
         self.proto = proto
+        self.reactor = reactor
         self.pid = pid
         self.argv = list(argv)
         self.env = env
@@ -54,11 +60,17 @@ class FakeProcess:
 
     # the test's side
 
+    def stdin(self):
+        """The bytes the gateway wrote to the child's stdin by the end of this reactor turn."""
+        if self.reactor is not None:
+            self.reactor.advance(0)
+        return bytes(self.written)
+
     def frames(self):
-        """The frames the gateway wrote to the child's stdin so far."""
+        """The frames the gateway wrote to the child's stdin by the end of this reactor turn."""
         frames = []
         FrameProtocol(frames.append, self.fail_parse, types=GATEWAY_FRAME_TYPES).dataReceived(
-            bytes(self.written)
+            self.stdin()
         )
         return frames
 
@@ -123,7 +135,7 @@ class FakeProcessReactor(MemoryReactorClock):
         assert executable == args[0]
         assert usePTY is False
         process = FakeProcess(
-            processProtocol, next(self._pids), args, env, path, childFDs
+            processProtocol, next(self._pids), args, env, path, childFDs, reactor=self
         )
         self.processes.append(process)
         processProtocol.makeConnection(process)

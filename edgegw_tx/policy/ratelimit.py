@@ -25,11 +25,10 @@ nodes' clocks need not agree; a store that fails or is slower than
 ``STORE_TIMEOUT`` lets the request through or answers 503, by
 ``on_store_error``, counted in ``STORE_ERRORS_METRIC``.
 
-The ``ip`` key is the TCP peer's address (``request.client_ip``, already in
-its normal form); ``X-Forwarded-For`` is not read, since this part has no
-trusted proxies of its own (the ``ip`` part's are not visible to it).
-``forwarded.client_address`` with no trusted proxy would give the same text
-at a few µs more per request.
+The ``ip`` key is ``request.client_ip``: the TCP peer's address in its
+normal form, or the client the route's ``ip`` part resolved behind its
+trusted proxies (it runs first and writes it there); this part has no
+trusted proxies of its own and never reads ``X-Forwarded-For`` itself.
 
 The answer headers follow draft-ietf-httpapi-ratelimit-headers-06
 (``RateLimit-Limit``, ``RateLimit-Remaining``, ``RateLimit-Reset``).

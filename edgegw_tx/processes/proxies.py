@@ -12,7 +12,10 @@ objects, which live (once per process) in the data planes:
   the last ``ProcessGroup.refresh`` or start.
 * ``MirroredRoutes`` has ``RouteTable``'s ``add``, ``remove`` and ``restoring``:
   a local table decides conflicts, and each change is sent to every process;
-  ``add`` returns a Deferred firing once every process has the route.
+  ``add`` returns a Deferred firing once every process has the route.  A
+  route's policy travels as what it was compiled from (JSON, secrets
+  included: an internal pipe) and each process compiles its own
+  (edgegw_tx/policy/placing.py).
 * ``MirroredRegistry`` has ``ServiceRegistry``'s face for the service manager:
   a local registry validates configs and runs the connection tests, and
   every service and binding is sent to every process, whose own registry

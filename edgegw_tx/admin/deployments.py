@@ -26,6 +26,17 @@ compiled when its routes are placed and placed with them
 ``reroute`` place again, as a move.  ``limits.timeout`` becomes the pool's
 ``timeout`` while the policy holds (no cost per request).
 
+An endpoint's ``traffic_split`` (``target_of``) adds a pool per version it
+names beside the running one, each claimed in the ledger as a running pool
+is; once all of them are ready, its routes lead to a split target
+(gateway/split.py) over those pools instead of the running pool, placed as
+any route change (atomically). Until then, or when a version cannot be
+served (no such version, its binary gone, its workers failing), what was
+placed before keeps serving and the record's ``last_error`` and log say why.
+New weights are a new split target over the same pools (no request
+dropped); a pool no longer named is drained after the new target is placed.
+A rollback and a redeploy call ``clear_split``: the stored part set to null.
+
 This part owns no lock. Its callers (``EndpointManager``) hold the endpoint's
 lifecycle lock around ``start``, ``replace`` and ``stop``; the moment a started
 pool takes its route runs as a routing write (``serialise``, the records'
@@ -35,6 +46,8 @@ routes of running endpoints (``reroute``, called inside such a write).
 
 from __future__ import annotations
 
+import json
+import random
 from typing import Any, Callable, Generator, Iterable, Optional, Protocol, Sequence
 
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
@@ -45,6 +58,7 @@ from edgegw_tx.admin.errors import Conflict, WorkersFailed
 from edgegw_tx.admin.ledger import ArtifactLedger
 from edgegw_tx.admin.records import now, routes_of
 from edgegw_tx.admin.views import Live, short
+from edgegw_tx.gateway.split import Choice, Served, SplitTarget
 from edgegw_tx.paths import parse_pattern
 from edgegw_tx.policy import model, placing
 from edgegw_tx.policy.part import PolicyContext
@@ -152,6 +166,17 @@ class Deployments:
         self._timeouts: dict[str, Any] = {}
         # The last route switch: {endpoint_id, digest, ready_to_switch_ms}.
         self.last_switch: Optional[dict[str, Any]] = None
+        # endpoint id -> {digest: pool} of the versions its traffic split adds to its running pool
+        self._split_pools: dict[str, dict[str, Pool]] = {}
+        # endpoint id -> the split target its routes lead to (absent: its running pool)
+        self._splits: dict[str, SplitTarget] = {}
+        # endpoint id -> requests per version while it is split
+        self._served: dict[str, Served] = {}
+        # endpoint id -> the traffic_split (as ``_split_key``) whose pools are starting / that could not be served
+        self._preparing: dict[str, str] = {}
+        self._split_failed: dict[str, tuple[str, str]] = {}
+        #: what split targets draw requests with (tests seed it)
+        self.random: Callable[[], float] = random.Random().random
 
     # reading
 
@@ -167,6 +192,8 @@ class Deployments:
         """What runs for the endpoint, for its view."""
         pool = self._pools.get(endpoint_id)
         workers = list(pool.workers()) if pool is not None else []
+        for extra in self._split_pools.get(endpoint_id, {}).values():
+            workers.extend(extra.workers())
         for old, _ in self._draining.get(endpoint_id, ()):
             workers.extend(old.workers())
         return Live(
@@ -174,7 +201,18 @@ class Deployments:
             workers=workers,
             queue=pool.stats().get("queued", 0) if pool is not None else 0,
             digest=self._digests.get(endpoint_id),
+            traffic=self.traffic(endpoint_id),
         )
+
+    def traffic(self, endpoint_id: str) -> list[dict[str, Any]]:
+        """``[{version, weight, served}]`` of the split the endpoint's routes lead to; empty when not split."""
+        target = self._splits.get(endpoint_id)
+        if target is None:
+            return []
+        return [
+            {"version": short(version), "weight": weight, "served": target.served.get(version)}
+            for version, weight in target.choices()
+        ]
 
     def pool_stats(self) -> list[dict[str, Any]]:
         """``stats()`` of every running endpoint's worker pool."""
@@ -339,7 +377,13 @@ class Deployments:
         if persist:
             record = yield self._store.update_endpoint(
                 endpoint_id,
-                {"status": "running", "deployed": digest, "last_error": None, "updated_at": now()},
+                {
+                    "status": "running",
+                    "deployed": digest,
+                    # A split refused while this pool took its route said why (``_split_refused``).
+                    "last_error": self._split_failed.get(endpoint_id, (None, None))[1],
+                    "updated_at": now(),
+                },
             )
         return record
 
@@ -391,9 +435,12 @@ class Deployments:
         self._settings.pop(endpoint_id, None)
         self._routed.pop(endpoint_id, None)
         self._timeouts.pop(endpoint_id, None)
+        extras = self._forget_split(endpoint_id)
         if digest is not None:
             self._ledger.release(digest)
         self._routes.remove(endpoint_id)
+        for extra, extra_digest in extras:
+            yield self._drain(endpoint_id, extra, extra_digest)
         if pool is not None:
             yield pool.stop()
         if not persist:
@@ -417,6 +464,10 @@ class Deployments:
         pools = list(self._pools.values())
         for digest in self._digests.values():
             self._ledger.release(digest)
+        for endpoint_id in list(self._split_pools):
+            for extra, extra_digest in self._forget_split(endpoint_id):
+                self._ledger.release(extra_digest)
+                pools.append(extra)
         self._pools.clear()
         self._digests.clear()
         self._settings.clear()
@@ -444,22 +495,244 @@ class Deployments:
         effective = self._policy(record)
         owners = placing.owners_of(record)
         compiled = placing.placed(effective, self.policy_context, owners, f"endpoint {record.get('name', endpoint_id)}")
-        pool = self._pools[endpoint_id]
+        target = self.target_of(record, effective)
         specs = [(d, m, parse_pattern(p)) for d, m, p in paths]
         if compiled is None:
-            placed = self._routes.place(endpoint_id, specs, pool)
+            placed = self._routes.place(endpoint_id, specs, target)
         else:
-            placed = self._routes.place(endpoint_id, specs, pool, compiled)
+            placed = self._routes.place(endpoint_id, specs, target, compiled)
         # Placed: only now the pool's time per request follows the policy (limits.timeout).
         base = self._timeouts.get(endpoint_id)
         if base is not None:
             timeout = compiled.timeout if compiled is not None else None
-            pool.timeout = timeout if timeout is not None else base  # type: ignore[attr-defined]
+            for pool in (self._pools[endpoint_id], *self._split_pools.get(endpoint_id, {}).values()):
+                pool.timeout = timeout if timeout is not None else base  # type: ignore[attr-defined]
+        self._retire_split_pools(endpoint_id, target, placed, effective.parts.get("traffic_split"))
         self._routed[endpoint_id] = paths if not effective.parts else (
             *paths,
             ("policy", placing.identity(effective, owners)),
         )
         return placed
+
+    # traffic split
+
+    def target_of(self, record: Record, effective: Optional[model.Effective] = None) -> Any:
+        """
+        What the endpoint's routes lead to: its running pool, or a split
+        target over the pools of its ``traffic_split``'s versions once they
+        all run. A split whose pools are not all running starts them
+        (``_start_split``) and keeps what was placed meanwhile; they take the
+        route when ready. ``effective`` is ``record``'s policy when known.
+        """
+        endpoint_id = record["id"]
+        pool = self._pools[endpoint_id]
+        policy = effective if effective is not None else self._policy(record)
+        split = policy.parts.get("traffic_split")
+        if not split:
+            self._splits.pop(endpoint_id, None)
+            self._served.pop(endpoint_id, None)
+            self._split_failed.pop(endpoint_id, None)
+            self._preparing.pop(endpoint_id, None)
+            return pool
+        key = _split_key(split)
+        if self._split_failed.get(endpoint_id, ("", ""))[0] == key:
+            self._splits.pop(endpoint_id, None)
+            return pool
+        choices = self._split_choices(endpoint_id, split)
+        if choices is None:
+            if self._preparing.get(endpoint_id) != key:
+                self._preparing[endpoint_id] = key
+                d = self._start_split(record, split, key)
+                d.addErrback(lambda f: self.log.failure("Splitting endpoint {id}", f, id=endpoint_id))
+            return self._splits.get(endpoint_id) or pool
+        self._preparing.pop(endpoint_id, None)
+        served = self._served.setdefault(endpoint_id, Served())
+        served.keep_only([version for version, _, _ in choices])
+        target = SplitTarget(str(record.get("name") or endpoint_id), choices, served, split.get("sticky"), self.random)
+        self._splits[endpoint_id] = target
+        return target
+
+    def _split_choices(self, endpoint_id: str, split: dict[str, Any]) -> Optional[list[Choice]]:
+        """The split's versions with their running pools; None unless every one resolves to one running pool."""
+        running: dict[str, Pool] = dict(self._split_pools.get(endpoint_id, {}))
+        main = self._digests.get(endpoint_id)
+        if main is not None:
+            running[main] = self._pools[endpoint_id]
+        choices: list[Choice] = []
+        for entry in split["versions"]:
+            prefix = entry["version"].lower()
+            found = [digest for digest in running if digest.startswith(prefix)]
+            if len(found) != 1:
+                return None
+            choices.append((found[0], entry["weight"], running[found[0]]))
+        return choices
+
+    @inlineCallbacks
+    def _start_split(self, record: Record, split: dict[str, Any], key: str) -> Generator["Deferred[Any]", Any, None]:
+        """
+        Start a pool for each version of ``split`` that has none running, then
+        route the endpoint again (as a routing write) so the split takes its
+        routes. A version that cannot be served: the split is not applied (the
+        running pool serves), the record's ``last_error`` and log say why.
+        """
+        endpoint_id = record["id"]
+        started: list[tuple[str, Pool]] = []
+        try:
+            digests = yield self._split_digests(endpoint_id, split)
+            for digest in digests:
+                if digest == self._digests.get(endpoint_id) or digest in self._split_pools.get(endpoint_id, {}):
+                    continue
+                if any(digest == d for d, _ in started):
+                    continue
+                binary = yield self._ledger.claim(digest)
+                if binary is None:
+                    raise _SplitProblem(
+                        f"the binary of version {short(digest)} is gone (pruned, and not in the cluster's store)"
+                    )
+                try:
+                    uid = yield self._worker_uid(record)
+                    pool = self._pool_factory(
+                        dict(record, worker_uid=uid), binary, self._log_writer(endpoint_id), version=digest
+                    )
+                except BaseException:
+                    self._ledger.release(digest)
+                    raise
+                started.append((digest, pool))
+                try:
+                    yield pool.start()
+                except Exception as e:
+                    raise _SplitProblem(f"the workers of version {short(digest)} failed to start: {e}")
+        except _SplitProblem as problem:
+            yield self._stop_started(endpoint_id, started)
+            if self._preparing.get(endpoint_id) == key:
+                del self._preparing[endpoint_id]
+                yield self._split_refused(record, key, str(problem))
+            return
+        except BaseException:
+            yield self._stop_started(endpoint_id, started)
+            if self._preparing.get(endpoint_id) == key:
+                del self._preparing[endpoint_id]
+            raise
+        if self._preparing.get(endpoint_id) != key or endpoint_id not in self._pools:
+            # Stopped, or the split changed, while these started: not needed.
+            yield self._stop_started(endpoint_id, started)
+            return
+        self._split_pools.setdefault(endpoint_id, {}).update(started)
+        yield self._serialise(self._route_again, endpoint_id)
+
+    @inlineCallbacks
+    def _split_digests(self, endpoint_id: str, split: dict[str, Any]) -> Generator["Deferred[Any]", Any, list[str]]:
+        """The digest each version of ``split`` names among the endpoint's versions; ``_SplitProblem`` if one names none or several."""
+        rows = yield self._ledger.versions(endpoint_id)
+        known = {row["digest"] for row in rows}
+        main = self._digests.get(endpoint_id)
+        if main is not None:
+            known.add(main)
+        digests = []
+        for entry in split["versions"]:
+            found = sorted(d for d in known if d.startswith(entry["version"].lower()))
+            if not found:
+                raise _SplitProblem(
+                    f"version {entry['version']} is not one of this endpoint's versions"
+                    f" (GET /api/endpoints/{endpoint_id}/versions lists them)"
+                )
+            if len(found) > 1:
+                raise _SplitProblem(f"version {entry['version']} is the start of {len(found)} versions; give more digits")
+            digests.append(found[0])
+        return digests
+
+    @inlineCallbacks
+    def _stop_started(self, endpoint_id: str, started: list[tuple[str, Pool]]) -> Generator["Deferred[Any]", Any, None]:
+        """Stop pools a split started and will not use, giving back their claims."""
+        for digest, pool in started:
+            yield self._drain(endpoint_id, pool, digest)
+
+    @inlineCallbacks
+    def _split_refused(self, record: Record, key: str, problem: str) -> Generator["Deferred[Any]", Any, None]:
+        """Say in the record and its log that its split is not applied, and route it to its running pool."""
+        endpoint_id = record["id"]
+        serving = self._digests.get(endpoint_id)
+        message = f"traffic_split not applied: {problem}; version {short(serving)} serves every request"
+        self._split_failed[endpoint_id] = (key, message)
+        self.log.error("Endpoint {name}: {message}", name=record.get("name", endpoint_id), message=message)
+        self._log_writer(endpoint_id)("gateway", message)
+        if endpoint_id in self._pools:
+            yield self._store.update_endpoint(endpoint_id, {"last_error": message, "updated_at": now()})
+            yield self._serialise(self._route_again, endpoint_id)
+
+    @inlineCallbacks
+    def _route_again(self, endpoint_id: str) -> Generator["Deferred[Any]", Any, None]:
+        """As a routing write: place a running endpoint's routes again, as stored now."""
+        fresh = yield self._store.get_endpoint(endpoint_id)
+        if fresh is None or endpoint_id not in self._pools:
+            return
+        try:
+            placed = self.route(fresh)
+        except ValueError as e:  # the route table's RouteConflict
+            self.log.error("Could not route endpoint {id} again: {e}", id=endpoint_id, e=e)
+            return
+        if placed is not None:
+            yield placed
+
+    def _retire_split_pools(
+        self, endpoint_id: str, target: Any, placed: Optional["Deferred[Any]"], split: Optional[dict[str, Any]]
+    ) -> None:
+        """
+        Drain the split pools that neither ``target`` (just placed) nor the
+        ``split`` wanted now (its pools may be starting) use, once ``target``
+        is in place everywhere.
+        """
+        pools = self._split_pools.get(endpoint_id)
+        if not pools:
+            return
+        used = {id(pool) for pool in target.pools()} if isinstance(target, SplitTarget) else set()
+        failed = split is not None and self._split_failed.get(endpoint_id, ("", ""))[0] == _split_key(split)
+        prefixes = [] if split is None or failed else [e["version"].lower() for e in split["versions"]]
+        retired = [
+            (pool, digest)
+            for digest, pool in pools.items()
+            if id(pool) not in used and not any(digest.startswith(p) for p in prefixes)
+        ]
+        if not retired:
+            return
+        for _, digest in retired:
+            del pools[digest]
+        if not pools:
+            del self._split_pools[endpoint_id]
+
+        def drain(result: Any) -> Any:
+            for pool, digest in retired:
+                self._drain(endpoint_id, pool, digest)
+            return result
+
+        if placed is None:
+            drain(None)
+        else:
+            placed.addCallback(drain)
+
+    def _forget_split(self, endpoint_id: str) -> list[tuple[Pool, str]]:
+        """Forget the endpoint's split; its extra pools (still to be stopped, their claims held)."""
+        self._splits.pop(endpoint_id, None)
+        self._served.pop(endpoint_id, None)
+        self._preparing.pop(endpoint_id, None)
+        self._split_failed.pop(endpoint_id, None)
+        return [(pool, digest) for digest, pool in self._split_pools.pop(endpoint_id, {}).items()]
+
+    @inlineCallbacks
+    def clear_split(self, record: Record) -> Generator["Deferred[Any]", Any, Record]:
+        """
+        A rollback's or a redeploy's first step: the endpoint's stored
+        ``traffic_split`` set to null and, when it runs, its routes placed
+        again (its extra pools drained). Fires with the record as stored.
+        """
+        policy = record.get("policy")
+        if not isinstance(policy, dict) or policy.get("traffic_split") is None:
+            return record
+        kept = {name: part for name, part in policy.items() if name != "traffic_split"}
+        record = yield self._store.update_endpoint(record["id"], {"policy": kept, "updated_at": now()})
+        if record["id"] in self._pools:
+            yield self._serialise(self._route_again, record["id"])
+        return record
 
     def reroute(self, records: Iterable[Record]) -> "Deferred[None]":
         """
@@ -495,3 +768,12 @@ class Deployments:
             pending = left
         done: Deferred[Any] = DeferredList([d for d in placed if d is not None])
         return done.addCallback(lambda _: None)
+
+
+class _SplitProblem(Exception):
+    """Why an endpoint's traffic_split cannot be served here (its record's ``last_error`` says it)."""
+
+
+def _split_key(split: dict[str, Any]) -> str:
+    """A text naming one traffic_split configuration (to tell whether it changed)."""
+    return json.dumps(split, sort_keys=True, separators=(",", ":"))

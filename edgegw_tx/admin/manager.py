@@ -315,6 +315,8 @@ class EndpointManager:
     @inlineCallbacks
     def _restart(self, endpoint_id: str) -> Generator["Deferred[Any]", Any, Record]:
         record = yield self.get(endpoint_id)
+        # A redeploy serves one version: a traffic split ends (docs/policies.md).
+        record = yield self.deployments.clear_split(record)
         record = yield self.deployments.replace(record, record["artifact"] or record["deployed"])
         restarted: Record = record
         return restarted
@@ -352,6 +354,8 @@ class EndpointManager:
                 f"the binary of version {short(digest)} of endpoint '{record['name']}' was pruned; "
                 "to serve it again, PUT its code (GET .../versions shows it), compile and restart"
             )
+        # A rollback serves one version: a traffic split ends (docs/policies.md).
+        record = yield self.deployments.clear_split(record)
         if self.deployments.digest(endpoint_id) != digest:  # else it is serving already
             record = yield self.deployments.replace(record, digest)
         rolled: Record = record

@@ -110,6 +110,7 @@ ENDPOINT_READ_ONLY = (
     "route",
     "services",
     "status",
+    "traffic",
     "updated_at",
     "version",
     "workers",
@@ -589,6 +590,17 @@ def endpoint_properties() -> dict[str, Schema]:
         "version": nullable(string(description="the live version: the first 12 hex digits of its digest")),
         "workers": array(WORKER, description="the running workers, with those still draining after a switch"),
         "queue": integer(0, description="requests waiting for a worker"),
+        "traffic": array(
+            obj(
+                {
+                    "version": string(description="the version: the first 12 hex digits of its digest"),
+                    "weight": integer(0, description="its percentage of the requests"),
+                    "served": integer(0, description="requests it was given since the split was placed"),
+                },
+                required=("version", "weight", "served"),
+            ),
+            description="the versions a traffic_split serves the endpoint by (docs/policies.md); [] when not split",
+        ),
         "created_at": TIMESTAMP,
         "updated_at": TIMESTAMP,
     }

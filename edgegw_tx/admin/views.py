@@ -39,6 +39,8 @@ class Live:
     queue: int = 0
     # the digest the running pool serves; None when nothing runs
     digest: Optional[str] = None
+    # a traffic split's versions: [{version, weight, served}]; empty when not split
+    traffic: list[dict[str, Any]] = field(default_factory=list)
 
 
 def endpoint_view(record: Record, live: Live, full_path: str) -> Record:
@@ -53,6 +55,7 @@ def endpoint_view(record: Record, live: Live, full_path: str) -> Record:
     public["version"] = short(live.digest or record["deployed"])
     public["workers"] = list(live.workers)
     public["queue"] = live.queue
+    public["traffic"] = list(live.traffic)
     return public
 
 

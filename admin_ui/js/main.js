@@ -12,6 +12,7 @@ const ROUTES = [
   [/^\/endpoints\/([A-Za-z0-9_-]+)$/, "endpoints", () => import("./pages/endpoint.js"), (m) => ({ id: m[1] })],
   [/^\/services$/, "services", () => import("./pages/services.js")],
   [/^\/domains$/, "domains", () => import("./pages/domains.js")],
+  [/^\/consumers$/, "consumers", () => import("./pages/consumers.js")],
   [/^\/import$/, "import", () => import("./pages/imports.js")],
   [/^\/keys$/, "keys", () => import("./pages/keys.js")],
 ];

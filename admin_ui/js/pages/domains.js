@@ -1,8 +1,10 @@
-// Domains and collections: where endpoints are served.
+// Domains and collections: where endpoints are served, and the traffic
+// policy each gives the endpoints in it.
 import { api, listAll } from "../api.js";
 import { button, field, h, replace, safeId, select, table } from "../dom.js";
 import { LIMITS } from "../limits.js";
 import * as notify from "../notify.js";
+import { PolicyEditor, partNames } from "../policy.js";
 
 export function render(main) {
   const domainsBox = h("section", { class: "panel", "data-testid": "domains" });
@@ -57,21 +59,25 @@ export function render(main) {
   function drawDomains() {
     const host = h("input", { type: "text", spellcheck: "false", placeholder: "api.example.com", "data-testid": "domain-host" });
     const description = h("input", { type: "text" });
+    const policy = new PolicyEditor("domain");
     if (editingDomain) {
       host.value = editingDomain.host;
       description.value = editingDomain.description || "";
+      policy.set(editingDomain.policy);
     }
     const problem = h("p", { class: "form-error", role: "alert", hidden: true });
     const submit = button(editingDomain ? "Save" : "Add domain", async () => {
       problem.hidden = true;
       try {
         const body = { host: host.value.trim(), description: description.value };
+        withPolicy(body, policy, editingDomain);
         if (editingDomain) await api("PUT", `/domains/${safeId(editingDomain.id)}`, body);
         else await api("POST", "/domains", body);
         notify.ok(editingDomain ? "Domain saved; its endpoints moved with it." : `Domain '${body.host}' added.`);
         editingDomain = null;
         await load();
       } catch (error) {
+        if (policy.showProblem(error) || error.policyText) return;
         problem.textContent = error.message;
         problem.hidden = false;
       }
@@ -80,15 +86,17 @@ export function render(main) {
       h("code", null, d.host),
       d.description,
       String(endpoints.filter((e) => e.domain === d.host).length),
+      h("span", { "data-testid": "domain-policy" }, partNames(d.policy)),
       h("div", { class: "btn-row" },
         button("Edit", () => { editingDomain = d; drawDomains(); }, { class: "btn btn-small" }),
         button("Delete", () => remove("domains", d, `the domain '${d.host}'`), { class: "btn btn-small btn-danger" })),
     ]);
     replace(domainsBox,
       h("div", { class: "panel-head" }, h("h2", null, "Domains")),
-      rows.length ? table([["Host"], ["Description"], ["Endpoints", "num"], [""]], rows) : h("p", { class: "empty" }, "No domains yet: endpoints answer on any host (*)."),
+      rows.length ? table([["Host"], ["Description"], ["Endpoints", "num"], ["Policy"], [""]], rows) : h("p", { class: "empty" }, "No domains yet: endpoints answer on any host (*)."),
       h("h3", null, editingDomain ? `Edit '${editingDomain.host}'` : "Add a domain"),
       h("div", { class: "form-row" }, field("Host", host), field("Description", description)),
+      policy.root,
       problem,
       h("div", { class: "btn-row" }, submit, editingDomain ? button("Cancel", () => { editingDomain = null; drawDomains(); }) : null));
   }
@@ -99,7 +107,9 @@ export function render(main) {
     const domainSelect = select([["", "No domain (each endpoint's own)"], ...domains.map((d) => [d.id, d.host])], "");
     const basePath = h("input", { type: "text", spellcheck: "false", placeholder: "/v1" });
     const description = h("input", { type: "text" });
+    const policy = new PolicyEditor("collection");
     if (editingCollection) {
+      policy.set(editingCollection.policy);
       name.value = editingCollection.name;
       domainSelect.value = editingCollection.domain_id || "";
       basePath.value = editingCollection.base_path || "";
@@ -110,12 +120,14 @@ export function render(main) {
       problem.hidden = true;
       const body = { name: name.value.trim(), domain_id: domainSelect.value || null, base_path: basePath.value.trim(), description: description.value };
       try {
+        withPolicy(body, policy, editingCollection);
         if (editingCollection) await api("PUT", `/collections/${safeId(editingCollection.id)}`, body);
         else await api("POST", "/collections", body);
         notify.ok(editingCollection ? "Collection saved; its endpoints moved with it." : `Collection '${body.name}' added.`);
         editingCollection = null;
         await load();
       } catch (error) {
+        if (policy.showProblem(error) || error.policyText) return;
         problem.textContent = error.message;
         problem.hidden = false;
       }
@@ -125,18 +137,31 @@ export function render(main) {
       c.domain_id && byDomain.get(c.domain_id) ? h("code", null, byDomain.get(c.domain_id).host) : h("span", { class: "muted" }, "–"),
       h("code", null, c.base_path || "–"),
       String(endpoints.filter((e) => e.collection_id === c.id).length),
+      h("span", { "data-testid": "collection-policy" }, partNames(c.policy)),
       h("div", { class: "btn-row" },
         button("Edit", () => { editingCollection = c; drawCollections(); }, { class: "btn btn-small" }),
         button("Delete", () => remove("collections", c, `the collection '${c.name}'`), { class: "btn btn-small btn-danger" })),
     ]);
     replace(collectionsBox,
       h("div", { class: "panel-head" }, h("h2", null, "Collections")),
-      rows.length ? table([["Name"], ["Domain"], ["Base path"], ["Endpoints", "num"], [""]], rows) : h("p", { class: "empty" }, "No collections yet."),
+      rows.length ? table([["Name"], ["Domain"], ["Base path"], ["Endpoints", "num"], ["Policy"], [""]], rows) : h("p", { class: "empty" }, "No collections yet."),
       h("h3", null, editingCollection ? `Edit '${editingCollection.name}'` : "Add a collection"),
       h("div", { class: "form-grid" }, field("Name", name), field("Domain", domainSelect), field("Base path", basePath, "e.g. /v1 or /shops/{shop}"),
-        h("div", { class: "wide" }, field("Description", description))),
+        h("div", { class: "wide" }, field("Description", description)), policy.root),
       problem,
       h("div", { class: "btn-row" }, submit, editingCollection ? button("Cancel", () => { editingCollection = null; drawCollections(); }) : null));
+  }
+
+  /** The form's policy in body: when it has one, or the record had one (an emptied text removes it). */
+  function withPolicy(body, policy, editing) {
+    let value;
+    try {
+      value = policy.value();
+    } catch (error) {
+      error.policyText = true; // said under the text already
+      throw error;
+    }
+    if (Object.keys(value).length || (editing && "policy" in editing)) body.policy = value;
   }
 
   load();

@@ -1,6 +1,7 @@
 // The endpoint editor: definition, code (compile with diagnostics at their
 // lines), lifecycle, test console, live logs, workers, settings, versions
-// with rollback, and service bindings. #/endpoints/new starts a new one from
+// with rollback, service bindings, and its traffic policy (its own, the
+// effective one with where each part came from, a split's versions). #/endpoints/new starts a new one from
 // the hello-world template.
 import { api, listAll } from "../api.js";
 import { CodeEditor } from "../editor.js";
@@ -9,6 +10,7 @@ import {
 } from "../dom.js";
 import * as notify from "../notify.js";
 import { LIMITS } from "../limits.js";
+import { PolicyEditor, effectiveView, trafficView } from "../policy.js";
 import { HELLO_WORLD } from "../template.js";
 import { TestConsole } from "../testconsole.js";
 
@@ -29,7 +31,7 @@ const NUMBER_SETTINGS = [
 
 export function render(main, params, context) {
   const page = new EndpointPage(main, params.id);
-  context.leaveGuard = () => (page.dirty() ? "The endpoint has changes that are not saved. Leave this page and lose them?" : null);
+  context.leaveGuard = () => (page.dirty() || page.policyDirty() ? "The endpoint has changes that are not saved. Leave this page and lose them?" : null);
   if (params.query.get("compile") === "1") {
     history.replaceState(null, "", "#/endpoints/" + safeId(params.id));
     page.compileOnLoad = true;
@@ -196,6 +198,16 @@ class EndpointPage {
       this.settings = h("div");
       this.versions = h("div", { "data-testid": "versions" });
       this.bindings = h("div", { "data-testid": "bindings" });
+      this.policy = new PolicyEditor("endpoint");
+      this.effective = h("div");
+      this.traffic = h("div");
+      const savePolicy = button("Save policy", () => this.savePolicy(), { class: "btn btn-primary", "data-testid": "save-policy" });
+      const policyPanel = h("section", { class: "panel section-gap", "aria-labelledby": "policy-title", "data-testid": "policy" },
+        h("div", { class: "panel-head" }, h("h2", { id: "policy-title" }, "Traffic policy"),
+          h("span", { class: "muted small" }, "CORS, client addresses, consumers' keys or JWT, rate limits, limits, a traffic split: checked by the gateway before the handler")),
+        h("div", { class: "grid-2" },
+          h("div", null, h("h3", null, "This endpoint's own"), this.policy.root, h("div", { class: "btn-row" }, savePolicy)),
+          h("div", null, h("h3", null, "Effective: what its requests get"), this.effective, this.traffic)));
       // The code takes the page's whole width (long lines are not cut off at
       // half of it); the test console and the logs sit side by side below.
       replace(this.main, head, this.lastError,
@@ -209,13 +221,15 @@ class EndpointPage {
           h("div", { class: "stack" },
             h("section", { class: "panel", "aria-labelledby": "settings-title" }, h("div", { class: "panel-head" }, h("h2", { id: "settings-title" }, "Pool settings")), this.settings),
             h("section", { class: "panel", "aria-labelledby": "bindings-title" }, h("div", { class: "panel-head" }, h("h2", { id: "bindings-title" }, "Service bindings"),
-              h("span", { class: "muted small" }, "services the handler reaches by name")), this.bindings))));
+              h("span", { class: "muted small" }, "services the handler reaches by name")), this.bindings))),
+        policyPanel);
     }
     this.fillDefinition(record);
     this.showLive(record);
     if (!isNew) {
       this.drawSettings(record);
       this.drawBindings(record);
+      this.policy.set(record.policy);
       const [host, path] = splitRoute(record);
       this.console.setDefaults(record.method, examplePath(path), host);
     }
@@ -331,6 +345,39 @@ class EndpointPage {
     this.lastError.hidden = !record.last_error || this.compileStatus.classList.contains("err");
     this.lastError.textContent = record.last_error ? `Last error: ${record.last_error}` : "";
     this.drawWorkers(record);
+    this.drawPolicy(record);
+  }
+
+  // -- policy ---------------------------------------------------------------
+
+  policyDirty() {
+    return Boolean(this.policy && this.policy.dirty());
+  }
+
+  /** The effective policy and the split's counts, as the last GET said (every poll). */
+  drawPolicy(record) {
+    if (!this.effective) return;
+    const collection = this.collections.find((c) => c.id === record.collection_id);
+    replace(this.effective, effectiveView(record, { endpoint: record.name, collection: collection && collection.name, domain: record.domain }));
+    replace(this.traffic, trafficView(record));
+  }
+
+  async savePolicy() {
+    let policy;
+    try {
+      policy = this.policy.value();
+    } catch {
+      return; // said under the text
+    }
+    try {
+      const record = await api("PUT", `/endpoints/${safeId(this.record.id)}`, { policy });
+      this.record = record;
+      this.policy.set(record.policy);
+      this.showLive(record);
+      notify.ok(record.status === "running" ? "Policy saved; the endpoint's routes follow it now." : "Policy saved.");
+    } catch (error) {
+      if (!this.policy.showProblem(error)) notify.error(error, "The policy could not be saved:");
+    }
   }
 
   // -- actions --------------------------------------------------------------
@@ -463,6 +510,7 @@ class EndpointPage {
       const changedElsewhere = record.updated_at !== this.record.updated_at;
       this.record = record;
       this.showLive(record);
+      if (changedElsewhere && !this.policyDirty()) this.policy.set(record.policy);
       if (changedElsewhere && !this.dirty()) {
         this.fillDefinition(record);
         this.drawSettings(record);

@@ -1,6 +1,7 @@
 // API keys: create (the key is shown once, with a copy button) and revoke.
 import { api, listAll } from "../api.js";
 import { ago, button, field, formatTime, h, replace, safeId, select, table } from "../dom.js";
+import { showOnce as showSecret } from "../secret.js";
 import { LIMITS } from "../limits.js";
 import * as notify from "../notify.js";
 
@@ -33,21 +34,7 @@ export function render(main) {
         h("div", { class: "btn-row section-gap" }, create))));
 
   function showOnce(made) {
-    const value = h("input", { type: "text", readOnly: true, value: made.key, "aria-label": "The new key", "data-testid": "new-key-value" });
-    const copied = h("span", { class: "form-ok", role: "status" });
-    const copy = button("Copy", async () => {
-      try {
-        await navigator.clipboard.writeText(made.key);
-      } catch {
-        value.select();
-        document.execCommand("copy");
-      }
-      copied.textContent = "Copied.";
-    }, { class: "btn btn-primary", "data-testid": "copy-key" });
-    replace(fresh, h("div", { class: "secret-box", role: "status" },
-      h("strong", null, `The key '${made.name}' (${made.scope}). Copy it now: it is not shown again.`),
-      h("div", { class: "secret-value" }, value, copy, button("Done", () => replace(fresh))), copied));
-    value.select();
+    showSecret(fresh, `The key '${made.name}' (${made.scope}).`, made.key, "key");
   }
 
   async function load() {

@@ -342,7 +342,9 @@ class GatewayRuntime(MultiService):
             self.membership = Membership(
                 self.store,
                 self.nodes,
-                ChangeApplier(self.keys, self.service_manager, self.collections, self.manager, reactor),
+                ChangeApplier(
+                    self.keys, self.service_manager, self.collections, self.manager, reactor, consumers=self.consumers
+                ),
                 reactor,
                 self.store_spec.uri if self.store_spec is not None else str(getattr(self.store, "uri", "")),
                 self.snapshot_path,

@@ -296,6 +296,21 @@ class ChangeApplierTests(TestCase):
         self.apply([change("key", "k1"), change("key", "k2")])
         self.assertEqual(self.planes.calls, ["keys.load"])
 
+    def test_consumers_reloaded(self) -> None:
+        """A consumer change (a consumer's or its keys') reloads the consumers' keys, and nothing else; so does an incomplete batch."""
+        reloaded: list[str] = []
+
+        class Consumers:
+            def reload(self) -> "Deferred[None]":
+                reloaded.append("reload")
+                return succeed(None)
+
+        applier = ChangeApplier(self.keys, self.planes, self.planes, self.planes, self.clock, consumers=Consumers())
+        self.successResultOf(applier.apply([change("consumer", "c1"), change("consumer", "c2")], True))
+        self.assertEqual((reloaded, self.planes.calls), (["reload"], []))
+        self.successResultOf(applier.apply([], False))
+        self.assertEqual(reloaded, ["reload", "reload"])
+
     def test_services_and_bindings_before_endpoints(self) -> None:
         """Service and binding changes sync the registry once, before the endpoints of the batch are reconciled."""
         self.apply([change("endpoint", "e1"), change("binding", "e1"), change("service", "s1")])

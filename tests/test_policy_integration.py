@@ -107,9 +107,12 @@ class PolicyIntegrationTests(PolicyTestsMixin, GatewayTestCase):
 
     @inlineCallbacks
     def test_api_key_401_and_200_and_forged_identity(self) -> Any:
-        """No or a wrong key: 401 with a challenge; a consumer's key: the handler sees the consumer, not the key nor a forged name."""
+        """No or a wrong key: 401 with a challenge; a stored consumer's key (loaded by the runtime): the handler sees the consumer, not the key nor a forged name."""
         key = generate_key()
-        self.gateway.runtime.consumers.keys.load([{"name": "shop", "enabled": True, "key_hashes": [hash_key(key)]}])
+        store, stamp = self.gateway.runtime.store, "2026-12-08T00:00:00+00:00"
+        yield store.create_consumer({"id": "c1", "name": "shop", "enabled": True, "created_at": stamp, "updated_at": stamp})
+        yield store.add_consumer_key({"id": "k1", "consumer_id": "c1", "key_hash": hash_key(key), "created_at": stamp})
+        yield self.gateway.runtime.consumers.reload()
         yield self.deploy_with("keyed", "/keyed", {"auth": {"type": "api_key"}})
         status, fields, _ = yield self.get("/keyed", {"X-Edgegw-Consumer": "root"})
         self.assertEqual(status, 401)
@@ -172,7 +175,7 @@ class PolicyIntegrationTests(PolicyTestsMixin, GatewayTestCase):
 
 
 class ClusterLimitIntegrationTests(PolicyTestsMixin, GatewayTestCase):
-    """``scope: cluster`` with two data-plane processes: one budget, counted in the real Redis."""
+    """Two data-plane processes: a cluster-scope limit spends one budget in the real Redis; consumers' keys reach both."""
 
     runtime_options = {"processes": 2}
 
@@ -212,3 +215,22 @@ class ClusterLimitIntegrationTests(PolicyTestsMixin, GatewayTestCase):
         ]
         self.assertEqual(sum(served), budget + 1)
         self.assertTrue(all(served), f"every data-plane process answered some: {served}")
+
+    @inlineCallbacks
+    def test_consumers_reach_every_process(self) -> Any:
+        """A consumer's key loaded by the control process is known to both data-plane processes."""
+        key = generate_key()
+        store, stamp = self.gateway.runtime.store, "2026-12-08T00:00:00+00:00"
+        yield store.create_consumer({"id": "c1", "name": "shop", "enabled": True, "created_at": stamp, "updated_at": stamp})
+        yield store.add_consumer_key({"id": "k1", "consumer_id": "c1", "key_hash": hash_key(key), "created_at": stamp})
+        yield self.gateway.runtime.consumers.reload()
+        yield self.deploy_with("keyed", "/keyed", {"auth": {"type": "api_key"}})
+        for _ in range(8):
+            status, _, body = yield self.get("/keyed", {"X-API-Key": key})
+            self.assertEqual((status, body["consumer"]), (200, "shop"))
+        planes = yield self.gateway.runtime.processes.metrics()
+        served = [
+            sum(n for series in plane["requests"].values() for _method, _status, n in series["counts"])
+            for plane in planes
+        ]
+        self.assertTrue(all(served) and len(served) == 2, f"every data-plane process answered some: {served}")

@@ -159,3 +159,31 @@ class MirroredPolicyTests(unittest.TestCase):
         for process in self.reactor.processes:
             keys: ConsumerKeys = process.plane.policy_context.consumers
             self.assertEqual(keys.lookup(key), "acme")
+
+
+class ConsumerLoaderTests(unittest.TestCase):
+    """The consumers' keys loaded from the store's records and handed to the data-plane processes."""
+
+    def test_reload_loads_and_sends(self) -> None:
+        """reload() reads the store's consumers (keys with key_hash), loads them here and sends the same records."""
+        from twisted.internet.defer import succeed
+
+        from edgegw_tx.policy.consumerload import ConsumerLoader
+
+        key = generate_key()
+        stored = [{"id": "c1", "name": "acme", "enabled": True, "keys": [{"id": "k1", "key_hash": hash_key(key)}]},
+                  {"id": "c2", "name": "off", "enabled": False, "keys": []}]
+        sent: list[Any] = []
+        keys = ConsumerKeys()
+        self.successResultOf(ConsumerLoader(keys, lambda: succeed(stored), sent.append).reload())
+        self.assertEqual(keys.lookup(key), "acme")
+        self.assertEqual(sent, [[{"name": "acme", "enabled": True, "key_hashes": [hash_key(key)]},
+                                 {"name": "off", "enabled": False, "key_hashes": []}]])
+
+    def test_no_source_loads_nothing(self) -> None:
+        """A store without consumers: reload fires at once and the keys stay empty."""
+        from edgegw_tx.policy.consumerload import ConsumerLoader
+
+        keys = ConsumerKeys()
+        self.successResultOf(ConsumerLoader(keys, None).reload())
+        self.assertIsNone(keys.lookup("anything"))

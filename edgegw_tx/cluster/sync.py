@@ -39,6 +39,10 @@ class Collections(Protocol):
     def load(self) -> "Deferred[Any]": ...
 
 
+class Consumers(Protocol):
+    def reload(self) -> "Deferred[Any]": ...
+
+
 class Endpoints(Protocol):
     def reconcile(self, endpoint_id: str) -> "Deferred[str]": ...
 
@@ -50,14 +54,24 @@ RETRY_MOST = 60.0
 
 
 class ChangeApplier:
-    """``apply(changes, complete)`` for the ``Follower``: the key ring, services, collections and endpoints."""
+    """``apply(changes, complete)`` for the ``Follower``: the key ring, consumers, services, collections and endpoints."""
 
     log = Logger()
 
     def __init__(
-        self, keys: Keys, services: Services, collections: Collections, endpoints: Endpoints, clock: IReactorTime
+        self,
+        keys: Keys,
+        services: Services,
+        collections: Collections,
+        endpoints: Endpoints,
+        clock: IReactorTime,
+        consumers: Consumers | None = None,
     ) -> None:
-        """``clock`` times the retries of endpoints that could not be reconciled."""
+        """
+        ``clock`` times the retries of endpoints that could not be reconciled;
+        ``consumers`` reloads the consumers' keys (policy/consumerload.py).
+        """
+        self._consumers = consumers
         self._keys = keys
         self._services = services
         self._collections = collections
@@ -78,6 +92,8 @@ class ChangeApplier:
         everything = not complete
         if everything or "key" in kinds:
             yield self._keys.load()
+        if self._consumers is not None and (everything or "consumer" in kinds):
+            yield self._consumers.reload()
         if everything or kinds & {"service", "binding"}:
             yield self._services.sync()
         if everything or kinds & {"collection", "domain"}:

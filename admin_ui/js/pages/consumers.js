@@ -64,7 +64,9 @@ export function render(main) {
     try {
       consumers = await listAll("/consumers");
     } catch (error) {
-      notify.error(error, "The consumers could not be loaded:");
+      if (stopped) return;
+      replace(list, h("div", { class: "panel-head" }, h("h2", null, "Consumers")),
+        h("p", { class: "form-error", "data-testid": "consumers-error" }, `The consumers could not be loaded: ${error.message}`));
       return;
     }
     if (stopped) return;

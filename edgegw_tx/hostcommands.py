@@ -19,6 +19,8 @@ from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
+from .pipeholders import end
+
 TOOL_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
 """Where host tools are looked up: the system's own directories, never the
 gateway's ``PATH``, which an operator's shell may have changed."""
@@ -88,25 +90,26 @@ def run(
 ) -> Deferred[ProcessOutput]:
     """
     Run ``argv`` (an absolute path first) as a child of the reactor; fires with
-    its ``ProcessOutput``.  After ``timeout`` seconds the child is killed (the
-    output then has ``signal`` set).
+    its ``ProcessOutput``.  After ``timeout`` seconds the child is killed with
+    every process still holding its pipes (``pipeholders.end``: a bwrap's
+    orphaned clone too); the output then has ``signal`` set.
     """
     proto = _Collector(stdin)
     transport = reactor.spawnProcess(proto, argv[0], list(argv), env=dict(env), path=cwd)
-    if timeout is not None:
+    if timeout is None:
+        return proto.ended
+    killing: list[Deferred[None]] = []
+    call = reactor.callLater(timeout, lambda: killing.append(end(reactor, transport, proto.ended)))
+    output: Deferred[ProcessOutput] = Deferred()
 
-        def kill() -> None:
-            try:
-                transport.signalProcess("KILL")
-            except Exception:  # already gone: processEnded is on its way
-                pass
+    def deliver(result: ProcessOutput) -> None:
+        if call.active():
+            call.cancel()
+        if killing:
+            # Once the processes killed with it have exited too.
+            killing[0].addCallback(lambda _: output.callback(result))
+        else:
+            output.callback(result)
 
-        call = reactor.callLater(timeout, kill)
-
-        def cancel(result: ProcessOutput) -> ProcessOutput:
-            if call.active():
-                call.cancel()
-            return result
-
-        proto.ended.addBoth(cancel)
-    return proto.ended
+    proto.ended.addCallback(deliver)
+    return output

@@ -5,6 +5,7 @@ target is warm already, ended when the gateway stops.
 """
 
 import glob
+import json
 import os
 from pathlib import Path
 
@@ -17,8 +18,10 @@ from twisted.trial import unittest
 
 from edgegw_tx.build.builder import Builder
 from edgegw_tx.build.cargo import BuildError
+from edgegw_tx.build.sandbox import DEFAULT_BUILD_USER, BuildSandbox, SandboxError, find_tools, resolve_build_user
 from edgegw_tx.build.warmup import MARKER_NAME, NICENESS, WARM_UP_PACKAGE, WarmUp
 from tests.support.handlers import HELLO
+from tests.support.hardening import alive, wait_for
 from tests.support.harness import SDK, SHARED_TARGET, GatewayTestCase, _cargo_or_skip
 
 
@@ -270,3 +273,89 @@ class TapWarmUpTests(unittest.TestCase):
         tap.makeService(options)
         self.addCleanup(made[0]["data_dir_lock"].release)
         self.assertIs(made[0]["warm_up"], False)
+
+
+HELD_BWRAP = """\
+#!/bin/sh
+# bwrap, held between cloning the sandbox's first process and letting it run
+# (--userns-block-fd on a FIFO nobody writes): the window in which that clone
+# has not yet asked to die with bwrap.  --info-fd names the clone's pid.
+exec 4<>'{fifo}' 3>'{info}'
+exec '{bwrap}' --info-fd 3 --unshare-user --userns-block-fd 4 "$@"
+"""
+
+
+class HeldBwrapWarmUpTests(unittest.TestCase):
+    """
+    A real sandboxed warm-up ended while its bwrap has cloned the sandbox's
+    first process but not yet let it run: killed there, bwrap leaves the
+    clone orphaned (parent pid 1), blocked for ever, ignoring SIGTERM and
+    holding the build's pipes.
+    """
+
+    timeout = 120
+
+    def setUp(self):
+        cargo = _cargo_or_skip()
+        try:
+            tools = find_tools()
+        except SandboxError as e:
+            raise unittest.SkipTest(str(e))
+        self.root = os.path.realpath(self.mktemp())
+        os.makedirs(self.root)
+        fifo = os.path.join(self.root, "hold")
+        os.mkfifo(fifo)
+        self.info = os.path.join(self.root, "info")
+        wrapper = os.path.join(self.root, "bwrap")
+        with open(wrapper, "w") as f:
+            f.write(HELD_BWRAP.format(fifo=fifo, info=self.info, bwrap=tools["bwrap"]))
+        os.chmod(wrapper, 0o755)
+        user = resolve_build_user(DEFAULT_BUILD_USER) if os.geteuid() == 0 else None
+        sandbox = BuildSandbox(dict(tools, bwrap=wrapper), user)
+        self.builder = Builder(os.path.join(self.root, "data"), SDK, cargo=cargo, reactor=reactor, sandbox=sandbox)
+        self.warm_up = WarmUp(self.builder, reactor)
+
+    def clone_pid(self):
+        """Fires with the host pid of bwrap's clone once bwrap has made it (and holds it)."""
+
+        def read():
+            try:
+                with open(self.info) as f:
+                    return json.loads(f.read())["child-pid"]
+            except (OSError, ValueError, KeyError):
+                return None
+
+        return wait_for(read, 100, interval=0.05, message="bwrap's clone")
+
+    def assertNothingLeft(self, clone):
+        """Neither bwrap's clone nor any process running in the warm-up's project is alive."""
+        self.assertFalse(alive(clone), "bwrap's clone %d outlived the warm-up" % clone)
+        project = str(self.warm_up.project_dir)
+        left = []
+        for name in os.listdir("/proc"):
+            if name.isdigit() and alive(int(name)):
+                try:
+                    with open("/proc/%s/cmdline" % name, "rb") as f:
+                        if project.encode() in f.read():
+                            left.append(int(name))
+                except OSError:
+                    pass
+        self.assertEqual(left, [])
+
+    @inlineCallbacks
+    def test_a_compile_ends_the_warm_up_and_its_orphaned_clone(self):
+        """A compile's hook fires although bwrap's orphaned clone holds the pipes: the clone is killed too; outcome `stopped`."""
+        done = self.warm_up.start()
+        clone = yield self.clone_pid()
+        yield self.warm_up.yield_to_compile()
+        self.assertEqual((yield done), "stopped")
+        self.assertNothingLeft(clone)
+
+    @inlineCallbacks
+    def test_stop_ends_the_warm_up_and_its_orphaned_clone(self):
+        """stop() (the gateway stopping) fires although bwrap's orphaned clone holds the pipes; nothing of the build is left."""
+        done = self.warm_up.start()
+        clone = yield self.clone_pid()
+        yield self.warm_up.stop()
+        self.assertEqual((yield done), "stopped")
+        self.assertNothingLeft(clone)

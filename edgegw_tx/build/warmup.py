@@ -28,6 +28,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ..pipeholders import Killer, end
 from .artifacts import compute_digest, sdk_fingerprint
 from .cargo import CARGO_ARGS, BuildError, stderr_diagnostic, write_crate_source_config
 from .project import dependencies, manifest, write_if_changed, write_project
@@ -88,12 +89,15 @@ class WarmUp:
 
     log = Logger()
 
-    def __init__(self, builder: Any, reactor: Any, niceness: int = NICENESS) -> None:
+    def __init__(self, builder: Any, reactor: Any, niceness: int = NICENESS, kill: Killer | None = None) -> None:
+        """``kill``: how the processes still holding a stopped build's pipes are killed (``pipeholders.end``)."""
         self._builder = builder
         self._reactor = reactor
         self._niceness = niceness
+        self._kill = kill
         self.project_dir: Path = builder.build_root / "warm-up"
         self._transport: Any = None
+        self._proto: _Output | None = None
         #: ``"warmed"``, ``"skipped"`` (already warm), ``"failed"`` or ``"stopped"`` once done; None before.
         self.outcome: str | None = None
         self.seconds: float | None = None
@@ -125,18 +129,19 @@ class WarmUp:
         return self.stop()
 
     def stop(self) -> Deferred[None]:
-        """Kill a warm-up build that still runs and wait for it to end (the gateway stops)."""
+        """
+        Kill a warm-up build that still runs, with every process holding its
+        pipes (a bwrap killed while setting up leaves its sandbox's first
+        process behind: ``pipeholders``), and wait for it to end.
+        """
         self._stopped = True
-        if self._transport is None or self.done is None:
+        if self._transport is None or self._proto is None or self.done is None:
             return succeed(None)
-        try:
-            self._transport.signalProcess("KILL")
-        except Exception:  # already gone: processEnded is on its way
-            pass
+        killed = end(self._reactor, self._transport, self._proto.ended, kill=self._kill)
         ended: Deferred[None] = Deferred()
 
         def hand_on(outcome: str) -> str:
-            ended.callback(None)
+            killed.addCallback(ended.callback)
             return outcome
 
         self.done.addCallback(hand_on)
@@ -191,11 +196,11 @@ class WarmUp:
         nice = shutil.which("nice", path="/usr/bin:/bin")
         if nice is not None:
             argv = [nice, "-n", str(self._niceness), *argv]
-        proto = _Output()
+        proto = self._proto = _Output()
         self._transport = self._reactor.spawnProcess(proto, argv[0], argv, env=env, path=str(self.project_dir))
 
         def ended(result: tuple[int | None, int | None, bytes]) -> None:
-            self._transport = None
+            self._transport = self._proto = None
             code, signal, stderr = result
             if signal in _INTERRUPTED:
                 # Ctrl+C or a stop reached cargo's process group first.

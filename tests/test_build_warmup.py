@@ -20,6 +20,7 @@ from edgegw_tx.build.builder import Builder
 from edgegw_tx.build.cargo import BuildError
 from edgegw_tx.build.sandbox import DEFAULT_BUILD_USER, BuildSandbox, SandboxError, find_tools, resolve_build_user
 from edgegw_tx.build.warmup import MARKER_NAME, NICENESS, WARM_UP_PACKAGE, WarmUp
+from edgegw_tx.pipeholders import GRACE_SECONDS, ROUND_SECONDS
 from tests.support.handlers import HELLO
 from tests.support.hardening import alive, wait_for
 from tests.support.harness import SDK, SHARED_TARGET, GatewayTestCase, _cargo_or_skip
@@ -61,6 +62,9 @@ class FakeTransport:
 
     def signalProcess(self, name):
         self.signals.append(name)
+
+    def loseConnection(self):
+        self.signals.append("closed our ends")
 
 
 class ProcessClock(Clock):
@@ -151,6 +155,33 @@ class WarmUpTests(unittest.TestCase):
         self.assertEqual(transport.signals, ["KILL"])
         self.assertNoResult(stopped)
         end(transport, signal=9)
+        self.successResultOf(stopped)
+        self.assertEqual(self.successResultOf(done), "stopped")
+
+    def test_stop_kills_what_holds_the_builds_pipes_until_it_ended(self):
+        """stop() has the processes holding the build's pipes killed round after round (an orphaned bwrap clone), firing once the build ended."""
+        rounds = []
+        warm_up = WarmUp(self.builder, self.clock, kill=lambda inodes: rounds.append(inodes) or succeed([4242]))
+        done = warm_up.start()
+        transport = self.clock.spawned[-1][1]
+        stopped = warm_up.stop()
+        self.assertEqual(transport.signals, ["KILL"])
+        self.clock.advance(ROUND_SECONDS)
+        self.assertEqual(len(rounds), 2)
+        self.assertNoResult(stopped)
+        end(transport, signal=9)
+        self.successResultOf(stopped)
+        self.assertEqual(self.successResultOf(done), "stopped")
+
+    def test_stop_ends_within_the_grace_whatever_holds_the_pipes(self):
+        """Holders that never let go: after GRACE_SECONDS the gateway closes its ends of the pipes, so the build ends and stop() fires."""
+        warm_up = WarmUp(self.builder, self.clock, kill=lambda inodes: succeed([4242]))
+        done = warm_up.start()
+        transport = self.clock.spawned[-1][1]
+        stopped = warm_up.stop()
+        self.clock.pump([ROUND_SECONDS] * int(GRACE_SECONDS / ROUND_SECONDS + 2))
+        self.assertEqual(transport.signals, ["KILL", "closed our ends"])
+        end(transport, signal=9)  # what closing them brings (the pid was reaped)
         self.successResultOf(stopped)
         self.assertEqual(self.successResultOf(done), "stopped")
 

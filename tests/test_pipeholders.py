@@ -198,3 +198,15 @@ class RealHolderTests(unittest.TestCase):
     def test_kill_holders_finds_nothing_for_no_pipes(self):
         """No inodes: nothing is looked for, nothing killed."""
         self.assertEqual(kill_holders(frozenset()), [])
+
+
+class DocsTests(unittest.TestCase):
+    """The docs name the grace the code uses."""
+
+    def test_docs_say_the_grace(self):
+        """operations.md, isolation.md and the README's first-compile paragraph give GRACE_SECONDS."""
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        said = "%g s" % GRACE_SECONDS
+        for name, where in (("docs/operations.md", "at most "), ("docs/isolation.md", "After "), ("README.md", "within ")):
+            with open(os.path.join(root, name)) as f:
+                self.assertIn(where + said, " ".join(f.read().split()), name)

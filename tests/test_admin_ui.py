@@ -321,6 +321,7 @@ class QuickStartIntegrationTests(AdminUITestCase):
                 ("#/endpoints", "[data-testid=endpoints-table] tbody tr", "endpoints"),
                 ("#/services", "[data-testid=service-editor] h2", "services"),
                 ("#/domains", "[data-testid=domains] h2", "domains-collections"),
+                ("#/consumers", "[data-testid=consumers] h2", "consumers"),
                 ("#/import", "[data-testid=import-spec]", "import"),
                 ("#/keys", "[data-testid=keys] table", "api-keys"),
             ):

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
@@ -80,6 +80,28 @@ class _Collector(ProcessProtocol):
         self.ended.callback(ProcessOutput(b"".join(self._out), b"".join(self._err), code, signal))
 
 
+class Running:
+    """The commands ``run`` started for one owner that still run, so that its stop ends them all."""
+
+    def __init__(self) -> None:
+        self._ended: dict[Any, Deferred[ProcessOutput]] = {}
+
+    def add(self, transport: Any, ended: Deferred[ProcessOutput]) -> None:
+        """Remember a command until it ended."""
+        self._ended[transport] = ended
+
+        def forget(result: ProcessOutput) -> ProcessOutput:
+            self._ended.pop(transport, None)
+            return result
+
+        ended.addCallback(forget)
+
+    def end_all(self, reactor: Any) -> Deferred[None]:
+        """Kill every command still running with whatever holds its pipes (``pipeholders.end``); fires once all ended."""
+        ending = [end(reactor, transport, ended) for transport, ended in list(self._ended.items())]
+        return gatherResults(ending, consumeErrors=True).addCallback(lambda _: None)
+
+
 def run(
     reactor: Any,
     argv: Sequence[str],
@@ -87,15 +109,19 @@ def run(
     cwd: str,
     timeout: float | None = None,
     stdin: bytes = b"",
+    running: Running | None = None,
 ) -> Deferred[ProcessOutput]:
     """
     Run ``argv`` (an absolute path first) as a child of the reactor; fires with
     its ``ProcessOutput``.  After ``timeout`` seconds the child is killed with
     every process still holding its pipes (``pipeholders.end``: a bwrap's
-    orphaned clone too); the output then has ``signal`` set.
+    orphaned clone too); the output then has ``signal`` set.  ``running``
+    remembers it while it runs.
     """
     proto = _Collector(stdin)
     transport = reactor.spawnProcess(proto, argv[0], list(argv), env=dict(env), path=cwd)
+    if running is not None:
+        running.add(transport, proto.ended)
     if timeout is None:
         return proto.ended
     killing: list[Deferred[None]] = []

@@ -38,8 +38,8 @@ ROUND_SECONDS = 0.2
 GRACE_SECONDS = 5.0
 """After this, the gateway closes its ends of the pipes whatever still holds them."""
 
-Killer = Callable[[frozenset[int]], "Deferred[list[int]]"]
-"""Kills the processes holding pipes of these inodes; fires with their pids."""
+Killer = Callable[[frozenset[int], float], "Deferred[list[int]]"]
+"""Kills the processes holding pipes of these inodes, waiting up to so many seconds for them to exit; fires with their pids."""
 
 log = Logger()
 
@@ -80,7 +80,7 @@ def holders(inodes: Iterable[int], own: int | None = None) -> list[int]:
     return [int(n) for n in os.listdir("/proc") if n.isdigit() and int(n) != own and _held(int(n), links)]
 
 
-def kill_holders(inodes: frozenset[int], wait: float = GRACE_SECONDS) -> list[int]:
+def kill_holders(inodes: frozenset[int], wait: float) -> list[int]:
     """
     SIGKILL every process ``holders`` finds and wait (up to ``wait`` seconds)
     for them to have exited; the pids killed.  Blocking (a walk of ``/proc``):
@@ -121,10 +121,10 @@ def kill_holders(inodes: frozenset[int], wait: float = GRACE_SECONDS) -> list[in
 def kill_holders_in_thread(reactor: Any) -> Killer:
     """``kill_holders`` in the reactor's thread pool: the walk of ``/proc`` never blocks the reactor."""
 
-    def kill(inodes: frozenset[int]) -> Deferred[list[int]]:
+    def kill(inodes: frozenset[int], wait: float) -> Deferred[list[int]]:
         if not inodes:
             return succeed([])
-        return deferToThreadPool(reactor, reactor.getThreadPool(), kill_holders, inodes)
+        return deferToThreadPool(reactor, reactor.getThreadPool(), kill_holders, inodes, wait)
 
     return kill
 
@@ -167,7 +167,7 @@ def end(
         if ended.called:
             return finish()
         killing[0] = True
-        killed = kill(inodes)
+        killed = kill(inodes, max(0.0, deadline - reactor.seconds()))
         killed.addErrback(lambda f: log.failure("killing the processes holding a command's pipes", f))
         killed.addCallback(after)
 

@@ -569,6 +569,8 @@ class GatewayRuntime(MultiService):
         d.addCallback(lambda _: self._leave_cluster())
         d.addCallback(lambda _: MultiService.stopService(self))
         d.addCallback(lambda _: gatherResults([self.manager.stop_all(), self._close_connections()]))
+        # Builds still running (and whatever they left holding their pipes) end with the gateway, the store still open.
+        d.addBoth(lambda result: self.builder.stop().addBoth(lambda _: result) if isinstance(self.builder, Builder) else result)
         d.addBoth(self._close_access_log)
         d.addBoth(lambda result: self.network.close().addBoth(lambda _: result))
         d.addBoth(self._close_registry)

@@ -161,7 +161,7 @@ class WarmUpTests(unittest.TestCase):
     def test_stop_kills_what_holds_the_builds_pipes_until_it_ended(self):
         """stop() has the processes holding the build's pipes killed round after round (an orphaned bwrap clone), firing once the build ended."""
         rounds = []
-        warm_up = WarmUp(self.builder, self.clock, kill=lambda inodes: rounds.append(inodes) or succeed([4242]))
+        warm_up = WarmUp(self.builder, self.clock, kill=lambda inodes, wait: rounds.append(inodes) or succeed([4242]))
         done = warm_up.start()
         transport = self.clock.spawned[-1][1]
         stopped = warm_up.stop()
@@ -175,7 +175,7 @@ class WarmUpTests(unittest.TestCase):
 
     def test_stop_ends_within_the_grace_whatever_holds_the_pipes(self):
         """Holders that never let go: after GRACE_SECONDS the gateway closes its ends of the pipes, so the build ends and stop() fires."""
-        warm_up = WarmUp(self.builder, self.clock, kill=lambda inodes: succeed([4242]))
+        warm_up = WarmUp(self.builder, self.clock, kill=lambda inodes, wait: succeed([4242]))
         done = warm_up.start()
         transport = self.clock.spawned[-1][1]
         stopped = warm_up.stop()
@@ -390,3 +390,14 @@ class HeldBwrapWarmUpTests(unittest.TestCase):
         yield self.warm_up.stop()
         self.assertEqual((yield done), "stopped")
         self.assertNothingLeft(clone)
+
+    @inlineCallbacks
+    def test_builder_stop_ends_a_build_and_its_orphaned_clone(self):
+        """Builder.stop() (the gateway stopping) fails a compile caught in the same window and leaves no process of it; later builds are refused."""
+        built = self.builder.build("held", HELLO)
+        clone = yield self.clone_pid()
+        yield self.builder.stop()
+        yield self.assertFailure(built, BuildError)
+        self.assertFalse(alive(clone), "bwrap's clone %d outlived the build" % clone)
+        refused = yield self.assertFailure(self.builder.build("later", HELLO), BuildError)
+        self.assertIn("the gateway is stopping", str(refused))

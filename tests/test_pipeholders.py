@@ -52,7 +52,7 @@ class Killer:
     def __init__(self):
         self.rounds = []
 
-    def __call__(self, inodes):
+    def __call__(self, inodes, wait):
         d = Deferred()
         self.rounds.append((inodes, d))
         return d
@@ -197,7 +197,7 @@ class RealHolderTests(unittest.TestCase):
 
     def test_kill_holders_finds_nothing_for_no_pipes(self):
         """No inodes: nothing is looked for, nothing killed."""
-        self.assertEqual(kill_holders(frozenset()), [])
+        self.assertEqual(kill_holders(frozenset(), 1.0), [])
 
 
 class DocsTests(unittest.TestCase):

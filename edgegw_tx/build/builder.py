@@ -21,6 +21,7 @@ from .cargo import (
     BuildError,
     CompileFailed,
     ProcessOutput,
+    Running,
     child_env,
     failure_diagnostics,
     find_cargo,
@@ -40,6 +41,9 @@ from .project import (
     write_project,
 )
 from .sandbox import DEFAULT_BUILD_USER, BuildSandbox
+
+STOPPING = "the gateway is stopping: no more builds"
+"""Why a build asked for after ``Builder.stop`` fails."""
 
 EMPTY_CODE_MESSAGE = (
     "the handler code is empty: write a handler such as "
@@ -154,8 +158,19 @@ class Builder:
         self.shared = shared
         self._fetching: dict[str, _Shared] = {}
         self._before_compile: list[Callable[[], Deferred[None]]] = []
+        self._running = Running()
+        self._stopped = False
 
     # -- public ---------------------------------------------------------------
+
+    def stop(self) -> Deferred[None]:
+        """
+        The gateway stops: kill the builds still running, with every process
+        holding their pipes (``pipeholders``), and start no more; fires once
+        they ended.  Their callers get a failed build.
+        """
+        self._stopped = True
+        return self._running.end_all(self._reactor)
 
     def before_compile(self, hook: Callable[[], Deferred[None]]) -> None:
         """
@@ -383,12 +398,14 @@ class Builder:
         digest: str,
         started: float,
     ) -> Deferred[BuildResult]:
+        if self._stopped:
+            raise BuildError(STOPPING)
         cargo = self._find_cargo()
         project_dir = self.build_root / "endpoints" / endpoint_id
         write_crate_source_config(self.build_root, self.crate_source)
         main_rs = write_project(project_dir, manifest(package, deps), code)
         if self.sandbox is None:
-            d = run(self._reactor, [cargo, *CARGO_ARGS], self._env(cargo), str(project_dir), self.timeout)
+            d = run(self._reactor, [cargo, *CARGO_ARGS], self._env(cargo), str(project_dir), self.timeout, running=self._running)
         elif self.crate_source == "crates-io":
             # Downloads need the network but run no code; the build that runs
             # build scripts and proc macros then has none.
@@ -401,6 +418,8 @@ class Builder:
     def _after_fetch(self, output: ProcessOutput, project_dir: Path) -> ProcessOutput | Deferred[ProcessOutput]:
         if output.code != 0 or output.signal is not None:
             return output
+        if self._stopped:
+            raise BuildError(STOPPING)
         return self._sandboxed(project_dir, (*CARGO_ARGS, "--offline"))
 
     def sandboxed_argv(
@@ -450,7 +469,7 @@ class Builder:
         # Cargo writes the lock file; everything else of the project stays the gateway's.
         self.sandbox.prepare([], [str(project_dir / "Cargo.lock")])
         argv, env = self.sandboxed_argv(project_dir, args, network)
-        return run(self._reactor, argv, env, str(project_dir), self.timeout)
+        return run(self._reactor, argv, env, str(project_dir), self.timeout, running=self._running)
 
     def _store(
         self,

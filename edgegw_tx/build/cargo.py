@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 from twisted.internet.defer import Deferred
 
-from ..hostcommands import ProcessOutput as ProcessOutput, run as run
+from ..hostcommands import ProcessOutput as ProcessOutput, Running as Running, run as run
 from .project import write_if_changed
 
 DEBIAN_REGISTRY = "/usr/share/cargo/registry"

@@ -23,7 +23,7 @@ from edgegw_tx.build.warmup import MARKER_NAME, NICENESS, WARM_UP_PACKAGE, WarmU
 from edgegw_tx.pipeholders import GRACE_SECONDS, ROUND_SECONDS
 from tests.support.handlers import HELLO
 from tests.support.hardening import alive, wait_for
-from tests.support.harness import SDK, SHARED_TARGET, GatewayTestCase, _cargo_or_skip
+from tests.support.harness import SDK, SHARED_TARGET, GatewayHarness, GatewayTestCase, _cargo_or_skip
 
 
 class FakeBuilder:
@@ -327,7 +327,7 @@ class HeldBwrapWarmUpTests(unittest.TestCase):
     timeout = 120
 
     def setUp(self):
-        cargo = _cargo_or_skip()
+        self.cargo = cargo = _cargo_or_skip()
         try:
             tools = find_tools()
         except SandboxError as e:
@@ -389,6 +389,16 @@ class HeldBwrapWarmUpTests(unittest.TestCase):
         clone = yield self.clone_pid()
         yield self.warm_up.stop()
         self.assertEqual((yield done), "stopped")
+        self.assertNothingLeft(clone)
+
+    @inlineCallbacks
+    def test_a_gateway_stopped_during_the_warm_up_stops(self):
+        """A real gateway stopped while bwrap's clone is caught in the window: stopService fires, its warm-up is `stopped`, nothing of it is left."""
+        gateway = GatewayHarness(self, os.path.join(self.root, "gateway"), self.cargo, builder=self.builder, warm_up=True)
+        yield gateway.start()
+        clone = yield self.clone_pid()
+        yield gateway.stop()
+        self.assertEqual(gateway.runtime.warm_up.outcome, "stopped")
         self.assertNothingLeft(clone)
 
     @inlineCallbacks

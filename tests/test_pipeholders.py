@@ -8,12 +8,12 @@ import os
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
-from twisted.internet.error import ProcessTerminated
+from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from edgegw_tx.hostcommands import ProcessOutput, _Collector, run
+from edgegw_tx.hostcommands import ProcessOutput, Running, _Collector, run
 from edgegw_tx.pipeholders import GRACE_SECONDS, ROUND_SECONDS, end, holders, kill_holders, pipe_inodes
 from tests.support.hardening import alive, wait_for
 
@@ -210,3 +210,23 @@ class DocsTests(unittest.TestCase):
         for name, where in (("docs/operations.md", "at most "), ("docs/isolation.md", "After "), ("README.md", "within ")):
             with open(os.path.join(root, name)) as f:
                 self.assertIn(where + said, " ".join(f.read().split()), name)
+
+
+class RunningTests(unittest.TestCase):
+    """hostcommands.Running: what an owner's stop ends."""
+
+    def test_end_all_ends_the_commands_still_running_only(self):
+        """end_all kills the commands still running (not one that ended) and fires once they ended."""
+        clock = ProcessReactor()
+        running = Running()
+        first = run(clock, ["/bin/true"], {}, "/", running=running)
+        run(clock, ["/bin/true"], {}, "/", running=running)
+        (done, done_transport), (proto, transport) = clock.spawned
+        done.processEnded(Failure(ProcessDone(0)))
+        self.successResultOf(first)
+        ended = running.end_all(clock)
+        self.assertEqual((done_transport.signals, transport.signals), ([], ["KILL"]))
+        self.assertNoResult(ended)
+        proto.processEnded(Failure(ProcessTerminated(None, 9)))
+        self.successResultOf(ended)
+        self.successResultOf(running.end_all(clock))

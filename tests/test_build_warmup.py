@@ -308,11 +308,16 @@ class TapWarmUpTests(unittest.TestCase):
 
 HELD_BWRAP = """\
 #!/bin/sh
-# bwrap, held between cloning the sandbox's first process and letting it run
-# (--userns-block-fd on a FIFO nobody writes): the window in which that clone
-# has not yet asked to die with bwrap.  --info-fd names the clone's pid.
-exec 4<>'{fifo}' 3>'{info}'
-exec '{bwrap}' --info-fd 3 --unshare-user --userns-block-fd 4 "$@"
+# bwrap, held (for a command line matching the pattern) between cloning the
+# sandbox's first process and letting it run (--userns-block-fd on a FIFO
+# nobody writes): the window in which that clone has not yet asked to die with
+# bwrap.  --info-fd names the clone's pid.
+case "$*" in
+{pattern})
+    exec 4<>'{fifo}' 3>'{info}'
+    exec '{bwrap}' --info-fd 3 --unshare-user --userns-block-fd 4 "$@";;
+esac
+exec '{bwrap}' "$@"
 """
 
 
@@ -327,24 +332,29 @@ class HeldBwrapWarmUpTests(unittest.TestCase):
     timeout = 120
 
     def setUp(self):
-        self.cargo = cargo = _cargo_or_skip()
+        self.cargo = _cargo_or_skip()
         try:
             tools = find_tools()
         except SandboxError as e:
             raise unittest.SkipTest(str(e))
         self.root = os.path.realpath(self.mktemp())
         os.makedirs(self.root)
+        self.tools = tools
+        self.builder = self.held_builder("*")
+        self.warm_up = WarmUp(self.builder, reactor)
+
+    def held_builder(self, pattern, **options):
+        """A Builder whose bwrap is held for command lines matching the shell ``pattern``."""
         fifo = os.path.join(self.root, "hold")
         os.mkfifo(fifo)
         self.info = os.path.join(self.root, "info")
         wrapper = os.path.join(self.root, "bwrap")
         with open(wrapper, "w") as f:
-            f.write(HELD_BWRAP.format(fifo=fifo, info=self.info, bwrap=tools["bwrap"]))
+            f.write(HELD_BWRAP.format(pattern=pattern, fifo=fifo, info=self.info, bwrap=self.tools["bwrap"]))
         os.chmod(wrapper, 0o755)
         user = resolve_build_user(DEFAULT_BUILD_USER) if os.geteuid() == 0 else None
-        sandbox = BuildSandbox(dict(tools, bwrap=wrapper), user)
-        self.builder = Builder(os.path.join(self.root, "data"), SDK, cargo=cargo, reactor=reactor, sandbox=sandbox)
-        self.warm_up = WarmUp(self.builder, reactor)
+        sandbox = BuildSandbox(dict(self.tools, bwrap=wrapper), user)
+        return Builder(os.path.join(self.root, "data"), SDK, cargo=self.cargo, reactor=reactor, sandbox=sandbox, **options)
 
     def clone_pid(self):
         """Fires with the host pid of bwrap's clone once bwrap has made it (and holds it)."""
@@ -381,6 +391,21 @@ class HeldBwrapWarmUpTests(unittest.TestCase):
         yield self.warm_up.yield_to_compile()
         self.assertEqual((yield done), "stopped")
         self.assertNothingLeft(clone)
+
+    @inlineCallbacks
+    def test_the_compile_asked_for_proceeds(self):
+        """A compile asked for while the warm-up's bwrap is caught in the window ends the warm-up and then compiles (bwrap not held for it)."""
+        self.root = os.path.join(self.root, "second")
+        os.makedirs(self.root)
+        builder = self.held_builder("*/build/warm-up*", target_dir=SHARED_TARGET)
+        warm_up = WarmUp(builder, reactor)
+        warm_up.is_warm = lambda toolchain: False  # the shared target may be warm: build anyway
+        done = warm_up.start()
+        clone = yield self.clone_pid()
+        built = yield builder.build("after-warm-up", HELLO)
+        self.assertFalse(built.cached)
+        self.assertEqual((yield done), "stopped")
+        self.assertFalse(alive(clone))
 
     @inlineCallbacks
     def test_stop_ends_the_warm_up_and_its_orphaned_clone(self):

@@ -99,3 +99,9 @@ class TrafficSplitTests(GatewayTestCase):
             answered.add((yield self.version()))
         self.assertEqual(answered, {"A"})
         self.assertEqual({w["version"][:12] for w in record["workers"] if w["state"] != "draining"}, {a})
+
+
+class TrafficSplitProcessesTests(TrafficSplitTests):
+    """The same with two data-plane processes: each splits over its own pools; served counts add up over both."""
+
+    runtime_options = {"processes": 2}

@@ -209,9 +209,15 @@ class Deployments:
         target = self._splits.get(endpoint_id)
         if target is None:
             return []
+        # Requests pass the split target here, or (--processes N) each data-plane process's,
+        # which the pool's stats add up as ``split_served``.
         return [
-            {"version": short(version), "weight": weight, "served": target.served.get(version)}
-            for version, weight in target.choices()
+            {
+                "version": short(version),
+                "weight": weight,
+                "served": target.served.get(version) + int(pool.stats().get("split_served", 0)),
+            }
+            for (version, weight), pool in zip(target.choices(), target.pools())
         ]
 
     def pool_stats(self) -> list[dict[str, Any]]:

@@ -151,6 +151,18 @@ class SplitTarget:
         """The pools, in the order of the versions."""
         return list(self._pools)
 
+    def wire(self) -> dict[str, Any]:
+        """
+        The split as data-plane processes are sent it (``--processes N``):
+        each version's weight and its pool's ``number`` (a ``PoolProxy``'s),
+        and ``sticky``; a process builds its own target over its own pools.
+        """
+        return {
+            "versions": [[version, weight, pool.number] for version, weight, pool in zip(
+                self._versions, self._weights, self._pools)],
+            "sticky": self.sticky,
+        }
+
     def pick(self, headers: dict[str, str]) -> int:
         """The index of the version that serves a request with these header fields."""
         point: int | None = None

@@ -39,6 +39,7 @@ from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succee
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
+from edgegw_tx.gateway.split import Served, SplitTarget
 from edgegw_tx.observability.metrics import RequestMetrics, plane_snapshot
 from edgegw_tx.policy.consumers import ConsumerKeys, ConsumerRecord
 from edgegw_tx.policy.part import PolicyContext
@@ -113,6 +114,10 @@ class DataPlane:
         self.policy_context = policy_context or PolicyContext(reactor.seconds, reactor, consumers=ConsumerKeys())
         # pool number -> its timeout from the endpoint's settings (a policy's limits.timeout replaces it)
         self._timeouts: dict[int, Any] = {}
+        # requests traffic splits gave each pool here, by pool number (as text)
+        self._split_served = Served()
+        # route key -> the pool numbers (as text) of its split
+        self._split_of: dict[Any, list[str]] = {}
 
     def attach(self, notify: Callable[..., object]) -> None:
         """Send notes (the workers' log lines) with ``notify(command, **args)``."""
@@ -207,27 +212,54 @@ class DataPlane:
         """Drain and stop pool number ``pool``; fires once its workers ended."""
         worker_pool = self._pools.pop(pool, None)
         self._timeouts.pop(pool, None)
+        self._split_served.counts.pop(str(pool), None)
         if worker_pool is None:
             return None
         return worker_pool.stop().addCallback(lambda _: None)
 
     def route(
-        self, key: Any, routes: list[list[str]], pool: int, policy: dict[str, Any] | None = None
+        self,
+        key: Any,
+        routes: list[list[str]],
+        pool: int,
+        policy: dict[str, Any] | None = None,
+        split: dict[str, Any] | None = None,
     ) -> None:
         """
         Route ``routes`` (``[domain, method, pattern]`` each) to pool ``pool``,
         replacing ``key``'s at once, under ``policy`` (``placing.wire``'s form,
-        compiled here with this process's context; None: none).
+        compiled here with this process's context; None: none); with
+        ``split`` (``SplitTarget.wire``'s form) to a split target over this
+        process's pools of its versions instead.
         """
         worker_pool = self._pools.get(pool)
         if worker_pool is None:
             raise KeyError(f"no pool {pool} in data-plane process {self.index}")
         compiled = from_wire(policy, self.policy_context, f"endpoint {key}")
-        self._routes.place(key, [(d, m, p) for d, m, p in routes], worker_pool, compiled)
+        target = worker_pool if split is None else self._split_target(key, worker_pool, split)
+        self._routes.place(key, [(d, m, p) for d, m, p in routes], target, compiled)
+        # A pool leaving the key's split starts counting afresh if split again (as the control process's view does).
+        numbers = [str(n) for _, _, n in split["versions"]] if split is not None else []
+        for number in self._split_of.pop(key, []):
+            if number not in numbers:
+                self._split_served.counts.pop(number, None)
+        if numbers:
+            self._split_of[key] = numbers
         base = self._timeouts.get(pool)
         if base is not None:
             timeout = compiled.timeout if compiled is not None else None
-            worker_pool.timeout = timeout if timeout is not None else base
+            for each in target.pools() if isinstance(target, SplitTarget) else [worker_pool]:
+                each.timeout = timeout if timeout is not None else base
+
+    def _split_target(self, key: Any, main: Any, split: dict[str, Any]) -> SplitTarget:
+        """A split over this process's pools; requests counted per pool number (``view``'s ``split_served``)."""
+        choices = []
+        for version, weight, number in split["versions"]:
+            pool = self._pools.get(number)
+            if pool is None:
+                raise KeyError(f"no pool {number} in data-plane process {self.index}")
+            choices.append((str(number), int(weight), pool))
+        return SplitTarget(str(getattr(main, "name", key)), choices, self._split_served, split.get("sticky"))
 
     def consumers(self, records: list[ConsumerRecord]) -> None:
         """Replace the consumers' keys (``ConsumerKeys.load``'s records: names, enabled, key hashes)."""
@@ -238,10 +270,17 @@ class DataPlane:
     def unroute(self, key: Any) -> None:
         self._routes.remove(key)
 
-    @staticmethod
-    def view(pool: int, worker_pool: Any) -> dict[str, Any]:
-        """What the control process shows of one pool: its stats and workers."""
-        return {"pool": pool, "stats": worker_pool.stats(), "workers": worker_pool.workers()}
+    def view(self, pool: int, worker_pool: Any) -> dict[str, Any]:
+        """
+        What the control process shows of one pool: its stats (with
+        ``split_served``, the requests traffic splits gave it here, once
+        one did) and workers.
+        """
+        stats = worker_pool.stats()
+        served = self._split_served.counts.get(str(pool))
+        if served is not None:
+            stats = dict(stats, split_served=served)
+        return {"pool": pool, "stats": stats, "workers": worker_pool.workers()}
 
     def snapshot(self) -> list[dict[str, Any]]:
         """The ``view`` of every pool."""

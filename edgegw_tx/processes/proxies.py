@@ -210,6 +210,9 @@ class PoolProxy:
         }
         for key in _SUMMED:
             stats[key] = sum(s.get(key, 0) for s in views)
+        if any("split_served" in s for s in views):
+            # requests the processes' traffic splits gave this pool (DataPlane.view)
+            stats["split_served"] = sum(s.get("split_served", 0) for s in views)
         return stats
 
     # -- from the group ------------------------------------------------------
@@ -266,9 +269,15 @@ class MirroredRoutes:
         self._table.place(key, routes, target, policy)
         texts = [[d, m, p if isinstance(p, str) else p.text] for d, m, p in routes]
         source = getattr(policy, "source", None)
-        if source is None:
-            return self._group.change("route", key=key, routes=texts, pool=target.number)
-        return self._group.change("route", key=key, routes=texts, pool=target.number, policy=source)
+        args: dict[str, Any] = {}
+        if source is not None:
+            args["policy"] = source
+        wire = getattr(target, "wire", None)
+        if wire is not None:
+            # A traffic split (gateway/split.py): each process splits over its own pools of the versions.
+            args["split"] = split = wire()
+            return self._group.change("route", key=key, routes=texts, pool=split["versions"][0][2], **args)
+        return self._group.change("route", key=key, routes=texts, pool=target.number, **args)
 
     def remove(self, key: Any) -> bool:
         """``RouteTable.remove``; the processes drop the route before any later command."""

@@ -2,7 +2,8 @@
 A traffic split end to end: one endpoint with two compiled versions of a real
 handler (each answers its version), ``policy.traffic_split`` set over the
 management API, requests over real HTTP answered by both in their shares,
-sticky clients kept on one version, and a rollback that clears the split.
+sticky clients kept on one version, and a rollback and a redeploy (restart)
+that clear the split.
 """
 
 import json
@@ -55,7 +56,7 @@ class TrafficSplitTests(GatewayTestCase):
 
     @inlineCallbacks
     def test_split_serves_both_versions_by_weight_and_rollback_clears_it(self):
-        """90/10 over 10,000 requests within ±2 points, one sticky client on one version, rollback back to one."""
+        """90/10 over 10,000 requests within ±2 points, one sticky client on one version; rollback and restart end it."""
         started = yield self.gateway.deploy("split", "/split", VERSIONED % "A")
         endpoint_id = started["id"]
         yield self.ok("PUT", "/endpoints/" + endpoint_id, {"code": VERSIONED % "B"})
@@ -99,6 +100,17 @@ class TrafficSplitTests(GatewayTestCase):
             answered.add((yield self.version()))
         self.assertEqual(answered, {"A"})
         self.assertEqual({w["version"][:12] for w in record["workers"] if w["state"] != "draining"}, {a})
+
+        # Split again, then a redeploy (restart on the compiled code, B) ends it too.
+        yield self.ok("PUT", "/endpoints/" + endpoint_id, {"policy": {"traffic_split": split}})
+        yield self.until_traffic(endpoint_id, True)
+        yield self.ok("POST", "/endpoints/%s/restart" % endpoint_id)
+        record = yield self.until_traffic(endpoint_id, False)
+        self.assertIsNone((record["policy"] or {}).get("traffic_split"))
+        answered = set()
+        for _ in range(50):
+            answered.add((yield self.version()))
+        self.assertEqual(answered, {"B"})
 
 
 class TrafficSplitProcessesTests(TrafficSplitTests):

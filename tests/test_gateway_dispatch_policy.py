@@ -221,3 +221,46 @@ class PolicyDispatchTests(SynchronousTestCase):
         self.place({})
         self.serve(request())
         self.assertEqual(len(self.target.frames), 1)
+
+
+class PreflightWithoutOptionsRouteTests(SynchronousTestCase):
+    """A browser's preflight for a route that has no OPTIONS route is answered by that route's cors part."""
+
+    def setUp(self) -> None:
+        self.target = Target()
+        self.routes = RouteTable()
+        self.metrics = RequestMetrics()
+        self.dispatcher = Dispatcher(self.routes, observer=Observer(self.metrics, Clock().seconds))
+        context = PolicyContext(seconds=Clock().seconds)
+        cors = model.compile(model.Effective({"cors": {"allow_origins": [ORIGIN], "allow_methods": ["POST"]}},
+                                             {"cors": "endpoint"}), context)
+        self.routes.place("e1", [("*", "POST", "/a")], self.target, cors)
+        self.routes.place("e2", [("*", "POST", "/b")], self.target)
+
+    def preflight(self, path: str, origin: str = ORIGIN) -> GatewayResponse:
+        """OPTIONS ``path`` asking for POST."""
+        headers = {"origin": origin, "access-control-request-method": "POST"}
+        return self.successResultOf(self.dispatcher.dispatch(request("OPTIONS", path, headers=headers)))
+
+    def test_answered_204_by_the_routes_cors(self) -> None:
+        """OPTIONS on a POST-only route with cors: 204 with the CORS fields, recorded, no worker."""
+        response = self.preflight("/a")
+        self.assertEqual(response.status, 204)
+        self.assertEqual(dict(response.headers)["access-control-allow-origin"], ORIGIN)
+        self.assertEqual(self.target.frames, [])
+        self.assertEqual(self.metrics.series("echo").counts, {("OPTIONS", 204): 1})
+
+    def test_refused_origin_403(self) -> None:
+        """A preflight from an origin not allowed: the cors part's 403, without CORS fields."""
+        response = self.preflight("/a", "https://evil.example")
+        self.assertEqual(response.status, 403)
+        self.assertNotIn("access-control-allow-origin", dict(response.headers))
+
+    def test_no_cors_is_405(self) -> None:
+        """A route without a cors part: the 405 it always had."""
+        self.assertEqual(self.preflight("/b").status, 405)
+
+    def test_not_a_preflight_is_405(self) -> None:
+        """OPTIONS without Access-Control-Request-Method is no preflight: 405."""
+        response = self.successResultOf(self.dispatcher.dispatch(request("OPTIONS", "/a", headers={"origin": ORIGIN})))
+        self.assertEqual(response.status, 405)

@@ -60,9 +60,9 @@ class PolicyTestsMixin:
 
     @inlineCallbacks
     def deploy_with(self, name: str, path: str, policy: dict[str, Any]) -> Any:
-        """Deploy the echo handler at GET (and OPTIONS) ``path`` under ``policy``; its record."""
+        """Deploy the echo handler at GET ``path`` (no OPTIONS route: the gateway answers preflights) under ``policy``; its record."""
         self.policies[name] = policy
-        started = yield self.gateway.deploy(name, None, ECHO_IDENTITY, routes=[("GET", path), ("OPTIONS", path)])
+        started = yield self.gateway.deploy(name, None, ECHO_IDENTITY, routes=[("GET", path)])
         return started
 
     @inlineCallbacks

@@ -50,7 +50,10 @@ the client gets.  A check that waits (a cluster rate limit) answers when it
 fires; a connection closed meanwhile gets nothing written (the HTTP layer).
 A route without a policy pays one attribute read.  Every request, with a
 policy or not, has the identity header fields (``x-edgegw-consumer`` ...)
-removed: only a policy's ``auth`` sets them.
+removed: only a policy's ``auth`` sets them.  A CORS preflight (``OPTIONS``
+with ``Access-Control-Request-Method``) for a path that has no ``OPTIONS``
+route is answered by the ``cors`` part of the route it asks about (a 405
+when that route has none).
 
 With an ``Observer`` (``edgegw_tx.gateway.observe``) every answer is counted
 in its ``RequestMetrics`` (endpoint ``""`` when no route matched) and written
@@ -86,6 +89,7 @@ from edgegw_tx.gateway.routes import Match, MethodNotAllowed, RouteTable
 from edgegw_tx.gateway.target import BadPath, normal_path
 from edgegw_tx.observability.accesslog import duration_ms
 from edgegw_tx.policy.auth import strip_identity
+from edgegw_tx.policy.cors import CORS
 from edgegw_tx.policy.part import PolicyRequest
 
 __all__ = [
@@ -400,6 +404,12 @@ class Dispatcher:
             if found.__class__ is Match:
                 response = None
             else:
+                if method == "OPTIONS" and found.__class__ is MethodNotAllowed:
+                    asked = headers.get("access-control-request-method")
+                    if asked is not None and self._preflight(
+                        request, headers, asked, request_id, path, respond, start, traceparent
+                    ):
+                        return
                 response = self._unrouted(found, request_id, method, path)
         if response is not None:
             if observer is not None:
@@ -426,6 +436,37 @@ class Dispatcher:
             )
             return
         self._forward(request, headers, match, request_id, method, path, respond, start, traceparent, added, verdict)
+
+    def _preflight(
+        self,
+        request: GatewayRequest,
+        headers: dict[str, str],
+        asked: str,
+        request_id: str,
+        path: str,
+        respond: Callable[[GatewayResponse], object],
+        start: float,
+        traceparent: str,
+    ) -> bool:
+        """
+        A CORS preflight for a path with no OPTIONS route: answered (True) by
+        the ``cors`` part of the route the browser asks about, when it has
+        one; False otherwise (a 405 as for any other method not routed).
+        """
+        match = self._match(request.host, asked, path)
+        if not isinstance(match, Match):
+            return False
+        policy = match.policy
+        checks = getattr(policy, "checks", ())
+        if not checks or not isinstance(checks[0], CORS):
+            return False
+        added: list[tuple[str, str]] = []
+        checked = PolicyRequest("OPTIONS", path, headers, request.client_ip, len(request.body))
+        verdict = checks[0].check(checked, added)
+        if verdict is None:
+            return False
+        self._forward(request, headers, match, request_id, "OPTIONS", path, respond, start, traceparent, added, verdict)
+        return True
 
     def _checked(
         self,

@@ -115,6 +115,11 @@ class SplitDeploymentTests(unittest.TestCase):
         self.assertEqual([(t["version"], t["weight"]) for t in live.traffic], [(A[:12], 90), (B[:12], 10)])
         self.assertEqual({w["version"] for w in live.workers}, {A, B})
 
+    def test_pool_stats_cover_the_splits_pools(self) -> None:
+        """The gateway's worker totals (``pool_stats``) count the pools a split adds, as they run workers."""
+        self.start(split((A, 90), (B, 10)))
+        self.assertEqual(len(self.deployments.pool_stats()), 2)
+
     def test_new_weights_are_a_new_target_over_the_same_pools(self) -> None:
         """Changed weights place a new split target; no pool starts or stops; counts go on."""
         self.start(split((A, 90), (B, 10)))

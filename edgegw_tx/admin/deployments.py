@@ -221,8 +221,9 @@ class Deployments:
         ]
 
     def pool_stats(self) -> list[dict[str, Any]]:
-        """``stats()`` of every running endpoint's worker pool."""
-        return [pool.stats() for pool in self._pools.values()]
+        """``stats()`` of every running endpoint's worker pool, and of the pools its traffic split adds."""
+        extras = [pool.stats() for pools in self._split_pools.values() for pool in pools.values()]
+        return [pool.stats() for pool in self._pools.values()] + extras
 
     def pool_stats_by_endpoint(self) -> dict[str, dict[str, Any]]:
         """``{endpoint_id: stats()}`` of every running endpoint's worker pool (admin/history.py)."""

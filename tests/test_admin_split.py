@@ -204,6 +204,32 @@ class SplitDeploymentTests(unittest.TestCase):
         self.assertEqual(self.target().pools(), [self.pool(A), self.pool(B)])
         self.assertIsNot(self.pool(A), before)
 
+    def test_new_settings_renew_every_pool_of_the_split(self) -> None:
+        """replace() for new settings starts a new pool of each split version too, moves the split to it, drains the old."""
+        self.start(split((A, 90), (B, 10)))
+        old_a, old_b = self.pool(A), self.pool(B)
+        self.store.records["e1"]["settings"] = {"max_instances": 2}
+        self.successResultOf(self.deployments.replace(dict(self.store.records["e1"]), A))
+        self.assertEqual(self.target().pools(), [self.pool(A), self.pool(B)])
+        self.assertIsNot(self.pool(B), old_b)
+        self.assertEqual(self.pool(B).record["settings"], {"max_instances": 2})
+        self.assertEqual(self.events[-2:], [("route", None), ("stop", B)])
+        self.assertIn(("stop", A), self.events)
+        self.assertIsNot(self.pool(A), old_a)
+        self.assertEqual(self.ledger.in_use(), {A, B})
+
+    def test_new_settings_that_fail_leave_the_split_pool_serving(self) -> None:
+        """A split version's new workers failing to start: its old pool stays in the split, the new one stopped."""
+        self.start(split((A, 90), (B, 10)))
+        old_b = self.pool(B)
+        self.fail_version = B
+        self.store.records["e1"]["settings"] = {"max_instances": 2}
+        self.successResultOf(self.deployments.replace(dict(self.store.records["e1"]), A))
+        self.assertIn(old_b, self.target().pools())
+        self.assertEqual(self.events[-1], ("stop", B))
+        self.assertEqual(self.ledger.in_use(), {A, B})
+        self.flushLoggedErrors()
+
     def test_clear_split_stores_null_and_reroutes(self) -> None:
         """clear_split drops traffic_split from the stored policy (other parts kept) and routes the running pool."""
         self.start(split((A, 90), (B, 10)))

@@ -290,10 +290,55 @@ class Deployments:
         # (_register), so a domain or collection change meanwhile moves its route.
         old = self._pools.get(endpoint_id)
         old_digest = self._digests.get(endpoint_id)
+        old_settings = self._settings.get(endpoint_id)
         record = yield self.start(record, digest, persist)
         if old is not None and old_digest is not None:
             yield self._drain(endpoint_id, old, old_digest)
+        if old_settings is not None and old_settings != self._settings.get(endpoint_id):
+            yield self._renew_split_pools(endpoint_id)
         return record
+
+    @inlineCallbacks
+    def _renew_split_pools(self, endpoint_id: str) -> Generator["Deferred[Any]", Any, None]:
+        """
+        After a change of the workers' settings: each pool a traffic split
+        adds is replaced as the running one was (new pool ready, the split
+        moved to it, the old drained); one that fails to start leaves the old
+        serving, logged.
+        """
+        fresh = yield self._store.get_endpoint(endpoint_id)
+        for digest, old in list(self._split_pools.get(endpoint_id, {}).items()):
+            if fresh is None or endpoint_id not in self._pools:
+                return
+            binary = yield self._ledger.claim(digest)
+            if binary is None:
+                continue
+            try:
+                uid = yield self._worker_uid(fresh)
+                pool = self._pool_factory(
+                    dict(fresh, worker_uid=uid), binary, self._log_writer(endpoint_id), version=digest
+                )
+            except BaseException:
+                self._ledger.release(digest)
+                raise
+            try:
+                yield pool.start()
+            except Exception as e:
+                self.log.error(
+                    "Endpoint {name}: new workers of version {version} failed to start: {e}; the old ones serve on",
+                    name=fresh["name"],
+                    version=short(digest),
+                    e=e,
+                )
+                yield self._drain(endpoint_id, pool, digest)
+                continue
+            pools = self._split_pools.get(endpoint_id, {})
+            if pools.get(digest) is not old:  # the split changed meanwhile
+                yield self._drain(endpoint_id, pool, digest)
+                continue
+            pools[digest] = pool
+            yield self._serialise(self._route_again, endpoint_id)
+            yield self._drain(endpoint_id, old, digest)
 
     @inlineCallbacks
     def start(

@@ -96,12 +96,14 @@ def kill_holders(inodes: frozenset[int], wait: float) -> list[int]:
                 pidfd = os.pidfd_open(pid)
             except OSError:
                 continue  # gone already
-            killed[pidfd] = pid
             try:
-                if _held(pid, links):
-                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-            except OSError:
-                pass  # ended between the check and the signal
+                if not _held(pid, links):
+                    raise ProcessLookupError(pid)  # let go meanwhile, or another process now
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            except OSError:  # that, or it ended between the check and the signal
+                os.close(pidfd)
+                continue
+            killed[pidfd] = pid
         # A pidfd is readable once its process has exited: a sandbox's first
         # process does so only after the rest of its pid namespace.
         waiting = select.poll()

@@ -358,7 +358,11 @@ class EndpointPage {
   drawPolicy(record) {
     if (!this.effective) return;
     const collection = this.collections.find((c) => c.id === record.collection_id);
-    replace(this.effective, effectiveView(record, { endpoint: record.name, collection: collection && collection.name, domain: record.domain }));
+    // Redrawn only when it changed: a selection in it survives the polls.
+    const drawn = JSON.stringify([record.effective_policy, record.policy_sources, record.traffic, collection && collection.name, record.domain]);
+    if (drawn === this.policyDrawn) return;
+    this.policyDrawn = drawn;
+    replace(this.effective, effectiveView(record, { collection: collection && collection.name, domain: record.domain }));
     replace(this.traffic, trafficView(record));
   }
 

@@ -239,6 +239,14 @@ class SplitDeploymentTests(unittest.TestCase):
         self.assertIs(self.target(), self.pool(A))
         self.assertEqual(self.ledger.in_use(), {A})
 
+    def test_clear_split_keeps_the_stored_parts_not_the_ones_passed(self) -> None:
+        """clear_split rewrites the policy as stored (a secret masked in the record passed stays unmasked)."""
+        self.start(split((A, 90), (B, 10)))
+        self.store.records["e1"]["policy"]["auth"] = {"type": "jwt", "secret": "s3cret"}
+        passed = dict(self.store.records["e1"], policy={"traffic_split": split((A, 100)), "auth": {"secret": "********"}})
+        rec = self.successResultOf(self.deployments.clear_split(passed))
+        self.assertEqual(rec["policy"], {"auth": {"type": "jwt", "secret": "s3cret"}})
+
     def test_clear_split_without_a_split_writes_nothing(self) -> None:
         """An endpoint with no traffic_split is not written by clear_split."""
         self.start()

@@ -777,9 +777,11 @@ class Deployments:
         ``traffic_split`` set to null and, when it runs, its routes placed
         again (its extra pools drained). Fires with the record as stored.
         """
-        policy = record.get("policy")
+        # The policy as stored now (secrets unmasked, any later change kept), not as ``record`` had it.
+        fresh = yield self._store.get_endpoint(record["id"])
+        policy = (fresh or record).get("policy")
         if not isinstance(policy, dict) or policy.get("traffic_split") is None:
-            return record
+            return fresh or record
         kept = {name: part for name, part in policy.items() if name != "traffic_split"}
         record = yield self._store.update_endpoint(record["id"], {"policy": kept, "updated_at": now()})
         if record["id"] in self._pools:

@@ -43,6 +43,7 @@ from edgegw_tx import compiled
 from edgegw_tx.admin.api import AdminAPI
 from edgegw_tx.admin.auth import KeyRing
 from edgegw_tx.admin.deployments import Pool, PoolFactory
+from edgegw_tx.admin.consumers import ConsumerManager
 from edgegw_tx.admin.domains import CollectionManager, DomainManager
 from edgegw_tx.admin.history import HISTORY_FILE, HistoryService, StatsHistory, running_endpoints
 from edgegw_tx.admin.logs import LogBook
@@ -381,6 +382,8 @@ class GatewayRuntime(MultiService):
             nodes=self.nodes,
             metrics=self.metrics,
             history=history,
+            # /api/consumers: each change reloads every process's consumer keys.
+            consumers=ConsumerManager(self.store, self.consumers.reload),
         )
 
         admin_site = admin_site_for(

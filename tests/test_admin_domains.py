@@ -69,7 +69,7 @@ class DomainsAPITests(AdminAPITestCase):
         """POST stores the host lower-cased (201); GET, the list with total, PUT and DELETE work."""
         data = self.domain(host="API.Example.COM", description="public API")
         self.assertEqual((data["host"], data["description"]), ("api.example.com", "public API"))
-        self.assertEqual(set(data), {"id", "host", "description", "created_at", "updated_at", "revision"})
+        self.assertEqual(set(data), {"id", "host", "description", "policy", "created_at", "updated_at", "revision"})
         self.assertEqual(self.call("GET", "/api/domains/" + data["id"])[1]["data"], data)
         listed = self.call("GET", "/api/domains")[1]["data"]
         self.assertEqual((listed["total"], listed["items"]), (1, [data]))

@@ -28,12 +28,15 @@ What differs from a production gateway, and why:
 Per-operation settings (``SCHEMATHESIS_CONFIG``), for what a schema cannot
 say and schemathesis's generic checks would misread:
 
-* creating or changing an endpoint or a collection, changing a service and
-  importing may refuse schema-valid data with 400: the schema says what a
-  ``domain``, ``collection_id`` or ``domain_id`` looks like, not which records
-  exist (one that does not is a 400); a service's new config must be of its
-  stored type; a spec or a zip must be a valid one. No schema of a string or
-  of bytes can say these. Every other check still runs on these operations;
+* creating or changing an endpoint, a collection or a domain, changing a
+  service and importing may refuse schema-valid data with 400: the schema
+  says what a ``domain``, ``collection_id`` or ``domain_id`` looks like, not
+  which records exist (one that does not is a 400); a service's new config
+  must be of its stored type; a spec or a zip must be a valid one; a
+  ``policy``'s parts have rules that read fields together or parse them (a
+  CIDR, an origin's host, an algorithm with its key: docs/policies.md). No
+  schema of a string or of bytes can say these. Every other check still
+  runs on these operations;
 * ``POST /api/endpoints/{id}/compile`` may refuse a request with 422: the
   request is well formed but the stored code does not compile;
 * the operations on one endpoint or collection are not asked to find the
@@ -46,7 +49,8 @@ say and schemathesis's generic checks would misread:
 * 413 counts as refusing a request: a body over 8 MiB, which a string within
   its ``maxLength`` can make once JSON escapes it;
 * 412 counts as refusing a request: a well-formed ``If-Match`` names a
-  revision, and whether the record is still at it is the store's to say;
+  revision, and whether the record is still at it is the store's to say
+  (checked before the body, so a bad body at a stale revision is a 412);
 * ``POST /api/services/{id}/test`` may answer 502: the backend failed, which
   is the documented outcome of testing a service whose backend is down.
 * ``POST /api/test-request`` may answer 502 or 504: the data plane refused the
@@ -94,7 +98,7 @@ max-steps = 40
 # 413 (a body over 8 MiB, which a long enough string of escaped characters
 # makes) is a refusal like any other.
 [checks.negative_data_rejection]
-expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx"]
+expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "412", "413", "415", "422", "428", "429", "5xx"]
 
 [checks.positive_data_acceptance]
 expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "412", "413", "429", "5xx"]
@@ -102,7 +106,7 @@ expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "412", "413", "42
 [[operations]]
 include-operation-id = [
   "createEndpoint", "updateEndpoint", "createCollection", "updateCollection",
-  "updateService", "importOpenapi", "importBundle",
+  "createDomain", "updateDomain", "updateService", "importOpenapi", "importBundle",
 ]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "412", "413", "429"]
 

@@ -28,6 +28,7 @@ from werkzeug.exceptions import NotFound as RoutingNotFound
 from edgegw_tx import __version__
 from edgegw_tx.admin.openapi import DOCUMENT_JSON as OPENAPI_JSON
 from edgegw_tx.admin.auth import check_new_key
+from edgegw_tx.admin.consumers import view as consumer_view
 from edgegw_tx.admin.domains import gateway_stats
 from edgegw_tx.admin.errors import (
     ApiError,
@@ -46,6 +47,7 @@ from edgegw_tx.admin.imports import Importer, bundle_bytes, bundle_options
 from edgegw_tx.admin.jsonbody import parse_json_body
 from edgegw_tx.admin.limits import IMPORT_MAX_BODY, MAX_BODY
 from edgegw_tx.admin.metrics_page import MetricsPage
+from edgegw_tx.admin.policies import shown
 from edgegw_tx.admin.throttle import AuthThrottle
 from edgegw_tx.admin.ui import default_ui, is_ui_path
 from edgegw_tx.admin.views import node_workers
@@ -55,6 +57,7 @@ from edgegw_tx.store.interface import Record
 
 if TYPE_CHECKING:
     from edgegw_tx.admin.auth import KeyRing
+    from edgegw_tx.admin.consumers import ConsumerManager
     from edgegw_tx.admin.domains import CollectionManager, DomainManager
     from edgegw_tx.admin.manager import EndpointManager
     from edgegw_tx.admin.probe import DataPlaneProbe
@@ -123,6 +126,7 @@ class AdminAPI:
         isolation: Optional[dict[str, Any]] = None,
         nodes: Optional[Nodes] = None,
         metrics: Optional[Metrics] = None,
+        consumers: Optional[ConsumerManager] = None,
     ) -> None:
         """
         ``services`` is the ``ServiceManager``, ``domains`` and ``collections``
@@ -147,6 +151,8 @@ class AdminAPI:
         """
         # Public: the runtime may set it once its node directory exists.
         self.nodes = nodes
+        #: /api/consumers (admin/consumers.py); None: those routes answer 404
+        self.consumers = consumers
         self._isolation = isolation
         self._manager = manager
         self._probe = probe
@@ -391,7 +397,12 @@ class AdminAPI:
         record = yield self._manager.get(endpoint_id)
         yield self._refresh()
         view = yield self._endpoint_views(key)
-        return tagged(request, view(record))
+        public = view(record)
+        if self._collections is not None:
+            effective = self._collections.policy_of(record)
+            public["effective_policy"] = shown({"policy": effective.parts})["policy"]
+            public["policy_sources"] = dict(effective.sources)
+        return tagged(request, public)
 
     @app.route("/api/endpoints/<endpoint_id>", methods=["PUT"])
     @inlineCallbacks
@@ -557,7 +568,7 @@ class AdminAPI:
         """One page of domains."""
         self._authorize(request)
         records = yield self._domain_manager().list()
-        return ok(request, _paged(_query(request), records, dict))
+        return ok(request, _paged(_query(request), records, shown))
 
     @app.route("/api/domains", methods=["POST"])
     @inlineCallbacks
@@ -565,7 +576,7 @@ class AdminAPI:
         """A new domain (201)."""
         self._authorize(request)
         record = yield self._domain_manager().create(self._body(request))
-        return tagged(request, record, status=201)
+        return tagged(request, shown(record), status=201)
 
     @app.route("/api/domains/<domain_id>", methods=["GET"])
     @inlineCallbacks
@@ -573,7 +584,7 @@ class AdminAPI:
         """One domain."""
         self._authorize(request)
         record = yield self._domain_manager().get(domain_id)
-        return tagged(request, record)
+        return tagged(request, shown(record))
 
     @app.route("/api/domains/<domain_id>", methods=["PUT"])
     @inlineCallbacks
@@ -582,7 +593,7 @@ class AdminAPI:
         self._authorize(request)
         revision = if_match(request)
         record = yield self._domain_manager().update(domain_id, self._body(request), revision=revision)
-        return tagged(request, record)
+        return tagged(request, shown(record))
 
     @app.route("/api/domains/<domain_id>", methods=["DELETE"])
     @inlineCallbacks
@@ -600,7 +611,7 @@ class AdminAPI:
         self._authorize(request)
         yield self._domain_manager().get(domain_id)
         records = yield self._collection_manager().list(domain_id)
-        return ok(request, _paged(_query(request), records, dict))
+        return ok(request, _paged(_query(request), records, shown))
 
     @app.route("/api/collections", methods=["GET"])
     @inlineCallbacks
@@ -608,7 +619,7 @@ class AdminAPI:
         """One page of collections, those of ``?domain_id=`` when given."""
         self._authorize(request)
         records = yield self._collection_manager().list(_query(request).get("domain_id") or None)
-        return ok(request, _paged(_query(request), records, dict))
+        return ok(request, _paged(_query(request), records, shown))
 
     @app.route("/api/collections", methods=["POST"])
     @inlineCallbacks
@@ -616,7 +627,7 @@ class AdminAPI:
         """A new collection (201)."""
         self._authorize(request)
         record = yield self._collection_manager().create(self._body(request))
-        return tagged(request, record, status=201)
+        return tagged(request, shown(record), status=201)
 
     @app.route("/api/collections/<collection_id>", methods=["GET"])
     @inlineCallbacks
@@ -624,7 +635,7 @@ class AdminAPI:
         """One collection."""
         self._authorize(request)
         record = yield self._collection_manager().get(collection_id)
-        return tagged(request, record)
+        return tagged(request, shown(record))
 
     @app.route("/api/collections/<collection_id>", methods=["PUT"])
     @inlineCallbacks
@@ -633,7 +644,7 @@ class AdminAPI:
         self._authorize(request)
         revision = if_match(request)
         record = yield self._collection_manager().update(collection_id, self._body(request), revision=revision)
-        return tagged(request, record)
+        return tagged(request, shown(record))
 
     @app.route("/api/collections/<collection_id>", methods=["DELETE"])
     @inlineCallbacks
@@ -707,6 +718,71 @@ class AdminAPI:
         self._authorize(request)
         view = yield self._keys.revoke(key_id, revision=if_match(request))
         return ok(request, dict(view, deleted=True))
+
+    # consumers: the clients of api_key policies (admin/consumers.py)
+
+    def _consumer_manager(self) -> ConsumerManager:
+        """The consumers, or 404 in a gateway without them."""
+        if self.consumers is None:
+            raise NotFound("consumers are not available in this gateway")
+        return self.consumers
+
+    @app.route("/api/consumers", methods=["GET"])
+    @inlineCallbacks
+    def list_consumers(self, request: Request) -> Generator["Deferred[Any]", Any, bytes]:
+        """One page of consumers with their keys' ids (never the keys)."""
+        self._authorize(request)
+        records = yield self._consumer_manager().list()
+        return ok(request, _paged(_query(request), records, consumer_view))
+
+    @app.route("/api/consumers", methods=["POST"])
+    @inlineCallbacks
+    def create_consumer(self, request: Request) -> Generator["Deferred[Any]", Any, bytes]:
+        """A new consumer (201), with no key yet."""
+        self._authorize(request)
+        record = yield self._consumer_manager().create(self._body(request))
+        return tagged(request, consumer_view(record), status=201)
+
+    @app.route("/api/consumers/<consumer_id>", methods=["GET"])
+    @inlineCallbacks
+    def get_consumer(self, request: Request, consumer_id: str) -> Generator["Deferred[Any]", Any, bytes]:
+        """One consumer."""
+        self._authorize(request)
+        record = yield self._consumer_manager().get(consumer_id)
+        return tagged(request, consumer_view(record))
+
+    @app.route("/api/consumers/<consumer_id>", methods=["PUT"])
+    @inlineCallbacks
+    def update_consumer(self, request: Request, consumer_id: str) -> Generator["Deferred[Any]", Any, bytes]:
+        """Rename, enable or disable a consumer; its keys follow at once."""
+        self._authorize(request)
+        revision = if_match(request)
+        record = yield self._consumer_manager().update(consumer_id, self._body(request), revision=revision)
+        return tagged(request, consumer_view(record))
+
+    @app.route("/api/consumers/<consumer_id>", methods=["DELETE"])
+    @inlineCallbacks
+    def delete_consumer(self, request: Request, consumer_id: str) -> Generator["Deferred[Any]", Any, bytes]:
+        """Delete a consumer with its keys (refused from the next request on)."""
+        self._authorize(request)
+        record = yield self._consumer_manager().delete(consumer_id, revision=if_match(request))
+        return ok(request, {"id": record["id"], "deleted": True})
+
+    @app.route("/api/consumers/<consumer_id>/keys", methods=["POST"])
+    @inlineCallbacks
+    def create_consumer_key(self, request: Request, consumer_id: str) -> Generator["Deferred[Any]", Any, bytes]:
+        """A new key of the consumer (201): the key is in this answer only."""
+        self._authorize(request)
+        created = yield self._consumer_manager().add_key(consumer_id)
+        return ok(request, created, status=201)
+
+    @app.route("/api/consumers/<consumer_id>/keys/<key_id>", methods=["DELETE"])
+    @inlineCallbacks
+    def delete_consumer_key(self, request: Request, consumer_id: str, key_id: str) -> Generator["Deferred[Any]", Any, bytes]:
+        """Delete one key of the consumer (refused from the next request on)."""
+        self._authorize(request)
+        deleted = yield self._consumer_manager().delete_key(consumer_id, key_id)
+        return ok(request, deleted)
 
     # services
 

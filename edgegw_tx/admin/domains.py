@@ -46,9 +46,11 @@ from edgegw_tx import __version__
 from edgegw_tx.admin.errors import BadRequest, Conflict, NotFound
 from edgegw_tx.admin.history import request_totals
 from edgegw_tx.admin import schema
+from edgegw_tx.admin.policies import checked, unmasked
 from edgegw_tx.admin.records import shaped
 from edgegw_tx.admin.validation import check_schema, routes_of
 from edgegw_tx.paths import PatternError, parse_pattern
+from edgegw_tx.policy import model
 from edgegw_tx.store import Conflict as StoreConflict
 from edgegw_tx.store import InUse, Missing, RouteClash
 from edgegw_tx.store.errors import Stale
@@ -59,8 +61,8 @@ if TYPE_CHECKING:
 
 
 STATUSES = ("created", "compiled", "running", "stopped", "error")
-_DOMAIN_FIELDS = {"host", "description"}
-_COLLECTION_FIELDS = {"name", "domain_id", "base_path", "description"}
+_DOMAIN_FIELDS = {"host", "description", "policy"}
+_COLLECTION_FIELDS = {"name", "domain_id", "base_path", "description", "policy"}
 
 
 def _now() -> str:
@@ -157,6 +159,7 @@ class DomainManager:
             "id": uuid.uuid4().hex,
             "host": given["host"].strip().lower(),
             "description": given.get("description", ""),
+            "policy": checked(given.get("policy"), "domain"),
             "created_at": now,
             "updated_at": now,
         }
@@ -164,6 +167,8 @@ class DomainManager:
             stored: Record = yield self._store.create_domain(record)
         except StoreConflict:
             raise self._host_taken(record["host"])
+        # No endpoint is on a new domain's host: none to reroute.
+        self._collections.learn_domain(stored)
         return stored
 
     def update(self, domain_id: str, payload: Any, revision: Optional[int] = None) -> "Deferred[Record]":
@@ -177,28 +182,33 @@ class DomainManager:
         """A new host moves every endpoint on the old one, running ones at once."""
         current: Record = yield self.get(domain_id)
         _check_revision("domain", current, revision)
-        given = _fields(payload, schema.DOMAIN_UPDATE, _DOMAIN_FIELDS)
+        given = _fields(unmasked(payload, current), schema.DOMAIN_UPDATE, _DOMAIN_FIELDS)
         fields = {}
         if "host" in given:
             fields["host"] = given["host"].strip().lower()
         if "description" in given:
             fields["description"] = given["description"]
+        if "policy" in given:
+            fields["policy"] = checked(given["policy"], "domain")
         fields = {k: v for k, v in fields.items() if v != current[k]}
         if not fields:
             return current
         fields["updated_at"] = _now()
         moved = []
-        if "host" in fields:
+        if "host" in fields or "policy" in fields:
             endpoints = yield self._endpoints.list()
-            moved = [dict(e, domain=fields["host"]) for e in endpoints if e["domain"] == current["host"]]
+            moved = [dict(e, domain=fields.get("host", e["domain"])) for e in endpoints if e["domain"] == current["host"]]
         try:
             record: Record = yield self._store.update_domain(
-                domain_id, fields, [_move(e) for e in moved], revision=revision
+                domain_id, fields, [_move(e) for e in moved] if "host" in fields else [], revision=revision
             )
         except RouteClash as e:
             raise _clash(e, moved, self._collections)
         except StoreConflict:
             raise self._host_taken(fields["host"])
+        self._collections.forget_domain(current["host"])
+        self._collections.learn_domain(record)
+        # Moved, or under another policy: the running ones are placed again.
         yield self._endpoints.reroute(moved)
         return record
 
@@ -233,6 +243,7 @@ class DomainManager:
                 ),
                 **e.counts,
             )
+        self._collections.forget_domain(record["host"])
         return dict(record, cascaded=cascaded)
 
     @inlineCallbacks
@@ -284,6 +295,11 @@ class CollectionManager:
         # collection id → base_path, for the synchronous reads of the data
         # plane's routes and of ``view``; kept in step under the routing lock.
         self._base_paths: dict[Optional[str], str] = {}
+        # collection id → its policy, and domain host → its domain's policy:
+        # ``policy_of`` reads them synchronously (deployments, ``view``); kept
+        # in step as the base paths are.
+        self._policies: dict[Optional[str], dict[str, Any]] = {}
+        self._domain_policies: dict[str, dict[str, Any]] = {}
         endpoints.set_routing(self)
 
     # reading
@@ -318,12 +334,13 @@ class CollectionManager:
     def _create(self, payload: Any) -> Generator["Deferred[Any]", Any, Record]:
         given = _fields(payload, schema.COLLECTION_CREATE, _COLLECTION_FIELDS)
         now = _now()
-        record = {
+        record: Record = {
             "id": uuid.uuid4().hex,
             "name": "",
             "domain_id": None,
             "base_path": "",
             "description": "",
+            "policy": {},
             "created_at": now,
             "updated_at": now,
         }
@@ -333,6 +350,7 @@ class CollectionManager:
         except Missing as e:
             raise _no_domain(e)
         self._base_paths[stored["id"]] = stored["base_path"]
+        self._policies[stored["id"]] = stored.get("policy") or {}
         return stored
 
     def update(self, collection_id: str, payload: Any, revision: Optional[int] = None) -> "Deferred[Record]":
@@ -346,7 +364,7 @@ class CollectionManager:
         """A new base path or domain moves the collection's endpoints, running ones at once."""
         current: Record = yield self.get(collection_id)
         _check_revision("collection", current, revision)
-        fields = self._check(_fields(payload, schema.COLLECTION_UPDATE, _COLLECTION_FIELDS))
+        fields = self._check(_fields(unmasked(payload, current), schema.COLLECTION_UPDATE, _COLLECTION_FIELDS))
         fields = {k: v for k, v in fields.items() if v != current[k]}
         if not fields:
             return current
@@ -387,6 +405,10 @@ class CollectionManager:
             # The route text of the moved endpoint needs the new base path.
             raise _clash(e, moved, self, {collection_id: merged["base_path"]})
         self._base_paths[collection_id] = record["base_path"]
+        self._policies[collection_id] = record.get("policy") or {}
+        if not moved and "policy" in fields:
+            # Under another policy: the running ones are placed again.
+            moved = yield self.endpoints(collection_id)
         yield self._endpoints.reroute(moved)
         return record
 
@@ -418,6 +440,7 @@ class CollectionManager:
                 **e.counts,
             )
         self._base_paths.pop(collection_id, None)
+        self._policies.pop(collection_id, None)
         return dict(record, cascaded=cascaded)
 
     def load(self) -> "Deferred[builtins.list[str]]":
@@ -438,6 +461,9 @@ class CollectionManager:
     def _load(self) -> Generator["Deferred[Any]", Any, builtins.list[str]]:
         collections = yield self._store.list_collections()
         self._base_paths = {c["id"]: c["base_path"] for c in collections}
+        self._policies = {c["id"]: c.get("policy") or {} for c in collections}
+        domains = yield self._store.list_domains()
+        self._domain_policies = {d["host"]: d.get("policy") or {} for d in domains}
         endpoints = yield self._endpoints.list()
         added = []
         for collection_id in sorted({e["collection_id"] for e in endpoints if e["collection_id"]}):
@@ -463,6 +489,26 @@ class CollectionManager:
         return added
 
     # the endpoint manager's resolver
+
+    def policy_of(self, record: Record) -> model.Effective:
+        """
+        The effective policy of an endpoint ``record`` (as stored): each part
+        from it, else its collection, else the domain of its host, with
+        where each came from (policy/model.py ``effective``).
+        """
+        return model.effective(
+            record.get("policy"),
+            self._policies.get(record.get("collection_id")),
+            self._domain_policies.get(record.get("domain", "")),
+        )
+
+    def learn_domain(self, record: Record) -> None:
+        """A domain written: its host's policy, for ``policy_of``."""
+        self._domain_policies[record["host"]] = record.get("policy") or {}
+
+    def forget_domain(self, host: str) -> None:
+        """A domain's host gone (deleted, or changed to another)."""
+        self._domain_policies.pop(host, None)
 
     def full_path(self, record: Record) -> str:
         """The endpoint's effective path pattern text (base path applied)."""
@@ -558,6 +604,8 @@ class CollectionManager:
             fields["base_path"] = check_base_path(given["base_path"])
         if "description" in given:
             fields["description"] = given["description"]
+        if "policy" in given:
+            fields["policy"] = checked(given["policy"], "collection")
         return fields
 
 

@@ -118,8 +118,14 @@ class EndpointManager:
         self._locks: dict[str, DeferredLock] = {}
 
     def set_routing(self, routing: Placement) -> None:
-        """Use ``routing`` (a ``CollectionManager``) to place endpoints; see admin/domains.py."""
+        """
+        Use ``routing`` (a ``CollectionManager``) to place endpoints, and its
+        ``policy_of`` for their traffic policies (when it has one); see admin/domains.py.
+        """
         self.records.set_placement(routing)
+        policy_of = getattr(routing, "policy_of", None)
+        if policy_of is not None:
+            self.deployments.policy_of = policy_of
 
     def routing_write(self, work: Callable[..., Any], *args: Any) -> "Deferred[Any]":
         """Run ``work(*args)`` under the routing lock (domain and collection writes); see admin/records.py."""
@@ -221,7 +227,7 @@ class EndpointManager:
         if self.deployments.serving(record["id"]):
             if not record["enabled"]:
                 record = yield self.deployments.stop(record)
-            elif any(record[k] != current[k] for k in ROUTE_COLUMNS):
+            elif any(record.get(k) != current.get(k) for k in ROUTE_COLUMNS + ("policy",)):
                 # RouteTable.add under the same key: the new route replaces the old at once.
                 placed = self.deployments.route(record)
                 if placed is not None:

@@ -52,6 +52,8 @@ from edgegw_tx.admin.schema import (
     array,
     COLLECTION_CREATE,
     COLLECTION_UPDATE,
+    CONSUMER_CREATE,
+    CONSUMER_UPDATE,
     DOMAIN_CREATE,
     DOMAIN_UPDATE,
     envelope,
@@ -386,6 +388,7 @@ SERVICE_ID = path_parameter("service_id", "the service's id")
 DOMAIN_ID = path_parameter("domain_id", "the domain's id")
 COLLECTION_ID = path_parameter("collection_id", "the collection's id")
 KEY_ID = path_parameter("key_id", "the key's id (not the key)")
+CONSUMER_ID = path_parameter("consumer_id", "the consumer's id")
 POOL_ID_PARAMETER = path_parameter("pool_id", "the binding's name (not the service id)")
 
 # What a created record's id leads to (OpenAPI links, followed by stateful testers).
@@ -406,6 +409,7 @@ ENDPOINT_OPERATIONS = (
 SERVICE_OPERATIONS = ("getService", "updateService", "testService", "deleteService")
 DOMAIN_OPERATIONS = ("getDomain", "updateDomain", "domainCollections", "deleteDomain")
 COLLECTION_OPERATIONS = ("getCollection", "updateCollection", "collectionEndpoints", "deleteCollection")
+CONSUMER_OPERATIONS = ("getConsumer", "updateConsumer", "createConsumerKey", "deleteConsumer")
 
 
 def endpoint_paths() -> dict[str, Schema]:
@@ -714,6 +718,58 @@ def key_paths() -> dict[str, Schema]:
     }
 
 
+def consumer_paths() -> dict[str, Schema]:
+    """The operations on consumers (the clients of api_key policies) and their keys."""
+    paths = crud(
+        "consumer",
+        "consumers",
+        ref("Consumer"),
+        (CONSUMER_CREATE, CONSUMER_UPDATE),
+        CONSUMER_ID,
+        CONSUMER_OPERATIONS,
+        # 404 on the collection routes too: a gateway built without consumers.
+        errors={"list": (404,), "create": (404, 409), "update": (409,)},
+        descriptions={
+            "create": "A consumer with no key yet (POST its keys). 409 when the name is taken (names ignore case).",
+            "update": "Rename, enable or disable it; a disabled consumer's keys are refused (401) from the next request on.",
+            "delete": "Its keys go with it: refused from the next request on.",
+        },
+    )
+    paths["/api/consumers/{consumer_id}/keys"] = path_item(
+        operation(
+            "post",
+            "createConsumerKey",
+            "Make an API key of the consumer",
+            "consumers",
+            {
+                201: answer(
+                    "the key's id and `key`, the key itself: the only time it is shown (stored hashed)",
+                    ref("NewConsumerKey"),
+                    links_to(
+                        ("deleteConsumerKey",), consumer_id="$request.path.consumer_id", key_id="$response.body#/data/id"
+                    ),
+                )
+            },
+            errors=(404,),
+        ),
+        parameters=[CONSUMER_ID],
+    )
+    paths["/api/consumers/{consumer_id}/keys/{key_id}"] = path_item(
+        operation(
+            "delete",
+            "deleteConsumerKey",
+            "Delete an API key of the consumer",
+            "consumers",
+            {200: answer("deleted: the next request with it is a 401", record(
+                {"id": ID, "consumer_id": ID, "deleted": {"const": True}}
+            ))},
+            errors=(404,),
+        ),
+        parameters=[CONSUMER_ID, KEY_ID],
+    )
+    return paths
+
+
 def import_paths() -> dict[str, Schema]:
     """The imports of an OpenAPI spec and of a bundle."""
     return {
@@ -863,13 +919,13 @@ def system_paths() -> dict[str, Schema]:
 
 # -- the document ------------------------------------------------------------------
 
-TAGS = ("system", "endpoints", "bindings", "services", "domains", "collections", "keys", "imports")
+TAGS = ("system", "endpoints", "bindings", "services", "domains", "collections", "consumers", "keys", "imports")
 
 
 def build_document() -> Schema:
     """The whole document."""
     paths = {}
-    for part in (system_paths, endpoint_paths, domain_paths, service_paths, key_paths, import_paths):
+    for part in (system_paths, endpoint_paths, domain_paths, service_paths, consumer_paths, key_paths, import_paths):
         paths.update(part())
     return {
         "openapi": "3.1.0",

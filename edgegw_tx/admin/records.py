@@ -25,6 +25,7 @@ from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks
 
 from edgegw_tx.admin.errors import Conflict, NotFound
 from edgegw_tx.admin import validation
+from edgegw_tx.admin.policies import resolve_versions
 from edgegw_tx.paths import parse_pattern
 from edgegw_tx.store import Conflict as StoreConflict
 from edgegw_tx.store import NoFreeUid
@@ -133,6 +134,9 @@ class EndpointRecords:
     @inlineCallbacks
     def _create(self, payload: Any) -> Generator["Deferred[Any]", Any, Record]:
         fields = endpoint_fields(payload)
+        # A new endpoint has no versions yet: any split names an unknown one.
+        if "policy" in fields:
+            fields["policy"] = resolve_versions(fields["policy"], [])
         routes = shaped(fields["routes"], lambda path: path)
         stamp = now()
         record = dict(fields)
@@ -204,6 +208,10 @@ class EndpointRecords:
         if revision is not None and current.get("revision") != revision:
             raise Stale("endpoint", endpoint_id, current.get("revision", 0))
         fields = endpoint_fields(payload, current)
+        if (fields.get("policy") or {}).get("traffic_split"):
+            # The split's versions: the endpoint's own (a digest or a unique prefix), stored as full digests.
+            versions = yield self._store.list_versions(endpoint_id)  # type: ignore[attr-defined]
+            fields["policy"] = resolve_versions(fields["policy"], versions)
         merged = dict(current, **fields)
         if "routes" in fields:
             fields["routes"] = shaped(fields["routes"], lambda path: path)

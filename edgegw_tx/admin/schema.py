@@ -23,6 +23,8 @@ from typing import Any
 
 from edgegw_tx.build.project import MAX_DEPENDENCIES, MAX_FEATURES, SDK_CRATE
 from edgegw_tx.paths import METHODS
+from edgegw_tx.policy import model as _policy
+from edgegw_tx.policy.limits import MAX_TIMEOUT as MAX_TIMEOUT
 from edgegw_tx.services import config as _service_config
 from edgegw_tx.workers import isolation as _isolation
 from edgegw_tx.workers import network as _network
@@ -94,7 +96,7 @@ MAX_REQUESTS = 1_000_000_000
 MAX_IDLE_TIMEOUT = 86_400.0
 MAX_PIPELINE = 256
 MAX_CONCURRENCY = 1024
-MAX_TIMEOUT = 3600.0
+# MAX_TIMEOUT (seconds per request) is the policy's ``limits.timeout`` ceiling too: written in policy/limits.py.
 
 # An endpoint record's fields that GET returns and a PUT of it ignores.
 ENDPOINT_READ_ONLY = (
@@ -286,6 +288,23 @@ def revised(properties: dict[str, Schema], required: bool = True) -> Schema:
     """An answered record of ``properties`` plus its ``revision`` (``required``: always there)."""
     return obj(dict(properties, revision=REVISION), required=tuple(properties) + (("revision",) if required else ()))
 DESCRIPTION = string(MAX_DESCRIPTION)
+
+
+def policy_input(level: str) -> Schema:
+    """The ``policy`` a body may carry on a ``level`` (policy/model.py composes it), or null: none."""
+    return nullable(_policy.policy_schema(level))
+
+
+def policy_output(level: str) -> Schema:
+    """
+    A record's ``policy`` as answered: the parts set, secrets masked (so a
+    masked secret need not fit its input rules); docs/policies.md has each part.
+    """
+    parts = _policy.policy_schema(level)["properties"]
+    return obj(
+        {name: {"type": "object", "description": f"the {name} part (docs/policies.md)"} for name in parts},
+        description=f"the {level}'s own traffic policy, secrets masked; {{}}: none",
+    )
 
 # Not blank: the server strips a name and refuses what is left empty.
 NOT_BLANK = r"\S"
@@ -554,6 +573,7 @@ def endpoint_input(create: bool) -> Schema:
         "code": string(MAX_CODE, description="the handler's Rust source"),
         "enabled": BOOLEAN,
         "settings": obj(settings_properties()),
+        "policy": policy_input("endpoint"),
     }
     properties.update(settings_properties())
     properties.update({name: ANY for name in ENDPOINT_READ_ONLY})
@@ -601,6 +621,7 @@ def endpoint_properties() -> dict[str, Schema]:
             ),
             description="the versions a traffic_split serves the endpoint by (docs/policies.md); [] when not split",
         ),
+        "policy": policy_output("endpoint"),
         "created_at": TIMESTAMP,
         "updated_at": TIMESTAMP,
     }
@@ -610,6 +631,15 @@ def endpoint_properties() -> dict[str, Schema]:
 # in a gateway that knows its nodes, its workers on each.
 ENDPOINT_EXTRA = {
     "revision": REVISION,
+    "effective_policy": dict(
+        policy_output("endpoint"),
+        description="GET of one endpoint: the policy its requests get, each part from the endpoint, "
+        "else its collection, else its domain; secrets masked",
+    ),
+    "policy_sources": map_of(
+        string(enum=list(_policy.LEVELS)),
+        description='GET of one endpoint: where each part of effective_policy came from, e.g. {"cors": "collection"}',
+    ),
     "nodes": map_of(
         integer(0),
         description="in a cluster, the workers each node that is up runs for it: {node name: workers}",
@@ -667,6 +697,7 @@ DOMAIN = revised(
         "id": ID,
         "host": string(),
         "description": string(),
+        "policy": policy_output("domain"),
         "created_at": TIMESTAMP,
         "updated_at": TIMESTAMP,
     }
@@ -675,7 +706,7 @@ DOMAIN = revised(
 
 def domain_input(create: bool) -> Schema:
     """A domain as created (``host`` required) or changed."""
-    properties = dict({"host": HOST, "description": DESCRIPTION}, **READ_ONLY)
+    properties = dict({"host": HOST, "description": DESCRIPTION, "policy": policy_input("domain")}, **READ_ONLY)
     return obj(properties, required=("host",) if create else ())
 
 
@@ -686,6 +717,7 @@ COLLECTION = revised(
         "domain_id": nullable(ID),
         "base_path": string(),
         "description": string(),
+        "policy": policy_output("collection"),
         "created_at": TIMESTAMP,
         "updated_at": TIMESTAMP,
     }
@@ -703,6 +735,7 @@ def collection_input(create: bool) -> Schema:
             **keywords({"x-error": "must be '' (none) or a path prefix such as /v1 or /shops/{shop}, without a trailing '/'"}),
         ),
         "description": DESCRIPTION,
+        "policy": policy_input("collection"),
     }
     properties.update(READ_ONLY)
     return obj(properties, required=("name",) if create else ())
@@ -1080,6 +1113,55 @@ NEW_KEY = obj(
 )
 
 
+# -- consumers (the clients an api_key policy admits) ------------------------------
+
+MAX_CONSUMER_NAME = 100
+"""A consumer's name: what its handler receives (docs/policies.md), so a header value's length."""
+
+#: A consumer's name: no control characters, not blank, unique ignoring case.
+CONSUMER_NAME = string(
+    MAX_CONSUMER_NAME,
+    rf"^{_NO_CONTROL}*[^\s\x00-\x1f\x7f]{_NO_CONTROL}*$",
+    description="unique ignoring case; the handler receives it as the consumer's identity",
+)
+
+CONSUMER_KEY = record({"id": ID, "created_at": TIMESTAMP})
+
+CONSUMER = revised(
+    {
+        "id": ID,
+        "name": string(),
+        "enabled": BOOLEAN,
+        "keys": array(CONSUMER_KEY, description="its API keys: ids and when made (a key is shown once, when made)"),
+        "created_at": TIMESTAMP,
+        "updated_at": TIMESTAMP,
+    }
+)
+
+
+def consumer_input(create: bool) -> Schema:
+    """A consumer as created (``name`` required) or changed."""
+    properties = dict(
+        {"name": CONSUMER_NAME, "enabled": dict(BOOLEAN, description="false: its keys are refused (401); default true")},
+        keys=ANY,
+        **READ_ONLY,
+    )
+    return obj(properties, required=("name",) if create else ())
+
+
+CONSUMER_CREATE = consumer_input(create=True)
+CONSUMER_UPDATE = consumer_input(create=False)
+
+NEW_CONSUMER_KEY = record(
+    {
+        "id": ID,
+        "consumer_id": ID,
+        "key": string(description="the key, shown this once; clients send it in the api_key policy's header"),
+        "created_at": TIMESTAMP,
+    }
+)
+
+
 # -- imports ---------------------------------------------------------------------
 
 IMPORTED = {
@@ -1247,6 +1329,8 @@ def schemas() -> dict[str, Schema]:
         "BindingInput": BINDING_INPUT,
         "Binding": BINDING,
         "Unbound": UNBOUND,
+        "Consumer": CONSUMER,
+        "NewConsumerKey": NEW_CONSUMER_KEY,
     }
 
 

@@ -1,6 +1,7 @@
 """
-The field tables of ``docs/api.md`` and the Admin UI's input limits
-(``admin_ui/js/limits.js``), derived from ``admin/schema.py``.
+The field tables of ``docs/api.md`` and ``docs/policies.md`` and the Admin
+UI's input limits (``admin_ui/js/limits.js``), derived from ``admin/schema.py``
+(which composes the policy parts' schemas, ``edgegw_tx/policy/``).
 
 A table sits between ``<!-- schema:NAME -->`` and ``<!-- /schema -->``, NAME
 one of ``TABLES``. Its ``field``, ``type`` and ``default`` columns come from
@@ -18,6 +19,7 @@ from typing import Any
 
 from edgegw_tx.admin import schema
 from edgegw_tx.admin.schema import Schema
+from edgegw_tx.policy import model as _policy
 
 TABLES: dict[str, Schema] = {
     "endpoint": schema.endpoint_input(create=True),
@@ -26,6 +28,10 @@ TABLES: dict[str, Schema] = {
     "key": schema.NEW_KEY,
     "service": schema.SERVICE_CREATE_FIELDS,
     **{f"service-{t}": schema.SERVICE_CONFIG_INPUT[t] for t in schema.SERVICE_TYPES},
+    "domain": schema.DOMAIN_CREATE,
+    "consumer": schema.CONSUMER_CREATE,
+    # docs/policies.md: each part of a policy (``policy-rate-limit``).
+    **{f"policy-{name.replace('_', '-')}": module.SCHEMA for name, module in _policy.PARTS.items()},
 }
 """A table's name in its marker -> the body schema it describes."""
 
@@ -42,6 +48,8 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "settings.max_instances": "4 (or `min_instances` when that is higher)",
     },
     "collection": {"domain_id": None, "base_path": "", "description": ""},
+    "domain": {"description": ""},
+    "consumer": {"enabled": True},
     "test-request": {"headers": {}, "body": ""},
     "service": {"config": {}},
     # A service's config: the defaults of services.config.FIELDS (a path's is made from the name).

@@ -17,6 +17,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from edgegw_tx.admin import schema as _schema
 from edgegw_tx.admin.schema import ecma_regex
 from edgegw_tx.admin.errors import BadRequest
+from edgegw_tx.admin.policies import checked, unmasked
 from edgegw_tx.admin.schema import (  # noqa: F401 (re-exported: the manager, runtime and tests read them here)
     DEFAULT_LIMITS,
     DEFAULT_SETTINGS,
@@ -391,6 +392,8 @@ def endpoint_fields(payload: Any, current: dict[str, Any] | None = None) -> dict
     """
     if current is None and isinstance(payload, dict) and not {"routes", "method", "path"} & set(payload):
         raise BadRequest("missing field 'routes' (or its one-route form, 'method' and 'path')", field="routes")
+    # A policy PUT back as read (secrets masked) keeps the stored secrets.
+    payload = unmasked(payload, current)
     check_schema(_ENDPOINT_CREATE if current is None else _ENDPOINT_UPDATE, payload, _refine(payload))
     fields: dict[str, Any] = {}
     if "name" in payload:
@@ -406,6 +409,8 @@ def endpoint_fields(payload: Any, current: dict[str, Any] | None = None) -> dict
     for name in ("collection_id", "description", "code", "enabled"):
         if name in payload:
             fields[name] = payload[name]
+    if "policy" in payload:
+        fields["policy"] = checked(payload["policy"], "endpoint")
 
     base = DEFAULT_SETTINGS if current is None else effective_settings(current["settings"])
     settings = _settings(payload, base, current is None)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from edgegw_tx.admin import validation
+from edgegw_tx.policy.model import masked
 from edgegw_tx.store.interface import Record
 
 # The settings with their defaults filled in, typed here while validation.py is not.
@@ -56,6 +57,8 @@ def endpoint_view(record: Record, live: Live, full_path: str) -> Record:
     public["workers"] = list(live.workers)
     public["queue"] = live.queue
     public["traffic"] = list(live.traffic)
+    # Its own policy, secrets masked (admin/policies.py).
+    public["policy"] = masked(record.get("policy"))
     return public
 
 

@@ -321,7 +321,7 @@ exec '{bwrap}' "$@"
 """
 
 
-class HeldBwrapWarmUpTests(unittest.TestCase):
+class HeldBwrapWarmUpIntegrationTests(unittest.TestCase):
     """
     A real sandboxed warm-up ended while its bwrap has cloned the sandbox's
     first process but not yet let it run: killed there, bwrap leaves the

@@ -8,13 +8,12 @@ import os
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
-from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.task import Clock
-from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from edgegw_tx.hostcommands import ProcessOutput, Running, _Collector, run
 from edgegw_tx.pipeholders import GRACE_SECONDS, ROUND_SECONDS, end, holders, kill_holders, pipe_inodes
+from tests.support.builds import ProcessReactor
 from tests.support.hardening import alive, wait_for
 
 
@@ -123,23 +122,6 @@ class EndRoundsTests(unittest.TestCase):
         self.assertEqual(pipe_inodes(object()), frozenset())
 
 
-class ProcessReactor(Clock):
-    """A Clock whose spawnProcess hands out FakeTransports."""
-
-    def __init__(self):
-        super().__init__()
-        self.spawned = []
-
-    def spawnProcess(self, proto, executable, args, env=None, path=None):
-        transport = FakeTransport()
-        self.spawned.append((proto, transport))
-        proto.makeConnection(transport)
-        return transport
-
-    def getThreadPool(self):
-        raise AssertionError("a transport without pipes needs no walk of /proc")
-
-
 class RunTimeoutTests(unittest.TestCase):
     """hostcommands.run's timeout ends the command with end()."""
 
@@ -147,11 +129,11 @@ class RunTimeoutTests(unittest.TestCase):
         """After the timeout, KILL is sent; the output (signal 9) comes once the process ended, not before."""
         clock = ProcessReactor()
         d = run(clock, ["/bin/true"], {}, "/", timeout=10)
-        proto, transport = clock.spawned[0]
+        [child] = clock.children
         clock.advance(10)
-        self.assertEqual(transport.signals, ["KILL"])
+        self.assertEqual(child.signals, ["KILL"])
         self.assertNoResult(d)
-        proto.processEnded(Failure(ProcessTerminated(None, 9)))
+        child.killed(9)
         self.assertEqual(self.successResultOf(d), ProcessOutput(b"", b"", None, 9))
 
 
@@ -162,7 +144,7 @@ exec sleep 1000
 """
 
 
-class RealHolderTests(unittest.TestCase):
+class RealHolderIntegrationTests(unittest.TestCase):
     """A real command that leaves a child holding its pipes and ignoring SIGTERM (as bwrap's orphaned clone does)."""
 
     timeout = 60
@@ -221,12 +203,12 @@ class RunningTests(unittest.TestCase):
         running = Running()
         first = run(clock, ["/bin/true"], {}, "/", running=running)
         run(clock, ["/bin/true"], {}, "/", running=running)
-        (done, done_transport), (proto, transport) = clock.spawned
-        done.processEnded(Failure(ProcessDone(0)))
+        done, child = clock.children
+        done.exit(0)
         self.successResultOf(first)
         ended = running.end_all(clock)
-        self.assertEqual((done_transport.signals, transport.signals), ([], ["KILL"]))
+        self.assertEqual((done.signals, child.signals), ([], ["KILL"]))
         self.assertNoResult(ended)
-        proto.processEnded(Failure(ProcessTerminated(None, 9)))
+        child.killed(9)
         self.successResultOf(ended)
         self.successResultOf(running.end_all(clock))

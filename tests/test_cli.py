@@ -144,7 +144,7 @@ class GatewayTestCase(CLITestCase):
         self.successResultOf(self.keys.load())
         _, self.key = self.successResultOf(self.keys.create("test", "admin"))
         runtime = fake_runtime(self, store=store, keys=self.keys, reactor=self.reactor, pool_factory=self.pool_factory)
-        self.builder, self.manager = runtime.builder, runtime.manager
+        self.runtime, self.builder, self.manager = runtime, runtime.builder, runtime.manager
         self.logbook = runtime.logbook
         # The gateway knows the domain the tests deploy to.
         self.successResultOf(runtime.domains.create({"host": "api.example.com"}))
@@ -1182,6 +1182,42 @@ class DomainAndCollectionTests(ManageTestCase):
         code, _, err = self.cli("collections", "create", "shop", "--domain", "nope.example.com")
         self.assertEqual(code, 1)
         self.assertIn("`edgegw domains ls`", err)
+
+
+class ConsumerCommandTests(ManageTestCase):
+    def test_consumers_create_key_ls_rm(self):
+        """consumers create, key (the key alone on stdout, then known to the data plane), ls, key --delete and rm."""
+        code, out, err = self.cli("consumers", "create", "mobile")
+        self.assertEqual((code, err), (0, ""))
+        self.assertTrue(out.startswith("created consumer mobile (id "), out)
+        code, out, err = self.cli("consumers", "key", "mobile")
+        self.assertEqual(code, 0, err)
+        key = out.strip()
+        self.assertEqual(out, key + "\n")
+        self.assertIn("only time the key is shown", err)
+        consumers = self.runtime.policy_context.consumers
+        self.assertEqual(consumers.lookup(key), "mobile")
+        listed = json.loads(self.cli("consumers", "ls", "--json")[1])
+        self.assertEqual([(c["name"], c["enabled"], len(c["keys"])) for c in listed], [("mobile", True, 1)])
+        self.assertNotIn(key, self.cli("consumers", "ls")[1])
+        key_id = listed[0]["keys"][0]["id"]
+        self.assertEqual(self.cli("consumers", "ls")[1].splitlines()[1].split()[1:], ["mobile", "yes", key_id])
+        code, out, _ = self.cli("consumers", "key", "mobile", "--delete", key_id)
+        self.assertEqual((code, out), (0, f"deleted key {key_id} of consumer mobile\n"))
+        self.assertIsNone(consumers.lookup(key))
+        self.assertEqual(self.cli("consumers", "rm", "MOBILE"), (0, "removed consumer mobile and its keys\n", ""))
+        self.assertEqual(self.cli("consumers", "ls")[1], "no consumers\n")
+
+    def test_refusals_are_one_line_errors(self):
+        """A taken name and an unknown consumer exit 1 with the reason; --disabled creates it disabled."""
+        self.assertEqual(self.cli("consumers", "create", "web", "--disabled")[0], 0)
+        self.assertFalse(json.loads(self.cli("consumers", "ls", "--json")[1])[0]["enabled"])
+        code, _, err = self.cli("consumers", "create", "WEB")
+        self.assertEqual(code, 1)
+        self.assertIn("already exists", err)
+        code, _, err = self.cli("consumers", "key", "nobody")
+        self.assertEqual(code, 1)
+        self.assertIn("`edgegw consumers ls`", err)
 
 
 class OutputTests(ManageTestCase):

@@ -407,6 +407,11 @@ EXAMPLES: dict[str, str] = {
     "collections ls": "edgegw collections ls",
     "collections create": "edgegw collections create shop --domain api.example.com --base-path /v1",
     "collections rm": "edgegw collections rm shop",
+    "consumers": "edgegw consumers create mobile && edgegw consumers key mobile",
+    "consumers ls": "edgegw consumers ls --json",
+    "consumers create": "edgegw consumers create mobile",
+    "consumers rm": "edgegw consumers rm mobile",
+    "consumers key": "edgegw consumers key mobile\n  edgegw consumers key mobile --delete 8c1f0e4b9d2a4f6e8a3b5c7d9e1f2a3b",
     "backup": "edgegw backup edgegw-backup.tar --data-dir /var/lib/edgegw",
     "restore": "edgegw restore edgegw-backup.tar --data-dir /var/lib/edgegw",
 }

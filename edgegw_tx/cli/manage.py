@@ -2,12 +2,13 @@
 The commands that manage what is deployed (docs/cli.md): an endpoint's life
 (``rm``, ``stop``, ``start``, ``restart``), its versions (``versions``,
 ``rollback``), its ``settings``, the ``services`` and their bindings
-(``bind``, ``unbind``), ``domains`` and ``collections``.
+(``bind``, ``unbind``), ``domains``, ``collections`` and ``consumers``
+(the clients of ``api_key`` policies, and their keys).
 
 Each is ``prepare(options) -> work`` like those of ``commands.py``, which
 registers them (``add_commands``, ``COMMANDS``) and runs them. Every record
 is named the way ``edgegw ls`` shows it: by name (an endpoint's, a
-service's, a collection's), host (a domain's) or id.
+service's, a collection's, a consumer's), host (a domain's) or id.
 """
 
 from __future__ import annotations
@@ -119,6 +120,18 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     remove = actions.add_parser("rm", parents=[common], help="delete a collection")
     remove.add_argument("name", metavar="NAME", help="its name (or id)")
     remove.add_argument("--cascade", action="store_true", help="delete its endpoints too")
+
+    consumers = commands.add_parser("consumers", parents=[common], help="manage consumers (api_key policies' clients)")
+    actions = consumers.add_subparsers(dest="consumers_command", metavar="ACTION", required=True)
+    actions.add_parser("ls", parents=[common], help="list consumers and their keys' ids (never the keys)")
+    create = actions.add_parser("create", parents=[common], help="create a consumer (no key yet)")
+    create.add_argument("name", metavar="NAME")
+    create.add_argument("--disabled", action="store_true", help="its keys are refused until it is enabled")
+    remove = actions.add_parser("rm", parents=[common], help="delete a consumer and its keys")
+    remove.add_argument("name", metavar="NAME", help="its name (or id)")
+    key = actions.add_parser("key", parents=[common], help="make a key of a consumer (shown once), or delete one")
+    key.add_argument("name", metavar="NAME", help="its name (or id)")
+    key.add_argument("--delete", metavar="KEY_ID", help="delete this key (its id, from `consumers ls`) instead")
 
 
 def parse_value(text: str) -> Any:
@@ -584,6 +597,76 @@ def _collections_rm(gateway: Gateway, context: Context) -> Generator[Deferred[An
     return OK
 
 
+# --- consumers ------------------------------------------------------------------
+
+
+def _prepare_consumers(options: argparse.Namespace) -> Work:
+    return {
+        "ls": _consumers_ls,
+        "create": _consumers_create,
+        "rm": _consumers_rm,
+        "key": _consumers_key,
+    }[options.consumers_command]
+
+
+def _consumer(gateway: Gateway, name: str) -> Deferred[Any]:
+    return find_record(gateway, "/api/consumers", "name", name, "consumer", "edgegw consumers ls")
+
+
+@inlineCallbacks
+def _consumers_ls(gateway: Gateway, context: Context) -> Generator[Deferred[Any], Any, int]:
+    consumers: list[dict[str, Any]] = yield gateway.all_pages("/api/consumers")
+    if context.json:
+        context.emit(consumers)
+        return OK
+    if not consumers:
+        context.console.out("no consumers")
+        return OK
+    rows: list[Sequence[object]] = [("ID", "NAME", "ENABLED", "KEYS")]
+    for c in sorted(consumers, key=lambda c: str(c.get("name")).lower()):
+        keys = ", ".join(str(k.get("id")) for k in c.get("keys") or ()) or "-"
+        rows.append((c.get("id"), c.get("name"), "yes" if c.get("enabled") else "no", keys))
+    table(context.console, rows)
+    return OK
+
+
+@inlineCallbacks
+def _consumers_create(gateway: Gateway, context: Context) -> Generator[Deferred[Any], Any, int]:
+    body: dict[str, Any] = {"name": context.options.name}
+    if context.options.disabled:
+        body["enabled"] = False
+    record = yield gateway.call("POST", "/api/consumers", body)
+    context.report(record, f"created consumer {record.get('name')} (id {record.get('id')})")
+    return OK
+
+
+@inlineCallbacks
+def _consumers_rm(gateway: Gateway, context: Context) -> Generator[Deferred[Any], Any, int]:
+    consumer = yield _consumer(gateway, context.options.name)
+    answer = yield gateway.call("DELETE", "/api/consumers/" + _quoted(consumer["id"]))
+    context.report(answer, f"removed consumer {consumer.get('name')} and its keys")
+    return OK
+
+
+@inlineCallbacks
+def _consumers_key(gateway: Gateway, context: Context) -> Generator[Deferred[Any], Any, int]:
+    consumer = yield _consumer(gateway, context.options.name)
+    path = "/api/consumers/" + _quoted(consumer["id"]) + "/keys"
+    if context.options.delete:
+        answer = yield gateway.call("DELETE", path + "/" + _quoted(context.options.delete))
+        context.report(answer, f"deleted key {context.options.delete} of consumer {consumer.get('name')}")
+        return OK
+    data = yield gateway.call("POST", path)
+    if context.json:
+        context.emit(data)
+        return OK
+    # The key alone on stdout (KEY=$(edgegw consumers key mobile) captures just it), as ``keys create``.
+    context.console.err(f"created a key of consumer '{consumer.get('name')}' (id {data.get('id')}):")
+    context.console.out(str(data.get("key")))
+    context.console.warning("this is the only time the key is shown; store it now, it cannot be read again")
+    return OK
+
+
 def _ready(work: Callable[[Gateway, Context], Deferred[int]]) -> Callable[[argparse.Namespace], Work]:
     """A command with nothing to check before it runs."""
     return lambda options: work
@@ -602,4 +685,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Work]] = {
     "unbind": _ready(_unbind),
     "domains": _prepare_domains,
     "collections": _prepare_collections,
+    "consumers": _prepare_consumers,
 }

@@ -251,6 +251,29 @@ class RestoreTests(unittest.TestCase):
         lock.acquire()  # released by the restore
         lock.release()
 
+    def test_policies_and_consumers_are_restored(self) -> None:
+        """A restored store keeps every level's policy, the consumers and their key hashes."""
+        data_dir, (store, _) = _data_dir(self)
+        policy = '{"cors": {"allow_origins": ["https://app.example.com"]}}'
+        store.execute("UPDATE endpoints SET policy = ? WHERE id = 'e0'", (policy,))
+        store.execute(
+            "INSERT INTO domains (id, host, created_at, updated_at, policy) VALUES ('d1', 'a.example', 't', 't', ?)",
+            (policy,),
+        )
+        store.execute(
+            "INSERT INTO consumers (id, name, enabled, created_at, updated_at) VALUES ('u1', 'mobile', 0, 't', 't')"
+        )
+        store.execute("INSERT INTO consumer_keys (id, consumer_id, key_hash, created_at) VALUES ('k1', 'u1', 'h1', 't')")
+        target = os.path.abspath(self.mktemp()) + ".tar"
+        backup.make_backup(data_dir, target)
+        restored = os.path.abspath(self.mktemp())
+        backup.restore_backup(target, restored)
+        path = os.path.join(restored, FILE_NAME)
+        self.assertEqual(_rows(path, "SELECT policy FROM endpoints WHERE id = 'e0'"), [(policy,)])
+        self.assertEqual(_rows(path, "SELECT policy FROM domains"), [(policy,)])
+        self.assertEqual(_rows(path, "SELECT name, enabled FROM consumers"), [("mobile", 0)])
+        self.assertEqual(_rows(path, "SELECT consumer_id, key_hash FROM consumer_keys"), [("u1", "h1")])
+
     def test_into_a_new_dir(self) -> None:
         """A data dir that does not exist yet is created (mode 0700)."""
         _, target = self._backup()

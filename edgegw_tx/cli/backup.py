@@ -6,7 +6,8 @@ A backup is a tar file (gzip-compressed when FILE ends in ``.gz`` or
 ``.tgz``) holding what a gateway cannot rebuild:
 
 * the store (``edgegw.sqlite3``): endpoints and their code, versions,
-  services, bindings, domains, collections, API keys (their hashes).  Copied
+  services, bindings, domains, collections, their traffic policies, API
+  keys and consumers' keys (their hashes).  Copied
   with SQLite's online backup API, so the copy is one consistent state of the
   store while the gateway goes on serving and writing;
 * ``admin.key``, the admin key's file;

@@ -146,6 +146,20 @@ class PolicyAPITests(AdminAPITestCase):
         self.call("PUT", "/api/domains/" + star["id"], {"policy": None})
         self.assertIsNone(self.placed_policy())
 
+    def test_a_policy_changed_by_another_node_is_placed_after_reload(self):
+        """A domain's or endpoint's policy written to the store elsewhere: reloading and reconciling (a follower's batch) places it."""
+        star = self.created("/api/domains", {"host": "*"})
+        live = self.running()
+        self.successResultOf(self.store.update_domain(star["id"], {"policy": {"limits": {"timeout": 6}}}))
+        self.assertIsNone(self.placed_policy(), "nothing changes here before the change is applied")
+        self.successResultOf(self.collections.load())
+        outcomes = self.successResultOf(self.manager.reconcile_all())
+        self.assertNotEqual(outcomes[live["id"]], "failed")
+        self.assertEqual(self.placed_policy().timeout, 6.0)
+        self.successResultOf(self.store.update_endpoint(live["id"], {"policy": {"limits": {"timeout": 8}}}))
+        self.successResultOf(self.manager.reconcile(live["id"]))
+        self.assertEqual(self.placed_policy().timeout, 8.0)
+
     def test_traffic_split_names_versions_of_the_endpoint(self):
         """A split's version must be a digest or unique prefix of the endpoint's versions (400 naming it); stored in full."""
         endpoint = self.endpoint()

@@ -66,3 +66,16 @@ class ConsumerAPITests(AdminAPITestCase):
         """A read key may GET consumers but not create one (403)."""
         self.assertEqual(self.call("GET", "/api/consumers", key="read")[0], 200)
         self.assertEqual(self.call("POST", "/api/consumers", {"name": "x"}, key="read")[0], 403)
+
+    def test_a_write_at_an_old_revision_is_412(self):
+        """PUT or DELETE with an If-Match that is not the consumer's revision is 412 and changes nothing."""
+        consumer = self.created("/api/consumers", {"name": "mobile"})
+        stale = {"If-Match": '"%d"' % (consumer["revision"] + 100)}
+        code, _, document = self.exchange("PUT", "/api/consumers/" + consumer["id"], {"enabled": False}, headers=stale)
+        self.assertEqual(code, 412, document)
+        code, _, document = self.exchange("DELETE", "/api/consumers/" + consumer["id"], headers=stale)
+        self.assertEqual(code, 412, document)
+        self.assertTrue(self.call("GET", "/api/consumers/" + consumer["id"])[1]["data"]["enabled"])
+        current = {"If-Match": '"%d"' % consumer["revision"]}
+        code, _, document = self.exchange("PUT", "/api/consumers/" + consumer["id"], {"enabled": False}, headers=current)
+        self.assertEqual((code, document["data"]["enabled"]), (200, False))

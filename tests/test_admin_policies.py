@@ -132,7 +132,7 @@ class PolicyAPITests(AdminAPITestCase):
         live = self.running(collection_id=collection["id"])
         self.assertIsNone(self.placed_policy())
         star = self.created("/api/domains", {"host": "*", "policy": {"limits": {"timeout": 2}}})
-        self.assertIsNone(self.placed_policy(), "a new domain moves no running endpoint")
+        self.assertEqual(self.placed_policy().timeout, 2.0, "a new * domain's policy is its endpoints' at once")
         self.call("PUT", "/api/domains/" + star["id"], {"policy": {"limits": {"timeout": 3}}})
         self.assertEqual(self.placed_policy().timeout, 3.0)
         self.call("PUT", "/api/collections/" + collection["id"], {"policy": {"limits": {"timeout": 4}}})

@@ -167,8 +167,11 @@ class DomainManager:
             stored: Record = yield self._store.create_domain(record)
         except StoreConflict:
             raise self._host_taken(record["host"])
-        # No endpoint is on a new domain's host: none to reroute.
         self._collections.learn_domain(stored)
+        if stored.get("policy"):
+            # Endpoints on ``*`` need no record: a new ``*`` domain's policy is theirs at once.
+            endpoints = yield self._endpoints.list()
+            yield self._endpoints.reroute([e for e in endpoints if e["domain"] == stored["host"]])
         return stored
 
     def update(self, domain_id: str, payload: Any, revision: Optional[int] = None) -> "Deferred[Record]":

@@ -27,7 +27,7 @@ REQUESTS = 10_000
 CLIENTS = 32
 
 
-class TrafficSplitTests(GatewayTestCase):
+class TrafficSplitIntegrationTests(GatewayTestCase):
     """An endpoint split 90/10 between two of its versions."""
 
     @inlineCallbacks
@@ -113,7 +113,7 @@ class TrafficSplitTests(GatewayTestCase):
         self.assertEqual(answered, {"B"})
 
 
-class TrafficSplitProcessesTests(TrafficSplitTests):
+class TrafficSplitProcessesIntegrationTests(TrafficSplitIntegrationTests):
     """The same with two data-plane processes: each splits over its own pools; served counts add up over both."""
 
     runtime_options = {"processes": 2}

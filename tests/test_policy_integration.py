@@ -3,9 +3,9 @@ Traffic policies end to end: a real gateway, a real compiled handler echoing
 the identity header fields it receives, real HTTP; the cluster-scope limit
 with two data-plane processes counting in the real Redis.
 
-The policies are given to the deployments directly (``policy_of``, as the
-endpoint manager passes it); that the management API stores them and
-computes the effective policy is tested with the API.
+Most tests give the policies to the deployments directly (``policy_of``, as
+the endpoint manager passes it), one per part; the last sets a policy and a
+consumer through the management API on a running endpoint.
 """
 
 from __future__ import annotations
@@ -234,3 +234,24 @@ class ClusterLimitIntegrationTests(PolicyTestsMixin, GatewayTestCase):
             for plane in planes
         ]
         self.assertTrue(all(served) and len(served) == 2, f"every data-plane process answered some: {served}")
+
+
+class PolicyThroughTheAPIIntegrationTests(GatewayTestCase):
+    """A policy and a consumer set through the management API reach the running endpoint's routes."""
+
+    @inlineCallbacks
+    def test_policy_and_consumer_by_api(self) -> Any:
+        """PUT an endpoint's policy (api_key auth) on a running endpoint: 401 at once; a consumer's new key: 200 naming it."""
+        record = yield self.gateway.deploy("api", "/api-policy", ECHO_IDENTITY)
+        response, _ = yield self.gateway.request("GET", "/api-policy")
+        self.assertEqual(response.code, 200)
+        code, put = yield self.gateway.call("PUT", f"/endpoints/{record['id']}", {"policy": {"auth": {"type": "api_key"}}})
+        self.assertEqual(code, 200, put)
+        response, _ = yield self.gateway.request("GET", "/api-policy")
+        self.assertEqual(response.code, 401)
+        code, consumer = yield self.gateway.call("POST", "/consumers", {"name": "shop"})
+        self.assertEqual(code, 201, consumer)
+        code, key = yield self.gateway.call("POST", f"/consumers/{consumer['data']['id']}/keys")
+        self.assertEqual(code, 201, key)
+        response, content = yield self.gateway.request("GET", "/api-policy", headers={"X-API-Key": key["data"]["key"]})
+        self.assertEqual((response.code, json.loads(content)["consumer"]), (200, "shop"))

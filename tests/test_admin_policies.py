@@ -109,7 +109,7 @@ class PolicyAPITests(AdminAPITestCase):
                            {"policy": {"auth": dict(JWT, secret="********")}}, "policy.auth.jwks")
 
     def test_endpoint_answers_effective_policy_and_sources(self):
-        """GET of one endpoint: each part from the nearest level that sets it, masked, and where it came from."""
+        """GET of one endpoint: each part from the nearest level that sets it, masked, and where it came from; PUT back as read."""
         self.created("/api/domains", {"host": "api.example.com", "policy": {"cors": CORS, "auth": JWT}})
         collection = self.created(
             "/api/collections", {"name": "c", "policy": {"cors": {"allow_origins": ["https://other.example.com"]}}}
@@ -121,6 +121,9 @@ class PolicyAPITests(AdminAPITestCase):
         self.assertEqual(data["effective_policy"]["cors"], {"allow_origins": ["https://other.example.com"]})
         self.assertEqual(data["effective_policy"]["auth"]["secret"], "********")
         self.assertEqual(data["effective_policy"]["limits"], {"timeout": 5})
+        # what GET answered can be PUT back as it is (effective_policy and policy_sources are read-only)
+        code, document = self.call("PUT", "/api/endpoints/" + endpoint["id"], data)
+        self.assertEqual((code, document["data"]["policy"]), (200, {"limits": {"timeout": 5}}), document)
         plain = self.created("/api/endpoints", {"name": "p", "path": "/p", "method": "GET", "code": HELLO})
         data = self.call("GET", "/api/endpoints/" + plain["id"])[1]["data"]
         self.assertEqual((data["effective_policy"], data["policy_sources"]), ({}, {}))

@@ -9,7 +9,7 @@ from twisted.trial import unittest
 
 from edgegw_tx.store.errors import StoreRefused, StoreTooNew
 from edgegw_tx.store.postgres import PostgresStore
-from edgegw_tx.store.sqlite import SQLiteStore
+from edgegw_tx.store.sqlite import SCHEMA_VERSION, SQLiteStore
 from edgegw_tx.store.uri import StoreSpec, check_store, open_store, parse_store
 from tests.support.fakes import SynchronousReactor
 from tests.support.pg import fresh_database
@@ -105,7 +105,8 @@ class CheckStorePostgresIntegrationTests(unittest.TestCase):
         path = os.path.abspath(self.mktemp())
         connection = sqlite3.connect(path)
         connection.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)")
-        connection.executemany("INSERT INTO schema_migrations VALUES (?, 'x', 't')", [(n,) for n in range(1, 9)])
+        newer = range(1, SCHEMA_VERSION + 2)
+        connection.executemany("INSERT INTO schema_migrations VALUES (?, 'x', 't')", [(n,) for n in newer])
         connection.commit()
         connection.close()
         self.assertRaises(StoreTooNew, check_store, parse_store("sqlite:" + path, "var"))

@@ -11,7 +11,7 @@ what the limit adds to it.
     .venv/bin/python bench/ratelimit_check.py
 
 With ``--cluster``: a cluster-scope limit against the local Redis
-(127.0.0.1:6379) over txredisapi, one check at a time: the wall time of each
+(127.0.0.1:6379) over the gateway's own Redis connector, one check at a time: the wall time of each
 check, p50 and p99 in microseconds, beside a bare ``PING`` on the same
 connection (the round trip any Redis call pays).  Its keys are deleted at the
 end.
@@ -54,22 +54,18 @@ def percentiles(samples):
 
 def cluster(reactor, rounds=5_000):
     """The cluster-scope check's wall time per request against the local Redis, beside a PING."""
-    import txredisapi
     from twisted.internet.defer import ensureDeferred
 
     from edgegw_tx.policy.ratelimit import REDIS_PREFIX, policy_hash
-
-    class Link:
-        def __init__(self, connection):
-            self.connection = connection
-
-        def command(self, args):
-            return self.connection.execute_command(*args)
+    from edgegw_tx.services.config import validate_config
+    from edgegw_tx.services.redis import RedisConnector
 
     async def run():
-        connection = await txredisapi.Connection("127.0.0.1", 6379, reconnect=False)
+        redis = validate_config("redis", {"host": "127.0.0.1", "pool_size": 1}, name="bench")
+        connection = RedisConnector(redis, name="bench", call_timeout=5.0, reactor=reactor)
+        await connection.command(["PING"])  # connected before timing
         config = {"requests": 1_000_000, "per_seconds": 1, "scope": "cluster", "redis_service": "bench"}
-        context = PolicyContext(seconds=reactor.seconds, reactor=reactor, redis={"bench": Link(connection)}.get)
+        context = PolicyContext(seconds=reactor.seconds, reactor=reactor, redis={"bench": connection}.get)
         identity = f"bench-{uuid.uuid4()}"
         check = build(config, context, identity)
         timings = {"PING": [], "check": []}
@@ -77,7 +73,7 @@ def cluster(reactor, rounds=5_000):
             for n in range(rounds):
                 request = PolicyRequest("GET", "/hello", {}, f"10.0.{n >> 8 & 255}.{n & 255}")
                 started = time.perf_counter()
-                await connection.ping()
+                await connection.command(["PING"])
                 timings["PING"].append(time.perf_counter() - started)
                 started = time.perf_counter()
                 await check.check(request, [])
@@ -86,10 +82,10 @@ def cluster(reactor, rounds=5_000):
                 p50, p99 = percentiles(samples)
                 print(f"{name:6} p50 {p50:6.0f} µs   p99 {p99:6.0f} µs   ({rounds} sequential)")
         finally:
-            mine = await connection.keys(REDIS_PREFIX + policy_hash(config, identity) + ":*")
+            mine = await connection.command(["KEYS", REDIS_PREFIX + policy_hash(config, identity) + ":*"])
             if mine:
-                await connection.delete(*mine)
-            await connection.disconnect()
+                await connection.command(["DEL", *mine])
+            await connection.close()
 
     return ensureDeferred(run())
 

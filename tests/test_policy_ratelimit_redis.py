@@ -1,16 +1,14 @@
 """
 Integration tests of the cluster-scope rate limit (edgegw_tx/policy/ratelimit.py)
-against the machine's real Redis (127.0.0.1:6379), through a two-line
-``RedisLink`` over txredisapi; and against a Redis that is not there or never
+against the machine's real Redis (127.0.0.1:6379), through the gateway's own
+Redis connector (``RedisConnector.command``, the ``RedisLink`` a data-plane
+process gives the limiter); and against a Redis that is not there or never
 answers.  Every key a test makes is under its own identity's
 ``edgegw:rl:<hash>:`` prefix and deleted at cleanup.
-
-txredisapi runs on the global reactor, so these tests do too.
 """
 
 import uuid
 
-import txredisapi
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
@@ -20,17 +18,8 @@ from twisted.trial import unittest
 from edgegw_tx.policy import ratelimit
 from edgegw_tx.policy.part import PolicyContext, PolicyRequest
 from edgegw_tx.policy.ratelimit import REDIS_PREFIX, STORE_ERRORS_METRIC, build
-
-
-class TxRedisLink:
-    """A ``RedisLink`` over one txredisapi connection."""
-
-    def __init__(self, connection):
-        self.connection = connection
-
-    def command(self, args):
-        """Send ``args`` as one command."""
-        return self.connection.execute_command(*args)
+from edgegw_tx.services.config import validate_config
+from edgegw_tx.services.redis import RedisConnector
 
 
 class Silent(Protocol):
@@ -47,27 +36,26 @@ class ClusterLimitIntegrationTests(unittest.TestCase):
 
     config = {"requests": 3, "per_seconds": 60, "scope": "cluster", "redis_service": "cache"}
 
-    @inlineCallbacks
     def setUp(self):
         self.identity = f"test-{uuid.uuid4()}"
         self.prefix = REDIS_PREFIX + ratelimit.policy_hash(self.config, self.identity) + ":"
         self.counted = []
-        self.admin = yield self.connect()
+        self.admin = self.connect()
         self.addCleanup(self.delete_keys)
 
-    @inlineCallbacks
     def connect(self, port=6379):
-        """A txredisapi connection closed at cleanup."""
-        connection = yield txredisapi.Connection("127.0.0.1", port, reconnect=False)
-        self.addCleanup(connection.disconnect)
-        return connection
+        """The gateway's Redis connector for ``port``, closed at cleanup."""
+        config = validate_config("redis", {"host": "127.0.0.1", "port": port, "pool_size": 1}, name="cache")
+        connector = RedisConnector(config, name="cache", call_timeout=5.0, reactor=reactor)
+        self.addCleanup(connector.close)
+        return connector
 
     @inlineCallbacks
     def delete_keys(self):
         """Delete every key this test's limits made."""
-        keys = yield self.admin.keys(self.prefix + "*")
+        keys = yield self.admin.command(["KEYS", self.prefix + "*"])
         if keys:
-            yield self.admin.delete(*keys)
+            yield self.admin.command(["DEL", *keys])
 
     def limiter(self, link, **config):
         """A cluster-scope check whose service ``cache`` is ``link``, on the global reactor."""
@@ -80,7 +68,7 @@ class ClusterLimitIntegrationTests(unittest.TestCase):
         """Two limiters with the same identity (two nodes) on their own connections spend one budget."""
         nodes = []
         for _ in range(2):
-            nodes.append(self.limiter(TxRedisLink((yield self.connect()))))
+            nodes.append(self.limiter(self.connect()))
         remaining = []
         for n in range(3):
             extra = []
@@ -100,11 +88,11 @@ class ClusterLimitIntegrationTests(unittest.TestCase):
     @inlineCallbacks
     def test_key_expires_with_full_bucket(self):
         """The Redis key is the prefixed client key and expires no later than a full period from now."""
-        yield self.limiter(TxRedisLink(self.admin)).check(request(), [])
+        yield self.limiter(self.admin).check(request(), [])
         key = self.prefix + "a:192.0.2.1"
-        ttl = yield self.admin.execute_command("PTTL", key)
+        ttl = yield self.admin.command(["PTTL", key])
         self.assertTrue(0 < ttl <= 20_000, ttl)
-        loaded = yield self.admin.execute_command("SCRIPT", "EXISTS", ratelimit._SCRIPT_SHA)
+        loaded = yield self.admin.command(["SCRIPT", "EXISTS", ratelimit._SCRIPT_SHA])
         self.assertEqual(loaded, [1])
 
     @inlineCallbacks
@@ -131,7 +119,7 @@ class ClusterLimitIntegrationTests(unittest.TestCase):
         """A Redis that takes the connection but never answers is a store error after STORE_TIMEOUT."""
         listening = reactor.listenTCP(0, Factory.forProtocol(Silent), interface="127.0.0.1")
         self.addCleanup(listening.stopListening)
-        connection = yield self.connect(listening.getHost().port)
-        denied = yield self.limiter(TxRedisLink(connection), on_store_error="deny").check(request(), [])
+        connection = self.connect(listening.getHost().port)
+        denied = yield self.limiter(connection, on_store_error="deny").check(request(), [])
         self.assertEqual(denied[0], 503)
         self.assertEqual(len(self.counted), 1)

@@ -5,7 +5,7 @@ connection, the next turn's on the next connection, replies answer calls in
 order, and a lost connection answers its calls at once.
 """
 
-from twisted.internet.defer import succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
@@ -125,3 +125,44 @@ class ProtocolTests(unittest.TestCase):
         self.assertEqual(error.kind, "ServiceUnavailable")
         self.assertIn("could not auth: WRONGPASS", error.message)
         self.assertTrue(connection.transport.disconnecting)
+
+    def test_a_call_its_caller_cancelled(self):
+        """
+        A call made before the connection is up and cancelled by its caller (a
+        rate limit's own deadline) after it was sent is not answered again:
+        neither by its late reply, which still keeps the next call's reply in
+        step, nor by the connection's loss.
+        """
+        connecting = []
+
+        class LaterEndpoint:
+            """Connects when the test says so."""
+
+            def connect(self, factory):
+                d = Deferred()
+                connecting.append((factory, d))
+                return d
+
+        connector = self.connector(pool_size=1)
+        connector.endpoint = lambda: LaterEndpoint()
+        given_up = connector.command(["GET", "slow"])
+        lost = connector.command(["GET", "lost"])
+        [(factory, d)] = connecting
+        connection = factory.buildProtocol(None)
+        connection.makeConnection(CountingTransport())
+        d.callback(connection)
+        self.clock.advance(0)
+        self.assertIn(b"slow", connection.transport.value())
+        given_up.cancel()
+        lost.cancel()
+        self.failureResultOf(given_up)
+        self.failureResultOf(lost)
+        later = connector.call("get", {"key": "next"})
+        self.clock.advance(0)
+        connection.dataReceived(b"$4\r\nlate\r\n$4\r\nlost\r\n$4\r\nmine\r\n")
+        self.assertEqual(self.successResultOf(later), "mine")
+        again = connector.command(["GET", "again"])
+        self.clock.advance(0)
+        again.cancel()
+        self.failureResultOf(again)
+        connection.connectionLost(Failure(ConnectionResetError("reset by peer")))

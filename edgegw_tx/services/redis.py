@@ -242,6 +242,8 @@ class _Connection(Protocol):
             d, post = replies.popleft()
             if d is None:
                 self._handshake_reply(reply, post)
+            elif d.called:
+                pass  # its caller gave up (a cancelled Deferred): the reply is nobody's
             elif isinstance(reply, hiredis.ReplyError):
                 d.errback(ServiceError(REDIS_ERROR, one_line(str(reply))))
             else:
@@ -279,7 +281,7 @@ class _Connection(Protocol):
                 f" ({one_line(reason.getErrorMessage())})",
             )
             for d, _ in replies:
-                if d is not None:
+                if d is not None and not d.called:
                     d.errback(error)
         self._slot.lost(self, reason)
 

@@ -313,14 +313,7 @@ class Deployments:
             binary = yield self._ledger.claim(digest)
             if binary is None:
                 continue
-            try:
-                uid = yield self._worker_uid(fresh)
-                pool = self._pool_factory(
-                    dict(fresh, worker_uid=uid), binary, self._log_writer(endpoint_id), version=digest
-                )
-            except BaseException:
-                self._ledger.release(digest)
-                raise
+            _, pool = yield self._new_pool(fresh, digest, binary)
             try:
                 yield pool.start()
             except Exception as e:
@@ -339,6 +332,24 @@ class Deployments:
             pools[digest] = pool
             yield self._serialise(self._route_again, endpoint_id)
             yield self._drain(endpoint_id, old, digest)
+
+    @inlineCallbacks
+    def _new_pool(
+        self, record: Record, digest: str, binary: Any
+    ) -> Generator["Deferred[Any]", Any, tuple[Record, Pool]]:
+        """
+        A pool (not started) of version ``digest``'s workers for ``record``,
+        and the record with its worker uid; if it cannot be made, the ledger's
+        claim on ``digest`` (the caller's) is released.
+        """
+        try:
+            uid = yield self._worker_uid(record)
+            record = dict(record, worker_uid=uid)
+            pool = self._pool_factory(record, binary, self._log_writer(record["id"]), version=digest)
+        except BaseException:
+            self._ledger.release(digest)
+            raise
+        return record, pool
 
     @inlineCallbacks
     def start(
@@ -367,13 +378,7 @@ class Deployments:
                 f"POST /api/endpoints/{endpoint_id}/compile first"
             )
         serving = self._digests.get(endpoint_id) if endpoint_id in self._pools else None
-        try:
-            uid = yield self._worker_uid(record)
-            record = dict(record, worker_uid=uid)
-            pool = self._pool_factory(record, binary, self._log_writer(endpoint_id), version=digest)
-        except BaseException:
-            self._ledger.release(digest)
-            raise
+        record, pool = yield self._new_pool(record, digest, binary)
         try:
             yield pool.start()
         except Exception as e:
@@ -641,14 +646,7 @@ class Deployments:
                     raise _SplitProblem(
                         f"the binary of version {short(digest)} is gone (pruned, and not in the cluster's store)"
                     )
-                try:
-                    uid = yield self._worker_uid(record)
-                    pool = self._pool_factory(
-                        dict(record, worker_uid=uid), binary, self._log_writer(endpoint_id), version=digest
-                    )
-                except BaseException:
-                    self._ledger.release(digest)
-                    raise
+                _, pool = yield self._new_pool(record, digest, binary)
                 started.append((digest, pool))
                 try:
                     yield pool.start()

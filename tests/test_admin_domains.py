@@ -41,11 +41,7 @@ class DomainsAPITests(AdminAPITestCase):
 
     def running(self, **more):
         """An endpoint compiled and started (its pool is a fake)."""
-        data = self.endpoint(**more)
-        self.assertEqual(self.call("POST", "/api/endpoints/%s/compile" % data["id"])[0], 200)
-        code, document = self.call("POST", "/api/endpoints/%s/start" % data["id"])
-        self.assertEqual(code, 200, document)
-        return document["data"]
+        return self.started(self.endpoint(**more))
 
     def assertBadField(self, method, path, body, field):
         code, document = self.call(method, path, body)

@@ -58,6 +58,13 @@ class AdminAPITestCase(unittest.TestCase):
         self.assertEqual(code, 201, document)
         return document["data"]
 
+    def started(self, endpoint):
+        """``endpoint`` (a record) compiled and started through the API: the started record (its pool is a fake)."""
+        self.assertEqual(self.call("POST", "/api/endpoints/%s/compile" % endpoint["id"])[0], 200)
+        code, document = self.call("POST", "/api/endpoints/%s/start" % endpoint["id"])
+        self.assertEqual(code, 200, document)
+        return document["data"]
+
     def create_hello(self, **overrides):
         """The HELLO endpoint at GET /hello (``overrides`` changes the body)."""
         body = {"name": "hello", "path": "/hello", "method": "GET", "code": HELLO}
